@@ -1,0 +1,42 @@
+# `make run` and `make test` set everything up on a fresh machine, then act.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test lint bench setup tesseract lock clean
+
+run: setup
+	$(BIN)/medops
+
+test: setup
+	$(MAKE) --no-print-directory lint
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check core console tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: setup
+	$(BIN)/pytest tests/bench -p no:randomly -s -q -o addopts="" --timeout=1800
+
+setup: $(STAMP) tesseract
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	@rm -f $(VENV)/.installed-* && touch $@
+
+tesseract:
+	@scripts/ensure-tesseract
+
+# Re-pin after changing dependencies in pyproject.toml.
+lock:
+	rm -rf /tmp/medops-lock && $(PYTHON) -m venv /tmp/medops-lock
+	/tmp/medops-lock/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	/tmp/medops-lock/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

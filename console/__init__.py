@@ -1,0 +1,1 @@
+"""medops console: the Textual app, its panes and forms, and the CLI."""

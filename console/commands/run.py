@@ -1,0 +1,17 @@
+"""`medops` with no subcommand: the full-screen console."""
+
+from __future__ import annotations
+
+import argparse
+
+from console.commands.common import load
+from core.paths import locate
+
+
+def run_console(args: argparse.Namespace) -> int:
+    loaded = load(args)
+    from console.app import MedopsApp  # Textual loads only when the console opens
+
+    app = MedopsApp(loaded.settings, locate(), theme=args.theme)
+    app.run(mouse=not args.no_mouse)
+    return app.return_code or 0

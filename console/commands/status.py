@@ -1,0 +1,26 @@
+"""`medops status --json`: start the core, print one snapshot, stop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from console.commands.common import running_core
+from core.snapshot import snapshot_to_dict
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("status", help="start the core and print one snapshot")
+    parser.add_argument("--json", action="store_true", required=True, help="print the snapshot as JSON")
+    parser.set_defaults(handler=status)
+
+
+def status(args: argparse.Namespace) -> int:
+    async def take() -> dict[str, Any]:
+        async with running_core(args) as resource_core:
+            return snapshot_to_dict(resource_core.snapshot())
+
+    print(json.dumps(asyncio.run(take()), indent=2, sort_keys=True))
+    return 0

@@ -1,0 +1,102 @@
+"""`medops doctor`: one check per line, so on-call can see what a machine lacks."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.paths import Locations
+
+# Distribution name -> why medops needs it. All are essential.
+DEPENDENCIES = {
+    "textual": "the console",
+    "textual-plotext": "the console's graphs",
+    "groq": "the Groq API client",
+    "duckdb": "knowledge base and ledger",
+    "psutil": "the resource monitor",
+    "aiofiles": "document intake",
+    "pymupdf-lite": "PDF text",
+    "pytesseract": "OCR",
+    "cachetools": "the query cache",
+    "platformdirs": "data and config folders",
+}
+MIN_SHM_FREE = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check; a failed essential one makes doctor exit non-zero."""
+
+    name: str
+    ok: bool
+    detail: str
+    essential: bool = True
+
+
+def run_checks(locations: Locations, env: Mapping[str, str] | None = None,
+               shm: Path = Path("/dev/shm")) -> list[Check]:
+    """Every check, in the order a person would fix them."""
+    env = os.environ if env is None else env
+    checks = [_python()]
+    checks += [_dependency(dist, why) for dist, why in DEPENDENCIES.items()]
+    checks += [_tesseract(), _data_dir(locations), _shared_memory(shm), _groq_key(env)]
+    return checks
+
+
+def _python() -> Check:
+    version = ".".join(map(str, sys.version_info[:3]))
+    return Check("python", sys.version_info >= (3, 11), f"{version} (3.11 or newer needed)")
+
+
+def _dependency(dist: str, why: str) -> Check:
+    try:
+        return Check(dist, True, f"{importlib.metadata.version(dist)} ({why})")
+    except importlib.metadata.PackageNotFoundError:
+        return Check(dist, False, f"not installed ({why}); run `make run` or `pip install -e .`")
+
+
+def _tesseract() -> Check:
+    binary = shutil.which("tesseract")
+    if binary is None:
+        return Check("tesseract", False, "binary not found: scanned pages cannot be OCR'd; "
+                     "install with `apt-get install tesseract-ocr tesseract-ocr-eng`", essential=False)
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check("tesseract", False, f"{binary} does not run ({exc})", essential=False)
+    first = (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else "unknown version"
+    return Check("tesseract", True, f"{first} at {binary}", essential=False)
+
+
+def _data_dir(locations: Locations) -> Check:
+    try:
+        locations.ensure()
+        with tempfile.NamedTemporaryFile(dir=locations.data_dir):
+            pass
+    except OSError as exc:
+        return Check("data folder", False, f"{locations.data_dir} is not writable ({exc.strerror}); "
+                     "set MEDOPS_DATA_DIR to a writable folder")
+    return Check("data folder", True, f"{locations.data_dir} is writable")
+
+
+def _shared_memory(shm: Path) -> Check:
+    try:
+        free = shutil.disk_usage(shm).free
+    except OSError:
+        return Check("shared memory", False, f"{shm} is missing: case memory needs a tmpfs there")
+    ok = free >= MIN_SHM_FREE
+    hint = "" if ok else f"; at least {MIN_SHM_FREE // 2**20} MiB are needed for case memory"
+    return Check("shared memory", ok, f"{free / 2**20:,.0f} MiB free in {shm}{hint}")
+
+
+def _groq_key(env: Mapping[str, str]) -> Check:
+    if env.get("GROQ_API_KEY"):
+        return Check("groq key", True, "GROQ_API_KEY is set: medops talks to Groq", essential=False)
+    return Check("groq key", True, "GROQ_API_KEY is not set: medops uses its local endpoint", essential=False)

@@ -1,0 +1,270 @@
+"""`CoreSnapshot`: the one immutable value the console (and `status --json`) reads.
+
+Each part of the core fills its own section; a section's defaults describe a
+part that is not running, so a snapshot is always complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class WindowUsage:
+    """One rolling Groq limit (rpm, rpd, tpm or tpd) as we account it."""
+
+    name: str
+    used: int
+    limit: int
+    reset_in: float  # seconds until the oldest admission leaves the window
+    blocked_for: float = 0.0  # seconds a 429 still blocks this dimension
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
+
+
+@dataclass(frozen=True)
+class ServerReport:
+    """What Groq's `x-ratelimit-*` headers said last (day's requests, minute's tokens)."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens: float | None = None
+    observed_at: float | None = None  # wall time
+
+
+@dataclass(frozen=True)
+class ModelQuota:
+    """One model's four windows, the server's last word and its 429 count."""
+
+    model: str
+    windows: tuple[WindowUsage, ...]
+    server: ServerReport = ServerReport()
+    rate_limited: int = 0
+    refused_too_large: int = 0
+
+
+@dataclass(frozen=True)
+class QuotaSnapshot:
+    models: tuple[ModelQuota, ...] = ()
+
+
+@dataclass(frozen=True)
+class PriorityQueue:
+    """Requests waiting at one priority and how long they have waited."""
+
+    priority: str
+    depth: int = 0
+    wait_p50: float = 0.0  # seconds
+    wait_p95: float = 0.0
+
+
+@dataclass(frozen=True)
+class SchedulerSnapshot:
+    queues: tuple[PriorityQueue, ...] = ()
+    in_flight: int = 0
+    concurrency: int = 0
+    completed: int = 0
+    failed: int = 0
+    rejected: int = 0
+    paused: bool = False
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    """Which Groq the core talks to: the real one or the local endpoint."""
+
+    kind: str = "none"  # "groq", "local" or "none"
+    base_url: str = ""
+    healthy: bool = False
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SlotsSnapshot:
+    """Shared case memory."""
+
+    total: int = 0
+    used: int = 0
+    slot_bytes: int = 0
+    bytes_used: int = 0
+    largest_case: int = 0
+    overwrites: int = 0
+    rejections: tuple[tuple[str, int], ...] = ()  # (reason, count)
+    occupied: tuple[int, ...] = ()  # slot numbers in use, for the grid
+    segment: str = ""
+
+    @property
+    def free(self) -> int:
+        return self.total - self.used
+
+
+@dataclass(frozen=True)
+class ContextPoolSnapshot:
+    pool_size: int = 0
+    idle: int = 0
+    active: int = 0
+    created_beyond_pool: int = 0
+    acquisitions: int = 0
+    reuses: int = 0
+    leaked: int = 0  # held longer than the leak threshold
+
+    @property
+    def reuse_ratio(self) -> float:
+        return self.reuses / self.acquisitions if self.acquisitions else 0.0
+
+
+@dataclass(frozen=True)
+class PoolSnapshot:
+    """A worker pool's saturation: threads, processes, DuckDB cursors, HTTP."""
+
+    name: str
+    capacity: int = 0
+    active: int = 0
+    queued: int = 0
+    completed: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    wait_p50: float = 0.0  # seconds spent queued before running
+    wait_p95: float = 0.0
+
+    @property
+    def saturation(self) -> float:
+        return self.active / self.capacity if self.capacity else 0.0
+
+
+@dataclass(frozen=True)
+class CacheSnapshot:
+    name: str = "query"
+    size: int = 0
+    capacity: int = 0
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        looks = self.hits + self.misses
+        return self.hits / looks if looks else 0.0
+
+
+@dataclass(frozen=True)
+class DocumentJob:
+    """One document in the pipeline (no text: that is patient data)."""
+
+    job_id: str
+    name: str
+    state: str  # queued, running, done, failed, cancelled
+    pages_done: int = 0
+    pages_total: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class DocumentsSnapshot:
+    queued: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    pages: int = 0
+    recent: tuple[DocumentJob, ...] = ()
+
+
+@dataclass(frozen=True)
+class SystemSnapshot:
+    """Process and machine resources, cgroup-aware, with history for graphs."""
+
+    process_cpu: float = 0.0  # percent of one core
+    process_cpu_machine: float = 0.0  # percent of the whole machine (or cgroup quota)
+    rss_bytes: int = 0
+    threads: int = 0
+    open_files: int = 0
+    cpu_per_core: tuple[float, ...] = ()
+    cpu_limit_cores: float = 0.0
+    memory_used: int = 0
+    memory_limit: int = 0
+    memory_percent: float = 0.0
+    memory_source: str = "host"  # "host", "cgroup v1" or "cgroup v2"
+    disk_free: int = 0
+    loop_lag_ms: float = 0.0
+    sample_cost_ms: float = 0.0
+    cpu_history: tuple[tuple[float, float], ...] = ()  # (wall time, percent)
+    memory_history: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    level: str  # "warning" or "critical"
+    message: str
+    opened_at: float  # wall time
+    value: float = 0.0
+    cleared_at: float | None = None
+
+
+@dataclass(frozen=True)
+class TunerChange:
+    at: float  # wall time
+    knob: str
+    old: float
+    new: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class TunerSnapshot:
+    enabled: bool = False
+    changes: tuple[TunerChange, ...] = ()
+
+
+@dataclass(frozen=True)
+class LedgerSnapshot:
+    mode: str = "off"  # "read-write", "read-only" or "off"
+    detail: str = ""
+    rows_written: int = 0
+    pending: int = 0
+
+
+@dataclass(frozen=True)
+class CoreSnapshot:
+    """Everything the console shows, taken at one instant."""
+
+    taken_at: float  # wall time
+    uptime: float
+    endpoint: EndpointInfo = EndpointInfo()
+    quota: QuotaSnapshot = QuotaSnapshot()
+    scheduler: SchedulerSnapshot = SchedulerSnapshot()
+    slots: SlotsSnapshot = SlotsSnapshot()
+    contexts: ContextPoolSnapshot = ContextPoolSnapshot()
+    pools: tuple[PoolSnapshot, ...] = ()
+    cache: CacheSnapshot = CacheSnapshot()
+    documents: DocumentsSnapshot = DocumentsSnapshot()
+    system: SystemSnapshot = SystemSnapshot()
+    alerts: tuple[Alert, ...] = ()
+    tuner: TunerSnapshot = TunerSnapshot()
+    ledger: LedgerSnapshot = LedgerSnapshot()
+    paused: bool = False
+    parts: tuple[str, ...] = field(default=())  # parts running, in start order
+
+
+def snapshot_to_dict(snapshot: CoreSnapshot) -> dict[str, Any]:
+    """A plain dict for JSON, with derived figures (free, hit rate...) included."""
+    return _plain(snapshot)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        for name in dir(type(value)):
+            if isinstance(getattr(type(value), name, None), property):
+                out[name] = _plain(getattr(value, name))
+        return out
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,35 @@
+"""The core's lifecycle and snapshot."""
+
+from __future__ import annotations
+
+from core.clock import FakeClock
+from core.config import Settings
+from core.paths import Locations
+from core.resource_core import ResourceCore
+
+
+async def test_snapshot_reports_uptime_on_the_core_clock(locations: Locations, clock: FakeClock) -> None:
+    core = ResourceCore(Settings(), locations, clock)
+    await core.start()
+    await clock.advance(12)
+    snapshot = core.snapshot()
+    assert snapshot.uptime == 12
+    assert snapshot.taken_at == clock.wall()
+    await core.stop()
+    await core.stop()
+
+
+async def test_start_creates_the_data_folder_private_to_the_user(locations: Locations, clock: FakeClock) -> None:
+    core = ResourceCore(Settings(), locations, clock)
+    await core.start()
+    assert locations.data_dir.is_dir()
+    assert locations.data_dir.stat().st_mode & 0o077 == 0
+    await core.stop()
+
+
+async def test_pause_and_resume_show_in_the_snapshot(locations: Locations, clock: FakeClock) -> None:
+    core = ResourceCore(Settings(), locations, clock)
+    core.pause_intake()
+    assert core.snapshot().paused
+    core.resume_intake()
+    assert not core.snapshot().paused
