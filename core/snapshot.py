@@ -192,20 +192,30 @@ class SystemSnapshot:
     memory_percent: float = 0.0
     memory_source: str = "host"  # "host", "cgroup v1" or "cgroup v2"
     disk_free: int = 0
-    loop_lag_ms: float = 0.0
+    loop_lag_ms: float = 0.0  # p99 over the recent window
     sample_cost_ms: float = 0.0
-    cpu_history: tuple[tuple[float, float], ...] = ()  # (wall time, percent)
-    memory_history: tuple[tuple[float, float], ...] = ()
+    cpu_history: tuple[tuple[float, float], ...] = ()  # (wall time, cpu_percent)
+    memory_history: tuple[tuple[float, float], ...] = ()  # (wall time, memory_percent)
+    cpu_percent: float = 0.0  # busy share of the machine's cores, or of the cgroup's CPU quota
+    cpu_source: str = "host"  # "host", "cgroup v1" or "cgroup v2"
+    memory_available: int = 0
+    disk_total: int = 0
+    loop_lag_p50_ms: float = 0.0
+    loop_lag_max_ms: float = 0.0
+    sampled_at: float = 0.0  # wall time of the sample (0: never sampled)
 
 
 @dataclass(frozen=True)
 class Alert:
-    name: str
+    name: str  # rule plus subject, e.g. "cpu", "pool_saturated:io"
     level: str  # "warning" or "critical"
     message: str
     opened_at: float  # wall time
     value: float = 0.0
     cleared_at: float | None = None
+    rule: str = ""
+    repeats: int = 0  # times re-announced while open
+    updated_at: float = 0.0  # wall time of the latest open, repeat, escalation or clear
 
 
 @dataclass(frozen=True)
@@ -215,6 +225,7 @@ class TunerChange:
     old: float
     new: float
     reason: str
+    applied: bool = True  # False: advice only (a knob that cannot change while running)
 
 
 @dataclass(frozen=True)
