@@ -235,6 +235,17 @@ class TunerSnapshot:
 
 
 @dataclass(frozen=True)
+class KnowledgeSnapshot:
+    """The ICD-10-CM knowledge base: being built (with progress), ready, or failed."""
+
+    state: str = "off"  # "off", "building", "ready" or "failed"
+    detail: str = ""
+    stage: str = ""
+    progress: float = 0.0  # fraction of the build done
+    codes: int = 0
+
+
+@dataclass(frozen=True)
 class LedgerSnapshot:
     mode: str = "off"  # "read-write", "read-only" or "off"
     detail: str = ""
@@ -255,6 +266,7 @@ class CoreSnapshot:
     contexts: ContextPoolSnapshot = ContextPoolSnapshot()
     pools: tuple[PoolSnapshot, ...] = ()
     cache: CacheSnapshot = CacheSnapshot()
+    knowledge: KnowledgeSnapshot = KnowledgeSnapshot()
     documents: DocumentsSnapshot = DocumentsSnapshot()
     system: SystemSnapshot = SystemSnapshot()
     alerts: tuple[Alert, ...] = ()
