@@ -1,0 +1,441 @@
+"""Groq quota per model: four rolling windows that admitted work never overruns.
+
+Requests per minute/day and tokens per minute/day are counted over *any* 60 s
+and 24 h span of the monotonic clock (an admission at `t` counts until `t + span`),
+not in calendar buckets. A request reserves its prompt estimate plus its
+`max_completion_tokens` when admitted (Groq counts the maximum at admission) and
+settles with the real usage afterwards. The server's headers and 429 bodies can
+only tighten what we allow, never loosen it. Admissions are written to an
+`AdmissionStore` so the day's windows survive a restart.
+
+Each window is a deque of admissions with running sums, so a decision costs a
+few comparisons plus the (amortised O(1)) expiry of admissions that left it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from core.clock import Clock
+from core.completions import AdmissionStore
+from core.config import ModelLimits, Settings
+from core.errors import QuotaError
+from core.ratelimits import DIMENSIONS, Dimension, LimitExceeded, RateLimitHeaders, format_go_duration
+from core.snapshot import ModelQuota, QuotaSnapshot, ServerReport, WindowUsage
+
+MINUTE = 60.0
+DAY = 86_400.0
+# Index of each dimension in the per-quota lists below.
+RPM, RPD, TPM, TPD = range(4)
+_INDEX: dict[str, int] = {name: i for i, name in enumerate(DIMENSIONS)}
+# When a 429 names no wait at all, hold its dimension this long before trying again.
+DEFAULT_429_WAIT = 2.0
+
+
+class RequestTooLarge(QuotaError):
+    """A request can never pass: it needs more tokens than a window or the context holds."""
+
+
+class QuotaExhausted(QuotaError):
+    """No room now and the caller asked to fail fast (or stopped waiting)."""
+
+    def __init__(self, message: str, retry_in: float) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in
+
+
+class UnknownModel(QuotaError):
+    """A request named a model with no configured limits."""
+
+
+class _Admission:
+    """One admitted request: shared by the minute and day windows, adjusted by settle."""
+
+    __slots__ = ("at", "requests", "tokens", "wall")
+
+    def __init__(self, at: float, wall: float, requests: int, tokens: int) -> None:
+        self.at = at
+        self.wall = wall
+        self.requests = requests
+        self.tokens = tokens
+
+
+class _Window:
+    """Admissions younger than `span` seconds, with running sums of requests and tokens."""
+
+    __slots__ = ("entries", "requests", "span", "tokens")
+
+    def __init__(self, span: float) -> None:
+        self.span = span
+        self.entries: deque[_Admission] = deque()
+        self.requests = 0
+        self.tokens = 0
+
+    def expire(self, now: float) -> None:
+        """Drop admissions that have left the window (amortised O(1))."""
+        entries = self.entries
+        cutoff = now - self.span
+        while entries and entries[0].at <= cutoff:
+            gone = entries.popleft()
+            self.requests -= gone.requests
+            self.tokens -= gone.tokens
+
+    def holds(self, entry: _Admission, now: float) -> bool:
+        """True while `entry` is still counted here (call after `expire(now)`)."""
+        return entry.at > now - self.span
+
+    def add(self, entry: _Admission) -> None:
+        self.entries.append(entry)
+        self.requests += entry.requests
+        self.tokens += entry.tokens
+
+    def time_until_freed(self, need: int, tokens: bool, now: float, extra: int, extra_until: float) -> float:
+        """Seconds until `need` units leave the window; `extra` (a server adjustment) leaves at `extra_until`."""
+        freed = 0
+        extra_counted = extra <= 0 or extra_until <= now
+        if extra_counted:
+            extra = 0
+        for entry in self.entries:
+            leaves = entry.at + self.span
+            if not extra_counted and extra_until <= leaves:
+                extra_counted = True
+                if freed + extra >= need:
+                    return max(0.0, extra_until - now)
+            freed += entry.tokens if tokens else entry.requests
+            if freed + (extra if extra_counted else 0) >= need:
+                return max(0.0, leaves - now)
+        if not extra_counted and freed + extra >= need:
+            return max(0.0, extra_until - now)
+        return math.inf
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What one admission holds: settle it with the real usage, or release it if never sent."""
+
+    model: str
+    tokens: int
+    entry: _Admission
+
+
+class GroqQuota:
+    """One model's rpm, rpd, tpm and tpd windows, tightened by what the server reports."""
+
+    def __init__(self, model: str, limits: ModelLimits, clock: Clock, store: AdmissionStore | None = None) -> None:
+        self.model = model
+        self.configured = limits
+        self._clock = clock
+        self._store = store
+        self._minute = _Window(MINUTE)
+        self._day = _Window(DAY)
+        self._limits = [limits.rpm, limits.rpd, limits.tpm, limits.tpd]
+        self._server_limits: list[int | None] = [None, None, None, None]
+        # Server adjustments: usage the server counts that we did not admit (other clients).
+        self._extra = [0, 0, 0, 0]
+        self._extra_until = [0.0, 0.0, 0.0, 0.0]
+        self._extra_any_until = 0.0
+        self._blocked_until = [0.0, 0.0, 0.0, 0.0]
+        self._blocked_any_until = 0.0
+        self._server = ServerReport()
+        self.rate_limited = 0
+        self.refused_too_large = 0
+
+    # --- sizing ---------------------------------------------------------------
+
+    @property
+    def largest_request(self) -> int:
+        """The most tokens (prompt + completion) one request may reserve."""
+        return min(self._limits[TPM], self._limits[TPD], self.configured.context_window)
+
+    def check_size(self, tokens: int) -> None:
+        """Refuse at once a request that could never be admitted (Groq would answer 413)."""
+        if tokens <= self.largest_request:
+            return
+        self.refused_too_large += 1
+        if tokens > self.configured.context_window:
+            what = f"the model's context window of {self.configured.context_window:,} tokens"
+        elif tokens > self._limits[TPM]:
+            what = f"its tokens-per-minute limit of {self._limits[TPM]:,}"
+        else:
+            what = f"its tokens-per-day limit of {self._limits[TPD]:,}"
+        raise RequestTooLarge(
+            f"request needs about {tokens:,} tokens (prompt estimate + max_completion_tokens) on {self.model}, "
+            f"more than {what}; shorten the prompt, lower max_completion_tokens or use another model")
+
+    # --- admission ------------------------------------------------------------
+
+    def wait_time(self, tokens: int) -> float:
+        """Seconds until `tokens` (and one request) fit every window; 0 means now."""
+        now = self._clock.monotonic()
+        minute, day = self._minute, self._day
+        minute.expire(now)
+        day.expire(now)
+        limits = self._limits
+        if (now >= self._blocked_any_until and now >= self._extra_any_until
+                and minute.requests < limits[RPM] and day.requests < limits[RPD]
+                and minute.tokens + tokens <= limits[TPM] and day.tokens + tokens <= limits[TPD]):
+            return 0.0
+        return self._slow_wait(tokens, now)
+
+    def _slow_wait(self, tokens: int, now: float) -> float:
+        wait = 0.0
+        for index in range(4):
+            wait = max(wait, self._blocked_until[index] - now, self._room_wait(index, tokens, now))
+        return wait
+
+    def _room_wait(self, index: int, tokens: int, now: float) -> float:
+        window = self._minute if index in (RPM, TPM) else self._day
+        counts_tokens = index in (TPM, TPD)
+        amount = tokens if counts_tokens else 1
+        extra = self._extra[index] if self._extra_until[index] > now else 0
+        used = (window.tokens if counts_tokens else window.requests) + extra
+        need = used + amount - self._limits[index]
+        if need <= 0:
+            return 0.0
+        return window.time_until_freed(need, counts_tokens, now, extra, self._extra_until[index])
+
+    def try_admit(self, tokens: int) -> Reservation | None:
+        """Admit one request of `tokens` if every window has room now; else None."""
+        if self.wait_time(tokens) > 0:
+            return None
+        return self._admit(tokens)
+
+    def admit(self, tokens: int) -> Reservation:
+        """Admit now or raise `QuotaExhausted` saying when room returns (for fail-fast callers)."""
+        self.check_size(tokens)
+        wait = self.wait_time(tokens)
+        if wait > 0:
+            raise QuotaExhausted(f"{self.model} has no room for {tokens:,} more tokens now ({self.blocking(tokens)}); "
+                                 f"room returns in {format_go_duration(wait)}; retry then or submit without "
+                                 "fail_fast to wait in the queue", wait)
+        return self._admit(tokens)
+
+    async def acquire(self, tokens: int, deadline_at: float | None = None) -> Reservation:
+        """Wait (on the clock) until `tokens` fit, then admit; `QuotaExhausted` past `deadline_at`."""
+        self.check_size(tokens)
+        while True:
+            wait = self.wait_time(tokens)
+            if wait <= 0:
+                return self._admit(tokens)
+            now = self._clock.monotonic()
+            if deadline_at is not None and now + wait > deadline_at:
+                if deadline_at > now:
+                    await self._clock.sleep(deadline_at - now)
+                    continue
+                raise QuotaExhausted(f"{self.model} had no room for {tokens:,} tokens before the deadline "
+                                     f"({self.blocking(tokens)})", wait)
+            await self._clock.sleep(wait if math.isfinite(wait) else MINUTE)
+
+    def _admit(self, tokens: int) -> Reservation:
+        entry = _Admission(self._clock.monotonic(), self._clock.wall(), 1, tokens)
+        self._minute.add(entry)
+        self._day.add(entry)
+        if self._store is not None:
+            self._store.record_admission(self.model, entry.wall, 1, tokens)
+        return Reservation(self.model, tokens, entry)
+
+    def blocking(self, tokens: int) -> str:
+        """Which windows (or 429 blocks) keep `tokens` out right now, for messages and logs."""
+        now = self._clock.monotonic()
+        reasons = []
+        for index, name in enumerate(DIMENSIONS):
+            if self._blocked_until[index] > now:
+                reasons.append(f"{name} blocked by a 429 for {format_go_duration(self._blocked_until[index] - now)}")
+            elif self._room_wait(index, tokens, now) > 0:
+                reasons.append(f"{name} full")
+        return ", ".join(reasons) or "room available"
+
+    # --- settling -------------------------------------------------------------
+
+    def settle(self, reservation: Reservation, tokens_used: int) -> None:
+        """Replace the reserved tokens with Groq's real usage (giving back the unused part)."""
+        self._change(reservation, 0, max(0, tokens_used) - reservation.entry.tokens)
+
+    def release(self, reservation: Reservation) -> None:
+        """Give back a reservation whose request was never sent (cancelled before sending)."""
+        entry = reservation.entry
+        self._change(reservation, -entry.requests, -entry.tokens)
+
+    def _change(self, reservation: Reservation, requests: int, tokens: int) -> None:
+        if requests == 0 and tokens == 0:
+            return
+        entry = reservation.entry
+        now = self._clock.monotonic()
+        for window in (self._minute, self._day):
+            window.expire(now)
+            if window.holds(entry, now):
+                window.requests += requests
+                window.tokens += tokens
+        entry.requests += requests
+        entry.tokens += tokens
+        if self._store is not None:
+            self._store.record_admission(self.model, entry.wall, requests, tokens)
+
+    # --- what the server says -------------------------------------------------
+
+    def observe_headers(self, headers: RateLimitHeaders) -> None:
+        """Tighten local state when Groq reports less room (day's requests, minute's tokens)."""
+        if headers.empty:
+            return
+        now = self._clock.monotonic()
+        self._server = ServerReport(headers.limit_requests, headers.remaining_requests, headers.reset_requests,
+                                    headers.limit_tokens, headers.remaining_tokens, headers.reset_tokens,
+                                    self._clock.wall())
+        self._tighten(RPD, headers.limit_requests, headers.remaining_requests, headers.reset_requests, now)
+        self._tighten(TPM, headers.limit_tokens, headers.remaining_tokens, headers.reset_tokens, now)
+
+    def _tighten(self, index: int, limit: int | None, remaining: int | None, reset: float | None,
+                 now: float) -> None:
+        if limit is not None and limit > 0:
+            self._server_limits[index] = limit
+            self._limits[index] = min(self._configured_limit(index), limit)
+        if remaining is None:
+            return
+        window = self._minute if index in (RPM, TPM) else self._day
+        window.expire(now)
+        local_used = window.tokens if index in (TPM, TPD) else window.requests
+        server_used = self._limits[index] - remaining
+        # The server's count has fully replenished after `reset`; until then hold the difference.
+        hold = reset if reset is not None else window.span
+        self._set_extra(index, server_used - local_used, now + min(hold, window.span))
+
+    def _configured_limit(self, index: int) -> int:
+        c = self.configured
+        return (c.rpm, c.rpd, c.tpm, c.tpd)[index]
+
+    def _set_extra(self, index: int, amount: int, until: float) -> None:
+        now = self._clock.monotonic()
+        current = self._extra[index] if self._extra_until[index] > now else 0
+        if amount <= 0 and current <= 0:
+            return
+        # The newest report replaces the previous one: it already counts what the old one did.
+        self._extra[index] = max(0, amount)
+        self._extra_until[index] = until if amount > 0 else now
+        self._extra_any_until = max(self._extra_until)
+
+    def observe_429(self, retry_after: float | None, limit: LimitExceeded | None = None,
+                    headers: RateLimitHeaders | None = None) -> None:
+        """Block the dimension a 429 names until its retry time has passed, however long."""
+        self.rate_limited += 1
+        now = self._clock.monotonic()
+        if headers is not None:
+            self.observe_headers(headers)
+        waits = [w for w in (retry_after, limit.retry_in if limit else None) if w is not None and w >= 0]
+        wait = max(waits) if waits else DEFAULT_429_WAIT
+        dimensions = self._named_dimensions(limit, headers)
+        for name in dimensions:
+            index = _INDEX[name]
+            self._blocked_until[index] = max(self._blocked_until[index], now + wait)
+        if limit is not None and limit.limit > 0:
+            index = _INDEX[limit.dimension]
+            self._server_limits[index] = limit.limit
+            self._limits[index] = min(self._configured_limit(index), limit.limit)
+        self._blocked_any_until = max(self._blocked_until)
+
+    @staticmethod
+    def _named_dimensions(limit: LimitExceeded | None, headers: RateLimitHeaders | None) -> tuple[Dimension, ...]:
+        if limit is not None:
+            return (limit.dimension,)
+        named: list[Dimension] = []
+        if headers is not None and headers.remaining_requests == 0:
+            named.append("rpd")
+        if headers is not None and headers.remaining_tokens == 0:
+            named.append("tpm")
+        # A bare 429 says nothing about which limit: hold them all.
+        return tuple(named) or DIMENSIONS
+
+    # --- restart --------------------------------------------------------------
+
+    def restore(self, admissions: Iterable[tuple[float, int, int]]) -> None:
+        """Put back (wall time, requests, tokens) admissions from the store, merged in time order."""
+        now, wall_now = self._clock.monotonic(), self._clock.wall()
+        by_wall: dict[float, list[int]] = {}
+        for at_wall, requests, tokens in admissions:
+            totals = by_wall.setdefault(at_wall, [0, 0])
+            totals[0] += requests
+            totals[1] += tokens
+        restored = [_Admission(now - (wall_now - at_wall), at_wall, max(0, r), max(0, t))
+                    for at_wall, (r, t) in by_wall.items() if (r or t) and wall_now - at_wall < DAY]
+        if not restored:
+            return
+        entries = sorted([*self._day.entries, *restored], key=lambda e: e.at)
+        self._minute, self._day = _Window(MINUTE), _Window(DAY)
+        for entry in entries:
+            self._day.add(entry)
+            if entry.at > now - MINUTE:
+                self._minute.add(entry)
+        self._minute.expire(now)
+        self._day.expire(now)
+
+    # --- reporting ------------------------------------------------------------
+
+    def remaining(self) -> dict[str, int]:
+        """Room left now in each window (after server adjustments and 429 blocks)."""
+        return {w.name: (0 if w.blocked_for > 0 else w.remaining) for w in self._windows()}
+
+    def _windows(self) -> tuple[WindowUsage, ...]:
+        now = self._clock.monotonic()
+        self._minute.expire(now)
+        self._day.expire(now)
+        usages = []
+        for index, name in enumerate(DIMENSIONS):
+            window = self._minute if index in (RPM, TPM) else self._day
+            extra = self._extra[index] if self._extra_until[index] > now else 0
+            used = (window.tokens if index in (TPM, TPD) else window.requests) + extra
+            reset_in = window.entries[0].at + window.span - now if window.entries else 0.0
+            if extra:
+                reset_in = min(reset_in, self._extra_until[index] - now) if window.entries else \
+                    self._extra_until[index] - now
+            usages.append(WindowUsage(name, used, self._limits[index], max(0.0, reset_in),
+                                      max(0.0, self._blocked_until[index] - now)))
+        return tuple(usages)
+
+    def snapshot(self) -> ModelQuota:
+        """This model's four windows, the server's last report and its 429 count."""
+        return ModelQuota(self.model, self._windows(), self._server, self.rate_limited, self.refused_too_large)
+
+
+class QuotaBook:
+    """Every configured model's `GroqQuota`, with restore-at-start and one snapshot."""
+
+    def __init__(self, settings: Settings, clock: Clock, store: AdmissionStore | None = None) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._store = store
+        self._quotas = {name: GroqQuota(name, limits, clock, store) for name, limits in settings.models.items()}
+
+    def __getitem__(self, model: str) -> GroqQuota:
+        try:
+            return self._quotas[model]
+        except KeyError:
+            known = ", ".join(sorted(self._quotas))
+            raise UnknownModel(f"unknown model {model!r}; configured models: {known}") from None
+
+    @property
+    def models(self) -> Mapping[str, GroqQuota]:
+        return self._quotas
+
+    def restore(self) -> int:
+        """Reload the last 24 h of admissions from the store (blocking: run it off the loop)."""
+        if self._store is None:
+            return 0
+        since = self._clock.wall() - DAY
+        grouped: dict[str, list[tuple[float, int, int]]] = {}
+        for model, at_wall, requests, tokens in self._store.load_admissions(since):
+            grouped.setdefault(model, []).append((at_wall, requests, tokens))
+        for model, rows in grouped.items():
+            if model in self._quotas:
+                self._quotas[model].restore(rows)
+        return sum(len(rows) for rows in grouped.values())
+
+    async def restore_async(self) -> int:
+        """`restore` on a worker thread, so the event loop never waits on the ledger."""
+        return await asyncio.to_thread(self.restore)
+
+    def snapshot(self) -> QuotaSnapshot:
+        """All models' windows at one instant."""
+        return QuotaSnapshot(tuple(quota.snapshot() for quota in self._quotas.values()))

@@ -1,0 +1,279 @@
+"""GroqQuota: rolling windows, reservations, server reconciliation, 429 blocks, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from core.clock import FakeClock, settle
+from core.config import ModelLimits, Settings
+from core.quota import GroqQuota, QuotaBook, QuotaExhausted, RequestTooLarge, UnknownModel
+from core.ratelimits import LimitExceeded, RateLimitHeaders
+from core.token_estimate import CHAT_TEMPLATE_TOKENS, estimate_prompt_tokens
+from tests.quota_helpers import MemoryAdmissionStore
+
+SMALL = ModelLimits(rpm=3, rpd=10, tpm=1_000, tpd=5_000, context_window=4_096)
+
+
+def quota(clock: FakeClock, limits: ModelLimits = SMALL, store: MemoryAdmissionStore | None = None) -> GroqQuota:
+    return GroqQuota("m", limits, clock, store)
+
+
+def windows(q: GroqQuota) -> dict[str, tuple[int, int]]:
+    return {w.name: (w.used, w.limit) for w in q.snapshot().windows}
+
+
+async def test_requests_per_minute_hold_over_any_sixty_seconds(clock: FakeClock) -> None:
+    q = quota(clock)
+    for _ in range(3):
+        assert q.try_admit(10) is not None
+        await clock.advance(10)
+    assert q.try_admit(10) is None
+    assert q.wait_time(10) == pytest.approx(30)  # the first admission leaves at +60
+    await clock.advance(29.999)
+    assert q.try_admit(10) is None
+    await clock.advance(0.001)
+    assert q.try_admit(10) is not None
+
+
+async def test_tokens_per_minute_count_the_reserved_amount(clock: FakeClock) -> None:
+    q = quota(clock)
+    assert q.try_admit(600) is not None
+    assert q.try_admit(401) is None
+    assert q.try_admit(400) is not None
+    assert windows(q)["tpm"] == (1_000, 1_000)
+
+
+async def test_settling_gives_back_the_unused_reservation(clock: FakeClock) -> None:
+    q = quota(clock)
+    reservation = q.try_admit(900)
+    assert reservation is not None
+    assert q.try_admit(500) is None
+    q.settle(reservation, 300)
+    assert windows(q)["tpm"] == (300, 1_000)
+    assert windows(q)["tpd"] == (300, 5_000)
+    assert q.try_admit(500) is not None
+
+
+async def test_settling_after_the_minute_only_corrects_the_day(clock: FakeClock) -> None:
+    q = quota(clock)
+    reservation = q.try_admit(900)
+    assert reservation is not None
+    await clock.advance(61)
+    q.settle(reservation, 100)
+    assert windows(q)["tpm"] == (0, 1_000)
+    assert windows(q)["tpd"] == (100, 5_000)
+
+
+async def test_releasing_an_unsent_reservation_gives_back_the_request_too(clock: FakeClock) -> None:
+    q = quota(clock)
+    reservations = [q.try_admit(10) for _ in range(3)]
+    assert q.try_admit(10) is None
+    q.release(reservations[-1])  # type: ignore[arg-type]
+    assert windows(q)["rpm"] == (2, 3)
+    assert q.try_admit(10) is not None
+
+
+async def test_requests_and_tokens_per_day_hold_over_any_24_hours(clock: FakeClock) -> None:
+    q = quota(clock, ModelLimits(rpm=100, rpd=4, tpm=10_000, tpd=50_000))
+    for _ in range(4):
+        assert q.try_admit(1) is not None
+        await clock.advance(3_600)
+    assert q.try_admit(1) is None
+    assert q.wait_time(1) == pytest.approx(86_400 - 4 * 3_600)
+    await clock.advance(86_400 - 4 * 3_600)
+    assert q.try_admit(1) is not None
+
+
+async def test_a_request_larger_than_tokens_per_minute_is_refused_at_once(clock: FakeClock) -> None:
+    q = quota(clock)
+    with pytest.raises(RequestTooLarge, match="tokens-per-minute limit of 1,000"):
+        q.check_size(1_001)
+    with pytest.raises(RequestTooLarge, match="shorten the prompt"):
+        await q.acquire(1_001)
+    assert q.snapshot().refused_too_large == 2
+
+
+async def test_a_request_larger_than_the_context_window_is_refused_at_once(clock: FakeClock) -> None:
+    q = quota(clock, ModelLimits(rpm=3, rpd=10, tpm=100_000, tpd=500_000, context_window=8_192))
+    with pytest.raises(RequestTooLarge, match="context window of 8,192"):
+        q.check_size(9_000)
+
+
+async def test_fail_fast_admission_says_when_room_returns(clock: FakeClock) -> None:
+    q = quota(clock)
+    for _ in range(3):
+        q.admit(10)
+    with pytest.raises(QuotaExhausted, match=r"rpm full.*room returns in 1m0s") as caught:
+        q.admit(10)
+    assert caught.value.retry_in == pytest.approx(60)
+
+
+async def test_acquire_waits_on_the_clock_until_room_returns(clock: FakeClock) -> None:
+    q = quota(clock)
+    for _ in range(3):
+        q.admit(10)
+    waiter = asyncio.create_task(q.acquire(10))
+    await clock.advance(59)
+    assert not waiter.done()
+    await clock.advance(1)
+    assert (await waiter).tokens == 10
+    assert windows(q)["rpm"] == (1, 3)
+
+
+async def test_acquire_gives_up_at_its_deadline(clock: FakeClock) -> None:
+    q = quota(clock)
+    for _ in range(3):
+        q.admit(10)
+    waiter = asyncio.create_task(q.acquire(10, deadline_at=clock.monotonic() + 5))
+    await clock.advance(5)
+    with pytest.raises(QuotaExhausted, match="before the deadline"):
+        await waiter
+
+
+async def test_server_reporting_fewer_tokens_left_tightens_the_minute(clock: FakeClock) -> None:
+    q = quota(clock)
+    q.admit(100)
+    # Another client on the same key used 700 tokens: the server has 200 left, we think 900.
+    q.observe_headers(RateLimitHeaders(limit_tokens=1_000, remaining_tokens=200, reset_tokens=12.0))
+    assert windows(q)["tpm"] == (800, 1_000)
+    assert q.try_admit(300) is None
+    assert q.wait_time(300) == pytest.approx(12.0)
+    await clock.advance(12)
+    assert q.try_admit(300) is not None
+
+
+async def test_server_reporting_more_room_never_loosens_local_state(clock: FakeClock) -> None:
+    q = quota(clock)
+    q.admit(900)
+    q.observe_headers(RateLimitHeaders(limit_tokens=1_000, remaining_tokens=1_000, reset_tokens=0.0,
+                                       limit_requests=10, remaining_requests=10))
+    assert windows(q)["tpm"] == (900, 1_000)
+    assert q.try_admit(200) is None
+
+
+async def test_server_reporting_fewer_requests_left_today_tightens_the_day(clock: FakeClock) -> None:
+    q = quota(clock)
+    q.admit(10)
+    q.observe_headers(RateLimitHeaders(limit_requests=10, remaining_requests=1, reset_requests=600.0))
+    assert windows(q)["rpd"] == (9, 10)
+    assert q.try_admit(10) is not None
+    assert q.try_admit(10) is None
+    assert q.snapshot().server.remaining_requests == 1
+
+
+async def test_a_lower_server_limit_replaces_the_configured_one(clock: FakeClock) -> None:
+    q = quota(clock)
+    q.observe_headers(RateLimitHeaders(limit_tokens=500, remaining_tokens=500))
+    assert windows(q)["tpm"] == (0, 500)
+    with pytest.raises(RequestTooLarge):
+        q.check_size(600)
+
+
+async def test_a_429_blocks_its_dimension_for_the_whole_retry_time(clock: FakeClock) -> None:
+    q = quota(clock, ModelLimits(rpm=30, rpd=1_000, tpm=12_000, tpd=100_000))
+    limit = LimitExceeded("tpd", 100_000, 97_050, 3_619, 578.016)
+    q.observe_429(578.016, limit)
+    blocked = {w.name: w.blocked_for for w in q.snapshot().windows}
+    assert blocked == {"rpm": 0.0, "rpd": 0.0, "tpm": 0.0, "tpd": pytest.approx(578.016)}
+    assert q.try_admit(10) is None
+    await clock.advance(578)
+    assert q.try_admit(10) is None
+    await clock.advance(0.016)
+    assert q.try_admit(10) is not None
+    assert q.snapshot().rate_limited == 1
+
+
+async def test_a_bare_429_blocks_every_dimension(clock: FakeClock) -> None:
+    q = quota(clock)
+    q.observe_429(7.0)
+    assert all(w.blocked_for == pytest.approx(7.0) for w in q.snapshot().windows)
+    assert "blocked by a 429" in q.blocking(10)
+
+
+async def test_a_429_without_retry_after_still_waits_a_little(clock: FakeClock) -> None:
+    q = quota(clock)
+    q.observe_429(None, headers=RateLimitHeaders(remaining_tokens=0))
+    assert q.try_admit(1) is None
+    blocked = {w.name: w.blocked_for for w in q.snapshot().windows}
+    assert blocked["tpm"] > 0 and blocked["rpm"] == 0
+
+
+async def test_admissions_are_recorded_and_a_restart_restores_the_day(clock: FakeClock) -> None:
+    store = MemoryAdmissionStore()
+    q = quota(clock, store=store)
+    first = q.admit(500)
+    q.settle(first, 200)
+    q.release(q.admit(50))
+    await clock.advance(3_600)
+    q.admit(300)
+    assert sum(r[2] for r in store.rows) == 2
+    assert sum(r[3] for r in store.rows) == 500
+
+    # A new process, 30 minutes later, on a fresh monotonic clock.
+    later = FakeClock(start=5.0, wall_start=clock.wall() + 1_800)
+    book = QuotaBook(Settings(models={"m": SMALL}), later, store)
+    assert book.restore() == len(store.rows)
+    restored = windows(book["m"])
+    assert restored["rpd"] == (2, 10)
+    assert restored["tpd"] == (500, 5_000)
+    assert restored["tpm"] == (0, 1_000)
+    # The first admission leaves the day window 24 h after it was made, not after the restart.
+    reset = {w.name: w.reset_in for w in book["m"].snapshot().windows}
+    assert reset["tpd"] == pytest.approx(86_400 - 5_400)
+
+
+async def test_a_restart_within_the_minute_restores_the_minute_too(clock: FakeClock) -> None:
+    store = MemoryAdmissionStore()
+    q = quota(clock, store=store)
+    for _ in range(3):
+        q.admit(10)
+    later = FakeClock(start=0.0, wall_start=clock.wall() + 20)
+    restarted = quota(later)
+    restarted.restore([(at, r, t) for _, at, r, t in store.rows])
+    assert restarted.try_admit(10) is None
+    assert restarted.wait_time(10) == pytest.approx(40)
+
+
+async def test_admissions_older_than_a_day_are_not_restored(clock: FakeClock) -> None:
+    store = MemoryAdmissionStore()
+    store.record_admission("m", clock.wall() - 86_401, 1, 100)
+    store.record_admission("m", clock.wall() - 86_399, 1, 100)
+    store.record_admission("gone-model", clock.wall(), 1, 100)
+    book = QuotaBook(Settings(models={"m": SMALL}), clock, store)
+    book.restore()
+    assert windows(book["m"])["rpd"] == (1, 10)
+
+
+async def test_restore_runs_off_the_event_loop(clock: FakeClock) -> None:
+    store = MemoryAdmissionStore()
+    store.record_admission("m", clock.wall() - 10, 1, 100)
+    book = QuotaBook(Settings(models={"m": SMALL}), clock, store)
+    assert await book.restore_async() == 1
+    assert windows(book["m"])["rpm"] == (1, 3)
+
+
+def test_an_unknown_model_is_refused_with_the_known_ones(clock: FakeClock) -> None:
+    book = QuotaBook(Settings(), clock)
+    with pytest.raises(UnknownModel, match=r"llama-3\.1-8b-instant"):
+        book["gpt-5"]
+
+
+async def test_snapshot_shows_used_limit_remaining_and_reset(clock: FakeClock) -> None:
+    book = QuotaBook(Settings(models={"m": SMALL}), clock)
+    book["m"].admit(250)
+    await clock.advance(15)
+    await settle()
+    (model,) = book.snapshot().models
+    by_name = {w.name: w for w in model.windows}
+    assert (by_name["tpm"].used, by_name["tpm"].remaining, by_name["tpm"].reset_in) == (250, 750, 45.0)
+    assert (by_name["rpd"].used, by_name["rpd"].limit, by_name["rpd"].reset_in) == (1, 10, 86_385.0)
+    assert book["m"].remaining() == {"rpm": 2, "rpd": 9, "tpm": 750, "tpd": 4_750}
+
+
+def test_the_estimate_is_at_least_one_token_per_three_bytes_plus_the_template() -> None:
+    assert estimate_prompt_tokens("") == CHAT_TEMPLATE_TOKENS
+    assert estimate_prompt_tokens("a" * 300) == 100 + CHAT_TEMPLATE_TOKENS
+    assert estimate_prompt_tokens("a" * 301) == 101 + CHAT_TEMPLATE_TOKENS
+    assert estimate_prompt_tokens("診断") == 2 + CHAT_TEMPLATE_TOKENS  # 6 UTF-8 bytes
