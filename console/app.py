@@ -1,51 +1,373 @@
-"""The medops console: runs the core in Textual's event loop and shows its snapshot."""
+"""`MedopsApp`: the full-screen console. It starts the core inside Textual's event
+loop, polls one snapshot per tick, and acts through the core's async commands.
+
+The refresh loop follows memray's live reporter: a timer only asks, a worker
+fetches, a `SnapshotFetched` message carries one snapshot, and the app applies it
+inside `batch_update()`. A tick that finds a fetch in progress is folded into one
+follow-up fetch, so polls coalesce and never overlap.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import asyncio
+import inspect
+from collections.abc import Iterable
+from functools import partial
+from pathlib import Path, PurePath
+from typing import Any, ClassVar
 
-from textual.app import App, ComposeResult
-from textual.binding import BindingType
-from textual.widgets import Footer, Header, Static
+from textual import events, on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Input, TabbedContent, TabPane
 
+from console.forms.document import DocumentForm
+from console.forms.prompt import PromptForm, describe_error
+from console.forms.search import SearchForm
+from console.hangup import install_signal_handlers, terminal_alive, terminal_fd
+from console.help import HelpScreen
+from console.panes.alerts import AlertsPane
+from console.panes.documents import DocumentsPane
+from console.panes.graphs import WINDOWS, GraphsPane
+from console.panes.pane import SnapshotPane
+from console.panes.pools import PoolsPane
+from console.panes.quota import QuotaPane
+from console.panes.slots import SlotsPane
+from console.panes.status import ConsoleState, StatusLine
+from console.theme_files import choose_theme, load_themes, themes_dir
 from core.config import Settings
 from core.paths import Locations
 from core.resource_core import ResourceCore
 from core.snapshot import CoreSnapshot
 
+# Refresh intervals the +/- keys step through (seconds); the configured one is added.
+REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+NARROW_BELOW = 81
+STOP_TIMEOUT = 5.0  # seconds the core gets to stop before the console leaves anyway
+TTY_CHECK_INTERVAL = 1.0
+TABS = ("overview", "graphs", "prompt", "document", "search")
+TAB_FIRST_FIELD = {"prompt": "#prompt-text", "document": "#doc-path", "search": "#search-text"}
 
-class StatusLine(Static):
-    """Endpoint, refresh rate, live or paused."""
 
-    def show(self, snapshot: CoreSnapshot, interval: float) -> None:
-        endpoint = snapshot.endpoint.kind if snapshot.endpoint.kind != "none" else "no endpoint yet"
-        state = "paused" if snapshot.paused else "live"
-        self.update(f"endpoint: {endpoint} | refresh {interval:g}s | {state} | up {snapshot.uptime:,.0f}s")
+class SnapshotFetched(Message):
+    """One snapshot, fetched by the refresh worker, for the app to apply."""
+
+    def __init__(self, snapshot: CoreSnapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class SnapshotFailed(Message):
+    """The core could not produce a snapshot; `reason` is safe to show."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+class CoreStarted(Message):
+    """The core finished `start()`; polling may begin."""
+
+
+class CoreFailed(Message):
+    """The core could not start; the console shows why and stays up to be read."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
 
 
 class MedopsApp(App[int]):
     """Full-screen console over a live `ResourceCore`."""
 
     TITLE = "medops"
-    BINDINGS: ClassVar[list[BindingType]] = [("q", "quit", "Quit")]
+    CSS_PATH: ClassVar[list[str | PurePath]] = ["app.tcss", "panes/layout.tcss", "forms/forms.tcss", "help.tcss"]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("space", "toggle_display", "Pause"),
+        Binding("i", "toggle_intake", "Intake"),
+        Binding("plus,equals_sign", "faster", "Faster", key_display="+", group=Binding.Group("Rate", compact=True)),
+        Binding("minus", "slower", "Slower", key_display="-", group=Binding.Group("Rate", compact=True)),
+        Binding("r", "refresh_now", "Refresh"),
+        Binding("t", "next_theme", "Theme"),
+        Binding("w", "graph_window", "Window"),
+        Binding("f1,question_mark", "help", "Help", key_display="F1"),
+        Binding("escape", "leave_field", "Leave field", show=False),
+        *(Binding(str(n), f"show_tab('{tab}')", f"{tab.title()} tab", group=Binding.Group("Tabs", compact=True))
+          for n, tab in enumerate(TABS, start=1)),
+    ]
 
-    def __init__(self, settings: Settings, locations: Locations, theme: str | None = None) -> None:
+    def __init__(self, settings: Settings, locations: Locations, theme: str | None = None, *,
+                 core: ResourceCore | None = None, themes_folder: Path | None = None) -> None:
         super().__init__()
-        self.core = ResourceCore(settings, locations)
+        self.settings = settings
+        self.locations = locations
+        self.core = core if core is not None else ResourceCore(settings, locations)
         self.refresh_interval = settings.refresh_interval
+        self.display_paused = False
+        self.latest: CoreSnapshot | None = None
+        self.snapshots_applied = 0  # how many snapshots reached the panes (tests read it)
+        self.core_started = False
+        self._fetching = False
+        self._fetch_again = False
+        self._ticker: Timer | None = None
+        self._undo_signals: Any = None
+        self._stopped = False
+        loaded = load_themes(themes_folder if themes_folder is not None else themes_dir())
+        for loaded_theme in loaded.themes:
+            self.register_theme(loaded_theme)
+        self.medops_themes = loaded.names()
+        chosen, warning = choose_theme(theme or settings.theme, tuple(self.available_themes),
+                                       no_color=self.no_color)
+        self.theme_warnings = [*loaded.warnings, *([warning] if warning else [])]
+        self.theme = chosen
+
+    # ---- layout -------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Header()
-        yield StatusLine(id="status")
+        yield StatusLine()
+        with TabbedContent(initial="overview", id="tabs"):
+            with TabPane("Overview", id="overview"), VerticalScroll(id="overview-grid"):
+                yield QuotaPane()
+                yield PoolsPane()
+                yield SlotsPane()
+                yield AlertsPane()
+            with TabPane("Graphs", id="graphs-tab"):
+                yield GraphsPane()
+            with TabPane("Prompt", id="prompt"):
+                yield PromptForm(self.core, self.settings.models, self.settings.default_model)
+            with TabPane("Document", id="document"), Vertical():
+                yield DocumentForm(self.core, self.intake_folders())
+                yield DocumentsPane()
+            with TabPane("Search", id="search"):
+                yield SearchForm(self.core)
         yield Footer()
 
-    async def on_mount(self) -> None:
-        await self.core.start()
-        self.set_interval(self.refresh_interval, self.refresh_snapshot)
-        self.refresh_snapshot()
+    def intake_folders(self) -> list[Path]:
+        """The folders documents may come from: the core's, else the configured ones."""
+        from_core = getattr(self.core, "intake_dirs", None)
+        if from_core:
+            return [Path(p) for p in from_core]
+        if self.settings.intake_dirs:
+            return [Path(p).expanduser() for p in self.settings.intake_dirs]
+        return [self.locations.default_intake_dir]
 
-    def refresh_snapshot(self) -> None:
-        self.query_one(StatusLine).show(self.core.snapshot(), self.refresh_interval)
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < NARROW_BELOW, "narrow")
+
+    # ---- lifecycle ----------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.set_class(self.size.width < NARROW_BELOW, "narrow")
+        for warning in self.theme_warnings:
+            self.notify(warning, title="theme", severity="warning", timeout=10)
+        self._undo_signals = install_signal_handlers(self.terminal_gone)
+        fd = None if self.is_headless else terminal_fd()
+        if fd is not None:
+            self.set_interval(TTY_CHECK_INTERVAL, partial(self._check_terminal, fd))
+        self._show_status()
+        self._start_core()
+
+    @work(exclusive=True, exit_on_error=False, group="core")
+    async def _start_core(self) -> None:
+        """Start the core on Textual's loop; the first frame does not wait for it."""
+        try:
+            await self.core.start()
+        except Exception as exc:  # shown in the console, which stays up to be read
+            self.post_message(CoreFailed(describe_error(exc)))
+        else:
+            self.post_message(CoreStarted())
+
+    @on(CoreStarted)
+    def _core_started(self) -> None:
+        self.core_started = True
+        self._restart_ticker()
+        self.ask_for_snapshot()
+
+    @on(CoreFailed)
+    def _core_failed(self, message: CoreFailed) -> None:
+        self.notify(f"The core did not start: {message.reason}", title="core", severity="error", timeout=30)
+        self.query_one(StatusLine).update(f"[reverse $error] core failed [/] {message.reason}")
 
     async def on_unmount(self) -> None:
-        await self.core.stop()
+        await self.stop_core()
+
+    async def stop_core(self) -> None:
+        """Stop the core once, giving it STOP_TIMEOUT seconds."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._undo_signals is not None:
+            self._undo_signals()
+        try:
+            await asyncio.wait_for(self.core.stop(), STOP_TIMEOUT)
+        except TimeoutError:
+            self.log.error("core did not stop within the timeout")
+
+    def terminal_gone(self) -> None:
+        """SIGHUP/SIGTERM or a dead tty: leave now, stopping the core on the way out."""
+        self.exit(return_code=129)
+
+    def _check_terminal(self, fd: int) -> None:
+        if not terminal_alive(fd):
+            self.terminal_gone()
+
+    # ---- the refresh loop ---------------------------------------------------------
+
+    def _restart_ticker(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+        self._ticker = self.set_interval(self.refresh_interval, self.ask_for_snapshot)
+
+    def ask_for_snapshot(self) -> None:
+        """Timer callback: only asks. A tick during a fetch becomes one follow-up fetch."""
+        if self.display_paused or not self.core_started:
+            return
+        if self._fetching:
+            self._fetch_again = True
+            return
+        self._fetching = True
+        self._fetch_snapshot()
+
+    @work(exclusive=True, exit_on_error=False, group="refresh")
+    async def _fetch_snapshot(self) -> None:
+        try:
+            snapshot = self.core.snapshot()
+        except Exception as exc:  # a broken part must not take the console down
+            self.post_message(SnapshotFailed(describe_error(exc)))
+        else:
+            self.post_message(SnapshotFetched(snapshot))
+
+    @on(SnapshotFetched)
+    def _apply_snapshot(self, message: SnapshotFetched) -> None:
+        self._fetching = False
+        self.apply_snapshot(message.snapshot)
+        if self._fetch_again:
+            self._fetch_again = False
+            self.ask_for_snapshot()
+
+    @on(SnapshotFailed)
+    def _snapshot_failed(self, message: SnapshotFailed) -> None:
+        self._fetching = False
+        self.notify(f"No snapshot: {message.reason}", title="core", severity="error")
+
+    def apply_snapshot(self, snapshot: CoreSnapshot) -> None:
+        """Hand one snapshot to every pane in one batch; hidden panes only keep it."""
+        self.latest = snapshot
+        self.snapshots_applied += 1
+        with self.batch_update():
+            for pane in self.query(SnapshotPane):
+                pane.apply(snapshot)
+            self.query_one(GraphsPane).apply(snapshot)
+            self._show_status()
+
+    def _show_status(self) -> None:
+        state = ConsoleState(self.refresh_interval, self.display_paused, self.theme)
+        self.query_one(StatusLine).show(self.latest, state)
+
+    # ---- actions ------------------------------------------------------------------
+
+    def action_toggle_display(self) -> None:
+        """Freeze or unfreeze the display; the core keeps running either way."""
+        self.display_paused = not self.display_paused
+        self._show_status()
+        if not self.display_paused:
+            self.ask_for_snapshot()
+
+    async def action_toggle_intake(self) -> None:
+        """Pause or resume the core's intake of new work."""
+        paused = self.latest.paused if self.latest is not None else False
+        command = getattr(self.core, "resume_intake" if paused else "pause_intake")
+        outcome = command()
+        if inspect.isawaitable(outcome):
+            await outcome
+        self.notify("Intake resumed." if paused else "Intake paused: new work waits; work in flight finishes.",
+                    title="intake")
+        self.action_refresh_now()
+
+    def action_refresh_now(self) -> None:
+        """Fetch a snapshot now, even while the display is paused."""
+        paused, self.display_paused = self.display_paused, False
+        self.ask_for_snapshot()
+        self.display_paused = paused
+
+    def set_refresh_interval(self, seconds: float) -> None:
+        self.refresh_interval = seconds
+        if self.core_started:
+            self._restart_ticker()
+        self._show_status()
+
+    def _steps(self) -> list[float]:
+        return sorted({*REFRESH_STEPS, self.settings.refresh_interval})
+
+    def action_faster(self) -> None:
+        shorter = [s for s in self._steps() if s < self.refresh_interval]
+        if shorter:
+            self.set_refresh_interval(shorter[-1])
+
+    def action_slower(self) -> None:
+        longer = [s for s in self._steps() if s > self.refresh_interval]
+        if longer:
+            self.set_refresh_interval(longer[0])
+
+    def action_next_theme(self) -> None:
+        names = list(self.medops_themes) or list(self.available_themes)
+        following = names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
+        self.theme = following
+        self._show_status()
+
+    def action_graph_window(self) -> None:
+        self.query_one(GraphsPane).cycle_window()
+
+    def action_show_tab(self, tab: str) -> None:
+        pane_id = "graphs-tab" if tab == "graphs" else tab
+        self.query_one("#tabs", TabbedContent).active = pane_id
+        if tab in TAB_FIRST_FIELD:
+            self.query_one(TAB_FIRST_FIELD[tab], Input).focus()
+
+    def action_leave_field(self) -> None:
+        """Escape leaves a form field so the single-key bindings work again."""
+        self.set_focus(None)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+            return
+        self.push_screen(HelpScreen(self.key_list()))
+
+    def key_list(self) -> list[tuple[str, str]]:
+        """(keys, what they do) for every binding, for the help screen."""
+        rows = []
+        for binding in self.BINDINGS:
+            if isinstance(binding, Binding):
+                keys = binding.key.replace("equals_sign", "=").replace("question_mark", "?")
+                rows.append((keys, binding.description or binding.action))
+        rows.append(("ctrl+p", "command palette"))
+        rows.append(("ctrl+q / ctrl+c", "quit from anywhere"))
+        return rows
+
+    # ---- command palette ----------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Pause display" if not self.display_paused else "Resume display",
+                            "Freeze or unfreeze the panes (the core keeps running)", self.action_toggle_display)
+        paused = self.latest is not None and self.latest.paused
+        yield SystemCommand("Resume intake" if paused else "Pause intake",
+                            "Hold or release new work in the core's queues", self.action_toggle_intake)
+        for step in self._steps():
+            yield SystemCommand(f"Refresh every {step:g}s", "Change the console's refresh rate",
+                                partial(self.set_refresh_interval, step))
+        for name in self.medops_themes:
+            yield SystemCommand(f"Theme: {name}", "Switch to this medops theme", partial(setattr, self, "theme", name))
+        for tab in TABS:
+            yield SystemCommand(f"Open {tab}", f"Show the {tab} tab", partial(self.action_show_tab, tab))
+        for seconds in WINDOWS:
+            yield SystemCommand(f"Graph window: {seconds:g}s", "How far back the CPU and memory graphs reach",
+                                partial(self.query_one(GraphsPane).set_window, seconds))
+        yield SystemCommand("Help", "Keys and panes", self.action_help)
+

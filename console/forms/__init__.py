@@ -1,0 +1,1 @@
+"""Forms that act on the core through its async commands."""

@@ -1,0 +1,166 @@
+"""Document form: a path inside the intake folders and an optional case id; page
+progress while it runs, then the text and any errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Button, Input, Label, OptionList, ProgressBar, TextArea
+
+from console.forms.availability import core_command, not_available
+from console.forms.intake import IntakePathError, IntakeSuggester, list_candidates, resolve_intake_path
+from console.forms.prompt import describe_error
+
+CASE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class PageProgress(Message):
+    """The document worker finished `done` of `total` pages."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__()
+        self.done = done
+        self.total = total
+
+
+class DocumentDone(Message):
+    """The core returned a `DocumentResult`."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__()
+        self.result = result
+
+
+class DocumentFailed(Message):
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+class CandidatesFound(Message):
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__()
+        self.paths = paths
+
+
+class DocumentForm(Vertical):
+    """Extract one document at a time; the list below the path completes it."""
+
+    def __init__(self, core: object, intake_folders: Sequence[Path], *, id: str | None = "document-form") -> None:
+        super().__init__(id=id)
+        self.core = core
+        self.folders = tuple(intake_folders)
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        folders = ", ".join(str(f) for f in self.folders)
+        yield Label(f"intake: {folders}", id="doc-folders")
+        with Horizontal(classes="form-row"):
+            yield Input(placeholder="path of a PDF or image in an intake folder", id="doc-path",
+                        suggester=IntakeSuggester(self.folders))
+            yield Input(placeholder="case id (optional)", id="doc-case")
+            yield Button("Extract", id="doc-extract", variant="primary")
+        yield OptionList(id="doc-candidates")
+        yield ProgressBar(id="doc-progress", show_eta=False)
+        yield Label("", id="doc-error", classes="form-error")
+        yield TextArea("", id="doc-text", read_only=True, soft_wrap=True)
+
+    def on_mount(self) -> None:
+        self._find_candidates("")
+
+    @on(Input.Changed, "#doc-path")
+    def path_changed(self, event: Input.Changed) -> None:
+        self._find_candidates(event.value)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="intake-list")
+    def _find_candidates(self, typed: str) -> None:
+        self.post_message(CandidatesFound(list_candidates(self.folders, typed)))
+
+    @on(CandidatesFound)
+    def show_candidates(self, message: CandidatesFound) -> None:
+        options = self.query_one("#doc-candidates", OptionList)
+        options.clear_options()
+        options.add_options(message.paths[:50])
+
+    @on(OptionList.OptionSelected, "#doc-candidates")
+    def choose_candidate(self, event: OptionList.OptionSelected) -> None:
+        path_input = self.query_one("#doc-path", Input)
+        path_input.value = str(event.option.prompt)
+        path_input.focus()
+
+    @on(Input.Submitted, "#doc-path")
+    @on(Input.Submitted, "#doc-case")
+    @on(Button.Pressed, "#doc-extract")
+    def submit(self) -> None:
+        error = self.query_one("#doc-error", Label)
+        if self.running:
+            error.update("A document is already being extracted; wait for it to finish.")
+            return
+        try:
+            path = resolve_intake_path(self.query_one("#doc-path", Input).value, self.folders)
+        except IntakePathError as exc:
+            error.update(str(exc))
+            return
+        case_id = self.query_one("#doc-case", Input).value.strip() or None
+        if case_id is not None and not CASE_ID.match(case_id):
+            error.update("The case id may hold letters, digits, '.', '_' and '-' (at most 64);"
+                         " fix it or leave it empty.")
+            return
+        extract = core_command(self.core, "extract")
+        if extract is None:
+            error.update(not_available("Document extraction", "documents"))
+            return
+        error.update("")
+        self.running = True
+        self.query_one("#doc-text", TextArea).text = ""
+        self.query_one("#doc-progress", ProgressBar).update(total=None, progress=0)
+        self._extract(extract, path, case_id)
+
+    @work(exclusive=True, exit_on_error=False, group="document")
+    async def _extract(self, extract: Any, path: Path, case_id: str | None) -> None:
+        def on_progress(*args: Any) -> None:
+            done, total = progress_figures(args)
+            self.post_message(PageProgress(done, total))  # post_message is safe from any thread
+
+        try:
+            result = await extract(path, case_id=case_id, on_progress=on_progress)
+        except Exception as exc:  # shown on the form; the console keeps running
+            self.post_message(DocumentFailed(describe_error(exc)))
+        else:
+            self.post_message(DocumentDone(result))
+
+    @on(PageProgress)
+    def show_progress(self, message: PageProgress) -> None:
+        self.query_one("#doc-progress", ProgressBar).update(total=max(1, message.total), progress=message.done)
+
+    @on(DocumentDone)
+    def show_result(self, message: DocumentDone) -> None:
+        self.running = False
+        result = message.result
+        text = str(getattr(result, "text", ""))
+        pages = getattr(result, "pages", None)
+        total = pages if isinstance(pages, int) else len(pages) if isinstance(pages, (list, tuple)) else 1
+        self.query_one("#doc-progress", ProgressBar).update(total=max(1, total), progress=max(1, total))
+        self.query_one("#doc-text", TextArea).text = text
+        errors = getattr(result, "errors", ()) or ()
+        self.query_one("#doc-error", Label).update("\n".join(str(e) for e in errors))
+
+    @on(DocumentFailed)
+    def show_failure(self, message: DocumentFailed) -> None:
+        self.running = False
+        self.query_one("#doc-error", Label).update(message.reason)
+
+
+def progress_figures(args: tuple[Any, ...]) -> tuple[int, int]:
+    """(pages done, pages total) from either `(done, total)` or a progress object."""
+    if len(args) >= 2:
+        return int(args[0]), int(args[1])
+    item = args[0]
+    return int(getattr(item, "pages_done", 0)), int(getattr(item, "pages_total", 0))

@@ -1,0 +1,151 @@
+"""Prompt form: send a prompt through the scheduler and show each reply as it lands."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Button, Input, Label, Select, Static
+
+from console import figures
+from console.forms.availability import core_command, not_available
+
+AGENTS = ("triage", "diagnosis", "medication", "documentation")
+PRIORITIES = ("critical", "high", "normal")
+
+
+class PromptAnswered(Message):
+    """A reply came back for the form's request number `number`."""
+
+    def __init__(self, number: int, result: Any) -> None:
+        super().__init__()
+        self.number = number
+        self.result = result
+
+
+class PromptFailed(Message):
+    """The core refused or failed request `number`; `reason` is safe to show."""
+
+    def __init__(self, number: int, reason: str) -> None:
+        super().__init__()
+        self.number = number
+        self.reason = reason
+
+
+class ReplyCard(Static):
+    """One request: pending, then its reply with tokens, latency and queue wait."""
+
+    DEFAULT_CLASSES = "reply"
+
+
+class PromptForm(Vertical):
+    """Agent, priority, model and text; several requests may be in flight."""
+
+    def __init__(self, core: object, models: Mapping[str, Any], default_model: str, *,
+                 id: str | None = "prompt-form") -> None:
+        super().__init__(id=id)
+        self.core = core
+        self.models = tuple(models)
+        self.default_model = default_model if default_model in models else (self.models[0] if self.models else "")
+        self._numbers = itertools.count(1)
+        self.in_flight = 0
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="form-row"):
+            yield Select([(a, a) for a in AGENTS], value=AGENTS[0], allow_blank=False, id="prompt-agent")
+            yield Select([(p, p) for p in PRIORITIES], value="normal", allow_blank=False, id="prompt-priority")
+            yield Select([(m, m) for m in self.models], value=self.default_model, allow_blank=False, id="prompt-model")
+        with Horizontal(classes="form-row"):
+            yield Input(placeholder="prompt text (enter sends)", id="prompt-text")
+            yield Button("Send", id="prompt-send", variant="primary")
+        yield Label("", id="prompt-error", classes="form-error")
+        yield VerticalScroll(id="prompt-replies")
+
+    @on(Input.Submitted, "#prompt-text")
+    @on(Button.Pressed, "#prompt-send")
+    def submit(self) -> None:
+        """Validate, then hand the request to a worker; the form stays usable."""
+        error = self.query_one("#prompt-error", Label)
+        text_input = self.query_one("#prompt-text", Input)
+        text = text_input.value.strip()
+        if not text:
+            error.update("Type a prompt first: the text is empty.")
+            return
+        ask = core_command(self.core, "ask")
+        if ask is None:
+            error.update(not_available("Sending a prompt", "Groq gateway/scheduler"))
+            return
+        error.update("")
+        number = next(self._numbers)
+        agent = str(self.query_one("#prompt-agent", Select).value)
+        priority = str(self.query_one("#prompt-priority", Select).value)
+        model = str(self.query_one("#prompt-model", Select).value)
+        card = ReplyCard(f"#{number} {agent} · {priority} · {figures.text(model)} · [i]waiting…[/]",
+                         id=f"reply-{number}")
+        self.query_one("#prompt-replies", VerticalScroll).mount(card, before=0)
+        text_input.value = ""
+        self.in_flight += 1
+        self._send(number, ask, text, agent, priority, model)
+
+    @work(exit_on_error=False, group="prompts")
+    async def _send(self, number: int, ask: Any, text: str, agent: str, priority: str, model: str) -> None:
+        try:
+            request = build_request(text, agent, priority, model, number)
+            result = await ask(request)
+        except Exception as exc:  # every failure is shown on its card, none crashes the console
+            self.post_message(PromptFailed(number, describe_error(exc)))
+        else:
+            self.post_message(PromptAnswered(number, result))
+
+    @on(PromptAnswered)
+    def show_reply(self, message: PromptAnswered) -> None:
+        self.in_flight -= 1
+        self._card(message.number).update(reply_text(message.number, message.result))
+
+    @on(PromptFailed)
+    def show_failure(self, message: PromptFailed) -> None:
+        self.in_flight -= 1
+        card = self._card(message.number)
+        card.add_class("failed")
+        card.update(f"#{message.number} [reverse $error] failed [/] {figures.text(message.reason)}")
+
+    def _card(self, number: int) -> ReplyCard:
+        return self.query_one(f"#reply-{number}", ReplyCard)
+
+
+def build_request(text: str, agent: str, priority: str, model: str, number: int) -> Any:
+    """A `PromptRequest` as the scheduler's contract defines it."""
+    from core.completions import Priority, PromptRequest  # the scheduler part's types
+
+    return PromptRequest(prompt=text, agent=agent, priority=_priority(Priority, priority), model=model,
+                         request_id=f"console-{number}")
+
+
+def _priority(kind: Any, name: str) -> Any:
+    try:
+        return kind[name.upper()]
+    except KeyError:
+        return kind(name)
+
+
+def reply_text(number: int, result: Any) -> str:
+    """The reply and its cost: tokens, latency, queue wait, attempts."""
+    completion = result.completion
+    return (f"#{number} [b]{figures.text(completion.model)}[/]"
+            f" · tokens {completion.prompt_tokens}+{completion.completion_tokens}"
+            f" · latency {figures.millis(result.latency)} · queue wait {figures.millis(result.queue_wait)}"
+            f" · attempts {result.attempts}\n{figures.text(completion.text)}")
+
+
+def describe_error(exc: BaseException) -> str:
+    """Our errors carry safe messages; anything else is named by type only."""
+    from core.errors import MedopsError
+
+    if isinstance(exc, MedopsError):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__} (unexpected; see the log)"

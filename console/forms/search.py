@@ -1,0 +1,92 @@
+"""Knowledge-base search form: free text in, ICD-10-CM codes out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Button, DataTable, Input, Label
+
+from console.forms.availability import core_command, not_available
+from console.forms.prompt import describe_error
+
+RESULT_LIMIT = 20
+
+
+class SearchAnswered(Message):
+    def __init__(self, query: str, rows: list[Any]) -> None:
+        super().__init__()
+        self.query = query
+        self.rows = rows
+
+
+class SearchFailed(Message):
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+class SearchForm(Vertical):
+    """One query at a time; a newer query replaces one still running."""
+
+    def __init__(self, core: object, *, id: str | None = "search-form") -> None:
+        super().__init__(id=id)
+        self.core = core
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="form-row"):
+            yield Input(placeholder="search codes and descriptions (enter searches)", id="search-text")
+            yield Button("Search", id="search-go", variant="primary")
+        yield Label("", id="search-error", classes="form-error")
+        table: DataTable[str] = DataTable(id="search-results", cursor_type="row", zebra_stripes=True)
+        table.add_columns("code", "description")
+        yield table
+
+    @on(Input.Submitted, "#search-text")
+    @on(Button.Pressed, "#search-go")
+    def submit(self) -> None:
+        error = self.query_one("#search-error", Label)
+        text = self.query_one("#search-text", Input).value.strip()
+        if len(text) < 2:
+            error.update("Type at least two characters to search.")
+            return
+        search = core_command(self.core, "kb_search")
+        if search is None:
+            error.update(not_available("Knowledge-base search", "knowledge"))
+            return
+        error.update("searching…")
+        self._search(search, text)
+
+    @work(exclusive=True, exit_on_error=False, group="search")
+    async def _search(self, search: Any, text: str) -> None:
+        try:
+            rows = await search(text, limit=RESULT_LIMIT)
+        except Exception as exc:  # shown on the form
+            self.post_message(SearchFailed(describe_error(exc)))
+        else:
+            self.post_message(SearchAnswered(text, list(rows)))
+
+    @on(SearchAnswered)
+    def show_rows(self, message: SearchAnswered) -> None:
+        table = self.query_one("#search-results", DataTable)
+        table.clear()
+        for row in message.rows:
+            table.add_row(*row_cells(row))
+        found = len(message.rows)
+        self.query_one("#search-error", Label).update("" if found else f"no codes match {message.query!r}")
+
+    @on(SearchFailed)
+    def show_failure(self, message: SearchFailed) -> None:
+        self.query_one("#search-error", Label).update(message.reason)
+
+
+def row_cells(row: Any) -> tuple[str, str]:
+    """(code, description) from a result object, mapping or pair."""
+    if isinstance(row, dict):
+        return str(row.get("code", "")), str(row.get("description", ""))
+    if isinstance(row, (tuple, list)):
+        return str(row[0]), str(row[1]) if len(row) > 1 else ""
+    return str(getattr(row, "code", row)), str(getattr(row, "description", ""))

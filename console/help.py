@@ -1,0 +1,39 @@
+"""Help screen (F1 or ?): every key, what the panes show, how to leave."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+ABOUT = """\
+[b]Panes[/]  Overview: Groq quota per model (rpm/rpd/tpm/tpd used of limit, reset, the server's
+last remaining figures, 429s, queue per priority, in flight), case memory slots and agent contexts,
+pool saturation (duckdb, cpu, io, process, http; cache hit rate; event-loop lag), alerts newest first.
+Graphs: CPU and memory over a window. Prompt, Document, Search: forms that act on the core.
+
+[b]Pausing[/]  space freezes the display only; i pauses the core's intake (work in flight finishes).
+[b]Command palette[/]  ctrl+p: themes, pause, refresh rate, forms.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    """Keys and panes at a glance; any of escape, q, F1 or ? closes it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,f1,question_mark", "app.pop_screen", "Close help"),
+    ]
+
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        width = max((len(k) for k, _ in self.keys), default=4)
+        rows = "\n".join(f"  [b]{key:<{width}}[/]  {description}" for key, description in self.keys)
+        with VerticalScroll(id="help-body"):
+            yield Static(f"[b $primary]medops console — keys[/]\n{rows}\n\n{ABOUT}", id="help-text")

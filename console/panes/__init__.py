@@ -1,0 +1,1 @@
+"""Read-only panes: each shows one section of the latest `CoreSnapshot`."""

@@ -1,0 +1,70 @@
+"""Pool saturation pane: every worker pool, the query cache and event-loop lag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from console import figures
+from console.panes.pane import SnapshotPane
+from core.snapshot import CacheSnapshot, CoreSnapshot, KnowledgeSnapshot, PoolSnapshot
+
+# The pools the contracts promise, in the order an on-call engineer reads them.
+EXPECTED_POOLS = ("duckdb", "cpu", "io", "process", "http")
+
+
+class PoolsPane(SnapshotPane):
+    """Active against capacity per pool, queue and wait times, errors and timeouts."""
+
+    def __init__(self, *, id: str | None = "pools") -> None:
+        super().__init__("Pools & loop", id=id)
+
+    def section(self, snapshot: CoreSnapshot) -> Any:
+        system = snapshot.system
+        return (snapshot.pools, snapshot.cache, snapshot.knowledge,
+                round(system.loop_lag_p50_ms, 1), round(system.loop_lag_ms, 1), round(system.loop_lag_max_ms, 1))
+
+    def draw(self, snapshot: CoreSnapshot) -> str:
+        bar_width = max(6, self.inner_width - 52)
+        heading = (f"{'pool':<8} {'use':<{bar_width}} {'act/cap':>8} {'queued':>6}"
+                   f" {'wait p50/p95':>14} {'err':>4} {'t/o':>4}")
+        lines = [heading]
+        by_name = {pool.name: pool for pool in snapshot.pools}
+        names = [*EXPECTED_POOLS, *sorted(set(by_name) - set(EXPECTED_POOLS))]
+        for name in names:
+            pool = by_name.get(name)
+            lines.append(pool_line(pool, bar_width) if pool else f"{name:<8} [dim]not running yet[/]")
+        lines.append(cache_line(snapshot.cache))
+        lines.append(knowledge_line(snapshot.knowledge))
+        system = snapshot.system
+        lag_style = figures.level(system.loop_lag_ms / 100.0)
+        lines.append(f"event-loop lag p50 {system.loop_lag_p50_ms:.1f} · [{lag_style}]p99 {system.loop_lag_ms:.1f}[/]"
+                     f" · max {system.loop_lag_max_ms:.1f} ms")
+        return "\n".join(lines)
+
+
+def pool_line(pool: PoolSnapshot, bar_width: int) -> str:
+    waits = f"{figures.millis(pool.wait_p50)}/{figures.millis(pool.wait_p95)}"
+    used = f"{pool.active}/{pool.capacity}"
+    return (f"{figures.text(pool.name):<8} {figures.bar(pool.active, pool.capacity, bar_width)}"
+            f" {used:>8} {pool.queued:>6} {waits:>14} {pool.errors:>4} {pool.timeouts:>4}")
+
+
+def cache_line(cache: CacheSnapshot) -> str:
+    if cache.capacity == 0 and cache.hits + cache.misses == 0:
+        return f"cache {figures.text(cache.name)}: [dim]not running yet[/]"
+    return (f"cache {figures.text(cache.name)}: hit [b]{figures.percent(cache.hit_rate)}[/]"
+            f" ({figures.count(cache.hits)}/{figures.count(cache.hits + cache.misses)})"
+            f" size {figures.count(cache.size)}/{figures.count(cache.capacity)}"
+            f" evicted {figures.count(cache.evictions)}")
+
+
+def knowledge_line(knowledge: KnowledgeSnapshot) -> str:
+    """The knowledge base's state; a build shows its stage and progress."""
+    if knowledge.state == "building":
+        return (f"knowledge: building {figures.text(knowledge.stage)}"
+                f" {figures.percent(knowledge.progress)}")
+    if knowledge.state == "ready":
+        return f"knowledge: ready, {figures.count(knowledge.codes)} codes"
+    if knowledge.state == "failed":
+        return f"knowledge: [$error]failed[/] {figures.text(knowledge.detail)}"
+    return "knowledge: [dim]not running yet[/]"

@@ -1,0 +1,66 @@
+"""Groq quota pane: each model's four windows, the server's last word, and the queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from console import figures
+from console.panes.pane import SnapshotPane
+from core.snapshot import CoreSnapshot, ModelQuota, SchedulerSnapshot
+
+WINDOW_ORDER = ("rpm", "rpd", "tpm", "tpd")
+
+
+class QuotaPane(SnapshotPane):
+    """Requests and tokens per minute and per day, 429s, queue depth, in flight."""
+
+    def __init__(self, *, id: str | None = "quota") -> None:
+        super().__init__("Groq quota", id=id)
+
+    def section(self, snapshot: CoreSnapshot) -> Any:
+        return (snapshot.quota, snapshot.scheduler, snapshot.taken_at // 1)
+
+    def draw(self, snapshot: CoreSnapshot) -> str:
+        lines = [queue_line(snapshot.scheduler)]
+        if not snapshot.quota.models:
+            lines.append("[dim]no quota figures yet: the Groq quota part is not running[/]")
+        for model in snapshot.quota.models:
+            lines.extend(model_lines(model, self.inner_width, snapshot.taken_at))
+        return "\n".join(lines)
+
+
+def queue_line(scheduler: SchedulerSnapshot) -> str:
+    """Depth per priority, in flight against the cap, and lifetime outcomes."""
+    depths = " ".join(f"{figures.text(q.priority[:4])} [b]{q.depth}[/]" for q in scheduler.queues) or "none"
+    intake = " [reverse $warning] intake paused [/]" if scheduler.paused else ""
+    return (f"queued {depths} │ flight [b]{scheduler.in_flight}[/]/{scheduler.concurrency}"
+            f" │ done {figures.count(scheduler.completed)} fail {figures.count(scheduler.failed)}"
+            f" rej {figures.count(scheduler.rejected)}{intake}")
+
+
+def model_lines(model: ModelQuota, width: int, now: float) -> list[str]:
+    """A heading, one bar per window, and the server's remaining figures."""
+    lines = [f"[b $primary]{figures.text(model.model)}[/]  429s [b]{model.rate_limited}[/]"
+             f"  too large {model.refused_too_large}"]
+    # name 5, figures 13, reset 13 and room for a "blocked" badge: the rest is bar
+    bar_width = max(6, width - 48)
+    windows = sorted(model.windows, key=lambda w: WINDOW_ORDER.index(w.name) if w.name in WINDOW_ORDER else 9)
+    for window in windows:
+        used = f"{figures.count(window.used)}/{figures.count(window.limit)}"
+        blocked = f" [reverse $error] 429 {figures.duration(window.blocked_for)} [/]" if window.blocked_for > 0 else ""
+        lines.append(f" {window.name:<3} {figures.bar(window.used, window.limit, bar_width)} {used:>12}"
+                     f" reset {figures.duration(window.reset_in):>6}{blocked}")
+    server = model.server
+    if server.observed_at is None:
+        lines.append(" [dim]server: no x-ratelimit headers seen yet[/]")
+    else:
+        age = figures.duration(now - server.observed_at)
+        lines.append(f" server left: {_maybe(server.remaining_requests)} req/day"
+                     f" (reset {figures.duration(server.reset_requests)}),"
+                     f" {_maybe(server.remaining_tokens)} tok/min (reset {figures.duration(server.reset_tokens)})"
+                     f" [dim]{age} ago[/]")
+    return lines
+
+
+def _maybe(value: int | None) -> str:
+    return "?" if value is None else figures.count(value)

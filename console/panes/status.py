@@ -1,0 +1,56 @@
+"""Status line: endpoint, refresh rate, display and intake state, ledger, uptime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.widgets import Static
+
+from console import figures
+from core.snapshot import CoreSnapshot
+
+LEDGER_SHORT = {"read-write": "rw", "read-only": "ro"}
+
+
+@dataclass(frozen=True)
+class ConsoleState:
+    """What the console itself is doing, shown beside the core's state."""
+
+    refresh_interval: float
+    display_paused: bool
+    theme: str
+
+
+class StatusLine(Static):
+    """One line an on-call engineer reads first."""
+
+    def __init__(self, *, id: str | None = "status") -> None:
+        super().__init__("starting the core…", id=id)
+        self._shown: tuple[object, ...] | None = None
+
+    def show(self, snapshot: CoreSnapshot | None, state: ConsoleState) -> None:
+        uptime = int(snapshot.uptime) if snapshot else 0
+        key = (snapshot.endpoint if snapshot else None, snapshot.paused if snapshot else None,
+               snapshot.ledger.mode if snapshot else None, uptime, state)
+        if key == self._shown:
+            return
+        self._shown = key
+        self.update(status_text(snapshot, state))
+
+
+def status_text(snapshot: CoreSnapshot | None, state: ConsoleState) -> str:
+    """The status line's markup."""
+    display = "[reverse $warning] DISPLAY PAUSED [/]" if state.display_paused else "[$success]live[/]"
+    parts = [display, f"every {state.refresh_interval:g}s"]
+    if snapshot is None:
+        return " │ ".join([*parts, "core starting…"])
+    endpoint = snapshot.endpoint
+    if endpoint.kind == "none":
+        parts.insert(0, "endpoint [dim]none yet[/]")
+    else:
+        health = "[$success]ok[/]" if endpoint.healthy else "[$error]down[/]"
+        parts.insert(0, f"[b]{figures.text(endpoint.kind)}[/] {health}")
+    parts.append("[reverse $error] INTAKE PAUSED [/]" if snapshot.paused else "intake open")
+    parts.append(f"ledger {figures.text(LEDGER_SHORT.get(snapshot.ledger.mode, snapshot.ledger.mode))}")
+    parts.append(f"up {figures.duration(snapshot.uptime)}")
+    return " │ ".join(parts)

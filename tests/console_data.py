@@ -1,0 +1,95 @@
+"""Fixed data for console tests: a full `CoreSnapshot` and a core that serves it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from core.clock import FakeClock
+from core.config import Settings
+from core.paths import Locations
+from core.resource_core import ResourceCore
+from core.snapshot import (
+    Alert,
+    CacheSnapshot,
+    ContextPoolSnapshot,
+    CoreSnapshot,
+    DocumentJob,
+    DocumentsSnapshot,
+    EndpointInfo,
+    KnowledgeSnapshot,
+    LedgerSnapshot,
+    ModelQuota,
+    PoolSnapshot,
+    PriorityQueue,
+    QuotaSnapshot,
+    SchedulerSnapshot,
+    ServerReport,
+    SlotsSnapshot,
+    SystemSnapshot,
+    TunerChange,
+    TunerSnapshot,
+    WindowUsage,
+)
+
+NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def busy_snapshot(paused: bool = False) -> CoreSnapshot:
+    """A core under load: quota nearly spent on one model, pools busy, two alerts."""
+    windows = (WindowUsage("rpm", 27, 30, 41.5), WindowUsage("rpd", 980, 1_000, 30_512.0),
+               WindowUsage("tpm", 9_100, 12_000, 12.0), WindowUsage("tpd", 97_050, 100_000, 30_512.0, 578.0))
+    small = (WindowUsage("rpm", 3, 30, 55.0), WindowUsage("rpd", 120, 14_400, 70_000.0),
+             WindowUsage("tpm", 800, 6_000, 55.0), WindowUsage("tpd", 41_000, 500_000, 70_000.0))
+    quota = QuotaSnapshot(models=(
+        ModelQuota("llama-3.3-70b-versatile", windows,
+                   ServerReport(1_000, 20, 179.56, 12_000, 2_900, 7.66, NOW - 4), rate_limited=3, refused_too_large=1),
+        ModelQuota("llama-3.1-8b-instant", small),
+    ))
+    scheduler = SchedulerSnapshot(queues=(PriorityQueue("critical", 0), PriorityQueue("high", 2, 0.3, 1.1),
+                                          PriorityQueue("normal", 7, 2.0, 9.5)),
+                                  in_flight=4, concurrency=10, completed=1_234, failed=5, rejected=2, paused=paused)
+    slots = SlotsSnapshot(total=1_000, used=412, slot_bytes=10_485, bytes_used=2_811_000, largest_case=10_100,
+                          overwrites=17, rejections=(("too large", 3), ("full", 0)),
+                          occupied=tuple(range(0, 824, 2)), segment="medops-cases")
+    contexts = ContextPoolSnapshot(pool_size=100, idle=61, active=39, created_beyond_pool=0, acquisitions=5_000,
+                                   reuses=4_900, leaked=1)
+    pools = (PoolSnapshot("duckdb", 10, 7, 1, 9_000, 0, 0, 0.002, 0.015),
+             PoolSnapshot("cpu", 2, 2, 5, 300, 1, 0, 0.120, 0.900),
+             PoolSnapshot("io", 8, 1, 0, 4_000),
+             PoolSnapshot("process", 2, 1, 0, 12, 0, 1, 0.0, 0.0),
+             PoolSnapshot("http", 100, 4, 0, 1_239))
+    cache = CacheSnapshot("query", 640, 1_000, 7_700, 2_300, 12)
+    history = tuple((NOW - 300 + i * 5, 20 + (i * 7) % 50) for i in range(61))
+    memory = tuple((NOW - 300 + i * 5, 40 + i * 0.2) for i in range(61))
+    system = SystemSnapshot(process_cpu=37.0, process_cpu_machine=18.5, rss_bytes=210 * 1024 * 1024, threads=23,
+                            open_files=41, cpu_limit_cores=2.0, memory_used=3 << 30, memory_limit=8 << 30,
+                            memory_percent=52.0, memory_source="cgroup v2", loop_lag_ms=3.2, loop_lag_p50_ms=0.4,
+                            loop_lag_max_ms=7.9, cpu_percent=31.0, cpu_source="cgroup v2", sampled_at=NOW,
+                            cpu_history=history, memory_history=memory)
+    alerts = (Alert("loop_lag", "warning", "event-loop lag 140 ms over 100 ms", NOW - 600, 140.0, NOW - 500),
+              Alert("quota_low:llama-3.3-70b-versatile", "critical", "tpd at 97% of 100k", NOW - 60, 97.0,
+                    rule="quota_low", repeats=2, updated_at=NOW - 30))
+    tuner = TunerSnapshot(True, (TunerChange(NOW - 120, "io_threads", 8, 12, "io queue above 4 for 30 s"),))
+    documents = DocumentsSnapshot(queued=1, running=1, done=9, failed=1, pages=57,
+                                  recent=(DocumentJob("d-10", "scan-0042.pdf", "running", 3, 8),
+                                          DocumentJob("d-09", "broken.pdf", "failed", 0, 0, "not a PDF")))
+    return CoreSnapshot(taken_at=NOW, uptime=3_725.0, endpoint=EndpointInfo("local", "http://127.0.0.1:40123", True),
+                        quota=quota, scheduler=scheduler, slots=slots, contexts=contexts, pools=pools, cache=cache,
+                        knowledge=KnowledgeSnapshot("ready", codes=74_719),
+                        documents=documents, system=system, alerts=alerts, tuner=tuner,
+                        ledger=LedgerSnapshot("read-write", rows_written=1_240), paused=paused,
+                        parts=("quota", "scheduler", "gateway"))
+
+
+class FrozenCore(ResourceCore):
+    """A real `ResourceCore` whose snapshot is fixed data, for frozen screenshots."""
+
+    def __init__(self, settings: Settings, locations: Locations, snapshot: CoreSnapshot | None = None) -> None:
+        super().__init__(settings, locations, FakeClock(wall_start=NOW))
+        self.frozen = snapshot or busy_snapshot()
+        self.snapshots_taken = 0
+
+    def snapshot(self) -> CoreSnapshot:
+        self.snapshots_taken += 1
+        return replace(self.frozen, paused=self._paused,
+                       scheduler=replace(self.frozen.scheduler, paused=self._paused))
