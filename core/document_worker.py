@@ -1,0 +1,104 @@
+"""A document worker process: reads jobs on stdin, extracts, writes frames back.
+
+Started by `core.documents` as `python -m core.document_worker` in its own
+session (so killing its process group also kills a running Tesseract). Frames
+are an 8-byte big-endian length and a pickle, both ways; the results go to a
+private copy of the original stdout, while fd 1 points at stderr, so nothing a
+library prints can corrupt them. The worker exits when its stdin closes.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import resource
+import struct
+import sys
+from typing import Any, BinaryIO
+
+FRAME_HEADER = struct.Struct("!Q")
+# A hostile file may try to make MuPDF or Pillow allocate without bound; past
+# this the worker gets MemoryError (or dies) instead of starving the machine.
+ADDRESS_SPACE_LIMIT = 4 * 1024**3
+
+
+def encode_frame(message: Any) -> bytes:
+    """One message as length + pickle."""
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return FRAME_HEADER.pack(len(body)) + body
+
+
+def read_frame(stream: BinaryIO) -> Any | None:
+    """The next message from a blocking stream, or None at end of input."""
+    header = stream.read(FRAME_HEADER.size)
+    if len(header) < FRAME_HEADER.size:
+        return None
+    (length,) = FRAME_HEADER.unpack(header)
+    body = stream.read(length)
+    if len(body) < length:
+        return None
+    return pickle.loads(body)
+
+
+class _Output:
+    """Writes frames to the private results descriptor."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, message: Any) -> None:
+        data = memoryview(encode_frame(message))
+        while data:
+            written = os.write(self.fd, data)
+            data = data[written:]
+
+
+def _limit_memory() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard == resource.RLIM_INFINITY or hard > ADDRESS_SPACE_LIMIT:
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, hard))
+
+
+def main() -> int:
+    """Serve jobs until stdin closes."""
+    # Tesseract's OpenMP threads fight each other across workers: one each is 3-4x faster.
+    os.environ["OMP_THREAD_LIMIT"] = "1"
+    output = _Output(os.dup(1))
+    os.dup2(2, 1)
+    _limit_memory()
+    import pymupdf
+    import pytesseract  # noqa: F401  (imported now so the first job does not pay for it)
+    from PIL import Image  # noqa: F401
+
+    from core.extraction import ExtractionError, PageText, extract
+
+    # MuPDF's own messages could name things inside the document; they go nowhere.
+    pymupdf.TOOLS.mupdf_display_errors(False)
+    pymupdf.TOOLS.mupdf_display_warnings(False)
+    output.send(("ready", os.getpid()))
+    jobs = sys.stdin.buffer
+    while (job := read_frame(jobs)) is not None:
+        job_id, path, kind, options = job
+
+        def progress(page: PageText, total: int, job_id: str = job_id) -> None:
+            output.send(("page", job_id, page.number, total, page.method))
+
+        try:
+            result = extract(path, kind, options, on_page=progress)
+        except ExtractionError as exc:
+            output.send(("failed", job_id, exc.reason, str(exc)))
+        except MemoryError:
+            output.send(("failed", job_id, "memory", "the document needs more memory than a worker may use "
+                         f"({ADDRESS_SPACE_LIMIT // 1024**3} GiB); it may be hostile, or split it"))
+        except Exception as exc:  # any library failure must become a clear job failure
+            # Only the exception type: its message might quote the document.
+            output.send(("failed", job_id, "internal", f"extraction failed unexpectedly ({type(exc).__name__}); "
+                         "the file may be malformed; ask for a new copy"))
+        else:
+            output.send(("done", job_id, result))
+        pymupdf.TOOLS.mupdf_warnings(reset=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
