@@ -173,7 +173,8 @@ class DocumentsSnapshot:
     done: int = 0
     failed: int = 0
     pages: int = 0
-    recent: tuple[DocumentJob, ...] = ()
+    recent: tuple[DocumentJob, ...] = ()  # newest first
+    cancelled: int = 0
 
 
 @dataclass(frozen=True)
