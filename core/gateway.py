@@ -1,0 +1,274 @@
+"""The gateway: one request's HTTP attempts to Groq through the official `groq` SDK.
+
+`AsyncGroq` with the SDK's own retries off, over one pooled `httpx.AsyncClient`.
+Every answer is read raw so its `x-ratelimit-*` headers reach the quota. The
+gateway retries only what another attempt can fix (5xx, timeouts, connection
+errors) with capped, jittered backoff inside the request's time budget; a 429
+goes back to the scheduler (which waits as the quota says), a 498 is a
+capacity signal, and 400/401/403/404/413 are refused at once, said plainly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import groq
+import httpx
+
+from core.clock import Clock, SystemClock
+from core.completions import (
+    CapacityExceeded,
+    Completion,
+    PromptRequest,
+    RateLimited,
+    RequestRejected,
+    UpstreamUnavailable,
+)
+from core.config import Settings
+from core.ratelimits import RateLimitHeaders, parse_rate_limit_headers, parse_rate_limit_message
+from core.snapshot import PoolSnapshot
+
+BACKOFF_BASE = 0.25  # seconds before the first retry (before jitter)
+BACKOFF_CAP = 4.0  # no retry waits longer than this
+LOCAL_PLACEHOLDER_KEY = "medops-local-endpoint"  # the SDK insists on a key; the local endpoint takes any
+MAX_REASON_CHARS = 300
+# What each refusal means for the on-call engineer, and what to do.
+REJECTION_HINTS = {
+    400: "the request is malformed or too long for the model; check the prompt and max_completion_tokens",
+    401: "the Groq API key was refused; set GROQ_API_KEY to a valid key (console.groq.com/keys)",
+    403: "this key may not use this model or endpoint; check the key's organization and permissions",
+    404: "no such model or URL; check the model name and GROQ_BASE_URL",
+    413: "the request asks more tokens than the model's per-minute limit; shorten it or lower max_completion_tokens",
+    422: "Groq could not process the request; check its contents",
+}
+
+
+class GatewayTimeout(UpstreamUnavailable):
+    """No answer within the request's time budget (retries included)."""
+
+
+@dataclass(frozen=True)
+class GroqTarget:
+    """Where the gateway sends requests: Groq itself or a local endpoint."""
+
+    kind: str  # "groq" or "local"
+    base_url: str
+    api_key: str  # never shown; LOCAL_PLACEHOLDER_KEY for a keyless local endpoint
+    in_process: bool  # True: the core must start its own local endpoint at base_url
+
+    def __repr__(self) -> str:  # keep the key out of reprs, logs and tracebacks
+        return f"GroqTarget(kind={self.kind!r}, base_url={self.base_url!r}, in_process={self.in_process})"
+
+
+def choose_target(settings: Settings, env: Mapping[str, str]) -> GroqTarget:
+    """Groq when GROQ_API_KEY is set; else a local endpoint (GROQ_BASE_URL's, or an in-process one).
+
+    For the in-process case `base_url` is empty until the endpoint has a port.
+    """
+    key = env.get("GROQ_API_KEY", "").strip()
+    base_url = env.get("GROQ_BASE_URL", "").strip()
+    if key:
+        url = base_url or settings.groq_base_url
+        return GroqTarget("local" if is_loopback(url) else "groq", url, key, in_process=False)
+    if base_url:
+        return GroqTarget("local", base_url, LOCAL_PLACEHOLDER_KEY, in_process=False)
+    return GroqTarget("local", "", LOCAL_PLACEHOLDER_KEY, in_process=True)
+
+
+def is_loopback(url: str) -> bool:
+    """Whether a URL points at this machine."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class GatewayStats:
+    """HTTP attempts and what they came back with."""
+
+    in_flight: int = 0
+    attempts: int = 0
+    answered: int = 0
+    retries: int = 0
+    rate_limited: int = 0  # 429s received
+    capacity_exceeded: int = 0  # 498s received
+    rejected: int = 0  # 4xx refusals
+    server_errors: int = 0  # 5xx received
+    connection_errors: int = 0
+    timeouts: int = 0
+    failed: int = 0  # sends that ended in an error after retries
+
+
+class Gateway:
+    """Sends prompts to Groq (implements the scheduler's `Sender`)."""
+
+    def __init__(self, settings: Settings, target: GroqTarget, clock: Clock | None = None,
+                 rng: random.Random | None = None, backoff_base: float = BACKOFF_BASE,
+                 backoff_cap: float = BACKOFF_CAP) -> None:
+        if not target.base_url:
+            raise ValueError("the gateway needs a base URL; start the local endpoint first")
+        self._settings = settings
+        self._target = target
+        self._clock = clock or SystemClock()
+        self._random = rng or random.Random()
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=settings.http_max_connections,
+                                max_keepalive_connections=settings.http_max_per_host),
+            timeout=settings.request_timeout,
+        )
+        self._client = groq.AsyncGroq(api_key=target.api_key, base_url=target.base_url, max_retries=0,
+                                      http_client=self._http, timeout=settings.request_timeout)
+        self._counts: dict[str, int] = dict.fromkeys(GatewayStats.__dataclass_fields__, 0)
+
+    @property
+    def target(self) -> GroqTarget:
+        return self._target
+
+    @property
+    def stats(self) -> GatewayStats:
+        return GatewayStats(**self._counts)
+
+    def pool_snapshot(self) -> PoolSnapshot:
+        """The HTTP pool as a PoolSnapshot named "http"."""
+        c = self._counts
+        capacity = self._settings.http_max_connections
+        return PoolSnapshot(name="http", capacity=capacity, active=min(c["in_flight"], capacity),
+                            queued=max(0, c["in_flight"] - capacity), completed=c["answered"],
+                            errors=c["failed"], timeouts=c["timeouts"])
+
+    async def close(self) -> None:
+        """Close the pooled connections."""
+        await self._client.close()
+        await self._http.aclose()
+
+    # The contract's timeout spans every attempt and backoff of this send.
+    async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
+        """One request to Groq: retried on 5xx/timeouts/connection errors within `timeout` seconds."""
+        model = request.model or self._settings.default_model
+        give_up_at = self._clock.monotonic() + timeout
+        retries = 0
+        while True:
+            remaining = give_up_at - self._clock.monotonic()
+            if remaining <= 0:
+                raise self._failed(GatewayTimeout(
+                    f"no answer from {self._target.kind} within {timeout:g}s ({retries} retries); "
+                    "Groq is slow or unreachable: try again later or raise the request's deadline"))
+            try:
+                return await self._attempt(request, model, min(remaining, self._settings.request_timeout))
+            except _Retryable as failure:
+                left = give_up_at - self._clock.monotonic()
+                pause = self._backoff(retries)
+                if pause >= left:
+                    raise self._failed(GatewayTimeout(
+                        f"{failure.what}, and the {timeout:g}s budget is spent ({retries + 1} attempts to "
+                        f"{self._target.kind}); try again later or give the request a longer deadline")) from None
+                if retries >= self._settings.max_retries:
+                    raise self._failed(UpstreamUnavailable(
+                        f"{failure.what} after {retries + 1} attempts to {self._target.kind} "
+                        f"({self._target.base_url}); check the network or Groq's status, then retry")) from None
+                retries += 1
+                self._counts["retries"] += 1
+                await self._clock.sleep(pause)
+
+    def _backoff(self, retries: int) -> float:
+        """Capped exponential backoff with equal jitter: half fixed, half random."""
+        ceiling = min(self._backoff_cap, self._backoff_base * 2 ** retries)
+        return ceiling / 2 + self._random.uniform(0, ceiling / 2)
+
+    def _failed(self, error: Exception) -> Exception:
+        self._counts["failed"] += 1
+        return error
+
+    async def _attempt(self, request: PromptRequest, model: str, timeout: float) -> Completion:  # noqa: ASYNC109
+        self._counts["attempts"] += 1
+        self._counts["in_flight"] += 1
+        try:
+            raw = await asyncio.wait_for(self._client.chat.completions.with_raw_response.create(
+                model=model,
+                messages=[{"role": "user", "content": request.prompt}],
+                max_completion_tokens=request.max_completion_tokens,
+                timeout=timeout,
+            ), timeout)
+            completion = await raw.parse()
+        except (TimeoutError, groq.APITimeoutError):
+            self._counts["timeouts"] += 1
+            raise _Retryable(f"no answer within {timeout:.3g}s") from None
+        except groq.APIConnectionError as exc:
+            self._counts["connection_errors"] += 1
+            raise _Retryable(f"cannot connect ({type(exc.__cause__).__name__ if exc.__cause__ else 'error'})") \
+                from None
+        except groq.APIStatusError as exc:
+            raise self._status_error(exc) from None
+        finally:
+            self._counts["in_flight"] -= 1
+        self._counts["answered"] += 1
+        return _completion(completion, model, parse_rate_limit_headers(raw.headers))
+
+    def _status_error(self, exc: groq.APIStatusError) -> Exception:
+        status = exc.status_code
+        headers = parse_rate_limit_headers(exc.response.headers)
+        message = _error_message(exc.body)
+        if status == 429:
+            self._counts["rate_limited"] += 1
+            limit = parse_rate_limit_message(message)
+            retry_after = headers.retry_after if headers.retry_after is not None else (
+                limit.retry_in if limit else None)
+            return RateLimited(retry_after, limit, headers)
+        if status == 498:
+            self._counts["capacity_exceeded"] += 1
+            return CapacityExceeded(f"{self._target.kind} is over capacity for this model (HTTP 498); "
+                                    "try again shortly or use another model")
+        if status >= 500:
+            self._counts["server_errors"] += 1
+            return _Retryable(f"server error HTTP {status}")
+        self._counts["rejected"] += 1
+        hint = REJECTION_HINTS.get(status, "retrying will not help; check the request")
+        # 401 bodies are Groq's stock text; never the key. Other messages are clipped, never prompts.
+        detail = f" ({message[:MAX_REASON_CHARS]})" if message and status != 401 else ""
+        self._counts["failed"] += 1
+        return RequestRejected(status, f"{hint}{detail}")
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way another attempt may fix."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def _error_message(body: object) -> str:
+    """Groq's `error.message`, or ''."""
+    if isinstance(body, Mapping):
+        error: Any = body.get("error", body)
+        if isinstance(error, Mapping) and isinstance(error.get("message"), str):
+            return str(error["message"])
+    return ""
+
+
+def _completion(response: Any, model: str, headers: RateLimitHeaders) -> Completion:
+    choice = response.choices[0] if response.choices else None
+    usage = response.usage
+    x_groq = getattr(response, "x_groq", None)
+    return Completion(
+        text=(choice.message.content or "") if choice else "",
+        model=response.model or model,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        queue_time=usage.queue_time if usage else None,
+        total_time=usage.total_time if usage else None,
+        request_id=x_groq.id if x_groq else None,
+        headers=headers,
+    )
