@@ -1,0 +1,180 @@
+"""The auto-tuner: the reference design's rules, applied to the real pools and caches.
+
+Rules (from the reference design, within the config's bounds):
+- I/O threads grow by 4 when CPU < 50% and memory < 60% (and work is waiting:
+  idle threads help nobody), and shrink by 4 when CPU > 80%;
+- caches follow available memory: above 1000 MiB the query cache doubles its
+  configured size, below 500 MiB it halves it. Case slots live in a fixed
+  shared-memory segment that cannot change while running, so for them the
+  tuner gives advice (recorded, not applied) instead of pretending.
+Every decision is recorded with its reason. Decisions read a `MetricsSource`,
+so tests drive the tuner with fixed figures.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.clock import Clock
+from core.config import MIB, Settings
+from core.executors import ResizablePool
+from core.monitor import SystemMonitor
+from core.snapshot import PoolSnapshot, TunerChange, TunerSnapshot
+
+IO_STEP = 4
+GROW_BELOW_CPU = 50.0
+GROW_BELOW_MEMORY = 60.0
+SHRINK_ABOVE_CPU = 80.0
+PLENTY_MEMORY = 1000 * MIB
+SCARCE_MEMORY = 500 * MIB
+MAX_CHANGES = 100  # changes kept for the snapshot
+
+
+@dataclass(frozen=True)
+class TunerMetrics:
+    """What the tuner decides on."""
+
+    cpu_percent: float  # of the machine or the cgroup quota
+    memory_percent: float
+    memory_available: int  # bytes
+    io_pool: PoolSnapshot
+
+
+class MetricsSource(Protocol):
+    """Where the tuner reads its figures (the monitor in the core, fixed figures in tests)."""
+
+    def tuner_metrics(self) -> TunerMetrics | None:
+        """Current figures, or None before the first sample."""
+        ...
+
+
+class MonitorMetrics:
+    """The core's metrics source: the monitor's latest sample and the I/O pool's state."""
+
+    def __init__(self, monitor: SystemMonitor, io_pool: ResizablePool) -> None:
+        self._monitor = monitor
+        self._io_pool = io_pool
+
+    def tuner_metrics(self) -> TunerMetrics | None:
+        latest = self._monitor.latest
+        if not latest.sampled_at:
+            return None
+        return TunerMetrics(cpu_percent=latest.cpu_percent, memory_percent=latest.memory_percent,
+                            memory_available=latest.memory_available, io_pool=self._io_pool.snapshot())
+
+
+class ResizableThreads(Protocol):
+    """A pool the tuner can resize (`core.executors.ResizablePool`)."""
+
+    @property
+    def capacity(self) -> int:
+        """Jobs allowed at once."""
+        ...
+
+    def resize(self, size: int) -> None:
+        """Allow `size` jobs at once."""
+        ...
+
+
+class ResizableCache(Protocol):
+    """A cache the tuner can resize (engineer D's `QueryCache`)."""
+
+    def resize(self, capacity: int) -> None:
+        """Keep at most `capacity` entries."""
+        ...
+
+
+class Tuner:
+    """Applies the tuning rules to the I/O pool and the query cache, recording each change."""
+
+    def __init__(self, clock: Clock, settings: Settings, metrics: MetricsSource, io_pool: ResizableThreads,
+                 query_cache: ResizableCache | None = None) -> None:
+        self._clock = clock
+        self._metrics = metrics
+        self._io_pool = io_pool
+        self.query_cache = query_cache
+        self._cache_size = settings.query_cache_size
+        self._case_advice = settings.max_cases_in_memory
+        self._enabled = settings.tuner_enabled
+        self._changes: collections.deque[TunerChange] = collections.deque(maxlen=MAX_CHANGES)
+
+    def step(self, settings: Settings) -> list[TunerChange]:
+        """One decision round with the current settings; returns what it changed or advised."""
+        self._enabled = settings.tuner_enabled
+        if not settings.tuner_enabled:
+            return []
+        metrics = self._metrics.tuner_metrics()
+        if metrics is None:
+            return []
+        made = [c for c in (self._tune_io(metrics, settings), self._tune_query_cache(metrics, settings),
+                            self._advise_case_slots(metrics, settings)) if c is not None]
+        for change in made:
+            self._changes.appendleft(change)
+        return made
+
+    def snapshot(self) -> TunerSnapshot:
+        """Whether the tuner acts, and its changes newest first."""
+        return TunerSnapshot(enabled=self._enabled, changes=tuple(self._changes))
+
+    def _tune_io(self, m: TunerMetrics, settings: Settings) -> TunerChange | None:
+        old = self._io_pool.capacity
+        low, high = settings.io_threads_min, settings.io_threads_max
+        if m.cpu_percent > SHRINK_ABOVE_CPU:
+            new = max(min(old - IO_STEP, high), low)
+            reason = (f"CPU {m.cpu_percent:.0f}% > {SHRINK_ABOVE_CPU:g}%: fewer I/O threads "
+                      f"(floor io_threads_min = {low})")
+        elif m.cpu_percent < GROW_BELOW_CPU and m.memory_percent < GROW_BELOW_MEMORY and m.io_pool.queued > 0:
+            new = min(max(old + IO_STEP, low), high)
+            reason = (f"CPU {m.cpu_percent:.0f}% < {GROW_BELOW_CPU:g}% and memory {m.memory_percent:.0f}% < "
+                      f"{GROW_BELOW_MEMORY:g}% with {m.io_pool.queued} jobs waiting: more I/O threads "
+                      f"(ceiling io_threads_max = {high})")
+        else:
+            return None
+        if new == old:
+            return None
+        self._io_pool.resize(new)
+        return TunerChange(at=self._clock.wall(), knob="io_threads", old=old, new=new, reason=reason)
+
+    def _tune_query_cache(self, m: TunerMetrics, settings: Settings) -> TunerChange | None:
+        if self.query_cache is None or settings.query_cache_size <= 0:
+            return None
+        target = _by_memory(m.memory_available, settings.query_cache_size)
+        if target is None or target == self._cache_size:
+            return None
+        old, self._cache_size = self._cache_size, target
+        self.query_cache.resize(target)
+        return TunerChange(at=self._clock.wall(), knob="query_cache_size", old=old, new=target,
+                           reason=f"{_memory_reason(m.memory_available)}: query cache {old:,} -> {target:,} entries "
+                                  f"(configured {settings.query_cache_size:,})")
+
+    def _advise_case_slots(self, m: TunerMetrics, settings: Settings) -> TunerChange | None:
+        target = _by_memory(m.memory_available, settings.max_cases_in_memory)
+        if target is None or target == self._case_advice:
+            return None
+        self._case_advice = target
+        current = settings.max_cases_in_memory
+        # Same slot size: case_memory_mb scales with the slot count.
+        megabytes = max(1, settings.case_memory_mb * target // current)
+        return TunerChange(at=self._clock.wall(), knob="max_cases_in_memory", old=current, new=target,
+                           applied=False,
+                           reason=f"{_memory_reason(m.memory_available)} would suit {target:,} case slots, but case "
+                                  f"memory is a fixed shared-memory segment that cannot be resized while running: "
+                                  f"not applied; set max_cases_in_memory = {target} and case_memory_mb = "
+                                  f"{megabytes} and restart to use it")
+
+
+def _by_memory(available: int, configured: int) -> int | None:
+    """Double the configured size with plenty of memory, halve it when scarce, else no opinion."""
+    if available > PLENTY_MEMORY:
+        return configured * 2
+    if available < SCARCE_MEMORY:
+        return max(1, configured // 2)
+    return None
+
+
+def _memory_reason(available: int) -> str:
+    if available > PLENTY_MEMORY:
+        return f"{available // MIB:,} MiB available > {PLENTY_MEMORY // MIB:,} MiB"
+    return f"{available // MIB:,} MiB available < {SCARCE_MEMORY // MIB:,} MiB"
