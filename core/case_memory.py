@@ -1,0 +1,385 @@
+"""`CaseMemory`: fixed-slot case store in named shared memory, usable from any process.
+
+The core creates the segment (`CaseMemory.create`); worker processes open it
+with `CaseMemory.attach(handle)`. Readers take no lock: each slot is a seqlock
+(generation odd while written, re-checked after the copy, CRC-32 as backstop)
+and the hash index has its own, so a reader returns a consistent case or a
+clean miss, never a torn one. Writers are serialised by `flock` on the segment
+file, which the kernel releases if the holder dies; the next writer sees the
+"mutating" mark the dead one left and rebuilds index and free list from the
+slot headers.
+
+Reads rely on x86-64's store ordering (the writer's stores become visible in
+program order); on weaker CPUs the checksum still refuses a torn copy.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import logging
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.case_codec import EncodeError, checksum, decode_case, encode_case
+from core.case_errors import (
+    CaseMemoryBusy,
+    CaseNotEncodable,
+    CaseTooLarge,
+    InvalidCaseId,
+    NoFreeSlot,
+    SegmentUnavailable,
+    UnknownCase,
+)
+from core.case_layout import (
+    COUNTERS,
+    COUNTERS_AT,
+    GENERATION,
+    GEOMETRY,
+    KEY_AT,
+    LAYOUT_VERSION,
+    MAGIC,
+    MAX_KEY_BYTES,
+    REJECTION_REASONS,
+    SLOT_BODY,
+    SLOT_HEADER,
+    SLOT_HEADER_BYTES,
+    U32,
+    U64,
+    WRITE_SEQ_AT,
+    SegmentLayout,
+)
+from core.case_segment import SHM_DIR, MappedSegment, create_segment, open_segment, reclaim_abandoned
+from core.config import Settings
+from core.errors import CaseMemoryError
+from core.slot_table import SlotTable, key_hash, tagged_key
+from core.snapshot import SlotsSnapshot
+
+log = logging.getLogger(__name__)
+
+SPIN_READS = 64  # optimistic read attempts before yielding the CPU between attempts
+OPTIMISTIC_READS = 2_000  # then read under the writer lock (which also repairs a dead writer's slot)
+LOCK_BACKOFF = (0.0001, 0.01)  # first and largest sleep while another process holds the lock
+LOCK_ATTEMPTS = 600  # about 5 s of waiting before CaseMemoryBusy
+_RETRY = object()
+_OVERWRITES_AT = COUNTERS_AT
+_REJECTED_AT = {reason: COUNTERS_AT + 8 * (1 + i) for i, reason in enumerate(REJECTION_REASONS)}
+_HEAD = SLOT_HEADER  # generation, length, checksum, key length, key
+
+
+@dataclass(frozen=True)
+class CaseMemoryHandle:
+    """What a worker process needs to open the store: the segment's path (picklable)."""
+
+    path: str
+
+
+class CaseMemory:
+    """Store, get and release cases by id in a shared-memory segment."""
+
+    def __init__(self, segment: MappedSegment, layout: SegmentLayout, *, owner: bool) -> None:
+        self._segment = segment
+        self._buf = segment.mapping
+        self._fd = segment.fd
+        self._layout = layout
+        self._table = SlotTable(segment.mapping, layout)
+        self._limit = layout.payload_limit
+        self._slots_at = layout.slots_at
+        self._slot_bytes = layout.slot_bytes
+        self._owner = owner
+        self._thread_lock = threading.Lock()  # flock does not exclude threads sharing our descriptor
+        self._seq = 0  # the odd write-seqlock value while we hold the lock
+        self._closed = False
+        _open_stores.add(self)
+
+    @classmethod
+    def create(cls, slot_count: int, slot_bytes: int, directory: Path = SHM_DIR) -> CaseMemory:
+        """A new, empty store; first removes segments whose owner process died."""
+        layout = SegmentLayout(slot_count, slot_bytes)
+        if layout.payload_limit < 1:
+            raise CaseMemoryError(f"a {slot_bytes}-byte slot leaves no room after its "
+                                  f"{SLOT_HEADER_BYTES}-byte header: raise case_memory_mb")
+        reclaim_abandoned(directory)
+        segment = create_segment(layout.total_bytes, directory)
+        GEOMETRY.pack_into(segment.mapping, 0, MAGIC, LAYOUT_VERSION, slot_count, slot_bytes,
+                           layout.index_capacity, os.getpid())
+        store = cls(segment, layout, owner=True)
+        store._table.format()
+        return store
+
+    @classmethod
+    def from_settings(cls, settings: Settings, directory: Path = SHM_DIR) -> CaseMemory:
+        """A store sized by `max_cases_in_memory` and `case_slot_bytes`."""
+        return cls.create(settings.max_cases_in_memory, settings.case_slot_bytes, directory)
+
+    @classmethod
+    def attach(cls, handle: CaseMemoryHandle) -> CaseMemory:
+        """Open a store another process created (it stays the owner)."""
+        segment = open_segment(Path(handle.path))
+        try:
+            magic, version, slot_count, slot_bytes, capacity, _ = GEOMETRY.unpack_from(segment.mapping, 0)
+            layout = SegmentLayout(slot_count, slot_bytes)
+            if (magic, version) != (MAGIC, LAYOUT_VERSION) or capacity != layout.index_capacity \
+                    or layout.total_bytes > len(segment.mapping):
+                raise SegmentUnavailable(f"{handle.path} is not a medops case memory of this version")
+        except Exception:
+            segment.close()
+            raise
+        return cls(segment, layout, owner=False)
+
+    @property
+    def handle(self) -> CaseMemoryHandle:
+        return CaseMemoryHandle(str(self._segment.path))
+
+    @property
+    def payload_limit(self) -> int:
+        """Largest encoded case a slot takes, in bytes."""
+        return self._limit
+
+    def store(self, case_id: str, case: dict[str, Any]) -> None:
+        """Put a case in memory; an id already there is overwritten in its own slot."""
+        key, h, tagged = self._key(case_id, count=True)
+        try:
+            payload = encode_case(case)
+        except EncodeError:
+            self._count_rejection("not_encodable")
+            raise CaseNotEncodable(case_id) from None
+        size = len(payload)
+        if size > self._limit:
+            self._count_rejection("too_large")
+            raise CaseTooLarge(case_id, size, self._limit)
+        crc = checksum(payload)
+        buf = self._buf
+        self._lock()
+        try:
+            slot, fresh = self._table.claim(h, tagged, size)
+            if slot < 0:
+                self._bump(_REJECTED_AT["no_free_slot"])
+                raise NoFreeSlot(case_id, self._table.used, self._layout.slot_count)
+            if not fresh:
+                self._bump(_OVERWRITES_AT)
+            base = self._slots_at + slot * self._slot_bytes
+            generation = GENERATION.unpack_from(buf, base)[0]
+            # Odd generation and the new header in one write; the even one after the payload.
+            SLOT_HEADER.pack_into(buf, base, generation + 1, size, crc, len(key), key)
+            buf[base + SLOT_HEADER_BYTES:base + SLOT_HEADER_BYTES + size] = payload
+            GENERATION.pack_into(buf, base, generation + 2)
+        finally:
+            self._unlock()
+
+    def get(self, case_id: str) -> dict[str, Any]:
+        """The case stored under this id (a fresh dict); UnknownCase if there is none."""
+        _, h, tagged = self._key(case_id, count=False)
+        found: Any = _RETRY
+        for attempt in range(OPTIMISTIC_READS):
+            found = self._read(h, tagged)
+            if found is not _RETRY:
+                break
+            if attempt >= SPIN_READS:
+                time.sleep(0)
+        else:
+            # Writers keep the slot busy (or one died mid-write): read while holding the lock.
+            self._lock()
+            try:
+                found = self._read(h, tagged)
+            finally:
+                self._unlock()
+            if found is _RETRY:
+                raise CaseMemoryError(f"case {case_id!r} fails its checksum in {self._segment.path}; store it again")
+        if found is None:
+            raise UnknownCase(case_id)
+        return decode_case(found)
+
+    def release(self, case_id: str) -> None:
+        """Free the case's slot; UnknownCase if there is none."""
+        _, h, tagged = self._key(case_id, count=False)
+        buf = self._buf
+        self._lock()
+        try:
+            slot = self._table.discard(h, tagged)
+            if slot < 0:
+                raise UnknownCase(case_id)
+            base = self._slots_at + slot * self._slot_bytes
+            generation = GENERATION.unpack_from(buf, base)[0]
+            SLOT_HEADER.pack_into(buf, base, generation + 1, 0, 0, 0, b"")
+            GENERATION.pack_into(buf, base, generation + 2)
+        finally:
+            self._unlock()
+
+    def __contains__(self, case_id: object) -> bool:
+        try:
+            self.get(case_id)  # type: ignore[arg-type]
+        except (UnknownCase, InvalidCaseId):
+            return False
+        return True
+
+    def snapshot(self) -> SlotsSnapshot:
+        """Slots used and free, bytes, largest case, overwrites, rejections, occupied slots."""
+        lengths = self._table.lengths()
+        occupied = tuple(slot for slot, size in enumerate(lengths) if size)
+        overwrites, *rejected = COUNTERS.unpack_from(self._buf, COUNTERS_AT)
+        return SlotsSnapshot(
+            total=self._layout.slot_count, used=len(occupied), slot_bytes=self._slot_bytes,
+            bytes_used=sum(lengths), largest_case=max(lengths, default=0), overwrites=overwrites,
+            rejections=tuple(zip(REJECTION_REASONS, rejected, strict=True)), occupied=occupied,
+            segment=str(self._segment.path))
+
+    def close(self) -> None:
+        """Unmap; the owner also unlinks the segment. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        _open_stores.discard(self)
+        self._segment.close()
+        if self._owner:
+            self._segment.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> CaseMemory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _read(self, h: int, tagged: bytes) -> object:
+        """One optimistic read: the payload, None for a confirmed miss, or _RETRY."""
+        buf = self._buf
+        seq = U32.unpack_from(buf, WRITE_SEQ_AT)[0]
+        slot = self._table.find(h, tagged)
+        if slot < 0:
+            # A miss counts only if no writer was inside while we probed the index.
+            return None if not seq & 1 and U32.unpack_from(buf, WRITE_SEQ_AT)[0] == seq else _RETRY
+        # A hit needs no segment seqlock: the slot's own generation and key vouch for it.
+        base = self._slots_at + slot * self._slot_bytes
+        generation, size, crc, _, _ = _HEAD.unpack_from(buf, base)
+        if generation & 1 or size > self._limit:
+            return _RETRY
+        start = base + SLOT_HEADER_BYTES
+        payload = buf[start:start + size]
+        key_at = base + KEY_AT - 2
+        if buf[key_at:key_at + len(tagged)] != tagged or GENERATION.unpack_from(buf, base)[0] != generation:
+            return _RETRY
+        if checksum(payload) != crc:
+            return _RETRY
+        return payload
+
+    # -- writer lock -----------------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        """Take the thread lock and the segment's flock; repair what a dead writer left."""
+        self._thread_lock.acquire()
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                self._wait_for_lock()
+            except BaseException:
+                self._thread_lock.release()
+                raise
+        seq = U32.unpack_from(self._buf, WRITE_SEQ_AT)[0]
+        self._seq = seq | 1  # already odd: the last writer died inside
+        U32.pack_into(self._buf, WRITE_SEQ_AT, self._seq)
+        if seq & 1:
+            try:
+                self._recover()
+            except BaseException:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                self._thread_lock.release()
+                raise
+
+    def _unlock(self) -> None:
+        U32.pack_into(self._buf, WRITE_SEQ_AT, (self._seq + 1) & 0xFFFF_FFFF)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread_lock.release()
+
+    def _wait_for_lock(self) -> None:
+        # Polling with backoff, not a blocking flock: a stopped worker must not hang the event loop.
+        pause, longest = LOCK_BACKOFF
+        for _ in range(LOCK_ATTEMPTS):
+            time.sleep(pause)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pause = min(pause * 2, longest)
+        raise CaseMemoryBusy(str(self._segment.path))
+
+    def _recover(self) -> None:
+        """A writer died mid-change: keep every slot whose header and checksum agree, free the rest."""
+        buf = self._buf
+        kept: list[tuple[int, bytes, int]] = []
+        seen: set[bytes] = set()
+        for slot in range(self._layout.slot_count):
+            base = self._slots_at + slot * self._slot_bytes
+            generation, size, crc, key_length, key = _HEAD.unpack_from(buf, base)
+            key = key[:key_length]
+            start = base + SLOT_HEADER_BYTES
+            whole = (not generation & 1 and 0 < size <= self._limit and 0 < key_length <= MAX_KEY_BYTES
+                     and key not in seen and checksum(buf[start:start + size]) == crc)
+            if whole:
+                kept.append((slot, key, size))
+                seen.add(key)
+            elif size or key_length or generation & 1:
+                GENERATION.pack_into(buf, base, (generation | 1) + 1)
+                SLOT_BODY.pack_into(buf, base + 8, 0, 0, 0, b"")
+        self._table.rebuild(kept)
+        log.warning("case memory %s: a writer died mid-change; recovered %d case(s), freed the rest",
+                    self._segment.path.name, len(kept))
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+
+    def _key(self, case_id: str, *, count: bool) -> tuple[bytes, int, bytes]:
+        """Key bytes, hash and tagged form of a case id (InvalidCaseId if it cannot be a key)."""
+        try:
+            return _key_parts(case_id)
+        except (TypeError, ValueError):
+            if count:
+                self._count_rejection("invalid_id")
+            raise InvalidCaseId(case_id, MAX_KEY_BYTES) from None
+
+    def _bump(self, at: int) -> None:
+        """Add one to a counter (caller holds the lock)."""
+        U64.pack_into(self._buf, at, U64.unpack_from(self._buf, at)[0] + 1)
+
+    def _count_rejection(self, reason: str) -> None:
+        self._lock()
+        try:
+            self._bump(_REJECTED_AT[reason])
+        finally:
+            self._unlock()
+
+    def _reopen_after_fork(self) -> None:
+        """In a forked child: own file description (so flock excludes the parent) and a fresh thread lock."""
+        fd = os.open(f"/proc/self/fd/{self._fd}", os.O_RDWR | os.O_CLOEXEC)
+        os.close(self._fd)
+        self._fd = self._segment.fd = fd
+        self._thread_lock = threading.Lock()
+        self._owner = False
+
+
+@functools.lru_cache(maxsize=4_096)
+def _key_parts(case_id: str) -> tuple[bytes, int, bytes]:
+    # Cached: the same ids come back for store, get and release, and encoding + hashing cost more than a lookup.
+    if not isinstance(case_id, str):
+        raise TypeError(case_id)
+    key = case_id.encode()
+    if not 0 < len(key) <= MAX_KEY_BYTES:
+        raise ValueError(case_id)
+    return key, key_hash(key), tagged_key(key)
+
+
+_open_stores: weakref.WeakSet[CaseMemory] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_open_stores):
+        store._reopen_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
