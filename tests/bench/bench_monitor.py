@@ -94,6 +94,14 @@ def _run_jobs(submit: Any) -> float:
     return time.perf_counter() - started
 
 
+def _keep_resizing(pool: ResizablePool, most: int, done: threading.Event) -> None:
+    size = 1
+    while not done.is_set():
+        pool.resize(size)
+        size = size % most + 1
+        time.sleep(0.001)
+
+
 def test_job_overhead_beside_thread_pool_executor() -> None:
     threads = multiprocessing.cpu_count() * 4
     reference = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="io-")
@@ -103,15 +111,7 @@ def test_job_overhead_beside_thread_pool_executor() -> None:
         theirs.append(_run_jobs(reference.submit))
         ours.append(_run_jobs(pool.submit))
         done = threading.Event()
-
-        def resizer() -> None:
-            size = 1
-            while not done.is_set():
-                pool.resize(size)
-                size = size % threads + 1
-                time.sleep(0.001)
-
-        thread = threading.Thread(target=resizer)
+        thread = threading.Thread(target=_keep_resizing, args=(pool, threads, done))
         thread.start()
         resized.append(_run_jobs(pool.submit))
         done.set()
