@@ -239,5 +239,5 @@ def _copy_earlier_build(path: Path) -> int:
 
 def _remove(path: Path) -> None:
     for leftover in (path, path.with_name(f"{path.name}.wal")):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             leftover.unlink()

@@ -42,8 +42,15 @@ def _frozen(value: Any) -> Hashable:
 
 def cache_key(sql: str, params: Sequence[Any] = ()) -> CacheKey:
     """The cache key for one query: normalised SQL plus its parameters, typed."""
-    # Type names keep 1, 1.0 and True apart: they are equal in Python, not in SQL.
-    return normalise_sql(sql), tuple((type(p).__name__, _frozen(p)) for p in params)
+    return normalise_sql(sql), tuple(_typed(p) for p in params)
+
+
+def _typed(value: Any) -> Hashable:
+    # Type names keep 1, 1.0 and True apart: equal in Python, not in SQL. A list and
+    # a tuple are the same SQL list.
+    if isinstance(value, list | tuple):
+        return "list", tuple(_typed(v) for v in value)
+    return type(value).__name__, _frozen(value)
 
 
 def frozen_rows(rows: Iterable[Sequence[Any]]) -> Rows:
