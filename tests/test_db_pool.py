@@ -123,5 +123,5 @@ async def test_the_snapshot_shows_capacity_while_open_and_none_after(database: P
 
 async def test_a_missing_database_is_refused_clearly(tmp_path: Path, clock: FakeClock) -> None:
     pool = DuckDBPool(size=1, query_timeout=5.0, clock=clock)
-    with pytest.raises(QueryFailed, match="cannot open missing.duckdb"):
+    with pytest.raises(QueryFailed, match=r"cannot open missing\.duckdb"):
         await asyncio.to_thread(pool.open, tmp_path / "missing.duckdb")

@@ -44,6 +44,14 @@ def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
         return con.execute(sql).fetchall()
 
 
+def contents(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
 async def flushed(ledger: Ledger, clock: FakeClock, seconds: float = 1.0) -> None:
     """Advance the clock past a flush and wait for the writer thread to finish it."""
     await clock.advance(seconds)
@@ -203,7 +211,7 @@ async def make_ledger_file(ops_path: Path, clock: FakeClock) -> None:
 async def test_a_ledger_locked_by_another_process_runs_off_and_names_it(
         ops_path: Path, clock: FakeClock, holder_factory: object) -> None:
     await make_ledger_file(ops_path, clock)
-    before = ops_path.read_bytes()
+    before = contents(ops_path)
     holder = holder_factory("rw")  # type: ignore[operator]
     ledger = Ledger(ops_path, clock)
     await ledger.start()
@@ -220,7 +228,7 @@ async def test_a_ledger_locked_by_another_process_runs_off_and_names_it(
         await ledger.stop()
     holder.stdin.close()
     holder.wait(timeout=30)
-    assert ops_path.read_bytes() == before
+    assert contents(ops_path) == before
 
 
 async def test_a_ledger_held_read_only_elsewhere_is_read_only_here(
@@ -240,7 +248,7 @@ async def test_a_ledger_held_read_only_elsewhere_is_read_only_here(
 
 
 async def test_a_file_that_is_not_a_ledger_is_left_untouched(ops_path: Path, clock: FakeClock) -> None:
-    ops_path.write_bytes(b"not a database" * 64)
+    write(ops_path, b"not a database" * 64)
     ledger = Ledger(ops_path, clock)
     await ledger.start()
     try:
@@ -248,7 +256,7 @@ async def test_a_file_that_is_not_a_ledger_is_left_untouched(ops_path: Path, clo
         assert "left untouched" in ledger.snapshot().detail
     finally:
         await ledger.stop()
-    assert ops_path.read_bytes() == b"not a database" * 64
+    assert contents(ops_path) == b"not a database" * 64
 
 
 async def test_a_fresh_ledger_is_read_write(ledger: Ledger) -> None:
