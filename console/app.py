@@ -47,6 +47,7 @@ from core.snapshot import CoreSnapshot
 # Refresh intervals the +/- keys step through (seconds); the configured one is added.
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 NARROW_BELOW = 81
+WIDE_FROM = 140
 STOP_TIMEOUT = 5.0  # seconds the core gets to stop before the console leaves anyway
 TTY_CHECK_INTERVAL = 1.0
 TABS = ("overview", "graphs", "prompt", "document", "search")
@@ -157,12 +158,17 @@ class MedopsApp(App[int]):
         return [self.locations.default_intake_dir]
 
     def on_resize(self, event: events.Resize) -> None:
-        self.set_class(event.size.width < NARROW_BELOW, "narrow")
+        self._fit_layout(event.size.width)
+
+    def _fit_layout(self, width: int) -> None:
+        """`.narrow` under 81 columns (an 80x24 SSH session), `.wide` from 140."""
+        self.set_class(width < NARROW_BELOW, "narrow")
+        self.set_class(width >= WIDE_FROM, "wide")
 
     # ---- lifecycle ----------------------------------------------------------------
 
     def on_mount(self) -> None:
-        self.set_class(self.size.width < NARROW_BELOW, "narrow")
+        self._fit_layout(self.size.width)
         for warning in self.theme_warnings:
             self.notify(warning, title="theme", severity="warning", timeout=10)
         self._undo_signals = install_signal_handlers(self.terminal_gone)

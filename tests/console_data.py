@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core.clock import FakeClock
-from core.config import Settings
-from core.paths import Locations
-from core.resource_core import ResourceCore
 from core.snapshot import (
     Alert,
     CacheSnapshot,
@@ -81,15 +77,31 @@ def busy_snapshot(paused: bool = False) -> CoreSnapshot:
                         parts=("quota", "scheduler", "gateway"))
 
 
-class FrozenCore(ResourceCore):
-    """A real `ResourceCore` whose snapshot is fixed data, for frozen screenshots."""
+class FrozenCore:
+    """A core that serves fixed data and has only the always-present commands.
 
-    def __init__(self, settings: Settings, locations: Locations, snapshot: CoreSnapshot | None = None) -> None:
-        super().__init__(settings, locations, FakeClock(wall_start=NOW))
+    It starts no real parts, so a frozen screenshot never depends on this
+    machine, and a form finds none of the optional parts' commands.
+    """
+
+    def __init__(self, snapshot: CoreSnapshot | None = None) -> None:
         self.frozen = snapshot or busy_snapshot()
+        self.running = False
+        self.paused = False
         self.snapshots_taken = 0
+
+    async def start(self) -> None:
+        self.running = True
+
+    async def stop(self) -> None:
+        self.running = False
 
     def snapshot(self) -> CoreSnapshot:
         self.snapshots_taken += 1
-        return replace(self.frozen, paused=self._paused,
-                       scheduler=replace(self.frozen.scheduler, paused=self._paused))
+        return replace(self.frozen, paused=self.paused, scheduler=replace(self.frozen.scheduler, paused=self.paused))
+
+    def pause_intake(self) -> None:
+        self.paused = True
+
+    def resume_intake(self) -> None:
+        self.paused = False

@@ -10,6 +10,7 @@ from core.snapshot import CacheSnapshot, CoreSnapshot, KnowledgeSnapshot, PoolSn
 
 # The pools the contracts promise, in the order an on-call engineer reads them.
 EXPECTED_POOLS = ("duckdb", "cpu", "io", "process", "http")
+FULL_TABLE_WIDTH = 66  # narrower panes drop p50, errors and timeouts
 
 
 class PoolsPane(SnapshotPane):
@@ -24,15 +25,16 @@ class PoolsPane(SnapshotPane):
                 round(system.loop_lag_p50_ms, 1), round(system.loop_lag_ms, 1), round(system.loop_lag_max_ms, 1))
 
     def draw(self, snapshot: CoreSnapshot) -> str:
-        bar_width = max(6, self.inner_width - 52)
-        heading = (f"{'pool':<8} {'use':<{bar_width}} {'act/cap':>8} {'queued':>6}"
-                   f" {'wait p50/p95':>14} {'err':>4} {'t/o':>4}")
+        full = self.inner_width >= FULL_TABLE_WIDTH
+        bar_width = max(6, self.inner_width - (52 if full else 33))
+        heading = f"{'pool':<8} {'use':<{bar_width}} {'act/cap':>8} {'queued':>6}"
+        heading += f" {'wait p50/p95':>14} {'err':>4} {'t/o':>4}" if full else f" {'wait p95':>8}"
         lines = [heading]
         by_name = {pool.name: pool for pool in snapshot.pools}
         names = [*EXPECTED_POOLS, *sorted(set(by_name) - set(EXPECTED_POOLS))]
         for name in names:
             pool = by_name.get(name)
-            lines.append(pool_line(pool, bar_width) if pool else f"{name:<8} [dim]not running yet[/]")
+            lines.append(pool_line(pool, bar_width, full) if pool else f"{name:<8} [dim]not running yet[/]")
         lines.append(cache_line(snapshot.cache))
         lines.append(knowledge_line(snapshot.knowledge))
         system = snapshot.system
@@ -42,11 +44,15 @@ class PoolsPane(SnapshotPane):
         return "\n".join(lines)
 
 
-def pool_line(pool: PoolSnapshot, bar_width: int) -> str:
-    waits = f"{figures.millis(pool.wait_p50)}/{figures.millis(pool.wait_p95)}"
+def pool_line(pool: PoolSnapshot, bar_width: int, full: bool = True) -> str:
+    """One pool: a bar of active over capacity, then queue, waits and failures."""
     used = f"{pool.active}/{pool.capacity}"
-    return (f"{figures.text(pool.name):<8} {figures.bar(pool.active, pool.capacity, bar_width)}"
-            f" {used:>8} {pool.queued:>6} {waits:>14} {pool.errors:>4} {pool.timeouts:>4}")
+    bar = figures.bar(pool.active, pool.capacity, bar_width)
+    line = f"{figures.text(pool.name):<8} {bar} {used:>8} {pool.queued:>6}"
+    if not full:
+        return f"{line} {figures.millis(pool.wait_p95):>8}"
+    waits = f"{figures.millis(pool.wait_p50)}/{figures.millis(pool.wait_p95)}"
+    return f"{line} {waits:>14} {pool.errors:>4} {pool.timeouts:>4}"
 
 
 def cache_line(cache: CacheSnapshot) -> str:

@@ -1,0 +1,270 @@
+"""The console driven through Textual's Pilot: refresh loop, keys, themes, help, forms."""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, Label, OptionList, TabbedContent
+
+from console.app import MedopsApp
+from console.help import HelpScreen
+from console.panes.quota import QuotaPane
+from console.panes.status import StatusLine
+from console.theme_files import DEFAULT_THEME
+from core.config import Settings
+from core.paths import Locations
+from tests.console_data import FrozenCore
+
+# A long interval keeps the timer out of the way; tests ask for snapshots themselves.
+QUIET = Settings(refresh_interval=60.0)
+
+
+def make_app(locations: Locations, settings: Settings = QUIET, **kwargs: object) -> tuple[MedopsApp, FrozenCore]:
+    core = FrozenCore()
+    return MedopsApp(settings, locations, core=core, **kwargs), core  # type: ignore[arg-type]
+
+
+def status_text(app: MedopsApp) -> str:
+    return str(app.query_one(StatusLine).render())
+
+
+async def test_the_core_starts_on_mount_and_stops_on_quit(locations: Locations) -> None:
+    app, core = make_app(locations)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert core.running
+        assert app.snapshots_applied >= 1
+        await pilot.press("q")
+    assert not core.running
+
+
+async def test_ticks_during_a_fetch_coalesce_into_one_more_fetch(locations: Locations) -> None:
+    app, core = make_app(locations)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        taken = core.snapshots_taken
+        for _ in range(5):
+            app.ask_for_snapshot()
+        await pilot.pause()
+        await pilot.pause()
+        assert core.snapshots_taken == taken + 2
+
+
+async def test_space_pauses_the_display_and_resumes_it(locations: Locations) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        await pilot.press("space")
+        applied = app.snapshots_applied
+        app.ask_for_snapshot()
+        await pilot.pause()
+        assert app.snapshots_applied == applied
+        assert "DISPLAY PAUSED" in status_text(app)
+        await pilot.press("space")
+        await pilot.pause()
+        assert app.snapshots_applied == applied + 1
+        assert "live" in status_text(app)
+
+
+async def test_intake_key_pauses_and_resumes_the_core(locations: Locations) -> None:
+    app, core = make_app(locations)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        await pilot.press("i")
+        await pilot.pause()
+        assert core.snapshot().paused
+        assert "INTAKE PAUSED" in status_text(app)
+        await pilot.press("i")
+        await pilot.pause()
+        assert not core.snapshot().paused
+        assert "intake open" in status_text(app)
+
+
+async def test_plus_and_minus_step_the_refresh_interval(locations: Locations) -> None:
+    app, _ = make_app(locations, Settings(refresh_interval=1.0))
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        await pilot.press("plus")
+        assert app.refresh_interval == 0.5
+        assert app._ticker is not None and app._ticker._interval == 0.5
+        await pilot.press("minus", "minus")
+        assert app.refresh_interval == 2.0
+        assert "every 2s" in status_text(app)
+
+
+async def test_t_cycles_the_medops_themes(locations: Locations) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test() as pilot:
+        assert app.theme == DEFAULT_THEME
+        await pilot.press("t")
+        assert app.theme != DEFAULT_THEME
+        assert app.theme in app.medops_themes
+
+
+async def test_the_palette_switches_theme(locations: Locations) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test() as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.press(*"theme: medops-light")
+        await pilot.pause(0.3)  # the palette searches on a worker
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.theme == "medops-light"
+
+
+async def test_theme_option_picks_the_theme(locations: Locations) -> None:
+    app, _ = make_app(locations, theme="medops-contrast")
+    async with app.run_test():
+        assert app.theme == "medops-contrast"
+
+
+async def test_a_broken_theme_file_warns_and_the_default_is_used(locations: Locations, tmp_path: Path) -> None:
+    folder = tmp_path / "themes"
+    folder.mkdir()
+    (folder / "medops-dark.toml").write_text('name = "medops-dark"\n[colors]\nprimary = "#4f9de0"\n')
+    (folder / "broken.toml").write_text('name = "broken"\n[colors]\nprimary = "not a colour"\n')
+    app, _ = make_app(locations, theme="broken", themes_folder=folder)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert app.theme == DEFAULT_THEME
+        notes = [n.message for n in app._notifications]
+        assert any("broken.toml skipped" in n and "not a colour" in n for n in notes)
+        assert any("theme 'broken' not found" in n for n in notes)
+
+
+@pytest.mark.parametrize("key", ["f1", "question_mark"])
+async def test_help_opens_and_closes(locations: Locations, key: str) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test() as pilot:
+        await pilot.press(key)
+        assert isinstance(app.screen, HelpScreen)
+        help_text = str(app.screen.query_one("#help-text").render())
+        assert "toggle_intake" not in help_text and "Intake" in help_text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_layout_is_narrow_at_80_columns_and_a_grid_when_wide(locations: Locations) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.has_class("narrow") and not app.has_class("wide")
+        await pilot.resize_terminal(160, 48)
+        await pilot.pause()
+        assert app.has_class("wide") and not app.has_class("narrow")
+
+
+async def test_hidden_panes_are_not_redrawn_until_shown(locations: Locations) -> None:
+    app, core = make_app(locations)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        quota = app.query_one(QuotaPane)
+        drawn = quota.redraws
+        await pilot.press("2")
+        await pilot.pause()
+        core.frozen = replace(core.frozen, quota=replace(core.frozen.quota, models=core.frozen.quota.models[:1]))
+        app.ask_for_snapshot()
+        await pilot.pause()
+        assert app.query_one("#tabs", TabbedContent).active == "graphs-tab"
+        assert quota.redraws == drawn
+        await pilot.press("1")
+        await pilot.pause()
+        assert quota.redraws == drawn + 1
+        assert "llama-3.1-8b-instant" not in str(quota.render())
+
+
+async def test_unchanged_sections_are_not_redrawn(locations: Locations) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        quota = app.query_one(QuotaPane)
+        drawn = quota.redraws
+        app.ask_for_snapshot()
+        await pilot.pause()
+        assert quota.redraws == drawn
+
+
+async def test_sighup_makes_the_console_leave_and_stop_the_core(locations: Locations) -> None:
+    app, core = make_app(locations)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        os.kill(os.getpid(), signal.SIGHUP)
+        await pilot.pause(0.2)
+    assert app.return_code == 129
+    assert not core.running
+
+
+# ---- forms ----------------------------------------------------------------------------
+
+
+async def test_an_empty_prompt_is_refused_with_a_message(locations: Locations) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3")
+        await pilot.press("enter")
+        assert "Type a prompt first" in str(app.query_one("#prompt-error", Label).render())
+
+
+async def test_forms_say_when_a_core_part_has_not_landed(locations: Locations) -> None:
+    app, _ = make_app(locations)
+    intake = locations.default_intake_dir
+    intake.mkdir(parents=True)
+    (intake / "scan.pdf").write_bytes(b"%PDF-1.4\n")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3", *"chest pain", "enter")
+        assert "not available yet" in str(app.query_one("#prompt-error", Label).render())
+        await pilot.press("escape", "4", *"scan.pdf", "enter")
+        assert "not available yet" in str(app.query_one("#doc-error", Label).render())
+        await pilot.press("escape", "5", *"sepsis", "enter")
+        assert "not available yet" in str(app.query_one("#search-error", Label).render())
+
+
+async def test_a_document_outside_the_intake_folders_is_refused(locations: Locations, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.pdf"
+    outside.write_bytes(b"%PDF-1.4\n")
+    app, _ = make_app(locations)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("4")
+        app.query_one("#doc-path", Input).value = str(outside)
+        await pilot.press("enter")
+        message = str(app.query_one("#doc-error", Label).render())
+        assert "outside the intake folders" in message
+
+
+async def test_a_missing_document_and_a_bad_case_id_are_refused(locations: Locations) -> None:
+    intake = locations.default_intake_dir
+    intake.mkdir(parents=True)
+    (intake / "scan.pdf").write_bytes(b"%PDF-1.4\n")
+    app, _ = make_app(locations)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("4", *"nope.pdf", "enter")
+        assert "does not exist" in str(app.query_one("#doc-error", Label).render())
+        app.query_one("#doc-path", Input).value = "scan.pdf"
+        app.query_one("#doc-case", Input).value = "case 7/../x"
+        await pilot.click("#doc-extract")
+        assert "case id" in str(app.query_one("#doc-error", Label).render())
+
+
+async def test_the_document_list_completes_from_the_intake_folder(locations: Locations) -> None:
+    intake = locations.default_intake_dir
+    intake.mkdir(parents=True)
+    for name in ("scan-001.pdf", "scan-002.pdf", "letter.png"):
+        (intake / name).write_bytes(b"x")
+    app, _ = make_app(locations)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("4", *"scan")
+        await pilot.pause(0.3)  # the listing runs on a thread
+        options = app.query_one("#doc-candidates", OptionList)
+        listed = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert listed == [str(intake / "scan-001.pdf"), str(intake / "scan-002.pdf")]
+
+
+async def test_a_one_letter_search_is_refused(locations: Locations) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("5", "x", "enter")
+        assert "at least two characters" in str(app.query_one("#search-error", Label).render())
