@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import os
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -41,8 +42,9 @@ class SystemMonitor:
         self._clock = clock
         self._data_dir = data_dir
         self._cgroup = cgroup if cgroup is not None else Cgroup()
-        self._limits = self._cgroup.limits()
         self._cores = machine_cores()
+        self._host_memory = psutil.virtual_memory().total
+        self._limits = self._binding_limits()
         self._process = psutil.Process()
         size = max(1, round(history_seconds / interval))
         self._cpu_history: collections.deque[tuple[float, float]] = collections.deque(maxlen=size)
@@ -59,17 +61,12 @@ class SystemMonitor:
         """The most recent sample (an empty one before the first)."""
         return self._latest
 
-    @property
-    def limits(self) -> CgroupLimits:
-        """The cgroup limits in force at the last re-read."""
-        return self._limits
-
     def sample(self, lag: LoopLagStats | None = None) -> SystemSnapshot:
         """Read every figure now, add it to the history and return it."""
         started = self._clock.monotonic()
         self._samples += 1
         if self._samples % LIMITS_EVERY_SAMPLES == 0:
-            self._limits = self._cgroup.limits()
+            self._limits = self._binding_limits()
         limits = self._limits
         usage = self._cgroup.usage()
 
@@ -117,6 +114,15 @@ class SystemMonitor:
         )
         return self._latest
 
+    def _binding_limits(self) -> CgroupLimits:
+        """The cgroup's limits, minus any looser than the machine itself (those bind nothing)."""
+        limits = self._cgroup.limits()
+        memory = limits.memory_limit if limits.memory_limit is not None and \
+            limits.memory_limit < self._host_memory else None
+        cores = limits.cpu_limit_cores if limits.cpu_limit_cores is not None and \
+            limits.cpu_limit_cores < self._cores else None
+        return CgroupLimits(version=limits.version, memory_limit=memory, cpu_limit_cores=cores)
+
     def _per_core_percent(self) -> tuple[float, ...]:
         """Busy percent of each core since the previous sample, from our own counters."""
         now = psutil.cpu_times(percpu=True)
@@ -138,11 +144,11 @@ class SystemMonitor:
         return min(100.0, max(0.0, 100.0 * (used_seconds - before_used) / (elapsed * cores)))
 
 
-def _total(times: object) -> float:
+def _total(times: Any) -> float:
     # guest time is already counted in user time on Linux; adding it would count it twice.
-    values = times._asdict()  # type: ignore[attr-defined]
+    values = times._asdict()
     return float(sum(values.values()) - values.get("guest", 0.0) - values.get("guest_nice", 0.0))
 
 
-def _idle(times: object) -> float:
+def _idle(times: Any) -> float:
     return float(getattr(times, "idle", 0.0) + getattr(times, "iowait", 0.0))

@@ -65,6 +65,16 @@ async def test_limits_and_cpu_share_come_from_a_limiting_cgroup(tmp_path: Path, 
     assert sample.process_cpu_machine == sample.process_cpu / 1.5
 
 
+def test_a_cgroup_limit_looser_than_the_machine_binds_nothing(tmp_path: Path, clock: FakeClock) -> None:
+    host_memory = psutil.virtual_memory().total
+    root = tree(tmp_path / "fs", {"cgroup.controllers": "cpu memory", "memory.max": str(host_memory * 4),
+                                  "cpu.max": f"{1000 * 100000} 100000", "memory.current": "1000",
+                                  "cpu.stat": "usage_usec 1"})
+    sample = SystemMonitor(clock, tmp_path, cgroup=Cgroup(root, proc(tmp_path, "0::/\n"))).sample()
+    assert (sample.memory_source, sample.cpu_source) == ("host", "host")
+    assert sample.memory_limit == host_memory
+
+
 def test_without_a_cgroup_limit_the_machine_s_cores_divide_process_cpu(tmp_path: Path, clock: FakeClock) -> None:
     sample = SystemMonitor(clock, tmp_path, cgroup=unlimited_cgroup(tmp_path)).sample()
     assert sample.cpu_limit_cores == len(os.sched_getaffinity(0))
