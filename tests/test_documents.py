@@ -1,0 +1,295 @@
+"""The document pipeline with real worker processes: results, progress, hostile files, crashes, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from core.clock import FakeClock, SystemClock
+from core.config import MIB, Settings
+from core.documents import (
+    DocumentCancelled,
+    DocumentPipeline,
+    DocumentProgress,
+    DocumentsStopped,
+    DocumentTimedOut,
+    WorkerCrashed,
+)
+from core.errors import DocumentError
+from core.extraction import ExtractionError
+from core.intake import Intake, IntakeRefused
+from tests.document_files import (
+    CLINICAL_TEXT,
+    encrypted_pdf,
+    oversized_page_pdf,
+    png_bomb,
+    scanned_pdf,
+    text_pdf,
+)
+
+# Generous bound so a broken pipeline fails the test instead of hanging it.
+HANG_GUARD = 60
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    path = tmp_path / "intake"
+    path.mkdir()
+    return path
+
+
+def make_pipeline(folder: Path, clock: SystemClock | FakeClock | None = None, workers: int = 1,
+                  timeout: float = 120.0) -> DocumentPipeline:
+    settings = Settings(process_pool_size=workers, document_timeout=timeout)
+    return DocumentPipeline(settings, Intake((folder,), max_bytes=2 * MIB), clock or SystemClock())
+
+
+@pytest.fixture
+async def pipeline(folder: Path) -> AsyncIterator[DocumentPipeline]:
+    documents = make_pipeline(folder)
+    await documents.start()
+    yield documents
+    await documents.stop()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait (in real time, bounded) for something a worker process does; nothing signals it but polling."""
+    async with asyncio.timeout(HANG_GUARD):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def test_a_text_pdf_comes_back_with_text_pages_methods_and_hash(pipeline: DocumentPipeline,
+                                                                      folder: Path) -> None:
+    path = text_pdf(folder / "letter.pdf", ["aspirin 300 mg", "troponin negative"])
+    result = await asyncio.wait_for(pipeline.extract(path), HANG_GUARD)
+    assert result.text.split("\f") == ["aspirin 300 mg\n", "troponin negative\n"]
+    assert (result.pages, result.page_methods, result.method) == (2, ("text", "text"), "text")
+    assert result.characters == len(result.text)
+    assert len(result.sha256) == 64 and result.name == "letter.pdf"
+    assert "aspirin" not in repr(result)
+
+
+async def test_progress_arrives_for_every_page(pipeline: DocumentPipeline, folder: Path) -> None:
+    seen: list[DocumentProgress] = []
+    await asyncio.wait_for(pipeline.extract(text_pdf(folder / "three.pdf", ["a", "b", "c"]), seen.append),
+                           HANG_GUARD)
+    states = [(p.state, p.pages_done, p.pages_total) for p in seen]
+    assert states[0] == ("queued", 0, 0)
+    assert [s for s in states if s[0] == "running" and s[1] > 0] == [("running", 1, 3), ("running", 2, 3),
+                                                                      ("running", 3, 3)]
+    assert states[-1] == ("done", 3, 3)
+    assert len({p.job_id for p in seen}) == 1
+
+
+async def test_a_scanned_pdf_is_ocrd_in_the_worker(pipeline: DocumentPipeline, folder: Path) -> None:
+    result = await asyncio.wait_for(pipeline.extract(scanned_pdf(folder / "scan.pdf", [CLINICAL_TEXT])),
+                                    HANG_GUARD)
+    assert result.method == "ocr"
+    assert "metformin 500 mg" in result.text
+
+
+def hostile_empty(folder: Path) -> Path:
+    (folder / "empty.pdf").write_bytes(b"")
+    return folder / "empty.pdf"
+
+
+def hostile_random(folder: Path) -> Path:
+    (folder / "random.pdf").write_bytes(b"\x07" + os.urandom(8192))
+    return folder / "random.pdf"
+
+
+def hostile_truncated(folder: Path) -> Path:
+    whole = text_pdf(folder / "whole.pdf", ["one", "two"]).read_bytes()
+    (folder / "truncated.pdf").write_bytes(whole[: len(whole) // 3])
+    return folder / "truncated.pdf"
+
+
+def hostile_not_pdf(folder: Path) -> Path:
+    (folder / "minutes.pdf").write_text("Meeting minutes, plain text, named like a PDF.\n" * 20)
+    return folder / "minutes.pdf"
+
+
+def hostile_oversize(folder: Path) -> Path:
+    with (folder / "huge.pdf").open("wb") as stream:
+        stream.write(b"%PDF-1.7\n")
+        stream.truncate(3 * MIB)
+    return folder / "huge.pdf"
+
+
+def hostile_symlink(folder: Path) -> Path:
+    outside = text_pdf(folder.parent / "outside.pdf", ["secret"])
+    (folder / "link.pdf").symlink_to(outside)
+    return folder / "link.pdf"
+
+
+@pytest.mark.parametrize(("make", "error", "message"), [
+    (hostile_empty, IntakeRefused, "is empty"),
+    (hostile_random, IntakeRefused, "is not a PDF, PNG, JPEG or TIFF"),
+    (hostile_truncated, ExtractionError, "not a readable PDF"),
+    (encrypted_pdf, ExtractionError, "password-protected"),
+    (hostile_not_pdf, IntakeRefused, "is not a PDF"),
+    (hostile_oversize, IntakeRefused, "over the 2 MiB limit"),
+    (hostile_symlink, IntakeRefused, "outside the intake folders"),
+    (png_bomb, ExtractionError, "decompression bomb"),
+], ids=["empty", "random", "truncated", "encrypted", "not-pdf", "oversize", "symlink-out", "image-bomb"])
+async def test_a_hostile_file_fails_clearly_and_the_next_document_succeeds(
+        pipeline: DocumentPipeline, folder: Path, make: Callable[[Path], Path], error: type[DocumentError],
+        message: str) -> None:
+    path = make(folder / "bomb.png") if make in (png_bomb, encrypted_pdf) else make(folder)
+    with pytest.raises(error, match=message):
+        await asyncio.wait_for(pipeline.extract(path), HANG_GUARD)
+    good = await asyncio.wait_for(pipeline.extract(text_pdf(folder / "good.pdf", ["still working"])), HANG_GUARD)
+    assert good.text.strip() == "still working"
+    snapshot = pipeline.snapshot()
+    assert (snapshot.failed, snapshot.done) == (1, 1)
+    assert snapshot.recent[1].state == "failed" and message in snapshot.recent[1].error
+
+
+async def test_a_page_larger_than_any_sane_render_is_read_at_a_capped_resolution(pipeline: DocumentPipeline,
+                                                                                folder: Path) -> None:
+    result = await asyncio.wait_for(pipeline.extract(oversized_page_pdf(folder / "poster.pdf", CLINICAL_TEXT)),
+                                    HANG_GUARD)
+    assert result.method == "ocr" and "chest pain" in result.text
+    assert any("rendered at" in w for w in result.warnings)
+
+
+async def test_a_worker_killed_mid_job_fails_that_document_and_the_next_succeeds(pipeline: DocumentPipeline,
+                                                                                 folder: Path) -> None:
+    slow = scanned_pdf(folder / "slow.pdf", [CLINICAL_TEXT] * 4)
+    pages: list[int] = []
+    job = asyncio.ensure_future(pipeline.extract(slow, lambda p: pages.append(p.pages_done)))
+    await until(lambda: bool(pages) and pages[-1] >= 1)
+    job_id = pipeline.snapshot().recent[0].job_id
+    victim = pipeline.worker_pid(job_id)
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    with pytest.raises(WorkerCrashed, match=r"worker process died \(killed by SIGKILL\) on page \d of 4"):
+        await asyncio.wait_for(job, HANG_GUARD)
+    good = await asyncio.wait_for(pipeline.extract(text_pdf(folder / "next.pdf", ["next one"])), HANG_GUARD)
+    assert good.text.strip() == "next one"
+    assert victim not in {pipeline.worker_pid(good.job_id)}
+    assert pipeline.pool_snapshot().errors == 1
+
+
+async def test_a_document_past_its_time_limit_has_its_worker_killed(folder: Path, clock: FakeClock) -> None:
+    documents = make_pipeline(folder, clock, timeout=30.0)
+    await documents.start()
+    try:
+        seen: list[DocumentProgress] = []
+        job = asyncio.ensure_future(documents.extract(scanned_pdf(folder / "slow.pdf", [CLINICAL_TEXT] * 4),
+                                                      seen.append))
+        await until(lambda: any(p.state == "running" for p in seen))
+        victim = documents.worker_pid(seen[0].job_id)
+        await clock.advance(29.0)
+        assert not job.done()
+        await clock.advance(1.0)
+        with pytest.raises(DocumentTimedOut, match=r"not done after 30 s.*document_timeout"):
+            await asyncio.wait_for(job, HANG_GUARD)
+        assert documents.pool_snapshot().timeouts == 1
+        good = await asyncio.wait_for(documents.extract(text_pdf(folder / "quick.pdf", ["quick"])), HANG_GUARD)
+        assert good.text.strip() == "quick"
+        assert victim is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(victim, 0)
+    finally:
+        await documents.stop()
+
+
+async def test_a_running_job_can_be_cancelled(pipeline: DocumentPipeline, folder: Path) -> None:
+    seen: list[DocumentProgress] = []
+    job = asyncio.ensure_future(pipeline.extract(scanned_pdf(folder / "slow.pdf", [CLINICAL_TEXT] * 4),
+                                                 seen.append))
+    await until(lambda: any(p.state == "running" for p in seen))
+    assert pipeline.cancel(seen[0].job_id)
+    with pytest.raises(DocumentCancelled):
+        await asyncio.wait_for(job, HANG_GUARD)
+    assert pipeline.snapshot().cancelled == 1
+    assert not pipeline.cancel(seen[0].job_id)
+
+
+async def test_a_queued_job_can_be_cancelled_before_it_starts(pipeline: DocumentPipeline, folder: Path) -> None:
+    first: list[DocumentProgress] = []
+    second: list[DocumentProgress] = []
+    running = asyncio.ensure_future(pipeline.extract(scanned_pdf(folder / "a.pdf", [CLINICAL_TEXT] * 2),
+                                                     first.append))
+    await until(lambda: any(p.state == "running" for p in first))
+    queued = asyncio.ensure_future(pipeline.extract(text_pdf(folder / "b.pdf", ["b"]), second.append))
+    await until(lambda: pipeline.pool_snapshot().queued == 1)
+    assert second[-1].state == "queued"
+    assert pipeline.cancel(second[0].job_id)
+    with pytest.raises(DocumentCancelled, match="before it started"):
+        await asyncio.wait_for(queued, HANG_GUARD)
+    assert (await asyncio.wait_for(running, HANG_GUARD)).method == "ocr"
+
+
+async def test_the_same_content_twice_reuses_the_first_result(pipeline: DocumentPipeline, folder: Path) -> None:
+    first = await pipeline.extract(text_pdf(folder / "a.pdf", ["same"]))
+    (folder / "copy.pdf").write_bytes((folder / "a.pdf").read_bytes())
+    again = await asyncio.wait_for(pipeline.extract(folder / "copy.pdf"), HANG_GUARD)
+    assert again.duplicate_of == first.job_id and again.job_id != first.job_id
+    assert again.text == first.text and again.name == "copy.pdf"
+
+
+async def test_two_workers_take_two_documents_at_once(folder: Path) -> None:
+    documents = make_pipeline(folder, workers=2)
+    await documents.start()
+    try:
+        states: dict[str, str] = {}
+        jobs = [asyncio.ensure_future(documents.extract(scanned_pdf(folder / f"{n}.pdf", [CLINICAL_TEXT] * 2),
+                                                        lambda p: states.__setitem__(p.job_id, p.state)))
+                for n in range(2)]
+        await until(lambda: list(states.values()).count("running") == 2)
+        assert documents.pool_snapshot().active == 2
+        await asyncio.wait_for(asyncio.gather(*jobs), HANG_GUARD)
+        assert documents.worker_count == 2
+    finally:
+        await documents.stop()
+
+
+async def test_snapshots_count_jobs_and_never_carry_text(pipeline: DocumentPipeline, folder: Path) -> None:
+    await pipeline.extract(text_pdf(folder / "a.pdf", ["confidential diagnosis"]))
+    with pytest.raises(IntakeRefused):
+        await pipeline.extract(folder / "absent.pdf")
+    snapshot = pipeline.snapshot()
+    assert (snapshot.done, snapshot.failed, snapshot.pages) == (1, 1, 1)
+    assert "confidential" not in repr(snapshot)
+    pool = pipeline.pool_snapshot()
+    assert (pool.name, pool.capacity, pool.completed) == ("process", 1, 1)
+
+
+async def test_workers_start_only_when_a_document_arrives(folder: Path) -> None:
+    documents = make_pipeline(folder, workers=2)
+    await documents.start()
+    try:
+        assert documents.worker_count == 0
+        await asyncio.wait_for(documents.extract(text_pdf(folder / "a.pdf", ["a"])), HANG_GUARD)
+        assert documents.worker_count == 2
+    finally:
+        await documents.stop()
+
+
+async def test_stop_fails_queued_jobs_and_ends_every_worker(folder: Path) -> None:
+    documents = make_pipeline(folder)
+    await documents.start()
+    seen: list[DocumentProgress] = []
+    running = asyncio.ensure_future(documents.extract(scanned_pdf(folder / "a.pdf", [CLINICAL_TEXT] * 3),
+                                                      seen.append))
+    await until(lambda: any(p.state == "running" for p in seen))
+    queued = asyncio.ensure_future(documents.extract(text_pdf(folder / "b.pdf", ["b"])))
+    await until(lambda: documents.pool_snapshot().queued == 1)
+    pid = documents.worker_pid(seen[0].job_id)
+    await asyncio.wait_for(documents.stop(), HANG_GUARD)
+    for job in (running, queued):
+        with pytest.raises(DocumentsStopped):
+            await job
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with pytest.raises(DocumentsStopped):
+        await documents.extract(folder / "b.pdf")

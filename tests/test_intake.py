@@ -1,0 +1,154 @@
+"""Intake: only files inside the intake folders, checked by size and magic bytes, hashed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from core.config import MIB, load_settings
+from core.intake import DocumentKind, Intake, IntakeRefused, resolve_intake_dirs, sniff_kind
+from core.paths import Locations
+from tests.document_files import CLINICAL_TEXT, page_image_png, text_pdf
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    path = tmp_path / "intake"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def intake(folder: Path) -> Intake:
+    return Intake((folder,), max_bytes=2 * MIB)
+
+
+@pytest.mark.parametrize(("head", "kind"), [
+    (b"%PDF-1.7\n", DocumentKind.PDF),
+    (b"\x00\x00junk before the header %PDF-1.4", DocumentKind.PDF),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", DocumentKind.PNG),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF", DocumentKind.JPEG),
+    (b"II*\x00\x08\x00", DocumentKind.TIFF),
+    (b"MM\x00*\x00\x00", DocumentKind.TIFF),
+    (b"PK\x03\x04 a zip file", None),
+    (b"Dear colleague, ...", None),
+])
+def test_type_comes_from_magic_bytes(head: bytes, kind: DocumentKind | None) -> None:
+    assert sniff_kind(head) is kind
+
+
+async def test_a_pdf_in_the_folder_is_admitted_with_its_sha256(intake: Intake, folder: Path) -> None:
+    path = text_pdf(folder / "letter.pdf", [CLINICAL_TEXT])
+    admitted = await intake.admit(path)
+    assert admitted.kind is DocumentKind.PDF
+    assert admitted.path == path.resolve()
+    assert admitted.size == path.stat().st_size
+    assert admitted.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_the_hash_streams_files_larger_than_one_chunk(intake: Intake, folder: Path) -> None:
+    path = folder / "big.pdf"
+    data = b"%PDF-1.7\n" + os.urandom(int(1.5 * MIB))
+    path.write_bytes(data)
+    assert (await intake.admit(path)).sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_png_named_pdf_is_taken_as_a_png(intake: Intake, folder: Path) -> None:
+    path = folder / "scan.pdf"
+    path.write_bytes(page_image_png("x", dpi=30))
+    assert (await intake.admit(path)).kind is DocumentKind.PNG
+
+
+async def test_a_text_file_named_pdf_is_refused(intake: Intake, folder: Path) -> None:
+    path = folder / "notes.pdf"
+    path.write_text("not a pdf at all")
+    with pytest.raises(IntakeRefused, match="is not a PDF, PNG, JPEG or TIFF"):
+        await intake.admit(path)
+
+
+async def test_random_bytes_are_refused(intake: Intake, folder: Path) -> None:
+    path = folder / "noise.pdf"
+    path.write_bytes(b"\x01" + os.urandom(4096))
+    with pytest.raises(IntakeRefused, match="is not a PDF"):
+        await intake.admit(path)
+
+
+async def test_an_empty_file_is_refused(intake: Intake, folder: Path) -> None:
+    (folder / "empty.pdf").write_bytes(b"")
+    with pytest.raises(IntakeRefused, match="is empty"):
+        await intake.admit(folder / "empty.pdf")
+
+
+async def test_an_oversized_file_is_refused_naming_the_limit(intake: Intake, folder: Path) -> None:
+    path = folder / "huge.pdf"
+    with path.open("wb") as stream:
+        stream.write(b"%PDF-1.7\n")
+        stream.truncate(3 * MIB)
+    with pytest.raises(IntakeRefused, match=r"3.0 MiB, over the 2 MiB limit.*max_file_size_mb"):
+        await intake.admit(path)
+
+
+async def test_a_symlink_out_of_the_intake_folder_is_refused(intake: Intake, folder: Path, tmp_path: Path) -> None:
+    outside = text_pdf(tmp_path / "elsewhere.pdf", [CLINICAL_TEXT])
+    (folder / "innocent.pdf").symlink_to(outside)
+    with pytest.raises(IntakeRefused, match="outside the intake folders"):
+        await intake.admit(folder / "innocent.pdf")
+
+
+async def test_a_path_climbing_out_with_dotdot_is_refused(intake: Intake, folder: Path, tmp_path: Path) -> None:
+    text_pdf(tmp_path / "elsewhere.pdf", [CLINICAL_TEXT])
+    with pytest.raises(IntakeRefused, match="outside the intake folders"):
+        await intake.admit(folder / ".." / "elsewhere.pdf")
+
+
+async def test_a_symlink_inside_the_folder_is_followed(intake: Intake, folder: Path) -> None:
+    target = text_pdf(folder / "real.pdf", [CLINICAL_TEXT])
+    (folder / "alias.pdf").symlink_to(target)
+    assert (await intake.admit(folder / "alias.pdf")).path == target.resolve()
+
+
+async def test_a_fifo_is_refused_without_blocking(intake: Intake, folder: Path) -> None:
+    os.mkfifo(folder / "pipe.pdf")
+    with pytest.raises(IntakeRefused, match="not a regular file"):
+        await intake.admit(folder / "pipe.pdf")
+
+
+async def test_a_missing_file_is_refused(intake: Intake, folder: Path) -> None:
+    with pytest.raises(IntakeRefused, match="no such file"):
+        await intake.admit(folder / "absent.pdf")
+
+
+def test_intake_dirs_come_from_the_environment_colon_separated(locations: Locations, tmp_path: Path) -> None:
+    env = {"MEDOPS_INTAKE_DIRS": f"{tmp_path / 'a'}:{tmp_path / 'b'}"}
+    settings = load_settings(locations, env=env).settings
+    assert resolve_intake_dirs(settings, locations) == (tmp_path / "a", tmp_path / "b")
+
+
+def test_the_default_intake_dir_is_under_the_data_folder(locations: Locations) -> None:
+    settings = load_settings(locations, env={}).settings
+    intake = Intake.from_settings(settings, locations)
+    assert intake.folders == (locations.data_dir / "intake",)
+    intake.ensure_default(locations)
+    assert (locations.data_dir / "intake").is_dir()
+
+
+def test_completion_lists_matching_files_and_folders(intake: Intake, folder: Path) -> None:
+    (folder / "ward-a").mkdir()
+    (folder / "ward-a" / "report.pdf").write_bytes(b"%PDF-1.7")
+    (folder / "referral.pdf").write_bytes(b"%PDF-1.7")
+    (folder / "xray.png").write_bytes(b"\x89PNG")
+    assert intake.complete("re") == ["referral.pdf"]
+    assert intake.complete("w") == ["ward-a/"]
+    assert intake.complete("ward-a/") == ["ward-a/report.pdf"]
+    assert intake.complete(f"{folder}/x") == [f"{folder}/xray.png"]
+
+
+def test_completion_offers_nothing_outside_the_folders(intake: Intake, folder: Path, tmp_path: Path) -> None:
+    (tmp_path / "secret.pdf").write_bytes(b"%PDF-1.7")
+    (folder / "link").symlink_to(tmp_path)
+    assert intake.complete(f"{tmp_path}/s") == []
+    assert intake.complete("link/s") == []
+    assert intake.complete("../") == ["../intake/"]  # the way back in, nothing else
