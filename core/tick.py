@@ -97,8 +97,15 @@ class CoreTick:
         return self.tuner.snapshot() if self.tuner is not None else TunerSnapshot()
 
     async def _run(self) -> None:
+        # Ticks keep to a fixed cadence (the tick's own time does not push the next one later);
+        # after a stall the cadence restarts from now instead of firing a burst of late ticks.
+        due = self._clock.monotonic()
         while True:
-            await self._clock.sleep(self._settings().monitor_interval)
+            interval = self._settings().monitor_interval
+            due += interval
+            await self._clock.sleep(due - self._clock.monotonic())
+            if self._clock.monotonic() - due >= interval:
+                due = self._clock.monotonic()
             await self.tick()
 
     async def tick(self) -> CoreSnapshot | None:
