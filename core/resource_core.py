@@ -7,11 +7,22 @@ the async commands.
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
+from core.case_memory import CaseMemory
 from core.clock import Clock, SystemClock
 from core.config import Settings
-from core.errors import MedopsError
+from core.contexts import AgentContextPool
+from core.documents import DocumentPipeline, DocumentResult, ProgressCallback
+from core.errors import CaseMemoryError, DocumentError, MedopsError
+from core.executors import Executors
+from core.intake import Intake
+from core.knowledge import CodeEntry, KnowledgeService, SearchHit
+from core.ledger import Ledger
 from core.paths import Locations
-from core.snapshot import CoreSnapshot
+from core.snapshot import ContextPoolSnapshot, CoreSnapshot, SlotsSnapshot
+from core.tick import CoreTick
 
 
 class CoreNotRunning(MedopsError):
@@ -27,6 +38,17 @@ class ResourceCore:
         self.clock = clock or SystemClock()
         self._started_at: float | None = None
         self._paused = False
+        self._cases: CaseMemory | None = None
+        self._contexts: AgentContextPool | None = None
+        self.knowledge = KnowledgeService(locations.knowledge_db, settings, self.clock)
+        self.ledger = Ledger(locations.ops_db, self.clock, settings.ledger_flush_interval,
+                             settings.metrics_retention_days)
+        self.executors = Executors(settings, self.clock)
+        self.intake = Intake.from_settings(settings, locations)
+        self.documents = DocumentPipeline(settings, self.intake, self.clock)
+        self.tick = CoreTick(self.clock, lambda: self.settings, locations.data_dir, self.executors,
+                             self.snapshot, lambda: getattr(self, "ledger", None))
+        self.tick.attach_query_cache(self.knowledge.cache)
 
     @property
     def running(self) -> bool:
@@ -37,16 +59,89 @@ class ResourceCore:
         if self.running:
             return
         self.locations.ensure()
+        # Off the loop: reserving a large segment (and reclaiming dead runs' ones) takes a while.
+        self._cases = await asyncio.to_thread(CaseMemory.from_settings, self.settings)
+        self._contexts = AgentContextPool(self.settings.agent_context_pool_size, self.clock,
+                                          self.settings.context_leak_seconds)
+        await self.ledger.start()  # before the quota, which reloads today's admissions from it
+        self.knowledge.start()  # builds knowledge.duckdb off the loop on first run; queries wait for it
         self._started_at = self.clock.monotonic()
+        self.executors.reopen()
+        self.intake.ensure_default(self.locations)
+        await self.documents.start()
+        self.tick.start()
 
     async def stop(self) -> None:
         """Stop every part in reverse order; safe to call twice."""
+        await self.tick.stop()
+        await self.documents.stop()
+        if self._cases is not None:
+            self._cases.close()  # unlinks the segment; workers still attached keep their mapping
+            self._cases = None
+        self._contexts = None
+        # Queued jobs are cancelled; running ones finish on their own threads.
+        self.executors.shutdown(wait=False)
         self._started_at = None
+        await self.knowledge.stop()
+        await self.ledger.stop()  # last: it writes what the other parts recorded while stopping
 
     def snapshot(self) -> CoreSnapshot:
         """One consistent, immutable view of every part."""
         uptime = self.clock.monotonic() - self._started_at if self._started_at is not None else 0.0
-        return CoreSnapshot(taken_at=self.clock.wall(), uptime=uptime, paused=self._paused)
+        knowledge, duckdb_pool, query_cache = self.knowledge.snapshot()
+        return CoreSnapshot(taken_at=self.clock.wall(), uptime=uptime, paused=self._paused,
+                            pools=(*self.executors.snapshots(), duckdb_pool, self.documents.pool_snapshot()),
+                            documents=self.documents.snapshot(), cache=query_cache,
+                            knowledge=knowledge, ledger=self.ledger.snapshot(), system=self.tick.system(),
+                            alerts=self.tick.alerts.alerts(), tuner=self.tick.tuner_snapshot(),
+                            slots=self._cases.snapshot() if self._cases is not None else SlotsSnapshot(),
+                            contexts=self._contexts.snapshot() if self._contexts is not None else ContextPoolSnapshot())
+
+    @property
+    def cases(self) -> CaseMemory:
+        """The shared case store (worker processes attach with `cases.handle`)."""
+        if self._cases is None:
+            raise CoreNotRunning("case memory is not open; start the core first")
+        return self._cases
+
+    @property
+    def contexts(self) -> AgentContextPool:
+        """The pool of agent contexts."""
+        if self._contexts is None:
+            raise CoreNotRunning("the agent context pool is not running; start the core first")
+        return self._contexts
+
+    @property
+    def intake_dirs(self) -> tuple[Path, ...]:
+        """The folders documents are accepted from."""
+        return self.intake.folders
+
+    async def extract(self, path: str | Path, case_id: str | None = None,
+                      on_progress: ProgressCallback | None = None) -> DocumentResult:
+        """Extract a document's text in a worker process; with `case_id` the text goes into case memory."""
+        if not self.running:
+            raise CoreNotRunning("the core is not running; start it before extracting documents")
+        result = await self.documents.extract(path, on_progress)
+        if case_id is not None:
+            self._store_document(case_id, result)
+        return result
+
+    def cancel_document(self, job_id: str) -> bool:
+        """Cancel a queued or running document job; False if it is unknown or already over."""
+        return self.documents.cancel(job_id)
+
+    def _store_document(self, case_id: str, result: DocumentResult) -> None:
+        """Add the document to the case's `documents` (one entry per content hash), keeping the rest of the case."""
+        cases = self.cases
+        case = cases.get(case_id) if case_id in cases else {}
+        documents = [d for d in case.get("documents", []) if d.get("sha256") != result.sha256]
+        documents.append({"job_id": result.job_id, "name": result.name, "sha256": result.sha256,
+                          "pages": result.pages, "method": result.method, "text": result.text})
+        try:
+            cases.store(case_id, {**case, "documents": documents})
+        except CaseMemoryError as exc:
+            raise DocumentError(f"{result.name}: text extracted ({result.characters:,} characters, {result.job_id}) "
+                                f"but not stored in case memory: {exc}") from None
 
     def pause_intake(self) -> None:
         """Hold new work in the queues; what is in flight finishes."""
@@ -54,3 +149,22 @@ class ResourceCore:
 
     def resume_intake(self) -> None:
         self._paused = False
+
+    def _require_running(self) -> None:
+        if not self.running:
+            raise CoreNotRunning("the resource core is not running; start it first")
+
+    async def kb_search(self, text: str, limit: int = 20) -> tuple[SearchHit, ...]:
+        """ICD-10-CM codes whose descriptions hold the most of the text's words, best first."""
+        self._require_running()
+        return await self.knowledge.search(text, limit)
+
+    async def kb_code(self, code: str) -> CodeEntry | None:
+        """One ICD-10-CM code ("R07.9" or "R079"), or None if there is no such code."""
+        self._require_running()
+        return await self.knowledge.code(code)
+
+    async def kb_children(self, code: str) -> tuple[CodeEntry, ...]:
+        """The codes one level below `code`."""
+        self._require_running()
+        return await self.knowledge.children(code)
