@@ -1,0 +1,136 @@
+"""`medops` in a real terminal: tmux for what a person sees, a bare pty for a dead tty."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from core.paths import Locations
+
+MEDOPS = Path(sys.executable).parent / "medops"
+WAIT = 15.0  # seconds a screen may take to show up on a busy 2-core machine
+GONE_WITHIN = 5.0  # "exits within a few seconds"
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+
+
+def wait_for(check: Callable[[], bool], within: float = WAIT) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+class Tmux:
+    """One tmux server on its own socket, so the test never touches a user's sessions."""
+
+    def __init__(self, locations: Locations) -> None:
+        self.socket = f"medops-test-{uuid.uuid4().hex[:8]}"
+        self.session = "medops"
+        self.locations = locations
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True)
+        return done.stdout
+
+    def start(self, width: int, height: int) -> int:
+        env = {"MEDOPS_DATA_DIR": str(self.locations.data_dir), "MEDOPS_CONFIG_DIR": str(self.locations.config_dir),
+               "MEDOPS_REFRESH_INTERVAL": "0.5", "TERM": "xterm-256color"}
+        flags = [item for key, value in env.items() for item in ("-e", f"{key}={value}")]
+        self.run("new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height), *flags,
+                 f"exec {MEDOPS} --no-mouse")
+        return int(self.run("display-message", "-p", "-t", self.session, "#{pane_pid}").strip())
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", self.session)
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", "-t", self.session, *keys)
+
+    def shows(self, *texts: str) -> bool:
+        screen = self.screen()
+        return all(text in screen for text in texts)
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def tmux(locations: Locations) -> Iterator[Tmux]:
+    server = Tmux(locations)
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def test_a_person_at_80x24_sees_the_panes_can_pause_and_the_process_dies_with_the_session(tmux: Tmux) -> None:
+    pid = tmux.start(80, 24)
+    assert wait_for(lambda: tmux.shows("Groq quota", "Overview", "Quit")), tmux.screen()
+    assert wait_for(lambda: tmux.shows("live", "intake open")), tmux.screen()
+
+    tmux.keys("Space")
+    assert wait_for(lambda: tmux.shows("DISPLAY PAUSED")), tmux.screen()
+    tmux.keys("i")
+    assert wait_for(lambda: tmux.shows("INTAKE PAUSED")), tmux.screen()
+    tmux.keys("F1")
+    assert wait_for(lambda: tmux.shows("medops console — keys")), tmux.screen()
+    tmux.keys("Escape")  # alone: escape then "2" at once reads as alt+2
+    assert wait_for(lambda: not tmux.shows("medops console — keys")), tmux.screen()
+    tmux.keys("2")
+    assert wait_for(lambda: tmux.shows("CPU & memory")), tmux.screen()
+    screen = tmux.screen().splitlines()
+    assert len(screen) <= 24 and all(len(line) <= 80 for line in screen)
+
+    tmux.run("kill-session", "-t", tmux.session)
+    assert wait_for(lambda: process_gone(pid), GONE_WITHIN)
+
+
+def test_a_closed_terminal_without_sighup_ends_the_console(locations: Locations) -> None:
+    """A pty whose other end closes (no controlling tty, so no SIGHUP): medops must not spin."""
+    master, slave = os.openpty()
+    env = {**os.environ, "MEDOPS_DATA_DIR": str(locations.data_dir), "MEDOPS_CONFIG_DIR": str(locations.config_dir),
+           "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"}
+    child = subprocess.Popen([str(MEDOPS)], stdin=slave, stdout=slave, stderr=slave, env=env,
+                             start_new_session=True)
+    os.close(slave)
+    try:
+        seen = b""
+
+        def drawn() -> bool:
+            nonlocal seen
+            import select
+
+            while select.select([master], [], [], 0.05)[0]:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:
+                    return False
+            return b"Groq quota" in seen
+
+        assert wait_for(drawn), seen[-500:]
+        os.close(master)
+        assert wait_for(lambda: child.poll() is not None, GONE_WITHIN)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
