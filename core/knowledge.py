@@ -20,7 +20,7 @@ from core.clock import Clock
 from core.config import Settings
 from core.db_pool import DuckDBPool
 from core.errors import KnowledgeError
-from core.knowledge_build import BuildOutcome, display_code, ensure_knowledge, words_of
+from core.knowledge_build import CHAPTERS, BuildOutcome, display_code, ensure_knowledge, words_of
 from core.query_cache import QueryCache, Rows, cache_key
 from core.snapshot import CacheSnapshot, KnowledgeSnapshot, PoolSnapshot
 
@@ -88,23 +88,18 @@ def search_words(text: str) -> list[str]:
     return words
 
 
-_ENTRY_COLUMNS = """
-    c.display, c.billable, c.description, c.category, c.chapter, coalesce(h.title, ''),
-    p.display, (SELECT count(*) FROM codes k WHERE k.parent = c.code)
+# Parent and child counts are stored per row at build time and chapter titles are
+# constants: a join or a correlated count here would double or triple a lookup's cost.
+CODE_SQL = """
+SELECT display, billable, description, category, chapter, parent, children FROM codes WHERE code = $1
 """
 
-CODE_SQL = f"""
-SELECT {_ENTRY_COLUMNS}
-FROM codes c LEFT JOIN chapters h ON h.number = c.chapter LEFT JOIN codes p ON p.code = c.parent
-WHERE c.code = $1
+CHILDREN_SQL = """
+SELECT display, billable, description, category, chapter, parent, children FROM codes WHERE parent = $1
+ORDER BY code
 """
 
-CHILDREN_SQL = f"""
-SELECT {_ENTRY_COLUMNS}
-FROM codes c LEFT JOIN chapters h ON h.number = c.chapter LEFT JOIN codes p ON p.code = c.parent
-WHERE c.parent = $1
-ORDER BY c.code
-"""
+_CHAPTER_TITLES = {number: title for number, _first, _last, title in CHAPTERS}
 
 # Ranked without the FTS extension (it would need a download): most search words
 # matched, then most matched as whole words, then most matched at a word's start,
@@ -127,7 +122,8 @@ LIMIT $2
 
 def _entry(row: Sequence[Any]) -> CodeEntry:
     return CodeEntry(code=row[0], billable=row[1], description=row[2], category=row[3], chapter=row[4],
-                     chapter_title=row[5], parent=row[6], children=int(row[7]))
+                     chapter_title=_CHAPTER_TITLES.get(row[4], ""), parent=display_code(row[5]) if row[5] else None,
+                     children=int(row[6]))
 
 
 class KnowledgeService:

