@@ -187,7 +187,8 @@ class KnowledgeService:
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> Rows:
         """Rows of one parameterised query: from the cache, else from the pool (then cached)."""
-        await self.ready()
+        if self._state != "ready":
+            await self.ready()
         key = cache_key(sql, params)
         rows = self.cache.get(key)
         if rows is None:

@@ -8,6 +8,7 @@ lock. Its timer is the core `Clock`, so tests move its expiry with a fake clock.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ CacheKey = tuple[str, tuple[Hashable, ...]]
 _WHITESPACE = re.compile(r"\s+")
 
 
+@functools.lru_cache(maxsize=256)  # the same few statements come back on every query
 def normalise_sql(sql: str) -> str:
     """The SQL text with runs of whitespace collapsed, so layout never splits a key."""
     return _WHITESPACE.sub(" ", sql).strip()
