@@ -148,6 +148,11 @@ class MedopsApp(App[int]):
                 yield SearchForm(self.core)
         yield Footer()
 
+    @property
+    def main(self) -> Screen[Any]:
+        """The screen holding the panes, whatever modal (help, palette) is on top."""
+        return self.screen_stack[0]
+
     def intake_folders(self) -> list[Path]:
         """The folders documents may come from: the core's, else the configured ones."""
         from_core = getattr(self.core, "intake_dirs", None)
@@ -197,7 +202,7 @@ class MedopsApp(App[int]):
     @on(CoreFailed)
     def _core_failed(self, message: CoreFailed) -> None:
         self.notify(f"The core did not start: {message.reason}", title="core", severity="error", timeout=30)
-        self.query_one(StatusLine).update(f"[reverse $error] core failed [/] {message.reason}")
+        self.main.query_one(StatusLine).update(f"[reverse $error] core failed [/] {message.reason}")
 
     async def on_unmount(self) -> None:
         await self.stop_core()
@@ -263,17 +268,19 @@ class MedopsApp(App[int]):
 
     def apply_snapshot(self, snapshot: CoreSnapshot) -> None:
         """Hand one snapshot to every pane in one batch; hidden panes only keep it."""
+        if self._exit or not self.screen_stack:
+            return  # shutting down: the panes may already be gone
         self.latest = snapshot
         self.snapshots_applied += 1
         with self.batch_update():
-            for pane in self.query(SnapshotPane):
+            for pane in self.main.query(SnapshotPane):
                 pane.apply(snapshot)
-            self.query_one(GraphsPane).apply(snapshot)
+            self.main.query_one(GraphsPane).apply(snapshot)
             self._show_status()
 
     def _show_status(self) -> None:
         state = ConsoleState(self.refresh_interval, self.display_paused, self.theme)
-        self.query_one(StatusLine).show(self.latest, state)
+        self.main.query_one(StatusLine).show(self.latest, state)
 
     # ---- actions ------------------------------------------------------------------
 
@@ -327,13 +334,15 @@ class MedopsApp(App[int]):
         self._show_status()
 
     def action_graph_window(self) -> None:
-        self.query_one(GraphsPane).cycle_window()
+        self.main.query_one(GraphsPane).cycle_window()
 
     def action_show_tab(self, tab: str) -> None:
         pane_id = "graphs-tab" if tab == "graphs" else tab
-        self.query_one("#tabs", TabbedContent).active = pane_id
+        if self.screen is not self.main:
+            self.pop_screen()  # a tab key from the help screen goes to that tab
+        self.main.query_one("#tabs", TabbedContent).active = pane_id
         if tab in TAB_FIRST_FIELD:
-            self.query_one(TAB_FIRST_FIELD[tab], Input).focus()
+            self.main.query_one(TAB_FIRST_FIELD[tab], Input).focus()
 
     def action_leave_field(self) -> None:
         """Escape leaves a form field so the single-key bindings work again."""
@@ -374,6 +383,6 @@ class MedopsApp(App[int]):
             yield SystemCommand(f"Open {tab}", f"Show the {tab} tab", partial(self.action_show_tab, tab))
         for seconds in WINDOWS:
             yield SystemCommand(f"Graph window: {seconds:g}s", "How far back the CPU and memory graphs reach",
-                                partial(self.query_one(GraphsPane).set_window, seconds))
+                                partial(self.main.query_one(GraphsPane).set_window, seconds))
         yield SystemCommand("Help", "Keys and panes", self.action_help)
 

@@ -268,3 +268,19 @@ async def test_a_one_letter_search_is_refused(locations: Locations) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("5", "x", "enter")
         assert "at least two characters" in str(app.query_one("#search-error", Label).render())
+
+
+async def test_snapshots_keep_flowing_under_the_help_screen_and_the_palette(locations: Locations) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        applied = app.snapshots_applied
+        await pilot.press("f1")
+        app.ask_for_snapshot()
+        await pilot.pause()
+        await pilot.press("escape", "ctrl+p")
+        await pilot.pause()
+        app.ask_for_snapshot()
+        await pilot.pause()
+        assert app.snapshots_applied == applied + 2
+        assert list(app.get_system_commands(app.screen))

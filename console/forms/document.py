@@ -17,6 +17,7 @@ from textual.widgets import Button, Input, Label, OptionList, ProgressBar, TextA
 from console.forms.availability import core_command, not_available
 from console.forms.intake import IntakePathError, IntakeSuggester, list_candidates, resolve_intake_path
 from console.forms.prompt import describe_error
+from core.documents import DocumentProgress, DocumentResult
 
 CASE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -33,7 +34,7 @@ class PageProgress(Message):
 class DocumentDone(Message):
     """The core returned a `DocumentResult`."""
 
-    def __init__(self, result: Any) -> None:
+    def __init__(self, result: DocumentResult) -> None:
         super().__init__()
         self.result = result
 
@@ -69,6 +70,7 @@ class DocumentForm(Vertical):
             yield Button("Extract", id="doc-extract", variant="primary")
         yield OptionList(id="doc-candidates")
         yield ProgressBar(id="doc-progress", show_eta=False)
+        yield Label("", id="doc-summary")
         yield Label("", id="doc-error", classes="form-error")
         yield TextArea("", id="doc-text", read_only=True, soft_wrap=True)
 
@@ -120,14 +122,15 @@ class DocumentForm(Vertical):
         error.update("")
         self.running = True
         self.query_one("#doc-text", TextArea).text = ""
+        self.query_one("#doc-summary", Label).update(f"extracting {path.name}…")
         self.query_one("#doc-progress", ProgressBar).update(total=None, progress=0)
         self._extract(extract, path, case_id)
 
     @work(exclusive=True, exit_on_error=False, group="document")
     async def _extract(self, extract: Any, path: Path, case_id: str | None) -> None:
-        def on_progress(*args: Any) -> None:
-            done, total = progress_figures(args)
-            self.post_message(PageProgress(done, total))  # post_message is safe from any thread
+        def on_progress(progress: DocumentProgress) -> None:
+            # post_message is safe from any thread the pipeline calls back on
+            self.post_message(PageProgress(progress.pages_done, progress.pages_total))
 
         try:
             result = await extract(path, case_id=case_id, on_progress=on_progress)
@@ -143,24 +146,25 @@ class DocumentForm(Vertical):
     @on(DocumentDone)
     def show_result(self, message: DocumentDone) -> None:
         self.running = False
-        result = message.result
-        text = str(getattr(result, "text", ""))
-        pages = getattr(result, "pages", None)
-        total = pages if isinstance(pages, int) else len(pages) if isinstance(pages, (list, tuple)) else 1
-        self.query_one("#doc-progress", ProgressBar).update(total=max(1, total), progress=max(1, total))
-        self.query_one("#doc-text", TextArea).text = text
-        errors = getattr(result, "errors", ()) or ()
-        self.query_one("#doc-error", Label).update("\n".join(str(e) for e in errors))
+        result: DocumentResult = message.result
+        pages = max(1, result.pages)
+        self.query_one("#doc-progress", ProgressBar).update(total=pages, progress=pages)
+        self.query_one("#doc-text", TextArea).text = result.text
+        self.query_one("#doc-summary", Label).update(result_summary(result))
+        self.query_one("#doc-error", Label).update("\n".join(result.warnings))
 
     @on(DocumentFailed)
     def show_failure(self, message: DocumentFailed) -> None:
         self.running = False
+        self.query_one("#doc-summary", Label).update("")
         self.query_one("#doc-error", Label).update(message.reason)
 
 
-def progress_figures(args: tuple[Any, ...]) -> tuple[int, int]:
-    """(pages done, pages total) from either `(done, total)` or a progress object."""
-    if len(args) >= 2:
-        return int(args[0]), int(args[1])
-    item = args[0]
-    return int(getattr(item, "pages_done", 0)), int(getattr(item, "pages_total", 0))
+def result_summary(result: DocumentResult) -> str:
+    """Job, pages, how they were read, size of the text and time taken."""
+    duplicate = f", same file as {result.duplicate_of}" if result.duplicate_of else ""
+    repaired = ", repaired" if result.repaired else ""
+    return (f"{result.job_id} {result.name}: {result.pages} page{'s' if result.pages != 1 else ''} ({result.method})"
+            f", {result.characters:,} characters in {result.seconds:.1f}s{repaired}{duplicate}")
+
+

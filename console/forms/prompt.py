@@ -14,6 +14,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from console import figures
 from console.forms.availability import core_command, not_available
+from core.completions import PromptRequest, PromptResult
 
 AGENTS = ("triage", "diagnosis", "medication", "documentation")
 PRIORITIES = ("critical", "high", "normal")
@@ -118,22 +119,15 @@ class PromptForm(Vertical):
         return self.query_one(f"#reply-{number}", ReplyCard)
 
 
-def build_request(text: str, agent: str, priority: str, model: str, number: int) -> Any:
+def build_request(text: str, agent: str, priority: str, model: str, number: int) -> PromptRequest:
     """A `PromptRequest` as the scheduler's contract defines it."""
-    from core.completions import Priority, PromptRequest  # the scheduler part's types
+    from core.completions import Priority
 
-    return PromptRequest(prompt=text, agent=agent, priority=_priority(Priority, priority), model=model,
+    return PromptRequest(prompt=text, agent=agent, priority=Priority.parse(priority), model=model,
                          request_id=f"console-{number}")
 
 
-def _priority(kind: Any, name: str) -> Any:
-    try:
-        return kind[name.upper()]
-    except KeyError:
-        return kind(name)
-
-
-def reply_text(number: int, result: Any) -> str:
+def reply_text(number: int, result: PromptResult) -> str:
     """The reply and its cost: tokens, latency, queue wait, attempts."""
     completion = result.completion
     return (f"#{number} [b]{figures.text(completion.model)}[/]"

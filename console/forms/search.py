@@ -12,12 +12,13 @@ from textual.widgets import Button, DataTable, Input, Label
 
 from console.forms.availability import core_command, not_available
 from console.forms.prompt import describe_error
+from core.knowledge import SearchHit
 
 RESULT_LIMIT = 20
 
 
 class SearchAnswered(Message):
-    def __init__(self, query: str, rows: list[Any]) -> None:
+    def __init__(self, query: str, rows: list[SearchHit]) -> None:
         super().__init__()
         self.query = query
         self.rows = rows
@@ -42,7 +43,7 @@ class SearchForm(Vertical):
             yield Button("Search", id="search-go", variant="primary")
         yield Label("", id="search-error", classes="form-error")
         table: DataTable[str] = DataTable(id="search-results", cursor_type="row", zebra_stripes=True)
-        table.add_columns("code", "description")
+        table.add_columns("code", "billable", "description")
         yield table
 
     @on(Input.Submitted, "#search-text")
@@ -83,10 +84,6 @@ class SearchForm(Vertical):
         self.query_one("#search-error", Label).update(message.reason)
 
 
-def row_cells(row: Any) -> tuple[str, str]:
-    """(code, description) from a result object, mapping or pair."""
-    if isinstance(row, dict):
-        return str(row.get("code", "")), str(row.get("description", ""))
-    if isinstance(row, (tuple, list)):
-        return str(row[0]), str(row[1]) if len(row) > 1 else ""
-    return str(getattr(row, "code", row)), str(getattr(row, "description", ""))
+def row_cells(hit: SearchHit) -> tuple[str, str, str]:
+    """Code, billable or header, description."""
+    return hit.code, "yes" if hit.billable else "header", hit.description

@@ -1,0 +1,168 @@
+"""`medops ask`: send one prompt, or a JSONL file of them, through scheduler, quota and gateway."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from console.commands.common import load
+from core.completions import (
+    DEFAULT_MAX_COMPLETION_TOKENS,
+    InvalidRequest,
+    Priority,
+    PromptRequest,
+    PromptResult,
+    RequestRejected,
+)
+from core.errors import ConfigError, MedopsError
+from core.paths import locate
+from core.prompt_input import PromptLine, check_request, load_prompt_file
+from core.resource_core import ResourceCore
+from core.snapshot import CoreSnapshot
+
+MAX_CONCURRENCY = 1_000
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "ask", help="send a prompt (or a JSONL file of prompts) through scheduler, quota and gateway",
+        description="Without GROQ_API_KEY the prompts go to medops' local endpoint, started in-process "
+                    "(or the one at GROQ_BASE_URL); the endpoint in use is always shown.")
+    parser.add_argument("text", nargs="?", help="the prompt to send")
+    parser.add_argument("--file", metavar="JSONL", type=Path,
+                        help="prompts, one JSON object a line: prompt, agent, priority, optional model, "
+                             "deadline, max_completion_tokens")
+    parser.add_argument("--agent", default="oncall", help="agent type the prompt is sent for (default oncall)")
+    parser.add_argument("--priority", default="normal", help="critical, high or normal (default normal)")
+    parser.add_argument("--model", help="model to use (default: default_model)")
+    parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_COMPLETION_TOKENS,
+                        help=f"max_completion_tokens (default {DEFAULT_MAX_COMPLETION_TOKENS})")
+    parser.add_argument("--deadline", type=float, help="seconds the answer may take, queueing included")
+    parser.add_argument("--concurrency", type=int,
+                        help="with --file: prompts in flight at once (default groq_concurrent)")
+    parser.add_argument("--json", action="store_true", help="print the single answer as one JSON object")
+    parser.set_defaults(handler=ask)
+
+
+def ask(args: argparse.Namespace) -> int:
+    if (args.text is None) == (args.file is None):
+        raise InvalidRequest("give either the prompt text or --file prompts.jsonl (not both)")
+    settings = load(args).settings
+    if args.file is not None:
+        concurrency = settings.groq_concurrent if args.concurrency is None else args.concurrency
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise ConfigError(f"--concurrency {concurrency} is out of range: allowed 1 to {MAX_CONCURRENCY}")
+        prompts = load_prompt_file(args.file, settings)
+        core = ResourceCore(replace(settings, groq_concurrent=concurrency), locate())
+        return asyncio.run(_run_file(core, prompts, concurrency))
+    if args.concurrency is not None:
+        raise InvalidRequest("--concurrency applies to --file only")
+    request = PromptRequest(args.text, args.agent, Priority.parse(args.priority), model=args.model,
+                            max_completion_tokens=args.max_tokens, deadline=args.deadline)
+    check_request(request, settings)
+    return asyncio.run(_run_one(ResourceCore(settings, locate()), request, args.json))
+
+
+async def _run_one(core: ResourceCore, request: PromptRequest, as_json: bool) -> int:
+    await core.start()
+    try:
+        result = await core.ask(request)
+        snapshot = core.snapshot()
+    finally:
+        await core.stop()
+    if as_json:
+        print(json.dumps(_result_fields(result) | {"endpoint": _endpoint_fields(snapshot)}))
+        return 0
+    completion = result.completion
+    print(completion.text)
+    print()
+    print(f"endpoint:    {_endpoint_line(snapshot)}")
+    print(f"model:       {completion.model}   request id: {completion.request_id or '-'}")
+    print(f"tokens:      prompt {completion.prompt_tokens}, completion {completion.completion_tokens}, "
+          f"total {completion.total_tokens}")
+    groq_time = f", Groq total_time {completion.total_time:.3f} s" if completion.total_time is not None else ""
+    print(f"latency:     {result.latency:.3f} s (queue wait {result.queue_wait:.3f} s{groq_time}), "
+          f"attempts {result.attempts}")
+    print(f"quota left:  {_quota_line(result, snapshot, completion.model)}")
+    return 0
+
+
+async def _run_file(core: ResourceCore, prompts: list[PromptLine], concurrency: int) -> int:
+    await core.start()
+    started = core.clock.monotonic()
+    failures: Counter[str] = Counter()
+    answered = 0
+    gate = asyncio.Semaphore(concurrency)
+
+    async def send(item: PromptLine) -> None:
+        nonlocal answered
+        async with gate:
+            try:
+                result = await core.ask(item.request)
+            except MedopsError as error:
+                reason = failure_reason(error)
+                failures[reason] += 1
+                _emit({"line": item.line, "request_id": item.request.request_id, "ok": False,
+                       "error": reason, "message": str(error)})
+                return
+        answered += 1
+        _emit({"line": item.line, "ok": True} | _result_fields(result))
+
+    try:
+        print(f"medops: sending {len(prompts)} prompts, {concurrency} at a time, to "
+              f"{_endpoint_line(core.snapshot())}", file=sys.stderr, flush=True)
+        await asyncio.gather(*(send(item) for item in prompts))
+        wall = core.clock.monotonic() - started
+        snapshot = core.snapshot()
+    finally:
+        await core.stop()
+    summary = {"sent": len(prompts), "answered": answered, "failed": dict(sorted(failures.items())),
+               "rate_limited_429s": sum(m.rate_limited for m in snapshot.quota.models),
+               "wall_time": round(wall, 3), "concurrency": concurrency, "endpoint": _endpoint_fields(snapshot)}
+    _emit({"summary": summary})
+    print(f"medops: {answered}/{len(prompts)} answered, {sum(failures.values())} failed, "
+          f"{summary['rate_limited_429s']} 429s received, {wall:.1f} s", file=sys.stderr)
+    return 0 if not failures else 1
+
+
+def failure_reason(error: BaseException) -> str:
+    """A short snake_case name for why a prompt failed (rejected_401, rate_limited, deadline_exceeded...)."""
+    if isinstance(error, RequestRejected):
+        return f"rejected_{error.status}"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).lower()
+
+
+def _emit(fields: dict[str, Any]) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def _result_fields(result: PromptResult) -> dict[str, Any]:
+    c = result.completion
+    return {"request_id": c.request_id, "model": c.model, "reply": c.text, "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": c.completion_tokens, "latency": round(result.latency, 4),
+            "queue_wait": round(result.queue_wait, 4), "attempts": result.attempts,
+            "quota_left": dict(result.quota_left)}
+
+
+def _endpoint_fields(snapshot: CoreSnapshot) -> dict[str, Any]:
+    return {"kind": snapshot.endpoint.kind, "base_url": snapshot.endpoint.base_url,
+            "detail": snapshot.endpoint.detail}
+
+
+def _endpoint_line(snapshot: CoreSnapshot) -> str:
+    endpoint = snapshot.endpoint
+    name = "Groq" if endpoint.kind == "groq" else "local endpoint"
+    return f"{name} {endpoint.base_url}" + (f" ({endpoint.detail})" if endpoint.detail else "")
+
+
+def _quota_line(result: PromptResult, snapshot: CoreSnapshot, model: str) -> str:
+    limits = {w.name: w.limit for m in snapshot.quota.models if m.model == model for w in m.windows}
+    return ", ".join(f"{name} {left:,}" + (f"/{limits[name]:,}" if name in limits else "")
+                     for name, left in result.quota_left.items()) or "-"

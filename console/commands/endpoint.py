@@ -1,0 +1,70 @@
+"""`medops endpoint --port N`: run the local Groq-compatible endpoint on its own."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Any
+
+from console.commands.common import load
+from core.endpoint_faults import FaultModes
+from core.errors import ConfigError
+from core.local_endpoint import LocalEndpoint
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "endpoint", help="run the local Groq-compatible endpoint (offline Groq for drills and tests)",
+        description="Serve Groq's chat-completions API on loopback with each configured model's limits. "
+                    "Point medops (or any groq client) at it with GROQ_BASE_URL=http://HOST:PORT.")
+    parser.add_argument("--port", type=int, default=None, help="port to listen on (default: endpoint_port; 0: any)")
+    parser.add_argument("--host", default=None, help="address to listen on (default: endpoint_host)")
+    parser.add_argument("--require-key", action="store_true",
+                        help="accept only the key in GROQ_API_KEY (others get 401); the key is never printed")
+    parser.add_argument("--latency-scale", type=float, default=1.0,
+                        help="multiplier on the Groq-shaped latency (0: answer at once)")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 500/502/503")
+    parser.add_argument("--capacity-rate", type=float, default=0.0, help="share of requests answered 498")
+    parser.add_argument("--slow-rate", type=float, default=0.0, help="share of requests delayed --slow-seconds")
+    parser.add_argument("--slow-seconds", type=float, default=0.0, help="extra delay of a slow answer")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the fault draws")
+    parser.set_defaults(handler=run_endpoint)
+
+
+def run_endpoint(args: argparse.Namespace) -> int:
+    settings = load(args).settings
+    port = settings.endpoint_port if args.port is None else args.port
+    if not 0 <= port <= 65_535:
+        raise ConfigError(f"--port {port} is not a port; use 1 to 65535, or 0 for any free one")
+    key = None
+    if args.require_key:
+        key = os.environ.get("GROQ_API_KEY", "").strip()
+        if not key:
+            raise ConfigError("--require-key needs GROQ_API_KEY set to the key clients must send")
+    faults = FaultModes(latency_scale=args.latency_scale, error_rate=args.error_rate,
+                        capacity_rate=args.capacity_rate, slow_rate=args.slow_rate,
+                        slow_seconds=args.slow_seconds)
+    endpoint = LocalEndpoint(settings.models, host=args.host or settings.endpoint_host, port=port,
+                             api_key=key, faults=faults, seed=args.seed)
+
+    async def serve() -> None:
+        await endpoint.start()
+        print(f"medops local endpoint listening on {endpoint.url}", flush=True)
+        print(f"  use it with: GROQ_BASE_URL={endpoint.url}" + ("" if key else " (any key is accepted)"))
+        for name, limits in sorted(settings.models.items()):
+            print(f"  {name}: rpm={limits.rpm} rpd={limits.rpd} tpm={limits.tpm} tpd={limits.tpd}")
+        print("  Ctrl-C stops it.", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await endpoint.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        stats = endpoint.stats
+        print(f"stopped after {stats.requests} requests: {stats.answered} answered, {stats.rate_limited} "
+              f"rate-limited, {stats.injected_errors} injected errors", file=sys.stderr)
+    return 0
