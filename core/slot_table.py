@@ -151,7 +151,7 @@ class SlotTable:
         taken = {slot: (key, length) for slot, key, length in occupied}
         buf, links = self._buf, self._links_at
         free = [slot for slot in range(self._slot_count) if slot not in taken]
-        for here, nxt in zip(free, [*free[1:], NO_SLOT], strict=True):
+        for here, nxt in zip(free, [*free[1:], NO_SLOT], strict=False):  # no free slot: nothing to link
             I32.pack_into(buf, links + 4 * here, nxt)
         FREE.pack_into(buf, FREE_AT, free[0] if free else NO_SLOT, len(taken))
         mask, at = self._mask, self._index_at
