@@ -186,7 +186,7 @@ class CaseMemory:
             # Writers keep the slot busy (or one died mid-write): read while holding the lock.
             self._lock()
             try:
-                found = self._read(h, tagged)
+                found = self._read(h, tagged, locked=True)
             finally:
                 self._unlock()
             if found is _RETRY:
@@ -247,14 +247,19 @@ class CaseMemory:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def _read(self, h: int, tagged: bytes) -> object:
-        """One optimistic read: the payload, None for a confirmed miss, or _RETRY."""
+    def _read(self, h: int, tagged: bytes, *, locked: bool = False) -> object:
+        """One optimistic read: the payload, None for a confirmed miss, or _RETRY.
+
+        `locked`: we hold the writer lock (so the write seqlock is ours, odd, and nothing moves).
+        """
         buf = self._buf
         seq = U32.unpack_from(buf, WRITE_SEQ_AT)[0]
         slot = self._table.find(h, tagged)
         if slot < 0:
             # A miss counts only if no writer was inside while we probed the index.
-            return None if not seq & 1 and U32.unpack_from(buf, WRITE_SEQ_AT)[0] == seq else _RETRY
+            if locked or (not seq & 1 and U32.unpack_from(buf, WRITE_SEQ_AT)[0] == seq):
+                return None
+            return _RETRY
         # A hit needs no segment seqlock: the slot's own generation and key vouch for it.
         base = self._slots_at + slot * self._slot_bytes
         generation, size, crc, _, _ = _HEAD.unpack_from(buf, base)
