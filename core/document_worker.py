@@ -14,12 +14,15 @@ import pickle
 import resource
 import struct
 import sys
+import time
 from typing import Any, BinaryIO
 
 FRAME_HEADER = struct.Struct("!Q")
 # A hostile file may try to make MuPDF or Pillow allocate without bound; past
 # this the worker gets MemoryError (or dies) instead of starving the machine.
 ADDRESS_SPACE_LIMIT = 4 * 1024**3
+# Progress frames at most this often (seconds), and always for the last page.
+PROGRESS_INTERVAL = 0.05
 
 
 def encode_frame(message: Any) -> bytes:
@@ -80,8 +83,15 @@ def main() -> int:
     while (job := read_frame(jobs)) is not None:
         job_id, path, kind, options = job
 
-        def progress(page: PageText, total: int, job_id: str = job_id) -> None:
-            output.send(("page", job_id, page.number, total, page.method))
+        last_sent = [0.0]
+
+        def progress(page: PageText, total: int, job_id: str = job_id, last_sent: list[float] = last_sent) -> None:
+            # Text pages take well under a millisecond: a frame for each would keep the
+            # core's event loop busy with progress alone, so they are coalesced.
+            now = time.monotonic()
+            if page.number == total or now - last_sent[0] >= PROGRESS_INTERVAL:
+                last_sent[0] = now
+                output.send(("page", job_id, page.number, total, page.method))
 
         try:
             result = extract(path, kind, options, on_page=progress)

@@ -313,6 +313,11 @@ class DocumentPipeline:
                             wait_p95=waits[int(0.95 * (len(waits) - 1))] if waits else 0.0)
 
     @property
+    def ready_workers(self) -> int:
+        """Worker processes started and ready for a document."""
+        return sum(1 for w in self._workers if w.ready and w.kill_reason is None)
+
+    @property
     def worker_count(self) -> int:
         """Worker processes alive (started or starting)."""
         return len(self._workers) + self._starting
