@@ -86,6 +86,7 @@ class DuckDBPool:
         self._errors = 0
         self._timeouts = 0
         self._waits: deque[float] = deque(maxlen=_WAIT_SAMPLES)
+        self._running: set[_Job] = set()
 
     @property
     def is_open(self) -> bool:
@@ -108,10 +109,14 @@ class DuckDBPool:
             self._threads.append(thread)
 
     def close(self) -> None:
-        """Let the workers finish what they hold, then close the database. Blocking."""
+        """Interrupt running queries, let the workers drain, then close the database. Blocking."""
         connection, self._connection = self._connection, None
         if connection is None:
             return
+        with self._lock:
+            for job in self._running:
+                if job.cursor is not None:
+                    job.cursor.interrupt()
         for _ in self._threads:
             self._jobs.put(_STOP)
         for thread in self._threads:
@@ -174,15 +179,17 @@ class DuckDBPool:
             self._active += 1
             self._waits.append(max(0.0, started - job.submitted))
             job.cursor = cursor
+            self._running.add(job)
         outcome: Rows | BaseException
         try:
             outcome = frozen_rows(cursor.execute(job.sql, job.params).fetchall())
         except duckdb.InterruptException:
-            outcome = QueryTimedOut("the query was interrupted")
+            outcome = QueryTimedOut("the query was interrupted: it ran past its timeout or the core is stopping")
         except duckdb.Error as exc:
             outcome = QueryFailed(f"the knowledge database refused a query: {exc}")
         with self._lock:
             job.finished = True
+            self._running.discard(job)
             self._active -= 1
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, QueryTimedOut):

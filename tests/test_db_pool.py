@@ -125,3 +125,13 @@ async def test_a_missing_database_is_refused_clearly(tmp_path: Path, clock: Fake
     pool = DuckDBPool(size=1, query_timeout=5.0, clock=clock)
     with pytest.raises(QueryFailed, match=r"cannot open missing\.duckdb"):
         await asyncio.to_thread(pool.open, tmp_path / "missing.duckdb")
+
+
+async def test_closing_the_pool_interrupts_a_running_query(database: Path, clock: FakeClock) -> None:
+    pool = DuckDBPool(size=1, query_timeout=5.0, clock=clock)
+    await asyncio.to_thread(pool.open, database)
+    slow = asyncio.ensure_future(pool.fetch(SLOW_SQL))
+    await until(lambda: pool.snapshot().active == 1)
+    await asyncio.to_thread(pool.close)  # returns only because the query was interrupted
+    with pytest.raises(QueryTimedOut, match="interrupted"):
+        await slow
