@@ -185,6 +185,7 @@ class DocumentPipeline:
         self.options = options or ExtractionOptions(ocr_language=settings.ocr_language,
                                                     ocr_page_timeout=settings.ocr_page_timeout)
         self._running = False
+        self._paused = False
         self._ids = itertools.count(1)
         self._queue: deque[_Job] = deque()
         self._jobs: dict[str, _Job] = {}
@@ -247,42 +248,56 @@ class DocumentPipeline:
         self._jobs[job.id] = job
         self._progress(job)
         try:
+            return await self._run(job, path)
+        except asyncio.CancelledError:  # the caller gave up: so does the job
+            self.cancel(job.id)
+            raise
+
+    async def _run(self, job: _Job, path: str | Path) -> DocumentResult:
+        try:
             job.file = await self.intake.admit(path)
         except DocumentError as exc:
             self._finish_failed(job, exc, "failed")
             raise
         if job.cancel_requested:
-            self._finish_failed(job, DocumentCancelled(f"{job.name}: cancelled"), "cancelled")
+            self._finish_failed(job, DocumentCancelled(f"{job.name}: cancelled before it started"), "cancelled")
             return await job.future
         log.info("document %s admitted: %s, %d bytes, sha256 %s", job.id, job.file.kind.value, job.file.size,
                  job.file.sha256[:12])
         duplicate = await self._duplicate(job)
         if duplicate is not None:
             return duplicate
+        if job.cancel_requested:
+            self._finish_failed(job, DocumentCancelled(f"{job.name}: cancelled before it started"), "cancelled")
+            return await job.future
         self._in_flight[job.file.sha256] = job.future
         self._queue.append(job)
         self._dispatch()
-        try:
-            return await asyncio.shield(job.future)
-        except asyncio.CancelledError:
-            self.cancel(job.id)
-            raise
+        return await asyncio.shield(job.future)
 
     def cancel(self, job_id: str) -> bool:
-        """Cancel a job: dropped if queued, its worker killed if running; False if no such live job."""
+        """Cancel a job: dropped if waiting, its worker killed if running; False if no such live job."""
         job = self._jobs.get(job_id)
         if job is None or job.future.done():
             return False
         job.cancel_requested = True
-        if job.state == "queued" and job in self._queue:
-            self._queue.remove(job)
-            self._finish_failed(job, DocumentCancelled(f"{job.name}: cancelled before it started"), "cancelled")
+        running_on = next((w for w in self._workers if w.job is job), None)
+        if running_on is not None:
+            running_on.kill_reason = "cancelled"
+            self._kill(running_on)  # the job fails when the worker's exit is seen
         else:
-            for worker in self._workers:
-                if worker.job is job:
-                    worker.kill_reason = "cancelled"
-                    self._kill(worker)
+            # Queued, or still in intake (hashing, or waiting for an identical document).
+            self._finish_failed(job, DocumentCancelled(f"{job.name}: cancelled before it started"), "cancelled")
         return True
+
+    def pause(self) -> None:
+        """Hold queued documents; those running finish."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Start queued documents again."""
+        self._paused = False
+        self._dispatch()
 
     def worker_pid(self, job_id: str) -> int | None:
         """The process id of the worker running a job, for diagnosis."""
@@ -451,7 +466,7 @@ class DocumentPipeline:
     def _dispatch(self, replace_dead: bool = False) -> None:
         if not self._running:
             return
-        while self._queue:
+        while self._queue and not self._paused:
             worker = next((w for w in self._workers if w.ready and w.job is None and w.kill_reason is None), None)
             if worker is None:
                 break

@@ -296,3 +296,25 @@ async def test_stop_fails_queued_jobs_and_ends_every_worker(folder: Path) -> Non
         os.kill(pid, 0)
     with pytest.raises(DocumentsStopped):
         await documents.extract(folder / "b.pdf")
+
+
+async def test_paused_intake_holds_queued_documents_until_resumed(pipeline: DocumentPipeline, folder: Path) -> None:
+    pipeline.pause()
+    job = asyncio.ensure_future(pipeline.extract(text_pdf(folder / "held.pdf", ["held"])))
+    await until(lambda: pipeline.pool_snapshot().queued == 1)
+    assert not job.done() and pipeline.snapshot().running == 0
+    pipeline.resume()
+    assert (await asyncio.wait_for(job, HANG_GUARD)).text.strip() == "held"
+
+
+async def test_a_caller_that_gives_up_cancels_its_job(pipeline: DocumentPipeline, folder: Path) -> None:
+    seen: list[DocumentProgress] = []
+    job = asyncio.ensure_future(pipeline.extract(scanned_pdf(folder / "slow.pdf", [CLINICAL_TEXT] * 4),
+                                                 seen.append))
+    await until(lambda: any(p.state == "running" for p in seen))
+    pid = pipeline.worker_pid(seen[0].job_id)
+    job.cancel()
+    await until(lambda: pipeline.snapshot().cancelled == 1)
+    assert pipeline.snapshot().running == 0
+    assert pid is not None
+    await until(lambda: pipeline.worker_pid(seen[0].job_id) is None)
