@@ -154,7 +154,8 @@ def worker_command() -> list[str]:
 
 
 def _worker_env() -> dict[str, str]:
-    env = dict(os.environ)
+    # A worker parses hostile files: it gets no secrets it does not need.
+    env = {name: value for name, value in os.environ.items() if name != "GROQ_API_KEY"}
     env["OMP_THREAD_LIMIT"] = "1"
     # The worker imports `core` from wherever this process found it.
     root = str(Path(__file__).resolve().parent.parent)

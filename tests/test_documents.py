@@ -318,3 +318,12 @@ async def test_a_caller_that_gives_up_cancels_its_job(pipeline: DocumentPipeline
     assert pipeline.snapshot().running == 0
     assert pid is not None
     await until(lambda: pipeline.worker_pid(seen[0].job_id) is None)
+
+
+def test_workers_get_one_omp_thread_and_no_groq_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.documents import _worker_env
+
+    monkeypatch.setenv("GROQ_API_KEY", "gsk_secret")
+    env = _worker_env()
+    assert env["OMP_THREAD_LIMIT"] == "1"
+    assert "GROQ_API_KEY" not in env
