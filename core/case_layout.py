@@ -63,22 +63,27 @@ class SegmentLayout:
 
     @property
     def index_at(self) -> int:
+        """Start of the hash index (after the header)."""
         return HEADER_BYTES
 
     @property
     def links_at(self) -> int:
+        """Start of the free list's next-slot links (one i32 a slot)."""
         return self.index_at + self.index_capacity * INDEX_ENTRY.size
 
     @property
     def lengths_at(self) -> int:
+        """Start of the case sizes (one u32 a slot, 0 when free), read by the snapshot."""
         return self.links_at + self.slot_count * I32.size
 
     @property
     def slots_at(self) -> int:
+        """Start of the first slot, cache-line aligned."""
         return _align(self.lengths_at + self.slot_count * U32.size, 64)
 
     @property
     def total_bytes(self) -> int:
+        """Size of the whole segment."""
         return self.slots_at + self.slot_count * self.slot_bytes
 
     @property
@@ -87,4 +92,5 @@ class SegmentLayout:
         return self.slot_bytes - SLOT_HEADER_BYTES
 
     def slot_at(self, slot: int) -> int:
+        """Where a slot (its header) starts."""
         return self.slots_at + slot * self.slot_bytes

@@ -19,6 +19,7 @@ import fcntl
 import functools
 import logging
 import os
+import struct
 import threading
 import time
 import weakref
@@ -70,6 +71,12 @@ _RETRY = object()
 _OVERWRITES_AT = COUNTERS_AT
 _REJECTED_AT = {reason: COUNTERS_AT + 8 * (1 + i) for i, reason in enumerate(REJECTION_REASONS)}
 _HEAD = SLOT_HEADER  # generation, length, checksum, key length, key
+# Bound once: these run on every read.
+_read_u32 = U32.unpack_from
+_read_generation = GENERATION.unpack_from
+_read_gsc = struct.Struct("<QII").unpack_from  # generation, length, checksum
+_TAG_AT = KEY_AT - 2  # the tagged key (length + padded bytes) runs from here to the payload
+_TAG_END = SLOT_HEADER_BYTES - (KEY_AT + MAX_KEY_BYTES)  # padding between the key and the payload
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,7 @@ class CaseMemory:
 
     @property
     def handle(self) -> CaseMemoryHandle:
+        """Pass this to a worker process, which opens the store with `CaseMemory.attach`."""
         return CaseMemoryHandle(str(self._segment.path))
 
     @property
@@ -175,25 +183,12 @@ class CaseMemory:
     def get(self, case_id: str) -> dict[str, Any]:
         """The case stored under this id (a fresh dict); UnknownCase if there is none."""
         _, h, tagged = self._key(case_id, count=False)
-        found: Any = _RETRY
-        for attempt in range(OPTIMISTIC_READS):
-            found = self._read(h, tagged)
-            if found is not _RETRY:
-                break
-            if attempt >= SPIN_READS:
-                time.sleep(0)
-        else:
-            # Writers keep the slot busy (or one died mid-write): read while holding the lock.
-            self._lock()
-            try:
-                found = self._read(h, tagged, locked=True)
-            finally:
-                self._unlock()
-            if found is _RETRY:
-                raise CaseMemoryError(f"case {case_id!r} fails its checksum in {self._segment.path}; store it again")
+        found = self._read(h, tagged)
+        if found is _RETRY:
+            found = self._read_patiently(case_id, h, tagged)
         if found is None:
             raise UnknownCase(case_id)
-        return decode_case(found)
+        return decode_case(found)  # type: ignore[arg-type]
 
     def release(self, case_id: str) -> None:
         """Free the case's slot; UnknownCase if there is none."""
@@ -253,26 +248,43 @@ class CaseMemory:
         `locked`: we hold the writer lock (so the write seqlock is ours, odd, and nothing moves).
         """
         buf = self._buf
-        seq = U32.unpack_from(buf, WRITE_SEQ_AT)[0]
+        seq = _read_u32(buf, WRITE_SEQ_AT)[0]
         slot = self._table.find(h, tagged)
         if slot < 0:
             # A miss counts only if no writer was inside while we probed the index.
-            if locked or (not seq & 1 and U32.unpack_from(buf, WRITE_SEQ_AT)[0] == seq):
+            if locked or (not seq & 1 and _read_u32(buf, WRITE_SEQ_AT)[0] == seq):
                 return None
             return _RETRY
         # A hit needs no segment seqlock: the slot's own generation and key vouch for it.
         base = self._slots_at + slot * self._slot_bytes
-        generation, size, crc, _, _ = _HEAD.unpack_from(buf, base)
+        generation, size, crc = _read_gsc(buf, base)
         if generation & 1 or size > self._limit:
             return _RETRY
         start = base + SLOT_HEADER_BYTES
         payload = buf[start:start + size]
-        key_at = base + KEY_AT - 2
-        if buf[key_at:key_at + len(tagged)] != tagged or GENERATION.unpack_from(buf, base)[0] != generation:
+        if buf[base + _TAG_AT:start - _TAG_END] != tagged or _read_generation(buf, base)[0] != generation:
             return _RETRY
         if checksum(payload) != crc:
             return _RETRY
         return payload
+
+    def _read_patiently(self, case_id: str, h: int, tagged: bytes) -> object:
+        """Retry a read a writer got in the way of; at last read under the writer lock."""
+        for attempt in range(OPTIMISTIC_READS):
+            found = self._read(h, tagged)
+            if found is not _RETRY:
+                return found
+            if attempt >= SPIN_READS:
+                time.sleep(0)
+        # Writers keep the slot busy (or one died mid-write): read while holding the lock.
+        self._lock()
+        try:
+            found = self._read(h, tagged, locked=True)
+        finally:
+            self._unlock()
+        if found is _RETRY:
+            raise CaseMemoryError(f"case {case_id!r} fails its checksum in {self._segment.path}; store it again")
+        return found
 
     # -- writer lock -----------------------------------------------------------------------------
 

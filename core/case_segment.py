@@ -32,9 +32,6 @@ class OwnerId:
     pid: int
     started: int
 
-    def tag(self) -> str:
-        return f"{self.pid}-{self.started}"
-
 
 def process_id(pid: int) -> OwnerId | None:
     """The process with this PID, or None if there is none."""

@@ -30,6 +30,7 @@ class AgentContext:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def clear(self) -> None:
+        """Forget everything the last agent left."""
         self.messages.clear()
         self.state.clear()
         self.metadata.clear()

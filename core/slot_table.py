@@ -21,12 +21,13 @@ from core.case_layout import (
     I32,
     INDEX_ENTRY,
     KEY_AT,
+    MAX_KEY_BYTES,
     NO_SLOT,
     U32,
     SegmentLayout,
 )
 
-KEY_LENGTH = struct.Struct("<H")
+KEY_FIELD = struct.Struct(f"<H{MAX_KEY_BYTES}s")  # key length, key padded with zeros: as in a slot header
 
 
 def key_hash(key: bytes) -> int:
@@ -35,8 +36,8 @@ def key_hash(key: bytes) -> int:
 
 
 def tagged_key(key: bytes) -> bytes:
-    """The key as stored in a slot header: length, then bytes, for one comparison."""
-    return KEY_LENGTH.pack(len(key)) + key
+    """The key exactly as a slot header stores it (length, padded bytes), so one comparison matches it."""
+    return KEY_FIELD.pack(len(key), key)
 
 
 class SlotTable:
@@ -68,6 +69,7 @@ class SlotTable:
 
     @property
     def used(self) -> int:
+        """Slots holding a case."""
         return int(FREE.unpack_from(self._buf, FREE_AT)[1])
 
     def find(self, h: int, tagged: bytes) -> int:

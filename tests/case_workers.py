@@ -184,3 +184,13 @@ def run_to_death(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float =
     if worker.is_alive():
         worker.kill()
     return worker.exitcode
+
+
+def hold_the_lock(handle: CaseMemoryHandle, held: Event, release: Event) -> bool:
+    """Take the writer lock and keep it (a stuck but live writer) until told to let go."""
+    with CaseMemory.attach(handle) as cases:
+        cases._lock()
+        held.set()
+        release.wait(60)
+        cases._unlock()
+    return True

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from core import case_memory
 from core.case_errors import (
+    CaseMemoryBusy,
     CaseNotEncodable,
     CaseTooLarge,
     InvalidCaseId,
@@ -27,6 +29,7 @@ from tests.case_workers import (
     create_and_wait,
     die_holding_the_lock,
     hammer_reads,
+    hold_the_lock,
     is_whole,
     make_case,
     overwrite_and_churn,
@@ -207,6 +210,26 @@ def test_a_reader_facing_a_dead_writers_slot_gets_a_clean_answer(cases: CaseMemo
     assert run_to_death(die_holding_the_lock, (cases.handle, "torn")) == 0
     with pytest.raises(UnknownCase):
         cases.get("torn")  # spins, then reads under the lock, which repairs the slot
+
+
+def test_a_live_writer_stuck_on_the_lock_makes_writes_busy_but_not_reads(
+        cases: CaseMemory, monkeypatch: pytest.MonkeyPatch) -> None:
+    cases.store("c-1", {"n": 1})
+    context = multiprocessing.get_context("spawn")
+    held, release = context.Event(), context.Event()
+    holder = context.Process(target=hold_the_lock, args=(cases.handle, held, release))
+    holder.start()
+    try:
+        assert held.wait(60)
+        monkeypatch.setattr(case_memory, "LOCK_ATTEMPTS", 3)
+        with pytest.raises(CaseMemoryBusy, match="locked by another process"):
+            cases.store("c-2", {"n": 2})
+        assert cases.get("c-1") == {"n": 1}
+    finally:
+        release.set()
+        holder.join(30)
+    cases.store("c-2", {"n": 2})
+    assert cases.get("c-2") == {"n": 2}
 
 
 def test_a_segment_left_by_a_killed_owner_is_reclaimed_at_the_next_start(tmp_path: Path) -> None:

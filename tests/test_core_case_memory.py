@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,10 @@ from core.clock import FakeClock
 from core.config import Settings
 from core.paths import Locations
 from core.resource_core import CoreNotRunning, ResourceCore
+
+
+def _exists(path: Path) -> bool:
+    return path.exists()
 
 
 async def test_the_core_opens_case_memory_at_start_and_unlinks_it_at_stop(
@@ -28,7 +31,7 @@ async def test_the_core_opens_case_memory_at_start_and_unlinks_it_at_stop(
         assert slots.segment == str(segment)
     finally:
         await core.stop()
-    assert not os.path.exists(segment)
+    assert not _exists(segment)
     assert core.snapshot().slots.total == 0
     await core.stop()
 
