@@ -119,7 +119,7 @@ class SlotTable:
             entry_hash, slot_plus_one = unpack(buf, at + 8 * i)
             if not slot_plus_one:
                 return i, 0
-            if entry_hash == h:
+            if entry_hash == h and slot_plus_one <= self._slot_count:  # a racing reader may see a torn entry
                 base = self._slots_at + (slot_plus_one - 1) * self._slot_bytes + KEY_AT - 2
                 if buf[base:base + width] == tagged:
                     return i, slot_plus_one
