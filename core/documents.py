@@ -135,7 +135,6 @@ class _Job:
     pages_done: int = 0
     pages_total: int = 0
     error: str = ""
-    cancel_requested: bool = False
     watchdog: asyncio.Task[None] | None = None
 
 
@@ -199,7 +198,7 @@ class DocumentPipeline:
         self._in_flight: dict[str, asyncio.Future[DocumentResult]] = {}
         self._waits: deque[float] = deque(maxlen=WAIT_SAMPLES)
         self._done = self._failed = self._cancelled = self._pages = 0
-        self._crashes = self._timeouts = 0
+        self._timeouts = 0
 
     # lifecycle
 
@@ -260,16 +259,14 @@ class DocumentPipeline:
         except DocumentError as exc:
             self._finish_failed(job, exc, "failed")
             raise
-        if job.cancel_requested:
-            self._finish_failed(job, DocumentCancelled(f"{job.name}: cancelled before it started"), "cancelled")
+        if job.future.done():  # cancelled, or the core stopped, while it was being read
             return await job.future
         log.info("document %s admitted: %s, %d bytes, sha256 %s", job.id, job.file.kind.value, job.file.size,
                  job.file.sha256[:12])
         duplicate = await self._duplicate(job)
         if duplicate is not None:
             return duplicate
-        if job.cancel_requested:
-            self._finish_failed(job, DocumentCancelled(f"{job.name}: cancelled before it started"), "cancelled")
+        if job.future.done():
             return await job.future
         self._in_flight[job.file.sha256] = job.future
         self._queue.append(job)
@@ -281,7 +278,6 @@ class DocumentPipeline:
         job = self._jobs.get(job_id)
         if job is None or job.future.done():
             return False
-        job.cancel_requested = True
         running_on = next((w for w in self._workers if w.job is job), None)
         if running_on is not None:
             running_on.kill_reason = "cancelled"
@@ -445,7 +441,6 @@ class DocumentPipeline:
             elif reason == "stopped":
                 self._finish_failed(job, DocumentsStopped(f"{job.name}: the core stopped{where}"), "failed")
             else:
-                self._crashes += 1
                 self._finish_failed(job, WorkerCrashed(
                     f"{job.name}: the worker process died ({exit_text}){where}; the file may be malformed or "
                     "hostile. Other documents are unaffected; ask for a new copy"), "failed")

@@ -327,3 +327,19 @@ def test_workers_get_one_omp_thread_and_no_groq_key(monkeypatch: pytest.MonkeyPa
     env = _worker_env()
     assert env["OMP_THREAD_LIMIT"] == "1"
     assert "GROQ_API_KEY" not in env
+
+
+async def test_shrinking_the_pool_retires_idle_workers(folder: Path) -> None:
+    documents = make_pipeline(folder, workers=2)
+    await documents.start()
+    try:
+        documents.warm()
+        await until(lambda: documents.ready_workers == 2)
+        documents.resize(1)
+        await until(lambda: documents.worker_count == 1)
+        assert documents.pool_snapshot().capacity == 1
+        result = await asyncio.wait_for(documents.extract(text_pdf(folder / "a.pdf", ["after resize"])), HANG_GUARD)
+        assert result.text.strip() == "after resize"
+        assert documents.worker_count == 1
+    finally:
+        await documents.stop()

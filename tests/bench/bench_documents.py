@@ -113,9 +113,9 @@ def test_text_pages_per_second_with_one_and_two_workers(tmp_path: Path) -> None:
 
 def test_ocr_pages_per_second_with_one_and_two_workers(tmp_path: Path) -> None:
     docs = _ocr_corpus(tmp_path)
-    one = asyncio.run(_pages_per_second(tmp_path, 1, docs, rounds=2))
-    two = asyncio.run(_pages_per_second(tmp_path, 2, docs, rounds=2))
-    print(f"\nOCR at 300 dpi, best of 2, {OCR_DOCS} docs x {OCR_PAGES} pages, {_load()}: 1 worker {one:.2f} pages/s | "
+    one = asyncio.run(_pages_per_second(tmp_path, 1, docs, rounds=3))
+    two = asyncio.run(_pages_per_second(tmp_path, 2, docs, rounds=3))
+    print(f"\nOCR at 300 dpi, best of 3, {OCR_DOCS} docs x {OCR_PAGES} pages, {_load()}: 1 worker {one:.2f} pages/s | "
           f"2 workers {two:.2f} pages/s = {two / one:.2f}x (goal >= 1.7x)")
 
 
