@@ -1,0 +1,90 @@
+"""`medops extract` and `ResourceCore.extract`: JSON lines, exit codes, case memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from console.cli import main
+from core.config import Settings
+from core.errors import DocumentError
+from core.paths import Locations
+from core.resource_core import ResourceCore
+from tests.document_files import encrypted_pdf, text_pdf
+
+KEYS = {"file", "status", "pages", "characters", "method", "seconds", "error"}
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "intake"
+    path.mkdir()
+    monkeypatch.setenv("MEDOPS_INTAKE_DIRS", str(path))
+    monkeypatch.setenv("MEDOPS_PROCESS_POOL_SIZE", "2")
+    return path
+
+
+def lines(out: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_one_json_line_per_file_in_order_and_exit_1_when_any_failed(folder: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    good = text_pdf(folder / "good.pdf", ["aspirin 300 mg", "troponin negative"])
+    locked = encrypted_pdf(folder / "locked.pdf")
+    outside = text_pdf(tmp_path / "outside.pdf", ["x"])
+    code = main(["extract", str(good), str(locked), str(outside), str(folder / "missing.pdf")])
+    rows = lines(capsys.readouterr().out)
+    assert code == 1
+    assert [r["file"] for r in rows] == [str(good), str(locked), str(outside), str(folder / "missing.pdf")]
+    assert all(set(r) >= KEYS for r in rows)
+    assert rows[0] | {"seconds": 0} == {"file": str(good), "status": "ok", "pages": 2, "characters": 34,
+                                        "method": "text", "seconds": 0, "error": None}
+    assert [r["status"] for r in rows[1:]] == ["error"] * 3
+    assert "password-protected" in str(rows[1]["error"])
+    assert "outside the intake folders" in str(rows[2]["error"])
+    assert "no such file" in str(rows[3]["error"])
+    assert "text" not in rows[0]
+
+
+def test_text_flag_adds_the_text_and_all_ok_exits_0(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = text_pdf(folder / "good.pdf", ["aspirin 300 mg"])
+    assert main(["extract", "--text", str(good)]) == 0
+    (row,) = lines(capsys.readouterr().out)
+    assert row["status"] == "ok" and row["text"] == "aspirin 300 mg\n"
+
+
+async def test_with_a_case_id_the_text_joins_the_case_in_case_memory(locations: Locations, tmp_path: Path) -> None:
+    folder = tmp_path / "intake"
+    folder.mkdir()
+    core = ResourceCore(Settings(intake_dirs=(str(folder),), process_pool_size=1), locations)
+    await core.start()
+    try:
+        core.cases.store("case-7", {"triage": "urgent"})
+        first = await core.extract(text_pdf(folder / "ecg.pdf", ["sinus rhythm"]), case_id="case-7")
+        await core.extract(text_pdf(folder / "labs.pdf", ["troponin negative"]), case_id="case-7")
+        case = core.cases.get("case-7")
+        assert case["triage"] == "urgent"
+        assert [d["text"] for d in case["documents"]] == ["sinus rhythm\n", "troponin negative\n"]
+        assert case["documents"][0]["sha256"] == first.sha256
+        assert core.intake_dirs == (folder,)
+        assert core.snapshot().documents.done == 2
+        assert "process" in {pool.name for pool in core.snapshot().pools}
+    finally:
+        await core.stop()
+
+
+async def test_text_too_large_for_a_case_slot_is_a_clear_error(locations: Locations, tmp_path: Path) -> None:
+    folder = tmp_path / "intake"
+    folder.mkdir()
+    core = ResourceCore(Settings(intake_dirs=(str(folder),), process_pool_size=1), locations)
+    await core.start()
+    try:
+        long_text = "\n".join(f"line {n}: blood pressure normal, pulse regular" for n in range(60))
+        pages = [long_text] * 8
+        with pytest.raises(DocumentError, match="text extracted .* but not stored in case memory"):
+            await core.extract(text_pdf(folder / "long.pdf", pages, fontsize=6), case_id="case-8")
+    finally:
+        await core.stop()
