@@ -185,3 +185,10 @@ def test_an_unknown_ocr_language_is_named(tmp_path: Path) -> None:
     path.write_bytes(page_image_png("aspirin", dpi=100))
     with pytest.raises(ExtractionError, match="no data for language xyz"):
         extract(path, "png", ExtractionOptions(ocr_language="eng+xyz"))
+
+
+def test_a_page_past_the_ocr_timeout_is_left_empty_with_a_warning(tmp_path: Path) -> None:
+    hurried = ExtractionOptions(ocr_page_timeout=0.001)
+    result = extract(scanned_pdf(tmp_path / "scan.pdf", [CLINICAL_TEXT]), "pdf", hurried)
+    assert [(p.method, p.text) for p in result.pages] == [("ocr", "")]
+    assert any("OCR stopped after 0.001 s" in w and "ocr_page_timeout" in w for w in result.warnings)
