@@ -84,7 +84,7 @@ async def test_text_too_large_for_a_case_slot_is_a_clear_error(locations: Locati
     try:
         long_text = "\n".join(f"line {n}: blood pressure normal, pulse regular" for n in range(60))
         pages = [long_text] * 8
-        with pytest.raises(DocumentError, match="text extracted .* but not stored in case memory"):
+        with pytest.raises(DocumentError, match=r"text extracted .* but not stored in case memory"):
             await core.extract(text_pdf(folder / "long.pdf", pages, fontsize=6), case_id="case-8")
     finally:
         await core.stop()
