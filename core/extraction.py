@@ -95,12 +95,12 @@ class _Ocr:
         try:
             text: str = pytesseract.image_to_string(image, lang=self.options.ocr_language,
                                                     timeout=self.options.ocr_page_timeout)
-        except RuntimeError as exc:  # pytesseract signals its timeout this way
-            if "timeout" not in str(exc).lower():
-                raise ExtractionError("ocr-failed", f"Tesseract failed on page {page}; "
-                                      "the page image may be damaged") from None
-            self.warnings.append(f"page {page}: OCR stopped after {self.options.ocr_page_timeout:g} s "
-                                 "(ocr_page_timeout); its text is missing")
+        except RuntimeError as exc:  # TesseractError, and pytesseract's timeout, are RuntimeErrors
+            if "timeout" in str(exc).lower():
+                self.warnings.append(f"page {page}: OCR stopped after {self.options.ocr_page_timeout:g} s "
+                                     "(ocr_page_timeout); its text is missing")
+            else:
+                self.warnings.append(f"page {page}: Tesseract could not read the page image; its text is missing")
             return ""
         return text
 

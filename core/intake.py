@@ -99,7 +99,7 @@ class Intake:
     def _resolved_folders(self) -> list[Path]:
         return [folder.resolve() for folder in self.folders if folder.is_dir()]
 
-    def check(self, path: str | Path) -> tuple[Path, os.stat_result]:
+    def check(self, path: str | Path) -> Path:
         """Resolve `path` and refuse it unless it is a regular file inside an intake folder, within size."""
         given = Path(path).expanduser()
         name = given.name or str(given)
@@ -124,11 +124,11 @@ class Intake:
         if info.st_size > self.max_bytes:
             raise IntakeRefused(f"{name}: is {info.st_size / MIB:.1f} MiB, over the {self.max_bytes / MIB:g} MiB "
                                 "limit; split it, or raise max_file_size_mb")
-        return resolved, info
+        return resolved
 
     async def admit(self, path: str | Path) -> IntakeFile:
         """Check `path`, read its type from magic bytes and hash it; all file I/O off the event loop."""
-        resolved, info = await asyncio.to_thread(self.check, path)
+        resolved = await asyncio.to_thread(self.check, path)
         name = Path(path).name or str(path)
         sha = hashlib.sha256()
         kind: DocumentKind | None = None
@@ -150,7 +150,7 @@ class Intake:
             raise IntakeRefused(f"{name}: cannot be read ({exc.strerror}); check its permissions") from None
         if kind is None:
             raise IntakeRefused(f"{name}: is empty (0 bytes); the upload or copy may have failed, send it again")
-        return IntakeFile(path=resolved, name=name, kind=kind, size=size or info.st_size, sha256=sha.hexdigest())
+        return IntakeFile(path=resolved, name=name, kind=kind, size=size, sha256=sha.hexdigest())
 
     def complete(self, prefix: str, limit: int = COMPLETION_LIMIT) -> list[str]:
         """Paths under the intake folders that start with `prefix` (folders end in '/'); for path completion."""
