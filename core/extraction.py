@@ -29,6 +29,9 @@ MAX_RENDER_SIDE = 16_384
 # Images larger than this are refused as decompression bombs (a 600 dpi A3 scan is ~70 Mpx).
 MAX_IMAGE_PIXELS = 80_000_000
 MAX_IMAGE_FRAMES = 500
+# Compressed content streams can expand enormously; past this a document is refused
+# rather than shipped to the core (10,000 dense pages are ~30 M characters).
+MAX_TEXT_CHARACTERS = 50_000_000
 METHOD_TEXT = "text"
 METHOD_OCR = "ocr"
 METHOD_BLANK = "blank"
@@ -177,9 +180,14 @@ def extract_pdf(path: str | Path, options: ExtractionOptions,
         if repaired:
             notes.append(f"{name} was damaged and repaired while opening; text may be incomplete")
         pages: list[PageText] = []
+        characters = 0
         for index in range(total):
             started = timer()
             text, method = _pdf_page(doc, index, ocr, options, notes)
+            characters += len(text)
+            if characters > MAX_TEXT_CHARACTERS:
+                raise ExtractionError("text-limit", f"{name}: yields more than {MAX_TEXT_CHARACTERS:,} characters "
+                                      f"by page {index + 1}; it may be hostile. Split it, or ask for a new copy")
             page = PageText(index + 1, text, method, timer() - started)
             pages.append(page)
             if on_page is not None:

@@ -192,3 +192,11 @@ def test_a_page_past_the_ocr_timeout_is_left_empty_with_a_warning(tmp_path: Path
     result = extract(scanned_pdf(tmp_path / "scan.pdf", [CLINICAL_TEXT]), "pdf", hurried)
     assert [(p.method, p.text) for p in result.pages] == [("ocr", "")]
     assert any("OCR stopped after 0.001 s" in w and "ocr_page_timeout" in w for w in result.warnings)
+
+
+def test_a_pdf_whose_text_expands_past_the_limit_is_refused(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("core.extraction.MAX_TEXT_CHARACTERS", 1_000)
+    with pytest.raises(ExtractionError, match="more than 1,000 characters by page 2") as caught:
+        extract(text_pdf(tmp_path / "long.pdf", ["word " * 150] * 3), "pdf", OPTIONS)
+    assert caught.value.reason == "text-limit"
