@@ -268,6 +268,8 @@ class DocumentPipeline:
             return duplicate
         if job.future.done():
             return await job.future
+        if self._start_failures >= MAX_START_FAILURES and not self._workers:
+            self._start_failures = 0  # a new document is a new try at starting workers
         self._in_flight[job.file.sha256] = job.future
         self._queue.append(job)
         self._dispatch()

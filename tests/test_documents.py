@@ -343,3 +343,18 @@ async def test_shrinking_the_pool_retires_idle_workers(folder: Path) -> None:
         assert documents.worker_count == 1
     finally:
         await documents.stop()
+
+
+async def test_workers_that_cannot_start_fail_the_document_clearly(folder: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setattr("core.documents.worker_command", lambda: [sys.executable, "-c", "raise SystemExit(3)"])
+    documents = make_pipeline(folder)
+    await documents.start()
+    try:
+        for name in ("a.pdf", "b.pdf"):  # and again: every new document tries again
+            with pytest.raises(DocumentError, match=r"exited while starting \(exit status 3\), 3 times in a row"):
+                await asyncio.wait_for(documents.extract(text_pdf(folder / name, [name])), HANG_GUARD)
+    finally:
+        await documents.stop()
