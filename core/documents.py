@@ -148,8 +148,12 @@ class _Worker:
 
 
 def worker_command() -> list[str]:
-    """How a worker process is started: this interpreter, the worker module."""
-    return [sys.executable, "-m", "core.document_worker"]
+    """How a worker process is started: this interpreter, the worker module.
+
+    `-P`: the current folder is not put on the import path, so a `core` folder
+    wherever medops was started cannot stand in for ours.
+    """
+    return [sys.executable, "-P", "-m", "core.document_worker"]
 
 
 def _worker_env() -> dict[str, str]:
