@@ -2,20 +2,26 @@
 
 Started by `core.documents` as `python -m core.document_worker` in its own
 session (so killing its process group also kills a running Tesseract). Frames
-are an 8-byte big-endian length and a pickle, both ways; the results go to a
-private copy of the original stdout, while fd 1 points at stderr, so nothing a
-library prints can corrupt them. The worker exits when its stdin closes.
+are an 8-byte big-endian length and JSON, both ways: JSON, not pickle, because
+a worker parses hostile files and the core must not execute whatever a
+subverted worker sends back; the core checks each reply's shape too. Replies go
+to a private copy of the original stdout, while fd 1 points at stderr, so
+nothing a library prints can corrupt them. The worker exits when its stdin closes.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import resource
 import struct
 import sys
 import time
+from dataclasses import asdict
 from typing import Any, BinaryIO
+
+import orjson
+
+from core.extraction import Extraction, ExtractionOptions, PageText
 
 FRAME_HEADER = struct.Struct("!Q")
 # A hostile file may try to make MuPDF or Pillow allocate without bound; past
@@ -23,11 +29,13 @@ FRAME_HEADER = struct.Struct("!Q")
 ADDRESS_SPACE_LIMIT = 4 * 1024**3
 # Progress frames at most this often (seconds), and always for the last page.
 PROGRESS_INTERVAL = 0.05
+# The core reads no larger reply (20 M characters of text fit with room to spare).
+MAX_FRAME_BYTES = 256 * 1024**2
 
 
 def encode_frame(message: Any) -> bytes:
-    """One message as length + pickle."""
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    """One message as length + JSON (dataclasses become objects)."""
+    body = orjson.dumps(message)
     return FRAME_HEADER.pack(len(body)) + body
 
 
@@ -40,7 +48,28 @@ def read_frame(stream: BinaryIO) -> Any | None:
     body = stream.read(length)
     if len(body) < length:
         return None
-    return pickle.loads(body)
+    return orjson.loads(body)
+
+
+def job_message(job_id: str, path: str, kind: str, options: ExtractionOptions) -> list[Any]:
+    """What the core sends a worker to start a job."""
+    return [job_id, path, kind, asdict(options)]
+
+
+def extraction_from_reply(data: Any) -> Extraction:
+    """An `Extraction` from a worker's "done" reply; ValueError if it is not shaped like one."""
+    if not isinstance(data, dict) or not isinstance(data.get("pages"), list):
+        raise ValueError("not an extraction")
+    pages = []
+    for page in data["pages"]:
+        if not (isinstance(page, dict) and isinstance(page.get("number"), int) and isinstance(page.get("text"), str)
+                and isinstance(page.get("method"), str) and isinstance(page.get("seconds"), (int, float))):
+            raise ValueError("not a page")
+        pages.append(PageText(page["number"], page["text"], page["method"], float(page["seconds"])))
+    warnings = data.get("warnings")
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        raise ValueError("bad warnings")
+    return Extraction(tuple(pages), tuple(warnings), data.get("repaired") is True)
 
 
 class _Output:
@@ -73,7 +102,7 @@ def main() -> int:
     import pytesseract  # noqa: F401  (imported now so the first job does not pay for it)
     from PIL import Image  # noqa: F401
 
-    from core.extraction import ExtractionError, PageText, extract
+    from core.extraction import ExtractionError, extract
 
     # MuPDF's own messages could name things inside the document; they go nowhere.
     pymupdf.TOOLS.mupdf_display_errors(False)
@@ -81,7 +110,7 @@ def main() -> int:
     output.send(("ready", os.getpid()))
     jobs = sys.stdin.buffer
     while (job := read_frame(jobs)) is not None:
-        job_id, path, kind, options = job
+        job_id, path, kind, options = job[0], job[1], job[2], ExtractionOptions(**job[3])
 
         last_sent = [0.0]
 

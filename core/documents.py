@@ -18,7 +18,6 @@ import contextlib
 import itertools
 import logging
 import os
-import pickle
 import signal
 import statistics
 import sys
@@ -27,9 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import orjson
+
 from core.clock import Clock
 from core.config import Settings
-from core.document_worker import FRAME_HEADER, encode_frame
+from core.document_worker import FRAME_HEADER, MAX_FRAME_BYTES, encode_frame, extraction_from_reply, job_message
 from core.errors import DocumentError
 from core.extraction import (
     METHOD_BLANK,
@@ -395,13 +396,21 @@ class DocumentPipeline:
             while True:
                 header = await stdout.readexactly(FRAME_HEADER.size)
                 (length,) = FRAME_HEADER.unpack(header)
-                self._on_message(worker, pickle.loads(await stdout.readexactly(length)))
+                if length > MAX_FRAME_BYTES:
+                    raise ValueError(f"a {length:,}-byte reply")
+                self._on_message(worker, orjson.loads(await stdout.readexactly(length)))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except ValueError:  # orjson.JSONDecodeError too: a worker that talks nonsense is not trusted further
+            worker.kill_reason = worker.kill_reason or "garbled"
+            self._kill(worker)
         await worker.process.wait()
         self._on_exit(worker)
 
-    def _on_message(self, worker: _Worker, message: tuple[object, ...]) -> None:
+    def _on_message(self, worker: _Worker, message: object) -> None:
+        """Act on one reply; ValueError if it is not one a worker sends."""
+        if not isinstance(message, list) or not message:
+            raise ValueError("not a reply")
         kind = message[0]
         if kind == "ready":
             worker.ready = True
@@ -411,20 +420,22 @@ class DocumentPipeline:
         job = worker.job
         if job is None or message[1] != job.id:
             return
-        if kind == "page":
+        if kind == "page" and len(message) == 5:
             _, _, number, total, method = message
-            assert isinstance(number, int) and isinstance(total, int)
+            if not (isinstance(number, int) and isinstance(total, int)):
+                raise ValueError("bad page reply")
             job.pages_done, job.pages_total = number, total
             self._progress(job, str(method))
-        elif kind == "done":
-            extraction = message[2]
-            assert isinstance(extraction, Extraction)
+        elif kind == "done" and len(message) == 3:
+            extraction = extraction_from_reply(message[2])
             self._release(worker)
             self._finish_done(job, self._result(job, extraction))
-        elif kind == "failed":
+        elif kind == "failed" and len(message) == 4:
             _, _, reason, text = message
             self._release(worker)
             self._finish_failed(job, ExtractionError(str(reason), str(text)), "failed")
+        else:
+            raise ValueError("unknown reply")
 
     def _on_exit(self, worker: _Worker) -> None:
         if worker in self._workers:
@@ -436,7 +447,8 @@ class DocumentPipeline:
             job.watchdog.cancel()
         if job is not None and not job.future.done():
             exit_text = _describe_exit(worker.process.returncode)
-            where = f" on page {job.pages_done + 1}" + (f" of {job.pages_total}" if job.pages_total else "")
+            page = min(job.pages_done + 1, job.pages_total) if job.pages_total else job.pages_done + 1
+            where = f" on page {page}" + (f" of {job.pages_total}" if job.pages_total else "")
             if reason == "timeout":
                 self._timeouts += 1
                 self._finish_failed(job, DocumentTimedOut(
@@ -444,6 +456,10 @@ class DocumentPipeline:
                     "stopped. Split the document, or raise document_timeout"), "failed")
             elif reason == "cancelled":
                 self._finish_failed(job, DocumentCancelled(f"{job.name}: cancelled{where}"), "cancelled")
+            elif reason == "garbled":
+                self._finish_failed(job, WorkerCrashed(
+                    f"{job.name}: its worker sent a malformed reply{where} and was stopped; the file may be "
+                    "hostile. Other documents are unaffected; ask for a new copy"), "failed")
             elif reason == "stopped":
                 self._finish_failed(job, DocumentsStopped(f"{job.name}: the core stopped{where}"), "failed")
             else:
@@ -483,7 +499,8 @@ class DocumentPipeline:
         job.state = "running"
         job.started_at = self.clock.monotonic()
         self._waits.append(job.started_at - job.submitted_at)
-        worker.process.stdin.write(encode_frame((job.id, str(job.file.path), job.file.kind.value, self.options)))
+        worker.process.stdin.write(encode_frame(job_message(job.id, str(job.file.path), job.file.kind.value,
+                                                            self.options)))
         job.watchdog = asyncio.get_running_loop().create_task(self._watch(worker, job))
         self._progress(job)
 

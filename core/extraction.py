@@ -30,8 +30,8 @@ MAX_RENDER_SIDE = 16_384
 MAX_IMAGE_PIXELS = 80_000_000
 MAX_IMAGE_FRAMES = 500
 # Compressed content streams can expand enormously; past this a document is refused
-# rather than shipped to the core (10,000 dense pages are ~30 M characters).
-MAX_TEXT_CHARACTERS = 50_000_000
+# rather than shipped to the core (7,000 dense pages are ~20 M characters).
+MAX_TEXT_CHARACTERS = 20_000_000
 METHOD_TEXT = "text"
 METHOD_OCR = "ocr"
 METHOD_BLANK = "blank"

@@ -358,3 +358,36 @@ async def test_workers_that_cannot_start_fail_the_document_clearly(folder: Path,
                 await asyncio.wait_for(documents.extract(text_pdf(folder / name, [name])), HANG_GUARD)
     finally:
         await documents.stop()
+
+
+SUBVERTED_WORKER = """
+import json, os, pickle, struct, sys, time
+out = os.dup(1)
+def send(body):
+    os.write(out, struct.pack("!Q", len(body)) + body)
+send(b'["ready", 1]')
+(length,) = struct.unpack("!Q", sys.stdin.buffer.read(8))
+job_id = json.loads(sys.stdin.buffer.read(length))[0]
+send({reply})
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("reply", [
+    "pickle.dumps(['done', job_id, {'pages': []}])",  # the core never unpickles what a worker sends
+    "json.dumps(['done', job_id, {'pages': 'not a list'}]).encode()",
+    "json.dumps(['page', job_id, 'one', 'two', 'text']).encode()",
+], ids=["pickle", "bad-result", "bad-page"])
+async def test_a_worker_that_sends_a_malformed_reply_is_stopped_and_its_document_fails(
+        folder: Path, monkeypatch: pytest.MonkeyPatch, reply: str) -> None:
+    import sys
+
+    script = SUBVERTED_WORKER.replace("{reply}", reply)
+    monkeypatch.setattr("core.documents.worker_command", lambda: [sys.executable, "-c", script])
+    documents = make_pipeline(folder)
+    await documents.start()
+    try:
+        with pytest.raises(WorkerCrashed, match="malformed reply"):
+            await asyncio.wait_for(documents.extract(text_pdf(folder / "a.pdf", ["a"])), HANG_GUARD)
+    finally:
+        await documents.stop()
