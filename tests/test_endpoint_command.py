@@ -1,0 +1,52 @@
+"""`medops endpoint --port N`: the local endpoint on its own, in a real process."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+
+import groq
+import pytest
+
+MODEL = "llama-3.1-8b-instant"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_standalone_endpoint_serves_the_sdk_and_stops_on_ctrl_c() -> None:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "console.cli", "endpoint", "--port", str(port),
+                                "--latency-scale", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.strip() == f"medops local endpoint listening on http://127.0.0.1:{port}"
+        with groq.Groq(api_key="any", base_url=f"http://127.0.0.1:{port}", max_retries=0) as client:
+            completion = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+        assert (completion.choices[0].message.content or "").startswith("[medops local endpoint]")
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert "stopped after 1 requests: 1 answered" in err
+
+
+def test_endpoint_require_key_without_a_key_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from console.cli import main
+
+    assert main(["endpoint", "--port", "0", "--require-key"]) == 2
+    assert "--require-key needs GROQ_API_KEY" in capsys.readouterr().err
+
+
+def test_endpoint_refuses_a_fault_share_outside_0_to_1(capsys: pytest.CaptureFixture[str]) -> None:
+    from console.cli import main
+
+    assert main(["endpoint", "--port", "0", "--error-rate", "1.5"]) == 2
+    assert "error_rate = 1.5 must be a share from 0 to 1" in capsys.readouterr().err
