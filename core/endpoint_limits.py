@@ -10,7 +10,7 @@ A client can only time its own admissions, not our arrival times: a request
 held up on its way here (a burst of new connections) and one that comes
 straight through later can land less than a window apart although they left
 a full window apart. So each admission leaves its window `skew_allowance`
-seconds early (1 s by default): the endpoint still refuses anything a Groq
+seconds early (2 s by default): the endpoint still refuses anything a Groq
 bucket would, and any real overrun (45 requests in 60 s against 30), but not
 a few milliseconds of network skew.
 """
@@ -27,7 +27,7 @@ from core.ratelimits import Dimension, format_go_duration
 
 MINUTE = 60.0
 DAY = 86_400.0
-SKEW_ALLOWANCE = 1.0  # seconds of network skew between a client's admissions and our arrivals
+SKEW_ALLOWANCE = 2.0  # seconds of network skew between a client's admissions and our arrivals
 
 
 class _Entry:

@@ -131,10 +131,20 @@ class Gateway:
         self._client = groq.AsyncGroq(api_key=target.api_key, base_url=target.base_url, max_retries=0,
                                       http_client=self._http, timeout=settings.request_timeout)
         self._counts: dict[str, int] = dict.fromkeys(GatewayStats.__dataclass_fields__, 0)
+        self._last_failure: str | None = None  # why the latest attempt got no HTTP answer; None once one did
 
     @property
     def target(self) -> GroqTarget:
         return self._target
+
+    @property
+    def healthy(self) -> bool:
+        """False while the latest attempt got no HTTP answer (5xx, timeout, connection error)."""
+        return self._last_failure is None
+
+    @property
+    def last_failure(self) -> str | None:
+        return self._last_failure
 
     @property
     def stats(self) -> GatewayStats:
@@ -168,6 +178,7 @@ class Gateway:
             try:
                 return await self._attempt(request, model, min(remaining, self._settings.request_timeout))
             except _Retryable as failure:
+                self._last_failure = failure.what
                 left = give_up_at - self._clock.monotonic()
                 pause = self._backoff(retries)
                 if pause >= left:
@@ -210,10 +221,13 @@ class Gateway:
             raise _Retryable(f"cannot connect ({type(exc.__cause__).__name__ if exc.__cause__ else 'error'})") \
                 from None
         except groq.APIStatusError as exc:
+            if exc.status_code < 500:
+                self._last_failure = None  # Groq answered, even if it refused
             raise self._status_error(exc) from None
         finally:
             self._counts["in_flight"] -= 1
         self._counts["answered"] += 1
+        self._last_failure = None
         return _completion(completion, model, parse_rate_limit_headers(raw.headers))
 
     def _status_error(self, exc: groq.APIStatusError) -> Exception:

@@ -4,12 +4,11 @@ medops' offline default and its test double. `POST /openai/v1/chat/completions`
 (plain and `stream: true`) and `GET /openai/v1/models` in Groq's wire format,
 with per-model limits, `x-ratelimit-*` headers on every completion answer,
 429/413/401/404/400 as Groq words them, and fault modes. It runs inside the
-caller's event loop (`start()`/`stop()`), or on its own via `serve_forever`.
+caller's event loop (`start()`/`stop()`): the core's, or `medops endpoint`'s own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import math
@@ -149,14 +148,6 @@ class LocalEndpoint:
         runner, self._runner, self._site = self._runner, None, None
         if runner is not None:
             await runner.cleanup()
-
-    async def serve_forever(self) -> None:
-        """Start and run until cancelled (Ctrl-C), then stop."""
-        await self.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.stop()
 
     # -- controls ------------------------------------------------------------------
 
