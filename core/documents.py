@@ -18,9 +18,11 @@ import contextlib
 import itertools
 import logging
 import os
+import shutil
 import signal
 import statistics
 import sys
+import tempfile
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -142,6 +144,7 @@ class _Job:
 @dataclass(eq=False)
 class _Worker:
     process: asyncio.subprocess.Process
+    scratch: Path  # its private temporary folder, removed when it exits
     ready: bool = False
     job: _Job | None = None
     kill_reason: str | None = None  # why we killed it: timeout, cancelled, retired, stopped
@@ -157,10 +160,13 @@ def worker_command() -> list[str]:
     return [sys.executable, "-P", "-m", "core.document_worker"]
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(scratch: Path) -> dict[str, str]:
     # A worker parses hostile files: it gets no secrets it does not need.
     env = {name: value for name, value in os.environ.items() if name != "GROQ_API_KEY"}
     env["OMP_THREAD_LIMIT"] = "1"
+    # Tesseract's page images and outputs are patient data: they go to a folder
+    # only we can read, which is removed with the worker, even after a kill.
+    env["TMPDIR"] = str(scratch)
     # The worker imports `core` from wherever this process found it.
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
@@ -373,16 +379,18 @@ class DocumentPipeline:
             task.add_done_callback(self._spawns.discard)
 
     async def _spawn(self) -> None:
+        scratch = Path(tempfile.mkdtemp(prefix="medops-worker-"))  # mode 0700
         try:
             process = await asyncio.create_subprocess_exec(
                 *worker_command(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL, env=_worker_env(), start_new_session=True)
+                stderr=asyncio.subprocess.DEVNULL, env=_worker_env(scratch), start_new_session=True)
         except OSError as exc:
             self._starting -= 1
+            shutil.rmtree(scratch, ignore_errors=True)
             self._start_failed(f"cannot start a document worker ({exc.strerror})")
             return
         self._starting -= 1
-        worker = _Worker(process)
+        worker = _Worker(process, scratch)
         self._workers.append(worker)
         worker.reader = asyncio.get_running_loop().create_task(self._read(worker))
         if not self._running:
@@ -405,6 +413,9 @@ class DocumentPipeline:
             worker.kill_reason = worker.kill_reason or "garbled"
             self._kill(worker)
         await worker.process.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(worker.process.pid, signal.SIGKILL)  # a Tesseract it left behind
+        await asyncio.to_thread(shutil.rmtree, worker.scratch, True)
         self._on_exit(worker)
 
     def _on_message(self, worker: _Worker, message: object) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -41,6 +42,15 @@ def folder(tmp_path: Path) -> Path:
     path = tmp_path / "intake"
     path.mkdir()
     return path
+
+
+@pytest.fixture(autouse=True)
+def scratch_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where worker scratch folders are made in these tests, so we can see them go."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
 
 
 def make_pipeline(folder: Path, clock: SystemClock | FakeClock | None = None, workers: int = 1,
@@ -163,7 +173,8 @@ async def test_a_page_larger_than_any_sane_render_is_read_at_a_capped_resolution
 
 
 async def test_a_worker_killed_mid_job_fails_that_document_and_the_next_succeeds(pipeline: DocumentPipeline,
-                                                                                 folder: Path) -> None:
+                                                                                 folder: Path,
+                                                                                 scratch_root: Path) -> None:
     slow = scanned_pdf(folder / "slow.pdf", [CLINICAL_TEXT] * 4)
     pages: list[int] = []
     job = asyncio.ensure_future(pipeline.extract(slow, lambda p: pages.append(p.pages_done)))
@@ -178,6 +189,8 @@ async def test_a_worker_killed_mid_job_fails_that_document_and_the_next_succeeds
     assert good.text.strip() == "next one"
     assert victim not in {pipeline.worker_pid(good.job_id)}
     assert pipeline.pool_snapshot().errors == 1
+    # The dead worker's scratch folder (Tesseract's page images) is gone; only the new worker's is left.
+    assert len(os.listdir(scratch_root)) == 1
 
 
 async def test_a_document_past_its_time_limit_has_its_worker_killed(folder: Path, clock: FakeClock) -> None:
@@ -277,7 +290,7 @@ async def test_workers_start_only_when_a_document_arrives(folder: Path) -> None:
         await documents.stop()
 
 
-async def test_stop_fails_queued_jobs_and_ends_every_worker(folder: Path) -> None:
+async def test_stop_fails_queued_jobs_and_ends_every_worker(folder: Path, scratch_root: Path) -> None:
     documents = make_pipeline(folder)
     await documents.start()
     seen: list[DocumentProgress] = []
@@ -296,6 +309,7 @@ async def test_stop_fails_queued_jobs_and_ends_every_worker(folder: Path) -> Non
         os.kill(pid, 0)
     with pytest.raises(DocumentsStopped):
         await documents.extract(folder / "b.pdf")
+    assert os.listdir(scratch_root) == []
 
 
 async def test_paused_intake_holds_queued_documents_until_resumed(pipeline: DocumentPipeline, folder: Path) -> None:
@@ -320,12 +334,12 @@ async def test_a_caller_that_gives_up_cancels_its_job(pipeline: DocumentPipeline
     await until(lambda: pipeline.worker_pid(seen[0].job_id) is None)
 
 
-def test_workers_get_one_omp_thread_and_no_groq_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workers_get_one_omp_thread_a_private_tmpdir_and_no_groq_key(monkeypatch: pytest.MonkeyPatch) -> None:
     from core.documents import _worker_env
 
     monkeypatch.setenv("GROQ_API_KEY", "gsk_secret")
-    env = _worker_env()
-    assert env["OMP_THREAD_LIMIT"] == "1"
+    env = _worker_env(Path("/scratch"))
+    assert env["OMP_THREAD_LIMIT"] == "1" and env["TMPDIR"] == "/scratch"
     assert "GROQ_API_KEY" not in env
 
 
@@ -391,3 +405,12 @@ async def test_a_worker_that_sends_a_malformed_reply_is_stopped_and_its_document
             await asyncio.wait_for(documents.extract(text_pdf(folder / "a.pdf", ["a"])), HANG_GUARD)
     finally:
         await documents.stop()
+
+
+def test_the_core_process_never_imports_pymupdf() -> None:
+    import subprocess
+    import sys
+
+    probe = "import core.resource_core, sys; print(sorted({'pymupdf', 'PIL', 'pytesseract'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
