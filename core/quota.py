@@ -277,16 +277,20 @@ class GroqQuota:
 
     # --- what the server says -------------------------------------------------
 
-    def observe_headers(self, headers: RateLimitHeaders) -> None:
-        """Tighten local state when Groq reports less room (day's requests, minute's tokens)."""
+    def observe_headers(self, headers: RateLimitHeaders, default_reset: float | None = None) -> None:
+        """Tighten local state when Groq reports less room (day's requests, minute's tokens).
+
+        A report without a reset time holds for `default_reset` (a 429's wait), else a whole window."""
         if headers.empty:
             return
         now = self._clock.monotonic()
         self._server = ServerReport(headers.limit_requests, headers.remaining_requests, headers.reset_requests,
                                     headers.limit_tokens, headers.remaining_tokens, headers.reset_tokens,
                                     self._clock.wall())
-        self._tighten(RPD, headers.limit_requests, headers.remaining_requests, headers.reset_requests, now)
-        self._tighten(TPM, headers.limit_tokens, headers.remaining_tokens, headers.reset_tokens, now)
+        reset_requests = headers.reset_requests if headers.reset_requests is not None else default_reset
+        reset_tokens = headers.reset_tokens if headers.reset_tokens is not None else default_reset
+        self._tighten(RPD, headers.limit_requests, headers.remaining_requests, reset_requests, now)
+        self._tighten(TPM, headers.limit_tokens, headers.remaining_tokens, reset_tokens, now)
 
     def _tighten(self, index: int, limit: int | None, remaining: int | None, reset: float | None,
                  now: float) -> None:
@@ -322,10 +326,10 @@ class GroqQuota:
         """Block the dimension a 429 names until its retry time has passed, however long."""
         self.rate_limited += 1
         now = self._clock.monotonic()
-        if headers is not None:
-            self.observe_headers(headers)
         waits = [w for w in (retry_after, limit.retry_in if limit else None) if w is not None and w >= 0]
         wait = max(waits) if waits else DEFAULT_429_WAIT
+        if headers is not None:
+            self.observe_headers(headers, default_reset=wait)
         dimensions = self._named_dimensions(limit, headers)
         for name in dimensions:
             index = _INDEX[name]

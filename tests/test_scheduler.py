@@ -1,0 +1,467 @@
+"""Scheduler: priorities, batching, concurrency, aging, deadlines, cancellation, 429 requeues."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from core.clock import FakeClock, settle
+from core.completions import (
+    Completion,
+    InvalidRequest,
+    Priority,
+    PromptRequest,
+    PromptResult,
+    RateLimited,
+    RequestRecord,
+    RequestRejected,
+    UpstreamUnavailable,
+)
+from core.config import ModelLimits, Settings
+from core.quota import QuotaBook, QuotaExhausted, RequestTooLarge, UnknownModel
+from core.ratelimits import LimitExceeded, RateLimitHeaders
+from core.scheduler import DeadlineExceeded, QueueFull, RequestCancelled, Scheduler, SchedulerStopped
+from core.token_estimate import estimate_prompt_tokens
+from tests.quota_helpers import MemoryAdmissionStore
+
+Build = Callable[..., Awaitable[Scheduler]]
+ROOMY = ModelLimits(rpm=1_000, rpd=100_000, tpm=10_000_000, tpd=100_000_000)
+
+
+class FakeSender:
+    """A Groq stand-in on the fake clock: takes `latency` seconds, or raises what a script says."""
+
+    def __init__(self, clock: FakeClock, latency: float = 1.0) -> None:
+        self.clock = clock
+        self.latency = latency
+        self.sent: list[tuple[float, PromptRequest]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.failures: dict[str, list[BaseException]] = {}
+        self.completion_tokens = 10
+
+    async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
+        self.sent.append((self.clock.monotonic(), request))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await self.clock.sleep(self.latency)
+            failures = self.failures.get(request.request_id)
+            if failures:
+                raise failures.pop(0)
+            return Completion(text="ok", model=request.model or "", prompt_tokens=20,
+                              completion_tokens=self.completion_tokens)
+        finally:
+            self.in_flight -= 1
+
+    def order(self) -> list[str]:
+        return [request.request_id for _, request in self.sent]
+
+
+class MemoryRecorder:
+    def __init__(self) -> None:
+        self.records: list[RequestRecord] = []
+
+    def record_request(self, record: RequestRecord) -> None:
+        self.records.append(record)
+
+
+def make_settings(**changes: object) -> Settings:
+    values: dict[str, object] = {"models": {"x": ROOMY, "y": ROOMY}, "default_model": "x", "batch_interval": 0.1,
+                                 "groq_concurrent": 10, "queue_limit": 100, "starvation_bound": 30.0}
+    values.update(changes)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def sender(clock: FakeClock) -> FakeSender:
+    return FakeSender(clock)
+
+
+@pytest.fixture
+def recorder() -> MemoryRecorder:
+    return MemoryRecorder()
+
+
+@pytest.fixture
+async def build(clock: FakeClock, sender: FakeSender, recorder: MemoryRecorder) -> AsyncIterator[Build]:
+    made: list[Scheduler] = []
+
+    async def _build(settings: Settings | None = None, store: MemoryAdmissionStore | None = None) -> Scheduler:
+        settings = settings or make_settings()
+        scheduler = Scheduler(settings, QuotaBook(settings, clock, store), sender, clock, recorder)
+        await scheduler.start()
+        made.append(scheduler)
+        return scheduler
+
+    yield _build
+    for scheduler in made:
+        await scheduler.stop()
+
+
+def req(name: str, priority: Priority = Priority.NORMAL, agent: str = "triage", **extra: object) -> PromptRequest:
+    return PromptRequest("p", agent, priority=priority, request_id=name, max_completion_tokens=100,
+                         **extra)  # type: ignore[arg-type]
+
+
+async def submit(scheduler: Scheduler, request: PromptRequest) -> asyncio.Task[PromptResult]:
+    """Submit from a task of its own and let it reach the queue before time moves."""
+    task = asyncio.create_task(scheduler.submit(request))
+    await settle()
+    return task
+
+
+async def test_a_critical_request_is_sent_at_once_bypassing_the_batch_window(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build()
+    normal = await submit(scheduler, req("n"))
+    critical = await submit(scheduler, req("c", Priority.CRITICAL))
+    await settle()
+    assert sender.sent == [(clock.monotonic(), sender.sent[0][1])]
+    assert sender.order() == ["c"]
+    await clock.advance(0.1)
+    assert sender.order() == ["c", "n"]
+    await clock.advance(1)
+    assert (await critical).queue_wait == 0.0
+    assert (await normal).queue_wait == pytest.approx(0.1)
+    await scheduler.stop()
+
+
+async def test_high_and_normal_requests_are_gathered_per_agent_and_released_high_first(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(make_settings(batch_interval=0.5))  # binary fractions keep the times exact
+    tasks = [await submit(scheduler, req("t-normal", agent="triage"))]
+    await clock.advance(0.25)
+    tasks.append(await submit(scheduler, req("d-normal", agent="diagnosis")))
+    await clock.advance(0.125)
+    tasks.append(await submit(scheduler, req("t-high", Priority.HIGH, agent="triage")))
+    await clock.advance(0.0625)
+    assert sender.order() == []
+    await clock.advance(0.0625)  # triage's window (opened at 0) closes at 0.5
+    assert sender.order() == ["t-high", "t-normal"]
+    await clock.advance(0.25)  # diagnosis' window closes at 0.75
+    assert sender.order() == ["t-high", "t-normal", "d-normal"]
+    await clock.advance(1)
+    await asyncio.gather(*tasks)
+    await scheduler.stop()
+
+
+async def test_no_more_than_groq_concurrent_requests_are_in_flight(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(make_settings(groq_concurrent=3))
+    tasks = [await submit(scheduler, req(f"r{i}", Priority.CRITICAL)) for i in range(10)]
+    await settle()
+    assert scheduler.snapshot().in_flight == 3
+    await clock.advance(10)
+    results = await asyncio.gather(*tasks)
+    assert sender.max_in_flight == 3
+    assert sorted(r.latency for r in results) == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
+    await scheduler.stop()
+
+
+async def test_priority_order_is_critical_then_high_then_normal_then_arrival(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(make_settings(groq_concurrent=1, batch_interval=0.0))
+    first = await submit(scheduler, req("busy", Priority.CRITICAL))
+    await settle()
+    tasks = [await submit(scheduler, req(name, priority)) for name, priority in
+             [("n1", Priority.NORMAL), ("h1", Priority.HIGH), ("c1", Priority.CRITICAL), ("n2", Priority.NORMAL),
+              ("h2", Priority.HIGH)]]
+    await clock.advance(10)
+    await asyncio.gather(first, *tasks)
+    assert sender.order() == ["busy", "c1", "h1", "h2", "n1", "n2"]
+    await scheduler.stop()
+
+
+async def test_a_normal_request_gets_through_sustained_critical_load_within_the_starvation_bound(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    bound = 5.0
+    scheduler = await build(make_settings(groq_concurrent=1, starvation_bound=bound, batch_interval=0.0))
+    busy = await submit(scheduler, req("busy", Priority.CRITICAL))
+    normal = await submit(scheduler, req("normal"))
+    flood: list[asyncio.Task[PromptResult]] = [busy]
+    for second in range(20):  # two critical requests a second against a capacity of one a second
+        flood += [await submit(scheduler, req(f"c{second}-{k}", Priority.CRITICAL)) for k in range(2)]
+        await clock.advance(1)
+    result = await normal
+    # Aged at 5 s; it then waits at most for the one request in flight (1 s) and takes its own 1 s.
+    assert result.latency <= bound + 2 * sender.latency
+    assert result.queue_wait >= bound  # critical ones really did go first until then
+    await scheduler.stop()
+    for task in flood:
+        if not task.done():
+            task.cancel()
+    await asyncio.gather(*flood, return_exceptions=True)
+
+
+async def test_without_aging_the_same_load_starves_the_normal_request(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(make_settings(groq_concurrent=1, starvation_bound=3_600.0, batch_interval=0.0))
+    flood: list[asyncio.Task[PromptResult]] = [await submit(scheduler, req("busy", Priority.CRITICAL))]
+    normal = await submit(scheduler, req("normal"))
+    for second in range(20):
+        flood += [await submit(scheduler, req(f"c{second}-{k}", Priority.CRITICAL)) for k in range(2)]
+        await clock.advance(1)
+    assert not normal.done()
+    await scheduler.stop()
+    with pytest.raises(SchedulerStopped):
+        await normal
+    await asyncio.gather(*flood, return_exceptions=True)
+
+
+async def test_a_spent_model_does_not_hold_up_another_model(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    tight = ModelLimits(rpm=1, rpd=100, tpm=100_000, tpd=1_000_000)
+    scheduler = await build(make_settings(models={"x": tight, "y": ROOMY}, batch_interval=0.0))
+    first_x = await submit(scheduler, req("x1", Priority.CRITICAL, model="x"))
+    second_x = await submit(scheduler, req("x2", Priority.CRITICAL, model="x"))
+    later_y = await submit(scheduler, req("y1", Priority.NORMAL, model="y"))
+    await settle()
+    assert sender.order() == ["x1", "y1"]
+    await clock.advance(59.999)
+    assert sender.order() == ["x1", "y1"]
+    await clock.advance(0.001)
+    assert sender.order() == ["x1", "y1", "x2"]
+    await clock.advance(1)
+    await asyncio.gather(first_x, second_x, later_y)
+    await scheduler.stop()
+
+
+async def test_the_queue_is_bounded_and_a_submit_past_it_is_refused(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(make_settings(queue_limit=2))
+    tasks = [await submit(scheduler, req("a")), await submit(scheduler, req("b"))]
+    await settle()
+    with pytest.raises(QueueFull, match=r"2 requests are already waiting \(queue_limit 2\)"):
+        await scheduler.submit(req("c"))
+    assert scheduler.snapshot().rejected == 1
+    await clock.advance(2)
+    await asyncio.gather(*tasks)
+    await scheduler.stop()
+
+
+async def test_a_deadline_passing_in_the_queue_fails_the_request_and_frees_its_place(
+        clock: FakeClock, sender: FakeSender, recorder: MemoryRecorder,
+        build: Build) -> None:
+    tight = ModelLimits(rpm=1, rpd=100, tpm=100_000, tpd=1_000_000)
+    scheduler = await build(make_settings(models={"x": tight}, batch_interval=0.0))
+    first = await submit(scheduler, req("first", Priority.CRITICAL))
+    late = await submit(scheduler, req("late", deadline=5.0))
+    await clock.advance(4.999)
+    assert not late.done()
+    await clock.advance(0.001)
+    with pytest.raises(DeadlineExceeded, match=r"deadline of 5 s in the queue \(rpm full\)"):
+        await late
+    assert scheduler.snapshot().queues[2].depth == 0
+    assert {w.name: w.used for w in scheduler._quotas["x"].snapshot().windows}["rpm"] == 1
+    assert recorder.records[-1].outcome == "timeout"
+    await first
+    await scheduler.stop()
+
+
+async def test_a_deadline_passing_in_flight_cancels_the_send(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    sender.latency = 10.0
+    scheduler = await build()
+    task = await submit(scheduler, req("slow", Priority.CRITICAL, deadline=3.0))
+    await clock.advance(3)
+    with pytest.raises(DeadlineExceeded, match="while Groq was answering"):
+        await task
+    assert sender.in_flight == 0
+    assert scheduler.snapshot().in_flight == 0
+    await scheduler.stop()
+
+
+async def test_cancelling_a_queued_request_tells_its_caller_and_uses_no_quota(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build()
+    task = await submit(scheduler, req("gone"))
+    await settle()
+    assert scheduler.cancel("gone") is True
+    with pytest.raises(RequestCancelled, match="gone was cancelled"):
+        await task
+    await clock.advance(1)
+    assert sender.sent == []
+    assert {w.name: w.used for w in scheduler._quotas["x"].snapshot().windows}["rpm"] == 0
+    assert scheduler.cancel("gone") is False
+    await scheduler.stop()
+
+
+async def test_a_caller_giving_up_takes_its_request_out_of_the_queue(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build()
+    task = await submit(scheduler, req("impatient"))
+    await settle()
+    task.cancel()
+    await settle()
+    assert scheduler.snapshot().queues[2].depth == 0
+    await clock.advance(1)
+    assert sender.sent == []
+    await scheduler.stop()
+
+
+async def test_cancelling_in_flight_stops_the_send_and_keeps_the_quota_groq_may_have_counted(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build()
+    task = await submit(scheduler, req("flying", Priority.CRITICAL))
+    await settle()
+    assert scheduler.cancel("flying")
+    with pytest.raises(RequestCancelled):
+        await task
+    assert sender.in_flight == 0
+    assert {w.name: w.used for w in scheduler._quotas["x"].snapshot().windows}["rpm"] == 1
+    await scheduler.stop()
+
+
+async def test_pause_holds_work_in_the_queue_and_resume_sends_it(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build()
+    scheduler.pause()
+    task = await submit(scheduler, req("held", Priority.CRITICAL))
+    await clock.advance(5)
+    assert sender.sent == [] and scheduler.snapshot().paused
+    assert scheduler.snapshot().queues[0].depth == 1
+    scheduler.resume()
+    await settle()
+    await clock.advance(1)
+    assert (await task).queue_wait == 5.0
+    await scheduler.stop()
+
+
+async def test_a_429_requeues_the_request_after_the_named_dimension_unblocks(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(make_settings(batch_interval=0.0))
+    limit = LimitExceeded("tpm", 6_000, 5_990, 200, 7.5)
+    sender.failures["r"] = [RateLimited(7.5, limit, RateLimitHeaders(remaining_tokens=10))]
+    task = await submit(scheduler, req("r", Priority.CRITICAL))
+    await clock.advance(1)  # the 429 arrives after a second
+    assert scheduler._quotas["x"].snapshot().rate_limited == 1
+    await clock.advance(7.25)
+    assert len(sender.sent) == 1
+    await clock.advance(0.25)
+    assert len(sender.sent) == 2
+    await clock.advance(1)
+    result = await task
+    assert result.attempts == 2
+    assert result.latency == pytest.approx(9.5)
+    await scheduler.stop()
+
+
+async def test_a_rejected_request_is_not_retried_and_gives_back_its_tokens(
+        clock: FakeClock, sender: FakeSender, recorder: MemoryRecorder,
+        build: Build) -> None:
+    scheduler = await build()
+    sender.failures["bad"] = [RequestRejected(400, "invalid model parameters")]
+    task = await submit(scheduler, req("bad", Priority.CRITICAL))
+    await clock.advance(1)
+    with pytest.raises(RequestRejected):
+        await task
+    assert len(sender.sent) == 1
+    assert {w.name: w.used for w in scheduler._quotas["x"].snapshot().windows}["tpm"] == 0
+    assert (recorder.records[-1].outcome, recorder.records[-1].status) == ("rejected", 400)
+    await scheduler.stop()
+
+
+async def test_an_upstream_failure_reaches_the_caller(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build()
+    sender.failures["down"] = [UpstreamUnavailable("Groq kept answering 503 after 3 retries")]
+    task = await submit(scheduler, req("down", Priority.CRITICAL))
+    await clock.advance(1)
+    with pytest.raises(UpstreamUnavailable, match="503"):
+        await task
+    assert scheduler.snapshot().failed == 1
+    await scheduler.stop()
+
+
+async def test_a_request_larger_than_the_minute_is_refused_at_submit(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(make_settings(models={"x": ModelLimits(30, 1_000, 6_000, 500_000)}))
+    with pytest.raises(RequestTooLarge, match="tokens-per-minute limit of 6,000"):
+        await scheduler.submit(PromptRequest("p", "triage", max_completion_tokens=6_000))
+    assert sender.sent == []
+    await scheduler.stop()
+
+
+async def test_unknown_models_and_duplicate_ids_are_refused(
+        clock: FakeClock, build: Build) -> None:
+    scheduler = await build()
+    with pytest.raises(UnknownModel):
+        await scheduler.submit(req("a", model="nope"))
+    task = await submit(scheduler, req("dup"))
+    await settle()
+    with pytest.raises(InvalidRequest, match="already queued"):
+        await scheduler.submit(req("dup"))
+    await clock.advance(2)
+    await task
+    await scheduler.stop()
+
+
+async def test_when_the_day_is_spent_requests_wait_visibly_and_fail_fast_is_refused(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    daily = ModelLimits(rpm=30, rpd=2, tpm=100_000, tpd=1_000_000)
+    scheduler = await build(make_settings(models={"x": daily}, batch_interval=0.0))
+    done = [await submit(scheduler, req(f"r{i}", Priority.CRITICAL)) for i in range(2)]
+    await clock.advance(1)
+    await asyncio.gather(*done)
+    waiting = await submit(scheduler, req("patient", Priority.HIGH))
+    with pytest.raises(QuotaExhausted, match="rpd full"):
+        await scheduler.submit(req("hasty", Priority.HIGH, fail_fast=True))
+    await clock.advance(3_600)
+    snapshot = scheduler.snapshot()
+    assert snapshot.queues[1].depth == 1
+    assert snapshot.queues[1].wait_p95 == pytest.approx(3_600)
+    await clock.advance(86_400 - 3_601)
+    assert not waiting.done()
+    await clock.advance(1)
+    await clock.advance(1)
+    assert (await waiting).queue_wait == pytest.approx(86_399)
+    await scheduler.stop()
+
+
+async def test_stop_tells_every_waiting_caller(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build()
+    queued = await submit(scheduler, req("queued"))
+    flying = await submit(scheduler, req("flying", Priority.CRITICAL))
+    await settle()
+    await scheduler.stop()
+    for task in (queued, flying):
+        with pytest.raises(SchedulerStopped, match="submit it again"):
+            await task
+    with pytest.raises(SchedulerStopped, match="not running"):
+        await scheduler.submit(req("after"))
+
+
+async def test_results_carry_quota_left_and_settle_real_usage(
+        clock: FakeClock, sender: FakeSender, recorder: MemoryRecorder,
+        build: Build) -> None:
+    store = MemoryAdmissionStore()
+    scheduler = await build(store=store)
+    result = await asyncio.gather(await submit(scheduler, req("a", Priority.CRITICAL)), clock.advance(1))
+    prompt_result = result[0]
+    assert prompt_result.quota_left["rpm"] == 999
+    assert prompt_result.quota_left["tpm"] == ROOMY.tpm - 30  # 20 prompt + 10 completion tokens
+    reserved = estimate_prompt_tokens("p") + 100
+    assert [row[2:] for row in store.rows] == [(1, reserved), (0, 30 - reserved)]
+    record = recorder.records[-1]
+    assert (record.outcome, record.prompt_tokens, record.completion_tokens, record.agent) == ("ok", 20, 10, "triage")
+    await scheduler.stop()
+
+
+async def test_the_snapshot_shows_depth_and_waits_per_priority(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(make_settings(groq_concurrent=1, batch_interval=0.0))
+    tasks = [await submit(scheduler, req(f"c{i}", Priority.CRITICAL)) for i in range(3)]
+    tasks.append(await submit(scheduler, req("n")))
+    await settle()
+    snapshot = scheduler.snapshot()
+    assert [(q.priority, q.depth) for q in snapshot.queues] == [("critical", 2), ("high", 0), ("normal", 1)]
+    assert (snapshot.in_flight, snapshot.concurrency) == (1, 1)
+    await clock.advance(4)
+    await asyncio.gather(*tasks)
+    waits = scheduler.snapshot().queues[0]
+    assert (waits.depth, waits.wait_p50, waits.wait_p95) == (0, 1.0, 2.0)
+    await scheduler.stop()
