@@ -10,11 +10,12 @@ follow-up fetch, so polls coalesce and never overlap.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path, PurePath
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -25,6 +26,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
+from console.forms.availability import CoreHandle
 from console.forms.document import DocumentForm
 from console.forms.prompt import PromptForm, describe_error
 from console.forms.search import SearchForm
@@ -41,8 +43,10 @@ from console.panes.status import ConsoleState, StatusLine
 from console.theme_files import choose_theme, load_themes, themes_dir
 from core.config import Settings
 from core.paths import Locations
-from core.resource_core import ResourceCore
 from core.snapshot import CoreSnapshot
+
+if TYPE_CHECKING:
+    from core.resource_core import ResourceCore
 
 # Refresh intervals the +/- keys step through (seconds); the configured one is added.
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -107,7 +111,8 @@ class MedopsApp(App[int]):
         super().__init__()
         self.settings = settings
         self.locations = locations
-        self.core = core if core is not None else ResourceCore(settings, locations)
+        # Without a core given, it is imported and built after the first frame (it is heavy).
+        self.handle = CoreHandle(core)
         self.refresh_interval = settings.refresh_interval
         self.display_paused = False
         self.latest: CoreSnapshot | None = None
@@ -140,13 +145,18 @@ class MedopsApp(App[int]):
             with TabPane("Graphs", id="graphs-tab"):
                 yield GraphsPane()
             with TabPane("Prompt", id="prompt"):
-                yield PromptForm(self.core, self.settings.models, self.settings.default_model)
+                yield PromptForm(self.handle, self.settings.models, self.settings.default_model)
             with TabPane("Document", id="document"), Vertical():
-                yield DocumentForm(self.core, self.intake_folders())
+                yield DocumentForm(self.handle, self.intake_folders())
                 yield DocumentsPane()
             with TabPane("Search", id="search"):
-                yield SearchForm(self.core)
+                yield SearchForm(self.handle)
         yield Footer()
+
+    @property
+    def core(self) -> ResourceCore | None:
+        """The core, once built (right after the first frame unless one was given)."""
+        return self.handle.core
 
     @property
     def main(self) -> Screen[Any]:
@@ -181,13 +191,16 @@ class MedopsApp(App[int]):
         if fd is not None:
             self.set_interval(TTY_CHECK_INTERVAL, partial(self._check_terminal, fd))
         self._show_status()
-        self._start_core()
+        self.call_after_refresh(self._start_core)
 
     @work(exclusive=True, exit_on_error=False, group="core")
     async def _start_core(self) -> None:
-        """Start the core on Textual's loop; the first frame does not wait for it."""
+        """Build the core (its imports on a thread) and start it on Textual's loop."""
         try:
-            await self.core.start()
+            if self.handle.core is None:
+                module = await asyncio.to_thread(importlib.import_module, "core.resource_core")
+                self.handle.core = module.ResourceCore(self.settings, self.locations)
+            await self.handle.core.start()
         except Exception as exc:  # shown in the console, which stays up to be read
             self.post_message(CoreFailed(describe_error(exc)))
         else:
@@ -195,7 +208,8 @@ class MedopsApp(App[int]):
 
     @on(CoreStarted)
     def _core_started(self) -> None:
-        self.core_started = True
+        self.core_started = self.handle.started = True
+        self.main.query_one(DocumentForm).set_folders(self.intake_folders())
         self._restart_ticker()
         self.ask_for_snapshot()
 
@@ -214,6 +228,9 @@ class MedopsApp(App[int]):
         self._stopped = True
         if self._undo_signals is not None:
             self._undo_signals()
+        self.handle.started = False
+        if self.core is None:
+            return
         try:
             await asyncio.wait_for(self.core.stop(), STOP_TIMEOUT)
         except TimeoutError:
@@ -247,6 +264,7 @@ class MedopsApp(App[int]):
     @work(exclusive=True, exit_on_error=False, group="refresh")
     async def _fetch_snapshot(self) -> None:
         try:
+            assert self.core is not None  # polling starts only once the core has started
             snapshot = self.core.snapshot()
         except Exception as exc:  # a broken part must not take the console down
             self.post_message(SnapshotFailed(describe_error(exc)))
@@ -293,6 +311,9 @@ class MedopsApp(App[int]):
 
     async def action_toggle_intake(self) -> None:
         """Pause or resume the core's intake of new work."""
+        if self.core is None or not self.core_started:
+            self.notify("The core is still starting; try again in a moment.", title="intake")
+            return
         paused = self.latest.paused if self.latest is not None else False
         command = getattr(self.core, "resume_intake" if paused else "pause_intake")
         outcome = command()

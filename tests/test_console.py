@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from dataclasses import replace
@@ -284,3 +285,25 @@ async def test_snapshots_keep_flowing_under_the_help_screen_and_the_palette(loca
         await pilot.pause()
         assert app.snapshots_applied == applied + 2
         assert list(app.get_system_commands(app.screen))
+
+
+async def test_forms_say_the_core_is_still_starting(locations: Locations) -> None:
+    class SlowCore(FrozenCore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = asyncio.Event()
+
+        async def start(self) -> None:
+            await self.release.wait()
+            await super().start()
+
+    core = SlowCore()
+    app = MedopsApp(QUIET, locations, core=core)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3", *"hello", "enter")
+        assert "still starting" in str(app.query_one("#prompt-error", Label).render())
+        assert app.snapshots_applied == 0
+        core.release.set()
+        await pilot.pause()
+        await pilot.pause()
+        assert app.core_started and app.snapshots_applied == 1

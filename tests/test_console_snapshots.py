@@ -29,8 +29,15 @@ def frozen_app(locations: Locations, theme: str | None = None) -> MedopsApp:
 
 async def settle(pilot: Pilot[Any]) -> None:
     """Stop cursors blinking and let the first snapshot land."""
-    for field in pilot.app.query(Input):
+    app = pilot.app
+    assert isinstance(app, MedopsApp)
+    for field in app.query(Input):
         field.cursor_blink = False
+    for _ in range(100):
+        if app.snapshots_applied:
+            break
+        await pilot.pause(0.02)
+    assert app.snapshots_applied
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
 

@@ -1,15 +1,28 @@
-"""Which core commands exist in this build, so a form can say a part has not landed."""
+"""The forms' way to the core: it may still be starting, and a part may not be in this build."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+STARTING = "The core is still starting; try again in a moment. Nothing was sent."
 
-def core_command(core: object, name: str) -> Callable[..., Any] | None:
-    """The core's async command `name`, or None if that part is not in this build."""
-    command = getattr(core, name, None)
-    return command if callable(command) else None
+
+class CoreHandle:
+    """The console's reference to the core, set once the core is built and started."""
+
+    def __init__(self, core: Any = None) -> None:
+        self.core = core
+        self.started = False
+
+    def command(self, name: str, what: str, part: str) -> tuple[Callable[..., Any] | None, str]:
+        """The core's command `name`, or None and a message saying why it cannot run."""
+        if self.core is None or not self.started:
+            return None, STARTING
+        command = getattr(self.core, name, None)
+        if not callable(command):
+            return None, not_available(what, part)
+        return command, ""
 
 
 def not_available(what: str, part: str) -> str:

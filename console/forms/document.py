@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -14,10 +14,12 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, Label, OptionList, ProgressBar, TextArea
 
-from console.forms.availability import core_command, not_available
+from console.forms.availability import CoreHandle
 from console.forms.intake import IntakePathError, IntakeSuggester, list_candidates, resolve_intake_path
 from console.forms.prompt import describe_error
-from core.documents import DocumentProgress, DocumentResult
+
+if TYPE_CHECKING:
+    from core.documents import DocumentProgress, DocumentResult
 
 CASE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -54,28 +56,35 @@ class CandidatesFound(Message):
 class DocumentForm(Vertical):
     """Extract one document at a time; the list below the path completes it."""
 
-    def __init__(self, core: object, intake_folders: Sequence[Path], *, id: str | None = "document-form") -> None:
+    def __init__(self, core: CoreHandle, intake_folders: Sequence[Path], *,
+                 id: str | None = "document-form") -> None:
         super().__init__(id=id)
         self.core = core
         self.folders = tuple(intake_folders)
+        self.suggester = IntakeSuggester(self.folders)
         self.running = False
 
     def compose(self) -> ComposeResult:
-        folders = ", ".join(str(f) for f in self.folders)
-        yield Label(f"intake: {folders}", id="doc-folders")
+        yield Label(folders_text(self.folders), id="doc-folders")
         with Horizontal(classes="form-row"):
             yield Input(placeholder="path of a PDF or image in an intake folder", id="doc-path",
-                        suggester=IntakeSuggester(self.folders))
+                        suggester=self.suggester)
             yield Input(placeholder="case id (optional)", id="doc-case")
             yield Button("Extract", id="doc-extract", variant="primary")
         yield OptionList(id="doc-candidates")
-        yield ProgressBar(id="doc-progress", show_eta=False)
+        yield ProgressBar(total=1, id="doc-progress", show_eta=False)  # determinate when idle: no animation
         yield Label("", id="doc-summary")
         yield Label("", id="doc-error", classes="form-error")
         yield TextArea("", id="doc-text", read_only=True, soft_wrap=True)
 
     def on_mount(self) -> None:
         self._find_candidates("")
+
+    def set_folders(self, folders: Sequence[Path]) -> None:
+        """The core's own intake folders, once it has started."""
+        self.folders = self.suggester.folders = tuple(folders)
+        self.query_one("#doc-folders", Label).update(folders_text(self.folders))
+        self._find_candidates(self.query_one("#doc-path", Input).value)
 
     @on(Input.Changed, "#doc-path")
     def path_changed(self, event: Input.Changed) -> None:
@@ -115,9 +124,9 @@ class DocumentForm(Vertical):
             error.update("The case id may hold letters, digits, '.', '_' and '-' (at most 64);"
                          " fix it or leave it empty.")
             return
-        extract = core_command(self.core, "extract")
+        extract, why_not = self.core.command("extract", "Document extraction", "documents")
         if extract is None:
-            error.update(not_available("Document extraction", "documents"))
+            error.update(why_not)
             return
         error.update("")
         self.running = True
@@ -158,6 +167,10 @@ class DocumentForm(Vertical):
         self.running = False
         self.query_one("#doc-summary", Label).update("")
         self.query_one("#doc-error", Label).update(message.reason)
+
+
+def folders_text(folders: Sequence[Path]) -> str:
+    return "intake: " + (", ".join(str(f) for f in folders) or "none configured")
 
 
 def result_summary(result: DocumentResult) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -13,8 +13,10 @@ from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static
 
 from console import figures
-from console.forms.availability import core_command, not_available
-from core.completions import PromptRequest, PromptResult
+from console.forms.availability import CoreHandle
+
+if TYPE_CHECKING:
+    from core.completions import PromptRequest, PromptResult
 
 AGENTS = ("triage", "diagnosis", "medication", "documentation")
 PRIORITIES = ("critical", "high", "normal")
@@ -47,7 +49,7 @@ class ReplyCard(Static):
 class PromptForm(Vertical):
     """Agent, priority, model and text; several requests may be in flight."""
 
-    def __init__(self, core: object, models: Mapping[str, Any], default_model: str, *,
+    def __init__(self, core: CoreHandle, models: Mapping[str, Any], default_model: str, *,
                  id: str | None = "prompt-form") -> None:
         super().__init__(id=id)
         self.core = core
@@ -77,9 +79,9 @@ class PromptForm(Vertical):
         if not text:
             error.update("Type a prompt first: the text is empty.")
             return
-        ask = core_command(self.core, "ask")
+        ask, why_not = self.core.command("ask", "Sending a prompt", "Groq gateway/scheduler")
         if ask is None:
-            error.update(not_available("Sending a prompt", "Groq gateway/scheduler"))
+            error.update(why_not)
             return
         error.update("")
         number = next(self._numbers)
@@ -121,7 +123,7 @@ class PromptForm(Vertical):
 
 def build_request(text: str, agent: str, priority: str, model: str, number: int) -> PromptRequest:
     """A `PromptRequest` as the scheduler's contract defines it."""
-    from core.completions import Priority
+    from core.completions import Priority, PromptRequest
 
     return PromptRequest(prompt=text, agent=agent, priority=Priority.parse(priority), model=model,
                          request_id=f"console-{number}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -10,9 +10,11 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Label
 
-from console.forms.availability import core_command, not_available
+from console.forms.availability import CoreHandle
 from console.forms.prompt import describe_error
-from core.knowledge import SearchHit
+
+if TYPE_CHECKING:
+    from core.knowledge import SearchHit
 
 RESULT_LIMIT = 20
 
@@ -33,7 +35,7 @@ class SearchFailed(Message):
 class SearchForm(Vertical):
     """One query at a time; a newer query replaces one still running."""
 
-    def __init__(self, core: object, *, id: str | None = "search-form") -> None:
+    def __init__(self, core: CoreHandle, *, id: str | None = "search-form") -> None:
         super().__init__(id=id)
         self.core = core
 
@@ -54,9 +56,9 @@ class SearchForm(Vertical):
         if len(text) < 2:
             error.update("Type at least two characters to search.")
             return
-        search = core_command(self.core, "kb_search")
+        search, why_not = self.core.command("kb_search", "Knowledge-base search", "knowledge")
         if search is None:
-            error.update(not_available("Knowledge-base search", "knowledge"))
+            error.update(why_not)
             return
         error.update("searching…")
         self._search(search, text)

@@ -22,7 +22,7 @@ class PoolsPane(SnapshotPane):
     def section(self, snapshot: CoreSnapshot) -> Any:
         system = snapshot.system
         return (snapshot.pools, snapshot.cache, snapshot.knowledge,
-                round(system.loop_lag_p50_ms, 1), round(system.loop_lag_ms, 1), round(system.loop_lag_max_ms, 1))
+                round(system.loop_lag_p50_ms), round(system.loop_lag_ms), round(system.loop_lag_max_ms))
 
     def draw(self, snapshot: CoreSnapshot) -> str:
         full = self.inner_width >= FULL_TABLE_WIDTH
@@ -39,8 +39,9 @@ class PoolsPane(SnapshotPane):
         lines.append(knowledge_line(snapshot.knowledge))
         system = snapshot.system
         lag_style = figures.level(system.loop_lag_ms / 100.0)
-        lines.append(f"event-loop lag p50 {system.loop_lag_p50_ms:.1f} · [{lag_style}]p99 {system.loop_lag_ms:.1f}[/]"
-                     f" · max {system.loop_lag_max_ms:.1f} ms")
+        # whole milliseconds: finer jitter would redraw the pane on every sample
+        lines.append(f"event-loop lag p50 {system.loop_lag_p50_ms:.0f} · [{lag_style}]p99 {system.loop_lag_ms:.0f}[/]"
+                     f" · max {system.loop_lag_max_ms:.0f} ms")
         return "\n".join(lines)
 
 

@@ -18,14 +18,14 @@ class QuotaPane(SnapshotPane):
         super().__init__("Groq quota", id=id)
 
     def section(self, snapshot: CoreSnapshot) -> Any:
-        return (snapshot.quota, snapshot.scheduler, snapshot.taken_at // 1)
+        return (snapshot.quota, snapshot.scheduler)
 
     def draw(self, snapshot: CoreSnapshot) -> str:
         lines = [queue_line(snapshot.scheduler)]
         if not snapshot.quota.models:
             lines.append("[dim]no quota figures yet: the Groq quota part is not running[/]")
         for model in snapshot.quota.models:
-            lines.extend(model_lines(model, self.inner_width, snapshot.taken_at))
+            lines.extend(model_lines(model, self.inner_width))
         return "\n".join(lines)
 
 
@@ -38,7 +38,7 @@ def queue_line(scheduler: SchedulerSnapshot) -> str:
             f" rej {figures.count(scheduler.rejected)}{intake}")
 
 
-def model_lines(model: ModelQuota, width: int, now: float) -> list[str]:
+def model_lines(model: ModelQuota, width: int) -> list[str]:
     """A heading, one bar per window, and the server's remaining figures."""
     lines = [f"[b $primary]{figures.text(model.model)}[/]  429s [b]{model.rate_limited}[/]"
              f"  too large {model.refused_too_large}"]
@@ -54,11 +54,11 @@ def model_lines(model: ModelQuota, width: int, now: float) -> list[str]:
     if server.observed_at is None:
         lines.append(" [dim]server: no x-ratelimit headers seen yet[/]")
     else:
-        age = figures.duration(now - server.observed_at)
-        lines.append(f" server left: {_maybe(server.remaining_requests)} req/day"
-                     f" (reset {figures.duration(server.reset_requests)}),"
-                     f" {_maybe(server.remaining_tokens)} tok/min (reset {figures.duration(server.reset_tokens)})"
-                     f" [dim]{age} ago[/]")
+        # the time it was seen, not its age: an age would redraw the pane every second
+        seen = figures.clock_time(server.observed_at)
+        lines.append(f" server left: {_maybe(server.remaining_requests)} req/d"
+                     f" ({figures.duration(server.reset_requests)}) · {_maybe(server.remaining_tokens)} tok/m"
+                     f" ({figures.duration(server.reset_tokens)}) [dim]seen {seen}[/]")
     return lines
 
 

@@ -29,7 +29,7 @@ class StatusLine(Static):
         self._shown: tuple[object, ...] | None = None
 
     def show(self, snapshot: CoreSnapshot | None, state: ConsoleState) -> None:
-        uptime = int(snapshot.uptime) if snapshot else 0
+        uptime = int(snapshot.uptime // 60) if snapshot else 0  # shown to the minute, redrawn once a minute
         key = (snapshot.endpoint if snapshot else None, snapshot.paused if snapshot else None,
                snapshot.ledger.mode if snapshot else None, uptime, state)
         if key == self._shown:
@@ -52,5 +52,14 @@ def status_text(snapshot: CoreSnapshot | None, state: ConsoleState) -> str:
         parts.insert(0, f"[b]{figures.text(endpoint.kind)}[/] {health}")
     parts.append("[reverse $error] INTAKE PAUSED [/]" if snapshot.paused else "intake open")
     parts.append(f"ledger {figures.text(LEDGER_SHORT.get(snapshot.ledger.mode, snapshot.ledger.mode))}")
-    parts.append(f"up {figures.duration(snapshot.uptime)}")
+    parts.append(f"up {uptime_text(snapshot.uptime)}")
     return " │ ".join(parts)
+
+
+def uptime_text(seconds: float) -> str:
+    """Uptime to the minute: `<1m`, `42m`, `3h07m`, `2d04h`."""
+    if seconds < 60:
+        return "<1m"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    return figures.duration(seconds)
