@@ -15,7 +15,7 @@ from console.app import MedopsApp
 from console.help import HelpScreen
 from console.panes.quota import QuotaPane
 from console.panes.status import StatusLine
-from console.theme_files import DEFAULT_THEME
+from console.theme_files import DEFAULT_THEME, load_themes, themes_dir
 from core.config import Settings
 from core.paths import Locations
 from tests.console_data import FrozenCore
@@ -307,3 +307,21 @@ async def test_forms_say_the_core_is_still_starting(locations: Locations) -> Non
         await pilot.pause()
         await pilot.pause()
         assert app.core_started and app.snapshots_applied == 1
+
+
+async def test_no_color_picks_the_plain_terminal_theme(locations: Locations, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    app, _ = make_app(locations)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert app.no_color
+        assert app.theme == "medops-contrast"
+
+
+def test_the_themes_folder_comes_from_the_environment_or_beside_the_package(tmp_path: Path) -> None:
+    assert themes_dir({"MEDOPS_THEMES_DIR": str(tmp_path)}) == tmp_path
+    shipped = themes_dir({})
+    assert shipped is not None
+    loaded = load_themes(shipped)
+    assert {"medops-dark", "medops-light", "medops-contrast"} <= set(loaded.names())
+    assert loaded.warnings == ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,8 +61,6 @@ class IntakeSuggester(Suggester):
         self.folders = tuple(folders)
 
     async def get_suggestion(self, value: str) -> str | None:
-        import asyncio
-
         matches = await asyncio.to_thread(list_candidates, self.folders, value)
         for match in matches:
             if match.startswith(value):
