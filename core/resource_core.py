@@ -12,11 +12,13 @@ from pathlib import Path
 
 from core.case_memory import CaseMemory
 from core.clock import Clock, SystemClock
+from core.completions import PromptRequest, PromptResult
 from core.config import Settings
 from core.contexts import AgentContextPool
 from core.documents import DocumentPipeline, DocumentResult, ProgressCallback
 from core.errors import CaseMemoryError, DocumentError, MedopsError
 from core.executors import Executors
+from core.groq_path import GroqPath
 from core.intake import Intake
 from core.knowledge import CodeEntry, KnowledgeService, SearchHit
 from core.ledger import Ledger
@@ -49,6 +51,8 @@ class ResourceCore:
         self.tick = CoreTick(self.clock, lambda: self.settings, locations.data_dir, self.executors,
                              self.snapshot, lambda: getattr(self, "ledger", None))
         self.tick.attach_query_cache(self.knowledge.cache)
+        # Quota, scheduler, gateway; a local endpoint in this loop when GROQ_API_KEY is unset.
+        self.groq = GroqPath(settings, self.clock, self.ledger)
 
     @property
     def running(self) -> bool:
@@ -65,6 +69,7 @@ class ResourceCore:
                                           self.settings.context_leak_seconds)
         await self.ledger.start()  # before the quota, which reloads today's admissions from it
         self.knowledge.start()  # builds knowledge.duckdb off the loop on first run; queries wait for it
+        await self.groq.start()  # after the ledger: the quota reloads today's admissions from it
         self._started_at = self.clock.monotonic()
         self.executors.reopen()
         self.intake.ensure_default(self.locations)
@@ -83,6 +88,7 @@ class ResourceCore:
         self.executors.shutdown(wait=False)
         self._started_at = None
         await self.knowledge.stop()
+        await self.groq.stop()  # before the ledger, which records the requests it fails
         await self.ledger.stop()  # last: it writes what the other parts recorded while stopping
 
     def snapshot(self) -> CoreSnapshot:
@@ -90,7 +96,10 @@ class ResourceCore:
         uptime = self.clock.monotonic() - self._started_at if self._started_at is not None else 0.0
         knowledge, duckdb_pool, query_cache = self.knowledge.snapshot()
         return CoreSnapshot(taken_at=self.clock.wall(), uptime=uptime, paused=self._paused,
-                            pools=(*self.executors.snapshots(), duckdb_pool, self.documents.pool_snapshot()),
+                            pools=(*self.executors.snapshots(), duckdb_pool, self.documents.pool_snapshot(),
+                                   *self.groq.pools()),
+                            endpoint=self.groq.endpoint_info(), quota=self.groq.quota_snapshot(),
+                            scheduler=self.groq.scheduler_snapshot(),
                             documents=self.documents.snapshot(), cache=query_cache,
                             knowledge=knowledge, ledger=self.ledger.snapshot(), system=self.tick.system(),
                             alerts=self.tick.alerts.alerts(), tuner=self.tick.tuner_snapshot(),
@@ -146,9 +155,18 @@ class ResourceCore:
     def pause_intake(self) -> None:
         """Hold new work in the queues; what is in flight finishes."""
         self._paused = True
+        self.groq.pause()
+        self.documents.pause()
 
     def resume_intake(self) -> None:
         self._paused = False
+        self.groq.resume()
+        self.documents.resume()
+
+    async def ask(self, request: PromptRequest) -> PromptResult:
+        """Send one prompt through scheduler, quota and gateway; the answer or an error saying why not."""
+        self._require_running()
+        return await self.groq.ask(request)
 
     def _require_running(self) -> None:
         if not self.running:

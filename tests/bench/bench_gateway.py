@@ -1,0 +1,122 @@
+"""Groq path speed against the in-process local endpoint (latency off), each figure beside its peer.
+
+- one request: raw httpx POST vs the gateway (AsyncGroq, raw response, header parsing)
+  vs `ResourceCore.ask` at critical priority (scheduler + quota + gateway); the
+  reference design's batcher adds 100 ms to every request, critical ones included.
+- throughput at 40 in flight: raw httpx vs the gateway.
+
+Run with `make bench`. Limits are raised so no window binds; the machine is shared,
+so each figure is the median of its requests, and peers alternate rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import MappingProxyType
+
+import httpx
+
+from core.completions import Priority, PromptRequest
+from core.config import ModelLimits, Settings
+from core.endpoint_faults import FaultModes
+from core.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget
+from core.local_endpoint import CHAT_PATH, LocalEndpoint
+from core.paths import Locations
+from core.resource_core import ResourceCore
+
+MODEL = "llama-3.1-8b-instant"
+ROOMY = ModelLimits(rpm=1_000_000, rpd=100_000_000, tpm=1_000_000_000, tpd=10_000_000_000)
+SINGLE = 300
+BURST = 400
+CONCURRENCY = 40
+BODY = {"model": MODEL, "messages": [{"role": "user", "content": "bench"}], "max_completion_tokens": 64}
+
+
+def settings() -> Settings:
+    return replace(Settings(), models=MappingProxyType({MODEL: ROOMY}), default_model=MODEL,
+                   groq_concurrent=CONCURRENCY, batch_interval=0.1)
+
+
+def request() -> PromptRequest:
+    return PromptRequest("bench", "triage", Priority.CRITICAL, model=MODEL, max_completion_tokens=64)
+
+
+async def timed(action, count: int) -> list[float]:  # type: ignore[no-untyped-def]
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        await action()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+async def burst(action, count: int, width: int) -> float:  # type: ignore[no-untyped-def]
+    gate = asyncio.Semaphore(width)
+
+    async def one() -> None:
+        async with gate:
+            await action()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(count)))
+    return count / (time.perf_counter() - start)
+
+
+def ms(values: list[float]) -> str:
+    ordered = sorted(values)
+    return f"p50 {statistics.median(ordered) * 1000:6.2f} ms  p95 {ordered[int(len(ordered) * 0.95)] * 1000:6.2f} ms"
+
+
+def test_bench_gateway_and_core_against_the_local_endpoint(tmp_path: Path) -> None:
+    async def run() -> None:
+        config = settings()
+        endpoint = LocalEndpoint(config.models, faults=FaultModes(latency_scale=0.0))
+        await endpoint.start()
+        raw_client = httpx.AsyncClient(base_url=endpoint.url)
+        gateway = Gateway(config, GroqTarget("local", endpoint.url, LOCAL_PLACEHOLDER_KEY, in_process=False))
+        core = ResourceCore(config, Locations(tmp_path / "config", tmp_path / "data"))
+        await core.start()
+        assert core.groq.endpoint is not None  # no GROQ_API_KEY: the core runs its own endpoint
+        await core.groq.endpoint.set_faults(FaultModes(latency_scale=0.0))
+
+        async def raw() -> None:
+            (await raw_client.post(CHAT_PATH, json=BODY)).raise_for_status()
+
+        async def via_gateway() -> None:
+            await gateway.send(request(), timeout=10)
+
+        async def via_core() -> None:
+            await core.ask(request())
+
+        try:
+            for action in (raw, via_gateway, via_core):  # warm connections and imports
+                await timed(action, 20)
+            raw_times: list[float] = []
+            gateway_times: list[float] = []
+            core_times: list[float] = []
+            for _ in range(3):
+                raw_times += await timed(raw, SINGLE // 3)
+                gateway_times += await timed(via_gateway, SINGLE // 3)
+                core_times += await timed(via_core, SINGLE // 3)
+            raw_rates = []
+            gateway_rates = []
+            for _ in range(2):
+                raw_rates.append(await burst(raw, BURST, CONCURRENCY))
+                gateway_rates.append(await burst(via_gateway, BURST, CONCURRENCY))
+        finally:
+            await core.stop()
+            await gateway.close()
+            await raw_client.aclose()
+            await endpoint.stop()
+        print()
+        print(f"one request, raw httpx POST        {ms(raw_times)}")
+        print(f"one request, gateway (AsyncGroq)   {ms(gateway_times)}")
+        print(f"one critical, ResourceCore.ask     {ms(core_times)}   (reference batcher: +100 ms each)")
+        print(f"{CONCURRENCY} in flight, raw httpx          {max(raw_rates):8.0f} requests/s")
+        print(f"{CONCURRENCY} in flight, gateway            {max(gateway_rates):8.0f} requests/s")
+
+    asyncio.run(run())

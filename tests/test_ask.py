@@ -1,0 +1,164 @@
+"""`medops ask` and `ResourceCore.ask`: the Groq path end to end against the local endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from console.cli import main
+from core.completions import Priority, PromptRequest
+from core.config import DEFAULT_MODELS, Settings
+from core.local_endpoint import LocalEndpoint
+from core.paths import Locations
+from core.resource_core import ResourceCore
+from tests.endpoint_thread import EndpointThread
+
+MODEL = "llama-3.1-8b-instant"
+
+
+def write_lines(path: Path, lines: list[object]) -> Path:
+    path.write_text("".join((json.dumps(line) if not isinstance(line, str) else line) + "\n" for line in lines))
+    return path
+
+
+async def test_core_ask_goes_through_scheduler_quota_and_the_in_process_endpoint(locations: Locations) -> None:
+    core = ResourceCore(Settings(), locations)
+    await core.start()
+    try:
+        result = await core.ask(PromptRequest("Check the path.", "triage", Priority.CRITICAL,
+                                              max_completion_tokens=100))
+        snapshot = core.snapshot()
+    finally:
+        await core.stop()
+    assert result.completion.text.startswith("[medops local endpoint]")
+    assert result.attempts == 1 and result.latency >= result.queue_wait >= 0
+    assert result.quota_left["rpm"] == DEFAULT_MODELS[MODEL].rpm - 1
+    assert snapshot.endpoint.kind == "local" and snapshot.endpoint.base_url.startswith("http://127.0.0.1:")
+    assert snapshot.endpoint.healthy
+    assert snapshot.scheduler.completed == 1
+    http = next(pool for pool in snapshot.pools if pool.name == "http")
+    assert (http.completed, http.active) == (1, 0)
+    quota = next(m for m in snapshot.quota.models if m.model == MODEL)
+    assert {w.name: w.used for w in quota.windows}["rpd"] == 1
+    assert quota.server.remaining_requests == DEFAULT_MODELS[MODEL].rpd - 1
+
+
+async def test_paused_intake_holds_prompts_until_resumed(locations: Locations) -> None:
+    core = ResourceCore(Settings(), locations)
+    await core.start()
+    try:
+        core.pause_intake()
+        asking = asyncio.create_task(core.ask(PromptRequest("Held?", "triage", Priority.CRITICAL,
+                                                            max_completion_tokens=50)))
+        await asyncio.sleep(0.2)
+        assert not asking.done() and core.snapshot().scheduler.paused
+        core.resume_intake()
+        result = await asyncio.wait_for(asking, 10)
+    finally:
+        await core.stop()
+    assert result.completion.text and result.attempts == 1
+
+
+def test_ask_prints_reply_tokens_latency_queue_wait_quota_and_endpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ask", "Is the path up?", "--agent", "triage", "--priority", "critical"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("[medops local endpoint]")
+    assert "endpoint:    local endpoint http://127.0.0.1:" in out and "GROQ_API_KEY unset" in out
+    assert "tokens:      prompt " in out and "latency:" in out and "queue wait" in out
+    assert f"rpm {DEFAULT_MODELS[MODEL].rpm - 1}/{DEFAULT_MODELS[MODEL].rpm}" in out
+
+
+def test_ask_json_names_the_model_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ask", "Which model?", "--model", "qwen/qwen3-32b", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["model"] == "qwen/qwen3-32b" and answer["endpoint"]["kind"] == "local"
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["ask", "   "], "the prompt is empty"),
+    (["ask", "hello", "--model", "gpt-imaginary"], f"unknown model 'gpt-imaginary'; known models: {MODEL}"),
+    (["ask", "x" * 400_000], "exceeds llama-3.1-8b-instant's context window of 131,072 tokens"),
+    (["ask", "hello", "--priority", "urgent"], "priority 'urgent' is not one of critical, high, normal"),
+    (["ask"], "give either the prompt text or --file"),
+])
+def test_bad_input_is_refused_with_a_clear_message(argv: list[str], expected: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+    assert "x" * 50 not in err  # never echoes the prompt
+
+
+def test_malformed_jsonl_line_is_named_by_its_number(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prompts = write_lines(tmp_path / "p.jsonl", [{"prompt": "a", "agent": "triage"}, "",
+                                                 '{"prompt": "b", "agent": }'])
+    assert main(["ask", "--file", str(prompts)]) == 2
+    err = capsys.readouterr().err
+    assert f"{prompts} line 3 is not valid JSON" in err
+    assert capsys.readouterr().out == ""  # nothing was sent
+
+
+def test_jsonl_line_with_an_unknown_model_lists_the_known_ones(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    prompts = write_lines(tmp_path / "p.jsonl", [{"prompt": "a", "agent": "triage", "model": "nope"}])
+    assert main(["ask", "--file", str(prompts)]) == 2
+    assert "line 1: unknown model 'nope'; known models:" in capsys.readouterr().err
+
+
+def test_ask_file_prints_a_line_per_result_and_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prompts = write_lines(tmp_path / "p.jsonl", [
+        {"prompt": "first", "agent": "triage", "priority": "critical"},
+        {"prompt": "second", "agent": "diagnosis", "deadline": 30},
+        {"prompt": "too big for a minute", "agent": "triage", "max_completion_tokens": 7_000},
+    ])
+    assert main(["ask", "--file", str(prompts), "--concurrency", "2"]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    results, summary = lines[:-1], lines[-1]["summary"]
+    assert sorted(r["line"] for r in results) == [1, 2, 3]
+    assert {r["line"]: r["ok"] for r in results} == {1: True, 2: True, 3: False}
+    failed = next(r for r in results if not r["ok"])
+    assert failed["error"] == "request_too_large" and "tokens-per-minute limit of 6,000" in failed["message"]
+    assert summary["sent"] == 3 and summary["answered"] == 2
+    assert summary["failed"] == {"request_too_large": 1} and summary["rate_limited_429s"] == 0
+    assert summary["wall_time"] > 0 and summary["endpoint"]["kind"] == "local"
+
+
+@pytest.fixture
+def keyed_endpoint() -> Iterator[LocalEndpoint]:
+    with EndpointThread(LocalEndpoint(DEFAULT_MODELS, api_key="gsk_the_right_key")) as endpoint:
+        yield endpoint
+
+
+def test_wrong_key_gives_401_meaning_without_echoing_the_key(keyed_endpoint: LocalEndpoint,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("GROQ_API_KEY", "gsk_a_wrong_key")
+    monkeypatch.setenv("GROQ_BASE_URL", keyed_endpoint.url)
+    assert main(["ask", "hello"]) == 2
+    err = capsys.readouterr().err
+    assert "HTTP 401" in err and "API key was refused" in err and "GROQ_API_KEY" in err
+    assert "gsk_a_wrong_key" not in err and "gsk_the_right_key" not in err
+    assert keyed_endpoint.stats.unauthorized == 1
+
+
+@pytest.mark.slow
+def test_90_prompts_at_concurrency_40_against_60_rpm_get_all_answers_and_no_429(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "medops.toml"
+    config.write_text(f'default_model = "{MODEL}"\n[models."{MODEL}"]\n'
+                      "rpm = 60\nrpd = 14400\ntpm = 1000000\ntpd = 10000000\n")
+    prompts = write_lines(tmp_path / "p.jsonl", [
+        {"prompt": f"load prompt {n}", "agent": ("triage", "diagnosis", "medication")[n % 3],
+         "priority": ("critical", "high", "normal")[n % 3]} for n in range(90)])
+    assert main(["--config", str(config), "ask", "--file", str(prompts), "--concurrency", "40"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    results, summary = lines[:-1], lines[-1]["summary"]
+    assert len(results) == 90 and all(r["ok"] for r in results)
+    assert sorted(r["line"] for r in results) == list(range(1, 91))
+    assert (summary["sent"], summary["answered"], summary["failed"]) == (90, 90, {})
+    assert summary["rate_limited_429s"] == 0
+    assert all(r["attempts"] == 1 for r in results)
