@@ -226,7 +226,8 @@ class LocalEndpoint:
             await self._clock.sleep(fate.timing.queue_time)
             self._count(injected_errors=1)
             message, code = _ERROR_TEXT[fate.status]
-            return web.json_response(error_body(message, code, code), status=fate.status)
+            return web.json_response(error_body(message, code, code), status=fate.status,
+                                     headers=self._limiter.headers(model))
 
         reserved = prompt_tokens + (max_tokens or completion_tokens)
         if reserved > limits.tpm:

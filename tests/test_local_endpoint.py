@@ -154,6 +154,7 @@ async def test_injected_5xx_answers_fast_and_costs_no_quota(endpoint: LocalEndpo
         with pytest.raises(groq.InternalServerError) as failed:
             await client.chat.completions.create(model=MODEL, messages=QUESTION)  # type: ignore[arg-type]
         assert failed.value.status_code == 502
+        assert parse_rate_limit_headers(failed.value.response.headers).remaining_requests == LIMITS.rpd
     raw = await client.chat.completions.with_raw_response.create(model=MODEL, messages=QUESTION)  # type: ignore[arg-type]
     assert parse_rate_limit_headers(raw.headers).remaining_requests == LIMITS.rpd - 1
     assert endpoint.stats.injected_errors == 2
