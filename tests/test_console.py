@@ -12,13 +12,14 @@ import pytest
 from textual.widgets import Input, Label, OptionList, TabbedContent
 
 from console.app import MedopsApp
+from console.forms.intake import IntakeSuggester
 from console.help import HelpScreen
 from console.panes.quota import QuotaPane
 from console.panes.status import StatusLine
 from console.theme_files import DEFAULT_THEME, load_themes, themes_dir
 from core.config import Settings
 from core.paths import Locations
-from tests.console_data import FrozenCore
+from tests.console_data import FrozenCore, busy_snapshot
 
 # A long interval keeps the timer out of the way; tests ask for snapshots themselves.
 QUIET = Settings(refresh_interval=60.0)
@@ -325,3 +326,30 @@ def test_the_themes_folder_comes_from_the_environment_or_beside_the_package(tmp_
     loaded = load_themes(shipped)
     assert {"medops-dark", "medops-light", "medops-contrast"} <= set(loaded.names())
     assert loaded.warnings == ()
+
+
+async def test_the_path_suggester_completes_relative_and_absolute_paths(tmp_path: Path) -> None:
+    folder = tmp_path / "intake"
+    (folder / "ward-3").mkdir(parents=True)
+    (folder / "ward-3" / "referral.pdf").write_bytes(b"x")
+    suggester = IntakeSuggester([folder])
+    assert await suggester.get_suggestion("ward-3/re") == "ward-3/referral.pdf"
+    assert await suggester.get_suggestion(str(folder / "wa")) == str(folder / "ward-3" / "referral.pdf")
+    assert await suggester.get_suggestion("nothing") is None
+
+
+async def test_unused_models_share_one_line_in_the_quota_pane(locations: Locations) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        shown = str(app.query_one(QuotaPane).render())
+        assert "llama-3.3-70b-versatile" in shown and " rpm " in shown
+        assert "unused so far" not in shown
+        idle = replace(busy_snapshot().quota.models[1], windows=tuple(
+            replace(w, used=0) for w in busy_snapshot().quota.models[1].windows))
+        app.apply_snapshot(replace(busy_snapshot(), quota=replace(busy_snapshot().quota,
+                                                                   models=(busy_snapshot().quota.models[0], idle))))
+        await pilot.pause()
+        shown = str(app.query_one(QuotaPane).render())
+        assert "unused so far: llama-3.1-8b-instant" in shown
+        assert shown.count(" rpm ") == 1

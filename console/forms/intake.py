@@ -30,7 +30,7 @@ def resolve_intake_path(value: str, folders: Sequence[Path]) -> Path:
     if not any(path.is_relative_to(folder.resolve()) for folder in folders):
         raise IntakePathError(f"{value} is outside the intake folders ({listing}); copy the file into one of them.")
     if not path.exists():
-        raise IntakePathError(f"{value} does not exist; check the name (tab completes it).")
+        raise IntakePathError(f"{value} does not exist; check the name (→ completes it, or pick from the list).")
     if not path.is_file():
         raise IntakePathError(f"{value} is a folder; choose a file inside it.")
     return path
@@ -54,15 +54,23 @@ def list_candidates(folders: Sequence[Path], typed: str) -> list[str]:
 
 
 class IntakeSuggester(Suggester):
-    """Completes a typed path to the first matching file in the intake folders."""
+    """Completes a typed path (absolute, or relative to an intake folder) to the first matching file."""
 
     def __init__(self, folders: Sequence[Path]) -> None:
         super().__init__(use_cache=False, case_sensitive=True)
         self.folders = tuple(folders)
 
     async def get_suggestion(self, value: str) -> str | None:
-        matches = await asyncio.to_thread(list_candidates, self.folders, value)
-        for match in matches:
-            if match.startswith(value):
-                return match
-        return None
+        return await asyncio.to_thread(first_completion, self.folders, value)
+
+
+def first_completion(folders: Sequence[Path], value: str) -> str | None:
+    """The first intake file that `value` starts, written the way `value` was (blocking)."""
+    for match in list_candidates(folders, value):
+        if match.startswith(value):
+            return match
+        for folder in folders:
+            relative = os.path.relpath(match, folder)
+            if relative.startswith(value) and not relative.startswith(".."):
+                return relative
+    return None

@@ -24,8 +24,13 @@ class QuotaPane(SnapshotPane):
         lines = [queue_line(snapshot.scheduler)]
         if not snapshot.quota.models:
             lines.append("[dim]no quota figures yet: the Groq quota part is not running[/]")
+        unused = [m.model for m in snapshot.quota.models if is_unused(m)]
         for model in snapshot.quota.models:
-            lines.extend(model_lines(model, self.inner_width))
+            if not is_unused(model):
+                lines.extend(model_lines(model, self.inner_width))
+        if unused:
+            # an unused model's bars are all empty: one line for all of them keeps the busy ones in view
+            lines.append(f"[dim]unused so far: {figures.text(', '.join(unused))}[/]")
         return "\n".join(lines)
 
 
@@ -36,6 +41,12 @@ def queue_line(scheduler: SchedulerSnapshot) -> str:
     return (f"queued {depths} │ flight [b]{scheduler.in_flight}[/]/{scheduler.concurrency}"
             f" │ done {figures.count(scheduler.completed)} fail {figures.count(scheduler.failed)}"
             f" rej {figures.count(scheduler.rejected)}{intake}")
+
+
+def is_unused(model: ModelQuota) -> bool:
+    """Nothing admitted in any window, no 429s, no server figures: nothing to draw."""
+    return (all(w.used == 0 and w.blocked_for == 0 for w in model.windows) and model.rate_limited == 0
+            and model.refused_too_large == 0 and model.server.observed_at is None)
 
 
 def model_lines(model: ModelQuota, width: int) -> list[str]:
@@ -49,7 +60,7 @@ def model_lines(model: ModelQuota, width: int) -> list[str]:
         used = f"{figures.count(window.used)}/{figures.count(window.limit)}"
         blocked = f" [reverse $error] 429 {figures.duration(window.blocked_for)} [/]" if window.blocked_for > 0 else ""
         lines.append(f" {window.name:<3} {figures.bar(window.used, window.limit, bar_width)} {used:>12}"
-                     f" reset {figures.duration(window.reset_in):>6}{blocked}")
+                     f" reset {figures.duration(window.reset_in) if window.used else '-':>6}{blocked}")
     server = model.server
     if server.observed_at is None:
         lines.append(" [dim]server: no x-ratelimit headers seen yet[/]")
