@@ -120,6 +120,7 @@ class MedopsApp(App[int]):
         self.core_started = False
         self._fetching = False
         self._fetch_again = False
+        self._snapshot_error: str | None = None
         self._ticker: Timer | None = None
         self._undo_signals: Any = None
         self._stopped = False
@@ -274,6 +275,7 @@ class MedopsApp(App[int]):
     @on(SnapshotFetched)
     def _apply_snapshot(self, message: SnapshotFetched) -> None:
         self._fetching = False
+        self._snapshot_error = None
         self.apply_snapshot(message.snapshot)
         if self._fetch_again:
             self._fetch_again = False
@@ -282,7 +284,9 @@ class MedopsApp(App[int]):
     @on(SnapshotFailed)
     def _snapshot_failed(self, message: SnapshotFailed) -> None:
         self._fetching = False
-        self.notify(f"No snapshot: {message.reason}", title="core", severity="error")
+        if message.reason != self._snapshot_error:  # a part failing every tick says so once
+            self._snapshot_error = message.reason
+            self.notify(f"No snapshot: {message.reason}", title="core", severity="error", timeout=15)
 
     def apply_snapshot(self, snapshot: CoreSnapshot) -> None:
         """Hand one snapshot to every pane in one batch; hidden panes only keep it."""
@@ -383,7 +387,7 @@ class MedopsApp(App[int]):
                 keys = binding.key.replace("equals_sign", "=").replace("question_mark", "?")
                 rows.append((keys, binding.description or binding.action))
         rows.append(("ctrl+p", "command palette"))
-        rows.append(("ctrl+q / ctrl+c", "quit from anywhere"))
+        rows.append(("ctrl+q", "quit from anywhere, a form field included"))
         return rows
 
     # ---- command palette ----------------------------------------------------------

@@ -19,6 +19,8 @@ from console.panes.status import StatusLine
 from console.theme_files import DEFAULT_THEME, load_themes, themes_dir
 from core.config import Settings
 from core.paths import Locations
+from core.resource_core import CoreNotRunning
+from core.snapshot import CoreSnapshot
 from tests.console_data import FrozenCore, busy_snapshot
 
 # A long interval keeps the timer out of the way; tests ask for snapshots themselves.
@@ -353,3 +355,19 @@ async def test_unused_models_share_one_line_in_the_quota_pane(locations: Locatio
         shown = str(app.query_one(QuotaPane).render())
         assert "unused so far: llama-3.1-8b-instant" in shown
         assert shown.count(" rpm ") == 1
+
+
+async def test_a_failing_snapshot_is_reported_once_and_the_console_stays_up(locations: Locations) -> None:
+    class BrokenCore(FrozenCore):
+        def snapshot(self) -> CoreSnapshot:
+            raise CoreNotRunning("the ledger part crashed; see `medops doctor`")
+
+    app = MedopsApp(QUIET, locations, core=BrokenCore())
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        for _ in range(3):
+            app.ask_for_snapshot()
+            await pilot.pause()
+        notes = [n.message for n in app._notifications if "No snapshot" in n.message]
+        assert notes == ["No snapshot: CoreNotRunning: the ledger part crashed; see `medops doctor`"]
+        assert app.is_running
