@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from textual.message import Message
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Label, TextArea
+from textual.widgets import DataTable, Input, Label, ProgressBar, TextArea
 
 from console.app import MedopsApp
+from console.forms.document import PageProgress
 from console.forms.prompt import PromptForm, ReplyCard
 from core.config import Settings
 from core.paths import Locations
@@ -62,7 +64,13 @@ async def test_a_pdf_from_the_intake_folder_shows_its_text_and_lands_in_the_case
     intake.mkdir(parents=True)
     text_pdf(intake / "referral.pdf", [CLINICAL_TEXT, "Page two: follow-up in 2 weeks."])
     app, core = live_app(locations)
-    async with app.run_test(size=(120, 40)) as pilot:
+    pages_seen: list[tuple[int, int]] = []
+
+    def record(message: Message) -> None:
+        if isinstance(message, PageProgress):
+            pages_seen.append((message.done, message.total))
+
+    async with app.run_test(size=(120, 40), message_hook=record) as pilot:
         assert await until(pilot, lambda: app.core_started)
         await pilot.press("4")
         app.query_one("#doc-path", Input).value = "referral.pdf"
@@ -72,6 +80,9 @@ async def test_a_pdf_from_the_intake_folder_shows_its_text_and_lands_in_the_case
         assert await until(pilot, lambda: "chest pain" in text_area.text), app.query_one("#doc-error", Label).render()
         assert "follow-up in 2 weeks" in text_area.text
         assert "2 pages" in str(app.query_one("#doc-summary", Label).render())
+        assert (1, 2) in pages_seen and (2, 2) in pages_seen  # page by page, as the worker reported
+        bar = app.query_one("#doc-progress", ProgressBar)
+        assert (bar.progress, bar.total) == (2, 2)
         stored = core.cases.get("case-17")
         assert any("chest pain" in doc["text"] for doc in stored["documents"])
 
