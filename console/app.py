@@ -58,6 +58,10 @@ TABS = ("overview", "graphs", "prompt", "document", "search")
 TAB_FIRST_FIELD = {"prompt": "#prompt-text", "document": "#doc-path", "search": "#search-text"}
 
 
+RATE = Binding.Group("Rate", compact=True)
+TABS_GROUP = Binding.Group("Tabs", compact=True)
+
+
 class SnapshotFetched(Message):
     """One snapshot, fetched by the refresh worker, for the app to apply."""
 
@@ -93,18 +97,31 @@ class MedopsApp(App[int]):
     CSS_PATH: ClassVar[list[str | PurePath]] = ["app.tcss", "panes/layout.tcss", "forms/forms.tcss", "help.tcss"]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
-        Binding("space", "toggle_display", "Pause"),
+        Binding("space", "toggle_display", "Pause", key_display="spc"),
         Binding("i", "toggle_intake", "Intake"),
-        Binding("plus,equals_sign", "faster", "Faster", key_display="+", group=Binding.Group("Rate", compact=True)),
-        Binding("minus", "slower", "Slower", key_display="-", group=Binding.Group("Rate", compact=True)),
-        Binding("r", "refresh_now", "Refresh"),
+        Binding("plus,equals_sign", "faster", "Faster", key_display="+", group=RATE),
+        Binding("minus", "slower", "Slower", key_display="-", group=RATE),
+        Binding("r", "refresh_now", "Now"),
         Binding("t", "next_theme", "Theme"),
-        Binding("w", "graph_window", "Window"),
+        Binding("w", "graph_window", "Span"),
         Binding("f1,question_mark", "help", "Help", key_display="F1"),
-        Binding("escape", "leave_field", "Leave field", show=False),
-        *(Binding(str(n), f"show_tab('{tab}')", f"{tab.title()} tab", group=Binding.Group("Tabs", compact=True))
+        Binding("escape", "leave_field", "Leave field", key_display="esc"),
+        *(Binding(str(n), f"show_tab('{tab}')", f"{tab.title()} tab", group=TABS_GROUP)
           for n, tab in enumerate(TABS, start=1)),
     ]
+    # The footer's words are short to fit 80 columns; the help screen says more.
+    HELP_TEXT: ClassVar[dict[str, str]] = {
+        "quit": "quit (the core stops first)",
+        "toggle_display": "pause / resume the display (the core keeps running)",
+        "toggle_intake": "pause / resume the core's intake of new work",
+        "faster": "refresh faster",
+        "slower": "refresh slower",
+        "refresh_now": "refresh now, even while paused",
+        "next_theme": "next medops theme",
+        "graph_window": "graph span: 1m, 5m, 15m, 1h",
+        "help": "this help",
+        "leave_field": "leave a form field, so single keys work again",
+    }
 
     def __init__(self, settings: Settings, locations: Locations, theme: str | None = None, *,
                  core: ResourceCore | None = None, themes_folder: Path | None = None) -> None:
@@ -180,6 +197,10 @@ class MedopsApp(App[int]):
         """`.narrow` under 81 columns (an 80x24 SSH session), `.wide` from 140."""
         self.set_class(width < NARROW_BELOW, "narrow")
         self.set_class(width >= WIDE_FROM, "wide")
+        for footer in self.main.query(Footer):
+            # every key fits in 80 columns; ctrl+p still opens the palette (the help says so)
+            footer.compact = width < NARROW_BELOW
+            footer.show_command_palette = width >= NARROW_BELOW
 
     # ---- lifecycle ----------------------------------------------------------------
 
@@ -369,6 +390,13 @@ class MedopsApp(App[int]):
         if tab in TAB_FIRST_FIELD:
             self.main.query_one(TAB_FIRST_FIELD[tab], Input).focus()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`esc` shows in the footer only while a form field has the focus."""
+        if action == "leave_field":
+            forms = (PromptForm, DocumentForm, SearchForm)
+            return self.focused is not None and any(isinstance(node, forms) for node in self.focused.ancestors)
+        return True
+
     def action_leave_field(self) -> None:
         """Escape leaves a form field so the single-key bindings work again."""
         self.set_focus(None)
@@ -385,7 +413,7 @@ class MedopsApp(App[int]):
         for binding in self.BINDINGS:
             if isinstance(binding, Binding):
                 keys = binding.key.replace("equals_sign", "=").replace("question_mark", "?")
-                rows.append((keys, binding.description or binding.action))
+                rows.append((keys, self.HELP_TEXT.get(binding.action, binding.description)))
         rows.append(("ctrl+p", "command palette"))
         rows.append(("ctrl+q", "quit from anywhere, a form field included"))
         return rows

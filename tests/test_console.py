@@ -9,7 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input, Label, OptionList, TabbedContent
+from textual.binding import Binding
+from textual.widgets import Footer, Input, Label, OptionList, TabbedContent
+from textual.widgets._footer import FooterKey
 
 from console.app import MedopsApp
 from console.forms.intake import IntakeSuggester
@@ -147,7 +149,9 @@ async def test_help_opens_and_closes(locations: Locations, key: str) -> None:
         await pilot.press(key)
         assert isinstance(app.screen, HelpScreen)
         help_text = str(app.screen.query_one("#help-text").render())
-        assert "toggle_intake" not in help_text and "Intake" in help_text
+        assert "toggle_intake" not in help_text
+        assert "pause / resume the core's intake of new work" in help_text
+        assert "ctrl+p" in help_text
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 
@@ -371,3 +375,18 @@ async def test_a_failing_snapshot_is_reported_once_and_the_console_stays_up(loca
         notes = [n.message for n in app._notifications if "No snapshot" in n.message]
         assert notes == ["No snapshot: CoreNotRunning: the ledger part crashed; see `medops doctor`"]
         assert app.is_running
+
+
+async def test_every_key_is_in_the_footer_at_80_columns(locations: Locations) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        footer = app.query_one(Footer)
+        assert footer.compact and not footer.show_command_palette
+        shown = {key.action for key in footer.query(FooterKey)}
+        wanted = {b.action for b in app.BINDINGS if isinstance(b, Binding) and b.action != "leave_field"}
+        assert wanted <= shown
+        assert all(key.region.right <= 80 for key in footer.query(FooterKey))
+        await pilot.press("3")
+        await pilot.pause()
+        assert "leave_field" in {key.action for key in footer.query(FooterKey)}
