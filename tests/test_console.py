@@ -390,3 +390,18 @@ async def test_every_key_is_in_the_footer_at_80_columns(locations: Locations) ->
         await pilot.press("3")
         await pilot.pause()
         assert "leave_field" in {key.action for key in footer.query(FooterKey)}
+
+
+async def test_a_core_that_fails_to_start_is_shown_and_the_console_stays_up(locations: Locations) -> None:
+    class FailingCore(FrozenCore):
+        async def start(self) -> None:
+            raise CoreNotRunning("the ops ledger is locked by pid 4242; stop that medops first")
+
+    app = MedopsApp(QUIET, locations, core=FailingCore())
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.pause()
+        assert "core failed" in status_text(app) and "pid 4242" in status_text(app)
+        assert not app.core_started and app.is_running
+        await pilot.press("q")
+    assert app.return_code == 0

@@ -72,7 +72,9 @@ class GraphsPane(Vertical):
         if snapshot is None or self._plots is None:
             return
         system = snapshot.system
-        key = (system.cpu_history, system.memory_history, self.window, snapshot.taken_at)
+        # a new sample, not a new tick, is what changes the graphs (and comparing whole histories costs)
+        key = (system.sampled_at, len(system.cpu_history), len(system.memory_history), self.window,
+               system.cpu_history[-1:], system.memory_history[-1:])
         if key == self._drawn:
             return
         self._drawn = key
