@@ -145,7 +145,7 @@ class MedopsApp(App[int]):
         for loaded_theme in loaded.themes:
             self.register_theme(loaded_theme)
         self.medops_themes = loaded.names()
-        chosen, warning = choose_theme(theme or settings.theme, tuple(self.available_themes),
+        chosen, warning = choose_theme(theme or settings.theme, tuple(self.available_themes), from_files=loaded.names(),
                                        no_color=self.no_color)
         self.theme_warnings = [*loaded.warnings, *([warning] if warning else [])]
         self.theme = chosen

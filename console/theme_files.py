@@ -102,16 +102,20 @@ def parse_theme(path: Path) -> Theme:
                  variables=dict(variables), **colors)
 
 
-def choose_theme(requested: str | None, available: tuple[str, ...], *,
+def choose_theme(requested: str | None, available: tuple[str, ...], *, from_files: tuple[str, ...] = (),
                  no_color: bool = False) -> tuple[str, str | None]:
-    """The theme to start with and a warning if the requested one is missing."""
+    """The theme to start with and a warning if the requested one is missing.
+
+    `available` is every registered theme; `from_files` the ones read from themes/.
+    """
     fallback = DEFAULT_THEME if DEFAULT_THEME in available else "textual-dark"
     if no_color and PLAIN_THEME in available and requested in (None, DEFAULT_THEME):
         return PLAIN_THEME, None
     if requested is None or requested in available:
         return requested or fallback, None
-    known = ", ".join(available) or "none"
-    return fallback, f"theme {requested!r} not found (themes: {known}); using {fallback}"
+    ours = ", ".join(from_files) or "none loaded"
+    return fallback, (f"theme {requested!r} not found (theme files: {ours}; Textual's own, such as nord,"
+                      f" work too); using {fallback}")
 
 
 def _check_color(key: str, value: object) -> None:
