@@ -97,7 +97,8 @@ class MedopsApp(App[int]):
     CSS_PATH: ClassVar[list[str | PurePath]] = ["app.tcss", "panes/layout.tcss", "forms/forms.tcss", "help.tcss"]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
-        Binding("space", "toggle_display", "Pause", key_display="spc"),
+        Binding("space", "pause_display", "Pause", key_display="spc"),
+        Binding("space", "resume_display", "Resume", key_display="spc"),
         Binding("i", "toggle_intake", "Intake"),
         Binding("plus,equals_sign", "faster", "Faster", key_display="+", group=RATE),
         Binding("minus", "slower", "Slower", key_display="-", group=RATE),
@@ -112,7 +113,8 @@ class MedopsApp(App[int]):
     # The footer's words are short to fit 80 columns; the help screen says more.
     HELP_TEXT: ClassVar[dict[str, str]] = {
         "quit": "quit (the core stops first)",
-        "toggle_display": "pause / resume the display (the core keeps running)",
+        "pause_display": "pause the display (the core keeps running)",
+        "resume_display": "resume the display",
         "toggle_intake": "pause / resume the core's intake of new work",
         "faster": "refresh faster",
         "slower": "refresh slower",
@@ -330,9 +332,16 @@ class MedopsApp(App[int]):
     def action_toggle_display(self) -> None:
         """Freeze or unfreeze the display; the core keeps running either way."""
         self.display_paused = not self.display_paused
+        self.refresh_bindings()
         self._show_status()
         if not self.display_paused:
             self.ask_for_snapshot()
+
+    def action_pause_display(self) -> None:
+        self.action_toggle_display()
+
+    def action_resume_display(self) -> None:
+        self.action_toggle_display()
 
     async def action_toggle_intake(self) -> None:
         """Pause or resume the core's intake of new work."""
@@ -395,6 +404,11 @@ class MedopsApp(App[int]):
         if action == "leave_field":
             forms = (PromptForm, DocumentForm, SearchForm)
             return self.focused is not None and any(isinstance(node, forms) for node in self.focused.ancestors)
+        # one of the two space bindings is live at a time, so the footer says what space will do
+        if action == "pause_display":
+            return not self.display_paused
+        if action == "resume_display":
+            return self.display_paused
         return True
 
     def action_leave_field(self) -> None:
