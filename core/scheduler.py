@@ -375,6 +375,16 @@ class Scheduler:
         self._waits[ticket.priority].append(now - ticket.submitted_at)
         self._in_flight += 1
         ticket.runner = asyncio.create_task(self._send(ticket, reservation))
+        ticket.runner.add_done_callback(lambda _: self._runner_ended(ticket))
+
+    def _runner_ended(self, ticket: _Ticket) -> None:
+        """A send cancelled before it even started never ran its own cleanup: do it here."""
+        if ticket.state != "sending":
+            return
+        self._in_flight -= 1
+        reason = ticket.stop_reason or RequestCancelled(f"request {ticket.request.request_id} was cancelled")
+        self._finish(ticket, reason, "cancelled")
+        self._kick()
 
     async def _send(self, ticket: _Ticket, reservation: Reservation) -> None:
         quota = ticket.quota

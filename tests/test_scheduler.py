@@ -465,3 +465,16 @@ async def test_the_snapshot_shows_depth_and_waits_per_priority(
     waits = scheduler.snapshot().queues[0]
     assert (waits.depth, waits.wait_p50, waits.wait_p95) == (0, 1.0, 2.0)
     await scheduler.stop()
+
+
+async def test_a_send_cancelled_before_it_starts_still_frees_its_slot_and_tells_the_caller(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build()
+    task = asyncio.create_task(scheduler.submit(req("instant", Priority.CRITICAL)))
+    await asyncio.sleep(0)  # submit has launched the send's task, which has not run yet
+    assert scheduler.snapshot().in_flight == 1
+    assert scheduler.cancel("instant")
+    with pytest.raises(RequestCancelled):
+        await task
+    assert scheduler.snapshot().in_flight == 0
+    assert sender.sent == []

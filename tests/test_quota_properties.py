@@ -1,0 +1,155 @@
+"""Property: whatever arrives, however large, cancelled or rate-limited, no window is ever overrun."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.clock import FakeClock, settle
+from core.completions import Completion, Priority, PromptRequest, RateLimited
+from core.config import ModelLimits, Settings
+from core.errors import MedopsError
+from core.quota import QuotaBook
+from core.ratelimits import DIMENSIONS, LimitExceeded, RateLimitHeaders
+from core.scheduler import Scheduler
+from core.token_estimate import estimate_prompt_tokens
+from tests.quota_helpers import MemoryAdmissionStore
+
+Outcome = tuple[MemoryAdmissionStore, list[BaseException | object]]
+SPANS = {"rpm": 60.0, "tpm": 60.0, "rpd": 86_400.0, "tpd": 86_400.0}
+
+
+@dataclass(frozen=True)
+class Arrival:
+    at: float
+    prompt_chars: int
+    max_completion_tokens: int
+    priority: Priority
+    model: str
+    deadline: float | None
+    fail_fast: bool
+    cancel_after: float | None
+
+
+arrivals = st.builds(
+    Arrival,
+    at=st.floats(0, 180),
+    prompt_chars=st.integers(0, 900),
+    max_completion_tokens=st.integers(1, 700),
+    priority=st.sampled_from(list(Priority)),
+    model=st.sampled_from(["x", "y"]),
+    deadline=st.none() | st.floats(0.5, 400),
+    fail_fast=st.sampled_from([False, False, False, True]),
+    cancel_after=st.none() | st.floats(0, 30),
+)
+limits = st.builds(ModelLimits, rpm=st.integers(1, 6), rpd=st.integers(2, 30), tpm=st.integers(1_100, 4_000),
+                   tpd=st.integers(2_000, 30_000))
+
+
+class ChaoticSender:
+    """Answers after a random delay with usage within the reservation, or a 429, or fresh headers."""
+
+    def __init__(self, clock: FakeClock, rng: random.Random) -> None:
+        self.clock = clock
+        self.rng = rng
+
+    async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
+        rng = self.rng
+        await self.clock.sleep(rng.uniform(0.05, 8.0))
+        roll = rng.random()
+        if roll < 0.15:
+            dimension = rng.choice(DIMENSIONS)
+            retry = rng.uniform(0.1, 120.0)
+            limit = LimitExceeded(dimension, 10**9, 0, 1, retry) if rng.random() < 0.7 else None
+            raise RateLimited(retry if rng.random() < 0.8 else None, limit)
+        headers = RateLimitHeaders()
+        if roll < 0.35:  # the server saw other clients' use (or less than we think)
+            headers = RateLimitHeaders(remaining_requests=rng.randint(0, 30), reset_requests=rng.uniform(0, 600),
+                                       remaining_tokens=rng.randint(0, 4_000), reset_tokens=rng.uniform(0, 60))
+        prompt_tokens = rng.randint(0, estimate_prompt_tokens(request.prompt))
+        return Completion("ok", request.model or "", prompt_tokens, rng.randint(0, request.max_completion_tokens),
+                          headers=headers)
+
+
+def overruns(rows: list[tuple[str, float, int, int]], model: str, model_limits: ModelLimits) -> list[str]:
+    """Replay the store: at each admission, what every window held (settlements applied as they happened)."""
+    held: dict[float, list[int]] = {}  # admission wall time -> [requests, tokens] as currently counted
+    problems = []
+    for row_model, at, requests, tokens in rows:
+        if row_model != model:
+            continue
+        amounts = held.setdefault(at, [0, 0])
+        amounts[0] += requests
+        amounts[1] += tokens
+        if requests <= 0:
+            continue  # a settlement or release only ever lowers what is counted
+        for name, limit in (("rpm", model_limits.rpm), ("rpd", model_limits.rpd), ("tpm", model_limits.tpm),
+                            ("tpd", model_limits.tpd)):
+            index = 0 if name.startswith("r") else 1
+            total = sum(v[index] for when, v in held.items() if at - SPANS[name] < when <= at)
+            if total > limit:
+                problems.append(f"{model} {name}: {total} > {limit} at {at}")
+    return problems
+
+
+async def scenario(plan: list[Arrival], model_limits: dict[str, ModelLimits], concurrency: int,
+                   rng: random.Random) -> Outcome:
+    clock = FakeClock()
+    store = MemoryAdmissionStore()
+    config = Settings(models=model_limits, default_model="x", groq_concurrent=concurrency, batch_interval=0.1,
+                      starvation_bound=20.0, queue_limit=1_000)
+    scheduler = Scheduler(config, QuotaBook(config, clock, store), ChaoticSender(clock, rng), clock)
+    await scheduler.start()
+    tasks: list[asyncio.Task[object]] = []
+    cancellers: list[asyncio.Task[None]] = []
+    events: list[tuple[float, int, Arrival]] = []
+    for number, arrival in enumerate(plan):
+        events.append((arrival.at, number, arrival))
+    events.sort(key=lambda e: (e[0], e[1]))
+    start = clock.monotonic()
+    for at, number, arrival in events:
+        await clock.advance(max(0.0, start + at - clock.monotonic()))
+        request = PromptRequest("p" * arrival.prompt_chars, "agent" + str(number % 3), arrival.priority,
+                                arrival.model, arrival.max_completion_tokens, arrival.deadline, arrival.fail_fast,
+                                request_id=str(number))
+        tasks.append(asyncio.create_task(scheduler.submit(request)))
+        if arrival.cancel_after is not None:
+            cancellers.append(asyncio.create_task(_cancel_later(clock, scheduler, str(number), arrival.cancel_after)))
+        await settle()  # both reach the scheduler and the clock before time moves on
+    await clock.advance(2 * 86_400.0)
+    await scheduler.stop()
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*cancellers)
+    return store, outcomes
+
+
+async def _cancel_later(clock: FakeClock, scheduler: Scheduler, request_id: str, after: float) -> None:
+    await clock.sleep(after)
+    scheduler.cancel(request_id)
+
+
+async def watchdog(run: Coroutine[Any, Any, Outcome]) -> Outcome:
+    """Turn a deadlock (nothing left to run, fake time frozen) into a failing example, not a hung suite."""
+    return await asyncio.wait_for(run, timeout=30)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=st.lists(arrivals, min_size=1, max_size=30), limits_x=limits, limits_y=limits,
+       concurrency=st.integers(1, 5), seed=st.integers(0, 2**32))
+def test_no_window_is_ever_overrun_and_every_caller_hears_back(plan: list[Arrival], limits_x: ModelLimits,
+                                                                limits_y: ModelLimits, concurrency: int,
+                                                                seed: int) -> None:
+    model_limits = {"x": limits_x, "y": limits_y}
+    store, outcomes = asyncio.run(watchdog(scenario(plan, model_limits, concurrency, random.Random(seed))))
+    problems = [p for model, lim in model_limits.items() for p in overruns(store.rows, model, lim)]
+    assert problems == []
+    # Every caller got a result or a medops error saying why not; none was left hanging.
+    assert len(outcomes) == len(plan)
+    for outcome in outcomes:
+        assert not isinstance(outcome, BaseException) or isinstance(outcome, MedopsError), repr(outcome)
