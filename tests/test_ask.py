@@ -78,6 +78,15 @@ def test_ask_json_names_the_model_asked_for(capsys: pytest.CaptureFixture[str]) 
     assert answer["model"] == "qwen/qwen3-32b" and answer["endpoint"]["kind"] == "local"
 
 
+def test_fail_fast_refuses_when_the_quota_has_no_room(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "medops.toml"
+    config.write_text(f'[models."{MODEL}"]\nrpm = 1\nrpd = 10\ntpm = 6000\ntpd = 500000\n')
+    assert main(["--config", str(config), "ask", "first", "--max-tokens", "50"]) == 0
+    assert main(["--config", str(config), "ask", "second", "--max-tokens", "50", "--fail-fast"]) == 2
+    err = capsys.readouterr().err
+    assert "has no room" in err and "rpm" in err
+
+
 @pytest.mark.parametrize(("argv", "expected"), [
     (["ask", "   "], "the prompt is empty"),
     (["ask", "hello", "--model", "gpt-imaginary"], f"unknown model 'gpt-imaginary'; known models: {MODEL}"),

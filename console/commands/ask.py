@@ -45,6 +45,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_COMPLETION_TOKENS,
                         help=f"max_completion_tokens (default {DEFAULT_MAX_COMPLETION_TOKENS})")
     parser.add_argument("--deadline", type=float, help="seconds the answer may take, queueing included")
+    parser.add_argument("--fail-fast", action="store_true",
+                        help="refuse at once when the quota has no room, instead of waiting for it")
     parser.add_argument("--concurrency", type=int,
                         help="with --file: prompts in flight at once (default groq_concurrent)")
     parser.add_argument("--json", action="store_true", help="print the single answer as one JSON object")
@@ -65,7 +67,8 @@ def ask(args: argparse.Namespace) -> int:
     if args.concurrency is not None:
         raise InvalidRequest("--concurrency applies to --file only")
     request = PromptRequest(args.text, args.agent, Priority.parse(args.priority), model=args.model,
-                            max_completion_tokens=args.max_tokens, deadline=args.deadline)
+                            max_completion_tokens=args.max_tokens, deadline=args.deadline,
+                            fail_fast=args.fail_fast)
     check_request(request, settings)
     return asyncio.run(_run_one(ResourceCore(settings, locate()), request, args.json))
 
