@@ -30,7 +30,13 @@ from console.forms.availability import CoreHandle
 from console.forms.document import DocumentForm
 from console.forms.prompt import PromptForm, describe_error
 from console.forms.search import SearchForm
-from console.hangup import install_signal_handlers, terminal_alive, terminal_fd
+from console.hangup import (
+    end_process_after,
+    install_signal_handlers,
+    silence_terminal,
+    terminal_alive,
+    terminal_fd,
+)
 from console.help import HelpScreen
 from console.panes.alerts import AlertsPane
 from console.panes.documents import DocumentsPane
@@ -54,6 +60,9 @@ NARROW_BELOW = 81
 WIDE_FROM = 140
 STOP_TIMEOUT = 5.0  # seconds the core gets to stop before the console leaves anyway
 TTY_CHECK_INTERVAL = 1.0
+HARD_EXIT_GRACE = 1.0  # seconds Textual gets to shut down once the core has stopped, when the terminal is gone
+HANGUP_EXIT_CODE = 129  # 128 + SIGHUP, as a shell reports it
+TERMINATE_EXIT_CODE = 143  # 128 + SIGTERM
 TABS = ("overview", "graphs", "prompt", "document", "search")
 TAB_FIRST_FIELD = {"prompt": "#prompt-text", "document": "#doc-path", "search": "#search-text"}
 
@@ -143,6 +152,7 @@ class MedopsApp(App[int]):
         self._ticker: Timer | None = None
         self._undo_signals: Any = None
         self._stopped = False
+        self._leaving = False
         loaded = load_themes(themes_folder if themes_folder is not None else themes_dir())
         for loaded_theme in loaded.themes:
             self.register_theme(loaded_theme)
@@ -210,7 +220,7 @@ class MedopsApp(App[int]):
         self._fit_layout(self.size.width)
         for warning in self.theme_warnings:
             self.notify(warning, title="theme", severity="warning", timeout=10)
-        self._undo_signals = install_signal_handlers(self.terminal_gone)
+        self._undo_signals = install_signal_handlers(self.terminal_gone, self.terminate)
         fd = None if self.is_headless else terminal_fd()
         if fd is not None:
             self.set_interval(TTY_CHECK_INTERVAL, partial(self._check_terminal, fd))
@@ -261,8 +271,31 @@ class MedopsApp(App[int]):
             self.log.error("core did not stop within the timeout")
 
     def terminal_gone(self) -> None:
-        """SIGHUP/SIGTERM or a dead tty: leave now, stopping the core on the way out."""
-        self.exit(return_code=129)
+        """SIGHUP or a dead tty: stop the core, then leave; nothing more reaches the terminal."""
+        if self._leaving:
+            return
+        self._leaving = True
+        if not self.is_headless:  # a real terminal: never touch a test runner's descriptors
+            silence_terminal()
+            # in case the loop itself stalls before the core is stopped
+            end_process_after(STOP_TIMEOUT + HARD_EXIT_GRACE, HANGUP_EXIT_CODE)
+        self._leave(HANGUP_EXIT_CODE, terminal_gone=True)
+
+    def terminate(self) -> None:
+        """SIGTERM: an ordinary exit (the terminal may well be alive), stopping the core first."""
+        if self._leaving:
+            return
+        self._leaving = True
+        self._leave(TERMINATE_EXIT_CODE, terminal_gone=False)
+
+    @work(exclusive=True, exit_on_error=False, group="leave")
+    async def _leave(self, code: int, terminal_gone: bool) -> None:
+        await self.stop_core()
+        if terminal_gone and not self.is_headless:
+            # Textual's shutdown can block on its output thread, which died writing to the
+            # dead tty; with the core stopped there is nothing left to lose by ending here.
+            end_process_after(HARD_EXIT_GRACE, code)
+        self.exit(return_code=code)
 
     def _check_terminal(self, fd: int) -> None:
         if not terminal_alive(fd):
