@@ -410,3 +410,13 @@ async def test_a_core_that_fails_to_start_is_shown_and_the_console_stays_up(loca
         assert not app.core_started and app.is_running
         await pilot.press("q")
     assert app.return_code == 0
+
+
+async def test_sigterm_stops_the_core_and_exits_143(locations: Locations) -> None:
+    app, core = make_app(locations)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        os.kill(os.getpid(), signal.SIGTERM)
+        await pilot.pause(0.2)
+    assert app.return_code == 143
+    assert not core.running
