@@ -18,7 +18,6 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from core.clock import Clock
 from core.completions import AdmissionStore
@@ -52,16 +51,24 @@ class UnknownModel(QuotaError):
     """A request named a model with no configured limits."""
 
 
-class _Admission:
-    """One admitted request: shared by the minute and day windows, adjusted by settle."""
+class Reservation:
+    """One admission: what it reserved (`tokens`) and what the windows count for it now.
 
-    __slots__ = ("at", "requests", "tokens", "wall")
+    Settle it with the real usage, or release it if it was never sent. The same object
+    sits in the minute and day windows (one allocation per admission: the hot path)."""
 
-    def __init__(self, at: float, wall: float, requests: int, tokens: int) -> None:
-        self.at = at
-        self.wall = wall
-        self.requests = requests
-        self.tokens = tokens
+    __slots__ = ("at", "counted", "model", "requests", "tokens", "wall")
+
+    def __init__(self, model: str, at: float, wall: float, requests: int, tokens: int) -> None:
+        self.model = model
+        self.at = at  # monotonic
+        self.wall = wall  # for the store: 0.0 when nothing is persisted
+        self.requests = requests  # counted requests (0 once released)
+        self.tokens = tokens  # reserved at admission
+        self.counted = tokens  # counted tokens: the reservation, then the real usage
+
+    def __repr__(self) -> str:
+        return f"Reservation(model={self.model!r}, tokens={self.tokens}, counted={self.counted})"
 
 
 class _Window:
@@ -71,27 +78,29 @@ class _Window:
 
     def __init__(self, span: float) -> None:
         self.span = span
-        self.entries: deque[_Admission] = deque()
+        self.entries: deque[Reservation] = deque()
         self.requests = 0
         self.tokens = 0
 
     def expire(self, now: float) -> None:
         """Drop admissions that have left the window (amortised O(1))."""
         entries = self.entries
-        cutoff = now - self.span
-        while entries and entries[0].at <= cutoff:
+        span = self.span
+        # Always `at + span <= now`, never `at <= now - span`: the two can round differently.
+        # Waits are `at + span - now`, exact (Sterbenz), so `now + wait` lands on `at + span`.
+        while entries and entries[0].at + span <= now:
             gone = entries.popleft()
             self.requests -= gone.requests
-            self.tokens -= gone.tokens
+            self.tokens -= gone.counted
 
-    def holds(self, entry: _Admission, now: float) -> bool:
+    def holds(self, entry: Reservation, now: float) -> bool:
         """True while `entry` is still counted here (call after `expire(now)`)."""
-        return entry.at > now - self.span
+        return entry.at + self.span > now
 
-    def add(self, entry: _Admission) -> None:
+    def add(self, entry: Reservation) -> None:
         self.entries.append(entry)
         self.requests += entry.requests
-        self.tokens += entry.tokens
+        self.tokens += entry.counted
 
     def time_until_freed(self, need: int, tokens: bool, now: float, extra: int, extra_until: float) -> float:
         """Seconds until `need` units leave the window; `extra` (a server adjustment) leaves at `extra_until`."""
@@ -105,21 +114,12 @@ class _Window:
                 extra_counted = True
                 if freed + extra >= need:
                     return max(0.0, extra_until - now)
-            freed += entry.tokens if tokens else entry.requests
+            freed += entry.counted if tokens else entry.requests
             if freed + (extra if extra_counted else 0) >= need:
                 return max(0.0, leaves - now)
         if not extra_counted and freed + extra >= need:
             return max(0.0, extra_until - now)
         return math.inf
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """What one admission holds: settle it with the real usage, or release it if never sent."""
-
-    model: str
-    tokens: int
-    entry: _Admission
 
 
 class GroqQuota:
@@ -129,6 +129,7 @@ class GroqQuota:
         self.model = model
         self.configured = limits
         self._clock = clock
+        self._monotonic = clock.monotonic
         self._store = store
         self._minute = _Window(MINUTE)
         self._day = _Window(DAY)
@@ -200,9 +201,21 @@ class GroqQuota:
 
     def try_admit(self, tokens: int) -> Reservation | None:
         """Admit one request of `tokens` if every window has room now; else None."""
-        if self.wait_time(tokens) > 0:
+        # The common case inlined (it is the hot path): nothing blocked, every window has room.
+        now = self._monotonic()
+        minute, day = self._minute, self._day
+        if minute.entries and minute.entries[0].at + MINUTE <= now:
+            minute.expire(now)
+        if day.entries and day.entries[0].at + DAY <= now:
+            day.expire(now)
+        limits = self._limits
+        if (now >= self._blocked_any_until and now >= self._extra_any_until
+                and minute.requests < limits[RPM] and day.requests < limits[RPD]
+                and minute.tokens + tokens <= limits[TPM] and day.tokens + tokens <= limits[TPD]):
+            return self._admit(tokens, now)
+        if self._slow_wait(tokens, now) > 0:
             return None
-        return self._admit(tokens)
+        return self._admit(tokens, now)
 
     def admit(self, tokens: int) -> Reservation:
         """Admit now or raise `QuotaExhausted` saying when room returns (for fail-fast callers)."""
@@ -212,15 +225,16 @@ class GroqQuota:
             raise QuotaExhausted(f"{self.model} has no room for {tokens:,} more tokens now ({self.blocking(tokens)}); "
                                  f"room returns in {format_go_duration(wait)}; retry then or submit without "
                                  "fail_fast to wait in the queue", wait)
-        return self._admit(tokens)
+        return self._admit(tokens, self._monotonic())
 
     async def acquire(self, tokens: int, deadline_at: float | None = None) -> Reservation:
         """Wait (on the clock) until `tokens` fit, then admit; `QuotaExhausted` past `deadline_at`."""
         self.check_size(tokens)
         while True:
+            reservation = self.try_admit(tokens)
+            if reservation is not None:
+                return reservation
             wait = self.wait_time(tokens)
-            if wait <= 0:
-                return self._admit(tokens)
             now = self._clock.monotonic()
             if deadline_at is not None and now + wait > deadline_at:
                 if deadline_at > now:
@@ -230,13 +244,20 @@ class GroqQuota:
                                      f"({self.blocking(tokens)})", wait)
             await self._clock.sleep(wait if math.isfinite(wait) else MINUTE)
 
-    def _admit(self, tokens: int) -> Reservation:
-        entry = _Admission(self._clock.monotonic(), self._clock.wall(), 1, tokens)
-        self._minute.add(entry)
-        self._day.add(entry)
-        if self._store is not None:
-            self._store.record_admission(self.model, entry.wall, 1, tokens)
-        return Reservation(self.model, tokens, entry)
+    def _admit(self, tokens: int, now: float) -> Reservation:
+        store = self._store
+        # Wall time is only needed to persist (and later restore) the admission.
+        entry = Reservation(self.model, now, self._clock.wall() if store is not None else 0.0, 1, tokens)
+        minute, day = self._minute, self._day
+        minute.entries.append(entry)
+        minute.requests += 1
+        minute.tokens += tokens
+        day.entries.append(entry)
+        day.requests += 1
+        day.tokens += tokens
+        if store is not None:
+            store.record_admission(self.model, entry.wall, 1, tokens)
+        return entry
 
     def blocking(self, tokens: int) -> str:
         """Which windows (or 429 blocks) keep `tokens` out right now, for messages and logs."""
@@ -253,17 +274,16 @@ class GroqQuota:
 
     def settle(self, reservation: Reservation, tokens_used: int) -> None:
         """Replace the reserved tokens with Groq's real usage (giving back the unused part)."""
-        self._change(reservation, 0, max(0, tokens_used) - reservation.entry.tokens)
+        self._change(reservation, 0, max(0, tokens_used) - reservation.counted)
 
     def release(self, reservation: Reservation) -> None:
         """Give back a reservation whose request was never sent (cancelled before sending)."""
-        entry = reservation.entry
-        self._change(reservation, -entry.requests, -entry.tokens)
+        self._change(reservation, -reservation.requests, -reservation.counted)
 
     def _change(self, reservation: Reservation, requests: int, tokens: int) -> None:
         if requests == 0 and tokens == 0:
             return
-        entry = reservation.entry
+        entry = reservation
         now = self._clock.monotonic()
         for window in (self._minute, self._day):
             window.expire(now)
@@ -271,7 +291,7 @@ class GroqQuota:
                 window.requests += requests
                 window.tokens += tokens
         entry.requests += requests
-        entry.tokens += tokens
+        entry.counted += tokens
         if self._store is not None:
             self._store.record_admission(self.model, entry.wall, requests, tokens)
 
@@ -362,7 +382,7 @@ class GroqQuota:
             totals = by_wall.setdefault(at_wall, [0, 0])
             totals[0] += requests
             totals[1] += tokens
-        restored = [_Admission(now - (wall_now - at_wall), at_wall, max(0, r), max(0, t))
+        restored = [Reservation(self.model, now - (wall_now - at_wall), at_wall, max(0, r), max(0, t))
                     for at_wall, (r, t) in by_wall.items() if (r or t) and wall_now - at_wall < DAY]
         if not restored:
             return
@@ -370,7 +390,7 @@ class GroqQuota:
         self._minute, self._day = _Window(MINUTE), _Window(DAY)
         for entry in entries:
             self._day.add(entry)
-            if entry.at > now - MINUTE:
+            if entry.at + MINUTE > now:
                 self._minute.add(entry)
         self._minute.expire(now)
         self._day.expire(now)

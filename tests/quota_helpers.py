@@ -24,7 +24,7 @@ def max_in_any_span(times_and_amounts: list[tuple[float, int]], span: float) -> 
     best = total = start = 0
     for at, amount in events:
         total += amount
-        while events[start][0] <= at - span:
+        while events[start][0] + span <= at:  # the quota's own comparison
             total -= events[start][1]
             start += 1
         best = max(best, total)

@@ -277,3 +277,17 @@ def test_the_estimate_is_at_least_one_token_per_three_bytes_plus_the_template() 
     assert estimate_prompt_tokens("a" * 300) == 100 + CHAT_TEMPLATE_TOKENS
     assert estimate_prompt_tokens("a" * 301) == 101 + CHAT_TEMPLATE_TOKENS
     assert estimate_prompt_tokens("診断") == 2 + CHAT_TEMPLATE_TOKENS  # 6 UTF-8 bytes
+
+
+async def test_the_window_edge_is_one_rule_even_where_float_subtraction_rounds() -> None:
+    # 1060.1 - 60 < 1000.1 in floating point, while 1000.1 + 60 == 1060.1: one comparison must decide both
+    # "has it left the window" and "how long until it leaves", or a fourth request slips into a limit of 3.
+    clock = FakeClock(start=1000.1)
+    q = quota(clock)
+    for _ in range(3):
+        q.admit(10)
+    wait = q.wait_time(10)
+    await clock.advance(wait)
+    assert clock.monotonic() == 1060.1
+    assert q.try_admit(10) is not None
+    assert windows(q)["rpm"] == (1, 3)

@@ -92,7 +92,7 @@ def overruns(rows: list[tuple[str, float, int, int]], model: str, model_limits: 
         for name, limit in (("rpm", model_limits.rpm), ("rpd", model_limits.rpd), ("tpm", model_limits.tpm),
                             ("tpd", model_limits.tpd)):
             index = 0 if name.startswith("r") else 1
-            total = sum(v[index] for when, v in held.items() if at - SPANS[name] < when <= at)
+            total = sum(v[index] for when, v in held.items() if when <= at < when + SPANS[name])
             if total > limit:
                 problems.append(f"{model} {name}: {total} > {limit} at {at}")
     return problems
