@@ -166,7 +166,7 @@ def load_settings(locations: Locations, config_path: Path | None = None,
             if key == "models":
                 raw_models = _parse_models(raw, origin)
             else:
-                values[key] = _coerce(_field(key, origin), raw, origin)
+                values[key] = validate_setting(key, raw, origin)
             sources[key] = origin
 
     for name, raw in env.items():
@@ -174,13 +174,13 @@ def load_settings(locations: Locations, config_path: Path | None = None,
             continue
         key = name.removeprefix("MEDOPS_").lower()
         origin = f"env {name}"
-        values[key] = _coerce(_field(key, origin), raw, origin)
+        values[key] = validate_setting(key, raw, origin)
         sources[key] = origin
 
     settings = Settings(**values)
     if raw_models is not None:
         settings = replace(settings, models=_fill_model_defaults(raw_models, settings))
-    _validate(settings, sources)
+    check_settings(settings, sources)
     return LoadedSettings(settings, MappingProxyType(sources), path)
 
 
@@ -204,6 +204,27 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} cannot be read ({exc.strerror})") from None
 
 
+def validate_setting(key: str, raw: Any, origin: str) -> Any:
+    """One setting's value in its type and range, or a ConfigError naming key, value, what is allowed and origin.
+
+    The single rule for a key/value pair, used by the config file, the environment and the console.
+    Text (from the environment or the console) is parsed; a TOML value must already have the right type.
+    """
+    f = _field(key, origin)
+    value = _coerce(f, raw, origin)
+    _check_range(f, value, origin)
+    return value
+
+
+def _check_range(f: Any, value: Any, origin: str) -> None:
+    low, high, choices = f.metadata["low"], f.metadata["high"], f.metadata["choices"]
+    if low is not None and not low <= value <= high:
+        raise ConfigError(f"setting {f.name} = {value!r} (from {origin}) is out of range: "
+                          f"allowed {low:g} to {high:g}")
+    if choices and value not in choices:
+        raise ConfigError(f"setting {f.name} = {value!r} (from {origin}) is not one of {', '.join(choices)}")
+
+
 def _field(key: str, origin: str) -> Any:
     for f in fields(Settings):
         if f.name == key and key != "models":
@@ -214,7 +235,7 @@ def _field(key: str, origin: str) -> Any:
 def _coerce(f: Any, raw: Any, origin: str) -> Any:
     """Turn a TOML or environment value into the field's type, or refuse it."""
     kind = type(f.default)
-    from_env = isinstance(raw, str) and origin.startswith("env")
+    from_env = isinstance(raw, str) and not origin.startswith("file")  # env or console: text to parse
     try:
         if kind is bool:
             if from_env:
@@ -245,7 +266,9 @@ def _coerce(f: Any, raw: Any, origin: str) -> Any:
     except ValueError:
         wanted = {bool: "true or false", tuple: "a list of paths (env: colon-separated)",
                   int: "a whole number", float: "a number", str: "a string"}[kind]
-        raise ConfigError(f"setting {f.name} = {raw!r} (from {origin}) is not {wanted}") from None
+        low, high = f.metadata["low"], f.metadata["high"]
+        allowed = f" (allowed {low:g} to {high:g})" if low is not None else ""
+        raise ConfigError(f"setting {f.name} = {raw!r} (from {origin}) is not {wanted}{allowed}") from None
 
 
 def _parse_models(raw: Any, origin: str) -> dict[str, dict[str, int]]:
@@ -282,18 +305,11 @@ def _fill_model_defaults(raw: dict[str, dict[str, int]], settings: Settings) -> 
     return MappingProxyType(models)
 
 
-def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
+def check_settings(settings: Settings, sources: Mapping[str, str]) -> None:
+    """Every value in range (defaults too) and the rules that tie keys together; ConfigError otherwise."""
     for f in fields(Settings):
-        if f.name == "models":
-            continue
-        value = getattr(settings, f.name)
-        low, high, choices = f.metadata["low"], f.metadata["high"], f.metadata["choices"]
-        origin = sources[f.name]
-        if low is not None and not low <= value <= high:
-            raise ConfigError(f"setting {f.name} = {value!r} (from {origin}) is out of range: "
-                              f"allowed {low:g} to {high:g}")
-        if choices and value not in choices:
-            raise ConfigError(f"setting {f.name} = {value!r} (from {origin}) is not one of {', '.join(choices)}")
+        if f.name != "models":
+            _check_range(f, getattr(settings, f.name), sources[f.name])
     if settings.default_model not in settings.models:
         raise ConfigError(f"setting default_model = {settings.default_model!r} (from {sources['default_model']}) "
                           f"names no configured model; known: {', '.join(sorted(settings.models))}")
@@ -308,14 +324,15 @@ def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
 
 def describe(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
     """(key, value, source) rows for every setting, models last."""
-    rows = [(key, _show(getattr(loaded.settings, key)), loaded.sources[key]) for key in SCALAR_KEYS]
+    rows = [(key, show_value(getattr(loaded.settings, key)), loaded.sources[key]) for key in SCALAR_KEYS]
     for name, m in sorted(loaded.settings.models.items()):
         rows.append((f"models.{name}", f"rpm={m.rpm} rpd={m.rpd} tpm={m.tpm} tpd={m.tpd} "
                      f"context_window={m.context_window}", loaded.sources["models"]))
     return rows
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A setting's value as `medops config show` prints it."""
     if isinstance(value, tuple):
         return ":".join(value) if value else "(default)"
     if isinstance(value, bool):

@@ -158,6 +158,13 @@ class Gateway:
                             queued=max(0, c["in_flight"] - capacity), completed=c["answered"],
                             errors=c["failed"], timeouts=c["timeouts"])
 
+    def apply(self, settings: Settings) -> None:
+        """Take changed settings for the next sends (request_timeout, max_retries, default_model).
+
+        The HTTP pool's size and its client stay as built at start.
+        """
+        self._settings = settings
+
     async def close(self) -> None:
         """Close the pooled connections."""
         await self._client.close()

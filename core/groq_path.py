@@ -91,6 +91,14 @@ class GroqPath:
         if self.scheduler is not None:
             self.scheduler.resume()
 
+    def apply(self, settings: Settings) -> None:
+        """Take changed settings while running: scheduler knobs, timeouts, retries, default model."""
+        self._settings = settings
+        if self.gateway is not None:
+            self.gateway.apply(settings)
+        if self.scheduler is not None:
+            self.scheduler.apply(settings)
+
     # -- snapshot sections -----------------------------------------------------------
 
     def quota_snapshot(self) -> QuotaSnapshot:

@@ -22,6 +22,7 @@ from core.groq_path import GroqPath
 from core.intake import Intake
 from core.knowledge import CodeEntry, KnowledgeService, SearchHit
 from core.ledger import Ledger
+from core.limits import LimitHistory, apply_live, validated_change
 from core.paths import Locations
 from core.snapshot import ContextPoolSnapshot, CoreSnapshot, SlotsSnapshot
 from core.tick import CoreTick
@@ -42,6 +43,7 @@ class ResourceCore:
         self._paused = False
         self._cases: CaseMemory | None = None
         self._contexts: AgentContextPool | None = None
+        self.limit_history = LimitHistory()
         self.knowledge = KnowledgeService(locations.knowledge_db, settings, self.clock)
         self.ledger = Ledger(locations.ops_db, self.clock, settings.ledger_flush_interval,
                              settings.metrics_retention_days)
@@ -103,6 +105,7 @@ class ResourceCore:
                             documents=self.documents.snapshot(), cache=query_cache,
                             knowledge=knowledge, ledger=self.ledger.snapshot(), system=self.tick.system(),
                             alerts=self.tick.alerts.alerts(), tuner=self.tick.tuner_snapshot(),
+                            limit_changes=self.limit_history.changes(),
                             slots=self._cases.snapshot() if self._cases is not None else SlotsSnapshot(),
                             contexts=self._contexts.snapshot() if self._contexts is not None else ContextPoolSnapshot())
 
@@ -162,6 +165,19 @@ class ResourceCore:
         self._paused = False
         self.groq.resume()
         self.documents.resume()
+
+    def set_limit(self, key: str, value: str | int | float, by: str = "console") -> Settings:
+        """Change one limit while running, checked by the config file's rules, applied at once and recorded.
+
+        Refused with a ConfigError (key, value, allowed range, source) when out of range, and with
+        `RestartNeeded` for keys sized at start. Returns the new settings.
+        """
+        old = self.settings
+        new = validated_change(old, key, value, by)
+        self.settings = new  # the tick, alerts and tuner read this every time
+        apply_live(self, key, new)
+        self.limit_history.record(self.clock.wall(), key, old, new, by)
+        return new
 
     async def ask(self, request: PromptRequest) -> PromptResult:
         """Send one prompt through scheduler, quota and gateway; the answer or an error saying why not."""

@@ -236,6 +236,17 @@ class TunerSnapshot:
 
 
 @dataclass(frozen=True)
+class LimitChange:
+    """A limit changed while running by someone other than the tuner (the operator at the console)."""
+
+    at: float  # wall time
+    key: str
+    old: str  # as `medops config show` prints it
+    new: str
+    by: str  # who: "console", ...
+
+
+@dataclass(frozen=True)
 class KnowledgeSnapshot:
     """The ICD-10-CM knowledge base: being built (with progress), ready, or failed."""
 
@@ -272,6 +283,7 @@ class CoreSnapshot:
     system: SystemSnapshot = SystemSnapshot()
     alerts: tuple[Alert, ...] = ()
     tuner: TunerSnapshot = TunerSnapshot()
+    limit_changes: tuple[LimitChange, ...] = ()  # set_limit's changes, newest first
     ledger: LedgerSnapshot = LedgerSnapshot()
     paused: bool = False
     parts: tuple[str, ...] = field(default=())  # parts running, in start order

@@ -1,0 +1,129 @@
+"""`ResourceCore.set_limit`: live changes reach their part, bad values and restart-only keys are refused."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import fields
+
+import pytest
+
+from core.clock import FakeClock
+from core.completions import Priority, PromptRequest
+from core.config import Settings
+from core.errors import ConfigError
+from core.limits import LIVE, RESTART_ONLY, RestartNeeded
+from core.paths import Locations
+from core.resource_core import ResourceCore
+from core.snapshot import CoreSnapshot
+
+
+@pytest.fixture
+async def core(locations: Locations, clock: FakeClock) -> AsyncIterator[ResourceCore]:
+    # Small case memory: four slots, so one stored case fills a quarter of them.
+    started = ResourceCore(Settings(max_cases_in_memory=4, case_memory_mb=1, cpu_threads=2, io_threads=4,
+                                    process_pool_size=1), locations, clock)
+    await started.start()
+    try:
+        yield started
+    finally:
+        await started.stop()
+
+
+def pool(snapshot: CoreSnapshot, name: str) -> int:
+    return next(p.capacity for p in snapshot.pools if p.name == name)
+
+
+def test_every_setting_is_either_live_or_restart_only() -> None:
+    keys = {f.name for f in fields(Settings)}
+    assert set(LIVE) | set(RESTART_ONLY) == keys
+    assert not set(LIVE) & set(RESTART_ONLY)
+
+
+async def test_pool_sizes_change_at_once_and_the_change_is_recorded(core: ResourceCore, clock: FakeClock) -> None:
+    core.set_limit("io_threads", "9")
+    core.set_limit("cpu_threads", 3)
+    core.set_limit("process_pool_size", "2")
+    core.set_limit("query_cache_size", "50")
+    snapshot = core.snapshot()
+    assert (pool(snapshot, "io"), pool(snapshot, "cpu"), pool(snapshot, "process")) == (9, 3, 2)
+    assert snapshot.cache.capacity == 50
+    assert core.settings.io_threads == 9 and core.settings.query_cache_size == 50
+    newest = snapshot.limit_changes[0]
+    assert (newest.key, newest.old, newest.new, newest.by, newest.at) == \
+        ("query_cache_size", "1000", "50", "console", clock.wall())
+    assert [c.key for c in snapshot.limit_changes] == ["query_cache_size", "process_pool_size", "cpu_threads",
+                                                       "io_threads"]
+
+
+async def test_scheduler_knobs_reach_the_running_scheduler(core: ResourceCore) -> None:
+    core.set_limit("groq_concurrent", "3")
+    core.set_limit("batch_interval", 0.5)
+    assert core.snapshot().scheduler.concurrency == 3
+    scheduler = core.groq.scheduler
+    assert scheduler is not None and scheduler.batch_interval == 0.5
+
+
+async def test_document_timeouts_and_ocr_options_apply_to_the_next_document(core: ResourceCore) -> None:
+    core.set_limit("document_timeout", "120")
+    core.set_limit("ocr_page_timeout", "15")
+    assert core.documents.timeout == 120
+    assert core.documents.options.ocr_page_timeout == 15
+
+
+async def test_alert_thresholds_are_read_on_the_next_tick(core: ResourceCore, clock: FakeClock) -> None:
+    core.cases.store("case-1", {"note": "x"})  # 1 of 4 slots: 25 %, under the default 90 % threshold
+    await clock.advance(core.settings.monitor_interval)
+    assert not [a for a in core.snapshot().alerts if a.name == "slots"]
+    core.set_limit("alert_slots_percent", "20")
+    core.set_limit("alert_open_after", "0")
+    await clock.advance(core.settings.monitor_interval)
+    assert [a for a in core.snapshot().alerts if a.name == "slots" and a.cleared_at is None]
+
+
+async def test_switching_the_tuner_off_shows_at_its_next_round(core: ResourceCore, clock: FakeClock) -> None:
+    assert core.snapshot().tuner.enabled
+    core.set_limit("tuner_enabled", "off")
+    await clock.advance(core.settings.tuner_interval + core.settings.monitor_interval)
+    assert not core.snapshot().tuner.enabled
+
+
+async def test_out_of_range_value_is_refused_with_key_value_range_and_source(core: ResourceCore) -> None:
+    before = core.settings
+    with pytest.raises(ConfigError) as caught:
+        core.set_limit("io_threads", "0")
+    message = str(caught.value)
+    assert "io_threads" in message and "0" in message and "1 to 4096" in message and "console" in message
+    with pytest.raises(ConfigError, match=r"io_threads = 'many' \(from console\) is not a whole number "
+                                          r"\(allowed 1 to 4096\)"):
+        core.set_limit("io_threads", "many")
+    with pytest.raises(ConfigError, match=r"io_threads_min = 99 .*exceeds io_threads_max"):
+        core.set_limit("io_threads_min", 99)
+    with pytest.raises(ConfigError, match="names no configured model"):
+        core.set_limit("default_model", "no-such-model")
+    with pytest.raises(ConfigError, match="unknown setting 'io_thread'"):
+        core.set_limit("io_thread", 4)
+    assert core.settings is before
+    assert pool(core.snapshot(), "io") == 4
+    assert core.snapshot().limit_changes == ()
+
+
+@pytest.mark.parametrize("key", ["max_cases_in_memory", "case_memory_mb", "db_connection_pool_size",
+                                 "endpoint_port", "models"])
+async def test_keys_sized_at_start_are_refused_with_where_to_set_them(core: ResourceCore, key: str) -> None:
+    with pytest.raises(RestartNeeded) as caught:
+        core.set_limit(key, "5")
+    assert "restart needed" in str(caught.value)
+    assert f"MEDOPS_{key.upper()}" in str(caught.value) and "config file" in str(caught.value)
+    assert core.snapshot().limit_changes == ()
+
+
+async def test_default_model_change_reaches_the_next_prompt(locations: Locations) -> None:
+    core = ResourceCore(Settings(), locations)
+    await core.start()
+    try:
+        core.set_limit("default_model", "qwen/qwen3-32b")
+        result = await core.ask(PromptRequest("Which model?", "triage", Priority.CRITICAL,
+                                              max_completion_tokens=50))
+    finally:
+        await core.stop()
+    assert result.completion.model == "qwen/qwen3-32b"
