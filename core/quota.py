@@ -57,18 +57,17 @@ class Reservation:
     Settle it with the real usage, or release it if it was never sent. The same object
     sits in the minute and day windows (one allocation per admission: the hot path)."""
 
-    __slots__ = ("at", "counted", "model", "requests", "tokens", "wall")
+    __slots__ = ("at", "counted", "requests", "tokens", "wall")
 
-    def __init__(self, model: str, at: float, wall: float, requests: int, tokens: int) -> None:
-        self.model = model
+    def __init__(self, at: float, tokens: int, requests: int = 1, wall: float = 0.0) -> None:
         self.at = at  # monotonic
-        self.wall = wall  # for the store: 0.0 when nothing is persisted
-        self.requests = requests  # counted requests (0 once released)
         self.tokens = tokens  # reserved at admission
         self.counted = tokens  # counted tokens: the reservation, then the real usage
+        self.requests = requests  # counted requests (0 once released)
+        self.wall = wall  # for the store; 0.0 when nothing is persisted
 
     def __repr__(self) -> str:
-        return f"Reservation(model={self.model!r}, tokens={self.tokens}, counted={self.counted})"
+        return f"Reservation(tokens={self.tokens}, counted={self.counted}, requests={self.requests})"
 
 
 class _Window:
@@ -134,6 +133,7 @@ class GroqQuota:
         self._minute = _Window(MINUTE)
         self._day = _Window(DAY)
         self._limits = [limits.rpm, limits.rpd, limits.tpm, limits.tpd]
+        self._largest = min(limits.tpm, limits.tpd, limits.context_window)
         self._server_limits: list[int | None] = [None, None, None, None]
         # Server adjustments: usage the server counts that we did not admit (other clients).
         self._extra = [0, 0, 0, 0]
@@ -150,11 +150,17 @@ class GroqQuota:
     @property
     def largest_request(self) -> int:
         """The most tokens (prompt + completion) one request may reserve."""
-        return min(self._limits[TPM], self._limits[TPD], self.configured.context_window)
+        return self._largest
+
+    def _set_limit(self, index: int, server_limit: int) -> None:
+        """Record a limit the server reported; the tighter of it and the configured one applies."""
+        self._server_limits[index] = server_limit
+        self._limits[index] = min(self._configured_limit(index), server_limit)
+        self._largest = min(self._limits[TPM], self._limits[TPD], self.configured.context_window)
 
     def check_size(self, tokens: int) -> None:
         """Refuse at once a request that could never be admitted (Groq would answer 413)."""
-        if tokens <= self.largest_request:
+        if tokens <= self._largest:
             return
         self.refused_too_large += 1
         if tokens > self.configured.context_window:
@@ -212,7 +218,17 @@ class GroqQuota:
         if (now >= self._blocked_any_until and now >= self._extra_any_until
                 and minute.requests < limits[RPM] and day.requests < limits[RPD]
                 and minute.tokens + tokens <= limits[TPM] and day.tokens + tokens <= limits[TPD]):
-            return self._admit(tokens, now)
+            entry = Reservation(now, tokens)
+            minute.entries.append(entry)
+            minute.requests += 1
+            minute.tokens += tokens
+            day.entries.append(entry)
+            day.requests += 1
+            day.tokens += tokens
+            if self._store is not None:
+                entry.wall = self._clock.wall()
+                self._store.record_admission(self.model, entry.wall, 1, tokens)
+            return entry
         if self._slow_wait(tokens, now) > 0:
             return None
         return self._admit(tokens, now)
@@ -247,7 +263,7 @@ class GroqQuota:
     def _admit(self, tokens: int, now: float) -> Reservation:
         store = self._store
         # Wall time is only needed to persist (and later restore) the admission.
-        entry = Reservation(self.model, now, self._clock.wall() if store is not None else 0.0, 1, tokens)
+        entry = Reservation(now, tokens, 1, self._clock.wall() if store is not None else 0.0)
         minute, day = self._minute, self._day
         minute.entries.append(entry)
         minute.requests += 1
@@ -315,8 +331,7 @@ class GroqQuota:
     def _tighten(self, index: int, limit: int | None, remaining: int | None, reset: float | None,
                  now: float) -> None:
         if limit is not None and limit > 0:
-            self._server_limits[index] = limit
-            self._limits[index] = min(self._configured_limit(index), limit)
+            self._set_limit(index, limit)
         if remaining is None:
             return
         window = self._minute if index in (RPM, TPM) else self._day
@@ -355,9 +370,7 @@ class GroqQuota:
             index = _INDEX[name]
             self._blocked_until[index] = max(self._blocked_until[index], now + wait)
         if limit is not None and limit.limit > 0:
-            index = _INDEX[limit.dimension]
-            self._server_limits[index] = limit.limit
-            self._limits[index] = min(self._configured_limit(index), limit.limit)
+            self._set_limit(_INDEX[limit.dimension], limit.limit)
         self._blocked_any_until = max(self._blocked_until)
 
     @staticmethod
@@ -382,7 +395,7 @@ class GroqQuota:
             totals = by_wall.setdefault(at_wall, [0, 0])
             totals[0] += requests
             totals[1] += tokens
-        restored = [Reservation(self.model, now - (wall_now - at_wall), at_wall, max(0, r), max(0, t))
+        restored = [Reservation(now - (wall_now - at_wall), max(0, t), max(0, r), at_wall)
                     for at_wall, (r, t) in by_wall.items() if (r or t) and wall_now - at_wall < DAY]
         if not restored:
             return
