@@ -152,6 +152,15 @@ class GroqQuota:
         """The most tokens (prompt + completion) one request may reserve."""
         return self._largest
 
+    def reconfigure(self, limits: ModelLimits) -> None:
+        """Take new configured limits (`set_limit` at run time); server-reported limits still cap them."""
+        self.configured = limits
+        for index in range(4):
+            server = self._server_limits[index]
+            configured = self._configured_limit(index)
+            self._limits[index] = configured if server is None else min(configured, server)
+        self._largest = min(self._limits[TPM], self._limits[TPD], limits.context_window)
+
     def _set_limit(self, index: int, server_limit: int) -> None:
         """Record a limit the server reported; the tighter of it and the configured one applies."""
         self._server_limits[index] = server_limit
@@ -455,6 +464,15 @@ class QuotaBook:
     @property
     def models(self) -> Mapping[str, GroqQuota]:
         return self._quotas
+
+    def apply(self, settings: Settings) -> None:
+        """Take changed per-model limits while running; a new model gets fresh windows."""
+        self.settings = settings
+        for name, limits in settings.models.items():
+            if name in self._quotas:
+                self._quotas[name].reconfigure(limits)
+            else:
+                self._quotas[name] = GroqQuota(name, limits, self._clock, self._store)
 
     def restore(self) -> int:
         """Reload the last 24 h of admissions from the store (blocking: run it off the loop)."""

@@ -201,8 +201,11 @@ class Scheduler:
         self._kick()
 
     def apply(self, settings: Settings) -> None:
-        """Take new values of the scheduler's knobs (concurrency, batching, bounds) while running."""
+        """Take new values of the scheduler's knobs (concurrency, batching, bounds) and model limits."""
         self._settings = settings
+        self._quotas.apply(settings)
+        for queue in self._ready.values():
+            queue.next_room_at = 0.0  # limits may have grown: look again
         self.concurrency = settings.groq_concurrent
         self.batch_interval = settings.batch_interval
         self.queue_limit = settings.queue_limit

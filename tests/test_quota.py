@@ -291,3 +291,14 @@ async def test_the_window_edge_is_one_rule_even_where_float_subtraction_rounds()
     assert clock.monotonic() == 1060.1
     assert q.try_admit(10) is not None
     assert windows(q)["rpm"] == (1, 3)
+
+
+async def test_changed_limits_apply_at_once_and_server_limits_still_cap_them(clock: FakeClock) -> None:
+    book = QuotaBook(Settings(models={"m": SMALL}), clock)
+    book["m"].admit(10)
+    book["m"].observe_headers(RateLimitHeaders(limit_tokens=800, remaining_tokens=790))
+    book.apply(Settings(models={"m": ModelLimits(rpm=1, rpd=10, tpm=2_000, tpd=5_000), "n": SMALL}))
+    assert windows(book["m"])["rpm"] == (1, 1)
+    assert windows(book["m"])["tpm"] == (10, 800)
+    assert book["m"].try_admit(10) is None
+    assert book["n"].try_admit(10) is not None

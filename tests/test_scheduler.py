@@ -478,3 +478,15 @@ async def test_a_send_cancelled_before_it_starts_still_frees_its_slot_and_tells_
         await task
     assert scheduler.snapshot().in_flight == 0
     assert sender.sent == []
+
+
+async def test_raising_concurrency_at_run_time_sends_waiting_work_at_once(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(make_settings(groq_concurrent=1))
+    tasks = [await submit(scheduler, req(f"r{i}", Priority.CRITICAL)) for i in range(3)]
+    assert len(sender.sent) == 1
+    scheduler.apply(make_settings(groq_concurrent=3))
+    await settle()
+    assert len(sender.sent) == 3
+    await clock.advance(1)
+    await asyncio.gather(*tasks)
