@@ -18,6 +18,7 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 from core.clock import Clock
 from core.completions import AdmissionStore
@@ -51,55 +52,72 @@ class UnknownModel(QuotaError):
     """A request named a model with no configured limits."""
 
 
-class Reservation:
-    """One admission: what it reserved (`tokens`) and what the windows count for it now.
+class Reservation(NamedTuple):
+    """One admission: settle it with the real usage, or release it if it was never sent (once)."""
 
-    Settle it with the real usage, or release it if it was never sent. The same object
-    sits in the minute and day windows (one allocation per admission: the hot path)."""
+    seq: int  # its place in the quota's windows
+    tokens: int  # reserved at admission
+    wall: float  # admission wall time, for the store (0.0 when nothing is persisted)
 
-    __slots__ = ("at", "counted", "requests", "tokens", "wall")
 
-    def __init__(self, at: float, tokens: int, requests: int = 1, wall: float = 0.0) -> None:
-        self.at = at  # monotonic
-        self.tokens = tokens  # reserved at admission
-        self.counted = tokens  # counted tokens: the reservation, then the real usage
-        self.requests = requests  # counted requests (0 once released)
-        self.wall = wall  # for the store; 0.0 when nothing is persisted
-
-    def __repr__(self) -> str:
-        return f"Reservation(tokens={self.tokens}, counted={self.counted}, requests={self.requests})"
+_new_reservation = tuple.__new__  # NamedTuple's own __new__ is a Python-level function: slower
 
 
 class _Window:
-    """Admissions younger than `span` seconds, with running sums of requests and tokens."""
+    """Admissions younger than `span` seconds, with running sums of requests and tokens.
 
-    __slots__ = ("entries", "requests", "span", "tokens")
+    Parallel deques of plain numbers (times, request counts, token counts), not an object
+    per admission: a full day window holds 14,400 of them and the garbage collector would
+    walk every one. Admission `seq` sits at index `seq - first_seq`."""
 
-    def __init__(self, span: float) -> None:
+    __slots__ = ("first_seq", "request_counts", "requests", "span", "times", "token_counts", "tokens")
+
+    def __init__(self, span: float, first_seq: int = 0) -> None:
         self.span = span
-        self.entries: deque[Reservation] = deque()
+        self.times: deque[float] = deque()
+        self.request_counts: deque[int] = deque()
+        self.token_counts: deque[int] = deque()
+        self.first_seq = first_seq
         self.requests = 0
         self.tokens = 0
 
     def expire(self, now: float) -> None:
         """Drop admissions that have left the window (amortised O(1))."""
-        entries = self.entries
-        span = self.span
+        times, span = self.times, self.span
         # Always `at + span <= now`, never `at <= now - span`: the two can round differently.
         # Waits are `at + span - now`, exact (Sterbenz), so `now + wait` lands on `at + span`.
-        while entries and entries[0].at + span <= now:
-            gone = entries.popleft()
-            self.requests -= gone.requests
-            self.tokens -= gone.counted
+        while times and times[0] + span <= now:
+            times.popleft()
+            self.requests -= self.request_counts.popleft()
+            self.tokens -= self.token_counts.popleft()
+            self.first_seq += 1
 
-    def holds(self, entry: Reservation, now: float) -> bool:
-        """True while `entry` is still counted here (call after `expire(now)`)."""
-        return entry.at + self.span > now
+    def add(self, at: float, requests: int, tokens: int) -> None:
+        self.times.append(at)
+        self.request_counts.append(requests)
+        self.token_counts.append(tokens)
+        self.requests += requests
+        self.tokens += tokens
 
-    def add(self, entry: Reservation) -> None:
-        self.entries.append(entry)
-        self.requests += entry.requests
-        self.tokens += entry.counted
+    def counted(self, seq: int) -> tuple[int, int] | None:
+        """(requests, tokens) counted now for admission `seq`, or None once it has left (after expire)."""
+        index = seq - self.first_seq
+        if 0 <= index < len(self.times):
+            return self.request_counts[index], self.token_counts[index]
+        return None
+
+    def adjust(self, seq: int, requests: int, tokens: int) -> None:
+        """Change what admission `seq` counts, if it is still here (call after expire)."""
+        index = seq - self.first_seq
+        if 0 <= index < len(self.times):
+            self.request_counts[index] += requests
+            self.token_counts[index] += tokens
+            self.requests += requests
+            self.tokens += tokens
+
+    def reset_in(self, now: float) -> float:
+        """Seconds until the oldest admission leaves (0 when empty)."""
+        return self.times[0] + self.span - now if self.times else 0.0
 
     def time_until_freed(self, need: int, tokens: bool, now: float, extra: int, extra_until: float) -> float:
         """Seconds until `need` units leave the window; `extra` (a server adjustment) leaves at `extra_until`."""
@@ -107,13 +125,13 @@ class _Window:
         extra_counted = extra <= 0 or extra_until <= now
         if extra_counted:
             extra = 0
-        for entry in self.entries:
-            leaves = entry.at + self.span
+        for at, amount in zip(self.times, self.token_counts if tokens else self.request_counts, strict=True):
+            leaves = at + self.span
             if not extra_counted and extra_until <= leaves:
                 extra_counted = True
                 if freed + extra >= need:
                     return max(0.0, extra_until - now)
-            freed += entry.counted if tokens else entry.requests
+            freed += amount
             if freed + (extra if extra_counted else 0) >= need:
                 return max(0.0, leaves - now)
         if not extra_counted and freed + extra >= need:
@@ -132,6 +150,7 @@ class GroqQuota:
         self._store = store
         self._minute = _Window(MINUTE)
         self._day = _Window(DAY)
+        self._next_seq = 0
         self._limits = [limits.rpm, limits.rpd, limits.tpm, limits.tpd]
         self._largest = min(limits.tpm, limits.tpd, limits.context_window)
         self._server_limits: list[int | None] = [None, None, None, None]
@@ -216,28 +235,42 @@ class GroqQuota:
 
     def try_admit(self, tokens: int) -> Reservation | None:
         """Admit one request of `tokens` if every window has room now; else None."""
-        # The common case inlined (it is the hot path): nothing blocked, every window has room.
+        # The hot path, inlined: expiry as in _Window.expire, then nothing blocked and room everywhere.
         now = self._monotonic()
         minute, day = self._minute, self._day
-        if minute.entries and minute.entries[0].at + MINUTE <= now:
-            minute.expire(now)
-        if day.entries and day.entries[0].at + DAY <= now:
-            day.expire(now)
+        times = minute.times
+        while times and times[0] + MINUTE <= now:
+            times.popleft()
+            minute.requests -= minute.request_counts.popleft()
+            minute.tokens -= minute.token_counts.popleft()
+            minute.first_seq += 1
+        times = day.times
+        while times and times[0] + DAY <= now:
+            times.popleft()
+            day.requests -= day.request_counts.popleft()
+            day.tokens -= day.token_counts.popleft()
+            day.first_seq += 1
         limits = self._limits
         if (now >= self._blocked_any_until and now >= self._extra_any_until
                 and minute.requests < limits[RPM] and day.requests < limits[RPD]
                 and minute.tokens + tokens <= limits[TPM] and day.tokens + tokens <= limits[TPD]):
-            entry = Reservation(now, tokens)
-            minute.entries.append(entry)
+            minute.times.append(now)
+            minute.request_counts.append(1)
+            minute.token_counts.append(tokens)
             minute.requests += 1
             minute.tokens += tokens
-            day.entries.append(entry)
+            day.times.append(now)
+            day.request_counts.append(1)
+            day.token_counts.append(tokens)
             day.requests += 1
             day.tokens += tokens
-            if self._store is not None:
-                entry.wall = self._clock.wall()
-                self._store.record_admission(self.model, entry.wall, 1, tokens)
-            return entry
+            seq = self._next_seq
+            self._next_seq = seq + 1
+            if self._store is None:
+                return _new_reservation(Reservation, (seq, tokens, 0.0))
+            wall = self._clock.wall()
+            self._store.record_admission(self.model, wall, 1, tokens)
+            return _new_reservation(Reservation, (seq, tokens, wall))
         if self._slow_wait(tokens, now) > 0:
             return None
         return self._admit(tokens, now)
@@ -270,19 +303,14 @@ class GroqQuota:
             await self._clock.sleep(wait if math.isfinite(wait) else MINUTE)
 
     def _admit(self, tokens: int, now: float) -> Reservation:
-        store = self._store
-        # Wall time is only needed to persist (and later restore) the admission.
-        entry = Reservation(now, tokens, 1, self._clock.wall() if store is not None else 0.0)
-        minute, day = self._minute, self._day
-        minute.entries.append(entry)
-        minute.requests += 1
-        minute.tokens += tokens
-        day.entries.append(entry)
-        day.requests += 1
-        day.tokens += tokens
-        if store is not None:
-            store.record_admission(self.model, entry.wall, 1, tokens)
-        return entry
+        self._minute.add(now, 1, tokens)
+        self._day.add(now, 1, tokens)
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        wall = self._clock.wall() if self._store is not None else 0.0
+        if self._store is not None:
+            self._store.record_admission(self.model, wall, 1, tokens)
+        return Reservation(seq, tokens, wall)
 
     def blocking(self, tokens: int) -> str:
         """Which windows (or 429 blocks) keep `tokens` out right now, for messages and logs."""
@@ -299,26 +327,27 @@ class GroqQuota:
 
     def settle(self, reservation: Reservation, tokens_used: int) -> None:
         """Replace the reserved tokens with Groq's real usage (giving back the unused part)."""
-        self._change(reservation, 0, max(0, tokens_used) - reservation.counted)
+        counted = self._counted(reservation)
+        self._change(reservation, 0, max(0, tokens_used) - (counted[1] if counted else reservation.tokens))
 
     def release(self, reservation: Reservation) -> None:
         """Give back a reservation whose request was never sent (cancelled before sending)."""
-        self._change(reservation, -reservation.requests, -reservation.counted)
+        requests, tokens = self._counted(reservation) or (1, reservation.tokens)
+        self._change(reservation, -requests, -tokens)
+
+    def _counted(self, reservation: Reservation) -> tuple[int, int] | None:
+        self._day.expire(self._monotonic())
+        return self._day.counted(reservation.seq)
 
     def _change(self, reservation: Reservation, requests: int, tokens: int) -> None:
         if requests == 0 and tokens == 0:
             return
-        entry = reservation
-        now = self._clock.monotonic()
+        now = self._monotonic()
         for window in (self._minute, self._day):
             window.expire(now)
-            if window.holds(entry, now):
-                window.requests += requests
-                window.tokens += tokens
-        entry.requests += requests
-        entry.counted += tokens
+            window.adjust(reservation.seq, requests, tokens)
         if self._store is not None:
-            self._store.record_admission(self.model, entry.wall, requests, tokens)
+            self._store.record_admission(self.model, reservation.wall, requests, tokens)
 
     # --- what the server says -------------------------------------------------
 
@@ -397,23 +426,30 @@ class GroqQuota:
     # --- restart --------------------------------------------------------------
 
     def restore(self, admissions: Iterable[tuple[float, int, int]]) -> None:
-        """Put back (wall time, requests, tokens) admissions from the store, merged in time order."""
+        """Put back (wall time, requests, tokens) admissions from the store; only before any new one."""
         now, wall_now = self._clock.monotonic(), self._clock.wall()
         by_wall: dict[float, list[int]] = {}
         for at_wall, requests, tokens in admissions:
             totals = by_wall.setdefault(at_wall, [0, 0])
             totals[0] += requests
             totals[1] += tokens
-        restored = [Reservation(now - (wall_now - at_wall), max(0, t), max(0, r), at_wall)
-                    for at_wall, (r, t) in by_wall.items() if (r or t) and wall_now - at_wall < DAY]
+        restored = sorted((now - (wall_now - at_wall), max(0, r), max(0, t))
+                          for at_wall, (r, t) in by_wall.items() if (r or t) and wall_now - at_wall < DAY)
         if not restored:
             return
-        entries = sorted([*self._day.entries, *restored], key=lambda e: e.at)
-        self._minute, self._day = _Window(MINUTE), _Window(DAY)
-        for entry in entries:
-            self._day.add(entry)
-            if entry.at + MINUTE > now:
-                self._minute.add(entry)
+        if self._day.times:
+            raise QuotaError(f"{self.model}: admissions can only be restored before the first new one; "
+                             "restore at start")
+        # Restored admissions take sequence numbers below any new one; nobody holds them.
+        self._day = _Window(DAY, self._next_seq)
+        self._minute = _Window(MINUTE, self._next_seq)
+        for at, requests, tokens in restored:
+            self._day.add(at, requests, tokens)
+            if at + MINUTE > now:
+                self._minute.add(at, requests, tokens)
+            else:
+                self._minute.first_seq += 1
+        self._next_seq += len(restored)
         self._minute.expire(now)
         self._day.expire(now)
 
@@ -432,9 +468,9 @@ class GroqQuota:
             window = self._minute if index in (RPM, TPM) else self._day
             extra = self._extra[index] if self._extra_until[index] > now else 0
             used = (window.tokens if index in (TPM, TPD) else window.requests) + extra
-            reset_in = window.entries[0].at + window.span - now if window.entries else 0.0
+            reset_in = window.reset_in(now)
             if extra:
-                reset_in = min(reset_in, self._extra_until[index] - now) if window.entries else \
+                reset_in = min(reset_in, self._extra_until[index] - now) if window.times else \
                     self._extra_until[index] - now
             usages.append(WindowUsage(name, used, self._limits[index], max(0.0, reset_in),
                                       max(0.0, self._blocked_until[index] - now)))

@@ -8,6 +8,7 @@ import pytest
 
 from core.clock import FakeClock, settle
 from core.config import ModelLimits, Settings
+from core.errors import QuotaError
 from core.quota import GroqQuota, QuotaBook, QuotaExhausted, RequestTooLarge, UnknownModel
 from core.ratelimits import LimitExceeded, RateLimitHeaders
 from core.token_estimate import CHAT_TEMPLATE_TOKENS, estimate_prompt_tokens
@@ -302,3 +303,10 @@ async def test_changed_limits_apply_at_once_and_server_limits_still_cap_them(clo
     assert windows(book["m"])["tpm"] == (10, 800)
     assert book["m"].try_admit(10) is None
     assert book["n"].try_admit(10) is not None
+
+
+async def test_restoring_after_new_admissions_is_refused_rather_than_double_counted(clock: FakeClock) -> None:
+    q = quota(clock)
+    q.admit(10)
+    with pytest.raises(QuotaError, match="restore at start"):
+        q.restore([(clock.wall() - 5, 1, 10)])
