@@ -8,8 +8,9 @@ settles with the real usage afterwards. The server's headers and 429 bodies can
 only tighten what we allow, never loosen it. Admissions are written to an
 `AdmissionStore` so the day's windows survive a restart.
 
-Each window is a deque of admissions with running sums, so a decision costs a
-few comparisons plus the (amortised O(1)) expiry of admissions that left it.
+Each window keeps its admissions as plain numbers in parallel deques with running
+sums, so a decision costs a few comparisons plus the (amortised O(1)) expiry of
+admissions that left it, whatever the window holds (14,400 a day or more).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@
    GroqResourceManager, re-implemented here on the same fake clock.
 2. Uncontended admission decisions per second: GroqQuota beside aiolimiter's AsyncLimiter
    (goal: at least as fast), and GroqQuota again with a full day window (14,400 admissions
-   held) to show a decision does not grow with the window.
+   held) to show a decision does not grow with the window, and in steady state (every
+   admission also expires one from each window, as at a model's full daily rate).
 3. Scheduling overhead of a lone critical request (submit to answer, with a sender that
    answers at once), p99 (goal under 1 ms), beside the reference GroqBatchOptimizer's.
 
