@@ -28,6 +28,7 @@ from textual.widgets import Footer, Input, TabbedContent, TabPane
 
 from console.forms.availability import CoreHandle
 from console.forms.document import DocumentForm
+from console.forms.limits import LimitsScreen
 from console.forms.prompt import PromptForm, describe_error
 from console.forms.search import SearchForm
 from console.hangup import (
@@ -114,6 +115,10 @@ class MedopsApp(App[int]):
         Binding("r", "refresh_now", "Now"),
         Binding("t", "next_theme", "Theme"),
         Binding("w", "graph_window", "Span"),
+        # Two bindings for l, one live at a time: the footer shows it from 81 columns; at 80 it
+        # does not fit, and l works unseen there (the help and the palette list it, as ctrl+p).
+        Binding("l", "limits", "Limits"),
+        Binding("l", "limits_unlisted", "Limits", show=False),
         Binding("f1,question_mark", "help", "Help", key_display="F1"),
         Binding("escape", "leave_field", "Leave field", key_display="esc"),
         *(Binding(str(n), f"show_tab('{tab}')", f"{tab.title()} tab", group=TABS_GROUP)
@@ -130,6 +135,7 @@ class MedopsApp(App[int]):
         "refresh_now": "refresh now, even while paused",
         "next_theme": "next medops theme",
         "graph_window": "graph span: 1m, 5m, 15m, 1h",
+        "limits": "change a limit of the running core",
         "help": "this help",
         "leave_field": "leave a form field, so single keys work again",
     }
@@ -213,6 +219,7 @@ class MedopsApp(App[int]):
             # every key fits in 80 columns; ctrl+p still opens the palette (the help says so)
             footer.compact = width < NARROW_BELOW
             footer.show_command_palette = width >= NARROW_BELOW
+        self.refresh_bindings()  # l shows in the footer only where it fits
 
     # ---- lifecycle ----------------------------------------------------------------
 
@@ -442,11 +449,30 @@ class MedopsApp(App[int]):
             return not self.display_paused
         if action == "resume_display":
             return self.display_paused
+        if action in ("limits", "limits_unlisted"):
+            return (self.size.width < NARROW_BELOW) == (action == "limits_unlisted")
         return True
 
     def action_leave_field(self) -> None:
         """Escape leaves a form field so the single-key bindings work again."""
         self.set_focus(None)
+
+    def action_limits(self) -> None:
+        """Open the Limits form over the current screen."""
+        if isinstance(self.screen, LimitsScreen):
+            return
+        recent = self.latest.limit_changes if self.latest is not None else ()
+        self.push_screen(LimitsScreen(self.handle, self.settings, recent, self._limit_applied))
+
+    def action_limits_unlisted(self) -> None:
+        self.action_limits()
+
+    def _limit_applied(self, settings: Settings, key: str) -> None:
+        """Keep the console's copy of the settings current; the refresh interval is the console's own."""
+        self.settings = settings
+        if key == "refresh_interval":
+            self.set_refresh_interval(settings.refresh_interval)
+        self.action_refresh_now()
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
@@ -458,9 +484,10 @@ class MedopsApp(App[int]):
         """(keys, what they do) for every binding, for the help screen."""
         rows = []
         for binding in self.BINDINGS:
-            if isinstance(binding, Binding):
+            if isinstance(binding, Binding) and binding.show:
                 keys = binding.key.replace("equals_sign", "=").replace("question_mark", "?")
                 rows.append((keys, self.HELP_TEXT.get(binding.action, binding.description)))
+        rows.append(("ctrl+g", "cancel the document being extracted (Document tab)"))
         rows.append(("ctrl+p", "command palette"))
         rows.append(("ctrl+q", "quit from anywhere, a form field included"))
         return rows
@@ -484,5 +511,7 @@ class MedopsApp(App[int]):
         for seconds in WINDOWS:
             yield SystemCommand(f"Graph window: {seconds:g}s", "How far back the CPU and memory graphs reach",
                                 partial(self.main.query_one(GraphsPane).set_window, seconds))
+        yield SystemCommand("Change a limit", "Set a pool size, threshold or timeout of the running core",
+                            self.action_limits)
         yield SystemCommand("Help", "Keys and panes", self.action_help)
 

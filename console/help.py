@@ -17,7 +17,10 @@ pool saturation (duckdb, cpu, io, process, http; cache hit rate; event-loop lag)
 Graphs: CPU and memory over a window. Prompt, Document, Search: forms that act on the core.
 
 [b]Pausing[/]  space freezes the display only; i pauses the core's intake (work in flight finishes).
-[b]Command palette[/]  ctrl+p: themes, pause, refresh rate, forms.
+[b]Limits[/]  l: type a setting (→ completes it), then its value; it is checked like the config file
+and applied at once, or refused saying why (keys sized at start need a restart).
+[b]Document[/]  ctrl+g (or Cancel) cancels the document being extracted.
+[b]Command palette[/]  ctrl+p: themes, pause, refresh rate, forms, change a limit.
 """
 
 

@@ -384,7 +384,9 @@ async def test_every_key_is_in_the_footer_at_80_columns(locations: Locations) ->
         footer = app.query_one(Footer)
         assert footer.compact and not footer.show_command_palette
         shown = {key.action for key in footer.query(FooterKey)}
-        wanted = {b.action for b in app.BINDINGS if isinstance(b, Binding)} - {"leave_field", "resume_display"}
+        # l (Limits) is left out at 80 columns, like ctrl+p: the help lists both
+        wanted = {b.action for b in app.BINDINGS if isinstance(b, Binding)} - {"leave_field", "resume_display",
+                                                                                 "limits", "limits_unlisted"}
         assert wanted <= shown
         await pilot.press("space")
         await pilot.pause()

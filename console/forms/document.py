@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, Label, OptionList, ProgressBar, TextArea
@@ -25,12 +26,13 @@ CASE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class PageProgress(Message):
-    """The document worker finished `done` of `total` pages."""
+    """The document worker finished `done` of `total` pages of job `job_id`."""
 
-    def __init__(self, done: int, total: int) -> None:
+    def __init__(self, done: int, total: int, job_id: str = "") -> None:
         super().__init__()
         self.done = done
         self.total = total
+        self.job_id = job_id
 
 
 class DocumentDone(Message):
@@ -54,7 +56,11 @@ class CandidatesFound(Message):
 
 
 class DocumentForm(Vertical):
-    """Extract one document at a time; the list below the path completes it."""
+    """Extract one document at a time; the list below the path completes it; ctrl+g cancels it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+g", "cancel_document", "Cancel doc", key_display="^g"),  # ^g: cancel, as in emacs
+    ]
 
     def __init__(self, core: CoreHandle, intake_folders: Sequence[Path], *,
                  id: str | None = "document-form") -> None:
@@ -63,6 +69,7 @@ class DocumentForm(Vertical):
         self.folders = tuple(intake_folders)
         self.suggester = IntakeSuggester(self.folders)
         self.running = False
+        self.job_id: str | None = None  # the running job's id, from its first progress event
 
     def compose(self) -> ComposeResult:
         yield Label(folders_text(self.folders), id="doc-folders")
@@ -71,6 +78,7 @@ class DocumentForm(Vertical):
                         suggester=self.suggester)
             yield Input(placeholder="case id (optional)", id="doc-case")
             yield Button("Extract", id="doc-extract", variant="primary")
+            yield Button("Cancel", id="doc-cancel", variant="warning", disabled=True)
         yield OptionList(id="doc-candidates")
         yield ProgressBar(total=1, id="doc-progress", show_eta=False)  # determinate when idle: no animation
         yield Label("", id="doc-summary")
@@ -129,7 +137,7 @@ class DocumentForm(Vertical):
             error.update(why_not)
             return
         error.update("")
-        self.running = True
+        self._set_running(True)
         self.query_one("#doc-text", TextArea).text = ""
         self.query_one("#doc-summary", Label).update(f"extracting {path.name}…")
         self.query_one("#doc-progress", ProgressBar).update(total=None, progress=0)
@@ -139,7 +147,7 @@ class DocumentForm(Vertical):
     async def _extract(self, extract: Any, path: Path, case_id: str | None) -> None:
         def on_progress(progress: DocumentProgress) -> None:
             # post_message is safe from any thread the pipeline calls back on
-            self.post_message(PageProgress(progress.pages_done, progress.pages_total))
+            self.post_message(PageProgress(progress.pages_done, progress.pages_total, progress.job_id))
 
         try:
             result = await extract(path, case_id=case_id, on_progress=on_progress)
@@ -150,11 +158,13 @@ class DocumentForm(Vertical):
 
     @on(PageProgress)
     def show_progress(self, message: PageProgress) -> None:
+        if self.running and message.job_id:
+            self.job_id = message.job_id
         self.query_one("#doc-progress", ProgressBar).update(total=max(1, message.total), progress=message.done)
 
     @on(DocumentDone)
     def show_result(self, message: DocumentDone) -> None:
-        self.running = False
+        self._set_running(False)
         result: DocumentResult = message.result
         pages = max(1, result.pages)
         self.query_one("#doc-progress", ProgressBar).update(total=pages, progress=pages)
@@ -164,9 +174,41 @@ class DocumentForm(Vertical):
 
     @on(DocumentFailed)
     def show_failure(self, message: DocumentFailed) -> None:
-        self.running = False
+        self._set_running(False)
         self.query_one("#doc-summary", Label).update("")
         self.query_one("#doc-error", Label).update(message.reason)
+
+    @on(Button.Pressed, "#doc-cancel")
+    def action_cancel_document(self) -> None:
+        """Cancel the running document job (ctrl+g or the Cancel button)."""
+        error = self.query_one("#doc-error", Label)
+        if not self.running:
+            error.update("No document is being extracted; nothing to cancel.")
+            return
+        if self.job_id is None:
+            error.update("The job has no id yet (the core has not queued it); press ctrl+g again in a moment.")
+            return
+        cancel, why_not = self.core.command("cancel_document", "Cancelling a document", "documents")
+        if cancel is None:
+            error.update(why_not)
+            return
+        if cancel(self.job_id):
+            self.query_one("#doc-summary", Label).update(f"cancelling {self.job_id}…")
+        else:
+            error.update(f"{self.job_id} had already finished; nothing was cancelled.")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """ctrl+g shows in the footer only while a document is being extracted."""
+        if action == "cancel_document":
+            return self.running
+        return True
+
+    def _set_running(self, running: bool) -> None:
+        self.running = running
+        if not running:
+            self.job_id = None
+        self.query_one("#doc-cancel", Button).disabled = not running
+        self.refresh_bindings()
 
 
 def folders_text(folders: Sequence[Path]) -> str:

@@ -1,0 +1,108 @@
+"""Limits form (l, or "Change a limit" in the palette): pick a setting with completion, type a
+value, and see it applied at once or the core's reason for refusing it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
+from textual.widgets import Input, Label, Static
+
+from console.forms.availability import CoreHandle
+from console.forms.prompt import describe_error
+from core.config import Settings, show_value
+from core.limits import LIVE, RESTART_ONLY, setting_help
+from core.snapshot import LimitChange
+
+RECENT_SHOWN = 5
+# Live keys first, so completion offers what can change now before what needs a restart.
+KEYS = (*sorted(LIVE), *sorted(RESTART_ONLY))
+
+
+class LimitsScreen(ModalScreen[None]):
+    """Change one limit of the running core; escape closes."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Close")]
+
+    def __init__(self, core: CoreHandle, settings: Settings, recent: tuple[LimitChange, ...],
+                 on_applied: Callable[[Settings, str], None]) -> None:
+        super().__init__()
+        self.core = core
+        self.settings = settings
+        self.recent = recent
+        self.on_applied = on_applied
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="limits-body"):
+            yield Label("[b $primary]Change a limit[/]  → completes · enter applies · esc closes")
+            yield Input(placeholder="setting, e.g. io_threads", id="limit-key",
+                        suggester=SuggestFromList(KEYS, case_sensitive=False))
+            yield Label("", id="limit-about", markup=False)
+            yield Input(placeholder="new value", id="limit-value")
+            yield Label("", id="limit-result", markup=False)
+            yield Label("", id="limit-error", classes="form-error", markup=False)
+            yield Static(recent_text(self.recent), id="limit-recent", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#limit-key", Input).focus()
+
+    @on(Input.Changed, "#limit-key")
+    def key_changed(self, event: Input.Changed) -> None:
+        self.query_one("#limit-about", Label).update(about(event.value.strip(), self.settings))
+
+    @on(Input.Submitted, "#limit-key")
+    def key_chosen(self) -> None:
+        self.query_one("#limit-value", Input).focus()
+
+    @on(Input.Submitted, "#limit-value")
+    def apply(self) -> None:
+        """Ask the core to change the limit; show the outcome either way."""
+        key = self.query_one("#limit-key", Input).value.strip()
+        value = self.query_one("#limit-value", Input).value.strip()
+        result, error = self.query_one("#limit-result", Label), self.query_one("#limit-error", Label)
+        result.update("")
+        if not key or not value:
+            error.update("Type a setting (tab completes it) and its new value.")
+            return
+        set_limit, why_not = self.core.command("set_limit", "Changing a limit", "limits")
+        if set_limit is None:
+            error.update(why_not)
+            return
+        old = show_value(getattr(self.settings, key)) if hasattr(self.settings, key) else "?"
+        try:
+            changed: Settings = set_limit(key, value)
+        except Exception as exc:  # the core's message says what is allowed, or that a restart is needed
+            error.update(describe_error(exc))
+            return
+        error.update("")
+        self.settings = changed
+        result.update(f"{key}: {old} → {show_value(getattr(changed, key))} (applied now)")
+        self.query_one("#limit-about", Label).update(about(key, changed))
+        self.on_applied(changed, key)
+        snapshot = getattr(self.core.core, "snapshot", None)
+        if callable(snapshot):
+            self.query_one("#limit-recent", Static).update(recent_text(snapshot().limit_changes))
+
+
+def about(key: str, settings: Settings) -> str:
+    """What the key means, its range, its current value, and whether it can change now."""
+    if key not in {f.name for f in fields(Settings)}:
+        return "unknown setting" if key else ""
+    current = show_value(getattr(settings, key)) if key != "models" else "per-model table"
+    when = "changes now" if key in LIVE else "restart needed (config file or MEDOPS_" + key.upper() + ")"
+    return f"{setting_help(key)}; now {current}; {when}"
+
+
+def recent_text(changes: tuple[LimitChange, ...] | Any) -> str:
+    """The latest changes made here, newest first."""
+    if not changes:
+        return "no limit changed since start"
+    return "recent changes:\n" + "\n".join(f"  {c.key}: {c.old} → {c.new} (by {c.by})"
+                                           for c in tuple(changes)[:RECENT_SHOWN])

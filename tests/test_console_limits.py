@@ -1,0 +1,110 @@
+"""The console's Limits form and the Document form's cancel key, over a real `ResourceCore`."""
+
+from __future__ import annotations
+
+from textual.widgets import Button, Footer, Input, Label
+from textual.widgets._footer import FooterKey
+
+from console.app import MedopsApp
+from console.forms.document import DocumentForm
+from console.forms.limits import LimitsScreen
+from core.config import Settings
+from core.paths import Locations
+from core.resource_core import ResourceCore
+from tests.document_files import CLINICAL_TEXT, text_pdf
+from tests.test_console_live import until
+
+
+def live_app(locations: Locations) -> tuple[MedopsApp, ResourceCore]:
+    settings = Settings(refresh_interval=0.5, io_threads=4)
+    core = ResourceCore(settings, locations)
+    return MedopsApp(settings, locations, core=core), core
+
+
+def text(app: MedopsApp, selector: str) -> str:
+    return str(app.screen.query_one(selector, Label).render())
+
+
+async def test_a_limit_is_changed_by_keyboard_and_bad_values_are_refused(locations: Locations) -> None:
+    app, core = live_app(locations)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("l")
+        assert isinstance(app.screen, LimitsScreen)
+        await pilot.press(*"io_thr", "right")  # → takes the completion
+        assert app.screen.query_one("#limit-key", Input).value == "io_threads"
+        assert "I/O thread pool size" in text(app, "#limit-about") and "changes now" in text(app, "#limit-about")
+        await pilot.press("enter", "9", "enter")
+        assert text(app, "#limit-result") == "io_threads: 4 → 9 (applied now)"
+        assert next(p.capacity for p in core.snapshot().pools if p.name == "io") == 9
+        assert "io_threads: 4 → 9 (by console)" in str(app.screen.query_one("#limit-recent").render())
+
+        value = app.screen.query_one("#limit-value", Input)
+        value.value = "0"
+        await pilot.press("enter")
+        error = text(app, "#limit-error")
+        assert "io_threads = 0 (from console) is out of range: allowed 1 to 4096" in error
+        assert core.settings.io_threads == 9
+
+        app.screen.query_one("#limit-key", Input).value = "max_cases_in_memory"
+        value.value = "50"
+        await pilot.press("enter")
+        refused = text(app, "#limit-error")
+        assert "restart needed" in refused and "MEDOPS_MAX_CASES_IN_MEMORY" in refused
+        await pilot.press("escape")
+        assert not isinstance(app.screen, LimitsScreen)
+        assert await until(pilot, lambda: app.latest is not None and len(app.latest.limit_changes) == 1)
+
+
+async def test_the_refresh_interval_set_as_a_limit_drives_the_console(locations: Locations) -> None:
+    app, core = live_app(locations)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        assert "Change a limit" in {c.title for c in app.get_system_commands(app.screen)}
+        await pilot.press("l", *"refresh_interval", "enter", *"2.5", "enter")
+        assert app.refresh_interval == 2.5 and core.settings.refresh_interval == 2.5
+        assert app.settings.refresh_interval == 2.5
+
+
+async def test_ctrl_g_cancels_the_running_document_job(locations: Locations) -> None:
+    intake = locations.default_intake_dir
+    intake.mkdir(parents=True)
+    text_pdf(intake / "referral.pdf", [CLINICAL_TEXT])
+    app, core = live_app(locations)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        core.pause_intake()  # the job waits in the queue, so it is surely still running when cancelled
+        await pilot.press("4")
+        app.query_one("#doc-path", Input).value = "referral.pdf"
+        await pilot.press("enter")
+        form = app.query_one(DocumentForm)
+        assert await until(pilot, lambda: form.job_id is not None)
+        assert not app.query_one("#doc-cancel", Button).disabled
+        footer = app.query_one(Footer)
+        assert "cancel_document" in {key.action for key in footer.query(FooterKey)}
+        assert all(key.region.right <= 80 for key in footer.query(FooterKey))
+        await pilot.press("ctrl+g")
+        assert await until(pilot, lambda: not form.running)
+        assert "cancel" in str(app.query_one("#doc-error", Label).render()).lower()
+        assert app.query_one("#doc-cancel", Button).disabled
+        assert "cancel_document" not in {key.action for key in footer.query(FooterKey)}
+        assert core.snapshot().documents.cancelled == 1
+        shown = str(app.query_one("#doc-error", Label).render())
+        await pilot.press("ctrl+g")  # nothing running: the key is off, the message stays
+        assert str(app.query_one("#doc-error", Label).render()) == shown
+
+
+async def test_l_shows_in_the_footer_where_it_fits_and_works_at_80_columns(locations: Locations) -> None:
+    app, _ = live_app(locations)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        footer = app.query_one(Footer)
+        assert "limits" in {key.action for key in footer.query(FooterKey)}
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        footer = app.query_one(Footer)
+        assert not {"limits", "limits_unlisted"} & {key.action for key in footer.query(FooterKey)}
+        assert all(key.region.right <= 80 for key in footer.query(FooterKey))
+        assert ("l", "change a limit of the running core") in app.key_list()
+        await pilot.press("l")
+        assert isinstance(app.screen, LimitsScreen)
