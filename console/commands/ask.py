@@ -10,22 +10,18 @@ import sys
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.commands.common import load
-from core.completions import (
-    DEFAULT_MAX_COMPLETION_TOKENS,
-    InvalidRequest,
-    Priority,
-    PromptRequest,
-    PromptResult,
-    RequestRejected,
-)
+from core.completions import DEFAULT_MAX_COMPLETION_TOKENS, InvalidRequest, Priority, PromptRequest, RequestRejected
 from core.errors import ConfigError, MedopsError
 from core.paths import locate
-from core.prompt_input import PromptLine, check_request, load_prompt_file
-from core.resource_core import ResourceCore
-from core.snapshot import CoreSnapshot
+
+if TYPE_CHECKING:
+    from core.completions import PromptResult
+    from core.prompt_input import PromptLine
+    from core.resource_core import ResourceCore
+    from core.snapshot import CoreSnapshot
 
 MAX_CONCURRENCY = 1_000
 
@@ -54,6 +50,10 @@ def register(subparsers: Any) -> None:
 
 
 def ask(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: every `medops` run imports this module to build its parser.
+    from core.prompt_input import check_request, load_prompt_file
+    from core.resource_core import ResourceCore
+
     if (args.text is None) == (args.file is None):
         raise InvalidRequest("give either the prompt text or --file prompts.jsonl (not both)")
     settings = load(args).settings

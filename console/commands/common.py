@@ -1,4 +1,8 @@
-"""What every subcommand needs: the settings in force and a running core."""
+"""What every subcommand needs: the settings in force and a running core.
+
+Core modules are imported inside the functions: `medops` builds its parser from every
+command module on each run, and the core takes most of a second to import.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,19 @@ import argparse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.config import LoadedSettings, load_settings
 from core.paths import locate
-from core.resource_core import ResourceCore
+
+if TYPE_CHECKING:
+    from core.config import LoadedSettings
+    from core.resource_core import ResourceCore
 
 
 def load(args: argparse.Namespace) -> LoadedSettings:
     """Settings from defaults, `--config` (or MEDOPS_CONFIG), and the environment."""
+    from core.config import load_settings
+
     config = Path(args.config) if getattr(args, "config", None) else None
     return load_settings(locate(), config)
 
@@ -21,6 +30,8 @@ def load(args: argparse.Namespace) -> LoadedSettings:
 @asynccontextmanager
 async def running_core(args: argparse.Namespace) -> AsyncIterator[ResourceCore]:
     """A started core, stopped however the block ends."""
+    from core.resource_core import ResourceCore
+
     resource_core = ResourceCore(load(args).settings, locate())
     await resource_core.start()
     try:

@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from console.commands.common import load
-from core.config import describe
 
 
 def register(subparsers: Any) -> None:
@@ -17,6 +16,8 @@ def register(subparsers: Any) -> None:
 
 
 def show_config(args: argparse.Namespace) -> int:
+    from core.config import describe
+
     loaded = load(args)
     print(f"# config file: {loaded.config_file or 'none'}")
     rows = describe(loaded)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core.doctor import run_checks
 from core.paths import locate
 
 
@@ -15,6 +14,8 @@ def register(subparsers: Any) -> None:
 
 
 def doctor(args: argparse.Namespace) -> int:
+    from core.doctor import run_checks  # imported when run: every `medops` run builds the parser
+
     failed = False
     for check in run_checks(locate()):
         mark = "ok  " if check.ok else ("FAIL" if check.essential else "warn")

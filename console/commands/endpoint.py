@@ -9,9 +9,7 @@ import sys
 from typing import Any
 
 from console.commands.common import load
-from core.endpoint_faults import FaultModes
 from core.errors import ConfigError
-from core.local_endpoint import LocalEndpoint
 
 
 def register(subparsers: Any) -> None:
@@ -34,6 +32,10 @@ def register(subparsers: Any) -> None:
 
 
 def run_endpoint(args: argparse.Namespace) -> int:
+    # Imported when run: every `medops` run imports this module to build its parser.
+    from core.endpoint_faults import FaultModes
+    from core.local_endpoint import LocalEndpoint
+
     settings = load(args).settings
     port = settings.endpoint_port if args.port is None else args.port
     if not 0 <= port <= 65_535:

@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.commands.common import running_core
 from core.errors import MedopsError
-from core.resource_core import ResourceCore
+
+if TYPE_CHECKING:
+    from core.resource_core import ResourceCore
 
 
 def register(subparsers: Any) -> None:

@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.commands.common import running_core
-from core.knowledge import MAX_SEARCH_LIMIT, CodeEntry, SearchHit
-from core.resource_core import ResourceCore
+
+if TYPE_CHECKING:  # the knowledge module pulls in DuckDB: only the handlers import it
+    from core.knowledge import CodeEntry, SearchHit
+    from core.resource_core import ResourceCore
+
+# core.knowledge.MAX_SEARCH_LIMIT, which the core enforces; copied so `medops --help` need not load DuckDB
+# (tests/test_cli.py keeps the two equal).
+MAX_SEARCH_LIMIT = 500
 
 
 def register(subparsers: Any) -> None:

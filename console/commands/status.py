@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 from console.commands.common import running_core
-from core.snapshot import snapshot_to_dict
 
 
 def register(subparsers: Any) -> None:
@@ -18,6 +17,8 @@ def register(subparsers: Any) -> None:
 
 
 def status(args: argparse.Namespace) -> int:
+    from core.snapshot import snapshot_to_dict
+
     async def take() -> dict[str, Any]:
         async with running_core(args) as resource_core:
             return snapshot_to_dict(resource_core.snapshot())
