@@ -42,6 +42,7 @@ from core.case_layout import (
     COUNTERS_AT,
     GENERATION,
     GEOMETRY,
+    HEADER_BYTES,
     KEY_AT,
     LAYOUT_VERSION,
     MAGIC,
@@ -75,6 +76,12 @@ _HEAD = SLOT_HEADER  # generation, length, checksum, key length, key
 _read_u32 = U32.unpack_from
 _read_generation = GENERATION.unpack_from
 _read_gsc = struct.Struct("<QII").unpack_from  # generation, length, checksum
+_write_generation = GENERATION.pack_into
+_write_head = SLOT_HEADER.pack_into
+_SEQ = WRITE_SEQ_AT // 4  # the write seqlock's word in the header view
+_flock = fcntl.flock
+_TRY_EXCLUSIVE = fcntl.LOCK_EX | fcntl.LOCK_NB
+_UNLOCK = fcntl.LOCK_UN
 _TAG_AT = KEY_AT - 2  # the tagged key (length + padded bytes) runs from here to the payload
 _TAG_END = SLOT_HEADER_BYTES - (KEY_AT + MAX_KEY_BYTES)  # padding between the key and the payload
 
@@ -100,6 +107,7 @@ class CaseMemory:
         self._slot_bytes = layout.slot_bytes
         self._owner = owner
         self._thread_lock = threading.Lock()  # flock does not exclude threads sharing our descriptor
+        self._header = memoryview(segment.mapping)[:HEADER_BYTES].cast("I")  # the write seqlock, read every op
         self._seq = 0  # the odd write-seqlock value while we hold the lock
         self._closed = False
         _open_stores.add(self)
@@ -151,7 +159,11 @@ class CaseMemory:
 
     def store(self, case_id: str, case: dict[str, Any]) -> None:
         """Put a case in memory; an id already there is overwritten in its own slot."""
-        key, h, tagged = self._key(case_id, count=True)
+        try:
+            key, h, tagged = _key_parts(case_id)
+        except (TypeError, ValueError):
+            self._count_rejection("invalid_id")
+            raise InvalidCaseId(case_id, MAX_KEY_BYTES) from None
         try:
             payload = encode_case(case)
         except EncodeError:
@@ -172,17 +184,21 @@ class CaseMemory:
             if not fresh:
                 self._bump(_OVERWRITES_AT)
             base = self._slots_at + slot * self._slot_bytes
-            generation = GENERATION.unpack_from(buf, base)[0]
+            generation = _read_generation(buf, base)[0]
             # Odd generation and the new header in one write; the even one after the payload.
-            SLOT_HEADER.pack_into(buf, base, generation + 1, size, crc, len(key), key)
-            buf[base + SLOT_HEADER_BYTES:base + SLOT_HEADER_BYTES + size] = payload
-            GENERATION.pack_into(buf, base, generation + 2)
+            _write_head(buf, base, generation + 1, size, crc, len(key), key)
+            start = base + SLOT_HEADER_BYTES
+            buf[start:start + size] = payload
+            _write_generation(buf, base, generation + 2)
         finally:
             self._unlock()
 
     def get(self, case_id: str) -> dict[str, Any]:
         """The case stored under this id (a fresh dict); UnknownCase if there is none."""
-        _, h, tagged = self._key(case_id, count=False)
+        try:
+            _, h, tagged = _key_parts(case_id)
+        except (TypeError, ValueError):
+            raise InvalidCaseId(case_id, MAX_KEY_BYTES) from None
         found = self._read(h, tagged)
         if found is _RETRY:
             found = self._read_patiently(case_id, h, tagged)
@@ -192,7 +208,10 @@ class CaseMemory:
 
     def release(self, case_id: str) -> None:
         """Free the case's slot; UnknownCase if there is none."""
-        _, h, tagged = self._key(case_id, count=False)
+        try:
+            _, h, tagged = _key_parts(case_id)
+        except (TypeError, ValueError):
+            raise InvalidCaseId(case_id, MAX_KEY_BYTES) from None
         buf = self._buf
         self._lock()
         try:
@@ -200,9 +219,9 @@ class CaseMemory:
             if slot < 0:
                 raise UnknownCase(case_id)
             base = self._slots_at + slot * self._slot_bytes
-            generation = GENERATION.unpack_from(buf, base)[0]
-            SLOT_HEADER.pack_into(buf, base, generation + 1, 0, 0, 0, b"")
-            GENERATION.pack_into(buf, base, generation + 2)
+            generation = _read_generation(buf, base)[0]
+            _write_head(buf, base, generation + 1, 0, 0, 0, b"")
+            _write_generation(buf, base, generation + 2)
         finally:
             self._unlock()
 
@@ -230,6 +249,8 @@ class CaseMemory:
             return
         self._closed = True
         _open_stores.discard(self)
+        self._table.close()
+        self._header.release()
         self._segment.close()
         if self._owner:
             self._segment.path.unlink(missing_ok=True)
@@ -247,24 +268,24 @@ class CaseMemory:
 
         `locked`: we hold the writer lock (so the write seqlock is ours, odd, and nothing moves).
         """
-        buf = self._buf
-        seq = _read_u32(buf, WRITE_SEQ_AT)[0]
+        header = self._header
+        seq = header[_SEQ]
         slot = self._table.find(h, tagged)
         if slot < 0:
             # A miss counts only if no writer was inside while we probed the index.
-            if locked or (not seq & 1 and _read_u32(buf, WRITE_SEQ_AT)[0] == seq):
+            if locked or (not seq & 1 and header[_SEQ] == seq):
                 return None
             return _RETRY
         # A hit needs no segment seqlock: the slot's own generation and key vouch for it.
+        buf = self._buf
         base = self._slots_at + slot * self._slot_bytes
         generation, size, crc = _read_gsc(buf, base)
         if generation & 1 or size > self._limit:
             return _RETRY
         start = base + SLOT_HEADER_BYTES
         payload = buf[start:start + size]
-        if buf[base + _TAG_AT:start - _TAG_END] != tagged or _read_generation(buf, base)[0] != generation:
-            return _RETRY
-        if checksum(payload) != crc:
+        if buf[base + _TAG_AT:start - _TAG_END] != tagged or _read_generation(buf, base)[0] != generation \
+                or checksum(payload) != crc:
             return _RETRY
         return payload
 
@@ -292,27 +313,27 @@ class CaseMemory:
         """Take the thread lock and the segment's flock; repair what a dead writer left."""
         self._thread_lock.acquire()
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock(self._fd, _TRY_EXCLUSIVE)
         except BlockingIOError:
             try:
                 self._wait_for_lock()
             except BaseException:
                 self._thread_lock.release()
                 raise
-        seq = U32.unpack_from(self._buf, WRITE_SEQ_AT)[0]
-        self._seq = seq | 1  # already odd: the last writer died inside
-        U32.pack_into(self._buf, WRITE_SEQ_AT, self._seq)
+        header = self._header
+        seq = header[_SEQ]
+        self._seq = header[_SEQ] = seq | 1  # already odd: the last writer died inside
         if seq & 1:
             try:
                 self._recover()
             except BaseException:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                _flock(self._fd, fcntl.LOCK_UN)
                 self._thread_lock.release()
                 raise
 
     def _unlock(self) -> None:
-        U32.pack_into(self._buf, WRITE_SEQ_AT, (self._seq + 1) & 0xFFFF_FFFF)
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._header[_SEQ] = (self._seq + 1) & 0xFFFF_FFFF
+        _flock(self._fd, _UNLOCK)
         self._thread_lock.release()
 
     def _wait_for_lock(self) -> None:
