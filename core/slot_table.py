@@ -112,52 +112,55 @@ class SlotTable:
         A fresh slot is indexed before the caller fills it: a reader that finds it early
         sees another key (or none) in its header and retries.
         """
-        u32, i32 = self._u32, self._i32
-        at = self._index + 2 * self._position(h, tagged)
-        slot = u32[at + 1] - 1
-        fresh = slot < 0
-        if fresh:
-            slot = i32[HEAD_WORD]
-            if slot == NO_SLOT:
-                return NO_SLOT, True
-            i32[HEAD_WORD] = i32[self._links + slot]
-            u32[USED_WORD] += 1
-            u32[at] = h  # the hash before the slot: a reader never pairs a new slot with an old hash
-            u32[at + 1] = slot + 1
+        u32, mask, index = self._u32, self._mask, self._index
+        i = h & mask
+        while True:  # the index is at most half full: an empty position ends every probe
+            at = index + 2 * i
+            slot = u32[at + 1] - 1
+            if slot < 0:
+                break
+            if u32[at] == h:
+                base = self._tag_at + slot * self._slot_bytes
+                if self._buf[base:base + TAG_BYTES] == tagged:
+                    u32[self._lengths + slot] = size
+                    return slot, False
+            i = (i + 1) & mask
+        i32 = self._i32
+        slot = i32[HEAD_WORD]
+        if slot == NO_SLOT:
+            return NO_SLOT, True
+        i32[HEAD_WORD] = i32[self._links + slot]
+        u32[USED_WORD] += 1
+        u32[at] = h  # the hash before the slot: a reader never pairs the new slot with a stale hash
+        u32[at + 1] = slot + 1
         u32[self._lengths + slot] = size
-        return slot, fresh
+        return slot, True
 
     def discard(self, h: int, tagged: bytes) -> int:
         """Unindex the key and free its slot; return the slot (NO_SLOT if the key is absent)."""
-        u32, i32 = self._u32, self._i32
-        position = self._position(h, tagged)
-        slot = u32[self._index + 2 * position + 1] - 1
-        if slot < 0:
-            return NO_SLOT
-        self._unindex(position)
+        u32, mask, index = self._u32, self._mask, self._index
+        i = h & mask
+        while True:
+            at = index + 2 * i
+            slot = u32[at + 1] - 1
+            if slot < 0:
+                return NO_SLOT
+            if u32[at] == h:
+                base = self._tag_at + slot * self._slot_bytes
+                if self._buf[base:base + TAG_BYTES] == tagged:
+                    break
+            i = (i + 1) & mask
+        if u32[index + 2 * ((i + 1) & mask) + 1]:
+            self._unindex(i)  # later entries may have to shift back
+        else:
+            u32[at + 1] = 0  # the common case: nothing follows, just empty the position
+            u32[at] = 0
+        i32 = self._i32
         i32[self._links + slot] = i32[HEAD_WORD]
         i32[HEAD_WORD] = slot
         u32[USED_WORD] -= 1
         u32[self._lengths + slot] = 0
         return slot
-
-    def _position(self, h: int, tagged: bytes) -> int:
-        """Index position of the key, or the first empty position on its probe path (writers only).
-
-        The index is at most half full, so an empty position always ends the probe.
-        """
-        u32, buf, mask, index = self._u32, self._buf, self._mask, self._index
-        i = h & mask
-        while True:
-            at = index + 2 * i
-            slot_plus_one = u32[at + 1]
-            if not slot_plus_one:
-                return i
-            if u32[at] == h:
-                base = self._tag_at + (slot_plus_one - 1) * self._slot_bytes
-                if buf[base:base + TAG_BYTES] == tagged:
-                    return i
-            i = (i + 1) & mask
 
     def lengths(self) -> array[int]:
         """A copy of every slot's case size in slot order (0 for a free slot)."""
