@@ -93,8 +93,8 @@ class CoreTick:
         return self.monitor.latest if self.monitor is not None else SystemSnapshot()
 
     def tuner_snapshot(self) -> TunerSnapshot:
-        """The tuner's changes, or a disabled tuner before start."""
-        return self.tuner.snapshot() if self.tuner is not None else TunerSnapshot()
+        """The tuner's changes and whether the current settings enable it, or a disabled tuner before start."""
+        return self.tuner.snapshot(self._settings()) if self.tuner is not None else TunerSnapshot()
 
     async def _run(self) -> None:
         # Ticks keep to a fixed cadence (the tick's own time does not push the next one later);

@@ -81,6 +81,11 @@ class ResizableThreads(Protocol):
 class ResizableCache(Protocol):
     """A cache the tuner can resize (engineer D's `QueryCache`)."""
 
+    @property
+    def capacity(self) -> int:
+        """Entries it keeps now (0 when caching is off)."""
+        ...
+
     def resize(self, capacity: int) -> None:
         """Keep at most `capacity` entries."""
         ...
@@ -95,14 +100,11 @@ class Tuner:
         self._metrics = metrics
         self._io_pool = io_pool
         self.query_cache = query_cache
-        self._cache_size = settings.query_cache_size
         self._case_advice = settings.max_cases_in_memory
-        self._enabled = settings.tuner_enabled
         self._changes: collections.deque[TunerChange] = collections.deque(maxlen=MAX_CHANGES)
 
     def step(self, settings: Settings) -> list[TunerChange]:
         """One decision round with the current settings; returns what it changed or advised."""
-        self._enabled = settings.tuner_enabled
         if not settings.tuner_enabled:
             return []
         metrics = self._metrics.tuner_metrics()
@@ -114,9 +116,10 @@ class Tuner:
             self._changes.appendleft(change)
         return made
 
-    def snapshot(self) -> TunerSnapshot:
-        """Whether the tuner acts, and its changes newest first."""
-        return TunerSnapshot(enabled=self._enabled, changes=tuple(self._changes))
+    def snapshot(self, settings: Settings) -> TunerSnapshot:
+        """Whether the current settings let the tuner act, and its changes newest first."""
+        # From the settings, not the last round: a switch takes effect (and shows) at once.
+        return TunerSnapshot(enabled=settings.tuner_enabled, changes=tuple(self._changes))
 
     def _tune_io(self, m: TunerMetrics, settings: Settings) -> TunerChange | None:
         old = self._io_pool.capacity
@@ -140,10 +143,12 @@ class Tuner:
     def _tune_query_cache(self, m: TunerMetrics, settings: Settings) -> TunerChange | None:
         if self.query_cache is None or settings.query_cache_size <= 0:
             return None
+        # The cache's own capacity, not the size last set here: the operator may have resized it
+        # since, and a cache switched off (zero TTL) stays at 0 whatever size it is given.
+        old = self.query_cache.capacity
         target = _by_memory(m.memory_available, settings.query_cache_size)
-        if target is None or target == self._cache_size:
+        if old <= 0 or target is None or target == old:
             return None
-        old, self._cache_size = self._cache_size, target
         self.query_cache.resize(target)
         return TunerChange(at=self._clock.wall(), knob="query_cache_size", old=old, new=target,
                            reason=f"{_memory_reason(m.memory_available)}: query cache {old:,} -> {target:,} entries "

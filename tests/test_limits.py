@@ -9,12 +9,14 @@ import pytest
 
 from core.clock import FakeClock
 from core.completions import Priority, PromptRequest
-from core.config import Settings
+from core.config import MIB, Settings
 from core.errors import ConfigError
 from core.limits import LIVE, RESTART_ONLY, RestartNeeded
 from core.paths import Locations
 from core.resource_core import ResourceCore
 from core.snapshot import CoreSnapshot
+from core.tuner import Tuner
+from tests.test_tuner import FakeMetricsSource
 
 
 @pytest.fixture
@@ -80,11 +82,25 @@ async def test_alert_thresholds_are_read_on_the_next_tick(core: ResourceCore, cl
     assert [a for a in core.snapshot().alerts if a.name == "slots" and a.cleared_at is None]
 
 
-async def test_switching_the_tuner_off_shows_at_its_next_round(core: ResourceCore, clock: FakeClock) -> None:
+async def test_switching_the_tuner_off_shows_in_the_next_snapshot(core: ResourceCore) -> None:
     assert core.snapshot().tuner.enabled
     core.set_limit("tuner_enabled", "off")
-    await clock.advance(core.settings.tuner_interval + core.settings.monitor_interval)
     assert not core.snapshot().tuner.enabled
+
+
+async def test_the_tuner_resizes_the_query_cache_again_after_the_operator_set_it(core: ResourceCore) -> None:
+    # Plenty of memory: the tuner wants twice the configured size.
+    source = FakeMetricsSource()
+    source.set(memory_available=4_000 * MIB)
+    tuner = Tuner(core.clock, core.settings, source, core.executors.io, core.knowledge.cache)
+    configured = core.settings.query_cache_size
+    assert [(c.old, c.new) for c in tuner.step(core.settings) if c.knob == "query_cache_size"] == [
+        (configured, 2 * configured)]
+    core.set_limit("query_cache_size", configured)  # the operator puts it back
+    assert core.knowledge.cache.capacity == configured
+    again = [(c.old, c.new) for c in tuner.step(core.settings) if c.knob == "query_cache_size"]
+    assert again == [(configured, 2 * configured)]
+    assert core.knowledge.cache.capacity == 2 * configured
 
 
 async def test_out_of_range_value_is_refused_with_key_value_range_and_source(core: ResourceCore) -> None:

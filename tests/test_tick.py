@@ -123,6 +123,17 @@ async def test_switching_the_tuner_off_in_the_settings_stops_it(harness: Harness
     assert harness.tick.tuner_snapshot().enabled is False
 
 
+async def test_the_tuner_snapshot_follows_the_setting_before_the_next_round(
+        harness: Harness, clock: FakeClock) -> None:
+    assert harness.tick.tuner_snapshot().enabled is True
+    harness.settings = replace(SETTINGS, tuner_enabled=False)
+    assert harness.tick.tuner_snapshot().enabled is False
+    await clock.advance(SETTINGS.monitor_interval)  # a tick, not a tuner round
+    assert harness.tick.tuner_snapshot().enabled is False
+    harness.settings = SETTINGS
+    assert harness.tick.tuner_snapshot().enabled is True
+
+
 async def test_without_a_ledger_the_tick_still_runs(harness: Harness, clock: FakeClock) -> None:
     harness.ledger = None
     await clock.advance(2.0)

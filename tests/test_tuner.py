@@ -65,7 +65,7 @@ def test_io_threads_stop_at_the_configured_ceiling(tuner: Tuner, pool: Resizable
     for _ in range(5):
         tuner.step(SETTINGS)
     assert pool.capacity == 16
-    assert [c.new for c in tuner.snapshot().changes] == [16, 12]  # newest first, nothing past the ceiling
+    assert [c.new for c in tuner.snapshot(SETTINGS).changes] == [16, 12]  # newest first, nothing past the ceiling
 
 
 def test_idle_io_threads_are_not_added(tuner: Tuner, source: FakeMetricsSource, pool: ResizablePool) -> None:
@@ -105,6 +105,26 @@ def test_the_query_cache_follows_available_memory(
     assert cache.capacity == 500
 
 
+def test_the_tuner_reapplies_its_size_after_the_operator_resized_the_cache(
+        tuner: Tuner, source: FakeMetricsSource, cache: QueryCache) -> None:
+    source.set(memory_available=4_000 * MIB, io_pool=PoolSnapshot("io", capacity=8))
+    tuner.step(SETTINGS)
+    assert cache.capacity == 2_000
+    cache.resize(SETTINGS.query_cache_size)  # what set_limit("query_cache_size", 1000) does to the cache
+    regrown = [c for c in tuner.step(SETTINGS) if c.knob == "query_cache_size"]
+    assert [(c.old, c.new) for c in regrown] == [(1_000, 2_000)]
+    assert cache.capacity == 2_000
+
+
+def test_the_tuner_leaves_a_cache_switched_off_by_its_ttl_alone(
+        clock: FakeClock, source: FakeMetricsSource, pool: ResizablePool) -> None:
+    off = QueryCache(SETTINGS.query_cache_size, 0.0, clock)  # query_cache_ttl = 0: nothing is ever cached
+    tuner = Tuner(clock, SETTINGS, source, pool, off)
+    source.set(memory_available=4_000 * MIB)
+    assert not [c for c in tuner.step(SETTINGS) if c.knob == "query_cache_size"]
+    assert off.capacity == 0
+
+
 def test_case_slots_get_advice_not_a_pretend_resize(tuner: Tuner, source: FakeMetricsSource) -> None:
     source.set(memory_available=4_000 * MIB, io_pool=PoolSnapshot("io", capacity=8))
     advice = [c for c in tuner.step(SETTINGS) if c.knob == "max_cases_in_memory"]
@@ -120,15 +140,18 @@ def test_a_disabled_tuner_changes_nothing(tuner: Tuner, pool: ResizablePool, cac
     off = replace(SETTINGS, tuner_enabled=False)
     assert tuner.step(off) == []
     assert (pool.capacity, cache.capacity) == (8, 1_000)
-    assert tuner.snapshot().enabled is False
     assert tuner.step(SETTINGS) != []
-    assert tuner.snapshot().enabled is True
+
+
+def test_the_snapshot_shows_whether_the_settings_enable_the_tuner(tuner: Tuner) -> None:
+    assert tuner.snapshot(SETTINGS).enabled is True
+    assert tuner.snapshot(replace(SETTINGS, tuner_enabled=False)).enabled is False  # no round needed
 
 
 def test_no_metrics_yet_means_no_decision(tuner: Tuner, source: FakeMetricsSource, pool: ResizablePool) -> None:
     source.figures = None
     assert tuner.step(SETTINGS) == []
-    assert tuner.snapshot().changes == ()
+    assert tuner.snapshot(SETTINGS).changes == ()
 
 
 def test_changes_carry_the_time_they_were_made(tuner: Tuner, clock: FakeClock) -> None:
