@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 
 MAGIC = b"MEDOPSCM"
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: 64-bit xxh3 checksum (1 had CRC-32)
 MAX_KEY_BYTES = 64
 NO_SLOT = -1
 
@@ -34,12 +34,12 @@ U64 = struct.Struct("<Q")
 # Index entry: u32 hash of the key, u32 slot + 1 (0 marks an empty entry).
 INDEX_ENTRY = struct.Struct("<II")
 
-# Slot header: u64 generation (odd while written), then length, checksum, key length, key.
+# Slot header: u64 generation (odd while written), then u32 length, u64 checksum, key length, key.
 GENERATION = struct.Struct("<Q")
-SLOT_HEADER = struct.Struct(f"<QIIH{MAX_KEY_BYTES}s")
-SLOT_BODY = struct.Struct(f"<IIH{MAX_KEY_BYTES}s")  # the header after the generation
-SLOT_HEADER_BYTES = 88  # SLOT_HEADER.size (82) rounded up to 8
-KEY_AT = 18  # offset of the key bytes within a slot
+SLOT_HEADER = struct.Struct(f"<QIQH{MAX_KEY_BYTES}s")
+SLOT_BODY = struct.Struct(f"<IQH{MAX_KEY_BYTES}s")  # the header after the generation
+SLOT_HEADER_BYTES = 88  # SLOT_HEADER.size (86) rounded up to 8
+KEY_AT = 22  # offset of the key bytes within a slot
 
 
 def _align(n: int, to: int) -> int:

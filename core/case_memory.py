@@ -2,7 +2,7 @@
 
 The core creates the segment (`CaseMemory.create`); worker processes open it
 with `CaseMemory.attach(handle)`. Readers take no lock: each slot is a seqlock
-(generation odd while written, re-checked after the copy, CRC-32 as backstop)
+(generation odd while written, re-checked after the copy, a 64-bit checksum as backstop)
 and the hash index has its own, so a reader returns a consistent case or a
 clean miss, never a torn one. Writers are serialised by `flock` on the segment
 file, which the kernel releases if the holder dies; the next writer sees the
@@ -75,7 +75,7 @@ _HEAD = SLOT_HEADER  # generation, length, checksum, key length, key
 # Bound once: these run on every read.
 _read_u32 = U32.unpack_from
 _read_generation = GENERATION.unpack_from
-_read_gsc = struct.Struct("<QII").unpack_from  # generation, length, checksum
+_read_gsc = struct.Struct("<QIQ").unpack_from  # generation, length, checksum
 _write_generation = GENERATION.pack_into
 _write_head = SLOT_HEADER.pack_into
 _SEQ = WRITE_SEQ_AT // 4  # the write seqlock's word in the header view
