@@ -57,6 +57,7 @@ class CoreTick:
         self.tuner: Tuner | None = None
         self._query_cache: ResizableCache | None = None
         self._task: asyncio.Task[None] | None = None
+        self._waiting: list[asyncio.Future[CoreSnapshot | None]] = []
         self._last_tune: float | None = None
         self.ticks = 0
 
@@ -86,7 +87,21 @@ class CoreTick:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        waiting, self._waiting = self._waiting, []
+        for future in waiting:
+            future.cancel()  # no round will come for them now
         await self.lag.stop()
+
+    async def next_tick(self) -> CoreSnapshot | None:
+        """Wait for the timer's next round (right after start: the monitor's first sample); its snapshot.
+
+        Raises RuntimeError when the tick is not running, since no round would ever come.
+        """
+        if self._task is None:
+            raise RuntimeError("the core tick is not running; start the core before waiting for a tick")
+        future: asyncio.Future[CoreSnapshot | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        return await future
 
     def system(self) -> SystemSnapshot:
         """The latest resource sample (empty before the first tick)."""
@@ -129,6 +144,10 @@ class CoreTick:
                 await self._guard_async("ledger", ledger.record_alert, alert)
             if snapshot is not None:
                 await self._guard_async("ledger", ledger.record_metrics, snapshot)
+        waiting, self._waiting = self._waiting, []
+        for future in waiting:
+            if not future.done():  # a waiter may have been cancelled meanwhile
+                future.set_result(snapshot)
         return snapshot
 
     def _sample(self) -> None:

@@ -22,10 +22,16 @@ def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().out.strip() == f"medops {core.__version__}"
 
 
-def test_status_json_prints_one_snapshot(capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_json_prints_one_snapshot_after_the_first_resource_sample(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDOPS_MONITOR_INTERVAL", "0.2")  # the first sample comes one interval after start
     assert main(["status", "--json"]) == 0
     snapshot = json.loads(capsys.readouterr().out)
     assert {"taken_at", "uptime", "quota", "scheduler", "slots", "system", "alerts"} <= set(snapshot)
+    system = snapshot["system"]
+    assert system["sampled_at"] > 0
+    assert system["rss_bytes"] > 0 and system["threads"] > 0
+    assert system["memory_used"] > 0 and system["cpu_per_core"]
 
 
 def test_config_show_prints_value_and_source(capsys: pytest.CaptureFixture[str],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -132,6 +133,28 @@ async def test_the_tuner_snapshot_follows_the_setting_before_the_next_round(
     assert harness.tick.tuner_snapshot().enabled is False
     harness.settings = SETTINGS
     assert harness.tick.tuner_snapshot().enabled is True
+
+
+async def test_next_tick_waits_for_the_timers_round_and_gives_its_snapshot(
+        harness: Harness, clock: FakeClock) -> None:
+    assert harness.tick.system().sampled_at == 0  # primed at start, not yet sampled
+    waiter = asyncio.ensure_future(harness.tick.next_tick())
+    await clock.advance(SETTINGS.monitor_interval / 2)
+    assert not waiter.done()
+    await clock.advance(SETTINGS.monitor_interval / 2)
+    snapshot = await waiter
+    assert snapshot is not None and snapshot.system.sampled_at == clock.wall()
+    assert snapshot.system.rss_bytes > 0 and snapshot.system.threads > 0
+
+
+async def test_stopping_releases_whoever_waits_for_a_tick(harness: Harness) -> None:
+    waiter = asyncio.ensure_future(harness.tick.next_tick())
+    await settle()
+    await harness.tick.stop()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    with pytest.raises(RuntimeError, match="not running"):
+        await harness.tick.next_tick()
 
 
 async def test_without_a_ledger_the_tick_still_runs(harness: Harness, clock: FakeClock) -> None:

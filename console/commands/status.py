@@ -1,4 +1,4 @@
-"""`medops status --json`: start the core, print one snapshot, stop."""
+"""`medops status --json`: start the core, wait for the monitor's first sample, print one snapshot, stop."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from console.commands.common import running_core
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("status", help="start the core and print one snapshot")
+    parser = subparsers.add_parser("status", help="start the core and print one snapshot (after the first resource "
+                                                  "sample: one monitor_interval)")
     parser.add_argument("--json", action="store_true", required=True, help="print the snapshot as JSON")
     parser.set_defaults(handler=status)
 
@@ -21,6 +22,8 @@ def status(args: argparse.Namespace) -> int:
 
     async def take() -> dict[str, Any]:
         async with running_core(args) as resource_core:
+            # Before the monitor's first sample every system figure is zero; its CPU share needs an interval.
+            await resource_core.tick.next_tick()
             return snapshot_to_dict(resource_core.snapshot())
 
     print(json.dumps(asyncio.run(take()), indent=2, sort_keys=True))
