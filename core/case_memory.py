@@ -173,7 +173,7 @@ class CaseMemory:
         if size > self._limit:
             self._count_rejection("too_large")
             raise CaseTooLarge(case_id, size, self._limit)
-        crc = checksum(payload)
+        digest = checksum(payload)
         buf = self._buf
         self._lock()
         try:
@@ -186,7 +186,7 @@ class CaseMemory:
             base = self._slots_at + slot * self._slot_bytes
             generation = _read_generation(buf, base)[0]
             # Odd generation and the new header in one write; the even one after the payload.
-            _write_head(buf, base, generation + 1, size, crc, len(key), key)
+            _write_head(buf, base, generation + 1, size, digest, len(key), key)
             start = base + SLOT_HEADER_BYTES
             buf[start:start + size] = payload
             _write_generation(buf, base, generation + 2)
@@ -279,13 +279,13 @@ class CaseMemory:
         # A hit needs no segment seqlock: the slot's own generation and key vouch for it.
         buf = self._buf
         base = self._slots_at + slot * self._slot_bytes
-        generation, size, crc = _read_gsc(buf, base)
+        generation, size, digest = _read_gsc(buf, base)
         if generation & 1 or size > self._limit:
             return _RETRY
         start = base + SLOT_HEADER_BYTES
         payload = buf[start:start + size]
         if buf[base + _TAG_AT:start - _TAG_END] != tagged or _read_generation(buf, base)[0] != generation \
-                or checksum(payload) != crc:
+                or checksum(payload) != digest:
             return _RETRY
         return payload
 
@@ -355,11 +355,11 @@ class CaseMemory:
         seen: set[bytes] = set()
         for slot in range(self._layout.slot_count):
             base = self._slots_at + slot * self._slot_bytes
-            generation, size, crc, key_length, key = _HEAD.unpack_from(buf, base)
+            generation, size, digest, key_length, key = _HEAD.unpack_from(buf, base)
             key = key[:key_length]
             start = base + SLOT_HEADER_BYTES
             whole = (not generation & 1 and 0 < size <= self._limit and 0 < key_length <= MAX_KEY_BYTES
-                     and key not in seen and checksum(buf[start:start + size]) == crc)
+                     and key not in seen and checksum(buf[start:start + size]) == digest)
             if whole:
                 kept.append((slot, key, size))
                 seen.add(key)
