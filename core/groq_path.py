@@ -102,7 +102,8 @@ class GroqPath:
     # -- snapshot sections -----------------------------------------------------------
 
     def quota_snapshot(self) -> QuotaSnapshot:
-        return self.quotas.snapshot()
+        """Every model's windows, and which model a request naming none goes to (it may change live)."""
+        return replace(self.quotas.snapshot(), default_model=self._settings.default_model)
 
     def scheduler_snapshot(self) -> SchedulerSnapshot:
         return self.scheduler.snapshot() if self.scheduler is not None else SchedulerSnapshot()

@@ -53,6 +53,7 @@ class ModelQuota:
 @dataclass(frozen=True)
 class QuotaSnapshot:
     models: tuple[ModelQuota, ...] = ()
+    default_model: str = ""  # the model a request naming none uses
 
 
 @dataclass(frozen=True)

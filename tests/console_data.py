@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from core.config import DEFAULT_MODELS
 from core.snapshot import (
     Alert,
     CacheSnapshot,
@@ -40,7 +41,7 @@ def busy_snapshot(paused: bool = False) -> CoreSnapshot:
         ModelQuota("llama-3.3-70b-versatile", windows,
                    ServerReport(1_000, 20, 179.56, 12_000, 2_900, 7.66, NOW - 4), rate_limited=3, refused_too_large=1),
         ModelQuota("llama-3.1-8b-instant", small),
-    ))
+    ), default_model="llama-3.1-8b-instant")
     scheduler = SchedulerSnapshot(queues=(PriorityQueue("critical", 0), PriorityQueue("high", 2, 0.3, 1.1),
                                           PriorityQueue("normal", 7, 2.0, 9.5)),
                                   in_flight=4, concurrency=10, completed=1_234, failed=5, rejected=2, paused=paused)
@@ -75,6 +76,17 @@ def busy_snapshot(paused: bool = False) -> CoreSnapshot:
                         documents=documents, system=system, alerts=alerts, tuner=tuner,
                         ledger=LedgerSnapshot("read-write", rows_written=1_240), paused=paused,
                         parts=("quota", "scheduler", "gateway"))
+
+
+def before_any_request_snapshot() -> CoreSnapshot:
+    """The busy snapshot's other parts, but the Groq path as a fresh start finds it: no request sent yet."""
+    models = tuple(ModelQuota(name, tuple(WindowUsage(window, 0, getattr(limits, window), 0.0)
+                                          for window in ("rpm", "rpd", "tpm", "tpd")))
+                   for name, limits in DEFAULT_MODELS.items())
+    scheduler = SchedulerSnapshot(queues=tuple(PriorityQueue(p) for p in ("critical", "high", "normal")),
+                                  concurrency=10)
+    return replace(busy_snapshot(), quota=QuotaSnapshot(models, default_model="llama-3.1-8b-instant"),
+                   scheduler=scheduler, alerts=())
 
 
 class FrozenCore:

@@ -22,8 +22,8 @@ from console.theme_files import DEFAULT_THEME, load_themes, themes_dir
 from core.config import Settings
 from core.paths import Locations
 from core.resource_core import CoreNotRunning
-from core.snapshot import CoreSnapshot
-from tests.console_data import FrozenCore, busy_snapshot
+from core.snapshot import CoreSnapshot, ServerReport
+from tests.console_data import FrozenCore, before_any_request_snapshot, busy_snapshot
 
 # A long interval keeps the timer out of the way; tests ask for snapshots themselves.
 QUIET = Settings(refresh_interval=60.0)
@@ -351,14 +351,28 @@ async def test_unused_models_share_one_line_in_the_quota_pane(locations: Locatio
         shown = str(app.query_one(QuotaPane).render())
         assert "llama-3.3-70b-versatile" in shown and " rpm " in shown
         assert "unused so far" not in shown
-        idle = replace(busy_snapshot().quota.models[1], windows=tuple(
-            replace(w, used=0) for w in busy_snapshot().quota.models[1].windows))
-        app.apply_snapshot(replace(busy_snapshot(), quota=replace(busy_snapshot().quota,
-                                                                   models=(busy_snapshot().quota.models[0], idle))))
+        busy = busy_snapshot()
+        fresh = tuple(replace(w, used=0, blocked_for=0.0) for w in busy.quota.models[0].windows)
+        idle = replace(busy.quota.models[0], windows=fresh, server=ServerReport(), rate_limited=0, refused_too_large=0)
+        app.apply_snapshot(replace(busy, quota=replace(busy.quota, models=(idle, busy.quota.models[1]))))
         await pilot.pause()
         shown = str(app.query_one(QuotaPane).render())
-        assert "unused so far: llama-3.1-8b-instant" in shown
+        assert "unused so far: llama-3.3-70b-versatile" in shown
         assert shown.count(" rpm ") == 1
+
+
+async def test_the_default_model_shows_its_limits_before_any_request(locations: Locations) -> None:
+    app, core = make_app(locations)
+    core.frozen = before_any_request_snapshot()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        shown = str(app.query_one(QuotaPane).render())
+        assert "llama-3.1-8b-instant (default)" in shown
+        assert [line.split()[0] for line in shown.splitlines() if "reset" in line] == ["rpm", "rpd", "tpm", "tpd"]
+        assert "0/30" in shown and "0/14.4k" in shown and "0/6k" in shown and "0/500k" in shown
+        unused = shown[shown.index("unused so far:"):]
+        assert "llama-3.3-70b-versatile" in unused and "qwen/qwen3-32b" in unused
+        assert "llama-3.1-8b-instant" not in unused
 
 
 async def test_a_failing_snapshot_is_reported_once_and_the_console_stays_up(locations: Locations) -> None:

@@ -17,14 +17,15 @@ from textual.widgets import Input
 from console.app import MedopsApp
 from core.config import Settings
 from core.paths import Locations
-from tests.console_data import FrozenCore
+from core.snapshot import CoreSnapshot
+from tests.console_data import FrozenCore, before_any_request_snapshot
 
 SIZES = [(80, 24), (160, 48)]
 
 
-def frozen_app(locations: Locations, theme: str | None = None) -> MedopsApp:
+def frozen_app(locations: Locations, theme: str | None = None, snapshot: CoreSnapshot | None = None) -> MedopsApp:
     settings = Settings(refresh_interval=60.0)
-    return MedopsApp(settings, locations, theme, core=FrozenCore())  # type: ignore[arg-type]
+    return MedopsApp(settings, locations, theme, core=FrozenCore(snapshot))  # type: ignore[arg-type]
 
 
 async def settle(pilot: Pilot[Any]) -> None:
@@ -45,6 +46,13 @@ async def settle(pilot: Pilot[Any]) -> None:
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_overview(snap_compare: Callable[..., bool], locations: Locations, size: tuple[int, int]) -> None:
     assert snap_compare(frozen_app(locations), terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_overview_before_any_request(snap_compare: Callable[..., bool], locations: Locations,
+                                     size: tuple[int, int]) -> None:
+    app = frozen_app(locations, snapshot=before_any_request_snapshot())
+    assert snap_compare(app, terminal_size=size, run_before=settle)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

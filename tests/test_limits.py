@@ -133,6 +133,12 @@ async def test_keys_sized_at_start_are_refused_with_where_to_set_them(core: Reso
     assert core.snapshot().limit_changes == ()
 
 
+async def test_the_quota_snapshot_names_the_default_model_as_it_changes(core: ResourceCore) -> None:
+    assert core.snapshot().quota.default_model == Settings().default_model
+    core.set_limit("default_model", "qwen/qwen3-32b")
+    assert core.snapshot().quota.default_model == "qwen/qwen3-32b"
+
+
 async def test_default_model_change_reaches_the_next_prompt(locations: Locations) -> None:
     core = ResourceCore(Settings(), locations)
     await core.start()

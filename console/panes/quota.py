@@ -1,4 +1,4 @@
-"""Groq quota pane: each model's four windows, the server's last word, and the queue."""
+"""Groq quota pane: the default model's and each used model's four windows, the server's last word, the queue."""
 
 from __future__ import annotations
 
@@ -21,15 +21,18 @@ class QuotaPane(SnapshotPane):
         return (snapshot.quota, snapshot.scheduler)
 
     def draw(self, snapshot: CoreSnapshot) -> str:
+        quota = snapshot.quota
         lines = [queue_line(snapshot.scheduler)]
-        if not snapshot.quota.models:
+        if not quota.models:
             lines.append("[dim]no quota figures yet: the Groq quota part is not running[/]")
-        unused = [m.model for m in snapshot.quota.models if is_unused(m)]
-        for model in snapshot.quota.models:
-            if not is_unused(model):
-                lines.extend(model_lines(model, self.inner_width))
+        # The default model always shows its limits, used or not (before any request they are all
+        # there is to see); other unused models' bars are all empty: one line for all of them
+        # keeps the busy ones in view.
+        unused = [m.model for m in quota.models if is_unused(m) and m.model != quota.default_model]
+        for model in quota.models:
+            if model.model == quota.default_model or not is_unused(model):
+                lines.extend(model_lines(model, self.inner_width, default=model.model == quota.default_model))
         if unused:
-            # an unused model's bars are all empty: one line for all of them keeps the busy ones in view
             lines.append(f"[dim]unused so far: {figures.text(', '.join(unused))}[/]")
         return "\n".join(lines)
 
@@ -49,9 +52,10 @@ def is_unused(model: ModelQuota) -> bool:
             and model.refused_too_large == 0 and model.server.observed_at is None)
 
 
-def model_lines(model: ModelQuota, width: int) -> list[str]:
-    """A heading, one bar per window, and the server's remaining figures."""
-    lines = [f"[b $primary]{figures.text(model.model)}[/]  429s [b]{model.rate_limited}[/]"
+def model_lines(model: ModelQuota, width: int, *, default: bool = False) -> list[str]:
+    """A heading (marking the default model), one bar per window, and the server's remaining figures."""
+    marker = " [dim](default)[/]" if default else ""
+    lines = [f"[b $primary]{figures.text(model.model)}[/]{marker}  429s [b]{model.rate_limited}[/]"
              f"  too large {model.refused_too_large}"]
     # name 5, figures 13, reset 13 and room for a "blocked" badge: the rest is bar
     bar_width = max(6, width - 48)
