@@ -1,4 +1,4 @@
-"""The ops ledger: `ops.duckdb`, the history of Groq requests, quota admissions, metrics and alerts.
+"""The ops ledger: `ops.duckdb`, the history of Groq requests, quota admissions, metrics, alerts and limit changes.
 
 One process owns it read-write. Callers on the event loop only append to an
 in-memory buffer; a single writer thread (the only one touching the connection)
@@ -7,7 +7,8 @@ killed process loses at most that much. Metric samples and admissions older
 than `metrics_retention_days` are pruned. A second medops on the same data
 folder finds the file locked: it names the process holding it and runs with the
 ledger read-only (when the holder allows readers) or off, never touching it.
-Prompt text never reaches the ledger: `RequestRecord` carries figures only.
+Prompt text never reaches the ledger: `RequestRecord` carries figures only, and a
+limit change carries a setting's key and values, which are configuration, not patient data.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import duckdb
 from core.clock import Clock
 from core.completions import RequestRecord
 from core.errors import LedgerError
-from core.snapshot import Alert, CoreSnapshot, LedgerSnapshot
+from core.snapshot import Alert, CoreSnapshot, LedgerSnapshot, LimitChange
 
 DAY = 86_400.0
 PRUNE_EVERY = 3_600.0  # seconds between retention sweeps
@@ -50,8 +51,11 @@ CREATE TABLE IF NOT EXISTS metrics (
 CREATE TABLE IF NOT EXISTS alerts (
     at_wall DOUBLE NOT NULL, name VARCHAR NOT NULL, rule VARCHAR, level VARCHAR NOT NULL, message VARCHAR NOT NULL,
     value DOUBLE, opened_at DOUBLE, cleared_at DOUBLE, repeats INTEGER);
+CREATE TABLE IF NOT EXISTS limit_changes (
+    at_wall DOUBLE NOT NULL, key VARCHAR NOT NULL, old VARCHAR NOT NULL, new VARCHAR NOT NULL,
+    changed_by VARCHAR NOT NULL);
 """
-TABLES = ("requests", "admissions", "metrics", "alerts")
+TABLES = ("requests", "admissions", "metrics", "alerts", "limit_changes")
 
 _PID = re.compile(r"PID (\d+)")
 _HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
@@ -245,6 +249,10 @@ class Ledger:
         self._buffer("alerts", (alert.updated_at or alert.opened_at, alert.name, alert.rule, alert.level,
                                 alert.message, alert.value, alert.opened_at, alert.cleared_at, alert.repeats))
 
+    def record_limit_change(self, change: LimitChange) -> None:
+        """Buffer one limit changed while running (key, old and new value as shown, who changed it)."""
+        self._buffer("limit_changes", (change.at, change.key, change.old, change.new, change.by))
+
     # Writer thread ---------------------------------------------------------------------------------
 
     def _flush(self) -> int:
@@ -328,6 +336,14 @@ class Ledger:
                                                   "ORDER BY at_wall LIMIT $3", [start_wall, end_wall, limit])
         return tuple(Alert(name=r[0], level=r[1], message=r[2], opened_at=r[3], value=r[4], cleared_at=r[5],
                            rule=r[6] or "", repeats=r[7] or 0, updated_at=r[8]) for r in rows)
+
+    async def limit_changes_between(self, start_wall: float, end_wall: float,
+                                    limit: int = 10_000) -> tuple[LimitChange, ...]:
+        """Limit changes with start <= at_wall < end, oldest first (at most `limit`)."""
+        rows = await self._on_writer(self._query, "SELECT at_wall, key, old, new, changed_by FROM limit_changes "
+                                                  "WHERE at_wall >= $1 AND at_wall < $2 ORDER BY at_wall LIMIT $3",
+                                     [start_wall, end_wall, limit])
+        return tuple(LimitChange(*row) for row in rows)
 
     def snapshot(self) -> LedgerSnapshot:
         """Mode, what it means, rows written and rows waiting for the next flush."""

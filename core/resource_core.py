@@ -169,6 +169,8 @@ class ResourceCore:
     def set_limit(self, key: str, value: str | int | float, by: str = "console") -> Settings:
         """Change one limit while running, checked by the config file's rules, applied at once and recorded.
 
+        The record goes to snapshot.limit_changes and to the ledger's limit_changes table.
+
         Refused with a ConfigError (key, value, allowed range, source) when out of range, and with
         `RestartNeeded` for keys sized at start. Returns the new settings.
         """
@@ -176,7 +178,8 @@ class ResourceCore:
         new = validated_change(old, key, value, by)
         self.settings = new  # the tick, alerts and tuner read this every time
         apply_live(self, key, new)
-        self.limit_history.record(self.clock.wall(), key, old, new, by)
+        change = self.limit_history.record(self.clock.wall(), key, old, new, by)
+        self.ledger.record_limit_change(change)  # buffered: written with the ledger's next flush
         return new
 
     async def ask(self, request: PromptRequest) -> PromptResult:

@@ -16,7 +16,7 @@ import pytest
 from core.clock import FakeClock, settle
 from core.completions import RequestRecord
 from core.ledger import DAY, OFF, READ_ONLY, READ_WRITE, Ledger, lock_holder
-from core.snapshot import Alert, CoreSnapshot, SlotsSnapshot, SystemSnapshot
+from core.snapshot import Alert, CoreSnapshot, LimitChange, SlotsSnapshot, SystemSnapshot
 
 
 @pytest.fixture
@@ -119,6 +119,38 @@ async def test_alerts_are_recorded_as_announced(ledger: Ledger, clock: FakeClock
                   rule="cpu", updated_at=clock.wall())
     ledger.record_alert(alert)
     assert await ledger.alerts_between(0, clock.wall() + 1) == (alert,)
+
+
+async def test_limit_changes_are_written_with_the_next_flush(ledger: Ledger, ops_path: Path,
+                                                             clock: FakeClock) -> None:
+    change = LimitChange(at=clock.wall(), key="io_threads", old="8", new="12", by="console")
+    ledger.record_limit_change(change)
+    assert ledger.snapshot().pending == 1
+    await flushed(ledger, clock)
+    assert ledger.snapshot().rows_written == 1
+    assert await ledger.limit_changes_between(0, clock.wall() + 1) == (change,)
+
+
+async def test_limit_changes_survive_a_restart(ops_path: Path, clock: FakeClock) -> None:
+    first = Ledger(ops_path, clock)
+    await first.start()
+    first.record_limit_change(LimitChange(at=clock.wall(), key="tuner_enabled", old="true", new="false", by="console"))
+    await first.stop()
+    assert rows(ops_path, "SELECT key, old, new, changed_by FROM limit_changes") == [
+        ("tuner_enabled", "true", "false", "console")]
+
+
+async def test_a_ledger_from_before_limit_changes_gains_their_table(ops_path: Path, clock: FakeClock) -> None:
+    with duckdb.connect(str(ops_path)) as con:
+        con.execute("CREATE TABLE alerts (at_wall DOUBLE NOT NULL, name VARCHAR NOT NULL, rule VARCHAR, "
+                    "level VARCHAR NOT NULL, message VARCHAR NOT NULL, value DOUBLE, opened_at DOUBLE, "
+                    "cleared_at DOUBLE, repeats INTEGER)")
+    ledger = Ledger(ops_path, clock)
+    await ledger.start()
+    assert ledger.mode == READ_WRITE
+    ledger.record_limit_change(LimitChange(at=clock.wall(), key="io_threads", old="8", new="6", by="console"))
+    await ledger.stop()
+    assert rows(ops_path, "SELECT key, new FROM limit_changes") == [("io_threads", "6")]
 
 
 async def test_old_metric_samples_are_pruned_after_the_retention(ops_path: Path, clock: FakeClock) -> None:

@@ -103,6 +103,15 @@ async def test_the_tuner_resizes_the_query_cache_again_after_the_operator_set_it
     assert core.knowledge.cache.capacity == 2 * configured
 
 
+async def test_limit_changes_reach_the_ledger_and_refusals_do_not(core: ResourceCore) -> None:
+    core.set_limit("io_threads", "6")
+    with pytest.raises(ConfigError):
+        core.set_limit("io_threads", "0")
+    stored = await core.ledger.limit_changes_between(0, core.clock.wall() + 1)
+    assert stored == core.snapshot().limit_changes
+    assert [(c.key, c.old, c.new, c.by) for c in stored] == [("io_threads", "4", "6", "console")]
+
+
 async def test_out_of_range_value_is_refused_with_key_value_range_and_source(core: ResourceCore) -> None:
     before = core.settings
     with pytest.raises(ConfigError) as caught:
