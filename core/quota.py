@@ -1,16 +1,25 @@
 """Groq quota per model: four rolling windows that admitted work never overruns.
 
 Requests per minute/day and tokens per minute/day are counted over *any* 60 s
-and 24 h span of the monotonic clock (an admission at `t` counts until `t + span`),
-not in calendar buckets. A request reserves its prompt estimate plus its
-`max_completion_tokens` when admitted (Groq counts the maximum at admission) and
-settles with the real usage afterwards. The server's headers and 429 bodies can
-only tighten what we allow, never loosen it. Admissions are written to an
-`AdmissionStore` so the day's windows survive a restart.
+and 24 h span of the monotonic clock, not in calendar buckets. A request reserves
+its prompt estimate plus its `max_completion_tokens` when admitted (Groq counts
+the maximum at admission) and settles with the real usage afterwards. The
+server's headers and 429 bodies can only tighten what we allow, never loosen it.
+Admissions are written to an `AdmissionStore` so the day's windows survive a restart.
 
-Each window keeps its admissions as plain numbers in parallel deques with running
-sums, so a decision costs a few comparisons plus the (amortised O(1)) expiry of
-admissions that left it, whatever the window holds (14,400 a day or more).
+Our windows must always contain the server's. Groq stamps a request when it
+arrives, which is some time after we send it (a burst of new connections, a busy
+loop) and before its answer returns; so a request counts as *in flight* (toward
+every window, however long the flight) from admission until it settles, and then
+enters the windows stamped at the settle time, counting until settle + span. That
+is never earlier than arrival + span, so two requests the server sees less than a
+window apart are always both counted here. The cost is the answer's latency: a
+window's room returns that much later than if it were stamped at sending.
+
+Each window keeps its settled admissions as plain numbers in parallel deques with
+running sums, in time order (only ever appended at "now"), so a decision costs a
+few comparisons plus the (amortised O(1)) expiry of admissions that left it,
+whatever the window holds (14,400 a day or more).
 """
 
 from __future__ import annotations
@@ -54,9 +63,9 @@ class UnknownModel(QuotaError):
 
 
 class Reservation(NamedTuple):
-    """One admission: settle it with the real usage, or release it if it was never sent (once)."""
+    """One admission, in flight until settled with the real usage or released unsent (a repeat is ignored)."""
 
-    seq: int  # its place in the quota's windows
+    seq: int  # its key among the quota's requests in flight
     tokens: int  # reserved at admission
     wall: float  # admission wall time, for the store (0.0 when nothing is persisted)
 
@@ -65,20 +74,19 @@ _new_reservation = tuple.__new__  # NamedTuple's own __new__ is a Python-level f
 
 
 class _Window:
-    """Admissions younger than `span` seconds, with running sums of requests and tokens.
+    """Settled admissions younger than `span` seconds, with running sums of requests and tokens.
 
     Parallel deques of plain numbers (times, request counts, token counts), not an object
     per admission: a full day window holds 14,400 of them and the garbage collector would
-    walk every one. Admission `seq` sits at index `seq - first_seq`."""
+    walk every one. Entries are only appended at "now", so they stay in time order."""
 
-    __slots__ = ("first_seq", "request_counts", "requests", "span", "times", "token_counts", "tokens")
+    __slots__ = ("request_counts", "requests", "span", "times", "token_counts", "tokens")
 
-    def __init__(self, span: float, first_seq: int = 0) -> None:
+    def __init__(self, span: float) -> None:
         self.span = span
         self.times: deque[float] = deque()
         self.request_counts: deque[int] = deque()
         self.token_counts: deque[int] = deque()
-        self.first_seq = first_seq
         self.requests = 0
         self.tokens = 0
 
@@ -91,7 +99,6 @@ class _Window:
             times.popleft()
             self.requests -= self.request_counts.popleft()
             self.tokens -= self.token_counts.popleft()
-            self.first_seq += 1
 
     def add(self, at: float, requests: int, tokens: int) -> None:
         self.times.append(at)
@@ -100,28 +107,16 @@ class _Window:
         self.requests += requests
         self.tokens += tokens
 
-    def counted(self, seq: int) -> tuple[int, int] | None:
-        """(requests, tokens) counted now for admission `seq`, or None once it has left (after expire)."""
-        index = seq - self.first_seq
-        if 0 <= index < len(self.times):
-            return self.request_counts[index], self.token_counts[index]
-        return None
-
-    def adjust(self, seq: int, requests: int, tokens: int) -> None:
-        """Change what admission `seq` counts, if it is still here (call after expire)."""
-        index = seq - self.first_seq
-        if 0 <= index < len(self.times):
-            self.request_counts[index] += requests
-            self.token_counts[index] += tokens
-            self.requests += requests
-            self.tokens += tokens
-
     def reset_in(self, now: float) -> float:
         """Seconds until the oldest admission leaves (0 when empty)."""
         return self.times[0] + self.span - now if self.times else 0.0
 
-    def time_until_freed(self, need: int, tokens: bool, now: float, extra: int, extra_until: float) -> float:
-        """Seconds until `need` units leave the window; `extra` (a server adjustment) leaves at `extra_until`."""
+    def time_until_freed(self, need: int, tokens: bool, now: float, extra: int, extra_until: float,
+                         flying: int) -> float:
+        """Seconds until `need` units leave the window; `extra` (a server adjustment) leaves at `extra_until`.
+
+        `flying` (in flight) leaves a whole span after it settles: at best `span` from now, if it
+        settled now. So this is a lower bound when it counts what is in flight; settling looks again."""
         freed = 0
         extra_counted = extra <= 0 or extra_until <= now
         if extra_counted:
@@ -135,8 +130,12 @@ class _Window:
             freed += amount
             if freed + (extra if extra_counted else 0) >= need:
                 return max(0.0, leaves - now)
-        if not extra_counted and freed + extra >= need:
-            return max(0.0, extra_until - now)
+        if not extra_counted:
+            if freed + extra >= need:
+                return max(0.0, extra_until - now)
+            freed += extra
+        if flying > 0 and freed + flying >= need:
+            return self.span
         return math.inf
 
 
@@ -151,6 +150,10 @@ class GroqQuota:
         self._store = store
         self._minute = _Window(MINUTE)
         self._day = _Window(DAY)
+        # Requests in flight count toward every window until they settle (see the module docstring).
+        self._flying: dict[int, int] = {}  # reservation seq -> tokens it holds
+        self._flying_requests = 0
+        self._flying_tokens = 0
         self._next_seq = 0
         self._limits = [limits.rpm, limits.rpd, limits.tpm, limits.tpd]
         self._largest = min(limits.tpm, limits.tpd, limits.context_window)
@@ -211,9 +214,10 @@ class GroqQuota:
         minute.expire(now)
         day.expire(now)
         limits = self._limits
+        requests, tokens_held = self._flying_requests, self._flying_tokens + tokens
         if (now >= self._blocked_any_until and now >= self._extra_any_until
-                and minute.requests < limits[RPM] and day.requests < limits[RPD]
-                and minute.tokens + tokens <= limits[TPM] and day.tokens + tokens <= limits[TPD]):
+                and minute.requests + requests < limits[RPM] and day.requests + requests < limits[RPD]
+                and minute.tokens + tokens_held <= limits[TPM] and day.tokens + tokens_held <= limits[TPD]):
             return 0.0
         return self._slow_wait(tokens, now)
 
@@ -228,11 +232,12 @@ class GroqQuota:
         counts_tokens = index in (TPM, TPD)
         amount = tokens if counts_tokens else 1
         extra = self._extra[index] if self._extra_until[index] > now else 0
-        used = (window.tokens if counts_tokens else window.requests) + extra
+        flying = self._flying_tokens if counts_tokens else self._flying_requests
+        used = (window.tokens if counts_tokens else window.requests) + flying + extra
         need = used + amount - self._limits[index]
         if need <= 0:
             return 0.0
-        return window.time_until_freed(need, counts_tokens, now, extra, self._extra_until[index])
+        return window.time_until_freed(need, counts_tokens, now, extra, self._extra_until[index], flying)
 
     def try_admit(self, tokens: int) -> Reservation | None:
         """Admit one request of `tokens` if every window has room now; else None."""
@@ -244,29 +249,21 @@ class GroqQuota:
             times.popleft()
             minute.requests -= minute.request_counts.popleft()
             minute.tokens -= minute.token_counts.popleft()
-            minute.first_seq += 1
         times = day.times
         while times and times[0] + DAY <= now:
             times.popleft()
             day.requests -= day.request_counts.popleft()
             day.tokens -= day.token_counts.popleft()
-            day.first_seq += 1
         limits = self._limits
+        requests, tokens_held = self._flying_requests, self._flying_tokens + tokens
         if (now >= self._blocked_any_until and now >= self._extra_any_until
-                and minute.requests < limits[RPM] and day.requests < limits[RPD]
-                and minute.tokens + tokens <= limits[TPM] and day.tokens + tokens <= limits[TPD]):
-            minute.times.append(now)
-            minute.request_counts.append(1)
-            minute.token_counts.append(tokens)
-            minute.requests += 1
-            minute.tokens += tokens
-            day.times.append(now)
-            day.request_counts.append(1)
-            day.token_counts.append(tokens)
-            day.requests += 1
-            day.tokens += tokens
+                and minute.requests + requests < limits[RPM] and day.requests + requests < limits[RPD]
+                and minute.tokens + tokens_held <= limits[TPM] and day.tokens + tokens_held <= limits[TPD]):
+            self._flying_requests = requests + 1
+            self._flying_tokens = tokens_held
             seq = self._next_seq
             self._next_seq = seq + 1
+            self._flying[seq] = tokens
             if self._store is None:
                 return _new_reservation(Reservation, (seq, tokens, 0.0))
             wall = self._clock.wall()
@@ -304,10 +301,11 @@ class GroqQuota:
             await self._clock.sleep(wait if math.isfinite(wait) else MINUTE)
 
     def _admit(self, tokens: int, now: float) -> Reservation:
-        self._minute.add(now, 1, tokens)
-        self._day.add(now, 1, tokens)
+        self._flying_requests += 1
+        self._flying_tokens += tokens
         seq = self._next_seq
         self._next_seq = seq + 1
+        self._flying[seq] = tokens
         wall = self._clock.wall() if self._store is not None else 0.0
         if self._store is not None:
             self._store.record_admission(self.model, wall, 1, tokens)
@@ -327,28 +325,40 @@ class GroqQuota:
     # --- settling -------------------------------------------------------------
 
     def settle(self, reservation: Reservation, tokens_used: int) -> None:
-        """Replace the reserved tokens with Groq's real usage (giving back the unused part)."""
-        counted = self._counted(reservation)
-        self._change(reservation, 0, max(0, tokens_used) - (counted[1] if counted else reservation.tokens))
+        """The request's answer (or error) is back: it leaves flight and counts `tokens_used` from now.
+
+        Stamped now, not at sending: the server stamped it on arrival, which was no later than
+        now, so it leaves our windows no earlier than the server's. For a request that may have
+        reached Groq but whose usage is unknown (cancelled, timed out), settle the reserved tokens."""
+        if not self._land(reservation):
+            return
+        now = self._monotonic()
+        used = max(0, tokens_used)
+        self._minute.add(now, 1, used)
+        self._day.add(now, 1, used)
+        if self._store is not None:
+            # Move the stored admission to now: take back its row exactly, so a restore sees it settled here.
+            self._store.record_admission(self.model, reservation.wall, -1, -reservation.tokens)
+            self._store.record_admission(self.model, self._clock.wall(), 1, used)
 
     def release(self, reservation: Reservation) -> None:
         """Give back a reservation whose request was never sent (cancelled before sending)."""
-        requests, tokens = self._counted(reservation) or (1, reservation.tokens)
-        self._change(reservation, -requests, -tokens)
+        if self._land(reservation) and self._store is not None:
+            self._store.record_admission(self.model, reservation.wall, -1, -reservation.tokens)
 
-    def _counted(self, reservation: Reservation) -> tuple[int, int] | None:
-        self._day.expire(self._monotonic())
-        return self._day.counted(reservation.seq)
+    def _land(self, reservation: Reservation) -> bool:
+        """Take a reservation out of flight; False if it already was (settled or released before)."""
+        tokens = self._flying.pop(reservation.seq, None)
+        if tokens is None:
+            return False
+        self._flying_requests -= 1
+        self._flying_tokens -= tokens
+        return True
 
-    def _change(self, reservation: Reservation, requests: int, tokens: int) -> None:
-        if requests == 0 and tokens == 0:
-            return
-        now = self._monotonic()
-        for window in (self._minute, self._day):
-            window.expire(now)
-            window.adjust(reservation.seq, requests, tokens)
-        if self._store is not None:
-            self._store.record_admission(self.model, reservation.wall, requests, tokens)
+    @property
+    def in_flight(self) -> int:
+        """Requests admitted and not yet settled or released."""
+        return self._flying_requests
 
     # --- what the server says -------------------------------------------------
 
@@ -375,7 +385,8 @@ class GroqQuota:
             return
         window = self._minute if index in (RPM, TPM) else self._day
         window.expire(now)
-        local_used = window.tokens if index in (TPM, TPD) else window.requests
+        local_used = (window.tokens + self._flying_tokens if index in (TPM, TPD)
+                      else window.requests + self._flying_requests)
         server_used = self._limits[index] - remaining
         # The server's count has fully replenished after `reset`; until then hold the difference.
         hold = reset if reset is not None else window.span
@@ -438,19 +449,18 @@ class GroqQuota:
                           for at_wall, (r, t) in by_wall.items() if (r or t) and wall_now - at_wall < DAY)
         if not restored:
             return
-        if self._day.times:
+        if self._day.times or self._flying:
             raise QuotaError(f"{self.model}: admissions can only be restored before the first new one; "
                              "restore at start")
-        # Restored admissions take sequence numbers below any new one; nobody holds them.
-        self._day = _Window(DAY, self._next_seq)
-        self._minute = _Window(MINUTE, self._next_seq)
+        # A settled admission was stored at its settle time, so it comes back where it was counted. One the
+        # last process never settled comes back at its sending time: it reached Groq no later than that
+        # process's end, so a flight cut short by the restart may leave our windows a little early.
+        self._day = _Window(DAY)
+        self._minute = _Window(MINUTE)
         for at, requests, tokens in restored:
             self._day.add(at, requests, tokens)
             if at + MINUTE > now:
                 self._minute.add(at, requests, tokens)
-            else:
-                self._minute.first_seq += 1
-        self._next_seq += len(restored)
         self._minute.expire(now)
         self._day.expire(now)
 
@@ -468,10 +478,12 @@ class GroqQuota:
         for index, name in enumerate(DIMENSIONS):
             window = self._minute if index in (RPM, TPM) else self._day
             extra = self._extra[index] if self._extra_until[index] > now else 0
-            used = (window.tokens if index in (TPM, TPD) else window.requests) + extra
-            reset_in = window.reset_in(now)
+            flying = self._flying_tokens if index in (TPM, TPD) else self._flying_requests
+            used = (window.tokens if index in (TPM, TPD) else window.requests) + flying + extra
+            # In flight, a request leaves a whole window after it settles: at least `span` from now.
+            reset_in = window.reset_in(now) if window.times or not flying else window.span
             if extra:
-                reset_in = min(reset_in, self._extra_until[index] - now) if window.times else \
+                reset_in = min(reset_in, self._extra_until[index] - now) if window.times or flying else \
                     self._extra_until[index] - now
             usages.append(WindowUsage(name, used, self._limits[index], max(0.0, reset_in),
                                       max(0.0, self._blocked_until[index] - now)))

@@ -71,8 +71,8 @@ class SchedulerStopped(SchedulerError):
 class _Ticket:
     """One request's life in the scheduler."""
 
-    __slots__ = ("attempts", "deadline_at", "future", "priority", "quota", "request", "runner", "sent_at",
-                 "seq", "state", "stop_reason", "submitted_at", "tokens")
+    __slots__ = ("attempts", "deadline_at", "future", "priority", "quota", "request", "reservation", "runner",
+                 "sent_at", "seq", "state", "stop_reason", "submitted_at", "tokens")
 
     def __init__(self, request: PromptRequest, quota: GroqQuota, tokens: int, submitted_at: float, seq: int,
                  future: asyncio.Future[PromptResult]) -> None:
@@ -88,6 +88,7 @@ class _Ticket:
         self.attempts = 0
         self.sent_at: float | None = None
         self.runner: asyncio.Task[None] | None = None
+        self.reservation: Reservation | None = None  # the current attempt's, while it is in flight
         self.stop_reason: MedopsError | None = None
 
 
@@ -377,6 +378,7 @@ class Scheduler:
         self._depth[ticket.priority] -= 1
         self._waits[ticket.priority].append(now - ticket.submitted_at)
         self._in_flight += 1
+        ticket.reservation = reservation
         ticket.runner = asyncio.create_task(self._send(ticket, reservation))
         ticket.runner.add_done_callback(lambda _: self._runner_ended(ticket))
 
@@ -385,6 +387,8 @@ class Scheduler:
         if ticket.state != "sending":
             return
         self._in_flight -= 1
+        if ticket.reservation is not None:
+            ticket.quota.release(ticket.reservation)  # never sent: nothing reached Groq
         reason = ticket.stop_reason or RequestCancelled(f"request {ticket.request.request_id} was cancelled")
         self._finish(ticket, reason, "cancelled")
         self._kick()
@@ -395,8 +399,9 @@ class Scheduler:
         try:
             completion = await self._call_sender(ticket)
         except asyncio.CancelledError:
-            # Groq may have counted it: keep the reservation (it ages out of the windows).
+            # Groq may have counted it (as late as now): keep the whole reservation, counted from now.
             self._in_flight -= 1
+            quota.settle(reservation, reservation.tokens)
             reason = ticket.stop_reason or RequestCancelled(f"request {ticket.request.request_id} was cancelled")
             self._finish(ticket, reason, "cancelled")
             self._kick()
@@ -424,11 +429,13 @@ class Scheduler:
             return
         except DeadlineExceeded as late:
             self._in_flight -= 1
+            quota.settle(reservation, reservation.tokens)  # as when cancelled: Groq may have counted it
             self._finish(ticket, late, "timeout")
             self._kick()
             return
         except Exception as error:  # the caller must hear of every failure, whatever raised it
             self._in_flight -= 1
+            quota.settle(reservation, reservation.tokens)  # timeouts and 5xx: Groq may have counted it
             outcome = "failed" if isinstance(error, GatewayError) else "error"
             self._finish(ticket, error, outcome)
             self._kick()

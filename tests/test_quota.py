@@ -25,10 +25,19 @@ def windows(q: GroqQuota) -> dict[str, tuple[int, int]]:
     return {w.name: (w.used, w.limit) for w in q.snapshot().windows}
 
 
+def answered(q: GroqQuota, tokens: int) -> bool:
+    """Admit a request whose answer comes back at once (using all it reserved); False if no room."""
+    reservation = q.try_admit(tokens)
+    if reservation is None:
+        return False
+    q.settle(reservation, tokens)
+    return True
+
+
 async def test_requests_per_minute_hold_over_any_sixty_seconds(clock: FakeClock) -> None:
     q = quota(clock)
     for _ in range(3):
-        assert q.try_admit(10) is not None
+        assert answered(q, 10)
         await clock.advance(10)
     assert q.try_admit(10) is None
     assert q.wait_time(10) == pytest.approx(30)  # the first admission leaves at +60
@@ -57,14 +66,51 @@ async def test_settling_gives_back_the_unused_reservation(clock: FakeClock) -> N
     assert q.try_admit(500) is not None
 
 
-async def test_settling_after_the_minute_only_corrects_the_day(clock: FakeClock) -> None:
+async def test_a_request_counts_until_a_window_after_its_answer_came_back(clock: FakeClock) -> None:
+    # Sent at 0, answered at 5: the server stamped it on arrival, somewhere in between, so it may
+    # count there until as late as 65. Stamped at sending, a request sent at 60 could land in the
+    # same server minute.
     q = quota(clock)
+    reservation = q.try_admit(400)
+    assert reservation is not None
+    await clock.advance(5)
+    q.settle(reservation, 300)
+    assert windows(q)["rpm"] == (1, 3) and windows(q)["tpm"] == (300, 1_000)
+    await clock.advance(59.999)
+    assert windows(q)["rpm"] == (1, 3) and windows(q)["tpm"] == (300, 1_000)
+    await clock.advance(0.001)
+    assert windows(q)["rpm"] == (0, 3) and windows(q)["tpm"] == (0, 1_000)
+    assert windows(q)["rpd"] == (1, 10) and windows(q)["tpd"] == (300, 5_000)
+
+
+async def test_a_request_in_flight_longer_than_the_window_still_counts(clock: FakeClock) -> None:
+    q = quota(clock, ModelLimits(rpm=1, rpd=10, tpm=1_000, tpd=5_000))
     reservation = q.try_admit(900)
     assert reservation is not None
-    await clock.advance(61)
+    await clock.advance(200)  # it may reach the server only now
+    assert q.in_flight == 1
+    assert windows(q)["rpm"] == (1, 1) and windows(q)["tpm"] == (900, 1_000)
+    assert q.try_admit(10) is None
+    assert q.wait_time(10) == pytest.approx(60)  # at best it settles now and leaves a minute later
     q.settle(reservation, 100)
-    assert windows(q)["tpm"] == (0, 1_000)
-    assert windows(q)["tpd"] == (100, 5_000)
+    assert q.in_flight == 0
+    await clock.advance(59.999)
+    assert q.try_admit(10) is None
+    await clock.advance(0.001)
+    assert q.try_admit(10) is not None
+
+
+async def test_settling_or_releasing_twice_changes_nothing(clock: FakeClock) -> None:
+    q = quota(clock)
+    first, second = q.try_admit(100), q.try_admit(100)
+    assert first is not None and second is not None
+    q.settle(first, 50)
+    q.settle(first, 10)
+    q.release(first)
+    q.release(second)
+    q.release(second)
+    q.settle(second, 10)
+    assert windows(q)["rpm"] == (1, 3) and windows(q)["tpm"] == (50, 1_000) and q.in_flight == 0
 
 
 async def test_releasing_an_unsent_reservation_gives_back_the_request_too(clock: FakeClock) -> None:
@@ -79,7 +125,7 @@ async def test_releasing_an_unsent_reservation_gives_back_the_request_too(clock:
 async def test_requests_and_tokens_per_day_hold_over_any_24_hours(clock: FakeClock) -> None:
     q = quota(clock, ModelLimits(rpm=100, rpd=4, tpm=10_000, tpd=50_000))
     for _ in range(4):
-        assert q.try_admit(1) is not None
+        assert answered(q, 1)
         await clock.advance(3_600)
     assert q.try_admit(1) is None
     assert q.wait_time(1) == pytest.approx(86_400 - 4 * 3_600)
@@ -114,7 +160,7 @@ async def test_fail_fast_admission_says_when_room_returns(clock: FakeClock) -> N
 async def test_acquire_waits_on_the_clock_until_room_returns(clock: FakeClock) -> None:
     q = quota(clock)
     for _ in range(3):
-        q.admit(10)
+        q.settle(q.admit(10), 10)
     waiter = asyncio.create_task(q.acquire(10))
     await clock.advance(59)
     assert not waiter.done()
@@ -237,6 +283,23 @@ async def test_a_restart_within_the_minute_restores_the_minute_too(clock: FakeCl
     assert restarted.wait_time(10) == pytest.approx(40)
 
 
+async def test_a_restart_restores_a_settled_admission_at_its_settle_time(clock: FakeClock) -> None:
+    store = MemoryAdmissionStore()
+    q = quota(clock, store=store)
+    reservation = q.try_admit(400)
+    assert reservation is not None
+    await clock.advance(5)
+    q.settle(reservation, 300)
+    q.release(q.admit(50))  # never sent: its row is taken back exactly
+    # 55 s after it was sent, 50 s after its answer: it still counts for another 10 s.
+    later = FakeClock(start=0.0, wall_start=clock.wall() + 50)
+    restarted = quota(later)
+    restarted.restore([(at, r, t) for _, at, r, t in store.rows])
+    usage = {w.name: (w.used, w.reset_in) for w in restarted.snapshot().windows}
+    assert usage["rpm"] == (1, pytest.approx(10)) and usage["tpm"] == (300, pytest.approx(10))
+    assert usage["rpd"] == (1, pytest.approx(86_350))
+
+
 async def test_admissions_older_than_a_day_are_not_restored(clock: FakeClock) -> None:
     store = MemoryAdmissionStore()
     store.record_admission("m", clock.wall() - 86_401, 1, 100)
@@ -263,7 +326,7 @@ def test_an_unknown_model_is_refused_with_the_known_ones(clock: FakeClock) -> No
 
 async def test_snapshot_shows_used_limit_remaining_and_reset(clock: FakeClock) -> None:
     book = QuotaBook(Settings(models={"m": SMALL}), clock)
-    book["m"].admit(250)
+    book["m"].settle(book["m"].admit(250), 250)
     await clock.advance(15)
     await settle()
     (model,) = book.snapshot().models
@@ -286,7 +349,7 @@ async def test_the_window_edge_is_one_rule_even_where_float_subtraction_rounds()
     clock = FakeClock(start=1000.1)
     q = quota(clock)
     for _ in range(3):
-        q.admit(10)
+        q.settle(q.admit(10), 10)
     wait = q.wait_time(10)
     await clock.advance(wait)
     assert clock.monotonic() == 1060.1

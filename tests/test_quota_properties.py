@@ -1,8 +1,13 @@
-"""Property: whatever arrives, however large, cancelled or rate-limited, no window is ever overrun."""
+"""Property: whatever arrives, however large, cancelled or rate-limited, no window is ever overrun.
+
+Overrun is judged twice: by the admissions medops recorded, and as the server counts them, at each
+request's arrival, which comes some random time after it was sent (a slow connection) and before
+its answer returns."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -21,7 +26,7 @@ from core.scheduler import Scheduler
 from core.token_estimate import estimate_prompt_tokens
 from tests.quota_helpers import MemoryAdmissionStore
 
-Outcome = tuple[MemoryAdmissionStore, list[BaseException | object]]
+Outcome = tuple[MemoryAdmissionStore, list["Arrived"], list[BaseException | object], int]
 SPANS = {"rpm": 60.0, "tpm": 60.0, "rpd": 86_400.0, "tpd": 86_400.0}
 
 
@@ -52,16 +57,38 @@ limits = st.builds(ModelLimits, rpm=st.integers(1, 6), rpd=st.integers(2, 30), t
                    tpd=st.integers(2_000, 30_000))
 
 
+@dataclass
+class Arrived:
+    """One request as the server counts it: stamped on arrival, holding its reservation until answered."""
+
+    model: str
+    at: float
+    reserved: int
+    used: int = 0
+    answered_at: float = math.inf  # never answered (cancelled after it arrived): it keeps the reservation
+
+    def tokens_at(self, when: float) -> int:
+        return self.used if self.answered_at <= when else self.reserved
+
+
 class ChaoticSender:
-    """Answers after a random delay with usage within the reservation, or a 429, or fresh headers."""
+    """Reaches the server after a random delay (sometimes longer than the minute), answers after another,
+    with usage within the reservation, or a 429, or fresh headers. Logs arrivals as the server sees them."""
 
     def __init__(self, clock: FakeClock, rng: random.Random) -> None:
         self.clock = clock
         self.rng = rng
+        self.arrivals: list[Arrived] = []
 
     async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
         rng = self.rng
-        await self.clock.sleep(rng.uniform(0.05, 8.0))
+        slow = rng.random() < 0.1  # now and then a flight longer than the whole minute window
+        await self.clock.sleep(rng.uniform(0.0, 90.0 if slow else 6.0))
+        arrived = Arrived(request.model or "", self.clock.monotonic(),
+                          estimate_prompt_tokens(request.prompt) + request.max_completion_tokens)
+        self.arrivals.append(arrived)
+        await self.clock.sleep(rng.uniform(0.0, 90.0 if slow else 4.0))
+        arrived.answered_at = self.clock.monotonic()
         roll = rng.random()
         if roll < 0.15:
             dimension = rng.choice(DIMENSIONS)
@@ -73,8 +100,9 @@ class ChaoticSender:
             headers = RateLimitHeaders(remaining_requests=rng.randint(0, 30), reset_requests=rng.uniform(0, 600),
                                        remaining_tokens=rng.randint(0, 4_000), reset_tokens=rng.uniform(0, 60))
         prompt_tokens = rng.randint(0, estimate_prompt_tokens(request.prompt))
-        return Completion("ok", request.model or "", prompt_tokens, rng.randint(0, request.max_completion_tokens),
-                          headers=headers)
+        completion_tokens = rng.randint(0, request.max_completion_tokens)
+        arrived.used = prompt_tokens + completion_tokens
+        return Completion("ok", request.model or "", prompt_tokens, completion_tokens, headers=headers)
 
 
 def overruns(rows: list[tuple[str, float, int, int]], model: str, model_limits: ModelLimits) -> list[str]:
@@ -98,13 +126,29 @@ def overruns(rows: list[tuple[str, float, int, int]], model: str, model_limits: 
     return problems
 
 
+def server_overruns(arrivals: list[Arrived], model: str, model_limits: ModelLimits) -> list[str]:
+    """At each arrival, what the server's windows hold: arrivals in the last span, reserved until answered."""
+    ours = [a for a in arrivals if a.model == model]
+    problems = []
+    for arrival in ours:
+        for name, limit in (("rpm", model_limits.rpm), ("rpd", model_limits.rpd), ("tpm", model_limits.tpm),
+                            ("tpd", model_limits.tpd)):
+            held = [a for a in ours if a.at <= arrival.at < a.at + SPANS[name]]
+            total = len(held) if name.startswith("r") else sum(a.tokens_at(arrival.at) for a in held)
+            if total > limit:
+                problems.append(f"server {model} {name}: {total} > {limit} at {arrival.at}")
+    return problems
+
+
 async def scenario(plan: list[Arrival], model_limits: dict[str, ModelLimits], concurrency: int,
                    rng: random.Random) -> Outcome:
     clock = FakeClock()
     store = MemoryAdmissionStore()
     config = Settings(models=model_limits, default_model="x", groq_concurrent=concurrency, batch_interval=0.1,
                       starvation_bound=20.0, queue_limit=1_000)
-    scheduler = Scheduler(config, QuotaBook(config, clock, store), ChaoticSender(clock, rng), clock)
+    sender = ChaoticSender(clock, rng)
+    book = QuotaBook(config, clock, store)
+    scheduler = Scheduler(config, book, sender, clock)
     await scheduler.start()
     tasks: list[asyncio.Task[object]] = []
     cancellers: list[asyncio.Task[None]] = []
@@ -126,7 +170,7 @@ async def scenario(plan: list[Arrival], model_limits: dict[str, ModelLimits], co
     await scheduler.stop()
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     await asyncio.gather(*cancellers)
-    return store, outcomes
+    return store, sender.arrivals, outcomes, sum(quota.in_flight for quota in book.models.values())
 
 
 async def _cancel_later(clock: FakeClock, scheduler: Scheduler, request_id: str, after: float) -> None:
@@ -146,9 +190,12 @@ def test_no_window_is_ever_overrun_and_every_caller_hears_back(plan: list[Arriva
                                                                 limits_y: ModelLimits, concurrency: int,
                                                                 seed: int) -> None:
     model_limits = {"x": limits_x, "y": limits_y}
-    store, outcomes = asyncio.run(watchdog(scenario(plan, model_limits, concurrency, random.Random(seed))))
-    problems = [p for model, lim in model_limits.items() for p in overruns(store.rows, model, lim)]
+    store, arrivals, outcomes, left_in_flight = asyncio.run(watchdog(scenario(plan, model_limits, concurrency,
+                                                                random.Random(seed))))
+    problems = [p for model, lim in model_limits.items()
+                for p in overruns(store.rows, model, lim) + server_overruns(arrivals, model, lim)]
     assert problems == []
+    assert left_in_flight == 0  # every admission was settled or released: none holds room for ever
     # Every caller got a result or a medops error saying why not; none was left hanging.
     assert len(outcomes) == len(plan)
     for outcome in outcomes:

@@ -220,7 +220,7 @@ async def test_a_spent_model_does_not_hold_up_another_model(
     later_y = await submit(scheduler, req("y1", Priority.NORMAL, model="y"))
     await settle()
     assert sender.order() == ["x1", "y1"]
-    await clock.advance(59.999)
+    await clock.advance(60.999)  # x1's answer came back at 1 s: it counts until 61 s
     assert sender.order() == ["x1", "y1"]
     await clock.advance(0.001)
     assert sender.order() == ["x1", "y1", "x2"]
@@ -312,6 +312,7 @@ async def test_cancelling_in_flight_stops_the_send_and_keeps_the_quota_groq_may_
         await task
     assert sender.in_flight == 0
     assert {w.name: w.used for w in scheduler._quotas["x"].snapshot().windows}["rpm"] == 1
+    assert scheduler._quotas["x"].in_flight == 0  # counted from the cancel, when it may have just arrived
     await scheduler.stop()
 
 
@@ -373,6 +374,10 @@ async def test_an_upstream_failure_reaches_the_caller(
     with pytest.raises(UpstreamUnavailable, match="503"):
         await task
     assert scheduler.snapshot().failed == 1
+    # Groq may have counted it: the whole reservation counts, from the failure, not left in flight.
+    quota = scheduler._quotas["x"]
+    used = {w.name: w.used for w in quota.snapshot().windows}
+    assert quota.in_flight == 0 and (used["rpm"], used["tpm"]) == (1, estimate_prompt_tokens("p") + 100)
     await scheduler.stop()
 
 
@@ -415,9 +420,9 @@ async def test_when_the_day_is_spent_requests_wait_visibly_and_fail_fast_is_refu
     assert snapshot.queues[1].wait_p95 == pytest.approx(3_600)
     await clock.advance(86_400 - 3_601)
     assert not waiting.done()
+    await clock.advance(1)  # the two were answered at 1 s and count until a day later
     await clock.advance(1)
-    await clock.advance(1)
-    assert (await waiting).queue_wait == pytest.approx(86_399)
+    assert (await waiting).queue_wait == pytest.approx(86_400)
     await scheduler.stop()
 
 
@@ -445,7 +450,9 @@ async def test_results_carry_quota_left_and_settle_real_usage(
     assert prompt_result.quota_left["rpm"] == 999
     assert prompt_result.quota_left["tpm"] == ROOMY.tpm - 30  # 20 prompt + 10 completion tokens
     reserved = estimate_prompt_tokens("p") + 100
-    assert [row[2:] for row in store.rows] == [(1, reserved), (0, 30 - reserved)]
+    # Admitted at 0 (durably, in case of a crash), then moved to its settle time with the real usage.
+    sent, answered = clock.wall() - 1, clock.wall()
+    assert [row[1:] for row in store.rows] == [(sent, 1, reserved), (sent, -1, -reserved), (answered, 1, 30)]
     record = recorder.records[-1]
     assert (record.outcome, record.prompt_tokens, record.completion_tokens, record.agent) == ("ok", 20, 10, "triage")
     await scheduler.stop()
@@ -478,6 +485,8 @@ async def test_a_send_cancelled_before_it_starts_still_frees_its_slot_and_tells_
         await task
     assert scheduler.snapshot().in_flight == 0
     assert sender.sent == []
+    quota = scheduler._quotas["x"]
+    assert quota.in_flight == 0 and {w.name: w.used for w in quota.snapshot().windows}["rpm"] == 0
 
 
 async def test_raising_concurrency_at_run_time_sends_waiting_work_at_once(
