@@ -6,13 +6,11 @@ admits, a bucket of the same size admits too), so a client that never sees a
 429 here never oversteps Groq either. Tokens are reserved at admission (prompt
 plus the completion budget, as Groq charges) and settled to the real use.
 
-A client can only time its own admissions, not our arrival times: a request
-held up on its way here (a burst of new connections) and one that comes
-straight through later can land less than a window apart although they left
-a full window apart. So each admission leaves its window `skew_allowance`
-seconds early (2 s by default): the endpoint still refuses anything a Groq
-bucket would, and any real overrun (45 requests in 60 s against 30), but not
-a few milliseconds of network skew.
+Admissions are stamped on arrival, as Groq stamps them, with no allowance for
+network skew: a request held up on its way here (a burst of new connections)
+and one that comes straight through later land here as close together as they
+would at Groq. A client must keep counting a request until a window after its
+answer came back, as medops' GroqQuota does, not a window after it was sent.
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ from core.ratelimits import Dimension, format_go_duration
 
 MINUTE = 60.0
 DAY = 86_400.0
-SKEW_ALLOWANCE = 2.0  # seconds of network skew between a client's admissions and our arrivals
 
 
 class _Entry:
@@ -102,10 +99,10 @@ class Admission:
 
 
 class _ModelWindows:
-    def __init__(self, limits: ModelLimits, skew_allowance: float) -> None:
+    def __init__(self, limits: ModelLimits) -> None:
         self.limits = limits
-        self.minute = _Window(MINUTE - skew_allowance)
-        self.day = _Window(DAY - skew_allowance)
+        self.minute = _Window(MINUTE)
+        self.day = _Window(DAY)
 
     def prune(self, now: float) -> None:
         self.minute.prune(now)
@@ -115,13 +112,9 @@ class _ModelWindows:
 class EndpointLimiter:
     """Per-model RPM, RPD, TPM and TPD windows, and the headers that report them."""
 
-    def __init__(self, models: Mapping[str, ModelLimits], clock: Clock,
-                 skew_allowance: float = SKEW_ALLOWANCE) -> None:
-        if not 0 <= skew_allowance < MINUTE:
-            raise ValueError(f"skew_allowance must be from 0 to under {MINUTE:g} s, not {skew_allowance!r}")
+    def __init__(self, models: Mapping[str, ModelLimits], clock: Clock) -> None:
         self._clock = clock
-        self._skew = skew_allowance
-        self._models = {name: _ModelWindows(limits, skew_allowance) for name, limits in models.items()}
+        self._models = {name: _ModelWindows(limits) for name, limits in models.items()}
 
     def limits(self, model: str) -> ModelLimits | None:
         """A known model's limits, or None."""
@@ -137,7 +130,7 @@ class EndpointLimiter:
         if model in self._models:
             self._models[model].limits = limits
         else:
-            self._models[model] = _ModelWindows(limits, self._skew)
+            self._models[model] = _ModelWindows(limits)
 
     def admit(self, model: str, tokens: int) -> Admission | Refusal:
         """Count one request of `tokens` tokens, or say which window refuses it (the longest wait)."""

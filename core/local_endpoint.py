@@ -22,7 +22,7 @@ from aiohttp import web
 from core.clock import Clock, SystemClock
 from core.config import ModelLimits
 from core.endpoint_faults import FaultDice, FaultModes
-from core.endpoint_limits import SKEW_ALLOWANCE, Admission, EndpointLimiter, Refusal
+from core.endpoint_limits import Admission, EndpointLimiter, Refusal
 from core.errors import GatewayError
 from core.groq_wire import (
     Answer,
@@ -85,12 +85,12 @@ class LocalEndpoint:
 
     def __init__(self, models: Mapping[str, ModelLimits], *, host: str = "127.0.0.1", port: int = 0,
                  api_key: str | None = None, clock: Clock | None = None, faults: FaultModes | None = None,
-                 seed: int = 0, skew_allowance: float = SKEW_ALLOWANCE) -> None:
+                 seed: int = 0) -> None:
         self._clock = clock or SystemClock()
         self._host = host
         self._port = port
         self._api_key = api_key
-        self._limiter = EndpointLimiter(models, self._clock, skew_allowance)
+        self._limiter = EndpointLimiter(models, self._clock)
         self._faults = faults or FaultModes()
         self._dice = FaultDice(seed)
         self._stats = EndpointStats()

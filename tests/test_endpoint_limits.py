@@ -13,7 +13,7 @@ MODEL = "m"
 
 def limiter(clock: FakeClock, **limits: int) -> EndpointLimiter:
     values = {"rpm": 30, "rpd": 1_000, "tpm": 100_000, "tpd": 1_000_000} | limits
-    return EndpointLimiter({MODEL: ModelLimits(**values)}, clock, skew_allowance=0.0)
+    return EndpointLimiter({MODEL: ModelLimits(**values)}, clock)
 
 
 async def test_a_window_never_admits_more_than_its_limit_in_any_60_seconds(clock: FakeClock) -> None:
@@ -82,11 +82,10 @@ async def test_headers_report_the_day_requests_and_the_minute_tokens(clock: Fake
     assert headers["x-ratelimit-reset-requests"] == "24h0m0s"
 
 
-async def test_skew_allowance_lets_an_admission_leave_its_window_that_much_early(clock: FakeClock) -> None:
-    windows = EndpointLimiter({MODEL: ModelLimits(rpm=1, rpd=1_000, tpm=100_000, tpd=1_000_000)}, clock,
-                              skew_allowance=1.0)
+async def test_an_admission_holds_its_window_for_the_whole_minute_after_arrival(clock: FakeClock) -> None:
+    windows = limiter(clock, rpm=1)
     windows.admit(MODEL, 1)
-    await clock.advance(58.9)
+    await clock.advance(59.999)
     assert isinstance(windows.admit(MODEL, 1), Refusal)
-    await clock.advance(0.1)
+    await clock.advance(0.001)
     assert isinstance(windows.admit(MODEL, 1), Admission)

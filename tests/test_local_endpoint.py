@@ -36,7 +36,7 @@ def sync_client(sync_endpoint: LocalEndpoint) -> Iterator[groq.Groq]:
 
 @pytest.fixture
 async def endpoint(clock: FakeClock) -> AsyncIterator[LocalEndpoint]:
-    local = LocalEndpoint(DEFAULT_MODELS, clock=clock, faults=INSTANT, skew_allowance=0.0)
+    local = LocalEndpoint(DEFAULT_MODELS, clock=clock, faults=INSTANT)
     await local.start()
     yield local
     await local.stop()
