@@ -164,6 +164,12 @@ class LimitHistory:
         self._changes.appendleft(change)
         return change
 
+    def record_handback(self, at: float, key: str, current: Settings, by: str) -> LimitChange:
+        """Remember that the operator handed `key` back to the tuner ("auto")."""
+        change = LimitChange(at=at, key=key, old=show_value(getattr(current, key)), new="auto", by=by)
+        self._changes.appendleft(change)
+        return change
+
     def changes(self) -> tuple[LimitChange, ...]:
         return tuple(self._changes)
 

@@ -16,7 +16,7 @@ from core.completions import PromptRequest, PromptResult
 from core.config import Settings
 from core.contexts import AgentContextPool
 from core.documents import DocumentPipeline, DocumentResult, ProgressCallback
-from core.errors import CaseMemoryError, DocumentError, MedopsError
+from core.errors import CaseMemoryError, ConfigError, DocumentError, MedopsError
 from core.executors import Executors
 from core.groq_path import GroqPath
 from core.intake import Intake
@@ -26,6 +26,7 @@ from core.limits import LimitHistory, apply_live, validated_change
 from core.paths import Locations
 from core.snapshot import ContextPoolSnapshot, CoreSnapshot, SlotsSnapshot
 from core.tick import CoreTick
+from core.tuner import TUNED_KNOBS
 
 
 class CoreNotRunning(MedopsError):
@@ -170,6 +171,8 @@ class ResourceCore:
         """Change one limit while running, checked by the config file's rules, applied at once and recorded.
 
         The record goes to snapshot.limit_changes and to the ledger's limit_changes table.
+        A knob the tuner sizes (io_threads, query_cache_size) is pinned: the tuner leaves the operator's
+        value alone until `unpin(key)` or tuner_enabled is switched off and on again.
 
         Refused with a ConfigError (key, value, allowed range, source) when out of range, and with
         `RestartNeeded` for keys sized at start. Returns the new settings.
@@ -180,7 +183,25 @@ class ResourceCore:
         apply_live(self, key, new)
         change = self.limit_history.record(self.clock.wall(), key, old, new, by)
         self.ledger.record_limit_change(change)  # buffered: written with the ledger's next flush
+        if key in TUNED_KNOBS:
+            self.tick.pins.pin(key, change.new, change.at, by)
+        elif key == "tuner_enabled" and new.tuner_enabled and not old.tuner_enabled:
+            self.tick.pins.clear()  # switching the tuner back on hands it every knob again
         return new
+
+    def unpin(self, key: str, by: str = "console") -> bool:
+        """Hand a knob the operator set back to the tuner; recorded like a limit change. False if not pinned.
+
+        Refused with a ConfigError for a key the tuner does not size.
+        """
+        if key not in TUNED_KNOBS:
+            raise ConfigError(f"{key!r} is not sized by the auto-tuner (it sizes only {', '.join(TUNED_KNOBS)}): "
+                              f"give it a value instead of auto")
+        if not self.tick.pins.unpin(key):
+            return False
+        change = self.limit_history.record_handback(self.clock.wall(), key, self.settings, by)
+        self.ledger.record_limit_change(change)
+        return True
 
     async def ask(self, request: PromptRequest) -> PromptResult:
         """Send one prompt through scheduler, quota and gateway; the answer or an error saying why not."""

@@ -227,13 +227,15 @@ class TunerChange:
     old: float
     new: float
     reason: str
-    applied: bool = True  # False: advice only (a knob that cannot change while running)
+    applied: bool = True  # False: advice only (a knob that cannot change while running), or skipped
+    skipped: bool = False  # True: the operator pinned the knob, so the tuner left it alone (old == new)
 
 
 @dataclass(frozen=True)
 class TunerSnapshot:
     enabled: bool = False
     changes: tuple[TunerChange, ...] = ()
+    pinned: tuple[str, ...] = ()  # knobs the operator set, which the tuner leaves alone until handed back
 
 
 @dataclass(frozen=True)

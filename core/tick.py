@@ -23,7 +23,7 @@ from core.executors import Executors
 from core.loop_lag import LoopLagProbe
 from core.monitor import SystemMonitor
 from core.snapshot import Alert, CoreSnapshot, SystemSnapshot, TunerSnapshot
-from core.tuner import MonitorMetrics, ResizableCache, Tuner
+from core.tuner import MonitorMetrics, OperatorPins, ResizableCache, Tuner
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class CoreTick:
         self.alerts = AlertEngine(clock)
         self.monitor: SystemMonitor | None = None
         self.tuner: Tuner | None = None
+        self.pins = OperatorPins()  # held here, not by the tuner: the operator may pin before start
         self._query_cache: ResizableCache | None = None
         self._task: asyncio.Task[None] | None = None
         self._waiting: list[asyncio.Future[CoreSnapshot | None]] = []
@@ -75,7 +76,7 @@ class CoreTick:
         self.monitor = SystemMonitor(self._clock, self._data_dir, history_seconds=settings.history_seconds,
                                      interval=settings.monitor_interval)
         self.tuner = Tuner(self._clock, settings, MonitorMetrics(self.monitor, self.executors.io),
-                           self.executors.io, self._query_cache)
+                           self.executors.io, self._query_cache, self.pins)
         self._last_tune = self._clock.monotonic()
         self.lag.start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="medops-tick")
@@ -108,8 +109,10 @@ class CoreTick:
         return self.monitor.latest if self.monitor is not None else SystemSnapshot()
 
     def tuner_snapshot(self) -> TunerSnapshot:
-        """The tuner's changes and whether the current settings enable it, or a disabled tuner before start."""
-        return self.tuner.snapshot(self._settings()) if self.tuner is not None else TunerSnapshot()
+        """The tuner's changes, whether the current settings enable it, and the operator's pinned knobs."""
+        if self.tuner is None:
+            return TunerSnapshot(pinned=self.pins.knobs())
+        return self.tuner.snapshot(self._settings())
 
     async def _run(self) -> None:
         # Ticks keep to a fixed cadence (the tick's own time does not push the next one later);

@@ -9,12 +9,16 @@ Rules (from the reference design, within the config's bounds):
   tuner gives advice (recorded, not applied) instead of pretending.
 Every decision is recorded with its reason. Decisions read a `MetricsSource`,
 so tests drive the tuner with fixed figures.
+
+The operator wins: a knob set with `set_limit` is pinned (`OperatorPins`) and the
+tuner leaves it alone, saying so once in its history, until it is handed back.
 """
 
 from __future__ import annotations
 
 import collections
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 from core.clock import Clock
@@ -30,6 +34,7 @@ SHRINK_ABOVE_CPU = 80.0
 PLENTY_MEMORY = 1000 * MIB
 SCARCE_MEMORY = 500 * MIB
 MAX_CHANGES = 100  # changes kept for the snapshot
+TUNED_KNOBS = ("io_threads", "query_cache_size")  # what the tuner resizes, so what an operator can pin
 
 
 @dataclass(frozen=True)
@@ -91,35 +96,90 @@ class ResizableCache(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Pin:
+    """One knob the operator set: to what (as shown), when (wall time) and by whom."""
+
+    knob: str
+    value: str
+    at: float
+    by: str
+
+
+class OperatorPins:
+    """Knobs the operator set, which the tuner leaves alone until they are handed back."""
+
+    def __init__(self) -> None:
+        self._pins: dict[str, Pin] = {}
+
+    def pin(self, knob: str, value: str, at: float, by: str) -> None:
+        """The operator set `knob`: the tuner must not touch it."""
+        self._pins[knob] = Pin(knob=knob, value=value, at=at, by=by)
+
+    def unpin(self, knob: str) -> bool:
+        """Hand `knob` back to the tuner; False if it was not pinned."""
+        return self._pins.pop(knob, None) is not None
+
+    def clear(self) -> None:
+        """Hand every knob back (the operator switched the tuner back on)."""
+        self._pins.clear()
+
+    def get(self, knob: str) -> Pin | None:
+        return self._pins.get(knob)
+
+    def knobs(self) -> tuple[str, ...]:
+        """The pinned knobs, sorted."""
+        return tuple(sorted(self._pins))
+
+
 class Tuner:
     """Applies the tuning rules to the I/O pool and the query cache, recording each change."""
 
     def __init__(self, clock: Clock, settings: Settings, metrics: MetricsSource, io_pool: ResizableThreads,
-                 query_cache: ResizableCache | None = None) -> None:
+                 query_cache: ResizableCache | None = None, pins: OperatorPins | None = None) -> None:
         self._clock = clock
-        self._metrics = metrics
+        self.metrics = metrics  # public so tests can feed fixed figures to a core's own tuner
         self._io_pool = io_pool
         self.query_cache = query_cache
+        self.pins = pins if pins is not None else OperatorPins()
         self._case_advice = settings.max_cases_in_memory
         self._changes: collections.deque[TunerChange] = collections.deque(maxlen=MAX_CHANGES)
+        self._announced: dict[str, Pin] = {}  # the pin each knob's "left alone" record was made for
 
     def step(self, settings: Settings) -> list[TunerChange]:
-        """One decision round with the current settings; returns what it changed or advised."""
+        """One decision round with the current settings; returns what it changed, advised or left alone."""
         if not settings.tuner_enabled:
             return []
-        metrics = self._metrics.tuner_metrics()
+        metrics = self.metrics.tuner_metrics()
         if metrics is None:
             return []
-        made = [c for c in (self._tune_io(metrics, settings), self._tune_query_cache(metrics, settings),
-                            self._advise_case_slots(metrics, settings)) if c is not None]
+        io_pin, cache_pin = self.pins.get("io_threads"), self.pins.get("query_cache_size")
+        io = self._left_alone(io_pin, self._io_pool.capacity) if io_pin else self._tune_io(metrics, settings)
+        if cache_pin is None:
+            cache = self._tune_query_cache(metrics, settings)
+        else:
+            cache = self._left_alone(cache_pin, self.query_cache.capacity if self.query_cache is not None else 0)
+        made = [c for c in (io, cache, self._advise_case_slots(metrics, settings)) if c is not None]
         for change in made:
             self._changes.appendleft(change)
         return made
 
     def snapshot(self, settings: Settings) -> TunerSnapshot:
-        """Whether the current settings let the tuner act, and its changes newest first."""
+        """Whether the current settings let the tuner act, its changes newest first, and the pinned knobs."""
         # From the settings, not the last round: a switch takes effect (and shows) at once.
-        return TunerSnapshot(enabled=settings.tuner_enabled, changes=tuple(self._changes))
+        return TunerSnapshot(enabled=settings.tuner_enabled, changes=tuple(self._changes),
+                             pinned=self.pins.knobs())
+
+    def _left_alone(self, pin: Pin, current: int) -> TunerChange | None:
+        """The one record that a pinned knob is skipped, made on the first round after each operator set."""
+        if self._announced.get(pin.knob) is pin:
+            return None
+        self._announced[pin.knob] = pin
+        since = datetime.fromtimestamp(pin.at, tz=UTC).strftime("%H:%M:%S UTC")
+        return TunerChange(at=self._clock.wall(), knob=pin.knob, old=current, new=current, applied=False,
+                           skipped=True,
+                           reason=f"set by the operator ({pin.by}) to {pin.value} at {since}: left alone until "
+                                  f"handed back (value auto in the Limits form, or tuner_enabled off then on)")
 
     def _tune_io(self, m: TunerMetrics, settings: Settings) -> TunerChange | None:
         old = self._io_pool.capacity

@@ -8,9 +8,11 @@ from textual.widgets._footer import FooterKey
 from console.app import MedopsApp
 from console.forms.document import DocumentForm
 from console.forms.limits import LimitsScreen
+from console.panes.alerts import tuner_figures
 from core.config import Settings
 from core.paths import Locations
 from core.resource_core import ResourceCore
+from core.snapshot import TunerChange
 from tests.document_files import CLINICAL_TEXT, text_pdf
 from tests.test_console_live import until
 
@@ -54,6 +56,28 @@ async def test_a_limit_is_changed_by_keyboard_and_bad_values_are_refused(locatio
         await pilot.press("escape")
         assert not isinstance(app.screen, LimitsScreen)
         assert await until(pilot, lambda: app.latest is not None and len(app.latest.limit_changes) == 1)
+
+
+async def test_a_set_knob_shows_pinned_and_auto_hands_it_back_to_the_tuner(locations: Locations) -> None:
+    app, core = live_app(locations)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("l", *"io_threads")
+        assert "sized by the auto-tuner" in text(app, "#limit-about")
+        await pilot.press("enter", "6", "enter")
+        assert "PINNED" in text(app, "#limit-about")
+        assert core.snapshot().tuner.pinned == ("io_threads",)
+
+        app.screen.query_one("#limit-value", Input).value = "auto"
+        await pilot.press("enter")
+        assert text(app, "#limit-result") == "io_threads: handed back to the auto-tuner"
+        assert "sized by the auto-tuner" in text(app, "#limit-about")
+        assert core.snapshot().tuner.pinned == ()
+        assert "io_threads: 6 → auto (by console)" in str(app.screen.query_one("#limit-recent").render())
+
+        app.screen.query_one("#limit-key", Input).value = "cpu_threads"
+        await pilot.press("enter")
+        assert "not sized by the auto-tuner" in text(app, "#limit-error")
 
 
 async def test_the_refresh_interval_set_as_a_limit_drives_the_console(locations: Locations) -> None:
@@ -108,3 +132,10 @@ async def test_l_shows_in_the_footer_where_it_fits_and_works_at_80_columns(locat
         assert ("l", "change a limit of the running core") in app.key_list()
         await pilot.press("l")
         assert isinstance(app.screen, LimitsScreen)
+
+
+def test_the_alerts_pane_shows_a_knob_the_operator_pinned_as_kept() -> None:
+    kept = TunerChange(at=0.0, knob="io_threads", old=6, new=6, reason="set by the operator", applied=False,
+                       skipped=True)
+    resized = TunerChange(at=0.0, knob="io_threads", old=6, new=10, reason="CPU low")
+    assert (tuner_figures(kept), tuner_figures(resized)) == ("6 kept (operator's)", "6→10")

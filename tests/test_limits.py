@@ -14,8 +14,7 @@ from core.errors import ConfigError
 from core.limits import LIVE, RESTART_ONLY, RestartNeeded
 from core.paths import Locations
 from core.resource_core import ResourceCore
-from core.snapshot import CoreSnapshot
-from core.tuner import Tuner
+from core.snapshot import CoreSnapshot, TunerChange
 from tests.test_tuner import FakeMetricsSource
 
 
@@ -88,19 +87,86 @@ async def test_switching_the_tuner_off_shows_in_the_next_snapshot(core: Resource
     assert not core.snapshot().tuner.enabled
 
 
-async def test_the_tuner_resizes_the_query_cache_again_after_the_operator_set_it(core: ResourceCore) -> None:
-    # Plenty of memory: the tuner wants twice the configured size.
+def plenty_of_room(core: ResourceCore) -> None:
+    """Feed the core's own tuner figures that make it grow both knobs: idle CPU, work waiting, 4 GiB free."""
+    assert core.tick.tuner is not None
     source = FakeMetricsSource()
     source.set(memory_available=4_000 * MIB)
-    tuner = Tuner(core.clock, core.settings, source, core.executors.io, core.knowledge.cache)
-    configured = core.settings.query_cache_size
-    assert [(c.old, c.new) for c in tuner.step(core.settings) if c.knob == "query_cache_size"] == [
-        (configured, 2 * configured)]
-    core.set_limit("query_cache_size", configured)  # the operator puts it back
-    assert core.knowledge.cache.capacity == configured
-    again = [(c.old, c.new) for c in tuner.step(core.settings) if c.knob == "query_cache_size"]
-    assert again == [(configured, 2 * configured)]
-    assert core.knowledge.cache.capacity == 2 * configured
+    core.tick.tuner.metrics = source
+
+
+def left_alone(core: ResourceCore, knob: str) -> list[TunerChange]:
+    return [c for c in core.snapshot().tuner.changes if c.knob == knob and c.skipped]
+
+
+async def tuner_round(core: ResourceCore, clock: FakeClock) -> None:
+    await clock.advance(core.settings.tuner_interval)
+
+
+async def test_the_tuner_grows_knobs_nobody_set(core: ResourceCore, clock: FakeClock) -> None:
+    plenty_of_room(core)
+    await tuner_round(core, clock)
+    assert pool(core.snapshot(), "io") == 8 and core.knowledge.cache.capacity == 2_000
+    assert core.snapshot().tuner.pinned == ()
+
+
+async def test_knobs_the_operator_set_are_left_alone_and_the_tuner_says_so_once(
+        core: ResourceCore, clock: FakeClock) -> None:
+    plenty_of_room(core)
+    core.set_limit("io_threads", "6")
+    core.set_limit("query_cache_size", "50")
+    assert core.snapshot().tuner.pinned == ("io_threads", "query_cache_size")
+    await tuner_round(core, clock)
+    await tuner_round(core, clock)
+    assert pool(core.snapshot(), "io") == 6 and core.knowledge.cache.capacity == 50
+    (io,) = left_alone(core, "io_threads")
+    (cache,) = left_alone(core, "query_cache_size")
+    assert (io.old, io.new, io.applied, cache.old, cache.new) == (6, 6, False, 50, 50)
+    assert io.at == clock.wall() - core.settings.tuner_interval  # recorded at the first round, not again
+    assert "set by the operator (console) to 6 at " in io.reason and "UTC" in io.reason
+
+
+async def test_unpin_hands_the_knob_back_to_the_tuner(core: ResourceCore, clock: FakeClock) -> None:
+    plenty_of_room(core)
+    core.set_limit("io_threads", "6")
+    await tuner_round(core, clock)
+    assert core.unpin("io_threads") is True
+    assert core.snapshot().tuner.pinned == ()
+    handback = core.snapshot().limit_changes[0]
+    assert (handback.key, handback.old, handback.new) == ("io_threads", "6", "auto")
+    await tuner_round(core, clock)
+    assert pool(core.snapshot(), "io") == 10
+    assert core.unpin("io_threads") is False  # nothing pinned any more
+
+
+async def test_setting_a_knob_again_after_unpin_pins_it_again(core: ResourceCore, clock: FakeClock) -> None:
+    plenty_of_room(core)
+    core.set_limit("io_threads", "6")
+    await tuner_round(core, clock)
+    core.unpin("io_threads")
+    core.set_limit("io_threads", "5")
+    await tuner_round(core, clock)
+    assert pool(core.snapshot(), "io") == 5
+    assert [c.reason.split(" at ")[0] for c in left_alone(core, "io_threads")] == [
+        "set by the operator (console) to 5", "set by the operator (console) to 6"]
+
+
+async def test_switching_the_tuner_off_and_on_hands_every_knob_back(core: ResourceCore, clock: FakeClock) -> None:
+    plenty_of_room(core)
+    core.set_limit("io_threads", "6")
+    core.set_limit("query_cache_size", "50")
+    core.set_limit("tuner_enabled", "on")  # already on: not a hand-back
+    assert core.snapshot().tuner.pinned == ("io_threads", "query_cache_size")
+    core.set_limit("tuner_enabled", "off")
+    core.set_limit("tuner_enabled", "on")
+    assert core.snapshot().tuner.pinned == ()
+    await tuner_round(core, clock)
+    assert pool(core.snapshot(), "io") == 10 and core.knowledge.cache.capacity == 100
+
+
+async def test_only_knobs_the_tuner_sizes_can_be_handed_back(core: ResourceCore) -> None:
+    with pytest.raises(ConfigError, match="not sized by the auto-tuner"):
+        core.unpin("cpu_threads")
 
 
 async def test_limit_changes_reach_the_ledger_and_refusals_do_not(core: ResourceCore) -> None:

@@ -105,12 +105,12 @@ def test_the_query_cache_follows_available_memory(
     assert cache.capacity == 500
 
 
-def test_the_tuner_reapplies_its_size_after_the_operator_resized_the_cache(
+def test_the_tuner_reapplies_its_size_to_a_cache_resized_without_a_pin(
         tuner: Tuner, source: FakeMetricsSource, cache: QueryCache) -> None:
     source.set(memory_available=4_000 * MIB, io_pool=PoolSnapshot("io", capacity=8))
     tuner.step(SETTINGS)
     assert cache.capacity == 2_000
-    cache.resize(SETTINGS.query_cache_size)  # what set_limit("query_cache_size", 1000) does to the cache
+    cache.resize(SETTINGS.query_cache_size)  # as after the operator handed a pinned size back ("auto")
     regrown = [c for c in tuner.step(SETTINGS) if c.knob == "query_cache_size"]
     assert [(c.old, c.new) for c in regrown] == [(1_000, 2_000)]
     assert cache.capacity == 2_000
@@ -157,3 +157,13 @@ def test_no_metrics_yet_means_no_decision(tuner: Tuner, source: FakeMetricsSourc
 def test_changes_carry_the_time_they_were_made(tuner: Tuner, clock: FakeClock) -> None:
     (change,) = tuner.step(SETTINGS)
     assert change.at == clock.wall()
+
+
+def test_a_pinned_knob_is_left_alone_with_one_record(tuner: Tuner, pool: ResizablePool, clock: FakeClock) -> None:
+    tuner.pins.pin("io_threads", "8", clock.wall(), "console")
+    (skipped,) = tuner.step(SETTINGS)
+    assert (skipped.knob, skipped.old, skipped.new, skipped.applied, skipped.skipped) == \
+        ("io_threads", 8, 8, False, True)
+    assert tuner.step(SETTINGS) == []
+    assert pool.capacity == 8
+    assert tuner.snapshot(SETTINGS).pinned == ("io_threads",)

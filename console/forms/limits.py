@@ -1,5 +1,6 @@
 """Limits form (l, or "Change a limit" in the palette): pick a setting with completion, type a
-value, and see it applied at once or the core's reason for refusing it."""
+value, and see it applied at once or the core's reason for refusing it. A value set for a knob the
+auto-tuner sizes pins it; the value `auto` hands it back to the tuner."""
 
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ from console.forms.prompt import describe_error
 from core.config import Settings, show_value
 from core.limits import LIVE, RESTART_ONLY, setting_help
 from core.snapshot import LimitChange
+from core.tuner import TUNED_KNOBS
 
 RECENT_SHOWN = 5
 # Live keys first, so completion offers what can change now before what needs a restart.
 KEYS = (*sorted(LIVE), *sorted(RESTART_ONLY))
+AUTO = "auto"  # the value that hands a pinned knob back to the tuner
 
 
 class LimitsScreen(ModalScreen[None]):
@@ -38,6 +41,7 @@ class LimitsScreen(ModalScreen[None]):
         self.settings = settings
         self.recent = recent
         self.on_applied = on_applied
+        self.pinned = pinned_knobs(core)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="limits-body"):
@@ -45,7 +49,7 @@ class LimitsScreen(ModalScreen[None]):
             yield Input(placeholder="setting, e.g. io_threads", id="limit-key",
                         suggester=SuggestFromList(KEYS, case_sensitive=False))
             yield Label("", id="limit-about", markup=False)
-            yield Input(placeholder="new value", id="limit-value")
+            yield Input(placeholder="new value (auto: hand a pinned knob back to the tuner)", id="limit-value")
             yield Label("", id="limit-result", markup=False)
             yield Label("", id="limit-error", classes="form-error", markup=False)
             yield Static(recent_text(self.recent), id="limit-recent", markup=False)
@@ -55,7 +59,7 @@ class LimitsScreen(ModalScreen[None]):
 
     @on(Input.Changed, "#limit-key")
     def key_changed(self, event: Input.Changed) -> None:
-        self.query_one("#limit-about", Label).update(about(event.value.strip(), self.settings))
+        self.query_one("#limit-about", Label).update(about(event.value.strip(), self.settings, self.pinned))
 
     @on(Input.Submitted, "#limit-key")
     def key_chosen(self) -> None:
@@ -71,6 +75,9 @@ class LimitsScreen(ModalScreen[None]):
         if not key or not value:
             error.update("Type a setting (tab completes it) and its new value.")
             return
+        if value.lower() == AUTO:
+            self.hand_back(key)
+            return
         set_limit, why_not = self.core.command("set_limit", "Changing a limit", "limits")
         if set_limit is None:
             error.update(why_not)
@@ -84,20 +91,57 @@ class LimitsScreen(ModalScreen[None]):
         error.update("")
         self.settings = changed
         result.update(f"{key}: {old} → {show_value(getattr(changed, key))} (applied now)")
-        self.query_one("#limit-about", Label).update(about(key, changed))
         self.on_applied(changed, key)
+        self.show_core_state(key)
+
+    def hand_back(self, key: str) -> None:
+        """Ask the core to give a pinned knob back to the auto-tuner."""
+        result, error = self.query_one("#limit-result", Label), self.query_one("#limit-error", Label)
+        unpin, why_not = self.core.command("unpin", "Handing a limit back to the tuner", "limits")
+        if unpin is None:
+            error.update(why_not)
+            return
+        try:
+            was_pinned = unpin(key)
+        except Exception as exc:  # the core says which keys the tuner sizes
+            error.update(describe_error(exc))
+            return
+        error.update("")
+        result.update(f"{key}: handed back to the auto-tuner" if was_pinned
+                      else f"{key} was not pinned: the auto-tuner already sizes it")
+        self.show_core_state(key)
+
+    def show_core_state(self, key: str) -> None:
+        """Refresh the key's line (pinned or not) and the recent changes from the core."""
+        self.pinned = pinned_knobs(self.core)
+        self.query_one("#limit-about", Label).update(about(key, self.settings, self.pinned))
         snapshot = getattr(self.core.core, "snapshot", None)
         if callable(snapshot):
             self.query_one("#limit-recent", Static).update(recent_text(snapshot().limit_changes))
 
 
-def about(key: str, settings: Settings) -> str:
-    """What the key means, its range, its current value, and whether it can change now."""
+def about(key: str, settings: Settings, pinned: tuple[str, ...] = ()) -> str:
+    """What the key means, its range, its current value, whether it can change now, and who sizes it."""
     if key not in {f.name for f in fields(Settings)}:
         return "unknown setting" if key else ""
     current = show_value(getattr(settings, key)) if key != "models" else "per-model table"
     when = "changes now" if key in LIVE else "restart needed (config file or MEDOPS_" + key.upper() + ")"
-    return f"{setting_help(key)}; now {current}; {when}"
+    return f"{setting_help(key)}; now {current}; {when}{tuner_state(key, pinned)}"
+
+
+def tuner_state(key: str, pinned: tuple[str, ...]) -> str:
+    """For a knob the auto-tuner sizes: pinned by the operator, or the tuner's."""
+    if key not in TUNED_KNOBS:
+        return ""
+    if key in pinned:
+        return "; PINNED: the auto-tuner leaves it alone (value auto hands it back)"
+    return "; sized by the auto-tuner (a value set here pins it)"
+
+
+def pinned_knobs(handle: CoreHandle) -> tuple[str, ...]:
+    """The knobs the operator pinned, from the core's snapshot (none until the core has started)."""
+    snapshot = getattr(handle.core, "snapshot", None)
+    return snapshot().tuner.pinned if handle.started and callable(snapshot) else ()
 
 
 def recent_text(changes: tuple[LimitChange, ...] | Any) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from console import figures
 from console.panes.pane import SnapshotPane
-from core.snapshot import Alert, CoreSnapshot
+from core.snapshot import Alert, CoreSnapshot, TunerChange
 
 MAX_ALERTS = 20
 MAX_TUNER_CHANGES = 5
@@ -29,9 +29,16 @@ class AlertsPane(SnapshotPane):
             lines.append("[b]tuner[/]" + ("" if tuner.enabled else " (off)"))
             for change in sorted(tuner.changes, key=lambda c: c.at, reverse=True)[:MAX_TUNER_CHANGES]:
                 lines.append(f" {figures.clock_time(change.at)} {figures.text(change.knob)}"
-                             f" {change.old:g}→{change.new:g}{'' if change.applied else ' (advice)'}"
+                             f" {tuner_figures(change)}"
                              f" [dim]{figures.text(change.reason)}[/]")
         return "\n".join(lines)
+
+
+def tuner_figures(change: TunerChange) -> str:
+    """`old→new`, marked when it was only advice; a knob the operator pinned shows the value kept."""
+    if change.skipped:
+        return f"{change.old:g} kept (operator's)"
+    return f"{change.old:g}→{change.new:g}{'' if change.applied else ' (advice)'}"
 
 
 def newest(alert: Alert) -> float:
