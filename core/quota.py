@@ -6,6 +6,7 @@ its prompt estimate plus its `max_completion_tokens` when admitted (Groq counts
 the maximum at admission) and settles with the real usage afterwards. The
 server's headers and 429 bodies can only tighten what we allow, never loosen it.
 Admissions are written to an `AdmissionStore` so the day's windows survive a restart.
+A model Groq says is over capacity (HTTP 498) can be held: no admissions until the hold ends.
 
 Our windows must always contain the server's. Groq stamps a request when it
 arrives, which is some time after we send it (a burst of new connections, a busy
@@ -163,10 +164,12 @@ class GroqQuota:
         self._extra_until = [0.0, 0.0, 0.0, 0.0]
         self._extra_any_until = 0.0
         self._blocked_until = [0.0, 0.0, 0.0, 0.0]
-        self._blocked_any_until = 0.0
+        self._held_until = 0.0  # no admissions before this: Groq was over capacity (498)
+        self._blocked_any_until = 0.0  # the latest of the 429 blocks and the capacity hold
         self._server = ServerReport()
         self.rate_limited = 0
         self.refused_too_large = 0
+        self.capacity_exceeded = 0
 
     # --- sizing ---------------------------------------------------------------
 
@@ -222,7 +225,7 @@ class GroqQuota:
         return self._slow_wait(tokens, now)
 
     def _slow_wait(self, tokens: int, now: float) -> float:
-        wait = 0.0
+        wait = max(0.0, self._held_until - now)
         for index in range(4):
             wait = max(wait, self._blocked_until[index] - now, self._room_wait(index, tokens, now))
         return wait
@@ -315,6 +318,8 @@ class GroqQuota:
         """Which windows (or 429 blocks) keep `tokens` out right now, for messages and logs."""
         now = self._clock.monotonic()
         reasons = []
+        if self._held_until > now:
+            reasons.append(f"held for {format_go_duration(self._held_until - now)} after Groq was over capacity (498)")
         for index, name in enumerate(DIMENSIONS):
             if self._blocked_until[index] > now:
                 reasons.append(f"{name} blocked by a 429 for {format_go_duration(self._blocked_until[index] - now)}")
@@ -421,7 +426,18 @@ class GroqQuota:
             self._blocked_until[index] = max(self._blocked_until[index], now + wait)
         if limit is not None and limit.limit > 0:
             self._set_limit(_INDEX[limit.dimension], limit.limit)
-        self._blocked_any_until = max(self._blocked_until)
+        self._blocked_any_until = max(*self._blocked_until, self._held_until)
+
+    def hold_for_capacity(self, seconds: float) -> None:
+        """Groq answered 498 for this model: admit nothing more for `seconds` (a longer hold in force stays)."""
+        self.capacity_exceeded += 1
+        self._held_until = max(self._held_until, self._clock.monotonic() + max(0.0, seconds))
+        self._blocked_any_until = max(*self._blocked_until, self._held_until)
+
+    @property
+    def capacity_hold(self) -> float:
+        """Seconds the capacity hold still keeps this model's admissions shut (0: none)."""
+        return max(0.0, self._held_until - self._clock.monotonic())
 
     @staticmethod
     def _named_dimensions(limit: LimitExceeded | None, headers: RateLimitHeaders | None) -> tuple[Dimension, ...]:
@@ -490,8 +506,9 @@ class GroqQuota:
         return tuple(usages)
 
     def snapshot(self) -> ModelQuota:
-        """This model's four windows, the server's last report and its 429 count."""
-        return ModelQuota(self.model, self._windows(), self._server, self.rate_limited, self.refused_too_large)
+        """This model's four windows, the server's last report, its 429 and 498 counts and any capacity hold."""
+        return ModelQuota(self.model, self._windows(), self._server, self.rate_limited, self.refused_too_large,
+                          self.capacity_exceeded, self.capacity_hold)
 
 
 class QuotaBook:

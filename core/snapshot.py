@@ -41,13 +41,15 @@ class ServerReport:
 
 @dataclass(frozen=True)
 class ModelQuota:
-    """One model's four windows, the server's last word and its 429 count."""
+    """One model's four windows, the server's last word, its 429 and 498 counts and any capacity hold."""
 
     model: str
     windows: tuple[WindowUsage, ...]
     server: ServerReport = ServerReport()
     rate_limited: int = 0
     refused_too_large: int = 0
+    capacity_exceeded: int = 0  # 498s received (Groq over capacity for this model)
+    capacity_hold: float = 0.0  # seconds sends to this model are still held after a 498
 
 
 @dataclass(frozen=True)
