@@ -108,20 +108,21 @@ class PromptResult:
     completion: Completion
     queue_wait: float  # seconds from submit until sent (the last attempt)
     latency: float  # seconds from submit until answered
-    attempts: int  # sends, counting requeues after a 429
+    attempts: int  # HTTP attempts: each retry after a 5xx/timeout, a 498 or a 429 is one more
     quota_left: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))  # window -> remaining
 
 
 class Sender(Protocol):
-    """Sends one request to Groq (the gateway); the scheduler calls it.
+    """Makes one HTTP attempt at a request (the gateway); the scheduler calls it once per admission.
 
-    The scheduler always passes a request whose `model` is set. `timeout` is the
-    seconds this send may take in total, retries included.
+    Never retries: every attempt may be counted by Groq, so each one goes through the
+    quota first, and the scheduler owns the retries. The request's `model` is always set;
+    `timeout` is the seconds this attempt may take.
     """
 
-    # The contract's timeout spans the gateway's own retries; it applies it with asyncio.timeout.
+    # The contract's timeout is this one attempt's; the gateway hands it to the SDK.
     async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
-        """Send one request; raise a GatewayError subclass on failure."""
+        """Send once; raise `UpstreamUnavailable`/`CapacityExceeded` (retryable), `RateLimited` or `RequestRejected`."""
         ...
 
 
@@ -149,11 +150,25 @@ class RequestRejected(GatewayError):
 
 
 class CapacityExceeded(GatewayError):
-    """Groq is over capacity for this model (HTTP 498); try later or another model."""
+    """Groq is over capacity for this model (HTTP 498): a signal to hold off, then retry."""
+
+    def __init__(self, message: str, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.attempts = attempts
 
 
 class UpstreamUnavailable(GatewayError):
-    """Groq could not be reached or kept failing (5xx, timeouts, connection errors) after retries."""
+    """Groq could not be reached or failed (5xx, timeout, connection error); `reason` is the last failure.
+
+    The gateway raises it for one attempt (`attempts` 1); the scheduler retries, and tells the
+    caller with the attempt count once retries or the deadline run out."""
+
+    def __init__(self, message: str, reason: str | None = None, attempts: int = 1,
+                 status: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason if reason is not None else message
+        self.attempts = attempts
+        self.status = status  # the last HTTP status, if the failure was one
 
 
 class AdmissionStore(Protocol):

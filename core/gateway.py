@@ -1,18 +1,19 @@
-"""The gateway: one request's HTTP attempts to Groq through the official `groq` SDK.
+"""The gateway: one HTTP attempt at a request to Groq through the official `groq` SDK.
 
 `AsyncGroq` with the SDK's own retries off, over one pooled `httpx.AsyncClient`.
 Every answer is read raw so its `x-ratelimit-*` headers reach the quota. The
-gateway retries only what another attempt can fix (5xx, timeouts, connection
-errors) with capped, jittered backoff inside the request's time budget; a 429
-goes back to the scheduler (which waits as the quota says), a 498 is a
-capacity signal, and 400/401/403/404/413 are refused at once, said plainly.
+gateway never retries: every attempt may be counted by Groq, so each must be
+admitted by the quota first, and the scheduler retries. It classifies how an
+attempt ended: 5xx, timeouts and connection errors as `UpstreamUnavailable`
+(worth another attempt), 498 as `CapacityExceeded` (hold off, then retry), 429
+as `RateLimited` (wait as the quota says), and 400/401/403/404/413 as
+`RequestRejected` (never retried), said plainly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,6 @@ from urllib.parse import urlsplit
 import groq
 import httpx
 
-from core.clock import Clock, SystemClock
 from core.completions import (
     CapacityExceeded,
     Completion,
@@ -34,8 +34,6 @@ from core.config import Settings
 from core.ratelimits import RateLimitHeaders, parse_rate_limit_headers, parse_rate_limit_message
 from core.snapshot import PoolSnapshot
 
-BACKOFF_BASE = 0.25  # seconds before the first retry (before jitter)
-BACKOFF_CAP = 4.0  # no retry waits longer than this
 LOCAL_PLACEHOLDER_KEY = "medops-local-endpoint"  # the SDK insists on a key; the local endpoint takes any
 MAX_REASON_CHARS = 300
 # What each refusal means for the on-call engineer, and what to do.
@@ -50,7 +48,7 @@ REJECTION_HINTS = {
 
 
 class GatewayTimeout(UpstreamUnavailable):
-    """No answer within the request's time budget (retries included)."""
+    """One attempt got no answer within its time."""
 
 
 @dataclass(frozen=True)
@@ -99,30 +97,23 @@ class GatewayStats:
     in_flight: int = 0
     attempts: int = 0
     answered: int = 0
-    retries: int = 0
     rate_limited: int = 0  # 429s received
     capacity_exceeded: int = 0  # 498s received
     rejected: int = 0  # 4xx refusals
     server_errors: int = 0  # 5xx received
     connection_errors: int = 0
     timeouts: int = 0
-    failed: int = 0  # sends that ended in an error after retries
+    failed: int = 0  # attempts that ended without an answer, or refused
 
 
 class Gateway:
     """Sends prompts to Groq (implements the scheduler's `Sender`)."""
 
-    def __init__(self, settings: Settings, target: GroqTarget, clock: Clock | None = None,
-                 rng: random.Random | None = None, backoff_base: float = BACKOFF_BASE,
-                 backoff_cap: float = BACKOFF_CAP) -> None:
+    def __init__(self, settings: Settings, target: GroqTarget) -> None:
         if not target.base_url:
             raise ValueError("the gateway needs a base URL; start the local endpoint first")
         self._settings = settings
         self._target = target
-        self._clock = clock or SystemClock()
-        self._random = rng or random.Random()
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
         self._http = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=settings.http_max_connections,
                                 max_keepalive_connections=settings.http_max_per_host),
@@ -159,7 +150,7 @@ class Gateway:
                             errors=c["failed"], timeouts=c["timeouts"])
 
     def apply(self, settings: Settings) -> None:
-        """Take changed settings for the next sends (request_timeout, max_retries, default_model).
+        """Take changed settings for the next sends (request_timeout, default_model).
 
         The HTTP pool's size and its client stay as built at start.
         """
@@ -170,46 +161,11 @@ class Gateway:
         await self._client.close()
         await self._http.aclose()
 
-    # The contract's timeout spans every attempt and backoff of this send.
+    # The contract's timeout is this one attempt's.
     async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
-        """One request to Groq: retried on 5xx/timeouts/connection errors within `timeout` seconds."""
+        """One attempt within `timeout` seconds (at most `request_timeout`); never retried here."""
         model = request.model or self._settings.default_model
-        give_up_at = self._clock.monotonic() + timeout
-        retries = 0
-        while True:
-            remaining = give_up_at - self._clock.monotonic()
-            if remaining <= 0:
-                raise self._failed(GatewayTimeout(
-                    f"no answer from {self._target.kind} within {timeout:g}s ({retries} retries); "
-                    "Groq is slow or unreachable: try again later or raise the request's deadline"))
-            try:
-                return await self._attempt(request, model, min(remaining, self._settings.request_timeout))
-            except _Retryable as failure:
-                self._last_failure = failure.what
-                left = give_up_at - self._clock.monotonic()
-                pause = self._backoff(retries)
-                if pause >= left:
-                    raise self._failed(GatewayTimeout(
-                        f"{failure.what}, and the {timeout:g}s budget is spent ({retries + 1} attempts to "
-                        f"{self._target.kind}); try again later or give the request a longer deadline")) from None
-                if retries >= self._settings.max_retries:
-                    raise self._failed(UpstreamUnavailable(
-                        f"{failure.what} after {retries + 1} attempts to {self._target.kind} "
-                        f"({self._target.base_url}); check the network or Groq's status, then retry")) from None
-                retries += 1
-                self._counts["retries"] += 1
-                await self._clock.sleep(pause)
-
-    def _backoff(self, retries: int) -> float:
-        """Capped exponential backoff with equal jitter: half fixed, half random."""
-        ceiling = min(self._backoff_cap, self._backoff_base * 2 ** retries)
-        return ceiling / 2 + self._random.uniform(0, ceiling / 2)
-
-    def _failed(self, error: Exception) -> Exception:
-        self._counts["failed"] += 1
-        return error
-
-    async def _attempt(self, request: PromptRequest, model: str, timeout: float) -> Completion:  # noqa: ASYNC109
+        timeout = max(0.0, min(timeout, self._settings.request_timeout))
         self._counts["attempts"] += 1
         self._counts["in_flight"] += 1
         try:
@@ -222,13 +178,13 @@ class Gateway:
             completion = await raw.parse()
         except (TimeoutError, groq.APITimeoutError):
             self._counts["timeouts"] += 1
-            raise _Retryable(f"no answer within {timeout:.3g}s") from None
+            raise self._unavailable(f"no answer within {timeout:.3g}s", None, GatewayTimeout) from None
         except groq.APIConnectionError as exc:
             self._counts["connection_errors"] += 1
-            raise _Retryable(f"cannot connect ({type(exc.__cause__).__name__ if exc.__cause__ else 'error'})") \
-                from None
+            cause = type(exc.__cause__).__name__ if exc.__cause__ else "error"
+            raise self._unavailable(f"cannot connect ({cause})", None) from None
         except groq.APIStatusError as exc:
-            if exc.status_code < 500:
+            if exc.status_code < 500 or exc.status_code == 498:
                 self._last_failure = None  # Groq answered, even if it refused
             raise self._status_error(exc) from None
         finally:
@@ -236,6 +192,13 @@ class Gateway:
         self._counts["answered"] += 1
         self._last_failure = None
         return _completion(completion, model, parse_rate_limit_headers(raw.headers))
+
+    def _unavailable(self, reason: str, status: int | None,
+                     kind: type[UpstreamUnavailable] = UpstreamUnavailable) -> UpstreamUnavailable:
+        """An attempt without a usable answer: remembered for health, counted, and said with where it went."""
+        self._last_failure = reason
+        self._counts["failed"] += 1
+        return kind(f"{reason} from {self._target.kind} ({self._target.base_url})", reason=reason, status=status)
 
     def _status_error(self, exc: groq.APIStatusError) -> Exception:
         status = exc.status_code
@@ -253,21 +216,13 @@ class Gateway:
                                     "try again shortly or use another model")
         if status >= 500:
             self._counts["server_errors"] += 1
-            return _Retryable(f"server error HTTP {status}")
+            return self._unavailable(f"server error HTTP {status}", status)
         self._counts["rejected"] += 1
         hint = REJECTION_HINTS.get(status, "retrying will not help; check the request")
         # 401 bodies are Groq's stock text; never the key. Other messages are clipped, never prompts.
         detail = f" ({message[:MAX_REASON_CHARS]})" if message and status != 401 else ""
         self._counts["failed"] += 1
         return RequestRejected(status, f"{hint}{detail}")
-
-
-class _Retryable(Exception):
-    """An attempt failed in a way another attempt may fix."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(what)
-        self.what = what
 
 
 def _error_message(body: object) -> str:

@@ -9,9 +9,18 @@ critical > high > normal, then first come first served. So under any sustained
 load a request is sent at most `starvation_bound` plus the time to serve those
 queued before it after it arrives.
 
+Every HTTP attempt is its own quota admission, because Groq may count every one
+it receives. So the scheduler, not the gateway, retries: an attempt that failed
+with a 5xx, a timeout or a connection error is counted as reserved and the request
+waits a capped, jittered backoff, then queues for quota again (at most
+`max_retries` times, within its deadline). A 498 (Groq over capacity) holds every
+send to that model for a short, growing, jittered interval (other models go on)
+and queues the request again. A 429 waits as the quota says.
+
 Every caller hears how its request ended: a result, or an error that says why
 (queue full, too large, quota spent with fail_fast, deadline, cancelled, stopped,
-or the gateway's own error). Nothing is dropped silently.
+retries spent with the last reason and the attempt count, or the gateway's own
+error). Nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -20,14 +29,17 @@ import asyncio
 import heapq
 import itertools
 import math
+import random
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
+from core.backoff import Backoff
 from core.clock import Clock
 from core.completions import (
+    CapacityExceeded,
     Completion,
     InvalidRequest,
     Priority,
@@ -38,6 +50,7 @@ from core.completions import (
     RequestRecorder,
     RequestRejected,
     Sender,
+    UpstreamUnavailable,
 )
 from core.config import Settings
 from core.errors import GatewayError, MedopsError, SchedulerError
@@ -48,6 +61,13 @@ from core.token_estimate import estimate_prompt_tokens
 
 # A request answered with 429 this many times is failed with the last 429 rather than requeued.
 MAX_RATE_LIMITED_ATTEMPTS = 8
+# A request answered with 498 this many times is failed with the last one (a request with no deadline
+# must end some time): with the holds below that is about half a minute of Groq over capacity.
+MAX_CAPACITY_ATTEMPTS = 8
+# Waits before another attempt after a 5xx, timeout or connection error (per request).
+RETRY_BACKOFF = (0.25, 4.0)  # base, cap (seconds)
+# How long a 498 holds every send to its model: doubling per 498 in a row, from base to cap.
+CAPACITY_HOLD = (0.5, 8.0)  # base, cap (seconds)
 WAITS_KEPT = 512  # recent queue waits per priority, for the snapshot's p50/p95
 PRIORITIES_HIGH_FIRST = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL)
 
@@ -71,8 +91,9 @@ class SchedulerStopped(SchedulerError):
 class _Ticket:
     """One request's life in the scheduler."""
 
-    __slots__ = ("attempts", "deadline_at", "future", "priority", "quota", "request", "reservation", "runner",
-                 "sent_at", "seq", "state", "stop_reason", "submitted_at", "tokens")
+    __slots__ = ("attempts", "capacity_refusals", "deadline_at", "failures", "future", "last_failure", "priority",
+                 "quota", "rate_limits", "request", "reservation", "runner", "sent_at", "seq", "state", "stop_reason",
+                 "submitted_at", "tokens")
 
     def __init__(self, request: PromptRequest, quota: GroqQuota, tokens: int, submitted_at: float, seq: int,
                  future: asyncio.Future[PromptResult]) -> None:
@@ -84,8 +105,14 @@ class _Ticket:
         self.deadline_at = submitted_at + request.deadline if request.deadline is not None else None
         self.seq = seq
         self.future = future
-        self.state = "new"  # new -> batching -> waiting -> sending -> (waiting after a 429) -> done
-        self.attempts = 0
+        # new -> batching -> waiting -> sending -> done; after a failed attempt: sending -> waiting (429, 498)
+        # or sending -> backoff -> waiting (5xx, timeout, connection error)
+        self.state = "new"
+        self.attempts = 0  # HTTP attempts, each its own quota admission
+        self.failures = 0  # of which ended in a 5xx, timeout or connection error
+        self.rate_limits = 0  # of which ended in a 429
+        self.capacity_refusals = 0  # of which ended in a 498
+        self.last_failure: UpstreamUnavailable | CapacityExceeded | None = None
         self.sent_at: float | None = None
         self.runner: asyncio.Task[None] | None = None
         self.reservation: Reservation | None = None  # the current attempt's, while it is in flight
@@ -136,7 +163,8 @@ class Scheduler:
     """Queues, batches, ranks and sends prompt requests within quota and concurrency."""
 
     def __init__(self, settings: Settings, quotas: QuotaBook, sender: Sender, clock: Clock,
-                 recorder: RequestRecorder | None = None) -> None:
+                 recorder: RequestRecorder | None = None, retry_backoff: Backoff | None = None,
+                 capacity_hold: Backoff | None = None) -> None:
         self._settings = settings
         self._quotas = quotas
         self._sender = sender
@@ -151,6 +179,11 @@ class Scheduler:
         self._batches: dict[str, tuple[float, list[_Ticket]]] = {}  # agent -> (closes at, tickets)
         self._ready: dict[str, _ModelQueue] = {}
         self._deadlines: list[tuple[float, int, _Ticket]] = []
+        self._backoffs: list[tuple[float, int, _Ticket]] = []  # (queue again at, tiebreak, ticket)
+        self._retry_backoff = retry_backoff or Backoff(*RETRY_BACKOFF, rng=random.Random())
+        self._capacity_hold = capacity_hold or Backoff(*CAPACITY_HOLD, rng=random.Random())
+        self._capacity_streaks: dict[str, tuple[int, float]] = {}  # model -> (498s in a row, when the hold began)
+        self.retried = 0  # attempts after a 5xx, timeout, connection error or 498
         self._depth = dict.fromkeys(PRIORITIES_HIGH_FIRST, 0)
         self._dead_in_queues = 0
         self._in_flight = 0
@@ -253,8 +286,7 @@ class Scheduler:
         ticket = _Ticket(request, quota, tokens, now, next(self._seq), future)
         self._tickets[request.request_id] = ticket
         self._depth[ticket.priority] += 1
-        if ticket.deadline_at is not None:
-            heapq.heappush(self._deadlines, (ticket.deadline_at, ticket.seq, ticket))
+        self._push_deadline(ticket)
         if ticket.priority is Priority.CRITICAL or self.batch_interval <= 0:
             self._make_ready(ticket)
         else:
@@ -291,6 +323,11 @@ class Scheduler:
             lane.append(ticket)
         queue.next_room_at = 0.0
 
+    def _push_deadline(self, ticket: _Ticket) -> None:
+        # A fresh tiebreak: a ticket may be pushed again, and two equal keys must never compare tickets.
+        if ticket.deadline_at is not None:
+            heapq.heappush(self._deadlines, (ticket.deadline_at, next(self._seq), ticket))
+
     def cancel(self, request_id: str) -> bool:
         """Cancel a queued or in-flight request; its caller gets `RequestCancelled`. False if unknown."""
         ticket = self._tickets.get(request_id)
@@ -303,7 +340,7 @@ class Scheduler:
         if ticket.state == "sending" and ticket.runner is not None:
             ticket.stop_reason = reason
             ticket.runner.cancel()
-        elif ticket.state in ("batching", "waiting", "new"):
+        elif ticket.state in ("batching", "waiting", "backoff", "new"):
             self._finish_waiting(ticket, reason, "cancelled")
             self._kick()
 
@@ -322,6 +359,7 @@ class Scheduler:
         now = self._clock.monotonic()
         self._close_batches(now)
         self._expire_deadlines(now)
+        self._end_backoffs(now)
         if self.paused:
             return
         bound = self.starvation_bound
@@ -411,13 +449,26 @@ class Scheduler:
             quota.observe_429(limited.retry_after, limited.limit, limited.headers)
             quota.settle(reservation, 0)  # a refused request used no tokens
             queue.next_room_at = 0.0
-            if ticket.attempts >= MAX_RATE_LIMITED_ATTEMPTS:
+            ticket.rate_limits += 1
+            if ticket.rate_limits >= MAX_RATE_LIMITED_ATTEMPTS:
                 self._finish(ticket, limited, "rate_limited", status=429)
             else:
-                self._depth[ticket.priority] += 1
-                self._make_ready(ticket, front=True)
-                if ticket.deadline_at is not None:
-                    heapq.heappush(self._deadlines, (ticket.deadline_at, ticket.seq, ticket))
+                self._queue_again(ticket)
+            self._kick()
+            return
+        except UpstreamUnavailable as failure:
+            self._in_flight -= 1
+            # A 5xx or a timeout may well have been counted by Groq (a refused connection not, but we
+            # cannot always tell them apart): count the attempt as reserved, from now.
+            quota.settle(reservation, reservation.tokens)
+            self._retry_later(ticket, failure)
+            self._kick()
+            return
+        except CapacityExceeded as over:
+            self._in_flight -= 1
+            quota.settle(reservation, reservation.tokens)  # Groq may have counted it before refusing
+            self._hold_model(ticket)
+            self._retry_after_capacity(ticket, over)
             self._kick()
             return
         except RequestRejected as rejected:
@@ -445,11 +496,13 @@ class Scheduler:
         quota.observe_headers(completion.headers)
         quota.settle(reservation, completion.total_tokens)
         queue.next_room_at = 0.0  # room may have come back early
+        if self._capacity_streaks:
+            self._capacity_streaks.pop(quota.model, None)  # the model has capacity again: the next hold starts short
         self._succeed(ticket, completion)
         self._kick()
 
     async def _call_sender(self, ticket: _Ticket) -> Completion:
-        default = self._settings.request_timeout * (self._settings.max_retries + 1)
+        default = self._settings.request_timeout  # one attempt: the retries are ours
         if ticket.deadline_at is None:
             return await self._sender.send(ticket.request, default)
         left = ticket.deadline_at - self._clock.monotonic()
@@ -468,6 +521,85 @@ class Scheduler:
             raise DeadlineExceeded(f"request {ticket.request.request_id} passed its deadline of "
                                    f"{ticket.request.deadline:g} s while Groq was answering")
         return sending.result()
+
+    # --- retries --------------------------------------------------------------
+
+    def _queue_again(self, ticket: _Ticket) -> None:
+        """Back to the front of its lane: the next attempt is admitted by the quota like any other."""
+        self._depth[ticket.priority] += 1
+        self._make_ready(ticket, front=True)
+        self._push_deadline(ticket)
+
+    def _retry_later(self, ticket: _Ticket, failure: UpstreamUnavailable) -> None:
+        """After a 5xx, timeout or connection error: wait a jittered backoff, then queue again; or give up."""
+        ticket.failures += 1
+        ticket.last_failure = failure
+        max_retries = self._settings.max_retries
+        if ticket.failures > max_retries:
+            self._finish(ticket, self._gave_up(ticket, f"max_retries is {max_retries}"), "failed", failure.status)
+            return
+        now = self._clock.monotonic()
+        pause = self._retry_backoff.delay(ticket.failures - 1)
+        if ticket.deadline_at is not None and now + pause >= ticket.deadline_at:
+            self._finish(ticket, self._gave_up(ticket, f"its deadline of {ticket.request.deadline:g} s leaves no "
+                                                       "time for another"), "timeout", failure.status)
+            return
+        self.retried += 1
+        ticket.state = "backoff"
+        self._depth[ticket.priority] += 1
+        heapq.heappush(self._backoffs, (now + pause, next(self._seq), ticket))
+
+    def _hold_model(self, ticket: _Ticket) -> None:
+        """A 498: hold the model's sends, twice as long as last time if this attempt went after that hold began.
+
+        Attempts sent before the current hold began come back with 498s too; they say nothing new."""
+        quota = ticket.quota
+        now = self._clock.monotonic()
+        streak, began = self._capacity_streaks.get(quota.model, (0, -math.inf))
+        sent_at = ticket.sent_at if ticket.sent_at is not None else now
+        if streak and sent_at < began:
+            quota.hold_for_capacity(0.0)  # counted; the hold in force already covers it
+            return
+        quota.hold_for_capacity(self._capacity_hold.delay(streak))
+        self._capacity_streaks[quota.model] = (streak + 1, now)
+
+    def _retry_after_capacity(self, ticket: _Ticket, over: CapacityExceeded) -> None:
+        """Queue a request refused with 498 again (its model is held), or give up past the bound or deadline."""
+        ticket.capacity_refusals += 1
+        ticket.last_failure = over
+        if ticket.capacity_refusals >= MAX_CAPACITY_ATTEMPTS:
+            self._finish(ticket, self._gave_up(ticket, f"{MAX_CAPACITY_ATTEMPTS} answers of 498 in a row"),
+                         "failed", 498)
+            return
+        held_until = self._clock.monotonic() + ticket.quota.capacity_hold
+        if ticket.deadline_at is not None and held_until >= ticket.deadline_at:
+            self._finish(ticket, self._gave_up(ticket, f"its deadline of {ticket.request.deadline:g} s ends "
+                                                       "before the hold"), "timeout", 498)
+            return
+        self.retried += 1
+        self._queue_again(ticket)
+
+    def _gave_up(self, ticket: _Ticket, why: str) -> MedopsError:
+        """What the caller hears when retrying ends: the last failure's reason and how many attempts were made."""
+        last = ticket.last_failure
+        rid = ticket.request.request_id
+        if isinstance(last, CapacityExceeded):
+            return CapacityExceeded(
+                f"{ticket.quota.model} was over capacity (HTTP 498) for request {rid}: {ticket.attempts} attempts, "
+                f"stopped because {why}; try again later or use another model", attempts=ticket.attempts)
+        assert last is not None
+        return UpstreamUnavailable(
+            f"request {rid} failed after {ticket.attempts} attempts, stopped because {why}; last: {last}; "
+            "check the network or Groq's status, then retry", reason=last.reason, attempts=ticket.attempts,
+            status=last.status)
+
+    def _end_backoffs(self, now: float) -> None:
+        heap = self._backoffs
+        while heap and (heap[0][0] <= now or heap[0][2].state != "backoff"):
+            _, _, ticket = heapq.heappop(heap)
+            if ticket.state == "backoff":
+                ticket.state = "waiting"  # depth already counts it
+                self._make_ready(ticket, front=True)
 
     # --- endings --------------------------------------------------------------
 
@@ -493,7 +625,7 @@ class Scheduler:
                 batch[1].remove(ticket)
         elif ticket.state == "waiting":
             self._dead_in_queues += 1
-        if ticket.state in ("batching", "waiting", "new"):
+        if ticket.state in ("batching", "waiting", "backoff", "new"):
             self._depth[ticket.priority] -= 1
         self._finish(ticket, error, outcome)
         if self._dead_in_queues > max(64, sum(self._depth.values())):
@@ -541,16 +673,21 @@ class Scheduler:
         heap = self._deadlines
         while heap and (heap[0][0] <= now or heap[0][2].state == "done"):
             deadline_at, _, ticket = heapq.heappop(heap)
-            if deadline_at <= now and ticket.state in ("batching", "waiting"):
+            if deadline_at <= now and ticket.state in ("batching", "waiting", "backoff"):
                 quota = ticket.quota
-                self._finish_waiting(ticket, DeadlineExceeded(
+                error: MedopsError = DeadlineExceeded(
                     f"request {ticket.request.request_id} waited its whole deadline of {ticket.request.deadline:g} s "
-                    f"in the queue ({quota.blocking(ticket.tokens)}); retry later or give it a longer deadline"),
-                    "timeout")
+                    f"in the queue ({quota.blocking(ticket.tokens)}); retry later or give it a longer deadline")
+                if ticket.last_failure is not None:  # the caller hears what kept failing, not only the wait
+                    error = self._gave_up(ticket, f"its deadline of {ticket.request.deadline:g} s passed before "
+                                                  f"another attempt ({quota.blocking(ticket.tokens)})")
+                self._finish_waiting(ticket, error, "timeout")
 
     def _next_wake(self) -> float | None:
         times = [closes_at for closes_at, _ in self._batches.values()]
         times += [q.next_room_at for q in self._ready.values() if q.next_room_at > 0 and len(q)]
+        if self._backoffs:
+            times.append(self._backoffs[0][0])
         if self._deadlines:
             times.append(self._deadlines[0][0])
         return min(times) if times else None
@@ -579,7 +716,7 @@ class Scheduler:
         now = self._clock.monotonic()
         ages: dict[Priority, list[float]] = {p: [] for p in PRIORITIES_HIGH_FIRST}
         for ticket in self._tickets.values():
-            if ticket.state in ("batching", "waiting"):
+            if ticket.state in ("batching", "waiting", "backoff"):
                 ages[ticket.priority].append(now - ticket.submitted_at)
         queues = []
         for priority in PRIORITIES_HIGH_FIRST:
@@ -590,8 +727,8 @@ class Scheduler:
                                  self.rejected, self.paused)
 
     def waiting_for(self, model: str) -> int:
-        """Requests queued (ready) for one model, for per-model views."""
-        return sum(1 for t in self._tickets.values() if t.state == "waiting" and t.quota.model == model)
+        """Requests queued for one model (ready, or backing off before another attempt), for per-model views."""
+        return sum(1 for t in self._tickets.values() if t.state in ("waiting", "backoff") and t.quota.model == model)
 
 
 def _percentile(ordered: list[float], fraction: float) -> float:

@@ -9,6 +9,8 @@ from dataclasses import replace
 
 import pytest
 
+from core.backoff import Backoff
+from core.clock import SystemClock
 from core.completions import (
     CapacityExceeded,
     PromptRequest,
@@ -20,6 +22,8 @@ from core.config import DEFAULT_MODELS, ModelLimits, Settings
 from core.endpoint_faults import FaultModes
 from core.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GatewayTimeout, GroqTarget, choose_target
 from core.local_endpoint import LocalEndpoint
+from core.quota import QuotaBook
+from core.scheduler import Scheduler
 
 MODEL = "llama-3.1-8b-instant"
 LIMITS = DEFAULT_MODELS[MODEL]
@@ -40,8 +44,7 @@ async def endpoint() -> AsyncIterator[LocalEndpoint]:
 
 def make_gateway(url: str, key: str = LOCAL_PLACEHOLDER_KEY, **settings: object) -> Gateway:
     values: dict[str, object] = {"max_retries": 3, "request_timeout": 5.0} | settings
-    return Gateway(Settings(**values), GroqTarget("local", url, key, in_process=False),  # type: ignore[arg-type]
-                   rng=random.Random(7), backoff_base=0.01, backoff_cap=0.05)
+    return Gateway(Settings(**values), GroqTarget("local", url, key, in_process=False))  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -64,21 +67,17 @@ async def test_send_returns_text_usage_request_id_and_parsed_headers(gateway: Ga
     assert gateway.stats.answered == 1 and gateway.pool_snapshot().completed == 1
 
 
-async def test_5xx_is_retried_until_it_succeeds(endpoint: LocalEndpoint, gateway: Gateway) -> None:
-    endpoint.fail_next(2, 503)
-    completion = await gateway.send(request(), timeout=10)
-    assert completion.text
-    assert endpoint.stats.injected_errors == 2 and endpoint.stats.answered == 1
-    assert (gateway.stats.retries, gateway.stats.server_errors) == (2, 2)
-
-
-async def test_5xx_that_persists_ends_as_upstream_unavailable_after_max_retries(
+async def test_a_5xx_is_one_attempt_raised_as_upstream_unavailable_for_the_scheduler_to_retry(
         endpoint: LocalEndpoint, gateway: Gateway) -> None:
-    endpoint.fail_next(10, 500)
-    with pytest.raises(UpstreamUnavailable, match="HTTP 500 after 4 attempts"):
+    endpoint.fail_next(1, 503)
+    with pytest.raises(UpstreamUnavailable) as failed:
         await gateway.send(request(), timeout=10)
-    assert endpoint.stats.requests == 4  # one attempt plus max_retries=3
-    assert gateway.pool_snapshot().errors == 1
+    assert (failed.value.status, failed.value.reason, failed.value.attempts) == (503, "server error HTTP 503", 1)
+    assert endpoint.url in str(failed.value)
+    assert endpoint.stats.requests == 1  # never retried here: each attempt must pass the quota first
+    assert (gateway.stats.attempts, gateway.stats.server_errors) == (1, 1) and not gateway.healthy
+    assert (await gateway.send(request(), timeout=10)).text
+    assert gateway.healthy and endpoint.stats.requests == 2
 
 
 async def test_429_is_raised_for_the_scheduler_with_its_wait_and_never_retried(
@@ -131,26 +130,28 @@ async def test_498_is_a_capacity_signal(endpoint: LocalEndpoint, gateway: Gatewa
     assert endpoint.stats.requests == 1 and gateway.stats.capacity_exceeded == 1
 
 
-async def test_slow_answers_time_out_within_the_budget(endpoint: LocalEndpoint) -> None:
+async def test_a_slow_answer_times_out_within_the_attempt_and_request_timeout(endpoint: LocalEndpoint) -> None:
     await endpoint.set_faults(FaultModes(latency_scale=0.0, slow_rate=1.0, slow_seconds=30))
-    sender = make_gateway(endpoint.url, request_timeout=0.2, max_retries=1)
+    sender = make_gateway(endpoint.url, request_timeout=0.2)
     try:
-        with pytest.raises(UpstreamUnavailable, match=r"no answer within 0\.2s after 2 attempts"):
-            await sender.send(request(), timeout=5)
+        with pytest.raises(GatewayTimeout, match=r"no answer within 0\.2s"):
+            await sender.send(request(), timeout=5)  # request_timeout caps one attempt
+        with pytest.raises(GatewayTimeout, match=r"no answer within 0\.1s"):
+            await sender.send(request(), timeout=0.1)  # and so does the time the scheduler gives it
         assert sender.stats.timeouts == 2 and sender.pool_snapshot().timeouts == 2
-        with pytest.raises(GatewayTimeout):
-            await sender.send(request(), timeout=0.3)
+        assert endpoint.stats.requests == 2
     finally:
         await sender.close()
 
 
-async def test_refused_connections_are_retried_then_reported(endpoint: LocalEndpoint) -> None:
+async def test_a_refused_connection_is_reported_as_upstream_unavailable(endpoint: LocalEndpoint) -> None:
     await endpoint.set_faults(FaultModes(latency_scale=0.0, refuse_connections=True))
-    sender = make_gateway(endpoint.url, max_retries=2)
+    sender = make_gateway(endpoint.url)
     try:
-        with pytest.raises(UpstreamUnavailable, match=r"cannot connect .* after 3 attempts"):
+        with pytest.raises(UpstreamUnavailable, match=r"cannot connect") as failed:
             await sender.send(request(), timeout=10)
-        assert sender.stats.connection_errors == 3
+        assert failed.value.status is None and failed.value.attempts == 1
+        assert sender.stats.connection_errors == 1 and sender.last_failure is not None
     finally:
         await sender.close()
 
@@ -180,3 +181,47 @@ def test_target_is_groq_with_a_key_and_a_local_endpoint_without() -> None:
     assert (standalone.kind, standalone.base_url, standalone.in_process) == ("local", "http://127.0.0.1:8123", False)
     keyed_loopback = choose_target(settings, {"GROQ_API_KEY": "k", "GROQ_BASE_URL": "http://localhost:9"})
     assert keyed_loopback.kind == "local"
+
+
+@pytest.fixture
+async def scheduler(endpoint: LocalEndpoint, gateway: Gateway) -> AsyncIterator[Scheduler]:
+    """The real path: quota and scheduler in front of the gateway, backoffs short so tests stay quick."""
+    settings = Settings(max_retries=2, request_timeout=5.0, batch_interval=0.0)
+    quick = Backoff(0.01, 0.05, rng=random.Random(7))
+    running = Scheduler(settings, QuotaBook(settings, SystemClock()), gateway, SystemClock(),
+                        retry_backoff=quick, capacity_hold=quick)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+def rpm_used(scheduler: Scheduler) -> int:
+    return {w.name: w.used for w in scheduler._quotas[MODEL].snapshot().windows}["rpm"]
+
+
+async def test_through_the_scheduler_a_5xx_then_success_is_two_attempts_both_admitted(
+        endpoint: LocalEndpoint, scheduler: Scheduler) -> None:
+    endpoint.fail_next(1, 503)
+    result = await scheduler.submit(request())
+    assert result.attempts == 2 and result.completion.text
+    assert endpoint.stats.requests == 2 and rpm_used(scheduler) == 2  # the quota counted what the server saw
+
+
+async def test_through_the_scheduler_an_endless_5xx_reaches_the_caller_with_its_attempts(
+        endpoint: LocalEndpoint, scheduler: Scheduler) -> None:
+    endpoint.fail_next(10, 500)
+    with pytest.raises(UpstreamUnavailable, match=r"after 3 attempts, stopped because max_retries is 2; "
+                                                  r"last: server error HTTP 500 from local") as failed:
+        await scheduler.submit(request())
+    assert (failed.value.attempts, failed.value.status) == (3, 500)
+    assert endpoint.stats.requests == 3 and rpm_used(scheduler) == 3
+
+
+async def test_through_the_scheduler_a_498_holds_the_model_then_the_request_is_answered(
+        endpoint: LocalEndpoint, scheduler: Scheduler) -> None:
+    endpoint.fail_next(1, 498)
+    result = await scheduler.submit(request())
+    assert result.attempts == 2 and result.completion.text
+    quota = scheduler._quotas[MODEL].snapshot()
+    assert quota.capacity_exceeded == 1 and quota.capacity_hold == 0.0  # held, then flowing again
+    assert endpoint.stats.requests == 2

@@ -373,3 +373,15 @@ async def test_restoring_after_new_admissions_is_refused_rather_than_double_coun
     q.admit(10)
     with pytest.raises(QuotaError, match="restore at start"):
         q.restore([(clock.wall() - 5, 1, 10)])
+
+
+async def test_a_capacity_hold_shuts_admissions_until_it_ends_and_shows_in_the_snapshot(clock: FakeClock) -> None:
+    q = quota(clock)
+    q.hold_for_capacity(2.0)
+    q.hold_for_capacity(0.5)  # a shorter hold never cuts the one in force short
+    assert q.try_admit(10) is None and q.wait_time(10) == 2.0
+    assert "held for 2s after Groq was over capacity (498)" in q.blocking(10)
+    snapshot = q.snapshot()
+    assert (snapshot.capacity_exceeded, snapshot.capacity_hold) == (2, 2.0)
+    await clock.advance(2.0)
+    assert q.try_admit(10) is not None and q.snapshot().capacity_hold == 0.0

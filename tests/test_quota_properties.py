@@ -1,8 +1,9 @@
-"""Property: whatever arrives, however large, cancelled or rate-limited, no window is ever overrun.
+"""Property: whatever arrives, however large, cancelled, rate-limited or failing, no window is ever overrun.
 
 Overrun is judged twice: by the admissions medops recorded, and as the server counts them, at each
-request's arrival, which comes some random time after it was sent (a slow connection) and before
-its answer returns."""
+attempt's arrival, which comes some random time after it was sent (a slow connection) and before
+its answer returns. The server counts every attempt that reaches it, 5xx and 498 included (with
+its whole reservation), so the scheduler's retries must each pass the quota."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.clock import FakeClock, settle
-from core.completions import Completion, Priority, PromptRequest, RateLimited
+from core.completions import (
+    CapacityExceeded,
+    Completion,
+    Priority,
+    PromptRequest,
+    RateLimited,
+    UpstreamUnavailable,
+)
 from core.config import ModelLimits, Settings
 from core.errors import MedopsError
 from core.quota import QuotaBook
@@ -73,7 +81,8 @@ class Arrived:
 
 class ChaoticSender:
     """Reaches the server after a random delay (sometimes longer than the minute), answers after another,
-    with usage within the reservation, or a 429, or fresh headers. Logs arrivals as the server sees them."""
+    with usage within the reservation, or a 429, a 5xx, a 498, or fresh headers; now and then the
+    connection fails before reaching it. Logs arrivals as the server sees them."""
 
     def __init__(self, clock: FakeClock, rng: random.Random) -> None:
         self.clock = clock
@@ -84,6 +93,8 @@ class ChaoticSender:
         rng = self.rng
         slow = rng.random() < 0.1  # now and then a flight longer than the whole minute window
         await self.clock.sleep(rng.uniform(0.0, 90.0 if slow else 6.0))
+        if rng.random() < 0.05:  # never reached the server: nothing counted there
+            raise UpstreamUnavailable("cannot connect (ConnectError) from test", reason="cannot connect")
         arrived = Arrived(request.model or "", self.clock.monotonic(),
                           estimate_prompt_tokens(request.prompt) + request.max_completion_tokens)
         self.arrivals.append(arrived)
@@ -95,8 +106,14 @@ class ChaoticSender:
             retry = rng.uniform(0.1, 120.0)
             limit = LimitExceeded(dimension, 10**9, 0, 1, retry) if rng.random() < 0.7 else None
             raise RateLimited(retry if rng.random() < 0.8 else None, limit)
+        if roll < 0.30:  # counted by the server as it arrived, whole reservation and all
+            arrived.used = arrived.reserved
+            if roll < 0.25:
+                raise UpstreamUnavailable("server error HTTP 503 from test", reason="server error HTTP 503",
+                                          status=503)
+            raise CapacityExceeded("test is over capacity for this model (HTTP 498)")
         headers = RateLimitHeaders()
-        if roll < 0.35:  # the server saw other clients' use (or less than we think)
+        if roll < 0.45:  # the server saw other clients' use (or less than we think)
             headers = RateLimitHeaders(remaining_requests=rng.randint(0, 30), reset_requests=rng.uniform(0, 600),
                                        remaining_tokens=rng.randint(0, 4_000), reset_tokens=rng.uniform(0, 60))
         prompt_tokens = rng.randint(0, estimate_prompt_tokens(request.prompt))

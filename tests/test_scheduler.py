@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from core.backoff import Backoff
 from core.clock import FakeClock, settle
 from core.completions import (
+    CapacityExceeded,
     Completion,
     InvalidRequest,
     Priority,
@@ -22,9 +26,16 @@ from core.completions import (
 from core.config import ModelLimits, Settings
 from core.quota import QuotaBook, QuotaExhausted, RequestTooLarge, UnknownModel
 from core.ratelimits import LimitExceeded, RateLimitHeaders
-from core.scheduler import DeadlineExceeded, QueueFull, RequestCancelled, Scheduler, SchedulerStopped
+from core.scheduler import (
+    MAX_CAPACITY_ATTEMPTS,
+    DeadlineExceeded,
+    QueueFull,
+    RequestCancelled,
+    Scheduler,
+    SchedulerStopped,
+)
 from core.token_estimate import estimate_prompt_tokens
-from tests.quota_helpers import MemoryAdmissionStore
+from tests.quota_helpers import MemoryAdmissionStore, max_in_any_span
 
 Build = Callable[..., Awaitable[Scheduler]]
 ROOMY = ModelLimits(rpm=1_000, rpd=100_000, tpm=10_000_000, tpd=100_000_000)
@@ -89,9 +100,10 @@ def recorder() -> MemoryRecorder:
 async def build(clock: FakeClock, sender: FakeSender, recorder: MemoryRecorder) -> AsyncIterator[Build]:
     made: list[Scheduler] = []
 
-    async def _build(settings: Settings | None = None, store: MemoryAdmissionStore | None = None) -> Scheduler:
+    async def _build(settings: Settings | None = None, store: MemoryAdmissionStore | None = None,
+                     **backoffs: Backoff) -> Scheduler:
         settings = settings or make_settings()
-        scheduler = Scheduler(settings, QuotaBook(settings, clock, store), sender, clock, recorder)
+        scheduler = Scheduler(settings, QuotaBook(settings, clock, store), sender, clock, recorder, **backoffs)
         await scheduler.start()
         made.append(scheduler)
         return scheduler
@@ -365,19 +377,185 @@ async def test_a_rejected_request_is_not_retried_and_gives_back_its_tokens(
     await scheduler.stop()
 
 
-async def test_an_upstream_failure_reaches_the_caller(
+def server_error(status: int = 503) -> UpstreamUnavailable:
+    """What the gateway raises for one attempt answered with a 5xx."""
+    return UpstreamUnavailable(f"server error HTTP {status} from local (http://127.0.0.1:1)",
+                               reason=f"server error HTTP {status}", status=status)
+
+
+def used(scheduler: Scheduler, model: str = "x") -> dict[str, int]:
+    return {w.name: w.used for w in scheduler._quotas[model].snapshot().windows}
+
+
+async def test_a_5xx_then_success_is_two_attempts_each_admitted_by_the_quota(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    store = MemoryAdmissionStore()
+    scheduler = await build(store=store)
+    sender.failures["flaky"] = [server_error()]
+    task = await submit(scheduler, req("flaky", Priority.CRITICAL))
+    await clock.advance(1)  # the 503 comes back: counted as reserved, the request backs off
+    assert used(scheduler)["rpm"] == 1 and scheduler._quotas["x"].in_flight == 0
+    assert len(sender.sent) == 1 and scheduler.snapshot().queues[0].depth == 1  # waiting visibly
+    await clock.advance(0.25)  # the first backoff is 0.125-0.25 s
+    assert len(sender.sent) == 2
+    await clock.advance(1)
+    result = await task
+    assert result.attempts == 2 and result.completion.text == "ok"
+    assert used(scheduler)["rpm"] == 2  # both attempts reached Groq; both count in the minute
+    # Durably too: each attempt admitted, then moved to its settle time.
+    assert [row[2] for row in store.rows] == [1, -1, 1, 1, -1, 1]
+    assert scheduler.retried == 1
+    await scheduler.stop()
+
+
+async def test_an_endless_5xx_tells_the_caller_after_max_retries_with_the_attempt_count(
+        clock: FakeClock, sender: FakeSender, recorder: MemoryRecorder, build: Build) -> None:
+    scheduler = await build(make_settings(max_retries=3))
+    sender.failures["down"] = [server_error(500) for _ in range(10)]
+    task = await submit(scheduler, req("down", Priority.CRITICAL))
+    await clock.advance(30)
+    with pytest.raises(UpstreamUnavailable, match=r"after 4 attempts, stopped because max_retries is 3; "
+                                                  r"last: server error HTTP 500") as failed:
+        await task
+    assert (failed.value.attempts, failed.value.status, failed.value.reason) == (4, 500, "server error HTTP 500")
+    assert len(sender.sent) == 4
+    quota = scheduler._quotas["x"]
+    # Each attempt may have been counted by Groq: each counts its whole reservation, none is left in flight.
+    assert quota.in_flight == 0
+    assert (used(scheduler)["rpm"], used(scheduler)["tpm"]) == (4, 4 * (estimate_prompt_tokens("p") + 100))
+    assert (recorder.records[-1].outcome, recorder.records[-1].status) == ("failed", 500)
+    assert scheduler.snapshot().failed == 1 and scheduler.snapshot().queues[0].depth == 0
+    await scheduler.stop()
+
+
+async def test_retry_backoff_is_capped_jittered_and_grows(clock: FakeClock, sender: FakeSender,
+                                                           build: Build) -> None:
+    sender.latency = 0.5
+    scheduler = await build(make_settings(max_retries=6),
+                            retry_backoff=Backoff(1.0, 4.0, rng=random.Random(3)))
+    sender.failures["r"] = [server_error() for _ in range(6)]
+    task = await submit(scheduler, req("r", Priority.CRITICAL))
+    await clock.advance(60)
+    await task
+    times = [at for at, _ in sender.sent]
+    pauses = [later - earlier - sender.latency for earlier, later in itertools.pairwise(times)]
+    mirror = random.Random(3)
+    expected = [c / 2 + mirror.uniform(0, c / 2) for c in (1.0, 2.0, 4.0, 4.0, 4.0, 4.0)]
+    assert pauses == pytest.approx(expected)
+    assert all(c / 2 <= p <= c for p, c in zip(pauses, (1.0, 2.0, 4.0, 4.0, 4.0, 4.0), strict=True))
+    await scheduler.stop()
+
+
+async def test_a_backoff_that_would_pass_the_deadline_ends_the_request_with_the_last_reason(
+        clock: FakeClock, sender: FakeSender, recorder: MemoryRecorder, build: Build) -> None:
+    scheduler = await build()
+    sender.failures["soon"] = [server_error(502)]
+    task = await submit(scheduler, req("soon", Priority.CRITICAL, deadline=1.1))
+    await clock.advance(1)  # the 502 at 1 s; the shortest backoff (0.125 s) ends past 1.1 s
+    with pytest.raises(UpstreamUnavailable, match=r"after 1 attempts, stopped because its deadline of 1\.1 s "
+                                                  r"leaves no time for another; last: server error HTTP 502"):
+        await task
+    assert len(sender.sent) == 1 and recorder.records[-1].outcome == "timeout"
+    await scheduler.stop()
+
+
+async def test_a_request_backing_off_can_be_cancelled_and_is_shown_waiting(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(retry_backoff=Backoff(10.0, 10.0))
+    sender.failures["r"] = [server_error()]
+    task = await submit(scheduler, req("r", Priority.CRITICAL))
+    await clock.advance(2)
+    assert scheduler.snapshot().queues[0].depth == 1 and scheduler.snapshot().queues[0].wait_p95 == 2
+    assert scheduler.cancel("r")
+    with pytest.raises(RequestCancelled):
+        await task
+    await clock.advance(20)
+    assert len(sender.sent) == 1 and scheduler.snapshot().queues[0].depth == 0
+    await scheduler.stop()
+
+
+async def test_a_burst_of_5xx_never_sends_more_attempts_in_a_minute_than_rpm(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    tight = ModelLimits(rpm=3, rpd=1_000, tpm=1_000_000, tpd=10_000_000)
+    scheduler = await build(make_settings(models={"x": tight}, batch_interval=0.0, max_retries=5))
+    tasks = []
+    for i in range(6):
+        sender.failures[f"r{i}"] = [server_error() for _ in range(2)]
+        tasks.append(await submit(scheduler, req(f"r{i}", Priority.CRITICAL)))
+    await clock.advance(600)
+    results = await asyncio.gather(*tasks)
+    assert [r.attempts for r in results] == [3] * 6
+    # As Groq counts them: every attempt, at the moment it was sent.
+    assert len(sender.sent) == 18
+    assert max_in_any_span([(at, 1) for at, _ in sender.sent], 60.0) <= 3
+    await scheduler.stop()
+
+
+async def test_a_498_holds_only_its_model_and_the_request_is_answered_after_the_hold(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(make_settings(batch_interval=0.0))
+    sender.failures["x1"] = [CapacityExceeded("local is over capacity for this model (HTTP 498)")]
+    first = await submit(scheduler, req("x1", Priority.CRITICAL, model="x"))
+    await clock.advance(1)  # the 498 arrives: model x is held 0.25-0.5 s
+    quota = scheduler._quotas["x"].snapshot()
+    assert quota.capacity_exceeded == 1 and 0.25 <= quota.capacity_hold <= 0.5
+    assert "over capacity (498)" in scheduler._quotas["x"].blocking(1)
+    other = await submit(scheduler, req("y1", Priority.NORMAL, model="y"))
+    same = await submit(scheduler, req("x2", Priority.CRITICAL, model="x"))
+    assert sender.order() == ["x1", "y1"]  # the other model goes on; x waits out its hold
+    await clock.advance(0.5)
+    assert sender.order() == ["x1", "y1", "x1", "x2"]  # the retried request first, then the next
+    await clock.advance(1)
+    result = await first
+    assert result.attempts == 2 and result.completion.text == "ok"
+    assert (await same).attempts == 1 and (await other).attempts == 1
+    assert scheduler._quotas["x"].snapshot().capacity_hold == 0.0
+    assert used(scheduler)["rpm"] == 3  # the refused attempt counted too
+    await scheduler.stop()
+
+
+async def test_498s_in_a_row_grow_the_hold_but_those_sent_before_it_do_not(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    hold = Backoff(0.5, 8.0, rng=random.Random(5))
+    scheduler = await build(make_settings(batch_interval=0.0), capacity_hold=hold)
+    over = "over capacity (HTTP 498)"
+    sender.failures["a"] = [CapacityExceeded(over) for _ in range(3)]
+    sender.failures["b"] = [CapacityExceeded(over) for _ in range(3)]  # each in flight beside one of a's
+    tasks = [await submit(scheduler, req(name, Priority.CRITICAL)) for name in ("a", "b")]
+    await clock.advance(60)
+    await asyncio.gather(*tasks)
+    a_times = [at for at, r in sender.sent if r.request_id == "a"]
+    mirror = random.Random(5)
+    holds = [c / 2 + mirror.uniform(0, c / 2) for c in (0.5, 1.0, 2.0)]  # b's 498s came with a's: no step
+    assert [later - earlier - 1 for earlier, later in itertools.pairwise(a_times)] == \
+        pytest.approx(holds)
+    assert [at for at, r in sender.sent if r.request_id == "b"] == a_times
+    assert scheduler._quotas["x"].snapshot().capacity_exceeded == 6
+    await scheduler.stop()
+
+
+async def test_a_498_whose_hold_outlasts_the_deadline_ends_with_capacity_exceeded(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(capacity_hold=Backoff(4.0, 8.0))
+    sender.failures["r"] = [CapacityExceeded("over capacity (HTTP 498)")]
+    task = await submit(scheduler, req("r", Priority.CRITICAL, deadline=2.0))
+    await clock.advance(1)
+    with pytest.raises(CapacityExceeded, match=r"x was over capacity \(HTTP 498\) for request r: 1 attempts, "
+                                               r"stopped because its deadline of 2 s ends before the hold") as over:
+        await task
+    assert over.value.attempts == 1
+    await scheduler.stop()
+
+
+async def test_endless_498s_end_after_a_bounded_number_of_attempts(
         clock: FakeClock, sender: FakeSender, build: Build) -> None:
     scheduler = await build()
-    sender.failures["down"] = [UpstreamUnavailable("Groq kept answering 503 after 3 retries")]
-    task = await submit(scheduler, req("down", Priority.CRITICAL))
-    await clock.advance(1)
-    with pytest.raises(UpstreamUnavailable, match="503"):
+    sender.failures["r"] = [CapacityExceeded("over capacity (HTTP 498)") for _ in range(20)]
+    task = await submit(scheduler, req("r", Priority.CRITICAL))
+    await clock.advance(600)
+    with pytest.raises(CapacityExceeded, match=f"{MAX_CAPACITY_ATTEMPTS} attempts"):
         await task
-    assert scheduler.snapshot().failed == 1
-    # Groq may have counted it: the whole reservation counts, from the failure, not left in flight.
-    quota = scheduler._quotas["x"]
-    used = {w.name: w.used for w in quota.snapshot().windows}
-    assert quota.in_flight == 0 and (used["rpm"], used["tpm"]) == (1, estimate_prompt_tokens("p") + 100)
+    assert len(sender.sent) == MAX_CAPACITY_ATTEMPTS
     await scheduler.stop()
 
 
