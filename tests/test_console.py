@@ -361,6 +361,20 @@ async def test_unused_models_share_one_line_in_the_quota_pane(locations: Locatio
         assert shown.count(" rpm ") == 1
 
 
+async def test_the_quota_pane_shows_498s_and_a_capacity_hold_only_when_there_were_any(
+        locations: Locations) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        assert "498s" not in str(app.query_one(QuotaPane).render())
+        busy = busy_snapshot()
+        held = replace(busy.quota.models[0], capacity_exceeded=3, capacity_hold=1.5)
+        app.apply_snapshot(replace(busy, quota=replace(busy.quota, models=(held, *busy.quota.models[1:]))))
+        await pilot.pause()
+        shown = str(app.query_one(QuotaPane).render())
+        assert "498s 3" in shown and "held 1.5s" in shown
+
+
 async def test_the_default_model_shows_its_limits_before_any_request(locations: Locations) -> None:
     app, core = make_app(locations)
     core.frozen = before_any_request_snapshot()

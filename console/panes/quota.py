@@ -47,16 +47,19 @@ def queue_line(scheduler: SchedulerSnapshot) -> str:
 
 
 def is_unused(model: ModelQuota) -> bool:
-    """Nothing admitted in any window, no 429s, no server figures: nothing to draw."""
+    """Nothing admitted in any window, no 429s or 498s, no server figures: nothing to draw."""
     return (all(w.used == 0 and w.blocked_for == 0 for w in model.windows) and model.rate_limited == 0
-            and model.refused_too_large == 0 and model.server.observed_at is None)
+            and model.refused_too_large == 0 and model.capacity_exceeded == 0 and model.server.observed_at is None)
 
 
 def model_lines(model: ModelQuota, width: int, *, default: bool = False) -> list[str]:
     """A heading (marking the default model), one bar per window, and the server's remaining figures."""
     marker = " [dim](default)[/]" if default else ""
+    # 498s only once there were any: most keys never see one
+    capacity = f"  498s [b]{model.capacity_exceeded}[/]" if model.capacity_exceeded else ""
+    held = f" [reverse $warning] held {figures.duration(model.capacity_hold)} [/]" if model.capacity_hold > 0 else ""
     lines = [f"[b $primary]{figures.text(model.model)}[/]{marker}  429s [b]{model.rate_limited}[/]"
-             f"  too large {model.refused_too_large}"]
+             f"  too large {model.refused_too_large}{capacity}{held}"]
     # name 5, figures 13, reset 13 and room for a "blocked" badge: the rest is bar
     bar_width = max(6, width - 48)
     windows = sorted(model.windows, key=lambda w: WINDOW_ORDER.index(w.name) if w.name in WINDOW_ORDER else 9)
