@@ -13,6 +13,10 @@
    window, as at a model's full daily rate).
 3. Scheduling overhead of a lone critical request (submit to answer, with a sender that
    answers at once), p99 (goal under 1 ms), beside the reference GroqBatchOptimizer's.
+4. The saturated run again with a share of attempts answered 5xx, counted as Groq counts
+   them (every attempt that reaches it): medops' scheduler retrying through the quota (each
+   attempt its own admission) beside the same scheduler in front of a sender that retries
+   inside one admission, as the gateway used to.
 
 The machine is shared, so speed figures are the best of several alternating rounds.
 """
@@ -23,6 +27,7 @@ import asyncio
 import functools
 import itertools
 import math
+import random
 import statistics
 import time
 from collections import deque
@@ -31,11 +36,12 @@ from typing import Any
 
 from aiolimiter import AsyncLimiter
 
+from core.backoff import Backoff
 from core.clock import FakeClock, SystemClock, settle
-from core.completions import Completion, Priority, PromptRequest
+from core.completions import Completion, Priority, PromptRequest, UpstreamUnavailable
 from core.config import DEFAULT_MODELS, ModelLimits, Settings
 from core.quota import GroqQuota, QuotaBook
-from core.scheduler import Scheduler
+from core.scheduler import RETRY_BACKOFF, Scheduler
 from tests.quota_helpers import max_in_any_span
 
 MODEL = "llama-3.1-8b-instant"  # 30 rpm, 14,400 rpd, 6,000 tpm, 500,000 tpd
@@ -376,3 +382,90 @@ def test_lone_critical_request_overhead() -> None:
           f"   ({LONE_REQUESTS} requests, best of 3 runs)")
     print(f"  {'reference GroqBatchOptimizer':32} p50 {statistics.median(reference) * 1e3:8.3f} ms   "
           f"p99 {_p99(reference) * 1e3:8.3f} ms   ({REFERENCE_LONE_REQUESTS} requests)")
+
+
+# --- 4. retries under 5xx: every attempt admitted, or one admission for all -------------------------
+
+ERROR_SHARES = (0.2, 0.5)
+
+
+class _FlakySender:
+    """Answers after SERVICE_SECONDS, or fails with a 5xx for a seeded share of attempts; logs every attempt."""
+
+    def __init__(self, clock: FakeClock, share: float, attempts: list[float]) -> None:
+        self.clock = clock
+        self.share = share
+        self.attempts = attempts
+        self.random = random.Random(11)
+
+    async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
+        self.attempts.append(self.clock.monotonic())
+        await self.clock.sleep(SERVICE_SECONDS)
+        if self.random.random() < self.share:
+            raise UpstreamUnavailable("server error HTTP 503", status=503)
+        return Completion("ok", request.model or MODEL, 60, 60)
+
+
+class _RetriesInsideOneAdmission:
+    """The gateway's old design: retry a 5xx itself (same backoff, same max_retries), under one admission."""
+
+    def __init__(self, inner: _FlakySender, max_retries: int) -> None:
+        self.inner = inner
+        self.max_retries = max_retries
+        self.backoff = Backoff(*RETRY_BACKOFF, rng=random.Random(5))
+
+    async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
+        for retry in itertools.count():
+            try:
+                return await self.inner.send(request, timeout)
+            except UpstreamUnavailable:
+                if retry >= self.max_retries:
+                    raise
+                await self.inner.clock.sleep(self.backoff.delay(retry))
+        raise AssertionError("unreachable")
+
+
+async def _saturate_with_errors(share: float, inside_one_admission: bool) -> tuple[list[float], int]:
+    clock = FakeClock()
+    attempts: list[float] = []
+    settings = Settings(models={MODEL: DEFAULT_MODELS[MODEL]}, default_model=MODEL, groq_concurrent=CALLERS)
+    flaky = _FlakySender(clock, share, attempts)
+    sender = _RetriesInsideOneAdmission(flaky, settings.max_retries) if inside_one_admission else flaky
+    scheduler = Scheduler(settings, QuotaBook(settings, clock), sender, clock,
+                          retry_backoff=Backoff(*RETRY_BACKOFF, rng=random.Random(5)))
+    await scheduler.start()
+    start = clock.monotonic()
+    answered = 0
+
+    async def caller(number: int) -> None:
+        nonlocal answered
+        while True:
+            try:
+                await scheduler.submit(PromptRequest("summarise the case", f"agent{number % 4}",
+                                                     max_completion_tokens=100))
+                answered += 1
+            except UpstreamUnavailable:
+                pass
+
+    callers = [asyncio.create_task(caller(n)) for n in range(CALLERS)]
+    await settle()
+    await clock.advance(RUN_SECONDS)
+    await scheduler.stop()
+    await asyncio.gather(*callers, return_exceptions=True)
+    return [t for t in attempts if t - start < RUN_SECONDS], answered
+
+
+def test_saturated_run_with_5xx_never_sends_more_attempts_than_rpm() -> None:
+    limit = DEFAULT_MODELS[MODEL].rpm
+    print(f"\nsaturated run with 5xx: {CALLERS} callers, {limit} requests/min, {RUN_SECONDS / 60:g} min of fake "
+          "time; attempts counted as Groq counts them")
+    print(f"  {'design':44} {'5xx share':>9} {'attempts in any 60 s':>21} {'answered':>9}")
+    for share in ERROR_SHARES:
+        for name, inside in (("medops: each attempt admitted by the quota", False),
+                             ("old gateway: retries inside one admission", True)):
+            attempts, answered = asyncio.run(_saturate_with_errors(share, inside))
+            worst = max_in_any_span([(t, 1) for t in attempts], 60.0)
+            flag = "OVERRUN" if worst > limit else "ok"
+            print(f"  {name:44} {share:>9.0%} {worst:>16} / {limit} {answered:>9}  {flag}")
+            if not inside:
+                assert worst <= limit, f"{name} sent {worst} attempts in one minute at {share:.0%} 5xx"
