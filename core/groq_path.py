@@ -102,8 +102,12 @@ class GroqPath:
     # -- snapshot sections -----------------------------------------------------------
 
     def quota_snapshot(self) -> QuotaSnapshot:
-        """Every model's windows, and which model a request naming none goes to (it may change live)."""
-        return replace(self.quotas.snapshot(), default_model=self._settings.default_model)
+        """Every model's windows and requests waiting for it, and which model a request naming none goes to."""
+        book = self.quotas.snapshot()
+        scheduler = self.scheduler
+        models = book.models if scheduler is None else tuple(
+            replace(model, waiting=scheduler.waiting_for(model.model)) for model in book.models)
+        return replace(book, models=models, default_model=self._settings.default_model)
 
     def scheduler_snapshot(self) -> SchedulerSnapshot:
         return self.scheduler.snapshot() if self.scheduler is not None else SchedulerSnapshot()

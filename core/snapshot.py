@@ -50,6 +50,7 @@ class ModelQuota:
     refused_too_large: int = 0
     capacity_exceeded: int = 0  # 498s received (Groq over capacity for this model)
     capacity_hold: float = 0.0  # seconds sends to this model are still held after a 498
+    waiting: int = 0  # requests queued for this model, ready to send (filled by the Groq path)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ def busy_snapshot(paused: bool = False) -> CoreSnapshot:
              WindowUsage("tpm", 800, 6_000, 55.0), WindowUsage("tpd", 41_000, 500_000, 70_000.0))
     quota = QuotaSnapshot(models=(
         ModelQuota("llama-3.3-70b-versatile", windows,
-                   ServerReport(1_000, 20, 179.56, 12_000, 2_900, 7.66, NOW - 4), rate_limited=3, refused_too_large=1),
+                   ServerReport(1_000, 20, 179.56, 12_000, 2_900, 7.66, NOW - 4), rate_limited=3, refused_too_large=1,
+                   waiting=4),
         ModelQuota("llama-3.1-8b-instant", small),
     ), default_model="llama-3.1-8b-instant")
     scheduler = SchedulerSnapshot(queues=(PriorityQueue("critical", 0), PriorityQueue("high", 2, 0.3, 1.1),

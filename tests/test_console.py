@@ -353,7 +353,8 @@ async def test_unused_models_share_one_line_in_the_quota_pane(locations: Locatio
         assert "unused so far" not in shown
         busy = busy_snapshot()
         fresh = tuple(replace(w, used=0, blocked_for=0.0) for w in busy.quota.models[0].windows)
-        idle = replace(busy.quota.models[0], windows=fresh, server=ServerReport(), rate_limited=0, refused_too_large=0)
+        idle = replace(busy.quota.models[0], windows=fresh, server=ServerReport(), rate_limited=0, refused_too_large=0,
+                       waiting=0)
         app.apply_snapshot(replace(busy, quota=replace(busy.quota, models=(idle, busy.quota.models[1]))))
         await pilot.pause()
         shown = str(app.query_one(QuotaPane).render())
@@ -373,6 +374,28 @@ async def test_the_quota_pane_shows_498s_and_a_capacity_hold_only_when_there_wer
         await pilot.pause()
         shown = str(app.query_one(QuotaPane).render())
         assert "498s 3" in shown and "held 1.5s" in shown
+
+
+async def test_each_model_heading_shows_the_requests_waiting_for_it_at_80_columns(locations: Locations) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        headings = [line for line in str(app.query_one(QuotaPane).render()).splitlines() if "429s" in line]
+        assert len(headings) == 2
+        assert "llama-3.3-70b-versatile" in headings[0] and "waiting 4" in headings[0]
+        assert "llama-3.1-8b-instant" in headings[1] and "waiting 0" in headings[1]
+
+
+async def test_a_model_with_requests_waiting_is_not_folded_into_unused(locations: Locations) -> None:
+    app, core = make_app(locations)
+    before = before_any_request_snapshot()
+    queued = tuple(replace(m, waiting=2) if m.model == "qwen/qwen3-32b" else m for m in before.quota.models)
+    core.frozen = replace(before, quota=replace(before.quota, models=queued))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        shown = str(app.query_one(QuotaPane).render())
+        assert "qwen/qwen3-32b  waiting 2" in shown
+        assert "qwen/qwen3-32b" not in shown.split("unused so far:")[-1]
 
 
 async def test_the_default_model_shows_its_limits_before_any_request(locations: Locations) -> None:

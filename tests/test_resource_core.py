@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from core.clock import FakeClock
+import asyncio
+
+from core.clock import FakeClock, settle
+from core.completions import Priority, PromptRequest
 from core.config import Settings
 from core.paths import Locations
 from core.resource_core import ResourceCore
@@ -33,3 +36,18 @@ async def test_pause_and_resume_show_in_the_snapshot(locations: Locations, clock
     assert core.snapshot().paused
     core.resume_intake()
     assert not core.snapshot().paused
+
+
+async def test_the_quota_snapshot_counts_requests_waiting_per_model(locations: Locations, clock: FakeClock) -> None:
+    core = ResourceCore(Settings(), locations, clock)
+    await core.start()
+    core.pause_intake()  # queued prompts stay queued
+    asks = [asyncio.create_task(core.ask(PromptRequest(f"q{n}", "triage", Priority.CRITICAL, model=model,
+                                                       max_completion_tokens=50)))
+            for n, model in enumerate(("qwen/qwen3-32b", "qwen/qwen3-32b", "llama-3.1-8b-instant"))]
+    await settle()
+    waiting = {m.model: m.waiting for m in core.snapshot().quota.models}
+    await core.stop()
+    await asyncio.gather(*asks, return_exceptions=True)  # stopping fails them; only the counts matter here
+    assert waiting["qwen/qwen3-32b"] == 2 and waiting["llama-3.1-8b-instant"] == 1
+    assert sum(waiting.values()) == 3

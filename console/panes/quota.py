@@ -47,9 +47,10 @@ def queue_line(scheduler: SchedulerSnapshot) -> str:
 
 
 def is_unused(model: ModelQuota) -> bool:
-    """Nothing admitted in any window, no 429s or 498s, no server figures: nothing to draw."""
-    return (all(w.used == 0 and w.blocked_for == 0 for w in model.windows) and model.rate_limited == 0
-            and model.refused_too_large == 0 and model.capacity_exceeded == 0 and model.server.observed_at is None)
+    """Nothing admitted or waiting, no 429s or 498s, no server figures: nothing to draw."""
+    return (model.waiting == 0 and model.rate_limited == 0 and model.refused_too_large == 0
+            and model.capacity_exceeded == 0 and model.server.observed_at is None
+            and all(w.used == 0 and w.blocked_for == 0 for w in model.windows))
 
 
 def model_lines(model: ModelQuota, width: int, *, default: bool = False) -> list[str]:
@@ -58,7 +59,8 @@ def model_lines(model: ModelQuota, width: int, *, default: bool = False) -> list
     # 498s only once there were any: most keys never see one
     capacity = f"  498s [b]{model.capacity_exceeded}[/]" if model.capacity_exceeded else ""
     held = f" [reverse $warning] held {figures.duration(model.capacity_hold)} [/]" if model.capacity_hold > 0 else ""
-    lines = [f"[b $primary]{figures.text(model.model)}[/]{marker}  429s [b]{model.rate_limited}[/]"
+    lines = [f"[b $primary]{figures.text(model.model)}[/]{marker}  waiting [b]{model.waiting}[/]"
+             f"  429s [b]{model.rate_limited}[/]"
              f"  too large {model.refused_too_large}{capacity}{held}"]
     # name 5, figures 13, reset 13 and room for a "blocked" badge: the rest is bar
     bar_width = max(6, width - 48)
