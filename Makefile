@@ -19,7 +19,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 bench: setup
-	$(BIN)/pytest tests/bench -p no:randomly -s -q -o addopts="" --timeout=1800
+	$(BIN)/pytest tests/bench -s -q -o addopts="" -o python_files="bench_*.py" --timeout=1800
 
 setup: $(STAMP) tesseract
 
