@@ -590,8 +590,8 @@ class Scheduler:
         assert last is not None
         return UpstreamUnavailable(
             f"request {rid} failed after {ticket.attempts} attempts, stopped because {why}; last: {last}; "
-            "check the network or Groq's status, then retry", reason=last.reason, attempts=ticket.attempts,
-            status=last.status)
+            "check the network and that endpoint (Groq's status page, or that the local endpoint runs), then retry",
+            reason=last.reason, attempts=ticket.attempts, status=last.status)
 
     def _end_backoffs(self, now: float) -> None:
         heap = self._backoffs
