@@ -49,7 +49,7 @@ class ResourceCore:
         self.ledger = Ledger(locations.ops_db, self.clock, settings.ledger_flush_interval,
                              settings.metrics_retention_days)
         self.executors = Executors(settings, self.clock)
-        self.intake = Intake.from_settings(settings, locations)
+        self.intake = Intake.from_settings(settings, locations, io=self.executors.io)
         self.documents = DocumentPipeline(settings, self.intake, self.clock)
         self.tick = CoreTick(self.clock, lambda: self.settings, locations.data_dir, self.executors,
                              self.snapshot, lambda: getattr(self, "ledger", None))

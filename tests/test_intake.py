@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from core.clock import SystemClock
 from core.config import MIB, load_settings
+from core.executors import ResizablePool
 from core.intake import DocumentKind, Intake, IntakeRefused, resolve_intake_dirs, sniff_kind
 from core.paths import Locations
 from tests.document_files import CLINICAL_TEXT, page_image_png, text_pdf
@@ -24,6 +26,19 @@ def folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def intake(folder: Path) -> Intake:
     return Intake((folder,), max_bytes=2 * MIB)
+
+
+async def test_file_work_runs_on_the_io_pool_it_is_given(folder: Path) -> None:
+    io = ResizablePool("io", 2, SystemClock())
+    intake = Intake((folder,), max_bytes=2 * MIB, io=io)
+    path = text_pdf(folder / "letter.pdf", [CLINICAL_TEXT])
+    try:
+        await intake.admit(path)
+        assert await intake.complete_async(f"{folder}/le") == [str(path)]
+        # the check, the open, the reads, the close and the completion: all on the pool
+        assert io.snapshot().completed >= 5
+    finally:
+        io.shutdown()
 
 
 @pytest.mark.parametrize(("head", "kind"), [
