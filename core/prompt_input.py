@@ -14,11 +14,12 @@ from typing import Any
 
 from core.completions import DEFAULT_MAX_COMPLETION_TOKENS, InvalidRequest, Priority, PromptRequest
 from core.config import Settings
-from core.errors import ConfigError
+from core.errors import ConfigError, MedopsError
 from core.token_estimate import estimate_prompt_tokens
 
 FILE_FIELDS = frozenset({"prompt", "agent", "priority", "model", "deadline", "max_completion_tokens"})
 MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_PROBLEMS_SHOWN = 20  # a file of thousands of bad lines still gives a readable error
 
 
 class PromptFileError(InvalidRequest):
@@ -63,8 +64,21 @@ def load_prompt_file(path: Path, settings: Settings) -> list[PromptLine]:
         raise PromptFileError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 JSONL") from None
     except OSError as exc:
         raise PromptFileError(f"prompts file {path} cannot be read ({exc.strerror})") from None
-    prompts = [PromptLine(number, parse_prompt_line(raw, number, path, settings))
-               for number, raw in enumerate(text.splitlines(), start=1) if raw.strip()]
+    prompts: list[PromptLine] = []
+    problems: list[str] = []
+    lines = [(number, raw) for number, raw in enumerate(text.splitlines(), start=1) if raw.strip()]
+    for number, raw in lines:
+        try:
+            prompts.append(PromptLine(number, parse_prompt_line(raw, number, path, settings)))
+        except MedopsError as exc:  # gather them all: fixing a file one line per run wastes on-call time
+            problems.append(str(exc))
+    if len(problems) == 1:
+        raise PromptFileError(f"{problems[0]}; nothing was sent")
+    if problems:
+        shown = "\n  ".join(problems[:MAX_PROBLEMS_SHOWN])
+        more = f"\n  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more" if len(problems) > MAX_PROBLEMS_SHOWN else ""
+        raise PromptFileError(f"{len(problems)} of {len(lines)} lines in {path} are not valid prompts; "
+                              f"nothing was sent:\n  {shown}{more}")
     if not prompts:
         raise PromptFileError(f"{path} holds no prompts; write one JSON object a line, e.g. "
                               '{"prompt": "...", "agent": "triage", "priority": "high"}')

@@ -111,6 +111,17 @@ def test_malformed_jsonl_line_is_named_by_its_number(tmp_path: Path, capsys: pyt
     assert capsys.readouterr().out == ""  # nothing was sent
 
 
+def test_every_bad_jsonl_line_is_named_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prompts = write_lines(tmp_path / "p.jsonl", ['{"prompt": "a"}', {"prompt": "b", "agent": "triage"},
+                                                 "not json", {"prompt": "c", "agent": "triage", "model": "nope"}])
+    assert main(["ask", "--file", str(prompts)]) == 2
+    err = capsys.readouterr().err
+    assert f"3 of 4 lines in {prompts} are not valid prompts; nothing was sent" in err
+    for number in (1, 3, 4):
+        assert f"{prompts} line {number}" in err
+    assert f"{prompts} line 2" not in err
+
+
 def test_jsonl_line_with_an_unknown_model_lists_the_known_ones(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     prompts = write_lines(tmp_path / "p.jsonl", [{"prompt": "a", "agent": "triage", "model": "nope"}])
