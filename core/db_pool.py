@@ -26,6 +26,7 @@ import duckdb
 
 from core.clock import Clock
 from core.errors import KnowledgeError
+from core.percentile import percentile
 from core.query_cache import Rows, frozen_rows
 from core.snapshot import PoolSnapshot
 
@@ -57,13 +58,6 @@ class _Job:
 
 
 _STOP = object()
-
-
-def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    if not sorted_values:
-        return 0.0
-    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
-    return sorted_values[index]
 
 
 class DuckDBPool:
@@ -208,5 +202,5 @@ class DuckDBPool:
             waits = sorted(self._waits)
             return PoolSnapshot(name=self.name, capacity=self._size if self.is_open else 0, active=self._active,
                                 queued=self._queued, completed=self._completed, errors=self._errors,
-                                timeouts=self._timeouts, wait_p50=_percentile(waits, 0.5),
-                                wait_p95=_percentile(waits, 0.95))
+                                timeouts=self._timeouts, wait_p50=percentile(waits, 50),
+                                wait_p95=percentile(waits, 95))

@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 from core.clock import Clock
 from core.config import Settings
 from core.errors import MedopsError
+from core.percentile import percentile
 from core.snapshot import PoolSnapshot
 
 P = ParamSpec("P")
@@ -168,14 +169,6 @@ class ResizablePool(Executor):
             self._idle += 1
             self._lock.wait()
             self._idle -= 1
-
-
-def percentile(ordered: list[float], pct: float) -> float:
-    """Nearest-rank percentile of an already sorted list (0.0 when empty)."""
-    if not ordered:
-        return 0.0
-    rank = max(0, min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[rank]
 
 
 class Executors:
