@@ -54,6 +54,7 @@ from core.completions import (
 )
 from core.config import Settings
 from core.errors import GatewayError, MedopsError, SchedulerError
+from core.percentile import percentile
 from core.quota import GroqQuota, QuotaBook, QuotaExhausted, RequestTooLarge, Reservation
 from core.ratelimits import format_go_duration
 from core.snapshot import PriorityQueue, SchedulerSnapshot
@@ -722,16 +723,10 @@ class Scheduler:
         for priority in PRIORITIES_HIGH_FIRST:
             waits = sorted([*self._waits[priority], *ages[priority]])
             queues.append(PriorityQueue(priority.label, self._depth[priority],
-                                        _percentile(waits, 0.50), _percentile(waits, 0.95)))
+                                        percentile(waits, 50), percentile(waits, 95)))
         return SchedulerSnapshot(tuple(queues), self._in_flight, self.concurrency, self.completed, self.failed,
                                  self.rejected, self.paused)
 
     def waiting_for(self, model: str) -> int:
         """Requests queued for one model (ready, or backing off before another attempt), for per-model views."""
         return sum(1 for t in self._tickets.values() if t.state in ("waiting", "backoff") and t.quota.model == model)
-
-
-def _percentile(ordered: list[float], fraction: float) -> float:
-    if not ordered:
-        return 0.0
-    return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
