@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS limit_changes (
     changed_by VARCHAR NOT NULL);
 """
 TABLES = ("requests", "admissions", "metrics", "alerts", "limit_changes")
+# Newest first; rowid breaks ties in the order they were written ($1: how many, $2: a key or NULL for all).
+LATEST_LIMIT_CHANGES = ("SELECT at_wall, key, old, new, changed_by FROM limit_changes "
+                        "WHERE $2::VARCHAR IS NULL OR key = $2 ORDER BY at_wall DESC, rowid DESC LIMIT $1")
 
 _PID = re.compile(r"PID (\d+)")
 _HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
@@ -343,6 +346,15 @@ class Ledger:
         rows = await self._on_writer(self._query, "SELECT at_wall, key, old, new, changed_by FROM limit_changes "
                                                   "WHERE at_wall >= $1 AND at_wall < $2 ORDER BY at_wall LIMIT $3",
                                      [start_wall, end_wall, limit])
+        return tuple(LimitChange(*row) for row in rows)
+
+    async def latest_limit_changes(self, limit: int, key: str | None = None) -> tuple[LimitChange, ...]:
+        """The `limit` latest recorded limit changes (only `key`'s if given), newest first; LedgerUnavailable if off."""
+        try:
+            rows = await self._on_writer(self._query, LATEST_LIMIT_CHANGES, [limit, key])
+        except duckdb.Error as exc:
+            raise LedgerError(f"reading limit changes from {self.path.name} failed ({exc}); "
+                              f"`medops doctor` checks the data folder") from exc
         return tuple(LimitChange(*row) for row in rows)
 
     def snapshot(self) -> LedgerSnapshot:

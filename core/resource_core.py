@@ -22,6 +22,7 @@ from core.groq_path import GroqPath
 from core.intake import Intake
 from core.knowledge import CodeEntry, KnowledgeService, SearchHit
 from core.ledger import Ledger
+from core.limit_changes import LimitChangeHistory, latest_changes
 from core.limits import LimitHistory, apply_live, validated_change
 from core.paths import Locations
 from core.snapshot import ContextPoolSnapshot, CoreSnapshot, SlotsSnapshot
@@ -202,6 +203,14 @@ class ResourceCore:
         change = self.limit_history.record_handback(self.clock.wall(), key, self.settings, by)
         self.ledger.record_limit_change(change)
         return True
+
+    async def limit_change_history(self, limit: int = 50, key: str | None = None) -> LimitChangeHistory:
+        """The `limit` latest limit changes across runs (only `key`'s if given), newest first.
+
+        Read from the ledger off the event loop, with this run's changes it has not written yet. With the
+        ledger off, this run's changes only, and `earlier_runs` False with the reason in `note`.
+        """
+        return await latest_changes(self.ledger, self.limit_history.changes(), limit, key)
 
     async def ask(self, request: PromptRequest) -> PromptResult:
         """Send one prompt through scheduler, quota and gateway; the answer or an error saying why not."""
