@@ -49,6 +49,7 @@ from console.panes.slots import SlotsPane
 from console.panes.status import ConsoleState, StatusLine
 from console.theme_files import choose_theme, load_themes, themes_dir
 from core.config import Settings
+from core.intake import Intake
 from core.paths import Locations
 from core.snapshot import CoreSnapshot
 
@@ -183,7 +184,7 @@ class MedopsApp(App[int]):
             with TabPane("Prompt", id="prompt"):
                 yield PromptForm(self.handle, self.settings.models, self.settings.default_model)
             with TabPane("Document", id="document"), Vertical():
-                yield DocumentForm(self.handle, self.intake_folders())
+                yield DocumentForm(self.handle, self.intake())
                 yield DocumentsPane()
             with TabPane("Search", id="search"):
                 yield SearchForm(self.handle)
@@ -199,14 +200,12 @@ class MedopsApp(App[int]):
         """The screen holding the panes, whatever modal (help, palette) is on top."""
         return self.screen_stack[0]
 
-    def intake_folders(self) -> list[Path]:
-        """The folders documents may come from: the core's, else the configured ones."""
-        from_core = getattr(self.core, "intake_dirs", None)
-        if from_core:
-            return [Path(p) for p in from_core]
-        if self.settings.intake_dirs:
-            return [Path(p).expanduser() for p in self.settings.intake_dirs]
-        return [self.locations.default_intake_dir]
+    def intake(self) -> Intake:
+        """Where documents may come from, and the rules: the core's own intake, else one from the settings."""
+        from_core = getattr(self.core, "intake", None)
+        if isinstance(from_core, Intake):
+            return from_core
+        return Intake.from_settings(self.settings, self.locations)
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit_layout(event.size.width)
@@ -250,7 +249,7 @@ class MedopsApp(App[int]):
     @on(CoreStarted)
     def _core_started(self) -> None:
         self.core_started = self.handle.started = True
-        self.main.query_one(DocumentForm).set_folders(self.intake_folders())
+        self.main.query_one(DocumentForm).set_intake(self.intake())
         self._restart_ticker()
         self.ask_for_snapshot()
 

@@ -9,6 +9,7 @@ streamed SHA-256 identifies duplicates.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import stat
@@ -102,14 +103,24 @@ class Intake:
     def _resolved_folders(self) -> list[Path]:
         return [folder.resolve() for folder in self.folders if folder.is_dir()]
 
-    def check(self, path: str | Path) -> Path:
-        """Resolve `path` and refuse it unless it is a regular file inside an intake folder, within size."""
-        given = Path(path).expanduser()
+    def check(self, path: str | Path, *, relative_to_intake: bool = False) -> Path:
+        """Resolve `path` and refuse it unless it is a regular file inside an intake folder, within size.
+
+        A relative path is taken from the working directory (the CLI), or with
+        `relative_to_intake` from the intake folders, the first that has it (the console's form).
+        """
+        listing = ":".join(str(f) for f in self.folders) or "none configured"
+        if not str(path).strip():
+            raise IntakeRefused(f"no path given; type the path of a document inside an intake folder ({listing})")
+        given = Path(str(path).strip() if isinstance(path, str) else path).expanduser()
+        if relative_to_intake and not given.is_absolute():
+            given = self._in_a_folder(given)
         name = given.name or str(given)
         try:
             resolved = given.resolve(strict=True)
         except FileNotFoundError:
-            raise IntakeRefused(f"{name}: no such file; check the path") from None
+            where = f" in the intake folders ({listing})" if relative_to_intake else ""
+            raise IntakeRefused(f"{name}: no such file{where}; check the path") from None
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
             raise IntakeRefused(f"{name}: cannot be resolved ({exc.__class__.__name__}); check the path") from None
         if not any(resolved.is_relative_to(folder) for folder in self._resolved_folders()):
@@ -129,9 +140,19 @@ class Intake:
                                 "limit; split it, or raise max_file_size_mb")
         return resolved
 
+    async def check_async(self, path: str | Path, *, relative_to_intake: bool = False) -> Path:
+        """`check` on the I/O threads: resolving and stat-ing a path can block on a slow disk."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.io, functools.partial(self.check, path, relative_to_intake=relative_to_intake))
+
+    def _in_a_folder(self, relative: Path) -> Path:
+        """`relative` under the first intake folder that has it (the first folder when none has)."""
+        tries = [folder / relative for folder in self.folders]
+        return next((t for t in tries if os.path.lexists(t)), tries[0] if tries else relative)
+
     async def admit(self, path: str | Path) -> IntakeFile:
         """Check `path`, read its type from magic bytes and hash it; all file I/O off the event loop."""
-        resolved = await asyncio.get_running_loop().run_in_executor(self.io, self.check, path)
+        resolved = await self.check_async(path)
         name = Path(path).name or str(path)
         sha = hashlib.sha256()
         kind: DocumentKind | None = None
@@ -156,9 +177,10 @@ class Intake:
         return IntakeFile(path=resolved, name=name, kind=kind, size=size, sha256=sha.hexdigest())
 
     def complete(self, prefix: str, limit: int = COMPLETION_LIMIT) -> list[str]:
-        """Paths under the intake folders that start with `prefix` (folders end in '/'); for path completion."""
-        if not prefix:
-            return sorted(f"{folder}/" for folder in self.folders)[:limit]
+        """Paths under the intake folders that start with `prefix` (folders end in '/'); for path completion.
+
+        A relative prefix is completed inside the intake folders ("" lists their tops), an absolute one as typed.
+        """
         expanded = os.path.expanduser(prefix)
         typed_dir, stem = os.path.split(expanded)
         if os.path.isabs(expanded):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from textual.binding import Binding
-from textual.widgets import Footer, Input, Label, OptionList, TabbedContent
+from textual.widgets import Button, Footer, Input, Label, OptionList, TabbedContent
 from textual.widgets._footer import FooterKey
 
 from console.app import MedopsApp
@@ -20,10 +20,12 @@ from console.panes.quota import QuotaPane
 from console.panes.status import StatusLine
 from console.theme_files import DEFAULT_THEME, load_themes, themes_dir
 from core.config import Settings
+from core.intake import Intake
 from core.paths import Locations
 from core.resource_core import CoreNotRunning
 from core.snapshot import CoreSnapshot, ServerReport
 from tests.console_data import FrozenCore, before_any_request_snapshot, busy_snapshot
+from tests.test_console_live import until
 
 # A long interval keeps the timer out of the way; tests ask for snapshots themselves.
 QUIET = Settings(refresh_interval=60.0)
@@ -239,8 +241,9 @@ async def test_a_document_outside_the_intake_folders_is_refused(locations: Locat
         await pilot.press("4")
         app.query_one("#doc-path", Input).value = str(outside)
         await pilot.press("enter")
-        message = str(app.query_one("#doc-error", Label).render())
-        assert "outside the intake folders" in message
+        error = app.query_one("#doc-error", Label)
+        assert await until(pilot, lambda: "outside the intake folders" in str(error.render())), error.render()
+        assert app.query_one("#doc-cancel", Button).disabled  # refused: nothing is left running
 
 
 async def test_a_missing_document_and_a_bad_case_id_are_refused(locations: Locations) -> None:
@@ -250,7 +253,10 @@ async def test_a_missing_document_and_a_bad_case_id_are_refused(locations: Locat
     app, _ = make_app(locations)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("4", *"nope.pdf", "enter")
-        assert "does not exist" in str(app.query_one("#doc-error", Label).render())
+        error = app.query_one("#doc-error", Label)
+        assert await until(pilot, lambda: "nope.pdf: no such file in the intake folders" in str(error.render()))
+        await pilot.press("ctrl+a", "ctrl+k", "enter")  # an empty path says what to type
+        assert await until(pilot, lambda: "no path given" in str(error.render())), error.render()
         app.query_one("#doc-path", Input).value = "scan.pdf"
         app.query_one("#doc-case", Input).value = "case 7/../x"
         await pilot.click("#doc-extract")
@@ -262,13 +268,26 @@ async def test_the_document_list_completes_from_the_intake_folder(locations: Loc
     intake.mkdir(parents=True)
     for name in ("scan-001.pdf", "scan-002.pdf", "letter.png"):
         (intake / name).write_bytes(b"x")
+    (intake / "ward-3").mkdir()
+    (intake / "ward-3" / "referral.pdf").write_bytes(b"x")
     app, _ = make_app(locations)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("4", *"scan")
-        await pilot.pause(0.3)  # the listing runs on a thread
         options = app.query_one("#doc-candidates", OptionList)
-        listed = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
-        assert listed == [str(intake / "scan-001.pdf"), str(intake / "scan-002.pdf")]
+
+        def listed() -> list[str]:
+            return [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+
+        await pilot.press("4")  # nothing typed: the top of the intake folder
+        assert await until(pilot, lambda: listed() == ["letter.png", "scan-001.pdf", "scan-002.pdf", "ward-3/"])
+        await pilot.press(*"scan")
+        assert await until(pilot, lambda: listed() == ["scan-001.pdf", "scan-002.pdf"]), listed()
+        app.query_one("#doc-path", Input).value = "w"
+        assert await until(pilot, lambda: listed() == ["ward-3/"]), listed()
+        options.focus()
+        options.highlighted = 0
+        await pilot.press("enter")  # a folder chosen: its contents are listed next
+        assert app.query_one("#doc-path", Input).value == "ward-3/"
+        assert await until(pilot, lambda: listed() == ["ward-3/referral.pdf"]), listed()
 
 
 async def test_a_one_letter_search_is_refused(locations: Locations) -> None:
@@ -338,9 +357,12 @@ async def test_the_path_suggester_completes_relative_and_absolute_paths(tmp_path
     folder = tmp_path / "intake"
     (folder / "ward-3").mkdir(parents=True)
     (folder / "ward-3" / "referral.pdf").write_bytes(b"x")
-    suggester = IntakeSuggester([folder])
+    suggester = IntakeSuggester(Intake((folder,), max_bytes=1 << 20))
     assert await suggester.get_suggestion("ward-3/re") == "ward-3/referral.pdf"
-    assert await suggester.get_suggestion(str(folder / "wa")) == str(folder / "ward-3" / "referral.pdf")
+    # one level at a time, as a shell completes: the folder, then what is in it
+    assert await suggester.get_suggestion(str(folder / "wa")) == f"{folder}/ward-3/"
+    assert await suggester.get_suggestion(f"{folder}/ward-3/") == f"{folder}/ward-3/referral.pdf"
+    assert await suggester.get_suggestion("") is None
     assert await suggester.get_suggestion("nothing") is None
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -16,8 +16,9 @@ from textual.message import Message
 from textual.widgets import Button, Input, Label, OptionList, ProgressBar, TextArea
 
 from console.forms.availability import CoreHandle
-from console.forms.intake import IntakePathError, IntakeSuggester, list_candidates, resolve_intake_path
+from console.forms.intake import IntakeSuggester
 from console.forms.prompt import describe_error
+from core.intake import Intake, IntakeRefused
 
 if TYPE_CHECKING:
     from core.documents import DocumentProgress, DocumentResult
@@ -33,6 +34,14 @@ class PageProgress(Message):
         self.done = done
         self.total = total
         self.job_id = job_id
+
+
+class ExtractionStarted(Message):
+    """The path passed the intake check; extraction of `name` begins."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
 
 
 class DocumentDone(Message):
@@ -62,17 +71,16 @@ class DocumentForm(Vertical):
         Binding("ctrl+g", "cancel_document", "Cancel doc", key_display="^g"),  # ^g: cancel, as in emacs
     ]
 
-    def __init__(self, core: CoreHandle, intake_folders: Sequence[Path], *,
-                 id: str | None = "document-form") -> None:
+    def __init__(self, core: CoreHandle, intake: Intake, *, id: str | None = "document-form") -> None:
         super().__init__(id=id)
         self.core = core
-        self.folders = tuple(intake_folders)
-        self.suggester = IntakeSuggester(self.folders)
+        self.intake = intake  # the core's own once it has started: one set of path rules for CLI and console
+        self.suggester = IntakeSuggester(intake)
         self.running = False
         self.job_id: str | None = None  # the running job's id, from its first progress event
 
     def compose(self) -> ComposeResult:
-        yield Label(folders_text(self.folders), id="doc-folders")
+        yield Label(folders_text(self.intake.folders), id="doc-folders")
         with Horizontal(classes="form-row"):
             yield Input(placeholder="path of a PDF or image in an intake folder", id="doc-path",
                         suggester=self.suggester)
@@ -88,30 +96,32 @@ class DocumentForm(Vertical):
     def on_mount(self) -> None:
         self._find_candidates("")
 
-    def set_folders(self, folders: Sequence[Path]) -> None:
-        """The core's own intake folders, once it has started."""
-        self.folders = self.suggester.folders = tuple(folders)
-        self.query_one("#doc-folders", Label).update(folders_text(self.folders))
+    def set_intake(self, intake: Intake) -> None:
+        """The core's own intake, once it has started."""
+        self.intake = self.suggester.intake = intake
+        self.query_one("#doc-folders", Label).update(folders_text(intake.folders))
         self._find_candidates(self.query_one("#doc-path", Input).value)
 
     @on(Input.Changed, "#doc-path")
     def path_changed(self, event: Input.Changed) -> None:
         self._find_candidates(event.value)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="intake-list")
-    def _find_candidates(self, typed: str) -> None:
-        self.post_message(CandidatesFound(list_candidates(self.folders, typed)))
+    @work(exclusive=True, exit_on_error=False, group="intake-list")
+    async def _find_candidates(self, typed: str) -> None:
+        self.post_message(CandidatesFound(await self.intake.complete_async(typed)))
 
     @on(CandidatesFound)
     def show_candidates(self, message: CandidatesFound) -> None:
         options = self.query_one("#doc-candidates", OptionList)
         options.clear_options()
-        options.add_options(message.paths[:50])
+        options.add_options(message.paths)
 
     @on(OptionList.OptionSelected, "#doc-candidates")
     def choose_candidate(self, event: OptionList.OptionSelected) -> None:
+        """A file fills the path; a folder (ending in '/') fills it and lists what is inside."""
         path_input = self.query_one("#doc-path", Input)
         path_input.value = str(event.option.prompt)
+        path_input.cursor_position = len(path_input.value)
         path_input.focus()
 
     @on(Input.Submitted, "#doc-path")
@@ -122,29 +132,29 @@ class DocumentForm(Vertical):
         if self.running:
             error.update("A document is already being extracted; wait for it to finish.")
             return
-        try:
-            path = resolve_intake_path(self.query_one("#doc-path", Input).value, self.folders)
-        except IntakePathError as exc:
-            error.update(str(exc))
-            return
+        typed = self.query_one("#doc-path", Input).value
         case_id = self.query_one("#doc-case", Input).value.strip() or None
         if case_id is not None and not CASE_ID.match(case_id):
             error.update("The case id may hold letters, digits, '.', '_' and '-' (at most 64);"
                          " fix it or leave it empty.")
             return
-        extract, why_not = self.core.command("extract", "Document extraction", "documents")
-        if extract is None:
-            error.update(why_not)
-            return
         error.update("")
         self._set_running(True)
-        self.query_one("#doc-text", TextArea).text = ""
-        self.query_one("#doc-summary", Label).update(f"extracting {path.name}…")
-        self.query_one("#doc-progress", ProgressBar).update(total=None, progress=0)
-        self._extract(extract, path, case_id)
+        self._extract(typed, case_id)
 
     @work(exclusive=True, exit_on_error=False, group="document")
-    async def _extract(self, extract: Any, path: Path, case_id: str | None) -> None:
+    async def _extract(self, typed: str, case_id: str | None) -> None:
+        try:  # the same check the core makes, first, so a bad path is named before anything starts
+            path = await self.intake.check_async(typed, relative_to_intake=True)
+        except IntakeRefused as exc:
+            self.post_message(DocumentFailed(str(exc)))
+            return
+        extract, why_not = self.core.command("extract", "Document extraction", "documents")
+        if extract is None:
+            self.post_message(DocumentFailed(why_not))
+            return
+        self.post_message(ExtractionStarted(path.name))
+
         def on_progress(progress: DocumentProgress) -> None:
             # post_message is safe from any thread the pipeline calls back on
             self.post_message(PageProgress(progress.pages_done, progress.pages_total, progress.job_id))
@@ -155,6 +165,12 @@ class DocumentForm(Vertical):
             self.post_message(DocumentFailed(describe_error(exc)))
         else:
             self.post_message(DocumentDone(result))
+
+    @on(ExtractionStarted)
+    def show_start(self, message: ExtractionStarted) -> None:
+        self.query_one("#doc-text", TextArea).text = ""
+        self.query_one("#doc-summary", Label).update(f"extracting {message.name}…")
+        self.query_one("#doc-progress", ProgressBar).update(total=None, progress=0)
 
     @on(PageProgress)
     def show_progress(self, message: PageProgress) -> None:
