@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,6 @@ from core.resource_core import ResourceCore
 from core.snapshot import LimitChange
 from tests.test_ledger import HOLDER
 
-Holder = Callable[[Path, str], "subprocess.Popen[str]"]
-
 
 def small_core(locations: Locations, clock: FakeClock) -> ResourceCore:
     return ResourceCore(Settings(max_cases_in_memory=4, case_memory_mb=1, cpu_threads=2, io_threads=4,
@@ -44,20 +43,15 @@ async def one_run(locations: Locations, clock: FakeClock, *changes: tuple[str, s
         await core.stop()
 
 
-@pytest.fixture
-def hold_file() -> Iterator[Holder]:
-    """Another process holding a DuckDB file, read-write ("rw") or read-only ("ro"), until the test ends."""
-    started: list[subprocess.Popen[str]] = []
-
-    def hold(path: Path, mode: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), mode], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, text=True)
-        started.append(process)
+@contextlib.contextmanager
+def held(path: Path, mode: str) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding a DuckDB file, read-write ("rw") or read-only ("ro"), for the block."""
+    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), mode], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    try:
         assert process.stdout is not None and process.stdout.readline().strip() == "holding"
-        return process
-
-    yield hold
-    for process in started:
+        yield process
+    finally:
         if process.stdin:
             process.stdin.close()
         process.wait(timeout=30)
@@ -115,34 +109,34 @@ async def test_the_latest_n_are_listed_newest_first_and_a_key_filters_them(locat
 
 
 async def test_with_the_ledger_locked_elsewhere_only_this_run_is_listed_and_it_says_why(
-        locations: Locations, clock: FakeClock, hold_file: Holder) -> None:
+        locations: Locations, clock: FakeClock) -> None:
     await one_run(locations, clock, ("io_threads", "6"))
-    holder = hold_file(locations.ops_db, "rw")
-    core = small_core(locations, clock)
-    await core.start()
-    try:
-        assert core.ledger.mode == OFF
-        core.set_limit("cpu_threads", "3")
-        history = await core.limit_change_history()
-    finally:
-        await core.stop()
+    with held(locations.ops_db, "rw") as holder:
+        core = small_core(locations, clock)
+        await core.start()
+        try:
+            assert core.ledger.mode == OFF
+            core.set_limit("cpu_threads", "3")
+            history = await core.limit_change_history()
+        finally:
+            await core.stop()
     assert not history.earlier_runs
     assert [(c.key, c.new) for c in history.changes] == [("cpu_threads", "3")]
     assert "earlier runs' changes cannot be shown" in history.note and f"process {holder.pid}" in history.note
 
 
 async def test_with_the_ledger_read_only_earlier_runs_and_this_one_are_merged(
-        locations: Locations, clock: FakeClock, hold_file: Holder) -> None:
+        locations: Locations, clock: FakeClock) -> None:
     await one_run(locations, clock, ("io_threads", "6"))
-    hold_file(locations.ops_db, "ro")
-    core = small_core(locations, clock)
-    await core.start()
-    try:
-        assert core.ledger.mode == READ_ONLY
-        core.set_limit("cpu_threads", "3")
-        history = await core.limit_change_history()
-    finally:
-        await core.stop()
+    with held(locations.ops_db, "ro"):
+        core = small_core(locations, clock)
+        await core.start()
+        try:
+            assert core.ledger.mode == READ_ONLY
+            core.set_limit("cpu_threads", "3")
+            history = await core.limit_change_history()
+        finally:
+            await core.stop()
     assert history.earlier_runs
     assert [(c.key, c.new) for c in history.changes] == [("cpu_threads", "3"), ("io_threads", "6")]
     assert "changes made in this run are not recorded" in history.note
@@ -187,9 +181,8 @@ def test_a_missing_ledger_file_is_named_not_created(locations: Locations) -> Non
 
 
 async def test_a_ledger_file_held_by_a_running_medops_names_the_process_and_what_to_do(
-        locations: Locations, clock: FakeClock, hold_file: Holder) -> None:
+        locations: Locations, clock: FakeClock) -> None:
     await one_run(locations, clock, ("io_threads", "6"))
-    holder = hold_file(locations.ops_db, "rw")
-    with pytest.raises(LedgerUnavailable) as caught:
+    with held(locations.ops_db, "rw") as holder, pytest.raises(LedgerUnavailable) as caught:
         read_ledger_file(locations.ops_db, 10)
     assert f"process {holder.pid}" in str(caught.value) and "run this again once it has stopped" in str(caught.value)

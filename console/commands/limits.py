@@ -1,0 +1,87 @@
+"""`medops limits history`: the limit changes recorded in the data folder's ledger, newest first.
+
+It reads ops.duckdb read-only and starts no core, so it is quick; while a medops runs
+on the same data folder DuckDB keeps the file to that process, and this says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from core.paths import locate
+
+if TYPE_CHECKING:  # the ledger pulls in DuckDB: only the handler imports it
+    from core.limit_changes import LimitChangeHistory
+    from core.snapshot import LimitChange
+
+# core.limit_changes.MAX_HISTORY, copied so `medops --help` need not load DuckDB (tests/test_cli_limits.py
+# keeps the two equal).
+MAX_HISTORY = 10_000
+DEFAULT_SHOWN = 20
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("limits", help="limits changed while running, across runs")
+    actions = parser.add_subparsers(dest="limits_action", metavar="ACTION", required=True)
+    history = actions.add_parser("history", help="the latest limit changes recorded in the ledger, newest first "
+                                                 "(local times)")
+    history.add_argument("--key", metavar="KEY", help="only this setting's changes, e.g. io_threads")
+    history.add_argument("--limit", metavar="N", type=int, default=DEFAULT_SHOWN,
+                         help=f"changes at most (1-{MAX_HISTORY}, default {DEFAULT_SHOWN})")
+    history.add_argument("--json", action="store_true", help="print them as JSON")
+    history.set_defaults(handler=limits_history)
+
+
+def limits_history(args: argparse.Namespace) -> int:
+    from core.limit_changes import read_ledger_file
+
+    path = locate().ops_db
+    history = read_ledger_file(path, args.limit, args.key)
+    if args.json:
+        print(json.dumps(as_json(history, str(path)), indent=2))
+        return 0
+    for line in text_lines(history, args.key):
+        print(line)
+    return 0
+
+
+def local_time(at: float) -> datetime:
+    """A wall time in this machine's time zone."""
+    return datetime.fromtimestamp(at).astimezone()
+
+
+def text_lines(history: LimitChangeHistory, key: str | None) -> list[str]:
+    """One line per change: local date and time with the zone, key, old -> new, who."""
+    if not history.changes:
+        about = f" to {key}" if key else ""
+        return [history.note or f"no limit changes{about} recorded yet{unknown_key_hint(key)}"]
+    key_width = max(len(c.key) for c in history.changes)
+    change_width = max(len(transition(c)) for c in history.changes)
+    lines = [f"{local_time(c.at):%Y-%m-%d %H:%M:%S %Z}  {c.key:<{key_width}}  {transition(c):<{change_width}}  "
+             f"by {c.by}" for c in history.changes]
+    return [*lines, *([history.note] if history.note else [])]
+
+
+def transition(change: LimitChange) -> str:
+    return f"{change.old} -> {change.new}"
+
+
+def unknown_key_hint(key: str | None) -> str:
+    """For a key medops has no setting for, say so: a typo is likelier than a key nobody ever changed."""
+    from dataclasses import fields
+
+    from core.config import Settings
+
+    if key is None or key in {f.name for f in fields(Settings)}:
+        return ""
+    return f" ({key} is not a setting this medops knows; `medops config show` lists them)"
+
+
+def as_json(history: LimitChangeHistory, ledger: str) -> dict[str, Any]:
+    """The history as plain JSON, each time both as epoch seconds and as local ISO 8601."""
+    return {"ledger": ledger, "note": history.note,
+            "changes": [{"at": c.at, "at_local": local_time(c.at).isoformat(timespec="seconds"), "key": c.key,
+                         "old": c.old, "new": c.new, "by": c.by} for c in history.changes]}
