@@ -131,8 +131,10 @@ class Intake:
             info = resolved.stat()
         except OSError as exc:
             raise IntakeRefused(f"{name}: cannot be read ({exc.strerror}); check its permissions") from None
+        if stat.S_ISDIR(info.st_mode):
+            raise IntakeRefused(f"{name}: is a folder; give a document file inside it")
         if not stat.S_ISREG(info.st_mode):
-            raise IntakeRefused(f"{name}: is not a regular file (a folder, pipe or device); give a document file")
+            raise IntakeRefused(f"{name}: is not a regular file (a pipe or device); give a document file")
         if info.st_size == 0:
             raise IntakeRefused(f"{name}: is empty (0 bytes); the upload or copy may have failed, send it again")
         if info.st_size > self.max_bytes:

@@ -127,7 +127,7 @@ async def test_a_symlink_inside_the_folder_is_followed(intake: Intake, folder: P
 
 async def test_a_fifo_is_refused_without_blocking(intake: Intake, folder: Path) -> None:
     os.mkfifo(folder / "pipe.pdf")
-    with pytest.raises(IntakeRefused, match="not a regular file"):
+    with pytest.raises(IntakeRefused, match="not a regular file \\(a pipe or device\\)"):
         await intake.admit(folder / "pipe.pdf")
 
 
@@ -167,3 +167,38 @@ def test_completion_offers_nothing_outside_the_folders(intake: Intake, folder: P
     assert intake.complete(f"{tmp_path}/s") == []
     assert intake.complete("link/s") == []
     assert intake.complete("../") == ["../intake/"]  # the way back in, nothing else
+
+
+async def test_a_folder_is_refused_with_what_to_give_instead(intake: Intake, folder: Path) -> None:
+    (folder / "ward-3").mkdir()
+    with pytest.raises(IntakeRefused, match="ward-3: is a folder; give a document file inside it"):
+        await intake.admit(folder / "ward-3")
+
+
+def test_the_console_names_paths_relative_to_the_intake_folders(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    for f in (first, second):
+        f.mkdir()
+    (second / "scan.pdf").write_bytes(b"%PDF-1.7")
+    intake = Intake((first, second), max_bytes=2 * MIB)
+    assert intake.check("scan.pdf", relative_to_intake=True) == (second / "scan.pdf").resolve()
+    with pytest.raises(IntakeRefused, match=r"nope.pdf: no such file in the intake folders \("):
+        intake.check("nope.pdf", relative_to_intake=True)
+    with pytest.raises(IntakeRefused, match="no path given; type the path of a document"):
+        intake.check("   ", relative_to_intake=True)
+
+
+def test_the_cli_names_paths_relative_to_the_working_directory(intake: Intake, folder: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    (folder / "scan.pdf").write_bytes(b"%PDF-1.7")
+    monkeypatch.chdir(folder.parent)
+    with pytest.raises(IntakeRefused, match="scan.pdf: no such file; check the path"):
+        intake.check("scan.pdf")
+    assert intake.check(f"{folder.name}/scan.pdf") == (folder / "scan.pdf").resolve()
+
+
+def test_completion_with_nothing_typed_lists_the_tops_of_the_folders(intake: Intake, folder: Path) -> None:
+    (folder / "ward-a").mkdir()
+    (folder / "referral.pdf").write_bytes(b"%PDF-1.7")
+    (folder / ".partial").write_bytes(b"")
+    assert intake.complete("") == ["referral.pdf", "ward-a/"]
