@@ -182,7 +182,7 @@ def test_the_console_names_paths_relative_to_the_intake_folders(tmp_path: Path) 
     (second / "scan.pdf").write_bytes(b"%PDF-1.7")
     intake = Intake((first, second), max_bytes=2 * MIB)
     assert intake.check("scan.pdf", relative_to_intake=True) == (second / "scan.pdf").resolve()
-    with pytest.raises(IntakeRefused, match=r"nope.pdf: no such file in the intake folders \("):
+    with pytest.raises(IntakeRefused, match=r"nope\.pdf: no such file in the intake folders \("):
         intake.check("nope.pdf", relative_to_intake=True)
     with pytest.raises(IntakeRefused, match="no path given; type the path of a document"):
         intake.check("   ", relative_to_intake=True)
@@ -192,7 +192,7 @@ def test_the_cli_names_paths_relative_to_the_working_directory(intake: Intake, f
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     (folder / "scan.pdf").write_bytes(b"%PDF-1.7")
     monkeypatch.chdir(folder.parent)
-    with pytest.raises(IntakeRefused, match="scan.pdf: no such file; check the path"):
+    with pytest.raises(IntakeRefused, match=r"scan\.pdf: no such file; check the path"):
         intake.check("scan.pdf")
     assert intake.check(f"{folder.name}/scan.pdf") == (folder / "scan.pdf").resolve()
 
