@@ -41,12 +41,15 @@ class LoadedThemes:
 
 
 def themes_dir(env: dict[str, str] | None = None) -> Path | None:
-    """`MEDOPS_THEMES_DIR`, else `themes/` beside the package (source or editable install)."""
+    """`MEDOPS_THEMES_DIR`, else `themes/` beside the package (a checkout), else the copy a wheel ships."""
     env = dict(os.environ) if env is None else env
     if env.get(THEMES_DIR_ENV):
         return Path(env[THEMES_DIR_ENV]).expanduser()
-    beside_package = Path(__file__).resolve().parent.parent / "themes"
-    return beside_package if beside_package.is_dir() else None
+    here = Path(__file__).resolve().parent
+    for folder in (here.parent / "themes", here / "themes"):  # checkout or editable install; installed wheel
+        if folder.is_dir():
+            return folder
+    return None
 
 
 def load_themes(folder: Path | None) -> LoadedThemes:
