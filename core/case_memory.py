@@ -23,6 +23,7 @@ import struct
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,15 @@ from core.case_layout import (
     WRITE_SEQ_AT,
     SegmentLayout,
 )
-from core.case_segment import SHM_DIR, MappedSegment, create_segment, open_segment, reclaim_abandoned
+from core.case_segment import (
+    SHM_DIR,
+    MappedSegment,
+    create_segment,
+    folder_tag,
+    open_segment,
+    reclaim_abandoned,
+    running_segments,
+)
 from core.config import Settings
 from core.errors import CaseMemoryError
 from core.slot_table import SlotTable, key_hash, tagged_key
@@ -113,14 +122,14 @@ class CaseMemory:
         _open_stores.add(self)
 
     @classmethod
-    def create(cls, slot_count: int, slot_bytes: int, directory: Path = SHM_DIR) -> CaseMemory:
-        """A new, empty store; first removes segments whose owner process died."""
+    def create(cls, slot_count: int, slot_bytes: int, directory: Path = SHM_DIR, tag: str = "untagged") -> CaseMemory:
+        """A new, empty store; first removes segments whose owner process died. `tag`: see `folder_tag`."""
         layout = SegmentLayout(slot_count, slot_bytes)
         if layout.payload_limit < 1:
             raise CaseMemoryError(f"a {slot_bytes}-byte slot leaves no room after its "
                                   f"{SLOT_HEADER_BYTES}-byte header: raise case_memory_mb")
         reclaim_abandoned(directory)
-        segment = create_segment(layout.total_bytes, directory)
+        segment = create_segment(layout.total_bytes, directory, tag)
         GEOMETRY.pack_into(segment.mapping, 0, MAGIC, LAYOUT_VERSION, slot_count, slot_bytes,
                            layout.index_capacity, os.getpid())
         store = cls(segment, layout, owner=True)
@@ -128,9 +137,20 @@ class CaseMemory:
         return store
 
     @classmethod
-    def from_settings(cls, settings: Settings, directory: Path = SHM_DIR) -> CaseMemory:
-        """A store sized by `max_cases_in_memory` and `case_slot_bytes`."""
-        return cls.create(settings.max_cases_in_memory, settings.case_slot_bytes, directory)
+    def from_settings(cls, settings: Settings, data_dir: Path | None = None, directory: Path = SHM_DIR) -> CaseMemory:
+        """A store sized by `max_cases_in_memory` and `case_slot_bytes`, findable by `running(data_dir)`."""
+        tag = folder_tag(data_dir) if data_dir is not None else "untagged"
+        return cls.create(settings.max_cases_in_memory, settings.case_slot_bytes, directory, tag)
+
+    @classmethod
+    def running(cls, data_dir: Path, directory: Path = SHM_DIR) -> tuple[int, CaseMemory] | None:
+        """The store of the longest-running medops on this data folder, attached, with its PID (None: none runs)."""
+        for owner, path in running_segments(folder_tag(data_dir), directory):
+            try:
+                return owner.pid, cls.attach(CaseMemoryHandle(str(path)))
+            except SegmentUnavailable:
+                continue  # it stopped between the listing and the open
+        return None
 
     @classmethod
     def attach(cls, handle: CaseMemoryHandle) -> CaseMemory:
@@ -174,24 +194,37 @@ class CaseMemory:
             self._count_rejection("too_large")
             raise CaseTooLarge(case_id, size, self._limit)
         digest = checksum(payload)
-        buf = self._buf
         self._lock()
         try:
-            slot, fresh = self._table.claim(h, tagged, size)
-            if slot < 0:
-                self._bump(_REJECTED_AT["no_free_slot"])
-                raise NoFreeSlot(case_id, self._table.used, self._layout.slot_count)
-            if not fresh:
-                self._bump(_OVERWRITES_AT)
-            base = self._slots_at + slot * self._slot_bytes
-            generation = _read_generation(buf, base)[0]
-            # Odd generation and the new header in one write; the even one after the payload.
-            _write_head(buf, base, generation + 1, size, digest, len(key), key)
-            start = base + SLOT_HEADER_BYTES
-            buf[start:start + size] = payload
-            _write_generation(buf, base, generation + 2)
+            self._put(case_id, key, h, tagged, payload, digest)
         finally:
             self._unlock()
+
+    def update(self, case_id: str, change: Callable[[dict[str, Any] | None], dict[str, Any]]) -> dict[str, Any]:
+        """Store `change(current case, or None)` and return it, holding the writer lock from read to write.
+
+        Two processes adding to one case this way never lose each other's additions, as a
+        `get` then `store` could. `change` runs under the lock: keep it to building the new case.
+        """
+        key, h, tagged = self._key(case_id, count=True)
+        self._lock()
+        try:
+            found = self._read(h, tagged, locked=True)
+            if found is _RETRY:
+                raise CaseMemoryError(f"case {case_id!r} fails its checksum in {self._segment.path}; store it again")
+            case = change(None if found is None else decode_case(found))  # type: ignore[arg-type]
+            try:
+                payload = encode_case(case)
+            except EncodeError:
+                self._bump(_REJECTED_AT["not_encodable"])
+                raise CaseNotEncodable(case_id) from None
+            if len(payload) > self._limit:
+                self._bump(_REJECTED_AT["too_large"])
+                raise CaseTooLarge(case_id, len(payload), self._limit)
+            self._put(case_id, key, h, tagged, payload, checksum(payload))
+        finally:
+            self._unlock()
+        return case
 
     def get(self, case_id: str) -> dict[str, Any]:
         """The case stored under this id (a fresh dict); UnknownCase if there is none."""
@@ -260,6 +293,23 @@ class CaseMemory:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _put(self, case_id: str, key: bytes, h: int, tagged: bytes, payload: bytes, digest: int) -> None:
+        """Write an encoded case into its slot, or a free one (caller holds the writer lock)."""
+        buf, size = self._buf, len(payload)
+        slot, fresh = self._table.claim(h, tagged, size)
+        if slot < 0:
+            self._bump(_REJECTED_AT["no_free_slot"])
+            raise NoFreeSlot(case_id, self._table.used, self._layout.slot_count)
+        if not fresh:
+            self._bump(_OVERWRITES_AT)
+        base = self._slots_at + slot * self._slot_bytes
+        generation = _read_generation(buf, base)[0]
+        # Odd generation and the new header in one write; the even one after the payload.
+        _write_head(buf, base, generation + 1, size, digest, len(key), key)
+        start = base + SLOT_HEADER_BYTES
+        buf[start:start + size] = payload
+        _write_generation(buf, base, generation + 2)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -399,6 +449,14 @@ class CaseMemory:
         self._fd = self._segment.fd = fd
         self._thread_lock = threading.Lock()
         self._owner = False
+
+
+def check_case_id(case_id: str) -> None:
+    """Refuse an id no slot can hold (not a string, empty, or over MAX_KEY_BYTES encoded) with InvalidCaseId."""
+    try:
+        _key_parts(case_id)
+    except (TypeError, ValueError):
+        raise InvalidCaseId(case_id, MAX_KEY_BYTES) from None
 
 
 @functools.lru_cache(maxsize=4_096)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from core.case_memory import CaseMemory
+from core.case_documents import store_document
+from core.case_memory import CaseMemory, check_case_id
 from core.clock import Clock, SystemClock
 from core.completions import PromptRequest, PromptResult
 from core.config import Settings
 from core.contexts import AgentContextPool
 from core.documents import DocumentPipeline, DocumentResult, ProgressCallback
-from core.errors import CaseMemoryError, ConfigError, DocumentError, MedopsError
+from core.errors import ConfigError, MedopsError
 from core.executors import Executors
 from core.groq_path import GroqPath
 from core.intake import Intake
@@ -68,7 +69,7 @@ class ResourceCore:
             return
         self.locations.ensure()
         # Off the loop: reserving a large segment (and reclaiming dead runs' ones) takes a while.
-        self._cases = await asyncio.to_thread(CaseMemory.from_settings, self.settings)
+        self._cases = await asyncio.to_thread(CaseMemory.from_settings, self.settings, self.locations.data_dir)
         self._contexts = AgentContextPool(self.settings.agent_context_pool_size, self.clock,
                                           self.settings.context_leak_seconds)
         await self.ledger.start()  # before the quota, which reloads today's admissions from it
@@ -135,27 +136,18 @@ class ResourceCore:
         """Extract a document's text in a worker process; with `case_id` the text goes into case memory."""
         if not self.running:
             raise CoreNotRunning("the core is not running; start it before extracting documents")
+        if case_id is not None:
+            check_case_id(case_id)  # before the work, not after it
         result = await self.documents.extract(path, on_progress)
         if case_id is not None:
-            self._store_document(case_id, result)
+            # On the I/O threads: the writer lock may be held a moment by a worker process.
+            await asyncio.get_running_loop().run_in_executor(self.executors.io, store_document, self.cases,
+                                                             case_id, result)
         return result
 
     def cancel_document(self, job_id: str) -> bool:
         """Cancel a queued or running document job; False if it is unknown or already over."""
         return self.documents.cancel(job_id)
-
-    def _store_document(self, case_id: str, result: DocumentResult) -> None:
-        """Add the document to the case's `documents` (one entry per content hash), keeping the rest of the case."""
-        cases = self.cases
-        case = cases.get(case_id) if case_id in cases else {}
-        documents = [d for d in case.get("documents", []) if d.get("sha256") != result.sha256]
-        documents.append({"job_id": result.job_id, "name": result.name, "sha256": result.sha256,
-                          "pages": result.pages, "method": result.method, "text": result.text})
-        try:
-            cases.store(case_id, {**case, "documents": documents})
-        except CaseMemoryError as exc:
-            raise DocumentError(f"{result.name}: text extracted ({result.characters:,} characters, {result.job_id}) "
-                                f"but not stored in case memory: {exc}") from None
 
     def pause_intake(self) -> None:
         """Hold new work in the queues; what is in flight finishes."""

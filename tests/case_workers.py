@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Event
+from multiprocessing.synchronize import Barrier, Event
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +194,22 @@ def hold_the_lock(handle: CaseMemoryHandle, held: Event, release: Event) -> bool
         release.wait(60)
         cases._unlock()
     return True
+
+
+def append_entries(handle: CaseMemoryHandle, case_id: str, count: int, start: Barrier) -> int:
+    """Add `count` entries tagged with this PID to one shared case, each by a read-modify-write `update`."""
+    tag = os.getpid()
+    with CaseMemory.attach(handle) as cases:
+        start.wait()
+        for n in range(count):
+            cases.update(case_id, lambda case, n=n: {"entries": [*(case or {}).get("entries", []), [tag, n]]})
+    return tag
+
+
+def keep_a_store_for(data_dir: str, ready: Event, stop: Event) -> None:
+    """Hold a case memory tagged for `data_dir`, as a running medops on that folder does, until told to stop."""
+    from core.config import Settings
+
+    with CaseMemory.from_settings(Settings(), Path(data_dir)):
+        ready.set()
+        stop.wait(120)

@@ -26,6 +26,7 @@ from core.case_memory import CaseMemory
 from core.config import Settings
 from core.errors import CaseMemoryError
 from tests.case_workers import (
+    append_entries,
     create_and_wait,
     die_holding_the_lock,
     hammer_reads,
@@ -191,6 +192,31 @@ def test_readers_never_see_a_torn_case_while_writers_hammer_the_same_slots() -> 
     assert sum(torn for _, torn, _ in reads) == 0
     assert sum(whole for whole, _, _ in reads) > 0
     assert all(is_whole(case) for case in final)
+
+
+def test_update_builds_on_the_case_in_memory_and_returns_what_it_stored(cases: CaseMemory) -> None:
+    assert cases.update("case-u", lambda case: {"seen": [] if case is None else case["seen"]}) == {"seen": []}
+    assert cases.update("case-u", lambda case: {"seen": [*case["seen"], 1]}) == {"seen": [1]}  # type: ignore[index]
+    assert cases.get("case-u") == {"seen": [1]}
+
+
+def test_an_update_that_does_not_fit_leaves_the_case_as_it_was(cases: CaseMemory) -> None:
+    cases.store("case-v", {"n": 1})
+    with pytest.raises(CaseTooLarge):
+        cases.update("case-v", lambda case: {"n": "x" * cases.payload_limit})
+    with pytest.raises(RuntimeError, match="boom"):
+        cases.update("case-v", lambda case: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert cases.get("case-v") == {"n": 1}
+    cases.store("case-w", {"n": 2})  # and the writer lock was let go both times
+
+
+def test_updates_from_two_processes_to_one_case_lose_nothing() -> None:
+    start = multiprocessing.get_context("spawn").Barrier(2)  # both attached before either writes
+    with CaseMemory.create(4, 64 * 1024) as store:
+        store.store("shared", {"entries": []})
+        tags = run_in_workers([(append_entries, (store.handle, "shared", 400, start))] * 2)
+        entries = store.get("shared")["entries"]
+    assert sorted(map(tuple, entries)) == sorted((tag, n) for tag in tags for n in range(400))
 
 
 def test_a_writer_that_dies_holding_the_lock_is_recovered_from(cases: CaseMemory) -> None:
