@@ -10,6 +10,7 @@ segment whose owner died (or whose PID was reused) from one still in use.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import mmap
 import os
@@ -44,14 +45,39 @@ def process_id(pid: int) -> OwnerId | None:
     return OwnerId(pid, int(fields[19]))
 
 
-def owner_alive(name: str) -> bool:
-    """Whether the process named in a segment's file name still runs (unparseable: assume it does)."""
+def owner_of(name: str) -> OwnerId | None:
+    """The process a segment's file name says created it (None if the name does not parse)."""
     parts = name.removeprefix(PREFIX).split("-")
     try:
-        owner = OwnerId(int(parts[0]), int(parts[1]))
+        return OwnerId(int(parts[0]), int(parts[1]))
     except (IndexError, ValueError):
-        return True
-    return process_id(owner.pid) == owner
+        return None
+
+
+def owner_alive(name: str) -> bool:
+    """Whether the process named in a segment's file name still runs (unparseable: assume it does)."""
+    owner = owner_of(name)
+    return owner is None or process_id(owner.pid) == owner
+
+
+def folder_tag(folder: Path) -> str:
+    """A short name for a data folder, put in its core's segment name so tools find that core's cases."""
+    return hashlib.sha256(str(folder.expanduser().resolve()).encode()).hexdigest()[:12]
+
+
+def running_segments(tag: str, directory: Path = SHM_DIR) -> list[tuple[OwnerId, Path]]:
+    """This user's segments with `tag` whose owner still runs (not this process), the longest-running first."""
+    found = []
+    for path in directory.glob(f"{PREFIX}*-{tag}-*"):
+        owner = owner_of(path.name)
+        try:
+            if owner is None or owner.pid == os.getpid() or path.lstat().st_uid != os.geteuid():
+                continue
+        except FileNotFoundError:
+            continue
+        if process_id(owner.pid) == owner:
+            found.append((owner, path))
+    return sorted(found, key=lambda found: found[0].started)
 
 
 def reclaim_abandoned(directory: Path = SHM_DIR) -> list[str]:
@@ -86,11 +112,11 @@ class MappedSegment:
         os.close(self.fd)
 
 
-def create_segment(size: int, directory: Path = SHM_DIR) -> MappedSegment:
-    """A new owner-only segment of `size` bytes, all zero, named for this process."""
+def create_segment(size: int, directory: Path = SHM_DIR, tag: str = "untagged") -> MappedSegment:
+    """A new owner-only segment of `size` bytes, all zero, named for this process (and `tag`, its data folder's)."""
     me = process_id(os.getpid())
     started = me.started if me else 0
-    path = directory / f"{PREFIX}{os.getpid()}-{started}-{secrets.token_hex(4)}"
+    path = directory / f"{PREFIX}{os.getpid()}-{started}-{tag}-{secrets.token_hex(4)}"
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:

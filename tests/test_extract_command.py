@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 from pathlib import Path
 
 import pytest
 
 from console.cli import main
+from core.case_errors import InvalidCaseId
+from core.case_memory import CaseMemory
 from core.config import Settings
 from core.errors import DocumentError
 from core.paths import Locations
 from core.resource_core import ResourceCore
+from tests.case_workers import keep_a_store_for
 from tests.document_files import encrypted_pdf, text_pdf
 
 KEYS = {"file", "status", "pages", "characters", "method", "seconds", "error"}
@@ -86,5 +90,58 @@ async def test_text_too_large_for_a_case_slot_is_a_clear_error(locations: Locati
         pages = [long_text] * 8
         with pytest.raises(DocumentError, match=r"text extracted .* but not stored in case memory"):
             await core.extract(text_pdf(folder / "long.pdf", pages, fontsize=6), case_id="case-8")
+    finally:
+        await core.stop()
+
+
+def test_case_needs_a_running_medops_and_extracts_nothing_without_one(folder: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    good = text_pdf(folder / "good.pdf", ["aspirin 300 mg"])
+    assert main(["extract", "--case", "case-9", str(good)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "none runs on" in err and "start the console" in err and "Nothing was extracted" in err
+
+
+def test_case_goes_into_the_running_medops_case_memory(folder: Path, locations: Locations,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Event(), context.Event()
+    medops = context.Process(target=keep_a_store_for, args=(str(locations.data_dir), ready, stop))
+    medops.start()
+    try:
+        assert ready.wait(60)
+        first = text_pdf(folder / "ecg.pdf", ["sinus rhythm"])
+        second = text_pdf(folder / "labs.pdf", ["troponin negative"])
+        assert main(["extract", "--case", "case-9", str(first), str(second)]) == 0
+        out, err = capsys.readouterr()
+        assert [row["case"] for row in lines(out)] == ["case-9", "case-9"]
+        assert f"medops PID {medops.pid}" in err
+        found = CaseMemory.running(locations.data_dir)
+        assert found is not None and found[0] == medops.pid
+        with found[1] as cases:
+            texts = sorted(d["text"] for d in cases.get("case-9")["documents"])
+        assert texts == ["sinus rhythm\n", "troponin negative\n"]
+    finally:
+        stop.set()
+        medops.join(30)
+
+
+def test_an_unusable_case_id_is_refused_before_any_work(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = text_pdf(folder / "good.pdf", ["aspirin 300 mg"])
+    assert main(["extract", "--case", "x" * 65, str(good)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "is not usable" in err
+
+
+async def test_the_core_refuses_an_unusable_case_id_before_extracting(locations: Locations, tmp_path: Path) -> None:
+    folder = tmp_path / "intake"
+    folder.mkdir()
+    core = ResourceCore(Settings(intake_dirs=(str(folder),), process_pool_size=1), locations)
+    await core.start()
+    try:
+        with pytest.raises(InvalidCaseId):
+            await core.extract(text_pdf(folder / "ecg.pdf", ["sinus rhythm"]), case_id="")
+        assert core.snapshot().documents.done == 0
     finally:
         await core.stop()

@@ -1,4 +1,9 @@
-"""`medops extract FILE... [--case ID] [--text]`: one JSON line per file, exit 1 if any failed."""
+"""`medops extract FILE... [--case ID] [--text]`: one JSON line per file, exit 1 if any failed.
+
+With `--case` the text joins that case in the case memory of the medops running on the
+same data folder (the console, usually): this command's own core lives only as long as
+the command, so a case stored there would vanish with it.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from console.commands.common import running_core
 from core.errors import MedopsError
+from core.paths import locate
 
 if TYPE_CHECKING:
+    from core.case_memory import CaseMemory
     from core.resource_core import ResourceCore
 
 
@@ -19,16 +26,23 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "extract", help="extract text from documents in the intake folders, one JSON line per file")
     parser.add_argument("files", nargs="+", metavar="FILE", help="PDF, PNG, JPEG or TIFF inside an intake folder")
-    parser.add_argument("--case", metavar="ID", help="store each document's text in this case's memory")
+    parser.add_argument("--case", metavar="ID",
+                        help="add each document's text to this case in the running medops' case memory")
     parser.add_argument("--text", action="store_true", help="include the extracted text in each line")
     parser.set_defaults(handler=extract_files)
 
 
 def extract_files(args: argparse.Namespace) -> int:
+    cases = None
+    if args.case is not None:
+        cases = _running_case_memory(args.case)
+        if cases is None:
+            return 2
+
     async def run() -> bool:
         async with running_core(args) as core:
             # All files go in at once so every worker is busy; lines come out in the order given.
-            tasks = [asyncio.ensure_future(_one(core, name, args.case, args.text)) for name in args.files]
+            tasks = [asyncio.ensure_future(_one(core, name, args.case, args.text, cases)) for name in args.files]
             ok = True
             for task in tasks:
                 line = await task
@@ -36,13 +50,43 @@ def extract_files(args: argparse.Namespace) -> int:
                 print(json.dumps(line, ensure_ascii=False), flush=True)
             return ok
 
-    return 0 if asyncio.run(run()) else 1
+    try:
+        return 0 if asyncio.run(run()) else 1
+    finally:
+        if cases is not None:
+            cases.close()
 
 
-async def _one(core: ResourceCore, name: str, case_id: str | None, with_text: bool) -> dict[str, Any]:
+def _running_case_memory(case_id: str) -> CaseMemory | None:
+    """The case memory of the medops running on this data folder, attached; None (and why, on stderr) if none."""
+    from core.case_memory import CaseMemory, check_case_id
+    from core.errors import CaseMemoryError
+
+    try:
+        check_case_id(case_id)
+        found = CaseMemory.running(locate().data_dir)
+    except CaseMemoryError as exc:
+        print(f"medops: {exc}", file=sys.stderr)
+        return None
+    if found is None:
+        print("medops: --case adds the text to a case in the case memory of a running medops, and none runs on "
+              f"{locate().data_dir}: start the console (make run) and run this again, or leave out --case. "
+              "Nothing was extracted.", file=sys.stderr)
+        return None
+    pid, cases = found
+    print(f"medops: case {case_id} lives in the case memory of medops PID {pid}", file=sys.stderr)
+    return cases
+
+
+async def _one(core: ResourceCore, name: str, case_id: str | None, with_text: bool,
+               cases: CaseMemory | None) -> dict[str, Any]:
+    from core.case_documents import store_document
+
     started = core.clock.monotonic()
     try:
-        result = await core.extract(name, case_id=case_id)
+        result = await core.extract(name)
+        if cases is not None and case_id is not None:
+            await asyncio.get_running_loop().run_in_executor(None, store_document, cases, case_id, result)
     except MedopsError as exc:
         return {"file": name, "status": "error", "pages": None, "characters": None, "method": None,
                 "seconds": round(core.clock.monotonic() - started, 3), "error": str(exc)}
@@ -53,6 +97,8 @@ async def _one(core: ResourceCore, name: str, case_id: str | None, with_text: bo
                 "error": f"unexpected {type(exc).__name__}; please report it"}
     line: dict[str, Any] = {"file": name, "status": "ok", "pages": result.pages, "characters": result.characters,
                             "method": result.method, "seconds": round(result.seconds, 3), "error": None}
+    if case_id is not None:
+        line["case"] = case_id
     if result.warnings:
         line["warnings"] = list(result.warnings)
     if with_text:
