@@ -1,12 +1,13 @@
 """Limits form (l, or "Change a limit" in the palette): pick a setting with completion, type a
 value, and see it applied at once or the core's reason for refusing it. A value set for a knob the
-auto-tuner sizes pins it; the value `auto` hands it back to the tuner."""
+auto-tuner sizes pins it; the value `auto` hands it back to the tuner. Below, the history of changes
+across runs (console/forms/limit_history.py), refreshed after each change."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import fields
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -14,25 +15,29 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
-from textual.widgets import Input, Label, Static
+from textual.widgets import Input, Label
 
 from console.forms.availability import CoreHandle
+from console.forms.limit_history import LimitHistoryView
 from console.forms.prompt import describe_error
 from core.config import Settings, show_value
 from core.limits import LIVE, RESTART_ONLY, setting_help
 from core.snapshot import LimitChange
 from core.tuner import TUNED_KNOBS
 
-RECENT_SHOWN = 5
 # Live keys first, so completion offers what can change now before what needs a restart.
 KEYS = (*sorted(LIVE), *sorted(RESTART_ONLY))
 AUTO = "auto"  # the value that hands a pinned knob back to the tuner
 
 
 class LimitsScreen(ModalScreen[None]):
-    """Change one limit of the running core; escape closes."""
+    """Change one limit of the running core and see the history of changes; escape closes."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "Close"),
+        Binding("pageup", "scroll_history(-1)", "History back", show=False),
+        Binding("pagedown", "scroll_history(1)", "History on", show=False),
+    ]
 
     def __init__(self, core: CoreHandle, settings: Settings, recent: tuple[LimitChange, ...],
                  on_applied: Callable[[Settings, str], None]) -> None:
@@ -52,7 +57,7 @@ class LimitsScreen(ModalScreen[None]):
             yield Input(placeholder="new value (auto: hand a pinned knob back to the tuner)", id="limit-value")
             yield Label("", id="limit-result", markup=False)
             yield Label("", id="limit-error", classes="form-error", markup=False)
-            yield Static(recent_text(self.recent), id="limit-recent", markup=False)
+            yield LimitHistoryView(self.core, self.recent)
 
     def on_mount(self) -> None:
         self.query_one("#limit-key", Input).focus()
@@ -112,12 +117,14 @@ class LimitsScreen(ModalScreen[None]):
         self.show_core_state(key)
 
     def show_core_state(self, key: str) -> None:
-        """Refresh the key's line (pinned or not) and the recent changes from the core."""
+        """Refresh the key's line (pinned or not) and the history from the core."""
         self.pinned = pinned_knobs(self.core)
         self.query_one("#limit-about", Label).update(about(key, self.settings, self.pinned))
-        snapshot = getattr(self.core.core, "snapshot", None)
-        if callable(snapshot):
-            self.query_one("#limit-recent", Static).update(recent_text(snapshot().limit_changes))
+        self.query_one(LimitHistoryView).reload()
+
+    def action_scroll_history(self, pages: int) -> None:
+        """Page up/down scroll the history while a field keeps the focus."""
+        self.query_one(LimitHistoryView).scroll_history(pages)
 
 
 def about(key: str, settings: Settings, pinned: tuple[str, ...] = ()) -> str:
@@ -143,10 +150,3 @@ def pinned_knobs(handle: CoreHandle) -> tuple[str, ...]:
     snapshot = getattr(handle.core, "snapshot", None)
     return snapshot().tuner.pinned if handle.started and callable(snapshot) else ()
 
-
-def recent_text(changes: tuple[LimitChange, ...] | Any) -> str:
-    """The latest changes made here, newest first."""
-    if not changes:
-        return "no limit changed since start"
-    return "recent changes:\n" + "\n".join(f"  {c.key}: {c.old} → {c.new} (by {c.by})"
-                                           for c in tuple(changes)[:RECENT_SHOWN])
