@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import groq
 import httpx
 
+from core.clock import Clock, SystemClock
 from core.completions import (
     CapacityExceeded,
     Completion,
@@ -31,6 +32,7 @@ from core.completions import (
     UpstreamUnavailable,
 )
 from core.config import Settings
+from core.http_pool_waits import PoolWaits
 from core.ratelimits import RateLimitHeaders, parse_rate_limit_headers, parse_rate_limit_message
 from core.snapshot import PoolSnapshot
 
@@ -109,15 +111,17 @@ class GatewayStats:
 class Gateway:
     """Sends prompts to Groq (implements the scheduler's `Sender`)."""
 
-    def __init__(self, settings: Settings, target: GroqTarget) -> None:
+    def __init__(self, settings: Settings, target: GroqTarget, clock: Clock | None = None) -> None:
         if not target.base_url:
             raise ValueError("the gateway needs a base URL; start the local endpoint first")
         self._settings = settings
         self._target = target
+        self._pool_waits = PoolWaits(clock or SystemClock())
         self._http = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=settings.http_max_connections,
                                 max_keepalive_connections=settings.http_max_per_host),
             timeout=settings.request_timeout,
+            event_hooks={"request": [self._pool_waits.on_request]},
         )
         self._client = groq.AsyncGroq(api_key=target.api_key, base_url=target.base_url, max_retries=0,
                                       http_client=self._http, timeout=settings.request_timeout)
@@ -142,12 +146,13 @@ class Gateway:
         return GatewayStats(**self._counts)
 
     def pool_snapshot(self) -> PoolSnapshot:
-        """The HTTP pool as a PoolSnapshot named "http"."""
+        """The HTTP pool as a PoolSnapshot named "http": attempts on a connection, waiting for one, wait p50/p95."""
         c = self._counts
-        capacity = self._settings.http_max_connections
-        return PoolSnapshot(name="http", capacity=capacity, active=min(c["in_flight"], capacity),
-                            queued=max(0, c["in_flight"] - capacity), completed=c["answered"],
-                            errors=c["failed"], timeouts=c["timeouts"])
+        waiting = self._pool_waits.waiting
+        p50, p95 = self._pool_waits.percentiles()
+        return PoolSnapshot(name="http", capacity=self._settings.http_max_connections,
+                            active=max(0, c["in_flight"] - waiting), queued=waiting, completed=c["answered"],
+                            errors=c["failed"], timeouts=c["timeouts"], wait_p50=p50, wait_p95=p95)
 
     def apply(self, settings: Settings) -> None:
         """Take changed settings for the next sends (request_timeout, default_model).
@@ -169,12 +174,13 @@ class Gateway:
         self._counts["attempts"] += 1
         self._counts["in_flight"] += 1
         try:
-            raw = await asyncio.wait_for(self._client.chat.completions.with_raw_response.create(
-                model=model,
-                messages=[{"role": "user", "content": request.prompt}],
-                max_completion_tokens=request.max_completion_tokens,
-                timeout=timeout,
-            ), timeout)
+            with self._pool_waits.attempt():
+                raw = await asyncio.wait_for(self._client.chat.completions.with_raw_response.create(
+                    model=model,
+                    messages=[{"role": "user", "content": request.prompt}],
+                    max_completion_tokens=request.max_completion_tokens,
+                    timeout=timeout,
+                ), timeout)
             completion = await raw.parse()
         except (TimeoutError, groq.APITimeoutError):
             self._counts["timeouts"] += 1

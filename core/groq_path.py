@@ -56,7 +56,7 @@ class GroqPath:
         if self.endpoint is not None:
             await self.endpoint.start()
             target = replace(target, base_url=self.endpoint.url)
-        self.gateway = Gateway(self._settings, target)
+        self.gateway = Gateway(self._settings, target, self._clock)
         self.scheduler = Scheduler(self._settings, self.quotas, self.gateway, self._clock, recorder=self._ledger)
         if self._paused:
             self.scheduler.pause()

@@ -225,3 +225,45 @@ async def test_through_the_scheduler_a_498_holds_the_model_then_the_request_is_a
     quota = scheduler._quotas[MODEL].snapshot()
     assert quota.capacity_exceeded == 1 and quota.capacity_hold == 0.0  # held, then flowing again
     assert endpoint.stats.requests == 2
+
+
+async def answering(endpoint: LocalEndpoint) -> None:
+    """Let real time pass until the endpoint has a request in hand."""
+    for _ in range(1_000):
+        if endpoint.stats.requests:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no request reached the endpoint")
+
+
+async def test_the_http_pool_shows_requests_waiting_for_a_connection_and_their_waits(endpoint: LocalEndpoint) -> None:
+    await endpoint.set_faults(FaultModes(latency_scale=0.0, slow_rate=1.0, slow_seconds=0.3))
+    gateway = make_gateway(endpoint.url, http_max_connections=1, http_max_per_host=1)
+    try:
+        assert gateway.pool_snapshot().wait_p95 == 0.0
+        sends = [asyncio.ensure_future(gateway.send(request(), timeout=10)) for _ in range(3)]
+        await answering(endpoint)
+        busy = gateway.pool_snapshot()
+        assert (busy.capacity, busy.active, busy.queued) == (1, 1, 2)  # one connection, two waiting for it
+        await asyncio.gather(*sends)
+        done = gateway.pool_snapshot()
+        assert (done.active, done.queued, done.completed) == (0, 0, 3)
+        # The last waited for both answers before it (0.3 s each): causality, not a speed target.
+        assert done.wait_p95 >= 0.5 and done.wait_p50 >= 0.25
+    finally:
+        await gateway.close()
+
+
+async def test_an_attempt_that_times_out_waiting_for_a_connection_counts_its_wait(endpoint: LocalEndpoint) -> None:
+    await endpoint.set_faults(FaultModes(latency_scale=0.0, slow_rate=1.0, slow_seconds=1.0))
+    gateway = make_gateway(endpoint.url, http_max_connections=1, http_max_per_host=1)
+    try:
+        first = asyncio.ensure_future(gateway.send(request(), timeout=10))
+        await answering(endpoint)
+        with pytest.raises(GatewayTimeout):
+            await gateway.send(request(), timeout=0.3)
+        assert gateway.pool_snapshot().queued == 0  # gone from the queue, not stuck there
+        await first
+        assert gateway.pool_snapshot().wait_p95 >= 0.25
+    finally:
+        await gateway.close()
