@@ -136,7 +136,7 @@ class MedopsApp(App[int]):
         "refresh_now": "refresh now, even while paused",
         "next_theme": "next medops theme",
         "graph_window": "graph span: 1m, 5m, 15m, 1h",
-        "limits": "change a limit of the running core",
+        "limits": "change a limit of the running core, see past changes",
         "help": "this help",
         "leave_field": "leave a form field, so single keys work again",
     }
