@@ -51,9 +51,9 @@ def read_frame(stream: BinaryIO) -> Any | None:
     return orjson.loads(body)
 
 
-def job_message(job_id: str, path: str, kind: str, options: ExtractionOptions) -> list[Any]:
-    """What the core sends a worker to start a job."""
-    return [job_id, path, kind, asdict(options)]
+def job_message(job_id: str, path: str, kind: str, options: ExtractionOptions, sha256: str) -> list[Any]:
+    """What the core sends a worker to start a job (`sha256`: what intake hashed, checked again by the worker)."""
+    return [job_id, path, kind, asdict(options), sha256]
 
 
 def extraction_from_reply(data: Any) -> Extraction:
@@ -110,7 +110,7 @@ def main() -> int:
     output.send(("ready", os.getpid()))
     jobs = sys.stdin.buffer
     while (job := read_frame(jobs)) is not None:
-        job_id, path, kind, options = job[0], job[1], job[2], ExtractionOptions(**job[3])
+        job_id, path, kind, options, sha256 = job[0], job[1], job[2], ExtractionOptions(**job[3]), job[4]
 
         last_sent = [0.0]
 
@@ -123,7 +123,7 @@ def main() -> int:
                 output.send(("page", job_id, page.number, total, page.method))
 
         try:
-            result = extract(path, kind, options, on_page=progress)
+            result = extract(path, kind, options, on_page=progress, expected_sha256=sha256)
         except ExtractionError as exc:
             output.send(("failed", job_id, exc.reason, str(exc)))
         except MemoryError:

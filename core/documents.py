@@ -511,7 +511,7 @@ class DocumentPipeline:
         job.started_at = self.clock.monotonic()
         self._waits.append(job.started_at - job.submitted_at)
         worker.process.stdin.write(encode_frame(job_message(job.id, str(job.file.path), job.file.kind.value,
-                                                            self.options)))
+                                                            self.options, job.file.sha256)))
         job.watchdog = asyncio.get_running_loop().create_task(self._watch(worker, job))
         self._progress(job)
 

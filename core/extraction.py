@@ -8,6 +8,8 @@ wrong with the file and what to do; no message carries document text.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 import shutil
 import time
@@ -141,24 +143,45 @@ PageCallback = Callable[[PageText, int], None]
 
 def extract(path: str | Path, kind: str, options: ExtractionOptions,
             on_page: PageCallback | None = None,
-            timer: Callable[[], float] = time.perf_counter) -> Extraction:
-    """Extract a document of `kind` (pdf, png, jpeg, tiff); `on_page(page, total)` after each page."""
+            timer: Callable[[], float] = time.perf_counter, expected_sha256: str | None = None) -> Extraction:
+    """Extract a document of `kind` (pdf, png, jpeg, tiff); `on_page(page, total)` after each page.
+
+    With `expected_sha256` the bytes read are the ones extracted, and only if they are the ones intake hashed.
+    """
+    if kind not in ("pdf", "png", "jpeg", "tiff"):
+        raise ExtractionError("unsupported", f"documents of type {kind!r} are not supported; give a PDF or an image")
+    data = None if expected_sha256 is None else read_verified(path, expected_sha256)
     if kind == "pdf":
-        return extract_pdf(path, options, on_page, timer)
-    if kind in ("png", "jpeg", "tiff"):
-        return extract_image(path, options, on_page, timer)
-    raise ExtractionError("unsupported", f"documents of type {kind!r} are not supported; give a PDF or an image")
+        return extract_pdf(path, options, on_page, timer, data)
+    return extract_image(path, options, on_page, timer, data)
+
+
+def read_verified(path: str | Path, expected_sha256: str) -> bytes:
+    """The file's bytes, refused unless they hash as intake found them (it may have been rewritten since)."""
+    name = Path(path).name
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ExtractionError("unreadable", f"{name}: cannot be read ({exc.strerror}); check it is still there "
+                              "and readable, then send it again") from None
+    if hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise ExtractionError("changed", f"{name}: changed after intake checked it; wait until it is fully "
+                              "written, then send it again")
+    return data
 
 
 def extract_pdf(path: str | Path, options: ExtractionOptions,
                 on_page: PageCallback | None = None,
-                timer: Callable[[], float] = time.perf_counter) -> Extraction:
-    """Text layer per page; pages without one are rendered (resolution capped) and OCR'd."""
+                timer: Callable[[], float] = time.perf_counter, data: bytes | None = None) -> Extraction:
+    """Text layer per page; pages without one are rendered (resolution capped) and OCR'd.
+
+    `data`: the file's bytes, already read (then `path` only names it).
+    """
     import pymupdf
 
     name = Path(path).name
     try:
-        doc = pymupdf.open(path, filetype="pdf")
+        doc = pymupdf.open(path, filetype="pdf") if data is None else pymupdf.open(stream=data, filetype="pdf")
     except pymupdf.EmptyFileError:
         raise ExtractionError("empty", f"{name}: is empty; the upload or copy may have failed, send it again") from None
     except (RuntimeError, pymupdf.mupdf.FzErrorBase):
@@ -238,8 +261,11 @@ def _pdf_page(doc: Any, index: int, ocr: _Ocr, options: ExtractionOptions, notes
 
 def extract_image(path: str | Path, options: ExtractionOptions,
                   on_page: PageCallback | None = None,
-                  timer: Callable[[], float] = time.perf_counter) -> Extraction:
-    """OCR an image (every frame of a multi-page TIFF); decompression bombs are refused."""
+                  timer: Callable[[], float] = time.perf_counter, data: bytes | None = None) -> Extraction:
+    """OCR an image (every frame of a multi-page TIFF); decompression bombs are refused.
+
+    `data`: the file's bytes, already read (then `path` only names it).
+    """
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
     name = Path(path).name
@@ -252,7 +278,7 @@ def extract_image(path: str | Path, options: ExtractionOptions,
         with warnings.catch_warnings():
             # Pillow only warns between the limit and twice it; a bomb is a bomb.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path if data is None else io.BytesIO(data)) as image:
                 frames = _frames(image, ImageSequence.Iterator, name)
                 pages: list[PageText] = []
                 total = getattr(image, "n_frames", 1)

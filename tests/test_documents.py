@@ -321,6 +321,21 @@ async def test_paused_intake_holds_queued_documents_until_resumed(pipeline: Docu
     assert (await asyncio.wait_for(job, HANG_GUARD)).text.strip() == "held"
 
 
+async def test_a_file_rewritten_after_intake_checked_it_is_refused_not_read(pipeline: DocumentPipeline,
+                                                                            folder: Path) -> None:
+    pipeline.pause()
+    path = text_pdf(folder / "referral.pdf", ["checked text"])
+    job = asyncio.ensure_future(pipeline.extract(path))
+    await until(lambda: pipeline.pool_snapshot().queued == 1)  # admitted and hashed, not yet read by a worker
+    text_pdf(path, ["swapped in later"])
+    pipeline.resume()
+    with pytest.raises(ExtractionError, match="referral.pdf: changed after intake checked it") as refused:
+        await asyncio.wait_for(job, HANG_GUARD)
+    assert refused.value.reason == "changed" and "swapped" not in str(refused.value)
+    again = await asyncio.wait_for(pipeline.extract(path), HANG_GUARD)  # sent again, it is read as it is now
+    assert again.text.strip() == "swapped in later"
+
+
 async def test_a_caller_that_gives_up_cancels_its_job(pipeline: DocumentPipeline, folder: Path) -> None:
     seen: list[DocumentProgress] = []
     job = asyncio.ensure_future(pipeline.extract(scanned_pdf(folder / "slow.pdf", [CLINICAL_TEXT] * 4),
