@@ -329,7 +329,7 @@ async def test_a_file_rewritten_after_intake_checked_it_is_refused_not_read(pipe
     await until(lambda: pipeline.pool_snapshot().queued == 1)  # admitted and hashed, not yet read by a worker
     text_pdf(path, ["swapped in later"])
     pipeline.resume()
-    with pytest.raises(ExtractionError, match="referral.pdf: changed after intake checked it") as refused:
+    with pytest.raises(ExtractionError, match=r"referral\.pdf: changed after intake checked it") as refused:
         await asyncio.wait_for(job, HANG_GUARD)
     assert refused.value.reason == "changed" and "swapped" not in str(refused.value)
     again = await asyncio.wait_for(pipeline.extract(path), HANG_GUARD)  # sent again, it is read as it is now
