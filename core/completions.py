@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
@@ -64,6 +64,9 @@ class PromptRequest:
     deadline: float | None = None
     fail_fast: bool = False  # refuse at once instead of waiting for quota
     request_id: str = field(default_factory=_new_request_id)
+    # Set: the answer is streamed, and this gets the text so far after each piece (from "" again if an
+    # attempt fails and another is made). Called on the event loop; keep it quick.
+    on_text: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):

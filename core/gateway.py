@@ -174,14 +174,17 @@ class Gateway:
         self._counts["attempts"] += 1
         self._counts["in_flight"] += 1
         try:
-            with self._pool_waits.attempt():
-                raw = await asyncio.wait_for(self._client.chat.completions.with_raw_response.create(
-                    model=model,
-                    messages=[{"role": "user", "content": request.prompt}],
-                    max_completion_tokens=request.max_completion_tokens,
-                    timeout=timeout,
-                ), timeout)
-            completion = await raw.parse()
+            if request.on_text is not None:
+                completion = await asyncio.wait_for(self._stream(request, model, http_timeout=timeout), timeout)
+            else:
+                with self._pool_waits.attempt():
+                    raw = await asyncio.wait_for(self._client.chat.completions.with_raw_response.create(
+                        model=model,
+                        messages=[{"role": "user", "content": request.prompt}],
+                        max_completion_tokens=request.max_completion_tokens,
+                        timeout=timeout,
+                    ), timeout)
+                completion = _completion(await raw.parse(), model, parse_rate_limit_headers(raw.headers))
         except (TimeoutError, groq.APITimeoutError):
             self._counts["timeouts"] += 1
             raise self._unavailable(f"no answer within {timeout:.3g}s", None, GatewayTimeout) from None
@@ -193,11 +196,49 @@ class Gateway:
             if exc.status_code < 500 or exc.status_code == 498:
                 self._last_failure = None  # Groq answered, even if it refused
             raise self._status_error(exc) from None
+        except (httpx.HTTPError, groq.APIError) as exc:  # a stream that broke off part way
+            self._counts["connection_errors"] += 1
+            raise self._unavailable(f"the answer broke off ({type(exc).__name__})", None) from None
         finally:
             self._counts["in_flight"] -= 1
         self._counts["answered"] += 1
         self._last_failure = None
-        return _completion(completion, model, parse_rate_limit_headers(raw.headers))
+        return completion
+
+    async def _stream(self, request: PromptRequest, model: str, *, http_timeout: float) -> Completion:
+        """One streamed attempt: `request.on_text` gets the text so far after each piece."""
+        on_text = request.on_text
+        assert on_text is not None
+        on_text("")  # a new attempt starts the text again
+        with self._pool_waits.attempt():
+            raw = await self._client.chat.completions.with_raw_response.create(
+                model=model,
+                messages=[{"role": "user", "content": request.prompt}],
+                max_completion_tokens=request.max_completion_tokens,
+                stream=True,
+                timeout=http_timeout,
+            )
+        pieces: list[str] = []
+        answered_model, request_id, usage = model, None, None
+        async with await raw.parse() as stream:
+            async for chunk in stream:
+                answered_model = chunk.model or answered_model
+                x_groq = getattr(chunk, "x_groq", None)
+                if x_groq is not None:
+                    request_id = x_groq.id or request_id
+                    usage = getattr(x_groq, "usage", None) or usage
+                usage = getattr(chunk, "usage", None) or usage
+                piece = chunk.choices[0].delta.content if chunk.choices else None
+                if piece:
+                    pieces.append(piece)
+                    on_text("".join(pieces))
+        return Completion(
+            text="".join(pieces), model=answered_model,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            queue_time=getattr(usage, "queue_time", None), total_time=getattr(usage, "total_time", None),
+            request_id=request_id, headers=parse_rate_limit_headers(raw.headers),
+        )
 
     def _unavailable(self, reason: str, status: int | None,
                      kind: type[UpstreamUnavailable] = UpstreamUnavailable) -> UpstreamUnavailable:

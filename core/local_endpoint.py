@@ -251,7 +251,9 @@ class LocalEndpoint:
 
     async def _reply(self, request: web.Request, admission: Admission, answer: Answer, delay: float,
                      stream: bool) -> web.StreamResponse:
-        await self._clock.sleep(delay)
+        # A stream starts once the prompt is read and spreads the completion time over its pieces, as Groq's does.
+        generating = min(delay, answer.timing.completion_time) if stream else 0.0
+        await self._clock.sleep(delay - generating)
         self._limiter.settle(admission, answer.prompt_tokens + answer.completion_tokens)
         headers = {**self._limiter.headers(answer.model), "x-request-id": answer.request_id}
         if not stream:
@@ -260,7 +262,10 @@ class LocalEndpoint:
         response = web.StreamResponse(status=200, headers={**headers, "Cache-Control": "no-cache"})
         response.content_type = "text/event-stream"
         await response.prepare(request)
-        for chunk in stream_chunks(answer):
+        chunks = list(stream_chunks(answer))
+        for chunk in chunks:
+            if generating:
+                await self._clock.sleep(generating / len(chunks))
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -267,3 +268,37 @@ async def test_an_attempt_that_times_out_waiting_for_a_connection_counts_its_wai
         assert gateway.pool_snapshot().wait_p95 >= 0.25
     finally:
         await gateway.close()
+
+
+async def test_a_streamed_answer_reaches_on_text_piece_by_piece_and_ends_as_one_completion(
+        endpoint: LocalEndpoint, gateway: Gateway) -> None:
+    seen: list[str] = []
+    completion = await gateway.send(request(on_text=seen.append), timeout=10)
+    assert seen[0] == "" and len(seen) > 3  # a fresh start, then several pieces
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(seen))
+    assert seen[-1] == completion.text and completion.text.startswith("[medops local endpoint]")
+    assert completion.prompt_tokens > 0 and completion.completion_tokens > 0  # from x_groq.usage
+    assert completion.request_id is not None and completion.request_id.startswith("req_")
+    assert completion.headers.remaining_requests == LIMITS.rpd - 1
+    assert endpoint.stats.streamed == 1 and gateway.stats.answered == 1
+
+
+async def test_a_streamed_attempt_that_fails_is_classified_like_any_other(endpoint: LocalEndpoint,
+                                                                          gateway: Gateway) -> None:
+    endpoint.fail_next(1, 503)
+    seen: list[str] = []
+    with pytest.raises(UpstreamUnavailable):
+        await gateway.send(request(on_text=seen.append), timeout=10)
+    assert seen == [""]
+    with pytest.raises(RequestRejected):
+        await gateway.send(request(model="no-such-model", on_text=seen.append), timeout=10)
+
+
+async def test_a_streamed_answer_retried_by_the_scheduler_starts_its_text_again(
+        endpoint: LocalEndpoint, scheduler: Scheduler) -> None:
+    endpoint.fail_next(1, 503)
+    seen: list[str] = []
+    result = await scheduler.submit(request(on_text=seen.append))
+    assert result.attempts == 2 and seen.count("") == 2  # one fresh start per attempt
+    assert seen[-1] == result.completion.text and result.completion.completion_tokens > 0
+    assert rpm_used(scheduler) == 2

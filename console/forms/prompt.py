@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 AGENTS = ("triage", "diagnosis", "medication", "documentation")
 PRIORITIES = ("critical", "high", "normal")
+STREAM_STEP = 64  # redraw a streaming card when its text has grown this many characters (not per piece)
 
 
 class PromptAnswered(Message):
@@ -29,6 +30,15 @@ class PromptAnswered(Message):
         super().__init__()
         self.number = number
         self.result = result
+
+
+class PromptStreaming(Message):
+    """Request `number`'s answer so far ("" when an attempt starts again)."""
+
+    def __init__(self, number: int, text: str) -> None:
+        super().__init__()
+        self.number = number
+        self.text = text
 
 
 class PromptFailed(Message):
@@ -57,6 +67,8 @@ class PromptForm(Vertical):
         self.default_model = default_model if default_model in models else (self.models[0] if self.models else "")
         self._numbers = itertools.count(1)
         self.in_flight = 0
+        self._finished: set[int] = set()  # cards showing their final reply or failure
+        self._headers: dict[int, str] = {}  # "#n agent · priority · model" of each card
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form-row"):
@@ -88,8 +100,8 @@ class PromptForm(Vertical):
         agent = str(self.query_one("#prompt-agent", Select).value)
         priority = str(self.query_one("#prompt-priority", Select).value)
         model = str(self.query_one("#prompt-model", Select).value)
-        card = ReplyCard(f"#{number} {agent} · {priority} · {figures.text(model)} · [i]waiting…[/]",
-                         id=f"reply-{number}")
+        self._headers[number] = f"#{number} {agent} · {priority} · {figures.text(model)}"
+        card = ReplyCard(f"{self._headers[number]} · [i]waiting…[/]", id=f"reply-{number}")
         self.query_one("#prompt-replies", VerticalScroll).mount(card, before=0)
         text_input.value = ""
         self.in_flight += 1
@@ -97,22 +109,41 @@ class PromptForm(Vertical):
 
     @work(exit_on_error=False, group="prompts")
     async def _send(self, number: int, ask: Any, text: str, agent: str, priority: str, model: str) -> None:
+        shown = [0]  # length of the text last drawn
+
+        def on_text(so_far: str) -> None:
+            if not so_far or len(so_far) - shown[0] >= STREAM_STEP:
+                shown[0] = len(so_far)
+                self.post_message(PromptStreaming(number, so_far))
+
         try:
-            request = build_request(text, agent, priority, model, number)
+            request = build_request(text, agent, priority, model, number, on_text)
             result = await ask(request)
         except Exception as exc:  # every failure is shown on its card, none crashes the console
             self.post_message(PromptFailed(number, describe_error(exc)))
         else:
             self.post_message(PromptAnswered(number, result))
 
+    @on(PromptStreaming)
+    def show_so_far(self, message: PromptStreaming) -> None:
+        if message.number in self._finished:
+            return
+        if message.text:
+            self._card(message.number).update(f"{self._headers[message.number]} · [i]streaming…[/]\n"
+                                              f"{figures.text(message.text)}")
+        else:  # an attempt (re)starts: whatever came before is void
+            self._card(message.number).update(f"{self._headers[message.number]} · [i]sent, waiting for the answer…[/]")
+
     @on(PromptAnswered)
     def show_reply(self, message: PromptAnswered) -> None:
         self.in_flight -= 1
+        self._finished.add(message.number)
         self._card(message.number).update(reply_text(message.number, message.result))
 
     @on(PromptFailed)
     def show_failure(self, message: PromptFailed) -> None:
         self.in_flight -= 1
+        self._finished.add(message.number)
         card = self._card(message.number)
         card.add_class("failed")
         card.update(f"#{message.number} [reverse $error] failed [/] {figures.text(message.reason)}")
@@ -121,12 +152,13 @@ class PromptForm(Vertical):
         return self.query_one(f"#reply-{number}", ReplyCard)
 
 
-def build_request(text: str, agent: str, priority: str, model: str, number: int) -> PromptRequest:
-    """A `PromptRequest` as the scheduler's contract defines it."""
+def build_request(text: str, agent: str, priority: str, model: str, number: int,
+                  on_text: Callable[[str], None] | None = None) -> PromptRequest:
+    """A `PromptRequest` as the scheduler's contract defines it (streamed when `on_text` is given)."""
     from core.completions import Priority, PromptRequest
 
     return PromptRequest(prompt=text, agent=agent, priority=Priority.parse(priority), model=model,
-                         request_id=f"console-{number}")
+                         request_id=f"console-{number}", on_text=on_text)
 
 
 def reply_text(number: int, result: PromptResult) -> str:
