@@ -13,7 +13,6 @@ import gzip
 import json
 import os
 import re
-import shutil
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -204,39 +203,8 @@ def ensure_knowledge(path: Path, built_at_wall: float, on_progress: ProgressCall
             if on_progress:
                 on_progress("ready", 1.0)
             return BuildOutcome(path, built=False, codes=count, detail="ready")
-    copied = _copy_earlier_build(path)
-    if copied:
-        if on_progress:
-            on_progress("ready", 1.0)
-        return BuildOutcome(path, built=True, codes=copied, detail=f"{detail} (copied from this process's build)")
     count = build_knowledge(path, built_at_wall, on_progress)
-    _built_in_this_process.append(path)
     return BuildOutcome(path, built=True, codes=count, detail=detail)
-
-
-# Files this process has built. The build is a pure function of the installed
-# package, so a second data folder in the same process gets a copy (tens of ms)
-# instead of a rebuild (over a second): this is what keeps a test suite that
-# starts many cores fast. A copy is validated before use, like any existing file.
-_built_in_this_process: list[Path] = []
-
-
-def _copy_earlier_build(path: Path) -> int:
-    """Copy a valid knowledge file built earlier in this process to `path`; 0 if none."""
-    for earlier in reversed(_built_in_this_process):
-        if earlier == path or not earlier.exists():
-            continue
-        temporary = path.with_name(f"{path.name}.copying-{os.getpid()}")
-        try:
-            shutil.copyfile(earlier, temporary)
-            count = read_outcome(temporary)
-            os.replace(temporary, path)
-        except (OSError, KnowledgeBuildError):
-            continue
-        finally:
-            _remove(temporary)
-        return count
-    return 0
 
 
 def _remove(path: Path) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from core.clock import FakeClock
 from core.config import Settings
+from core.knowledge_build import build_knowledge
 from core.paths import Locations
+
+KNOWLEDGE_BUILT_AT = 1_767_225_600.0  # the wall time stamped in the session's knowledge base
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +41,23 @@ def settings() -> Settings:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def built_knowledge(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real knowledge base, built once per session (over a second; a copy of it takes milliseconds)."""
+    path = tmp_path_factory.mktemp("knowledge") / "knowledge.duckdb"
+    build_knowledge(path, KNOWLEDGE_BUILT_AT)
+    return path
+
+
+@pytest.fixture
+def knowledge_ready(isolated_folders: Locations, built_knowledge: Path) -> Path:
+    """A copy of the session's knowledge base in this test's data folder, so a core started here opens it.
+
+    For tests that start cores: the build is the same every time, so they skip it. Tests of the build
+    itself (first run, progress, a corrupt or outdated file) do not use this and build for real.
+    """
+    isolated_folders.ensure()
+    shutil.copyfile(built_knowledge, isolated_folders.knowledge_db)
+    return isolated_folders.knowledge_db

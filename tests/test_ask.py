@@ -25,6 +25,7 @@ def write_lines(path: Path, lines: list[object]) -> Path:
     return path
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_core_ask_goes_through_scheduler_quota_and_the_in_process_endpoint(locations: Locations) -> None:
     core = ResourceCore(Settings(), locations)
     await core.start()
@@ -47,6 +48,7 @@ async def test_core_ask_goes_through_scheduler_quota_and_the_in_process_endpoint
     assert quota.server.remaining_requests == DEFAULT_MODELS[MODEL].rpd - 1
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_paused_intake_holds_prompts_until_resumed(locations: Locations) -> None:
     core = ResourceCore(Settings(), locations)
     await core.start()
@@ -63,6 +65,7 @@ async def test_paused_intake_holds_prompts_until_resumed(locations: Locations) -
     assert result.completion.text and result.attempts == 1
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 def test_ask_prints_reply_tokens_latency_queue_wait_quota_and_endpoint(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ask", "Is the path up?", "--agent", "triage", "--priority", "critical"]) == 0
     out = capsys.readouterr().out
@@ -72,12 +75,14 @@ def test_ask_prints_reply_tokens_latency_queue_wait_quota_and_endpoint(capsys: p
     assert f"rpm {DEFAULT_MODELS[MODEL].rpm - 1}/{DEFAULT_MODELS[MODEL].rpm}" in out
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 def test_ask_json_names_the_model_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ask", "Which model?", "--model", "qwen/qwen3-32b", "--json"]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert answer["model"] == "qwen/qwen3-32b" and answer["endpoint"]["kind"] == "local"
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 def test_fail_fast_refuses_when_the_quota_has_no_room(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "medops.toml"
     config.write_text(f'[models."{MODEL}"]\nrpm = 1\nrpd = 10\ntpm = 6000\ntpd = 500000\n')
@@ -129,6 +134,7 @@ def test_jsonl_line_with_an_unknown_model_lists_the_known_ones(tmp_path: Path,
     assert "line 1: unknown model 'nope'; known models:" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 def test_ask_file_prints_a_line_per_result_and_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     prompts = write_lines(tmp_path / "p.jsonl", [
         {"prompt": "first", "agent": "triage", "priority": "critical"},
@@ -153,6 +159,7 @@ def keyed_endpoint() -> Iterator[LocalEndpoint]:
         yield endpoint
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 def test_wrong_key_gives_401_meaning_without_echoing_the_key(keyed_endpoint: LocalEndpoint,
                                                               monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
@@ -166,6 +173,7 @@ def test_wrong_key_gives_401_meaning_without_echoing_the_key(keyed_endpoint: Loc
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("knowledge_ready")
 def test_90_prompts_at_concurrency_40_against_60_rpm_get_all_answers_and_no_429(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "medops.toml"

@@ -22,6 +22,7 @@ def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().out.strip() == f"medops {core.__version__}"
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 def test_status_json_prints_one_snapshot_after_the_first_resource_sample(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDOPS_MONITOR_INTERVAL", "0.2")  # the first sample comes one interval after start

@@ -31,6 +31,7 @@ def berlin_time() -> Iterator[None]:
     time.tzset()
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_history_lists_the_changes_of_earlier_runs_newest_first_in_local_time(
         locations: Locations, clock: FakeClock, berlin_time: None, capsys: pytest.CaptureFixture[str]) -> None:
     await one_run(locations, clock, ("io_threads", "6"), ("cpu_threads", "3"))  # from 2026-01-01 00:00 UTC
@@ -40,6 +41,7 @@ async def test_history_lists_the_changes_of_earlier_runs_newest_first_in_local_t
         "2026-01-01 01:00:00 CET  io_threads   4 -> 6  by console"]
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_history_takes_a_key_a_count_and_prints_json(locations: Locations, clock: FakeClock, berlin_time: None,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     await one_run(locations, clock, ("io_threads", "6"), ("cpu_threads", "3"), ("io_threads", "8"))
@@ -57,6 +59,7 @@ def test_history_before_any_run_says_there_is_no_ledger_yet(locations: Locations
                                                f"data folder")
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_history_of_a_key_never_changed_says_so_and_flags_a_likely_typo(
         locations: Locations, clock: FakeClock, capsys: pytest.CaptureFixture[str]) -> None:
     await one_run(locations, clock, ("io_threads", "6"))
@@ -66,6 +69,7 @@ async def test_history_of_a_key_never_changed_says_so_and_flags_a_likely_typo(
     assert "io_thread is not a setting this medops knows" in capsys.readouterr().out
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_history_while_another_medops_holds_the_ledger_names_it_and_what_to_do(
         locations: Locations, clock: FakeClock, capsys: pytest.CaptureFixture[str]) -> None:
     await one_run(locations, clock, ("io_threads", "6"))

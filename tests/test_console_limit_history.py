@@ -59,6 +59,7 @@ def shown_lines(view: LimitHistoryView) -> list[str]:
     return console.export_text().splitlines()
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_the_history_lists_earlier_runs_and_refreshes_when_a_limit_is_changed(
         locations: Locations, clock: FakeClock) -> None:
     await one_run(locations, clock, ("io_threads", "6"))
@@ -82,6 +83,7 @@ async def test_the_history_lists_earlier_runs_and_refreshes_when_a_limit_is_chan
         assert scroll.max_scroll_x == 0 and view.region.right <= 80  # nothing runs past 80 columns
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_a_long_history_scrolls_with_page_keys_while_a_field_has_the_focus(
         locations: Locations, clock: FakeClock) -> None:
     await recorded(locations, clock, [("io_threads", str(n), str(n + 1)) for n in range(4, 34)])
@@ -103,6 +105,7 @@ async def test_a_long_history_scrolls_with_page_keys_while_a_field_has_the_focus
         assert scroll.scroll_y == 0
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_with_the_ledger_held_by_another_medops_the_history_says_this_run_only_and_why(
         locations: Locations, clock: FakeClock) -> None:
     await one_run(locations, clock, ("io_threads", "6"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Button, Footer, Input, Label
 from textual.widgets._footer import FooterKey
 
@@ -16,6 +17,9 @@ from core.resource_core import ResourceCore
 from core.snapshot import TunerChange
 from tests.document_files import CLINICAL_TEXT, text_pdf
 from tests.test_console_live import until
+
+# The tests here start cores: each gets the session's knowledge base (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("knowledge_ready")
 
 
 def live_app(locations: Locations) -> tuple[MedopsApp, ResourceCore]:

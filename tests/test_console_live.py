@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Label, ProgressBar, TextArea
@@ -19,7 +20,10 @@ from core.paths import Locations
 from core.resource_core import ResourceCore
 from tests.document_files import CLINICAL_TEXT, text_pdf
 
-WAIT = 60.0  # seconds the core may take on a busy machine (the first knowledge build included)
+# Every test here starts a core: each gets the session's knowledge base (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("knowledge_ready")
+
+WAIT = 60.0  # seconds the core may take on a busy machine
 
 
 async def until(pilot: Pilot[Any], check: Callable[[], bool], within: float = WAIT) -> bool:

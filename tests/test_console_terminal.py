@@ -20,8 +20,10 @@ MEDOPS = Path(sys.executable).parent / "medops"
 WAIT = 15.0  # seconds a screen may take to show up on a busy 2-core machine
 GONE_WITHIN = 5.0  # "exits within a few seconds"
 
+# Each test starts `medops` on a data folder that already holds the session's knowledge base.
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+              pytest.mark.usefixtures("knowledge_ready")]
 
 
 def wait_for(check: Callable[[], bool], within: float = WAIT) -> bool:

@@ -11,6 +11,9 @@ from core.config import Settings
 from core.paths import Locations
 from core.resource_core import CoreNotRunning, ResourceCore
 
+# Every test here starts a core: each gets the session's knowledge base (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("knowledge_ready")
+
 
 def _exists(path: Path) -> bool:
     return path.exists()

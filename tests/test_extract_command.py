@@ -18,6 +18,9 @@ from core.resource_core import ResourceCore
 from tests.case_workers import keep_a_store_for
 from tests.document_files import encrypted_pdf, text_pdf
 
+# Most tests here start a core: each gets the session's knowledge base (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("knowledge_ready")
+
 KEYS = {"file", "status", "pages", "characters", "method", "seconds", "error"}
 
 

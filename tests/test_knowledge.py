@@ -26,20 +26,9 @@ from core.knowledge_build import (
 WALL = 1_767_225_600.0
 
 
-@pytest.fixture(scope="session")
-def built_knowledge(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real knowledge base, built once per session (about a second).
-
-    Built through `ensure_knowledge`, so later first-run builds in this process copy it.
-    """
-    path = tmp_path_factory.mktemp("knowledge") / "knowledge.duckdb"
-    assert ensure_knowledge(path, WALL).built
-    return path
-
-
 @pytest.fixture
 def knowledge_path(built_knowledge: Path, tmp_path: Path) -> Path:
-    """A private copy of the built knowledge base in this test's folder."""
+    """A private copy of the session's knowledge base (tests/conftest.py) in this test's folder."""
     path = tmp_path / "knowledge.duckdb"
     shutil.copyfile(built_knowledge, path)
     return path

@@ -10,6 +10,9 @@ from core.config import Settings
 from core.paths import Locations
 from core.resource_core import CoreNotRunning, ResourceCore
 
+# The tests here start cores: each gets the session's knowledge base (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("knowledge_ready")
+
 
 async def test_the_core_answers_knowledge_queries_and_shows_their_figures(locations: Locations,
                                                                           clock: FakeClock) -> None:

@@ -61,6 +61,7 @@ def change(at: float, key: str = "io_threads", old: str = "4", new: str = "6") -
     return LimitChange(at=at, key=key, old=old, new=new, by="console")
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_a_change_made_in_one_run_is_listed_by_the_next(locations: Locations, clock: FakeClock) -> None:
     await one_run(locations, clock, ("io_threads", "6"))
     second = small_core(locations, clock)
@@ -76,6 +77,7 @@ async def test_a_change_made_in_one_run_is_listed_by_the_next(locations: Locatio
     assert history.changes[0].at > history.changes[1].at
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_a_change_not_yet_flushed_is_listed_once(locations: Locations, clock: FakeClock) -> None:
     core = small_core(locations, clock)
     await core.start()
@@ -91,6 +93,7 @@ async def test_a_change_not_yet_flushed_is_listed_once(locations: Locations, clo
     assert len(after_flush.changes) == 1
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_the_latest_n_are_listed_newest_first_and_a_key_filters_them(locations: Locations,
                                                                            clock: FakeClock) -> None:
     await one_run(locations, clock, ("io_threads", "5"), ("cpu_threads", "3"), ("io_threads", "7"))
@@ -108,6 +111,7 @@ async def test_the_latest_n_are_listed_newest_first_and_a_key_filters_them(locat
     assert unknown.changes == () and unknown.earlier_runs
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_with_the_ledger_locked_elsewhere_only_this_run_is_listed_and_it_says_why(
         locations: Locations, clock: FakeClock) -> None:
     await one_run(locations, clock, ("io_threads", "6"))
@@ -125,6 +129,7 @@ async def test_with_the_ledger_locked_elsewhere_only_this_run_is_listed_and_it_s
     assert "earlier runs' changes cannot be shown" in history.note and f"process {holder.pid}" in history.note
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_with_the_ledger_read_only_earlier_runs_and_this_one_are_merged(
         locations: Locations, clock: FakeClock) -> None:
     await one_run(locations, clock, ("io_threads", "6"))
@@ -167,6 +172,7 @@ def test_merging_adds_what_the_ledger_lacks_and_counts_repeats() -> None:
     assert merged(recorded, this_run, 2) == (change(30.0, new="9"), change(30.0, new="9"))
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_the_ledger_file_is_read_without_a_core(locations: Locations, clock: FakeClock) -> None:
     await one_run(locations, clock, ("io_threads", "6"), ("cpu_threads", "3"))
     history = read_ledger_file(locations.ops_db, 10)
@@ -180,6 +186,7 @@ def test_a_missing_ledger_file_is_named_not_created(locations: Locations) -> Non
     assert not locations.ops_db.exists()
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_a_ledger_file_held_by_a_running_medops_names_the_process_and_what_to_do(
         locations: Locations, clock: FakeClock) -> None:
     await one_run(locations, clock, ("io_threads", "6"))

@@ -17,6 +17,9 @@ from core.resource_core import ResourceCore
 from core.snapshot import CoreSnapshot, TunerChange
 from tests.test_tuner import FakeMetricsSource
 
+# The tests here start cores: each gets the session's knowledge base (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("knowledge_ready")
+
 
 @pytest.fixture
 async def core(locations: Locations, clock: FakeClock) -> AsyncIterator[ResourceCore]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from core.clock import FakeClock, settle
 from core.completions import Priority, PromptRequest
 from core.config import Settings
@@ -11,6 +13,7 @@ from core.paths import Locations
 from core.resource_core import ResourceCore
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_snapshot_reports_uptime_on_the_core_clock(locations: Locations, clock: FakeClock) -> None:
     core = ResourceCore(Settings(), locations, clock)
     await core.start()
@@ -38,6 +41,7 @@ async def test_pause_and_resume_show_in_the_snapshot(locations: Locations, clock
     assert not core.snapshot().paused
 
 
+@pytest.mark.usefixtures("knowledge_ready")
 async def test_the_quota_snapshot_counts_requests_waiting_per_model(locations: Locations, clock: FakeClock) -> None:
     core = ResourceCore(Settings(), locations, clock)
     await core.start()
