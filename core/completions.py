@@ -205,6 +205,8 @@ class RequestRecord:
     queue_wait: float
     outcome: str  # "ok", "rate_limited", "rejected", "failed", "timeout", "cancelled", "refused"
     status: int | None = None  # HTTP status when there was one
+    attempts: int = 0  # HTTP attempts made (0: refused before sending, or recorded before attempts were kept)
+    request_id: str = ""  # the PromptRequest's id, as error messages name it ("": recorded before ids were kept)
 
 
 class RequestRecorder(Protocol):

@@ -7,6 +7,8 @@ killed process loses at most that much. Metric samples and admissions older
 than `metrics_retention_days` are pruned. A second medops on the same data
 folder finds the file locked: it names the process holding it and runs with the
 ledger read-only (when the holder allows readers) or off, never touching it.
+This run's latest requests and alert announcements are kept in memory as well,
+so the history can show them when the file cannot.
 Prompt text never reaches the ledger: `RequestRecord` carries figures only, and a
 limit change carries a setting's key and values, which are configuration, not patient data.
 """
@@ -14,7 +16,9 @@ limit change carries a setting's key and values, which are configuration, not pa
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import dataclasses
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -54,11 +58,21 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE TABLE IF NOT EXISTS limit_changes (
     at_wall DOUBLE NOT NULL, key VARCHAR NOT NULL, old VARCHAR NOT NULL, new VARCHAR NOT NULL,
     changed_by VARCHAR NOT NULL);
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS attempts INTEGER;
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS request_id VARCHAR;
 """
 TABLES = ("requests", "admissions", "metrics", "alerts", "limit_changes")
 # Newest first; rowid breaks ties in the order they were written ($1: how many, $2: a key or NULL for all).
 LATEST_LIMIT_CHANGES = ("SELECT at_wall, key, old, new, changed_by FROM limit_changes "
                         "WHERE $2::VARCHAR IS NULL OR key = $2 ORDER BY at_wall DESC, rowid DESC LIMIT $1")
+# Newest first at or before $2 (NULL: any time), only $3's model and $4's agent when given ($1: how many).
+# SELECT *: a file opened read-only may predate the attempts and request_id columns.
+LATEST_REQUESTS = ("SELECT * FROM requests WHERE ($2::DOUBLE IS NULL OR at_wall <= $2) "
+                   "AND ($3::VARCHAR IS NULL OR model = $3) AND ($4::VARCHAR IS NULL OR agent = $4) "
+                   "ORDER BY at_wall DESC, rowid DESC LIMIT $1")
+LATEST_ALERTS = ("SELECT name, level, message, opened_at, value, cleared_at, rule, repeats, at_wall FROM alerts "
+                 "WHERE $2::DOUBLE IS NULL OR at_wall <= $2 ORDER BY at_wall DESC, rowid DESC LIMIT $1")
+THIS_RUN_KEPT = 1_000  # latest requests and alert announcements kept in memory, for history the file lacks
 
 _PID = re.compile(r"PID (\d+)")
 _HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
@@ -108,6 +122,21 @@ def lock_holder(message: str) -> LockHolder | None:
                       readers_allowed="read-only mode" in message)
 
 
+def request_record(row: Sequence[Any]) -> RequestRecord:
+    """A `requests` row as a record; a row from before attempts and request ids were kept has 0 and ""."""
+    at_wall, agent, priority, model, prompt_tokens, completion_tokens, latency, queue_wait, outcome, status = row[:10]
+    attempts = row[10] if len(row) > 10 else None
+    request_id = row[11] if len(row) > 11 else None
+    return RequestRecord(at_wall, agent, priority, model, prompt_tokens, completion_tokens, latency, queue_wait,
+                         outcome, status, attempts=attempts or 0, request_id=request_id or "")
+
+
+def alert_row(row: Sequence[Any]) -> Alert:
+    """An `alerts` row (name, level, message, opened_at, value, cleared_at, rule, repeats, at_wall) as an Alert."""
+    return Alert(name=row[0], level=row[1], message=row[2], opened_at=row[3], value=row[4], cleared_at=row[5],
+                 rule=row[6] or "", repeats=row[7] or 0, updated_at=row[8])
+
+
 def metric_row(snapshot: CoreSnapshot) -> tuple[Any, ...]:
     """The columns of the `metrics` table taken from one snapshot."""
     system = snapshot.system
@@ -135,6 +164,9 @@ class Ledger:
         self._rows_written = 0
         self._dropped = 0
         self._last_prune: float | None = None
+        # Whatever the mode: history shows them when the file cannot (off, read-only, a write failing).
+        self._this_run_requests: collections.deque[RequestRecord] = collections.deque(maxlen=THIS_RUN_KEPT)
+        self._this_run_alerts: collections.deque[Alert] = collections.deque(maxlen=THIS_RUN_KEPT)
 
     @property
     def mode(self) -> str:
@@ -235,9 +267,12 @@ class Ledger:
 
     def record_request(self, record: RequestRecord) -> None:
         """Buffer one finished Groq request (figures only, never prompt text)."""
+        with self._lock:
+            self._this_run_requests.append(record)
         self._buffer("requests", (record.at_wall, record.agent, record.priority, record.model,
                                   record.prompt_tokens, record.completion_tokens, record.latency,
-                                  record.queue_wait, record.outcome, record.status))
+                                  record.queue_wait, record.outcome, record.status, record.attempts,
+                                  record.request_id))
 
     def record_admission(self, model: str, at_wall: float, requests: int, tokens: int) -> None:
         """Buffer one quota admission (or a settlement, with negative tokens)."""
@@ -249,8 +284,21 @@ class Ledger:
 
     def record_alert(self, alert: Alert) -> None:
         """Buffer one alert announcement (open, repeat, escalation or clear)."""
-        self._buffer("alerts", (alert.updated_at or alert.opened_at, alert.name, alert.rule, alert.level,
+        at_wall = alert.updated_at or alert.opened_at
+        with self._lock:
+            self._this_run_alerts.append(dataclasses.replace(alert, updated_at=at_wall))  # as a read returns it
+        self._buffer("alerts", (at_wall, alert.name, alert.rule, alert.level,
                                 alert.message, alert.value, alert.opened_at, alert.cleared_at, alert.repeats))
+
+    def this_run_requests(self) -> tuple[RequestRecord, ...]:
+        """This run's latest THIS_RUN_KEPT requests, oldest first, recorded or not."""
+        with self._lock:
+            return tuple(self._this_run_requests)
+
+    def this_run_alerts(self) -> tuple[Alert, ...]:
+        """This run's latest THIS_RUN_KEPT alert announcements, oldest first, recorded or not."""
+        with self._lock:
+            return tuple(self._this_run_alerts)
 
     def record_limit_change(self, change: LimitChange) -> None:
         """Buffer one limit changed while running (key, old and new value as shown, who changed it)."""
@@ -330,15 +378,33 @@ class Ledger:
         """Recorded Groq requests with start <= at_wall < end, oldest first (at most `limit`)."""
         rows = await self._on_writer(self._query, "SELECT * FROM requests WHERE at_wall >= $1 AND at_wall < $2 "
                                                   "ORDER BY at_wall LIMIT $3", [start_wall, end_wall, limit])
-        return tuple(RequestRecord(*row) for row in rows)
+        return tuple(request_record(row) for row in rows)
 
     async def alerts_between(self, start_wall: float, end_wall: float, limit: int = 10_000) -> tuple[Alert, ...]:
         """Alert announcements with start <= at_wall < end, oldest first (at most `limit`)."""
         rows = await self._on_writer(self._query, "SELECT name, level, message, opened_at, value, cleared_at, rule, "
                                                   "repeats, at_wall FROM alerts WHERE at_wall >= $1 AND at_wall < $2 "
                                                   "ORDER BY at_wall LIMIT $3", [start_wall, end_wall, limit])
-        return tuple(Alert(name=r[0], level=r[1], message=r[2], opened_at=r[3], value=r[4], cleared_at=r[5],
-                           rule=r[6] or "", repeats=r[7] or 0, updated_at=r[8]) for r in rows)
+        return tuple(alert_row(row) for row in rows)
+
+    async def latest_requests(self, limit: int, at_or_before: float | None = None, model: str | None = None,
+                              agent: str | None = None) -> tuple[RequestRecord, ...]:
+        """The `limit` latest recorded requests at or before a wall time, newest first; LedgerUnavailable if off."""
+        try:
+            rows = await self._on_writer(self._query, LATEST_REQUESTS, [limit, at_or_before, model, agent])
+        except duckdb.Error as exc:
+            raise LedgerError(f"reading requests from {self.path.name} failed ({exc}); "
+                              f"`medops doctor` checks the data folder") from exc
+        return tuple(request_record(row) for row in rows)
+
+    async def latest_alerts(self, limit: int, at_or_before: float | None = None) -> tuple[Alert, ...]:
+        """The `limit` latest alert announcements at or before a wall time, newest first; LedgerUnavailable if off."""
+        try:
+            rows = await self._on_writer(self._query, LATEST_ALERTS, [limit, at_or_before])
+        except duckdb.Error as exc:
+            raise LedgerError(f"reading alerts from {self.path.name} failed ({exc}); "
+                              f"`medops doctor` checks the data folder") from exc
+        return tuple(alert_row(row) for row in rows)
 
     async def limit_changes_between(self, start_wall: float, end_wall: float,
                                     limit: int = 10_000) -> tuple[LimitChange, ...]:

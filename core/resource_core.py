@@ -20,6 +20,7 @@ from core.documents import DocumentPipeline, DocumentResult, ProgressCallback
 from core.errors import ConfigError, MedopsError
 from core.executors import Executors
 from core.groq_path import GroqPath
+from core.history import AlertHistory, Before, RequestHistory, alert_page, request_page
 from core.intake import Intake
 from core.knowledge import CodeEntry, KnowledgeService, SearchHit
 from core.ledger import Ledger
@@ -203,6 +204,20 @@ class ResourceCore:
         ledger off, this run's changes only, and `earlier_runs` False with the reason in `note`.
         """
         return await latest_changes(self.ledger, self.limit_history.changes(), limit, key)
+
+    async def request_history(self, before: Before | None = None, limit: int = 100, *, model: str | None = None,
+                              agent: str | None = None) -> RequestHistory:
+        """A page of finished Groq requests across runs, newest first (figures only, never prompt text).
+
+        `before`: the previous page's `older` mark (None: the latest). Read from the ledger off the event
+        loop, with this run's requests it has not written; with the ledger off, this run's latest only,
+        and `earlier_runs` False with the reason in `note`.
+        """
+        return await request_page(self.ledger, before, limit, model, agent)
+
+    async def alert_history(self, before: Before | None = None, limit: int = 100) -> AlertHistory:
+        """A page of alert announcements (opened, repeated or escalated, cleared) across runs, newest first."""
+        return await alert_page(self.ledger, before, limit)
 
     async def ask(self, request: PromptRequest) -> PromptResult:
         """Send one prompt through scheduler, quota and gateway; the answer or an error saying why not."""

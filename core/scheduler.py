@@ -614,7 +614,7 @@ class Scheduler:
         ticket.state = "done"
         self.completed += 1
         self._record(ticket.request, ticket.quota.model, completion.prompt_tokens, completion.completion_tokens,
-                     result.latency, result.queue_wait, "ok", 200)
+                     result.latency, result.queue_wait, "ok", 200, attempts=ticket.attempts)
         if not ticket.future.done():
             ticket.future.set_result(result)
 
@@ -639,7 +639,7 @@ class Scheduler:
         now = self._clock.monotonic()
         sent_at = ticket.sent_at if ticket.sent_at is not None else now
         self._record(ticket.request, ticket.quota.model, 0, 0, now - ticket.submitted_at,
-                     sent_at - ticket.submitted_at, outcome, status)
+                     sent_at - ticket.submitted_at, outcome, status, attempts=ticket.attempts)
         if not ticket.future.done():
             ticket.future.set_exception(error)
             # Mark it retrieved: a caller that already gave up must not trigger "exception never retrieved".
@@ -652,13 +652,15 @@ class Scheduler:
         self._dead_in_queues = 0
 
     def _record(self, request: PromptRequest, model: str, prompt_tokens: int, completion_tokens: int,
-                latency: float, queue_wait: float, outcome: str, status: int | None = None) -> None:
+                latency: float, queue_wait: float, outcome: str, status: int | None = None, *,
+                attempts: int = 0) -> None:
         if self._recorder is None:
             return
         self._recorder.record_request(RequestRecord(
             at_wall=self._clock.wall(), agent=request.agent, priority=request.priority.label, model=model,
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, latency=latency,
-            queue_wait=queue_wait, outcome=outcome, status=status))
+            queue_wait=queue_wait, outcome=outcome, status=status, attempts=attempts,
+            request_id=request.request_id))
 
     # --- timers ---------------------------------------------------------------
 
