@@ -30,9 +30,10 @@ class FaultModes:
     """What the local endpoint does wrong, and how fast it answers.
 
     `latency_scale` multiplies the Groq-shaped latency (0: answer at once).
-    `error_rate` and `capacity_rate` are the shares of requests answered with a
-    5xx or a 498; `slow_rate` the share delayed `slow_seconds` more; with
-    `refuse_connections` the endpoint stops listening and drops open connections.
+    `error_rate` and `capacity_rate` are the shares of admitted requests answered
+    with a 5xx or a 498 (each still counts against rpm and rpd); `slow_rate` the
+    share delayed `slow_seconds` more; with `refuse_connections` the endpoint
+    stops listening and drops open connections.
     """
 
     latency_scale: float = 1.0

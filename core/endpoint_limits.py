@@ -4,7 +4,8 @@ Strict sliding windows: an admission at time `a` counts until `a + window`.
 That is stricter than Groq's replenishing buckets (anything a sliding window
 admits, a bucket of the same size admits too), so a client that never sees a
 429 here never oversteps Groq either. Tokens are reserved at admission (prompt
-plus the completion budget, as Groq charges) and settled to the real use.
+plus the completion budget, as Groq charges) and settled to the real use: none
+for a request that failed, which still counts as a request.
 
 Admissions are stamped on arrival, as Groq stamps them, with no allowance for
 network skew: a request held up on its way here (a burst of new connections)

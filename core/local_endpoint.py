@@ -3,7 +3,9 @@
 medops' offline default and its test double. `POST /openai/v1/chat/completions`
 (plain and `stream: true`) and `GET /openai/v1/models` in Groq's wire format,
 with per-model limits, `x-ratelimit-*` headers on every completion answer,
-429/413/401/404/400 as Groq words them, and fault modes. It runs inside the
+429/413/401/404/400 as Groq words them, and fault modes. An injected 5xx or 498
+comes after the limits admitted the request and counts against rpm and rpd (not
+the tokens), as Groq counts every request that reaches it. It runs inside the
 caller's event loop (`start()`/`stop()`): the core's, or `medops endpoint`'s own.
 """
 
@@ -168,7 +170,10 @@ class LocalEndpoint:
             await self._listen()
 
     def fail_next(self, count: int, status: int = 503) -> None:
-        """Answer the next `count` chat requests with `status` (a 5xx or 498), then recover."""
+        """Answer the next `count` admitted chat requests with `status` (a 5xx or 498), then recover.
+
+        A request refused first (429, 413, 400...) does not use one up: limits are checked on arrival.
+        """
         if status not in _ERROR_TEXT:
             raise ValueError(f"status {status} is not one the endpoint injects; use one of {sorted(_ERROR_TEXT)}")
         self._forced.extend([status] * count)
@@ -220,14 +225,6 @@ class LocalEndpoint:
                                        max_tokens or limits.context_window - prompt_tokens)
         completion_tokens = count_tokens(text)
         fate = self._dice.draw(self._faults, prompt_tokens, completion_tokens)
-        if self._forced:
-            fate = replace(fate, status=self._forced.pop(0))
-        if fate.status is not None:
-            await self._clock.sleep(fate.timing.queue_time)
-            self._count(injected_errors=1)
-            message, code = _ERROR_TEXT[fate.status]
-            return web.json_response(error_body(message, code, code), status=fate.status,
-                                     headers=self._limiter.headers(model))
 
         reserved = prompt_tokens + (max_tokens or completion_tokens)
         if reserved > limits.tpm:
@@ -237,6 +234,10 @@ class LocalEndpoint:
         admitted = self._limiter.admit(model, reserved)
         if isinstance(admitted, Refusal):
             return self._rate_limited(model, admitted)
+        if self._forced:
+            fate = replace(fate, status=self._forced.pop(0))
+        if fate.status is not None:
+            return await self._inject_failure(model, admitted, fate.status, fate.timing.queue_time)
         return await self._reply(request, admitted, Answer(
             completion_id=f"chatcmpl-{uuid.uuid4()}",
             request_id=f"req_{uuid.uuid4().hex[:26]}",
@@ -248,6 +249,18 @@ class LocalEndpoint:
             completion_tokens=completion_tokens,
             timing=fate.timing,
         ), fate.delay, stream)
+
+    async def _inject_failure(self, model: str, admission: Admission, status: int, delay: float) -> web.Response:
+        """A 5xx or 498 from the fault modes, for a request already admitted.
+
+        Groq stamps a request on arrival, so a failed one stays counted in the request windows (rpm, rpd),
+        as medops' quota counts every attempt; it used no tokens, so its reservation is given back.
+        """
+        await self._clock.sleep(delay)
+        self._limiter.settle(admission, 0)
+        self._count(injected_errors=1)
+        message, code = _ERROR_TEXT[status]
+        return web.json_response(error_body(message, code, code), status=status, headers=self._limiter.headers(model))
 
     async def _reply(self, request: web.Request, admission: Admission, answer: Answer, delay: float,
                      stream: bool) -> web.StreamResponse:

@@ -147,17 +147,52 @@ async def test_413_when_one_request_asks_more_than_the_minute_tokens(
     assert parse_rate_limit_headers(too_large.value.response.headers).remaining_tokens == LIMITS.tpm
 
 
-async def test_injected_5xx_answers_fast_and_costs_no_quota(endpoint: LocalEndpoint,
-                                                            client: groq.AsyncGroq) -> None:
+async def test_an_injected_5xx_counts_as_a_request_but_uses_no_tokens(endpoint: LocalEndpoint,
+                                                                      client: groq.AsyncGroq) -> None:
     endpoint.fail_next(2, 502)
-    for _ in range(2):
+    for failures in (1, 2):
         with pytest.raises(groq.InternalServerError) as failed:
             await client.chat.completions.create(model=MODEL, messages=QUESTION)  # type: ignore[arg-type]
         assert failed.value.status_code == 502
-        assert parse_rate_limit_headers(failed.value.response.headers).remaining_requests == LIMITS.rpd
+        headers = parse_rate_limit_headers(failed.value.response.headers)
+        assert (headers.remaining_requests, headers.remaining_tokens) == (LIMITS.rpd - failures, LIMITS.tpm)
     raw = await client.chat.completions.with_raw_response.create(model=MODEL, messages=QUESTION)  # type: ignore[arg-type]
-    assert parse_rate_limit_headers(raw.headers).remaining_requests == LIMITS.rpd - 1
+    usage = (await raw.parse()).usage
+    assert usage is not None
+    headers = parse_rate_limit_headers(raw.headers)
+    assert (headers.remaining_requests, headers.remaining_tokens) == (LIMITS.rpd - 3, LIMITS.tpm - usage.total_tokens)
     assert endpoint.stats.injected_errors == 2
+
+
+async def test_an_injected_5xx_uses_up_a_request_of_the_minute_window(
+        endpoint: LocalEndpoint, client: groq.AsyncGroq, clock: FakeClock) -> None:
+    endpoint.set_limits(MODEL, ModelLimits(rpm=2, rpd=1_000, tpm=60_000, tpd=500_000))
+    endpoint.fail_next(1, 503)
+    with pytest.raises(groq.InternalServerError):
+        await client.chat.completions.create(model=MODEL, messages=QUESTION)  # type: ignore[arg-type]
+    await clock.advance(10)
+    assert (await client.chat.completions.create(model=MODEL, messages=QUESTION)).choices  # type: ignore[arg-type]
+    with pytest.raises(groq.RateLimitError) as limited:
+        await client.chat.completions.create(model=MODEL, messages=QUESTION)  # type: ignore[arg-type]
+    limit = parse_rate_limit_message(limited.value.body["error"]["message"])  # type: ignore[index]
+    assert limit is not None and (limit.dimension, limit.limit, limit.used) == ("rpm", 2, 2)
+    assert limited.value.response.headers["retry-after"] == "50"  # the failure leaves first, 60 s after it came
+    await clock.advance(50)
+    assert (await client.chat.completions.create(model=MODEL, messages=QUESTION)).choices  # type: ignore[arg-type]
+
+
+async def test_a_full_window_answers_429_before_any_injected_failure(
+        endpoint: LocalEndpoint, client: groq.AsyncGroq, clock: FakeClock) -> None:
+    endpoint.set_limits(MODEL, ModelLimits(rpm=1, rpd=1_000, tpm=60_000, tpd=500_000))
+    await client.chat.completions.create(model=MODEL, messages=QUESTION)  # type: ignore[arg-type]
+    endpoint.fail_next(1, 503)
+    with pytest.raises(groq.RateLimitError):
+        await client.chat.completions.create(model=MODEL, messages=QUESTION)  # type: ignore[arg-type]
+    assert endpoint.stats.injected_errors == 0  # refused on arrival: the failure waits for an admitted request
+    await clock.advance(60)
+    with pytest.raises(groq.InternalServerError) as failed:
+        await client.chat.completions.create(model=MODEL, messages=QUESTION)  # type: ignore[arg-type]
+    assert failed.value.status_code == 503 and endpoint.stats.injected_errors == 1
 
 
 async def test_error_rate_fails_every_request_at_one(endpoint: LocalEndpoint, client: groq.AsyncGroq) -> None:
