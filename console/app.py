@@ -42,6 +42,7 @@ from console.help import HelpScreen
 from console.panes.alerts import AlertsPane
 from console.panes.documents import DocumentsPane
 from console.panes.graphs import WINDOWS, GraphsPane
+from console.panes.history import HistoryPane
 from console.panes.pane import SnapshotPane
 from console.panes.pools import PoolsPane
 from console.panes.quota import QuotaPane
@@ -65,7 +66,8 @@ TTY_CHECK_INTERVAL = 1.0
 HARD_EXIT_GRACE = 1.0  # seconds Textual gets to shut down once the core has stopped, when the terminal is gone
 HANGUP_EXIT_CODE = 129  # 128 + SIGHUP, as a shell reports it
 TERMINATE_EXIT_CODE = 143  # 128 + SIGTERM
-TABS = ("overview", "graphs", "prompt", "document", "search")
+TABS = ("overview", "graphs", "prompt", "document", "search", "history")
+TAB_PANE_IDS = {"graphs": "graphs-tab", "history": "history-tab"}  # where the pane inside has the tab's name
 TAB_FIRST_FIELD = {"prompt": "#prompt-text", "document": "#doc-path", "search": "#search-text"}
 
 
@@ -105,7 +107,8 @@ class MedopsApp(App[int]):
     """Full-screen console over a live `ResourceCore`."""
 
     TITLE = "medops"
-    CSS_PATH: ClassVar[list[str | PurePath]] = ["app.tcss", "panes/layout.tcss", "forms/forms.tcss", "help.tcss"]
+    CSS_PATH: ClassVar[list[str | PurePath]] = ["app.tcss", "panes/layout.tcss", "panes/history.tcss",
+                                                "forms/forms.tcss", "help.tcss"]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("space", "pause_display", "Pause", key_display="spc"),
@@ -133,7 +136,7 @@ class MedopsApp(App[int]):
         "toggle_intake": "pause / resume the core's intake of new work",
         "faster": "refresh faster",
         "slower": "refresh slower",
-        "refresh_now": "refresh now, even while paused",
+        "refresh_now": "refresh now, even while paused; History: the newest rows",
         "next_theme": "next medops theme",
         "graph_window": "graph span: 1m, 5m, 15m, 1h",
         "limits": "change a limit of the running core, see past changes",
@@ -188,6 +191,8 @@ class MedopsApp(App[int]):
                 yield DocumentsPane()
             with TabPane("Search", id="search"):
                 yield SearchForm(self.handle)
+            with TabPane("History", id="history-tab"):
+                yield HistoryPane(self.handle, tuple(self.settings.models))
         yield Footer()
 
     @property
@@ -360,6 +365,7 @@ class MedopsApp(App[int]):
             for pane in self.main.query(SnapshotPane):
                 pane.apply(snapshot)
             self.main.query_one(GraphsPane).apply(snapshot)
+            self.main.query_one(HistoryPane).apply(snapshot)
             self._show_status()
 
     def _show_status(self) -> None:
@@ -401,6 +407,9 @@ class MedopsApp(App[int]):
         paused, self.display_paused = self.display_paused, False
         self.ask_for_snapshot()
         self.display_paused = paused
+        history = self.main.query_one(HistoryPane)
+        if history.is_on_screen:
+            history.reload()
 
     def set_refresh_interval(self, seconds: float) -> None:
         self.refresh_interval = seconds
@@ -431,7 +440,7 @@ class MedopsApp(App[int]):
         self.main.query_one(GraphsPane).cycle_window()
 
     def action_show_tab(self, tab: str) -> None:
-        pane_id = "graphs-tab" if tab == "graphs" else tab
+        pane_id = TAB_PANE_IDS.get(tab, tab)
         if self.screen is not self.main:
             self.pop_screen()  # a tab key from the help screen goes to that tab
         self.main.query_one("#tabs", TabbedContent).active = pane_id

@@ -20,6 +20,9 @@ Graphs: CPU and memory over a window. Prompt, Document, Search: forms that act o
 [b]Limits[/]  l: type a setting (→ completes it), then its value; it is checked like the config file
 and applied at once, or refused saying why (keys sized at start need a restart).
 [b]Document[/]  ctrl+g (or Cancel) cancels the document being extracted.
+[b]History[/]  6: Groq requests (figures and ids, never prompt text) and alerts across runs, newest first;
+o loads older rows into the focused table (tab moves between them), m / a filter by model / agent,
+r reads the newest again. With the ledger off (another medops holds it) it shows this run's only and why.
 [b]Command palette[/]  ctrl+p: themes, pause, refresh rate, forms, change a limit.
 """
 

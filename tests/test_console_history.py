@@ -1,0 +1,206 @@
+"""The History tab over a real core and real ledger files: requests and alerts newest first, paging back, the
+ledger off, no prompt text on screen; frozen screenshots at 80x24 and 160x48."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Label, Static
+
+from console.app import MedopsApp
+from console.panes.history import HistoryPane
+from core.clock import FakeClock
+from core.completions import Priority, PromptRequest, RequestRecord
+from core.config import Settings
+from core.history import AlertHistory, Before, RequestHistory
+from core.paths import Locations
+from core.resource_core import ResourceCore
+from core.snapshot import Alert
+from tests.console_data import NOW, FrozenCore, busy_snapshot
+from tests.test_console_limit_history import utc_time  # noqa: F401  (a fixture)
+from tests.test_console_live import until
+from tests.test_history import record, recorded
+from tests.test_limit_changes import held
+
+SECRET = "MRN 90210-SECRET"
+OTHER_MODEL = "qwen/qwen3-32b"
+
+
+def live_app(locations: Locations) -> tuple[MedopsApp, ResourceCore]:
+    settings = Settings(refresh_interval=0.5, cpu_threads=2, io_threads=4)
+    core = ResourceCore(settings, locations)
+    return MedopsApp(settings, locations, core=core), core
+
+
+def rows(app: MedopsApp, table: str) -> list[list[str]]:
+    """Every row of one of the tab's tables as text, scrolled into view or not."""
+    data = app.query_one(f"#history-{table}", DataTable)
+    return [[str(cell) for cell in data.get_row_at(n)] for n in range(data.row_count)]
+
+
+def heading(app: MedopsApp, name: str = "#history-title") -> str:
+    return str(app.query_one(name, Label).render())
+
+
+def completed(app: MedopsApp, count: int) -> Callable[[], bool]:
+    return lambda: app.latest is not None and app.latest.scheduler.completed >= count
+
+
+def more_fetched(pane: HistoryPane, than: int) -> Callable[[], bool]:
+    return lambda: pane.fetches > than
+
+
+async def show_history(pilot: Pilot[Any], app: MedopsApp) -> HistoryPane:
+    assert await until(pilot, lambda: app.core_started and app.snapshots_applied > 0)
+    pane = app.query_one(HistoryPane)
+    before = pane.fetches
+    await pilot.press("6")
+    assert await until(pilot, lambda: pane.fetches >= before + 2)  # both tables answered
+    return pane
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+async def test_prompts_sent_from_the_console_are_listed_newest_first_without_their_text(
+        locations: Locations) -> None:
+    app, _ = live_app(locations)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("3")
+        for n in (1, 2):
+            app.query_one("#prompt-text", Input).value = f"Summarise for {SECRET}: chest pain, visit {n}."
+            await pilot.press("enter")
+            assert await until(pilot, completed(app, n))
+        await pilot.press("escape")
+        await show_history(pilot, app)
+        listed = rows(app, "requests")
+        assert [(row[1], row[3], row[4], row[-1]) for row in listed] == [
+            ("triage", "ok 200", "1", "console-2"), ("triage", "ok 200", "1", "console-1")]
+        screen = app.export_screenshot().replace("&#160;", " ")  # the SVG keeps spaces as nbsp
+        assert "console-1" not in screen  # the id column is scrolled off at 80 columns...
+        assert "ok 200" in screen  # ...but the rows are on screen
+        everything = screen + repr(listed) + repr(rows(app, "alerts")) + heading(app)
+        assert SECRET not in everything and "chest pain" not in everything
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+async def test_a_request_finishing_while_the_tab_is_shown_appears_without_a_key(locations: Locations) -> None:
+    app, core = live_app(locations)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await show_history(pilot, app)
+        assert rows(app, "requests") == [] and "all 0 shown" in heading(app)
+        await core.ask(PromptRequest("A question", "medication", Priority.HIGH, max_completion_tokens=30,
+                                     request_id="while-shown"))
+        assert await until(pilot, lambda: len(rows(app, "requests")) == 1)
+        assert rows(app, "requests")[0][-1] == "while-shown" and pane.pages["requests"] == 1
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+async def test_a_hidden_tab_reads_nothing_until_it_is_shown(locations: Locations) -> None:
+    app, core = live_app(locations)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await core.ask(PromptRequest("A question", "triage", max_completion_tokens=30))
+        applied = app.snapshots_applied
+        assert await until(pilot, lambda: app.snapshots_applied >= applied + 2)  # the finished request was seen
+        assert app.query_one(HistoryPane).fetches == 0
+        await show_history(pilot, app)
+        assert len(rows(app, "requests")) == 1
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+async def test_o_pages_back_and_m_shows_one_model_only(locations: Locations, clock: FakeClock) -> None:
+    earlier = [record(clock.wall() - 3_600 + n, model=OTHER_MODEL if n % 10 == 0 else "llama-3.1-8b-instant",
+                      request_id=f"old-{n}") for n in range(150)]
+    await recorded(locations, clock, earlier)
+    app, _ = live_app(locations)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await show_history(pilot, app)
+        assert [row[-1] for row in rows(app, "requests")] == [f"old-{n}" for n in range(149, 49, -1)]
+        assert "100 shown," in heading(app) and "all 100" not in heading(app)
+        await pilot.press("o")
+        assert await until(pilot, lambda: len(rows(app, "requests")) == 150)
+        assert [row[-1] for row in rows(app, "requests")] == [f"old-{n}" for n in range(149, -1, -1)]
+        assert "all 150 shown," in heading(app)
+        while pane.model != OTHER_MODEL:
+            fetched = pane.fetches
+            await pilot.press("m")
+            assert await until(pilot, more_fetched(pane, fetched))
+        assert {row[-2] for row in rows(app, "requests")} == {OTHER_MODEL} and len(rows(app, "requests")) == 15
+        assert OTHER_MODEL in heading(app)
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+async def test_with_the_ledger_held_by_another_medops_the_tab_says_this_run_only_and_why(
+        locations: Locations, clock: FakeClock) -> None:
+    await recorded(locations, clock, [record(clock.wall() - 60, request_id="earlier-run")])
+    with held(locations.ops_db, "rw") as holder:
+        app, _ = live_app(locations)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await show_history(pilot, app)
+            assert "this run only" in heading(app) and "this run only" in heading(app, "#history-alerts-title")
+            note = app.query_one("#history-note", Static)
+            assert note.display and f"process {holder.pid}" in str(note.render())
+            assert "earlier runs' requests cannot be shown: the ledger is off" in str(note.render())
+            assert rows(app, "requests") == []
+            assert note.region.right <= 80 and app.query_one(HistoryPane).region.bottom <= 23
+
+
+class FrozenHistoryCore(FrozenCore):
+    """The frozen core an hour after midnight, with a fixed page of requests and alerts across three days."""
+
+    def __init__(self) -> None:
+        super().__init__(dataclasses.replace(busy_snapshot(), taken_at=NOW + 3_600))
+
+    async def request_history(self, before: Before | None = None, limit: int = 100, *, model: str | None = None,
+                              agent: str | None = None) -> RequestHistory:
+        outcomes = [("ok", 200, 1), ("rate_limited", 429, 2), ("ok", 200, 1), ("failed", 503, 3),
+                    ("timeout", None, 1), ("ok", 200, 1)]
+        requests = tuple(
+            RequestRecord(NOW + 3_560 - n * 1_800, ("triage", "medication", "documentation")[n % 3],
+                          ("critical", "high", "normal")[n % 3],
+                          ("llama-3.1-8b-instant", "llama-3.3-70b-versatile")[n % 2], 400 + 37 * n, 60 + 11 * n,
+                          0.35 + 0.1 * n, 0.02 * n, outcome, status, attempts, f"console-{60 - n}")
+            for n, (outcome, status, attempts) in enumerate(outcomes * 4))
+        return RequestHistory(requests[:limit], Before(requests[-1].at_wall, 1), earlier_runs=True)
+
+    async def alert_history(self, before: Before | None = None, limit: int = 100) -> AlertHistory:
+        opened = NOW - 86_400 - 600
+        alerts = (Alert("quota_low:llama-3.3-70b-versatile", "critical", "tpd at 97% of 100k", NOW - 60, 97.0,
+                        rule="quota_low", updated_at=NOW - 60),
+                  Alert("loop_lag", "warning", "event-loop lag 140 ms over 100 ms", NOW - 600, 140.0, NOW - 500,
+                        rule="loop_lag", updated_at=NOW - 500),
+                  Alert("loop_lag", "warning", "event-loop lag 140 ms over 100 ms", NOW - 600, 140.0,
+                        rule="loop_lag", updated_at=NOW - 600),
+                  Alert("pool_saturated:io", "critical", "io pool 8 of 8 busy, 5 queued", opened, 5.0,
+                        rule="pool_saturated", repeats=1, updated_at=opened + 300))
+        return AlertHistory(alerts[:limit], None, earlier_runs=True)
+
+
+async def open_history(pilot: Pilot[Any]) -> None:
+    """Show the History tab once the first snapshot is in and both tables have their page."""
+    app = pilot.app
+    assert isinstance(app, MedopsApp)
+    for _ in range(100):
+        if app.snapshots_applied:
+            break
+        await pilot.pause(0.02)
+    await pilot.press("6")
+    pane = app.query_one(HistoryPane)
+    for _ in range(100):
+        if pane.fetches >= 2:
+            break
+        await pilot.pause(0.02)
+    assert pane.fetches >= 2
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_history_tab(snap_compare: Callable[..., bool], locations: Locations, utc_time: None,  # noqa: F811
+                         size: tuple[int, int]) -> None:
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenHistoryCore())  # type: ignore[arg-type]
+    assert snap_compare(app, terminal_size=size, run_before=open_history)
