@@ -143,7 +143,7 @@ async def test_l_shows_in_the_footer_where_it_fits_and_works_at_80_columns(locat
         footer = app.query_one(Footer)
         assert not {"limits", "limits_unlisted"} & {key.action for key in footer.query(FooterKey)}
         assert all(key.region.right <= 80 for key in footer.query(FooterKey))
-        assert ("l", "change a limit of the running core") in app.key_list()
+        assert ("l", "change a limit of the running core, see past changes") in app.key_list()
         await pilot.press("l")
         assert isinstance(app.screen, LimitsScreen)
 
