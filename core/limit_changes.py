@@ -10,13 +10,13 @@ history` reads the ledger file read-only, without a core.
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
+from core import history
 from core.errors import LedgerError
 from core.ledger import LATEST_LIMIT_CHANGES, OFF, Ledger, LedgerUnavailable, lock_holder
 from core.snapshot import LimitChange
@@ -44,21 +44,8 @@ def check_request(limit: int) -> None:
 
 
 def merged(recorded: Iterable[LimitChange], this_run: Iterable[LimitChange], limit: int) -> tuple[LimitChange, ...]:
-    """`recorded` plus this run's changes not among them, newest first, at most `limit`.
-
-    Counted, not deduplicated as a set: the same change made twice in one instant is listed twice.
-    """
-    recorded = tuple(recorded)
-    in_ledger = collections.Counter(recorded)
-    missing = []
-    for change in this_run:
-        if in_ledger[change]:
-            in_ledger[change] -= 1
-        else:
-            missing.append(change)
-    # Stable sort: within one instant the recorded order stands, and a missing change comes after it,
-    # so one that is recorded but fell outside the ledger's answer can never push in ahead of the cut.
-    return tuple(sorted((*recorded, *missing), key=lambda change: -change.at)[:limit])
+    """`recorded` plus this run's changes not among them, newest first, at most `limit` (see `history.merged`)."""
+    return tuple(history.merged(recorded, this_run, at=lambda change: change.at)[:limit])
 
 
 async def latest_changes(ledger: Ledger, this_run: tuple[LimitChange, ...], limit: int,
