@@ -23,8 +23,10 @@ def register(subparsers: Any) -> None:
                         help="accept only the key in GROQ_API_KEY (others get 401); the key is never printed")
     parser.add_argument("--latency-scale", type=float, default=1.0,
                         help="multiplier on the Groq-shaped latency (0: answer at once)")
-    parser.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 500/502/503")
-    parser.add_argument("--capacity-rate", type=float, default=0.0, help="share of requests answered 498")
+    parser.add_argument("--error-rate", type=float, default=0.0,
+                        help="share of admitted requests answered 500/502/503 (each counts against rpm/rpd as at Groq)")
+    parser.add_argument("--capacity-rate", type=float, default=0.0,
+                        help="share of admitted requests answered 498 (each counts against rpm/rpd)")
     parser.add_argument("--slow-rate", type=float, default=0.0, help="share of requests delayed --slow-seconds")
     parser.add_argument("--slow-seconds", type=float, default=0.0, help="extra delay of a slow answer")
     parser.add_argument("--seed", type=int, default=0, help="seed for the fault draws")
