@@ -35,6 +35,7 @@ from core.config import Settings
 from core.http_pool_waits import PoolWaits
 from core.ratelimits import RateLimitHeaders, parse_rate_limit_headers, parse_rate_limit_message
 from core.snapshot import PoolSnapshot
+from core.token_estimate import estimate_prompt_tokens
 
 LOCAL_PLACEHOLDER_KEY = "medops-local-endpoint"  # the SDK insists on a key; the local endpoint takes any
 MAX_REASON_CHARS = 300
@@ -232,10 +233,12 @@ class Gateway:
                 if piece:
                     pieces.append(piece)
                     on_text("".join(pieces))
+        # Groq puts usage on the last chunk. A stream without it is counted as its whole reservation
+        # (prompt estimate + max_completion_tokens): the quota must never count less than the server did.
         return Completion(
             text="".join(pieces), model=answered_model,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
+            prompt_tokens=usage.prompt_tokens if usage else estimate_prompt_tokens(request.prompt),
+            completion_tokens=usage.completion_tokens if usage else request.max_completion_tokens,
             queue_time=getattr(usage, "queue_time", None), total_time=getattr(usage, "total_time", None),
             request_id=request_id, headers=parse_rate_limit_headers(raw.headers),
         )

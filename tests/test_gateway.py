@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from core import local_endpoint
 from core.backoff import Backoff
 from core.clock import SystemClock
 from core.completions import (
@@ -22,9 +24,11 @@ from core.completions import (
 from core.config import DEFAULT_MODELS, ModelLimits, Settings
 from core.endpoint_faults import FaultModes
 from core.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GatewayTimeout, GroqTarget, choose_target
+from core.groq_wire import stream_chunks
 from core.local_endpoint import LocalEndpoint
 from core.quota import QuotaBook
 from core.scheduler import Scheduler
+from core.token_estimate import estimate_prompt_tokens
 
 MODEL = "llama-3.1-8b-instant"
 LIMITS = DEFAULT_MODELS[MODEL]
@@ -302,3 +306,18 @@ async def test_a_streamed_answer_retried_by_the_scheduler_starts_its_text_again(
     assert result.attempts == 2 and seen.count("") == 2  # one fresh start per attempt
     assert seen[-1] == result.completion.text and result.completion.completion_tokens > 0
     assert rpm_used(scheduler) == 2
+
+
+async def test_a_stream_without_usage_is_counted_as_its_whole_reservation(
+        endpoint: LocalEndpoint, gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    def without_usage(answer: Any) -> Iterator[dict[str, Any]]:
+        for chunk in stream_chunks(answer):
+            chunk.get("x_groq", {}).pop("usage", None)
+            yield chunk
+
+    monkeypatch.setattr(local_endpoint, "stream_chunks", without_usage)
+    asked = request(on_text=lambda text: None, max_completion_tokens=300)
+    completion = await gateway.send(asked, timeout=10)
+    assert completion.text  # the answer itself came through
+    assert completion.completion_tokens == 300  # never less than the server may have counted
+    assert completion.prompt_tokens == estimate_prompt_tokens(asked.prompt)
