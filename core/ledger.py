@@ -72,6 +72,10 @@ LATEST_REQUESTS = ("SELECT * FROM requests WHERE ($2::DOUBLE IS NULL OR at_wall 
                    "ORDER BY at_wall DESC, rowid DESC LIMIT $1")
 LATEST_ALERTS = ("SELECT name, level, message, opened_at, value, cleared_at, rule, repeats, at_wall FROM alerts "
                  "WHERE $2::DOUBLE IS NULL OR at_wall <= $2 ORDER BY at_wall DESC, rowid DESC LIMIT $1")
+# Per bucket of $3 seconds aligned to multiples of it, oldest first: the samples' mean time, the highest cpu and
+# memory, and how many samples ($1 <= at_wall < $2). core/metric_history.py says why highest, not mean.
+METRIC_BUCKETS = ("SELECT avg(at_wall), max(cpu_percent), max(memory_percent), count(*) FROM metrics "
+                  "WHERE at_wall >= $1 AND at_wall < $2 GROUP BY floor(at_wall / $3) ORDER BY 1")
 THIS_RUN_KEPT = 1_000  # latest requests and alert announcements kept in memory, for history the file lacks
 
 _PID = re.compile(r"PID (\d+)")
@@ -372,6 +376,16 @@ class Ledger:
         rows = await self._on_writer(self._query, "SELECT * FROM metrics WHERE at_wall >= $1 AND at_wall < $2 "
                                                   "ORDER BY at_wall LIMIT $3", [start_wall, end_wall, limit])
         return tuple(MetricSample(*row) for row in rows)
+
+    async def metric_buckets(self, start_wall: float, end_wall: float,
+                             bucket_seconds: float) -> list[tuple[float, float | None, float | None, int]]:
+        """(mean time, highest cpu %, highest memory %, samples) per bucket, oldest first; LedgerUnavailable if off."""
+        try:
+            rows = await self._on_writer(self._query, METRIC_BUCKETS, [start_wall, end_wall, float(bucket_seconds)])
+        except duckdb.Error as exc:
+            raise LedgerError(f"reading metrics from {self.path.name} failed ({exc}); "
+                              f"`medops doctor` checks the data folder") from exc
+        return [(float(at), cpu, memory, int(count)) for at, cpu, memory, count in rows]
 
     async def requests_between(self, start_wall: float, end_wall: float,
                                limit: int = 10_000) -> tuple[RequestRecord, ...]:

@@ -26,6 +26,7 @@ from core.knowledge import CodeEntry, KnowledgeService, SearchHit
 from core.ledger import Ledger
 from core.limit_changes import LimitChangeHistory, latest_changes
 from core.limits import LimitHistory, apply_live, validated_change
+from core.metric_history import MetricHistory, metrics_over
 from core.paths import Locations
 from core.snapshot import ContextPoolSnapshot, CoreSnapshot, SlotsSnapshot
 from core.tick import CoreTick
@@ -218,6 +219,18 @@ class ResourceCore:
     async def alert_history(self, before: Before | None = None, limit: int = 100) -> AlertHistory:
         """A page of alert announcements (opened, repeated or escalated, cleared) across runs, newest first."""
         return await alert_page(self.ledger, before, limit)
+
+    async def metric_history(self, span: float, max_points: int = 400,
+                             end_wall: float | None = None) -> MetricHistory:
+        """CPU % and memory % over the `span` seconds up to `end_wall` (default: now), from the ledger.
+
+        Boiled down in SQL, on the ledger's thread, to at most `max_points` points (the highest per bucket).
+        With the ledger off: no points, `available` False and the reason in `note`.
+        """
+        now = self.clock.wall()
+        end = now if end_wall is None else end_wall
+        return await metrics_over(self.ledger, end - span, end, max_points,
+                                  self.settings.metrics_retention_days, now)
 
     async def ask(self, request: PromptRequest) -> PromptResult:
         """Send one prompt through scheduler, quota and gateway; the answer or an error saying why not."""
