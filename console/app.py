@@ -41,7 +41,7 @@ from console.hangup import (
 from console.help import HelpScreen
 from console.panes.alerts import AlertsPane
 from console.panes.documents import DocumentsPane
-from console.panes.graphs import WINDOWS, GraphsPane
+from console.panes.graphs import WINDOWS, GraphsPane, span_label
 from console.panes.history import HistoryPane
 from console.panes.pane import SnapshotPane
 from console.panes.pools import PoolsPane
@@ -138,7 +138,7 @@ class MedopsApp(App[int]):
         "slower": "refresh slower",
         "refresh_now": "refresh now, even while paused; History: the newest rows",
         "next_theme": "next medops theme",
-        "graph_window": "graph span: 1m, 5m, 15m, 1h",
+        "graph_window": "graph span: 1m to 1h; 6h, 24h, 7d from the ledger",
         "limits": "change a limit of the running core, see past changes",
         "help": "this help",
         "leave_field": "leave a form field, so single keys work again",
@@ -183,7 +183,7 @@ class MedopsApp(App[int]):
                 yield SlotsPane()
                 yield AlertsPane()
             with TabPane("Graphs", id="graphs-tab"):
-                yield GraphsPane()
+                yield GraphsPane(self.handle, ring_seconds=self.settings.history_seconds)
             with TabPane("Prompt", id="prompt"):
                 yield PromptForm(self.handle, self.settings.models, self.settings.default_model)
             with TabPane("Document", id="document"), Vertical():
@@ -517,7 +517,7 @@ class MedopsApp(App[int]):
         for tab in TABS:
             yield SystemCommand(f"Open {tab}", f"Show the {tab} tab", partial(self.action_show_tab, tab))
         for seconds in WINDOWS:
-            yield SystemCommand(f"Graph window: {seconds:g}s", "How far back the CPU and memory graphs reach",
+            yield SystemCommand(f"Graph span: {span_label(seconds)}", "How far back the CPU and memory graphs reach",
                                 partial(self.main.query_one(GraphsPane).set_window, seconds))
         yield SystemCommand("Change a limit", "Set a pool size, threshold or timeout of the running core",
                             self.action_limits)

@@ -14,7 +14,8 @@ ABOUT = """\
 [b]Panes[/]  Overview: Groq quota per model (rpm/rpd/tpm/tpd used of limit, reset, the server's
 last remaining figures, 429s, queue per priority, in flight), case memory slots and agent contexts,
 pool saturation (duckdb, cpu, io, process, http; cache hit rate; event-loop lag), alerts newest first.
-Graphs: CPU and memory over a window. Prompt, Document, Search: forms that act on the core.
+Graphs: CPU and memory over a span (w); 6h, 24h and 7d come from the ledger, each point the highest
+of its bucket, read again every 30 s. Prompt, Document, Search: forms that act on the core.
 
 [b]Pausing[/]  space freezes the display only; i pauses the core's intake (work in flight finishes).
 [b]Limits[/]  l: type a setting (→ completes it), then its value; it is checked like the config file

@@ -1,58 +1,108 @@
-"""CPU and memory graphs over a chosen window, drawn with textual-plotext.
+"""CPU and memory graphs over a chosen span, drawn with textual-plotext.
 
-Plotext loads on first show, so the console's first frame does not wait for it.
+Spans up to an hour come from the monitor's in-memory ring in each snapshot and are
+redrawn with every new sample. Longer ones (6h, 24h, 7d) come from the ledger: a
+worker asks the core's `metric_history`, which boils them down in SQL on the ledger's
+thread, and the answer is kept and read again at most every REFETCH_EVERY seconds
+while the tab is shown, so a long graph costs one small read and one redraw per half
+minute, and a hidden one nothing. Plotext loads on first show, so the console's first
+frame does not wait for it.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import Static
 
 from console import figures
+from console.forms.availability import CoreHandle
+from console.forms.prompt import describe_error
 from core.snapshot import CoreSnapshot
 
 if TYPE_CHECKING:
     from textual_plotext import PlotextPlot
 
-# Windows the `w` key cycles through, in seconds.
-WINDOWS = (60.0, 300.0, 900.0, 3600.0)
+    from core.metric_history import MetricHistory
+
+HOUR, DAY = 3_600.0, 86_400.0
+# Spans the `w` key cycles through, in seconds.
+WINDOWS = (60.0, 300.0, 900.0, HOUR, 6 * HOUR, DAY, 7 * DAY)
+# Longer spans come from the ledger even when the ring holds them: redrawing hours of one-second
+# samples every second costs more than the graph is worth.
+RING_AT_MOST = HOUR
+REFETCH_EVERY = 30.0  # seconds of core time before a ledger span is read again
+LEDGER_POINTS = 400  # enough for a 160-column braille plot (two dots a column); SQL does the boiling down
+GAP_BUCKETS = 2.5  # points further apart than this many buckets are not joined: medops was not running between
+
+
+class MetricsFetched(Message):
+    """The ledger's answer for one span."""
+
+    def __init__(self, span: float, history: MetricHistory) -> None:
+        super().__init__()
+        self.span = span
+        self.history = history
+
+
+class MetricsFailed(Message):
+    """One span's history could not be read; `reason` is safe to show."""
+
+    def __init__(self, span: float, reason: str) -> None:
+        super().__init__()
+        self.span = span
+        self.reason = reason
 
 
 class GraphsPane(Vertical):
-    """CPU and memory as shares of the machine (or cgroup limits) over the window."""
+    """CPU and memory as shares of the machine (or cgroup limits) over the span."""
 
     DEFAULT_CLASSES = "pane"
 
-    def __init__(self, *, id: str | None = "graphs") -> None:
+    def __init__(self, core: CoreHandle, *, ring_seconds: float = HOUR, id: str | None = "graphs") -> None:
         super().__init__(id=id)
+        self.core = core
+        self.ring_span = min(ring_seconds, RING_AT_MOST)  # spans up to this come from the snapshot's ring
         self.window = WINDOWS[1]
         self._latest: CoreSnapshot | None = None
+        self._answers: dict[float, MetricHistory | str] = {}  # the latest answer per ledger span, or why none
+        self._asked_at: dict[float, float] = {}  # core wall time each ledger span was last asked for
+        self._in_flight: float | None = None  # the span being read; one read at a time
         self._drawn: Any = None
+        self._summary = ""
         self._plots: tuple[PlotextPlot, PlotextPlot] | None = None
         self.redraws = 0
+        self.fetches = 0  # answers (or failures) that arrived; tests wait on it
         self._update_title()
 
     def compose(self) -> ComposeResult:
         yield Static("[dim]graphs load when shown…[/]", id="graphs-summary")
 
+    def from_ledger(self, span: float) -> bool:
+        """Whether this span is read from the ledger rather than the in-memory ring."""
+        return span > self.ring_span
+
     def cycle_window(self) -> float:
-        """Move to the next window; returns it in seconds."""
-        self.window = WINDOWS[(WINDOWS.index(self.window) + 1) % len(WINDOWS)]
-        self._update_title()
-        self._draw()
+        """Move to the next span; returns it in seconds."""
+        self.set_window(WINDOWS[(WINDOWS.index(self.window) + 1) % len(WINDOWS)] if self.window in WINDOWS
+                        else WINDOWS[0])
         return self.window
 
     def set_window(self, seconds: float) -> None:
         self.window = seconds
         self._update_title()
+        self._fetch_if_due()
         self._draw()
 
     def apply(self, snapshot: CoreSnapshot) -> None:
         self._latest = snapshot
         if self.is_on_screen:
+            self._fetch_if_due()
             self._draw()
 
     def on_show(self) -> None:
@@ -62,16 +112,86 @@ class GraphsPane(Vertical):
             cpu, memory = PlotextPlot(id="cpu-plot"), PlotextPlot(id="memory-plot")
             self._plots = (cpu, memory)
             self.mount(cpu, memory)
+        self._fetch_if_due()
         self._draw()
 
     def _update_title(self) -> None:
-        self.border_title = f"CPU & memory, last {figures.duration(self.window)} (w: window)"
+        source = "the ledger" if self.from_ledger(self.window) else "memory"
+        self.border_title = f"CPU & memory, last {span_label(self.window)} from {source} (w: span)"
+
+    # ---- reading the ledger ---------------------------------------------------------
+
+    def _fetch_if_due(self) -> None:
+        """Ask for the shown ledger span unless it was asked for less than REFETCH_EVERY ago (or a read is on)."""
+        span, snapshot = self.window, self._latest
+        if not self.from_ledger(span) or snapshot is None or self._in_flight is not None or not self.is_on_screen:
+            return
+        asked = self._asked_at.get(span)
+        if asked is not None and 0 <= snapshot.taken_at - asked < REFETCH_EVERY:
+            return
+        self._asked_at[span] = snapshot.taken_at
+        command, why = self.core.command("metric_history", "Reading the ledger's metric history", "ledger")
+        if command is None:
+            self._answers[span] = why
+            return
+        self._in_flight = span
+        self._read(command, span)
+
+    @work(exit_on_error=False, group="graphs")
+    async def _read(self, command: Any, span: float) -> None:
+        try:
+            history = await command(span, LEDGER_POINTS)
+        except Exception as exc:  # shown in the pane; the console stays usable
+            self.post_message(MetricsFailed(span, describe_error(exc)))
+        else:
+            self.post_message(MetricsFetched(span, history))
+
+    @on(MetricsFetched)
+    def _fetched(self, message: MetricsFetched) -> None:
+        message.stop()
+        self._answered(message.span, message.history)
+
+    @on(MetricsFailed)
+    def _failed(self, message: MetricsFailed) -> None:
+        message.stop()
+        self._answered(message.span, f"reading it failed: {message.reason}")
+
+    def _answered(self, span: float, answer: MetricHistory | str) -> None:
+        self._in_flight = None
+        self.fetches += 1
+        self._answers[span] = answer
+        self._fetch_if_due()  # the span shown may have changed meanwhile
+        self._draw()
+
+    # ---- drawing --------------------------------------------------------------------
 
     def _draw(self) -> None:
         snapshot = self._latest
         if snapshot is None or self._plots is None:
             return
         system = snapshot.system
+        summary = (f"cpu [b]{system.cpu_percent:.0f}%[/] ({figures.text(system.cpu_source)})"
+                   f"  medops {system.process_cpu:.0f}% of a core  rss {figures.size(system.rss_bytes)}"
+                   f"  memory [b]{system.memory_percent:.0f}%[/] of {figures.size(system.memory_limit)}"
+                   f" ({figures.text(system.memory_source)})  threads {system.threads}  fds {system.open_files}")
+        answer = self._answers.get(self.window) if self.from_ledger(self.window) else None
+        if self.from_ledger(self.window):
+            summary += "\n" + self._source_line(answer)
+        elif not system.cpu_history and not system.memory_history:
+            summary += "\n[dim]no history yet: the monitor part is not running[/]"
+        if summary != self._summary:
+            self._summary = summary
+            self.query_one("#graphs-summary", Static).update(summary)
+        cpu, memory = self._plots
+        if answer is not None and not isinstance(answer, str) and answer.available:
+            # a ledger span changes only when a new answer comes, not with each sample
+            key: Any = (self.window, answer)
+            if key != self._drawn:
+                self._drawn = key
+                self.redraws += 1
+                _plot_ledger(cpu, "CPU % (machine or cgroup quota)", answer, "cpu_percent", self.window)
+                _plot_ledger(memory, "memory %", answer, "memory_percent", self.window)
+            return
         # a new sample, not a new tick, is what changes the graphs (and comparing whole histories costs)
         key = (system.sampled_at, len(system.cpu_history), len(system.memory_history), self.window,
                system.cpu_history[-1:], system.memory_history[-1:])
@@ -79,29 +199,89 @@ class GraphsPane(Vertical):
             return
         self._drawn = key
         self.redraws += 1
-        summary = (f"cpu [b]{system.cpu_percent:.0f}%[/] ({figures.text(system.cpu_source)})"
-                   f"  medops {system.process_cpu:.0f}% of a core  rss {figures.size(system.rss_bytes)}"
-                   f"  memory [b]{system.memory_percent:.0f}%[/] of {figures.size(system.memory_limit)}"
-                   f" ({figures.text(system.memory_source)})  threads {system.threads}  fds {system.open_files}")
-        if not system.cpu_history and not system.memory_history:
-            summary += "\n[dim]no history yet: the monitor part is not running[/]"
-        self.query_one("#graphs-summary", Static).update(summary)
-        cpu, memory = self._plots
-        _plot(cpu, "CPU % (machine or cgroup quota)", system.cpu_history, snapshot.taken_at, self.window)
-        _plot(memory, "memory %", system.memory_history, snapshot.taken_at, self.window)
+        titles = ("CPU % (machine or cgroup quota)", "memory %")
+        if self.from_ledger(self.window):  # no points from the ledger: the ring's are drawn, and say so
+            source = f"this run's last {span_label(self.ring_span)}, from memory"
+            titles = (f"CPU % ({source})", f"memory % ({source})")
+        _plot(cpu, titles[0], system.cpu_history, snapshot.taken_at, self.window)
+        _plot(memory, titles[1], system.memory_history, snapshot.taken_at, self.window)
+
+    def _source_line(self, answer: MetricHistory | str | None) -> str:
+        """Where a ledger span's points come from, or why there are none (the ring's are drawn instead)."""
+        span = span_label(self.window)
+        if answer is None:
+            return f"[dim]reading the last {span} from the ledger…[/]"
+        if isinstance(answer, str) or not answer.available:
+            why = answer if isinstance(answer, str) else answer.note
+            if self.app.has_class("narrow"):
+                why = why.split("; ")[0]  # what happened; the rest (what follows, what to do) fits from 81 columns
+            return f"[$warning]No {span} graph:[/] {figures.text(why)}"
+        if not answer.points:
+            line = (f"[dim]ledger: no samples in the last {span} (medops was not running then, or the ledger "
+                    f"is new)[/]")
+        else:
+            line = (f"[dim]ledger: {len(answer.points)} points, each the highest of "
+                    f"{span_label(answer.bucket_seconds)} · {figures.count(answer.samples)} samples · "
+                    f"read every {REFETCH_EVERY:g}s[/]")
+        return line + (f"\n[$warning]{figures.text(answer.note)}[/]" if answer.note else "")
+
+
+def span_label(seconds: float) -> str:
+    """A span as the `w` key names it: 15s, 5m, 1h, 24h, 7d."""
+    whole = round(seconds)
+    if whole >= 2 * DAY and whole % DAY == 0:
+        return f"{whole // round(DAY)}d"
+    if whole >= HOUR and whole % HOUR == 0:
+        return f"{whole // round(HOUR)}h"
+    if whole >= 60 and whole % 60 == 0:
+        return f"{whole // 60}m"
+    return f"{seconds:g}s"
+
+
+def whole_ticks(span_in_units: float) -> list[float]:
+    """Whole-unit x ticks back from 0 (every 1, 2, 3, 6 or 12 units), at most 8 of them."""
+    step = next((step for step in (1, 2, 3, 6, 12) if span_in_units / step <= 7), 24)
+    return [float(-step * n) for n in range(int(span_in_units // step) + 1)][::-1]
+
+
+def axis_unit(span: float) -> tuple[float, str]:
+    """Seconds per x unit and the x label: seconds up to an hour, then hours, then days."""
+    if span <= HOUR:
+        return 1.0, "seconds ago"
+    if span <= DAY:
+        return HOUR, "hours ago"
+    return DAY, "days ago"
 
 
 def _plot(widget: PlotextPlot, title: str, history: tuple[tuple[float, float], ...], now: float,
           window: float) -> None:
-    """Points inside the window, x in seconds before now."""
-    points = [(at - now, value) for at, value in history if now - at <= window]
+    """Points inside the window, x before now."""
+    _draw_line(widget, title, [(at - now, value) for at, value in history if now - at <= window], window)
+
+
+def _plot_ledger(widget: PlotextPlot, title: str, history: MetricHistory, field: str, window: float) -> None:
+    """The ledger's points, x before the time it was read, broken where samples are missing."""
+    points: list[tuple[float, float]] = []
+    gap = GAP_BUCKETS * history.bucket_seconds
+    for point in history.points:
+        x = point.at_wall - history.end_wall
+        if points and x - points[-1][0] > gap:
+            points.append(((x + points[-1][0]) / 2, math.nan))  # plotext leaves a NaN's neighbours unjoined
+        points.append((x, getattr(point, field)))
+    _draw_line(widget, title, points, window)
+
+
+def _draw_line(widget: PlotextPlot, title: str, points: list[tuple[float, float]], window: float) -> None:
+    unit, label = axis_unit(window)
     plt = widget.plt
     plt.clear_data()
     plt.clear_figure()
     plt.title(title)
-    plt.xlim(-window, 0)
+    plt.xlim(-window / unit, 0)
+    if unit > 1:  # hours or days: whole ones, not plotext's -4.5
+        plt.xticks(whole_ticks(window / unit))
     plt.ylim(0, 100)
     if points:
-        plt.plot([x for x, _ in points], [y for _, y in points], marker="braille")
-    plt.xlabel("seconds ago")
+        plt.plot([x / unit for x, _ in points], [y for _, y in points], marker="braille")
+    plt.xlabel(label)
     widget.refresh()
