@@ -12,7 +12,7 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from console.app import MedopsApp
-from console.panes.graphs import REFETCH_EVERY, WINDOWS, GraphsPane, whole_ticks
+from console.panes.graphs import REFETCH_EVERY, WINDOWS, GraphsPane, peaks, whole_ticks
 from core.clock import FakeClock
 from core.config import Settings
 from core.metric_history import MetricHistory, MetricPoint
@@ -148,3 +148,13 @@ async def show_6h(pilot: Pilot[Any]) -> None:
 def test_the_6h_graph(snap_compare: Callable[..., bool], locations: Locations, size: tuple[int, int]) -> None:
     app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenLedgerCore())  # type: ignore[arg-type]
     assert snap_compare(app, terminal_size=size, run_before=show_6h)
+
+
+def test_a_long_ring_is_drawn_as_peaks_per_slice_keeping_spikes() -> None:
+    points = [(float(x - 3_600), 10.0) for x in range(3_600)]
+    points[1_234] = (points[1_234][0], 97.0)  # one second of 97% in an hour of 10%
+    drawn = peaks(points, 3_600.0, 400)
+    assert len(drawn) <= 400
+    assert max(y for _, y in drawn) == 97.0 and (points[1_234][0], 97.0) in drawn
+    assert [x for x, _ in drawn] == sorted(x for x, _ in drawn)
+    assert peaks(points[:300], 3_600.0, 400) == points[:300]  # few enough: drawn as they are
