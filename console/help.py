@@ -20,6 +20,8 @@ of its bucket, read again every 30 s. Prompt, Document, Search: forms that act o
 [b]Pausing[/]  space freezes the display only; i pauses the core's intake (work in flight finishes).
 [b]Limits[/]  l: type a setting (→ completes it), then its value; it is checked like the config file
 and applied at once, or refused saying why (keys sized at start need a restart).
+[b]Prompt[/]  answers stream into their card; a refused prompt goes back in the box; ↑/↓ in the box
+recall earlier prompts (kept in this console's memory only).
 [b]Document[/]  ctrl+g (or Cancel) cancels the document being extracted.
 [b]History[/]  6: Groq requests (figures and ids, never prompt text) and alerts across runs, newest first;
 o loads older rows into the focused table (tab moves between them), m / a filter by model / agent,

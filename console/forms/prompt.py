@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 AGENTS = ("triage", "diagnosis", "medication", "documentation")
 PRIORITIES = ("critical", "high", "normal")
 STREAM_STEP = 64  # redraw a streaming card when its text has grown this many characters (not per piece)
+RECALLED = 20  # prompts ↑/↓ bring back into the box (this console's memory only: never written anywhere)
 
 
 class PromptAnswered(Message):
@@ -42,12 +45,13 @@ class PromptStreaming(Message):
 
 
 class PromptFailed(Message):
-    """The core refused or failed request `number`; `reason` is safe to show."""
+    """The core refused or failed request `number`; `reason` is safe to show, `text` is what was sent."""
 
-    def __init__(self, number: int, reason: str) -> None:
+    def __init__(self, number: int, reason: str, text: str) -> None:
         super().__init__()
         self.number = number
         self.reason = reason
+        self.text = text
 
 
 class ReplyCard(Static):
@@ -57,7 +61,12 @@ class ReplyCard(Static):
 
 
 class PromptForm(Vertical):
-    """Agent, priority, model and text; several requests may be in flight."""
+    """Agent, priority, model and text; several requests may be in flight; ↑/↓ recall earlier prompts."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "recall(1)", "Earlier prompt", show=False),
+        Binding("down", "recall(-1)", "Later prompt", show=False),
+    ]
 
     def __init__(self, core: CoreHandle, models: Mapping[str, Any], default_model: str, *,
                  id: str | None = "prompt-form") -> None:
@@ -69,6 +78,8 @@ class PromptForm(Vertical):
         self.in_flight = 0
         self._finished: set[int] = set()  # cards showing their final reply or failure
         self._headers: dict[int, str] = {}  # "#n agent · priority · model" of each card
+        self._sent: collections.deque[str] = collections.deque(maxlen=RECALLED)  # newest last
+        self._recalling = 0  # how far back ↑ has gone (0: not recalling)
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form-row"):
@@ -104,6 +115,7 @@ class PromptForm(Vertical):
         card = ReplyCard(f"{self._headers[number]} · [i]waiting…[/]", id=f"reply-{number}")
         self.query_one("#prompt-replies", VerticalScroll).mount(card, before=0)
         text_input.value = ""
+        self._remember(text)
         self.in_flight += 1
         self._send(number, ask, text, agent, priority, model)
 
@@ -120,7 +132,7 @@ class PromptForm(Vertical):
             request = build_request(text, agent, priority, model, number, on_text)
             result = await ask(request)
         except Exception as exc:  # every failure is shown on its card, none crashes the console
-            self.post_message(PromptFailed(number, describe_error(exc)))
+            self.post_message(PromptFailed(number, describe_error(exc), text))
         else:
             self.post_message(PromptAnswered(number, result))
 
@@ -146,7 +158,27 @@ class PromptForm(Vertical):
         self._finished.add(message.number)
         card = self._card(message.number)
         card.add_class("failed")
-        card.update(f"#{message.number} [reverse $error] failed [/] {figures.text(message.reason)}")
+        text_input = self.query_one("#prompt-text", Input)
+        if not text_input.value:  # nothing typed since: the prompt goes back in the box, ready to fix and send
+            text_input.value = message.text
+            kept = "the prompt is back in the box"
+        else:
+            kept = "↑ in the box brings the prompt back"
+        card.update(f"#{message.number} [reverse $error] failed [/] {figures.text(message.reason)} [dim]({kept})[/]")
+
+    def action_recall(self, step: int) -> None:
+        """↑ puts earlier prompts in the box, ↓ later ones (then an empty box)."""
+        if not self._sent:
+            return
+        self._recalling = max(0, min(len(self._sent), self._recalling + step))
+        text_input = self.query_one("#prompt-text", Input)
+        text_input.value = self._sent[-self._recalling] if self._recalling else ""
+        text_input.cursor_position = len(text_input.value)
+
+    def _remember(self, text: str) -> None:
+        if not self._sent or self._sent[-1] != text:
+            self._sent.append(text)
+        self._recalling = 0
 
     def _card(self, number: int) -> ReplyCard:
         return self.query_one(f"#reply-{number}", ReplyCard)

@@ -1,0 +1,63 @@
+"""The prompt form never loses what was typed: a refused prompt comes back to the box, ↑/↓ recall earlier ones."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.widgets import Input
+
+from console.app import MedopsApp
+from console.forms.prompt import PromptForm, ReplyCard
+from core.completions import PromptRequest, PromptResult
+from core.config import Settings
+from core.paths import Locations
+from core.quota import RequestTooLarge
+from tests.console_data import FrozenCore
+from tests.test_console_live import until
+
+
+class RefusingCore(FrozenCore):
+    """Refuses every prompt as too large, after the test lets it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = asyncio.Event()
+
+    async def ask(self, request: PromptRequest) -> PromptResult:
+        await self.go.wait()
+        raise RequestTooLarge("request needs about 10,271 tokens, more than the model's per-minute limit")
+
+
+async def test_a_refused_prompt_comes_back_and_earlier_ones_are_recalled(locations: Locations) -> None:
+    core = RefusingCore()
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=core)  # type: ignore[arg-type]
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("3")
+        box = app.query_one("#prompt-text", Input)
+        form = app.query_one(PromptForm)
+        box.value = "first, a very long referral letter"
+        await pilot.press("enter")
+        assert box.value == ""
+        core.go.set()
+        assert await until(pilot, lambda: form.in_flight == 0)
+        assert box.value == "first, a very long referral letter"  # back in the box, ready to shorten
+        assert "the prompt is back in the box" in str(app.query_one(ReplyCard).render())
+
+        core.go.clear()
+        box.value = "second prompt"
+        await pilot.press("enter")
+        await pilot.press(*"now typing a third")
+        core.go.set()
+        assert await until(pilot, lambda: form.in_flight == 0)
+        assert box.value == "now typing a third"  # what is being typed is never overwritten
+        assert "↑ in the box brings the prompt back" in str(app.query(ReplyCard).first().render())
+
+        await pilot.press("up")
+        assert box.value == "second prompt"
+        await pilot.press("up")
+        assert box.value == "first, a very long referral letter"
+        await pilot.press("up")  # no earlier one: stays
+        assert box.value == "first, a very long referral letter"
+        await pilot.press("down", "down")
+        assert box.value == ""
