@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +37,10 @@ from core.http_pool_waits import PoolWaits
 from core.ratelimits import RateLimitHeaders, parse_rate_limit_headers, parse_rate_limit_message
 from core.snapshot import PoolSnapshot
 from core.token_estimate import estimate_prompt_tokens
+
+# The SDK logs each request's options, the prompt among them, at DEBUG when GROQ_LOG=debug is set:
+# patient data must never reach a log, whatever the environment says.
+logging.getLogger("groq").setLevel(logging.WARNING)
 
 LOCAL_PLACEHOLDER_KEY = "medops-local-endpoint"  # the SDK insists on a key; the local endpoint takes any
 MAX_REASON_CHARS = 300
@@ -185,8 +190,8 @@ class Gateway:
                         max_completion_tokens=request.max_completion_tokens,
                         timeout=timeout,
                     ), timeout)
-                completion = _completion(await raw.parse(), model, parse_rate_limit_headers(raw.headers))
-        except (TimeoutError, groq.APITimeoutError):
+                completion = _completion(await raw.parse(), request, model, parse_rate_limit_headers(raw.headers))
+        except (TimeoutError, groq.APITimeoutError, httpx.TimeoutException):  # the last: a stream gone quiet
             self._counts["timeouts"] += 1
             raise self._unavailable(f"no answer within {timeout:.3g}s", None, GatewayTimeout) from None
         except groq.APIConnectionError as exc:
@@ -219,29 +224,30 @@ class Gateway:
                 stream=True,
                 timeout=http_timeout,
             )
-        pieces: list[str] = []
+        text, finished = "", False
         answered_model, request_id, usage = model, None, None
         async with await raw.parse() as stream:
             async for chunk in stream:
                 answered_model = chunk.model or answered_model
                 x_groq = getattr(chunk, "x_groq", None)
                 if x_groq is not None:
+                    if getattr(x_groq, "error", None):  # Groq's word for a stream it stopped early
+                        raise self._unavailable("the answer was stopped early by the server", None)
                     request_id = x_groq.id or request_id
                     usage = getattr(x_groq, "usage", None) or usage
                 usage = getattr(chunk, "usage", None) or usage
-                piece = chunk.choices[0].delta.content if chunk.choices else None
-                if piece:
-                    pieces.append(piece)
-                    on_text("".join(pieces))
-        # Groq puts usage on the last chunk. A stream without it is counted as its whole reservation
-        # (prompt estimate + max_completion_tokens): the quota must never count less than the server did.
-        return Completion(
-            text="".join(pieces), model=answered_model,
-            prompt_tokens=usage.prompt_tokens if usage else estimate_prompt_tokens(request.prompt),
-            completion_tokens=usage.completion_tokens if usage else request.max_completion_tokens,
-            queue_time=getattr(usage, "queue_time", None), total_time=getattr(usage, "total_time", None),
-            request_id=request_id, headers=parse_rate_limit_headers(raw.headers),
-        )
+                if chunk.choices:
+                    finished = finished or chunk.choices[0].finish_reason is not None
+                    piece = chunk.choices[0].delta.content
+                    if piece:
+                        text += piece  # grows in place while nothing else holds it: not a join per piece
+                        on_text(text)
+        if not finished:  # ended without a finish reason: a cut-off answer must not pass for a whole one
+            raise self._unavailable("the answer ended before it was finished", None)
+        return _counted(Completion(text=text, model=answered_model, prompt_tokens=0, completion_tokens=0,
+                                   queue_time=getattr(usage, "queue_time", None),
+                                   total_time=getattr(usage, "total_time", None), request_id=request_id,
+                                   headers=parse_rate_limit_headers(raw.headers)), usage, request)
 
     def _unavailable(self, reason: str, status: int | None,
                      kind: type[UpstreamUnavailable] = UpstreamUnavailable) -> UpstreamUnavailable:
@@ -284,17 +290,26 @@ def _error_message(body: object) -> str:
     return ""
 
 
-def _completion(response: Any, model: str, headers: RateLimitHeaders) -> Completion:
+def _completion(response: Any, request: PromptRequest, model: str, headers: RateLimitHeaders) -> Completion:
     choice = response.choices[0] if response.choices else None
     usage = response.usage
     x_groq = getattr(response, "x_groq", None)
-    return Completion(
+    return _counted(Completion(
         text=(choice.message.content or "") if choice else "",
         model=response.model or model,
-        prompt_tokens=usage.prompt_tokens if usage else 0,
-        completion_tokens=usage.completion_tokens if usage else 0,
+        prompt_tokens=0,
+        completion_tokens=0,
         queue_time=usage.queue_time if usage else None,
         total_time=usage.total_time if usage else None,
         request_id=x_groq.id if x_groq else None,
         headers=headers,
-    )
+    ), usage, request)
+
+
+def _counted(completion: Completion, usage: Any, request: PromptRequest) -> Completion:
+    """The completion with Groq's token counts, or, when the answer carried none, its whole reservation
+    (prompt estimate + max_completion_tokens): the quota must never count less than the server did."""
+    if usage is not None:
+        return replace(completion, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+    return replace(completion, prompt_tokens=estimate_prompt_tokens(request.prompt),
+                   completion_tokens=request.max_completion_tokens)

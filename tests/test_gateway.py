@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
@@ -321,3 +324,51 @@ async def test_a_stream_without_usage_is_counted_as_its_whole_reservation(
     assert completion.text  # the answer itself came through
     assert completion.completion_tokens == 300  # never less than the server may have counted
     assert completion.prompt_tokens == estimate_prompt_tokens(asked.prompt)
+
+
+@pytest.mark.parametrize("cut", ["error", "no_finish"])
+async def test_a_stream_cut_off_early_is_a_failed_attempt_not_an_answer(
+        endpoint: LocalEndpoint, gateway: Gateway, monkeypatch: pytest.MonkeyPatch, cut: str) -> None:
+    def cut_off(answer: Any) -> Iterator[dict[str, Any]]:
+        chunks = list(stream_chunks(answer))
+        yield from chunks[:2]  # the role, then one piece of the text
+        if cut == "error":  # what Groq sends when it stops a stream part way
+            yield {**chunks[-1], "choices": [], "x_groq": {"id": answer.request_id, "error": "over capacity"}}
+
+    monkeypatch.setattr(local_endpoint, "stream_chunks", cut_off)
+    seen: list[str] = []
+    with pytest.raises(UpstreamUnavailable, match=r"stopped early|ended before it was finished"):
+        await gateway.send(request(on_text=seen.append), timeout=10)
+    assert seen[-1]  # a piece had been shown; the scheduler's retry starts the text again
+    assert gateway.stats.answered == 0 and gateway.stats.failed == 1
+
+
+SEND_WITH_SDK_DEBUG = """
+import asyncio, logging
+logging.basicConfig(level=logging.DEBUG)
+from core.config import DEFAULT_MODELS, Settings
+from core.endpoint_faults import FaultModes
+from core.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget
+from core.local_endpoint import LocalEndpoint
+from core.completions import PromptRequest
+
+async def main():
+    endpoint = LocalEndpoint(DEFAULT_MODELS, faults=FaultModes(latency_scale=0.0))
+    await endpoint.start()
+    gateway = Gateway(Settings(), GroqTarget("local", endpoint.url, LOCAL_PLACEHOLDER_KEY, in_process=False))
+    await gateway.send(PromptRequest("Jane Roe, HIV positive, asks about dosage", "triage"), timeout=10)
+    await gateway.close()
+    await endpoint.stop()
+    print("sent")
+
+asyncio.run(main())
+"""
+
+
+def test_the_sdk_never_logs_prompts_even_with_groq_log_debug() -> None:
+    env = {**os.environ, "GROQ_LOG": "debug"}
+    done = subprocess.run([sys.executable, "-c", SEND_WITH_SDK_DEBUG], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0 and "sent" in done.stdout, done.stderr[-2000:]
+    assert "DEBUG" in done.stderr  # logging was on, for the other libraries
+    assert "Jane Roe" not in done.stderr + done.stdout
