@@ -27,7 +27,7 @@ from core.completions import (
 from core.config import DEFAULT_MODELS, ModelLimits, Settings
 from core.endpoint_faults import FaultModes
 from core.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GatewayTimeout, GroqTarget, choose_target
-from core.groq_wire import stream_chunks
+from core.groq_wire import completion_body, stream_chunks
 from core.local_endpoint import LocalEndpoint
 from core.quota import QuotaBook
 from core.scheduler import Scheduler
@@ -372,3 +372,17 @@ def test_the_sdk_never_logs_prompts_even_with_groq_log_debug() -> None:
     assert done.returncode == 0 and "sent" in done.stdout, done.stderr[-2000:]
     assert "DEBUG" in done.stderr  # logging was on, for the other libraries
     assert "Jane Roe" not in done.stderr + done.stdout
+
+
+async def test_an_answer_without_usage_is_counted_as_its_whole_reservation(
+        endpoint: LocalEndpoint, gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    def without_usage(answer: Any) -> dict[str, Any]:
+        body = completion_body(answer)
+        body.pop("usage", None)
+        return body
+
+    monkeypatch.setattr(local_endpoint, "completion_body", without_usage)
+    asked = request(max_completion_tokens=250)
+    completion = await gateway.send(asked, timeout=10)
+    assert completion.text and completion.completion_tokens == 250
+    assert completion.prompt_tokens == estimate_prompt_tokens(asked.prompt)
