@@ -244,7 +244,8 @@ class MedopsApp(App[int]):
         try:
             if self.handle.core is None:
                 module = await asyncio.to_thread(importlib.import_module, "core.resource_core")
-                self.handle.core = module.ResourceCore(self.settings, self.locations)
+                # shares_cases: `medops extract --case` adds documents to this console's case memory
+                self.handle.core = module.ResourceCore(self.settings, self.locations, shares_cases=True)
             await self.handle.core.start()
         except Exception as exc:  # shown in the console, which stays up to be read
             self.post_message(CoreFailed(describe_error(exc)))

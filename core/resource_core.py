@@ -40,10 +40,14 @@ class CoreNotRunning(MedopsError):
 class ResourceCore:
     """The resource core: config, clock and every part, behind one snapshot."""
 
-    def __init__(self, settings: Settings, locations: Locations, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, locations: Locations, clock: Clock | None = None, *,
+                 shares_cases: bool = False) -> None:
+        """`shares_cases`: other processes on the same data folder find this core's case memory
+        (`CaseMemory.running`); for a long-lived core such as the console's, never a command's own."""
         self.settings = settings
         self.locations = locations
         self.clock = clock or SystemClock()
+        self._shares_cases = shares_cases
         self._started_at: float | None = None
         self._paused = False
         self._cases: CaseMemory | None = None
@@ -71,7 +75,8 @@ class ResourceCore:
             return
         self.locations.ensure()
         # Off the loop: reserving a large segment (and reclaiming dead runs' ones) takes a while.
-        self._cases = await asyncio.to_thread(CaseMemory.from_settings, self.settings, self.locations.data_dir)
+        shared_for = self.locations.data_dir if self._shares_cases else None
+        self._cases = await asyncio.to_thread(CaseMemory.from_settings, self.settings, shared_for)
         self._contexts = AgentContextPool(self.settings.agent_context_pool_size, self.clock,
                                           self.settings.context_leak_seconds)
         await self.ledger.start()  # before the quota, which reloads today's admissions from it

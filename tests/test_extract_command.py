@@ -11,6 +11,7 @@ import pytest
 from console.cli import main
 from core.case_errors import InvalidCaseId
 from core.case_memory import CaseMemory
+from core.case_segment import folder_tag
 from core.config import Settings
 from core.errors import DocumentError
 from core.paths import Locations
@@ -148,3 +149,17 @@ async def test_the_core_refuses_an_unusable_case_id_before_extracting(locations:
         assert core.snapshot().documents.done == 0
     finally:
         await core.stop()
+
+
+async def test_only_a_core_that_shares_its_cases_can_be_found_by_commands(locations: Locations) -> None:
+    command_core = ResourceCore(Settings(process_pool_size=1), locations)  # what each CLI command starts
+    console_core = ResourceCore(Settings(process_pool_size=1), locations, shares_cases=True)
+    await command_core.start()
+    await console_core.start()
+    try:
+        tag = folder_tag(locations.data_dir)
+        assert f"-{tag}-" not in command_core.cases.handle.path
+        assert f"-{tag}-" in console_core.cases.handle.path
+    finally:
+        await console_core.stop()
+        await command_core.stop()
