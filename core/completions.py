@@ -8,6 +8,7 @@ requests). No behaviour lives here beyond validating a request.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,9 @@ class InvalidRequest(SchedulerError):
     """A prompt request is malformed (empty agent, non-positive token budget...)."""
 
 
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
 def _new_request_id() -> str:
     return uuid.uuid4().hex
 
@@ -84,6 +88,9 @@ class PromptRequest:
             raise InvalidRequest(f"deadline must be a positive number of seconds, not {self.deadline!r}")
         if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
             raise InvalidRequest("model must be a model name or None for the default")
+        if not isinstance(self.request_id, str) or not REQUEST_ID.fullmatch(self.request_id):
+            # It is written to the ledger and shown in errors: an id, never text that could hold patient data.
+            raise InvalidRequest("request_id must be 1 to 64 letters, digits, '.', '_', ':' or '-'")
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from textual.widgets import Input
 
 from console.app import MedopsApp
-from console.forms.prompt import PromptForm, ReplyCard
-from core.completions import PromptRequest, PromptResult
+from console.forms.prompt import PromptForm, ReplyCard, build_request
+from core.completions import InvalidRequest, PromptRequest, PromptResult
 from core.config import Settings
 from core.paths import Locations
 from core.quota import RequestTooLarge
@@ -60,4 +61,16 @@ async def test_a_refused_prompt_comes_back_and_earlier_ones_are_recalled(locatio
         await pilot.press("up")  # no earlier one: stays
         assert box.value == "first, a very long referral letter"
         await pilot.press("down", "down")
-        assert box.value == ""
+        assert box.value == "now typing a third"  # back to the draft ↑ left, not an empty box
+        await pilot.press("up", *" (edited)", "down")
+        assert box.value == "second prompt (edited)"  # an edited recall is the draft now: ↓ keeps it
+        await pilot.press("up")
+        assert box.value == "second prompt"
+
+
+def test_request_ids_are_unique_across_consoles_and_only_ids() -> None:
+    first, again = build_request("x", "triage", "normal", "llama-3.1-8b-instant", 1), \
+        build_request("x", "triage", "normal", "llama-3.1-8b-instant", 1)
+    assert first.request_id.startswith("console-1-") and first.request_id != again.request_id
+    with pytest.raises(InvalidRequest, match="request_id must be"):
+        PromptRequest("x", "triage", request_id="Jane Roe's referral")

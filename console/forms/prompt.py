@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -80,6 +81,7 @@ class PromptForm(Vertical):
         self._headers: dict[int, str] = {}  # "#n agent · priority · model" of each card
         self._sent: collections.deque[str] = collections.deque(maxlen=RECALLED)  # newest last
         self._recalling = 0  # how far back ↑ has gone (0: not recalling)
+        self._draft = ""  # what was in the box when ↑ was first pressed
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form-row"):
@@ -124,7 +126,9 @@ class PromptForm(Vertical):
         shown = [0]  # length of the text last drawn
 
         def on_text(so_far: str) -> None:
-            if not so_far or len(so_far) - shown[0] >= STREAM_STEP:
+            # Each redraw renders the whole text: the step grows with it, so a long answer costs
+            # a few dozen redraws, not one per STREAM_STEP characters.
+            if not so_far or len(so_far) - shown[0] >= max(STREAM_STEP, shown[0] // 8):
                 shown[0] = len(so_far)
                 self.post_message(PromptStreaming(number, so_far))
 
@@ -167,18 +171,24 @@ class PromptForm(Vertical):
         card.update(f"#{message.number} [reverse $error] failed [/] {figures.text(message.reason)} [dim]({kept})[/]")
 
     def action_recall(self, step: int) -> None:
-        """↑ puts earlier prompts in the box, ↓ later ones (then an empty box)."""
-        if not self._sent:
-            return
-        self._recalling = max(0, min(len(self._sent), self._recalling + step))
+        """↑ puts earlier prompts in the box, ↓ later ones, then what was being typed before ↑."""
         text_input = self.query_one("#prompt-text", Input)
-        text_input.value = self._sent[-self._recalling] if self._recalling else ""
+        if self._recalling and text_input.value != self._sent[-self._recalling]:
+            self._recalling = 0  # edited since it was recalled: that is the draft now
+        if self._recalling == 0:
+            self._draft = text_input.value
+        position = max(0, min(len(self._sent), self._recalling + step))
+        if self._recalling == 0 and position == 1 and len(self._sent) > 1 and self._sent[-1] == self._draft:
+            position = 2  # the box already holds the latest (a refused prompt put back): go one further
+        self._recalling = position
+        text_input.value = self._sent[-position] if position else self._draft
         text_input.cursor_position = len(text_input.value)
 
     def _remember(self, text: str) -> None:
         if not self._sent or self._sent[-1] != text:
             self._sent.append(text)
         self._recalling = 0
+        self._draft = ""
 
     def _card(self, number: int) -> ReplyCard:
         return self.query_one(f"#reply-{number}", ReplyCard)
@@ -189,8 +199,9 @@ def build_request(text: str, agent: str, priority: str, model: str, number: int,
     """A `PromptRequest` as the scheduler's contract defines it (streamed when `on_text` is given)."""
     from core.completions import Priority, PromptRequest
 
+    # Card numbers restart with each console; the id goes to the ledger, so it must be unique across runs.
     return PromptRequest(prompt=text, agent=agent, priority=Priority.parse(priority), model=model,
-                         request_id=f"console-{number}", on_text=on_text)
+                         request_id=f"console-{number}-{uuid.uuid4().hex[:12]}", on_text=on_text)
 
 
 def reply_text(number: int, result: PromptResult) -> str:
