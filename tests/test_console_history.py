@@ -3,6 +3,7 @@ ledger off, no prompt text on screen; frozen screenshots at 80x24 and 160x48."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -204,3 +205,47 @@ def test_the_history_tab(snap_compare: Callable[..., bool], locations: Locations
                          size: tuple[int, int]) -> None:
     app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenHistoryCore())  # type: ignore[arg-type]
     assert snap_compare(app, terminal_size=size, run_before=open_history)
+
+
+class SlowHistoryCore(FrozenCore):
+    """A frozen core whose history reads wait for the test, counting how many run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.running_now = self.most_at_once = self.reads = 0
+
+    async def request_history(self, **_: Any) -> RequestHistory:
+        return await self._read(RequestHistory((), None, earlier_runs=True))
+
+    async def alert_history(self, **_: Any) -> AlertHistory:
+        return await self._read(AlertHistory((), None, earlier_runs=True))
+
+    async def _read(self, page: Any) -> Any:
+        self.reads += 1
+        self.running_now += 1
+        self.most_at_once = max(self.most_at_once, self.running_now)
+        try:
+            await self.release.wait()
+            return page
+        finally:
+            self.running_now -= 1
+
+
+async def test_snapshots_during_a_slow_read_never_start_more_reads(locations: Locations) -> None:
+    core = SlowHistoryCore()
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=core)  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("6")
+        assert await until(pilot, lambda: core.reads == 2)  # one read per table, held by the core
+        busy = busy_snapshot()
+        for n in range(1, 6):  # new requests finish while the reads are slow
+            scheduler = dataclasses.replace(busy.scheduler, completed=busy.scheduler.completed + n)
+            app.apply_snapshot(dataclasses.replace(busy, scheduler=scheduler))
+            await pilot.pause()
+        assert core.reads == 2 and core.most_at_once == 2
+        core.release.set()
+        app.apply_snapshot(dataclasses.replace(busy, scheduler=dataclasses.replace(
+            busy.scheduler, completed=busy.scheduler.completed + 9)))
+        assert await until(pilot, lambda: core.reads == 4)  # the activity seen meanwhile is read once, after

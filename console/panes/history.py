@@ -114,6 +114,8 @@ class HistoryPane(Vertical):
                           tuple((alert.name, alert.updated_at) for alert in snapshot.alerts))
         if not self.is_on_screen or self._activity == self._read_at:
             return
+        if any(self._loading.values()):
+            return  # one read at a time: the next snapshot after it lands still sees the activity unread
         if self.following:
             self.reload()
         else:
@@ -196,6 +198,13 @@ class HistoryPane(Vertical):
             alerts = self.alerts = cast("AlertHistory", message.history)
             add_fitted(table, [alert_cells(alert, self._now) for alert in alerts.alerts])
         self._titles()
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Activity seen while a read was out (see `apply`) is read now, once, if the tab follows the newest."""
+        if not any(self._loading.values()) and self._activity != self._read_at and self.is_on_screen \
+                and self.following:
+            self.reload()
 
     @on(PageFailed)
     def _show_failure(self, message: PageFailed) -> None:
