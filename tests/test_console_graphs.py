@@ -151,10 +151,13 @@ def test_the_6h_graph(snap_compare: Callable[..., bool], locations: Locations, s
 
 
 def test_a_long_ring_is_drawn_as_peaks_per_slice_keeping_spikes() -> None:
-    points = [(float(x - 3_600), 10.0) for x in range(3_600)]
-    points[1_234] = (points[1_234][0], 97.0)  # one second of 97% in an hour of 10%
+    now = 1_800_000_000.5
+    points = [(now - 3_600 + x, 10.0) for x in range(3_601)]  # an hour and its last second, at 10%
+    points[1_234] = (points[1_234][0], 97.0)  # one second of 97%
     drawn = peaks(points, 3_600.0, 400)
     assert len(drawn) <= 400
-    assert max(y for _, y in drawn) == 97.0 and (points[1_234][0], 97.0) in drawn
-    assert [x for x, _ in drawn] == sorted(x for x, _ in drawn)
+    assert (points[1_234][0], 97.0) in drawn
+    assert [at for at, _ in drawn] == sorted(at for at, _ in drawn)
+    later = peaks([*points[1:], (now + 1, 10.0)], 3_600.0, 400)  # a second on: the spike keeps its place
+    assert (points[1_234][0], 97.0) in later
     assert peaks(points[:300], 3_600.0, 400) == points[:300]  # few enough: drawn as they are

@@ -256,24 +256,25 @@ def axis_unit(span: float) -> tuple[float, str]:
 def _plot(widget: PlotextPlot, title: str, history: tuple[tuple[float, float], ...], now: float,
           window: float) -> None:
     """Points inside the window, x before now, at most LEDGER_POINTS of them."""
-    inside = [(at - now, value) for at, value in history if now - at <= window]
-    _draw_line(widget, title, peaks(inside, window, LEDGER_POINTS), window)
+    inside = peaks([(at, value) for at, value in history if now - at <= window], window, LEDGER_POINTS)
+    _draw_line(widget, title, [(at - now, value) for at, value in inside], window)
 
 
 def peaks(points: list[tuple[float, float]], window: float, most: int) -> list[tuple[float, float]]:
-    """At most `most` points: the highest of each equal slice of the window, so a spike stays visible.
+    """At most `most` of (time, value) points: the highest of each time slice, so a spike stays visible.
 
     The 1h ring holds 3,600 samples; a 160-column braille plot shows ~320 across, and drawing
-    every sample each second cost ~5% of a core. Same rule as the ledger's spans.
+    every sample each second cost ~5% of a core. Slices are aligned to multiples of their width,
+    like the ledger's buckets, so a point does not move between slices as time passes.
     """
     if len(points) <= most:
         return points
-    width = window / most
+    width = window / (most - 1)  # an aligned window cuts at most `most` slices, partial ones at both ends
     best: dict[int, tuple[float, float]] = {}
-    for x, y in points:
-        slot = int((x + window) // width)
-        if slot not in best or y > best[slot][1]:
-            best[slot] = (x, y)
+    for at, value in points:
+        slot = math.floor(at / width)
+        if slot not in best or value > best[slot][1]:
+            best[slot] = (at, value)
     return [best[slot] for slot in sorted(best)]
 
 
