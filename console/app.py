@@ -26,10 +26,11 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
+from console.error_text import describe_error
 from console.forms.availability import CoreHandle
 from console.forms.document import DocumentForm
 from console.forms.limits import LimitsScreen
-from console.forms.prompt import PromptForm, describe_error
+from console.forms.prompt import PromptForm
 from console.forms.search import SearchForm
 from console.hangup import (
     end_process_after,

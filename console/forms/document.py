@@ -15,9 +15,9 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, Label, OptionList, ProgressBar, TextArea
 
+from console.error_text import describe_error
 from console.forms.availability import CoreHandle
 from console.forms.intake import IntakeSuggester
-from console.forms.prompt import describe_error
 from core.intake import Intake, IntakeRefused
 
 if TYPE_CHECKING:

@@ -22,8 +22,8 @@ from textual.message import Message
 from textual.widgets import Label, Static
 
 from console import figures
+from console.error_text import describe_error
 from console.forms.availability import CoreHandle
-from console.forms.prompt import describe_error
 
 if TYPE_CHECKING:
     from core.limit_changes import LimitChangeHistory

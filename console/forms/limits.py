@@ -17,9 +17,9 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label
 
+from console.error_text import describe_error
 from console.forms.availability import CoreHandle
 from console.forms.limit_history import LimitHistoryView
-from console.forms.prompt import describe_error
 from core.config import Settings, show_value
 from core.limits import LIVE, RESTART_ONLY, setting_help
 from core.snapshot import LimitChange

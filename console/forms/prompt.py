@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static
 
 from console import figures
+from console.error_text import describe_error
 from console.forms.availability import CoreHandle
 
 if TYPE_CHECKING:
@@ -211,12 +212,3 @@ def reply_text(number: int, result: PromptResult) -> str:
             f" · tokens {completion.prompt_tokens}+{completion.completion_tokens}"
             f" · latency {figures.millis(result.latency)} · queue wait {figures.millis(result.queue_wait)}"
             f" · attempts {result.attempts}\n{figures.text(completion.text)}")
-
-
-def describe_error(exc: BaseException) -> str:
-    """Our errors carry safe messages; anything else is named by type only."""
-    from core.errors import MedopsError
-
-    if isinstance(exc, MedopsError):
-        return f"{type(exc).__name__}: {exc}"
-    return f"{type(exc).__name__} (unexpected; see the log)"

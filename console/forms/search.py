@@ -10,8 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Label
 
+from console.error_text import describe_error
 from console.forms.availability import CoreHandle
-from console.forms.prompt import describe_error
 
 if TYPE_CHECKING:
     from core.knowledge import SearchHit

@@ -21,8 +21,8 @@ from textual.message import Message
 from textual.widgets import Static
 
 from console import figures
+from console.error_text import describe_error
 from console.forms.availability import CoreHandle
-from console.forms.prompt import describe_error
 from core.snapshot import CoreSnapshot
 
 if TYPE_CHECKING:

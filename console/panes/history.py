@@ -21,8 +21,9 @@ from textual.message import Message
 from textual.widgets import DataTable, Label, Static
 
 from console import figures
+from console.error_text import describe_error
 from console.forms.availability import CoreHandle
-from console.forms.prompt import AGENTS, describe_error
+from console.forms.prompt import AGENTS
 
 if TYPE_CHECKING:
     from core.completions import RequestRecord
