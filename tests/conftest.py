@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,3 +65,33 @@ def knowledge_ready(isolated_folders: Locations, built_knowledge: Path) -> Path:
     isolated_folders.ensure()
     shutil.copyfile(built_knowledge, isolated_folders.knowledge_db)
     return isolated_folders.knowledge_db
+
+
+@contextmanager
+def local_zone(zone: str) -> Iterator[None]:
+    """Local time is `zone` inside the block, so the times a test prints or draws are known."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+@pytest.fixture
+def utc_time() -> Iterator[None]:
+    """Local time is UTC: frozen screenshots do not depend on this machine's zone."""
+    with local_zone("UTC"):
+        yield
+
+
+@pytest.fixture
+def berlin_time() -> Iterator[None]:
+    """Local time is Europe/Berlin (not UTC, with summer time): printed local times are known and shifted."""
+    with local_zone("Europe/Berlin"):
+        yield

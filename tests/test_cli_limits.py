@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,20 +12,6 @@ from core.clock import FakeClock
 from core.limit_changes import MAX_HISTORY
 from core.paths import Locations
 from tests.test_limit_changes import held, one_run
-
-
-@pytest.fixture
-def berlin_time() -> Iterator[None]:
-    """Local time is Europe/Berlin for the test, so the times printed are known."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "Europe/Berlin"
-    time.tzset()
-    yield
-    if before is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = before
-    time.tzset()
 
 
 @pytest.mark.usefixtures("knowledge_ready")

@@ -22,7 +22,6 @@ from core.paths import Locations
 from core.resource_core import ResourceCore
 from core.snapshot import Alert
 from tests.console_data import NOW, FrozenCore, busy_snapshot
-from tests.test_console_limit_history import utc_time  # noqa: F401  (a fixture)
 from tests.test_console_live import until
 from tests.test_history import record, recorded
 from tests.test_limit_changes import held
@@ -185,23 +184,16 @@ async def open_history(pilot: Pilot[Any]) -> None:
     """Show the History tab once the first snapshot is in and both tables have their page."""
     app = pilot.app
     assert isinstance(app, MedopsApp)
-    for _ in range(100):
-        if app.snapshots_applied:
-            break
-        await pilot.pause(0.02)
+    await until(pilot, lambda: app.snapshots_applied > 0, within=2.0)
     await pilot.press("6")
     pane = app.query_one(HistoryPane)
-    for _ in range(100):
-        if pane.fetches >= 2:
-            break
-        await pilot.pause(0.02)
-    assert pane.fetches >= 2
+    assert await until(pilot, lambda: pane.fetches >= 2, within=2.0)
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
-def test_the_history_tab(snap_compare: Callable[..., bool], locations: Locations, utc_time: None,  # noqa: F811
+def test_the_history_tab(snap_compare: Callable[..., bool], locations: Locations, utc_time: None,
                          size: tuple[int, int]) -> None:
     app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenHistoryCore())  # type: ignore[arg-type]
     assert snap_compare(app, terminal_size=size, run_before=open_history)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import io
-import os
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -135,35 +133,15 @@ class FrozenHistoryCore(FrozenCore):
         return LimitChangeHistory(changes[:limit], earlier_runs=True)
 
 
-@pytest.fixture
-def utc_time() -> Iterator[None]:
-    """Local time is UTC for the test, so the frozen screenshots do not depend on this machine's zone."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if before is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = before
-    time.tzset()
-
 
 async def open_history(pilot: Pilot[Any]) -> None:
     """Open the Limits form and wait for its history; no blinking cursor."""
     app = pilot.app
     assert isinstance(app, MedopsApp)
-    for _ in range(100):
-        if app.snapshots_applied:
-            break
-        await pilot.pause(0.02)
+    await until(pilot, lambda: app.snapshots_applied > 0, within=2.0)
     await pilot.press("l")
     view = app.screen.query_one(LimitHistoryView)
-    for _ in range(100):
-        if view.fetches:
-            break
-        await pilot.pause(0.02)
-    assert view.fetches
+    assert await until(pilot, lambda: view.fetches > 0, within=2.0)
     for field in app.screen.query(Input):
         field.cursor_blink = False
     await pilot.pause()
