@@ -16,7 +16,7 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -244,10 +244,7 @@ class Gateway:
                         on_text(text)
         if not finished:  # ended without a finish reason: a cut-off answer must not pass for a whole one
             raise self._unavailable("the answer ended before it was finished", None)
-        return _counted(Completion(text=text, model=answered_model, prompt_tokens=0, completion_tokens=0,
-                                   queue_time=getattr(usage, "queue_time", None),
-                                   total_time=getattr(usage, "total_time", None), request_id=request_id,
-                                   headers=parse_rate_limit_headers(raw.headers)), usage, request)
+        return _answer(text, answered_model, usage, request_id, parse_rate_limit_headers(raw.headers), request)
 
     def _unavailable(self, reason: str, status: int | None,
                      kind: type[UpstreamUnavailable] = UpstreamUnavailable) -> UpstreamUnavailable:
@@ -291,25 +288,21 @@ def _error_message(body: object) -> str:
 
 
 def _completion(response: Any, request: PromptRequest, model: str, headers: RateLimitHeaders) -> Completion:
+    """A non-streamed answer as a Completion."""
     choice = response.choices[0] if response.choices else None
-    usage = response.usage
     x_groq = getattr(response, "x_groq", None)
-    return _counted(Completion(
-        text=(choice.message.content or "") if choice else "",
-        model=response.model or model,
-        prompt_tokens=0,
-        completion_tokens=0,
-        queue_time=usage.queue_time if usage else None,
-        total_time=usage.total_time if usage else None,
-        request_id=x_groq.id if x_groq else None,
-        headers=headers,
-    ), usage, request)
+    return _answer((choice.message.content or "") if choice else "", response.model or model, response.usage,
+                   x_groq.id if x_groq else None, headers, request)
 
 
-def _counted(completion: Completion, usage: Any, request: PromptRequest) -> Completion:
-    """The completion with Groq's token counts, or, when the answer carried none, its whole reservation
+def _answer(text: str, model: str, usage: Any, request_id: str | None, headers: RateLimitHeaders,
+            request: PromptRequest) -> Completion:
+    """One answer, streamed or not, with Groq's token counts; when it carried none, its whole reservation
     (prompt estimate + max_completion_tokens): the quota must never count less than the server did."""
-    if usage is not None:
-        return replace(completion, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
-    return replace(completion, prompt_tokens=estimate_prompt_tokens(request.prompt),
-                   completion_tokens=request.max_completion_tokens)
+    return Completion(
+        text=text, model=model,
+        prompt_tokens=usage.prompt_tokens if usage else estimate_prompt_tokens(request.prompt),
+        completion_tokens=usage.completion_tokens if usage else request.max_completion_tokens,
+        queue_time=getattr(usage, "queue_time", None), total_time=getattr(usage, "total_time", None),
+        request_id=request_id, headers=headers,
+    )

@@ -124,8 +124,7 @@ class Intake:
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
             raise IntakeRefused(f"{name}: cannot be resolved ({exc.__class__.__name__}); check the path") from None
         if not any(resolved.is_relative_to(folder) for folder in self._resolved_folders()):
-            folders = ":".join(str(f) for f in self.folders)
-            raise IntakeRefused(f"{name}: lies outside the intake folders ({folders}); copy it into one, "
+            raise IntakeRefused(f"{name}: lies outside the intake folders ({listing}); copy it into one, "
                                 "or add its folder to intake_dirs (MEDOPS_INTAKE_DIRS)")
         try:
             info = resolved.stat()
