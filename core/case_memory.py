@@ -179,20 +179,12 @@ class CaseMemory:
 
     def store(self, case_id: str, case: dict[str, Any]) -> None:
         """Put a case in memory; an id already there is overwritten in its own slot."""
-        try:
+        try:  # `_key` inlined: store, get and release are the hot path
             key, h, tagged = _key_parts(case_id)
         except (TypeError, ValueError):
             self._count_rejection("invalid_id")
             raise InvalidCaseId(case_id, MAX_KEY_BYTES) from None
-        try:
-            payload = encode_case(case)
-        except EncodeError:
-            self._count_rejection("not_encodable")
-            raise CaseNotEncodable(case_id) from None
-        size = len(payload)
-        if size > self._limit:
-            self._count_rejection("too_large")
-            raise CaseTooLarge(case_id, size, self._limit)
+        payload = self._encoded(case_id, case, locked=False)
         digest = checksum(payload)
         self._lock()
         try:
@@ -213,14 +205,7 @@ class CaseMemory:
             if found is _RETRY:
                 raise CaseMemoryError(f"case {case_id!r} fails its checksum in {self._segment.path}; store it again")
             case = change(None if found is None else decode_case(found))  # type: ignore[arg-type]
-            try:
-                payload = encode_case(case)
-            except EncodeError:
-                self._bump(_REJECTED_AT["not_encodable"])
-                raise CaseNotEncodable(case_id) from None
-            if len(payload) > self._limit:
-                self._bump(_REJECTED_AT["too_large"])
-                raise CaseTooLarge(case_id, len(payload), self._limit)
+            payload = self._encoded(case_id, case, locked=True)
             self._put(case_id, key, h, tagged, payload, checksum(payload))
         finally:
             self._unlock()
@@ -228,7 +213,7 @@ class CaseMemory:
 
     def get(self, case_id: str) -> dict[str, Any]:
         """The case stored under this id (a fresh dict); UnknownCase if there is none."""
-        try:
+        try:  # `_key_or_refuse` inlined: store, get and release are the hot path
             _, h, tagged = _key_parts(case_id)
         except (TypeError, ValueError):
             raise InvalidCaseId(case_id, MAX_KEY_BYTES) from None
@@ -241,7 +226,7 @@ class CaseMemory:
 
     def release(self, case_id: str) -> None:
         """Free the case's slot; UnknownCase if there is none."""
-        try:
+        try:  # `_key_or_refuse` inlined: store, get and release are the hot path
             _, h, tagged = _key_parts(case_id)
         except (TypeError, ValueError):
             raise InvalidCaseId(case_id, MAX_KEY_BYTES) from None
@@ -423,19 +408,38 @@ class CaseMemory:
     # -- bookkeeping -----------------------------------------------------------------------------
 
     def _key(self, case_id: str, *, count: bool) -> tuple[bytes, int, bytes]:
-        """Key bytes, hash and tagged form of a case id (InvalidCaseId if it cannot be a key)."""
+        """Key bytes, hash and tagged form of a case id (InvalidCaseId, counted if `count`, if it cannot be a key)."""
         try:
-            return _key_parts(case_id)
-        except (TypeError, ValueError):
+            return _key_or_refuse(case_id)
+        except InvalidCaseId:
             if count:
                 self._count_rejection("invalid_id")
-            raise InvalidCaseId(case_id, MAX_KEY_BYTES) from None
+            raise
+
+    def _encoded(self, case_id: str, case: dict[str, Any], *, locked: bool) -> bytes:
+        """The case's bytes; a case JSON cannot carry or no slot holds is refused and counted.
+
+        `locked`: the caller holds the writer lock, so the count is bumped directly.
+        """
+        try:
+            payload = encode_case(case)
+        except EncodeError:
+            self._count_rejection("not_encodable", locked=locked)
+            raise CaseNotEncodable(case_id) from None
+        if len(payload) > self._limit:
+            self._count_rejection("too_large", locked=locked)
+            raise CaseTooLarge(case_id, len(payload), self._limit)
+        return payload
 
     def _bump(self, at: int) -> None:
         """Add one to a counter (caller holds the lock)."""
         U64.pack_into(self._buf, at, U64.unpack_from(self._buf, at)[0] + 1)
 
-    def _count_rejection(self, reason: str) -> None:
+    def _count_rejection(self, reason: str, *, locked: bool = False) -> None:
+        """Count a refusal (taking the writer lock unless the caller holds it)."""
+        if locked:
+            self._bump(_REJECTED_AT[reason])
+            return
         self._lock()
         try:
             self._bump(_REJECTED_AT[reason])
@@ -453,8 +457,12 @@ class CaseMemory:
 
 def check_case_id(case_id: str) -> None:
     """Refuse an id no slot can hold (not a string, empty, or over MAX_KEY_BYTES encoded) with InvalidCaseId."""
+    _key_or_refuse(case_id)
+
+
+def _key_or_refuse(case_id: str) -> tuple[bytes, int, bytes]:
     try:
-        _key_parts(case_id)
+        return _key_parts(case_id)
     except (TypeError, ValueError):
         raise InvalidCaseId(case_id, MAX_KEY_BYTES) from None
 
