@@ -62,15 +62,16 @@ def _running_case_memory(case_id: str) -> CaseMemory | None:
     from core.case_memory import CaseMemory, check_case_id
     from core.errors import CaseMemoryError
 
+    data_dir = locate().data_dir
     try:
         check_case_id(case_id)
-        found = CaseMemory.running(locate().data_dir)
+        found = CaseMemory.running(data_dir)
     except CaseMemoryError as exc:
         print(f"medops: {exc}", file=sys.stderr)
         return None
     if found is None:
         print("medops: --case adds the text to a case in the case memory of a running medops, and none runs on "
-              f"{locate().data_dir}: start the console (make run) and run this again, or leave out --case. "
+              f"{data_dir}: start the console (make run) and run this again, or leave out --case. "
               "Nothing was extracted.", file=sys.stderr)
         return None
     pid, cases = found
