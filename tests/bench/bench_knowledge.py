@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -112,6 +113,22 @@ def test_uncached_point_lookups_per_second_with_1_and_2_threads(knowledge_file: 
     print(f"\nuncached point lookups: 1 thread {one:,.0f}/s   2 threads {two:,.0f}/s   ({two / one:.2f}x)")
 
 
+async def _queries_on_the_loop(knowledge_file: Path, sql: str,
+                               params: Callable[[], list[Any]]) -> tuple[float, float, int]:
+    """Loop lag while the reference design runs queries on the loop: `execute(...).fetchall()` back to back."""
+    con = duckdb.connect(str(knowledge_file), read_only=True)
+
+    async def load(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            con.execute(sql, params()).fetchall()
+            await asyncio.sleep(0)
+
+    try:
+        return await _lag_p99(load)
+    finally:
+        con.close()
+
+
 async def _lag_p99(load: Callable[[asyncio.Event], Awaitable[object]]) -> tuple[float, float, int]:
     """The loop's lag (p99, max, in ms) sampled every 1 ms while `load` runs."""
     stop = asyncio.Event()
@@ -139,17 +156,7 @@ def test_event_loop_lag_while_two_threads_query_flat_out(knowledge_file: Path, c
         return result
 
     async def on_the_loop() -> tuple[float, float, int]:
-        # The reference design: a connection from its pool, `execute(...).fetchall()` on the loop.
-        con = duckdb.connect(str(knowledge_file), read_only=True)
-
-        async def load(stop: asyncio.Event) -> None:
-            while not stop.is_set():
-                con.execute(CODE_SQL, [rng.choice(codes)]).fetchall()
-                await asyncio.sleep(0)
-
-        result = await _lag_p99(load)
-        con.close()
-        return result
+        return await _queries_on_the_loop(knowledge_file, CODE_SQL, lambda: [rng.choice(codes)])
 
     async def idle() -> tuple[float, float, int]:
         async def load(stop: asyncio.Event) -> None:
@@ -191,16 +198,7 @@ def test_event_loop_lag_while_two_threads_search_flat_out(knowledge_file: Path) 
         return result
 
     async def on_the_loop() -> tuple[float, float, int]:
-        con = duckdb.connect(str(knowledge_file), read_only=True)
-
-        async def load(stop: asyncio.Event) -> None:
-            while not stop.is_set():
-                con.execute(SEARCH_SQL, [words(), 20]).fetchall()
-                await asyncio.sleep(0)
-
-        result = await _lag_p99(load)
-        con.close()
-        return result
+        return await _queries_on_the_loop(knowledge_file, SEARCH_SQL, lambda: [words(), 20])
 
     ours_rounds, reference_rounds = [], []
     for _ in range(ROUNDS):
