@@ -14,7 +14,7 @@ test: setup
 	$(BIN)/pytest
 
 lint: setup
-	$(BIN)/ruff check core console tests
+	$(BIN)/ruff check medops core console tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

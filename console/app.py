@@ -26,37 +26,37 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
-from console.error_text import describe_error
-from console.forms.availability import CoreHandle
-from console.forms.document import DocumentForm
-from console.forms.limits import LimitsScreen
-from console.forms.prompt import PromptForm
-from console.forms.search import SearchForm
-from console.hangup import (
+from medops.console.error_text import describe_error
+from medops.console.forms.availability import CoreHandle
+from medops.console.forms.document import DocumentForm
+from medops.console.forms.limits import LimitsScreen
+from medops.console.forms.prompt import PromptForm
+from medops.console.forms.search import SearchForm
+from medops.console.hangup import (
     end_process_after,
     install_signal_handlers,
     silence_terminal,
     terminal_alive,
     terminal_fd,
 )
-from console.help import HelpScreen
-from console.panes.alerts import AlertsPane
-from console.panes.documents import DocumentsPane
-from console.panes.graphs import WINDOWS, GraphsPane, span_label
-from console.panes.history import HistoryPane
-from console.panes.pane import SnapshotPane
-from console.panes.pools import PoolsPane
-from console.panes.quota import QuotaPane
-from console.panes.slots import SlotsPane
-from console.panes.status import ConsoleState, StatusLine
-from console.theme_files import choose_theme, load_themes, themes_dir
-from core.config import Settings
-from core.intake import Intake
-from core.paths import Locations
-from core.snapshot import CoreSnapshot
+from medops.console.help import HelpScreen
+from medops.console.panes.alerts import AlertsPane
+from medops.console.panes.documents import DocumentsPane
+from medops.console.panes.graphs import WINDOWS, GraphsPane, span_label
+from medops.console.panes.history import HistoryPane
+from medops.console.panes.pane import SnapshotPane
+from medops.console.panes.pools import PoolsPane
+from medops.console.panes.quota import QuotaPane
+from medops.console.panes.slots import SlotsPane
+from medops.console.panes.status import ConsoleState, StatusLine
+from medops.console.theme_files import choose_theme, load_themes, themes_dir
+from medops.core.documents.intake import Intake
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
+from medops.core.snapshot import CoreSnapshot
 
 if TYPE_CHECKING:
-    from core.resource_core import ResourceCore
+    from medops.core.resource_core import ResourceCore
 
 # Refresh intervals the +/- keys step through (seconds); the configured one is added.
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -244,7 +244,7 @@ class MedopsApp(App[int]):
         """Build the core (its imports on a thread) and start it on Textual's loop."""
         try:
             if self.handle.core is None:
-                module = await asyncio.to_thread(importlib.import_module, "core.resource_core")
+                module = await asyncio.to_thread(importlib.import_module, "medops.core.resource_core")
                 # shares_cases: `medops extract --case` adds documents to this console's case memory
                 self.handle.core = module.ResourceCore(self.settings, self.locations, shares_cases=True)
             await self.handle.core.start()

@@ -7,20 +7,20 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-import core
-from console.commands import COMMANDS
-from core.errors import MedopsError
+from medops.console.commands import COMMANDS
+from medops.core import __version__
+from medops.core.errors import MedopsError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medops", description="Operations console for the medops resource core.")
-    parser.add_argument("--version", action="version", version=f"medops {core.__version__}")
+    parser.add_argument("--version", action="version", version=f"medops {__version__}")
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (else MEDOPS_CONFIG, else the XDG one)")
     parser.add_argument("--theme", metavar="NAME", help="console theme (a file in themes/)")
     parser.add_argument("--no-mouse", action="store_true", help="keyboard only: do not capture the mouse")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"console.commands.{name}").register(subparsers)
+        importlib.import_module(f"medops.console.commands.{name}").register(subparsers)
     return parser
 
 
@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command is None:
-            from console.commands.run import run_console
+            from medops.console.commands.run import run_console
 
             return run_console(args)
         return int(args.handler(args))

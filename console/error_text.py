@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def describe_error(exc: BaseException) -> str:
     """Our errors carry safe messages (never patient data); anything else is named by type only."""
-    from core.errors import MedopsError
+    from medops.core.errors import MedopsError
 
     if isinstance(exc, MedopsError):
         return f"{type(exc).__name__}: {exc}"

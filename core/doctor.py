@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.paths import Locations
+from medops.core.settings.paths import Locations
 
 # Distribution name -> why medops needs it. All are essential.
 DEPENDENCIES = {

@@ -17,11 +17,11 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
-from core.clock import Clock
-from core.config import Settings
-from core.errors import MedopsError
-from core.percentile import percentile
-from core.snapshot import PoolSnapshot
+from medops.core.clock import Clock
+from medops.core.errors import MedopsError
+from medops.core.percentile import percentile
+from medops.core.settings.config import Settings
+from medops.core.snapshot import PoolSnapshot
 
 P = ParamSpec("P")
 T = TypeVar("T")

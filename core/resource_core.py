@@ -10,27 +10,27 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from core.case_documents import store_document
-from core.case_memory import CaseMemory, check_case_id
-from core.clock import Clock, SystemClock
-from core.completions import PromptRequest, PromptResult
-from core.config import Settings
-from core.contexts import AgentContextPool
-from core.documents import DocumentPipeline, DocumentResult, ProgressCallback
-from core.errors import ConfigError, MedopsError
-from core.executors import Executors
-from core.groq_path import GroqPath
-from core.history import AlertHistory, Before, RequestHistory, alert_page, request_page
-from core.intake import Intake
-from core.knowledge import CodeEntry, KnowledgeService, SearchHit
-from core.ledger import Ledger
-from core.limit_changes import LimitChangeHistory, latest_changes
-from core.limits import LimitHistory, apply_live, validated_change
-from core.metric_history import MetricHistory, metrics_over
-from core.paths import Locations
-from core.snapshot import ContextPoolSnapshot, CoreSnapshot, SlotsSnapshot
-from core.tick import CoreTick
-from core.tuner import TUNED_KNOBS
+from medops.core.clock import Clock, SystemClock
+from medops.core.documents.case_entry import store_document
+from medops.core.documents.intake import Intake
+from medops.core.documents.pipeline import DocumentPipeline, DocumentResult, ProgressCallback
+from medops.core.errors import ConfigError, MedopsError
+from medops.core.executors import Executors
+from medops.core.groq.path import GroqPath
+from medops.core.groq.requests import PromptRequest, PromptResult
+from medops.core.knowledge.service import CodeEntry, KnowledgeService, SearchHit
+from medops.core.ledger.history import AlertHistory, Before, RequestHistory, alert_page, request_page
+from medops.core.ledger.limit_history import LimitChangeHistory, latest_changes
+from medops.core.ledger.metric_history import MetricHistory, metrics_over
+from medops.core.ledger.writer import Ledger
+from medops.core.memory.case_memory import CaseMemory, check_case_id
+from medops.core.memory.contexts import AgentContextPool
+from medops.core.settings.config import Settings
+from medops.core.settings.live_changes import LimitHistory, apply_live, validated_change
+from medops.core.settings.paths import Locations
+from medops.core.snapshot import ContextPoolSnapshot, CoreSnapshot, SlotsSnapshot
+from medops.core.watch.tick import CoreTick
+from medops.core.watch.tuner import TUNED_KNOBS
 
 
 class CoreNotRunning(MedopsError):

@@ -17,9 +17,9 @@ from multiprocessing.synchronize import Barrier, Event
 from pathlib import Path
 from typing import Any
 
-from core.case_errors import UnknownCase
-from core.case_layout import GENERATION, SLOT_HEADER_BYTES
-from core.case_memory import CaseMemory, CaseMemoryHandle
+from medops.core.memory.case_memory import CaseMemory, CaseMemoryHandle
+from medops.core.memory.errors import UnknownCase
+from medops.core.memory.layout import GENERATION, SLOT_HEADER_BYTES
 
 
 def make_case(case_id: str, version: int = 0, notes_bytes: int = 600) -> dict[str, Any]:
@@ -208,7 +208,7 @@ def append_entries(handle: CaseMemoryHandle, case_id: str, count: int, start: Ba
 
 def keep_a_store_for(data_dir: str, ready: Event, stop: Event) -> None:
     """Hold a case memory tagged for `data_dir`, as a running medops on that folder does, until told to stop."""
-    from core.config import Settings
+    from medops.core.settings.config import Settings
 
     with CaseMemory.from_settings(Settings(), Path(data_dir)):
         ready.set()

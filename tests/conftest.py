@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from core.clock import FakeClock
-from core.config import Settings
-from core.knowledge_build import build_knowledge
-from core.paths import Locations
+from medops.core.clock import FakeClock
+from medops.core.knowledge.build import build_knowledge
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
 
 KNOWLEDGE_BUILT_AT = 1_767_225_600.0  # the wall time stamped in the session's knowledge base
 

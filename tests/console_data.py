@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core.config import DEFAULT_MODELS
-from core.snapshot import (
+from medops.core.settings.config import DEFAULT_MODELS
+from medops.core.snapshot import (
     Alert,
     CacheSnapshot,
     ContextPoolSnapshot,

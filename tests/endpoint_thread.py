@@ -7,7 +7,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from core.local_endpoint import LocalEndpoint
+from medops.core.groq.local.server import LocalEndpoint
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.completions import AdmissionStore
+from medops.core.groq.requests import AdmissionStore
 
 
 class MemoryAdmissionStore(AdmissionStore):

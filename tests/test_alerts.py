@@ -6,10 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from core.alerts import CRITICAL, WARNING, AlertEngine, default_rules
-from core.clock import FakeClock
-from core.config import Settings
-from core.snapshot import (
+from medops.core.clock import FakeClock
+from medops.core.settings.config import Settings
+from medops.core.snapshot import (
     Alert,
     CoreSnapshot,
     ModelQuota,
@@ -19,6 +18,7 @@ from core.snapshot import (
     SystemSnapshot,
     WindowUsage,
 )
+from medops.core.watch.alerts import CRITICAL, WARNING, AlertEngine, default_rules
 
 SETTINGS = Settings(alert_open_after=5.0, alert_repeat_interval=60.0)
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from console.cli import main
-from core.completions import Priority, PromptRequest
-from core.config import DEFAULT_MODELS, Settings
-from core.local_endpoint import LocalEndpoint
-from core.paths import Locations
-from core.resource_core import ResourceCore
+from medops.console.cli import main
+from medops.core.groq.local.server import LocalEndpoint
+from medops.core.groq.requests import Priority, PromptRequest
+from medops.core.resource_core import ResourceCore
+from medops.core.settings.config import DEFAULT_MODELS, Settings
+from medops.core.settings.paths import Locations
 from tests.endpoint_thread import EndpointThread
 
 MODEL = "llama-3.1-8b-instant"

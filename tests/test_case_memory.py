@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from core import case_memory
-from core.case_errors import (
+from medops.core.errors import CaseMemoryError
+from medops.core.memory import case_memory
+from medops.core.memory.case_memory import CaseMemory
+from medops.core.memory.errors import (
     CaseMemoryBusy,
     CaseNotEncodable,
     CaseTooLarge,
@@ -21,10 +23,8 @@ from core.case_errors import (
     SegmentUnavailable,
     UnknownCase,
 )
-from core.case_layout import SLOT_HEADER_BYTES, U32, WRITE_SEQ_AT
-from core.case_memory import CaseMemory
-from core.config import Settings
-from core.errors import CaseMemoryError
+from medops.core.memory.layout import SLOT_HEADER_BYTES, U32, WRITE_SEQ_AT
+from medops.core.settings.config import Settings
 from tests.case_workers import (
     append_entries,
     create_and_wait,

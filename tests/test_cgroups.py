@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.cgroups import Cgroup
+from medops.core.watch.cgroups import Cgroup
 
 GIB = 1024**3
 

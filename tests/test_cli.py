@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-import core
-from console.cli import main
-from core.doctor import run_checks
-from core.paths import Locations
+from medops.console.cli import main
+from medops.core import __version__
+from medops.core.doctor import run_checks
+from medops.core.settings.paths import Locations
 
 
 def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0
-    assert capsys.readouterr().out.strip() == f"medops {core.__version__}"
+    assert capsys.readouterr().out.strip() == f"medops {__version__}"
 
 
 @pytest.mark.usefixtures("knowledge_ready")

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from console.cli import main
-from console.commands import limits
-from core.clock import FakeClock
-from core.limit_changes import MAX_HISTORY
-from core.paths import Locations
+from medops.console.cli import main
+from medops.console.commands import limits
+from medops.core.clock import FakeClock
+from medops.core.ledger.limit_history import MAX_HISTORY
+from medops.core.settings.paths import Locations
 from tests.test_limit_changes import held, one_run
 
 

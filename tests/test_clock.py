@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from core.clock import FakeClock, format_wall, settle
+from medops.core.clock import FakeClock, format_wall, settle
 
 
 async def test_sleepers_wake_in_deadline_order_as_time_advances(clock: FakeClock) -> None:

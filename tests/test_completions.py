@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from core.completions import (
+from medops.core.errors import GatewayError, SchedulerError
+from medops.core.groq.rate_headers import LimitExceeded
+from medops.core.groq.requests import (
     InvalidRequest,
     Priority,
     PromptRequest,
     RateLimited,
     RequestRejected,
 )
-from core.errors import GatewayError, SchedulerError
-from core.ratelimits import LimitExceeded
 
 
 def test_priorities_order_critical_over_high_over_normal() -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Settings, describe, load_settings
-from core.errors import ConfigError
-from core.paths import Locations
+from medops.core.errors import ConfigError
+from medops.core.settings.config import Settings, describe, load_settings
+from medops.core.settings.paths import Locations
 
 
 def test_defaults_are_the_reference_values(locations: Locations) -> None:

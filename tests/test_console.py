@@ -13,17 +13,17 @@ from textual.binding import Binding
 from textual.widgets import Button, Footer, Input, Label, OptionList, TabbedContent
 from textual.widgets._footer import FooterKey
 
-from console.app import MedopsApp
-from console.forms.intake import IntakeSuggester
-from console.help import HelpScreen
-from console.panes.quota import QuotaPane
-from console.panes.status import StatusLine
-from console.theme_files import DEFAULT_THEME, load_themes, themes_dir
-from core.config import Settings
-from core.intake import Intake
-from core.paths import Locations
-from core.resource_core import CoreNotRunning
-from core.snapshot import CoreSnapshot, ServerReport
+from medops.console.app import MedopsApp
+from medops.console.forms.intake import IntakeSuggester
+from medops.console.help import HelpScreen
+from medops.console.panes.quota import QuotaPane
+from medops.console.panes.status import StatusLine
+from medops.console.theme_files import DEFAULT_THEME, load_themes, themes_dir
+from medops.core.documents.intake import Intake
+from medops.core.resource_core import CoreNotRunning
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
+from medops.core.snapshot import CoreSnapshot, ServerReport
 from tests.console_data import FrozenCore, before_any_request_snapshot, busy_snapshot
 from tests.test_console_live import until
 

@@ -11,13 +11,13 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Static
 
-from console.app import MedopsApp
-from console.panes.graphs import REFETCH_EVERY, WINDOWS, GraphsPane, peaks, whole_ticks
-from core.clock import FakeClock
-from core.config import Settings
-from core.metric_history import MetricHistory, MetricPoint
-from core.paths import Locations
-from core.resource_core import ResourceCore
+from medops.console.app import MedopsApp
+from medops.console.panes.graphs import REFETCH_EVERY, WINDOWS, GraphsPane, peaks, whole_ticks
+from medops.core.clock import FakeClock
+from medops.core.ledger.metric_history import MetricHistory, MetricPoint
+from medops.core.resource_core import ResourceCore
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
 from tests.console_data import NOW, FrozenCore
 from tests.test_console_live import until
 from tests.test_console_snapshots import SIZES, settle

@@ -12,15 +12,15 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Label, Static
 
-from console.app import MedopsApp
-from console.panes.history import HistoryPane
-from core.clock import FakeClock
-from core.completions import Priority, PromptRequest, RequestRecord
-from core.config import Settings
-from core.history import AlertHistory, Before, RequestHistory
-from core.paths import Locations
-from core.resource_core import ResourceCore
-from core.snapshot import Alert
+from medops.console.app import MedopsApp
+from medops.console.panes.history import HistoryPane
+from medops.core.clock import FakeClock
+from medops.core.groq.requests import Priority, PromptRequest, RequestRecord
+from medops.core.ledger.history import AlertHistory, Before, RequestHistory
+from medops.core.resource_core import ResourceCore
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
+from medops.core.snapshot import Alert
 from tests.console_data import NOW, FrozenCore, busy_snapshot
 from tests.test_console_live import until
 from tests.test_history import record, recorded

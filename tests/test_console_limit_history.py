@@ -13,16 +13,16 @@ from textual.containers import VerticalScroll
 from textual.pilot import Pilot
 from textual.widgets import Input, Label, Static
 
-from console.app import MedopsApp
-from console.forms.limit_history import LimitHistoryView, history_table
-from console.forms.limits import LimitsScreen
-from core.clock import FakeClock
-from core.config import Settings
-from core.ledger import Ledger
-from core.limit_changes import LimitChangeHistory
-from core.paths import Locations
-from core.resource_core import ResourceCore
-from core.snapshot import LimitChange
+from medops.console.app import MedopsApp
+from medops.console.forms.limit_history import LimitHistoryView, history_table
+from medops.console.forms.limits import LimitsScreen
+from medops.core.clock import FakeClock
+from medops.core.ledger.limit_history import LimitChangeHistory
+from medops.core.ledger.writer import Ledger
+from medops.core.resource_core import ResourceCore
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
+from medops.core.snapshot import LimitChange
 from tests.console_data import NOW, FrozenCore
 from tests.test_console_live import until
 from tests.test_limit_changes import held, one_run

@@ -6,15 +6,15 @@ import pytest
 from textual.widgets import Button, Footer, Input, Label
 from textual.widgets._footer import FooterKey
 
-from console.app import MedopsApp
-from console.forms.document import DocumentForm
-from console.forms.limit_history import LimitHistoryView
-from console.forms.limits import LimitsScreen
-from console.panes.alerts import tuner_figures
-from core.config import Settings
-from core.paths import Locations
-from core.resource_core import ResourceCore
-from core.snapshot import TunerChange
+from medops.console.app import MedopsApp
+from medops.console.forms.document import DocumentForm
+from medops.console.forms.limit_history import LimitHistoryView
+from medops.console.forms.limits import LimitsScreen
+from medops.console.panes.alerts import tuner_figures
+from medops.core.resource_core import ResourceCore
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
+from medops.core.snapshot import TunerChange
 from tests.document_files import CLINICAL_TEXT, text_pdf
 from tests.test_console_live import until
 

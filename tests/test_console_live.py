@@ -12,12 +12,12 @@ from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Label, ProgressBar, TextArea
 
-from console.app import MedopsApp
-from console.forms.document import PageProgress
-from console.forms.prompt import PromptForm, ReplyCard
-from core.config import Settings
-from core.paths import Locations
-from core.resource_core import ResourceCore
+from medops.console.app import MedopsApp
+from medops.console.forms.document import PageProgress
+from medops.console.forms.prompt import PromptForm, ReplyCard
+from medops.core.resource_core import ResourceCore
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
 from tests.document_files import CLINICAL_TEXT, text_pdf
 
 # Every test here starts a core: each gets the session's knowledge base (tests/conftest.py).

@@ -7,12 +7,12 @@ import asyncio
 import pytest
 from textual.widgets import Input
 
-from console.app import MedopsApp
-from console.forms.prompt import PromptForm, ReplyCard, build_request
-from core.completions import InvalidRequest, PromptRequest, PromptResult
-from core.config import Settings
-from core.paths import Locations
-from core.quota import RequestTooLarge
+from medops.console.app import MedopsApp
+from medops.console.forms.prompt import PromptForm, ReplyCard, build_request
+from medops.core.groq.quota import RequestTooLarge
+from medops.core.groq.requests import InvalidRequest, PromptRequest, PromptResult
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
 from tests.console_data import FrozenCore
 from tests.test_console_live import until
 

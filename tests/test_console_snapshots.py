@@ -14,10 +14,10 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from console.app import MedopsApp
-from core.config import Settings
-from core.paths import Locations
-from core.snapshot import CoreSnapshot
+from medops.console.app import MedopsApp
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
+from medops.core.snapshot import CoreSnapshot
 from tests.console_data import FrozenCore, before_any_request_snapshot
 
 SIZES = [(80, 24), (160, 48)]

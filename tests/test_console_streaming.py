@@ -7,11 +7,11 @@ import asyncio
 from textual.message import Message
 from textual.widgets import Input
 
-from console.app import MedopsApp
-from console.forms.prompt import STREAM_STEP, PromptForm, PromptStreaming, ReplyCard
-from core.completions import Completion, PromptRequest, PromptResult
-from core.config import Settings
-from core.paths import Locations
+from medops.console.app import MedopsApp
+from medops.console.forms.prompt import STREAM_STEP, PromptForm, PromptStreaming, ReplyCard
+from medops.core.groq.requests import Completion, PromptRequest, PromptResult
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
 from tests.console_data import FrozenCore
 from tests.test_console_live import until
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from core.paths import Locations
+from medops.core.settings.paths import Locations
 
 MEDOPS = Path(sys.executable).parent / "medops"
 WAIT = 15.0  # seconds a screen may take to show up on a busy 2-core machine

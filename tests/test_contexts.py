@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from core.clock import FakeClock
-from core.contexts import AgentContextPool, HeldContext
+from medops.core.clock import FakeClock
+from medops.core.memory.contexts import AgentContextPool, HeldContext
 
 
 def test_contexts_come_from_the_pool_until_it_is_empty_then_are_created(clock: FakeClock) -> None:
@@ -72,7 +72,7 @@ async def test_contexts_held_past_the_threshold_are_reported_as_leaks(
     pool.acquire("fresh")
     assert pool.snapshot().leaked == 0
     await clock.advance(31)
-    with caplog.at_level(logging.WARNING, logger="core.contexts"):
+    with caplog.at_level(logging.WARNING, logger="medops.core.memory.contexts"):
         assert pool.snapshot().leaked == 1
         assert pool.snapshot().leaked == 1
     assert pool.held_too_long() == (HeldContext("slow", 61),)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from core.clock import FakeClock
-from core.config import Settings
-from core.paths import Locations
-from core.resource_core import CoreNotRunning, ResourceCore
+from medops.core.clock import FakeClock
+from medops.core.resource_core import CoreNotRunning, ResourceCore
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
 
 # Every test here starts a core: each gets the session's knowledge base (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("knowledge_ready")

@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from core.clock import FakeClock
-from core.db_pool import DuckDBPool, PoolClosed, QueryFailed, QueryTimedOut
+from medops.core.clock import FakeClock
+from medops.core.knowledge.db_pool import DuckDBPool, PoolClosed, QueryFailed, QueryTimedOut
 
 # A cross join DuckDB cannot shortcut: minutes of work unless interrupted.
 SLOW_SQL = "SELECT sum(a.range * b.range) FROM range(1000000000) a, range(1000000000) b"

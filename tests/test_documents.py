@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from core.clock import FakeClock, SystemClock
-from core.config import MIB, Settings
-from core.documents import (
+from medops.core.clock import FakeClock, SystemClock
+from medops.core.documents.extraction import ExtractionError
+from medops.core.documents.intake import Intake, IntakeRefused
+from medops.core.documents.pipeline import (
     DocumentCancelled,
     DocumentPipeline,
     DocumentProgress,
@@ -21,9 +22,8 @@ from core.documents import (
     DocumentTimedOut,
     WorkerCrashed,
 )
-from core.errors import DocumentError
-from core.extraction import ExtractionError
-from core.intake import Intake, IntakeRefused
+from medops.core.errors import DocumentError
+from medops.core.settings.config import MIB, Settings
 from tests.document_files import (
     CLINICAL_TEXT,
     encrypted_pdf,
@@ -350,7 +350,7 @@ async def test_a_caller_that_gives_up_cancels_its_job(pipeline: DocumentPipeline
 
 
 def test_workers_get_one_omp_thread_a_private_tmpdir_and_no_groq_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.documents import _worker_env
+    from medops.core.documents.pipeline import _worker_env
 
     monkeypatch.setenv("GROQ_API_KEY", "gsk_secret")
     env = _worker_env(Path("/scratch"))
@@ -378,7 +378,8 @@ async def test_workers_that_cannot_start_fail_the_document_clearly(folder: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    monkeypatch.setattr("core.documents.worker_command", lambda: [sys.executable, "-c", "raise SystemExit(3)"])
+    monkeypatch.setattr("medops.core.documents.pipeline.worker_command",
+                        lambda: [sys.executable, "-c", "raise SystemExit(3)"])
     documents = make_pipeline(folder)
     await documents.start()
     try:
@@ -412,7 +413,7 @@ async def test_a_worker_that_sends_a_malformed_reply_is_stopped_and_its_document
     import sys
 
     script = SUBVERTED_WORKER.replace("{reply}", reply)
-    monkeypatch.setattr("core.documents.worker_command", lambda: [sys.executable, "-c", script])
+    monkeypatch.setattr("medops.core.documents.pipeline.worker_command", lambda: [sys.executable, "-c", script])
     documents = make_pipeline(folder)
     await documents.start()
     try:
@@ -426,6 +427,6 @@ def test_the_core_process_never_imports_pymupdf() -> None:
     import subprocess
     import sys
 
-    probe = "import core.resource_core, sys; print(sorted({'pymupdf', 'PIL', 'pytesseract'} & set(sys.modules)))"
+    probe = "import medops.core.resource_core, sys; print(sorted({'pymupdf', 'PIL', 'pytesseract'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -21,7 +21,7 @@ def free_port() -> int:
 
 def test_standalone_endpoint_serves_the_sdk_and_stops_on_ctrl_c() -> None:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "console.cli", "endpoint", "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "medops.console.cli", "endpoint", "--port", str(port),
                                 "--latency-scale", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -39,14 +39,14 @@ def test_standalone_endpoint_serves_the_sdk_and_stops_on_ctrl_c() -> None:
 
 def test_endpoint_require_key_without_a_key_is_refused(monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from console.cli import main
+    from medops.console.cli import main
 
     assert main(["endpoint", "--port", "0", "--require-key"]) == 2
     assert "--require-key needs GROQ_API_KEY" in capsys.readouterr().err
 
 
 def test_endpoint_refuses_a_fault_share_outside_0_to_1(capsys: pytest.CaptureFixture[str]) -> None:
-    from console.cli import main
+    from medops.console.cli import main
 
     assert main(["endpoint", "--port", "0", "--error-rate", "1.5"]) == 2
     assert "error_rate = 1.5 must be a share from 0 to 1" in capsys.readouterr().err

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.clock import FakeClock
-from core.config import ModelLimits
-from core.endpoint_limits import Admission, EndpointLimiter, Refusal
+from medops.core.clock import FakeClock
+from medops.core.groq.local.windows import Admission, EndpointLimiter, Refusal
+from medops.core.settings.config import ModelLimits
 
 MODEL = "m"
 

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from core.clock import FakeClock, SystemClock
-from core.config import Settings
-from core.executors import ExecutorError, Executors, ResizablePool
+from medops.core.clock import FakeClock, SystemClock
+from medops.core.executors import ExecutorError, Executors, ResizablePool
+from medops.core.settings.config import Settings
 
 WAIT = 10.0  # seconds a test waits for threads before calling it a failure
 

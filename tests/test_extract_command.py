@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from console.cli import main
-from core.case_errors import InvalidCaseId
-from core.case_memory import CaseMemory
-from core.case_segment import folder_tag
-from core.config import Settings
-from core.errors import DocumentError
-from core.paths import Locations
-from core.resource_core import ResourceCore
+from medops.console.cli import main
+from medops.core.errors import DocumentError
+from medops.core.memory.case_memory import CaseMemory
+from medops.core.memory.errors import InvalidCaseId
+from medops.core.memory.segment import folder_tag
+from medops.core.resource_core import ResourceCore
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
 from tests.case_workers import keep_a_store_for
 from tests.document_files import encrypted_pdf, text_pdf
 

@@ -9,7 +9,7 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from core.extraction import (
+from medops.core.documents.extraction import (
     MAX_RENDER_PIXELS,
     MAX_RENDER_SIDE,
     ExtractionError,
@@ -196,7 +196,7 @@ def test_a_page_past_the_ocr_timeout_is_left_empty_with_a_warning(tmp_path: Path
 
 def test_a_pdf_whose_text_expands_past_the_limit_is_refused(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("core.extraction.MAX_TEXT_CHARACTERS", 1_000)
+    monkeypatch.setattr("medops.core.documents.extraction.MAX_TEXT_CHARACTERS", 1_000)
     with pytest.raises(ExtractionError, match="more than 1,000 characters by page 2") as caught:
         extract(text_pdf(tmp_path / "long.pdf", ["word " * 150] * 3), "pdf", OPTIONS)
     assert caught.value.reason == "text-limit"

@@ -14,24 +14,24 @@ from typing import Any
 
 import pytest
 
-from core import local_endpoint
-from core.backoff import Backoff
-from core.clock import SystemClock
-from core.completions import (
+from medops.core.clock import SystemClock
+from medops.core.groq.backoff import Backoff
+from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GatewayTimeout, GroqTarget, choose_target
+from medops.core.groq.local import server as local_endpoint
+from medops.core.groq.local.faults import FaultModes
+from medops.core.groq.local.server import LocalEndpoint
+from medops.core.groq.quota import QuotaBook
+from medops.core.groq.requests import (
     CapacityExceeded,
     PromptRequest,
     RateLimited,
     RequestRejected,
     UpstreamUnavailable,
 )
-from core.config import DEFAULT_MODELS, ModelLimits, Settings
-from core.endpoint_faults import FaultModes
-from core.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GatewayTimeout, GroqTarget, choose_target
-from core.groq_wire import completion_body, stream_chunks
-from core.local_endpoint import LocalEndpoint
-from core.quota import QuotaBook
-from core.scheduler import Scheduler
-from core.token_estimate import estimate_prompt_tokens
+from medops.core.groq.scheduler import Scheduler
+from medops.core.groq.token_estimate import estimate_prompt_tokens
+from medops.core.groq.wire import completion_body, stream_chunks
+from medops.core.settings.config import DEFAULT_MODELS, ModelLimits, Settings
 
 MODEL = "llama-3.1-8b-instant"
 LIMITS = DEFAULT_MODELS[MODEL]
@@ -346,11 +346,11 @@ async def test_a_stream_cut_off_early_is_a_failed_attempt_not_an_answer(
 SEND_WITH_SDK_DEBUG = """
 import asyncio, logging
 logging.basicConfig(level=logging.DEBUG)
-from core.config import DEFAULT_MODELS, Settings
-from core.endpoint_faults import FaultModes
-from core.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget
-from core.local_endpoint import LocalEndpoint
-from core.completions import PromptRequest
+from medops.core.settings.config import DEFAULT_MODELS, Settings
+from medops.core.groq.local.faults import FaultModes
+from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget
+from medops.core.groq.local.server import LocalEndpoint
+from medops.core.groq.requests import PromptRequest
 
 async def main():
     endpoint = LocalEndpoint(DEFAULT_MODELS, faults=FaultModes(latency_scale=0.0))

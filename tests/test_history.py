@@ -5,14 +5,14 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from core.clock import FakeClock
-from core.completions import Priority, PromptRequest, RequestRecord
-from core.config import Settings
-from core.history import MAX_PAGE, Before, PageRefused, RequestHistory, alert_page, request_page
-from core.ledger import Ledger
-from core.paths import Locations
-from core.resource_core import ResourceCore
-from core.snapshot import Alert
+from medops.core.clock import FakeClock
+from medops.core.groq.requests import Priority, PromptRequest, RequestRecord
+from medops.core.ledger.history import MAX_PAGE, Before, PageRefused, RequestHistory, alert_page, request_page
+from medops.core.ledger.writer import Ledger
+from medops.core.resource_core import ResourceCore
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
+from medops.core.snapshot import Alert
 from tests.test_limit_changes import held
 
 SECRET = "Patient Ada Quill, MRN 4471-SECRET, reports chest pain"

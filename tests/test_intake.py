@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from core.clock import SystemClock
-from core.config import MIB, load_settings
-from core.executors import ResizablePool
-from core.intake import DocumentKind, Intake, IntakeRefused, resolve_intake_dirs, sniff_kind
-from core.paths import Locations
+from medops.core.clock import SystemClock
+from medops.core.documents.intake import DocumentKind, Intake, IntakeRefused, resolve_intake_dirs, sniff_kind
+from medops.core.executors import ResizablePool
+from medops.core.settings.config import MIB, load_settings
+from medops.core.settings.paths import Locations
 from tests.document_files import CLINICAL_TEXT, page_image_png, text_pdf
 
 

@@ -11,17 +11,17 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from core.clock import FakeClock
-from core.config import Settings
-from core.errors import KnowledgeError
-from core.knowledge import InvalidCode, InvalidSearch, KnowledgeService, KnowledgeUnavailable
-from core.knowledge_build import (
+from medops.core.clock import FakeClock
+from medops.core.errors import KnowledgeError
+from medops.core.knowledge.build import (
     KnowledgeBuildError,
     build_knowledge,
     display_code,
     ensure_knowledge,
     load_source,
 )
+from medops.core.knowledge.service import InvalidCode, InvalidSearch, KnowledgeService, KnowledgeUnavailable
+from medops.core.settings.config import Settings
 
 WALL = 1_767_225_600.0
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from console.cli import main
-from core.clock import FakeClock
-from core.config import Settings
-from core.paths import Locations
-from core.resource_core import CoreNotRunning, ResourceCore
+from medops.console.cli import main
+from medops.core.clock import FakeClock
+from medops.core.resource_core import CoreNotRunning, ResourceCore
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
 
 # The tests here start cores: each gets the session's knowledge base (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("knowledge_ready")

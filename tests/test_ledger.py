@@ -13,10 +13,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from core.clock import FakeClock, settle
-from core.completions import RequestRecord
-from core.ledger import DAY, OFF, READ_ONLY, READ_WRITE, Ledger, lock_holder
-from core.snapshot import Alert, CoreSnapshot, LimitChange, SlotsSnapshot, SystemSnapshot
+from medops.core.clock import FakeClock, settle
+from medops.core.groq.requests import RequestRecord
+from medops.core.ledger.writer import DAY, OFF, READ_ONLY, READ_WRITE, Ledger, lock_holder
+from medops.core.snapshot import Alert, CoreSnapshot, LimitChange, SlotsSnapshot, SystemSnapshot
 
 
 @pytest.fixture
@@ -183,9 +183,9 @@ async def test_stop_writes_what_is_still_buffered(ops_path: Path, clock: FakeClo
 KILLED_WRITER = textwrap.dedent("""
     import asyncio, os, signal, sys
     from pathlib import Path
-    from core.clock import SystemClock
-    from core.completions import RequestRecord
-    from core.ledger import Ledger
+    from medops.core.clock import SystemClock
+    from medops.core.groq.requests import RequestRecord
+    from medops.core.ledger.writer import Ledger
 
     async def main():
         ledger = Ledger(Path(sys.argv[1]), SystemClock(), flush_interval=0.05)

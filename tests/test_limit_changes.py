@@ -10,19 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from core.clock import FakeClock
-from core.config import Settings
-from core.ledger import OFF, READ_ONLY, Ledger, LedgerUnavailable
-from core.limit_changes import (
+from medops.core.clock import FakeClock
+from medops.core.ledger.limit_history import (
     MAX_HISTORY,
     HistoryRequestRefused,
     latest_changes,
     merged,
     read_ledger_file,
 )
-from core.paths import Locations
-from core.resource_core import ResourceCore
-from core.snapshot import LimitChange
+from medops.core.ledger.writer import OFF, READ_ONLY, Ledger, LedgerUnavailable
+from medops.core.resource_core import ResourceCore
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
+from medops.core.snapshot import LimitChange
 from tests.test_ledger import HOLDER
 
 

@@ -7,14 +7,14 @@ from dataclasses import fields
 
 import pytest
 
-from core.clock import FakeClock
-from core.completions import Priority, PromptRequest
-from core.config import MIB, Settings
-from core.errors import ConfigError
-from core.limits import LIVE, RESTART_ONLY, RestartNeeded
-from core.paths import Locations
-from core.resource_core import ResourceCore
-from core.snapshot import CoreSnapshot, TunerChange
+from medops.core.clock import FakeClock
+from medops.core.errors import ConfigError
+from medops.core.groq.requests import Priority, PromptRequest
+from medops.core.resource_core import ResourceCore
+from medops.core.settings.config import MIB, Settings
+from medops.core.settings.live_changes import LIVE, RESTART_ONLY, RestartNeeded
+from medops.core.settings.paths import Locations
+from medops.core.snapshot import CoreSnapshot, TunerChange
 from tests.test_tuner import FakeMetricsSource
 
 # The tests here start cores: each gets the session's knowledge base (tests/conftest.py).

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator, Iterator
 import groq
 import pytest
 
-from core.clock import FakeClock
-from core.config import DEFAULT_MODELS, ModelLimits
-from core.endpoint_faults import FaultModes
-from core.groq_wire import count_prompt_tokens
-from core.local_endpoint import LocalEndpoint
-from core.ratelimits import parse_go_duration, parse_rate_limit_headers, parse_rate_limit_message
+from medops.core.clock import FakeClock
+from medops.core.groq.local.faults import FaultModes
+from medops.core.groq.local.server import LocalEndpoint
+from medops.core.groq.rate_headers import parse_go_duration, parse_rate_limit_headers, parse_rate_limit_message
+from medops.core.groq.wire import count_prompt_tokens
+from medops.core.settings.config import DEFAULT_MODELS, ModelLimits
 from tests.endpoint_thread import EndpointThread
 
 MODEL = "llama-3.1-8b-instant"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from core.clock import FakeClock, SystemClock, settle
-from core.loop_lag import LoopLagProbe
+from medops.core.clock import FakeClock, SystemClock, settle
+from medops.core.watch.loop_lag import LoopLagProbe
 
 
 async def test_a_blocked_loop_shows_up_as_lag() -> None:

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 import pytest
 
-from core.clock import FakeClock
-from core.config import Settings
-from core.ledger import OFF, READ_ONLY, Ledger
-from core.metric_history import MAX_POINTS, MetricHistoryRefused, bucket_width, metrics_over
-from core.paths import Locations
-from core.resource_core import ResourceCore
-from core.snapshot import CoreSnapshot, SystemSnapshot
+from medops.core.clock import FakeClock
+from medops.core.ledger.metric_history import MAX_POINTS, MetricHistoryRefused, bucket_width, metrics_over
+from medops.core.ledger.writer import OFF, READ_ONLY, Ledger
+from medops.core.resource_core import ResourceCore
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
+from medops.core.snapshot import CoreSnapshot, SystemSnapshot
 from tests.test_limit_changes import held
 
 HOUR = 3_600.0

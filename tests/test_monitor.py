@@ -7,10 +7,10 @@ from pathlib import Path
 
 import psutil
 
-from core.cgroups import Cgroup
-from core.clock import FakeClock, SystemClock
-from core.loop_lag import LoopLagStats
-from core.monitor import SystemMonitor
+from medops.core.clock import FakeClock, SystemClock
+from medops.core.watch.cgroups import Cgroup
+from medops.core.watch.loop_lag import LoopLagStats
+from medops.core.watch.monitor import SystemMonitor
 from tests.test_cgroups import GIB, V2_LIMITED, proc, tree
 
 

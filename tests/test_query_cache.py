@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.clock import FakeClock
-from core.query_cache import QueryCache, cache_key, frozen_rows
+from medops.core.clock import FakeClock
+from medops.core.knowledge.query_cache import QueryCache, cache_key, frozen_rows
 
 
 def test_a_second_lookup_of_the_same_query_is_a_hit(clock: FakeClock) -> None:

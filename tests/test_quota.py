@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from core.clock import FakeClock, settle
-from core.config import ModelLimits, Settings
-from core.errors import QuotaError
-from core.quota import GroqQuota, QuotaBook, QuotaExhausted, RequestTooLarge, UnknownModel
-from core.ratelimits import LimitExceeded, RateLimitHeaders
-from core.token_estimate import CHAT_TEMPLATE_TOKENS, estimate_prompt_tokens
+from medops.core.clock import FakeClock, settle
+from medops.core.errors import QuotaError
+from medops.core.groq.quota import GroqQuota, QuotaBook, QuotaExhausted, RequestTooLarge, UnknownModel
+from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders
+from medops.core.groq.token_estimate import CHAT_TEMPLATE_TOKENS, estimate_prompt_tokens
+from medops.core.settings.config import ModelLimits, Settings
 from tests.quota_helpers import MemoryAdmissionStore
 
 SMALL = ModelLimits(rpm=3, rpd=10, tpm=1_000, tpd=5_000, context_window=4_096)

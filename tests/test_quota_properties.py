@@ -17,8 +17,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.clock import FakeClock, settle
-from core.completions import (
+from medops.core.clock import FakeClock, settle
+from medops.core.errors import MedopsError
+from medops.core.groq.quota import QuotaBook
+from medops.core.groq.rate_headers import DIMENSIONS, LimitExceeded, RateLimitHeaders
+from medops.core.groq.requests import (
     CapacityExceeded,
     Completion,
     Priority,
@@ -26,12 +29,9 @@ from core.completions import (
     RateLimited,
     UpstreamUnavailable,
 )
-from core.config import ModelLimits, Settings
-from core.errors import MedopsError
-from core.quota import QuotaBook
-from core.ratelimits import DIMENSIONS, LimitExceeded, RateLimitHeaders
-from core.scheduler import Scheduler
-from core.token_estimate import estimate_prompt_tokens
+from medops.core.groq.scheduler import Scheduler
+from medops.core.groq.token_estimate import estimate_prompt_tokens
+from medops.core.settings.config import ModelLimits, Settings
 from tests.quota_helpers import MemoryAdmissionStore
 
 Outcome = tuple[MemoryAdmissionStore, list["Arrived"], list[BaseException | object], int]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.ratelimits import (
+from medops.core.groq.rate_headers import (
     LimitExceeded,
     RateLimitHeaders,
     format_go_duration,

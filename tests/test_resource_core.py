@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from core.clock import FakeClock, settle
-from core.completions import Priority, PromptRequest
-from core.config import Settings
-from core.paths import Locations
-from core.resource_core import ResourceCore
+from medops.core.clock import FakeClock, settle
+from medops.core.groq.requests import Priority, PromptRequest
+from medops.core.resource_core import ResourceCore
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
 
 
 @pytest.mark.usefixtures("knowledge_ready")

@@ -8,10 +8,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from core.case_errors import NoFreeSlot, UnknownCase
-from core.case_layout import KEY_AT, NO_SLOT, SegmentLayout
-from core.case_memory import CaseMemory
-from core.slot_table import SlotTable, key_hash, tagged_key
+from medops.core.memory.case_memory import CaseMemory
+from medops.core.memory.errors import NoFreeSlot, UnknownCase
+from medops.core.memory.layout import KEY_AT, NO_SLOT, SegmentLayout
+from medops.core.memory.slot_table import SlotTable, key_hash, tagged_key
 
 SLOTS = 5
 KEYS = st.sampled_from([f"k{i}" for i in range(9)])

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from core.clock import FakeClock, settle
-from core.config import Settings
-from core.executors import Executors
-from core.paths import Locations
-from core.resource_core import ResourceCore
-from core.snapshot import Alert, CoreSnapshot
-from core.tick import CoreTick
-from core.tuner import Tuner
+from medops.core.clock import FakeClock, settle
+from medops.core.executors import Executors
+from medops.core.resource_core import ResourceCore
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
+from medops.core.snapshot import Alert, CoreSnapshot
+from medops.core.watch.tick import CoreTick
+from medops.core.watch.tuner import Tuner
 from tests.test_tuner import FakeMetricsSource
 
 SETTINGS = Settings(monitor_interval=1.0, tuner_interval=10.0, alert_open_after=5.0, io_threads=8,

@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-from core.clock import FakeClock
-from core.config import MIB, Settings
-from core.executors import ResizablePool
-from core.query_cache import QueryCache
-from core.snapshot import PoolSnapshot
-from core.tuner import Tuner, TunerMetrics
+from medops.core.clock import FakeClock
+from medops.core.executors import ResizablePool
+from medops.core.knowledge.query_cache import QueryCache
+from medops.core.settings.config import MIB, Settings
+from medops.core.snapshot import PoolSnapshot
+from medops.core.watch.tuner import Tuner, TunerMetrics
 
 SETTINGS = Settings(io_threads=8, io_threads_min=4, io_threads_max=16, query_cache_size=1_000,
                     max_cases_in_memory=1_000, case_memory_mb=10)

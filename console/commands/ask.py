@@ -12,16 +12,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from console.commands.common import load
-from core.completions import DEFAULT_MAX_COMPLETION_TOKENS, InvalidRequest, Priority, PromptRequest, RequestRejected
-from core.errors import ConfigError, MedopsError
-from core.paths import locate
+from medops.console.commands.common import load
+from medops.core.errors import ConfigError, MedopsError
+from medops.core.groq.requests import (
+    DEFAULT_MAX_COMPLETION_TOKENS,
+    InvalidRequest,
+    Priority,
+    PromptRequest,
+    RequestRejected,
+)
+from medops.core.settings.paths import locate
 
 if TYPE_CHECKING:
-    from core.completions import PromptResult
-    from core.prompt_input import PromptLine
-    from core.resource_core import ResourceCore
-    from core.snapshot import CoreSnapshot
+    from medops.core.groq.prompt_input import PromptLine
+    from medops.core.groq.requests import PromptResult
+    from medops.core.resource_core import ResourceCore
+    from medops.core.snapshot import CoreSnapshot
 
 MAX_CONCURRENCY = 1_000
 
@@ -51,8 +57,8 @@ def register(subparsers: Any) -> None:
 
 def ask(args: argparse.Namespace) -> int:
     # Imported here, not at the top: every `medops` run imports this module to build its parser.
-    from core.prompt_input import check_request, load_prompt_file
-    from core.resource_core import ResourceCore
+    from medops.core.groq.prompt_input import check_request, load_prompt_file
+    from medops.core.resource_core import ResourceCore
 
     if (args.text is None) == (args.file is None):
         raise InvalidRequest("give either the prompt text or --file prompts.jsonl (not both)")

@@ -12,16 +12,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.paths import locate
+from medops.core.settings.paths import locate
 
 if TYPE_CHECKING:
-    from core.config import LoadedSettings
-    from core.resource_core import ResourceCore
+    from medops.core.resource_core import ResourceCore
+    from medops.core.settings.config import LoadedSettings
 
 
 def load(args: argparse.Namespace) -> LoadedSettings:
     """Settings from defaults, `--config` (or MEDOPS_CONFIG), and the environment."""
-    from core.config import load_settings
+    from medops.core.settings.config import load_settings
 
     config = Path(args.config) if getattr(args, "config", None) else None
     return load_settings(locate(), config)
@@ -30,7 +30,7 @@ def load(args: argparse.Namespace) -> LoadedSettings:
 @asynccontextmanager
 async def running_core(args: argparse.Namespace) -> AsyncIterator[ResourceCore]:
     """A started core, stopped however the block ends."""
-    from core.resource_core import ResourceCore
+    from medops.core.resource_core import ResourceCore
 
     resource_core = ResourceCore(load(args).settings, locate())
     await resource_core.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from console.commands.common import load
+from medops.console.commands.common import load
 
 
 def register(subparsers: Any) -> None:
@@ -16,7 +16,7 @@ def register(subparsers: Any) -> None:
 
 
 def show_config(args: argparse.Namespace) -> int:
-    from core.config import describe
+    from medops.core.settings.config import describe
 
     loaded = load(args)
     print(f"# config file: {loaded.config_file or 'none'}")

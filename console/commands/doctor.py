@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core.paths import locate
+from medops.core.settings.paths import locate
 
 
 def register(subparsers: Any) -> None:
@@ -14,7 +14,7 @@ def register(subparsers: Any) -> None:
 
 
 def doctor(args: argparse.Namespace) -> int:
-    from core.doctor import run_checks  # imported when run: every `medops` run builds the parser
+    from medops.core.doctor import run_checks  # imported when run: every `medops` run builds the parser
 
     failed = False
     for check in run_checks(locate()):

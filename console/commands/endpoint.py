@@ -8,8 +8,8 @@ import os
 import sys
 from typing import Any
 
-from console.commands.common import load
-from core.errors import ConfigError
+from medops.console.commands.common import load
+from medops.core.errors import ConfigError
 
 
 def register(subparsers: Any) -> None:
@@ -35,8 +35,8 @@ def register(subparsers: Any) -> None:
 
 def run_endpoint(args: argparse.Namespace) -> int:
     # Imported when run: every `medops` run imports this module to build its parser.
-    from core.endpoint_faults import FaultModes
-    from core.local_endpoint import LocalEndpoint
+    from medops.core.groq.local.faults import FaultModes
+    from medops.core.groq.local.server import LocalEndpoint
 
     settings = load(args).settings
     port = settings.endpoint_port if args.port is None else args.port

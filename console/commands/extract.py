@@ -13,13 +13,13 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from console.commands.common import running_core
-from core.errors import MedopsError
-from core.paths import locate
+from medops.console.commands.common import running_core
+from medops.core.errors import MedopsError
+from medops.core.settings.paths import locate
 
 if TYPE_CHECKING:
-    from core.case_memory import CaseMemory
-    from core.resource_core import ResourceCore
+    from medops.core.memory.case_memory import CaseMemory
+    from medops.core.resource_core import ResourceCore
 
 
 def register(subparsers: Any) -> None:
@@ -59,8 +59,8 @@ def extract_files(args: argparse.Namespace) -> int:
 
 def _running_case_memory(case_id: str) -> CaseMemory | None:
     """The case memory of the medops running on this data folder, attached; None (and why, on stderr) if none."""
-    from core.case_memory import CaseMemory, check_case_id
-    from core.errors import CaseMemoryError
+    from medops.core.errors import CaseMemoryError
+    from medops.core.memory.case_memory import CaseMemory, check_case_id
 
     data_dir = locate().data_dir
     try:
@@ -81,7 +81,7 @@ def _running_case_memory(case_id: str) -> CaseMemory | None:
 
 async def _one(core: ResourceCore, name: str, case_id: str | None, with_text: bool,
                cases: CaseMemory | None) -> dict[str, Any]:
-    from core.case_documents import store_document
+    from medops.core.documents.case_entry import store_document
 
     started = core.clock.monotonic()
     try:

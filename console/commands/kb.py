@@ -7,11 +7,11 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
-from console.commands.common import running_core
+from medops.console.commands.common import running_core
 
 if TYPE_CHECKING:  # the knowledge module pulls in DuckDB: only the handlers import it
-    from core.knowledge import CodeEntry, SearchHit
-    from core.resource_core import ResourceCore
+    from medops.core.knowledge.service import CodeEntry, SearchHit
+    from medops.core.resource_core import ResourceCore
 
 # core.knowledge.MAX_SEARCH_LIMIT, which the core enforces; copied so `medops --help` need not load DuckDB
 # (tests/test_cli.py keeps the two equal).

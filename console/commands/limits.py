@@ -11,11 +11,11 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from core.paths import locate
+from medops.core.settings.paths import locate
 
 if TYPE_CHECKING:  # the ledger pulls in DuckDB: only the handler imports it
-    from core.limit_changes import LimitChangeHistory
-    from core.snapshot import LimitChange
+    from medops.core.ledger.limit_history import LimitChangeHistory
+    from medops.core.snapshot import LimitChange
 
 # core.limit_changes.MAX_HISTORY, copied so `medops --help` need not load DuckDB (tests/test_cli_limits.py
 # keeps the two equal).
@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
 
 
 def limits_history(args: argparse.Namespace) -> int:
-    from core.limit_changes import read_ledger_file
+    from medops.core.ledger.limit_history import read_ledger_file
 
     path = locate().ops_db
     history = read_ledger_file(path, args.limit, args.key)
@@ -73,7 +73,7 @@ def unknown_key_hint(key: str | None) -> str:
     """For a key medops has no setting for, say so: a typo is likelier than a key nobody ever changed."""
     from dataclasses import fields
 
-    from core.config import Settings
+    from medops.core.settings.config import Settings
 
     if key is None or key in {f.name for f in fields(Settings)}:
         return ""

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from console.commands.common import load
-from core.paths import locate
+from medops.console.commands.common import load
+from medops.core.settings.paths import locate
 
 
 def run_console(args: argparse.Namespace) -> int:
     loaded = load(args)
-    from console.app import MedopsApp  # Textual loads only when the console opens
+    from medops.console.app import MedopsApp  # Textual loads only when the console opens
 
     app = MedopsApp(loaded.settings, locate(), theme=args.theme)
     app.run(mouse=not args.no_mouse)

@@ -7,7 +7,7 @@ import asyncio
 import json
 from typing import Any
 
-from console.commands.common import running_core
+from medops.console.commands.common import running_core
 
 
 def register(subparsers: Any) -> None:
@@ -18,7 +18,7 @@ def register(subparsers: Any) -> None:
 
 
 def status(args: argparse.Namespace) -> int:
-    from core.snapshot import snapshot_to_dict
+    from medops.core.snapshot import snapshot_to_dict
 
     async def take() -> dict[str, Any]:
         async with running_core(args) as resource_core:

@@ -15,13 +15,13 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, Label, OptionList, ProgressBar, TextArea
 
-from console.error_text import describe_error
-from console.forms.availability import CoreHandle
-from console.forms.intake import IntakeSuggester
-from core.intake import Intake, IntakeRefused
+from medops.console.error_text import describe_error
+from medops.console.forms.availability import CoreHandle
+from medops.console.forms.intake import IntakeSuggester
+from medops.core.documents.intake import Intake, IntakeRefused
 
 if TYPE_CHECKING:
-    from core.documents import DocumentProgress, DocumentResult
+    from medops.core.documents.pipeline import DocumentProgress, DocumentResult
 
 CASE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 

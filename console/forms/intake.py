@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.suggester import Suggester
 
-from core.intake import Intake
+from medops.core.documents.intake import Intake
 
 
 class IntakeSuggester(Suggester):

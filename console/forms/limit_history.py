@@ -21,13 +21,13 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Label, Static
 
-from console import figures
-from console.error_text import describe_error
-from console.forms.availability import CoreHandle
+from medops.console import figures
+from medops.console.error_text import describe_error
+from medops.console.forms.availability import CoreHandle
 
 if TYPE_CHECKING:
-    from core.limit_changes import LimitChangeHistory
-    from core.snapshot import LimitChange
+    from medops.core.ledger.limit_history import LimitChangeHistory
+    from medops.core.snapshot import LimitChange
 
 MIN_CHANGE_WIDTH = 8  # columns the change keeps however narrow the view
 HISTORY_SHOWN = 200  # changes fetched for the view; older ones are a `medops limits history --limit N` away

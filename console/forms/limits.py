@@ -17,13 +17,13 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label
 
-from console.error_text import describe_error
-from console.forms.availability import CoreHandle
-from console.forms.limit_history import LimitHistoryView
-from core.config import Settings, show_value
-from core.limits import LIVE, RESTART_ONLY, setting_help
-from core.snapshot import LimitChange
-from core.tuner import TUNED_KNOBS
+from medops.console.error_text import describe_error
+from medops.console.forms.availability import CoreHandle
+from medops.console.forms.limit_history import LimitHistoryView
+from medops.core.settings.config import Settings, show_value
+from medops.core.settings.live_changes import LIVE, RESTART_ONLY, setting_help
+from medops.core.snapshot import LimitChange
+from medops.core.watch.tuner import TUNED_KNOBS
 
 # Live keys first, so completion offers what can change now before what needs a restart.
 KEYS = (*sorted(LIVE), *sorted(RESTART_ONLY))

@@ -15,12 +15,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static
 
-from console import figures
-from console.error_text import describe_error
-from console.forms.availability import CoreHandle
+from medops.console import figures
+from medops.console.error_text import describe_error
+from medops.console.forms.availability import CoreHandle
 
 if TYPE_CHECKING:
-    from core.completions import PromptRequest, PromptResult
+    from medops.core.groq.requests import PromptRequest, PromptResult
 
 AGENTS = ("triage", "diagnosis", "medication", "documentation")
 PRIORITIES = ("critical", "high", "normal")
@@ -198,7 +198,7 @@ class PromptForm(Vertical):
 def build_request(text: str, agent: str, priority: str, model: str, number: int,
                   on_text: Callable[[str], None] | None = None) -> PromptRequest:
     """A `PromptRequest` as the scheduler's contract defines it (streamed when `on_text` is given)."""
-    from core.completions import Priority, PromptRequest
+    from medops.core.groq.requests import Priority, PromptRequest
 
     # Card numbers restart with each console; the id goes to the ledger, so it must be unique across runs.
     return PromptRequest(prompt=text, agent=agent, priority=Priority.parse(priority), model=model,

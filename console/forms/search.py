@@ -10,11 +10,11 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Label
 
-from console.error_text import describe_error
-from console.forms.availability import CoreHandle
+from medops.console.error_text import describe_error
+from medops.console.forms.availability import CoreHandle
 
 if TYPE_CHECKING:
-    from core.knowledge import SearchHit
+    from medops.core.knowledge.service import SearchHit
 
 RESULT_LIMIT = 20
 

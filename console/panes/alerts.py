@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from console import figures
-from console.panes.pane import SnapshotPane
-from core.snapshot import Alert, CoreSnapshot, TunerChange
+from medops.console import figures
+from medops.console.panes.pane import SnapshotPane
+from medops.core.snapshot import Alert, CoreSnapshot, TunerChange
 
 MAX_ALERTS = 20
 MAX_TUNER_CHANGES = 5

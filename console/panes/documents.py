@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from console import figures
-from console.panes.pane import SnapshotPane
-from core.snapshot import CoreSnapshot
+from medops.console import figures
+from medops.console.panes.pane import SnapshotPane
+from medops.core.snapshot import CoreSnapshot
 
 MAX_JOBS = 5
 

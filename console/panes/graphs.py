@@ -20,15 +20,15 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Static
 
-from console import figures
-from console.error_text import describe_error
-from console.forms.availability import CoreHandle
-from core.snapshot import CoreSnapshot
+from medops.console import figures
+from medops.console.error_text import describe_error
+from medops.console.forms.availability import CoreHandle
+from medops.core.snapshot import CoreSnapshot
 
 if TYPE_CHECKING:
     from textual_plotext import PlotextPlot
 
-    from core.metric_history import MetricHistory
+    from medops.core.ledger.metric_history import MetricHistory
 
 HOUR, DAY = 3_600.0, 86_400.0
 # Spans the `w` key cycles through, in seconds.

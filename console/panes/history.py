@@ -20,15 +20,15 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Label, Static
 
-from console import figures
-from console.error_text import describe_error
-from console.forms.availability import CoreHandle
-from console.forms.prompt import AGENTS
+from medops.console import figures
+from medops.console.error_text import describe_error
+from medops.console.forms.availability import CoreHandle
+from medops.console.forms.prompt import AGENTS
 
 if TYPE_CHECKING:
-    from core.completions import RequestRecord
-    from core.history import AlertHistory, RequestHistory
-    from core.snapshot import Alert, CoreSnapshot
+    from medops.core.groq.requests import RequestRecord
+    from medops.core.ledger.history import AlertHistory, RequestHistory
+    from medops.core.snapshot import Alert, CoreSnapshot
 
 PAGE = 100  # rows one page reads; o appends the next older page
 REQUESTS, ALERTS = "requests", "alerts"

@@ -6,7 +6,7 @@ from typing import Any
 
 from textual.widgets import Static
 
-from core.snapshot import CoreSnapshot
+from medops.core.snapshot import CoreSnapshot
 
 
 class SnapshotPane(Static):

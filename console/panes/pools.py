@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from console import figures
-from console.panes.pane import SnapshotPane
-from core.snapshot import CacheSnapshot, CoreSnapshot, KnowledgeSnapshot, PoolSnapshot
+from medops.console import figures
+from medops.console.panes.pane import SnapshotPane
+from medops.core.snapshot import CacheSnapshot, CoreSnapshot, KnowledgeSnapshot, PoolSnapshot
 
 # The pools the contracts promise, in the order an on-call engineer reads them.
 EXPECTED_POOLS = ("duckdb", "cpu", "io", "process", "http")

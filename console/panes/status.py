@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from textual.widgets import Static
 
-from console import figures
-from core.snapshot import CoreSnapshot
+from medops.console import figures
+from medops.core.snapshot import CoreSnapshot
 
 LEDGER_SHORT = {"read-write": "rw", "read-only": "ro"}
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 
-from core.case_codec import checksum
-from core.case_layout import SLOT_HEADER_BYTES
-from core.case_memory import CaseMemory
+from medops.core.memory.case_memory import CaseMemory
+from medops.core.memory.codec import checksum
+from medops.core.memory.layout import SLOT_HEADER_BYTES
 from tests.case_workers import make_case, run_in_workers, timed_reads
 
 ROUNDS = 7

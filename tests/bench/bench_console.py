@@ -33,9 +33,9 @@ FIRST_SNAPSHOT_MARK = b"intake open"  # the status line once the core has answer
 
 CORE_ALONE = """
 import asyncio, sys
-from core.config import load_settings
-from core.paths import locate
-from core.resource_core import ResourceCore
+from medops.core.settings.config import load_settings
+from medops.core.settings.paths import locate
+from medops.core.resource_core import ResourceCore
 
 async def main():
     core = ResourceCore(load_settings(locate()).settings, locate())
@@ -169,7 +169,7 @@ def test_console_first_frame_idle_cpu_and_memory() -> None:
         core = core_alone(data)
     assert at_1 is not None and at_4 is not None
     python_start = import_seconds("sys")
-    console_import = import_seconds("console.app")
+    console_import = import_seconds("medops.console.app")
     print()
     print(f"first frame: {warm_frame:.2f} s (cold data folder {cold_frame:.2f} s; goal < 1.5 s)"
           f" | fresh python {python_start:.2f} s, importing console.app {console_import:.2f} s")

@@ -21,12 +21,12 @@ from typing import TypeVar
 
 import pymupdf
 
-from core.clock import SystemClock
-from core.config import MIB, Settings
-from core.documents import DocumentPipeline
-from core.extraction import ExtractionOptions, extract
-from core.intake import Intake
-from core.loop_lag import LoopLagProbe
+from medops.core.clock import SystemClock
+from medops.core.documents.extraction import ExtractionOptions, extract
+from medops.core.documents.intake import Intake
+from medops.core.documents.pipeline import DocumentPipeline
+from medops.core.settings.config import MIB, Settings
+from medops.core.watch.loop_lag import LoopLagProbe
 from tests.document_files import CLINICAL_TEXT, scanned_pdf, text_pdf
 
 TEXT_DOCS, TEXT_PAGES = 8, 150
@@ -172,4 +172,4 @@ def test_import_cost_of_pymupdf_lite_beside_the_worker_imports() -> None:
     bare = time.perf_counter() - started
     print(f"\nimport (median of 7, -X importtime): pymupdf-lite {lite * 1000:.0f} ms | PIL.Image "
           f"{pillow * 1000:.0f} ms | pytesseract {tesseract * 1000:.0f} ms | a bare interpreter importing "
-          f"core.document_worker {bare * 1000:.0f} ms wall (the core process never imports pymupdf)")
+          f"medops.core.documents.worker {bare * 1000:.0f} ms wall (the core process never imports pymupdf)")

@@ -20,13 +20,13 @@ from types import MappingProxyType
 
 import httpx
 
-from core.completions import Priority, PromptRequest
-from core.config import ModelLimits, Settings
-from core.endpoint_faults import FaultModes
-from core.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget
-from core.local_endpoint import CHAT_PATH, LocalEndpoint
-from core.paths import Locations
-from core.resource_core import ResourceCore
+from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget
+from medops.core.groq.local.faults import FaultModes
+from medops.core.groq.local.server import CHAT_PATH, LocalEndpoint
+from medops.core.groq.requests import Priority, PromptRequest
+from medops.core.resource_core import ResourceCore
+from medops.core.settings.config import ModelLimits, Settings
+from medops.core.settings.paths import Locations
 
 MODEL = "llama-3.1-8b-instant"
 ROOMY = ModelLimits(rpm=1_000_000, rpd=100_000_000, tpm=1_000_000_000, tpd=10_000_000_000)

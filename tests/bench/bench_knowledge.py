@@ -20,11 +20,11 @@ from typing import Any
 import duckdb
 import pytest
 
-from core.clock import SystemClock
-from core.config import Settings
-from core.db_pool import DuckDBPool
-from core.knowledge import CODE_SQL, SEARCH_SQL, KnowledgeService
-from core.knowledge_build import ensure_knowledge, load_source
+from medops.core.clock import SystemClock
+from medops.core.knowledge.build import ensure_knowledge, load_source
+from medops.core.knowledge.db_pool import DuckDBPool
+from medops.core.knowledge.service import CODE_SQL, SEARCH_SQL, KnowledgeService
+from medops.core.settings.config import Settings
 
 POINT_SQL = "SELECT display, billable, description FROM codes WHERE code = ?"
 SEARCH_WORDS = ("chest", "pain", "fracture", "left", "femur", "diabetes", "acute", "chronic", "infection", "injury")

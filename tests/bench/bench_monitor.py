@@ -19,9 +19,9 @@ from typing import Any
 
 import psutil
 
-from core.clock import SystemClock
-from core.executors import ResizablePool
-from core.monitor import SystemMonitor
+from medops.core.clock import SystemClock
+from medops.core.executors import ResizablePool
+from medops.core.watch.monitor import SystemMonitor
 
 SAMPLES = 3_000
 REFERENCE_SAMPLES = 5

@@ -36,12 +36,12 @@ from typing import Any
 
 from aiolimiter import AsyncLimiter
 
-from core.backoff import Backoff
-from core.clock import FakeClock, SystemClock, settle
-from core.completions import Completion, Priority, PromptRequest, UpstreamUnavailable
-from core.config import DEFAULT_MODELS, ModelLimits, Settings
-from core.quota import GroqQuota, QuotaBook
-from core.scheduler import RETRY_BACKOFF, Scheduler
+from medops.core.clock import FakeClock, SystemClock, settle
+from medops.core.groq.backoff import Backoff
+from medops.core.groq.quota import GroqQuota, QuotaBook
+from medops.core.groq.requests import Completion, Priority, PromptRequest, UpstreamUnavailable
+from medops.core.groq.scheduler import RETRY_BACKOFF, Scheduler
+from medops.core.settings.config import DEFAULT_MODELS, ModelLimits, Settings
 from tests.quota_helpers import max_in_any_span
 
 MODEL = "llama-3.1-8b-instant"  # 30 rpm, 14,400 rpd, 6,000 tpm, 500,000 tpd

@@ -1,0 +1,608 @@
+"""The document pipeline: intake, a pool of worker processes we manage ourselves, results.
+
+Each worker is a `python -m core.document_worker` child in its own session,
+talking over its stdin/stdout pipes (read by asyncio, so nothing blocks the
+event loop). Unlike `ProcessPoolExecutor`, one worker can be killed: when a
+document passes `document_timeout` or is cancelled, or when a worker dies on a
+hostile file, only that document fails; the worker is replaced and the other
+jobs go on. Workers start on first use, so the core starts fast.
+
+Document text is patient data: it is never logged, and job listings carry
+names, sizes, page counts and hashes only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import orjson
+
+from medops.core.clock import Clock
+from medops.core.documents.extraction import (
+    METHOD_BLANK,
+    METHOD_NONE,
+    METHOD_OCR,
+    METHOD_TEXT,
+    Extraction,
+    ExtractionError,
+    ExtractionOptions,
+)
+from medops.core.documents.intake import Intake, IntakeFile
+from medops.core.documents.worker import FRAME_HEADER, MAX_FRAME_BYTES, encode_frame, extraction_from_reply, job_message
+from medops.core.errors import DocumentError
+from medops.core.settings.config import Settings
+from medops.core.snapshot import DocumentJob, DocumentsSnapshot, PoolSnapshot
+
+log = logging.getLogger("medops.documents")
+
+RECENT_JOBS = 20
+RESULT_CACHE = 32  # finished results kept to answer duplicates (same SHA-256) at once
+WAIT_SAMPLES = 200
+# A worker that dies before it is ready this many times in a row means the
+# workers cannot start at all (broken install): fail the queue instead of looping.
+MAX_START_FAILURES = 3
+
+
+class WorkerCrashed(DocumentError):
+    """The worker process extracting a document died."""
+
+
+class DocumentTimedOut(DocumentError):
+    """A document took longer than `document_timeout`; its worker was killed."""
+
+
+class DocumentCancelled(DocumentError):
+    """A document job was cancelled before it finished."""
+
+
+class DocumentsStopped(DocumentError):
+    """The document pipeline is not running (not started, or stopping)."""
+
+
+@dataclass(frozen=True)
+class DocumentProgress:
+    """A job's progress, sent to `on_progress` when it is queued, starts, finishes a page or ends."""
+
+    job_id: str
+    name: str
+    state: str  # queued, running, done, failed, cancelled
+    pages_done: int = 0
+    pages_total: int = 0
+    method: str = ""  # how the last page was read
+
+
+@dataclass(frozen=True)
+class DocumentResult:
+    """A document's text and how it was obtained. `repr` leaves the text out."""
+
+    job_id: str
+    name: str
+    sha256: str
+    kind: str
+    size: int
+    text: str = field(repr=False)
+    pages: int
+    page_methods: tuple[str, ...]  # per page: text, ocr, blank or none
+    warnings: tuple[str, ...]
+    repaired: bool
+    queued_seconds: float
+    extract_seconds: float
+    seconds: float  # from `extract()` to the result, intake included
+    duplicate_of: str | None = None
+
+    @property
+    def characters(self) -> int:
+        return len(self.text)
+
+    @property
+    def method(self) -> str:
+        """One word for the whole document: text, ocr, mixed, blank or none."""
+        used = {m for m in self.page_methods if m != METHOD_BLANK}
+        if not used:
+            return METHOD_BLANK if self.page_methods else METHOD_NONE
+        if used == {METHOD_TEXT}:
+            return METHOD_TEXT
+        if used == {METHOD_OCR}:
+            return METHOD_OCR
+        if used == {METHOD_NONE}:
+            return METHOD_NONE
+        return "mixed"
+
+
+ProgressCallback = Callable[[DocumentProgress], None]
+
+
+@dataclass(eq=False)
+class _Job:
+    id: str
+    name: str
+    on_progress: ProgressCallback | None
+    submitted_at: float
+    future: asyncio.Future[DocumentResult]
+    file: IntakeFile | None = None
+    state: str = "queued"
+    started_at: float | None = None
+    pages_done: int = 0
+    pages_total: int = 0
+    error: str = ""
+    watchdog: asyncio.Task[None] | None = None
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: asyncio.subprocess.Process
+    scratch: Path  # its private temporary folder, removed when it exits
+    ready: bool = False
+    job: _Job | None = None
+    kill_reason: str | None = None  # why we killed it: timeout, cancelled, retired, stopped
+    reader: asyncio.Task[None] | None = None
+
+
+def worker_command() -> list[str]:
+    """How a worker process is started: this interpreter, the worker module by its full name.
+
+    `-P`: the current folder is not put on the import path, so nothing where
+    medops was started can stand in for a module of ours.
+    """
+    return [sys.executable, "-P", "-m", "medops.core.documents.worker"]
+
+
+def _worker_env(scratch: Path) -> dict[str, str]:
+    # A worker parses hostile files: it gets no secrets it does not need.
+    env = {name: value for name, value in os.environ.items() if name != "GROQ_API_KEY"}
+    env["OMP_THREAD_LIMIT"] = "1"
+    # Tesseract's page images and outputs are patient data: they go to a folder
+    # only we can read, which is removed with the worker, even after a kill.
+    env["TMPDIR"] = str(scratch)
+    return env
+
+
+def _describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "exit status unknown"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+class DocumentPipeline:
+    """Takes documents in, extracts them in `process_pool_size` worker processes, reports progress."""
+
+    def __init__(self, settings: Settings, intake: Intake, clock: Clock,
+                 options: ExtractionOptions | None = None) -> None:
+        self.intake = intake
+        self.clock = clock
+        self.size = settings.process_pool_size
+        self.timeout = settings.document_timeout
+        self.options = options or ExtractionOptions(ocr_language=settings.ocr_language,
+                                                    ocr_page_timeout=settings.ocr_page_timeout)
+        self._running = False
+        self._paused = False
+        self._ids = itertools.count(1)
+        self._queue: deque[_Job] = deque()
+        self._jobs: dict[str, _Job] = {}
+        self._workers: list[_Worker] = []
+        self._starting = 0
+        self._start_failures = 0
+        self._spawns: set[asyncio.Task[None]] = set()
+        self._recent: deque[DocumentJob] = deque(maxlen=RECENT_JOBS)
+        self._results: OrderedDict[str, DocumentResult] = OrderedDict()
+        self._in_flight: dict[str, asyncio.Future[DocumentResult]] = {}
+        self._waits: deque[float] = deque(maxlen=WAIT_SAMPLES)
+        self._done = self._failed = self._cancelled = self._pages = 0
+        self._timeouts = 0
+
+    # lifecycle
+
+    async def start(self) -> None:
+        """Accept documents; workers start when the first one arrives (or on `warm()`)."""
+        self._running = True
+
+    def warm(self) -> None:
+        """Start the workers now, in the background, so the first document does not wait for them."""
+        if self._running:
+            self._grow(self.size)
+
+    async def stop(self) -> None:
+        """Fail what is queued, kill every worker and wait for them to go."""
+        self._running = False
+        for job in list(self._jobs.values()):
+            if job.state == "queued":
+                self._finish_failed(job, DocumentsStopped("the core is stopping; the document was not processed"),
+                                    "failed")
+        self._queue.clear()
+        if self._spawns:  # a worker being started is killed as soon as it exists
+            await asyncio.gather(*self._spawns, return_exceptions=True)
+        for worker in list(self._workers):
+            worker.kill_reason = worker.kill_reason or "stopped"
+            self._kill(worker)
+        readers = [w.reader for w in self._workers if w.reader is not None]
+        if readers:
+            await asyncio.gather(*readers, return_exceptions=True)
+
+    def resize(self, size: int) -> None:
+        """Change the number of workers; extra idle workers leave at once, busy ones after their document."""
+        self.size = max(1, size)
+        for worker in [w for w in self._workers if w.job is None and w.ready][self.size:]:
+            worker.kill_reason = "retired"
+            self._close(worker)
+        self._dispatch()
+
+    # commands
+
+    async def extract(self, path: str | Path, on_progress: ProgressCallback | None = None) -> DocumentResult:
+        """Take `path` in, extract its text in a worker and return the result; raises a `DocumentError`."""
+        if not self._running:
+            raise DocumentsStopped("the document pipeline is not running; start the core first")
+        loop = asyncio.get_running_loop()
+        job = _Job(id=f"doc-{next(self._ids):04d}", name=Path(path).name or str(path), on_progress=on_progress,
+                   submitted_at=self.clock.monotonic(), future=loop.create_future())
+        self._jobs[job.id] = job
+        self._progress(job)
+        try:
+            return await self._run(job, path)
+        except asyncio.CancelledError:  # the caller gave up: so does the job
+            self.cancel(job.id)
+            raise
+
+    async def _run(self, job: _Job, path: str | Path) -> DocumentResult:
+        try:
+            job.file = await self.intake.admit(path)
+        except DocumentError as exc:
+            self._finish_failed(job, exc, "failed")
+            raise
+        if job.future.done():  # cancelled, or the core stopped, while it was being read
+            return await job.future
+        log.info("document %s admitted: %s, %d bytes, sha256 %s", job.id, job.file.kind.value, job.file.size,
+                 job.file.sha256[:12])
+        duplicate = await self._duplicate(job)
+        if duplicate is not None:
+            return duplicate
+        if job.future.done():
+            return await job.future
+        if self._start_failures >= MAX_START_FAILURES and not self._workers:
+            self._start_failures = 0  # a new document is a new try at starting workers
+        self._in_flight[job.file.sha256] = job.future
+        self._queue.append(job)
+        self._dispatch()
+        return await asyncio.shield(job.future)
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job: dropped if waiting, its worker killed if running; False if no such live job."""
+        job = self._jobs.get(job_id)
+        if job is None or job.future.done():
+            return False
+        running_on = next((w for w in self._workers if w.job is job), None)
+        if running_on is not None:
+            running_on.kill_reason = "cancelled"
+            self._kill(running_on)  # the job fails when the worker's exit is seen
+        else:
+            # Queued, or still in intake (hashing, or waiting for an identical document).
+            self._finish_failed(job, DocumentCancelled(f"{job.name}: cancelled before it started"), "cancelled")
+        return True
+
+    def pause(self) -> None:
+        """Hold queued documents; those running finish."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Start queued documents again."""
+        self._paused = False
+        self._dispatch()
+
+    def worker_pid(self, job_id: str) -> int | None:
+        """The process id of the worker running a job, for diagnosis."""
+        for worker in self._workers:
+            if worker.job is not None and worker.job.id == job_id:
+                return worker.process.pid
+        return None
+
+    # snapshots
+
+    def snapshot(self) -> DocumentsSnapshot:
+        """Counts and the most recent jobs, newest first; never any text."""
+        live = [self._job_view(j) for j in self._jobs.values()]
+        recent = tuple(reversed(live)) + tuple(reversed(self._recent))
+        return DocumentsSnapshot(queued=sum(1 for j in self._jobs.values() if j.state == "queued"),
+                                 running=sum(1 for j in self._jobs.values() if j.state == "running"),
+                                 done=self._done, failed=self._failed, pages=self._pages,
+                                 recent=recent[:RECENT_JOBS], cancelled=self._cancelled)
+
+    def pool_snapshot(self) -> PoolSnapshot:
+        """The worker pool as a PoolSnapshot named "process"."""
+        waits = sorted(self._waits)
+        return PoolSnapshot(name="process", capacity=self.size,
+                            active=sum(1 for w in self._workers if w.job is not None),
+                            queued=len(self._queue), completed=self._done, errors=self._failed,
+                            timeouts=self._timeouts,
+                            wait_p50=statistics.median(waits) if waits else 0.0,
+                            wait_p95=waits[int(0.95 * (len(waits) - 1))] if waits else 0.0)
+
+    @property
+    def ready_workers(self) -> int:
+        """Worker processes started and ready for a document."""
+        return sum(1 for w in self._workers if w.ready and w.kill_reason is None)
+
+    @property
+    def worker_count(self) -> int:
+        """Worker processes alive (started or starting)."""
+        return len(self._workers) + self._starting
+
+    # internals: duplicates
+
+    async def _duplicate(self, job: _Job) -> DocumentResult | None:
+        assert job.file is not None
+        sha = job.file.sha256
+        earlier = self._in_flight.get(sha)
+        if earlier is not None:
+            with contextlib.suppress(DocumentError):
+                await asyncio.shield(earlier)
+        original = self._results.get(sha)
+        if original is None:
+            return None
+        self._results.move_to_end(sha)
+        now = self.clock.monotonic()
+        result = replace(original, job_id=job.id, name=job.name, queued_seconds=0.0, extract_seconds=0.0,
+                         seconds=now - job.submitted_at, duplicate_of=original.job_id,
+                         warnings=(*original.warnings,
+                                   f"same content (SHA-256) as {original.job_id}; its text was reused"))
+        job.pages_done = job.pages_total = result.pages
+        self._finish_done(job, result)
+        return result
+
+    # internals: workers
+
+    def _grow(self, wanted: int) -> None:
+        while self._running and len(self._workers) + self._starting < min(wanted, self.size):
+            self._starting += 1
+            task = asyncio.get_running_loop().create_task(self._spawn())
+            self._spawns.add(task)
+            task.add_done_callback(self._spawns.discard)
+
+    async def _spawn(self) -> None:
+        scratch = Path(tempfile.mkdtemp(prefix="medops-worker-"))  # mode 0700
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *worker_command(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL, env=_worker_env(scratch), start_new_session=True)
+        except OSError as exc:
+            self._starting -= 1
+            shutil.rmtree(scratch, ignore_errors=True)
+            self._start_failed(f"cannot start a document worker ({exc.strerror})")
+            return
+        self._starting -= 1
+        worker = _Worker(process, scratch)
+        self._workers.append(worker)
+        worker.reader = asyncio.get_running_loop().create_task(self._read(worker))
+        if not self._running:
+            worker.kill_reason = "stopped"
+            self._kill(worker)
+
+    async def _read(self, worker: _Worker) -> None:
+        stdout = worker.process.stdout
+        assert stdout is not None
+        try:
+            while True:
+                header = await stdout.readexactly(FRAME_HEADER.size)
+                (length,) = FRAME_HEADER.unpack(header)
+                if length > MAX_FRAME_BYTES:
+                    raise ValueError(f"a {length:,}-byte reply")
+                self._on_message(worker, orjson.loads(await stdout.readexactly(length)))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        except ValueError:  # orjson.JSONDecodeError too: a worker that talks nonsense is not trusted further
+            worker.kill_reason = worker.kill_reason or "garbled"
+            self._kill(worker)
+        await worker.process.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(worker.process.pid, signal.SIGKILL)  # a Tesseract it left behind
+        await asyncio.to_thread(shutil.rmtree, worker.scratch, True)
+        self._on_exit(worker)
+
+    def _on_message(self, worker: _Worker, message: object) -> None:
+        """Act on one reply; ValueError if it is not one a worker sends."""
+        if not isinstance(message, list) or not message:
+            raise ValueError("not a reply")
+        kind = message[0]
+        if kind == "ready":
+            worker.ready = True
+            self._start_failures = 0
+            self._dispatch()
+            return
+        job = worker.job
+        if job is None or message[1] != job.id:
+            return
+        if kind == "page" and len(message) == 5:
+            _, _, number, total, method = message
+            if not (isinstance(number, int) and isinstance(total, int)):
+                raise ValueError("bad page reply")
+            job.pages_done, job.pages_total = number, total
+            self._progress(job, str(method))
+        elif kind == "done" and len(message) == 3:
+            extraction = extraction_from_reply(message[2])
+            self._release(worker)
+            self._finish_done(job, self._result(job, extraction))
+        elif kind == "failed" and len(message) == 4:
+            _, _, reason, text = message
+            self._release(worker)
+            self._finish_failed(job, ExtractionError(str(reason), str(text)), "failed")
+        else:
+            raise ValueError("unknown reply")
+
+    def _on_exit(self, worker: _Worker) -> None:
+        if worker in self._workers:
+            self._workers.remove(worker)
+        reason = worker.kill_reason
+        job = worker.job
+        worker.job = None
+        if job is not None and job.watchdog is not None:
+            job.watchdog.cancel()
+        if job is not None and not job.future.done():
+            exit_text = _describe_exit(worker.process.returncode)
+            page = min(job.pages_done + 1, job.pages_total) if job.pages_total else job.pages_done + 1
+            where = f" on page {page}" + (f" of {job.pages_total}" if job.pages_total else "")
+            if reason == "timeout":
+                self._timeouts += 1
+                self._finish_failed(job, DocumentTimedOut(
+                    f"{job.name}: not done after {self.timeout:g} s (document_timeout){where}; its worker was "
+                    "stopped. Split the document, or raise document_timeout"), "failed")
+            elif reason == "cancelled":
+                self._finish_failed(job, DocumentCancelled(f"{job.name}: cancelled{where}"), "cancelled")
+            elif reason == "garbled":
+                self._finish_failed(job, WorkerCrashed(
+                    f"{job.name}: its worker sent a malformed reply{where} and was stopped; the file may be "
+                    "hostile. Other documents are unaffected; ask for a new copy"), "failed")
+            elif reason == "stopped":
+                self._finish_failed(job, DocumentsStopped(f"{job.name}: the core stopped{where}"), "failed")
+            else:
+                self._finish_failed(job, WorkerCrashed(
+                    f"{job.name}: the worker process died ({exit_text}){where}; the file may be malformed or "
+                    "hostile. Other documents are unaffected; ask for a new copy"), "failed")
+            log.warning("document worker %d for %s ended: %s", worker.process.pid, job.id, exit_text)
+        elif not worker.ready and reason is None:
+            self._start_failed(f"a document worker exited while starting ({_describe_exit(worker.process.returncode)})")
+        if self._running and (self._queue or reason not in ("retired",)):
+            self._dispatch(replace_dead=True)
+
+    def _start_failed(self, why: str) -> None:
+        self._start_failures += 1
+        log.error("%s", why)
+        if self._start_failures >= MAX_START_FAILURES:
+            error = DocumentError(f"{why}, {self._start_failures} times in a row; run "
+                                  f"`{' '.join(worker_command())}` to see why, or `medops doctor`")
+            while self._queue:
+                self._finish_failed(self._queue.popleft(), error, "failed")
+
+    def _dispatch(self, replace_dead: bool = False) -> None:
+        if not self._running:
+            return
+        while self._queue and not self._paused:
+            worker = next((w for w in self._workers if w.ready and w.job is None and w.kill_reason is None), None)
+            if worker is None:
+                break
+            self._assign(worker, self._queue.popleft())
+        # The pool fills up on first use and is then kept at size, so a dead worker is replaced.
+        if (self._queue or replace_dead) and self._start_failures < MAX_START_FAILURES:
+            self._grow(self.size)
+
+    def _assign(self, worker: _Worker, job: _Job) -> None:
+        assert job.file is not None and worker.process.stdin is not None
+        worker.job = job
+        job.state = "running"
+        job.started_at = self.clock.monotonic()
+        self._waits.append(job.started_at - job.submitted_at)
+        worker.process.stdin.write(encode_frame(job_message(job.id, str(job.file.path), job.file.kind.value,
+                                                            self.options, job.file.sha256)))
+        job.watchdog = asyncio.get_running_loop().create_task(self._watch(worker, job))
+        self._progress(job)
+
+    async def _watch(self, worker: _Worker, job: _Job) -> None:
+        await self.clock.sleep(self.timeout)
+        if worker.job is job:
+            worker.kill_reason = "timeout"
+            self._kill(worker)
+
+    def _release(self, worker: _Worker) -> None:
+        job = worker.job
+        worker.job = None
+        if job is not None and job.watchdog is not None:
+            job.watchdog.cancel()
+        if len([w for w in self._workers if w.kill_reason is None]) > self.size:
+            worker.kill_reason = "retired"
+            self._close(worker)
+        else:
+            self._dispatch()
+
+    def _kill(self, worker: _Worker) -> None:
+        if worker.process.returncode is not None:
+            return
+        try:
+            # The worker leads its own session: the group takes a running Tesseract along.
+            os.killpg(worker.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.kill()
+
+    def _close(self, worker: _Worker) -> None:
+        if worker.process.stdin is not None:
+            worker.process.stdin.close()
+
+    # internals: results
+
+    def _result(self, job: _Job, extraction: Extraction) -> DocumentResult:
+        assert job.file is not None and job.started_at is not None
+        now = self.clock.monotonic()
+        pages = extraction.pages
+        return DocumentResult(
+            job_id=job.id, name=job.name, sha256=job.file.sha256, kind=job.file.kind.value, size=job.file.size,
+            text="\f".join(p.text for p in pages), pages=len(pages),
+            page_methods=tuple(p.method for p in pages), warnings=extraction.warnings,
+            repaired=extraction.repaired, queued_seconds=job.started_at - job.submitted_at,
+            extract_seconds=now - job.started_at, seconds=now - job.submitted_at)
+
+    def _finish_done(self, job: _Job, result: DocumentResult) -> None:
+        job.state = "done"
+        job.pages_done = job.pages_total = result.pages
+        self._done += 1
+        self._pages += result.pages
+        self._results[result.sha256] = result
+        self._results.move_to_end(result.sha256)
+        while len(self._results) > RESULT_CACHE:
+            self._results.popitem(last=False)
+        self._end(job)
+        log.info("document %s done: %d pages (%s), %d characters", job.id, result.pages, result.method,
+                 result.characters)
+        job.future.set_result(result)
+
+    def _finish_failed(self, job: _Job, error: DocumentError, state: str) -> None:
+        if job.future.done():
+            return
+        job.state = state
+        job.error = str(error)
+        if state == "cancelled":
+            self._cancelled += 1
+        else:
+            self._failed += 1
+        if job in self._queue:
+            self._queue.remove(job)
+        self._end(job)
+        log.info("document %s %s: %s", job.id, state, type(error).__name__)
+        job.future.set_exception(error)
+        job.future.exception()  # retrieved here: a cancelled caller may never await it
+
+    def _end(self, job: _Job) -> None:
+        if job.watchdog is not None:
+            job.watchdog.cancel()
+        if job.file is not None and self._in_flight.get(job.file.sha256) is job.future:
+            del self._in_flight[job.file.sha256]
+        self._jobs.pop(job.id, None)
+        self._recent.append(self._job_view(job))
+        self._progress(job)
+
+    def _job_view(self, job: _Job) -> DocumentJob:
+        return DocumentJob(job_id=job.id, name=job.name, state=job.state, pages_done=job.pages_done,
+                           pages_total=job.pages_total, error=job.error)
+
+    def _progress(self, job: _Job, method: str = "") -> None:
+        if job.on_progress is None:
+            return
+        try:
+            job.on_progress(DocumentProgress(job.id, job.name, job.state, job.pages_done, job.pages_total, method))
+        except Exception:  # a broken progress display must not break the pipeline
+            log.exception("progress callback failed for %s", job.id)

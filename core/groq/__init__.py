@@ -1,0 +1,1 @@
+"""Groq: requests, quota, scheduler, retry policy, gateway, wire formats, token estimate."""

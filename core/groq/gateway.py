@@ -1,0 +1,308 @@
+"""The gateway: one HTTP attempt at a request to Groq through the official `groq` SDK.
+
+`AsyncGroq` with the SDK's own retries off, over one pooled `httpx.AsyncClient`.
+Every answer is read raw so its `x-ratelimit-*` headers reach the quota. The
+gateway never retries: every attempt may be counted by Groq, so each must be
+admitted by the quota first, and the scheduler retries. It classifies how an
+attempt ended: 5xx, timeouts and connection errors as `UpstreamUnavailable`
+(worth another attempt), 498 as `CapacityExceeded` (hold off, then retry), 429
+as `RateLimited` (wait as the quota says), and 400/401/403/404/413 as
+`RequestRejected` (never retried), said plainly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import groq
+import httpx
+
+from medops.core.clock import Clock, SystemClock
+from medops.core.groq.http_pool_waits import PoolWaits
+from medops.core.groq.rate_headers import RateLimitHeaders, parse_rate_limit_headers, parse_rate_limit_message
+from medops.core.groq.requests import (
+    CapacityExceeded,
+    Completion,
+    PromptRequest,
+    RateLimited,
+    RequestRejected,
+    UpstreamUnavailable,
+)
+from medops.core.groq.token_estimate import estimate_prompt_tokens
+from medops.core.settings.config import Settings
+from medops.core.snapshot import PoolSnapshot
+
+# The SDK logs each request's options, the prompt among them, at DEBUG when GROQ_LOG=debug is set:
+# patient data must never reach a log, whatever the environment says.
+logging.getLogger("groq").setLevel(logging.WARNING)
+
+LOCAL_PLACEHOLDER_KEY = "medops-local-endpoint"  # the SDK insists on a key; the local endpoint takes any
+MAX_REASON_CHARS = 300
+# What each refusal means for the on-call engineer, and what to do.
+REJECTION_HINTS = {
+    400: "the request is malformed or too long for the model; check the prompt and max_completion_tokens",
+    401: "the Groq API key was refused; set GROQ_API_KEY to a valid key (console.groq.com/keys)",
+    403: "this key may not use this model or endpoint; check the key's organization and permissions",
+    404: "no such model or URL; check the model name and GROQ_BASE_URL",
+    413: "the request asks more tokens than the model's per-minute limit; shorten it or lower max_completion_tokens",
+    422: "Groq could not process the request; check its contents",
+}
+
+
+class GatewayTimeout(UpstreamUnavailable):
+    """One attempt got no answer within its time."""
+
+
+@dataclass(frozen=True)
+class GroqTarget:
+    """Where the gateway sends requests: Groq itself or a local endpoint."""
+
+    kind: str  # "groq" or "local"
+    base_url: str
+    api_key: str  # never shown; LOCAL_PLACEHOLDER_KEY for a keyless local endpoint
+    in_process: bool  # True: the core must start its own local endpoint at base_url
+
+    def __repr__(self) -> str:  # keep the key out of reprs, logs and tracebacks
+        return f"GroqTarget(kind={self.kind!r}, base_url={self.base_url!r}, in_process={self.in_process})"
+
+
+def choose_target(settings: Settings, env: Mapping[str, str]) -> GroqTarget:
+    """Groq when GROQ_API_KEY is set; else a local endpoint (GROQ_BASE_URL's, or an in-process one).
+
+    For the in-process case `base_url` is empty until the endpoint has a port.
+    """
+    key = env.get("GROQ_API_KEY", "").strip()
+    base_url = env.get("GROQ_BASE_URL", "").strip()
+    if key:
+        url = base_url or settings.groq_base_url
+        return GroqTarget("local" if is_loopback(url) else "groq", url, key, in_process=False)
+    if base_url:
+        return GroqTarget("local", base_url, LOCAL_PLACEHOLDER_KEY, in_process=False)
+    return GroqTarget("local", "", LOCAL_PLACEHOLDER_KEY, in_process=True)
+
+
+def is_loopback(url: str) -> bool:
+    """Whether a URL points at this machine."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class GatewayStats:
+    """HTTP attempts and what they came back with."""
+
+    in_flight: int = 0
+    attempts: int = 0
+    answered: int = 0
+    rate_limited: int = 0  # 429s received
+    capacity_exceeded: int = 0  # 498s received
+    rejected: int = 0  # 4xx refusals
+    server_errors: int = 0  # 5xx received
+    connection_errors: int = 0
+    timeouts: int = 0
+    failed: int = 0  # attempts that ended without an answer, or refused
+
+
+class Gateway:
+    """Sends prompts to Groq (implements the scheduler's `Sender`)."""
+
+    def __init__(self, settings: Settings, target: GroqTarget, clock: Clock | None = None) -> None:
+        if not target.base_url:
+            raise ValueError("the gateway needs a base URL; start the local endpoint first")
+        self._settings = settings
+        self._target = target
+        self._pool_waits = PoolWaits(clock or SystemClock())
+        self._http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=settings.http_max_connections,
+                                max_keepalive_connections=settings.http_max_per_host),
+            timeout=settings.request_timeout,
+            event_hooks={"request": [self._pool_waits.on_request]},
+        )
+        self._client = groq.AsyncGroq(api_key=target.api_key, base_url=target.base_url, max_retries=0,
+                                      http_client=self._http, timeout=settings.request_timeout)
+        self._counts: dict[str, int] = dict.fromkeys(GatewayStats.__dataclass_fields__, 0)
+        self._last_failure: str | None = None  # why the latest attempt got no HTTP answer; None once one did
+
+    @property
+    def target(self) -> GroqTarget:
+        return self._target
+
+    @property
+    def healthy(self) -> bool:
+        """False while the latest attempt got no HTTP answer (5xx, timeout, connection error)."""
+        return self._last_failure is None
+
+    @property
+    def last_failure(self) -> str | None:
+        return self._last_failure
+
+    @property
+    def stats(self) -> GatewayStats:
+        return GatewayStats(**self._counts)
+
+    def pool_snapshot(self) -> PoolSnapshot:
+        """The HTTP pool as a PoolSnapshot named "http": attempts on a connection, waiting for one, wait p50/p95."""
+        c = self._counts
+        waiting = self._pool_waits.waiting
+        p50, p95 = self._pool_waits.percentiles()
+        return PoolSnapshot(name="http", capacity=self._settings.http_max_connections,
+                            active=max(0, c["in_flight"] - waiting), queued=waiting, completed=c["answered"],
+                            errors=c["failed"], timeouts=c["timeouts"], wait_p50=p50, wait_p95=p95)
+
+    def apply(self, settings: Settings) -> None:
+        """Take changed settings for the next sends (request_timeout, default_model).
+
+        The HTTP pool's size and its client stay as built at start.
+        """
+        self._settings = settings
+
+    async def close(self) -> None:
+        """Close the pooled connections."""
+        await self._client.close()
+        await self._http.aclose()
+
+    # The contract's timeout is this one attempt's.
+    async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
+        """One attempt within `timeout` seconds (at most `request_timeout`); never retried here."""
+        model = request.model or self._settings.default_model
+        timeout = max(0.0, min(timeout, self._settings.request_timeout))
+        self._counts["attempts"] += 1
+        self._counts["in_flight"] += 1
+        try:
+            if request.on_text is not None:
+                completion = await asyncio.wait_for(self._stream(request, model, http_timeout=timeout), timeout)
+            else:
+                with self._pool_waits.attempt():
+                    raw = await asyncio.wait_for(self._client.chat.completions.with_raw_response.create(
+                        model=model,
+                        messages=[{"role": "user", "content": request.prompt}],
+                        max_completion_tokens=request.max_completion_tokens,
+                        timeout=timeout,
+                    ), timeout)
+                completion = _completion(await raw.parse(), request, model, parse_rate_limit_headers(raw.headers))
+        except (TimeoutError, groq.APITimeoutError, httpx.TimeoutException):  # the last: a stream gone quiet
+            self._counts["timeouts"] += 1
+            raise self._unavailable(f"no answer within {timeout:.3g}s", None, GatewayTimeout) from None
+        except groq.APIConnectionError as exc:
+            self._counts["connection_errors"] += 1
+            cause = type(exc.__cause__).__name__ if exc.__cause__ else "error"
+            raise self._unavailable(f"cannot connect ({cause})", None) from None
+        except groq.APIStatusError as exc:
+            if exc.status_code < 500 or exc.status_code == 498:
+                self._last_failure = None  # Groq answered, even if it refused
+            raise self._status_error(exc) from None
+        except (httpx.HTTPError, groq.APIError) as exc:  # a stream that broke off part way
+            self._counts["connection_errors"] += 1
+            raise self._unavailable(f"the answer broke off ({type(exc).__name__})", None) from None
+        finally:
+            self._counts["in_flight"] -= 1
+        self._counts["answered"] += 1
+        self._last_failure = None
+        return completion
+
+    async def _stream(self, request: PromptRequest, model: str, *, http_timeout: float) -> Completion:
+        """One streamed attempt: `request.on_text` gets the text so far after each piece."""
+        on_text = request.on_text
+        assert on_text is not None
+        on_text("")  # a new attempt starts the text again
+        with self._pool_waits.attempt():
+            raw = await self._client.chat.completions.with_raw_response.create(
+                model=model,
+                messages=[{"role": "user", "content": request.prompt}],
+                max_completion_tokens=request.max_completion_tokens,
+                stream=True,
+                timeout=http_timeout,
+            )
+        text, finished = "", False
+        answered_model, request_id, usage = model, None, None
+        async with await raw.parse() as stream:
+            async for chunk in stream:
+                answered_model = chunk.model or answered_model
+                x_groq = getattr(chunk, "x_groq", None)
+                if x_groq is not None:
+                    if getattr(x_groq, "error", None):  # Groq's word for a stream it stopped early
+                        raise self._unavailable("the answer was stopped early by the server", None)
+                    request_id = x_groq.id or request_id
+                    usage = getattr(x_groq, "usage", None) or usage
+                usage = getattr(chunk, "usage", None) or usage
+                if chunk.choices:
+                    finished = finished or chunk.choices[0].finish_reason is not None
+                    piece = chunk.choices[0].delta.content
+                    if piece:
+                        text += piece  # grows in place while nothing else holds it: not a join per piece
+                        on_text(text)
+        if not finished:  # ended without a finish reason: a cut-off answer must not pass for a whole one
+            raise self._unavailable("the answer ended before it was finished", None)
+        return _answer(text, answered_model, usage, request_id, parse_rate_limit_headers(raw.headers), request)
+
+    def _unavailable(self, reason: str, status: int | None,
+                     kind: type[UpstreamUnavailable] = UpstreamUnavailable) -> UpstreamUnavailable:
+        """An attempt without a usable answer: remembered for health, counted, and said with where it went."""
+        self._last_failure = reason
+        self._counts["failed"] += 1
+        return kind(f"{reason} from {self._target.kind} ({self._target.base_url})", reason=reason, status=status)
+
+    def _status_error(self, exc: groq.APIStatusError) -> Exception:
+        status = exc.status_code
+        headers = parse_rate_limit_headers(exc.response.headers)
+        message = _error_message(exc.body)
+        if status == 429:
+            self._counts["rate_limited"] += 1
+            limit = parse_rate_limit_message(message)
+            retry_after = headers.retry_after if headers.retry_after is not None else (
+                limit.retry_in if limit else None)
+            return RateLimited(retry_after, limit, headers)
+        if status == 498:
+            self._counts["capacity_exceeded"] += 1
+            return CapacityExceeded(f"{self._target.kind} is over capacity for this model (HTTP 498); "
+                                    "try again shortly or use another model")
+        if status >= 500:
+            self._counts["server_errors"] += 1
+            return self._unavailable(f"server error HTTP {status}", status)
+        self._counts["rejected"] += 1
+        hint = REJECTION_HINTS.get(status, "retrying will not help; check the request")
+        # 401 bodies are Groq's stock text; never the key. Other messages are clipped, never prompts.
+        detail = f" ({message[:MAX_REASON_CHARS]})" if message and status != 401 else ""
+        self._counts["failed"] += 1
+        return RequestRejected(status, f"{hint}{detail}")
+
+
+def _error_message(body: object) -> str:
+    """Groq's `error.message`, or ''."""
+    if isinstance(body, Mapping):
+        error: Any = body.get("error", body)
+        if isinstance(error, Mapping) and isinstance(error.get("message"), str):
+            return str(error["message"])
+    return ""
+
+
+def _completion(response: Any, request: PromptRequest, model: str, headers: RateLimitHeaders) -> Completion:
+    """A non-streamed answer as a Completion."""
+    choice = response.choices[0] if response.choices else None
+    x_groq = getattr(response, "x_groq", None)
+    return _answer((choice.message.content or "") if choice else "", response.model or model, response.usage,
+                   x_groq.id if x_groq else None, headers, request)
+
+
+def _answer(text: str, model: str, usage: Any, request_id: str | None, headers: RateLimitHeaders,
+            request: PromptRequest) -> Completion:
+    """One answer, streamed or not, with Groq's token counts; when it carried none, its whole reservation
+    (prompt estimate + max_completion_tokens): the quota must never count less than the server did."""
+    return Completion(
+        text=text, model=model,
+        prompt_tokens=usage.prompt_tokens if usage else estimate_prompt_tokens(request.prompt),
+        completion_tokens=usage.completion_tokens if usage else request.max_completion_tokens,
+        queue_time=getattr(usage, "queue_time", None), total_time=getattr(usage, "total_time", None),
+        request_id=request_id, headers=headers,
+    )

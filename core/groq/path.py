@@ -1,0 +1,135 @@
+"""The core's Groq path: quota, scheduler, gateway, and the local endpoint when offline.
+
+Composed here so `ResourceCore` only starts, stops and asks it. Without
+`GROQ_API_KEY` the prompts go to a local endpoint: the one at `GROQ_BASE_URL`,
+or one started in-process on `endpoint_host:endpoint_port` inside the core's
+own event loop. Which one is in use is always in the snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Protocol
+
+from medops.core.clock import Clock
+from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget, choose_target
+from medops.core.groq.local.server import LocalEndpoint
+from medops.core.groq.prompt_input import check_request
+from medops.core.groq.quota import QuotaBook
+from medops.core.groq.requests import AdmissionStore, PromptRequest, PromptResult, RequestRecorder
+from medops.core.groq.scheduler import Scheduler, SchedulerStopped
+from medops.core.settings.config import Settings
+from medops.core.snapshot import EndpointInfo, PoolSnapshot, QuotaSnapshot, SchedulerSnapshot
+
+
+class Ledgerish(AdmissionStore, RequestRecorder, Protocol):
+    """What the Groq path wants from the ledger: admissions kept and requests recorded."""
+
+
+class GroqPath:
+    """Quota book, scheduler, gateway and (offline) the in-process local endpoint."""
+
+    def __init__(self, settings: Settings, clock: Clock, ledger: Ledgerish | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._ledger = ledger
+        self._target: GroqTarget = choose_target(settings, os.environ if env is None else env)
+        self.quotas = QuotaBook(settings, clock, store=ledger)
+        self.endpoint: LocalEndpoint | None = None
+        if self._target.in_process:
+            self.endpoint = LocalEndpoint(settings.models, host=settings.endpoint_host,
+                                          port=settings.endpoint_port, clock=clock)
+        self.gateway: Gateway | None = None
+        self.scheduler: Scheduler | None = None
+        self._paused = False
+
+    async def start(self) -> None:
+        """Reload today's admissions, start the local endpoint if needed, then gateway and scheduler."""
+        if self.scheduler is not None:
+            return
+        if self._ledger is not None:
+            await self.quotas.restore_async()
+        target = self._target
+        if self.endpoint is not None:
+            await self.endpoint.start()
+            target = replace(target, base_url=self.endpoint.url)
+        self.gateway = Gateway(self._settings, target, self._clock)
+        self.scheduler = Scheduler(self._settings, self.quotas, self.gateway, self._clock, recorder=self._ledger)
+        if self._paused:
+            self.scheduler.pause()
+        await self.scheduler.start()
+
+    async def stop(self) -> None:
+        """Fail what is unanswered, close the HTTP pool, stop the local endpoint; safe twice."""
+        scheduler, gateway = self.scheduler, self.gateway
+        self.scheduler = None
+        if scheduler is not None:
+            await scheduler.stop()
+        if gateway is not None:
+            await gateway.close()
+        if self.endpoint is not None:
+            await self.endpoint.stop()
+
+    async def ask(self, request: PromptRequest) -> PromptResult:
+        """Check the prompt, queue it, and wait for the answer (or an error saying why not)."""
+        check_request(request, self._settings)
+        if self.scheduler is None:
+            raise SchedulerStopped("the Groq path is not running; start the core first")
+        return await self.scheduler.submit(request)
+
+    def pause(self) -> None:
+        """Hold queued prompts; those in flight finish."""
+        self._paused = True
+        if self.scheduler is not None:
+            self.scheduler.pause()
+
+    def resume(self) -> None:
+        self._paused = False
+        if self.scheduler is not None:
+            self.scheduler.resume()
+
+    def apply(self, settings: Settings) -> None:
+        """Take changed settings while running: scheduler knobs, timeouts, retries, default model."""
+        self._settings = settings
+        if self.gateway is not None:
+            self.gateway.apply(settings)
+        if self.scheduler is not None:
+            self.scheduler.apply(settings)
+
+    # -- snapshot sections -----------------------------------------------------------
+
+    def quota_snapshot(self) -> QuotaSnapshot:
+        """Every model's windows and requests waiting for it, and which model a request naming none goes to."""
+        book = self.quotas.snapshot()
+        scheduler = self.scheduler
+        models = book.models if scheduler is None else tuple(
+            replace(model, waiting=scheduler.waiting_for(model.model)) for model in book.models)
+        return replace(book, models=models, default_model=self._settings.default_model)
+
+    def scheduler_snapshot(self) -> SchedulerSnapshot:
+        return self.scheduler.snapshot() if self.scheduler is not None else SchedulerSnapshot()
+
+    def pools(self) -> tuple[PoolSnapshot, ...]:
+        """The "http" pool (capacity only while stopped)."""
+        if self.gateway is None:
+            return (PoolSnapshot(name="http", capacity=self._settings.http_max_connections),)
+        return (self.gateway.pool_snapshot(),)
+
+    def endpoint_info(self) -> EndpointInfo:
+        """Groq or the local endpoint, its URL, and whether the last attempt got an answer."""
+        target = self._target
+        if self.endpoint is not None:
+            base_url = self.endpoint.url if self.endpoint.running else ""
+            where = "in-process local endpoint (GROQ_API_KEY unset)"
+        elif target.api_key == LOCAL_PLACEHOLDER_KEY:
+            base_url, where = target.base_url, "local endpoint at GROQ_BASE_URL (GROQ_API_KEY unset)"
+        else:
+            base_url, where = target.base_url, "GROQ_API_KEY set"
+        if self.gateway is None:
+            return EndpointInfo(kind=target.kind, base_url=base_url, healthy=False, detail=f"{where}; not started")
+        failure = self.gateway.last_failure
+        detail = where if failure is None else f"{where}; last attempt: {failure}"
+        return EndpointInfo(kind=target.kind, base_url=base_url, healthy=failure is None, detail=detail)

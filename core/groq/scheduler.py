@@ -1,0 +1,734 @@
+"""Priority scheduler for Groq requests: intake, batching, aging, concurrency, quota.
+
+Critical requests are ready at once; high and normal ones are gathered per agent
+type for `batch_interval` and released together. Ready requests wait in per-model
+queues so a model whose quota is spent never holds up another. The next request
+sent is the best-ranked head among models with room: a request waiting longer
+than `starvation_bound` outranks everything newer (oldest first), otherwise
+critical > high > normal, then first come first served. So under any sustained
+load a request is sent at most `starvation_bound` plus the time to serve those
+queued before it after it arrives.
+
+Every HTTP attempt is its own quota admission, because Groq may count every one
+it receives. So the scheduler, not the gateway, retries: an attempt that failed
+with a 5xx, a timeout or a connection error is counted as reserved and the request
+waits a capped, jittered backoff, then queues for quota again (at most
+`max_retries` times, within its deadline). A 498 (Groq over capacity) holds every
+send to that model for a short, growing, jittered interval (other models go on)
+and queues the request again. A 429 waits as the quota says.
+
+Every caller hears how its request ended: a result, or an error that says why
+(queue full, too large, quota spent with fail_fast, deadline, cancelled, stopped,
+retries spent with the last reason and the attempt count, or the gateway's own
+error). Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+import random
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any
+
+from medops.core.clock import Clock
+from medops.core.errors import GatewayError, MedopsError, SchedulerError
+from medops.core.groq.backoff import Backoff
+from medops.core.groq.quota import GroqQuota, QuotaBook, QuotaExhausted, RequestTooLarge, Reservation
+from medops.core.groq.rate_headers import format_go_duration
+from medops.core.groq.requests import (
+    CapacityExceeded,
+    Completion,
+    InvalidRequest,
+    Priority,
+    PromptRequest,
+    PromptResult,
+    RateLimited,
+    RequestRecord,
+    RequestRecorder,
+    RequestRejected,
+    Sender,
+    UpstreamUnavailable,
+)
+from medops.core.groq.token_estimate import estimate_prompt_tokens
+from medops.core.percentile import percentile
+from medops.core.settings.config import Settings
+from medops.core.snapshot import PriorityQueue, SchedulerSnapshot
+
+# A request answered with 429 this many times is failed with the last 429 rather than requeued.
+MAX_RATE_LIMITED_ATTEMPTS = 8
+# A request answered with 498 this many times is failed with the last one (a request with no deadline
+# must end some time): with the holds below that is about half a minute of Groq over capacity.
+MAX_CAPACITY_ATTEMPTS = 8
+# Waits before another attempt after a 5xx, timeout or connection error (per request).
+RETRY_BACKOFF = (0.25, 4.0)  # base, cap (seconds)
+# How long a 498 holds every send to its model: doubling per 498 in a row, from base to cap.
+CAPACITY_HOLD = (0.5, 8.0)  # base, cap (seconds)
+WAITS_KEPT = 512  # recent queue waits per priority, for the snapshot's p50/p95
+PRIORITIES_HIGH_FIRST = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL)
+
+
+class QueueFull(SchedulerError):
+    """The queue holds `queue_limit` requests already; the submit was refused."""
+
+
+class DeadlineExceeded(SchedulerError):
+    """A request's deadline passed before it was answered."""
+
+
+class RequestCancelled(SchedulerError):
+    """A request was cancelled (by `cancel` or by its caller) before it was answered."""
+
+
+class SchedulerStopped(SchedulerError):
+    """The scheduler is not running (not started yet, or stopped with the request unanswered)."""
+
+
+class _Ticket:
+    """One request's life in the scheduler."""
+
+    __slots__ = ("attempts", "capacity_refusals", "deadline_at", "failures", "future", "last_failure", "priority",
+                 "quota", "rate_limits", "request", "reservation", "runner", "sent_at", "seq", "state", "stop_reason",
+                 "submitted_at", "tokens")
+
+    def __init__(self, request: PromptRequest, quota: GroqQuota, tokens: int, submitted_at: float, seq: int,
+                 future: asyncio.Future[PromptResult]) -> None:
+        self.request = request
+        self.quota = quota
+        self.tokens = tokens
+        self.priority = request.priority
+        self.submitted_at = submitted_at
+        self.deadline_at = submitted_at + request.deadline if request.deadline is not None else None
+        self.seq = seq
+        self.future = future
+        # new -> batching -> waiting -> sending -> done; after a failed attempt: sending -> waiting (429, 498)
+        # or sending -> backoff -> waiting (5xx, timeout, connection error)
+        self.state = "new"
+        self.attempts = 0  # HTTP attempts, each its own quota admission
+        self.failures = 0  # of which ended in a 5xx, timeout or connection error
+        self.rate_limits = 0  # of which ended in a 429
+        self.capacity_refusals = 0  # of which ended in a 498
+        self.last_failure: UpstreamUnavailable | CapacityExceeded | None = None
+        self.sent_at: float | None = None
+        self.runner: asyncio.Task[None] | None = None
+        self.reservation: Reservation | None = None  # the current attempt's, while it is in flight
+        self.stop_reason: MedopsError | None = None
+
+
+class _ModelQueue:
+    """Ready requests for one model: a FIFO per priority (dead tickets are skipped lazily)."""
+
+    __slots__ = ("by_priority", "next_room_at")
+
+    def __init__(self) -> None:
+        self.by_priority: dict[Priority, deque[_Ticket]] = {p: deque() for p in PRIORITIES_HIGH_FIRST}
+        self.next_room_at = 0.0  # when the head's quota wait ends (0: unknown / now)
+
+    def head(self, now: float, starvation_bound: float) -> tuple[_Ticket | None, int]:
+        """The ticket to send next (the oldest aged one, else the highest priority, first come first)
+        and how many dead tickets were dropped from the fronts on the way."""
+        fronts = []
+        dropped = 0
+        for queue in self.by_priority.values():
+            while queue and queue[0].state != "waiting":
+                queue.popleft()
+                dropped += 1
+            if queue:
+                fronts.append(queue[0])
+        if not fronts:
+            return None, dropped
+        aged = [t for t in fronts if now - t.submitted_at >= starvation_bound]
+        if aged:
+            return min(aged, key=lambda t: t.seq), dropped
+        return fronts[0], dropped  # fronts are in priority order, highest first
+
+    def remove_head(self, ticket: _Ticket) -> None:
+        self.by_priority[ticket.priority].popleft()
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self.by_priority.values())
+
+
+def _rank(ticket: _Ticket, now: float, starvation_bound: float) -> tuple[int, int, int]:
+    if now - ticket.submitted_at >= starvation_bound:
+        return (0, 0, ticket.seq)
+    return (1, -int(ticket.priority), ticket.seq)
+
+
+class Scheduler:
+    """Queues, batches, ranks and sends prompt requests within quota and concurrency."""
+
+    def __init__(self, settings: Settings, quotas: QuotaBook, sender: Sender, clock: Clock,
+                 recorder: RequestRecorder | None = None, retry_backoff: Backoff | None = None,
+                 capacity_hold: Backoff | None = None) -> None:
+        self._settings = settings
+        self._quotas = quotas
+        self._sender = sender
+        self._clock = clock
+        self._recorder = recorder
+        self.concurrency = settings.groq_concurrent
+        self.batch_interval = settings.batch_interval
+        self.queue_limit = settings.queue_limit
+        self.starvation_bound = settings.starvation_bound
+        self._seq = itertools.count()
+        self._tickets: dict[str, _Ticket] = {}  # every unfinished request, by request_id
+        self._batches: dict[str, tuple[float, list[_Ticket]]] = {}  # agent -> (closes at, tickets)
+        self._ready: dict[str, _ModelQueue] = {}
+        self._deadlines: list[tuple[float, int, _Ticket]] = []
+        self._backoffs: list[tuple[float, int, _Ticket]] = []  # (queue again at, tiebreak, ticket)
+        self._retry_backoff = retry_backoff or Backoff(*RETRY_BACKOFF, rng=random.Random())
+        self._capacity_hold = capacity_hold or Backoff(*CAPACITY_HOLD, rng=random.Random())
+        self._capacity_streaks: dict[str, tuple[int, float]] = {}  # model -> (498s in a row, when the hold began)
+        self.retried = 0  # attempts after a 5xx, timeout, connection error or 498
+        self._depth = dict.fromkeys(PRIORITIES_HIGH_FIRST, 0)
+        self._dead_in_queues = 0
+        self._in_flight = 0
+        self._waits: dict[Priority, deque[float]] = {p: deque(maxlen=WAITS_KEPT) for p in PRIORITIES_HIGH_FIRST}
+        self.completed = self.failed = self.rejected = 0
+        self.paused = False
+        self._running = False
+        self._wake = asyncio.Event()
+        self._sleeping_until: float | None = None  # when the timer loop wakes by itself (None: only when told)
+        self._timer: asyncio.Task[None] | None = None
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the timer loop (batch windows, quota waits, deadlines); idempotent."""
+        if self._running:
+            return
+        self._running = True
+        self._wake = asyncio.Event()
+        self._timer = asyncio.create_task(self._timer_loop(), name="medops-scheduler")
+
+    async def stop(self) -> None:
+        """Fail every unanswered request with `SchedulerStopped`, cancel sends, stop the loop."""
+        if not self._running:
+            return
+        self._running = False
+        stopped = SchedulerStopped("medops is stopping; the request was not answered, submit it again after restart")
+        runners = []
+        for ticket in list(self._tickets.values()):
+            if ticket.state == "sending" and ticket.runner is not None:
+                ticket.stop_reason = stopped
+                ticket.runner.cancel()
+                runners.append(ticket.runner)
+            else:
+                self._finish_waiting(ticket, stopped, "cancelled")
+        if self._timer is not None:
+            self._timer.cancel()
+            runners.append(self._timer)
+        await asyncio.gather(*runners, return_exceptions=True)
+        self._timer = None
+
+    def pause(self) -> None:
+        """Hold new work in the queues; requests in flight finish."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """Send queued work again."""
+        self.paused = False
+        self._kick()
+
+    def apply(self, settings: Settings) -> None:
+        """Take new values of the scheduler's knobs (concurrency, batching, bounds) and model limits."""
+        self._settings = settings
+        self._quotas.apply(settings)
+        for queue in self._ready.values():
+            queue.next_room_at = 0.0  # limits may have grown: look again
+        self.concurrency = settings.groq_concurrent
+        self.batch_interval = settings.batch_interval
+        self.queue_limit = settings.queue_limit
+        self.starvation_bound = settings.starvation_bound
+        self._kick()
+
+    # --- intake ---------------------------------------------------------------
+
+    async def submit(self, request: PromptRequest) -> PromptResult:
+        """Queue `request` and wait for its answer (or an error saying why there is none)."""
+        ticket = self._admit_to_queue(request)
+        try:
+            return await ticket.future
+        except asyncio.CancelledError:
+            # The caller gave up: take the request out and stop its send.
+            self._cancel_ticket(ticket, RequestCancelled(f"request {ticket.request.request_id} was cancelled "
+                                                         "by its caller"))
+            raise
+
+    def _admit_to_queue(self, request: PromptRequest) -> _Ticket:
+        if not self._running:
+            raise SchedulerStopped("the Groq scheduler is not running; start medops first")
+        if request.request_id in self._tickets:
+            raise InvalidRequest(f"request id {request.request_id} is already queued; give each request its own id")
+        model = request.model or self._settings.default_model
+        quota = self._quotas[model]
+        tokens = estimate_prompt_tokens(request.prompt) + request.max_completion_tokens
+        try:
+            quota.check_size(tokens)
+            waiting = sum(self._depth.values())
+            if waiting >= self.queue_limit:
+                raise QueueFull(f"{waiting} requests are already waiting (queue_limit {self.queue_limit}); "
+                                "retry later, or raise queue_limit")
+            if request.fail_fast:
+                self._refuse_if_no_room(quota, tokens)
+        except (RequestTooLarge, QueueFull, QuotaExhausted) as refusal:
+            self.rejected += 1
+            self._record(request, model, 0, 0, 0.0, 0.0, "refused")
+            raise refusal from None
+        if request.model is None:
+            request = replace(request, model=model)
+        now = self._clock.monotonic()
+        future: asyncio.Future[PromptResult] = asyncio.get_running_loop().create_future()
+        ticket = _Ticket(request, quota, tokens, now, next(self._seq), future)
+        self._tickets[request.request_id] = ticket
+        self._depth[ticket.priority] += 1
+        self._push_deadline(ticket)
+        if ticket.priority is Priority.CRITICAL or self.batch_interval <= 0:
+            self._make_ready(ticket)
+        else:
+            self._join_batch(ticket, now)
+        self._kick()
+        return ticket
+
+    @staticmethod
+    def _refuse_if_no_room(quota: GroqQuota, tokens: int) -> None:
+        wait = quota.wait_time(tokens)
+        if wait > 0:
+            raise QuotaExhausted(f"{quota.model} has no room for {tokens:,} tokens now ({quota.blocking(tokens)}); "
+                                 f"room returns in {format_go_duration(min(wait, 10 * 86_400.0))}; "
+                                 "submit without fail_fast to wait in the queue", wait)
+
+    def _join_batch(self, ticket: _Ticket, now: float) -> None:
+        ticket.state = "batching"
+        agent = ticket.request.agent
+        batch = self._batches.get(agent)
+        if batch is None:
+            self._batches[agent] = (now + self.batch_interval, [ticket])
+        else:
+            batch[1].append(ticket)
+
+    def _make_ready(self, ticket: _Ticket, front: bool = False) -> None:
+        ticket.state = "waiting"
+        queue = self._ready.get(ticket.quota.model)
+        if queue is None:
+            queue = self._ready[ticket.quota.model] = _ModelQueue()
+        lane = queue.by_priority[ticket.priority]
+        if front:
+            lane.appendleft(ticket)
+        else:
+            lane.append(ticket)
+        queue.next_room_at = 0.0
+
+    def _push_deadline(self, ticket: _Ticket) -> None:
+        # A fresh tiebreak: a ticket may be pushed again, and two equal keys must never compare tickets.
+        if ticket.deadline_at is not None:
+            heapq.heappush(self._deadlines, (ticket.deadline_at, next(self._seq), ticket))
+
+    def cancel(self, request_id: str) -> bool:
+        """Cancel a queued or in-flight request; its caller gets `RequestCancelled`. False if unknown."""
+        ticket = self._tickets.get(request_id)
+        if ticket is None:
+            return False
+        self._cancel_ticket(ticket, RequestCancelled(f"request {request_id} was cancelled"))
+        return True
+
+    def _cancel_ticket(self, ticket: _Ticket, reason: MedopsError) -> None:
+        if ticket.state == "sending" and ticket.runner is not None:
+            ticket.stop_reason = reason
+            ticket.runner.cancel()
+        elif ticket.state in ("batching", "waiting", "backoff", "new"):
+            self._finish_waiting(ticket, reason, "cancelled")
+            self._kick()
+
+    # --- dispatch -------------------------------------------------------------
+
+    def _kick(self) -> None:
+        """Send what can be sent now; wake the timer loop only if it must wake earlier."""
+        self._dispatch()
+        wake_at = self._next_wake()
+        if wake_at is not None and (self._sleeping_until is None or wake_at < self._sleeping_until):
+            self._wake.set()
+
+    def _dispatch(self) -> None:
+        if not self._running:
+            return
+        now = self._clock.monotonic()
+        self._close_batches(now)
+        self._expire_deadlines(now)
+        self._end_backoffs(now)
+        if self.paused:
+            return
+        bound = self.starvation_bound
+        while self._in_flight < self.concurrency:
+            best: _Ticket | None = None
+            best_rank: tuple[int, int, int] | None = None
+            for queue in self._ready.values():
+                if queue.next_room_at > now:
+                    continue
+                head = self._admissible_head(queue, now, bound)
+                if head is None:
+                    continue
+                rank = _rank(head, now, bound)
+                if best_rank is None or rank < best_rank:
+                    best, best_rank = head, rank
+            if best is None:
+                return
+            reservation = best.quota.try_admit(best.tokens)
+            if reservation is None:  # cannot happen: _admissible_head just found room
+                return
+            self._ready[best.quota.model].remove_head(best)
+            self._launch(best, reservation, now)
+
+    def _admissible_head(self, queue: _ModelQueue, now: float, bound: float) -> _Ticket | None:
+        """The model's head if its quota has room now; else note when it will (the head keeps its place)."""
+        while True:
+            head, dropped = queue.head(now, bound)
+            self._dead_in_queues -= dropped
+            if head is None:
+                return None
+            wait = head.quota.wait_time(head.tokens)
+            if wait <= 0:
+                return head
+            if not math.isfinite(wait):
+                # The server lowered a limit below this request's size since it was queued.
+                try:
+                    head.quota.check_size(head.tokens)
+                except RequestTooLarge as too_large:
+                    self._finish_waiting(head, too_large, "refused")
+                    continue
+            if head.request.fail_fast:
+                try:
+                    self._refuse_if_no_room(head.quota, head.tokens)
+                except QuotaExhausted as exhausted:
+                    self._finish_waiting(head, exhausted, "refused")
+                    continue
+            queue.next_room_at = now + (wait if math.isfinite(wait) else 60.0)
+            return None
+
+    def _launch(self, ticket: _Ticket, reservation: Reservation, now: float) -> None:
+        ticket.state = "sending"
+        ticket.sent_at = now
+        ticket.attempts += 1
+        self._depth[ticket.priority] -= 1
+        self._waits[ticket.priority].append(now - ticket.submitted_at)
+        self._in_flight += 1
+        ticket.reservation = reservation
+        ticket.runner = asyncio.create_task(self._send(ticket, reservation))
+        ticket.runner.add_done_callback(lambda _: self._runner_ended(ticket))
+
+    def _runner_ended(self, ticket: _Ticket) -> None:
+        """A send cancelled before it even started never ran its own cleanup: do it here."""
+        if ticket.state != "sending":
+            return
+        self._in_flight -= 1
+        if ticket.reservation is not None:
+            ticket.quota.release(ticket.reservation)  # never sent: nothing reached Groq
+        reason = ticket.stop_reason or RequestCancelled(f"request {ticket.request.request_id} was cancelled")
+        self._finish(ticket, reason, "cancelled")
+        self._kick()
+
+    async def _send(self, ticket: _Ticket, reservation: Reservation) -> None:
+        quota = ticket.quota
+        queue = self._ready[quota.model]
+        try:
+            completion = await self._call_sender(ticket)
+        except asyncio.CancelledError:
+            # Groq may have counted it (as late as now): keep the whole reservation, counted from now.
+            self._in_flight -= 1
+            quota.settle(reservation, reservation.tokens)
+            reason = ticket.stop_reason or RequestCancelled(f"request {ticket.request.request_id} was cancelled")
+            self._finish(ticket, reason, "cancelled")
+            self._kick()
+            return
+        except RateLimited as limited:
+            self._in_flight -= 1
+            quota.observe_429(limited.retry_after, limited.limit, limited.headers)
+            quota.settle(reservation, 0)  # a refused request used no tokens
+            queue.next_room_at = 0.0
+            ticket.rate_limits += 1
+            if ticket.rate_limits >= MAX_RATE_LIMITED_ATTEMPTS:
+                self._finish(ticket, limited, "rate_limited", status=429)
+            else:
+                self._queue_again(ticket)
+            self._kick()
+            return
+        except UpstreamUnavailable as failure:
+            self._in_flight -= 1
+            # A 5xx or a timeout may well have been counted by Groq (a refused connection not, but we
+            # cannot always tell them apart): count the attempt as reserved, from now.
+            quota.settle(reservation, reservation.tokens)
+            self._retry_later(ticket, failure)
+            self._kick()
+            return
+        except CapacityExceeded as over:
+            self._in_flight -= 1
+            quota.settle(reservation, reservation.tokens)  # Groq may have counted it before refusing
+            self._hold_model(ticket)
+            self._retry_after_capacity(ticket, over)
+            self._kick()
+            return
+        except RequestRejected as rejected:
+            self._in_flight -= 1
+            quota.settle(reservation, 0)  # refused before any token was generated
+            queue.next_room_at = 0.0
+            self._finish(ticket, rejected, "rejected", status=rejected.status)
+            self._kick()
+            return
+        except DeadlineExceeded as late:
+            self._in_flight -= 1
+            quota.settle(reservation, reservation.tokens)  # as when cancelled: Groq may have counted it
+            self._finish(ticket, late, "timeout")
+            self._kick()
+            return
+        except Exception as error:  # the caller must hear of every failure, whatever raised it
+            self._in_flight -= 1
+            quota.settle(reservation, reservation.tokens)  # timeouts and 5xx: Groq may have counted it
+            outcome = "failed" if isinstance(error, GatewayError) else "error"
+            self._finish(ticket, error, outcome)
+            self._kick()
+            return
+        self._in_flight -= 1
+        # Headers first: they were computed with our reservation still counted.
+        quota.observe_headers(completion.headers)
+        quota.settle(reservation, completion.total_tokens)
+        queue.next_room_at = 0.0  # room may have come back early
+        if self._capacity_streaks:
+            self._capacity_streaks.pop(quota.model, None)  # the model has capacity again: the next hold starts short
+        self._succeed(ticket, completion)
+        self._kick()
+
+    async def _call_sender(self, ticket: _Ticket) -> Completion:
+        default = self._settings.request_timeout  # one attempt: the retries are ours
+        if ticket.deadline_at is None:
+            return await self._sender.send(ticket.request, default)
+        left = ticket.deadline_at - self._clock.monotonic()
+        return await self._race_deadline(self._sender.send(ticket.request, min(left, default)), left, ticket)
+
+    async def _race_deadline(self, send: Coroutine[Any, Any, Completion], left: float, ticket: _Ticket) -> Completion:
+        sending = asyncio.ensure_future(send)
+        timer = asyncio.ensure_future(self._clock.sleep(left))
+        try:
+            await asyncio.wait((sending, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not sending.done():
+                sending.cancel()
+            timer.cancel()
+        if sending.cancelled() or not sending.done():
+            raise DeadlineExceeded(f"request {ticket.request.request_id} passed its deadline of "
+                                   f"{ticket.request.deadline:g} s while Groq was answering")
+        return sending.result()
+
+    # --- retries --------------------------------------------------------------
+
+    def _queue_again(self, ticket: _Ticket) -> None:
+        """Back to the front of its lane: the next attempt is admitted by the quota like any other."""
+        self._depth[ticket.priority] += 1
+        self._make_ready(ticket, front=True)
+        self._push_deadline(ticket)
+
+    def _retry_later(self, ticket: _Ticket, failure: UpstreamUnavailable) -> None:
+        """After a 5xx, timeout or connection error: wait a jittered backoff, then queue again; or give up."""
+        ticket.failures += 1
+        ticket.last_failure = failure
+        max_retries = self._settings.max_retries
+        if ticket.failures > max_retries:
+            self._finish(ticket, self._gave_up(ticket, f"max_retries is {max_retries}"), "failed", failure.status)
+            return
+        now = self._clock.monotonic()
+        pause = self._retry_backoff.delay(ticket.failures - 1)
+        if ticket.deadline_at is not None and now + pause >= ticket.deadline_at:
+            self._finish(ticket, self._gave_up(ticket, f"its deadline of {ticket.request.deadline:g} s leaves no "
+                                                       "time for another"), "timeout", failure.status)
+            return
+        self.retried += 1
+        ticket.state = "backoff"
+        self._depth[ticket.priority] += 1
+        heapq.heappush(self._backoffs, (now + pause, next(self._seq), ticket))
+
+    def _hold_model(self, ticket: _Ticket) -> None:
+        """A 498: hold the model's sends, twice as long as last time if this attempt went after that hold began.
+
+        Attempts sent before the current hold began come back with 498s too; they say nothing new."""
+        quota = ticket.quota
+        now = self._clock.monotonic()
+        streak, began = self._capacity_streaks.get(quota.model, (0, -math.inf))
+        sent_at = ticket.sent_at if ticket.sent_at is not None else now
+        if streak and sent_at < began:
+            quota.hold_for_capacity(0.0)  # counted; the hold in force already covers it
+            return
+        quota.hold_for_capacity(self._capacity_hold.delay(streak))
+        self._capacity_streaks[quota.model] = (streak + 1, now)
+
+    def _retry_after_capacity(self, ticket: _Ticket, over: CapacityExceeded) -> None:
+        """Queue a request refused with 498 again (its model is held), or give up past the bound or deadline."""
+        ticket.capacity_refusals += 1
+        ticket.last_failure = over
+        if ticket.capacity_refusals >= MAX_CAPACITY_ATTEMPTS:
+            self._finish(ticket, self._gave_up(ticket, f"{MAX_CAPACITY_ATTEMPTS} answers of 498 in a row"),
+                         "failed", 498)
+            return
+        held_until = self._clock.monotonic() + ticket.quota.capacity_hold
+        if ticket.deadline_at is not None and held_until >= ticket.deadline_at:
+            self._finish(ticket, self._gave_up(ticket, f"its deadline of {ticket.request.deadline:g} s ends "
+                                                       "before the hold"), "timeout", 498)
+            return
+        self.retried += 1
+        self._queue_again(ticket)
+
+    def _gave_up(self, ticket: _Ticket, why: str) -> MedopsError:
+        """What the caller hears when retrying ends: the last failure's reason and how many attempts were made."""
+        last = ticket.last_failure
+        rid = ticket.request.request_id
+        if isinstance(last, CapacityExceeded):
+            return CapacityExceeded(
+                f"{ticket.quota.model} was over capacity (HTTP 498) for request {rid}: {ticket.attempts} attempts, "
+                f"stopped because {why}; try again later or use another model", attempts=ticket.attempts)
+        assert last is not None
+        return UpstreamUnavailable(
+            f"request {rid} failed after {ticket.attempts} attempts, stopped because {why}; last: {last}; "
+            "check the network and that endpoint (Groq's status page, or that the local endpoint runs), then retry",
+            reason=last.reason, attempts=ticket.attempts, status=last.status)
+
+    def _end_backoffs(self, now: float) -> None:
+        heap = self._backoffs
+        while heap and (heap[0][0] <= now or heap[0][2].state != "backoff"):
+            _, _, ticket = heapq.heappop(heap)
+            if ticket.state == "backoff":
+                ticket.state = "waiting"  # depth already counts it
+                self._make_ready(ticket, front=True)
+
+    # --- endings --------------------------------------------------------------
+
+    def _succeed(self, ticket: _Ticket, completion: Completion) -> None:
+        now = self._clock.monotonic()
+        sent_at = ticket.sent_at if ticket.sent_at is not None else now
+        result = PromptResult(completion, queue_wait=sent_at - ticket.submitted_at,
+                              latency=now - ticket.submitted_at, attempts=ticket.attempts,
+                              quota_left=MappingProxyType(ticket.quota.remaining()))
+        self._tickets.pop(ticket.request.request_id, None)
+        ticket.state = "done"
+        self.completed += 1
+        self._record(ticket.request, ticket.quota.model, completion.prompt_tokens, completion.completion_tokens,
+                     result.latency, result.queue_wait, "ok", 200, attempts=ticket.attempts)
+        if not ticket.future.done():
+            ticket.future.set_result(result)
+
+    def _finish_waiting(self, ticket: _Ticket, error: BaseException, outcome: str) -> None:
+        """End a request that is not in flight: out of its batch or queue, counts fixed."""
+        if ticket.state == "batching":
+            batch = self._batches.get(ticket.request.agent)
+            if batch is not None and ticket in batch[1]:
+                batch[1].remove(ticket)
+        elif ticket.state == "waiting":
+            self._dead_in_queues += 1
+        if ticket.state in ("batching", "waiting", "backoff", "new"):
+            self._depth[ticket.priority] -= 1
+        self._finish(ticket, error, outcome)
+        if self._dead_in_queues > max(64, sum(self._depth.values())):
+            self._compact()
+
+    def _finish(self, ticket: _Ticket, error: BaseException, outcome: str, status: int | None = None) -> None:
+        self._tickets.pop(ticket.request.request_id, None)
+        ticket.state = "done"
+        self.failed += 1
+        now = self._clock.monotonic()
+        sent_at = ticket.sent_at if ticket.sent_at is not None else now
+        self._record(ticket.request, ticket.quota.model, 0, 0, now - ticket.submitted_at,
+                     sent_at - ticket.submitted_at, outcome, status, attempts=ticket.attempts)
+        if not ticket.future.done():
+            ticket.future.set_exception(error)
+            # Mark it retrieved: a caller that already gave up must not trigger "exception never retrieved".
+            ticket.future.exception()
+
+    def _compact(self) -> None:
+        for queue in self._ready.values():
+            for priority, lane in queue.by_priority.items():
+                queue.by_priority[priority] = deque(t for t in lane if t.state == "waiting")
+        self._dead_in_queues = 0
+
+    def _record(self, request: PromptRequest, model: str, prompt_tokens: int, completion_tokens: int,
+                latency: float, queue_wait: float, outcome: str, status: int | None = None, *,
+                attempts: int = 0) -> None:
+        if self._recorder is None:
+            return
+        self._recorder.record_request(RequestRecord(
+            at_wall=self._clock.wall(), agent=request.agent, priority=request.priority.label, model=model,
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, latency=latency,
+            queue_wait=queue_wait, outcome=outcome, status=status, attempts=attempts,
+            request_id=request.request_id))
+
+    # --- timers ---------------------------------------------------------------
+
+    def _close_batches(self, now: float) -> None:
+        due = [agent for agent, (closes_at, _) in self._batches.items() if closes_at <= now]
+        for agent in due:
+            _, tickets = self._batches.pop(agent)
+            # Within the agent's batch: higher priority first, then arrival order.
+            for ticket in sorted(tickets, key=lambda t: (-int(t.priority), t.seq)):
+                self._make_ready(ticket)
+
+    def _expire_deadlines(self, now: float) -> None:
+        heap = self._deadlines
+        while heap and (heap[0][0] <= now or heap[0][2].state == "done"):
+            deadline_at, _, ticket = heapq.heappop(heap)
+            if deadline_at <= now and ticket.state in ("batching", "waiting", "backoff"):
+                quota = ticket.quota
+                error: MedopsError = DeadlineExceeded(
+                    f"request {ticket.request.request_id} waited its whole deadline of {ticket.request.deadline:g} s "
+                    f"in the queue ({quota.blocking(ticket.tokens)}); retry later or give it a longer deadline")
+                if ticket.last_failure is not None:  # the caller hears what kept failing, not only the wait
+                    error = self._gave_up(ticket, f"its deadline of {ticket.request.deadline:g} s passed before "
+                                                  f"another attempt ({quota.blocking(ticket.tokens)})")
+                self._finish_waiting(ticket, error, "timeout")
+
+    def _next_wake(self) -> float | None:
+        times = [closes_at for closes_at, _ in self._batches.values()]
+        times += [q.next_room_at for q in self._ready.values() if q.next_room_at > 0 and len(q)]
+        if self._backoffs:
+            times.append(self._backoffs[0][0])
+        if self._deadlines:
+            times.append(self._deadlines[0][0])
+        return min(times) if times else None
+
+    async def _timer_loop(self) -> None:
+        while self._running:
+            self._wake.clear()
+            self._dispatch()
+            wake_at = self._next_wake()
+            self._sleeping_until = wake_at
+            if wake_at is None:
+                await self._wake.wait()
+                continue
+            waiter = asyncio.ensure_future(self._wake.wait())
+            sleeper = asyncio.ensure_future(self._clock.sleep(max(0.0, wake_at - self._clock.monotonic())))
+            try:
+                await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                sleeper.cancel()
+
+    # --- reporting ------------------------------------------------------------
+
+    def snapshot(self) -> SchedulerSnapshot:
+        """Queue depth and wait p50/p95 per priority (recent sends and those still waiting), in flight."""
+        now = self._clock.monotonic()
+        ages: dict[Priority, list[float]] = {p: [] for p in PRIORITIES_HIGH_FIRST}
+        for ticket in self._tickets.values():
+            if ticket.state in ("batching", "waiting", "backoff"):
+                ages[ticket.priority].append(now - ticket.submitted_at)
+        queues = []
+        for priority in PRIORITIES_HIGH_FIRST:
+            waits = sorted([*self._waits[priority], *ages[priority]])
+            queues.append(PriorityQueue(priority.label, self._depth[priority],
+                                        percentile(waits, 50), percentile(waits, 95)))
+        return SchedulerSnapshot(tuple(queues), self._in_flight, self.concurrency, self.completed, self.failed,
+                                 self.rejected, self.paused)
+
+    def waiting_for(self, model: str) -> int:
+        """Requests queued for one model (ready, or backing off before another attempt), for per-model views."""
+        return sum(1 for t in self._tickets.values() if t.state in ("waiting", "backoff") and t.quota.model == model)

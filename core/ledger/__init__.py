@@ -1,0 +1,1 @@
+"""The ops ledger (ops.duckdb): its writer thread and the history read across runs."""

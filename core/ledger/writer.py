@@ -1,0 +1,447 @@
+"""The ops ledger: `ops.duckdb`, the history of Groq requests, quota admissions, metrics, alerts and limit changes.
+
+One process owns it read-write. Callers on the event loop only append to an
+in-memory buffer; a single writer thread (the only one touching the connection)
+writes the buffer every `ledger_flush_interval` seconds of the core clock, so a
+killed process loses at most that much. Metric samples and admissions older
+than `metrics_retention_days` are pruned. A second medops on the same data
+folder finds the file locked: it names the process holding it and runs with the
+ledger read-only (when the holder allows readers) or off, never touching it.
+This run's latest requests and alert announcements are kept in memory as well,
+so the history can show them when the file cannot.
+Prompt text never reaches the ledger: `RequestRecord` carries figures only, and a
+limit change carries a setting's key and values, which are configuration, not patient data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import re
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+
+from medops.core.clock import Clock
+from medops.core.errors import LedgerError
+from medops.core.groq.requests import RequestRecord
+from medops.core.snapshot import Alert, CoreSnapshot, LedgerSnapshot, LimitChange
+
+DAY = 86_400.0
+PRUNE_EVERY = 3_600.0  # seconds between retention sweeps
+MAX_PENDING = 100_000  # rows buffered at most while writes fail; the oldest go first
+ADMISSIONS_KEPT_DAYS = 2.0  # the quota reloads the last 24 h: keep at least this much
+
+READ_WRITE, READ_ONLY, OFF = "read-write", "read-only", "off"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    at_wall DOUBLE NOT NULL, agent VARCHAR NOT NULL, priority VARCHAR NOT NULL, model VARCHAR NOT NULL,
+    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, latency DOUBLE NOT NULL,
+    queue_wait DOUBLE NOT NULL, outcome VARCHAR NOT NULL, status INTEGER);
+CREATE TABLE IF NOT EXISTS admissions (
+    model VARCHAR NOT NULL, at_wall DOUBLE NOT NULL, requests INTEGER NOT NULL, tokens BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS metrics (
+    at_wall DOUBLE NOT NULL, cpu_percent DOUBLE, process_cpu DOUBLE, rss_bytes BIGINT, memory_percent DOUBLE,
+    loop_lag_ms DOUBLE, queue_depth INTEGER, in_flight INTEGER, slots_used INTEGER, slots_total INTEGER,
+    cache_hit_rate DOUBLE, documents_running INTEGER, alerts_open INTEGER);
+CREATE TABLE IF NOT EXISTS alerts (
+    at_wall DOUBLE NOT NULL, name VARCHAR NOT NULL, rule VARCHAR, level VARCHAR NOT NULL, message VARCHAR NOT NULL,
+    value DOUBLE, opened_at DOUBLE, cleared_at DOUBLE, repeats INTEGER);
+CREATE TABLE IF NOT EXISTS limit_changes (
+    at_wall DOUBLE NOT NULL, key VARCHAR NOT NULL, old VARCHAR NOT NULL, new VARCHAR NOT NULL,
+    changed_by VARCHAR NOT NULL);
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS attempts INTEGER;
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS request_id VARCHAR;
+"""
+TABLES = ("requests", "admissions", "metrics", "alerts", "limit_changes")
+# Newest first; rowid breaks ties in the order they were written ($1: how many, $2: a key or NULL for all).
+LATEST_LIMIT_CHANGES = ("SELECT at_wall, key, old, new, changed_by FROM limit_changes "
+                        "WHERE $2::VARCHAR IS NULL OR key = $2 ORDER BY at_wall DESC, rowid DESC LIMIT $1")
+# Newest first at or before $2 (NULL: any time), only $3's model and $4's agent when given ($1: how many).
+# SELECT *: a file opened read-only may predate the attempts and request_id columns.
+LATEST_REQUESTS = ("SELECT * FROM requests WHERE ($2::DOUBLE IS NULL OR at_wall <= $2) "
+                   "AND ($3::VARCHAR IS NULL OR model = $3) AND ($4::VARCHAR IS NULL OR agent = $4) "
+                   "ORDER BY at_wall DESC, rowid DESC LIMIT $1")
+LATEST_ALERTS = ("SELECT name, level, message, opened_at, value, cleared_at, rule, repeats, at_wall FROM alerts "
+                 "WHERE $2::DOUBLE IS NULL OR at_wall <= $2 ORDER BY at_wall DESC, rowid DESC LIMIT $1")
+# Per bucket of $3 seconds aligned to multiples of it, oldest first: the samples' mean time, the highest cpu and
+# memory, and how many samples ($1 <= at_wall < $2). metric_history.py says why highest, not mean.
+METRIC_BUCKETS = ("SELECT avg(at_wall), max(cpu_percent), max(memory_percent), count(*) FROM metrics "
+                  "WHERE at_wall >= $1 AND at_wall < $2 GROUP BY floor(at_wall / $3) ORDER BY 1")
+THIS_RUN_KEPT = 1_000  # latest requests and alert announcements kept in memory, for history the file lacks
+
+_PID = re.compile(r"PID (\d+)")
+_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
+
+T = TypeVar("T")
+
+
+class LedgerUnavailable(LedgerError):
+    """The ledger is off (locked by another process, unreadable, or stopped)."""
+
+
+@dataclass(frozen=True)
+class MetricSample:
+    """One tick's figures as the ledger keeps them."""
+
+    at_wall: float
+    cpu_percent: float
+    process_cpu: float
+    rss_bytes: int
+    memory_percent: float
+    loop_lag_ms: float
+    queue_depth: int
+    in_flight: int
+    slots_used: int
+    slots_total: int
+    cache_hit_rate: float
+    documents_running: int
+    alerts_open: int
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """The process DuckDB says holds a database file's lock."""
+
+    pid: int | None
+    program: str
+    readers_allowed: bool  # the holder opened it read-only, so we may too
+
+
+def lock_holder(message: str) -> LockHolder | None:
+    """Parse DuckDB's lock-conflict error; None if `message` is not one."""
+    if "Could not set lock" not in message:
+        return None
+    holder = _HOLDER.search(message)
+    pid = _PID.search(message)
+    return LockHolder(pid=int(pid.group(1)) if pid else None, program=holder.group(1) if holder else "",
+                      readers_allowed="read-only mode" in message)
+
+
+def request_record(row: Sequence[Any]) -> RequestRecord:
+    """A `requests` row as a record; a row from before attempts and request ids were kept has 0 and ""."""
+    at_wall, agent, priority, model, prompt_tokens, completion_tokens, latency, queue_wait, outcome, status = row[:10]
+    attempts = row[10] if len(row) > 10 else None
+    request_id = row[11] if len(row) > 11 else None
+    return RequestRecord(at_wall, agent, priority, model, prompt_tokens, completion_tokens, latency, queue_wait,
+                         outcome, status, attempts=attempts or 0, request_id=request_id or "")
+
+
+def alert_row(row: Sequence[Any]) -> Alert:
+    """An `alerts` row (name, level, message, opened_at, value, cleared_at, rule, repeats, at_wall) as an Alert."""
+    return Alert(name=row[0], level=row[1], message=row[2], opened_at=row[3], value=row[4], cleared_at=row[5],
+                 rule=row[6] or "", repeats=row[7] or 0, updated_at=row[8])
+
+
+def metric_row(snapshot: CoreSnapshot) -> tuple[Any, ...]:
+    """The columns of the `metrics` table taken from one snapshot."""
+    system = snapshot.system
+    return (snapshot.taken_at, system.cpu_percent, system.process_cpu, system.rss_bytes, system.memory_percent,
+            system.loop_lag_ms, sum(q.depth for q in snapshot.scheduler.queues), snapshot.scheduler.in_flight,
+            snapshot.slots.used, snapshot.slots.total, snapshot.cache.hit_rate, snapshot.documents.running,
+            sum(1 for a in snapshot.alerts if a.cleared_at is None))
+
+
+class Ledger:
+    """`ops.duckdb` behind one writer thread; implements AdmissionStore and RequestRecorder."""
+
+    def __init__(self, path: Path, clock: Clock, flush_interval: float = 1.0, retention_days: float = 7.0) -> None:
+        self.path = path
+        self._clock = clock
+        self._flush_interval = flush_interval
+        self._retention = retention_days * DAY
+        self._executor: ThreadPoolExecutor | None = None
+        self._connection: duckdb.DuckDBPyConnection | None = None  # used only on the writer thread
+        self._flusher: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()  # guards the buffers and counters
+        self._pending: dict[str, list[tuple[Any, ...]]] = {table: [] for table in TABLES}
+        self._mode = OFF
+        self._detail = "not started"
+        self._rows_written = 0
+        self._dropped = 0
+        self._last_prune: float | None = None
+        # Whatever the mode: history shows them when the file cannot (off, read-only, a write failing).
+        self._this_run_requests: collections.deque[RequestRecord] = collections.deque(maxlen=THIS_RUN_KEPT)
+        self._this_run_alerts: collections.deque[Alert] = collections.deque(maxlen=THIS_RUN_KEPT)
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @property
+    def recording(self) -> bool:
+        return self._mode == READ_WRITE
+
+    # Lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the ledger on its writer thread and start flushing; never raises for a locked file."""
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
+        self._mode, self._detail = await self._on_writer(self._open)
+        if self._mode == READ_WRITE:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_every_interval(), name="ledger-flush")
+
+    async def stop(self) -> None:
+        """Write what is buffered, close the file and the writer thread; safe to call twice."""
+        executor = self._executor
+        if executor is None:
+            return
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        with contextlib.suppress(LedgerError):
+            await self._on_writer(self._flush)
+        await self._on_writer(self._close)
+        executor.shutdown(wait=True)
+        self._executor = None
+        self._mode, self._detail = OFF, "stopped"
+
+    def _open(self) -> tuple[str, str]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            connection = duckdb.connect(str(self.path))
+        except duckdb.Error as exc:
+            holder = lock_holder(str(exc))
+            if holder is None:
+                return OFF, (f"{self.path.name} cannot be opened ({exc}); it is left untouched and nothing is "
+                             f"recorded; move it aside to start a fresh ledger")
+            return self._open_beside(holder)
+        try:
+            connection.execute(SCHEMA)
+        except duckdb.Error as exc:
+            connection.close()
+            return OFF, (f"{self.path.name} is not a medops ledger ({exc}); it is left untouched and nothing is "
+                         f"recorded; move it aside to start a fresh ledger")
+        self._connection = connection
+        return READ_WRITE, f"recording to {self.path}"
+
+    def _open_beside(self, holder: LockHolder) -> tuple[str, str]:
+        """Another process holds the file: read it if DuckDB lets us, else run without it."""
+        who = f"process {holder.pid}" if holder.pid else "another process"
+        if holder.program:
+            who += f" ({holder.program})"
+        if holder.readers_allowed:
+            with contextlib.suppress(duckdb.Error):
+                self._connection = duckdb.connect(str(self.path), read_only=True)
+                return READ_ONLY, (f"{self.path.name} is opened read-only by {who}; history can be read but "
+                                   f"nothing is recorded")
+        return OFF, (f"{self.path.name} is locked by {who}, probably another medops on the same data folder; "
+                     f"this one runs without a ledger: nothing is recorded and today's quota usage is not "
+                     f"reloaded. Stop the other one, or give this one its own MEDOPS_DATA_DIR")
+
+    def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    async def _on_writer(self, work: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise LedgerUnavailable("the ledger is not running; start the core first")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+
+    async def _flush_every_interval(self) -> None:
+        while True:
+            await self._clock.sleep(self._flush_interval)
+            with contextlib.suppress(LedgerError):
+                await self._on_writer(self._flush)
+
+    # Recording (loop side: buffer only) ------------------------------------------------------------
+
+    def _buffer(self, table: str, row: tuple[Any, ...]) -> None:
+        if not self.recording:
+            return
+        with self._lock:
+            rows = self._pending[table]
+            rows.append(row)
+            if len(rows) > MAX_PENDING:
+                del rows[0]
+                self._dropped += 1
+
+    def record_request(self, record: RequestRecord) -> None:
+        """Buffer one finished Groq request (figures only, never prompt text)."""
+        with self._lock:
+            self._this_run_requests.append(record)
+        self._buffer("requests", (record.at_wall, record.agent, record.priority, record.model,
+                                  record.prompt_tokens, record.completion_tokens, record.latency,
+                                  record.queue_wait, record.outcome, record.status, record.attempts,
+                                  record.request_id))
+
+    def record_admission(self, model: str, at_wall: float, requests: int, tokens: int) -> None:
+        """Buffer one quota admission (or a settlement, with negative tokens)."""
+        self._buffer("admissions", (model, at_wall, requests, tokens))
+
+    def record_metrics(self, snapshot: CoreSnapshot) -> None:
+        """Buffer one tick's sample taken from the core's snapshot."""
+        self._buffer("metrics", metric_row(snapshot))
+
+    def record_alert(self, alert: Alert) -> None:
+        """Buffer one alert announcement (open, repeat, escalation or clear)."""
+        at_wall = alert.updated_at or alert.opened_at
+        with self._lock:
+            self._this_run_alerts.append(dataclasses.replace(alert, updated_at=at_wall))  # as a read returns it
+        self._buffer("alerts", (at_wall, alert.name, alert.rule, alert.level,
+                                alert.message, alert.value, alert.opened_at, alert.cleared_at, alert.repeats))
+
+    def this_run_requests(self) -> tuple[RequestRecord, ...]:
+        """This run's latest THIS_RUN_KEPT requests, oldest first, recorded or not."""
+        with self._lock:
+            return tuple(self._this_run_requests)
+
+    def this_run_alerts(self) -> tuple[Alert, ...]:
+        """This run's latest THIS_RUN_KEPT alert announcements, oldest first, recorded or not."""
+        with self._lock:
+            return tuple(self._this_run_alerts)
+
+    def record_limit_change(self, change: LimitChange) -> None:
+        """Buffer one limit changed while running (key, old and new value as shown, who changed it)."""
+        self._buffer("limit_changes", (change.at, change.key, change.old, change.new, change.by))
+
+    # Writer thread ---------------------------------------------------------------------------------
+
+    def _flush(self) -> int:
+        """Write every buffered row in one transaction; on failure keep them for the next try."""
+        connection = self._connection
+        if connection is None or self._mode != READ_WRITE:
+            return 0
+        with self._lock:
+            batch = {table: rows for table, rows in self._pending.items() if rows}
+            self._pending = {table: [] for table in TABLES}
+        written = sum(len(rows) for rows in batch.values())
+        try:
+            connection.begin()
+            for table, rows in batch.items():
+                appender = connection.appender(table)
+                appender.append_rows(rows)
+                appender.flush()
+            self._prune(connection)
+            connection.commit()
+        except duckdb.Error as exc:
+            with contextlib.suppress(duckdb.Error):
+                connection.rollback()
+            with self._lock:
+                for table, rows in batch.items():
+                    self._pending[table][:0] = rows
+                    excess = len(self._pending[table]) - MAX_PENDING
+                    if excess > 0:
+                        del self._pending[table][:excess]
+                        self._dropped += excess
+            self._detail = f"writing to {self.path.name} failed ({exc}); retrying every flush"
+            raise LedgerError(self._detail) from exc
+        with self._lock:
+            self._rows_written += written
+        self._detail = f"recording to {self.path}"
+        return written
+
+    def _prune(self, connection: duckdb.DuckDBPyConnection) -> None:
+        now = self._clock.wall()
+        if self._last_prune is not None and now - self._last_prune < PRUNE_EVERY:
+            return
+        self._last_prune = now
+        connection.execute("DELETE FROM metrics WHERE at_wall < $1", [now - self._retention])
+        kept = max(self._retention, ADMISSIONS_KEPT_DAYS * DAY)
+        connection.execute("DELETE FROM admissions WHERE at_wall < $1", [now - kept])
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if self._connection is None:
+            raise LedgerUnavailable(f"the ledger is {self._mode}: {self._detail}")
+        with contextlib.suppress(LedgerError):
+            self._flush()  # so a read sees what was recorded just before it
+        return self._connection.execute(sql, list(params)).fetchall()
+
+    # Reading ---------------------------------------------------------------------------------------
+
+    def load_admissions(self, since_wall: float) -> list[tuple[str, float, int, int]]:
+        """Every (model, at_wall, requests, tokens) at or after `since_wall`. Blocking: call it off the loop."""
+        if self._executor is None or self._connection is None:
+            return []
+        rows = self._executor.submit(self._query, "SELECT model, at_wall, requests, tokens FROM admissions "
+                                                  "WHERE at_wall >= $1 ORDER BY at_wall", [since_wall]).result()
+        return [(str(m), float(at), int(r), int(t)) for m, at, r, t in rows]
+
+    async def metrics_between(self, start_wall: float, end_wall: float,
+                              limit: int = 10_000) -> tuple[MetricSample, ...]:
+        """Metric samples with start <= at_wall < end, oldest first (at most `limit`)."""
+        rows = await self._on_writer(self._query, "SELECT * FROM metrics WHERE at_wall >= $1 AND at_wall < $2 "
+                                                  "ORDER BY at_wall LIMIT $3", [start_wall, end_wall, limit])
+        return tuple(MetricSample(*row) for row in rows)
+
+    async def metric_buckets(self, start_wall: float, end_wall: float,
+                             bucket_seconds: float) -> list[tuple[float, float | None, float | None, int]]:
+        """(mean time, highest cpu %, highest memory %, samples) per bucket, oldest first; LedgerUnavailable if off."""
+        try:
+            rows = await self._on_writer(self._query, METRIC_BUCKETS, [start_wall, end_wall, float(bucket_seconds)])
+        except duckdb.Error as exc:
+            raise LedgerError(f"reading metrics from {self.path.name} failed ({exc}); "
+                              f"`medops doctor` checks the data folder") from exc
+        return [(float(at), cpu, memory, int(count)) for at, cpu, memory, count in rows]
+
+    async def requests_between(self, start_wall: float, end_wall: float,
+                               limit: int = 10_000) -> tuple[RequestRecord, ...]:
+        """Recorded Groq requests with start <= at_wall < end, oldest first (at most `limit`)."""
+        rows = await self._on_writer(self._query, "SELECT * FROM requests WHERE at_wall >= $1 AND at_wall < $2 "
+                                                  "ORDER BY at_wall LIMIT $3", [start_wall, end_wall, limit])
+        return tuple(request_record(row) for row in rows)
+
+    async def alerts_between(self, start_wall: float, end_wall: float, limit: int = 10_000) -> tuple[Alert, ...]:
+        """Alert announcements with start <= at_wall < end, oldest first (at most `limit`)."""
+        rows = await self._on_writer(self._query, "SELECT name, level, message, opened_at, value, cleared_at, rule, "
+                                                  "repeats, at_wall FROM alerts WHERE at_wall >= $1 AND at_wall < $2 "
+                                                  "ORDER BY at_wall LIMIT $3", [start_wall, end_wall, limit])
+        return tuple(alert_row(row) for row in rows)
+
+    async def latest_requests(self, limit: int, at_or_before: float | None = None, model: str | None = None,
+                              agent: str | None = None) -> tuple[RequestRecord, ...]:
+        """The `limit` latest recorded requests at or before a wall time, newest first; LedgerUnavailable if off."""
+        try:
+            rows = await self._on_writer(self._query, LATEST_REQUESTS, [limit, at_or_before, model, agent])
+        except duckdb.Error as exc:
+            raise LedgerError(f"reading requests from {self.path.name} failed ({exc}); "
+                              f"`medops doctor` checks the data folder") from exc
+        return tuple(request_record(row) for row in rows)
+
+    async def latest_alerts(self, limit: int, at_or_before: float | None = None) -> tuple[Alert, ...]:
+        """The `limit` latest alert announcements at or before a wall time, newest first; LedgerUnavailable if off."""
+        try:
+            rows = await self._on_writer(self._query, LATEST_ALERTS, [limit, at_or_before])
+        except duckdb.Error as exc:
+            raise LedgerError(f"reading alerts from {self.path.name} failed ({exc}); "
+                              f"`medops doctor` checks the data folder") from exc
+        return tuple(alert_row(row) for row in rows)
+
+    async def limit_changes_between(self, start_wall: float, end_wall: float,
+                                    limit: int = 10_000) -> tuple[LimitChange, ...]:
+        """Limit changes with start <= at_wall < end, oldest first (at most `limit`)."""
+        rows = await self._on_writer(self._query, "SELECT at_wall, key, old, new, changed_by FROM limit_changes "
+                                                  "WHERE at_wall >= $1 AND at_wall < $2 ORDER BY at_wall LIMIT $3",
+                                     [start_wall, end_wall, limit])
+        return tuple(LimitChange(*row) for row in rows)
+
+    async def latest_limit_changes(self, limit: int, key: str | None = None) -> tuple[LimitChange, ...]:
+        """The `limit` latest recorded limit changes (only `key`'s if given), newest first; LedgerUnavailable if off."""
+        try:
+            rows = await self._on_writer(self._query, LATEST_LIMIT_CHANGES, [limit, key])
+        except duckdb.Error as exc:
+            raise LedgerError(f"reading limit changes from {self.path.name} failed ({exc}); "
+                              f"`medops doctor` checks the data folder") from exc
+        return tuple(LimitChange(*row) for row in rows)
+
+    def snapshot(self) -> LedgerSnapshot:
+        """Mode, what it means, rows written and rows waiting for the next flush."""
+        with self._lock:
+            pending = sum(len(rows) for rows in self._pending.values())
+            detail = self._detail
+            if self._dropped:
+                detail += f"; {self._dropped} rows dropped while writes failed"
+            return LedgerSnapshot(mode=self._mode, detail=detail, rows_written=self._rows_written, pending=pending)

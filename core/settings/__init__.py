@@ -1,0 +1,1 @@
+"""Settings: the typed config, live changes while running, and where files live."""

@@ -1,0 +1,1 @@
+"""Watching the core: the tick, the monitor, cgroups, loop lag, alerts and the tuner."""

@@ -1,0 +1,247 @@
+"""Alerts: rules over a `CoreSnapshot`, damped so a flapping metric does not flood anyone.
+
+Like glances' events list, a condition must hold `alert_open_after` seconds
+before its alert opens, an open alert is announced again only every
+`alert_repeat_interval`, and it clears once the condition has stayed away for
+the clear delay. Events (a 429, a failing part of the core) open at once.
+Announcements (open, repeat, escalation, clear) are what the ledger records.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from medops.core.clock import Clock
+from medops.core.settings.config import Settings
+from medops.core.snapshot import Alert, CoreSnapshot
+
+WARNING = "warning"
+CRITICAL = "critical"
+_RANK = {WARNING: 1, CRITICAL: 2}
+
+MIN_CLEAR_AFTER = 5.0  # seconds a condition must stay away before its alert clears
+KEEP_CLEARED = 900.0  # seconds a cleared alert stays in the snapshot
+MAX_CLEARED = 50
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One rule firing for one subject at this evaluation."""
+
+    key: str  # unique per rule and subject: "cpu", "pool_saturated:io"
+    rule: str
+    level: str
+    message: str
+    value: float
+    immediate: bool = False  # an event: open without waiting for open_after
+
+
+class Rule(Protocol):
+    """Looks at a snapshot and says which of its conditions hold now."""
+
+    def check(self, snapshot: CoreSnapshot, settings: Settings) -> Iterable[Condition]:
+        """The conditions that hold in `snapshot`."""
+        ...
+
+
+def _above(value: float, warning: float) -> str:
+    """Critical halfway between the warning threshold and 100%."""
+    return CRITICAL if value >= (warning + 100.0) / 2 else WARNING
+
+
+class CpuRule:
+    """CPU busy (of the machine, or of the cgroup's quota) over `alert_cpu_percent`."""
+
+    def check(self, snapshot: CoreSnapshot, settings: Settings) -> Iterable[Condition]:
+        system = snapshot.system
+        if system.sampled_at and system.cpu_percent >= settings.alert_cpu_percent:
+            scope = "machine" if system.cpu_source == "host" else f"{system.cpu_source} quota"
+            yield Condition("cpu", "cpu", _above(system.cpu_percent, settings.alert_cpu_percent),
+                            f"CPU {system.cpu_percent:.0f}% of the {scope} "
+                            f"({system.cpu_limit_cores:g} cores; threshold {settings.alert_cpu_percent:g}%)",
+                            system.cpu_percent)
+
+
+class MemoryRule:
+    """Memory in use (of the host, or of the cgroup's limit) over `alert_memory_percent`."""
+
+    def check(self, snapshot: CoreSnapshot, settings: Settings) -> Iterable[Condition]:
+        system = snapshot.system
+        if system.sampled_at and system.memory_percent >= settings.alert_memory_percent:
+            mib = 1024 * 1024
+            yield Condition("memory", "memory", _above(system.memory_percent, settings.alert_memory_percent),
+                            f"memory {system.memory_percent:.0f}% of the {system.memory_source} limit "
+                            f"({system.memory_used // mib} of {system.memory_limit // mib} MiB; "
+                            f"threshold {settings.alert_memory_percent:g}%)", system.memory_percent)
+
+
+class QuotaRule:
+    """A Groq window with less than `alert_quota_remaining_percent` left; critical when spent."""
+
+    def check(self, snapshot: CoreSnapshot, settings: Settings) -> Iterable[Condition]:
+        for model in snapshot.quota.models:
+            for window in model.windows:
+                if window.limit <= 0:
+                    continue
+                left = 100.0 * window.remaining / window.limit
+                if left < settings.alert_quota_remaining_percent or window.remaining == 0:
+                    level = CRITICAL if window.remaining == 0 else WARNING
+                    yield Condition(f"quota_low:{model.model}:{window.name}", "quota_low", level,
+                                    f"{model.model} {window.name}: {window.remaining:,} of {window.limit:,} left "
+                                    f"({left:.0f}%), resets in {window.reset_in:.0f} s", left)
+
+
+class RateLimitedRule:
+    """Any 429 from Groq: opens at once and holds while the model is still blocked."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] | None = None  # 429 counts at the previous evaluation
+
+    def check(self, snapshot: CoreSnapshot, settings: Settings) -> Iterable[Condition]:
+        counts = {m.model: m.rate_limited for m in snapshot.quota.models}
+        # The first look only sets the baseline: counts restored at start are old news.
+        seen, self._seen = self._seen if self._seen is not None else counts, counts
+        for model in snapshot.quota.models:
+            new = model.rate_limited - seen.get(model.model, 0)
+            blocked = max((w.blocked_for for w in model.windows), default=0.0)
+            if new > 0 or blocked > 0:
+                yield Condition(f"rate_limited:{model.model}", "rate_limited", WARNING,
+                                f"Groq answered 429 for {model.model} ({model.rate_limited} so far); "
+                                f"blocked for {blocked:.0f} s more", float(model.rate_limited), immediate=True)
+
+
+class SlotsRule:
+    """Case slots over `alert_slots_percent` full; critical when none is free."""
+
+    def check(self, snapshot: CoreSnapshot, settings: Settings) -> Iterable[Condition]:
+        slots = snapshot.slots
+        if slots.total <= 0:
+            return
+        full = 100.0 * slots.used / slots.total
+        if full >= settings.alert_slots_percent:
+            yield Condition("slots", "slots", CRITICAL if slots.free == 0 else WARNING,
+                            f"case slots {full:.0f}% full ({slots.used:,} of {slots.total:,}; "
+                            f"threshold {settings.alert_slots_percent:g}%)", full)
+
+
+class PoolSaturatedRule:
+    """A pool with every worker busy and work waiting."""
+
+    def check(self, snapshot: CoreSnapshot, settings: Settings) -> Iterable[Condition]:
+        for pool in snapshot.pools:
+            if pool.capacity > 0 and pool.active >= pool.capacity and pool.queued > 0:
+                yield Condition(f"pool_saturated:{pool.name}", "pool_saturated", WARNING,
+                                f"pool {pool.name} saturated: {pool.active} of {pool.capacity} busy, "
+                                f"{pool.queued} waiting (p95 wait {pool.wait_p95 * 1000:.0f} ms)",
+                                float(pool.queued))
+
+
+class LoopLagRule:
+    """The event loop stalled longer than `alert_loop_lag_ms`; critical at ten times that."""
+
+    def check(self, snapshot: CoreSnapshot, settings: Settings) -> Iterable[Condition]:
+        system = snapshot.system
+        worst = system.loop_lag_max_ms
+        if worst >= settings.alert_loop_lag_ms:
+            level = CRITICAL if worst >= 10 * settings.alert_loop_lag_ms else WARNING
+            yield Condition("loop_lag", "loop_lag", level,
+                            f"event loop stalled {worst:.0f} ms (p99 {system.loop_lag_ms:.0f} ms; "
+                            f"threshold {settings.alert_loop_lag_ms:g} ms): something blocks the loop",
+                            worst)
+
+
+def default_rules() -> list[Rule]:
+    """The rules the config's alert_* settings drive."""
+    return [CpuRule(), MemoryRule(), QuotaRule(), RateLimitedRule(), SlotsRule(), PoolSaturatedRule(),
+            LoopLagRule()]
+
+
+@dataclass
+class _Track:
+    """Damping state of one alert key."""
+
+    since: float  # monotonic time the condition was first seen (this run)
+    alert: Alert | None = None  # set once open
+    announced_at: float = 0.0  # monotonic time of the last announcement
+    away_since: float | None = None  # monotonic time the condition was last seen gone
+
+
+class AlertEngine:
+    """Evaluates rules over snapshots and keeps open and recently cleared alerts."""
+
+    def __init__(self, clock: Clock, rules: list[Rule] | None = None, *,
+                 min_clear_after: float = MIN_CLEAR_AFTER, keep_cleared: float = KEEP_CLEARED) -> None:
+        self._clock = clock
+        self._rules = rules if rules is not None else default_rules()
+        self._min_clear_after = min_clear_after
+        self._keep_cleared = keep_cleared
+        self._tracks: dict[str, _Track] = {}
+        self._cleared: collections.deque[Alert] = collections.deque(maxlen=MAX_CLEARED)
+        self._failures: list[Condition] = []
+
+    def note_failure(self, part: str, error: BaseException) -> None:
+        """A part of the core failed during a tick: raise it at the next evaluation."""
+        # Only the type: an exception's text may quote data we must not show.
+        self._failures.append(Condition(f"internal:{part}", "internal", WARNING,
+                                        f"{part} failed in the core's tick ({type(error).__name__}); "
+                                        "the tick goes on, see the log for details", 1.0, immediate=True))
+
+    def evaluate(self, snapshot: CoreSnapshot, settings: Settings) -> list[Alert]:
+        """Apply the rules to `snapshot`; return the announcements this made (for the ledger)."""
+        now, wall = self._clock.monotonic(), self._clock.wall()
+        conditions: dict[str, Condition] = {}
+        for rule in self._rules:
+            for condition in rule.check(snapshot, settings):
+                conditions[condition.key] = condition
+        for failure in self._failures:
+            conditions[failure.key] = failure
+        self._failures = []
+
+        announced: list[Alert] = []
+        for key, condition in conditions.items():
+            track = self._tracks.setdefault(key, _Track(since=now))
+            track.away_since = None
+            alert = track.alert
+            if alert is None:
+                if condition.immediate or now - track.since >= settings.alert_open_after:
+                    track.alert = Alert(name=key, rule=condition.rule, level=condition.level,
+                                        message=condition.message, value=condition.value,
+                                        opened_at=wall, updated_at=wall)
+                    track.announced_at = now
+                    announced.append(track.alert)
+                continue
+            escalated = _RANK[condition.level] > _RANK[alert.level]
+            repeat = now - track.announced_at >= settings.alert_repeat_interval
+            alert = dataclasses.replace(alert, level=condition.level, message=condition.message,
+                                        value=condition.value)
+            if escalated or repeat:
+                alert = dataclasses.replace(alert, repeats=alert.repeats + (0 if escalated else 1), updated_at=wall)
+                track.announced_at = now
+                announced.append(alert)
+            track.alert = alert
+
+        clear_after = max(settings.alert_open_after, self._min_clear_after)
+        for key in [k for k in self._tracks if k not in conditions]:
+            track = self._tracks[key]
+            if track.alert is None:
+                del self._tracks[key]  # never opened: a blip, forgotten
+                continue
+            if track.away_since is None:
+                track.away_since = now
+            if now - track.away_since >= clear_after:
+                cleared = dataclasses.replace(track.alert, cleared_at=wall, updated_at=wall)
+                self._cleared.appendleft(cleared)
+                announced.append(cleared)
+                del self._tracks[key]
+        return announced
+
+    def alerts(self) -> tuple[Alert, ...]:
+        """Open alerts and those cleared recently, newest first."""
+        horizon = self._clock.wall() - self._keep_cleared
+        recent = [a for a in self._cleared if a.cleared_at is not None and a.cleared_at >= horizon]
+        open_now = [t.alert for t in self._tracks.values() if t.alert is not None]
+        return tuple(sorted(open_now + recent, key=lambda a: a.opened_at, reverse=True))
