@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench setup tesseract lock clean
+.PHONY: run test lint bench setup tesseract redis lock clean
 
 run: setup
 	$(BIN)/medops
@@ -21,7 +21,7 @@ lint: setup
 bench: setup
 	$(BIN)/pytest tests/bench -s -q -o addopts="" -o python_files="bench_*.py" --timeout=1800
 
-setup: $(STAMP) tesseract
+setup: $(STAMP) tesseract redis
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 tesseract:
 	@scripts/ensure-tesseract
+
+redis:
+	@scripts/ensure-redis
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock:

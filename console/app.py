@@ -246,7 +246,7 @@ class MedopsApp(App[int]):
             if self.handle.core is None:
                 module = await asyncio.to_thread(importlib.import_module, "medops.core.resource_core")
                 # shares_cases: `medops extract --case` adds documents to this console's case memory
-                self.handle.core = module.ResourceCore(self.settings, self.locations, shares_cases=True)
+                self.handle.core = module.ResourceCore(self.settings, self.locations, shares_cases=True, role="console")
             await self.handle.core.start()
         except Exception as exc:  # shown in the console, which stays up to be read
             self.post_message(CoreFailed(describe_error(exc)))

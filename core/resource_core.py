@@ -41,9 +41,10 @@ class ResourceCore:
     """The resource core: config, clock and every part, behind one snapshot."""
 
     def __init__(self, settings: Settings, locations: Locations, clock: Clock | None = None, *,
-                 shares_cases: bool = False) -> None:
+                 shares_cases: bool = False, role: str = "library") -> None:
         """`shares_cases`: other processes on the same data folder find this core's case memory
-        (`CaseMemory.running`); for a long-lived core such as the console's, never a command's own."""
+        (`CaseMemory.running`); for a long-lived core such as the console's, never a command's own.
+        `role` names this process in the fleet (console, ask, library, worker) when a store is set."""
         self.settings = settings
         self.locations = locations
         self.clock = clock or SystemClock()
@@ -63,7 +64,7 @@ class ResourceCore:
                              self.snapshot, lambda: getattr(self, "ledger", None))
         self.tick.attach_query_cache(self.knowledge.cache)
         # Quota, scheduler, gateway; a local endpoint in this loop when GROQ_API_KEY is unset.
-        self.groq = GroqPath(settings, self.clock, self.ledger)
+        self.groq = GroqPath(settings, self.clock, self.ledger, role=role)
 
     @property
     def running(self) -> bool:

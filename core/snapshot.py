@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class WindowUsage:
     limit: int
     reset_in: float  # seconds until the oldest admission leaves the window
     blocked_for: float = 0.0  # seconds a 429 still blocks this dimension
+    own: int | None = None  # this instance's part of `used` when a fleet shares the window (None: no fleet)
 
     @property
     def remaining(self) -> int:
@@ -54,9 +55,27 @@ class ModelQuota:
 
 
 @dataclass(frozen=True)
+class StoreSnapshot:
+    """The fleet's quota store as this instance sees it (no password, no patient data)."""
+
+    url: str  # redacted
+    instance: str
+    state: Literal["up", "down", "seeding"]
+    down_since: float | None  # wall time, while down
+    rtt_p50_ms: float
+    rtt_p99_ms: float
+    members_alive: int
+    share: int  # while down, each window's limit is divided by this
+    clock_skew: float  # store clock minus ours, seconds
+    pending: int  # admissions not yet written to the store
+    last_error: str = ""
+
+
+@dataclass(frozen=True)
 class QuotaSnapshot:
     models: tuple[ModelQuota, ...] = ()
     default_model: str = ""  # the model a request naming none uses
+    store: StoreSnapshot | None = None  # None: this instance's quota is its own (no store_url)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from medops.core.clock import FakeClock
 from medops.core.knowledge.build import build_knowledge
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
+from tests.redis_server import RedisServer
 
 KNOWLEDGE_BUILT_AT = 1_767_225_600.0  # the wall time stamped in the session's knowledge base
 
@@ -95,3 +96,14 @@ def berlin_time() -> Iterator[None]:
     """Local time is Europe/Berlin (not UTC, with summer time): printed local times are known and shifted."""
     with local_zone("Europe/Berlin"):
         yield
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of this test's own on a free loopback port, stopped after."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

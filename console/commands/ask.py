@@ -68,7 +68,7 @@ def ask(args: argparse.Namespace) -> int:
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ConfigError(f"--concurrency {concurrency} is out of range: allowed 1 to {MAX_CONCURRENCY}")
         prompts = load_prompt_file(args.file, settings)
-        core = ResourceCore(replace(settings, groq_concurrent=concurrency), locate())
+        core = ResourceCore(replace(settings, groq_concurrent=concurrency), locate(), role="ask")
         return asyncio.run(_run_file(core, prompts, concurrency))
     if args.concurrency is not None:
         raise InvalidRequest("--concurrency applies to --file only")
@@ -76,7 +76,7 @@ def ask(args: argparse.Namespace) -> int:
                             max_completion_tokens=args.max_tokens, deadline=args.deadline,
                             fail_fast=args.fail_fast)
     check_request(request, settings)
-    return asyncio.run(_run_one(ResourceCore(settings, locate()), request, args.json))
+    return asyncio.run(_run_one(ResourceCore(settings, locate(), role="ask"), request, args.json))
 
 
 async def _run_one(core: ResourceCore, request: PromptRequest, as_json: bool) -> int:

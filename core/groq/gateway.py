@@ -304,5 +304,14 @@ def _answer(text: str, model: str, usage: Any, request_id: str | None, headers: 
         prompt_tokens=usage.prompt_tokens if usage else estimate_prompt_tokens(request.prompt),
         completion_tokens=usage.completion_tokens if usage else request.max_completion_tokens,
         queue_time=getattr(usage, "queue_time", None), total_time=getattr(usage, "total_time", None),
-        request_id=request_id, headers=headers,
+        request_id=request_id, headers=headers, cached_tokens=_cached_tokens(usage),
     )
+
+
+def _cached_tokens(usage: Any) -> int:
+    """`usage.prompt_tokens_details.cached_tokens` (an object from the SDK, a dict from a stream chunk's x_groq)."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    if details is None and isinstance(usage, dict):
+        details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else getattr(details, "cached_tokens", None)
+    return cached if isinstance(cached, int) and cached > 0 else 0

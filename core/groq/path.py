@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Protocol
 
+from medops.core import __version__
 from medops.core.clock import Clock
+from medops.core.groq.fleet.quota import Fleet, make_fleet_quota
+from medops.core.groq.fleet.store import QuotaStore, namespace_for, new_member
 from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget, choose_target
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.prompt_input import check_request
@@ -32,12 +35,18 @@ class GroqPath:
     """Quota book, scheduler, gateway and (offline) the in-process local endpoint."""
 
     def __init__(self, settings: Settings, clock: Clock, ledger: Ledgerish | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, role: str = "library") -> None:
         self._settings = settings
         self._clock = clock
         self._ledger = ledger
-        self._target: GroqTarget = choose_target(settings, os.environ if env is None else env)
-        self.quotas = QuotaBook(settings, clock, store=ledger)
+        env = os.environ if env is None else env
+        self._target: GroqTarget = choose_target(settings, env)
+        self.fleet = _join_fleet(settings, clock, env, self._target, role) if settings.store_url else None
+        if self.fleet is None:
+            self.quotas = QuotaBook(settings, clock, store=ledger)
+        else:
+            self.quotas = QuotaBook(settings, clock, store=ledger, build=make_fleet_quota(self.fleet),
+                                    describe_store=self.fleet.snapshot)
         self.endpoint: LocalEndpoint | None = None
         if self._target.in_process:
             self.endpoint = LocalEndpoint(settings.models, host=settings.endpoint_host,
@@ -52,6 +61,8 @@ class GroqPath:
             return
         if self._ledger is not None:
             await self.quotas.restore_async()
+        if self.fleet is not None:
+            await self.fleet.start()  # joins the fleet; a store that does not answer is retried every second
         target = self._target
         if self.endpoint is not None:
             await self.endpoint.start()
@@ -72,6 +83,8 @@ class GroqPath:
             await gateway.close()
         if self.endpoint is not None:
             await self.endpoint.stop()
+        if self.fleet is not None:
+            await self.fleet.stop()
 
     async def ask(self, request: PromptRequest) -> PromptResult:
         """Check the prompt, queue it, and wait for the answer (or an error saying why not)."""
@@ -133,3 +146,15 @@ class GroqPath:
         failure = self.gateway.last_failure
         detail = where if failure is None else f"{where}; last attempt: {failure}"
         return EndpointInfo(kind=target.kind, base_url=base_url, healthy=failure is None, detail=detail)
+
+
+def _join_fleet(settings: Settings, clock: Clock, env: Mapping[str, str], target: GroqTarget, role: str) -> Fleet:
+    """This instance's place in the fleet: a store connection, a namespace for its Groq organisation, an id."""
+    key = target.api_key if target.api_key != LOCAL_PLACEHOLDER_KEY else None
+    namespace = namespace_for(key, target.base_url if not target.in_process else "in-process",
+                              settings.store_namespace)
+    store = QuotaStore(settings.store_url, namespace, clock, password=env.get("MEDOPS_STORE_PASSWORD"),
+                       budget=settings.store_timeout)
+    member = new_member(role, __version__, clock)
+    return Fleet(store, member.instance, member.describe(), clock, settings.store_flight_bound,
+                 settings.starvation_bound)

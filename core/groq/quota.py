@@ -29,14 +29,17 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from medops.core.clock import Clock
 from medops.core.errors import QuotaError
 from medops.core.groq.rate_headers import DIMENSIONS, Dimension, LimitExceeded, RateLimitHeaders, format_go_duration
 from medops.core.groq.requests import AdmissionStore
 from medops.core.settings.config import ModelLimits, Settings
-from medops.core.snapshot import ModelQuota, QuotaSnapshot, ServerReport, WindowUsage
+from medops.core.snapshot import ModelQuota, QuotaSnapshot, ServerReport, StoreSnapshot, WindowUsage
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 MINUTE = 60.0
 DAY = 86_400.0
@@ -69,6 +72,41 @@ class Reservation(NamedTuple):
     seq: int  # its key among the quota's requests in flight
     tokens: int  # reserved at admission
     wall: float  # admission wall time, for the store (0.0 when nothing is persisted)
+
+
+class ModelQuotaLike(Protocol):
+    """What the scheduler asks of one model's quota: `GroqQuota` here, `FleetQuota` over a store."""
+
+    model: str
+
+    @property
+    def largest_request(self) -> int: ...
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def capacity_hold(self) -> float: ...
+    @property
+    def rate_limited(self) -> int: ...
+    def reconfigure(self, limits: ModelLimits) -> None: ...
+    def check_size(self, tokens: int) -> None: ...
+    def wait_time(self, tokens: int) -> float: ...
+    def try_admit(self, tokens: int) -> Reservation | None: ...
+    async def request_admission(self, tokens: int, priority: int, waited: float) -> Reservation | float: ...
+    def blocking(self, tokens: int) -> str: ...
+    def settle(self, reservation: Reservation, tokens_used: int) -> None: ...
+    def release(self, reservation: Reservation) -> None: ...
+    def observe_headers(self, headers: RateLimitHeaders, default_reset: float | None = None) -> None: ...
+    def observe_429(self, retry_after: float | None, limit: LimitExceeded | None = None,
+                    headers: RateLimitHeaders | None = None) -> None: ...
+    def hold_for_capacity(self, seconds: float) -> None: ...
+    def restore(self, admissions: Iterable[tuple[float, int, int]]) -> None: ...
+    def remaining(self) -> dict[str, int]: ...
+    def snapshot(self) -> ModelQuota: ...
+
+
+class QuotaFactory(Protocol):
+    def __call__(self, model: str, limits: ModelLimits, clock: Clock,
+                 store: AdmissionStore | None) -> ModelQuotaLike: ...
 
 
 _new_reservation = tuple.__new__  # NamedTuple's own __new__ is a Python-level function: slower
@@ -275,6 +313,14 @@ class GroqQuota:
         if self._slow_wait(tokens, now) > 0:
             return None
         return self._admit(tokens, now)
+
+    def admit_unchecked(self, tokens: int) -> Reservation:
+        """Count an admission another authority made (the fleet's store): in flight here, no check."""
+        return self._admit(tokens, self._monotonic())
+
+    async def request_admission(self, tokens: int, priority: int, waited: float) -> Reservation | float:
+        """The scheduler's asynchronous path: here the answer is local, a reservation or the wait."""
+        return self.try_admit(tokens) or self.wait_time(tokens)
 
     def admit(self, tokens: int) -> Reservation:
         """Admit now or raise `QuotaExhausted` saying when room returns (for fail-fast callers)."""
@@ -512,15 +558,22 @@ class GroqQuota:
 
 
 class QuotaBook:
-    """Every configured model's `GroqQuota`, with restore-at-start and one snapshot."""
+    """Every configured model's quota, with restore-at-start and one snapshot.
 
-    def __init__(self, settings: Settings, clock: Clock, store: AdmissionStore | None = None) -> None:
+    Each model's quota is an in-process `GroqQuota`, or, when `build` says so (a fleet
+    store is set), one shared through the store: the scheduler cannot tell them apart."""
+
+    def __init__(self, settings: Settings, clock: Clock, store: AdmissionStore | None = None,
+                 build: QuotaFactory | None = None, describe_store: Callable[[], StoreSnapshot] | None = None) -> None:
         self.settings = settings
         self._clock = clock
         self._store = store
-        self._quotas = {name: GroqQuota(name, limits, clock, store) for name, limits in settings.models.items()}
+        self._build: QuotaFactory = build or GroqQuota
+        self._describe_store = describe_store
+        self._quotas: dict[str, ModelQuotaLike] = {
+            name: self._build(name, limits, clock, store) for name, limits in settings.models.items()}
 
-    def __getitem__(self, model: str) -> GroqQuota:
+    def __getitem__(self, model: str) -> ModelQuotaLike:
         try:
             return self._quotas[model]
         except KeyError:
@@ -528,7 +581,7 @@ class QuotaBook:
             raise UnknownModel(f"unknown model {model!r}; configured models: {known}") from None
 
     @property
-    def models(self) -> Mapping[str, GroqQuota]:
+    def models(self) -> Mapping[str, ModelQuotaLike]:
         return self._quotas
 
     def apply(self, settings: Settings) -> None:
@@ -538,7 +591,7 @@ class QuotaBook:
             if name in self._quotas:
                 self._quotas[name].reconfigure(limits)
             else:
-                self._quotas[name] = GroqQuota(name, limits, self._clock, self._store)
+                self._quotas[name] = self._build(name, limits, self._clock, self._store)
 
     def restore(self) -> int:
         """Reload the last 24 h of admissions from the store (blocking: run it off the loop)."""
@@ -559,4 +612,5 @@ class QuotaBook:
 
     def snapshot(self) -> QuotaSnapshot:
         """All models' windows at one instant."""
-        return QuotaSnapshot(tuple(quota.snapshot() for quota in self._quotas.values()))
+        store = self._describe_store() if self._describe_store is not None else None
+        return QuotaSnapshot(tuple(quota.snapshot() for quota in self._quotas.values()), store=store)

@@ -105,10 +105,16 @@ class Completion:
     total_time: float | None = None  # Groq's usage.total_time, seconds
     request_id: str | None = None  # Groq's x_groq.id
     headers: RateLimitHeaders = field(default_factory=RateLimitHeaders)
+    cached_tokens: int = 0  # of prompt_tokens, served from Groq's prompt cache
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def counted_tokens(self) -> int:
+        """What Groq's token limits count: cached prompt tokens are given back after processing."""
+        return self.total_tokens - min(self.cached_tokens, self.prompt_tokens)
 
 
 @dataclass(frozen=True)

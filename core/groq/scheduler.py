@@ -39,7 +39,7 @@ from typing import Any
 from medops.core.clock import Clock
 from medops.core.errors import GatewayError, MedopsError, SchedulerError
 from medops.core.groq.backoff import Backoff
-from medops.core.groq.quota import GroqQuota, QuotaBook, QuotaExhausted, RequestTooLarge, Reservation
+from medops.core.groq.quota import ModelQuotaLike, QuotaBook, QuotaExhausted, RequestTooLarge, Reservation
 from medops.core.groq.rate_headers import format_go_duration
 from medops.core.groq.requests import (
     CapacityExceeded,
@@ -96,7 +96,7 @@ class _Ticket:
                  "quota", "rate_limits", "request", "reservation", "runner", "sent_at", "seq", "state", "stop_reason",
                  "submitted_at", "tokens")
 
-    def __init__(self, request: PromptRequest, quota: GroqQuota, tokens: int, submitted_at: float, seq: int,
+    def __init__(self, request: PromptRequest, quota: ModelQuotaLike, tokens: int, submitted_at: float, seq: int,
                  future: asyncio.Future[PromptResult]) -> None:
         self.request = request
         self.quota = quota
@@ -107,7 +107,8 @@ class _Ticket:
         self.seq = seq
         self.future = future
         # new -> batching -> waiting -> sending -> done; after a failed attempt: sending -> waiting (429, 498)
-        # or sending -> backoff -> waiting (5xx, timeout, connection error)
+        # or sending -> backoff -> waiting (5xx, timeout, connection error). With a fleet store, a head
+        # whose quota must ask the store is `admitting` for that round trip, then sending or waiting again.
         self.state = "new"
         self.attempts = 0  # HTTP attempts, each its own quota admission
         self.failures = 0  # of which ended in a 5xx, timeout or connection error
@@ -123,11 +124,12 @@ class _Ticket:
 class _ModelQueue:
     """Ready requests for one model: a FIFO per priority (dead tickets are skipped lazily)."""
 
-    __slots__ = ("by_priority", "next_room_at")
+    __slots__ = ("asking", "by_priority", "next_room_at")
 
     def __init__(self) -> None:
         self.by_priority: dict[Priority, deque[_Ticket]] = {p: deque() for p in PRIORITIES_HIGH_FIRST}
         self.next_room_at = 0.0  # when the head's quota wait ends (0: unknown / now)
+        self.asking = False  # a head is out asking the fleet's store: one at a time keeps the order
 
     def head(self, now: float, starvation_bound: float) -> tuple[_Ticket | None, int]:
         """The ticket to send next (the oldest aged one, else the highest priority, first come first)
@@ -195,6 +197,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._sleeping_until: float | None = None  # when the timer loop wakes by itself (None: only when told)
         self._timer: asyncio.Task[None] | None = None
+        self._admissions: set[asyncio.Task[None]] = set()  # heads out asking a fleet store
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -296,7 +299,7 @@ class Scheduler:
         return ticket
 
     @staticmethod
-    def _refuse_if_no_room(quota: GroqQuota, tokens: int) -> None:
+    def _refuse_if_no_room(quota: ModelQuotaLike, tokens: int) -> None:
         wait = quota.wait_time(tokens)
         if wait > 0:
             raise QuotaExhausted(f"{quota.model} has no room for {tokens:,} tokens now ({quota.blocking(tokens)}); "
@@ -341,7 +344,7 @@ class Scheduler:
         if ticket.state == "sending" and ticket.runner is not None:
             ticket.stop_reason = reason
             ticket.runner.cancel()
-        elif ticket.state in ("batching", "waiting", "backoff", "new"):
+        elif ticket.state in ("batching", "waiting", "backoff", "new", "admitting"):
             self._finish_waiting(ticket, reason, "cancelled")
             self._kick()
 
@@ -368,7 +371,7 @@ class Scheduler:
             best: _Ticket | None = None
             best_rank: tuple[int, int, int] | None = None
             for queue in self._ready.values():
-                if queue.next_room_at > now:
+                if queue.next_room_at > now or queue.asking:
                     continue
                 head = self._admissible_head(queue, now, bound)
                 if head is None:
@@ -378,11 +381,44 @@ class Scheduler:
                     best, best_rank = head, rank
             if best is None:
                 return
+            queue = self._ready[best.quota.model]
+            queue.remove_head(best)
             reservation = best.quota.try_admit(best.tokens)
-            if reservation is None:  # cannot happen: _admissible_head just found room
-                return
-            self._ready[best.quota.model].remove_head(best)
+            if reservation is None:
+                # The quota's answer is not local (a fleet store): ask it, holding a concurrency slot.
+                self._ask_quota(best, queue, now)
+                continue
             self._launch(best, reservation, now)
+
+    def _ask_quota(self, ticket: _Ticket, queue: _ModelQueue, now: float) -> None:
+        ticket.state = "admitting"
+        queue.asking = True
+        self._in_flight += 1
+        task = asyncio.create_task(self._admission(ticket, queue, now - ticket.submitted_at))
+        self._admissions.add(task)
+        task.add_done_callback(self._admissions.discard)
+
+    async def _admission(self, ticket: _Ticket, queue: _ModelQueue, waited: float) -> None:
+        answer: Reservation | float | Exception
+        try:
+            answer = await ticket.quota.request_admission(ticket.tokens, int(ticket.priority), waited)
+        except Exception as error:  # the caller must hear of every failure
+            answer = error
+        queue.asking = False
+        self._in_flight -= 1
+        if isinstance(answer, Reservation):
+            if ticket.state == "admitting":
+                self._launch(ticket, answer, self._clock.monotonic())
+            else:
+                ticket.quota.release(answer)  # cancelled or expired while asking: never sent
+        elif ticket.state == "admitting":
+            if isinstance(answer, BaseException):
+                self._depth[ticket.priority] -= 1
+                self._finish(ticket, answer, "error")
+            else:
+                self._make_ready(ticket, front=True)
+                queue.next_room_at = self._clock.monotonic() + answer
+        self._kick()
 
     def _admissible_head(self, queue: _ModelQueue, now: float, bound: float) -> _Ticket | None:
         """The model's head if its quota has room now; else note when it will (the head keeps its place)."""
@@ -495,7 +531,7 @@ class Scheduler:
         self._in_flight -= 1
         # Headers first: they were computed with our reservation still counted.
         quota.observe_headers(completion.headers)
-        quota.settle(reservation, completion.total_tokens)
+        quota.settle(reservation, completion.counted_tokens)
         queue.next_room_at = 0.0  # room may have come back early
         if self._capacity_streaks:
             self._capacity_streaks.pop(quota.model, None)  # the model has capacity again: the next hold starts short
@@ -626,7 +662,7 @@ class Scheduler:
                 batch[1].remove(ticket)
         elif ticket.state == "waiting":
             self._dead_in_queues += 1
-        if ticket.state in ("batching", "waiting", "backoff", "new"):
+        if ticket.state in ("batching", "waiting", "backoff", "new", "admitting"):
             self._depth[ticket.priority] -= 1
         self._finish(ticket, error, outcome)
         if self._dead_in_queues > max(64, sum(self._depth.values())):
@@ -676,7 +712,7 @@ class Scheduler:
         heap = self._deadlines
         while heap and (heap[0][0] <= now or heap[0][2].state == "done"):
             deadline_at, _, ticket = heapq.heappop(heap)
-            if deadline_at <= now and ticket.state in ("batching", "waiting", "backoff"):
+            if deadline_at <= now and ticket.state in ("batching", "waiting", "backoff", "admitting"):
                 quota = ticket.quota
                 error: MedopsError = DeadlineExceeded(
                     f"request {ticket.request.request_id} waited its whole deadline of {ticket.request.deadline:g} s "
@@ -719,7 +755,7 @@ class Scheduler:
         now = self._clock.monotonic()
         ages: dict[Priority, list[float]] = {p: [] for p in PRIORITIES_HIGH_FIRST}
         for ticket in self._tickets.values():
-            if ticket.state in ("batching", "waiting", "backoff"):
+            if ticket.state in ("batching", "waiting", "backoff", "admitting"):
                 ages[ticket.priority].append(now - ticket.submitted_at)
         queues = []
         for priority in PRIORITIES_HIGH_FIRST:
@@ -731,4 +767,5 @@ class Scheduler:
 
     def waiting_for(self, model: str) -> int:
         """Requests queued for one model (ready, or backing off before another attempt), for per-model views."""
-        return sum(1 for t in self._tickets.values() if t.state in ("waiting", "backoff") and t.quota.model == model)
+        return sum(1 for t in self._tickets.values() if t.state in ("waiting", "backoff", "admitting")
+                   and t.quota.model == model)

@@ -81,9 +81,10 @@ class Timing:
         return self.prompt_time + self.completion_time
 
 
-def usage_body(prompt_tokens: int, completion_tokens: int, timing: Timing) -> dict[str, Any]:
-    """Groq's `usage` object."""
+def usage_body(prompt_tokens: int, completion_tokens: int, timing: Timing, cached_tokens: int = 0) -> dict[str, Any]:
+    """Groq's `usage` object; `prompt_tokens_details.cached_tokens` counts the prompt served from its cache."""
     return {
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
         "queue_time": round(timing.queue_time, 6),
         "prompt_tokens": prompt_tokens,
         "prompt_time": round(timing.prompt_time, 6),
@@ -107,6 +108,7 @@ class Answer:
     prompt_tokens: int
     completion_tokens: int
     timing: Timing
+    cached_tokens: int = 0  # of prompt_tokens, served from the prompt cache
 
 
 def completion_body(answer: Answer) -> dict[str, Any]:
@@ -122,7 +124,7 @@ def completion_body(answer: Answer) -> dict[str, Any]:
             "logprobs": None,
             "finish_reason": answer.finish_reason,
         }],
-        "usage": usage_body(answer.prompt_tokens, answer.completion_tokens, answer.timing),
+        "usage": usage_body(answer.prompt_tokens, answer.completion_tokens, answer.timing, answer.cached_tokens),
         "usage_breakdown": None,
         "system_fingerprint": "fp_medops_local",
         "x_groq": {"id": answer.request_id},
@@ -154,7 +156,7 @@ def stream_chunks(answer: Answer, words_per_chunk: int = 4) -> Iterator[dict[str
     for start in range(0, len(words), words_per_chunk):
         piece = " ".join(words[start:start + words_per_chunk])
         yield chunk({"content": piece if start == 0 else " " + piece}, None)
-    usage = usage_body(answer.prompt_tokens, answer.completion_tokens, answer.timing)
+    usage = usage_body(answer.prompt_tokens, answer.completion_tokens, answer.timing, answer.cached_tokens)
     yield chunk({}, answer.finish_reason, {"id": answer.request_id, "usage": usage})
 
 

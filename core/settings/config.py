@@ -15,9 +15,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from medops.core.errors import ConfigError
 from medops.core.settings.paths import Locations
+from medops.core.settings.redact import redact_url
 
 CPUS = os.cpu_count() or 1
 MIB = 1024 * 1024
@@ -74,6 +76,14 @@ class Settings:
                                        help="seconds before a waiting request outranks newer critical ones")
     endpoint_host: str = _setting("127.0.0.1", help="address of the local Groq-compatible endpoint")
     endpoint_port: int = _setting(0, 0, 65_535, help="its port (0: any free port)")
+    # The fleet: one quota for every medops of a Groq organisation
+    store_url: str = _setting("", help="redis:// or rediss:// URL of the fleet's quota store (empty: this process "
+                                       "keeps its own quota); password in the URL or MEDOPS_STORE_PASSWORD")
+    store_namespace: str = _setting("", help="the store's namespace (empty: derived from a hash of the Groq key)")
+    store_timeout: float = _setting(0.25, 0.01, 10.0, help="seconds a store call may take before the store "
+                                                            "counts as down and a local share applies")
+    store_flight_bound: float = _setting(180.0, 10.0, 86_400.0,
+                                         help="seconds a dead member's in-flight reservations still count")
     # Memory
     max_cases_in_memory: int = _setting(1_000, 1, 1_000_000, help="case slots in shared memory")
     case_memory_mb: int = _setting(10, 1, 65_536, help="MiB of shared memory for all case slots")
@@ -317,6 +327,12 @@ def check_settings(settings: Settings, sources: Mapping[str, str]) -> None:
         raise ConfigError(f"settings case_memory_mb = {settings.case_memory_mb} and max_cases_in_memory = "
                           f"{settings.max_cases_in_memory} give {settings.case_slot_bytes} bytes a case slot; "
                           f"at least {MIN_SLOT_BYTES} are needed: raise case_memory_mb or lower max_cases_in_memory")
+    if settings.store_url:
+        parts = urlsplit(settings.store_url)
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ConfigError(f"setting store_url = {redact_url(settings.store_url)!r} (from {sources['store_url']}) "
+                              "is not a Redis URL; use redis://host:6379/0 or rediss:// for TLS, with the password "
+                              "in the URL or MEDOPS_STORE_PASSWORD")
     if settings.io_threads_min > settings.io_threads_max:
         raise ConfigError(f"setting io_threads_min = {settings.io_threads_min} ({sources['io_threads_min']}) "
                           f"exceeds io_threads_max = {settings.io_threads_max} ({sources['io_threads_max']})")
@@ -325,6 +341,7 @@ def check_settings(settings: Settings, sources: Mapping[str, str]) -> None:
 def describe(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
     """(key, value, source) rows for every setting, models last."""
     rows = [(key, show_value(getattr(loaded.settings, key)), loaded.sources[key]) for key in SCALAR_KEYS]
+    rows = [(key, redact_url(value) if key == "store_url" else value, source) for key, value, source in rows]
     for name, m in sorted(loaded.settings.models.items()):
         rows.append((f"models.{name}", f"rpm={m.rpm} rpd={m.rpd} tpm={m.tpm} tpd={m.tpd} "
                      f"context_window={m.context_window}", loaded.sources["models"]))

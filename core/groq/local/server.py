@@ -24,6 +24,7 @@ from aiohttp import web
 from medops.core.clock import Clock, SystemClock
 from medops.core.errors import GatewayError
 from medops.core.groq.local.faults import FaultDice, FaultModes
+from medops.core.groq.local.prompt_cache import PromptCache
 from medops.core.groq.local.windows import Admission, EndpointLimiter, Refusal
 from medops.core.groq.rate_headers import format_go_duration
 from medops.core.groq.wire import (
@@ -96,6 +97,7 @@ class LocalEndpoint:
         self._faults = faults or FaultModes()
         self._dice = FaultDice(seed)
         self._stats = EndpointStats()
+        self._prompt_cache = PromptCache(self._clock)
         self._forced: list[int] = []  # statuses the next chat requests get, in order
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -248,6 +250,7 @@ class LocalEndpoint:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             timing=fate.timing,
+            cached_tokens=self._prompt_cache.cached(model, messages, prompt_tokens),
         ), fate.delay, stream)
 
     async def _inject_failure(self, model: str, admission: Admission, status: int, delay: float) -> web.Response:
@@ -267,7 +270,8 @@ class LocalEndpoint:
         # A stream starts once the prompt is read and spreads the completion time over its pieces, as Groq's does.
         generating = min(delay, answer.timing.completion_time) if stream else 0.0
         await self._clock.sleep(delay - generating)
-        self._limiter.settle(admission, answer.prompt_tokens + answer.completion_tokens)
+        # As Groq does: cached prompt tokens do not count against the token limits once processed.
+        self._limiter.settle(admission, answer.prompt_tokens + answer.completion_tokens - answer.cached_tokens)
         headers = {**self._limiter.headers(answer.model), "x-request-id": answer.request_id}
         if not stream:
             self._count(answered=1)
@@ -354,3 +358,4 @@ class LocalEndpoint:
             raise _BadRequest(400, error_body("'max_completion_tokens' : must be an integer of at least 1",
                                               param="max_completion_tokens"))
         return model, messages, max_tokens, body.get("stream") is True
+

@@ -1,0 +1,462 @@
+"""One Groq quota for the whole fleet: the store decides, a local share stands in when it is away.
+
+Each `FleetQuota` answers the scheduler as the in-process `GroqQuota` does, but
+an admission is one round trip to the store's `medops_admit`, which counts the
+windows of every instance on the store's clock and lets better-ranked requests
+waiting on any instance go first. Every admission is also kept here, in a
+*mirror* `GroqQuota` and in records with store ids, so that when the store is
+down or slow this instance runs on its share (each limit divided by the members
+it last saw alive, less what it already holds: the mirror's own windows), and
+when it answers again, or comes back empty, the records are written back
+before anything more is admitted. Never fail open: an instance that has never
+seen the store admits nothing until it does.
+
+`Fleet` is the instance's side of it: the membership heartbeat, the epoch,
+write-back, and the store figures in the snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+from medops.core.clock import Clock
+from medops.core.groq.fleet.store import QuotaStore, StoreUnavailable, describe_models
+from medops.core.groq.quota import DAY, MINUTE, TPD, TPM, GroqQuota, RequestTooLarge, Reservation
+from medops.core.groq.rate_headers import DIMENSIONS, LimitExceeded, RateLimitHeaders, format_go_duration
+from medops.core.groq.requests import AdmissionStore
+from medops.core.settings.config import ModelLimits
+from medops.core.snapshot import ModelQuota, StoreSnapshot, WindowUsage
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL = 1.0
+MEMBER_TTL = 10.0  # a member silent this long is no longer counted alive
+SEED_GRACE = 3.0  # an emptied store waits this long for every member to write its day back
+WAITER_TTL = 2.0  # a waiting request's place in line lapses this long after it should have asked again
+SYNC_CHUNK = 500
+_DIMENSION_NUMBER: dict[str, int] = {name: i + 1 for i, name in enumerate(DIMENSIONS)}
+
+
+@dataclass
+class _Record:
+    """One admission of this instance, as the store should know it."""
+
+    id: str
+    tokens: int
+    settled_at: float | None = None  # local monotonic
+    used: int = 0
+    released: bool = False
+    synced: bool = False
+
+    def entry(self, store: QuotaStore) -> str:
+        if self.released:
+            return f"r {self.id}"
+        if self.settled_at is None:
+            return f"f {self.id} {self.tokens}"
+        return f"s {self.id} {store.to_store_ms(self.settled_at)} 1 {self.used}"
+
+
+def share_of(limits: ModelLimits, members: int) -> ModelLimits:
+    """Each window's limit divided by the members last seen alive; no members seen yet: no share at all."""
+    if members <= 0:
+        return replace(limits, rpm=0, rpd=0, tpm=0, tpd=0)
+    n = members
+    return replace(limits, rpm=limits.rpm // n, rpd=limits.rpd // n, tpm=limits.tpm // n, tpd=limits.tpd // n)
+
+
+class FleetQuota:
+    """One model's quota shared through the store; the same answers the scheduler gets from `GroqQuota`."""
+
+    def __init__(self, model: str, limits: ModelLimits, clock: Clock, fleet: Fleet,
+                 ledger: AdmissionStore | None = None) -> None:
+        self.model = model
+        self.configured = limits
+        self._clock = clock
+        self._fleet = fleet
+        # This instance's own admissions: its part of the fleet's use, and its rules while the store is away.
+        self._mirror = GroqQuota(model, share_of(limits, fleet.share_divisor), clock, ledger)
+        self._records: dict[int, _Record] = {}
+        self._server_limits: dict[int, int] = {}
+        self._wait_until = 0.0  # the store's last "not before" for this model (monotonic)
+        self._view: tuple[WindowUsage, ...] | None = None  # the fleet's windows, from the store's latest answer
+        self._held = 0.0
+        fleet.quotas[model] = self
+
+    # --- sizing ---------------------------------------------------------------
+
+    def _limits(self) -> list[int]:
+        c = self.configured
+        limits = [c.rpm, c.rpd, c.tpm, c.tpd]
+        for index, server in self._server_limits.items():
+            limits[index] = min(limits[index], server)
+        return limits
+
+    @property
+    def largest_request(self) -> int:
+        limits = self._limits()
+        return min(limits[TPM], limits[TPD], self.configured.context_window)
+
+    def reconfigure(self, limits: ModelLimits) -> None:
+        self.configured = limits
+        self._mirror.reconfigure(share_of(limits, self._fleet.share_divisor))
+
+    def reshare(self) -> None:
+        """The members alive changed: the local share follows (used only while the store is away)."""
+        self._mirror.reconfigure(share_of(self.configured, self._fleet.share_divisor))
+
+    def check_size(self, tokens: int) -> None:
+        if tokens <= self.largest_request:
+            return
+        limits = self._limits()
+        if tokens > self.configured.context_window:
+            what = f"the model's context window of {self.configured.context_window:,} tokens"
+        elif tokens > limits[TPM]:
+            what = f"its tokens-per-minute limit of {limits[TPM]:,}"
+        else:
+            what = f"its tokens-per-day limit of {limits[TPD]:,}"
+        raise RequestTooLarge(
+            f"request needs about {tokens:,} tokens (prompt estimate + max_completion_tokens) on {self.model}, "
+            f"more than {what}; shorten the prompt, lower max_completion_tokens or use another model")
+
+    # --- admission ------------------------------------------------------------
+
+    def wait_time(self, tokens: int) -> float:
+        if self._fleet.deciding_locally:
+            wait = self._mirror.wait_time(tokens)
+            # A share too small for this request is no verdict: the store may answer again any moment.
+            return wait if math.isfinite(wait) else HEARTBEAT_INTERVAL
+        return max(0.0, self._wait_until - self._clock.monotonic())
+
+    def try_admit(self, tokens: int) -> Reservation | None:
+        """While the store is away: the local share decides now. Else None: ask the store (`request_admission`)."""
+        if not self._fleet.deciding_locally:
+            return None
+        reservation = self._mirror.try_admit(tokens)
+        if reservation is not None:
+            self._records[reservation.seq] = _Record(self._fleet.new_id(), tokens)
+        return reservation
+
+    async def request_admission(self, tokens: int, priority: int, waited: float) -> Reservation | float:
+        """One round trip to the store: a reservation, or seconds to wait before asking again."""
+        fleet = self._fleet
+        if fleet.deciding_locally:
+            return self.try_admit(tokens) or self.wait_time(tokens)
+        record_id = fleet.new_id()
+        try:
+            reply = await fleet.store.call("medops_admit", (
+                self.model, fleet.instance, record_id, tokens, priority, int(waited * 1000), *self._limits(),
+                int(fleet.flight_bound * 1000), int(fleet.starvation_bound * 1000), int(WAITER_TTL * 1000),
+                fleet.epoch or ""))
+        except StoreUnavailable:
+            # The store may still run the call later (frozen, not dead): give it back when it answers.
+            self._records[-fleet.new_seq()] = _Record(record_id, tokens, released=True)
+            return self.try_admit(tokens) or max(self.wait_time(tokens), 0.05)
+        status = reply[1]
+        if status == "seeding":
+            return max(0.05, int(reply[2]) / 1000)  # members are writing their day back: nobody admits yet
+        if status in ("unseeded", "epoch"):
+            await fleet.heartbeat()  # joins the new epoch and writes this instance's day back
+            return 0.05  # then asks again
+        self._take_view(reply[3:])
+        if status == "ok":
+            reservation = self._mirror.admit_unchecked(tokens)
+            self._records[reservation.seq] = _Record(record_id, tokens, synced=True)
+            return reservation
+        wait = max(0.001, int(reply[2]) / 1000)
+        self._wait_until = self._clock.monotonic() + wait
+        return wait
+
+    def blocking(self, tokens: int) -> str:
+        fleet = self._fleet
+        if fleet.deciding_locally:
+            return f"{self._mirror.blocking(tokens)}; {fleet.local_reason()}"
+        reasons = []
+        if self._held > 0:
+            reasons.append(f"held for {format_go_duration(self._held)} after Groq was over capacity (498)")
+        for window in self._view or ():
+            if window.blocked_for > 0:
+                reasons.append(f"{window.name} blocked by a 429 for {format_go_duration(window.blocked_for)}")
+            elif window.used >= window.limit:
+                reasons.append(f"{window.name} full across the fleet")
+        return ", ".join(reasons) or "waiting for the fleet's quota"
+
+    # --- settling -------------------------------------------------------------
+
+    def settle(self, reservation: Reservation, tokens_used: int) -> None:
+        record = self._records.get(reservation.seq)
+        self._mirror.settle(reservation, tokens_used)
+        self._wait_until = 0.0
+        if record is None or record.settled_at is not None or record.released:
+            return
+        record.settled_at, record.used, record.synced = self._clock.monotonic(), max(0, tokens_used), False
+        self._fleet.send(self, record, "medops_settle", (self.model, record.id, record.used))
+
+    def release(self, reservation: Reservation) -> None:
+        record = self._records.get(reservation.seq)
+        self._mirror.release(reservation)
+        if record is None or record.settled_at is not None or record.released:
+            return
+        record.released, record.synced = True, False
+        self._fleet.send(self, record, "medops_release", (self.model, record.id))
+
+    @property
+    def in_flight(self) -> int:
+        return self._mirror.in_flight
+
+    # --- what the server says: it binds the whole fleet ------------------------
+
+    def observe_headers(self, headers: RateLimitHeaders, default_reset: float | None = None) -> None:
+        self._mirror.observe_headers(headers, default_reset)
+        if headers.empty:
+            return
+        limits = self._limits()
+        for name, limit, remaining, reset in (
+                ("rpd", headers.limit_requests, headers.remaining_requests, headers.reset_requests),
+                ("tpm", headers.limit_tokens, headers.remaining_tokens, headers.reset_tokens)):
+            d = _DIMENSION_NUMBER[name]
+            if limit is not None and limit > 0:
+                self._server_limits[d - 1] = limit
+                self._fleet.signal(self.model, "limit", d, limit)
+                limits = self._limits()
+            if remaining is not None:
+                span = DAY if name == "rpd" else MINUTE
+                hold = reset if reset is not None else default_reset if default_reset is not None else span
+                self._fleet.signal(self.model, "extra", d, limits[d - 1], remaining, int(min(hold, span) * 1000))
+
+    def observe_429(self, retry_after: float | None, limit: LimitExceeded | None = None,
+                    headers: RateLimitHeaders | None = None) -> None:
+        self._mirror.observe_429(retry_after, limit, headers)
+        now = self._clock.monotonic()
+        blocked = self._mirror.snapshot().windows
+        dims = "".join(str(i + 1) for i, w in enumerate(blocked) if w.blocked_for > 0)
+        wait = max((w.blocked_for for w in blocked), default=0.0)
+        if dims and wait > 0:
+            self._fleet.signal(self.model, "block", dims, math.ceil(wait * 1000))
+            self._wait_until = max(self._wait_until, now + wait)
+        if limit is not None and limit.limit > 0:
+            self._server_limits[_DIMENSION_NUMBER[limit.dimension] - 1] = limit.limit
+            self._fleet.signal(self.model, "limit", _DIMENSION_NUMBER[limit.dimension], limit.limit)
+        if headers is not None:
+            self.observe_headers(headers, default_reset=wait)
+
+    def hold_for_capacity(self, seconds: float) -> None:
+        self._mirror.hold_for_capacity(seconds)
+        if seconds > 0:
+            self._fleet.signal(self.model, "hold", math.ceil(seconds * 1000))
+            self._wait_until = max(self._wait_until, self._clock.monotonic() + seconds)
+
+    @property
+    def capacity_hold(self) -> float:
+        return max(self._mirror.capacity_hold, self._held if not self._fleet.deciding_locally else 0.0)
+
+    @property
+    def rate_limited(self) -> int:
+        return self._mirror.rate_limited
+
+    # --- the store's view, write-back -----------------------------------------
+
+    def _take_view(self, numbers: list[Any]) -> None:
+        """used1..4, limit1..4, blocked1..4 (ms), held (ms) from the store."""
+        values = [int(v) for v in numbers[:13]]
+        spans = (MINUTE, DAY, MINUTE, DAY)
+        self._view = tuple(
+            WindowUsage(name, values[i], values[4 + i], spans[i] if values[i] else 0.0, values[8 + i] / 1000)
+            for i, name in enumerate(DIMENSIONS))
+        self._held = values[12] / 1000
+
+    def entries(self, only_unsynced: bool, store: QuotaStore) -> list[tuple[_Record, str]]:
+        """What to write back: unsynced records, or (into an emptied store) every record of the day."""
+        return [(r, r.entry(store)) for r in self._records.values()
+                if not (only_unsynced and r.synced) and not (r.released and only_unsynced is False)]
+
+    def forget_old(self) -> None:
+        """Records of admissions settled a day ago can no longer count anywhere."""
+        horizon = self._clock.monotonic() - DAY
+        stale = [seq for seq, r in self._records.items()
+                 if (r.released and r.synced) or (r.settled_at is not None and r.settled_at <= horizon)]
+        for seq in stale:
+            del self._records[seq]
+
+    def restore(self, admissions: Any) -> None:
+        self._mirror.restore(admissions)
+
+    def remaining(self) -> dict[str, int]:
+        if self._fleet.deciding_locally or self._view is None:
+            return self._mirror.remaining()
+        return {w.name: (0 if w.blocked_for > 0 else w.remaining) for w in self._view}
+
+    def snapshot(self) -> ModelQuota:
+        mirror = self._mirror.snapshot()
+        if self._fleet.deciding_locally or self._view is None:
+            # The local share's windows: what this instance may use while the store is away.
+            return replace(mirror, windows=tuple(replace(w, own=w.used) for w in mirror.windows))
+        # The fleet's windows, with this instance's part of each.
+        windows = tuple(replace(fleet, own=own.used) for fleet, own in zip(self._view, mirror.windows, strict=True))
+        return replace(mirror, windows=windows, capacity_hold=self.capacity_hold)
+
+
+class Fleet:
+    """This instance's membership in the fleet: heartbeat, epoch, write-back and the store's figures."""
+
+    def __init__(self, store: QuotaStore, instance: str, description: str, clock: Clock, flight_bound: float,
+                 starvation_bound: float, seed_grace: float = SEED_GRACE) -> None:
+        """`seed_grace`: how long an emptied store admits nothing while the members write their day back;
+        longer than a heartbeat, so every live member has written before anyone admits."""
+        self.store = store
+        self.instance = instance
+        self.description = description
+        self._clock = clock
+        self.flight_bound = flight_bound
+        self.starvation_bound = starvation_bound
+        self.quotas: dict[str, FleetQuota] = {}
+        self.epoch: str | None = None
+        self.seeding = False
+        self.ever_seen = False
+        self.share_divisor = 0  # members last seen alive (0: the store was never reached)
+        self.seed_grace = seed_grace
+        self._next = 0
+        self._outbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._beat_lock = asyncio.Lock()
+
+    @property
+    def deciding_locally(self) -> bool:
+        """True while the store is away: the local share decides (nothing, if the store was never seen)."""
+        return not self.store.up
+
+    def local_reason(self) -> str:
+        if not self.ever_seen:
+            return f"quota store {self.store.snapshot(self.instance, 0, 0, False).url} never reached: nothing " \
+                   "is admitted until it answers (never fail open)"
+        since = self.store.down_since
+        when = "" if since is None else f" since {_clock_text(since)}"
+        return f"quota store unreachable{when}; local share 1/{self.share_divisor}"
+
+    def new_id(self) -> str:
+        return f"{self.instance}:{self.new_seq()}"
+
+    def new_seq(self) -> int:
+        self._next += 1
+        return self._next
+
+    async def start(self) -> None:
+        await self.heartbeat()
+        self._tasks = [asyncio.create_task(self._beat_loop(), name="medops-fleet-heartbeat"),
+                       asyncio.create_task(self._drain(), name="medops-fleet-outbox")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        # What is still queued goes out now, so the fleet sees this instance's settles promptly.
+        while not self._outbox.empty():
+            await self._send_one(self._outbox.get_nowait())
+        if self.store.up:
+            with contextlib.suppress(StoreUnavailable):  # else its heartbeat lapses on its own
+                await self.store.call("medops_leave", (self.instance,))
+        await self.store.close()
+
+    def send(self, quota: FleetQuota, record: _Record, function: str, args: tuple[Any, ...]) -> None:
+        """Queue a settle or release; a record whose call fails stays unsynced for write-back."""
+        if self.deciding_locally:
+            return
+        self._outbox.put_nowait((record, function, args))
+
+    def signal(self, model: str, *args: Any) -> None:
+        """Queue a 429 block, 498 hold or header tightening: it binds every instance."""
+        if self.store.up:
+            self._outbox.put_nowait((None, "medops_signal", (model, *args)))
+
+    async def _drain(self) -> None:
+        while True:
+            item = await self._outbox.get()
+            await self._send_one(item)
+
+    async def _send_one(self, item: tuple[Any, ...]) -> None:
+        record, function, args = item
+        if not self.store.up:
+            return
+        try:
+            await self.store.call(function, args)
+        except StoreUnavailable:
+            return
+        if record is not None:
+            record.synced = True
+
+    async def _beat_loop(self) -> None:
+        while True:
+            await self._clock.sleep(HEARTBEAT_INTERVAL)
+            try:
+                await self.heartbeat()
+            except Exception:  # the heartbeat must outlive any one bad answer
+                log.exception("fleet heartbeat failed")
+
+    async def heartbeat(self) -> None:
+        """Stay alive in the store; when it answers after an absence or empty, write back before admitting."""
+        async with self._beat_lock:
+            models = {name: q._limits() for name, q in self.quotas.items()}
+            try:
+                reply = await self.store.call("medops_heartbeat", (
+                    self.instance, self.description, int(MEMBER_TTL * 1000), int(self.flight_bound * 1000),
+                    self.epoch or "", int(self.seed_grace * 1000), uuid.uuid4().hex, *describe_models(models)))
+            except StoreUnavailable:
+                return
+            epoch, seeding_ms, alive = str(reply[1]), int(reply[2]), int(reply[3])
+            new_epoch = epoch != self.epoch
+            was_down = not self.store.up
+            if new_epoch or was_down:
+                # Everything this instance admitted that the store may lack goes back first.
+                if not await self._write_back(everything=new_epoch and self.epoch is not None):
+                    return
+                self.epoch = epoch
+            self.seeding = seeding_ms > 0
+            self.ever_seen = True
+            self.store.members_alive = alive
+            if alive != self.share_divisor:
+                self.share_divisor = max(1, alive)
+                for quota in self.quotas.values():
+                    quota.reshare()
+            for i, quota in enumerate(self.quotas.values()):
+                quota._take_view(reply[4 + 13 * i: 4 + 13 * (i + 1)])
+                quota.forget_old()
+            self.store.mark_up()
+
+    async def _write_back(self, everything: bool) -> bool:
+        for quota in self.quotas.values():
+            pending = quota.entries(only_unsynced=not everything, store=self.store)
+            for start in range(0, len(pending), SYNC_CHUNK):
+                chunk = pending[start:start + SYNC_CHUNK]
+                try:
+                    await self.store.call("medops_sync", (quota.model, self.instance, int(self.flight_bound * 1000),
+                                                          *(entry for _, entry in chunk)))
+                except StoreUnavailable:
+                    return False
+                for record, _ in chunk:
+                    record.synced = True
+        return True
+
+    def pending(self) -> int:
+        return sum(1 for q in self.quotas.values() for r in q._records.values() if not r.synced)
+
+    def snapshot(self) -> StoreSnapshot:
+        return self.store.snapshot(self.instance, self.share_divisor, self.pending(), self.seeding)
+
+
+def _clock_text(wall: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(wall))
+
+
+def make_fleet_quota(fleet: Fleet) -> Any:
+    """A factory for `QuotaBook`: every model's quota goes through `fleet`."""
+    def build(model: str, limits: ModelLimits, clock: Clock, ledger: AdmissionStore | None) -> FleetQuota:
+        return FleetQuota(model, limits, clock, fleet, ledger)
+    return build
+

@@ -1,0 +1,175 @@
+"""The quota store: one Redis shared by every medops of a Groq organisation.
+
+Holds the connection (redis-py's asyncio client, one pool per instance), the
+namespace, the quota's Lua library (`quota.lua`, loaded once with FUNCTION
+LOAD) and the store's health: up or down since when, round-trip times, clock
+skew and the members it last saw alive. Each call has a small time budget: a
+store that does not answer in it is *down*, and the quota falls back to a
+conservative local share (see `fleet.quota`). Nothing here carries patient
+data; the URL's password is never shown (`redact_url`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import socket
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal, cast
+from urllib.parse import urlsplit
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError, ResponseError
+
+from medops.core.clock import Clock
+from medops.core.errors import ConfigError
+from medops.core.percentile import percentile
+from medops.core.settings.redact import redact_url
+from medops.core.snapshot import StoreSnapshot
+
+log = logging.getLogger(__name__)
+
+LIBRARY = "medops_quota_v1"
+RECENT_ROUND_TRIPS = 512
+# A store slower than this is treated as down for that call: the quota never waits on it longer.
+DEFAULT_BUDGET = 0.25
+SKEW_ALERT_SECONDS = 1.0
+
+
+class StoreUnavailable(ConfigError):
+    """The quota store could not be reached or answered out of budget."""
+
+
+def check_store_url(url: str) -> None:
+    """Refuse anything but redis:// or rediss:// with a host, saying what to set."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ConfigError(f"store_url {redact_url(url)!r} is not a Redis URL; use redis://host:6379/0 "
+                          "(or rediss:// for TLS), with the password in the URL or MEDOPS_STORE_PASSWORD")
+
+
+def namespace_for(groq_key: str | None, base_url: str, explicit: str = "") -> str:
+    """Instances of one Groq organisation share windows; different keys never do.
+
+    An HMAC of the key (not the key) names the namespace; without a key, the endpoint's URL does."""
+    if explicit:
+        return explicit
+    material = f"key:{groq_key}" if groq_key else f"url:{base_url}"
+    return hmac.new(b"medops-store-namespace", material.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Member:
+    """Who this instance is, as the fleet sees it."""
+
+    instance: str
+    host: str
+    pid: int
+    version: str
+    role: str  # console, ask, library, worker
+    started: float  # wall time
+
+    def describe(self) -> str:
+        return json.dumps({"instance": self.instance, "host": self.host, "pid": self.pid, "version": self.version,
+                           "role": self.role, "started": self.started}, separators=(",", ":"))
+
+
+def new_member(role: str, version: str, clock: Clock) -> Member:
+    """A fresh identity for this process (an instance id is never reused)."""
+    host = socket.gethostname()
+    return Member(f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}", host, os.getpid(), version, role, clock.wall())
+
+
+class QuotaStore:
+    """One instance's connection to the fleet's store, with its health figures."""
+
+    def __init__(self, url: str, namespace: str, clock: Clock, password: str | None = None,
+                 budget: float = DEFAULT_BUDGET) -> None:
+        check_store_url(url)
+        self.url = url
+        self.prefix = f"medops:{namespace}:"
+        self._clock = clock
+        self._budget = budget
+        self._client = redis.Redis.from_url(
+            url, password=password or None, socket_timeout=budget, socket_connect_timeout=budget,
+            retry_on_timeout=False, retry=None, health_check_interval=0, decode_responses=True)
+        self._loaded = False
+        self._round_trips: deque[float] = deque(maxlen=RECENT_ROUND_TRIPS)
+        self.up = False
+        self.down_since: float | None = None  # wall time of the first failure in a row
+        self.last_error = ""
+        self.offset_ms = 0.0  # store ms minus local monotonic ms, from the latest answer
+        self.skew = 0.0  # store wall minus local wall, seconds
+        self.members_alive = 1
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def call(self, function: str, args: Sequence[Any]) -> Any:
+        """One FCALL within the budget; `StoreUnavailable` when the store is away or refuses."""
+        before_mono, before_wall = self._clock.monotonic(), self._clock.wall()
+        try:
+            if not self._loaded:
+                await self._load()
+            try:
+                reply = await cast(Awaitable[Any], self._client.fcall(function, 1, self.prefix, *args))
+            except ResponseError as exc:
+                if "Function not found" not in str(exc):
+                    raise
+                # The store restarted without our library (emptied): load it and try once more.
+                await self._load()
+                reply = await cast(Awaitable[Any], self._client.fcall(function, 1, self.prefix, *args))
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            raise StoreUnavailable(f"quota store {redact_url(self.url)} unreachable: "
+                                   f"{type(exc).__name__}") from None
+        after_mono = self._clock.monotonic()
+        self._round_trips.append(after_mono - before_mono)
+        now_ms = float(reply[0] if isinstance(reply, list) else reply)
+        middle = (before_mono + after_mono) / 2
+        self.offset_ms = now_ms - middle * 1000
+        self.skew = now_ms / 1000 - (before_wall + (after_mono - before_mono) / 2)
+        return reply
+
+    async def _load(self) -> None:
+        source = resources.files("medops.core.groq.fleet").joinpath("quota.lua").read_text()
+        await cast(Awaitable[Any], self._client.function_load(source, replace=True))
+        self._loaded = True
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.up or self.down_since is None:
+            self.down_since = self._clock.wall()
+            log.warning("quota store %s unreachable (%s); running on a local share", redact_url(self.url),
+                        type(exc).__name__)
+        self.up = False
+        self._loaded = False if isinstance(exc, OSError) else self._loaded
+        self.last_error = type(exc).__name__
+
+    def mark_up(self) -> None:
+        if not self.up and self.down_since is not None:
+            log.warning("quota store %s reachable again", redact_url(self.url))
+        self.up = True
+        self.down_since = None
+
+    def to_store_ms(self, monotonic: float) -> int:
+        """A local monotonic time on the store's clock (as of the latest answer)."""
+        return int(monotonic * 1000 + self.offset_ms)
+
+    def snapshot(self, instance: str, share: int, pending: int, seeding: bool) -> StoreSnapshot:
+        trips = sorted(self._round_trips)
+        state: Literal["up", "down", "seeding"] = "seeding" if self.up and seeding else "up" if self.up else "down"
+        return StoreSnapshot(redact_url(self.url), instance, state, self.down_since,
+                             percentile(trips, 50) * 1000, percentile(trips, 99) * 1000, self.members_alive,
+                             share, round(self.skew, 3), pending, self.last_error)
+
+
+def describe_models(models: Mapping[str, Sequence[int]]) -> list[str]:
+    """Heartbeat arguments: 'name rpm rpd tpm tpd' per model."""
+    return [f"{name} {' '.join(str(int(v)) for v in limits)}" for name, limits in models.items()]

@@ -1,0 +1,44 @@
+"""Fleet members in one test process: each its own store connection, instance id and quota."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from medops.core.clock import SystemClock
+from medops.core.groq.fleet.quota import Fleet, FleetQuota
+from medops.core.groq.fleet.store import QuotaStore
+from medops.core.groq.quota import Reservation
+from medops.core.settings.config import ModelLimits
+
+MODEL = "test-model"
+
+
+@asynccontextmanager
+async def member(url: str, limits: ModelLimits, name: str, *, namespace: str = "test", flight_bound: float = 180.0,
+                 starvation_bound: float = 30.0, budget: float = 0.25,
+                 seed_grace: float = 0.0) -> AsyncIterator[FleetQuota]:
+    """A started fleet member with one model's quota; stopped (its settles sent) on leaving.
+
+    `seed_grace` 0: a test's fresh store does not wait for earlier members (there were none)."""
+    clock = SystemClock()
+    store = QuotaStore(url, namespace, clock, budget=budget)
+    fleet = Fleet(store, name, f'{{"instance":"{name}"}}', clock, flight_bound, starvation_bound, seed_grace)
+    quota = FleetQuota(MODEL, limits, clock, fleet)
+    await fleet.start()
+    try:
+        yield quota
+    finally:
+        await fleet.stop()
+
+
+async def admit(quota: FleetQuota, tokens: int, priority: int = 0, waited: float = 0.0) -> Reservation | float:
+    """What the scheduler does with a head: the local answer if there is one, else ask the store."""
+    local = quota.try_admit(tokens)
+    if local is not None:
+        return local
+    return await quota.request_admission(tokens, priority, waited)
+
+
+def fleet_of(quota: FleetQuota) -> Fleet:
+    return quota._fleet

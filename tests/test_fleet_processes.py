@@ -1,0 +1,60 @@
+"""Several real `medops ask --file` processes on one store, judged by the endpoint's own counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medops.core.groq.local.server import LocalEndpoint
+from medops.core.settings.config import ModelLimits
+from tests.endpoint_thread import EndpointThread
+from tests.redis_server import RedisServer
+
+MODEL = "llama-3.1-8b-instant"
+LIMITS = ModelLimits(rpm=30, rpd=14_400, tpm=1_000_000, tpd=10_000_000)
+PER_PROCESS = 12  # 36 in all: 30 in the first minute, the rest after it
+
+
+def _prompts(path: Path, process: int) -> Path:
+    lines = [{"prompt": f"fleet prompt {process}-{n}", "agent": ("triage", "diagnosis", "medication")[n % 3],
+              "priority": ("critical", "high", "normal")[n % 3]} for n in range(PER_PROCESS)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def _ask(tmp_path: Path, process: int, endpoint_url: str, store_url: str, knowledge: Path) -> subprocess.Popen[str]:
+    data = tmp_path / f"data-{process}"
+    data.mkdir(mode=0o700)
+    shutil.copyfile(knowledge, data / "knowledge.duckdb")
+    config = tmp_path / f"medops-{process}.toml"
+    config.write_text(f'default_model = "{MODEL}"\n[models."{MODEL}"]\n'
+                      f"rpm = {LIMITS.rpm}\nrpd = {LIMITS.rpd}\ntpm = {LIMITS.tpm}\ntpd = {LIMITS.tpd}\n")
+    env = {k: v for k, v in os.environ.items() if k != "GROQ_API_KEY"}
+    env.update(GROQ_BASE_URL=endpoint_url, MEDOPS_STORE_URL=store_url, MEDOPS_DATA_DIR=str(data))
+    prompts = _prompts(tmp_path / f"prompts-{process}.jsonl", process)
+    return subprocess.Popen([sys.executable, "-m", "medops", "--config", str(config), "ask", "--file", str(prompts),
+                             "--concurrency", "40"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+@pytest.mark.slow
+def test_three_processes_on_one_store_never_overrun_the_endpoint(
+        tmp_path: Path, redis_server: RedisServer, built_knowledge: Path) -> None:
+    with EndpointThread(LocalEndpoint({MODEL: LIMITS})) as endpoint:
+        runs = [_ask(tmp_path, n, endpoint.url, redis_server.url, built_knowledge) for n in range(3)]
+        outputs = [run.communicate(timeout=240) for run in runs]
+        stats = endpoint.stats
+    for run, (out, err) in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, err
+        lines = [json.loads(line) for line in out.splitlines()]
+        summary = lines[-1]["summary"]
+        assert summary["answered"] == PER_PROCESS and summary["rate_limited_429s"] == 0
+    # The endpoint enforces 30 in any 60 s itself: every request it saw was admitted, none refused.
+    assert stats.rate_limited == 0
+    assert stats.answered == 3 * PER_PROCESS and stats.requests == 3 * PER_PROCESS

@@ -1,0 +1,181 @@
+"""The fleet's quota on a real redis-server: one set of windows for every member."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as redis
+
+from medops.core.groq.quota import Reservation
+from medops.core.groq.rate_headers import LimitExceeded
+from medops.core.settings.config import ModelLimits
+from tests.fleet_helpers import MODEL, admit, fleet_of, member
+from tests.redis_server import RedisServer
+
+LIMITS = ModelLimits(rpm=5, rpd=1_000, tpm=10_000, tpd=1_000_000)
+
+
+async def test_members_share_one_request_window(redis_server: RedisServer) -> None:
+    async with member(redis_server.url, LIMITS, "a") as a, member(redis_server.url, LIMITS, "b") as b:
+        answers = [await admit(q, 10) for q in (a, b, a, b, a)]
+        assert all(isinstance(x, Reservation) for x in answers)
+        sixth = await admit(b, 10)
+        assert isinstance(sixth, float) and 55 < sixth <= 60  # room returns a window after the first settles
+        assert [w.used for w in b.snapshot().windows][:1] == [5]
+
+
+async def test_one_busy_member_may_use_the_whole_limit(redis_server: RedisServer) -> None:
+    async with member(redis_server.url, LIMITS, "busy") as busy, member(redis_server.url, LIMITS, "idle") as idle:
+        assert all(isinstance(x, Reservation) for x in [await admit(busy, 10) for _ in range(5)])
+        assert isinstance(await admit(idle, 10), float)
+        assert idle.snapshot().windows[0].own == 0 and busy.snapshot().windows[0].own == 5
+
+
+async def test_settle_returns_unused_tokens_to_every_member(redis_server: RedisServer) -> None:
+    limits = ModelLimits(rpm=100, rpd=1_000, tpm=250, tpd=1_000_000)
+    async with member(redis_server.url, limits, "a") as a, member(redis_server.url, limits, "b") as b:
+        first = await admit(a, 100)
+        assert isinstance(first, Reservation) and isinstance(await admit(a, 100), Reservation)
+        assert isinstance(await admit(b, 100), float)  # 200 of 250 held in flight
+        a.settle(first, 10)  # 90 unused tokens go back
+        await _settled(a)
+        assert isinstance(await admit(b, 100), Reservation)
+
+
+async def test_a_429_seen_by_one_member_blocks_all(redis_server: RedisServer) -> None:
+    async with member(redis_server.url, LIMITS, "a") as a, member(redis_server.url, LIMITS, "b") as b:
+        reservation = await admit(a, 10)
+        assert isinstance(reservation, Reservation)
+        a.observe_429(30.0, LimitExceeded("tpm", 10_000, 10_000, 10, 30.0))
+        a.settle(reservation, 0)
+        await _settled(a)
+        wait = await admit(b, 10)
+        assert isinstance(wait, float) and 25 < wait <= 30
+        assert "tpm blocked by a 429" in b.blocking(10)
+
+
+async def test_a_498_hold_binds_every_member(redis_server: RedisServer) -> None:
+    async with member(redis_server.url, LIMITS, "a") as a, member(redis_server.url, LIMITS, "b") as b:
+        a.hold_for_capacity(20.0)
+        await _settled(a)
+        wait = await admit(b, 10)
+        assert isinstance(wait, float) and 15 < wait <= 20
+
+
+async def test_a_waiting_critical_request_elsewhere_goes_before_a_normal_one(redis_server: RedisServer) -> None:
+    limits = ModelLimits(rpm=100, rpd=1_000, tpm=100, tpd=1_000_000)
+    async with member(redis_server.url, limits, "a") as a, member(redis_server.url, limits, "b") as b:
+        holder = await admit(a, 100)
+        assert isinstance(holder, Reservation)
+        assert isinstance(await admit(a, 60, priority=0), float)  # a's normal request waits in line
+        assert isinstance(await admit(b, 60, priority=2), float)  # b's critical one too
+        a.settle(holder, 0)
+        await _settled(a)
+        assert isinstance(await admit(a, 60, priority=0, waited=1.0), float)  # room for one: b's critical goes first
+        assert isinstance(await admit(b, 60, priority=2, waited=1.0), Reservation)
+
+
+async def test_a_request_waiting_past_the_starvation_bound_outranks_a_newer_critical(
+        redis_server: RedisServer) -> None:
+    limits = ModelLimits(rpm=100, rpd=1_000, tpm=100, tpd=1_000_000)
+    async with member(redis_server.url, limits, "a", starvation_bound=5.0) as a, \
+            member(redis_server.url, limits, "b", starvation_bound=5.0) as b:
+        holder = await admit(a, 100)
+        assert isinstance(holder, Reservation)
+        assert isinstance(await admit(a, 60, priority=0, waited=6.0), float)  # aged: waited past the bound
+        assert isinstance(await admit(b, 60, priority=2, waited=0.0), float)
+        a.settle(holder, 0)
+        await _settled(a)
+        assert isinstance(await admit(b, 60, priority=2, waited=0.5), float)
+        assert isinstance(await admit(a, 60, priority=0, waited=6.5), Reservation)
+
+
+async def test_a_dead_members_reservations_end_after_the_bound(redis_server: RedisServer) -> None:
+    limits = ModelLimits(rpm=100, rpd=1_000, tpm=100, tpd=1_000_000)
+    async with member(redis_server.url, limits, "survivor") as survivor, \
+            member(redis_server.url, limits, "doomed", flight_bound=1.0) as doomed:
+        assert isinstance(await admit(doomed, 60), Reservation)
+        fleet_of(doomed)._tasks[0].cancel()  # its heartbeat stops, as if it were killed with SIGKILL
+        fleet_of(doomed)._outbox = asyncio.Queue()
+        await asyncio.sleep(1.5)
+        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        # Before anyone looks, the flight is still there; the survivor's next admission ends it.
+        await admit(survivor, 10)
+        fly = await client.hgetall(f"medops:test:q:{MODEL}:fly")
+        assert list(fly.values()) == ["10 survivor"]  # the dead member's 60 tokens settled, as reserved
+        await client.aclose()
+
+
+async def test_a_live_members_long_flight_does_not_lapse(redis_server: RedisServer) -> None:
+    limits = ModelLimits(rpm=100, rpd=1_000, tpm=100, tpd=1_000_000)
+    async with member(redis_server.url, limits, "slow", flight_bound=1.0) as slow, \
+            member(redis_server.url, limits, "other") as other:
+        assert isinstance(await admit(slow, 60), Reservation)
+        await asyncio.sleep(2.5)  # longer than the bound, but its heartbeat keeps the flight alive
+        assert isinstance(await admit(other, 60), float)
+
+
+async def _settled(quota: object) -> None:
+    """Let the member's outbox send what it queued (settles and signals go in the background)."""
+    for _ in range(100):
+        fleet = fleet_of(quota)  # type: ignore[arg-type]
+        if fleet._outbox.empty():
+            await asyncio.sleep(0.05)
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail("the member's outbox never drained")
+
+
+async def _beat(*quotas: object) -> None:
+    for quota in quotas:
+        await fleet_of(quota).heartbeat()  # type: ignore[arg-type]
+
+
+async def test_store_away_each_member_runs_on_its_share_and_writes_back(redis_server: RedisServer) -> None:
+    limits = ModelLimits(rpm=30, rpd=1_000, tpm=100_000, tpd=1_000_000)
+    async with member(redis_server.url, limits, "a") as a, member(redis_server.url, limits, "b") as b, \
+            member(redis_server.url, limits, "c") as c:
+        await _beat(a, b, c, a, b, c)
+        assert fleet_of(a).share_divisor == 3
+        held = [await admit(a, 10) for _ in range(4)]
+        assert all(isinstance(x, Reservation) for x in held)
+        redis_server.freeze()
+        try:
+            while_away = [await admit(a, 10) for _ in range(8)]
+            admitted = [x for x in while_away if isinstance(x, Reservation)]
+            assert len(admitted) == 6  # 30 / 3 members = 10, less the 4 it already holds
+            assert fleet_of(a).deciding_locally
+            assert "local share 1/3" in a.blocking(10)
+            assert a.snapshot().windows[0].limit == 10
+            state = fleet_of(a).snapshot()
+            # Six admissions to write back, and the one whose answer was lost in the freeze to give back.
+            assert state.state == "down" and state.down_since is not None and state.pending == 7
+        finally:
+            redis_server.thaw()
+        await _beat(a)
+        assert not fleet_of(a).deciding_locally and fleet_of(a).snapshot().pending == 0
+        await _beat(b)
+        assert b.snapshot().windows[0].used == 10  # what a admitted meanwhile is in the fleet's window
+
+
+async def test_a_store_restarted_empty_is_reseeded_before_anyone_admits(redis_server: RedisServer) -> None:
+    limits = ModelLimits(rpm=10, rpd=1_000, tpm=100_000, tpd=1_000_000)
+    async with member(redis_server.url, limits, "a", seed_grace=1.5) as a, \
+            member(redis_server.url, limits, "b", seed_grace=1.5) as b:
+        await asyncio.sleep(1.6)  # a brand-new store waits its grace too: nobody knows there were no members
+        await _beat(a, b)
+        for quota in (a, b, a):
+            reservation = await admit(quota, 10)
+            assert isinstance(reservation, Reservation)
+            quota.settle(reservation, 7)
+        await _settled(a)
+        await _settled(b)
+        redis_server.restart_empty()
+        await _beat(a, a)  # the old connection fails once; then a finds the store empty: a new epoch, a's day back
+        assert isinstance(await admit(a, 10), float)  # nobody admits while members write back
+        await _beat(b)
+        await asyncio.sleep(1.6)
+        await _beat(a, b)
+        windows = a.snapshot().windows
+        assert windows[0].used == 3 and windows[2].used == 21  # three requests, 7 tokens each, survived
