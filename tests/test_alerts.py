@@ -15,6 +15,7 @@ from medops.core.snapshot import (
     PoolSnapshot,
     QuotaSnapshot,
     SlotsSnapshot,
+    StoreSnapshot,
     SystemSnapshot,
     WindowUsage,
 )
@@ -198,5 +199,25 @@ async def test_alerts_are_listed_newest_first(engine: AlertEngine, metrics: Fake
 
 def test_every_rule_in_the_config_is_covered() -> None:
     names = {type(rule).__name__ for rule in default_rules()}
-    assert names == {"CpuRule", "MemoryRule", "QuotaRule", "RateLimitedRule", "SlotsRule", "PoolSaturatedRule",
-                     "LoopLagRule"}
+    assert names == {"CpuRule", "MemoryRule", "QuotaRule", "RateLimitedRule", "QuotaStoreRule", "SlotsRule",
+                     "PoolSaturatedRule", "LoopLagRule"}
+
+
+def _store(**changes: object) -> StoreSnapshot:
+    store = StoreSnapshot("redis://***@store:6379/0", "box-1-abc", "up", None, 0.4, 1.1, 3, 3, 0.0, 0)
+    return replace(store, **changes)  # type: ignore[arg-type]
+
+
+async def test_an_unreachable_quota_store_opens_a_critical_alert_at_once(
+        engine: AlertEngine, metrics: FakeMetrics) -> None:
+    metrics.quota = QuotaSnapshot(store=_store(state="down", down_since=metrics.clock.wall()))
+    announced = await run(engine, metrics, 1)
+    assert [(a.rule, a.level) for a in announced] == [("quota_store", CRITICAL)]
+    assert "unreachable since" in announced[0].message and "local share 1/3" in announced[0].message
+
+
+async def test_a_clock_more_than_a_second_off_the_stores_warns(engine: AlertEngine, metrics: FakeMetrics) -> None:
+    metrics.quota = QuotaSnapshot(store=_store(clock_skew=-1.4))
+    announced = await run(engine, metrics, 6)
+    assert [(a.rule, a.level) for a in announced] == [("clock_skew", WARNING)]
+    assert "-1.4 s off the quota store's" in announced[0].message

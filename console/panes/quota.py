@@ -6,7 +6,7 @@ from typing import Any
 
 from medops.console import figures
 from medops.console.panes.pane import SnapshotPane
-from medops.core.snapshot import CoreSnapshot, ModelQuota, SchedulerSnapshot
+from medops.core.snapshot import CoreSnapshot, ModelQuota, SchedulerSnapshot, StoreSnapshot
 
 WINDOW_ORDER = ("rpm", "rpd", "tpm", "tpd")
 
@@ -23,6 +23,8 @@ class QuotaPane(SnapshotPane):
     def draw(self, snapshot: CoreSnapshot) -> str:
         quota = snapshot.quota
         lines = [queue_line(snapshot.scheduler)]
+        if quota.store is not None:
+            lines.append(store_line(quota.store))
         if not quota.models:
             lines.append("[dim]no quota figures yet: the Groq quota part is not running[/]")
         # The default model always shows its limits, used or not (before any request they are all
@@ -46,6 +48,19 @@ def queue_line(scheduler: SchedulerSnapshot) -> str:
             f" rej {figures.count(scheduler.rejected)}{intake}")
 
 
+def store_line(store: StoreSnapshot) -> str:
+    """The fleet's quota store: whether it decides, how many members share it, how fast it answers."""
+    members = f"{store.members_alive} member{'s' if store.members_alive != 1 else ''}"
+    if store.state == "down":
+        since = f" since {figures.clock_time(store.down_since)}" if store.down_since is not None else ""
+        share = f"local share 1/{store.share}" if store.share else "nothing admitted until it answers"
+        return f"[reverse $error] fleet store unreachable{since}; {share} [/] [dim]{figures.text(store.url)}[/]"
+    state = "re-seeding" if store.state == "seeding" else "shared"
+    skew = f" [reverse $warning] clock {store.clock_skew:+.1f} s [/]" if abs(store.clock_skew) > 1 else ""
+    return (f"fleet quota {state} by [b]{members}[/] · rtt p99 {store.rtt_p99_ms:.1f} ms · "
+            f"me: this instance{skew}")
+
+
 def is_unused(model: ModelQuota) -> bool:
     """Nothing admitted or waiting, no 429s or 498s, no server figures: nothing to draw."""
     return (model.waiting == 0 and model.rate_limited == 0 and model.refused_too_large == 0
@@ -62,13 +77,15 @@ def model_lines(model: ModelQuota, width: int, *, default: bool = False) -> list
     lines = [f"[b $primary]{figures.text(model.model)}[/]{marker}  waiting [b]{model.waiting}[/]"
              f"  429s [b]{model.rate_limited}[/]"
              f"  too large {model.refused_too_large}{capacity}{held}"]
-    # name 5, figures 13, reset 13 and room for a "blocked" badge: the rest is bar
-    bar_width = max(6, width - 48)
+    # name 5, figures 13, reset 13 and room for a "blocked" badge (and this instance's part): the rest is bar
+    fleet = any(w.own is not None for w in model.windows)
+    bar_width = max(6, width - (56 if fleet else 48))
     windows = sorted(model.windows, key=lambda w: WINDOW_ORDER.index(w.name) if w.name in WINDOW_ORDER else 9)
     for window in windows:
         used = f"{figures.count(window.used)}/{figures.count(window.limit)}"
         blocked = f" [reverse $error] 429 {figures.duration(window.blocked_for)} [/]" if window.blocked_for > 0 else ""
-        lines.append(f" {window.name:<3} {figures.bar(window.used, window.limit, bar_width)} {used:>12}"
+        own = f" [dim]me[/] {figures.count(window.own):>4}" if window.own is not None else ""
+        lines.append(f" {window.name:<3} {figures.bar(window.used, window.limit, bar_width)} {used:>12}{own}"
                      f" reset {figures.duration(window.reset_in) if window.used else '-':>6}{blocked}")
     server = model.server
     if server.observed_at is None:

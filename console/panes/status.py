@@ -30,7 +30,9 @@ class StatusLine(Static):
 
     def show(self, snapshot: CoreSnapshot | None, state: ConsoleState) -> None:
         uptime = int(snapshot.uptime // 60) if snapshot else 0  # shown to the minute, redrawn once a minute
+        store = snapshot.quota.store if snapshot else None
         key = (snapshot.endpoint if snapshot else None, snapshot.paused if snapshot else None,
+               (store.state, store.members_alive, store.share) if store else None,
                snapshot.ledger.mode if snapshot else None, uptime, state)
         if key == self._shown:
             return
@@ -50,6 +52,14 @@ def status_text(snapshot: CoreSnapshot | None, state: ConsoleState) -> str:
     else:
         health = "[$success]ok[/]" if endpoint.healthy else "[$error]down[/]"
         parts.insert(0, f"[b]{figures.text(endpoint.kind)}[/] {health}")
+    store = snapshot.quota.store
+    if store is not None:
+        if store.state == "down":
+            since = f" since {figures.clock_time(store.down_since)}" if store.down_since is not None else ""
+            share = f"share 1/{store.share}" if store.share else "no share"
+            parts.append(f"[reverse $error] FLEET STORE DOWN{since}, {share} [/]")
+        else:
+            parts.append(f"fleet {store.members_alive}")
     parts.append("[reverse $error] INTAKE PAUSED [/]" if snapshot.paused else "intake open")
     parts.append(f"ledger {figures.text(LEDGER_SHORT.get(snapshot.ledger.mode, snapshot.ledger.mode))}")
     parts.append(f"up {uptime_text(snapshot.uptime)}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,6 +27,7 @@ _RANK = {WARNING: 1, CRITICAL: 2}
 MIN_CLEAR_AFTER = 5.0  # seconds a condition must stay away before its alert clears
 KEEP_CLEARED = 900.0  # seconds a cleared alert stays in the snapshot
 MAX_CLEARED = 50
+SKEW_ALERT_SECONDS = 1.0  # an instance's clock this far off the store's raises an alert
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,27 @@ class RateLimitedRule:
                                 f"blocked for {blocked:.0f} s more", float(model.rate_limited), immediate=True)
 
 
+class QuotaStoreRule:
+    """The fleet's quota store unreachable (critical: a local share applies) or its clock over 1 s off ours."""
+
+    def check(self, snapshot: CoreSnapshot, settings: Settings) -> Iterable[Condition]:
+        store = snapshot.quota.store
+        if store is None:
+            return
+        if store.state == "down":
+            since = "" if store.down_since is None else \
+                f" since {time.strftime('%H:%M:%S', time.localtime(store.down_since))}"
+            share = f"local share 1/{store.share}" if store.share else "nothing admitted until it answers"
+            yield Condition("quota_store", "quota_store", CRITICAL,
+                            f"quota store {store.url} unreachable{since}; {share}", float(store.share),
+                            immediate=True)
+        if abs(store.clock_skew) > SKEW_ALERT_SECONDS:
+            yield Condition("clock_skew", "clock_skew", WARNING,
+                            f"this machine's clock is {store.clock_skew:+.1f} s off the quota store's; windows run "
+                            "on the store's clock, but fix the time sync (chrony, systemd-timesyncd)",
+                            store.clock_skew)
+
+
 class SlotsRule:
     """Case slots over `alert_slots_percent` full; critical when none is free."""
 
@@ -156,8 +179,8 @@ class LoopLagRule:
 
 def default_rules() -> list[Rule]:
     """The rules the config's alert_* settings drive."""
-    return [CpuRule(), MemoryRule(), QuotaRule(), RateLimitedRule(), SlotsRule(), PoolSaturatedRule(),
-            LoopLagRule()]
+    return [CpuRule(), MemoryRule(), QuotaRule(), RateLimitedRule(), QuotaStoreRule(), SlotsRule(),
+            PoolSaturatedRule(), LoopLagRule()]
 
 
 @dataclass

@@ -40,7 +40,6 @@ LIBRARY = "medops_quota_v1"
 RECENT_ROUND_TRIPS = 512
 # A store slower than this is treated as down for that call: the quota never waits on it longer.
 DEFAULT_BUDGET = 0.25
-SKEW_ALERT_SECONDS = 1.0
 
 
 class StoreUnavailable(ConfigError):
