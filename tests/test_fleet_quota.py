@@ -179,3 +179,19 @@ async def test_a_store_restarted_empty_is_reseeded_before_anyone_admits(redis_se
         await _beat(a, b)
         windows = a.snapshot().windows
         assert windows[0].used == 3 and windows[2].used == 21  # three requests, 7 tokens each, survived
+
+
+async def test_store_away_after_uneven_use_the_shares_still_sum_within_the_limit(redis_server: RedisServer) -> None:
+    limits = ModelLimits(rpm=30, rpd=1_000, tpm=100_000, tpd=1_000_000)
+    async with member(redis_server.url, limits, "heavy") as heavy, member(redis_server.url, limits, "light") as light:
+        await _beat(heavy, light, heavy, light)
+        assert all(isinstance(x, Reservation) for x in [await admit(heavy, 10) for _ in range(20)])
+        await _beat(light)  # light last saw the fleet at 20 of 30
+        redis_server.freeze()
+        try:
+            light_got = [x for x in [await admit(light, 10) for _ in range(12)] if isinstance(x, Reservation)]
+            heavy_got = [x for x in [await admit(heavy, 10) for _ in range(12)] if isinstance(x, Reservation)]
+        finally:
+            redis_server.thaw()
+        # light: 30/2 - 0 held - (20 others)/2 = 5; heavy: 30/2 - 20 held < 0. 20 + 5 <= 30.
+        assert (len(light_got), len(heavy_got)) == (5, 0)

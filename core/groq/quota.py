@@ -447,6 +447,16 @@ class GroqQuota:
         c = self.configured
         return (c.rpm, c.rpd, c.tpm, c.tpd)[index]
 
+    def count_others(self, others: list[int]) -> None:
+        """Count use this quota did not admit (rpm, rpd, tpm, tpd), each for a whole window from now.
+
+        The fleet's local share: what the other members held when the store went away stays counted
+        until it must have left the windows."""
+        now = self._clock.monotonic()
+        for index, amount in enumerate(others):
+            span = MINUTE if index in (RPM, TPM) else DAY
+            self._set_extra(index, amount, now + span)
+
     def _set_extra(self, index: int, amount: int, until: float) -> None:
         now = self._clock.monotonic()
         current = self._extra[index] if self._extra_until[index] > now else 0

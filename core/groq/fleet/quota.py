@@ -107,6 +107,18 @@ class FleetQuota:
         self.configured = limits
         self._mirror.reconfigure(share_of(limits, self._fleet.share_divisor))
 
+    def enter_local_share(self) -> None:
+        """The store just went away: the others' part of each window, last seen, counts here, split N ways.
+
+        Member i may then admit limit/N - own_i - (fleet - own_i)/N; summed over the N members that is at most
+        limit - fleet, so together they stay within the limit however unevenly they had used it."""
+        if self._view is None:
+            return
+        n = max(1, self._fleet.share_divisor)
+        own = self._mirror.snapshot().windows
+        self._mirror.count_others([math.ceil(max(0, fleet.used - mine.used) / n)
+                                   for fleet, mine in zip(self._view, own, strict=True)])
+
     def reshare(self) -> None:
         """The members alive changed: the local share follows (used only while the store is away)."""
         self._mirror.reconfigure(share_of(self.configured, self._fleet.share_divisor))
@@ -325,6 +337,11 @@ class Fleet:
         self._outbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._beat_lock = asyncio.Lock()
+        store.on_down = self._went_down
+
+    def _went_down(self) -> None:
+        for quota in self.quotas.values():
+            quota.enter_local_share()
 
     @property
     def deciding_locally(self) -> bool:

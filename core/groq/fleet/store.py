@@ -19,7 +19,7 @@ import os
 import socket
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal, cast
@@ -107,6 +107,7 @@ class QuotaStore:
         self.offset_ms = 0.0  # store ms minus local monotonic ms, from the latest answer
         self.skew = 0.0  # store wall minus local wall, seconds
         self.members_alive = 1
+        self.on_down: Callable[[], None] | None = None  # told once when the store goes away
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -143,11 +144,14 @@ class QuotaStore:
         self._loaded = True
 
     def _failed(self, exc: BaseException) -> None:
+        was_up = self.up
         if self.up or self.down_since is None:
             self.down_since = self._clock.wall()
             log.warning("quota store %s unreachable (%s); running on a local share", redact_url(self.url),
                         type(exc).__name__)
         self.up = False
+        if was_up and self.on_down is not None:
+            self.on_down()
         self._loaded = False if isinstance(exc, OSError) else self._loaded
         self.last_error = type(exc).__name__
 
