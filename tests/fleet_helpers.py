@@ -15,7 +15,8 @@ MODEL = "test-model"
 
 
 @asynccontextmanager
-async def member(url: str, limits: ModelLimits, name: str, *, namespace: str = "test", flight_bound: float = 180.0,
+async def member(url: str, limits: ModelLimits, name: str, *, model: str = MODEL, namespace: str = "test",
+                 flight_bound: float = 180.0,
                  starvation_bound: float = 30.0, budget: float = 0.25,
                  seed_grace: float = 0.0) -> AsyncIterator[FleetQuota]:
     """A started fleet member with one model's quota; stopped (its settles sent) on leaving.
@@ -24,7 +25,7 @@ async def member(url: str, limits: ModelLimits, name: str, *, namespace: str = "
     clock = SystemClock()
     store = QuotaStore(url, namespace, clock, budget=budget)
     fleet = Fleet(store, name, f'{{"instance":"{name}"}}', clock, flight_bound, starvation_bound, seed_grace)
-    quota = FleetQuota(MODEL, limits, clock, fleet)
+    quota = FleetQuota(model, limits, clock, fleet)
     await fleet.start()
     try:
         yield quota
