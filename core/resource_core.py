@@ -55,8 +55,9 @@ class ResourceCore:
         self._contexts: AgentContextPool | None = None
         self.limit_history = LimitHistory()
         self.knowledge = KnowledgeService(locations.knowledge_db, settings, self.clock)
+        # In a fleet, members sharing a data folder each keep a ledger file of their own.
         self.ledger = Ledger(locations.ops_db, self.clock, settings.ledger_flush_interval,
-                             settings.metrics_retention_days)
+                             settings.metrics_retention_days, file_per_instance=bool(settings.store_url))
         self.executors = Executors(settings, self.clock)
         self.intake = Intake.from_settings(settings, locations, io=self.executors.io)
         self.documents = DocumentPipeline(settings, self.intake, self.clock)

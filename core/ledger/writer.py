@@ -40,6 +40,7 @@ MAX_PENDING = 100_000  # rows buffered at most while writes fail; the oldest go 
 ADMISSIONS_KEPT_DAYS = 2.0  # the quota reloads the last 24 h: keep at least this much
 
 READ_WRITE, READ_ONLY, OFF = "read-write", "read-only", "off"
+INSTANCE_FILES = 16  # fleet members on one data folder: ops.duckdb, then ops-2 .. ops-17
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -153,8 +154,12 @@ def metric_row(snapshot: CoreSnapshot) -> tuple[Any, ...]:
 class Ledger:
     """`ops.duckdb` behind one writer thread; implements AdmissionStore and RequestRecorder."""
 
-    def __init__(self, path: Path, clock: Clock, flush_interval: float = 1.0, retention_days: float = 7.0) -> None:
+    def __init__(self, path: Path, clock: Clock, flush_interval: float = 1.0, retention_days: float = 7.0,
+                 *, file_per_instance: bool = False) -> None:
+        """`file_per_instance`: when another process holds `path`, record to the first free `ops-N.duckdb`
+        beside it instead of running without a ledger (fleet members sharing a data folder)."""
         self.path = path
+        self._file_per_instance = file_per_instance
         self._clock = clock
         self._flush_interval = flush_interval
         self._retention = retention_days * DAY
@@ -217,7 +222,10 @@ class Ledger:
             if holder is None:
                 return OFF, (f"{self.path.name} cannot be opened ({exc}); it is left untouched and nothing is "
                              f"recorded; move it aside to start a fresh ledger")
-            return self._open_beside(holder)
+            beside = self._free_instance_file() if self._file_per_instance else None
+            if beside is None:
+                return self._open_beside(holder)
+            self.path, connection = beside
         try:
             connection.execute(SCHEMA)
         except duckdb.Error as exc:
@@ -226,6 +234,17 @@ class Ledger:
                          f"recorded; move it aside to start a fresh ledger")
         self._connection = connection
         return READ_WRITE, f"recording to {self.path}"
+
+    def _free_instance_file(self) -> tuple[Path, duckdb.DuckDBPyConnection] | None:
+        """The first of ops-2.duckdb, ops-3.duckdb, ... that no other process holds, opened read-write."""
+        for n in range(2, 2 + INSTANCE_FILES):
+            path = self.path.with_name(f"{self.path.stem}-{n}{self.path.suffix}")
+            try:
+                return path, duckdb.connect(str(path))
+            except duckdb.Error as exc:
+                if lock_holder(str(exc)) is None:
+                    return None
+        return None
 
     def _open_beside(self, holder: LockHolder) -> tuple[str, str]:
         """Another process holds the file: read it if DuckDB lets us, else run without it."""

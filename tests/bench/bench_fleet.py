@@ -1,0 +1,252 @@
+"""The fleet's quota on a real redis-server beside its peers. Run with `make bench`.
+
+1. Admission plus settle, p50 and p99: the in-process `GroqQuota` (no store), the fleet
+   quota on a loopback redis-server (one FCALL to admit, one to settle; goal p99 under
+   1 ms), and the `limits` library's moving-window strategy on the same server doing one
+   hit (it admits by requests only and has no settle, no tokens, no priority).
+2. Admissions per second from three processes on one store (and from one, for scale).
+3. Saturated fleet: three processes, 40 callers each, through medops' scheduler and the
+   fleet quota, every request answered 0.5 s after it is sent, for FLEET_SECONDS of real
+   time: the largest count sent in any 60 s (goal at most the limit) and utilisation of
+   the organisation's limit (goal at least 99% of what the windows allow), beside one
+   process with all 120 callers on the in-process quota in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from limits import RateLimitItemPerMinute
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from medops.core.clock import SystemClock
+from medops.core.groq.fleet.quota import Fleet, FleetQuota, make_fleet_quota
+from medops.core.groq.fleet.store import QuotaStore, StoreUnavailable
+from medops.core.groq.quota import GroqQuota, QuotaBook, Reservation
+from medops.core.groq.requests import Completion, PromptRequest
+from medops.core.groq.scheduler import Scheduler
+from medops.core.settings.config import ModelLimits, Settings
+from tests.quota_helpers import max_in_any_span
+from tests.redis_server import RedisServer
+
+MODEL = "bench-model"
+ROOMY = ModelLimits(rpm=10_000_000, rpd=10_000_000, tpm=10_000_000_000, tpd=10_000_000_000)
+ROUND_TRIPS = 3_000
+RATE_SECONDS = 5.0
+FLEET_LIMIT = 300  # requests a minute for the saturated fleet
+FLEET_SECONDS = 180.0
+CALLERS = 40
+SERVICE_SECONDS = 0.5
+
+
+def _pct(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def _member(url: str, name: str, limits: ModelLimits, namespace: str) -> tuple[Fleet, FleetQuota]:
+    clock = SystemClock()
+    fleet = Fleet(QuotaStore(url, namespace, clock, budget=2.0), name, f'{{"instance":"{name}"}}', clock, 180.0, 30.0,
+                  seed_grace=0.0)
+    return fleet, FleetQuota(MODEL, limits, clock, fleet)
+
+
+async def _store_round_trips(url: str) -> list[float]:
+    fleet, quota = _member(url, "rtt", ROOMY, "bench-rtt")
+    await fleet.start()
+    times = []
+    try:
+        for _ in range(ROUND_TRIPS):
+            started = time.perf_counter()
+            answer = await quota.request_admission(100, 0, 0.0)
+            assert isinstance(answer, Reservation)
+            await fleet.store.call("medops_settle", (MODEL, f"rtt:{answer.seq}", 50))
+            times.append(time.perf_counter() - started)
+    finally:
+        await fleet.stop()
+    return times
+
+
+def _local_round_trips() -> list[float]:
+    quota = GroqQuota(MODEL, ROOMY, SystemClock())
+    times = []
+    for _ in range(ROUND_TRIPS):
+        started = time.perf_counter()
+        reservation = quota.try_admit(100)
+        assert reservation is not None
+        quota.settle(reservation, 50)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def _limits_hits(url: str) -> list[float]:
+    limiter = MovingWindowRateLimiter(RedisStorage(url))
+    item = RateLimitItemPerMinute(10_000_000)
+    times = []
+    for _ in range(ROUND_TRIPS):
+        started = time.perf_counter()
+        assert limiter.hit(item, "bench", "one")
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def test_admission_and_settle_latency(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        rows = [("in-process GroqQuota (no store)", _local_round_trips()),
+                ("fleet quota, redis on loopback (admit + settle)", asyncio.run(_store_round_trips(server.url))),
+                ("limits moving window, same redis (one hit)", _limits_hits(server.url))]
+    finally:
+        server.stop()
+    print(f"\nadmission plus settle, {ROUND_TRIPS:,} each (goal: fleet p99 under 1 ms)")
+    for name, times in rows:
+        print(f"  {name:50} p50 {statistics.median(times) * 1e3:7.3f} ms   p99 {_pct(times, 99) * 1e3:7.3f} ms")
+
+
+def _admit_for(url: str, name: str, seconds: float, out: Any) -> None:
+    """Admit and settle as fast as 8 coroutines can for `seconds`; counts only what the store admitted."""
+    async def run() -> tuple[int, int]:
+        fleet, quota = _member(url, name, ROOMY, "bench-rate")
+        await fleet.start()
+        counts = [0, 0]  # admitted by the store, calls out of budget
+        deadline = time.monotonic() + seconds
+
+        async def loop() -> None:
+            while time.monotonic() < deadline:
+                try:
+                    reply = await fleet.store.call("medops_admit", (
+                        MODEL, name, fleet.new_id(), 10, 0, 0, *quota._limits(), 180_000, 30_000, 2_000,
+                        fleet.epoch or ""))
+                except StoreUnavailable:
+                    counts[1] += 1
+                    continue
+                assert reply[1] == "ok"
+                counts[0] += 1
+                await fleet.store.call("medops_settle", (MODEL, f"{name}:{counts[0]}", 5))
+
+        try:
+            await asyncio.gather(*(loop() for _ in range(8)))
+        finally:
+            await fleet.stop()
+        return counts[0], counts[1]
+    out.put(asyncio.run(run()))
+
+
+def _rate(url: str, processes: int) -> float:
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    workers = [context.Process(target=_admit_for, args=(url, f"p{n}", RATE_SECONDS, out)) for n in range(processes)]
+    for worker in workers:
+        worker.start()
+    results = [out.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    return sum(r[0] for r in results) / RATE_SECONDS, sum(r[1] for r in results)
+
+
+def test_admissions_per_second_from_three_processes(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        (one, one_late), (three, three_late) = _rate(server.url, 1), _rate(server.url, 3)
+    finally:
+        server.stop()
+    print(f"\nadmissions (each settled) per second on one store, {RATE_SECONDS:g} s, 8 coroutines a process")
+    print(f"  {'one process':30} {one:>10,.0f}/s   calls out of budget {one_late}")
+    print(f"  {'three processes':30} {three:>10,.0f}/s   calls out of budget {three_late}  ({three / one:.2f}x one)")
+
+
+class _TimedSender:
+    def __init__(self, sent: list[float]) -> None:
+        self.sent = sent
+
+    async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
+        self.sent.append(time.time())
+        await asyncio.sleep(SERVICE_SECONDS)
+        return Completion("ok", MODEL, 60, 60)
+
+
+async def _saturate(url: str | None, name: str, callers: int, seconds: float) -> list[float]:
+    limits = ModelLimits(rpm=FLEET_LIMIT, rpd=10_000_000, tpm=10_000_000, tpd=100_000_000)
+    settings = Settings(models={MODEL: limits}, default_model=MODEL, groq_concurrent=callers, batch_interval=0.0)
+    clock = SystemClock()
+    fleet = None
+    if url is None:
+        book = QuotaBook(settings, clock)
+    else:
+        fleet = Fleet(QuotaStore(url, "bench-fleet", clock), name, f'{{"instance":"{name}"}}', clock, 180.0, 30.0,
+                      seed_grace=0.0)
+        book = QuotaBook(settings, clock, build=make_fleet_quota(fleet))
+        await fleet.start()
+    sent: list[float] = []
+    scheduler = Scheduler(settings, book, _TimedSender(sent), clock)
+    await scheduler.start()
+    deadline = time.monotonic() + seconds
+    counter = iter(range(10**9))
+
+    async def caller() -> None:
+        while time.monotonic() < deadline:
+            left = deadline - time.monotonic()
+            request = PromptRequest(f"bench {name}", "triage", max_completion_tokens=10,
+                                    request_id=f"{name}-{next(counter)}", deadline=max(0.1, left))
+            try:
+                await scheduler.submit(request)
+            except Exception:  # a deadline at the end of the run
+                return
+
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    await scheduler.stop()
+    if fleet is not None:
+        await fleet.stop()
+    return sent
+
+
+def _saturate_process(url: str | None, name: str, callers: int, out: Any) -> None:
+    out.put((name, asyncio.run(_saturate(url, name, callers, FLEET_SECONDS))))
+
+
+def _report(name: str, sent: list[float]) -> None:
+    started = min(sent)
+    worst = max_in_any_span([(t - started, 1) for t in sent], 60.0)
+    # In steady state the windows allow FLEET_LIMIT per (60 s + the answer's latency): the first minute
+    # sends a whole limit at once, then each request's room returns a window after its answer.
+    allowed = FLEET_LIMIT + FLEET_LIMIT * (FLEET_SECONDS - 60.0 - SERVICE_SECONDS) / (60.0 + SERVICE_SECONDS)
+    flag = "ok" if worst <= FLEET_LIMIT else "OVERRUN"
+    print(f"  {name:44} {worst:>6} / {FLEET_LIMIT} {len(sent):>7} {len(sent) / allowed:>10.1%}  {flag}")
+
+
+def test_saturated_fleet_uses_the_limit_and_never_overruns(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        context = multiprocessing.get_context("spawn")
+        out = context.Queue()
+        # The three members and the lone process run at the same time, so they share the machine alike.
+        jobs = [(server.url, f"m{n}", CALLERS) for n in range(3)] + [(None, "alone", 3 * CALLERS)]
+        workers = [context.Process(target=_saturate_process, args=(*job, out)) for job in jobs]
+        for worker in workers:
+            worker.start()
+        results = dict(out.get(timeout=FLEET_SECONDS + 120) for _ in workers)
+        for worker in workers:
+            worker.join(timeout=30)
+    finally:
+        server.stop()
+    alone = results.pop("alone")
+    fleet_sent = [t for sent in results.values() for t in sent]
+    print(f"\nsaturated, {FLEET_LIMIT} requests/min, {FLEET_SECONDS:g} s real time, answers after "
+          f"{SERVICE_SECONDS:g} s (goal: at most {FLEET_LIMIT} in any 60 s, utilisation at least 99%)")
+    print(f"  {'design':44} {'max in 60 s':>12} {'sent':>7} {'utilisation':>10}")
+    _report("fleet: 3 processes x 40 callers, one store", fleet_sent)
+    _report("one process, 120 callers, in-process quota", alone)
+
+
+if __name__ == "__main__":
+    sys.exit("run with make bench")
