@@ -57,8 +57,7 @@ async def _play(url: str, namespace: str, steps: list[tuple[str, int, int, int]]
             elif kind == "429":
                 quota.observe_429(0.05 * (amount + 1))
             for m in members:  # settles and signals reach the store in the background
-                while not fleet_of(m)._outbox.empty():
-                    await asyncio.sleep(0.005)
+                await fleet_of(m).flush()
             await fleet_of(m0).heartbeat()
             view = {w.name: w for w in m0.snapshot().windows}
             for window in view.values():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 import redis.asyncio as redis
 
+from medops.core.groq.fleet.quota import FleetQuota
 from medops.core.groq.quota import Reservation
 from medops.core.groq.rate_headers import LimitExceeded
 from medops.core.settings.config import ModelLimits
@@ -116,20 +116,14 @@ async def test_a_live_members_long_flight_does_not_lapse(redis_server: RedisServ
         assert isinstance(await admit(other, 60), float)
 
 
-async def _settled(quota: object) -> None:
+async def _settled(quota: FleetQuota) -> None:
     """Let the member's outbox send what it queued (settles and signals go in the background)."""
-    for _ in range(100):
-        fleet = fleet_of(quota)  # type: ignore[arg-type]
-        if fleet._outbox.empty():
-            await asyncio.sleep(0.05)
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail("the member's outbox never drained")
+    await asyncio.wait_for(fleet_of(quota).flush(), timeout=10)
 
 
-async def _beat(*quotas: object) -> None:
+async def _beat(*quotas: FleetQuota) -> None:
     for quota in quotas:
-        await fleet_of(quota).heartbeat()  # type: ignore[arg-type]
+        await fleet_of(quota).heartbeat()
 
 
 async def test_store_away_each_member_runs_on_its_share_and_writes_back(redis_server: RedisServer) -> None:

@@ -395,7 +395,14 @@ class Fleet:
     async def _drain(self) -> None:
         while True:
             item = await self._outbox.get()
-            await self._send_one(item)
+            try:
+                await self._send_one(item)
+            finally:
+                self._outbox.task_done()
+
+    async def flush(self) -> None:
+        """Wait until every queued settle, release and signal has been sent (or found the store away)."""
+        await self._outbox.join()
 
     async def _send_one(self, item: tuple[Any, ...]) -> None:
         record, function, args = item
