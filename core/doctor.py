@@ -8,11 +8,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from medops.core.settings.paths import Locations
+from medops.core.settings.redact import redact_url
 
 # Distribution name -> why medops needs it. All are essential.
 DEPENDENCIES = {
@@ -26,6 +29,7 @@ DEPENDENCIES = {
     "pytesseract": "OCR",
     "cachetools": "the query cache",
     "platformdirs": "data and config folders",
+    "redis": "the fleet's quota store client",
 }
 MIN_SHM_FREE = 64 * 1024 * 1024
 
@@ -41,12 +45,13 @@ class Check:
 
 
 def run_checks(locations: Locations, env: Mapping[str, str] | None = None,
-               shm: Path = Path("/dev/shm")) -> list[Check]:
+               shm: Path = Path("/dev/shm"), store_url: str = "") -> list[Check]:
     """Every check, in the order a person would fix them."""
     env = os.environ if env is None else env
     checks = [_python()]
     checks += [_dependency(dist, why) for dist, why in DEPENDENCIES.items()]
-    checks += [_tesseract(), _data_dir(locations), _shared_memory(shm), _groq_key(env)]
+    checks += [_tesseract(), _data_dir(locations), _shared_memory(shm), _groq_key(env),
+               _quota_store(store_url, env.get("MEDOPS_STORE_PASSWORD"))]
     return checks
 
 
@@ -100,3 +105,27 @@ def _groq_key(env: Mapping[str, str]) -> Check:
     if env.get("GROQ_API_KEY"):
         return Check("groq key", True, "GROQ_API_KEY is set: medops talks to Groq", essential=False)
     return Check("groq key", True, "GROQ_API_KEY is not set: medops uses its local endpoint", essential=False)
+
+
+def _quota_store(url: str, password: str | None) -> Check:
+    """The fleet's store answers: a fleet member that never reaches it admits nothing."""
+    if not url:
+        return Check("quota store", True, "store_url not set: this process keeps its own Groq quota",
+                     essential=False)
+    import redis  # only when a store is set: doctor stays quick without one
+
+    shown = redact_url(url)
+    try:
+        client = redis.Redis.from_url(url, password=password or None, socket_timeout=2, socket_connect_timeout=2)
+        started = time.perf_counter()
+        client.ping()
+        took = (time.perf_counter() - started) * 1000
+        info: dict[str, Any] = client.info("server")  # type: ignore[assignment]  # sync client: a dict
+        version = info.get("redis_version", "?")
+        functions = client.execute_command("FUNCTION", "LIST") is not None
+        client.close()
+    except (redis.RedisError, OSError) as exc:
+        return Check("quota store", False, f"{shown} does not answer ({type(exc).__name__}): fleet members "
+                     "admit nothing until it does; check the URL, MEDOPS_STORE_PASSWORD and the network")
+    hint = "" if functions else "; FUNCTION is not available (Redis 7 or newer is needed)"
+    return Check("quota store", functions, f"{shown} answers in {took:.1f} ms (Redis {version}){hint}")

@@ -13,6 +13,7 @@ from medops.console.cli import main
 from medops.core import __version__
 from medops.core.doctor import run_checks
 from medops.core.settings.paths import Locations
+from tests.redis_server import RedisServer
 
 
 def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,3 +80,20 @@ def test_console_script_is_installed() -> None:
     out = subprocess.run([Path(sys.executable).parent / "medops", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
     assert "doctor" in out.stdout and "status" in out.stdout
+
+
+def test_doctor_checks_the_quota_store_without_showing_its_password(
+        redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MEDOPS_STORE_URL", redis_server.url.replace("redis://", "redis://default:@"))
+    main(["doctor"])
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.split()[1:3] == ["quota", "store"])
+    assert line.startswith("ok") and "answers in" in line and "redis://***@127.0.0.1" in line
+
+
+def test_doctor_fails_a_quota_store_that_does_not_answer(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MEDOPS_STORE_URL", "redis://ops:s3cret@127.0.0.1:1/0")
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.split()[1:3] == ["quota", "store"])
+    assert line.startswith("FAIL") and "does not answer" in line and "s3cret" not in out

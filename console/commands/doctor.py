@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from medops.console.commands.common import load
 from medops.core.settings.paths import locate
 
 
@@ -15,9 +16,15 @@ def register(subparsers: Any) -> None:
 
 def doctor(args: argparse.Namespace) -> int:
     from medops.core.doctor import run_checks  # imported when run: every `medops` run builds the parser
+    from medops.core.errors import ConfigError
 
     failed = False
-    for check in run_checks(locate()):
+    try:
+        store_url = load(args).settings.store_url
+    except ConfigError as exc:  # doctor still checks the rest; the settings' fault is its own line
+        print(f"FAIL  {'settings':<16} {exc}")
+        failed, store_url = True, ""
+    for check in run_checks(locate(), store_url=store_url):
         mark = "ok  " if check.ok else ("FAIL" if check.essential else "warn")
         print(f"{mark}  {check.name:<16} {check.detail}")
         failed |= check.essential and not check.ok
