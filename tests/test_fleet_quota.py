@@ -6,7 +6,7 @@ import asyncio
 
 import redis.asyncio as redis
 
-from medops.core.groq.fleet.quota import FleetQuota
+from medops.core.fleet.quota import FleetQuota
 from medops.core.groq.quota import Reservation
 from medops.core.groq.rate_headers import LimitExceeded
 from medops.core.settings.config import ModelLimits

@@ -15,8 +15,8 @@ from typing import Protocol
 
 from medops.core import __version__
 from medops.core.clock import Clock
-from medops.core.groq.fleet.quota import Fleet, make_fleet_quota
-from medops.core.groq.fleet.store import QuotaStore, namespace_for, new_member
+from medops.core.fleet.quota import Fleet, make_fleet_quota
+from medops.core.fleet.store import QuotaStore, namespace_for, new_member
 from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget, choose_target
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.prompt_input import check_request

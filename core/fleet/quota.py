@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from medops.core.clock import Clock
-from medops.core.groq.fleet.store import QuotaStore, StoreUnavailable, describe_models
+from medops.core.fleet.store import QuotaStore, StoreUnavailable, describe_models
 from medops.core.groq.quota import DAY, MINUTE, TPD, TPM, GroqQuota, RequestTooLarge, Reservation
 from medops.core.groq.rate_headers import DIMENSIONS, LimitExceeded, RateLimitHeaders, format_go_duration
 from medops.core.groq.requests import AdmissionStore

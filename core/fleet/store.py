@@ -139,7 +139,7 @@ class QuotaStore:
         return reply
 
     async def _load(self) -> None:
-        source = resources.files("medops.core.groq.fleet").joinpath("quota.lua").read_text()
+        source = resources.files("medops.core.fleet").joinpath("quota.lua").read_text()
         await cast(Awaitable[Any], self._client.function_load(source, replace=True))
         self._loaded = True
 
