@@ -66,6 +66,8 @@ class ResourceCore:
         self.tick.attach_query_cache(self.knowledge.cache)
         # Quota, scheduler, gateway; a local endpoint in this loop when GROQ_API_KEY is unset.
         self.groq = GroqPath(settings, self.clock, self.ledger, role=role)
+        if self.groq.fleet is not None:
+            self.groq.fleet.snapshot_source = self.snapshot  # published each heartbeat for the fleet's views
 
     @property
     def running(self) -> bool:

@@ -97,3 +97,18 @@ def test_doctor_fails_a_quota_store_that_does_not_answer(
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.split()[1:3] == ["quota", "store"])
     assert line.startswith("FAIL") and "does not answer" in line and "s3cret" not in out
+
+
+def test_fleet_without_a_store_says_what_to_set(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("MEDOPS_STORE_URL", raising=False)
+    assert main(["fleet"]) == 2
+    assert "set store_url (MEDOPS_STORE_URL)" in capsys.readouterr().err
+
+
+def test_fleet_with_a_store_that_does_not_answer_fails_without_its_password(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MEDOPS_STORE_URL", "redis://ops:s3cret@127.0.0.1:1/0")
+    assert main(["fleet", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be read" in err and "redis://***@127.0.0.1:1/0" in err and "s3cret" not in err

@@ -7,10 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import redis
 
+from medops.console.cli import main
+from medops.core.groq.local.faults import FaultModes
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.settings.config import ModelLimits
 from tests.endpoint_thread import EndpointThread
@@ -58,3 +62,50 @@ def test_three_processes_on_one_store_never_overrun_the_endpoint(
     # The endpoint enforces 30 in any 60 s itself: every request it saw was admitted, none refused.
     assert stats.rate_limited == 0
     assert stats.answered == 3 * PER_PROCESS and stats.requests == 3 * PER_PROCESS
+
+
+@pytest.mark.slow
+def test_fleet_json_lists_two_running_members_and_the_store_holds_no_prompt_text(
+        tmp_path: Path, redis_server: RedisServer, built_knowledge: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    slow = LocalEndpoint({MODEL: LIMITS}, faults=FaultModes(slow_rate=1.0, slow_seconds=4.0))
+    with EndpointThread(slow) as endpoint:
+        runs = [_ask(tmp_path, n, endpoint.url, redis_server.url, built_knowledge) for n in range(2)]
+        try:
+            monkeypatch.setenv("MEDOPS_STORE_URL", redis_server.url)
+            monkeypatch.setenv("GROQ_BASE_URL", endpoint.url)
+            monkeypatch.delenv("GROQ_API_KEY", raising=False)
+            deadline = time.monotonic() + 60
+            while True:
+                assert main(["fleet", "--json"]) == 0
+                view = json.loads(capsys.readouterr().out)
+                busy = [m for m in view["members"] if m["state"] == "alive" and m["in_flight"] > 0]
+                if len(busy) == 2 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            assert len(busy) == 2 and {m["role"] for m in busy} == {"ask"}
+            assert {w["name"] for w in view["windows"]} >= {"rpm", "tpm"}
+            rpm = next(w for w in view["windows"] if w["name"] == "rpm")
+            # Each member's part, as its own last snapshot (a beat apart) saw it.
+            assert len(rpm["parts"]) == 2 and all(part > 0 for part in rpm["parts"].values())
+            assert rpm["used"] <= rpm["limit"] and sum(rpm["parts"].values()) <= rpm["limit"]
+        finally:
+            outputs = [run.communicate(timeout=240) for run in runs]
+    assert all(run.returncode == 0 for run in runs), outputs
+    client = redis.Redis.from_url(redis_server.url)
+    stored = b"".join(_dump(client, key) for key in client.scan_iter(count=1000))
+    client.close()
+    assert b"fleet prompt" not in stored and len(stored) > 0  # the prompts' text never reached the store
+
+
+def _dump(client: redis.Redis, key: bytes) -> bytes:
+    kind = client.type(key)
+    if kind == b"string":
+        return key + (client.get(key) or b"")
+    if kind == b"hash":
+        return key + b"".join(k + v for k, v in client.hgetall(key).items())
+    if kind == b"zset":
+        return key + b"".join(m for m, _ in client.zrange(key, 0, -1, withscores=True))
+    if kind == b"stream":
+        return key + b"".join(k + v for _, fields in client.xrange(key) for k, v in fields.items())
+    return key

@@ -23,16 +23,18 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from medops.core.clock import Clock
+from medops.core.fleet.publish import SNAPSHOT_TTL, STREAM_MAXLEN, RecordTee, published, stream_fields
 from medops.core.fleet.store import QuotaStore, StoreUnavailable, describe_models
 from medops.core.groq.quota import DAY, MINUTE, TPD, TPM, GroqQuota, RequestTooLarge, Reservation
 from medops.core.groq.rate_headers import DIMENSIONS, LimitExceeded, RateLimitHeaders, format_go_duration
 from medops.core.groq.requests import AdmissionStore
 from medops.core.settings.config import ModelLimits
-from medops.core.snapshot import ModelQuota, StoreSnapshot, WindowUsage
+from medops.core.snapshot import CoreSnapshot, ModelQuota, StoreSnapshot, WindowUsage
 
 log = logging.getLogger(__name__)
 
@@ -338,6 +340,8 @@ class Fleet:
         self._tasks: list[asyncio.Task[None]] = []
         self._beat_lock = asyncio.Lock()
         store.on_down = self._went_down
+        self.records = RecordTee(None)  # the scheduler's recorder when in a fleet: ledger plus stream
+        self.snapshot_source: Callable[[], CoreSnapshot] | None = None  # what this member publishes
 
     def _went_down(self) -> None:
         for quota in self.quotas.values():
@@ -420,8 +424,18 @@ class Fleet:
             await self._clock.sleep(HEARTBEAT_INTERVAL)
             try:
                 await self.heartbeat()
+                await self.publish()
             except Exception:  # the heartbeat must outlive any one bad answer
                 log.exception("fleet heartbeat failed")
+
+    async def publish(self) -> None:
+        """This member's snapshot and the requests it finished since the last beat, for the fleet's views."""
+        if not self.store.up or self.snapshot_source is None:
+            return
+        entries = [stream_fields(self.instance, record) for record in self.records.take()]
+        with contextlib.suppress(StoreUnavailable):  # the next beat notices and says so
+            await self.store.publish(self.instance, published(self.snapshot_source()), SNAPSHOT_TTL, entries,
+                                     STREAM_MAXLEN)
 
     async def heartbeat(self) -> None:
         """Stay alive in the store; when it answers after an absence or empty, write back before admitting."""

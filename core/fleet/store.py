@@ -161,6 +161,20 @@ class QuotaStore:
         self.up = True
         self.down_since = None
 
+    async def publish(self, instance: str, snapshot: bytes, ttl: float, entries: list[dict[str | bytes, str]],
+                      maxlen: int) -> None:
+        """This member's snapshot and finished requests, in one pipelined round trip."""
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.set(f"{self.prefix}snap:{instance}", snapshot, px=int(ttl * 1000))
+                for entry in entries:
+                    pipe.xadd(f"{self.prefix}requests", cast(dict[Any, Any], entry), maxlen=maxlen, approximate=True)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            raise StoreUnavailable(f"quota store {redact_url(self.url)} unreachable: "
+                                   f"{type(exc).__name__}") from None
+
     def to_store_ms(self, monotonic: float) -> int:
         """A local monotonic time on the store's clock (as of the latest answer)."""
         return int(monotonic * 1000 + self.offset_ms)

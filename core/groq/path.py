@@ -15,6 +15,7 @@ from typing import Protocol
 
 from medops.core import __version__
 from medops.core.clock import Clock
+from medops.core.fleet.publish import RecordTee
 from medops.core.fleet.quota import Fleet, make_fleet_quota
 from medops.core.fleet.store import QuotaStore, namespace_for, new_member
 from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget, choose_target
@@ -68,7 +69,11 @@ class GroqPath:
             await self.endpoint.start()
             target = replace(target, base_url=self.endpoint.url)
         self.gateway = Gateway(self._settings, target, self._clock)
-        self.scheduler = Scheduler(self._settings, self.quotas, self.gateway, self._clock, recorder=self._ledger)
+        recorder: RequestRecorder | None = self._ledger
+        if self.fleet is not None:
+            self.fleet.records = RecordTee(self._ledger)  # the fleet's stream too
+            recorder = self.fleet.records
+        self.scheduler = Scheduler(self._settings, self.quotas, self.gateway, self._clock, recorder=recorder)
         if self._paused:
             self.scheduler.pause()
         await self.scheduler.start()
@@ -150,11 +155,15 @@ class GroqPath:
 
 def _join_fleet(settings: Settings, clock: Clock, env: Mapping[str, str], target: GroqTarget, role: str) -> Fleet:
     """This instance's place in the fleet: a store connection, a namespace for its Groq organisation, an id."""
-    key = target.api_key if target.api_key != LOCAL_PLACEHOLDER_KEY else None
-    namespace = namespace_for(key, target.base_url if not target.in_process else "in-process",
-                              settings.store_namespace)
-    store = QuotaStore(settings.store_url, namespace, clock, password=env.get("MEDOPS_STORE_PASSWORD"),
-                       budget=settings.store_timeout)
+    store = QuotaStore(settings.store_url, fleet_namespace(settings, env), clock,
+                       password=env.get("MEDOPS_STORE_PASSWORD"), budget=settings.store_timeout)
     member = new_member(role, __version__, clock)
     return Fleet(store, member.instance, member.describe(), clock, settings.store_flight_bound,
                  settings.starvation_bound)
+
+
+def fleet_namespace(settings: Settings, env: Mapping[str, str]) -> str:
+    """The store namespace of this Groq organisation: a hash of the key, or of the endpoint without one."""
+    target = choose_target(settings, env)
+    key = target.api_key if target.api_key != LOCAL_PLACEHOLDER_KEY else None
+    return namespace_for(key, target.base_url if not target.in_process else "in-process", settings.store_namespace)

@@ -1,0 +1,60 @@
+"""`medops fleet [--json]`: the fleet's members and the organisation's quota, read from the store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from medops.console.commands.common import load
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("fleet", help="list the fleet's members and the organisation's quota "
+                                                 "(read from the store; no core is started)")
+    parser.add_argument("--json", action="store_true", help="print the fleet as one JSON object")
+    parser.set_defaults(handler=fleet)
+
+
+def fleet(args: argparse.Namespace) -> int:
+    from medops.core.fleet.view import FleetUnavailable, read_fleet
+    from medops.core.groq.path import fleet_namespace
+
+    settings = load(args).settings
+    try:
+        view = asyncio.run(read_fleet(settings.store_url, fleet_namespace(settings, os.environ),
+                                      os.environ.get("MEDOPS_STORE_PASSWORD")))
+    except FleetUnavailable as exc:
+        print(f"medops fleet: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        data = dataclasses.asdict(view)
+        data.pop("snapshots")
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return 0
+    print(f"fleet on {view.store}: {sum(m.state == 'alive' for m in view.members)} alive, "
+          f"{sum(m.state != 'alive' for m in view.members)} stale or gone")
+    print(f"{'instance':<28} {'role':<8} {'state':<6} {'beat':>5} {'up':>6} {'queued c/h/n':>12} {'flight':>6} "
+          f"{'done':>6} {'fail':>5} {'429':>4} {'rpm':>4} {'lag99':>6} {'cpu%':>5} {'alerts':>6}")
+    for m in view.members:
+        queued = "/".join(str(m.queued.get(p, 0)) for p in ("critical", "high", "normal"))
+        up = _duration(time.time() - m.started)
+        print(f"{m.instance:<28.28} {m.role:<8} {m.state:<6} {m.heartbeat_age:>4.0f}s {up:>6} {queued:>12} "
+              f"{m.in_flight:>6} {m.done:>6} {m.failed:>5} {m.rate_limited:>4} {m.own.get('rpm', 0):>4} "
+              f"{m.loop_lag_p99_ms:>4.0f}ms {m.cpu_percent:>5.0f} {m.open_alerts:>6}")
+    for w in view.windows:
+        parts = ", ".join(f"{name} {n}" for name, n in sorted(w.parts.items()) if n)
+        print(f"{w.model} {w.name}: {w.used:,}/{w.limit:,}" + (f"  ({parts})" if parts else ""))
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
