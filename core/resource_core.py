@@ -29,6 +29,7 @@ from medops.core.settings.config import Settings
 from medops.core.settings.live_changes import LimitHistory, apply_live, validated_change
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import ContextPoolSnapshot, CoreSnapshot, SlotsSnapshot
+from medops.core.watch.metrics import MetricsServer
 from medops.core.watch.tick import CoreTick
 from medops.core.watch.tuner import TUNED_KNOBS
 
@@ -68,6 +69,10 @@ class ResourceCore:
         self.groq = GroqPath(settings, self.clock, self.ledger, role=role)
         if self.groq.fleet is not None:
             self.groq.fleet.snapshot_source = self.snapshot  # published each heartbeat for the fleet's views
+        self.metrics: MetricsServer | None = None
+        if settings.metrics_port:
+            self.metrics = MetricsServer(self.snapshot, settings.metrics_host, settings.metrics_port)
+            self.groq.add_recorder(self.metrics.requests)
 
     @property
     def running(self) -> bool:
@@ -91,9 +96,13 @@ class ResourceCore:
         self.intake.ensure_default(self.locations)
         await self.documents.start()
         self.tick.start()
+        if self.metrics is not None:
+            await self.metrics.start()
 
     async def stop(self) -> None:
         """Stop every part in reverse order; safe to call twice."""
+        if self.metrics is not None:
+            await self.metrics.stop()
         await self.tick.stop()
         await self.documents.stop()
         if self._cases is not None:

@@ -97,6 +97,7 @@ class SchedulerSnapshot:
     failed: int = 0
     rejected: int = 0
     paused: bool = False
+    retried: int = 0  # attempts after a 5xx, timeout, connection error or 498
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import orjson
 
-from medops.core.groq.requests import RequestRecord, RequestRecorder
+from medops.core.groq.requests import RequestRecord
 from medops.core.snapshot import CoreSnapshot, snapshot_to_dict
 
 SNAPSHOT_TTL = 15.0  # seconds a member's snapshot outlives its last beat
@@ -41,16 +41,13 @@ def stream_fields(instance: str, record: RequestRecord) -> dict[str | bytes, str
     return entry
 
 
-class RecordTee:
-    """Records each finished request with the ledger and queues it for the fleet's stream."""
+class RecordBuffer:
+    """Finished requests waiting for the next heartbeat to go to the fleet's stream (a `RequestRecorder`)."""
 
-    def __init__(self, ledger: RequestRecorder | None) -> None:
-        self._ledger = ledger
+    def __init__(self) -> None:
         self.pending: deque[RequestRecord] = deque(maxlen=RECORDS_BUFFERED)
 
     def record_request(self, record: RequestRecord) -> None:
-        if self._ledger is not None:
-            self._ledger.record_request(record)
         self.pending.append(record)
 
     def take(self) -> Iterable[RequestRecord]:

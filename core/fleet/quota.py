@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from medops.core.clock import Clock
-from medops.core.fleet.publish import SNAPSHOT_TTL, STREAM_MAXLEN, RecordTee, published, stream_fields
+from medops.core.fleet.publish import SNAPSHOT_TTL, STREAM_MAXLEN, RecordBuffer, published, stream_fields
 from medops.core.fleet.store import QuotaStore, StoreUnavailable, describe_models
 from medops.core.groq.quota import DAY, MINUTE, TPD, TPM, GroqQuota, RequestTooLarge, Reservation
 from medops.core.groq.rate_headers import DIMENSIONS, LimitExceeded, RateLimitHeaders, format_go_duration
@@ -340,7 +340,7 @@ class Fleet:
         self._tasks: list[asyncio.Task[None]] = []
         self._beat_lock = asyncio.Lock()
         store.on_down = self._went_down
-        self.records = RecordTee(None)  # the scheduler's recorder when in a fleet: ledger plus stream
+        self.records = RecordBuffer()  # finished requests for the fleet's stream
         self.snapshot_source: Callable[[], CoreSnapshot] | None = None  # what this member publishes
 
     def _went_down(self) -> None:

@@ -15,14 +15,19 @@ from typing import Protocol
 
 from medops.core import __version__
 from medops.core.clock import Clock
-from medops.core.fleet.publish import RecordTee
 from medops.core.fleet.quota import Fleet, make_fleet_quota
 from medops.core.fleet.store import QuotaStore, namespace_for, new_member
 from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget, choose_target
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.prompt_input import check_request
 from medops.core.groq.quota import QuotaBook
-from medops.core.groq.requests import AdmissionStore, PromptRequest, PromptResult, RequestRecorder
+from medops.core.groq.requests import (
+    AdmissionStore,
+    PromptRequest,
+    PromptResult,
+    RecorderFanOut,
+    RequestRecorder,
+)
 from medops.core.groq.scheduler import Scheduler, SchedulerStopped
 from medops.core.settings.config import Settings
 from medops.core.snapshot import EndpointInfo, PoolSnapshot, QuotaSnapshot, SchedulerSnapshot
@@ -54,6 +59,7 @@ class GroqPath:
                                           port=settings.endpoint_port, clock=clock)
         self.gateway: Gateway | None = None
         self.scheduler: Scheduler | None = None
+        self._recorders: list[RequestRecorder] = []  # beside the ledger: metrics
         self._paused = False
 
     async def start(self) -> None:
@@ -69,14 +75,16 @@ class GroqPath:
             await self.endpoint.start()
             target = replace(target, base_url=self.endpoint.url)
         self.gateway = Gateway(self._settings, target, self._clock)
-        recorder: RequestRecorder | None = self._ledger
-        if self.fleet is not None:
-            self.fleet.records = RecordTee(self._ledger)  # the fleet's stream too
-            recorder = self.fleet.records
-        self.scheduler = Scheduler(self._settings, self.quotas, self.gateway, self._clock, recorder=recorder)
+        recorders = [r for r in (self._ledger, self.fleet.records if self.fleet else None, *self._recorders) if r]
+        self.scheduler = Scheduler(self._settings, self.quotas, self.gateway, self._clock,
+                                   recorder=RecorderFanOut(recorders))
         if self._paused:
             self.scheduler.pause()
         await self.scheduler.start()
+
+    def add_recorder(self, recorder: RequestRecorder) -> None:
+        """Another place each finished request is recorded (before `start`)."""
+        self._recorders.append(recorder)
 
     async def stop(self) -> None:
         """Fail what is unanswered, close the HTTP pool, stop the local endpoint; safe twice."""

@@ -228,3 +228,14 @@ class RequestRecorder(Protocol):
     def record_request(self, record: RequestRecord) -> None:
         """Record one finished request; must not block the event loop."""
         ...
+
+
+class RecorderFanOut:
+    """Records each finished request everywhere it is wanted: the ledger, the fleet's stream, metrics."""
+
+    def __init__(self, recorders: list[RequestRecorder]) -> None:
+        self._recorders = tuple(recorders)
+
+    def record_request(self, record: RequestRecord) -> None:
+        for recorder in self._recorders:
+            recorder.record_request(record)

@@ -763,7 +763,7 @@ class Scheduler:
             queues.append(PriorityQueue(priority.label, self._depth[priority],
                                         percentile(waits, 50), percentile(waits, 95)))
         return SchedulerSnapshot(tuple(queues), self._in_flight, self.concurrency, self.completed, self.failed,
-                                 self.rejected, self.paused)
+                                 self.rejected, self.paused, self.retried)
 
     def waiting_for(self, model: str) -> int:
         """Requests queued for one model (ready, or backing off before another attempt), for per-model views."""

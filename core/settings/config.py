@@ -84,6 +84,8 @@ class Settings:
                                                             "counts as down and a local share applies")
     store_flight_bound: float = _setting(180.0, 10.0, 86_400.0,
                                          help="seconds a dead member's in-flight reservations still count")
+    metrics_port: int = _setting(0, 0, 65_535, help="port of /metrics for Prometheus (0: off)")
+    metrics_host: str = _setting("127.0.0.1", help="address /metrics listens on")
     # Memory
     max_cases_in_memory: int = _setting(1_000, 1, 1_000_000, help="case slots in shared memory")
     case_memory_mb: int = _setting(10, 1, 65_536, help="MiB of shared memory for all case slots")

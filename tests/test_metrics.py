@@ -1,0 +1,58 @@
+"""/metrics: what a Prometheus scrape gets, checked with the official parsers (text and OpenMetrics)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from medops.core.errors import ConfigError
+from medops.core.groq.requests import Priority, PromptRequest
+from medops.core.resource_core import ResourceCore
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
+from tests.redis_server import free_port
+
+SECRET = "zq-marker-4471 patient Jane Roe MRN 0098812"
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+async def test_a_scrape_names_every_figure_by_prometheus_conventions(locations: Locations) -> None:
+    core = ResourceCore(Settings(metrics_port=free_port()), locations)
+    await core.start()
+    try:
+        await core.ask(PromptRequest(SECRET, "triage", Priority.CRITICAL, max_completion_tokens=20))
+        assert core.metrics is not None and core.metrics.url.startswith("http://127.0.0.1:")
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(core.metrics.url)).text
+            openmetrics = (await client.get(core.metrics.url,
+                                            headers={"Accept": "application/openmetrics-text"})).text
+    finally:
+        await core.stop()
+    families = {f.name: f for f in parse_text(text)}
+    strict = {f.name: f for f in parse_openmetrics(openmetrics)}  # the strict parser: raises on any fault
+    assert set(strict) <= set(families)  # the text format lists _created samples as families of their own
+    assert families["medops_requests"].type == "counter"
+    assert [(s.name, s.labels["outcome"], s.value) for s in families["medops_requests"].samples
+            if s.name.endswith("_total")] == [("medops_requests_total", "ok", 1.0)]
+    assert families["medops_request_latency_seconds"].type == "histogram"
+    quota = {(s.labels["model"], s.labels["dimension"]): s.value for s in families["medops_quota_used"].samples}
+    assert quota[("llama-3.1-8b-instant", "requests_per_minute")] == 1
+    for name in ("medops_queue_depth", "medops_requests_in_flight", "medops_rate_limited", "medops_retries",
+                 "medops_pool_active", "medops_event_loop_lag_p99_seconds", "medops_case_slots_used",
+                 "medops_alerts_open", "medops_capacity_exceeded"):
+        assert name in families, name
+    assert "Jane Roe" not in text and "zq-marker" not in text
+
+
+async def test_a_metrics_port_taken_is_refused_with_what_to_do(locations: Locations) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        core = ResourceCore(Settings(metrics_port=taken.getsockname()[1]), locations)
+        with pytest.raises(ConfigError, match=r"metrics_port \d+ on 127\.0\.0\.1 cannot be opened"):
+            await core.start()
+        await core.stop()
