@@ -16,6 +16,7 @@ from medops.core.documents.intake import Intake
 from medops.core.documents.pipeline import DocumentPipeline, DocumentResult, ProgressCallback
 from medops.core.errors import ConfigError, MedopsError
 from medops.core.executors import Executors
+from medops.core.fleet.commands import Command
 from medops.core.groq.path import GroqPath
 from medops.core.groq.requests import PromptRequest, PromptResult
 from medops.core.knowledge.service import CodeEntry, KnowledgeService, SearchHit
@@ -69,6 +70,7 @@ class ResourceCore:
         self.groq = GroqPath(settings, self.clock, self.ledger, role=role)
         if self.groq.fleet is not None:
             self.groq.fleet.snapshot_source = self.snapshot  # published each heartbeat for the fleet's views
+            self.groq.fleet.command_handler = self._fleet_command
         self.metrics: MetricsServer | None = None
         if settings.metrics_port:
             self.metrics = MetricsServer(self.snapshot, settings.metrics_host, settings.metrics_port)
@@ -168,6 +170,19 @@ class ResourceCore:
     def cancel_document(self, job_id: str) -> bool:
         """Cancel a queued or running document job; False if it is unknown or already over."""
         return self.documents.cancel(job_id)
+
+    async def _fleet_command(self, command: Command) -> tuple[bool, str]:
+        """An operator's command from the fleet's store: carried out like the console's own, recorded with who."""
+        if command.op == "pause":
+            self.pause_intake()
+            return True, "intake paused: queued work waits, in-flight work finishes"
+        if command.op == "resume":
+            self.resume_intake()
+            return True, "intake resumed"
+        if command.op == "set_limit":
+            self.set_limit(command.key, command.value, by=f"{command.operator} (fleet)")
+            return True, f"{command.key} = {command.value}"
+        return False, f"unknown command {command.op!r}; this member knows pause, resume and set_limit"
 
     def pause_intake(self) -> None:
         """Hold new work in the queues; what is in flight finishes."""

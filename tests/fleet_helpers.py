@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from medops.core.clock import SystemClock
-from medops.core.fleet.quota import Fleet, FleetQuota
+from medops.core.fleet.membership import Fleet
+from medops.core.fleet.quota import FleetQuota
 from medops.core.fleet.store import QuotaStore
 from medops.core.groq.quota import Reservation
 from medops.core.settings.config import ModelLimits

@@ -32,13 +32,15 @@ def _prompts(path: Path, process: int) -> Path:
     return path
 
 
-def _ask(tmp_path: Path, process: int, endpoint_url: str, store_url: str, knowledge: Path) -> subprocess.Popen[str]:
+def _ask(tmp_path: Path, process: int, endpoint_url: str, store_url: str, knowledge: Path,
+         config: Path | None = None) -> subprocess.Popen[str]:
     data = tmp_path / f"data-{process}"
     data.mkdir(mode=0o700)
     shutil.copyfile(knowledge, data / "knowledge.duckdb")
-    config = tmp_path / f"medops-{process}.toml"
-    config.write_text(f'default_model = "{MODEL}"\n[models."{MODEL}"]\n'
-                      f"rpm = {LIMITS.rpm}\nrpd = {LIMITS.rpd}\ntpm = {LIMITS.tpm}\ntpd = {LIMITS.tpd}\n")
+    if config is None:
+        config = tmp_path / f"medops-{process}.toml"
+        config.write_text(f'default_model = "{MODEL}"\n[models."{MODEL}"]\n'
+                          f"rpm = {LIMITS.rpm}\nrpd = {LIMITS.rpd}\ntpm = {LIMITS.tpm}\ntpd = {LIMITS.tpd}\n")
     env = {k: v for k, v in os.environ.items() if k != "GROQ_API_KEY"}
     env.update(GROQ_BASE_URL=endpoint_url, MEDOPS_STORE_URL=store_url, MEDOPS_DATA_DIR=str(data))
     prompts = _prompts(tmp_path / f"prompts-{process}.jsonl", process)
@@ -109,3 +111,33 @@ def _dump(client: redis.Redis, key: bytes) -> bytes:
     if kind == b"stream":
         return key + b"".join(k + v for _, fields in client.xrange(key) for k, v in fields.items())
     return key
+
+
+@pytest.mark.slow
+def test_an_operator_pauses_and_resumes_an_ask_run_in_another_process(
+        tmp_path: Path, redis_server: RedisServer, built_knowledge: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    limits = ModelLimits(rpm=6, rpd=14_400, tpm=1_000_000, tpd=10_000_000)  # 12 prompts: 6 now, 6 a minute on
+    with EndpointThread(LocalEndpoint({MODEL: limits})) as endpoint:
+        config = tmp_path / "slow.toml"
+        config.write_text(f'default_model = "{MODEL}"\n[models."{MODEL}"]\nrpm = 6\nrpd = 14400\n'
+                          "tpm = 1000000\ntpd = 10000000\n")
+        run = _ask(tmp_path, 0, endpoint.url, redis_server.url, built_knowledge, config=config)
+        monkeypatch.setenv("MEDOPS_STORE_URL", redis_server.url)
+        monkeypatch.setenv("GROQ_BASE_URL", endpoint.url)
+        monkeypatch.delenv("GROQ_API_KEY", raising=False)
+        deadline = time.monotonic() + 60
+        while endpoint.stats.answered < 6:
+            assert time.monotonic() < deadline, "the run never got going"
+            time.sleep(0.2)
+        assert main(["fleet", "--json"]) == 0
+        member = next(m for m in json.loads(capsys.readouterr().out)["members"] if m["state"] == "alive")
+        assert main(["fleet", "pause", "--instance", member["instance"]]) == 0
+        assert "applied" in capsys.readouterr().out
+        time.sleep(65)  # the minute passes: room for 6 more, but intake is paused
+        assert endpoint.stats.answered == 6 and run.poll() is None
+        assert main(["fleet", "resume", "--all"]) == 0
+        out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["summary"]["answered"] == PER_PROCESS
+    assert endpoint.stats.answered == PER_PROCESS

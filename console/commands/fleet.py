@@ -15,13 +15,21 @@ from medops.console.commands.common import load
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("fleet", help="list the fleet's members and the organisation's quota "
-                                                 "(read from the store; no core is started)")
+    parser = subparsers.add_parser("fleet", help="list the fleet's members and the organisation's quota, or "
+                                                 "pause, resume or set a limit on them (through the store; no core)")
+    parser.add_argument("action", nargs="?", default="list", choices=("list", "pause", "resume", "set"),
+                        help="list (default); pause or resume intake; set KEY VALUE (a limit)")
+    parser.add_argument("setting", nargs="*", metavar="KEY VALUE", help="with set: the limit and its new value")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--instance", metavar="ID", help="the member to act on (see medops fleet)")
+    target.add_argument("--all", action="store_true", help="act on every member alive")
     parser.add_argument("--json", action="store_true", help="print the fleet as one JSON object")
     parser.set_defaults(handler=fleet)
 
 
 def fleet(args: argparse.Namespace) -> int:
+    if args.action != "list":
+        return act(args)
     from medops.core.fleet.view import FleetUnavailable, read_fleet
     from medops.core.groq.path import fleet_namespace
 
@@ -58,3 +66,34 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def act(args: argparse.Namespace) -> int:
+    """Send pause, resume or a limit change to one member or all, then say who applied it."""
+    from medops.core.fleet.commands import issue
+    from medops.core.fleet.view import FleetUnavailable
+    from medops.core.groq.path import fleet_namespace
+
+    if not (args.instance or args.all):
+        print(f"medops fleet {args.action}: name the member (--instance ID, from `medops fleet`) or --all",
+              file=sys.stderr)
+        return 2
+    if (args.action == "set") != bool(args.setting) or (args.action == "set" and len(args.setting) != 2):
+        print("medops fleet: `set` takes KEY VALUE (e.g. medops fleet set groq_concurrent 5 --all); "
+              "pause and resume take none", file=sys.stderr)
+        return 2
+    key, value = args.setting if args.action == "set" else ("", "")
+    settings = load(args).settings
+    try:
+        command, acks = asyncio.run(issue(
+            settings.store_url, fleet_namespace(settings, os.environ), "set_limit" if args.action == "set"
+            else args.action, args.instance or "*", key, value, os.environ.get("MEDOPS_STORE_PASSWORD")))
+    except FleetUnavailable as exc:
+        print(f"medops fleet: {exc}", file=sys.stderr)
+        return 2
+    print(f"{command.describe()}, command {command.id}:")
+    if not acks:
+        print("  no member alive to act on")
+    for ack in acks:
+        print(f"  {ack.status:<9} {ack.instance}  {ack.detail}")
+    return 0 if acks and all(ack.status == "applied" for ack in acks) else 1

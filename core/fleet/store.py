@@ -37,6 +37,8 @@ from medops.core.snapshot import StoreSnapshot
 log = logging.getLogger(__name__)
 
 LIBRARY = "medops_quota_v1"
+HEARTBEAT_INTERVAL = 1.0  # seconds between a member's beats
+MEMBER_TTL = 10.0  # a member silent this long is no longer counted alive
 RECENT_ROUND_TRIPS = 512
 # A store slower than this is treated as down for that call: the quota never waits on it longer.
 DEFAULT_BUDGET = 0.25
@@ -108,6 +110,11 @@ class QuotaStore:
         self.skew = 0.0  # store wall minus local wall, seconds
         self.members_alive = 1
         self.on_down: Callable[[], None] | None = None  # told once when the store goes away
+
+    @property
+    def client(self) -> redis.Redis:
+        """The pooled client, for the fleet's reads and writes beside the quota's functions."""
+        return self._client
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -18,7 +18,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from medops.core.errors import ConfigError
-from medops.core.fleet.quota import MEMBER_TTL
+from medops.core.fleet.store import MEMBER_TTL
 from medops.core.settings.redact import redact_url
 
 STALE_AFTER = 5.0  # seconds without a heartbeat before a member is marked stale (alive for MEMBER_TTL)

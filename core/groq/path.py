@@ -15,7 +15,8 @@ from typing import Protocol
 
 from medops.core import __version__
 from medops.core.clock import Clock
-from medops.core.fleet.quota import Fleet, make_fleet_quota
+from medops.core.fleet.membership import Fleet
+from medops.core.fleet.quota import make_fleet_quota
 from medops.core.fleet.store import QuotaStore, namespace_for, new_member
 from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget, choose_target
 from medops.core.groq.local.server import LocalEndpoint

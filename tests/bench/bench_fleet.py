@@ -29,7 +29,8 @@ from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from medops.core.clock import SystemClock
-from medops.core.fleet.quota import Fleet, FleetQuota, make_fleet_quota
+from medops.core.fleet.membership import Fleet
+from medops.core.fleet.quota import FleetQuota, make_fleet_quota
 from medops.core.fleet.store import QuotaStore, StoreUnavailable
 from medops.core.groq.quota import GroqQuota, QuotaBook, Reservation
 from medops.core.groq.requests import Completion, PromptRequest

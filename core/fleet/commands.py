@@ -1,0 +1,147 @@
+"""Operator commands to fleet members, through the store: issued by name, acknowledged by each target.
+
+A command (pause, resume, or set a limit) names its target (one instance, or
+every member alive), the operator (user@host) and when it was issued. It is
+appended to the fleet's command stream; each member reads the stream at its
+heartbeat, carries out what is addressed to it through its own core's commands
+and writes an acknowledgement: applied, or refused and why. The issuer waits a
+few heartbeats and reports which applied, which refused, which did not answer,
+and a named target that is gone. Commands carry no patient data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from medops.core.errors import MedopsError
+from medops.core.fleet.view import FleetUnavailable, read_fleet
+from medops.core.settings.redact import redact_url
+
+Operation = Literal["pause", "resume", "set_limit"]
+OPERATIONS: tuple[str, ...] = ("pause", "resume", "set_limit")
+COMMANDS_KEPT = 1_000
+ACK_TTL = 3_600.0
+ANSWER_WAIT = 4.0  # seconds an issuer waits for acknowledgements (a few heartbeats)
+
+Handler = Callable[["Command"], Awaitable[tuple[bool, str]]]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One operator command as the stream carries it."""
+
+    id: str
+    op: str
+    target: str  # an instance id, or "*" for every member alive
+    operator: str  # user@host
+    issued_at: float  # wall time
+    key: str = ""  # set_limit's key and value
+    value: str = ""
+
+    def describe(self) -> str:
+        what = f"set {self.key} = {self.value}" if self.op == "set_limit" else self.op
+        return f"{what} (by {self.operator})"
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    instance: str
+    status: Literal["applied", "refused", "no answer", "gone"]
+    detail: str = ""
+
+
+def operator_name() -> str:
+    """Who is acting, for every record of it: user@host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+class CommandInbox:
+    """A member's side: read commands addressed to it at each heartbeat, carry them out, acknowledge."""
+
+    def __init__(self, client: redis.Redis, prefix: str, instance: str, handler: Handler) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._instance = instance
+        self._handler = handler
+        self._last_id = "$"  # only commands issued after this member joined
+
+    async def start(self) -> None:
+        """Remember where the stream ends now: older commands were for the members of their time."""
+        latest = await cast(Any, self._client.xrevrange(f"{self._prefix}commands", count=1))
+        self._last_id = latest[0][0] if latest else "0-0"
+
+    async def poll(self) -> int:
+        """Carry out every new command addressed to this member; how many it handled."""
+        entries = await cast(Any, self._client.xrange(f"{self._prefix}commands", f"({self._last_id}", "+",
+                                                      count=100))
+        handled = 0
+        for entry_id, fields in entries:
+            self._last_id = entry_id
+            command = Command(**json.loads(fields["command"]))
+            if command.target not in ("*", self._instance):
+                continue
+            try:
+                ok, detail = await self._handler(command)
+            except MedopsError as exc:  # a refusal the core explains (a bad value, a restart-only key)
+                ok, detail = False, str(exc)
+            ack = json.dumps({"status": "applied" if ok else "refused", "detail": detail})
+            key = f"{self._prefix}ack:{command.id}"
+            await cast(Any, self._client.hset(key, self._instance, ack))
+            await cast(Any, self._client.pexpire(key, int(ACK_TTL * 1000)))
+            handled += 1
+        return handled
+
+
+async def issue(url: str, namespace: str, op: str, target: str = "*", key: str = "", value: str = "",
+                password: str | None = None, wait: float = ANSWER_WAIT) -> tuple[Command, list[Acknowledgement]]:
+    """Send one command to the fleet and collect its acknowledgements (with who did not answer)."""
+    if op not in OPERATIONS:
+        raise FleetUnavailable(f"unknown fleet command {op!r}; use one of {', '.join(OPERATIONS)}")
+    view = await read_fleet(url, namespace, password)
+    alive = {m.instance for m in view.members if m.state != "gone"}
+    known = {m.instance for m in view.members}
+    command = Command(f"cmd-{uuid.uuid4().hex[:12]}", op, target, operator_name(), time.time(), key, value)
+    expected = alive if target == "*" else {target}
+    prefix = f"medops:{namespace}:"
+    client = redis.Redis.from_url(url, password=password or None, socket_timeout=2, socket_connect_timeout=2,
+                                  decode_responses=True)
+    try:
+        if target == "*" or target in alive:
+            await client.xadd(f"{prefix}commands", {"command": json.dumps(command.__dict__)}, maxlen=COMMANDS_KEPT,
+                              approximate=True)
+            deadline = time.monotonic() + wait
+            answers: Mapping[str, str] = {}
+            while time.monotonic() < deadline:
+                answers = await cast(Any, client.hgetall(f"{prefix}ack:{command.id}"))
+                if expected <= set(answers):
+                    break
+                await asyncio.sleep(0.2)
+        else:
+            answers = {}
+    except (RedisError, OSError) as exc:
+        raise FleetUnavailable(f"quota store {redact_url(url)} cannot be written ({type(exc).__name__})") from None
+    finally:
+        await client.aclose()
+    acks = [Acknowledgement(name, json.loads(raw)["status"], json.loads(raw)["detail"])
+            for name, raw in sorted(answers.items())]
+    for name in sorted(expected - set(answers)):
+        gone = name not in alive
+        detail = ("no member of that name" if name not in known else "it left the fleet") if gone \
+            else f"no acknowledgement within {wait:g} s"
+        acks.append(Acknowledgement(name, "gone" if gone else "no answer", detail))
+    return command, acks

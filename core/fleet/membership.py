@@ -1,0 +1,231 @@
+"""This instance's membership in the fleet: heartbeat, epoch, write-back, publishing and commands.
+
+Every second a member renews its place in the store (alive for MEMBER_TTL),
+keeps its long flights from lapsing, learns how many members are alive (its
+local share if the store goes away), publishes its snapshot and finished
+requests, and carries out operators' commands addressed to it. When the store
+answers after an absence, or comes back empty (a new epoch), the member writes
+back what it admitted before anything more is admitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from medops.core.clock import Clock
+from medops.core.fleet.commands import CommandInbox, Handler
+from medops.core.fleet.publish import SNAPSHOT_TTL, STREAM_MAXLEN, RecordBuffer, published, stream_fields
+from medops.core.fleet.quota import FleetQuota, _Record
+from medops.core.fleet.store import (
+    HEARTBEAT_INTERVAL,
+    MEMBER_TTL,
+    QuotaStore,
+    StoreUnavailable,
+    describe_models,
+)
+from medops.core.snapshot import CoreSnapshot, StoreSnapshot
+
+log = logging.getLogger(__name__)
+
+SEED_GRACE = 3.0  # an emptied store waits this long for every member to write its day back
+SYNC_CHUNK = 500
+
+class Fleet:
+    """This instance's membership in the fleet: heartbeat, epoch, write-back and the store's figures."""
+
+    def __init__(self, store: QuotaStore, instance: str, description: str, clock: Clock, flight_bound: float,
+                 starvation_bound: float, seed_grace: float = SEED_GRACE) -> None:
+        """`seed_grace`: how long an emptied store admits nothing while the members write their day back;
+        longer than a heartbeat, so every live member has written before anyone admits."""
+        self.store = store
+        self.instance = instance
+        self.description = description
+        self._clock = clock
+        self.flight_bound = flight_bound
+        self.starvation_bound = starvation_bound
+        self.quotas: dict[str, FleetQuota] = {}
+        self.epoch: str | None = None
+        self.seeding = False
+        self.ever_seen = False
+        self.share_divisor = 0  # members last seen alive (0: the store was never reached)
+        self.seed_grace = seed_grace
+        self._next = 0
+        self._outbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._beat_lock = asyncio.Lock()
+        store.on_down = self._went_down
+        self.records = RecordBuffer()  # finished requests for the fleet's stream
+        self.snapshot_source: Callable[[], CoreSnapshot] | None = None  # what this member publishes
+        self.command_handler: Handler | None = None  # carries out operators' commands on this member's core
+        self._inbox: CommandInbox | None = None
+
+    def _went_down(self) -> None:
+        for quota in self.quotas.values():
+            quota.enter_local_share()
+
+    @property
+    def deciding_locally(self) -> bool:
+        """True while the store is away: the local share decides (nothing, if the store was never seen)."""
+        return not self.store.up
+
+    def local_reason(self) -> str:
+        if not self.ever_seen:
+            return f"quota store {self.store.snapshot(self.instance, 0, 0, False).url} never reached: nothing " \
+                   "is admitted until it answers (never fail open)"
+        since = self.store.down_since
+        when = "" if since is None else f" since {_clock_text(since)}"
+        return f"quota store unreachable{when}; local share 1/{self.share_divisor}"
+
+    def new_id(self) -> str:
+        return f"{self.instance}:{self.new_seq()}"
+
+    def new_seq(self) -> int:
+        self._next += 1
+        return self._next
+
+    async def start(self) -> None:
+        await self.heartbeat()
+        self._tasks = [asyncio.create_task(self._beat_loop(), name="medops-fleet-heartbeat"),
+                       asyncio.create_task(self._drain(), name="medops-fleet-outbox")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        # What is still queued goes out now, so the fleet sees this instance's settles promptly.
+        while not self._outbox.empty():
+            await self._send_one(self._outbox.get_nowait())
+        if self.store.up:
+            with contextlib.suppress(StoreUnavailable):  # else its heartbeat lapses on its own
+                await self.store.call("medops_leave", (self.instance,))
+        await self.store.close()
+
+    def send(self, quota: FleetQuota, record: _Record, function: str, args: tuple[Any, ...]) -> None:
+        """Queue a settle or release; a record whose call fails stays unsynced for write-back."""
+        if self.deciding_locally:
+            return
+        self._outbox.put_nowait((record, function, args))
+
+    def signal(self, model: str, *args: Any) -> None:
+        """Queue a 429 block, 498 hold or header tightening: it binds every instance."""
+        if self.store.up:
+            self._outbox.put_nowait((None, "medops_signal", (model, *args)))
+
+    async def _drain(self) -> None:
+        while True:
+            item = await self._outbox.get()
+            try:
+                await self._send_one(item)
+            finally:
+                self._outbox.task_done()
+
+    async def flush(self) -> None:
+        """Wait until every queued settle, release and signal has been sent (or found the store away)."""
+        await self._outbox.join()
+
+    async def _send_one(self, item: tuple[Any, ...]) -> None:
+        record, function, args = item
+        if not self.store.up:
+            return
+        try:
+            await self.store.call(function, args)
+        except StoreUnavailable:
+            return
+        if record is not None:
+            record.synced = True
+
+    async def _beat_loop(self) -> None:
+        while True:
+            await self._clock.sleep(HEARTBEAT_INTERVAL)
+            try:
+                await self.heartbeat()
+                await self.publish()
+                await self.take_commands()
+            except Exception:  # the heartbeat must outlive any one bad answer
+                log.exception("fleet heartbeat failed")
+
+    async def take_commands(self) -> None:
+        """Carry out the operators' commands addressed to this member since the last beat."""
+        if not self.store.up or self.command_handler is None:
+            return
+        try:
+            if self._inbox is None:
+                inbox = CommandInbox(self.store.client, self.store.prefix, self.instance, self.command_handler)
+                await inbox.start()
+                self._inbox = inbox
+            await self._inbox.poll()
+        except (RedisError, OSError) as exc:
+            log.warning("fleet commands not read this beat (%s)", type(exc).__name__)
+
+    async def publish(self) -> None:
+        """This member's snapshot and the requests it finished since the last beat, for the fleet's views."""
+        if not self.store.up or self.snapshot_source is None:
+            return
+        entries = [stream_fields(self.instance, record) for record in self.records.take()]
+        with contextlib.suppress(StoreUnavailable):  # the next beat notices and says so
+            await self.store.publish(self.instance, published(self.snapshot_source()), SNAPSHOT_TTL, entries,
+                                     STREAM_MAXLEN)
+
+    async def heartbeat(self) -> None:
+        """Stay alive in the store; when it answers after an absence or empty, write back before admitting."""
+        async with self._beat_lock:
+            models = {name: q._limits() for name, q in self.quotas.items()}
+            try:
+                reply = await self.store.call("medops_heartbeat", (
+                    self.instance, self.description, int(MEMBER_TTL * 1000), int(self.flight_bound * 1000),
+                    self.epoch or "", int(self.seed_grace * 1000), uuid.uuid4().hex, *describe_models(models)))
+            except StoreUnavailable:
+                return
+            epoch, seeding_ms, alive = str(reply[1]), int(reply[2]), int(reply[3])
+            new_epoch = epoch != self.epoch
+            was_down = not self.store.up
+            if new_epoch or was_down:
+                # Everything this instance admitted that the store may lack goes back first.
+                if not await self._write_back(everything=new_epoch and self.epoch is not None):
+                    return
+                self.epoch = epoch
+            self.seeding = seeding_ms > 0
+            self.ever_seen = True
+            self.store.members_alive = alive
+            if alive != self.share_divisor:
+                self.share_divisor = max(1, alive)
+                for quota in self.quotas.values():
+                    quota.reshare()
+            for i, quota in enumerate(self.quotas.values()):
+                quota._take_view(reply[4 + 13 * i: 4 + 13 * (i + 1)])
+                quota.forget_old()
+            self.store.mark_up()
+
+    async def _write_back(self, everything: bool) -> bool:
+        for quota in self.quotas.values():
+            pending = quota.entries(only_unsynced=not everything, store=self.store)
+            for start in range(0, len(pending), SYNC_CHUNK):
+                chunk = pending[start:start + SYNC_CHUNK]
+                try:
+                    await self.store.call("medops_sync", (quota.model, self.instance, int(self.flight_bound * 1000),
+                                                          *(entry for _, entry in chunk)))
+                except StoreUnavailable:
+                    return False
+                for record, _ in chunk:
+                    record.synced = True
+        return True
+
+    def pending(self) -> int:
+        return sum(1 for q in self.quotas.values() for r in q._records.values() if not r.synced)
+
+    def snapshot(self) -> StoreSnapshot:
+        return self.store.snapshot(self.instance, self.share_divisor, self.pending(), self.seeding)
+
+
+def _clock_text(wall: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(wall))
+
