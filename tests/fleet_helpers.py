@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from medops.core.clock import SystemClock
+from medops.core.clock import Clock, FakeClock, SystemClock
 from medops.core.fleet.membership import Fleet
 from medops.core.fleet.quota import FleetQuota
 from medops.core.fleet.store import QuotaStore
@@ -19,15 +19,17 @@ MODEL = "test-model"
 async def member(url: str, limits: ModelLimits, name: str, *, model: str = MODEL, namespace: str = "test",
                  flight_bound: float = 180.0,
                  starvation_bound: float = 30.0, budget: float = 0.25,
-                 seed_grace: float = 0.0) -> AsyncIterator[FleetQuota]:
+                 seed_grace: float = 0.0, clock: Clock | None = None) -> AsyncIterator[FleetQuota]:
     """A started fleet member with one model's quota; stopped (its settles sent) on leaving.
 
     `seed_grace` 0: a test's fresh store does not wait for earlier members (there were none)."""
-    clock = SystemClock()
+    clock = clock or SystemClock()
     store = QuotaStore(url, namespace, clock, budget=budget)
     fleet = Fleet(store, name, f'{{"instance":"{name}"}}', clock, flight_bound, starvation_bound, seed_grace)
     quota = FleetQuota(model, limits, clock, fleet)
     await fleet.start()
+    if isinstance(clock, FakeClock):
+        fleet._tasks[0].cancel()  # on a fake clock the test beats by hand
     try:
         yield quota
     finally:

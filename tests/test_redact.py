@@ -24,3 +24,11 @@ def test_a_store_url_that_is_not_redis_is_refused_without_showing_its_password()
         check_settings(settings, dict.fromkeys(("store_url", *Settings.__dataclass_fields__), "MEDOPS_STORE_URL"))
     assert "store_url" in str(refused.value) and "redis://" in str(refused.value)
     assert "s3cret" not in str(refused.value)
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://store:6379/0?password=s3cret&db=0", "redis://store:6379/0?password=***&db=0"),
+    ("redis://:s3cret@[::1]:6379/0", "redis://***@[::1]:6379/0"),
+])
+def test_credentials_in_the_query_or_beside_an_ipv6_host_are_hidden_too(url: str, shown: str) -> None:
+    assert redact_url(url) == shown

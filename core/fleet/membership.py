@@ -42,9 +42,12 @@ class Fleet:
     """This instance's membership in the fleet: heartbeat, epoch, write-back and the store's figures."""
 
     def __init__(self, store: QuotaStore, instance: str, description: str, clock: Clock, flight_bound: float,
-                 starvation_bound: float, seed_grace: float = SEED_GRACE) -> None:
+                 starvation_bound: float, seed_grace: float = SEED_GRACE, attempt_bound: float = 30.0) -> None:
         """`seed_grace`: how long an emptied store admits nothing while the members write their day back;
-        longer than a heartbeat, so every live member has written before anyone admits."""
+        longer than a heartbeat, so every live member has written before anyone admits. `attempt_bound`: the
+        longest one request can take (request_timeout); `flight_bound`: how long after its last contact with
+        the store a member may still admit on its local share (and the store reserves that share for it)."""
+        self.attempt_bound = attempt_bound
         self.store = store
         self.instance = instance
         self.description = description
@@ -76,12 +79,21 @@ class Fleet:
         """True while the store is away: the local share decides (nothing, if the store was never seen)."""
         return not self.store.up
 
+    @property
+    def may_admit_locally(self) -> bool:
+        """Only within `flight_bound` of the last answer: beyond it the store reserves nothing for this member."""
+        last = self.store.last_answer
+        return self.ever_seen and last is not None and self._clock.monotonic() - last < self.flight_bound
+
     def local_reason(self) -> str:
         if not self.ever_seen:
             return f"quota store {self.store.snapshot(self.instance, 0, 0, False).url} never reached: nothing " \
                    "is admitted until it answers (never fail open)"
         since = self.store.down_since
         when = "" if since is None else f" since {_clock_text(since)}"
+        if not self.may_admit_locally:
+            return f"quota store unreachable{when}, longer than store_flight_bound: nothing is admitted until it " \
+                   "answers"
         return f"quota store unreachable{when}; local share 1/{self.share_divisor}"
 
     def new_id(self) -> str:
@@ -179,6 +191,10 @@ class Fleet:
         """Stay alive in the store; when it answers after an absence or empty, write back before admitting."""
         async with self._beat_lock:
             models = {name: q._limits() for name, q in self.quotas.items()}
+            if self.ever_seen and not self.store.up and not await self._write_back(everything=False):
+                # Back from an absence: what was admitted meanwhile goes in before this member's beat is
+                # current again, so the store keeps reserving its share until then.
+                return
             try:
                 reply = await self.store.call("medops_heartbeat", (
                     self.instance, self.description, int(MEMBER_TTL * 1000), int(self.flight_bound * 1000),
@@ -186,11 +202,9 @@ class Fleet:
             except StoreUnavailable:
                 return
             epoch, seeding_ms, alive = str(reply[1]), int(reply[2]), int(reply[3])
-            new_epoch = epoch != self.epoch
-            was_down = not self.store.up
-            if new_epoch or was_down:
-                # Everything this instance admitted that the store may lack goes back first.
-                if not await self._write_back(everything=new_epoch and self.epoch is not None):
+            if epoch != self.epoch:
+                # A new epoch: the store was emptied (or this member is new). Its whole day goes back in.
+                if self.epoch is not None and not await self._write_back(everything=True):
                     return
                 self.epoch = epoch
             self.seeding = seeding_ms > 0
@@ -212,11 +226,12 @@ class Fleet:
                 chunk = pending[start:start + SYNC_CHUNK]
                 try:
                     await self.store.call("medops_sync", (quota.model, self.instance, int(self.flight_bound * 1000),
-                                                          *(entry for _, entry in chunk)))
+                                                          *(entry for _, entry, _ in chunk)))
                 except StoreUnavailable:
                     return False
-                for record, _ in chunk:
-                    record.synced = True
+                for record, _, sent in chunk:
+                    # A settle or release that came in meanwhile is not in what was sent: it stays unsynced.
+                    record.synced = record.state() == sent
         return True
 
     def pending(self) -> int:

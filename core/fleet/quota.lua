@@ -7,6 +7,8 @@ Keys under a namespace prefix P (KEYS[1]) and a model M:
   P..'epoch'               the store's epoch id (missing: emptied, must be re-seeded)
   P..'seeding_until'       ms: no admissions before it while members re-seed
   P..'alive'               ZSET instance -> heartbeat expiry (ms)
+  P..'beat'                ZSET instance -> its last heartbeat (ms)
+  P..'share'               HASH instance -> the members alive it was told at that beat (its local divisor)
   P..'members'             HASH instance -> its description (JSON)
   P..'q:'..M..':min'/':day'  ZSET settled id -> time it settled (ms)
   P..'q:'..M..':amt'       HASH settled id -> "requests tokens"
@@ -20,6 +22,8 @@ Dimensions 1..4: rpm, rpd, tpm, tpd. All times are integer milliseconds of TIME.
 ]]
 
 local MINUTE, DAY = 60000, 86400000
+-- A member whose heartbeat is this late may be cut off and admitting on its local share.
+local LATE = 3000
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -141,6 +145,20 @@ local function time_until_freed(p, m, d, need, now)
   return span
 end
 
+-- What members that may be on their local share could admit: each late member's share of each limit,
+-- until it writes back (its beat is then current) or a window after it must have stopped (bound + MINUTE).
+local function reserved(p, inst, lim, bound, now)
+  local r = {0, 0, 0, 0}
+  local late = redis.call('ZRANGEBYSCORE', p .. 'beat', now - bound - MINUTE, now - LATE)
+  for _, member in ipairs(late) do
+    if member ~= inst then
+      local n = math.max(1, num(redis.call('HGET', p .. 'share', member)))
+      for d = 1, 4 do r[d] = r[d] + math.floor(lim[d] / n) end
+    end
+  end
+  return r
+end
+
 local function epoch_state(p, known, now)
   local epoch = redis.call('GET', p .. 'epoch')
   if not epoch then return 'unseeded', 0 end
@@ -190,9 +208,15 @@ local function admit(keys, args)
   end
   local wait = math.max(held, blocked[1], blocked[2], blocked[3], blocked[4])
   local needs = {1 + ahead_r, 1 + ahead_r, tokens + ahead_t, tokens + ahead_t}
+  local reserve = reserved(p, inst, lim, bound, now)
   for d = 1, 4 do
-    local over = used[d] + needs[d] - lim[d]
-    if over > 0 then wait = math.max(wait, time_until_freed(p, m, d, over, now), 1) end
+    local over = used[d] + reserve[d] + needs[d] - lim[d]
+    if over > 0 then
+      local freed = time_until_freed(p, m, d, over, now)
+      -- Room held by flights or by a late member returns when they settle or write back: look again soon.
+      if freed >= MINUTE and (d >= 3 or reserve[d] > 0) then freed = 1000 end
+      wait = math.max(wait, freed, 1)
+    end
   end
   if wait <= 0 then
     redis.call('HSET', qkey(p, m, 'fly'), id, tokens .. ' ' .. inst)
@@ -203,7 +227,8 @@ local function admit(keys, args)
     used[1], used[2], used[3], used[4] = used[1] + 1, used[2] + 1, used[3] + tokens, used[4] + tokens
     return usage_reply('ok', now, 0, used, lim, blocked, held)
   end
-  local entry = priority .. ' ' .. since .. ' ' .. tokens .. ' ' .. (now + wait + ttl)
+  -- The place in line lasts until shortly after this member should ask again (it asks at least every ttl).
+  local entry = priority .. ' ' .. since .. ' ' .. tokens .. ' ' .. (now + math.min(wait, ttl) + ttl)
   redis.call('HSET', qkey(p, m, 'wait'), inst, entry)
   return usage_reply('wait', now, wait, used, lim, blocked, held)
 end
@@ -294,11 +319,16 @@ local function heartbeat(keys, args)
   local ttl, bound, grace = tonumber(args[3]), tonumber(args[4]), tonumber(args[6])
   local now = now_ms()
   redis.call('ZADD', p .. 'alive', now + ttl, inst)
+  redis.call('ZADD', p .. 'beat', now, inst)
   redis.call('HSET', p .. 'members', inst, args[2])
   -- Members silent for a day are forgotten; shorter silences stay visible as stale.
   local old = redis.call('ZRANGEBYSCORE', p .. 'alive', '-inf', now - DAY)
-  for _, gone in ipairs(old) do redis.call('HDEL', p .. 'members', gone) end
+  for _, gone in ipairs(old) do
+    redis.call('HDEL', p .. 'members', gone)
+    redis.call('HDEL', p .. 'share', gone)
+  end
   redis.call('ZREMRANGEBYSCORE', p .. 'alive', '-inf', now - DAY)
+  redis.call('ZREMRANGEBYSCORE', p .. 'beat', '-inf', now - DAY)
   local epoch = redis.call('GET', p .. 'epoch')
   if not epoch then
     epoch = args[7]
@@ -307,6 +337,7 @@ local function heartbeat(keys, args)
   end
   local seeding = math.max(0, num(redis.call('GET', p .. 'seeding_until')) - now)
   local alive = redis.call('ZCOUNT', p .. 'alive', now, '+inf')
+  redis.call('HSET', p .. 'share', inst, alive)
   local reply = {now, epoch, seeding, alive}
   for i = 8, #args do
     local e = split(args[i])
@@ -325,10 +356,13 @@ local function heartbeat(keys, args)
   return reply
 end
 
--- leave: ARGV instance. A member stopping cleanly stops counting as alive at once (it stays listed).
+-- leave: ARGV instance. A member stopping cleanly stops counting at once: not alive, nothing reserved for it.
+-- It stays listed (members) until its entry ages out.
 local function leave(keys, args)
   local now = now_ms()
   redis.call('ZADD', keys[1] .. 'alive', now, args[1])
+  redis.call('ZREM', keys[1] .. 'beat', args[1])
+  redis.call('HDEL', keys[1] .. 'share', args[1])
   return now
 end
 

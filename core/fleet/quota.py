@@ -46,6 +46,10 @@ class _Record:
     released: bool = False
     synced: bool = False
 
+    def state(self) -> tuple[float | None, int, bool]:
+        """What the store must know of it; a write-back counts only if this did not change meanwhile."""
+        return (self.settled_at, self.used, self.released)
+
     def entry(self, store: QuotaStore) -> str:
         if self.released:
             return f"r {self.id}"
@@ -70,12 +74,11 @@ class FleetQuota:
         self.model = model
         self.configured = limits
         self._clock = clock
-        self._fleet = fleet
+        self._fleet: Fleet = fleet
         # This instance's own admissions: its part of the fleet's use, and its rules while the store is away.
         self._mirror = GroqQuota(model, share_of(limits, fleet.share_divisor), clock, ledger)
         self._records: dict[int, _Record] = {}
         self._server_limits: dict[int, int] = {}
-        self._wait_until = 0.0  # the store's last "not before" for this model (monotonic)
         self._view: tuple[WindowUsage, ...] | None = None  # the fleet's windows, from the store's latest answer
         self._held = 0.0
         fleet.quotas[model] = self
@@ -99,16 +102,22 @@ class FleetQuota:
         self._mirror.reconfigure(share_of(limits, self._fleet.share_divisor))
 
     def enter_local_share(self) -> None:
-        """The store just went away: the others' part of each window, last seen, counts here, split N ways.
+        """The store just went away: count what the others may hold, so the members' shares sum within limits.
 
-        Member i may then admit limit/N - own_i - (fleet - own_i)/N; summed over the N members that is at most
-        limit - fleet, so together they stay within the limit however unevenly they had used it."""
-        if self._view is None:
-            return
-        n = max(1, self._fleet.share_divisor)
+        This member's view is up to a heartbeat old, and in that time the others may have filled any minute
+        window: the minute windows count as full until everything admitted before the outage has left them
+        (a window after the longest attempt). The day windows count the others' use last seen plus a minute's
+        limit (all they could add unseen), split N ways: member i may admit limit/N - own_i - others/N, and
+        over the N members that sums to at most limit - fleet. Meanwhile the store reserves each late member's
+        share, so members still reaching it leave that room to those cut off."""
+        limits = self._limits()
         own = self._mirror.snapshot().windows
-        self._mirror.count_others([math.ceil(max(0, fleet.used - mine.used) / n)
-                                   for fleet, mine in zip(self._view, own, strict=True)])
+        fleet = self._view or own
+        n = max(1, self._fleet.share_divisor)
+        minute_hold = MINUTE + self._fleet.attempt_bound
+        others = [limits[0], math.ceil(max(0, fleet[1].used - own[1].used + limits[0]) / n),
+                  limits[2], math.ceil(max(0, fleet[3].used - own[3].used + limits[2]) / n)]
+        self._mirror.count_others(others, (minute_hold, DAY, minute_hold, DAY))
 
     def reshare(self) -> None:
         """The members alive changed: the local share follows (used only while the store is away)."""
@@ -131,15 +140,20 @@ class FleetQuota:
     # --- admission ------------------------------------------------------------
 
     def wait_time(self, tokens: int) -> float:
-        if self._fleet.deciding_locally:
-            wait = self._mirror.wait_time(tokens)
-            # A share too small for this request is no verdict: the store may answer again any moment.
-            return wait if math.isfinite(wait) else HEARTBEAT_INTERVAL
-        return max(0.0, self._wait_until - self._clock.monotonic())
+        """While the store is away, the local share's wait; else what this member saw itself (a 429's block, a
+        498's hold: its signal to the store may still be on its way), or 0: only the store can say."""
+        if not self._fleet.deciding_locally:
+            own = self._mirror.snapshot()
+            return max(own.capacity_hold, *(w.blocked_for for w in own.windows))
+        if not self._fleet.may_admit_locally:
+            return HEARTBEAT_INTERVAL
+        wait = self._mirror.wait_time(tokens)
+        # A share too small for this request is no verdict: the store may answer again any moment.
+        return min(wait, HEARTBEAT_INTERVAL * 5) if math.isfinite(wait) else HEARTBEAT_INTERVAL
 
     def try_admit(self, tokens: int) -> Reservation | None:
         """While the store is away: the local share decides now. Else None: ask the store (`request_admission`)."""
-        if not self._fleet.deciding_locally:
+        if not self._fleet.deciding_locally or not self._fleet.may_admit_locally:
             return None
         reservation = self._mirror.try_admit(tokens)
         if reservation is not None:
@@ -150,7 +164,7 @@ class FleetQuota:
         """One round trip to the store: a reservation, or seconds to wait before asking again."""
         fleet = self._fleet
         if fleet.deciding_locally:
-            return self.try_admit(tokens) or self.wait_time(tokens)
+            return self.try_admit(tokens) or max(self.wait_time(tokens), 0.05)
         record_id = fleet.new_id()
         try:
             reply = await fleet.store.call("medops_admit", (
@@ -172,9 +186,8 @@ class FleetQuota:
             reservation = self._mirror.admit_unchecked(tokens)
             self._records[reservation.seq] = _Record(record_id, tokens, synced=True)
             return reservation
-        wait = max(0.001, int(reply[2]) / 1000)
-        self._wait_until = self._clock.monotonic() + wait
-        return wait
+        # Ask again by WAITER_TTL at the latest: that keeps this member's place in the store's line.
+        return min(WAITER_TTL, max(0.001, int(reply[2]) / 1000))
 
     def blocking(self, tokens: int) -> str:
         fleet = self._fleet
@@ -195,7 +208,6 @@ class FleetQuota:
     def settle(self, reservation: Reservation, tokens_used: int) -> None:
         record = self._records.get(reservation.seq)
         self._mirror.settle(reservation, tokens_used)
-        self._wait_until = 0.0
         if record is None or record.settled_at is not None or record.released:
             return
         record.settled_at, record.used, record.synced = self._clock.monotonic(), max(0, tokens_used), False
@@ -231,18 +243,17 @@ class FleetQuota:
             if remaining is not None:
                 span = DAY if name == "rpd" else MINUTE
                 hold = reset if reset is not None else default_reset if default_reset is not None else span
-                self._fleet.signal(self.model, "extra", d, limits[d - 1], remaining, int(min(hold, span) * 1000))
+                self._fleet.signal(self.model, "extra", d, limits[d - 1], remaining,
+                                   math.ceil(min(hold, span) * 1000))
 
     def observe_429(self, retry_after: float | None, limit: LimitExceeded | None = None,
                     headers: RateLimitHeaders | None = None) -> None:
         self._mirror.observe_429(retry_after, limit, headers)
-        now = self._clock.monotonic()
         blocked = self._mirror.snapshot().windows
         dims = "".join(str(i + 1) for i, w in enumerate(blocked) if w.blocked_for > 0)
         wait = max((w.blocked_for for w in blocked), default=0.0)
         if dims and wait > 0:
             self._fleet.signal(self.model, "block", dims, math.ceil(wait * 1000))
-            self._wait_until = max(self._wait_until, now + wait)
         if limit is not None and limit.limit > 0:
             self._server_limits[_DIMENSION_NUMBER[limit.dimension] - 1] = limit.limit
             self._fleet.signal(self.model, "limit", _DIMENSION_NUMBER[limit.dimension], limit.limit)
@@ -253,7 +264,6 @@ class FleetQuota:
         self._mirror.hold_for_capacity(seconds)
         if seconds > 0:
             self._fleet.signal(self.model, "hold", math.ceil(seconds * 1000))
-            self._wait_until = max(self._wait_until, self._clock.monotonic() + seconds)
 
     @property
     def capacity_hold(self) -> float:
@@ -274,9 +284,9 @@ class FleetQuota:
             for i, name in enumerate(DIMENSIONS))
         self._held = values[12] / 1000
 
-    def entries(self, only_unsynced: bool, store: QuotaStore) -> list[tuple[_Record, str]]:
+    def entries(self, only_unsynced: bool, store: QuotaStore) -> list[tuple[_Record, str, tuple[Any, ...]]]:
         """What to write back: unsynced records, or (into an emptied store) every record of the day."""
-        return [(r, r.entry(store)) for r in self._records.values()
+        return [(r, r.entry(store), r.state()) for r in self._records.values()
                 if not (only_unsynced and r.synced) and not (r.released and only_unsynced is False)]
 
     def forget_old(self) -> None:

@@ -109,6 +109,7 @@ class QuotaStore:
         self.offset_ms = 0.0  # store ms minus local monotonic ms, from the latest answer
         self.skew = 0.0  # store wall minus local wall, seconds
         self.members_alive = 1
+        self.last_answer: float | None = None  # monotonic time of the latest answer
         self.on_down: Callable[[], None] | None = None  # told once when the store goes away
 
     @property
@@ -138,6 +139,7 @@ class QuotaStore:
             raise StoreUnavailable(f"quota store {redact_url(self.url)} unreachable: "
                                    f"{type(exc).__name__}") from None
         after_mono = self._clock.monotonic()
+        self.last_answer = after_mono
         self._round_trips.append(after_mono - before_mono)
         now_ms = float(reply[0] if isinstance(reply, list) else reply)
         middle = (before_mono + after_mono) / 2

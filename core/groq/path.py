@@ -168,7 +168,7 @@ def _join_fleet(settings: Settings, clock: Clock, env: Mapping[str, str], target
                        password=env.get("MEDOPS_STORE_PASSWORD"), budget=settings.store_timeout)
     member = new_member(role, __version__, clock)
     return Fleet(store, member.instance, member.describe(), clock, settings.store_flight_bound,
-                 settings.starvation_bound)
+                 settings.starvation_bound, attempt_bound=settings.request_timeout)
 
 
 def fleet_namespace(settings: Settings, env: Mapping[str, str]) -> str:

@@ -447,15 +447,14 @@ class GroqQuota:
         c = self.configured
         return (c.rpm, c.rpd, c.tpm, c.tpd)[index]
 
-    def count_others(self, others: list[int]) -> None:
-        """Count use this quota did not admit (rpm, rpd, tpm, tpd), each for a whole window from now.
+    def count_others(self, others: list[int], for_seconds: tuple[float, float, float, float]) -> None:
+        """Count use this quota did not admit (rpm, rpd, tpm, tpd), each for its given seconds from now.
 
-        The fleet's local share: what the other members held when the store went away stays counted
+        The fleet's local share: what the other members may hold when the store went away stays counted
         until it must have left the windows."""
         now = self._clock.monotonic()
         for index, amount in enumerate(others):
-            span = MINUTE if index in (RPM, TPM) else DAY
-            self._set_extra(index, amount, now + span)
+            self._set_extra(index, amount, now + for_seconds[index])
 
     def _set_extra(self, index: int, amount: int, until: float) -> None:
         now = self._clock.monotonic()

@@ -226,6 +226,9 @@ class Scheduler:
         if self._timer is not None:
             self._timer.cancel()
             runners.append(self._timer)
+        for asking in self._admissions:  # their tickets were failed above; a late reservation is released
+            asking.cancel()
+            runners.append(asking)
         await asyncio.gather(*runners, return_exceptions=True)
         self._timer = None
 
@@ -404,8 +407,9 @@ class Scheduler:
             answer = await ticket.quota.request_admission(ticket.tokens, int(ticket.priority), waited)
         except Exception as error:  # the caller must hear of every failure
             answer = error
-        queue.asking = False
-        self._in_flight -= 1
+        finally:  # cancelled too (stop): the slot and the queue are free again
+            queue.asking = False
+            self._in_flight -= 1
         if isinstance(answer, Reservation):
             if ticket.state == "admitting":
                 self._launch(ticket, answer, self._clock.monotonic())
@@ -415,6 +419,12 @@ class Scheduler:
             if isinstance(answer, BaseException):
                 self._depth[ticket.priority] -= 1
                 self._finish(ticket, answer, "error")
+            elif ticket.request.fail_fast:
+                self._depth[ticket.priority] -= 1
+                quota = ticket.quota
+                self._finish(ticket, QuotaExhausted(
+                    f"{quota.model} has no room for {ticket.tokens:,} tokens now ({quota.blocking(ticket.tokens)}); "
+                    "submit without fail_fast to wait in the queue", answer), "refused")
             else:
                 self._make_ready(ticket, front=True)
                 queue.next_room_at = self._clock.monotonic() + answer
