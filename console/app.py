@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import inspect
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path, PurePath
@@ -27,8 +26,9 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
 from medops.console.error_text import describe_error
-from medops.console.forms.availability import CoreHandle
+from medops.console.forms.core_handle import CoreHandle
 from medops.console.forms.document import DocumentForm
+from medops.console.forms.intake import IntakePaths
 from medops.console.forms.limits import LimitsScreen
 from medops.console.forms.prompt import PromptForm
 from medops.console.forms.search import SearchForm
@@ -50,13 +50,12 @@ from medops.console.panes.quota import QuotaPane
 from medops.console.panes.slots import SlotsPane
 from medops.console.panes.status import ConsoleState, StatusLine
 from medops.console.theme_files import choose_theme, load_themes, themes_dir
-from medops.core.documents.intake import Intake
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import CoreSnapshot
 
 if TYPE_CHECKING:
-    from medops.core.resource_core import ResourceCore
+    from medops.core.contract import CoreCommands
 
 # Refresh intervals the +/- keys step through (seconds); the configured one is added.
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -105,7 +104,7 @@ class CoreFailed(Message):
 
 
 class MedopsApp(App[int]):
-    """Full-screen console over a live `ResourceCore`."""
+    """Full-screen console over a core: a live `ResourceCore`, or anything else that keeps `CoreCommands`."""
 
     TITLE = "medops"
     CSS_PATH: ClassVar[list[str | PurePath]] = ["app.tcss", "panes/layout.tcss", "panes/history.tcss",
@@ -146,12 +145,13 @@ class MedopsApp(App[int]):
     }
 
     def __init__(self, settings: Settings, locations: Locations, theme: str | None = None, *,
-                 core: ResourceCore | None = None, themes_folder: Path | None = None) -> None:
+                 core: CoreCommands | None = None, themes_folder: Path | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.locations = locations
         # Without a core given, it is imported and built after the first frame (it is heavy).
         self.handle = CoreHandle(core)
+        self.intake_paths = IntakePaths(self.handle)
         self.refresh_interval = settings.refresh_interval
         self.display_paused = False
         self.latest: CoreSnapshot | None = None
@@ -188,7 +188,7 @@ class MedopsApp(App[int]):
             with TabPane("Prompt", id="prompt"):
                 yield PromptForm(self.handle, self.settings.models, self.settings.default_model)
             with TabPane("Document", id="document"), Vertical():
-                yield DocumentForm(self.handle, self.intake())
+                yield DocumentForm(self.handle, self.intake_paths)
                 yield DocumentsPane()
             with TabPane("Search", id="search"):
                 yield SearchForm(self.handle)
@@ -197,7 +197,7 @@ class MedopsApp(App[int]):
         yield Footer()
 
     @property
-    def core(self) -> ResourceCore | None:
+    def core(self) -> CoreCommands | None:
         """The core, once built (right after the first frame unless one was given)."""
         return self.handle.core
 
@@ -205,13 +205,6 @@ class MedopsApp(App[int]):
     def main(self) -> Screen[Any]:
         """The screen holding the panes, whatever modal (help, palette) is on top."""
         return self.screen_stack[0]
-
-    def intake(self) -> Intake:
-        """Where documents may come from, and the rules: the core's own intake, else one from the settings."""
-        from_core = getattr(self.core, "intake", None)
-        if isinstance(from_core, Intake):
-            return from_core
-        return Intake.from_settings(self.settings, self.locations)
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit_layout(event.size.width)
@@ -247,6 +240,7 @@ class MedopsApp(App[int]):
                 module = await asyncio.to_thread(importlib.import_module, "medops.core.resource_core")
                 # shares_cases: `medops extract --case` adds documents to this console's case memory
                 self.handle.core = module.ResourceCore(self.settings, self.locations, shares_cases=True)
+                self.call_later(self._intake_known)  # its folders, before it has finished starting
             await self.handle.core.start()
         except Exception as exc:  # shown in the console, which stays up to be read
             self.post_message(CoreFailed(describe_error(exc)))
@@ -256,9 +250,13 @@ class MedopsApp(App[int]):
     @on(CoreStarted)
     def _core_started(self) -> None:
         self.core_started = self.handle.started = True
-        self.main.query_one(DocumentForm).set_intake(self.intake())
+        self._intake_known()
         self._restart_ticker()
         self.ask_for_snapshot()
+
+    def _intake_known(self) -> None:
+        """Show the core's intake folders and candidates in the document form."""
+        self.main.query_one(DocumentForm).set_intake(self.intake_paths)
 
     @on(CoreFailed)
     def _core_failed(self, message: CoreFailed) -> None:
@@ -390,16 +388,16 @@ class MedopsApp(App[int]):
     def action_resume_display(self) -> None:
         self.action_toggle_display()
 
-    async def action_toggle_intake(self) -> None:
+    def action_toggle_intake(self) -> None:
         """Pause or resume the core's intake of new work."""
         if self.core is None or not self.core_started:
             self.notify("The core is still starting; try again in a moment.", title="intake")
             return
         paused = self.latest.paused if self.latest is not None else False
-        command = getattr(self.core, "resume_intake" if paused else "pause_intake")
-        outcome = command()
-        if inspect.isawaitable(outcome):
-            await outcome
+        if paused:
+            self.core.resume_intake()
+        else:
+            self.core.pause_intake()
         self.notify("Intake resumed." if paused else "Intake paused: new work waits; work in flight finishes.",
                     title="intake")
         self.action_refresh_now()

@@ -8,7 +8,6 @@ surplus workers leave only between jobs, and new ones start when work waits.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import itertools
 import threading
@@ -172,19 +171,19 @@ class ResizablePool(Executor):
 
 
 class Executors:
-    """The core's CPU and I/O thread pools, sized from the settings."""
+    """The core's CPU and I/O thread pools, sized from the settings.
+
+    The CPU threads build the knowledge base (parsing ICD-10-CM and filling DuckDB);
+    the I/O threads read documents in and write cases to case memory.
+    """
 
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self.cpu = ResizablePool("cpu", settings.cpu_threads, clock)
         self.io = ResizablePool("io", settings.io_threads, clock)
 
-    async def run_cpu(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run CPU-bound `fn(*args)` on the CPU threads, off the event loop."""
-        return await _await(self.cpu.submit(fn, *args))
-
-    async def run_io(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking I/O `fn(*args)` on the I/O threads, off the event loop."""
-        return await _await(self.io.submit(fn, *args))
+    def apply(self, settings: Settings) -> None:
+        """Take a live change of cpu_threads (io_threads is the tuner's knob: `CoreTick.pin` sizes it)."""
+        self.cpu.resize(settings.cpu_threads)
 
     def snapshots(self) -> tuple[PoolSnapshot, ...]:
         """PoolSnapshots named "cpu" and "io"."""
@@ -203,8 +202,3 @@ class Executors:
         self.cpu.reopen()
         self.io.reopen()
 
-
-async def _await(future: Future[T]) -> T:
-    # wrap_future cancels the pool's future when the awaiting task is cancelled,
-    # so a cancelled caller's queued job never runs.
-    return await asyncio.wrap_future(future)

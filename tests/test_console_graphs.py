@@ -146,7 +146,7 @@ async def show_6h(pilot: Pilot[Any]) -> None:
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_the_6h_graph(snap_compare: Callable[..., bool], locations: Locations, size: tuple[int, int]) -> None:
-    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenLedgerCore())  # type: ignore[arg-type]
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenLedgerCore())
     assert snap_compare(app, terminal_size=size, run_before=show_6h)
 
 

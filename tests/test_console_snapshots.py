@@ -25,7 +25,7 @@ SIZES = [(80, 24), (160, 48)]
 
 def frozen_app(locations: Locations, theme: str | None = None, snapshot: CoreSnapshot | None = None) -> MedopsApp:
     settings = Settings(refresh_interval=60.0)
-    return MedopsApp(settings, locations, theme, core=FrozenCore(snapshot))  # type: ignore[arg-type]
+    return MedopsApp(settings, locations, theme, core=FrozenCore(snapshot))
 
 
 async def settle(pilot: Pilot[Any]) -> None:

@@ -119,7 +119,7 @@ async def test_with_the_ledger_locked_elsewhere_only_this_run_is_listed_and_it_s
         core = small_core(locations, clock)
         await core.start()
         try:
-            assert core.ledger.mode == OFF
+            assert core.snapshot().ledger.mode == OFF
             core.set_limit("cpu_threads", "3")
             history = await core.limit_change_history()
         finally:
@@ -137,7 +137,7 @@ async def test_with_the_ledger_read_only_earlier_runs_and_this_one_are_merged(
         core = small_core(locations, clock)
         await core.start()
         try:
-            assert core.ledger.mode == READ_ONLY
+            assert core.snapshot().ledger.mode == READ_ONLY
             core.set_limit("cpu_threads", "3")
             history = await core.limit_change_history()
         finally:

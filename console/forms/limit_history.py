@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.table import Table
@@ -23,9 +23,10 @@ from textual.widgets import Label, Static
 
 from medops.console import figures
 from medops.console.error_text import describe_error
-from medops.console.forms.availability import CoreHandle
+from medops.console.forms.core_handle import CoreHandle
 
 if TYPE_CHECKING:
+    from medops.core.contract import CoreCommands
     from medops.core.ledger.limit_history import LimitChangeHistory
     from medops.core.snapshot import LimitChange
 
@@ -72,17 +73,17 @@ class LimitHistoryView(Vertical):
 
     def reload(self) -> None:
         """Fetch the history again (a fetch still running is cancelled: the newer one answers)."""
-        fetch, _ = self.core.command("limit_change_history", "The limit history", "ledger")
-        if fetch is None:
-            why = "the core is still starting" if not self.core.started else "this core keeps no history"
-            self.show(f"[b]History[/], [$warning]this run only[/] [dim]· {why}[/]", "", self.this_run)
+        core = self.core.ready()
+        if core is None:
+            self.show("[b]History[/], [$warning]this run only[/] [dim]· the core is still starting[/]", "",
+                      self.this_run)
             return
-        self._fetch(fetch)
+        self._fetch(core)
 
     @work(exclusive=True, exit_on_error=False, group="limit-history")
-    async def _fetch(self, fetch: Any) -> None:
+    async def _fetch(self, core: CoreCommands) -> None:
         try:
-            history = await fetch(limit=HISTORY_SHOWN)
+            history = await core.limit_change_history(limit=HISTORY_SHOWN)
         except Exception as exc:  # shown in the view; the form stays usable
             self.post_message(HistoryFailed(describe_error(exc)))
         else:

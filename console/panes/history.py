@@ -22,12 +22,13 @@ from textual.widgets import DataTable, Label, Static
 
 from medops.console import figures
 from medops.console.error_text import describe_error
-from medops.console.forms.availability import CoreHandle
+from medops.console.forms.core_handle import CoreHandle
 from medops.console.forms.prompt import AGENTS
 
 if TYPE_CHECKING:
+    from medops.core.contract import CoreCommands
     from medops.core.groq.requests import RequestRecord
-    from medops.core.ledger.history import AlertHistory, RequestHistory
+    from medops.core.ledger.history import AlertHistory, Before, RequestHistory
     from medops.core.snapshot import Alert, CoreSnapshot
 
 PAGE = 100  # rows one page reads; o appends the next older page
@@ -160,21 +161,23 @@ class HistoryPane(Vertical):
     # ---- reading --------------------------------------------------------------------
 
     def _read(self, table: str, before: Any) -> None:
-        name = "request_history" if table == REQUESTS else "alert_history"
-        command, _ = self.core.command(name, f"The {table} history", "history")
+        core = self.core.ready()
         self._fetch[table] += 1
-        if command is None:
-            why = "the core is still starting" if not self.core.started else "this core keeps no history"
-            self.post_message(PageFailed(table, self._fetch[table], why))
+        if core is None:
+            self.post_message(PageFailed(table, self._fetch[table], "the core is still starting"))
             return
         self._loading[table] = True
-        filters = {"model": self.model, "agent": self.agent} if table == REQUESTS else {}
-        self._run(table, self._fetch[table], command, before, filters)
+        self._run(table, self._fetch[table], core, before, self.model, self.agent)
 
     @work(exit_on_error=False, group="history")
-    async def _run(self, table: str, fetch: int, command: Any, before: Any, filters: dict[str, str | None]) -> None:
+    async def _run(self, table: str, fetch: int, core: CoreCommands, before: Before | None, model: str | None,
+                   agent: str | None) -> None:
+        history: RequestHistory | AlertHistory
         try:
-            history = await command(before=before, limit=PAGE, **filters)
+            if table == REQUESTS:
+                history = await core.request_history(before=before, limit=PAGE, model=model, agent=agent)
+            else:
+                history = await core.alert_history(before=before, limit=PAGE)
         except Exception as exc:  # shown in the tab; the console stays usable
             self.post_message(PageFailed(table, fetch, describe_error(exc)))
         else:

@@ -236,6 +236,14 @@ class DocumentPipeline:
         if readers:
             await asyncio.gather(*readers, return_exceptions=True)
 
+    def apply(self, settings: Settings) -> None:
+        """Take live changes: the pool size, and the timeout and OCR options the next document gets."""
+        self.timeout = settings.document_timeout
+        self.options = replace(self.options, ocr_language=settings.ocr_language,
+                               ocr_page_timeout=settings.ocr_page_timeout)
+        if settings.process_pool_size != self.size:
+            self.resize(settings.process_pool_size)
+
     def resize(self, size: int) -> None:
         """Change the number of workers; extra idle workers leave at once, busy ones after their document."""
         self.size = max(1, size)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,9 +130,11 @@ def _entry(row: Sequence[Any]) -> CodeEntry:
 class KnowledgeService:
     """The knowledge base's lifecycle and queries: build, open, cache, pool."""
 
-    def __init__(self, path: Path, settings: Settings, clock: Clock) -> None:
+    def __init__(self, path: Path, settings: Settings, clock: Clock, build_on: Executor | None = None) -> None:
+        """`build_on`: the threads that build the knowledge base on first run (CPU-bound); default: asyncio's."""
         self.path = path
         self._clock = clock
+        self._build_on = build_on
         self.pool = DuckDBPool(settings.db_connection_pool_size, settings.db_query_timeout, clock)
         self.cache = QueryCache(settings.query_cache_size, settings.query_cache_ttl, clock)
         self._preparing: asyncio.Task[BuildOutcome] | None = None
@@ -151,7 +154,8 @@ class KnowledgeService:
 
     async def _prepare(self) -> BuildOutcome:
         try:
-            outcome = await asyncio.to_thread(ensure_knowledge, self.path, self._clock.wall(), self._on_progress)
+            outcome = await asyncio.get_running_loop().run_in_executor(
+                self._build_on, ensure_knowledge, self.path, self._clock.wall(), self._on_progress)
             await asyncio.to_thread(self.pool.open, self.path)
         except KnowledgeError as exc:
             self._state, self._detail = "failed", str(exc)
