@@ -15,8 +15,9 @@ from textual.widgets import DataTable, Input, Label, Static
 from medops.console.app import MedopsApp
 from medops.console.panes.history import HistoryPane
 from medops.core.clock import FakeClock
-from medops.core.groq.requests import Priority, PromptRequest, RequestRecord
+from medops.core.groq.requests import Priority, PromptRequest
 from medops.core.ledger.history import AlertHistory, Before, RequestHistory
+from medops.core.ledger.records import RequestRecord
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations

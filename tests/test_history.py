@@ -6,8 +6,9 @@ import duckdb
 import pytest
 
 from medops.core.clock import FakeClock
-from medops.core.groq.requests import Priority, PromptRequest, RequestRecord
+from medops.core.groq.requests import Priority, PromptRequest
 from medops.core.ledger.history import MAX_PAGE, Before, PageRefused, RequestHistory, alert_page, request_page
+from medops.core.ledger.records import RequestRecord
 from medops.core.ledger.writer import Ledger
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import Settings

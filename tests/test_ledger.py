@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from medops.core.clock import FakeClock, settle
-from medops.core.groq.requests import RequestRecord
+from medops.core.ledger.records import RequestRecord
 from medops.core.ledger.writer import DAY, OFF, READ_ONLY, READ_WRITE, Ledger, lock_holder
 from medops.core.snapshot import Alert, CoreSnapshot, LimitChange, SlotsSnapshot, SystemSnapshot
 
@@ -184,7 +184,7 @@ KILLED_WRITER = textwrap.dedent("""
     import asyncio, os, signal, sys
     from pathlib import Path
     from medops.core.clock import SystemClock
-    from medops.core.groq.requests import RequestRecord
+    from medops.core.ledger.records import RequestRecord
     from medops.core.ledger.writer import Ledger
 
     async def main():

@@ -11,20 +11,10 @@ import pytest
 
 from medops.core.clock import FakeClock, settle
 from medops.core.groq.backoff import Backoff
+from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
 from medops.core.groq.quota import QuotaBook, QuotaExhausted, RequestTooLarge, UnknownModel
 from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders
-from medops.core.groq.requests import (
-    CapacityExceeded,
-    Completion,
-    InvalidRequest,
-    Priority,
-    PromptRequest,
-    PromptResult,
-    RateLimited,
-    RequestRecord,
-    RequestRejected,
-    UpstreamUnavailable,
-)
+from medops.core.groq.requests import Completion, InvalidRequest, Priority, PromptRequest, PromptResult
 from medops.core.groq.scheduler import (
     MAX_CAPACITY_ATTEMPTS,
     DeadlineExceeded,
@@ -34,6 +24,7 @@ from medops.core.groq.scheduler import (
     SchedulerStopped,
 )
 from medops.core.groq.token_estimate import estimate_prompt_tokens
+from medops.core.ledger.records import RequestRecord
 from medops.core.settings.config import ModelLimits, Settings
 from tests.quota_helpers import MemoryAdmissionStore, max_in_any_span
 

@@ -15,13 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from medops.console.commands.common import load
 from medops.core.errors import ConfigError, MedopsError
-from medops.core.groq.requests import (
-    DEFAULT_MAX_COMPLETION_TOKENS,
-    InvalidRequest,
-    Priority,
-    PromptRequest,
-    RequestRejected,
-)
+from medops.core.groq.errors import RequestRejected
+from medops.core.groq.requests import DEFAULT_MAX_COMPLETION_TOKENS, InvalidRequest, Priority, PromptRequest
 from medops.core.settings.paths import locate
 
 if TYPE_CHECKING:

@@ -27,8 +27,8 @@ from medops.console.forms.prompt import AGENTS
 
 if TYPE_CHECKING:
     from medops.core.contract import CoreCommands
-    from medops.core.groq.requests import RequestRecord
     from medops.core.ledger.history import AlertHistory, Before, RequestHistory
+    from medops.core.ledger.records import RequestRecord
     from medops.core.snapshot import Alert, CoreSnapshot
 
 PAGE = 100  # rows one page reads; o appends the next older page

@@ -24,16 +24,10 @@ import groq
 import httpx
 
 from medops.core.clock import Clock, SystemClock
+from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
 from medops.core.groq.http_pool_waits import PoolWaits
 from medops.core.groq.rate_headers import RateLimitHeaders, parse_rate_limit_headers, parse_rate_limit_message
-from medops.core.groq.requests import (
-    CapacityExceeded,
-    Completion,
-    PromptRequest,
-    RateLimited,
-    RequestRejected,
-    UpstreamUnavailable,
-)
+from medops.core.groq.requests import Completion, PromptRequest
 from medops.core.groq.token_estimate import estimate_prompt_tokens
 from medops.core.settings.config import Settings
 from medops.core.snapshot import PoolSnapshot

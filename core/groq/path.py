@@ -18,8 +18,9 @@ from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget,
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.prompt_input import check_request
 from medops.core.groq.quota import QuotaBook
-from medops.core.groq.requests import AdmissionStore, PromptRequest, PromptResult, RequestRecorder
+from medops.core.groq.requests import PromptRequest, PromptResult
 from medops.core.groq.scheduler import Scheduler, SchedulerStopped
+from medops.core.ledger.records import AdmissionStore, RequestRecorder
 from medops.core.settings.config import Settings
 from medops.core.snapshot import EndpointInfo, PoolSnapshot, QuotaSnapshot, SchedulerSnapshot
 

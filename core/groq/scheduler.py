@@ -39,23 +39,12 @@ from typing import Any
 from medops.core.clock import Clock
 from medops.core.errors import GatewayError, MedopsError, SchedulerError
 from medops.core.groq.backoff import Backoff
+from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
 from medops.core.groq.quota import GroqQuota, QuotaBook, QuotaExhausted, RequestTooLarge, Reservation
 from medops.core.groq.rate_headers import format_go_duration
-from medops.core.groq.requests import (
-    CapacityExceeded,
-    Completion,
-    InvalidRequest,
-    Priority,
-    PromptRequest,
-    PromptResult,
-    RateLimited,
-    RequestRecord,
-    RequestRecorder,
-    RequestRejected,
-    Sender,
-    UpstreamUnavailable,
-)
+from medops.core.groq.requests import Completion, InvalidRequest, Priority, PromptRequest, PromptResult, Sender
 from medops.core.groq.token_estimate import estimate_prompt_tokens
+from medops.core.ledger.records import RequestRecord, RequestRecorder
 from medops.core.percentile import percentile
 from medops.core.settings.config import Settings
 from medops.core.snapshot import PriorityQueue, SchedulerSnapshot

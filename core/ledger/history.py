@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from medops.core.errors import LedgerError
-from medops.core.groq.requests import RequestRecord
+from medops.core.ledger.records import RequestRecord
 from medops.core.ledger.writer import OFF, THIS_RUN_KEPT, Ledger
 from medops.core.snapshot import Alert
 

@@ -31,7 +31,7 @@ import duckdb
 
 from medops.core.clock import Clock
 from medops.core.errors import LedgerError
-from medops.core.groq.requests import RequestRecord
+from medops.core.ledger.records import RequestRecord
 from medops.core.snapshot import Alert, CoreSnapshot, LedgerSnapshot, LimitChange
 
 DAY = 86_400.0
