@@ -18,9 +18,9 @@ from typing import Any, ParamSpec, TypeVar
 
 from medops.core.clock import Clock
 from medops.core.errors import MedopsError
-from medops.core.percentile import percentile
 from medops.core.settings.config import Settings
 from medops.core.snapshot import PoolSnapshot
+from medops.core.waits import percentile
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -639,7 +639,7 @@ async def test_the_snapshot_shows_depth_and_waits_per_priority(
     await clock.advance(4)
     await asyncio.gather(*tasks)
     waits = scheduler.snapshot().queues[0]
-    # Waits 0, 1 and 2 s (one send a second); medops.core.percentile takes rank round(pct/100 * (n-1)):
+    # Waits 0, 1 and 2 s (one send a second); medops.core.waits takes rank round(pct/100 * (n-1)):
     # p50 is rank round(1.0) = 1 -> 1 s, p95 is rank round(1.9) = 2 -> 2 s.
     assert (waits.depth, waits.wait_p50, waits.wait_p95) == (0, 1.0, 2.0)
     await scheduler.stop()

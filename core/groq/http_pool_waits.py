@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from medops.core.clock import Clock
-from medops.core.percentile import percentile
+from medops.core.waits import percentile
 
 RECENT_WAITS = 512  # enough for stable p95s, few enough to follow a change within minutes
 

@@ -45,9 +45,9 @@ from medops.core.groq.rate_headers import format_go_duration
 from medops.core.groq.requests import Completion, InvalidRequest, Priority, PromptRequest, PromptResult, Sender
 from medops.core.groq.token_estimate import estimate_prompt_tokens
 from medops.core.ledger.records import RequestRecord, RequestRecorder
-from medops.core.percentile import percentile
 from medops.core.settings.config import Settings
 from medops.core.snapshot import PriorityQueue, SchedulerSnapshot
+from medops.core.waits import percentile
 
 # A request answered with 429 this many times is failed with the last 429 rather than requeued.
 MAX_RATE_LIMITED_ATTEMPTS = 8

@@ -27,8 +27,8 @@ import duckdb
 from medops.core.clock import Clock
 from medops.core.errors import KnowledgeError
 from medops.core.knowledge.query_cache import Rows, frozen_rows
-from medops.core.percentile import percentile
 from medops.core.snapshot import PoolSnapshot
+from medops.core.waits import percentile
 
 _WAIT_SAMPLES = 1_000  # recent queue waits kept for the p50/p95 figures
 

@@ -1,4 +1,4 @@
-"""Percentiles of recent samples, one definition for every figure the core reports."""
+"""Recent waits: the ring every part keeps of its latest queue waits, and the one percentile they report."""
 
 from __future__ import annotations
 
