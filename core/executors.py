@@ -20,7 +20,7 @@ from medops.core.clock import Clock
 from medops.core.errors import MedopsError
 from medops.core.settings.config import Settings
 from medops.core.snapshot import PoolSnapshot
-from medops.core.waits import percentile
+from medops.core.waits import RecentWaits
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -58,7 +58,7 @@ class ResizablePool(Executor):
         self._active = 0
         self._completed = 0
         self._errors = 0
-        self._waits: collections.deque[float] = collections.deque(maxlen=WAIT_SAMPLES)
+        self._waits = RecentWaits(WAIT_SAMPLES)
         self._shutdown = False
         self._numbers = itertools.count(1)
 
@@ -113,10 +113,10 @@ class ResizablePool(Executor):
     def snapshot(self) -> PoolSnapshot:
         """Capacity, active, queued, completed, errors and queue-wait percentiles."""
         with self._lock:
-            waits = sorted(self._waits)
+            p50, p95 = self._waits.percentiles()
             return PoolSnapshot(name=self.name, capacity=self._target, active=self._active,
                                 queued=len(self._queue), completed=self._completed, errors=self._errors,
-                                wait_p50=percentile(waits, 50), wait_p95=percentile(waits, 95))
+                                wait_p50=p50, wait_p95=p95)
 
     @property
     def threads(self) -> int:
@@ -137,7 +137,7 @@ class ResizablePool(Executor):
                 if item is None:
                     return
                 self._active += 1
-                self._waits.append(max(0.0, self._clock.monotonic() - item.queued_at))
+                self._waits.add(self._clock.monotonic() - item.queued_at)
             try:
                 result = item.fn(*item.args, **item.kwargs)
             except BaseException as exc:  # the caller sees it through the future

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import statistics
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -38,6 +37,7 @@ from medops.core.documents.worker_pool import Worker, WorkerPool, describe_exit,
 from medops.core.errors import DocumentError
 from medops.core.settings.config import Settings
 from medops.core.snapshot import DocumentJob, DocumentsSnapshot, PoolSnapshot
+from medops.core.waits import RecentWaits
 
 log = logging.getLogger("medops.documents")
 
@@ -153,7 +153,7 @@ class DocumentPipeline:
         self._recent: deque[DocumentJob] = deque(maxlen=RECENT_JOBS)
         self._results: OrderedDict[str, DocumentResult] = OrderedDict()
         self._in_flight: dict[str, asyncio.Future[DocumentResult]] = {}
-        self._waits: deque[float] = deque(maxlen=WAIT_SAMPLES)
+        self._waits = RecentWaits(WAIT_SAMPLES)
         self._done = self._failed = self._cancelled = self._pages = 0
         self._timeouts = 0
 
@@ -281,13 +281,12 @@ class DocumentPipeline:
 
     def pool_snapshot(self) -> PoolSnapshot:
         """The worker pool as a PoolSnapshot named "process"."""
-        waits = sorted(self._waits)
+        p50, p95 = self._waits.percentiles()
         return PoolSnapshot(name="process", capacity=self.size,
                             active=sum(1 for w in self._pool.workers if w.job is not None),
                             queued=len(self._queue), completed=self._done, errors=self._failed,
                             timeouts=self._timeouts,
-                            wait_p50=statistics.median(waits) if waits else 0.0,
-                            wait_p95=waits[int(0.95 * (len(waits) - 1))] if waits else 0.0)
+                            wait_p50=p50, wait_p95=p95)
 
     @property
     def ready_workers(self) -> int:
@@ -415,7 +414,7 @@ class DocumentPipeline:
         worker.job = job
         job.state = "running"
         job.started_at = self.clock.monotonic()
-        self._waits.append(job.started_at - job.submitted_at)
+        self._waits.add(job.started_at - job.submitted_at)
         self._pool.send(worker, encode_frame(job_message(job.id, str(job.file.path), job.file.kind.value,
                                                          self.options, job.file.sha256)))
         job.watchdog = asyncio.get_running_loop().create_task(self._watch(worker, job))
