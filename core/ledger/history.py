@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from medops.core.errors import LedgerError
+from medops.core.ledger.readers import latest_alerts, latest_requests
 from medops.core.ledger.records import RequestRecord
 from medops.core.ledger.writer import OFF, THIS_RUN_KEPT, Ledger
 from medops.core.snapshot import Alert
@@ -119,8 +120,8 @@ async def request_page(ledger: Ledger, before: Before | None, limit: int, model:
     this_run = wanted_before((r for r in ledger.this_run_requests()
                               if (model is None or r.model == model) and (agent is None or r.agent == agent)),
                              request_at, before)
-    read = None if ledger.mode == OFF else lambda: ledger.latest_requests(
-        fetch_size(before, limit), before.wall if before else None, model, agent)
+    read = None if ledger.mode == OFF else lambda: latest_requests(
+        ledger, fetch_size(before, limit), before.wall if before else None, model, agent)
     rows, earlier_runs, note = await across_runs(ledger, read, this_run, request_at, "requests")
     shown, older = one_page(rows, request_at, before, limit)
     return RequestHistory(shown, older, earlier_runs, note)
@@ -130,8 +131,8 @@ async def alert_page(ledger: Ledger, before: Before | None, limit: int) -> Alert
     """A page of alert announcements across runs, as far as `ledger` can tell."""
     check_page(limit)
     this_run = wanted_before(ledger.this_run_alerts(), alert_at, before)
-    read = None if ledger.mode == OFF else lambda: ledger.latest_alerts(fetch_size(before, limit),
-                                                                        before.wall if before else None)
+    read = None if ledger.mode == OFF else lambda: latest_alerts(ledger, fetch_size(before, limit),
+                                                                 before.wall if before else None)
     rows, earlier_runs, note = await across_runs(ledger, read, this_run, alert_at, "alerts")
     shown, older = one_page(rows, alert_at, before, limit)
     return AlertHistory(shown, older, earlier_runs, note)

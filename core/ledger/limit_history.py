@@ -18,7 +18,8 @@ import duckdb
 
 from medops.core.errors import LedgerError
 from medops.core.ledger import history
-from medops.core.ledger.writer import LATEST_LIMIT_CHANGES, OFF, Ledger, LedgerUnavailable, lock_holder
+from medops.core.ledger.readers import LATEST_LIMIT_CHANGES, latest_limit_changes
+from medops.core.ledger.writer import OFF, Ledger, LedgerUnavailable, lock_holder
 from medops.core.snapshot import LimitChange
 
 MAX_HISTORY = 10_000  # changes one request may ask for
@@ -57,7 +58,7 @@ async def latest_changes(ledger: Ledger, this_run: tuple[LimitChange, ...], limi
         return only_this_run(wanted, limit, ledger.snapshot().detail)
     try:
         # Enough rows that every change of this run the ledger holds is among them if it belongs in the answer.
-        recorded = await ledger.latest_limit_changes(limit + len(wanted), key)
+        recorded = await latest_limit_changes(ledger, limit + len(wanted), key)
     except LedgerError as exc:
         return only_this_run(wanted, limit, str(exc))
     note = "" if ledger.recording else f"changes made in this run are not recorded: {ledger.snapshot().detail}"

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 from medops.core.errors import LedgerError
+from medops.core.ledger.readers import metric_buckets
 from medops.core.ledger.writer import OFF, Ledger
 
 MAX_POINTS = 5_000  # points one read may ask for
@@ -80,7 +81,7 @@ async def metrics_over(ledger: Ledger, start_wall: float, end_wall: float, max_p
         return MetricHistory(start_wall, end_wall, (), width, 0, available=False,
                              note=f"the ledger is off: {ledger.snapshot().detail}")
     try:
-        rows = await ledger.metric_buckets(start_wall, end_wall, width)
+        rows = await metric_buckets(ledger, start_wall, end_wall, width)
     except LedgerError as exc:
         return MetricHistory(start_wall, end_wall, (), width, 0, available=False, note=str(exc))
     points = tuple(MetricPoint(at, cpu, memory) for at, cpu, memory, _ in rows
