@@ -193,4 +193,4 @@ class FrozenCore:
     async def metric_history(self, span: float, max_points: int = 400,
                              end_wall: float | None = None) -> MetricHistory:
         end = NOW if end_wall is None else end_wall
-        return MetricHistory(end - span, end, (), 1, 0, available=True)
+        return MetricHistory(end - span, end, (), 1, 0, earlier_runs=True)

@@ -7,7 +7,8 @@ import pytest
 
 from medops.core.clock import FakeClock
 from medops.core.groq.requests import Priority, PromptRequest
-from medops.core.ledger.history import MAX_PAGE, Before, PageRefused, RequestHistory, alert_page, request_page
+from medops.core.ledger.across_runs import HistoryRefused
+from medops.core.ledger.history import MAX_PAGE, Before, RequestHistory, alert_page, request_page
 from medops.core.ledger.records import RequestRecord
 from medops.core.ledger.writer import Ledger
 from medops.core.resource_core import ResourceCore
@@ -257,5 +258,5 @@ async def test_alerts_page_back_across_runs(locations: Locations, clock: FakeClo
 async def test_a_page_of_none_or_too_many_rows_is_refused(locations: Locations, clock: FakeClock) -> None:
     ledger = Ledger(locations.ops_db, clock)
     for limit in (0, MAX_PAGE + 1):
-        with pytest.raises(PageRefused, match=f"ask for 1 to {MAX_PAGE}"):
+        with pytest.raises(HistoryRefused, match=f"ask for 1 to {MAX_PAGE}"):
             await request_page(ledger, None, limit)

@@ -184,7 +184,7 @@ class GraphsPane(Vertical):
             self._summary = summary
             self.query_one("#graphs-summary", Static).update(summary)
         cpu, memory = self._plots
-        if answer is not None and not isinstance(answer, str) and answer.available:
+        if answer is not None and not isinstance(answer, str) and answer.earlier_runs:
             # a ledger span changes only when a new answer comes, not with each sample
             key: Any = (self.window, answer)
             if key != self._drawn:
@@ -212,7 +212,7 @@ class GraphsPane(Vertical):
         span = span_label(self.window)
         if answer is None:
             return f"[dim]reading the last {span} from the ledger…[/]"
-        if isinstance(answer, str) or not answer.available:
+        if isinstance(answer, str) or not answer.earlier_runs:
             why = answer if isinstance(answer, str) else answer.note
             if self.app.has_class("narrow"):
                 why = why.split("; ")[0]  # what happened; the rest (what follows, what to do) fits from 81 columns
