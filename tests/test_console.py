@@ -18,6 +18,7 @@ from medops.console.app import MedopsApp
 from medops.console.forms.intake import IntakeSuggester
 from medops.console.forms.prompt import ReplyCard
 from medops.console.help import HelpScreen
+from medops.console.panes.alerts import AlertsPane
 from medops.console.panes.quota import QuotaPane
 from medops.console.panes.status import StatusLine
 from medops.console.theme_files import DEFAULT_THEME, load_themes, themes_dir
@@ -500,3 +501,15 @@ async def test_sigterm_stops_the_core_and_exits_143(locations: Locations) -> Non
         await pilot.pause(0.2)
     assert app.return_code == 143
     assert not core.running
+
+
+@pytest.mark.usefixtures("berlin_time")
+async def test_the_overview_shows_local_times_and_names_the_zone(locations: Locations) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        pane = app.query_one(AlertsPane)
+        assert await until(pilot, lambda: pane.redraws > 0)
+        assert pane.border_title == "Alerts · CET time"
+        # quota_low opened a minute before 2026-01-01 00:00 UTC: 00:59 in Berlin
+        assert "00:59:00" in str(pane.render()) and "23:59:00" not in str(pane.render())

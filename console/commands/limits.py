@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from medops.console.times import local_time
 from medops.core.settings.paths import locate
 
 if TYPE_CHECKING:  # the ledger pulls in DuckDB: only the handler imports it
@@ -46,11 +46,6 @@ def limits_history(args: argparse.Namespace) -> int:
     for line in text_lines(history, args.key):
         print(line)
     return 0
-
-
-def local_time(at: float) -> datetime:
-    """A wall time in this machine's time zone."""
-    return datetime.fromtimestamp(at).astimezone()
 
 
 def text_lines(history: LimitChangeHistory, key: str | None) -> list[str]:

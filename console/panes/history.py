@@ -9,7 +9,6 @@ figures and ids only: prompt text is not in the ledger, so it cannot reach here.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
@@ -20,7 +19,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Label, Static
 
-from medops.console import figures
+from medops.console import figures, times
 from medops.console.error_text import describe_error
 from medops.console.forms.core_handle import CoreHandle
 from medops.console.forms.prompt import AGENTS
@@ -229,7 +228,7 @@ class HistoryPane(Vertical):
         alerts = shown(self.query_one("#history-alerts", DataTable).row_count, self.alerts)
         self.query_one("#history-title", Label).update(
             f"[b]Requests[/] {scope(self.requests)}[dim]· {figures.text(filters)}[/]{stale}\n"
-            f"[dim]{requests}, newest first · {local_zone(self._now)} · o older · m model · a agent · r newest[/]")
+            f"[dim]{requests}, newest first · {times.zone(self._now)} · o older · m model · a agent · r newest[/]")
         self.query_one("#history-alerts-title", Label).update(
             f"[b]Alerts[/] {scope(self.alerts)}[dim]· {alerts}, newest first · tab here, then o older[/]")
         notes = [history.note for history in (self.requests, self.alerts) if history is not None and history.note]
@@ -277,7 +276,7 @@ def request_cells(record: RequestRecord, now: float | None) -> tuple[Text, ...]:
     Text, not str: DataTable reads a str as markup, and an agent name or id is whatever the caller sent.
     """
     outcome = record.outcome if record.status is None else f"{record.outcome} {record.status}"
-    return (Text(when(record.at_wall, now)), Text(record.agent),
+    return (Text(times.when(record.at_wall, now)), Text(record.agent),
             Text(PRIORITY_SHORT.get(record.priority, record.priority)),
             Text(outcome, style="" if record.outcome == "ok" else "bold"),
             Text(str(record.attempts) if record.attempts else "-"),
@@ -294,19 +293,4 @@ def alert_cells(alert: Alert, now: float | None) -> tuple[Text, ...]:
     else:
         event = "still open"
     level = Text(alert.level, style="bold" if alert.level == "critical" else "")
-    return Text(when(alert.updated_at, now)), Text(event), level, Text(alert.name), Text(alert.message)
-
-
-def when(at: float, now: float | None) -> str:
-    """Local time; the date too unless it is the same day as `now`."""
-    moment = datetime.fromtimestamp(at).astimezone()
-    if now is not None and moment.date() == datetime.fromtimestamp(now).astimezone().date():
-        return f"{moment:%H:%M:%S}"
-    return f"{moment:%m-%d %H:%M:%S}"
-
-
-def local_zone(now: float | None) -> str:
-    """'CET time': the local zone the times are shown in (as of `now`, which settles summer time)."""
-    if now is None:
-        return "local time"
-    return f"{datetime.fromtimestamp(now).astimezone():%Z} time"
+    return Text(times.when(alert.updated_at, now)), Text(event), level, Text(alert.name), Text(alert.message)
