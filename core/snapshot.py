@@ -7,7 +7,7 @@ part that is not running, so a snapshot is always complete.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -292,7 +292,6 @@ class CoreSnapshot:
     limit_changes: tuple[LimitChange, ...] = ()  # set_limit's changes, newest first
     ledger: LedgerSnapshot = LedgerSnapshot()
     paused: bool = False
-    parts: tuple[str, ...] = field(default=())  # parts running, in start order
 
 
 def snapshot_to_dict(snapshot: CoreSnapshot) -> dict[str, Any]:

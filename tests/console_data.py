@@ -85,8 +85,7 @@ def busy_snapshot(paused: bool = False) -> CoreSnapshot:
                         quota=quota, scheduler=scheduler, slots=slots, contexts=contexts, pools=pools, cache=cache,
                         knowledge=KnowledgeSnapshot("ready", codes=74_719),
                         documents=documents, system=system, alerts=alerts, tuner=tuner,
-                        ledger=LedgerSnapshot("read-write", rows_written=1_240), paused=paused,
-                        parts=("quota", "scheduler", "gateway"))
+                        ledger=LedgerSnapshot("read-write", rows_written=1_240), paused=paused)
 
 
 def before_any_request_snapshot() -> CoreSnapshot:
