@@ -21,8 +21,9 @@ from medops.console.help import HelpScreen
 from medops.console.panes.alerts import AlertsPane
 from medops.console.panes.quota import QuotaPane
 from medops.console.panes.status import StatusLine
-from medops.console.theme_files import DEFAULT_THEME, load_themes, themes_dir
+from medops.console.theme_files import DEFAULT_THEME, load_themes, parse_theme, themes_dir
 from medops.core.documents.intake import Intake
+from medops.core.errors import MedopsError
 from medops.core.resource_core import CoreNotRunning
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
@@ -513,3 +514,10 @@ async def test_the_overview_shows_local_times_and_names_the_zone(locations: Loca
         assert pane.border_title == "Alerts · CET time"
         # quota_low opened a minute before 2026-01-01 00:00 UTC: 00:59 in Berlin
         assert "00:59:00" in str(pane.render()) and "23:59:00" not in str(pane.render())
+
+
+def test_a_bad_theme_file_is_a_medops_error_saying_what_to_fix(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[colors]\nprimary = "not a colour"\n', encoding="utf-8")
+    with pytest.raises(MedopsError, match="primary = 'not a colour' is not a colour"):
+        parse_theme(bad)
