@@ -20,6 +20,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from medops.core.clock import Clock
 from medops.core.documents.extraction import (
@@ -36,7 +37,7 @@ from medops.core.documents.worker import encode_frame, extraction_from_reply, jo
 from medops.core.documents.worker_pool import Worker, WorkerPool, describe_exit, worker_command
 from medops.core.errors import DocumentError
 from medops.core.settings.config import Settings
-from medops.core.snapshot import DocumentJob, DocumentsSnapshot, PoolSnapshot
+from medops.core.snapshot import DocumentJob, DocumentsSnapshot, JobState, PoolSnapshot
 from medops.core.waits import RecentWaits
 
 log = logging.getLogger("medops.documents")
@@ -71,7 +72,7 @@ class DocumentProgress:
 
     job_id: str
     name: str
-    state: str  # queued, running, done, failed, cancelled
+    state: JobState
     pages_done: int = 0
     pages_total: int = 0
     method: str = ""  # how the last page was read
@@ -126,7 +127,7 @@ class _Job:
     submitted_at: float
     future: asyncio.Future[DocumentResult]
     file: IntakeFile | None = None
-    state: str = "queued"
+    state: JobState = "queued"
     started_at: float | None = None
     pages_done: int = 0
     pages_total: int = 0
@@ -464,7 +465,7 @@ class DocumentPipeline:
                  result.characters)
         job.future.set_result(result)
 
-    def _finish_failed(self, job: _Job, error: DocumentError, state: str) -> None:
+    def _finish_failed(self, job: _Job, error: DocumentError, state: Literal["failed", "cancelled"]) -> None:
         if job.future.done():
             return
         job.state = state

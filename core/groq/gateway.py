@@ -17,7 +17,7 @@ import ipaddress
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import groq
@@ -57,7 +57,7 @@ class GatewayTimeout(UpstreamUnavailable):
 class GroqTarget:
     """Where the gateway sends requests: Groq itself or a local endpoint."""
 
-    kind: str  # "groq" or "local"
+    kind: Literal["groq", "local"]
     base_url: str
     api_key: str  # never shown; LOCAL_PLACEHOLDER_KEY for a keyless local endpoint
     in_process: bool  # True: the core must start its own local endpoint at base_url

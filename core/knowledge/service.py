@@ -23,7 +23,7 @@ from medops.core.knowledge.build import CHAPTERS, BuildOutcome, display_code, en
 from medops.core.knowledge.db_pool import DuckDBPool
 from medops.core.knowledge.query_cache import QueryCache, Rows, cache_key
 from medops.core.settings.config import Settings
-from medops.core.snapshot import CacheSnapshot, KnowledgeSnapshot, PoolSnapshot
+from medops.core.snapshot import CacheSnapshot, KnowledgeSnapshot, KnowledgeState, PoolSnapshot
 
 MAX_SEARCH_WORDS = 12
 MAX_SEARCH_LIMIT = 500
@@ -138,7 +138,7 @@ class KnowledgeService:
         self.pool = DuckDBPool(settings.db_connection_pool_size, settings.db_query_timeout, clock)
         self.cache = QueryCache(settings.query_cache_size, settings.query_cache_ttl, clock)
         self._preparing: asyncio.Task[BuildOutcome] | None = None
-        self._state = "off"
+        self._state: KnowledgeState = "off"
         self._detail = ""
         self._stage = ""
         self._progress = 0.0

@@ -26,21 +26,23 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import duckdb
 
 from medops.core.clock import Clock
 from medops.core.errors import LedgerError
 from medops.core.ledger.records import RequestRecord
-from medops.core.snapshot import Alert, CoreSnapshot, LedgerSnapshot, LimitChange
+from medops.core.snapshot import Alert, CoreSnapshot, LedgerMode, LedgerSnapshot, LimitChange
 
 DAY = 86_400.0
 PRUNE_EVERY = 3_600.0  # seconds between retention sweeps
 MAX_PENDING = 100_000  # rows buffered at most while writes fail; the oldest go first
 ADMISSIONS_KEPT_DAYS = 2.0  # the quota reloads the last 24 h: keep at least this much
 
-READ_WRITE, READ_ONLY, OFF = "read-write", "read-only", "off"
+READ_WRITE: Final = "read-write"
+READ_ONLY: Final = "read-only"
+OFF: Final = "off"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -116,7 +118,7 @@ class Ledger:
         self._flusher: asyncio.Task[None] | None = None
         self._lock = threading.Lock()  # guards the buffers and counters
         self._pending: dict[str, list[tuple[Any, ...]]] = {table: [] for table in TABLES}
-        self._mode = OFF
+        self._mode: LedgerMode = OFF
         self._detail = "not started"
         self._rows_written = 0
         self._dropped = 0
@@ -126,7 +128,7 @@ class Ledger:
         self._this_run_alerts: collections.deque[Alert] = collections.deque(maxlen=THIS_RUN_KEPT)
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> LedgerMode:
         return self._mode
 
     @property
@@ -161,7 +163,7 @@ class Ledger:
         self._executor = None
         self._mode, self._detail = OFF, "stopped"
 
-    def _open(self) -> tuple[str, str]:
+    def _open(self) -> tuple[LedgerMode, str]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             connection = duckdb.connect(str(self.path))
@@ -180,7 +182,7 @@ class Ledger:
         self._connection = connection
         return READ_WRITE, f"recording to {self.path}"
 
-    def _open_beside(self, holder: LockHolder) -> tuple[str, str]:
+    def _open_beside(self, holder: LockHolder) -> tuple[LedgerMode, str]:
         """Another process holds the file: read it if DuckDB lets us, else run without it."""
         who = f"process {holder.pid}" if holder.pid else "another process"
         if holder.program:
