@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # the command's types; importing them here would load the parts
-    from medops.core.documents.pipeline import DocumentResult, ProgressCallback
+    from medops.core.documents.results import DocumentResult, ProgressCallback
     from medops.core.groq.requests import PromptRequest, PromptResult
-    from medops.core.knowledge.service import CodeEntry, SearchHit
+    from medops.core.knowledge.entries import CodeEntry, SearchHit
     from medops.core.ledger.history import AlertHistory, Before, RequestHistory
     from medops.core.ledger.limit_history import LimitChangeHistory
     from medops.core.ledger.metric_history import MetricHistory

@@ -15,12 +15,14 @@ from medops.core.clock import Clock, SystemClock
 from medops.core.contract import CoreCommands
 from medops.core.documents.case_entry import store_document
 from medops.core.documents.intake import COMPLETION_LIMIT, Intake
-from medops.core.documents.pipeline import DocumentPipeline, DocumentResult, ProgressCallback
+from medops.core.documents.pipeline import DocumentPipeline
+from medops.core.documents.results import DocumentResult, ProgressCallback
 from medops.core.errors import ConfigError, MedopsError
 from medops.core.executors import Executors
 from medops.core.groq.path import GroqPath
 from medops.core.groq.requests import PromptRequest, PromptResult
-from medops.core.knowledge.service import CodeEntry, KnowledgeService, SearchHit
+from medops.core.knowledge.entries import CodeEntry, SearchHit
+from medops.core.knowledge.service import KnowledgeService
 from medops.core.ledger.history import AlertHistory, Before, RequestHistory, alert_page, request_page
 from medops.core.ledger.limit_history import LimitChangeHistory, latest_changes
 from medops.core.ledger.metric_history import MetricHistory, metrics_over

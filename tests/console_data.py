@@ -6,10 +6,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from medops.core.documents.intake import Intake
-from medops.core.documents.pipeline import DocumentResult, ProgressCallback
+from medops.core.documents.results import DocumentResult, ProgressCallback
 from medops.core.errors import MedopsError
 from medops.core.groq.requests import PromptRequest, PromptResult
-from medops.core.knowledge.service import CodeEntry, SearchHit
+from medops.core.knowledge.entries import CodeEntry, SearchHit
 from medops.core.ledger.history import AlertHistory, Before, RequestHistory
 from medops.core.ledger.limit_history import LimitChangeHistory
 from medops.core.ledger.metric_history import MetricHistory

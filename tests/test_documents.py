@@ -17,11 +17,11 @@ from medops.core.documents.intake import Intake, IntakeRefused
 from medops.core.documents.pipeline import (
     DocumentCancelled,
     DocumentPipeline,
-    DocumentProgress,
     DocumentsStopped,
     DocumentTimedOut,
     WorkerCrashed,
 )
+from medops.core.documents.results import DocumentProgress
 from medops.core.errors import DocumentError
 from medops.core.settings.config import MIB, Settings
 from tests.document_files import (

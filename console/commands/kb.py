@@ -11,7 +11,7 @@ from medops.console.commands.common import running_core
 
 if TYPE_CHECKING:  # the knowledge module pulls in DuckDB: only the handlers import it
     from medops.core.contract import CoreCommands
-    from medops.core.knowledge.service import CodeEntry, SearchHit
+    from medops.core.knowledge.entries import CodeEntry, SearchHit
 
 # core.knowledge.MAX_SEARCH_LIMIT, which the core enforces; copied so `medops --help` need not load DuckDB
 # (tests/test_cli.py keeps the two equal).

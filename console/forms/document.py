@@ -21,7 +21,7 @@ from medops.console.forms.intake import IntakePaths, IntakeSuggester
 from medops.core.documents.intake import IntakeRefused
 
 if TYPE_CHECKING:
-    from medops.core.documents.pipeline import DocumentProgress, DocumentResult
+    from medops.core.documents.results import DocumentProgress, DocumentResult
 
 CASE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 

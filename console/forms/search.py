@@ -15,7 +15,7 @@ from medops.console.forms.core_handle import STARTING, CoreHandle
 
 if TYPE_CHECKING:
     from medops.core.contract import CoreCommands
-    from medops.core.knowledge.service import SearchHit
+    from medops.core.knowledge.entries import SearchHit
 
 RESULT_LIMIT = 20
 

@@ -13,7 +13,6 @@ import contextlib
 import re
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from medops.core.clock import Clock
 from medops.core.errors import KnowledgeError
 from medops.core.knowledge.build import CHAPTERS, BuildOutcome, display_code, ensure_knowledge, words_of
 from medops.core.knowledge.db_pool import DuckDBPool
+from medops.core.knowledge.entries import CodeEntry, SearchHit
 from medops.core.knowledge.query_cache import QueryCache, Rows, cache_key
 from medops.core.settings.config import Settings
 from medops.core.snapshot import CacheSnapshot, KnowledgeSnapshot, KnowledgeState, PoolSnapshot
@@ -40,31 +40,6 @@ class InvalidSearch(KnowledgeError):
 
 class KnowledgeUnavailable(KnowledgeError):
     """The knowledge base is not running or could not be prepared."""
-
-
-@dataclass(frozen=True)
-class CodeEntry:
-    """One ICD-10-CM code with where it sits: category, chapter, parent."""
-
-    code: str  # as written, with the dot: R07.9
-    billable: bool
-    description: str
-    category: str
-    chapter: int | None
-    chapter_title: str
-    parent: str | None
-    children: int
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    """A code whose description matched some of the search words."""
-
-    code: str
-    billable: bool
-    description: str
-    matched_words: int  # how many of the search's words its description contains
-    whole_words: int  # how many of them it contains as whole words
 
 
 def normalise_code(text: str) -> str:
