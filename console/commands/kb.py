@@ -13,8 +13,8 @@ if TYPE_CHECKING:  # the knowledge module pulls in DuckDB: only the handlers imp
     from medops.core.contract import CoreCommands
     from medops.core.knowledge.entries import CodeEntry, SearchHit
 
-# core.knowledge.MAX_SEARCH_LIMIT, which the core enforces; copied so `medops --help` need not load DuckDB
-# (tests/test_cli.py keeps the two equal).
+# medops.core.knowledge.service.MAX_SEARCH_LIMIT, which the core enforces; copied so `medops --help` need not
+# load DuckDB (tests/test_cli.py keeps the two equal).
 MAX_SEARCH_LIMIT = 500
 
 

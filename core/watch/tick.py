@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class Ledger(Protocol):
-    """The part of engineer D's ledger the tick writes to."""
+    """The part of the ledger the tick writes to."""
 
     def record_metrics(self, snapshot: CoreSnapshot) -> Any:
         """Store one snapshot's figures (may be a coroutine function)."""
@@ -66,7 +66,7 @@ class CoreTick:
         self.ticks = 0
 
     def attach_query_cache(self, cache: ResizableCache) -> None:
-        """Let the tuner size this cache (engineer D's `QueryCache`)."""
+        """Let the tuner size this cache (the knowledge base's `QueryCache`)."""
         self._query_cache = cache
         if self.tuner is not None:
             self.tuner.query_cache = cache

@@ -83,7 +83,7 @@ class ResizableThreads(Protocol):
 
 
 class ResizableCache(Protocol):
-    """A cache the tuner can resize (engineer D's `QueryCache`)."""
+    """A cache the tuner can resize (the knowledge base's `QueryCache`)."""
 
     @property
     def capacity(self) -> int:
