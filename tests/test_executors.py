@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -170,8 +171,12 @@ async def test_a_cancelled_caller_s_queued_job_never_runs() -> None:
     loop = asyncio.get_running_loop()
     gate = threading.Event()
     ran: list[str] = []
-    blocker = loop.run_in_executor(executors.io, gate.wait, WAIT)
-    waiting = loop.run_in_executor(executors.io, ran.append, "ran")
+
+    async def caller(fn: Callable[..., object], *args: object) -> object:
+        return await loop.run_in_executor(executors.io, fn, *args)
+
+    blocker = asyncio.ensure_future(caller(gate.wait, WAIT))
+    waiting = asyncio.ensure_future(caller(ran.append, "ran"))
     await asyncio.sleep(0.01)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
