@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import inspect
 from collections.abc import Iterable
-from functools import partial
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -27,22 +25,18 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
 from medops.console.error_text import describe_error
-from medops.console.forms.availability import CoreHandle
+from medops.console.forms.core_handle import CoreHandle
 from medops.console.forms.document import DocumentForm
+from medops.console.forms.intake import IntakePaths
 from medops.console.forms.limits import LimitsScreen
 from medops.console.forms.prompt import PromptForm
 from medops.console.forms.search import SearchForm
-from medops.console.hangup import (
-    end_process_after,
-    install_signal_handlers,
-    silence_terminal,
-    terminal_alive,
-    terminal_fd,
-)
+from medops.console.hangup import STOP_TIMEOUT, Leaving
 from medops.console.help import HelpScreen
+from medops.console.palette import medops_commands
 from medops.console.panes.alerts import AlertsPane
 from medops.console.panes.documents import DocumentsPane
-from medops.console.panes.graphs import WINDOWS, GraphsPane, span_label
+from medops.console.panes.graphs import GraphsPane
 from medops.console.panes.history import HistoryPane
 from medops.console.panes.pane import SnapshotPane
 from medops.console.panes.pools import PoolsPane
@@ -50,23 +44,17 @@ from medops.console.panes.quota import QuotaPane
 from medops.console.panes.slots import SlotsPane
 from medops.console.panes.status import ConsoleState, StatusLine
 from medops.console.theme_files import choose_theme, load_themes, themes_dir
-from medops.core.documents.intake import Intake
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import CoreSnapshot
 
 if TYPE_CHECKING:
-    from medops.core.resource_core import ResourceCore
+    from medops.core.contract import CoreCommands
 
 # Refresh intervals the +/- keys step through (seconds); the configured one is added.
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 NARROW_BELOW = 81
 WIDE_FROM = 140
-STOP_TIMEOUT = 5.0  # seconds the core gets to stop before the console leaves anyway
-TTY_CHECK_INTERVAL = 1.0
-HARD_EXIT_GRACE = 1.0  # seconds Textual gets to shut down once the core has stopped, when the terminal is gone
-HANGUP_EXIT_CODE = 129  # 128 + SIGHUP, as a shell reports it
-TERMINATE_EXIT_CODE = 143  # 128 + SIGTERM
 TABS = ("overview", "graphs", "prompt", "document", "search", "history")
 TAB_PANE_IDS = {"graphs": "graphs-tab", "history": "history-tab"}  # where the pane inside has the tab's name
 TAB_FIRST_FIELD = {"prompt": "#prompt-text", "document": "#doc-path", "search": "#search-text"}
@@ -105,7 +93,7 @@ class CoreFailed(Message):
 
 
 class MedopsApp(App[int]):
-    """Full-screen console over a live `ResourceCore`."""
+    """Full-screen console over a core: a live `ResourceCore`, or anything else that keeps `CoreCommands`."""
 
     TITLE = "medops"
     CSS_PATH: ClassVar[list[str | PurePath]] = ["app.tcss", "panes/layout.tcss", "panes/history.tcss",
@@ -146,12 +134,13 @@ class MedopsApp(App[int]):
     }
 
     def __init__(self, settings: Settings, locations: Locations, theme: str | None = None, *,
-                 core: ResourceCore | None = None, themes_folder: Path | None = None) -> None:
+                 core: CoreCommands | None = None, themes_folder: Path | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.locations = locations
         # Without a core given, it is imported and built after the first frame (it is heavy).
         self.handle = CoreHandle(core)
+        self.intake_paths = IntakePaths(self.handle)
         self.refresh_interval = settings.refresh_interval
         self.display_paused = False
         self.latest: CoreSnapshot | None = None
@@ -161,9 +150,8 @@ class MedopsApp(App[int]):
         self._fetch_again = False
         self._snapshot_error: str | None = None
         self._ticker: Timer | None = None
-        self._undo_signals: Any = None
         self._stopped = False
-        self._leaving = False
+        self.leaving = Leaving(self, self.stop_core)
         loaded = load_themes(themes_folder if themes_folder is not None else themes_dir())
         for loaded_theme in loaded.themes:
             self.register_theme(loaded_theme)
@@ -188,7 +176,7 @@ class MedopsApp(App[int]):
             with TabPane("Prompt", id="prompt"):
                 yield PromptForm(self.handle, self.settings.models, self.settings.default_model)
             with TabPane("Document", id="document"), Vertical():
-                yield DocumentForm(self.handle, self.intake())
+                yield DocumentForm(self.handle, self.intake_paths)
                 yield DocumentsPane()
             with TabPane("Search", id="search"):
                 yield SearchForm(self.handle)
@@ -197,7 +185,7 @@ class MedopsApp(App[int]):
         yield Footer()
 
     @property
-    def core(self) -> ResourceCore | None:
+    def core(self) -> CoreCommands | None:
         """The core, once built (right after the first frame unless one was given)."""
         return self.handle.core
 
@@ -205,13 +193,6 @@ class MedopsApp(App[int]):
     def main(self) -> Screen[Any]:
         """The screen holding the panes, whatever modal (help, palette) is on top."""
         return self.screen_stack[0]
-
-    def intake(self) -> Intake:
-        """Where documents may come from, and the rules: the core's own intake, else one from the settings."""
-        from_core = getattr(self.core, "intake", None)
-        if isinstance(from_core, Intake):
-            return from_core
-        return Intake.from_settings(self.settings, self.locations)
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit_layout(event.size.width)
@@ -232,10 +213,7 @@ class MedopsApp(App[int]):
         self._fit_layout(self.size.width)
         for warning in self.theme_warnings:
             self.notify(warning, title="theme", severity="warning", timeout=10)
-        self._undo_signals = install_signal_handlers(self.terminal_gone, self.terminate)
-        fd = None if self.is_headless else terminal_fd()
-        if fd is not None:
-            self.set_interval(TTY_CHECK_INTERVAL, partial(self._check_terminal, fd))
+        self.leaving.watch()
         self._show_status()
         self.call_after_refresh(self._start_core)
 
@@ -247,6 +225,7 @@ class MedopsApp(App[int]):
                 module = await asyncio.to_thread(importlib.import_module, "medops.core.resource_core")
                 # shares_cases: `medops extract --case` adds documents to this console's case memory
                 self.handle.core = module.ResourceCore(self.settings, self.locations, shares_cases=True, role="console")
+                self.call_later(self._intake_known)  # its folders, before it has finished starting
             await self.handle.core.start()
         except Exception as exc:  # shown in the console, which stays up to be read
             self.post_message(CoreFailed(describe_error(exc)))
@@ -256,9 +235,13 @@ class MedopsApp(App[int]):
     @on(CoreStarted)
     def _core_started(self) -> None:
         self.core_started = self.handle.started = True
-        self.main.query_one(DocumentForm).set_intake(self.intake())
+        self._intake_known()
         self._restart_ticker()
         self.ask_for_snapshot()
+
+    def _intake_known(self) -> None:
+        """Show the core's intake folders and candidates in the document form."""
+        self.main.query_one(DocumentForm).set_intake(self.intake_paths)
 
     @on(CoreFailed)
     def _core_failed(self, message: CoreFailed) -> None:
@@ -273,8 +256,7 @@ class MedopsApp(App[int]):
         if self._stopped:
             return
         self._stopped = True
-        if self._undo_signals is not None:
-            self._undo_signals()
+        self.leaving.unwatch()
         self.handle.started = False
         if self.core is None:
             return
@@ -282,37 +264,6 @@ class MedopsApp(App[int]):
             await asyncio.wait_for(self.core.stop(), STOP_TIMEOUT)
         except TimeoutError:
             self.log.error("core did not stop within the timeout")
-
-    def terminal_gone(self) -> None:
-        """SIGHUP or a dead tty: stop the core, then leave; nothing more reaches the terminal."""
-        if self._leaving:
-            return
-        self._leaving = True
-        if not self.is_headless:  # a real terminal: never touch a test runner's descriptors
-            silence_terminal()
-            # in case the loop itself stalls before the core is stopped
-            end_process_after(STOP_TIMEOUT + HARD_EXIT_GRACE, HANGUP_EXIT_CODE)
-        self._leave(HANGUP_EXIT_CODE, terminal_gone=True)
-
-    def terminate(self) -> None:
-        """SIGTERM: an ordinary exit (the terminal may well be alive), stopping the core first."""
-        if self._leaving:
-            return
-        self._leaving = True
-        self._leave(TERMINATE_EXIT_CODE, terminal_gone=False)
-
-    @work(exclusive=True, exit_on_error=False, group="leave")
-    async def _leave(self, code: int, terminal_gone: bool) -> None:
-        await self.stop_core()
-        if terminal_gone and not self.is_headless:
-            # Textual's shutdown can block on its output thread, which died writing to the
-            # dead tty; with the core stopped there is nothing left to lose by ending here.
-            end_process_after(HARD_EXIT_GRACE, code)
-        self.exit(return_code=code)
-
-    def _check_terminal(self, fd: int) -> None:
-        if not terminal_alive(fd):
-            self.terminal_gone()
 
     # ---- the refresh loop ---------------------------------------------------------
 
@@ -390,16 +341,16 @@ class MedopsApp(App[int]):
     def action_resume_display(self) -> None:
         self.action_toggle_display()
 
-    async def action_toggle_intake(self) -> None:
+    def action_toggle_intake(self) -> None:
         """Pause or resume the core's intake of new work."""
         if self.core is None or not self.core_started:
             self.notify("The core is still starting; try again in a moment.", title="intake")
             return
         paused = self.latest.paused if self.latest is not None else False
-        command = getattr(self.core, "resume_intake" if paused else "pause_intake")
-        outcome = command()
-        if inspect.isawaitable(outcome):
-            await outcome
+        if paused:
+            self.core.resume_intake()
+        else:
+            self.core.pause_intake()
         self.notify("Intake resumed." if paused else "Intake paused: new work waits; work in flight finishes.",
                     title="intake")
         self.action_refresh_now()
@@ -419,16 +370,17 @@ class MedopsApp(App[int]):
             self._restart_ticker()
         self._show_status()
 
-    def _steps(self) -> list[float]:
+    def refresh_steps(self) -> list[float]:
+        """The refresh intervals +/- step through, the configured one included."""
         return sorted({*REFRESH_STEPS, self.settings.refresh_interval})
 
     def action_faster(self) -> None:
-        shorter = [s for s in self._steps() if s < self.refresh_interval]
+        shorter = [s for s in self.refresh_steps() if s < self.refresh_interval]
         if shorter:
             self.set_refresh_interval(shorter[-1])
 
     def action_slower(self) -> None:
-        longer = [s for s in self._steps() if s > self.refresh_interval]
+        longer = [s for s in self.refresh_steps() if s > self.refresh_interval]
         if longer:
             self.set_refresh_interval(longer[0])
 
@@ -506,22 +458,4 @@ class MedopsApp(App[int]):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Pause display" if not self.display_paused else "Resume display",
-                            "Freeze or unfreeze the panes (the core keeps running)", self.action_toggle_display)
-        paused = self.latest is not None and self.latest.paused
-        yield SystemCommand("Resume intake" if paused else "Pause intake",
-                            "Hold or release new work in the core's queues", self.action_toggle_intake)
-        for step in self._steps():
-            yield SystemCommand(f"Refresh every {step:g}s", "Change the console's refresh rate",
-                                partial(self.set_refresh_interval, step))
-        for name in self.medops_themes:
-            yield SystemCommand(f"Theme: {name}", "Switch to this medops theme", partial(setattr, self, "theme", name))
-        for tab in TABS:
-            yield SystemCommand(f"Open {tab}", f"Show the {tab} tab", partial(self.action_show_tab, tab))
-        for seconds in WINDOWS:
-            yield SystemCommand(f"Graph span: {span_label(seconds)}", "How far back the CPU and memory graphs reach",
-                                partial(self.main.query_one(GraphsPane).set_window, seconds))
-        yield SystemCommand("Change a limit", "Set a pool size, threshold or timeout of the running core",
-                            self.action_limits)
-        yield SystemCommand("Help", "Keys and panes", self.action_help)
-
+        yield from medops_commands(self, TABS)

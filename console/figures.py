@@ -6,8 +6,6 @@ NO_COLOR and on a plain terminal. Colours are theme variables ($success...).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from textual.markup import escape
 
 WARN_AT = 0.75
@@ -76,11 +74,6 @@ def duration(seconds: float | None) -> str:
 def millis(seconds: float) -> str:
     """A short latency in milliseconds."""
     return f"{seconds * 1000:.0f}ms"
-
-
-def clock_time(wall: float) -> str:
-    """A wall time as HH:MM:SS UTC, for alert and reply times."""
-    return datetime.fromtimestamp(wall, tz=UTC).strftime("%H:%M:%S")
 
 
 def percent(fraction: float) -> str:

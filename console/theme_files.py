@@ -15,6 +15,8 @@ from pathlib import Path
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
+from medops.core.errors import ConfigError
+
 DEFAULT_THEME = "medops-dark"
 # The ansi-only theme for plain terminals and NO_COLOR sessions.
 PLAIN_THEME = "medops-contrast"
@@ -24,7 +26,7 @@ COLOR_KEYS = frozenset({"primary", "secondary", "warning", "error", "success", "
 TOP_KEYS = frozenset({"name", "dark", "ansi", "luminosity_spread", "text_alpha", "colors", "variables"})
 
 
-class ThemeFileError(ValueError):
+class ThemeFileError(ConfigError):
     """A theme file is unreadable or describes an impossible theme."""
 
 

@@ -8,7 +8,6 @@ surplus workers leave only between jobs, and new ones start when work waits.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import itertools
 import threading
@@ -19,9 +18,9 @@ from typing import Any, ParamSpec, TypeVar
 
 from medops.core.clock import Clock
 from medops.core.errors import MedopsError
-from medops.core.percentile import percentile
 from medops.core.settings.config import Settings
 from medops.core.snapshot import PoolSnapshot
+from medops.core.waits import RecentWaits
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -59,7 +58,7 @@ class ResizablePool(Executor):
         self._active = 0
         self._completed = 0
         self._errors = 0
-        self._waits: collections.deque[float] = collections.deque(maxlen=WAIT_SAMPLES)
+        self._waits = RecentWaits(WAIT_SAMPLES)
         self._shutdown = False
         self._numbers = itertools.count(1)
 
@@ -114,10 +113,10 @@ class ResizablePool(Executor):
     def snapshot(self) -> PoolSnapshot:
         """Capacity, active, queued, completed, errors and queue-wait percentiles."""
         with self._lock:
-            waits = sorted(self._waits)
+            p50, p95 = self._waits.percentiles()
             return PoolSnapshot(name=self.name, capacity=self._target, active=self._active,
                                 queued=len(self._queue), completed=self._completed, errors=self._errors,
-                                wait_p50=percentile(waits, 50), wait_p95=percentile(waits, 95))
+                                wait_p50=p50, wait_p95=p95)
 
     @property
     def threads(self) -> int:
@@ -138,7 +137,7 @@ class ResizablePool(Executor):
                 if item is None:
                     return
                 self._active += 1
-                self._waits.append(max(0.0, self._clock.monotonic() - item.queued_at))
+                self._waits.add(self._clock.monotonic() - item.queued_at)
             try:
                 result = item.fn(*item.args, **item.kwargs)
             except BaseException as exc:  # the caller sees it through the future
@@ -172,19 +171,19 @@ class ResizablePool(Executor):
 
 
 class Executors:
-    """The core's CPU and I/O thread pools, sized from the settings."""
+    """The core's CPU and I/O thread pools, sized from the settings.
+
+    The CPU threads build the knowledge base (parsing ICD-10-CM and filling DuckDB);
+    the I/O threads read documents in and write cases to case memory.
+    """
 
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self.cpu = ResizablePool("cpu", settings.cpu_threads, clock)
         self.io = ResizablePool("io", settings.io_threads, clock)
 
-    async def run_cpu(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run CPU-bound `fn(*args)` on the CPU threads, off the event loop."""
-        return await _await(self.cpu.submit(fn, *args))
-
-    async def run_io(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking I/O `fn(*args)` on the I/O threads, off the event loop."""
-        return await _await(self.io.submit(fn, *args))
+    def apply(self, settings: Settings) -> None:
+        """Take a live change of cpu_threads (io_threads is the tuner's knob: `CoreTick.pin` sizes it)."""
+        self.cpu.resize(settings.cpu_threads)
 
     def snapshots(self) -> tuple[PoolSnapshot, ...]:
         """PoolSnapshots named "cpu" and "io"."""
@@ -203,8 +202,3 @@ class Executors:
         self.cpu.reopen()
         self.io.reopen()
 
-
-async def _await(future: Future[T]) -> T:
-    # wrap_future cancels the pool's future when the awaiting task is cancelled,
-    # so a cancelled caller's queued job never runs.
-    return await asyncio.wrap_future(future)

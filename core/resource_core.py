@@ -1,157 +1,206 @@
 """`ResourceCore`: owns every part, starts and stops them in order, takes snapshots.
 
-It runs inside whatever event loop calls `start()` (the console's, or the CLI's),
-and is the only object the console holds: panes read `snapshot()`, forms call
-the async commands.
+It runs inside whatever event loop calls `start()` (the console's, or the CLI's)
+and implements `CoreCommands` (contract.py), the only way the console reaches it:
+panes read `snapshot()`, forms and CLI commands call the commands. The parts are
+private; agents that embed the core also use `cases` and `contexts`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 from medops.core.clock import Clock, SystemClock
+from medops.core.contract import CoreCommands
 from medops.core.documents.case_entry import store_document
-from medops.core.documents.intake import Intake
-from medops.core.documents.pipeline import DocumentPipeline, DocumentResult, ProgressCallback
+from medops.core.documents.intake import COMPLETION_LIMIT, Intake
+from medops.core.documents.pipeline import DocumentPipeline
+from medops.core.documents.results import DocumentResult, ProgressCallback
 from medops.core.errors import ConfigError, MedopsError
 from medops.core.executors import Executors
 from medops.core.fleet.commands import Command
+from medops.core.fleet.membership import join
+from medops.core.fleet.quota import make_fleet_quota
 from medops.core.groq.path import GroqPath
 from medops.core.groq.requests import PromptRequest, PromptResult
-from medops.core.knowledge.service import CodeEntry, KnowledgeService, SearchHit
+from medops.core.knowledge.entries import CodeEntry, SearchHit
+from medops.core.knowledge.service import KnowledgeService
 from medops.core.ledger.history import AlertHistory, Before, RequestHistory, alert_page, request_page
 from medops.core.ledger.limit_history import LimitChangeHistory, latest_changes
 from medops.core.ledger.metric_history import MetricHistory, metrics_over
+from medops.core.ledger.records import RequestRecorder
 from medops.core.ledger.writer import Ledger
 from medops.core.memory.case_memory import CaseMemory, check_case_id
 from medops.core.memory.contexts import AgentContextPool
 from medops.core.settings.config import Settings
-from medops.core.settings.live_changes import LimitHistory, apply_live, validated_change
+from medops.core.settings.live_changes import (
+    LIVE,
+    TUNED_KNOBS,
+    Applies,
+    LimitHistory,
+    LivePart,
+    validated_change,
+)
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import ContextPoolSnapshot, CoreSnapshot, SlotsSnapshot
 from medops.core.watch.metrics import MetricsServer
 from medops.core.watch.tick import CoreTick
-from medops.core.watch.tuner import TUNED_KNOBS
+from medops.core.watch.tuner import MetricsSource
 
 
 class CoreNotRunning(MedopsError):
     """A command reached the core before `start()` or after `stop()`."""
 
 
-class ResourceCore:
-    """The resource core: config, clock and every part, behind one snapshot."""
+class ResourceCore(CoreCommands):
+    """The resource core: config, clock and every part, behind one snapshot and the `CoreCommands`."""
 
     def __init__(self, settings: Settings, locations: Locations, clock: Clock | None = None, *,
-                 shares_cases: bool = False, role: str = "library") -> None:
+                 shares_cases: bool = False, tuner_metrics: MetricsSource | None = None,
+                 role: str = "library") -> None:
         """`shares_cases`: other processes on the same data folder find this core's case memory
         (`CaseMemory.running`); for a long-lived core such as the console's, never a command's own.
+        `tuner_metrics`: where the auto-tuner reads its figures (default: the core's own monitor).
         `role` names this process in the fleet (console, ask, library, worker) when a store is set."""
-        self.settings = settings
-        self.locations = locations
-        self.clock = clock or SystemClock()
+        self._settings = settings
+        self._locations = locations
+        self._clock = clock or SystemClock()
         self._shares_cases = shares_cases
         self._started_at: float | None = None
         self._paused = False
         self._cases: CaseMemory | None = None
         self._contexts: AgentContextPool | None = None
-        self.limit_history = LimitHistory()
-        self.knowledge = KnowledgeService(locations.knowledge_db, settings, self.clock)
+        self._limit_history = LimitHistory()
+        self._executors = Executors(settings, self._clock)
+        self._knowledge = KnowledgeService(locations.knowledge_db, settings, self._clock, self._executors.cpu)
         # In a fleet, members sharing a data folder each keep a ledger file of their own.
-        self.ledger = Ledger(locations.ops_db, self.clock, settings.ledger_flush_interval,
-                             settings.metrics_retention_days, file_per_instance=bool(settings.store_url))
-        self.executors = Executors(settings, self.clock)
-        self.intake = Intake.from_settings(settings, locations, io=self.executors.io)
-        self.documents = DocumentPipeline(settings, self.intake, self.clock)
-        self.tick = CoreTick(self.clock, lambda: self.settings, locations.data_dir, self.executors,
-                             self.snapshot, lambda: getattr(self, "ledger", None))
-        self.tick.attach_query_cache(self.knowledge.cache)
+        self._ledger = Ledger(locations.ops_db, self._clock, settings.ledger_flush_interval,
+                              settings.metrics_retention_days, file_per_instance=bool(settings.store_url))
+        self._intake = Intake.from_settings(settings, locations, io=self._executors.io)
+        self._documents = DocumentPipeline(settings, self._intake, self._clock)
+        self._tick = CoreTick(self._clock, lambda: self._settings, locations.data_dir, self._executors,
+                              self.snapshot, lambda: self._ledger, tuner_metrics)
+        self._tick.attach_query_cache(self._knowledge.cache)
+        # With a store, one quota for the fleet: this member's heartbeat, snapshot and commands go through it.
+        self._fleet = join(settings, self._clock, os.environ, role) if settings.store_url else None
+        self._metrics = MetricsServer(self.snapshot, settings.metrics_host, settings.metrics_port) \
+            if settings.metrics_port else None
+        recorders: list[RequestRecorder] = [r for r in (self._fleet.records if self._fleet else None,
+                                                        self._metrics.requests if self._metrics else None) if r]
         # Quota, scheduler, gateway; a local endpoint in this loop when GROQ_API_KEY is unset.
-        self.groq = GroqPath(settings, self.clock, self.ledger, role=role)
-        if self.groq.fleet is not None:
-            self.groq.fleet.snapshot_source = self.snapshot  # published each heartbeat for the fleet's views
-            self.groq.fleet.command_handler = self._fleet_command
-        self.metrics: MetricsServer | None = None
-        if settings.metrics_port:
-            self.metrics = MetricsServer(self.snapshot, settings.metrics_host, settings.metrics_port)
-            self.groq.add_recorder(self.metrics.requests)
+        self._groq = GroqPath(settings, self._clock, self._ledger, recorders=recorders,
+                              quota_factory=make_fleet_quota(self._fleet) if self._fleet else None,
+                              describe_store=self._fleet.snapshot if self._fleet else None)
+        if self._fleet is not None:
+            self._fleet.snapshot_source = self.snapshot  # published each heartbeat for the fleet's views
+            self._fleet.command_handler = self._fleet_command
+        # Who takes a live change of each kind (settings/live_changes.py names the kind of every key).
+        self._appliers: dict[LivePart, Applies] = {"groq": self._groq, "executors": self._executors,
+                                                   "documents": self._documents}
 
     @property
     def running(self) -> bool:
+        """True between `start()` and `stop()`."""
         return self._started_at is not None
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force, live changes included."""
+        return self._settings
 
     async def start(self) -> None:
         """Create the data folder and start every part; idempotent."""
         if self.running:
             return
-        self.locations.ensure()
+        self._locations.ensure()
+        self._executors.reopen()  # before the knowledge build, which runs on the CPU threads
         # Off the loop: reserving a large segment (and reclaiming dead runs' ones) takes a while.
-        shared_for = self.locations.data_dir if self._shares_cases else None
-        self._cases = await asyncio.to_thread(CaseMemory.from_settings, self.settings, shared_for)
-        self._contexts = AgentContextPool(self.settings.agent_context_pool_size, self.clock,
-                                          self.settings.context_leak_seconds)
-        await self.ledger.start()  # before the quota, which reloads today's admissions from it
-        self.knowledge.start()  # builds knowledge.duckdb off the loop on first run; queries wait for it
-        await self.groq.start()  # after the ledger: the quota reloads today's admissions from it
-        self._started_at = self.clock.monotonic()
-        self.executors.reopen()
-        self.intake.ensure_default(self.locations)
-        await self.documents.start()
-        self.tick.start()
-        if self.metrics is not None:
-            await self.metrics.start()
+        shared_for = self._locations.data_dir if self._shares_cases else None
+        self._cases = await asyncio.to_thread(CaseMemory.from_settings, self._settings, shared_for)
+        self._contexts = AgentContextPool(self._settings.agent_context_pool_size, self._clock,
+                                          self._settings.context_leak_seconds)
+        await self._ledger.start()  # before the quota, which reloads today's admissions from it
+        if self._fleet is not None:
+            await self._fleet.start()  # joins the fleet; a store that does not answer is retried every second
+        self._knowledge.start()  # builds knowledge.duckdb off the loop on first run; queries wait for it
+        await self._groq.start()  # after the ledger: the quota reloads today's admissions from it
+        self._started_at = self._clock.monotonic()
+        self._intake.ensure_default(self._locations)
+        await self._documents.start()
+        self._tick.start()
+        if self._metrics is not None:
+            await self._metrics.start()
 
     async def stop(self) -> None:
         """Stop every part in reverse order; safe to call twice."""
-        if self.metrics is not None:
-            await self.metrics.stop()
-        await self.tick.stop()
-        await self.documents.stop()
+        if self._metrics is not None:
+            await self._metrics.stop()
+        await self._tick.stop()
+        await self._documents.stop()
         if self._cases is not None:
             self._cases.close()  # unlinks the segment; workers still attached keep their mapping
             self._cases = None
         self._contexts = None
-        # Queued jobs are cancelled; running ones finish on their own threads.
-        self.executors.shutdown(wait=False)
         self._started_at = None
-        await self.knowledge.stop()
-        await self.groq.stop()  # before the ledger, which records the requests it fails
-        await self.ledger.stop()  # last: it writes what the other parts recorded while stopping
+        await self._knowledge.stop()  # before the CPU threads go: a build in progress finishes on them
+        # Queued jobs are cancelled; running ones finish on their own threads.
+        self._executors.shutdown(wait=False)
+        await self._groq.stop()  # before the ledger, which records the requests it fails
+        if self._fleet is not None:
+            await self._fleet.stop()  # its last settles go to the store, then it leaves the fleet
+        await self._ledger.stop()  # last: it writes what the other parts recorded while stopping
 
     def snapshot(self) -> CoreSnapshot:
         """One consistent, immutable view of every part."""
-        uptime = self.clock.monotonic() - self._started_at if self._started_at is not None else 0.0
-        knowledge, duckdb_pool, query_cache = self.knowledge.snapshot()
-        return CoreSnapshot(taken_at=self.clock.wall(), uptime=uptime, paused=self._paused,
-                            pools=(*self.executors.snapshots(), duckdb_pool, self.documents.pool_snapshot(),
-                                   *self.groq.pools()),
-                            endpoint=self.groq.endpoint_info(), quota=self.groq.quota_snapshot(),
-                            scheduler=self.groq.scheduler_snapshot(),
-                            documents=self.documents.snapshot(), cache=query_cache,
-                            knowledge=knowledge, ledger=self.ledger.snapshot(), system=self.tick.system(),
-                            alerts=self.tick.alerts.alerts(), tuner=self.tick.tuner_snapshot(),
-                            limit_changes=self.limit_history.changes(),
+        uptime = self._clock.monotonic() - self._started_at if self._started_at is not None else 0.0
+        knowledge, duckdb_pool, query_cache = self._knowledge.snapshot()
+        return CoreSnapshot(taken_at=self._clock.wall(), uptime=uptime, paused=self._paused,
+                            pools=(*self._executors.snapshots(), duckdb_pool, self._documents.pool_snapshot(),
+                                   *self._groq.pools()),
+                            endpoint=self._groq.endpoint_info(), quota=self._groq.quota_snapshot(),
+                            scheduler=self._groq.scheduler_snapshot(),
+                            documents=self._documents.snapshot(), cache=query_cache,
+                            knowledge=knowledge, ledger=self._ledger.snapshot(), system=self._tick.system(),
+                            alerts=self._tick.alerts.alerts(), tuner=self._tick.tuner_snapshot(),
+                            limit_changes=self._limit_history.changes(),
                             slots=self._cases.snapshot() if self._cases is not None else SlotsSnapshot(),
                             contexts=self._contexts.snapshot() if self._contexts is not None else ContextPoolSnapshot())
 
+    async def wait_for_first_sample(self) -> CoreSnapshot:
+        """A snapshot taken once the resource monitor has sampled (before that every system figure is zero)."""
+        self._require_running()
+        await self._tick.next_tick()
+        return self.snapshot()
+
     @property
     def cases(self) -> CaseMemory:
-        """The shared case store (worker processes attach with `cases.handle`)."""
+        """The shared case store, for agents that embed the core (worker processes attach with `cases.handle`)."""
         if self._cases is None:
             raise CoreNotRunning("case memory is not open; start the core first")
         return self._cases
 
     @property
     def contexts(self) -> AgentContextPool:
-        """The pool of agent contexts."""
+        """The pool of agent contexts, for agents that embed the core."""
         if self._contexts is None:
             raise CoreNotRunning("the agent context pool is not running; start the core first")
         return self._contexts
 
-    @property
-    def intake_dirs(self) -> tuple[Path, ...]:
+    # -- documents ---------------------------------------------------------------------
+
+    def intake_folders(self) -> tuple[Path, ...]:
         """The folders documents are accepted from."""
-        return self.intake.folders
+        return self._intake.folders
+
+    async def complete_intake_path(self, typed: str, limit: int = COMPLETION_LIMIT) -> list[str]:
+        """Paths inside the intake folders that complete `typed`, folders ending in '/'."""
+        return await self._intake.complete_async(typed, limit)
+
+    async def check_intake_path(self, typed: str) -> Path:
+        """The document `typed` names (relative to an intake folder, or absolute); `IntakeRefused` says why not."""
+        return await self._intake.check_async(typed, relative_to_intake=True)
 
     async def extract(self, path: str | Path, case_id: str | None = None,
                       on_progress: ProgressCallback | None = None) -> DocumentResult:
@@ -160,16 +209,23 @@ class ResourceCore:
             raise CoreNotRunning("the core is not running; start it before extracting documents")
         if case_id is not None:
             check_case_id(case_id)  # before the work, not after it
-        result = await self.documents.extract(path, on_progress)
+        result = await self._documents.extract(path, on_progress)
         if case_id is not None:
             # On the I/O threads: the writer lock may be held a moment by a worker process.
-            await asyncio.get_running_loop().run_in_executor(self.executors.io, store_document, self.cases,
+            await asyncio.get_running_loop().run_in_executor(self._executors.io, store_document, self.cases,
                                                              case_id, result)
         return result
 
     def cancel_document(self, job_id: str) -> bool:
         """Cancel a queued or running document job; False if it is unknown or already over."""
-        return self.documents.cancel(job_id)
+        return self._documents.cancel(job_id)
+
+    # -- intake and limits -------------------------------------------------------------
+
+    @property
+    def metrics_url(self) -> str:
+        """Where Prometheus scrapes this core ("" when metrics_port is 0 or the core is not running)."""
+        return self._metrics.url if self._metrics is not None else ""
 
     async def _fleet_command(self, command: Command) -> tuple[bool, str]:
         """An operator's command from the fleet's store: carried out like the console's own, recorded with who."""
@@ -187,13 +243,14 @@ class ResourceCore:
     def pause_intake(self) -> None:
         """Hold new work in the queues; what is in flight finishes."""
         self._paused = True
-        self.groq.pause()
-        self.documents.pause()
+        self._groq.pause()
+        self._documents.pause()
 
     def resume_intake(self) -> None:
+        """Release the work held by `pause_intake`."""
         self._paused = False
-        self.groq.resume()
-        self.documents.resume()
+        self._groq.resume()
+        self._documents.resume()
 
     def set_limit(self, key: str, value: str | int | float, by: str = "console") -> Settings:
         """Change one limit while running, checked by the config file's rules, applied at once and recorded.
@@ -205,16 +262,18 @@ class ResourceCore:
         Refused with a ConfigError (key, value, allowed range, source) when out of range, and with
         `RestartNeeded` for keys sized at start. Returns the new settings.
         """
-        old = self.settings
+        old = self._settings
         new = validated_change(old, key, value, by)
-        self.settings = new  # the tick, alerts and tuner read this every time
-        apply_live(self, key, new)
-        change = self.limit_history.record(self.clock.wall(), key, old, new, by)
-        self.ledger.record_limit_change(change)  # buffered: written with the ledger's next flush
-        if key in TUNED_KNOBS:
-            self.tick.pins.pin(key, change.new, change.at, by)
+        self._settings = new  # the tick, alerts and tuner read this every time
+        part = LIVE[key]
+        if part in self._appliers:
+            self._appliers[part].apply(new)
+        change = self._limit_history.record(self._clock.wall(), key, old, new, by)
+        self._ledger.record_limit_change(change)  # buffered: written with the ledger's next flush
+        if part == "tuner":  # the tuner's knobs are sized by the tick, which holds the operator's pins
+            self._tick.pin(key, getattr(new, key), change)
         elif key == "tuner_enabled" and new.tuner_enabled and not old.tuner_enabled:
-            self.tick.pins.clear()  # switching the tuner back on hands it every knob again
+            self._tick.pins.clear()  # switching the tuner back on hands it every knob again
         return new
 
     def unpin(self, key: str, by: str = "console") -> bool:
@@ -225,11 +284,13 @@ class ResourceCore:
         if key not in TUNED_KNOBS:
             raise ConfigError(f"{key!r} is not sized by the auto-tuner (it sizes only {', '.join(TUNED_KNOBS)}): "
                               f"give it a value instead of auto")
-        if not self.tick.pins.unpin(key):
+        if not self._tick.pins.unpin(key):
             return False
-        change = self.limit_history.record_handback(self.clock.wall(), key, self.settings, by)
-        self.ledger.record_limit_change(change)
+        change = self._limit_history.record_handback(self._clock.wall(), key, self._settings, by)
+        self._ledger.record_limit_change(change)
         return True
+
+    # -- history across runs -----------------------------------------------------------
 
     async def limit_change_history(self, limit: int = 50, key: str | None = None) -> LimitChangeHistory:
         """The `limit` latest limit changes across runs (only `key`'s if given), newest first.
@@ -237,7 +298,7 @@ class ResourceCore:
         Read from the ledger off the event loop, with this run's changes it has not written yet. With the
         ledger off, this run's changes only, and `earlier_runs` False with the reason in `note`.
         """
-        return await latest_changes(self.ledger, self.limit_history.changes(), limit, key)
+        return await latest_changes(self._ledger, self._limit_history.changes(), limit, key)
 
     async def request_history(self, before: Before | None = None, limit: int = 100, *, model: str | None = None,
                               agent: str | None = None) -> RequestHistory:
@@ -247,44 +308,51 @@ class ResourceCore:
         loop, with this run's requests it has not written; with the ledger off, this run's latest only,
         and `earlier_runs` False with the reason in `note`.
         """
-        return await request_page(self.ledger, before, limit, model, agent)
+        return await request_page(self._ledger, before, limit, model, agent)
 
     async def alert_history(self, before: Before | None = None, limit: int = 100) -> AlertHistory:
         """A page of alert announcements (opened, repeated or escalated, cleared) across runs, newest first."""
-        return await alert_page(self.ledger, before, limit)
+        return await alert_page(self._ledger, before, limit)
 
     async def metric_history(self, span: float, max_points: int = 400,
                              end_wall: float | None = None) -> MetricHistory:
         """CPU % and memory % over the `span` seconds up to `end_wall` (default: now), from the ledger.
 
         Boiled down in SQL, on the ledger's thread, to at most `max_points` points (the highest per bucket).
-        With the ledger off: no points, `available` False and the reason in `note`.
+        With the ledger off: no points, `earlier_runs` False and the reason in `note`.
         """
-        now = self.clock.wall()
+        now = self._clock.wall()
         end = now if end_wall is None else end_wall
-        return await metrics_over(self.ledger, end - span, end, max_points,
-                                  self.settings.metrics_retention_days, now)
+        return await metrics_over(self._ledger, end - span, end, max_points,
+                                  self._settings.metrics_retention_days, now)
+
+    # -- prompts and the knowledge base ------------------------------------------------
 
     async def ask(self, request: PromptRequest) -> PromptResult:
         """Send one prompt through scheduler, quota and gateway; the answer or an error saying why not."""
         self._require_running()
-        return await self.groq.ask(request)
+        return await self._groq.ask(request)
 
     def _require_running(self) -> None:
         if not self.running:
             raise CoreNotRunning("the resource core is not running; start it first")
 
+    async def knowledge_ready(self) -> None:
+        """Wait until the knowledge base can answer (the first run builds it); raises why if it cannot."""
+        self._require_running()
+        await self._knowledge.ready()
+
     async def kb_search(self, text: str, limit: int = 20) -> tuple[SearchHit, ...]:
         """ICD-10-CM codes whose descriptions hold the most of the text's words, best first."""
         self._require_running()
-        return await self.knowledge.search(text, limit)
+        return await self._knowledge.search(text, limit)
 
     async def kb_code(self, code: str) -> CodeEntry | None:
         """One ICD-10-CM code ("R07.9" or "R079"), or None if there is no such code."""
         self._require_running()
-        return await self.knowledge.code(code)
+        return await self._knowledge.code(code)
 
     async def kb_children(self, code: str) -> tuple[CodeEntry, ...]:
         """The codes one level below `code`."""
         self._require_running()
-        return await self.knowledge.children(code)
+        return await self._knowledge.children(code)

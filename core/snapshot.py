@@ -7,8 +7,18 @@ part that is not running, so a snapshot is always complete.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
+
+EndpointKind = Literal["groq", "local", "none"]
+"""Which Groq the core talks to: the real one, a local endpoint, or none yet."""
+ResourceSource = Literal["host", "cgroup v1", "cgroup v2"]
+"""Where a CPU or memory figure's limit comes from."""
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+"""A document job's state."""
+AlertLevel = Literal["warning", "critical"]
+KnowledgeState = Literal["off", "building", "ready", "failed"]
+LedgerMode = Literal["read-write", "read-only", "off"]
 
 
 @dataclass(frozen=True)
@@ -104,7 +114,7 @@ class SchedulerSnapshot:
 class EndpointInfo:
     """Which Groq the core talks to: the real one or the local endpoint."""
 
-    kind: str = "none"  # "groq", "local" or "none"
+    kind: EndpointKind = "none"
     base_url: str = ""
     healthy: bool = False
     detail: str = ""
@@ -184,7 +194,7 @@ class DocumentJob:
 
     job_id: str
     name: str
-    state: str  # queued, running, done, failed, cancelled
+    state: JobState
     pages_done: int = 0
     pages_total: int = 0
     error: str = ""
@@ -215,14 +225,14 @@ class SystemSnapshot:
     memory_used: int = 0
     memory_limit: int = 0
     memory_percent: float = 0.0
-    memory_source: str = "host"  # "host", "cgroup v1" or "cgroup v2"
+    memory_source: ResourceSource = "host"
     disk_free: int = 0
     loop_lag_ms: float = 0.0  # p99 over the recent window
     sample_cost_ms: float = 0.0
     cpu_history: tuple[tuple[float, float], ...] = ()  # (wall time, cpu_percent)
     memory_history: tuple[tuple[float, float], ...] = ()  # (wall time, memory_percent)
     cpu_percent: float = 0.0  # busy share of the machine's cores, or of the cgroup's CPU quota
-    cpu_source: str = "host"  # "host", "cgroup v1" or "cgroup v2"
+    cpu_source: ResourceSource = "host"
     memory_available: int = 0
     disk_total: int = 0
     loop_lag_p50_ms: float = 0.0
@@ -233,7 +243,7 @@ class SystemSnapshot:
 @dataclass(frozen=True)
 class Alert:
     name: str  # rule plus subject, e.g. "cpu", "pool_saturated:io"
-    level: str  # "warning" or "critical"
+    level: AlertLevel
     message: str
     opened_at: float  # wall time
     value: float = 0.0
@@ -276,7 +286,7 @@ class LimitChange:
 class KnowledgeSnapshot:
     """The ICD-10-CM knowledge base: being built (with progress), ready, or failed."""
 
-    state: str = "off"  # "off", "building", "ready" or "failed"
+    state: KnowledgeState = "off"
     detail: str = ""
     stage: str = ""
     progress: float = 0.0  # fraction of the build done
@@ -285,7 +295,7 @@ class KnowledgeSnapshot:
 
 @dataclass(frozen=True)
 class LedgerSnapshot:
-    mode: str = "off"  # "read-write", "read-only" or "off"
+    mode: LedgerMode = "off"
     detail: str = ""
     rows_written: int = 0
     pending: int = 0
@@ -312,7 +322,6 @@ class CoreSnapshot:
     limit_changes: tuple[LimitChange, ...] = ()  # set_limit's changes, newest first
     ledger: LedgerSnapshot = LedgerSnapshot()
     paused: bool = False
-    parts: tuple[str, ...] = field(default=())  # parts running, in start order
 
 
 def snapshot_to_dict(snapshot: CoreSnapshot) -> dict[str, Any]:

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
-from medops.core.settings.config import DEFAULT_MODELS
+from medops.core.documents.intake import Intake
+from medops.core.documents.results import DocumentResult, ProgressCallback
+from medops.core.errors import MedopsError
+from medops.core.groq.requests import PromptRequest, PromptResult
+from medops.core.knowledge.entries import CodeEntry, SearchHit
+from medops.core.ledger.history import AlertHistory, Before, RequestHistory
+from medops.core.ledger.limit_history import LimitChangeHistory
+from medops.core.ledger.metric_history import MetricHistory
+from medops.core.settings.config import DEFAULT_MODELS, Settings
+from medops.core.settings.paths import locate
 from medops.core.snapshot import (
     Alert,
     CacheSnapshot,
@@ -75,8 +85,7 @@ def busy_snapshot(paused: bool = False) -> CoreSnapshot:
                         quota=quota, scheduler=scheduler, slots=slots, contexts=contexts, pools=pools, cache=cache,
                         knowledge=KnowledgeSnapshot("ready", codes=74_719),
                         documents=documents, system=system, alerts=alerts, tuner=tuner,
-                        ledger=LedgerSnapshot("read-write", rows_written=1_240), paused=paused,
-                        parts=("quota", "scheduler", "gateway"))
+                        ledger=LedgerSnapshot("read-write", rows_written=1_240), paused=paused)
 
 
 def before_any_request_snapshot() -> CoreSnapshot:
@@ -90,11 +99,16 @@ def before_any_request_snapshot() -> CoreSnapshot:
                    scheduler=scheduler, alerts=())
 
 
-class FrozenCore:
-    """A core that serves fixed data and has only the always-present commands.
+class FrozenCoreRefuses(MedopsError):
+    """What the frozen core says to a command that needs a real part."""
 
-    It starts no real parts, so a frozen screenshot never depends on this
-    machine, and a form finds none of the optional parts' commands.
+
+class FrozenCore:
+    """A core that serves fixed data: every command of the contract, none with a real part behind it.
+
+    It starts no real parts, so a frozen screenshot never depends on this machine: prompts, documents
+    and searches are refused with a `FrozenCoreRefuses`, histories are empty, and the intake follows
+    the default settings' rules (a real `Intake` over this test's folders).
     """
 
     def __init__(self, snapshot: CoreSnapshot | None = None) -> None:
@@ -102,6 +116,12 @@ class FrozenCore:
         self.running = False
         self.paused = False
         self.snapshots_taken = 0
+        self._settings = Settings()
+        self._intake = Intake.from_settings(self._settings, locate())
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
 
     async def start(self) -> None:
         self.running = True
@@ -113,8 +133,63 @@ class FrozenCore:
         self.snapshots_taken += 1
         return replace(self.frozen, paused=self.paused, scheduler=replace(self.frozen.scheduler, paused=self.paused))
 
+    async def wait_for_first_sample(self) -> CoreSnapshot:
+        return self.snapshot()
+
     def pause_intake(self) -> None:
         self.paused = True
 
     def resume_intake(self) -> None:
         self.paused = False
+
+    async def ask(self, request: PromptRequest) -> PromptResult:
+        raise FrozenCoreRefuses("the frozen test core answers no prompts")
+
+    async def extract(self, path: str | Path, case_id: str | None = None,
+                      on_progress: ProgressCallback | None = None) -> DocumentResult:
+        raise FrozenCoreRefuses("the frozen test core extracts no documents")
+
+    def cancel_document(self, job_id: str) -> bool:
+        return False
+
+    def intake_folders(self) -> tuple[Path, ...]:
+        return self._intake.folders
+
+    async def complete_intake_path(self, typed: str, limit: int = 50) -> list[str]:
+        return await self._intake.complete_async(typed, limit)
+
+    async def check_intake_path(self, typed: str) -> Path:
+        return await self._intake.check_async(typed, relative_to_intake=True)
+
+    async def knowledge_ready(self) -> None:
+        raise FrozenCoreRefuses("the frozen test core has no knowledge base")
+
+    async def kb_search(self, text: str, limit: int = 20) -> tuple[SearchHit, ...]:
+        raise FrozenCoreRefuses("the frozen test core has no knowledge base")
+
+    async def kb_code(self, code: str) -> CodeEntry | None:
+        raise FrozenCoreRefuses("the frozen test core has no knowledge base")
+
+    async def kb_children(self, code: str) -> tuple[CodeEntry, ...]:
+        raise FrozenCoreRefuses("the frozen test core has no knowledge base")
+
+    def set_limit(self, key: str, value: str | int | float, by: str = "console") -> Settings:
+        raise FrozenCoreRefuses("the frozen test core changes no limits")
+
+    def unpin(self, key: str, by: str = "console") -> bool:
+        return False
+
+    async def request_history(self, before: Before | None = None, limit: int = 100, *, model: str | None = None,
+                              agent: str | None = None) -> RequestHistory:
+        return RequestHistory((), None, earlier_runs=True)
+
+    async def alert_history(self, before: Before | None = None, limit: int = 100) -> AlertHistory:
+        return AlertHistory((), None, earlier_runs=True)
+
+    async def limit_change_history(self, limit: int = 50, key: str | None = None) -> LimitChangeHistory:
+        return LimitChangeHistory((), earlier_runs=True)
+
+    async def metric_history(self, span: float, max_points: int = 400,
+                             end_wall: float | None = None) -> MetricHistory:
+        end = NOW if end_wall is None else end_wall
+        return MetricHistory(end - span, end, (), 1, 0, earlier_runs=True)

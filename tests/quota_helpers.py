@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medops.core.groq.requests import AdmissionStore
+from medops.core.ledger.records import AdmissionStore
 
 
 class MemoryAdmissionStore(AdmissionStore):

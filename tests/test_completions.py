@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 
 from medops.core.errors import GatewayError, SchedulerError
+from medops.core.groq.errors import RateLimited, RequestRejected
 from medops.core.groq.rate_headers import LimitExceeded
-from medops.core.groq.requests import (
-    InvalidRequest,
-    Priority,
-    PromptRequest,
-    RateLimited,
-    RequestRejected,
-)
+from medops.core.groq.requests import InvalidRequest, Priority, PromptRequest
 
 
 def test_priorities_order_critical_over_high_over_normal() -> None:

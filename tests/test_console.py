@@ -7,6 +7,7 @@ import os
 import signal
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.binding import Binding
@@ -15,11 +16,14 @@ from textual.widgets._footer import FooterKey
 
 from medops.console.app import MedopsApp
 from medops.console.forms.intake import IntakeSuggester
+from medops.console.forms.prompt import ReplyCard
 from medops.console.help import HelpScreen
+from medops.console.panes.alerts import AlertsPane
 from medops.console.panes.quota import QuotaPane
 from medops.console.panes.status import StatusLine
-from medops.console.theme_files import DEFAULT_THEME, load_themes, themes_dir
+from medops.console.theme_files import DEFAULT_THEME, load_themes, parse_theme, themes_dir
 from medops.core.documents.intake import Intake
+from medops.core.errors import MedopsError
 from medops.core.resource_core import CoreNotRunning
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
@@ -31,9 +35,9 @@ from tests.test_console_live import until
 QUIET = Settings(refresh_interval=60.0)
 
 
-def make_app(locations: Locations, settings: Settings = QUIET, **kwargs: object) -> tuple[MedopsApp, FrozenCore]:
+def make_app(locations: Locations, settings: Settings = QUIET, **kwargs: Any) -> tuple[MedopsApp, FrozenCore]:
     core = FrozenCore()
-    return MedopsApp(settings, locations, core=core, **kwargs), core  # type: ignore[arg-type]
+    return MedopsApp(settings, locations, core=core, **kwargs), core
 
 
 def status_text(app: MedopsApp) -> str:
@@ -219,18 +223,21 @@ async def test_an_empty_prompt_is_refused_with_a_message(locations: Locations) -
         assert "Type a prompt first" in str(app.query_one("#prompt-error", Label).render())
 
 
-async def test_forms_say_when_a_core_part_has_not_landed(locations: Locations) -> None:
+async def test_forms_show_what_the_core_says_when_it_refuses(locations: Locations) -> None:
     app, _ = make_app(locations)
     intake = locations.default_intake_dir
     intake.mkdir(parents=True)
     (intake / "scan.pdf").write_bytes(b"%PDF-1.4\n")
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("3", *"chest pain", "enter")
-        assert "not available yet" in str(app.query_one("#prompt-error", Label).render())
+        card = app.query_one(ReplyCard)
+        assert await until(pilot, lambda: "answers no prompts" in str(card.render())), card.render()
         await pilot.press("escape", "4", *"scan.pdf", "enter")
-        assert "not available yet" in str(app.query_one("#doc-error", Label).render())
+        doc_error = app.query_one("#doc-error", Label)
+        assert await until(pilot, lambda: "extracts no documents" in str(doc_error.render())), doc_error.render()
         await pilot.press("escape", "5", *"sepsis", "enter")
-        assert "not available yet" in str(app.query_one("#search-error", Label).render())
+        search_error = app.query_one("#search-error", Label)
+        assert await until(pilot, lambda: "no knowledge base" in str(search_error.render())), search_error.render()
 
 
 async def test_a_document_outside_the_intake_folders_is_refused(locations: Locations, tmp_path: Path) -> None:
@@ -495,3 +502,22 @@ async def test_sigterm_stops_the_core_and_exits_143(locations: Locations) -> Non
         await pilot.pause(0.2)
     assert app.return_code == 143
     assert not core.running
+
+
+@pytest.mark.usefixtures("berlin_time")
+async def test_the_overview_shows_local_times_and_names_the_zone(locations: Locations) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        pane = app.query_one(AlertsPane)
+        assert await until(pilot, lambda: pane.redraws > 0)
+        assert pane.border_title == "Alerts · CET time"
+        # quota_low opened a minute before 2026-01-01 00:00 UTC: 00:59 in Berlin
+        assert "00:59:00" in str(pane.render()) and "23:59:00" not in str(pane.render())
+
+
+def test_a_bad_theme_file_is_a_medops_error_saying_what_to_fix(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[colors]\nprimary = "not a colour"\n', encoding="utf-8")
+    with pytest.raises(MedopsError, match="primary = 'not a colour' is not a colour"):
+        parse_theme(bad)

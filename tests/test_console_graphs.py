@@ -130,7 +130,7 @@ class FrozenLedgerCore(FrozenCore):
         minutes = [m for m in range(360) if not 150 <= m < 200]  # medops was not running for 50 minutes
         points = tuple(MetricPoint(end - span + 60 * m + 30, 95.0 if m == 300 else 20 + 30 * math.sin(m / 20) ** 2,
                                    45 + m / 36) for m in minutes)
-        return MetricHistory(end - span, end, points, 60, 60 * len(points), available=True)
+        return MetricHistory(end - span, end, points, 60, 60 * len(points), earlier_runs=True)
 
 
 async def show_6h(pilot: Pilot[Any]) -> None:
@@ -146,7 +146,7 @@ async def show_6h(pilot: Pilot[Any]) -> None:
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_the_6h_graph(snap_compare: Callable[..., bool], locations: Locations, size: tuple[int, int]) -> None:
-    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenLedgerCore())  # type: ignore[arg-type]
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenLedgerCore())
     assert snap_compare(app, terminal_size=size, run_before=show_6h)
 
 

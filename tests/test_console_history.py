@@ -15,8 +15,9 @@ from textual.widgets import DataTable, Input, Label, Static
 from medops.console.app import MedopsApp
 from medops.console.panes.history import HistoryPane
 from medops.core.clock import FakeClock
-from medops.core.groq.requests import Priority, PromptRequest, RequestRecord
+from medops.core.groq.requests import Priority, PromptRequest
 from medops.core.ledger.history import AlertHistory, Before, RequestHistory
+from medops.core.ledger.records import RequestRecord
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
@@ -195,7 +196,7 @@ async def open_history(pilot: Pilot[Any]) -> None:
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_the_history_tab(snap_compare: Callable[..., bool], locations: Locations, utc_time: None,
                          size: tuple[int, int]) -> None:
-    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenHistoryCore())  # type: ignore[arg-type]
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenHistoryCore())
     assert snap_compare(app, terminal_size=size, run_before=open_history)
 
 
@@ -207,10 +208,11 @@ class SlowHistoryCore(FrozenCore):
         self.release = asyncio.Event()
         self.running_now = self.most_at_once = self.reads = 0
 
-    async def request_history(self, **_: Any) -> RequestHistory:
+    async def request_history(self, before: Before | None = None, limit: int = 100, *, model: str | None = None,
+                              agent: str | None = None) -> RequestHistory:
         return await self._read(RequestHistory((), None, earlier_runs=True))
 
-    async def alert_history(self, **_: Any) -> AlertHistory:
+    async def alert_history(self, before: Before | None = None, limit: int = 100) -> AlertHistory:
         return await self._read(AlertHistory((), None, earlier_runs=True))
 
     async def _read(self, page: Any) -> Any:
@@ -226,7 +228,7 @@ class SlowHistoryCore(FrozenCore):
 
 async def test_snapshots_during_a_slow_read_never_start_more_reads(locations: Locations) -> None:
     core = SlowHistoryCore()
-    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=core)  # type: ignore[arg-type]
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=core)
     async with app.run_test(size=(80, 24)) as pilot:
         assert await until(pilot, lambda: app.core_started)
         await pilot.press("6")

@@ -151,5 +151,5 @@ async def open_history(pilot: Pilot[Any]) -> None:
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_the_history_view(snap_compare: Callable[..., bool], locations: Locations, utc_time: None,
                           size: tuple[int, int]) -> None:
-    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenHistoryCore())  # type: ignore[arg-type]
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenHistoryCore())
     assert snap_compare(app, terminal_size=size, run_before=open_history)

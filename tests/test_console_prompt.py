@@ -31,7 +31,7 @@ class RefusingCore(FrozenCore):
 
 async def test_a_refused_prompt_comes_back_and_earlier_ones_are_recalled(locations: Locations) -> None:
     core = RefusingCore()
-    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=core)  # type: ignore[arg-type]
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=core)
     async with app.run_test(size=(120, 40)) as pilot:
         assert await until(pilot, lambda: app.core_started)
         await pilot.press("3")

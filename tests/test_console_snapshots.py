@@ -22,10 +22,13 @@ from tests.console_data import FrozenCore, before_any_request_snapshot
 
 SIZES = [(80, 24), (160, 48)]
 
+# The console shows local times: screenshots are taken in UTC, whatever this machine's zone.
+pytestmark = pytest.mark.usefixtures("utc_time")
+
 
 def frozen_app(locations: Locations, theme: str | None = None, snapshot: CoreSnapshot | None = None) -> MedopsApp:
     settings = Settings(refresh_interval=60.0)
-    return MedopsApp(settings, locations, theme, core=FrozenCore(snapshot))  # type: ignore[arg-type]
+    return MedopsApp(settings, locations, theme, core=FrozenCore(snapshot))
 
 
 async def settle(pilot: Pilot[Any]) -> None:

@@ -43,7 +43,7 @@ class StreamingCore(FrozenCore):
 
 async def test_a_card_shows_the_answer_so_far_then_the_reply(locations: Locations) -> None:
     core = StreamingCore()
-    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=core)  # type: ignore[arg-type]
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=core)
     # Kept by identity: the hook sees a message again at each node it bubbles through.
     posted: dict[int, PromptStreaming] = {}
 

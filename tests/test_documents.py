@@ -17,11 +17,11 @@ from medops.core.documents.intake import Intake, IntakeRefused
 from medops.core.documents.pipeline import (
     DocumentCancelled,
     DocumentPipeline,
-    DocumentProgress,
     DocumentsStopped,
     DocumentTimedOut,
     WorkerCrashed,
 )
+from medops.core.documents.results import DocumentProgress
 from medops.core.errors import DocumentError
 from medops.core.settings.config import MIB, Settings
 from tests.document_files import (
@@ -350,10 +350,10 @@ async def test_a_caller_that_gives_up_cancels_its_job(pipeline: DocumentPipeline
 
 
 def test_workers_get_one_omp_thread_a_private_tmpdir_and_no_groq_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    from medops.core.documents.pipeline import _worker_env
+    from medops.core.documents.worker_pool import worker_env
 
     monkeypatch.setenv("GROQ_API_KEY", "gsk_secret")
-    env = _worker_env(Path("/scratch"))
+    env = worker_env(Path("/scratch"))
     assert env["OMP_THREAD_LIMIT"] == "1" and env["TMPDIR"] == "/scratch"
     assert "GROQ_API_KEY" not in env
 
@@ -378,7 +378,7 @@ async def test_workers_that_cannot_start_fail_the_document_clearly(folder: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    monkeypatch.setattr("medops.core.documents.pipeline.worker_command",
+    monkeypatch.setattr("medops.core.documents.worker_pool.worker_command",
                         lambda: [sys.executable, "-c", "raise SystemExit(3)"])
     documents = make_pipeline(folder)
     await documents.start()
@@ -413,7 +413,7 @@ async def test_a_worker_that_sends_a_malformed_reply_is_stopped_and_its_document
     import sys
 
     script = SUBVERTED_WORKER.replace("{reply}", reply)
-    monkeypatch.setattr("medops.core.documents.pipeline.worker_command", lambda: [sys.executable, "-c", script])
+    monkeypatch.setattr("medops.core.documents.worker_pool.worker_command", lambda: [sys.executable, "-c", script])
     documents = make_pipeline(folder)
     await documents.start()
     try:

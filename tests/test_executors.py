@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -34,11 +35,12 @@ class Concurrency:
             self.now -= 1
 
 
-async def test_run_cpu_and_run_io_return_results_off_the_loop() -> None:
+async def test_the_cpu_and_io_pools_return_results_off_the_loop() -> None:
     executors = Executors(Settings(cpu_threads=2, io_threads=3), SystemClock())
+    loop = asyncio.get_running_loop()
     loop_thread = threading.get_ident()
-    assert await executors.run_cpu(sum, [1, 2, 3]) == 6
-    assert await executors.run_io(threading.get_ident) != loop_thread
+    assert await loop.run_in_executor(executors.cpu, sum, [1, 2, 3]) == 6
+    assert await loop.run_in_executor(executors.io, threading.get_ident) != loop_thread
     cpu, io = executors.snapshots()
     assert (cpu.name, cpu.capacity, cpu.completed) == ("cpu", 2, 1)
     assert (io.name, io.capacity, io.completed) == ("io", 3, 1)
@@ -48,7 +50,7 @@ async def test_run_cpu_and_run_io_return_results_off_the_loop() -> None:
 async def test_an_exception_reaches_the_caller_and_counts_as_an_error() -> None:
     executors = Executors(Settings(), SystemClock())
     with pytest.raises(ZeroDivisionError):
-        await executors.run_io(lambda: 1 / 0)
+        await asyncio.get_running_loop().run_in_executor(executors.io, lambda: 1 / 0)
     assert executors.io.snapshot().errors == 1
     executors.shutdown()
 
@@ -166,17 +168,22 @@ def test_resizing_up_and_down_under_load_loses_no_work() -> None:
 
 async def test_a_cancelled_caller_s_queued_job_never_runs() -> None:
     executors = Executors(Settings(io_threads=1), SystemClock())
+    loop = asyncio.get_running_loop()
     gate = threading.Event()
     ran: list[str] = []
-    blocker = asyncio.ensure_future(executors.run_io(gate.wait, WAIT))
-    waiting = asyncio.ensure_future(executors.run_io(ran.append, "ran"))
+
+    async def caller(fn: Callable[..., object], *args: object) -> object:
+        return await loop.run_in_executor(executors.io, fn, *args)
+
+    blocker = asyncio.ensure_future(caller(gate.wait, WAIT))
+    waiting = asyncio.ensure_future(caller(ran.append, "ran"))
     await asyncio.sleep(0.01)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
     gate.set()
     await blocker
-    await executors.run_io(lambda: None)  # the queue is empty past the cancelled job
+    await loop.run_in_executor(executors.io, lambda: None)  # the queue is empty past the cancelled job
     assert ran == []
     executors.shutdown()
 

@@ -77,7 +77,7 @@ async def test_with_a_case_id_the_text_joins_the_case_in_case_memory(locations: 
         assert case["triage"] == "urgent"
         assert [d["text"] for d in case["documents"]] == ["sinus rhythm\n", "troponin negative\n"]
         assert case["documents"][0]["sha256"] == first.sha256
-        assert core.intake_dirs == (folder,)
+        assert core.intake_folders() == (folder,)
         assert core.snapshot().documents.done == 2
         assert "process" in {pool.name for pool in core.snapshot().pools}
     finally:

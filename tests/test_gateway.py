@@ -16,18 +16,13 @@ import pytest
 
 from medops.core.clock import SystemClock
 from medops.core.groq.backoff import Backoff
+from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
 from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GatewayTimeout, GroqTarget, choose_target
 from medops.core.groq.local import server as local_endpoint
 from medops.core.groq.local.faults import FaultModes
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.quota import QuotaBook
-from medops.core.groq.requests import (
-    CapacityExceeded,
-    PromptRequest,
-    RateLimited,
-    RequestRejected,
-    UpstreamUnavailable,
-)
+from medops.core.groq.requests import PromptRequest
 from medops.core.groq.scheduler import Scheduler
 from medops.core.groq.token_estimate import estimate_prompt_tokens
 from medops.core.groq.wire import completion_body, stream_chunks

@@ -6,13 +6,16 @@ import duckdb
 import pytest
 
 from medops.core.clock import FakeClock
-from medops.core.groq.requests import Priority, PromptRequest, RequestRecord
-from medops.core.ledger.history import MAX_PAGE, Before, PageRefused, RequestHistory, alert_page, request_page
+from medops.core.groq.requests import Priority, PromptRequest
+from medops.core.ledger.across_runs import HistoryRefused
+from medops.core.ledger.history import MAX_PAGE, Before, RequestHistory, alert_page, request_page
+from medops.core.ledger.records import RequestRecord
 from medops.core.ledger.writer import Ledger
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import Alert
+from medops.core.watch.tuner import TunerMetrics
 from tests.test_limit_changes import held
 
 SECRET = "Patient Ada Quill, MRN 4471-SECRET, reports chest pain"
@@ -198,19 +201,31 @@ async def test_a_ledger_written_before_attempts_and_ids_were_kept_still_lists_it
         ("new-1", 1, clock.wall()), ("", 0, 500.0)]
 
 
+class FailsOnce:
+    """Tuner figures that cannot be read the first time they are asked for."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def tuner_metrics(self) -> TunerMetrics | None:
+        self.asked += 1
+        if self.asked == 1:
+            raise RuntimeError("sampling broke")
+        return None
+
+
 @pytest.mark.usefixtures("knowledge_ready")
 async def test_an_alert_opened_and_cleared_in_the_core_is_listed_both_times_newest_first(
         locations: Locations, clock: FakeClock) -> None:
-    core = small_core(locations, clock)
+    core = ResourceCore(small_core(locations).settings, locations, clock, tuner_metrics=FailsOnce())
     await core.start()
     try:
-        core.tick.alerts.note_failure("monitor", RuntimeError("sampling broke"))
-        await clock.advance(1)  # the next tick opens it (a part failing opens at once)
+        await clock.advance(core.settings.tuner_interval)  # the tuner's round fails: a failing part opens at once
         await clock.advance(10)  # no failure since: it clears
         history = await core.alert_history()
     finally:
         await core.stop()
-    ours = [a for a in history.alerts if a.name == "internal:monitor"]
+    ours = [a for a in history.alerts if a.name == "internal:tuner"]
     assert [a.cleared_at is not None for a in ours] == [True, False]
     cleared, opened = ours
     assert opened.updated_at == opened.opened_at < cleared.updated_at == cleared.cleared_at
@@ -243,5 +258,5 @@ async def test_alerts_page_back_across_runs(locations: Locations, clock: FakeClo
 async def test_a_page_of_none_or_too_many_rows_is_refused(locations: Locations, clock: FakeClock) -> None:
     ledger = Ledger(locations.ops_db, clock)
     for limit in (0, MAX_PAGE + 1):
-        with pytest.raises(PageRefused, match=f"ask for 1 to {MAX_PAGE}"):
+        with pytest.raises(HistoryRefused, match=f"ask for 1 to {MAX_PAGE}"):
             await request_page(ledger, None, limit)

@@ -36,6 +36,17 @@ async def test_the_core_answers_knowledge_queries_and_shows_their_figures(locati
     assert core.snapshot().ledger.mode == "off"
 
 
+async def test_the_knowledge_base_is_prepared_on_the_cpu_threads(locations: Locations, clock: FakeClock) -> None:
+    core = ResourceCore(Settings(cpu_threads=2), locations, clock)
+    await core.start()
+    try:
+        await core.knowledge_ready()
+        cpu = next(p for p in core.snapshot().pools if p.name == "cpu")
+        assert (cpu.capacity, cpu.completed, cpu.errors) == (2, 1, 0)
+    finally:
+        await core.stop()
+
+
 async def test_knowledge_queries_need_a_running_core(locations: Locations, clock: FakeClock) -> None:
     core = ResourceCore(Settings(), locations, clock)
     with pytest.raises(CoreNotRunning):

@@ -14,7 +14,8 @@ import duckdb
 import pytest
 
 from medops.core.clock import FakeClock, settle
-from medops.core.groq.requests import RequestRecord
+from medops.core.ledger.readers import latest_alerts, latest_limit_changes, latest_requests, metric_buckets
+from medops.core.ledger.records import RequestRecord
 from medops.core.ledger.writer import DAY, OFF, READ_ONLY, READ_WRITE, Ledger, lock_holder
 from medops.core.snapshot import Alert, CoreSnapshot, LimitChange, SlotsSnapshot, SystemSnapshot
 
@@ -77,7 +78,7 @@ async def test_requests_are_kept_with_figures_only(ledger: Ledger, clock: FakeCl
     record = request(clock)
     ledger.record_request(record)
     await flushed(ledger, clock)
-    assert await ledger.requests_between(0, clock.wall() + 1) == (record,)
+    assert await latest_requests(ledger, 10) == (record,)
 
 
 async def test_admissions_reload_from_a_given_time(ledger: Ledger, clock: FakeClock) -> None:
@@ -103,22 +104,26 @@ async def test_admissions_survive_a_restart(ops_path: Path, clock: FakeClock) ->
         await second.stop()
 
 
-async def test_metric_samples_can_be_read_back_by_time_range(ledger: Ledger, clock: FakeClock) -> None:
+async def test_metric_samples_can_be_read_back_by_time_range(ledger: Ledger, ops_path: Path,
+                                                              clock: FakeClock) -> None:
     for n in range(5):
         ledger.record_metrics(CoreSnapshot(taken_at=clock.wall(), uptime=n,
                                            system=SystemSnapshot(cpu_percent=10.0 * n, loop_lag_ms=n),
                                            slots=SlotsSnapshot(total=8, used=n)))
         await clock.advance(1)
     start = clock.wall() - 4
-    samples = await ledger.metrics_between(start, start + 2)
-    assert [(s.cpu_percent, s.slots_used, s.slots_total) for s in samples] == [(10.0, 1, 8), (20.0, 2, 8)]
+    buckets = await metric_buckets(ledger, start, start + 2, 1)
+    assert [(at, cpu, count) for at, cpu, _, count in buckets] == [(start, 10.0, 1), (start + 1, 20.0, 1)]
+    await ledger.stop()
+    assert rows(ops_path, f"SELECT slots_used, slots_total FROM metrics WHERE at_wall >= {start} "
+                          f"AND at_wall < {start + 2} ORDER BY at_wall") == [(1, 8), (2, 8)]
 
 
 async def test_alerts_are_recorded_as_announced(ledger: Ledger, clock: FakeClock) -> None:
     alert = Alert(name="cpu", level="warning", message="CPU at 95% for 5 s", opened_at=clock.wall(), value=95.0,
                   rule="cpu", updated_at=clock.wall())
     ledger.record_alert(alert)
-    assert await ledger.alerts_between(0, clock.wall() + 1) == (alert,)
+    assert await latest_alerts(ledger, 10) == (alert,)
 
 
 async def test_limit_changes_are_written_with_the_next_flush(ledger: Ledger, ops_path: Path,
@@ -128,7 +133,7 @@ async def test_limit_changes_are_written_with_the_next_flush(ledger: Ledger, ops
     assert ledger.snapshot().pending == 1
     await flushed(ledger, clock)
     assert ledger.snapshot().rows_written == 1
-    assert await ledger.limit_changes_between(0, clock.wall() + 1) == (change,)
+    assert await latest_limit_changes(ledger, 10) == (change,)
 
 
 async def test_limit_changes_survive_a_restart(ops_path: Path, clock: FakeClock) -> None:
@@ -164,7 +169,8 @@ async def test_old_metric_samples_are_pruned_after_the_retention(ops_path: Path,
         await clock.advance(1.5 * DAY)
         ledger.record_metrics(CoreSnapshot(taken_at=clock.wall(), uptime=1))
         await asyncio.to_thread(ledger.load_admissions, 0)  # flushes and prunes (an hour has passed)
-        assert [s.at_wall for s in await ledger.metrics_between(0, clock.wall() + 1)] == [clock.wall()]
+        assert [(at, count) for at, _, _, count in await metric_buckets(ledger, 0, clock.wall() + 1, DAY)] == [
+            (clock.wall(), 1)]
         # Admissions are kept at least two days: the quota reloads the last 24 h.
         assert await asyncio.to_thread(ledger.load_admissions, 0) == [("m", old_wall, 1, 10)]
     finally:
@@ -184,7 +190,7 @@ KILLED_WRITER = textwrap.dedent("""
     import asyncio, os, signal, sys
     from pathlib import Path
     from medops.core.clock import SystemClock
-    from medops.core.groq.requests import RequestRecord
+    from medops.core.ledger.records import RequestRecord
     from medops.core.ledger.writer import Ledger
 
     async def main():
@@ -272,7 +278,7 @@ async def test_a_ledger_held_read_only_elsewhere_is_read_only_here(
     try:
         assert ledger.snapshot().mode == READ_ONLY
         assert f"process {holder.pid}" in ledger.snapshot().detail
-        assert len(await ledger.requests_between(0, clock.wall() + 1)) == 1
+        assert len(await latest_requests(ledger, 10)) == 1
         ledger.record_request(request(clock))
         assert ledger.snapshot().pending == 0
     finally:

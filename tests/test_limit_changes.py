@@ -11,13 +11,8 @@ from pathlib import Path
 import pytest
 
 from medops.core.clock import FakeClock
-from medops.core.ledger.limit_history import (
-    MAX_HISTORY,
-    HistoryRequestRefused,
-    latest_changes,
-    merged,
-    read_ledger_file,
-)
+from medops.core.ledger.across_runs import HistoryRefused, merged
+from medops.core.ledger.limit_history import MAX_HISTORY, latest_changes, read_ledger_file
 from medops.core.ledger.writer import OFF, READ_ONLY, Ledger, LedgerUnavailable
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import Settings
@@ -119,7 +114,7 @@ async def test_with_the_ledger_locked_elsewhere_only_this_run_is_listed_and_it_s
         core = small_core(locations, clock)
         await core.start()
         try:
-            assert core.ledger.mode == OFF
+            assert core.snapshot().ledger.mode == OFF
             core.set_limit("cpu_threads", "3")
             history = await core.limit_change_history()
         finally:
@@ -137,14 +132,14 @@ async def test_with_the_ledger_read_only_earlier_runs_and_this_one_are_merged(
         core = small_core(locations, clock)
         await core.start()
         try:
-            assert core.ledger.mode == READ_ONLY
+            assert core.snapshot().ledger.mode == READ_ONLY
             core.set_limit("cpu_threads", "3")
             history = await core.limit_change_history()
         finally:
             await core.stop()
     assert history.earlier_runs
     assert [(c.key, c.new) for c in history.changes] == [("cpu_threads", "3"), ("io_threads", "6")]
-    assert "changes made in this run are not recorded" in history.note
+    assert "changes of this run are not recorded" in history.note
 
 
 async def test_a_ledger_not_started_says_so_rather_than_listing_nothing(locations: Locations,
@@ -158,18 +153,17 @@ async def test_a_ledger_not_started_says_so_rather_than_listing_nothing(location
 async def test_a_count_outside_the_allowed_range_is_refused(locations: Locations, clock: FakeClock) -> None:
     ledger = Ledger(locations.ops_db, clock)
     for bad in (0, MAX_HISTORY + 1):
-        with pytest.raises(HistoryRequestRefused, match=f"ask for 1 to {MAX_HISTORY}"):
+        with pytest.raises(HistoryRefused, match=f"ask for 1 to {MAX_HISTORY}"):
             await latest_changes(ledger, (), bad)
-    with pytest.raises(HistoryRequestRefused):
+    with pytest.raises(HistoryRefused):
         read_ledger_file(locations.ops_db, 0)
 
 
 def test_merging_adds_what_the_ledger_lacks_and_counts_repeats() -> None:
     recorded = (change(20.0, new="8"), change(10.0))
     this_run = (change(30.0, new="9"), change(30.0, new="9"), change(20.0, new="8"))
-    assert merged(recorded, this_run, 10) == (change(30.0, new="9"), change(30.0, new="9"), change(20.0, new="8"),
-                                              change(10.0))
-    assert merged(recorded, this_run, 2) == (change(30.0, new="9"), change(30.0, new="9"))
+    assert merged(recorded, this_run, at=lambda c: c.at) == [change(30.0, new="9"), change(30.0, new="9"),
+                                                             change(20.0, new="8"), change(10.0)]
 
 
 @pytest.mark.usefixtures("knowledge_ready")

@@ -8,8 +8,12 @@ from dataclasses import fields
 import pytest
 
 from medops.core.clock import FakeClock
+from medops.core.documents.intake import Intake
+from medops.core.documents.pipeline import DocumentPipeline
 from medops.core.errors import ConfigError
+from medops.core.groq.path import GroqPath
 from medops.core.groq.requests import Priority, PromptRequest
+from medops.core.ledger.limit_history import read_ledger_file
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import MIB, Settings
 from medops.core.settings.live_changes import LIVE, RESTART_ONLY, RestartNeeded
@@ -22,10 +26,18 @@ pytestmark = pytest.mark.usefixtures("knowledge_ready")
 
 
 @pytest.fixture
-async def core(locations: Locations, clock: FakeClock) -> AsyncIterator[ResourceCore]:
+def metrics() -> FakeMetricsSource:
+    """The figures the core's own tuner reads: none until a test gives some."""
+    source = FakeMetricsSource()
+    source.figures = None
+    return source
+
+
+@pytest.fixture
+async def core(locations: Locations, clock: FakeClock, metrics: FakeMetricsSource) -> AsyncIterator[ResourceCore]:
     # Small case memory: four slots, so one stored case fills a quarter of them.
     started = ResourceCore(Settings(max_cases_in_memory=4, case_memory_mb=1, cpu_threads=2, io_threads=4,
-                                    process_pool_size=1), locations, clock)
+                                    process_pool_size=1), locations, clock, tuner_metrics=metrics)
     await started.start()
     try:
         yield started
@@ -63,15 +75,32 @@ async def test_scheduler_knobs_reach_the_running_scheduler(core: ResourceCore) -
     core.set_limit("groq_concurrent", "3")
     core.set_limit("batch_interval", 0.5)
     assert core.snapshot().scheduler.concurrency == 3
-    scheduler = core.groq.scheduler
-    assert scheduler is not None and scheduler.batch_interval == 0.5
+    assert core.settings.batch_interval == 0.5
+
+
+async def test_the_groq_path_hands_scheduler_knobs_to_its_running_scheduler(clock: FakeClock) -> None:
+    path = GroqPath(Settings(), clock, env={"GROQ_BASE_URL": "http://127.0.0.1:9"})
+    await path.start()
+    try:
+        path.apply(Settings(groq_concurrent=3, batch_interval=0.5))
+        assert path.scheduler is not None and path.scheduler.batch_interval == 0.5
+    finally:
+        await path.stop()
 
 
 async def test_document_timeouts_and_ocr_options_apply_to_the_next_document(core: ResourceCore) -> None:
     core.set_limit("document_timeout", "120")
     core.set_limit("ocr_page_timeout", "15")
-    assert core.documents.timeout == 120
-    assert core.documents.options.ocr_page_timeout == 15
+    assert (core.settings.document_timeout, core.settings.ocr_page_timeout) == (120, 15)
+
+
+def test_the_pipeline_takes_timeouts_and_ocr_options_for_the_next_document(locations: Locations,
+                                                                            clock: FakeClock) -> None:
+    settings = Settings()
+    pipeline = DocumentPipeline(settings, Intake.from_settings(settings, locations), clock)
+    pipeline.apply(Settings(document_timeout=120, ocr_page_timeout=15))
+    assert pipeline.timeout == 120
+    assert pipeline.options.ocr_page_timeout == 15
 
 
 async def test_alert_thresholds_are_read_on_the_next_tick(core: ResourceCore, clock: FakeClock) -> None:
@@ -90,12 +119,11 @@ async def test_switching_the_tuner_off_shows_in_the_next_snapshot(core: Resource
     assert not core.snapshot().tuner.enabled
 
 
-def plenty_of_room(core: ResourceCore) -> None:
+def plenty_of_room(metrics: FakeMetricsSource) -> None:
     """Feed the core's own tuner figures that make it grow both knobs: idle CPU, work waiting, 4 GiB free."""
-    assert core.tick.tuner is not None
     source = FakeMetricsSource()
     source.set(memory_available=4_000 * MIB)
-    core.tick.tuner.metrics = source
+    metrics.figures = source.figures
 
 
 def left_alone(core: ResourceCore, knob: str) -> list[TunerChange]:
@@ -106,22 +134,24 @@ async def tuner_round(core: ResourceCore, clock: FakeClock) -> None:
     await clock.advance(core.settings.tuner_interval)
 
 
-async def test_the_tuner_grows_knobs_nobody_set(core: ResourceCore, clock: FakeClock) -> None:
-    plenty_of_room(core)
+async def test_the_tuner_grows_knobs_nobody_set(core: ResourceCore, clock: FakeClock,
+        metrics: FakeMetricsSource) -> None:
+    plenty_of_room(metrics)
     await tuner_round(core, clock)
-    assert pool(core.snapshot(), "io") == 8 and core.knowledge.cache.capacity == 2_000
+    assert pool(core.snapshot(), "io") == 8 and core.snapshot().cache.capacity == 2_000
     assert core.snapshot().tuner.pinned == ()
 
 
 async def test_knobs_the_operator_set_are_left_alone_and_the_tuner_says_so_once(
-        core: ResourceCore, clock: FakeClock) -> None:
-    plenty_of_room(core)
+        core: ResourceCore, clock: FakeClock,
+        metrics: FakeMetricsSource) -> None:
+    plenty_of_room(metrics)
     core.set_limit("io_threads", "6")
     core.set_limit("query_cache_size", "50")
     assert core.snapshot().tuner.pinned == ("io_threads", "query_cache_size")
     await tuner_round(core, clock)
     await tuner_round(core, clock)
-    assert pool(core.snapshot(), "io") == 6 and core.knowledge.cache.capacity == 50
+    assert pool(core.snapshot(), "io") == 6 and core.snapshot().cache.capacity == 50
     (io,) = left_alone(core, "io_threads")
     (cache,) = left_alone(core, "query_cache_size")
     assert (io.old, io.new, io.applied, cache.old, cache.new) == (6, 6, False, 50, 50)
@@ -129,8 +159,9 @@ async def test_knobs_the_operator_set_are_left_alone_and_the_tuner_says_so_once(
     assert "set by the operator (console) to 6 at " in io.reason and "UTC" in io.reason
 
 
-async def test_unpin_hands_the_knob_back_to_the_tuner(core: ResourceCore, clock: FakeClock) -> None:
-    plenty_of_room(core)
+async def test_unpin_hands_the_knob_back_to_the_tuner(core: ResourceCore, clock: FakeClock,
+        metrics: FakeMetricsSource) -> None:
+    plenty_of_room(metrics)
     core.set_limit("io_threads", "6")
     await tuner_round(core, clock)
     assert core.unpin("io_threads") is True
@@ -142,8 +173,9 @@ async def test_unpin_hands_the_knob_back_to_the_tuner(core: ResourceCore, clock:
     assert core.unpin("io_threads") is False  # nothing pinned any more
 
 
-async def test_setting_a_knob_again_after_unpin_pins_it_again(core: ResourceCore, clock: FakeClock) -> None:
-    plenty_of_room(core)
+async def test_setting_a_knob_again_after_unpin_pins_it_again(core: ResourceCore, clock: FakeClock,
+        metrics: FakeMetricsSource) -> None:
+    plenty_of_room(metrics)
     core.set_limit("io_threads", "6")
     await tuner_round(core, clock)
     core.unpin("io_threads")
@@ -154,8 +186,9 @@ async def test_setting_a_knob_again_after_unpin_pins_it_again(core: ResourceCore
         "set by the operator (console) to 5", "set by the operator (console) to 6"]
 
 
-async def test_switching_the_tuner_off_and_on_hands_every_knob_back(core: ResourceCore, clock: FakeClock) -> None:
-    plenty_of_room(core)
+async def test_switching_the_tuner_off_and_on_hands_every_knob_back(core: ResourceCore, clock: FakeClock,
+        metrics: FakeMetricsSource) -> None:
+    plenty_of_room(metrics)
     core.set_limit("io_threads", "6")
     core.set_limit("query_cache_size", "50")
     core.set_limit("tuner_enabled", "on")  # already on: not a hand-back
@@ -164,7 +197,7 @@ async def test_switching_the_tuner_off_and_on_hands_every_knob_back(core: Resour
     core.set_limit("tuner_enabled", "on")
     assert core.snapshot().tuner.pinned == ()
     await tuner_round(core, clock)
-    assert pool(core.snapshot(), "io") == 10 and core.knowledge.cache.capacity == 100
+    assert pool(core.snapshot(), "io") == 10 and core.snapshot().cache.capacity == 100
 
 
 async def test_only_knobs_the_tuner_sizes_can_be_handed_back(core: ResourceCore) -> None:
@@ -172,12 +205,14 @@ async def test_only_knobs_the_tuner_sizes_can_be_handed_back(core: ResourceCore)
         core.unpin("cpu_threads")
 
 
-async def test_limit_changes_reach_the_ledger_and_refusals_do_not(core: ResourceCore) -> None:
+async def test_limit_changes_reach_the_ledger_and_refusals_do_not(core: ResourceCore, locations: Locations) -> None:
     core.set_limit("io_threads", "6")
     with pytest.raises(ConfigError):
         core.set_limit("io_threads", "0")
-    stored = await core.ledger.limit_changes_between(0, core.clock.wall() + 1)
-    assert stored == core.snapshot().limit_changes
+    this_run = core.snapshot().limit_changes
+    await core.stop()  # the ledger writes what it holds and lets go of its file
+    stored = read_ledger_file(locations.ops_db, 50).changes
+    assert stored == this_run
     assert [(c.key, c.old, c.new, c.by) for c in stored] == [("io_threads", "4", "6", "console")]
 
 

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import pytest
 
 from medops.core.clock import FakeClock
-from medops.core.ledger.metric_history import MAX_POINTS, MetricHistoryRefused, bucket_width, metrics_over
+from medops.core.ledger.across_runs import HistoryRefused
+from medops.core.ledger.metric_history import MAX_POINTS, bucket_width, metrics_over
 from medops.core.ledger.writer import OFF, READ_ONLY, Ledger
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import Settings
@@ -55,7 +56,7 @@ async def test_two_hours_of_samples_come_back_in_at_most_max_points_with_every_p
     finally:
         await ledger.stop()
     assert 0 < len(history.points) <= max_points
-    assert history.samples == 7_200 and history.available and history.note == ""
+    assert history.samples == 7_200 and history.earlier_runs and history.note == ""
     assert max(p.cpu_percent for p in history.points) == 97.0
     assert max(p.memory_percent for p in history.points) == 88.0
     assert sorted(p.cpu_percent for p in history.points)[:-1] == [10.0] * (len(history.points) - 1)
@@ -118,7 +119,7 @@ async def test_a_range_with_no_samples_is_empty_and_says_nothing_is_wrong(locati
     finally:
         await ledger.stop()
     assert history.points == () and history.samples == 0
-    assert history.available and history.note == ""
+    assert history.earlier_runs and history.note == ""
 
 
 async def test_with_the_ledger_off_the_history_says_why_instead_of_being_empty(locations: Locations,
@@ -132,7 +133,7 @@ async def test_with_the_ledger_off_the_history_says_why_instead_of_being_empty(l
             history = await metrics_over(ledger, end - 2 * HOUR, end, 400)
         finally:
             await ledger.stop()
-    assert not history.available and history.points == ()
+    assert not history.earlier_runs and history.points == ()
     assert history.note.startswith("the ledger is off: ops.duckdb is locked by process ")
     assert str(holder.pid) in history.note
 
@@ -148,7 +149,7 @@ async def test_a_ledger_another_process_holds_read_only_is_read_and_says_this_ru
             history = await metrics_over(ledger, end - 2 * HOUR, end, 400)
         finally:
             await ledger.stop()
-    assert history.available and history.samples == 7_200
+    assert history.earlier_runs and history.samples == 7_200
     assert history.note.startswith("this run's samples are not recorded: ops.duckdb is opened read-only by process")
 
 
@@ -162,7 +163,7 @@ async def test_an_empty_range_or_a_point_count_out_of_bounds_is_refused(
         locations: Locations, clock: FakeClock, start: float, end: float, max_points: int, says: str) -> None:
     ledger = await open_ledger(locations, clock)
     try:
-        with pytest.raises(MetricHistoryRefused, match=says):
+        with pytest.raises(HistoryRefused, match=says):
             await metrics_over(ledger, start, end, max_points)
     finally:
         await ledger.stop()

@@ -23,10 +23,10 @@ async def test_a_scrape_names_every_figure_by_prometheus_conventions(locations: 
     await core.start()
     try:
         await core.ask(PromptRequest(SECRET, "triage", Priority.CRITICAL, max_completion_tokens=20))
-        assert core.metrics is not None and core.metrics.url.startswith("http://127.0.0.1:")
+        assert core.metrics_url.startswith("http://127.0.0.1:")
         async with httpx.AsyncClient() as client:
-            text = (await client.get(core.metrics.url)).text
-            openmetrics = (await client.get(core.metrics.url,
+            text = (await client.get(core.metrics_url)).text
+            openmetrics = (await client.get(core.metrics_url,
                                             headers={"Accept": "application/openmetrics-text"})).text
     finally:
         await core.stop()

@@ -19,16 +19,10 @@ from hypothesis import strategies as st
 
 from medops.core.clock import FakeClock, settle
 from medops.core.errors import MedopsError
+from medops.core.groq.errors import CapacityExceeded, RateLimited, UpstreamUnavailable
 from medops.core.groq.quota import QuotaBook
 from medops.core.groq.rate_headers import DIMENSIONS, LimitExceeded, RateLimitHeaders
-from medops.core.groq.requests import (
-    CapacityExceeded,
-    Completion,
-    Priority,
-    PromptRequest,
-    RateLimited,
-    UpstreamUnavailable,
-)
+from medops.core.groq.requests import Completion, Priority, PromptRequest
 from medops.core.groq.scheduler import Scheduler
 from medops.core.groq.token_estimate import estimate_prompt_tokens
 from medops.core.settings.config import ModelLimits, Settings

@@ -11,20 +11,10 @@ import pytest
 
 from medops.core.clock import FakeClock, settle
 from medops.core.groq.backoff import Backoff
+from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
 from medops.core.groq.quota import QuotaBook, QuotaExhausted, RequestTooLarge, UnknownModel
 from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders
-from medops.core.groq.requests import (
-    CapacityExceeded,
-    Completion,
-    InvalidRequest,
-    Priority,
-    PromptRequest,
-    PromptResult,
-    RateLimited,
-    RequestRecord,
-    RequestRejected,
-    UpstreamUnavailable,
-)
+from medops.core.groq.requests import Completion, InvalidRequest, Priority, PromptRequest, PromptResult
 from medops.core.groq.scheduler import (
     MAX_CAPACITY_ATTEMPTS,
     DeadlineExceeded,
@@ -34,6 +24,7 @@ from medops.core.groq.scheduler import (
     SchedulerStopped,
 )
 from medops.core.groq.token_estimate import estimate_prompt_tokens
+from medops.core.ledger.records import RequestRecord
 from medops.core.settings.config import ModelLimits, Settings
 from tests.quota_helpers import MemoryAdmissionStore, max_in_any_span
 
@@ -648,7 +639,7 @@ async def test_the_snapshot_shows_depth_and_waits_per_priority(
     await clock.advance(4)
     await asyncio.gather(*tasks)
     waits = scheduler.snapshot().queues[0]
-    # Waits 0, 1 and 2 s (one send a second); medops.core.percentile takes rank round(pct/100 * (n-1)):
+    # Waits 0, 1 and 2 s (one send a second); medops.core.waits takes rank round(pct/100 * (n-1)):
     # p50 is rank round(1.0) = 1 -> 1 s, p95 is rank round(1.9) = 2 -> 2 s.
     assert (waits.depth, waits.wait_p50, waits.wait_p95) == (0, 1.0, 2.0)
     await scheduler.stop()

@@ -48,7 +48,7 @@ class SlotTableMachine(RuleBasedStateMachine):
         else:
             assert fresh and slot not in self.model.values() and 0 <= slot < self.layout.slot_count
             # The store writes the key into the slot header; do the same.
-            at = self.layout.slot_at(slot) + KEY_AT - 2
+            at = self.layout.slots_at + slot * self.layout.slot_bytes + KEY_AT - 2
             self.buf[at:at + len(tagged)] = tagged
             self.model[key] = slot
 
@@ -58,7 +58,7 @@ class SlotTableMachine(RuleBasedStateMachine):
         slot = self.table.discard(h, tagged_key(key.encode()))
         assert slot == self.model.pop(key, NO_SLOT)
         if slot != NO_SLOT:
-            at = self.layout.slot_at(slot) + KEY_AT - 2
+            at = self.layout.slots_at + slot * self.layout.slot_bytes + KEY_AT - 2
             self.buf[at:at + 2 + 64] = bytes(66)
 
     @rule(key=KEYS, h=HASHES)

@@ -175,4 +175,3 @@ def test_the_core_snapshot_carries_the_cpu_and_io_pools(locations: Locations, cl
     core = ResourceCore(Settings(cpu_threads=3, io_threads=7), locations, clock)
     pools = {p.name: p.capacity for p in core.snapshot().pools}
     assert (pools["cpu"], pools["io"]) == (3, 7)
-    core.executors.shutdown()

@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import sys
+import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -14,19 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from medops.console.commands.common import load
 from medops.core.errors import ConfigError, MedopsError
-from medops.core.groq.requests import (
-    DEFAULT_MAX_COMPLETION_TOKENS,
-    InvalidRequest,
-    Priority,
-    PromptRequest,
-    RequestRejected,
-)
+from medops.core.groq.errors import RequestRejected
+from medops.core.groq.requests import DEFAULT_MAX_COMPLETION_TOKENS, InvalidRequest, Priority, PromptRequest
 from medops.core.settings.paths import locate
 
 if TYPE_CHECKING:
+    from medops.core.contract import CoreCommands
     from medops.core.groq.prompt_input import PromptLine
     from medops.core.groq.requests import PromptResult
-    from medops.core.resource_core import ResourceCore
     from medops.core.snapshot import CoreSnapshot
 
 MAX_CONCURRENCY = 1_000
@@ -79,7 +75,7 @@ def ask(args: argparse.Namespace) -> int:
     return asyncio.run(_run_one(ResourceCore(settings, locate(), role="ask"), request, args.json))
 
 
-async def _run_one(core: ResourceCore, request: PromptRequest, as_json: bool) -> int:
+async def _run_one(core: CoreCommands, request: PromptRequest, as_json: bool) -> int:
     await core.start()
     try:
         result = await core.ask(request)
@@ -103,9 +99,9 @@ async def _run_one(core: ResourceCore, request: PromptRequest, as_json: bool) ->
     return 0
 
 
-async def _run_file(core: ResourceCore, prompts: list[PromptLine], concurrency: int) -> int:
+async def _run_file(core: CoreCommands, prompts: list[PromptLine], concurrency: int) -> int:
     await core.start()
-    started = core.clock.monotonic()
+    started = time.monotonic()
     failures: Counter[str] = Counter()
     answered = 0
     gate = asyncio.Semaphore(concurrency)
@@ -128,7 +124,7 @@ async def _run_file(core: ResourceCore, prompts: list[PromptLine], concurrency: 
         print(f"medops: sending {len(prompts)} prompts, {concurrency} at a time, to "
               f"{_endpoint_line(core.snapshot())}", file=sys.stderr, flush=True)
         await asyncio.gather(*(send(item) for item in prompts))
-        wall = core.clock.monotonic() - started
+        wall = time.monotonic() - started
         snapshot = core.snapshot()
     finally:
         await core.stop()

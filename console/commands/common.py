@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from medops.core.settings.paths import locate
 
 if TYPE_CHECKING:
-    from medops.core.resource_core import ResourceCore
+    from medops.core.contract import CoreCommands
     from medops.core.settings.config import LoadedSettings
 
 
@@ -28,7 +28,7 @@ def load(args: argparse.Namespace) -> LoadedSettings:
 
 
 @asynccontextmanager
-async def running_core(args: argparse.Namespace) -> AsyncIterator[ResourceCore]:
+async def running_core(args: argparse.Namespace) -> AsyncIterator[CoreCommands]:
     """A started core, stopped however the block ends."""
     from medops.core.resource_core import ResourceCore
 

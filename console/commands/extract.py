@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from medops.console.commands.common import running_core
@@ -18,8 +19,8 @@ from medops.core.errors import MedopsError
 from medops.core.settings.paths import locate
 
 if TYPE_CHECKING:
+    from medops.core.contract import CoreCommands
     from medops.core.memory.case_memory import CaseMemory
-    from medops.core.resource_core import ResourceCore
 
 
 def register(subparsers: Any) -> None:
@@ -79,22 +80,22 @@ def _running_case_memory(case_id: str) -> CaseMemory | None:
     return cases
 
 
-async def _one(core: ResourceCore, name: str, case_id: str | None, with_text: bool,
+async def _one(core: CoreCommands, name: str, case_id: str | None, with_text: bool,
                cases: CaseMemory | None) -> dict[str, Any]:
     from medops.core.documents.case_entry import store_document
 
-    started = core.clock.monotonic()
+    started = time.monotonic()
     try:
         result = await core.extract(name)
         if cases is not None and case_id is not None:
             await asyncio.get_running_loop().run_in_executor(None, store_document, cases, case_id, result)
     except MedopsError as exc:
         return {"file": name, "status": "error", "pages": None, "characters": None, "method": None,
-                "seconds": round(core.clock.monotonic() - started, 3), "error": str(exc)}
+                "seconds": round(time.monotonic() - started, 3), "error": str(exc)}
     except Exception as exc:  # one broken file never stops the others
         print(f"medops: unexpected {type(exc).__name__} on {name}", file=sys.stderr)
         return {"file": name, "status": "error", "pages": None, "characters": None, "method": None,
-                "seconds": round(core.clock.monotonic() - started, 3),
+                "seconds": round(time.monotonic() - started, 3),
                 "error": f"unexpected {type(exc).__name__}; please report it"}
     line: dict[str, Any] = {"file": name, "status": "ok", "pages": result.pages, "characters": result.characters,
                             "method": result.method, "seconds": round(result.seconds, 3), "error": None}

@@ -30,8 +30,8 @@ def register(subparsers: Any) -> None:
 def fleet(args: argparse.Namespace) -> int:
     if args.action != "list":
         return act(args)
+    from medops.core.fleet.membership import fleet_namespace
     from medops.core.fleet.view import FleetUnavailable, read_fleet
-    from medops.core.groq.path import fleet_namespace
 
     settings = load(args).settings
     try:
@@ -71,8 +71,8 @@ def _duration(seconds: float) -> str:
 def act(args: argparse.Namespace) -> int:
     """Send pause, resume or a limit change to one member or all, then say who applied it."""
     from medops.core.fleet.commands import issue
+    from medops.core.fleet.membership import fleet_namespace
     from medops.core.fleet.view import FleetUnavailable
-    from medops.core.groq.path import fleet_namespace
 
     if not (args.instance or args.all):
         print(f"medops fleet {args.action}: name the member (--instance ID, from `medops fleet`) or --all",

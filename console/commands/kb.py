@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from medops.console.commands.common import running_core
 
 if TYPE_CHECKING:  # the knowledge module pulls in DuckDB: only the handlers import it
-    from medops.core.knowledge.service import CodeEntry, SearchHit
-    from medops.core.resource_core import ResourceCore
+    from medops.core.contract import CoreCommands
+    from medops.core.knowledge.entries import CodeEntry, SearchHit
 
-# core.knowledge.MAX_SEARCH_LIMIT, which the core enforces; copied so `medops --help` need not load DuckDB
-# (tests/test_cli.py keeps the two equal).
+# medops.core.knowledge.service.MAX_SEARCH_LIMIT, which the core enforces; copied so `medops --help` need not
+# load DuckDB (tests/test_cli.py keeps the two equal).
 MAX_SEARCH_LIMIT = 500
 
 
@@ -33,9 +33,9 @@ def register(subparsers: Any) -> None:
     children.set_defaults(handler=kb_children)
 
 
-async def _ready(resource_core: ResourceCore) -> None:
+async def _ready(resource_core: CoreCommands) -> None:
     """Wait for the knowledge base, saying so when it takes a while (the first run builds it)."""
-    ready = asyncio.ensure_future(resource_core.knowledge.ready())
+    ready = asyncio.ensure_future(resource_core.knowledge_ready())
     done, _ = await asyncio.wait({ready}, timeout=0.5)
     if not done:
         print("medops: building the knowledge base (first run: a few seconds)...", file=sys.stderr)

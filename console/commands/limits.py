@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from medops.console.times import local_time
 from medops.core.settings.paths import locate
 
 if TYPE_CHECKING:  # the ledger pulls in DuckDB: only the handler imports it
     from medops.core.ledger.limit_history import LimitChangeHistory
     from medops.core.snapshot import LimitChange
 
-# core.limit_changes.MAX_HISTORY, copied so `medops --help` need not load DuckDB (tests/test_cli_limits.py
+# medops.core.ledger.limit_history.MAX_HISTORY, copied so `medops --help` need not load DuckDB (tests/test_cli_limits.py
 # keeps the two equal).
 MAX_HISTORY = 10_000
 DEFAULT_SHOWN = 20
@@ -46,11 +46,6 @@ def limits_history(args: argparse.Namespace) -> int:
     for line in text_lines(history, args.key):
         print(line)
     return 0
-
-
-def local_time(at: float) -> datetime:
-    """A wall time in this machine's time zone."""
-    return datetime.fromtimestamp(at).astimezone()
 
 
 def text_lines(history: LimitChangeHistory, key: str | None) -> list[str]:

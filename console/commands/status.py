@@ -23,8 +23,7 @@ def status(args: argparse.Namespace) -> int:
     async def take() -> dict[str, Any]:
         async with running_core(args) as resource_core:
             # Before the monitor's first sample every system figure is zero; its CPU share needs an interval.
-            await resource_core.tick.next_tick()
-            return snapshot_to_dict(resource_core.snapshot())
+            return snapshot_to_dict(await resource_core.wait_for_first_sample())
 
     print(json.dumps(asyncio.run(take()), indent=2, sort_keys=True))
     return 0

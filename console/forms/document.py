@@ -16,12 +16,12 @@ from textual.message import Message
 from textual.widgets import Button, Input, Label, OptionList, ProgressBar, TextArea
 
 from medops.console.error_text import describe_error
-from medops.console.forms.availability import CoreHandle
-from medops.console.forms.intake import IntakeSuggester
-from medops.core.documents.intake import Intake, IntakeRefused
+from medops.console.forms.core_handle import STARTING, CoreHandle
+from medops.console.forms.intake import IntakePaths, IntakeSuggester
+from medops.core.documents.intake import IntakeRefused
 
 if TYPE_CHECKING:
-    from medops.core.documents.pipeline import DocumentProgress, DocumentResult
+    from medops.core.documents.results import DocumentProgress, DocumentResult
 
 CASE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -71,10 +71,10 @@ class DocumentForm(Vertical):
         Binding("ctrl+g", "cancel_document", "Cancel doc", key_display="^g"),  # ^g: cancel, as in emacs
     ]
 
-    def __init__(self, core: CoreHandle, intake: Intake, *, id: str | None = "document-form") -> None:
+    def __init__(self, core: CoreHandle, intake: IntakePaths, *, id: str | None = "document-form") -> None:
         super().__init__(id=id)
         self.core = core
-        self.intake = intake  # the core's own once it has started: one set of path rules for CLI and console
+        self.intake = intake  # the core's, through its commands: one set of path rules for CLI and console
         self.suggester = IntakeSuggester(intake)
         self.running = False
         self.job_id: str | None = None  # the running job's id, from its first progress event
@@ -96,8 +96,8 @@ class DocumentForm(Vertical):
     def on_mount(self) -> None:
         self._find_candidates("")
 
-    def set_intake(self, intake: Intake) -> None:
-        """The core's own intake, once it has started."""
+    def set_intake(self, intake: IntakePaths) -> None:
+        """The core's intake, once it has started: its folders and candidates are shown again."""
         self.intake = self.suggester.intake = intake
         self.query_one("#doc-folders", Label).update(folders_text(intake.folders))
         self._find_candidates(self.query_one("#doc-path", Input).value)
@@ -149,9 +149,9 @@ class DocumentForm(Vertical):
         except IntakeRefused as exc:
             self.post_message(DocumentFailed(str(exc)))
             return
-        extract, why_not = self.core.command("extract", "Document extraction", "documents")
-        if extract is None:
-            self.post_message(DocumentFailed(why_not))
+        core = self.core.ready()
+        if core is None:
+            self.post_message(DocumentFailed(STARTING))
             return
         self.post_message(ExtractionStarted(path.name))
 
@@ -160,7 +160,7 @@ class DocumentForm(Vertical):
             self.post_message(PageProgress(progress.pages_done, progress.pages_total, progress.job_id))
 
         try:
-            result = await extract(path, case_id=case_id, on_progress=on_progress)
+            result = await core.extract(path, case_id=case_id, on_progress=on_progress)
         except Exception as exc:  # shown on the form; the console keeps running
             self.post_message(DocumentFailed(describe_error(exc)))
         else:
@@ -204,11 +204,11 @@ class DocumentForm(Vertical):
         if self.job_id is None:
             error.update("The job has no id yet (the core has not queued it); press ctrl+g again in a moment.")
             return
-        cancel, why_not = self.core.command("cancel_document", "Cancelling a document", "documents")
-        if cancel is None:
-            error.update(why_not)
+        core = self.core.ready()
+        if core is None:
+            error.update(STARTING)
             return
-        if cancel(self.job_id):
+        if core.cancel_document(self.job_id):
             self.query_one("#doc-summary", Label).update(f"cancelling {self.job_id}…")
         else:
             error.update(f"{self.job_id} had already finished; nothing was cancelled.")

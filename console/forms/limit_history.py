@@ -9,8 +9,7 @@ change column wraps, so each line (time, key, old → new, who) fits 80 columns.
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.table import Table
@@ -21,11 +20,12 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Label, Static
 
-from medops.console import figures
+from medops.console import figures, times
 from medops.console.error_text import describe_error
-from medops.console.forms.availability import CoreHandle
+from medops.console.forms.core_handle import CoreHandle
 
 if TYPE_CHECKING:
+    from medops.core.contract import CoreCommands
     from medops.core.ledger.limit_history import LimitChangeHistory
     from medops.core.snapshot import LimitChange
 
@@ -72,17 +72,17 @@ class LimitHistoryView(Vertical):
 
     def reload(self) -> None:
         """Fetch the history again (a fetch still running is cancelled: the newer one answers)."""
-        fetch, _ = self.core.command("limit_change_history", "The limit history", "ledger")
-        if fetch is None:
-            why = "the core is still starting" if not self.core.started else "this core keeps no history"
-            self.show(f"[b]History[/], [$warning]this run only[/] [dim]· {why}[/]", "", self.this_run)
+        core = self.core.ready()
+        if core is None:
+            self.show("[b]History[/], [$warning]this run only[/] [dim]· the core is still starting[/]", "",
+                      self.this_run)
             return
-        self._fetch(fetch)
+        self._fetch(core)
 
     @work(exclusive=True, exit_on_error=False, group="limit-history")
-    async def _fetch(self, fetch: Any) -> None:
+    async def _fetch(self, core: CoreCommands) -> None:
         try:
-            history = await fetch(limit=HISTORY_SHOWN)
+            history = await core.limit_change_history(limit=HISTORY_SHOWN)
         except Exception as exc:  # shown in the view; the form stays usable
             self.post_message(HistoryFailed(describe_error(exc)))
         else:
@@ -151,9 +151,9 @@ class HistoryTable:
         time_width = len(" HH:MM:SS")  # indented under the day's heading
         fixed = time_width + self.key_width + self.by_width + 3 * self.GAP
         change_width = min(self.change_width, max(MIN_CHANGE_WIDTH, options.max_width - fixed))
-        for _, same_day in itertools.groupby(self.changes, key=lambda c: local_time(c.at).date()):
+        for _, same_day in itertools.groupby(self.changes, key=lambda c: times.local_time(c.at).date()):
             day = list(same_day)
-            first = local_time(day[0].at)
+            first = times.local_time(day[0].at)
             yield Text.assemble((f"{first:%a %Y-%m-%d}", "bold"), " ", (f"{first:%Z}", "dim"))
             grid = Table.grid(padding=(0, self.GAP))
             grid.add_column(width=time_width, no_wrap=True, style="dim")
@@ -161,15 +161,10 @@ class HistoryTable:
             grid.add_column(width=change_width, overflow="fold")
             grid.add_column(width=self.by_width, no_wrap=True, style="dim")
             for change in day:
-                grid.add_row(f" {local_time(change.at):%H:%M:%S}", change.key, transition(change), f"by {change.by}")
+                grid.add_row(f" {times.clock_time(change.at)}", change.key, transition(change), f"by {change.by}")
             yield grid
 
 
 def transition(change: LimitChange) -> str:
     """`old → new`, as `medops config show` prints the values."""
     return f"{change.old} → {change.new}"
-
-
-def local_time(at: float) -> datetime:
-    """A wall time in the time zone of the machine medops runs on."""
-    return datetime.fromtimestamp(at).astimezone()

@@ -18,12 +18,11 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label
 
 from medops.console.error_text import describe_error
-from medops.console.forms.availability import CoreHandle
+from medops.console.forms.core_handle import STARTING, CoreHandle
 from medops.console.forms.limit_history import LimitHistoryView
 from medops.core.settings.config import Settings, show_value
-from medops.core.settings.live_changes import LIVE, RESTART_ONLY, setting_help
+from medops.core.settings.live_changes import LIVE, RESTART_ONLY, TUNED_KNOBS, setting_help
 from medops.core.snapshot import LimitChange
-from medops.core.watch.tuner import TUNED_KNOBS
 
 # Live keys first, so completion offers what can change now before what needs a restart.
 KEYS = (*sorted(LIVE), *sorted(RESTART_ONLY))
@@ -83,13 +82,13 @@ class LimitsScreen(ModalScreen[None]):
         if value.lower() == AUTO:
             self.hand_back(key)
             return
-        set_limit, why_not = self.core.command("set_limit", "Changing a limit", "limits")
-        if set_limit is None:
-            error.update(why_not)
+        core = self.core.ready()
+        if core is None:
+            error.update(STARTING)
             return
         old = show_value(getattr(self.settings, key)) if hasattr(self.settings, key) else "?"
         try:
-            changed: Settings = set_limit(key, value)
+            changed = core.set_limit(key, value)
         except Exception as exc:  # the core's message says what is allowed, or that a restart is needed
             error.update(describe_error(exc))
             return
@@ -102,12 +101,12 @@ class LimitsScreen(ModalScreen[None]):
     def hand_back(self, key: str) -> None:
         """Ask the core to give a pinned knob back to the auto-tuner."""
         result, error = self.query_one("#limit-result", Label), self.query_one("#limit-error", Label)
-        unpin, why_not = self.core.command("unpin", "Handing a limit back to the tuner", "limits")
-        if unpin is None:
-            error.update(why_not)
+        core = self.core.ready()
+        if core is None:
+            error.update(STARTING)
             return
         try:
-            was_pinned = unpin(key)
+            was_pinned = core.unpin(key)
         except Exception as exc:  # the core says which keys the tuner sizes
             error.update(describe_error(exc))
             return
@@ -147,6 +146,6 @@ def tuner_state(key: str, pinned: tuple[str, ...]) -> str:
 
 def pinned_knobs(handle: CoreHandle) -> tuple[str, ...]:
     """The knobs the operator pinned, from the core's snapshot (none until the core has started)."""
-    snapshot = getattr(handle.core, "snapshot", None)
-    return snapshot().tuner.pinned if handle.started and callable(snapshot) else ()
+    core = handle.ready()
+    return core.snapshot().tuner.pinned if core is not None else ()
 

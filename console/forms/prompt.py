@@ -17,9 +17,10 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from medops.console import figures
 from medops.console.error_text import describe_error
-from medops.console.forms.availability import CoreHandle
+from medops.console.forms.core_handle import STARTING, CoreHandle
 
 if TYPE_CHECKING:
+    from medops.core.contract import CoreCommands
     from medops.core.groq.requests import PromptRequest, PromptResult
 
 AGENTS = ("triage", "diagnosis", "medication", "documentation")
@@ -105,9 +106,9 @@ class PromptForm(Vertical):
         if not text:
             error.update("Type a prompt first: the text is empty.")
             return
-        ask, why_not = self.core.command("ask", "Sending a prompt", "Groq gateway/scheduler")
-        if ask is None:
-            error.update(why_not)
+        core = self.core.ready()
+        if core is None:
+            error.update(STARTING)
             return
         error.update("")
         number = next(self._numbers)
@@ -120,10 +121,10 @@ class PromptForm(Vertical):
         text_input.value = ""
         self._remember(text)
         self.in_flight += 1
-        self._send(number, ask, text, agent, priority, model)
+        self._send(number, core, text, agent, priority, model)
 
     @work(exit_on_error=False, group="prompts")
-    async def _send(self, number: int, ask: Any, text: str, agent: str, priority: str, model: str) -> None:
+    async def _send(self, number: int, core: CoreCommands, text: str, agent: str, priority: str, model: str) -> None:
         shown = [0]  # length of the text last drawn
 
         def on_text(so_far: str) -> None:
@@ -135,7 +136,7 @@ class PromptForm(Vertical):
 
         try:
             request = build_request(text, agent, priority, model, number, on_text)
-            result = await ask(request)
+            result = await core.ask(request)
         except Exception as exc:  # every failure is shown on its card, none crashes the console
             self.post_message(PromptFailed(number, describe_error(exc), text))
         else:

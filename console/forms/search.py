@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -11,10 +11,11 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Label
 
 from medops.console.error_text import describe_error
-from medops.console.forms.availability import CoreHandle
+from medops.console.forms.core_handle import STARTING, CoreHandle
 
 if TYPE_CHECKING:
-    from medops.core.knowledge.service import SearchHit
+    from medops.core.contract import CoreCommands
+    from medops.core.knowledge.entries import SearchHit
 
 RESULT_LIMIT = 20
 
@@ -56,17 +57,17 @@ class SearchForm(Vertical):
         if len(text) < 2:
             error.update("Type at least two characters to search.")
             return
-        search, why_not = self.core.command("kb_search", "Knowledge-base search", "knowledge")
-        if search is None:
-            error.update(why_not)
+        core = self.core.ready()
+        if core is None:
+            error.update(STARTING)
             return
         error.update("searching…")
-        self._search(search, text)
+        self._search(core, text)
 
     @work(exclusive=True, exit_on_error=False, group="search")
-    async def _search(self, search: Any, text: str) -> None:
+    async def _search(self, core: CoreCommands, text: str) -> None:
         try:
-            rows = await search(text, limit=RESULT_LIMIT)
+            rows = await core.kb_search(text, limit=RESULT_LIMIT)
         except Exception as exc:  # shown on the form
             self.post_message(SearchFailed(describe_error(exc)))
         else:

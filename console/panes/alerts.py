@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medops.console import figures
+from medops.console import figures, times
 from medops.console.panes.pane import SnapshotPane
 from medops.core.snapshot import Alert, CoreSnapshot, TunerChange
 
@@ -22,13 +22,14 @@ class AlertsPane(SnapshotPane):
         return (snapshot.alerts, snapshot.tuner)
 
     def draw(self, snapshot: CoreSnapshot) -> str:
+        self.border_title = f"Alerts · {times.zone(snapshot.taken_at)}"
         alerts = sorted(snapshot.alerts, key=newest, reverse=True)[:MAX_ALERTS]
         lines = [alert_line(alert) for alert in alerts] or ["[dim]no alerts[/]"]
         tuner = snapshot.tuner
         if tuner.changes:
             lines.append("[b]tuner[/]" + ("" if tuner.enabled else " (off)"))
             for change in sorted(tuner.changes, key=lambda c: c.at, reverse=True)[:MAX_TUNER_CHANGES]:
-                lines.append(f" {figures.clock_time(change.at)} {figures.text(change.knob)}"
+                lines.append(f" {times.clock_time(change.at)} {figures.text(change.knob)}"
                              f" {tuner_figures(change)}"
                              f" [dim]{figures.text(change.reason)}[/]")
         return "\n".join(lines)
@@ -54,5 +55,5 @@ def alert_line(alert: Alert) -> str:
         badge = "[reverse $error] CRIT [/]"
     else:
         badge = "[reverse $warning] WARN [/]"
-    return (f"{figures.clock_time(alert.opened_at)} {badge} [b]{figures.text(alert.name)}[/]:"
+    return (f"{times.clock_time(alert.opened_at)} {badge} [b]{figures.text(alert.name)}[/]:"
             f" {figures.text(alert.message)}{f' [dim]×{alert.repeats + 1}[/]' if alert.repeats else ''}")

@@ -22,12 +22,13 @@ from textual.widgets import Static
 
 from medops.console import figures
 from medops.console.error_text import describe_error
-from medops.console.forms.availability import CoreHandle
+from medops.console.forms.core_handle import STARTING, CoreHandle
 from medops.core.snapshot import CoreSnapshot
 
 if TYPE_CHECKING:
     from textual_plotext import PlotextPlot
 
+    from medops.core.contract import CoreCommands
     from medops.core.ledger.metric_history import MetricHistory
 
 HOUR, DAY = 3_600.0, 86_400.0
@@ -130,17 +131,17 @@ class GraphsPane(Vertical):
         if asked is not None and 0 <= snapshot.taken_at - asked < REFETCH_EVERY:
             return
         self._asked_at[span] = snapshot.taken_at
-        command, why = self.core.command("metric_history", "Reading the ledger's metric history", "ledger")
-        if command is None:
-            self._answers[span] = why
+        core = self.core.ready()
+        if core is None:
+            self._answers[span] = STARTING
             return
         self._in_flight = span
-        self._read(command, span)
+        self._read(core, span)
 
     @work(exit_on_error=False, group="graphs")
-    async def _read(self, command: Any, span: float) -> None:
+    async def _read(self, core: CoreCommands, span: float) -> None:
         try:
-            history = await command(span, LEDGER_POINTS)
+            history = await core.metric_history(span, LEDGER_POINTS)
         except Exception as exc:  # shown in the pane; the console stays usable
             self.post_message(MetricsFailed(span, describe_error(exc)))
         else:
@@ -183,7 +184,7 @@ class GraphsPane(Vertical):
             self._summary = summary
             self.query_one("#graphs-summary", Static).update(summary)
         cpu, memory = self._plots
-        if answer is not None and not isinstance(answer, str) and answer.available:
+        if answer is not None and not isinstance(answer, str) and answer.earlier_runs:
             # a ledger span changes only when a new answer comes, not with each sample
             key: Any = (self.window, answer)
             if key != self._drawn:
@@ -211,7 +212,7 @@ class GraphsPane(Vertical):
         span = span_label(self.window)
         if answer is None:
             return f"[dim]reading the last {span} from the ledger…[/]"
-        if isinstance(answer, str) or not answer.available:
+        if isinstance(answer, str) or not answer.earlier_runs:
             why = answer if isinstance(answer, str) else answer.note
             if self.app.has_class("narrow"):
                 why = why.split("; ")[0]  # what happened; the rest (what follows, what to do) fits from 81 columns

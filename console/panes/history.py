@@ -9,7 +9,6 @@ figures and ids only: prompt text is not in the ledger, so it cannot reach here.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
@@ -20,14 +19,15 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Label, Static
 
-from medops.console import figures
+from medops.console import figures, times
 from medops.console.error_text import describe_error
-from medops.console.forms.availability import CoreHandle
+from medops.console.forms.core_handle import CoreHandle
 from medops.console.forms.prompt import AGENTS
 
 if TYPE_CHECKING:
-    from medops.core.groq.requests import RequestRecord
-    from medops.core.ledger.history import AlertHistory, RequestHistory
+    from medops.core.contract import CoreCommands
+    from medops.core.ledger.history import AlertHistory, Before, RequestHistory
+    from medops.core.ledger.records import RequestRecord
     from medops.core.snapshot import Alert, CoreSnapshot
 
 PAGE = 100  # rows one page reads; o appends the next older page
@@ -160,21 +160,23 @@ class HistoryPane(Vertical):
     # ---- reading --------------------------------------------------------------------
 
     def _read(self, table: str, before: Any) -> None:
-        name = "request_history" if table == REQUESTS else "alert_history"
-        command, _ = self.core.command(name, f"The {table} history", "history")
+        core = self.core.ready()
         self._fetch[table] += 1
-        if command is None:
-            why = "the core is still starting" if not self.core.started else "this core keeps no history"
-            self.post_message(PageFailed(table, self._fetch[table], why))
+        if core is None:
+            self.post_message(PageFailed(table, self._fetch[table], "the core is still starting"))
             return
         self._loading[table] = True
-        filters = {"model": self.model, "agent": self.agent} if table == REQUESTS else {}
-        self._run(table, self._fetch[table], command, before, filters)
+        self._run(table, self._fetch[table], core, before, self.model, self.agent)
 
     @work(exit_on_error=False, group="history")
-    async def _run(self, table: str, fetch: int, command: Any, before: Any, filters: dict[str, str | None]) -> None:
+    async def _run(self, table: str, fetch: int, core: CoreCommands, before: Before | None, model: str | None,
+                   agent: str | None) -> None:
+        history: RequestHistory | AlertHistory
         try:
-            history = await command(before=before, limit=PAGE, **filters)
+            if table == REQUESTS:
+                history = await core.request_history(before=before, limit=PAGE, model=model, agent=agent)
+            else:
+                history = await core.alert_history(before=before, limit=PAGE)
         except Exception as exc:  # shown in the tab; the console stays usable
             self.post_message(PageFailed(table, fetch, describe_error(exc)))
         else:
@@ -226,7 +228,7 @@ class HistoryPane(Vertical):
         alerts = shown(self.query_one("#history-alerts", DataTable).row_count, self.alerts)
         self.query_one("#history-title", Label).update(
             f"[b]Requests[/] {scope(self.requests)}[dim]· {figures.text(filters)}[/]{stale}\n"
-            f"[dim]{requests}, newest first · {local_zone(self._now)} · o older · m model · a agent · r newest[/]")
+            f"[dim]{requests}, newest first · {times.zone(self._now)} · o older · m model · a agent · r newest[/]")
         self.query_one("#history-alerts-title", Label).update(
             f"[b]Alerts[/] {scope(self.alerts)}[dim]· {alerts}, newest first · tab here, then o older[/]")
         notes = [history.note for history in (self.requests, self.alerts) if history is not None and history.note]
@@ -274,7 +276,7 @@ def request_cells(record: RequestRecord, now: float | None) -> tuple[Text, ...]:
     Text, not str: DataTable reads a str as markup, and an agent name or id is whatever the caller sent.
     """
     outcome = record.outcome if record.status is None else f"{record.outcome} {record.status}"
-    return (Text(when(record.at_wall, now)), Text(record.agent),
+    return (Text(times.when(record.at_wall, now)), Text(record.agent),
             Text(PRIORITY_SHORT.get(record.priority, record.priority)),
             Text(outcome, style="" if record.outcome == "ok" else "bold"),
             Text(str(record.attempts) if record.attempts else "-"),
@@ -291,19 +293,4 @@ def alert_cells(alert: Alert, now: float | None) -> tuple[Text, ...]:
     else:
         event = "still open"
     level = Text(alert.level, style="bold" if alert.level == "critical" else "")
-    return Text(when(alert.updated_at, now)), Text(event), level, Text(alert.name), Text(alert.message)
-
-
-def when(at: float, now: float | None) -> str:
-    """Local time; the date too unless it is the same day as `now`."""
-    moment = datetime.fromtimestamp(at).astimezone()
-    if now is not None and moment.date() == datetime.fromtimestamp(now).astimezone().date():
-        return f"{moment:%H:%M:%S}"
-    return f"{moment:%m-%d %H:%M:%S}"
-
-
-def local_zone(now: float | None) -> str:
-    """'CET time': the local zone the times are shown in (as of `now`, which settles summer time)."""
-    if now is None:
-        return "local time"
-    return f"{datetime.fromtimestamp(now).astimezone():%Z} time"
+    return Text(times.when(alert.updated_at, now)), Text(event), level, Text(alert.name), Text(alert.message)

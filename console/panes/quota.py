@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medops.console import figures
+from medops.console import figures, times
 from medops.console.panes.pane import SnapshotPane
 from medops.core.snapshot import CoreSnapshot, ModelQuota, SchedulerSnapshot, StoreSnapshot
 
@@ -52,7 +52,7 @@ def store_line(store: StoreSnapshot) -> str:
     """The fleet's quota store: whether it decides, how many members share it, how fast it answers."""
     members = f"{store.members_alive} member{'s' if store.members_alive != 1 else ''}"
     if store.state == "down":
-        since = f" since {figures.clock_time(store.down_since)}" if store.down_since is not None else ""
+        since = f" since {times.clock_time(store.down_since)}" if store.down_since is not None else ""
         share = f"local share 1/{store.share}" if store.share else "nothing admitted until it answers"
         return f"[reverse $error] fleet store unreachable{since}; {share} [/] [dim]{figures.text(store.url)}[/]"
     state = "re-seeding" if store.state == "seeding" else "shared"
@@ -92,7 +92,7 @@ def model_lines(model: ModelQuota, width: int, *, default: bool = False) -> list
         lines.append(" [dim]server: no x-ratelimit headers seen yet[/]")
     else:
         # the time it was seen, not its age: an age would redraw the pane every second
-        seen = figures.clock_time(server.observed_at)
+        seen = times.clock_time(server.observed_at)
         lines.append(f" server left: {_maybe(server.remaining_requests)} req/d"
                      f" ({figures.duration(server.reset_requests)}) · {_maybe(server.remaining_tokens)} tok/m"
                      f" ({figures.duration(server.reset_tokens)}) [dim]seen {seen}[/]")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from textual.widgets import Static
 
-from medops.console import figures
+from medops.console import figures, times
 from medops.core.snapshot import CoreSnapshot
 
 LEDGER_SHORT = {"read-write": "rw", "read-only": "ro"}
@@ -55,7 +55,7 @@ def status_text(snapshot: CoreSnapshot | None, state: ConsoleState) -> str:
     store = snapshot.quota.store
     if store is not None:
         if store.state == "down":
-            since = f" since {figures.clock_time(store.down_since)}" if store.down_since is not None else ""
+            since = f" since {times.clock_time(store.down_since)}" if store.down_since is not None else ""
             share = f"share 1/{store.share}" if store.share else "no share"
             parts.append(f"[reverse $error] FLEET STORE DOWN{since}, {share} [/]")
         else:

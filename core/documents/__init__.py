@@ -1,1 +1,1 @@
-"""Documents: intake checks, the job pipeline, its worker processes and the extraction they run."""
+"""Documents: intake checks, the job pipeline and its results, the worker pool and the extraction workers run."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from medops.core.errors import CaseMemoryError, DocumentError
 
 if TYPE_CHECKING:
-    from medops.core.documents.pipeline import DocumentResult
+    from medops.core.documents.results import DocumentResult
     from medops.core.memory.case_memory import CaseMemory
 
 

@@ -44,10 +44,6 @@ class DocumentKind(StrEnum):
     JPEG = "jpeg"
     TIFF = "tiff"
 
-    @property
-    def is_image(self) -> bool:
-        return self is not DocumentKind.PDF
-
 
 @dataclass(frozen=True)
 class IntakeFile:

@@ -1,11 +1,10 @@
-"""The document pipeline: intake, a pool of worker processes we manage ourselves, results.
+"""The document pipeline: intake, a queue of jobs, the worker pool that runs them, results.
 
-Each worker is a `python -m core.document_worker` child in its own session,
-talking over its stdin/stdout pipes (read by asyncio, so nothing blocks the
-event loop). Unlike `ProcessPoolExecutor`, one worker can be killed: when a
-document passes `document_timeout` or is cancelled, or when a worker dies on a
-hostile file, only that document fails; the worker is replaced and the other
-jobs go on. Workers start on first use, so the core starts fast.
+Jobs run in the worker processes of worker_pool.py. When a document passes
+`document_timeout` or is cancelled, or when a worker dies on a hostile file,
+only that document fails; the worker is replaced and the other jobs go on.
+Workers start on first use, so the core starts fast. A document with the
+same content (SHA-256) as a recent one gets its text again without a worker.
 
 Document text is patient data: it is never logged, and job listings carry
 names, sizes, page counts and hashes only.
@@ -17,34 +16,25 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
-import shutil
-import signal
-import statistics
-import sys
-import tempfile
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-
-import orjson
+from typing import Literal
 
 from medops.core.clock import Clock
 from medops.core.documents.extraction import (
-    METHOD_BLANK,
-    METHOD_NONE,
-    METHOD_OCR,
-    METHOD_TEXT,
     Extraction,
     ExtractionError,
     ExtractionOptions,
 )
 from medops.core.documents.intake import Intake, IntakeFile
-from medops.core.documents.worker import FRAME_HEADER, MAX_FRAME_BYTES, encode_frame, extraction_from_reply, job_message
+from medops.core.documents.results import DocumentProgress, DocumentResult, ProgressCallback
+from medops.core.documents.worker import encode_frame, extraction_from_reply, job_message
+from medops.core.documents.worker_pool import Worker, WorkerPool, describe_exit, worker_command
 from medops.core.errors import DocumentError
 from medops.core.settings.config import Settings
-from medops.core.snapshot import DocumentJob, DocumentsSnapshot, PoolSnapshot
+from medops.core.snapshot import DocumentJob, DocumentsSnapshot, JobState, PoolSnapshot
+from medops.core.waits import RecentWaits
 
 log = logging.getLogger("medops.documents")
 
@@ -72,57 +62,6 @@ class DocumentsStopped(DocumentError):
     """The document pipeline is not running (not started, or stopping)."""
 
 
-@dataclass(frozen=True)
-class DocumentProgress:
-    """A job's progress, sent to `on_progress` when it is queued, starts, finishes a page or ends."""
-
-    job_id: str
-    name: str
-    state: str  # queued, running, done, failed, cancelled
-    pages_done: int = 0
-    pages_total: int = 0
-    method: str = ""  # how the last page was read
-
-
-@dataclass(frozen=True)
-class DocumentResult:
-    """A document's text and how it was obtained. `repr` leaves the text out."""
-
-    job_id: str
-    name: str
-    sha256: str
-    kind: str
-    size: int
-    text: str = field(repr=False)
-    pages: int
-    page_methods: tuple[str, ...]  # per page: text, ocr, blank or none
-    warnings: tuple[str, ...]
-    repaired: bool
-    queued_seconds: float
-    extract_seconds: float
-    seconds: float  # from `extract()` to the result, intake included
-    duplicate_of: str | None = None
-
-    @property
-    def characters(self) -> int:
-        return len(self.text)
-
-    @property
-    def method(self) -> str:
-        """One word for the whole document: text, ocr, mixed, blank or none."""
-        used = {m for m in self.page_methods if m != METHOD_BLANK}
-        if not used:
-            return METHOD_BLANK if self.page_methods else METHOD_NONE
-        if used == {METHOD_TEXT}:
-            return METHOD_TEXT
-        if used == {METHOD_OCR}:
-            return METHOD_OCR
-        if used == {METHOD_NONE}:
-            return METHOD_NONE
-        return "mixed"
-
-
-ProgressCallback = Callable[[DocumentProgress], None]
 
 
 @dataclass(eq=False)
@@ -133,52 +72,12 @@ class _Job:
     submitted_at: float
     future: asyncio.Future[DocumentResult]
     file: IntakeFile | None = None
-    state: str = "queued"
+    state: JobState = "queued"
     started_at: float | None = None
     pages_done: int = 0
     pages_total: int = 0
     error: str = ""
     watchdog: asyncio.Task[None] | None = None
-
-
-@dataclass(eq=False)
-class _Worker:
-    process: asyncio.subprocess.Process
-    scratch: Path  # its private temporary folder, removed when it exits
-    ready: bool = False
-    job: _Job | None = None
-    kill_reason: str | None = None  # why we killed it: timeout, cancelled, retired, stopped
-    reader: asyncio.Task[None] | None = None
-
-
-def worker_command() -> list[str]:
-    """How a worker process is started: this interpreter, the worker module by its full name.
-
-    `-P`: the current folder is not put on the import path, so nothing where
-    medops was started can stand in for a module of ours.
-    """
-    return [sys.executable, "-P", "-m", "medops.core.documents.worker"]
-
-
-def _worker_env(scratch: Path) -> dict[str, str]:
-    # A worker parses hostile files: it gets no secrets it does not need.
-    env = {name: value for name, value in os.environ.items() if name != "GROQ_API_KEY"}
-    env["OMP_THREAD_LIMIT"] = "1"
-    # Tesseract's page images and outputs are patient data: they go to a folder
-    # only we can read, which is removed with the worker, even after a kill.
-    env["TMPDIR"] = str(scratch)
-    return env
-
-
-def _describe_exit(returncode: int | None) -> str:
-    if returncode is None:
-        return "exit status unknown"
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit status {returncode}"
 
 
 class DocumentPipeline:
@@ -188,23 +87,19 @@ class DocumentPipeline:
                  options: ExtractionOptions | None = None) -> None:
         self.intake = intake
         self.clock = clock
-        self.size = settings.process_pool_size
+        self._pool: WorkerPool[_Job] = WorkerPool(settings.process_pool_size, self)
         self.timeout = settings.document_timeout
         self.options = options or ExtractionOptions(ocr_language=settings.ocr_language,
                                                     ocr_page_timeout=settings.ocr_page_timeout)
-        self._running = False
         self._paused = False
         self._ids = itertools.count(1)
         self._queue: deque[_Job] = deque()
         self._jobs: dict[str, _Job] = {}
-        self._workers: list[_Worker] = []
-        self._starting = 0
         self._start_failures = 0
-        self._spawns: set[asyncio.Task[None]] = set()
         self._recent: deque[DocumentJob] = deque(maxlen=RECENT_JOBS)
         self._results: OrderedDict[str, DocumentResult] = OrderedDict()
         self._in_flight: dict[str, asyncio.Future[DocumentResult]] = {}
-        self._waits: deque[float] = deque(maxlen=WAIT_SAMPLES)
+        self._waits = RecentWaits(WAIT_SAMPLES)
         self._done = self._failed = self._cancelled = self._pages = 0
         self._timeouts = 0
 
@@ -212,43 +107,49 @@ class DocumentPipeline:
 
     async def start(self) -> None:
         """Accept documents; workers start when the first one arrives (or on `warm()`)."""
-        self._running = True
+        self._pool.running = True
+
+    @property
+    def size(self) -> int:
+        """Worker processes the pool keeps (process_pool_size)."""
+        return self._pool.size
 
     def warm(self) -> None:
         """Start the workers now, in the background, so the first document does not wait for them."""
-        if self._running:
-            self._grow(self.size)
+        if self._pool.running:
+            self._pool.grow(self.size)
 
     async def stop(self) -> None:
         """Fail what is queued, kill every worker and wait for them to go."""
-        self._running = False
+        self._pool.running = False
         for job in list(self._jobs.values()):
             if job.state == "queued":
                 self._finish_failed(job, DocumentsStopped("the core is stopping; the document was not processed"),
                                     "failed")
         self._queue.clear()
-        if self._spawns:  # a worker being started is killed as soon as it exists
-            await asyncio.gather(*self._spawns, return_exceptions=True)
-        for worker in list(self._workers):
-            worker.kill_reason = worker.kill_reason or "stopped"
-            self._kill(worker)
-        readers = [w.reader for w in self._workers if w.reader is not None]
-        if readers:
-            await asyncio.gather(*readers, return_exceptions=True)
+        await self._pool.stop()
+
+    def apply(self, settings: Settings) -> None:
+        """Take live changes: the pool size, and the timeout and OCR options the next document gets."""
+        self.timeout = settings.document_timeout
+        self.options = replace(self.options, ocr_language=settings.ocr_language,
+                               ocr_page_timeout=settings.ocr_page_timeout)
+        if settings.process_pool_size != self.size:
+            self.resize(settings.process_pool_size)
 
     def resize(self, size: int) -> None:
         """Change the number of workers; extra idle workers leave at once, busy ones after their document."""
-        self.size = max(1, size)
-        for worker in [w for w in self._workers if w.job is None and w.ready][self.size:]:
+        self._pool.size = max(1, size)
+        for worker in [w for w in self._pool.workers if w.job is None and w.ready][self.size:]:
             worker.kill_reason = "retired"
-            self._close(worker)
+            self._pool.close(worker)
         self._dispatch()
 
     # commands
 
     async def extract(self, path: str | Path, on_progress: ProgressCallback | None = None) -> DocumentResult:
         """Take `path` in, extract its text in a worker and return the result; raises a `DocumentError`."""
-        if not self._running:
+        if not self._pool.running:
             raise DocumentsStopped("the document pipeline is not running; start the core first")
         loop = asyncio.get_running_loop()
         job = _Job(id=f"doc-{next(self._ids):04d}", name=Path(path).name or str(path), on_progress=on_progress,
@@ -276,7 +177,7 @@ class DocumentPipeline:
             return duplicate
         if job.future.done():
             return await job.future
-        if self._start_failures >= MAX_START_FAILURES and not self._workers:
+        if self._start_failures >= MAX_START_FAILURES and not self._pool.workers:
             self._start_failures = 0  # a new document is a new try at starting workers
         self._in_flight[job.file.sha256] = job.future
         self._queue.append(job)
@@ -288,10 +189,10 @@ class DocumentPipeline:
         job = self._jobs.get(job_id)
         if job is None or job.future.done():
             return False
-        running_on = next((w for w in self._workers if w.job is job), None)
+        running_on = next((w for w in self._pool.workers if w.job is job), None)
         if running_on is not None:
             running_on.kill_reason = "cancelled"
-            self._kill(running_on)  # the job fails when the worker's exit is seen
+            self._pool.kill(running_on)  # the job fails when the worker's exit is seen
         else:
             # Queued, or still in intake (hashing, or waiting for an identical document).
             self._finish_failed(job, DocumentCancelled(f"{job.name}: cancelled before it started"), "cancelled")
@@ -308,7 +209,7 @@ class DocumentPipeline:
 
     def worker_pid(self, job_id: str) -> int | None:
         """The process id of the worker running a job, for diagnosis."""
-        for worker in self._workers:
+        for worker in self._pool.workers:
             if worker.job is not None and worker.job.id == job_id:
                 return worker.process.pid
         return None
@@ -326,23 +227,22 @@ class DocumentPipeline:
 
     def pool_snapshot(self) -> PoolSnapshot:
         """The worker pool as a PoolSnapshot named "process"."""
-        waits = sorted(self._waits)
+        p50, p95 = self._waits.percentiles()
         return PoolSnapshot(name="process", capacity=self.size,
-                            active=sum(1 for w in self._workers if w.job is not None),
+                            active=sum(1 for w in self._pool.workers if w.job is not None),
                             queued=len(self._queue), completed=self._done, errors=self._failed,
                             timeouts=self._timeouts,
-                            wait_p50=statistics.median(waits) if waits else 0.0,
-                            wait_p95=waits[int(0.95 * (len(waits) - 1))] if waits else 0.0)
+                            wait_p50=p50, wait_p95=p95)
 
     @property
     def ready_workers(self) -> int:
         """Worker processes started and ready for a document."""
-        return sum(1 for w in self._workers if w.ready and w.kill_reason is None)
+        return sum(1 for w in self._pool.workers if w.ready and w.kill_reason is None)
 
     @property
     def worker_count(self) -> int:
         """Worker processes alive (started or starting)."""
-        return len(self._workers) + self._starting
+        return self._pool.count
 
     # internals: duplicates
 
@@ -366,57 +266,10 @@ class DocumentPipeline:
         self._finish_done(job, result)
         return result
 
-    # internals: workers
+    # internals: what the worker pool tells us (`PoolListener`)
 
-    def _grow(self, wanted: int) -> None:
-        while self._running and len(self._workers) + self._starting < min(wanted, self.size):
-            self._starting += 1
-            task = asyncio.get_running_loop().create_task(self._spawn())
-            self._spawns.add(task)
-            task.add_done_callback(self._spawns.discard)
-
-    async def _spawn(self) -> None:
-        scratch = Path(tempfile.mkdtemp(prefix="medops-worker-"))  # mode 0700
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *worker_command(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL, env=_worker_env(scratch), start_new_session=True)
-        except OSError as exc:
-            self._starting -= 1
-            shutil.rmtree(scratch, ignore_errors=True)
-            self._start_failed(f"cannot start a document worker ({exc.strerror})")
-            return
-        self._starting -= 1
-        worker = _Worker(process, scratch)
-        self._workers.append(worker)
-        worker.reader = asyncio.get_running_loop().create_task(self._read(worker))
-        if not self._running:
-            worker.kill_reason = "stopped"
-            self._kill(worker)
-
-    async def _read(self, worker: _Worker) -> None:
-        stdout = worker.process.stdout
-        assert stdout is not None
-        try:
-            while True:
-                header = await stdout.readexactly(FRAME_HEADER.size)
-                (length,) = FRAME_HEADER.unpack(header)
-                if length > MAX_FRAME_BYTES:
-                    raise ValueError(f"a {length:,}-byte reply")
-                self._on_message(worker, orjson.loads(await stdout.readexactly(length)))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        except ValueError:  # orjson.JSONDecodeError too: a worker that talks nonsense is not trusted further
-            worker.kill_reason = worker.kill_reason or "garbled"
-            self._kill(worker)
-        await worker.process.wait()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(worker.process.pid, signal.SIGKILL)  # a Tesseract it left behind
-        await asyncio.to_thread(shutil.rmtree, worker.scratch, True)
-        self._on_exit(worker)
-
-    def _on_message(self, worker: _Worker, message: object) -> None:
-        """Act on one reply; ValueError if it is not one a worker sends."""
+    def on_message(self, worker: Worker[_Job], message: object) -> None:
+        """Act on one reply (ready, a page done, the text, a failure); ValueError if no worker sends it."""
         if not isinstance(message, list) or not message:
             raise ValueError("not a reply")
         kind = message[0]
@@ -445,16 +298,15 @@ class DocumentPipeline:
         else:
             raise ValueError("unknown reply")
 
-    def _on_exit(self, worker: _Worker) -> None:
-        if worker in self._workers:
-            self._workers.remove(worker)
+    def on_exit(self, worker: Worker[_Job]) -> None:
+        """A worker has gone: fail the document it was running, saying why, and keep the pool at size."""
         reason = worker.kill_reason
         job = worker.job
         worker.job = None
         if job is not None and job.watchdog is not None:
             job.watchdog.cancel()
         if job is not None and not job.future.done():
-            exit_text = _describe_exit(worker.process.returncode)
+            exit_text = describe_exit(worker.process.returncode)
             page = min(job.pages_done + 1, job.pages_total) if job.pages_total else job.pages_done + 1
             where = f" on page {page}" + (f" of {job.pages_total}" if job.pages_total else "")
             if reason == "timeout":
@@ -476,11 +328,13 @@ class DocumentPipeline:
                     "hostile. Other documents are unaffected; ask for a new copy"), "failed")
             log.warning("document worker %d for %s ended: %s", worker.process.pid, job.id, exit_text)
         elif not worker.ready and reason is None:
-            self._start_failed(f"a document worker exited while starting ({_describe_exit(worker.process.returncode)})")
-        if self._running and (self._queue or reason not in ("retired",)):
+            exit_text = describe_exit(worker.process.returncode)
+            self.on_start_failed(f"a document worker exited while starting ({exit_text})")
+        if self._pool.running and (self._queue or reason not in ("retired",)):
             self._dispatch(replace_dead=True)
 
-    def _start_failed(self, why: str) -> None:
+    def on_start_failed(self, why: str) -> None:
+        """Workers cannot start: after MAX_START_FAILURES in a row, fail the queue instead of looping."""
         self._start_failures += 1
         log.error("%s", why)
         if self._start_failures >= MAX_START_FAILURES:
@@ -490,58 +344,44 @@ class DocumentPipeline:
                 self._finish_failed(self._queue.popleft(), error, "failed")
 
     def _dispatch(self, replace_dead: bool = False) -> None:
-        if not self._running:
+        if not self._pool.running:
             return
         while self._queue and not self._paused:
-            worker = next((w for w in self._workers if w.ready and w.job is None and w.kill_reason is None), None)
+            worker = self._pool.idle()
             if worker is None:
                 break
             self._assign(worker, self._queue.popleft())
         # The pool fills up on first use and is then kept at size, so a dead worker is replaced.
         if (self._queue or replace_dead) and self._start_failures < MAX_START_FAILURES:
-            self._grow(self.size)
+            self._pool.grow(self.size)
 
-    def _assign(self, worker: _Worker, job: _Job) -> None:
-        assert job.file is not None and worker.process.stdin is not None
+    def _assign(self, worker: Worker[_Job], job: _Job) -> None:
+        assert job.file is not None
         worker.job = job
         job.state = "running"
         job.started_at = self.clock.monotonic()
-        self._waits.append(job.started_at - job.submitted_at)
-        worker.process.stdin.write(encode_frame(job_message(job.id, str(job.file.path), job.file.kind.value,
-                                                            self.options, job.file.sha256)))
+        self._waits.add(job.started_at - job.submitted_at)
+        self._pool.send(worker, encode_frame(job_message(job.id, str(job.file.path), job.file.kind.value,
+                                                         self.options, job.file.sha256)))
         job.watchdog = asyncio.get_running_loop().create_task(self._watch(worker, job))
         self._progress(job)
 
-    async def _watch(self, worker: _Worker, job: _Job) -> None:
+    async def _watch(self, worker: Worker[_Job], job: _Job) -> None:
         await self.clock.sleep(self.timeout)
         if worker.job is job:
             worker.kill_reason = "timeout"
-            self._kill(worker)
+            self._pool.kill(worker)
 
-    def _release(self, worker: _Worker) -> None:
+    def _release(self, worker: Worker[_Job]) -> None:
         job = worker.job
         worker.job = None
         if job is not None and job.watchdog is not None:
             job.watchdog.cancel()
-        if len([w for w in self._workers if w.kill_reason is None]) > self.size:
+        if len([w for w in self._pool.workers if w.kill_reason is None]) > self.size:
             worker.kill_reason = "retired"
-            self._close(worker)
+            self._pool.close(worker)
         else:
             self._dispatch()
-
-    def _kill(self, worker: _Worker) -> None:
-        if worker.process.returncode is not None:
-            return
-        try:
-            # The worker leads its own session: the group takes a running Tesseract along.
-            os.killpg(worker.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            with contextlib.suppress(ProcessLookupError):
-                worker.process.kill()
-
-    def _close(self, worker: _Worker) -> None:
-        if worker.process.stdin is not None:
-            worker.process.stdin.close()
 
     # internals: results
 
@@ -570,7 +410,7 @@ class DocumentPipeline:
                  result.characters)
         job.future.set_result(result)
 
-    def _finish_failed(self, job: _Job, error: DocumentError, state: str) -> None:
+    def _finish_failed(self, job: _Job, error: DocumentError, state: Literal["failed", "cancelled"]) -> None:
         if job.future.done():
             return
         job.state = state

@@ -1,6 +1,6 @@
 """A document worker process: reads jobs on stdin, extracts, writes frames back.
 
-Started by `core.documents` as `python -m core.document_worker` in its own
+Started by the worker pool as `python -m medops.core.documents.worker` in its own
 session (so killing its process group also kills a running Tesseract). Frames
 are an 8-byte big-endian length and JSON, both ways: JSON, not pickle, because
 a worker parses hostile files and the core must not execute whatever a

@@ -15,11 +15,12 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
 
+from medops.core import __version__
 from medops.core.clock import Clock
 from medops.core.fleet.commands import CommandInbox, Handler
 from medops.core.fleet.publish import SNAPSHOT_TTL, STREAM_MAXLEN, RecordBuffer, published, stream_fields
@@ -30,7 +31,11 @@ from medops.core.fleet.store import (
     QuotaStore,
     StoreUnavailable,
     describe_models,
+    namespace_for,
+    new_member,
 )
+from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, choose_target
+from medops.core.settings.config import Settings
 from medops.core.snapshot import CoreSnapshot, StoreSnapshot
 
 log = logging.getLogger(__name__)
@@ -244,3 +249,18 @@ class Fleet:
 def _clock_text(wall: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(wall))
 
+
+def join(settings: Settings, clock: Clock, env: Mapping[str, str], role: str) -> Fleet:
+    """This process's place in the fleet: a store connection, its Groq organisation's namespace, a new id."""
+    store = QuotaStore(settings.store_url, fleet_namespace(settings, env), clock,
+                       password=env.get("MEDOPS_STORE_PASSWORD"), budget=settings.store_timeout)
+    member = new_member(role, __version__, clock)
+    return Fleet(store, member.instance, member.describe(), clock, settings.store_flight_bound,
+                 settings.starvation_bound, attempt_bound=settings.request_timeout)
+
+
+def fleet_namespace(settings: Settings, env: Mapping[str, str]) -> str:
+    """The store namespace of this Groq organisation: a hash of the key, or of the endpoint without one."""
+    target = choose_target(settings, env)
+    key = target.api_key if target.api_key != LOCAL_PLACEHOLDER_KEY else None
+    return namespace_for(key, target.base_url if not target.in_process else "in-process", settings.store_namespace)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import orjson
 
-from medops.core.groq.requests import RequestRecord
+from medops.core.ledger.records import RequestRecord
 from medops.core.snapshot import CoreSnapshot, snapshot_to_dict
 
 SNAPSHOT_TTL = 15.0  # seconds a member's snapshot outlives its last beat

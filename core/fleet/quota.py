@@ -24,7 +24,7 @@ from medops.core.clock import Clock
 from medops.core.fleet.store import HEARTBEAT_INTERVAL, QuotaStore, StoreUnavailable
 from medops.core.groq.quota import DAY, MINUTE, TPD, TPM, GroqQuota, RequestTooLarge, Reservation
 from medops.core.groq.rate_headers import DIMENSIONS, LimitExceeded, RateLimitHeaders, format_go_duration
-from medops.core.groq.requests import AdmissionStore
+from medops.core.ledger.records import AdmissionStore
 from medops.core.settings.config import ModelLimits
 from medops.core.snapshot import ModelQuota, WindowUsage
 

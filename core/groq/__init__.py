@@ -1,1 +1,4 @@
-"""Groq: requests, quota, scheduler, retry policy, gateway, wire formats, token estimate."""
+"""Groq: prompt values, quota, scheduler, gateway and its errors, wire formats, token estimate.
+
+`GroqPath` (path.py) composes them for the core.
+"""

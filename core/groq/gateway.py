@@ -17,23 +17,17 @@ import ipaddress
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import groq
 import httpx
 
 from medops.core.clock import Clock, SystemClock
+from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
 from medops.core.groq.http_pool_waits import PoolWaits
 from medops.core.groq.rate_headers import RateLimitHeaders, parse_rate_limit_headers, parse_rate_limit_message
-from medops.core.groq.requests import (
-    CapacityExceeded,
-    Completion,
-    PromptRequest,
-    RateLimited,
-    RequestRejected,
-    UpstreamUnavailable,
-)
+from medops.core.groq.requests import Completion, PromptRequest
 from medops.core.groq.token_estimate import estimate_prompt_tokens
 from medops.core.settings.config import Settings
 from medops.core.snapshot import PoolSnapshot
@@ -63,7 +57,7 @@ class GatewayTimeout(UpstreamUnavailable):
 class GroqTarget:
     """Where the gateway sends requests: Groq itself or a local endpoint."""
 
-    kind: str  # "groq" or "local"
+    kind: Literal["groq", "local"]
     base_url: str
     api_key: str  # never shown; LOCAL_PLACEHOLDER_KEY for a keyless local endpoint
     in_process: bool  # True: the core must start its own local endpoint at base_url

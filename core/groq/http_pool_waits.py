@@ -10,7 +10,6 @@ that (a timeout, a cancel) counts its whole stay at the pool as its wait.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 
 from medops.core.clock import Clock
-from medops.core.percentile import percentile
+from medops.core.waits import RecentWaits
 
 RECENT_WAITS = 512  # enough for stable p95s, few enough to follow a change within minutes
 
@@ -39,7 +38,7 @@ class PoolWaits:
 
     def __init__(self, clock: Clock, keep: int = RECENT_WAITS) -> None:
         self._clock = clock
-        self._recent: deque[float] = deque(maxlen=keep)
+        self._recent = RecentWaits(keep)
         self.waiting = 0
 
     @contextmanager
@@ -70,10 +69,9 @@ class PoolWaits:
 
     def percentiles(self) -> tuple[float, float]:
         """p50 and p95 of the recent waits, in seconds (0.0 before any)."""
-        ordered = sorted(self._recent)
-        return percentile(ordered, 50), percentile(ordered, 95)
+        return self._recent.percentiles()
 
     def _connected(self, attempt: _Attempt) -> None:
         attempt.connected = True
         self.waiting -= 1
-        self._recent.append(max(0.0, self._clock.monotonic() - (attempt.at_pool or 0.0)))
+        self._recent.add(self._clock.monotonic() - (attempt.at_pool or 0.0))

@@ -9,29 +9,20 @@ own event loop. Which one is in use is always in the snapshot.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from medops.core import __version__
 from medops.core.clock import Clock
-from medops.core.fleet.membership import Fleet
-from medops.core.fleet.quota import make_fleet_quota
-from medops.core.fleet.store import QuotaStore, namespace_for, new_member
 from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget, choose_target
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.prompt_input import check_request
-from medops.core.groq.quota import QuotaBook
-from medops.core.groq.requests import (
-    AdmissionStore,
-    PromptRequest,
-    PromptResult,
-    RecorderFanOut,
-    RequestRecorder,
-)
+from medops.core.groq.quota import QuotaBook, QuotaFactory
+from medops.core.groq.requests import PromptRequest, PromptResult
 from medops.core.groq.scheduler import Scheduler, SchedulerStopped
+from medops.core.ledger.records import AdmissionStore, RecorderFanOut, RequestRecorder
 from medops.core.settings.config import Settings
-from medops.core.snapshot import EndpointInfo, PoolSnapshot, QuotaSnapshot, SchedulerSnapshot
+from medops.core.snapshot import EndpointInfo, PoolSnapshot, QuotaSnapshot, SchedulerSnapshot, StoreSnapshot
 
 
 class Ledgerish(AdmissionStore, RequestRecorder, Protocol):
@@ -42,25 +33,23 @@ class GroqPath:
     """Quota book, scheduler, gateway and (offline) the in-process local endpoint."""
 
     def __init__(self, settings: Settings, clock: Clock, ledger: Ledgerish | None = None,
-                 env: Mapping[str, str] | None = None, role: str = "library") -> None:
+                 env: Mapping[str, str] | None = None, *, recorders: Sequence[RequestRecorder] = (),
+                 quota_factory: QuotaFactory | None = None,
+                 describe_store: Callable[[], StoreSnapshot] | None = None) -> None:
+        """`recorders`: where finished requests go beside the ledger (the fleet's stream, metrics).
+        `quota_factory` and `describe_store`: each model's quota kept elsewhere (the fleet's store)."""
         self._settings = settings
         self._clock = clock
         self._ledger = ledger
-        env = os.environ if env is None else env
-        self._target: GroqTarget = choose_target(settings, env)
-        self.fleet = _join_fleet(settings, clock, env, self._target, role) if settings.store_url else None
-        if self.fleet is None:
-            self.quotas = QuotaBook(settings, clock, store=ledger)
-        else:
-            self.quotas = QuotaBook(settings, clock, store=ledger, build=make_fleet_quota(self.fleet),
-                                    describe_store=self.fleet.snapshot)
+        self._target: GroqTarget = choose_target(settings, os.environ if env is None else env)
+        self.quotas = QuotaBook(settings, clock, store=ledger, build=quota_factory, describe_store=describe_store)
         self.endpoint: LocalEndpoint | None = None
         if self._target.in_process:
             self.endpoint = LocalEndpoint(settings.models, host=settings.endpoint_host,
                                           port=settings.endpoint_port, clock=clock)
         self.gateway: Gateway | None = None
         self.scheduler: Scheduler | None = None
-        self._recorders: list[RequestRecorder] = []  # beside the ledger: metrics
+        self._recorders = RecorderFanOut([r for r in (ledger, *recorders) if r is not None])
         self._paused = False
 
     async def start(self) -> None:
@@ -69,23 +58,15 @@ class GroqPath:
             return
         if self._ledger is not None:
             await self.quotas.restore_async()
-        if self.fleet is not None:
-            await self.fleet.start()  # joins the fleet; a store that does not answer is retried every second
         target = self._target
         if self.endpoint is not None:
             await self.endpoint.start()
             target = replace(target, base_url=self.endpoint.url)
         self.gateway = Gateway(self._settings, target, self._clock)
-        recorders = [r for r in (self._ledger, self.fleet.records if self.fleet else None, *self._recorders) if r]
-        self.scheduler = Scheduler(self._settings, self.quotas, self.gateway, self._clock,
-                                   recorder=RecorderFanOut(recorders))
+        self.scheduler = Scheduler(self._settings, self.quotas, self.gateway, self._clock, recorder=self._recorders)
         if self._paused:
             self.scheduler.pause()
         await self.scheduler.start()
-
-    def add_recorder(self, recorder: RequestRecorder) -> None:
-        """Another place each finished request is recorded (before `start`)."""
-        self._recorders.append(recorder)
 
     async def stop(self) -> None:
         """Fail what is unanswered, close the HTTP pool, stop the local endpoint; safe twice."""
@@ -97,8 +78,6 @@ class GroqPath:
             await gateway.close()
         if self.endpoint is not None:
             await self.endpoint.stop()
-        if self.fleet is not None:
-            await self.fleet.stop()
 
     async def ask(self, request: PromptRequest) -> PromptResult:
         """Check the prompt, queue it, and wait for the answer (or an error saying why not)."""
@@ -161,18 +140,3 @@ class GroqPath:
         detail = where if failure is None else f"{where}; last attempt: {failure}"
         return EndpointInfo(kind=target.kind, base_url=base_url, healthy=failure is None, detail=detail)
 
-
-def _join_fleet(settings: Settings, clock: Clock, env: Mapping[str, str], target: GroqTarget, role: str) -> Fleet:
-    """This instance's place in the fleet: a store connection, a namespace for its Groq organisation, an id."""
-    store = QuotaStore(settings.store_url, fleet_namespace(settings, env), clock,
-                       password=env.get("MEDOPS_STORE_PASSWORD"), budget=settings.store_timeout)
-    member = new_member(role, __version__, clock)
-    return Fleet(store, member.instance, member.describe(), clock, settings.store_flight_bound,
-                 settings.starvation_bound, attempt_bound=settings.request_timeout)
-
-
-def fleet_namespace(settings: Settings, env: Mapping[str, str]) -> str:
-    """The store namespace of this Groq organisation: a hash of the key, or of the endpoint without one."""
-    target = choose_target(settings, env)
-    key = target.api_key if target.api_key != LOCAL_PLACEHOLDER_KEY else None
-    return namespace_for(key, target.base_url if not target.in_process else "in-process", settings.store_namespace)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from medops.core.clock import Clock
 from medops.core.errors import QuotaError
 from medops.core.groq.rate_headers import DIMENSIONS, Dimension, LimitExceeded, RateLimitHeaders, format_go_duration
-from medops.core.groq.requests import AdmissionStore
+from medops.core.ledger.records import AdmissionStore
 from medops.core.settings.config import ModelLimits, Settings
 from medops.core.snapshot import ModelQuota, QuotaSnapshot, ServerReport, StoreSnapshot, WindowUsage
 

@@ -1,8 +1,8 @@
-"""What a prompt is, what Groq answers, and the contracts around sending one.
+"""What a prompt is, what Groq answers, and the gateway's contract for sending one.
 
-Values shared by the scheduler (which queues and admits), the gateway (which
-sends one request over HTTP) and the ledger (which records admissions and
-requests). No behaviour lives here beyond validating a request.
+Values shared by the scheduler (which queues and admits) and the gateway (which
+sends one request over HTTP); the gateway's errors are in errors.py, what the
+ledger records in ledger/records.py. No behaviour lives here beyond validating a request.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from enum import IntEnum
 from types import MappingProxyType
 from typing import Protocol
 
-from medops.core.errors import GatewayError, SchedulerError
-from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders, format_go_duration
+from medops.core.errors import SchedulerError
+from medops.core.groq.rate_headers import RateLimitHeaders
 
 DEFAULT_MAX_COMPLETION_TOKENS = 1_024
 
@@ -140,102 +140,3 @@ class Sender(Protocol):
     async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
         """Send once; raise `UpstreamUnavailable`/`CapacityExceeded` (retryable), `RateLimited` or `RequestRejected`."""
         ...
-
-
-class RateLimited(GatewayError):
-    """Groq answered 429: wait `retry_after` seconds; `limit` says which window, if the body said."""
-
-    def __init__(self, retry_after: float | None, limit: LimitExceeded | None = None,
-                 headers: RateLimitHeaders | None = None) -> None:
-        self.retry_after = retry_after
-        self.limit = limit
-        self.headers = headers or RateLimitHeaders()
-        which = f" on {limit.dimension} (limit {limit.limit}, used {limit.used}, requested {limit.requested})" \
-            if limit else ""
-        wait = f"retry in {format_go_duration(retry_after)}" if retry_after is not None else "no retry time given"
-        super().__init__(f"Groq rate limit reached{which}; {wait}")
-
-
-class RequestRejected(GatewayError):
-    """Groq refused the request itself (400/401/403/404/413); retrying cannot help."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        self.status = status
-        self.reason = reason
-        super().__init__(f"Groq refused the request (HTTP {status}): {reason}")
-
-
-class CapacityExceeded(GatewayError):
-    """Groq is over capacity for this model (HTTP 498): a signal to hold off, then retry."""
-
-    def __init__(self, message: str, attempts: int = 1) -> None:
-        super().__init__(message)
-        self.attempts = attempts
-
-
-class UpstreamUnavailable(GatewayError):
-    """Groq could not be reached or failed (5xx, timeout, connection error); `reason` is the last failure.
-
-    The gateway raises it for one attempt (`attempts` 1); the scheduler retries, and tells the
-    caller with the attempt count once retries or the deadline run out."""
-
-    def __init__(self, message: str, reason: str | None = None, attempts: int = 1,
-                 status: int | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason if reason is not None else message
-        self.attempts = attempts
-        self.status = status  # the last HTTP status, if the failure was one
-
-
-class AdmissionStore(Protocol):
-    """Durable record of quota admissions, so the day's usage survives a restart.
-
-    `record_admission` must not block the event loop (buffer and write in the
-    background). `tokens` may be negative: a settlement giving back an unused
-    reservation, stamped with the original admission's `at_wall`.
-    """
-
-    def record_admission(self, model: str, at_wall: float, requests: int, tokens: int) -> None:
-        """Remember that `requests` and `tokens` were admitted for `model` at `at_wall`."""
-        ...
-
-    def load_admissions(self, since_wall: float) -> list[tuple[str, float, int, int]]:
-        """Every (model, at_wall, requests, tokens) recorded at or after `since_wall`."""
-        ...
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """One finished request for the ledger: figures only, never prompt text."""
-
-    at_wall: float
-    agent: str
-    priority: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    latency: float
-    queue_wait: float
-    outcome: str  # "ok", "rate_limited", "rejected", "failed", "timeout", "cancelled", "refused"
-    status: int | None = None  # HTTP status when there was one
-    attempts: int = 0  # HTTP attempts made (0: refused before sending, or recorded before attempts were kept)
-    request_id: str = ""  # the PromptRequest's id, as error messages name it ("": recorded before ids were kept)
-
-
-class RequestRecorder(Protocol):
-    """Where finished requests are recorded (the ledger)."""
-
-    def record_request(self, record: RequestRecord) -> None:
-        """Record one finished request; must not block the event loop."""
-        ...
-
-
-class RecorderFanOut:
-    """Records each finished request everywhere it is wanted: the ledger, the fleet's stream, metrics."""
-
-    def __init__(self, recorders: list[RequestRecorder]) -> None:
-        self._recorders = tuple(recorders)
-
-    def record_request(self, record: RequestRecord) -> None:
-        for recorder in self._recorders:
-            recorder.record_request(record)

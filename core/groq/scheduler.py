@@ -39,26 +39,15 @@ from typing import Any
 from medops.core.clock import Clock
 from medops.core.errors import GatewayError, MedopsError, SchedulerError
 from medops.core.groq.backoff import Backoff
+from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
 from medops.core.groq.quota import ModelQuotaLike, QuotaBook, QuotaExhausted, RequestTooLarge, Reservation
 from medops.core.groq.rate_headers import format_go_duration
-from medops.core.groq.requests import (
-    CapacityExceeded,
-    Completion,
-    InvalidRequest,
-    Priority,
-    PromptRequest,
-    PromptResult,
-    RateLimited,
-    RequestRecord,
-    RequestRecorder,
-    RequestRejected,
-    Sender,
-    UpstreamUnavailable,
-)
+from medops.core.groq.requests import Completion, InvalidRequest, Priority, PromptRequest, PromptResult, Sender
 from medops.core.groq.token_estimate import estimate_prompt_tokens
-from medops.core.percentile import percentile
+from medops.core.ledger.records import RequestRecord, RequestRecorder
 from medops.core.settings.config import Settings
 from medops.core.snapshot import PriorityQueue, SchedulerSnapshot
+from medops.core.waits import RecentWaits
 
 # A request answered with 429 this many times is failed with the last 429 rather than requeued.
 MAX_RATE_LIMITED_ATTEMPTS = 8
@@ -190,7 +179,7 @@ class Scheduler:
         self._depth = dict.fromkeys(PRIORITIES_HIGH_FIRST, 0)
         self._dead_in_queues = 0
         self._in_flight = 0
-        self._waits: dict[Priority, deque[float]] = {p: deque(maxlen=WAITS_KEPT) for p in PRIORITIES_HIGH_FIRST}
+        self._waits = {p: RecentWaits(WAITS_KEPT) for p in PRIORITIES_HIGH_FIRST}
         self.completed = self.failed = self.rejected = 0
         self.paused = False
         self._running = False
@@ -461,7 +450,7 @@ class Scheduler:
         ticket.sent_at = now
         ticket.attempts += 1
         self._depth[ticket.priority] -= 1
-        self._waits[ticket.priority].append(now - ticket.submitted_at)
+        self._waits[ticket.priority].add(now - ticket.submitted_at)
         self._in_flight += 1
         ticket.reservation = reservation
         ticket.runner = asyncio.create_task(self._send(ticket, reservation))
@@ -769,9 +758,8 @@ class Scheduler:
                 ages[ticket.priority].append(now - ticket.submitted_at)
         queues = []
         for priority in PRIORITIES_HIGH_FIRST:
-            waits = sorted([*self._waits[priority], *ages[priority]])
-            queues.append(PriorityQueue(priority.label, self._depth[priority],
-                                        percentile(waits, 50), percentile(waits, 95)))
+            p50, p95 = self._waits[priority].percentiles(ages[priority])
+            queues.append(PriorityQueue(priority.label, self._depth[priority], p50, p95))
         return SchedulerSnapshot(tuple(queues), self._in_flight, self.concurrency, self.completed, self.failed,
                                  self.rejected, self.paused, self.retried)
 

@@ -16,7 +16,6 @@ import concurrent.futures
 import contextlib
 import queue
 import threading
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +26,8 @@ import duckdb
 from medops.core.clock import Clock
 from medops.core.errors import KnowledgeError
 from medops.core.knowledge.query_cache import Rows, frozen_rows
-from medops.core.percentile import percentile
 from medops.core.snapshot import PoolSnapshot
+from medops.core.waits import RecentWaits
 
 _WAIT_SAMPLES = 1_000  # recent queue waits kept for the p50/p95 figures
 
@@ -79,7 +78,7 @@ class DuckDBPool:
         self._completed = 0
         self._errors = 0
         self._timeouts = 0
-        self._waits: deque[float] = deque(maxlen=_WAIT_SAMPLES)
+        self._waits = RecentWaits(_WAIT_SAMPLES)
         self._running: set[_Job] = set()
 
     @property
@@ -171,7 +170,7 @@ class DuckDBPool:
             if not job.future.set_running_or_notify_cancel():
                 return  # its caller gave up while it was queued
             self._active += 1
-            self._waits.append(max(0.0, started - job.submitted))
+            self._waits.add(started - job.submitted)
             job.cursor = cursor
             self._running.add(job)
         outcome: Rows | BaseException
@@ -199,8 +198,7 @@ class DuckDBPool:
     def snapshot(self) -> PoolSnapshot:
         """Workers in use, queries waiting, wait percentiles and counts."""
         with self._lock:
-            waits = sorted(self._waits)
+            p50, p95 = self._waits.percentiles()
             return PoolSnapshot(name=self.name, capacity=self._size if self.is_open else 0, active=self._active,
                                 queued=self._queued, completed=self._completed, errors=self._errors,
-                                timeouts=self._timeouts, wait_p50=percentile(waits, 50),
-                                wait_p95=percentile(waits, 95))
+                                timeouts=self._timeouts, wait_p50=p50, wait_p95=p95)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,10 @@ from medops.core.clock import Clock
 from medops.core.errors import KnowledgeError
 from medops.core.knowledge.build import CHAPTERS, BuildOutcome, display_code, ensure_knowledge, words_of
 from medops.core.knowledge.db_pool import DuckDBPool
+from medops.core.knowledge.entries import CodeEntry, SearchHit
 from medops.core.knowledge.query_cache import QueryCache, Rows, cache_key
 from medops.core.settings.config import Settings
-from medops.core.snapshot import CacheSnapshot, KnowledgeSnapshot, PoolSnapshot
+from medops.core.snapshot import CacheSnapshot, KnowledgeSnapshot, KnowledgeState, PoolSnapshot
 
 MAX_SEARCH_WORDS = 12
 MAX_SEARCH_LIMIT = 500
@@ -39,31 +40,6 @@ class InvalidSearch(KnowledgeError):
 
 class KnowledgeUnavailable(KnowledgeError):
     """The knowledge base is not running or could not be prepared."""
-
-
-@dataclass(frozen=True)
-class CodeEntry:
-    """One ICD-10-CM code with where it sits: category, chapter, parent."""
-
-    code: str  # as written, with the dot: R07.9
-    billable: bool
-    description: str
-    category: str
-    chapter: int | None
-    chapter_title: str
-    parent: str | None
-    children: int
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    """A code whose description matched some of the search words."""
-
-    code: str
-    billable: bool
-    description: str
-    matched_words: int  # how many of the search's words its description contains
-    whole_words: int  # how many of them it contains as whole words
 
 
 def normalise_code(text: str) -> str:
@@ -129,13 +105,15 @@ def _entry(row: Sequence[Any]) -> CodeEntry:
 class KnowledgeService:
     """The knowledge base's lifecycle and queries: build, open, cache, pool."""
 
-    def __init__(self, path: Path, settings: Settings, clock: Clock) -> None:
+    def __init__(self, path: Path, settings: Settings, clock: Clock, build_on: Executor | None = None) -> None:
+        """`build_on`: the threads that build the knowledge base on first run (CPU-bound); default: asyncio's."""
         self.path = path
         self._clock = clock
+        self._build_on = build_on
         self.pool = DuckDBPool(settings.db_connection_pool_size, settings.db_query_timeout, clock)
         self.cache = QueryCache(settings.query_cache_size, settings.query_cache_ttl, clock)
         self._preparing: asyncio.Task[BuildOutcome] | None = None
-        self._state = "off"
+        self._state: KnowledgeState = "off"
         self._detail = ""
         self._stage = ""
         self._progress = 0.0
@@ -151,7 +129,8 @@ class KnowledgeService:
 
     async def _prepare(self) -> BuildOutcome:
         try:
-            outcome = await asyncio.to_thread(ensure_knowledge, self.path, self._clock.wall(), self._on_progress)
+            outcome = await asyncio.get_running_loop().run_in_executor(
+                self._build_on, ensure_knowledge, self.path, self._clock.wall(), self._on_progress)
             await asyncio.to_thread(self.pool.open, self.path)
         except KnowledgeError as exc:
             self._state, self._detail = "failed", str(exc)

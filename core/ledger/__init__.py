@@ -1,1 +1,1 @@
-"""The ops ledger (ops.duckdb): its writer thread and the history read across runs."""
+"""The ops ledger (ops.duckdb): its writer thread, its readers, what it records for Groq, and history across runs."""

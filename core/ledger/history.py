@@ -1,34 +1,27 @@
 """Request and alert history across runs: pages of the ledger's record, newest first.
 
-As with limit changes (limit_history.py), the ledger is read on its own thread,
-which writes what is buffered before it reads, and this run's rows missing from the
-answer are merged in: those still waiting after a failed write, and all of them when
-the ledger is only read-only here. With the ledger off, only this run's latest rows
-kept in memory are known, and the page says so instead of passing for "nothing
-happened before". Each page ends with a `Before` mark that the next older page
+The ledger's rows are merged with this run's latest rows kept in memory as every
+history read-model does (across_runs.py). Each page ends with a `Before` mark that the next older page
 starts from, so paging back neither skips nor repeats rows sharing one wall time.
 Request rows carry figures only; prompt text is never in the ledger or here.
 """
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from medops.core.errors import LedgerError
-from medops.core.groq.requests import RequestRecord
+from medops.core.ledger.across_runs import HistoryRefused, across_runs
+from medops.core.ledger.readers import latest_alerts, latest_requests
+from medops.core.ledger.records import RequestRecord
 from medops.core.ledger.writer import OFF, THIS_RUN_KEPT, Ledger
 from medops.core.snapshot import Alert
 
 MAX_PAGE = 1_000  # rows one page may ask for
+KEPT = f"this run's latest {THIS_RUN_KEPT} are kept in memory"
 
 T = TypeVar("T")
-
-
-class PageRefused(LedgerError):
-    """A history page asked for no rows, or for more than MAX_PAGE."""
 
 
 @dataclass(frozen=True)
@@ -62,24 +55,7 @@ class AlertHistory:
 def check_page(limit: int) -> None:
     """Refuse a page size outside 1..MAX_PAGE with a message saying what is allowed."""
     if not 1 <= limit <= MAX_PAGE:
-        raise PageRefused(f"asked for a page of {limit} rows: ask for 1 to {MAX_PAGE}")
-
-
-def merged(recorded: Iterable[T], this_run: Iterable[T], at: Callable[[T], float]) -> list[T]:
-    """`recorded` (newest first) plus this run's rows not among them, newest first.
-
-    Counted, not deduplicated as a set: two identical rows in one instant are listed twice. The sort
-    is stable, so within one instant the recorded order stands and a missing row comes after it.
-    """
-    recorded = list(recorded)
-    in_ledger = collections.Counter(recorded)
-    missing = []
-    for row in this_run:
-        if in_ledger[row]:
-            in_ledger[row] -= 1
-        else:
-            missing.append(row)
-    return sorted((*recorded, *missing), key=lambda row: -at(row))
+        raise HistoryRefused(f"asked for a page of {limit} rows: ask for 1 to {MAX_PAGE}")
 
 
 def one_page(rows: Sequence[T], at: Callable[[T], float], before: Before | None,
@@ -119,9 +95,9 @@ async def request_page(ledger: Ledger, before: Before | None, limit: int, model:
     this_run = wanted_before((r for r in ledger.this_run_requests()
                               if (model is None or r.model == model) and (agent is None or r.agent == agent)),
                              request_at, before)
-    read = None if ledger.mode == OFF else lambda: ledger.latest_requests(
-        fetch_size(before, limit), before.wall if before else None, model, agent)
-    rows, earlier_runs, note = await across_runs(ledger, read, this_run, request_at, "requests")
+    read = None if ledger.mode == OFF else lambda: latest_requests(
+        ledger, fetch_size(before, limit), before.wall if before else None, model, agent)
+    rows, earlier_runs, note = await across_runs(ledger, read, this_run, request_at, "requests", KEPT)
     shown, older = one_page(rows, request_at, before, limit)
     return RequestHistory(shown, older, earlier_runs, note)
 
@@ -130,9 +106,9 @@ async def alert_page(ledger: Ledger, before: Before | None, limit: int) -> Alert
     """A page of alert announcements across runs, as far as `ledger` can tell."""
     check_page(limit)
     this_run = wanted_before(ledger.this_run_alerts(), alert_at, before)
-    read = None if ledger.mode == OFF else lambda: ledger.latest_alerts(fetch_size(before, limit),
-                                                                        before.wall if before else None)
-    rows, earlier_runs, note = await across_runs(ledger, read, this_run, alert_at, "alerts")
+    read = None if ledger.mode == OFF else lambda: latest_alerts(ledger, fetch_size(before, limit),
+                                                                 before.wall if before else None)
+    rows, earlier_runs, note = await across_runs(ledger, read, this_run, alert_at, "alerts", KEPT)
     shown, older = one_page(rows, alert_at, before, limit)
     return AlertHistory(shown, older, earlier_runs, note)
 
@@ -144,18 +120,3 @@ def fetch_size(before: Before | None, limit: int) -> int:
     return, so after the merge it sorts past every row the page can use.
     """
     return limit + (before.skip if before else 0) + 1
-
-
-async def across_runs(ledger: Ledger, read: Callable[[], Awaitable[Sequence[T]]] | None, this_run: list[T],
-                      at: Callable[[T], float], what: str) -> tuple[list[T], bool, str]:
-    """The ledger's rows merged with `this_run`'s, whether earlier runs are among them, and a note saying why not."""
-    kept = f"this run's latest {THIS_RUN_KEPT} are kept in memory"
-    if read is None:
-        return merged((), this_run, at), False, \
-            f"earlier runs' {what} cannot be shown: the ledger is off ({ledger.snapshot().detail}); {kept}"
-    try:
-        recorded = await read()
-    except LedgerError as exc:
-        return merged((), this_run, at), False, f"earlier runs' {what} cannot be shown ({exc}); {kept}"
-    note = "" if ledger.recording else f"{what} of this run are not recorded ({ledger.snapshot().detail}); {kept}"
-    return merged(recorded, this_run, at), True, note

@@ -1,31 +1,24 @@
 """Limit changes across runs: the ledger's record, newest first, with this run's changes it has not got.
 
-A running core asks its own ledger (on the ledger's thread, which writes what is
-buffered before it reads) and adds this run's changes missing from the answer:
-those still waiting after a failed write, and all of them when the ledger is only
-read-only here. With the ledger off only this run's changes are known, and the
-history says so instead of passing for "nothing changed before". `medops limits
-history` reads the ledger file read-only, without a core.
+A running core merges its ledger's record with this run's changes as every
+history read-model does (across_runs.py). `medops limits history` reads the
+ledger file read-only, without a core.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from medops.core.errors import LedgerError
-from medops.core.ledger import history
-from medops.core.ledger.writer import LATEST_LIMIT_CHANGES, OFF, Ledger, LedgerUnavailable, lock_holder
+from medops.core.ledger.across_runs import HistoryRefused, across_runs
+from medops.core.ledger.readers import LATEST_LIMIT_CHANGES, latest_limit_changes
+from medops.core.ledger.writer import OFF, Ledger, LedgerUnavailable, lock_holder
 from medops.core.snapshot import LimitChange
 
 MAX_HISTORY = 10_000  # changes one request may ask for
-
-
-class HistoryRequestRefused(LedgerError):
-    """A history request asked for no changes, or for more than MAX_HISTORY."""
 
 
 @dataclass(frozen=True)
@@ -40,12 +33,7 @@ class LimitChangeHistory:
 def check_request(limit: int) -> None:
     """Refuse a count outside 1..MAX_HISTORY with a message saying what is allowed."""
     if not 1 <= limit <= MAX_HISTORY:
-        raise HistoryRequestRefused(f"asked for {limit} limit changes: ask for 1 to {MAX_HISTORY}")
-
-
-def merged(recorded: Iterable[LimitChange], this_run: Iterable[LimitChange], limit: int) -> tuple[LimitChange, ...]:
-    """`recorded` plus this run's changes not among them, newest first, at most `limit` (see `history.merged`)."""
-    return tuple(history.merged(recorded, this_run, at=lambda change: change.at)[:limit])
+        raise HistoryRefused(f"asked for {limit} limit changes: ask for 1 to {MAX_HISTORY}")
 
 
 async def latest_changes(ledger: Ledger, this_run: tuple[LimitChange, ...], limit: int,
@@ -53,21 +41,10 @@ async def latest_changes(ledger: Ledger, this_run: tuple[LimitChange, ...], limi
     """The `limit` latest changes (only `key`'s if given) across runs, as far as `ledger` can tell."""
     check_request(limit)
     wanted = tuple(change for change in this_run if key is None or change.key == key)
-    if ledger.mode == OFF:
-        return only_this_run(wanted, limit, ledger.snapshot().detail)
-    try:
-        # Enough rows that every change of this run the ledger holds is among them if it belongs in the answer.
-        recorded = await ledger.latest_limit_changes(limit + len(wanted), key)
-    except LedgerError as exc:
-        return only_this_run(wanted, limit, str(exc))
-    note = "" if ledger.recording else f"changes made in this run are not recorded: {ledger.snapshot().detail}"
-    return LimitChangeHistory(merged(recorded, wanted, limit), earlier_runs=True, note=note)
-
-
-def only_this_run(changes: tuple[LimitChange, ...], limit: int, why: str) -> LimitChangeHistory:
-    """This run's changes alone, saying why earlier runs' are missing."""
-    return LimitChangeHistory(changes[:limit], earlier_runs=False,
-                              note=f"earlier runs' changes cannot be shown: the ledger is off ({why})")
+    # Enough rows that every change of this run the ledger holds is among them if it belongs in the answer.
+    read = None if ledger.mode == OFF else lambda: latest_limit_changes(ledger, limit + len(wanted), key)
+    rows, earlier_runs, note = await across_runs(ledger, read, wanted, lambda change: change.at, "changes")
+    return LimitChangeHistory(tuple(rows[:limit]), earlier_runs, note)
 
 
 def read_ledger_file(path: Path, limit: int, key: str | None = None) -> LimitChangeHistory:

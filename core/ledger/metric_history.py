@@ -2,7 +2,8 @@
 
 The monitor's ring holds the last `history_seconds` in memory; graphs over longer
 spans (hours, days) read the ledger's `metrics` table instead, on the ledger's own
-thread. Each point is one bucket of a round width (1 s, 5 min, 30 min...) aligned to
+thread (the monitor's ring, not a merge, holds this run's latest: see across_runs.py for the
+other read-models). Each point is one bucket of a round width (1 s, 5 min, 30 min...) aligned to
 multiples of that width since the epoch, so a graph read again 30 s later keeps its
 buckets where they were instead of shifting every value a little. A bucket shows the
 highest CPU and memory in it, not the mean: an ops graph is read for spikes, and a
@@ -16,15 +17,13 @@ import math
 from dataclasses import dataclass
 
 from medops.core.errors import LedgerError
+from medops.core.ledger.across_runs import HistoryRefused
+from medops.core.ledger.readers import metric_buckets
 from medops.core.ledger.writer import OFF, Ledger
 
 MAX_POINTS = 5_000  # points one read may ask for
 ROUND_WIDTHS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1_800, 3_600, 7_200, 10_800, 21_600, 43_200, 86_400)
 DAY = 86_400
-
-
-class MetricHistoryRefused(LedgerError):
-    """A metric history asked for an empty or reversed range, or for a number of points outside 2..MAX_POINTS."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class MetricHistory:
     points: tuple[MetricPoint, ...]
     bucket_seconds: float  # how much time one point covers
     samples: int  # ledger rows the points sum up
-    available: bool  # False: the ledger is off or could not be read, so there are no points; `note` says why
+    earlier_runs: bool  # False: the ledger is off or could not be read, so there are no points; `note` says why
     note: str = ""  # why there are no points, or why this run's samples are missing; safe to show
 
 
@@ -62,10 +61,10 @@ def bucket_width(span: float, max_points: int) -> int:
 def check_range(start_wall: float, end_wall: float, max_points: int) -> None:
     """Refuse a range that is empty or reversed, or a point count outside 2..MAX_POINTS, saying what is allowed."""
     if not end_wall > start_wall:
-        raise MetricHistoryRefused(f"asked for metrics from {start_wall:.0f} to {end_wall:.0f}: the end must come "
+        raise HistoryRefused(f"asked for metrics from {start_wall:.0f} to {end_wall:.0f}: the end must come "
                                    f"after the start")
     if not 2 <= max_points <= MAX_POINTS:
-        raise MetricHistoryRefused(f"asked for {max_points} points: ask for 2 to {MAX_POINTS}")
+        raise HistoryRefused(f"asked for {max_points} points: ask for 2 to {MAX_POINTS}")
 
 
 async def metrics_over(ledger: Ledger, start_wall: float, end_wall: float, max_points: int,
@@ -77,12 +76,12 @@ async def metrics_over(ledger: Ledger, start_wall: float, end_wall: float, max_p
     check_range(start_wall, end_wall, max_points)
     width = bucket_width(end_wall - start_wall, max_points)
     if ledger.mode == OFF:
-        return MetricHistory(start_wall, end_wall, (), width, 0, available=False,
+        return MetricHistory(start_wall, end_wall, (), width, 0, earlier_runs=False,
                              note=f"the ledger is off: {ledger.snapshot().detail}")
     try:
-        rows = await ledger.metric_buckets(start_wall, end_wall, width)
+        rows = await metric_buckets(ledger, start_wall, end_wall, width)
     except LedgerError as exc:
-        return MetricHistory(start_wall, end_wall, (), width, 0, available=False, note=str(exc))
+        return MetricHistory(start_wall, end_wall, (), width, 0, earlier_runs=False, note=str(exc))
     points = tuple(MetricPoint(at, cpu, memory) for at, cpu, memory, _ in rows
                    if cpu is not None and memory is not None)
     notes = []
@@ -91,5 +90,5 @@ async def metrics_over(ledger: Ledger, start_wall: float, end_wall: float, max_p
     if retention_days is not None and now is not None and start_wall < now - retention_days * DAY:
         notes.append(f"the ledger keeps {retention_days:g} days of metrics (metrics_retention_days); older ones "
                      f"are pruned")
-    return MetricHistory(start_wall, end_wall, points, width, sum(count for *_, count in rows), available=True,
+    return MetricHistory(start_wall, end_wall, points, width, sum(count for *_, count in rows), earlier_runs=True,
                          note="; ".join(notes))

@@ -1,4 +1,5 @@
-"""The ops ledger: `ops.duckdb`, the history of Groq requests, quota admissions, metrics, alerts and limit changes.
+"""The ops ledger's writer: `ops.duckdb`, the history of Groq requests, quota admissions, metrics, alerts and
+limit changes. What reads it back is in readers.py and the three history read-models.
 
 One process owns it read-write. Callers on the event loop only append to an
 in-memory buffer; a single writer thread (the only one touching the connection)
@@ -25,21 +26,23 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import duckdb
 
 from medops.core.clock import Clock
 from medops.core.errors import LedgerError
-from medops.core.groq.requests import RequestRecord
-from medops.core.snapshot import Alert, CoreSnapshot, LedgerSnapshot, LimitChange
+from medops.core.ledger.records import RequestRecord
+from medops.core.snapshot import Alert, CoreSnapshot, LedgerMode, LedgerSnapshot, LimitChange
 
 DAY = 86_400.0
 PRUNE_EVERY = 3_600.0  # seconds between retention sweeps
 MAX_PENDING = 100_000  # rows buffered at most while writes fail; the oldest go first
 ADMISSIONS_KEPT_DAYS = 2.0  # the quota reloads the last 24 h: keep at least this much
 
-READ_WRITE, READ_ONLY, OFF = "read-write", "read-only", "off"
+READ_WRITE: Final = "read-write"
+READ_ONLY: Final = "read-only"
+OFF: Final = "off"
 INSTANCE_FILES = 16  # fleet members on one data folder: ops.duckdb, then ops-2 .. ops-17
 
 SCHEMA = """
@@ -63,20 +66,6 @@ ALTER TABLE requests ADD COLUMN IF NOT EXISTS attempts INTEGER;
 ALTER TABLE requests ADD COLUMN IF NOT EXISTS request_id VARCHAR;
 """
 TABLES = ("requests", "admissions", "metrics", "alerts", "limit_changes")
-# Newest first; rowid breaks ties in the order they were written ($1: how many, $2: a key or NULL for all).
-LATEST_LIMIT_CHANGES = ("SELECT at_wall, key, old, new, changed_by FROM limit_changes "
-                        "WHERE $2::VARCHAR IS NULL OR key = $2 ORDER BY at_wall DESC, rowid DESC LIMIT $1")
-# Newest first at or before $2 (NULL: any time), only $3's model and $4's agent when given ($1: how many).
-# SELECT *: a file opened read-only may predate the attempts and request_id columns.
-LATEST_REQUESTS = ("SELECT * FROM requests WHERE ($2::DOUBLE IS NULL OR at_wall <= $2) "
-                   "AND ($3::VARCHAR IS NULL OR model = $3) AND ($4::VARCHAR IS NULL OR agent = $4) "
-                   "ORDER BY at_wall DESC, rowid DESC LIMIT $1")
-LATEST_ALERTS = ("SELECT name, level, message, opened_at, value, cleared_at, rule, repeats, at_wall FROM alerts "
-                 "WHERE $2::DOUBLE IS NULL OR at_wall <= $2 ORDER BY at_wall DESC, rowid DESC LIMIT $1")
-# Per bucket of $3 seconds aligned to multiples of it, oldest first: the samples' mean time, the highest cpu and
-# memory, and how many samples ($1 <= at_wall < $2). metric_history.py says why highest, not mean.
-METRIC_BUCKETS = ("SELECT avg(at_wall), max(cpu_percent), max(memory_percent), count(*) FROM metrics "
-                  "WHERE at_wall >= $1 AND at_wall < $2 GROUP BY floor(at_wall / $3) ORDER BY 1")
 THIS_RUN_KEPT = 1_000  # latest requests and alert announcements kept in memory, for history the file lacks
 
 _PID = re.compile(r"PID (\d+)")
@@ -87,25 +76,6 @@ T = TypeVar("T")
 
 class LedgerUnavailable(LedgerError):
     """The ledger is off (locked by another process, unreadable, or stopped)."""
-
-
-@dataclass(frozen=True)
-class MetricSample:
-    """One tick's figures as the ledger keeps them."""
-
-    at_wall: float
-    cpu_percent: float
-    process_cpu: float
-    rss_bytes: int
-    memory_percent: float
-    loop_lag_ms: float
-    queue_depth: int
-    in_flight: int
-    slots_used: int
-    slots_total: int
-    cache_hit_rate: float
-    documents_running: int
-    alerts_open: int
 
 
 @dataclass(frozen=True)
@@ -125,21 +95,6 @@ def lock_holder(message: str) -> LockHolder | None:
     pid = _PID.search(message)
     return LockHolder(pid=int(pid.group(1)) if pid else None, program=holder.group(1) if holder else "",
                       readers_allowed="read-only mode" in message)
-
-
-def request_record(row: Sequence[Any]) -> RequestRecord:
-    """A `requests` row as a record; a row from before attempts and request ids were kept has 0 and ""."""
-    at_wall, agent, priority, model, prompt_tokens, completion_tokens, latency, queue_wait, outcome, status = row[:10]
-    attempts = row[10] if len(row) > 10 else None
-    request_id = row[11] if len(row) > 11 else None
-    return RequestRecord(at_wall, agent, priority, model, prompt_tokens, completion_tokens, latency, queue_wait,
-                         outcome, status, attempts=attempts or 0, request_id=request_id or "")
-
-
-def alert_row(row: Sequence[Any]) -> Alert:
-    """An `alerts` row (name, level, message, opened_at, value, cleared_at, rule, repeats, at_wall) as an Alert."""
-    return Alert(name=row[0], level=row[1], message=row[2], opened_at=row[3], value=row[4], cleared_at=row[5],
-                 rule=row[6] or "", repeats=row[7] or 0, updated_at=row[8])
 
 
 def metric_row(snapshot: CoreSnapshot) -> tuple[Any, ...]:
@@ -168,7 +123,7 @@ class Ledger:
         self._flusher: asyncio.Task[None] | None = None
         self._lock = threading.Lock()  # guards the buffers and counters
         self._pending: dict[str, list[tuple[Any, ...]]] = {table: [] for table in TABLES}
-        self._mode = OFF
+        self._mode: LedgerMode = OFF
         self._detail = "not started"
         self._rows_written = 0
         self._dropped = 0
@@ -178,7 +133,7 @@ class Ledger:
         self._this_run_alerts: collections.deque[Alert] = collections.deque(maxlen=THIS_RUN_KEPT)
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> LedgerMode:
         return self._mode
 
     @property
@@ -213,7 +168,7 @@ class Ledger:
         self._executor = None
         self._mode, self._detail = OFF, "stopped"
 
-    def _open(self) -> tuple[str, str]:
+    def _open(self) -> tuple[LedgerMode, str]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             connection = duckdb.connect(str(self.path))
@@ -246,7 +201,7 @@ class Ledger:
                     return None
         return None
 
-    def _open_beside(self, holder: LockHolder) -> tuple[str, str]:
+    def _open_beside(self, holder: LockHolder) -> tuple[LedgerMode, str]:
         """Another process holds the file: read it if DuckDB lets us, else run without it."""
         who = f"process {holder.pid}" if holder.pid else "another process"
         if holder.program:
@@ -379,7 +334,17 @@ class Ledger:
             self._flush()  # so a read sees what was recorded just before it
         return self._connection.execute(sql, list(params)).fetchall()
 
-    # Reading ---------------------------------------------------------------------------------------
+    # Reading (readers.py holds the queries) ------------------------------------------------------------
+
+    async def read(self, sql: str, params: Sequence[Any], what: str) -> list[tuple[Any, ...]]:
+        """Rows of one query, run on the writer thread after a flush; LedgerUnavailable when off, LedgerError if
+        it fails (`what` names the rows in the message)."""
+        try:
+            return await self._on_writer(self._query, sql, params)
+        except duckdb.Error as exc:
+            raise LedgerError(f"reading {what} from {self.path.name} failed ({exc}); "
+                              f"`medops doctor` checks the data folder") from exc
+
 
     def load_admissions(self, since_wall: float) -> list[tuple[str, float, int, int]]:
         """Every (model, at_wall, requests, tokens) at or after `since_wall`. Blocking: call it off the loop."""
@@ -388,73 +353,6 @@ class Ledger:
         rows = self._executor.submit(self._query, "SELECT model, at_wall, requests, tokens FROM admissions "
                                                   "WHERE at_wall >= $1 ORDER BY at_wall", [since_wall]).result()
         return [(str(m), float(at), int(r), int(t)) for m, at, r, t in rows]
-
-    async def metrics_between(self, start_wall: float, end_wall: float,
-                              limit: int = 10_000) -> tuple[MetricSample, ...]:
-        """Metric samples with start <= at_wall < end, oldest first (at most `limit`)."""
-        rows = await self._on_writer(self._query, "SELECT * FROM metrics WHERE at_wall >= $1 AND at_wall < $2 "
-                                                  "ORDER BY at_wall LIMIT $3", [start_wall, end_wall, limit])
-        return tuple(MetricSample(*row) for row in rows)
-
-    async def metric_buckets(self, start_wall: float, end_wall: float,
-                             bucket_seconds: float) -> list[tuple[float, float | None, float | None, int]]:
-        """(mean time, highest cpu %, highest memory %, samples) per bucket, oldest first; LedgerUnavailable if off."""
-        try:
-            rows = await self._on_writer(self._query, METRIC_BUCKETS, [start_wall, end_wall, float(bucket_seconds)])
-        except duckdb.Error as exc:
-            raise LedgerError(f"reading metrics from {self.path.name} failed ({exc}); "
-                              f"`medops doctor` checks the data folder") from exc
-        return [(float(at), cpu, memory, int(count)) for at, cpu, memory, count in rows]
-
-    async def requests_between(self, start_wall: float, end_wall: float,
-                               limit: int = 10_000) -> tuple[RequestRecord, ...]:
-        """Recorded Groq requests with start <= at_wall < end, oldest first (at most `limit`)."""
-        rows = await self._on_writer(self._query, "SELECT * FROM requests WHERE at_wall >= $1 AND at_wall < $2 "
-                                                  "ORDER BY at_wall LIMIT $3", [start_wall, end_wall, limit])
-        return tuple(request_record(row) for row in rows)
-
-    async def alerts_between(self, start_wall: float, end_wall: float, limit: int = 10_000) -> tuple[Alert, ...]:
-        """Alert announcements with start <= at_wall < end, oldest first (at most `limit`)."""
-        rows = await self._on_writer(self._query, "SELECT name, level, message, opened_at, value, cleared_at, rule, "
-                                                  "repeats, at_wall FROM alerts WHERE at_wall >= $1 AND at_wall < $2 "
-                                                  "ORDER BY at_wall LIMIT $3", [start_wall, end_wall, limit])
-        return tuple(alert_row(row) for row in rows)
-
-    async def latest_requests(self, limit: int, at_or_before: float | None = None, model: str | None = None,
-                              agent: str | None = None) -> tuple[RequestRecord, ...]:
-        """The `limit` latest recorded requests at or before a wall time, newest first; LedgerUnavailable if off."""
-        try:
-            rows = await self._on_writer(self._query, LATEST_REQUESTS, [limit, at_or_before, model, agent])
-        except duckdb.Error as exc:
-            raise LedgerError(f"reading requests from {self.path.name} failed ({exc}); "
-                              f"`medops doctor` checks the data folder") from exc
-        return tuple(request_record(row) for row in rows)
-
-    async def latest_alerts(self, limit: int, at_or_before: float | None = None) -> tuple[Alert, ...]:
-        """The `limit` latest alert announcements at or before a wall time, newest first; LedgerUnavailable if off."""
-        try:
-            rows = await self._on_writer(self._query, LATEST_ALERTS, [limit, at_or_before])
-        except duckdb.Error as exc:
-            raise LedgerError(f"reading alerts from {self.path.name} failed ({exc}); "
-                              f"`medops doctor` checks the data folder") from exc
-        return tuple(alert_row(row) for row in rows)
-
-    async def limit_changes_between(self, start_wall: float, end_wall: float,
-                                    limit: int = 10_000) -> tuple[LimitChange, ...]:
-        """Limit changes with start <= at_wall < end, oldest first (at most `limit`)."""
-        rows = await self._on_writer(self._query, "SELECT at_wall, key, old, new, changed_by FROM limit_changes "
-                                                  "WHERE at_wall >= $1 AND at_wall < $2 ORDER BY at_wall LIMIT $3",
-                                     [start_wall, end_wall, limit])
-        return tuple(LimitChange(*row) for row in rows)
-
-    async def latest_limit_changes(self, limit: int, key: str | None = None) -> tuple[LimitChange, ...]:
-        """The `limit` latest recorded limit changes (only `key`'s if given), newest first; LedgerUnavailable if off."""
-        try:
-            rows = await self._on_writer(self._query, LATEST_LIMIT_CHANGES, [limit, key])
-        except duckdb.Error as exc:
-            raise LedgerError(f"reading limit changes from {self.path.name} failed ({exc}); "
-                              f"`medops doctor` checks the data folder") from exc
-        return tuple(LimitChange(*row) for row in rows)
 
     def snapshot(self) -> LedgerSnapshot:
         """Mode, what it means, rows written and rows waiting for the next flush."""

@@ -26,7 +26,6 @@ HEADER_BYTES = 128
 
 U32 = struct.Struct("<I")
 I32 = struct.Struct("<i")
-FREE = struct.Struct("<iI")
 REJECTION_REASONS = ("too_large", "no_free_slot", "not_encodable", "invalid_id")
 COUNTERS = struct.Struct("<" + "Q" * (1 + len(REJECTION_REASONS)))  # overwrites, then rejections
 U64 = struct.Struct("<Q")
@@ -90,7 +89,3 @@ class SegmentLayout:
     def payload_limit(self) -> int:
         """Largest encoded case one slot holds."""
         return self.slot_bytes - SLOT_HEADER_BYTES
-
-    def slot_at(self, slot: int) -> int:
-        """Where a slot (its header) starts."""
-        return self.slots_at + slot * self.slot_bytes

@@ -8,10 +8,10 @@ port). A test checks that the two lists together cover every setting.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import fields, replace
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from medops.core.errors import ConfigError
 from medops.core.settings.config import SCALAR_KEYS, Settings, check_settings, show_value, validate_setting
@@ -24,84 +24,36 @@ class RestartNeeded(ConfigError):
     """A setting the core sizes once, at start: it takes a restart with a new config file or env value."""
 
 
-class _Pool(Protocol):
-    def resize(self, size: int) -> None: ...
+LivePart = Literal["groq", "executors", "documents", "tuner", "tick"]
+"""Who takes a live change: a part's own `apply(settings)`; "tuner": a knob the auto-tuner sizes, set
+through the operator's pin; "tick": nothing to push, the tick (alerts, tuner) and the console read
+the settings anew every time."""
 
 
-class _Executors(Protocol):
-    @property
-    def cpu(self) -> _Pool: ...
+class Applies(Protocol):
+    """A part that takes changed settings while running (each applies the keys it holds)."""
 
-    @property
-    def io(self) -> _Pool: ...
-
-
-class _Documents(Protocol):
-    timeout: float
-    options: Any
-
-    def resize(self, size: int) -> None: ...
+    def apply(self, settings: Settings) -> None:
+        """Take `settings`' values for the live keys this part holds."""
+        ...
 
 
-class _Knowledge(Protocol):
-    @property
-    def cache(self) -> _Pool: ...
+# The knobs the auto-tuner sizes, so the ones an operator can pin.
+TUNED_KNOBS = ("io_threads", "query_cache_size")
 
-
-class _Groq(Protocol):
-    def apply(self, settings: Settings) -> None: ...
-
-
-class LiveParts(Protocol):
-    """The parts a live change reaches (`ResourceCore` is one)."""
-
-    @property
-    def executors(self) -> _Executors: ...
-
-    @property
-    def documents(self) -> _Documents: ...
-
-    @property
-    def knowledge(self) -> _Knowledge: ...
-
-    @property
-    def groq(self) -> _Groq: ...
-
-
-def _groq(parts: LiveParts, s: Settings) -> None:
-    parts.groq.apply(s)
-
-
-def _documents_options(parts: LiveParts, s: Settings) -> None:
-    parts.documents.options = replace(parts.documents.options, ocr_language=s.ocr_language,
-                                      ocr_page_timeout=s.ocr_page_timeout)
-
-
-def _document_timeout(parts: LiveParts, s: Settings) -> None:
-    parts.documents.timeout = s.document_timeout
-
-
-def _read_each_tick(parts: LiveParts, s: Settings) -> None:
-    """Nothing to push: the tick (alerts, tuner) and the console read the settings anew every time."""
-
-
-Applier = Callable[[LiveParts, Settings], None]
-
-# Live keys and how each reaches its part.
-LIVE: Mapping[str, Applier] = MappingProxyType({
-    "groq_concurrent": _groq, "batch_interval": _groq, "queue_limit": _groq, "starvation_bound": _groq,
-    "request_timeout": _groq, "max_retries": _groq, "default_model": _groq,
-    "cpu_threads": lambda parts, s: parts.executors.cpu.resize(s.cpu_threads),
-    "io_threads": lambda parts, s: parts.executors.io.resize(s.io_threads),
-    "process_pool_size": lambda parts, s: parts.documents.resize(s.process_pool_size),
-    "query_cache_size": lambda parts, s: parts.knowledge.cache.resize(s.query_cache_size),
-    "ocr_language": _documents_options, "ocr_page_timeout": _documents_options,
-    "document_timeout": _document_timeout,
-    "alert_cpu_percent": _read_each_tick, "alert_memory_percent": _read_each_tick,
-    "alert_quota_remaining_percent": _read_each_tick, "alert_slots_percent": _read_each_tick,
-    "alert_loop_lag_ms": _read_each_tick, "alert_open_after": _read_each_tick,
-    "alert_repeat_interval": _read_each_tick, "tuner_enabled": _read_each_tick, "tuner_interval": _read_each_tick,
-    "io_threads_min": _read_each_tick, "io_threads_max": _read_each_tick, "refresh_interval": _read_each_tick,
+# Live keys and which part takes each.
+LIVE: Mapping[str, LivePart] = MappingProxyType({
+    "groq_concurrent": "groq", "batch_interval": "groq", "queue_limit": "groq", "starvation_bound": "groq",
+    "request_timeout": "groq", "max_retries": "groq", "default_model": "groq",
+    "cpu_threads": "executors",
+    "io_threads": "tuner", "query_cache_size": "tuner",
+    "process_pool_size": "documents", "ocr_language": "documents", "ocr_page_timeout": "documents",
+    "document_timeout": "documents",
+    "alert_cpu_percent": "tick", "alert_memory_percent": "tick",
+    "alert_quota_remaining_percent": "tick", "alert_slots_percent": "tick",
+    "alert_loop_lag_ms": "tick", "alert_open_after": "tick",
+    "alert_repeat_interval": "tick", "tuner_enabled": "tick", "tuner_interval": "tick",
+    "io_threads_min": "tick", "io_threads_max": "tick", "refresh_interval": "tick",
 })
 
 # Restart-only keys and why they cannot change while running.
@@ -129,6 +81,12 @@ RESTART_ONLY: Mapping[str, str] = MappingProxyType({
     "history_seconds": "the sample history is sized from it at start",
     "theme": "the console loads its theme at start",
     "models": "the quota windows are built per model at start",
+    "store_url": "a member joins the fleet's store at start",
+    "store_namespace": "a member joins the fleet's store at start",
+    "store_timeout": "the store's connection pool is built at start",
+    "store_flight_bound": "every member's reservations were made with it",
+    "metrics_port": "/metrics is served from start",
+    "metrics_host": "/metrics is served from start",
 })
 
 
@@ -172,16 +130,6 @@ class LimitHistory:
 
     def changes(self) -> tuple[LimitChange, ...]:
         return tuple(self._changes)
-
-
-def apply_live(parts: LiveParts, key: str, settings: Settings) -> None:
-    """Push the new value of a live key to the part that holds it."""
-    LIVE[key](parts, settings)
-
-
-def live_keys() -> tuple[str, ...]:
-    """Keys the console offers for a live change, sorted."""
-    return tuple(sorted(LIVE))
 
 
 def setting_help(key: str) -> str:

@@ -14,14 +14,14 @@ import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from medops.core.clock import Clock
 from medops.core.settings.config import Settings
-from medops.core.snapshot import Alert, CoreSnapshot
+from medops.core.snapshot import Alert, AlertLevel, CoreSnapshot
 
-WARNING = "warning"
-CRITICAL = "critical"
+WARNING: Final[AlertLevel] = "warning"
+CRITICAL: Final[AlertLevel] = "critical"
 _RANK = {WARNING: 1, CRITICAL: 2}
 
 MIN_CLEAR_AFTER = 5.0  # seconds a condition must stay away before its alert clears
@@ -36,7 +36,7 @@ class Condition:
 
     key: str  # unique per rule and subject: "cpu", "pool_saturated:io"
     rule: str
-    level: str
+    level: AlertLevel
     message: str
     value: float
     immediate: bool = False  # an event: open without waiting for open_after
@@ -50,7 +50,7 @@ class Rule(Protocol):
         ...
 
 
-def _above(value: float, warning: float) -> str:
+def _above(value: float, warning: float) -> AlertLevel:
     """Critical halfway between the warning threshold and 100%."""
     return CRITICAL if value >= (warning + 100.0) / 2 else WARNING
 

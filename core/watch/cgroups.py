@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_CGROUP = Path("/proc/self/cgroup")
@@ -19,12 +19,15 @@ V1_UNLIMITED = 1 << 60
 
 N = TypeVar("N", int, float)
 
+CgroupVersion = Literal["cgroup v2", "cgroup v1", ""]
+"""Which cgroup interface the process sits in ("": none found)."""
+
 
 @dataclass(frozen=True)
 class CgroupLimits:
     """The limits found, None where the cgroup sets none."""
 
-    version: str  # "cgroup v2", "cgroup v1" or "" (no cgroup found)
+    version: CgroupVersion
     memory_limit: int | None = None  # bytes
     cpu_limit_cores: float | None = None
 
@@ -43,6 +46,7 @@ class Cgroup:
     def __init__(self, root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> None:
         self._root = root
         memberships = _read_memberships(proc_cgroup)
+        self.version: CgroupVersion
         if (root / "cgroup.controllers").is_file():
             self.version = "cgroup v2"
             self._memory_dirs = self._cpu_dirs = _v2_dirs(root, memberships.get("", "/"))

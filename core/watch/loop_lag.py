@@ -13,7 +13,7 @@ import contextlib
 from dataclasses import dataclass
 
 from medops.core.clock import Clock
-from medops.core.percentile import percentile
+from medops.core.waits import percentile
 
 PROBE_INTERVAL = 0.1  # seconds between probes: detects stalls of a tenth of a second
 WINDOW_SECONDS = 10.0  # lag figures cover this recent stretch

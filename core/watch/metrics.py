@@ -21,7 +21,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from medops.core.errors import ConfigError
-from medops.core.groq.requests import RequestRecord
+from medops.core.ledger.records import RequestRecord
 from medops.core.snapshot import CoreSnapshot
 
 log = logging.getLogger(__name__)

@@ -80,7 +80,7 @@ class SystemMonitor:
         cpu_cores = limits.cpu_limit_cores or float(self._cores)
         if limits.cpu_limit_cores is not None and usage.cpu_usage_seconds is not None:
             cpu_percent = self._cgroup_cpu_percent(usage.cpu_usage_seconds, limits.cpu_limit_cores, started)
-            cpu_source = limits.version
+            cpu_source = limits.version or "host"
         else:
             cpu_percent = sum(per_core) / len(per_core) if per_core else 0.0
             cpu_source = "host"
@@ -88,7 +88,7 @@ class SystemMonitor:
         if limits.memory_limit is not None and usage.memory_used is not None:
             memory_limit, memory_used = limits.memory_limit, max(0, usage.memory_used)
             memory_available = max(0, memory_limit - memory_used)
-            memory_source = limits.version
+            memory_source = limits.version or "host"
         else:
             host = psutil.virtual_memory()
             memory_limit, memory_available = host.total, host.available

@@ -19,17 +19,17 @@ from typing import Any, Protocol
 from medops.core.clock import Clock
 from medops.core.executors import Executors
 from medops.core.settings.config import Settings
-from medops.core.snapshot import Alert, CoreSnapshot, SystemSnapshot, TunerSnapshot
+from medops.core.snapshot import Alert, CoreSnapshot, LimitChange, SystemSnapshot, TunerSnapshot
 from medops.core.watch.alerts import AlertEngine
 from medops.core.watch.loop_lag import LoopLagProbe
 from medops.core.watch.monitor import SystemMonitor
-from medops.core.watch.tuner import MonitorMetrics, OperatorPins, ResizableCache, Tuner
+from medops.core.watch.tuner import MetricsSource, MonitorMetrics, OperatorPins, ResizableCache, Tuner
 
 log = logging.getLogger(__name__)
 
 
 class Ledger(Protocol):
-    """The part of engineer D's ledger the tick writes to."""
+    """The part of the ledger the tick writes to."""
 
     def record_metrics(self, snapshot: CoreSnapshot) -> Any:
         """Store one snapshot's figures (may be a coroutine function)."""
@@ -44,13 +44,16 @@ class CoreTick:
     """Owns the monitor, loop-lag probe, alert engine and tuner, and runs them on a timer."""
 
     def __init__(self, clock: Clock, settings: Callable[[], Settings], data_dir: Path, executors: Executors,
-                 snapshot: Callable[[], CoreSnapshot], ledger: Callable[[], Ledger | None]) -> None:
+                 snapshot: Callable[[], CoreSnapshot], ledger: Callable[[], Ledger | None],
+                 tuner_metrics: MetricsSource | None = None) -> None:
+        """`tuner_metrics`: where the tuner reads its figures (default: the monitor's latest sample)."""
         self._clock = clock
         self._settings = settings
         self._data_dir = data_dir
         self._snapshot = snapshot
         self._ledger = ledger
         self.executors = executors
+        self._tuner_metrics = tuner_metrics
         self.lag = LoopLagProbe(clock)
         self.alerts = AlertEngine(clock)
         self.monitor: SystemMonitor | None = None
@@ -63,7 +66,7 @@ class CoreTick:
         self.ticks = 0
 
     def attach_query_cache(self, cache: ResizableCache) -> None:
-        """Let the tuner size this cache (engineer D's `QueryCache`)."""
+        """Let the tuner size this cache (the knowledge base's `QueryCache`)."""
         self._query_cache = cache
         if self.tuner is not None:
             self.tuner.query_cache = cache
@@ -75,11 +78,20 @@ class CoreTick:
         settings = self._settings()
         self.monitor = SystemMonitor(self._clock, self._data_dir, history_seconds=settings.history_seconds,
                                      interval=settings.monitor_interval)
-        self.tuner = Tuner(self._clock, settings, MonitorMetrics(self.monitor, self.executors.io),
+        metrics = self._tuner_metrics or MonitorMetrics(self.monitor, self.executors.io)
+        self.tuner = Tuner(self._clock, settings, metrics,
                            self.executors.io, self._query_cache, self.pins)
         self._last_tune = self._clock.monotonic()
         self.lag.start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="medops-tick")
+
+    def pin(self, knob: str, size: int, change: LimitChange) -> None:
+        """The operator set a knob the tuner sizes: size it now, and the tuner leaves it alone until handed back."""
+        if knob == "io_threads":
+            self.executors.io.resize(size)
+        elif knob == "query_cache_size" and self._query_cache is not None:
+            self._query_cache.resize(size)
+        self.pins.pin(knob, change.new, change.at, change.by)
 
     async def stop(self) -> None:
         """Stop ticking and probing."""

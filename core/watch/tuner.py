@@ -34,7 +34,6 @@ SHRINK_ABOVE_CPU = 80.0
 PLENTY_MEMORY = 1000 * MIB
 SCARCE_MEMORY = 500 * MIB
 MAX_CHANGES = 100  # changes kept for the snapshot
-TUNED_KNOBS = ("io_threads", "query_cache_size")  # what the tuner resizes, so what an operator can pin
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ class ResizableThreads(Protocol):
 
 
 class ResizableCache(Protocol):
-    """A cache the tuner can resize (engineer D's `QueryCache`)."""
+    """A cache the tuner can resize (the knowledge base's `QueryCache`)."""
 
     @property
     def capacity(self) -> int:

@@ -168,7 +168,7 @@ def test_import_cost_of_pymupdf_lite_beside_the_worker_imports() -> None:
     pillow = _import_seconds("PIL.Image")
     tesseract = _import_seconds("pytesseract")
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import core.document_worker"], check=True)
+    subprocess.run([sys.executable, "-c", "import medops.core.documents.worker"], check=True)
     bare = time.perf_counter() - started
     print(f"\nimport (median of 7, -X importtime): pymupdf-lite {lite * 1000:.0f} ms | PIL.Image "
           f"{pillow * 1000:.0f} ms | pytesseract {tesseract * 1000:.0f} ms | a bare interpreter importing "

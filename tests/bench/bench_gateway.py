@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import httpx
+import pytest
 
 from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget
 from medops.core.groq.local.faults import FaultModes
@@ -71,17 +72,18 @@ def ms(values: list[float]) -> str:
     return f"p50 {statistics.median(ordered) * 1000:6.2f} ms  p95 {ordered[int(len(ordered) * 0.95)] * 1000:6.2f} ms"
 
 
-def test_bench_gateway_and_core_against_the_local_endpoint(tmp_path: Path) -> None:
+def test_bench_gateway_and_core_against_the_local_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async def run() -> None:
         config = settings()
         endpoint = LocalEndpoint(config.models, faults=FaultModes(latency_scale=0.0))
         await endpoint.start()
         raw_client = httpx.AsyncClient(base_url=endpoint.url)
         gateway = Gateway(config, GroqTarget("local", endpoint.url, LOCAL_PLACEHOLDER_KEY, in_process=False))
+        # No GROQ_API_KEY and GROQ_BASE_URL set: the core sends to this endpoint, with no simulated latency.
+        monkeypatch.setenv("GROQ_BASE_URL", endpoint.url)
         core = ResourceCore(config, Locations(tmp_path / "config", tmp_path / "data"))
         await core.start()
-        assert core.groq.endpoint is not None  # no GROQ_API_KEY: the core runs its own endpoint
-        await core.groq.endpoint.set_faults(FaultModes(latency_scale=0.0))
+        assert core.snapshot().endpoint.base_url == endpoint.url
 
         async def raw() -> None:
             (await raw_client.post(CHAT_PATH, json=BODY)).raise_for_status()

@@ -38,8 +38,9 @@ from aiolimiter import AsyncLimiter
 
 from medops.core.clock import FakeClock, SystemClock, settle
 from medops.core.groq.backoff import Backoff
+from medops.core.groq.errors import UpstreamUnavailable
 from medops.core.groq.quota import GroqQuota, QuotaBook
-from medops.core.groq.requests import Completion, Priority, PromptRequest, UpstreamUnavailable
+from medops.core.groq.requests import Completion, Priority, PromptRequest
 from medops.core.groq.scheduler import RETRY_BACKOFF, Scheduler
 from medops.core.settings.config import DEFAULT_MODELS, ModelLimits, Settings
 from tests.quota_helpers import max_in_any_span

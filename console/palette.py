@@ -1,0 +1,36 @@
+"""The command palette's medops entries (ctrl+p): every key's action, by name, for those who do not know the keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.app import SystemCommand
+
+from medops.console.panes.graphs import WINDOWS, GraphsPane, span_label
+
+if TYPE_CHECKING:
+    from medops.console.app import MedopsApp
+
+
+def medops_commands(app: MedopsApp, tabs: Sequence[str]) -> Iterable[SystemCommand]:
+    """Display, intake, refresh rate, themes, `tabs`, graph spans, limits and help, as the app stands now."""
+    yield SystemCommand("Pause display" if not app.display_paused else "Resume display",
+                        "Freeze or unfreeze the panes (the core keeps running)", app.action_toggle_display)
+    paused = app.latest is not None and app.latest.paused
+    yield SystemCommand("Resume intake" if paused else "Pause intake",
+                        "Hold or release new work in the core's queues", app.action_toggle_intake)
+    for step in app.refresh_steps():
+        yield SystemCommand(f"Refresh every {step:g}s", "Change the console's refresh rate",
+                            partial(app.set_refresh_interval, step))
+    for name in app.medops_themes:
+        yield SystemCommand(f"Theme: {name}", "Switch to this medops theme", partial(setattr, app, "theme", name))
+    for tab in tabs:
+        yield SystemCommand(f"Open {tab}", f"Show the {tab} tab", partial(app.action_show_tab, tab))
+    for seconds in WINDOWS:
+        yield SystemCommand(f"Graph span: {span_label(seconds)}", "How far back the CPU and memory graphs reach",
+                            partial(app.main.query_one(GraphsPane).set_window, seconds))
+    yield SystemCommand("Change a limit", "Set a pool size, threshold or timeout of the running core",
+                        app.action_limits)
+    yield SystemCommand("Help", "Keys and panes", app.action_help)
