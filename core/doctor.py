@@ -123,9 +123,19 @@ def _quota_store(url: str, password: str | None) -> Check:
         info: dict[str, Any] = client.info("server")  # type: ignore[assignment]  # sync client: a dict
         version = info.get("redis_version", "?")
         functions = client.execute_command("FUNCTION", "LIST") is not None
+        try:
+            policy = str(dict(client.config_get("maxmemory-policy")).get("maxmemory-policy", "?"))  # type: ignore[arg-type]
+        except redis.RedisError:  # a managed Redis may refuse CONFIG
+            policy = "?"
         client.close()
     except (redis.RedisError, OSError) as exc:
         return Check("quota store", False, f"{shown} does not answer ({type(exc).__name__}): fleet members "
                      "admit nothing until it does; check the URL, MEDOPS_STORE_PASSWORD and the network")
-    hint = "" if functions else "; FUNCTION is not available (Redis 7 or newer is needed)"
-    return Check("quota store", functions, f"{shown} answers in {took:.1f} ms (Redis {version}){hint}")
+    if not functions:
+        return Check("quota store", False, f"{shown} answers in {took:.1f} ms but is Redis {version}: "
+                     "FUNCTION is not available; the fleet's quota needs Redis 7 or newer")
+    if policy not in ("noeviction", "?"):
+        return Check("quota store", False, f"{shown} answers, but maxmemory-policy is {policy}: Redis may evict "
+                     "the quota's windows and the fleet would then admit too much; set maxmemory-policy noeviction")
+    unknown = "; its maxmemory-policy could not be read (set it to noeviction)" if policy == "?" else ""
+    return Check("quota store", True, f"{shown} answers in {took:.1f} ms (Redis {version}){unknown}")
