@@ -18,11 +18,12 @@ MODEL = "test-model"
 @asynccontextmanager
 async def member(url: str, limits: ModelLimits, name: str, *, model: str = MODEL, namespace: str = "test",
                  flight_bound: float = 180.0,
-                 starvation_bound: float = 30.0, budget: float = 0.25,
+                 starvation_bound: float = 30.0, budget: float = 1.0,
                  seed_grace: float = 0.0, clock: Clock | None = None) -> AsyncIterator[FleetQuota]:
     """A started fleet member with one model's quota; stopped (its settles sent) on leaving.
 
-    `seed_grace` 0: a test's fresh store does not wait for earlier members (there were none)."""
+    `seed_grace` 0: a test's fresh store does not wait for earlier members (there were none). `budget` 1 s: a
+    stall of a busy test machine is not taken for the store going away (the freeze tests set 0.25)."""
     clock = clock or SystemClock()
     store = QuotaStore(url, namespace, clock, budget=budget)
     fleet = Fleet(store, name, f'{{"instance":"{name}"}}', clock, flight_bound, starvation_bound, seed_grace)

@@ -130,9 +130,9 @@ async def test_store_away_members_wait_out_a_window_then_run_on_their_share_and_
         redis_server: RedisServer) -> None:
     limits = ModelLimits(rpm=30, rpd=1_000, tpm=100_000, tpd=1_000_000)
     clock = FakeClock()  # the members' own clocks; the store keeps its real one
-    async with member(redis_server.url, limits, "a", clock=clock) as a, \
-            member(redis_server.url, limits, "b", clock=clock) as b, \
-            member(redis_server.url, limits, "c", clock=clock) as c:
+    async with member(redis_server.url, limits, "a", clock=clock, budget=0.25) as a, \
+            member(redis_server.url, limits, "b", clock=clock, budget=0.25) as b, \
+            member(redis_server.url, limits, "c", clock=clock, budget=0.25) as c:
         await _beat(a, b, c, a, b, c)
         assert fleet_of(a).share_divisor == 3
         held = [await admit(a, 10) for _ in range(4)]
@@ -175,8 +175,8 @@ async def test_a_member_cut_off_from_the_store_keeps_its_share_reserved(redis_se
 
 async def test_after_a_freeze_the_first_member_back_leaves_the_others_their_share(redis_server: RedisServer) -> None:
     limits = ModelLimits(rpm=30, rpd=1_000, tpm=100_000, tpd=1_000_000)
-    async with member(redis_server.url, limits, "first") as first, \
-            member(redis_server.url, limits, "second") as second:
+    async with member(redis_server.url, limits, "first", budget=0.25) as first, \
+            member(redis_server.url, limits, "second", budget=0.25) as second:
         await _beat(first, second, first, second)
         for quota in (first, second):
             fleet_of(quota)._tasks[0].cancel()  # beats by hand only
@@ -213,8 +213,8 @@ async def test_a_store_restarted_empty_is_reseeded_before_anyone_admits(redis_se
 async def test_store_away_after_uneven_use_the_shares_still_sum_within_the_limit(redis_server: RedisServer) -> None:
     limits = ModelLimits(rpm=30, rpd=1_000, tpm=100_000, tpd=1_000_000)
     clock = FakeClock()
-    async with member(redis_server.url, limits, "heavy", clock=clock) as heavy, \
-            member(redis_server.url, limits, "light", clock=clock) as light:
+    async with member(redis_server.url, limits, "heavy", clock=clock, budget=0.25) as heavy, \
+            member(redis_server.url, limits, "light", clock=clock, budget=0.25) as light:
         await _beat(heavy, light, heavy, light)
         used = [await admit(heavy, 10) for _ in range(20)]
         for reservation in used:
