@@ -112,3 +112,17 @@ def test_fleet_with_a_store_that_does_not_answer_fails_without_its_password(
     assert main(["fleet", "--json"]) == 2
     err = capsys.readouterr().err
     assert "cannot be read" in err and "redis://***@127.0.0.1:1/0" in err and "s3cret" not in err
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+def test_worker_sends_a_steady_mix_until_its_duration_and_says_what_came_back(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["worker", "--rate", "8", "--duration", "1.5"]) == 0
+    summary = capsys.readouterr().out.splitlines()[-1]
+    sent = int(summary.split("sent ")[1].split(",")[0])
+    assert sent > 0 and summary == f"worker done: sent {sent}, answered {sent}"
+
+
+def test_worker_refuses_a_rate_it_cannot_keep(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["worker", "--rate", "0"]) == 2
+    assert "--rate 0 is out of range" in capsys.readouterr().err

@@ -30,9 +30,9 @@ from redis.exceptions import RedisError, ResponseError
 
 from medops.core.clock import Clock
 from medops.core.errors import ConfigError
-from medops.core.waits import percentile
 from medops.core.settings.redact import redact_url
 from medops.core.snapshot import StoreSnapshot
+from medops.core.waits import percentile
 
 log = logging.getLogger(__name__)
 

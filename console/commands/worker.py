@@ -1,0 +1,93 @@
+"""`medops worker --rate R`: a drill member sending a steady mix of priorities, to watch a fleet move.
+
+Each prompt is synthetic (a counter and an agent, no patient data): 10% critical,
+30% high, the rest normal, spread over the four agents, at R a second on average
+(Poisson arrivals), until --duration ends or Ctrl-C. One line a second says what
+was sent and answered; the summary at the end counts outcomes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import signal
+import time
+from collections import Counter
+from typing import Any
+
+from medops.console.commands.common import load
+
+MIX = (("critical", 0.1), ("high", 0.3), ("normal", 0.6))
+AGENTS = ("triage", "diagnosis", "medication", "documentation")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("worker", help="a drill fleet member: a steady mix of priorities at --rate a "
+                                                  "second (no patient data), until --duration or Ctrl-C")
+    parser.add_argument("--rate", type=float, default=1.0, help="prompts a second on average (default 1)")
+    parser.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    parser.add_argument("--model", help="model to use (default: default_model)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for arrivals and the priority mix")
+    parser.set_defaults(handler=worker)
+
+
+def worker(args: argparse.Namespace) -> int:
+    from medops.core.errors import ConfigError
+    from medops.core.resource_core import ResourceCore
+    from medops.core.settings.paths import locate
+
+    if not 0 < args.rate <= 1_000:
+        raise ConfigError(f"--rate {args.rate:g} is out of range: allowed above 0, up to 1000 a second")
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError(f"--duration {args.duration:g} must be more than 0 seconds")
+    core = ResourceCore(load(args).settings, locate(), role="worker")
+    return asyncio.run(_run(core, args.rate, args.duration, args.model, random.Random(args.seed)))
+
+
+async def _run(core: Any, rate: float, duration: float | None, model: str | None, rng: random.Random) -> int:
+    from medops.core.errors import MedopsError
+    from medops.core.groq.requests import Priority, PromptRequest
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    outcomes: Counter[str] = Counter()
+    sent = 0
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(n: int) -> None:
+        priority = rng.choices([p for p, _ in MIX], [w for _, w in MIX])[0]
+        request = PromptRequest(f"drill prompt {n}: summarise a synthetic note", AGENTS[n % len(AGENTS)],
+                                Priority.parse(priority), model=model, max_completion_tokens=64, deadline=120.0)
+        try:
+            await core.ask(request)
+            outcomes["answered"] += 1
+        except MedopsError as exc:
+            outcomes[type(exc).__name__] += 1
+
+    await core.start()
+    started = last_line = time.monotonic()
+    try:
+        while not stop.is_set() and (duration is None or time.monotonic() - started < duration):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), rng.expovariate(rate))
+            if stop.is_set():
+                break
+            sent += 1
+            task = asyncio.create_task(one(sent))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            if time.monotonic() - last_line >= 1.0:
+                last_line = time.monotonic()
+                print(f"{last_line - started:6.0f} s  sent {sent}  answered {outcomes['answered']}  "
+                      f"waiting {len(tasks)}", flush=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=130)
+    finally:
+        await core.stop()
+    failed = ", ".join(f"{name} {count}" for name, count in sorted(outcomes.items()) if name != "answered")
+    print(f"worker done: sent {sent}, answered {outcomes['answered']}" + (f", {failed}" if failed else ""))
+    return 0 if sent == outcomes["answered"] else 1

@@ -1,0 +1,40 @@
+"""README's "Use the core in your agents" example runs as written, as a fleet member on a real store."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+
+from medops.core.settings.paths import Locations
+from tests.redis_server import RedisServer
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_agent_example_in_the_readme_runs_as_a_fleet_member(
+        tmp_path: Path, redis_server: RedisServer, isolated_folders: Locations, built_knowledge: Path) -> None:
+    section = README.read_text().split("## Use the core in your agents", 1)[1]
+    example = re.search(r"```python\n(.*?)```", section, re.S)
+    assert example is not None, "README lost its example"
+    script = tmp_path / "agent_worker.py"
+    script.write_text(example.group(1))
+    isolated_folders.ensure()
+    shutil.copyfile(built_knowledge, isolated_folders.knowledge_db)
+    env = {k: v for k, v in os.environ.items() if k != "GROQ_API_KEY"}
+    env["MEDOPS_STORE_URL"] = redis_server.url
+    done = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and all(re.fullmatch(r"\d+ tokens, queued \d+\.\d\d s", line) for line in lines)
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    members = [key for key in client.scan_iter("medops:*:members")]
+    roles = [value for key in members for value in client.hvals(key)]
+    client.close()
+    assert any('"role":"worker"' in role for role in roles)  # it joined the fleet as a worker
