@@ -18,7 +18,7 @@ from medops.core.errors import ConfigError, MedopsError
 from medops.core.executors import Executors
 from medops.core.groq.path import GroqPath
 from medops.core.groq.requests import PromptRequest, PromptResult
-from medops.core.knowledge.service import CodeEntry, KnowledgeService, SearchHit
+from medops.core.knowledge.service import CodeEntry, KnowledgeService, SearchResults
 from medops.core.ledger.history import AlertHistory, Before, RequestHistory, alert_page, request_page
 from medops.core.ledger.limit_history import LimitChangeHistory, latest_changes
 from medops.core.ledger.metric_history import MetricHistory, metrics_over
@@ -246,8 +246,8 @@ class ResourceCore:
         if not self.running:
             raise CoreNotRunning("the resource core is not running; start it first")
 
-    async def kb_search(self, text: str, limit: int = 20) -> tuple[SearchHit, ...]:
-        """ICD-10-CM codes whose descriptions hold the most of the text's words, best first."""
+    async def kb_search(self, text: str, limit: int = 20) -> SearchResults:
+        """ICD-10-CM codes for a code or words, best first (see KnowledgeService.search), and the count of all."""
         self._require_running()
         return await self.knowledge.search(text, limit)
 
