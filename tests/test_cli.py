@@ -35,6 +35,35 @@ def test_status_json_prints_one_snapshot_after_the_first_resource_sample(
     assert system["memory_used"] > 0 and system["cpu_per_core"]
 
 
+@pytest.mark.usefixtures("knowledge_ready")
+def test_status_without_json_prints_a_short_summary_of_every_part(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDOPS_MONITOR_INTERVAL", "0.2")
+    assert main(["status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == ["groq", "quota", "queue", "cases", "pools", "system",
+                                                        "knowledge", "alerts"]
+    assert "medops' local endpoint" in lines[0]  # which Groq, in words
+    assert lines[1].startswith("quota      llama-3.1-8b-instant: rpm 0/30")
+    assert "slots used" in lines[3] and "memory" in lines[5]
+    assert "--json" in lines[-1]
+
+
+MEDOPS = Path(sys.executable).parent / "medops"
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+@pytest.mark.parametrize("command", [["kb", "search", "pain"], ["config", "show"]])
+def test_a_closed_pipe_ends_a_command_quietly(command: list[str]) -> None:
+    # The reader is gone before medops writes a byte (it takes a second to start): `medops ... | head -0`.
+    run = subprocess.Popen([MEDOPS, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert run.stdout is not None and run.stderr is not None
+    run.stdout.close()
+    err = run.stderr.read().decode()
+    assert run.wait(timeout=60) == 141, err  # as a shell reports `yes | head -1`
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
+
+
 def test_config_show_prints_value_and_source(capsys: pytest.CaptureFixture[str],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDOPS_QUEUE_LIMIT", "42")
