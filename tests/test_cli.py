@@ -72,6 +72,25 @@ def test_config_show_prints_value_and_source(capsys: pytest.CaptureFixture[str],
     assert "42" in line and "env MEDOPS_QUEUE_LIMIT" in line
 
 
+@pytest.mark.parametrize(("env", "url", "source"), [
+    ({}, "http://127.0.0.1:<a free port at start>",
+     "in-process local endpoint: GROQ_API_KEY unset (with a key: https://api.groq.com)"),
+    ({"MEDOPS_ENDPOINT_PORT": "8471"}, "http://127.0.0.1:8471", "in-process local endpoint: GROQ_API_KEY unset"),
+    ({"GROQ_BASE_URL": "http://127.0.0.1:9"}, "http://127.0.0.1:9", "env GROQ_BASE_URL, GROQ_API_KEY unset"),
+    ({"GROQ_API_KEY": "gsk_secret"}, "https://api.groq.com", "default"),
+])
+def test_config_show_lists_the_groq_url_in_effect(env: dict[str, str], url: str, source: str,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["config", "show"]) == 0
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.startswith("groq_base_url "))
+    assert line.split(maxsplit=1)[1].startswith(f"{url}  ") and source in line
+    assert "gsk_secret" not in out
+
+
 def test_bad_setting_exits_2_with_a_clear_message(capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDOPS_GROQ_CONCURRENT", "-3")
