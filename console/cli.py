@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import select
 import sys
 from collections.abc import Sequence
 
@@ -24,19 +27,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+CLOSED_PIPE_EXIT = 128 + 13  # as a shell reports a Unix tool ended by SIGPIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         if args.command is None:
             from medops.console.commands.run import run_console
 
             return run_console(args)
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # output still buffered meets a closed pipe here, not in a traceback at exit
+        return code
     except MedopsError as exc:
         print(f"medops: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `medops kb search pain | head -1`: the reader has what it wanted; stop quietly, as Unix tools do.
+        # (Python ignores SIGPIPE, so a write to the closed pipe raises this instead of ending the process.)
+        if not _stdout_closed():
+            raise  # some other pipe or socket broke: that is a real error
+        with contextlib.suppress(OSError):
+            # Python flushes stdout again at exit: point it at /dev/null so that flush has nowhere to fail.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return CLOSED_PIPE_EXIT
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (Linux marks its write end POLLERR)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 if __name__ == "__main__":

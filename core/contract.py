@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:  # the command's types; importing them here would load the parts
     from medops.core.documents.results import DocumentResult, ProgressCallback
     from medops.core.groq.requests import PromptRequest, PromptResult
-    from medops.core.knowledge.entries import CodeEntry, SearchHit
+    from medops.core.knowledge.entries import CodeEntry, SearchResults
     from medops.core.ledger.history import AlertHistory, Before, RequestHistory
     from medops.core.ledger.limit_history import LimitChangeHistory
     from medops.core.ledger.metric_history import MetricHistory
@@ -89,7 +89,7 @@ class CoreCommands(Protocol):
         """Wait until the knowledge base can answer (the first run builds it); raises why if it cannot."""
         ...
 
-    async def kb_search(self, text: str, limit: int = 20) -> tuple[SearchHit, ...]:
+    async def kb_search(self, text: str, limit: int = 20) -> SearchResults:
         """ICD-10-CM codes whose descriptions hold the most of the text's words, best first."""
         ...
 

@@ -25,7 +25,7 @@ from medops.core.fleet.membership import join
 from medops.core.fleet.quota import make_fleet_quota
 from medops.core.groq.path import GroqPath
 from medops.core.groq.requests import PromptRequest, PromptResult
-from medops.core.knowledge.entries import CodeEntry, SearchHit
+from medops.core.knowledge.entries import CodeEntry, SearchResults
 from medops.core.knowledge.service import KnowledgeService
 from medops.core.ledger.history import AlertHistory, Before, RequestHistory, alert_page, request_page
 from medops.core.ledger.limit_history import LimitChangeHistory, latest_changes
@@ -342,8 +342,8 @@ class ResourceCore(CoreCommands):
         self._require_running()
         await self._knowledge.ready()
 
-    async def kb_search(self, text: str, limit: int = 20) -> tuple[SearchHit, ...]:
-        """ICD-10-CM codes whose descriptions hold the most of the text's words, best first."""
+    async def kb_search(self, text: str, limit: int = 20) -> SearchResults:
+        """ICD-10-CM codes for a code or words, best first (see KnowledgeService.search), and the count of all."""
         self._require_running()
         return await self._knowledge.search(text, limit)
 

@@ -98,6 +98,8 @@ def test_fail_fast_refuses_when_the_quota_has_no_room(tmp_path: Path, capsys: py
     (["ask", "x" * 400_000], "exceeds llama-3.1-8b-instant's context window of 131,072 tokens"),
     (["ask", "hello", "--priority", "urgent"], "priority 'urgent' is not one of critical, high, normal"),
     (["ask"], "give either the prompt text or --file"),
+    (["ask", "hello", "--agent", "nobody"],
+     "agent 'nobody' is not an agent medops knows; use one of triage, diagnosis, medication, documentation, oncall"),
 ])
 def test_bad_input_is_refused_with_a_clear_message(argv: list[str], expected: str,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
@@ -125,6 +127,15 @@ def test_every_bad_jsonl_line_is_named_at_once(tmp_path: Path, capsys: pytest.Ca
     for number in (1, 3, 4):
         assert f"{prompts} line {number}" in err
     assert f"{prompts} line 2" not in err
+
+
+def test_jsonl_line_with_an_unknown_agent_is_refused_without_echoing_free_text(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prompts = write_lines(tmp_path / "p.jsonl", [{"prompt": "a", "agent": "Jane Roe, ward 4"}])
+    assert main(["ask", "--file", str(prompts)]) == 2
+    err = capsys.readouterr().err
+    assert "line 1: agent (16 characters) is not an agent medops knows; use one of triage" in err
+    assert "Jane Roe" not in err
 
 
 def test_jsonl_line_with_an_unknown_model_lists_the_known_ones(tmp_path: Path,

@@ -36,12 +36,60 @@ def test_status_json_prints_one_snapshot_after_the_first_resource_sample(
     assert system["memory_used"] > 0 and system["cpu_per_core"]
 
 
+@pytest.mark.usefixtures("knowledge_ready")
+def test_status_without_json_prints_a_short_summary_of_every_part(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDOPS_MONITOR_INTERVAL", "0.2")
+    assert main(["status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == ["groq", "quota", "queue", "cases", "pools", "system",
+                                                        "knowledge", "alerts"]
+    assert "medops' local endpoint" in lines[0]  # which Groq, in words
+    assert lines[1].startswith("quota      llama-3.1-8b-instant: rpm 0/30")
+    assert "slots used" in lines[3] and "memory" in lines[5]
+    assert "--json" in lines[-1]
+
+
+MEDOPS = Path(sys.executable).parent / "medops"
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+@pytest.mark.parametrize("command", [["kb", "search", "pain"], ["config", "show"]])
+def test_a_closed_pipe_ends_a_command_quietly(command: list[str]) -> None:
+    # The reader is gone before medops writes a byte (it takes a second to start): `medops ... | head -0`.
+    run = subprocess.Popen([MEDOPS, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert run.stdout is not None and run.stderr is not None
+    run.stdout.close()
+    err = run.stderr.read().decode()
+    assert run.wait(timeout=60) == 141, err  # as a shell reports `yes | head -1`
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
+
+
 def test_config_show_prints_value_and_source(capsys: pytest.CaptureFixture[str],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDOPS_QUEUE_LIMIT", "42")
     assert main(["config", "show"]) == 0
     line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("queue_limit "))
     assert "42" in line and "env MEDOPS_QUEUE_LIMIT" in line
+
+
+@pytest.mark.parametrize(("env", "url", "source"), [
+    ({}, "http://127.0.0.1:<a free port at start>",
+     "in-process local endpoint: GROQ_API_KEY unset (with a key: https://api.groq.com)"),
+    ({"MEDOPS_ENDPOINT_PORT": "8471"}, "http://127.0.0.1:8471", "in-process local endpoint: GROQ_API_KEY unset"),
+    ({"GROQ_BASE_URL": "http://127.0.0.1:9"}, "http://127.0.0.1:9", "env GROQ_BASE_URL, GROQ_API_KEY unset"),
+    ({"GROQ_API_KEY": "gsk_secret"}, "https://api.groq.com", "default"),
+])
+def test_config_show_lists_the_groq_url_in_effect(env: dict[str, str], url: str, source: str,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["config", "show"]) == 0
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.startswith("groq_base_url "))
+    assert line.split(maxsplit=1)[1].startswith(f"{url}  ") and source in line
+    assert "gsk_secret" not in out
 
 
 def test_bad_setting_exits_2_with_a_clear_message(capsys: pytest.CaptureFixture[str],

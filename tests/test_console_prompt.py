@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from textual.widgets import Input
+from textual.pilot import Pilot
+from textual.widgets import Input, Select
 
 from medops.console.app import MedopsApp
 from medops.console.forms.prompt import PromptForm, ReplyCard, build_request
 from medops.core.groq.quota import RequestTooLarge
-from medops.core.groq.requests import InvalidRequest, PromptRequest, PromptResult
+from medops.core.groq.requests import Completion, InvalidRequest, Priority, PromptRequest, PromptResult
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from tests.console_data import FrozenCore
@@ -74,3 +75,38 @@ def test_request_ids_are_unique_across_consoles_and_only_ids() -> None:
     assert first.request_id.startswith("console-1-") and first.request_id != again.request_id
     with pytest.raises(InvalidRequest, match="request_id must be"):
         PromptRequest("x", "triage", request_id="Jane Roe's referral")
+
+
+class RecordingCore(FrozenCore):
+    """Answers every prompt at once and keeps the requests it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[PromptRequest] = []
+
+    async def ask(self, request: PromptRequest) -> PromptResult:
+        self.asked.append(request)
+        return PromptResult(Completion("noted", request.model or "", 3, 1), queue_wait=0.0, latency=0.01, attempts=1)
+
+
+async def pick(pilot: Pilot[None], select_id: str, steps_up: int) -> None:
+    """Open a select by keys and move `steps_up` options up from its current value, as a user would."""
+    pilot.app.query_one(select_id, Select).focus()
+    await pilot.press("enter", *["up"] * steps_up, "enter")
+
+
+@pytest.mark.parametrize(("steps_up", "chosen"), [(2, Priority.CRITICAL), (1, Priority.HIGH), (0, Priority.NORMAL)])
+async def test_the_priority_picked_in_the_form_is_the_one_the_core_receives(
+        locations: Locations, steps_up: int, chosen: Priority) -> None:
+    core = RecordingCore()
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=core)  # type: ignore[arg-type]
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("3")
+        await pick(pilot, "#prompt-priority", steps_up)
+        assert app.query_one("#prompt-priority", Select).value == chosen.label
+        await pilot.click("#prompt-text")
+        await pilot.press(*"sudden chest pain", "enter")
+        assert await until(pilot, lambda: len(core.asked) == 1)
+        assert core.asked[0].priority is chosen
+        assert core.asked[0].prompt == "sudden chest pain"

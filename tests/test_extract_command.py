@@ -163,3 +163,27 @@ async def test_only_a_core_that_shares_its_cases_can_be_found_by_commands(locati
     finally:
         await console_core.stop()
         await command_core.stop()
+
+
+def test_a_name_is_taken_from_the_current_folder_or_an_intake_folder_and_says_which(
+        folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    text_pdf(folder / "ecg.pdf", ["sinus rhythm"])
+    (folder / "scans").mkdir()
+    text_pdf(folder / "scans" / "labs.pdf", ["troponin negative"])
+    monkeypatch.chdir(folder / "scans")  # the current folder lies inside the intake folder
+    assert main(["extract", "ecg.pdf", "labs.pdf"]) == 0
+    ecg, labs = lines(capsys.readouterr().out)
+    assert (ecg["file"], ecg["status"], ecg["found_in"]) == ("ecg.pdf", "ok", f"intake folder ({folder})")
+    assert (labs["status"], labs["found_in"]) == ("ok", f"current folder ({folder / 'scans'})")
+
+
+def test_a_name_found_nowhere_says_where_it_was_looked_for(
+        folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    text_pdf(tmp_path / "outside.pdf", ["x"])
+    assert main(["extract", "nowhere.pdf", "outside.pdf"]) == 1
+    nowhere, outside = lines(capsys.readouterr().out)
+    assert nowhere["error"] == (f"nowhere.pdf: no such file in the current folder ({tmp_path}) or the intake "
+                                f"folders ({folder}); check the name")
+    assert outside["found_in"] == f"current folder ({tmp_path})"
+    assert "outside the intake folders" in str(outside["error"])

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import random
 import subprocess
 import sys
+import traceback
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from medops.core.clock import SystemClock
+from medops.core.errors import MedopsError
 from medops.core.groq.backoff import Backoff
 from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
 from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GatewayTimeout, GroqTarget, choose_target
@@ -26,6 +31,7 @@ from medops.core.groq.requests import PromptRequest
 from medops.core.groq.scheduler import Scheduler
 from medops.core.groq.token_estimate import estimate_prompt_tokens
 from medops.core.groq.wire import completion_body, stream_chunks
+from medops.core.ledger.writer import TABLES, Ledger
 from medops.core.settings.config import DEFAULT_MODELS, ModelLimits, Settings
 
 MODEL = "llama-3.1-8b-instant"
@@ -381,3 +387,56 @@ async def test_an_answer_without_usage_is_counted_as_its_whole_reservation(
     completion = await gateway.send(asked, timeout=10)
     assert completion.text and completion.completion_tokens == 250
     assert completion.prompt_tokens == estimate_prompt_tokens(asked.prompt)
+
+
+MARKER = "Zq7PatientMarker"  # a word no error text, log line or ledger row has any business holding
+ROOMY_LIMITS = ModelLimits(rpm=1_000, rpd=100_000, tpm=1_000_000, tpd=10_000_000)
+OTHER_MODEL = "qwen/qwen3-32b"
+
+
+async def test_a_prompt_reaches_no_error_log_or_ledger_row_whatever_the_endpoint_answers(
+        endpoint: LocalEndpoint, gateway: Gateway, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    ledger = Ledger(tmp_path / "ops.duckdb", SystemClock(), flush_interval=0.05)
+    await ledger.start()
+    settings = Settings(models={MODEL: ROOMY_LIMITS, OTHER_MODEL: ROOMY_LIMITS}, default_model=MODEL,
+                        max_retries=1, request_timeout=5.0, batch_interval=0.0)
+    quick = Backoff(0.01, 0.02, rng=random.Random(7))
+    scheduler = Scheduler(settings, QuotaBook(settings, SystemClock()), gateway, SystemClock(), recorder=ledger,
+                          retry_backoff=quick, capacity_hold=quick)
+    await scheduler.start()
+    errors: dict[int, BaseException] = {}
+
+    async def refused(status: int, asked: PromptRequest, limits: ModelLimits = ROOMY_LIMITS) -> None:
+        endpoint.set_limits(asked.model or MODEL, limits)
+        with pytest.raises(MedopsError) as failed:  # each status has its own kind; every one is read below
+            await scheduler.submit(asked)
+        errors[status] = failed.value
+
+    try:
+        long_prompt = f"{MARKER} " + "chest pain radiating to the left arm " * 60
+        await refused(400, request(long_prompt), replace(ROOMY_LIMITS, context_window=256))
+        await refused(413, request(f"{MARKER} asks too much"), replace(ROOMY_LIMITS, tpm=150))
+        endpoint.fail_next(2, 503)
+        await refused(503, request(f"{MARKER} meets a server error"))
+        endpoint.fail_next(8, 498)
+        await refused(498, request(f"{MARKER} meets a full model"))
+        # On another model: a 429 blocks its model's minute, and this one's minute holds the attempts above.
+        one_a_minute = replace(ROOMY_LIMITS, rpm=1)
+        endpoint.set_limits(OTHER_MODEL, one_a_minute)
+        await scheduler.submit(request(f"{MARKER} is answered", model=OTHER_MODEL))
+        await refused(429, request(f"{MARKER} is one too many", model=OTHER_MODEL, deadline=1.0), one_a_minute)
+    finally:
+        await scheduler.stop()
+        await ledger.stop()
+    assert endpoint.stats.too_large == 1 and endpoint.stats.bad_requests == 1 and endpoint.stats.rate_limited >= 1
+    assert isinstance(errors[400], RequestRejected) and isinstance(errors[413], RequestRejected)
+    assert isinstance(errors[503], UpstreamUnavailable) and isinstance(errors[498], CapacityExceeded)
+    for status, error in errors.items():
+        said = "".join(traceback.format_exception(error)) + repr(error.args)
+        assert MARKER not in said, f"the error for HTTP {status} holds the prompt"
+    assert caplog.records and not [r for r in caplog.records if MARKER in r.getMessage()]
+    with duckdb.connect(str(tmp_path / "ops.duckdb"), read_only=True) as con:
+        assert len(con.execute("SELECT * FROM requests").fetchall()) == 6
+        for table in TABLES:
+            assert MARKER not in repr(con.execute(f"SELECT * FROM {table}").fetchall()), table

@@ -157,7 +157,7 @@ async def test_a_leaf_code_has_no_children_and_an_unknown_code_is_refused(servic
 
 
 async def test_search_ranks_codes_matching_every_word_first(service: KnowledgeService) -> None:
-    hits = await service.search("chest pain", limit=30)
+    hits = (await service.search("chest pain", limit=30)).hits
     assert len(hits) == 30
     matched = [hit.matched_words for hit in hits]
     assert matched == sorted(matched, reverse=True)
@@ -167,16 +167,49 @@ async def test_search_ranks_codes_matching_every_word_first(service: KnowledgeSe
         assert "chest" in hit.description.lower() and "pain" in hit.description.lower()
 
 
-async def test_search_prefers_whole_words_and_shorter_descriptions(service: KnowledgeService) -> None:
-    hits = await service.search("diabetes", limit=50)
+async def test_search_prefers_whole_words(service: KnowledgeService) -> None:
+    hits = (await service.search("diabetes", limit=500)).hits
     whole = [hit.whole_words for hit in hits]
     assert whole == sorted(whole, reverse=True)  # "Prediabetes" only after every whole-word match
-    same_rank = [len(h.description) for h in hits if h.whole_words == hits[0].whole_words]
-    assert same_rank == sorted(same_rank)
+    assert hits[0].description == "Diabetes insipidus"  # every word of it that is not a filler is covered
 
 
-async def test_search_respects_its_limit(service: KnowledgeService) -> None:
-    assert len(await service.search("fracture", limit=7)) == 7
+async def test_words_rank_by_how_much_of_the_description_they_cover(service: KnowledgeService) -> None:
+    codes = [hit.code for hit in (await service.search("chest pain", limit=100)).hits]
+    # "Chest pain, unspecified" and "Other chest pain" are all chest pain; "Chest pain on breathing" is not.
+    assert codes[:5] == ["R07.9", "R07.8", "R07.89", "R07.1", "R07"]
+    assert codes.index("R14.1") > 5 and codes.index("R68.84") > 5  # Gas pain, Jaw pain
+
+
+@pytest.mark.parametrize("text", ["R07.9", "r079", "R079", " r07.9 "])
+async def test_a_code_typed_with_or_without_its_dot_in_any_case_comes_first(service: KnowledgeService,
+                                                                            text: str) -> None:
+    results = await service.search(text)
+    assert [(h.code, h.by_code) for h in results.hits] == [("R07.9", True)]
+    assert results.total == 1  # its digits are not searched as words: no "NIHSS score 9"
+
+
+async def test_a_code_prefix_lists_that_code_s_family_in_code_order(service: KnowledgeService) -> None:
+    family = await service.search("R07")
+    assert [h.code for h in family.hits] == ["R07", "R07.0", "R07.1", "R07.2", "R07.8", "R07.81", "R07.82",
+                                             "R07.89", "R07.9"]
+    assert [h.code for h in (await service.search("r07.8")).hits] == ["R07.8", "R07.81", "R07.82", "R07.89"]
+    assert family.total == 9
+
+
+async def test_text_shaped_like_a_code_that_starts_none_is_searched_as_a_word(service: KnowledgeService) -> None:
+    hits = (await service.search("b12")).hits
+    assert hits and all("B12" in hit.description and not hit.by_code for hit in hits)
+
+
+async def test_search_respects_its_limit_and_counts_every_match(service: KnowledgeService,
+                                                                knowledge_path: Path) -> None:
+    results = await service.search("fracture", limit=7)
+    assert len(results.hits) == 7
+    await service.stop()
+    assert query(knowledge_path, "SELECT count(*) FROM codes WHERE contains(search_text, 'fracture')") == [
+        (results.total,)]
+    assert results.total > 1_000
 
 
 @pytest.mark.parametrize("text", ["", "   ", "?!", "--- ,,, ..."])
@@ -192,7 +225,7 @@ async def test_an_impossible_limit_is_refused_clearly(service: KnowledgeService,
 
 
 async def test_search_text_is_only_ever_data(service: KnowledgeService, knowledge_path: Path) -> None:
-    hits = await service.search("pain'; DROP TABLE codes; --")
+    hits = (await service.search("pain'; DROP TABLE codes; --")).hits
     assert hits  # "pain" still matches; the rest is words that match nothing harmful
     await service.stop()
     assert query(knowledge_path, "SELECT count(*) FROM codes") == [(len(load_source()),)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from medops.console.cli import main
@@ -19,8 +21,8 @@ async def test_the_core_answers_knowledge_queries_and_shows_their_figures(locati
     core = ResourceCore(Settings(db_connection_pool_size=3), locations, clock)
     await core.start()
     try:
-        hits = await core.kb_search("chest pain", limit=5)
-        assert [h.matched_words for h in hits] == [2] * 5
+        results = await core.kb_search("chest pain", limit=5)
+        assert [h.matched_words for h in results.hits] == [2] * 5 and results.total > 5
         entry = await core.kb_code("R079")
         assert entry is not None and entry.code == "R07.9"
         assert "R07.9" in [c.code for c in await core.kb_children("R07")]
@@ -61,11 +63,20 @@ def test_kb_code_prints_the_code_and_where_it_sits(capsys: pytest.CaptureFixture
     assert "parent    R07" in out
 
 
-def test_kb_search_prints_ranked_codes(capsys: pytest.CaptureFixture[str]) -> None:
+def test_kb_search_prints_ranked_codes_and_the_count_of_matches(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["kb", "search", "chest pain", "--limit", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3
-    assert all("chest pain" in line.lower() for line in lines)
+    assert len(lines) == 4
+    assert all("chest pain" in line.lower() for line in lines[:3])
+    assert lines[0].split()[0] == "R07.9"
+    assert re.fullmatch(r"3 of \d+ matching codes shown; --limit N shows more", lines[3])
+
+
+@pytest.mark.parametrize("typed", ["R07.9", "r079"])
+def test_kb_search_puts_a_typed_code_first(capsys: pytest.CaptureFixture[str], typed: str) -> None:
+    assert main(["kb", "search", typed]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "R07.9     billable  Chest pain, unspecified", "1 of 1 matching code shown"]
 
 
 def test_kb_children_lists_the_codes_below(capsys: pytest.CaptureFixture[str]) -> None:

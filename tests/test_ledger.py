@@ -310,3 +310,20 @@ def test_duckdb_s_lock_message_names_the_holder() -> None:
     assert (holder.pid, holder.program, holder.readers_allowed) == (4242, "/usr/bin/python3.11", False)
     assert lock_holder("IO Error: disk full") is None
 
+
+
+# Every column `requests` may have, with its type: figures, short labels and ids. A text column beyond these
+# could hold a prompt, so adding one must be a decision made here, in the open.
+REQUEST_COLUMNS = {
+    "at_wall": "DOUBLE", "agent": "VARCHAR", "priority": "VARCHAR", "model": "VARCHAR", "prompt_tokens": "INTEGER",
+    "completion_tokens": "INTEGER", "latency": "DOUBLE", "queue_wait": "DOUBLE", "outcome": "VARCHAR",
+    "status": "INTEGER", "attempts": "INTEGER", "request_id": "VARCHAR",
+}
+
+
+async def test_the_requests_table_has_no_column_that_could_hold_prompt_text(ledger: Ledger, ops_path: Path) -> None:
+    await ledger.stop()
+    columns = dict(rows(ops_path, "SELECT column_name, data_type FROM information_schema.columns "
+                                  "WHERE table_name = 'requests' ORDER BY ordinal_position"))
+    assert columns == REQUEST_COLUMNS
+    assert set(RequestRecord.__dataclass_fields__) == set(REQUEST_COLUMNS)  # the record has nothing more to write

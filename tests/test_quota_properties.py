@@ -22,7 +22,7 @@ from medops.core.errors import MedopsError
 from medops.core.groq.errors import CapacityExceeded, RateLimited, UpstreamUnavailable
 from medops.core.groq.quota import QuotaBook
 from medops.core.groq.rate_headers import DIMENSIONS, LimitExceeded, RateLimitHeaders
-from medops.core.groq.requests import Completion, Priority, PromptRequest
+from medops.core.groq.requests import AGENTS, Completion, Priority, PromptRequest
 from medops.core.groq.scheduler import Scheduler
 from medops.core.groq.token_estimate import estimate_prompt_tokens
 from medops.core.settings.config import ModelLimits, Settings
@@ -170,7 +170,7 @@ async def scenario(plan: list[Arrival], model_limits: dict[str, ModelLimits], co
     start = clock.monotonic()
     for at, number, arrival in events:
         await clock.advance(max(0.0, start + at - clock.monotonic()))
-        request = PromptRequest("p" * arrival.prompt_chars, "agent" + str(number % 3), arrival.priority,
+        request = PromptRequest("p" * arrival.prompt_chars, AGENTS[number % 3], arrival.priority,
                                 arrival.model, arrival.max_completion_tokens, arrival.deadline, arrival.fail_fast,
                                 request_id=str(number))
         tasks.append(asyncio.create_task(scheduler.submit(request)))

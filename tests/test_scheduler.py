@@ -12,6 +12,7 @@ import pytest
 from medops.core.clock import FakeClock, settle
 from medops.core.groq.backoff import Backoff
 from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
+from medops.core.groq.gateway import REJECTION_HINTS
 from medops.core.groq.quota import QuotaBook, QuotaExhausted, RequestTooLarge, UnknownModel
 from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders
 from medops.core.groq.requests import Completion, InvalidRequest, Priority, PromptRequest, PromptResult
@@ -365,6 +366,20 @@ async def test_a_rejected_request_is_not_retried_and_gives_back_its_tokens(
     assert len(sender.sent) == 1
     assert {w.name: w.used for w in scheduler._quotas["x"].snapshot().windows}["tpm"] == 0
     assert (recorder.records[-1].outcome, recorder.records[-1].status) == ("rejected", 400)
+    await scheduler.stop()
+
+
+async def test_a_413_is_one_attempt_recorded_as_rejected_and_says_what_to_do(
+        clock: FakeClock, sender: FakeSender, recorder: MemoryRecorder, build: Build) -> None:
+    scheduler = await build()
+    sender.failures["big"] = [RequestRejected(413, REJECTION_HINTS[413]), RequestRejected(413, REJECTION_HINTS[413])]
+    task = await submit(scheduler, req("big", Priority.CRITICAL))
+    await clock.advance(30)  # time for any retry or requeue to have happened
+    with pytest.raises(RequestRejected, match="shorten it or lower max_completion_tokens") as rejected:
+        await task
+    assert rejected.value.status == 413
+    assert len(sender.sent) == 1 and scheduler.retried == 0
+    assert [(r.outcome, r.status, r.attempts) for r in recorder.records] == [("rejected", 413, 1)]
     await scheduler.stop()
 
 

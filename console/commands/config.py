@@ -16,11 +16,18 @@ def register(subparsers: Any) -> None:
 
 
 def show_config(args: argparse.Namespace) -> int:
+    import os
+
+    from medops.core.groq.gateway import url_in_effect
     from medops.core.settings.config import describe
 
     loaded = load(args)
     print(f"# config file: {loaded.config_file or 'none'}")
     rows = describe(loaded)
+    # The URL prompts actually go to: without GROQ_API_KEY that is a local endpoint, whatever the setting says.
+    url, why = url_in_effect(loaded.settings, os.environ)
+    rows = [(key, url, why or source) if key == "groq_base_url" else (key, value, source)
+            for key, value, source in rows]
     width = max(len(key) for key, _, _ in rows)
     for key, value, source in rows:
         print(f"{key:<{width}}  {value:<24}  {source}")

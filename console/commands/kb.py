@@ -11,7 +11,7 @@ from medops.console.commands.common import running_core
 
 if TYPE_CHECKING:  # the knowledge module pulls in DuckDB: only the handlers import it
     from medops.core.contract import CoreCommands
-    from medops.core.knowledge.entries import CodeEntry, SearchHit
+    from medops.core.knowledge.entries import CodeEntry, SearchHit, SearchResults
 
 # medops.core.knowledge.service.MAX_SEARCH_LIMIT, which the core enforces; copied so `medops --help` need not
 # load DuckDB (tests/test_cli.py keeps the two equal).
@@ -21,8 +21,9 @@ MAX_SEARCH_LIMIT = 500
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("kb", help="look up ICD-10-CM codes in the knowledge base")
     actions = parser.add_subparsers(dest="kb_action", metavar="ACTION", required=True)
-    search = actions.add_parser("search", help="codes whose descriptions hold these words, best first")
-    search.add_argument("words", help='words to look for, e.g. "chest pain"')
+    search = actions.add_parser("search", help="a code and the codes it starts, or codes whose descriptions hold "
+                                                "these words; best first, with the count of all matches")
+    search.add_argument("words", help='a code with or without its dot (R07.9, r079, R07) or words, e.g. "chest pain"')
     search.add_argument("--limit", type=int, default=20, help=f"results at most (1-{MAX_SEARCH_LIMIT}, default 20)")
     search.set_defaults(handler=kb_search)
     code = actions.add_parser("code", help="one code with its category, chapter and parent")
@@ -51,18 +52,27 @@ def _entry_line(entry: CodeEntry) -> str:
     return f"{entry.code:<9} {'billable' if entry.billable else '        '}  {entry.description}{below}"
 
 
+def matches_line(results: SearchResults) -> str:
+    """"20 of 318 matching codes shown; --limit N shows more": the search's last line."""
+    shown, total = len(results.hits), results.total
+    more = "; --limit N shows more" if total > shown else ""
+    return f"{shown} of {total:,} matching code{'' if total == 1 else 's'} shown{more}"
+
+
 def kb_search(args: argparse.Namespace) -> int:
-    async def ask() -> tuple[SearchHit, ...]:
+    async def ask() -> SearchResults:
         async with running_core(args) as resource_core:
             await _ready(resource_core)
             return await resource_core.kb_search(args.words, args.limit)
 
-    hits = asyncio.run(ask())
-    for hit in hits:
+    results = asyncio.run(ask())
+    for hit in results.hits:
         print(_hit_line(hit))
-    if not hits:
-        print("no code's description holds any of these words; try fewer or more general words")
+    if not results.hits:
+        print("no code starts with that and no code's description holds any of these words; "
+              "try fewer or more general words")
         return 1
+    print(matches_line(results))
     return 0
 
 

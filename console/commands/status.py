@@ -1,29 +1,71 @@
-"""`medops status --json`: start the core, wait for the monitor's first sample, print one snapshot, stop."""
+"""`medops status [--json]`: start the core, wait for the monitor's first sample, print one snapshot, stop."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medops.console.commands.common import running_core
 
+if TYPE_CHECKING:
+    from medops.core.snapshot import CoreSnapshot
+
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("status", help="start the core and print one snapshot (after the first resource "
-                                                  "sample: one monitor_interval)")
-    parser.add_argument("--json", action="store_true", required=True, help="print the snapshot as JSON")
+    parser = subparsers.add_parser("status", help="start the core and print a short summary of one snapshot (after "
+                                                  "the first resource sample: one monitor_interval)")
+    parser.add_argument("--json", action="store_true", help="print the whole snapshot as JSON instead")
     parser.set_defaults(handler=status)
 
 
 def status(args: argparse.Namespace) -> int:
     from medops.core.snapshot import snapshot_to_dict
 
-    async def take() -> dict[str, Any]:
+    async def take() -> CoreSnapshot:
         async with running_core(args) as resource_core:
             # Before the monitor's first sample every system figure is zero; its CPU share needs an interval.
-            return snapshot_to_dict(await resource_core.wait_for_first_sample())
+            return await resource_core.wait_for_first_sample()
 
-    print(json.dumps(asyncio.run(take()), indent=2, sort_keys=True))
+    snapshot = asyncio.run(take())
+    if args.json:
+        print(json.dumps(snapshot_to_dict(snapshot), indent=2, sort_keys=True))
+    else:
+        print("\n".join(summary_lines(snapshot)))
     return 0
+
+
+def summary_lines(snapshot: CoreSnapshot) -> list[str]:
+    """One line per part a newcomer checks first: Groq, quota, queue, case memory, pools, system, alerts."""
+    from medops.console.figures import size
+
+    endpoint = snapshot.endpoint
+    groq = "Groq itself" if endpoint.kind == "groq" else "medops' local endpoint (replies are not from a model)"
+    health = "answering" if endpoint.healthy else "not answering"
+    lines = [f"groq       {groq} at {endpoint.base_url or '-'}: {health}; {endpoint.detail}"]
+    # The default model, and any other model that has been used: the rest have nothing to say.
+    for model in snapshot.quota.models:
+        if model.model == snapshot.quota.default_model or any(w.used for w in model.windows):
+            windows = "  ".join(f"{w.name} {w.used:,}/{w.limit:,}" for w in model.windows)
+            lines.append(f"quota      {model.model}: {windows}")
+    scheduler = snapshot.scheduler
+    depths = ", ".join(f"{q.priority} {q.depth}" for q in scheduler.queues)
+    intake = "intake paused" if scheduler.paused else "intake running"
+    lines.append(f"queue      {sum(q.depth for q in scheduler.queues)} waiting ({depths}); "
+                 f"{scheduler.in_flight} in flight of {scheduler.concurrency}; {intake}")
+    slots = snapshot.slots
+    lines.append(f"cases      {slots.used} of {slots.total} slots used ({size(slots.bytes_used)})")
+    pools = ", ".join(f"{p.name} {p.active}/{p.capacity}" + (f" +{p.queued} waiting" if p.queued else "")
+                      for p in snapshot.pools)
+    lines.append(f"pools      {pools + ' busy' if pools else 'none running'}")
+    system = snapshot.system
+    lines.append(f"system     CPU {system.cpu_percent:.1f}% ({system.cpu_source}), memory "
+                 f"{system.memory_percent:.1f}% ({size(system.memory_used)} of {size(system.memory_limit)}, "
+                 f"{system.memory_source}), loop lag {system.loop_lag_ms:.1f} ms")
+    lines.append(f"knowledge  {snapshot.knowledge.state}; ledger {snapshot.ledger.mode}")
+    open_alerts = [a for a in snapshot.alerts if a.cleared_at is None]
+    lines.append(f"alerts     {len(open_alerts)} open")
+    lines += [f"  {alert.level}: {alert.message}" for alert in open_alerts]
+    lines.append("(medops status --json prints the whole snapshot)")
+    return lines

@@ -18,12 +18,12 @@ from textual.widgets import Button, Input, Label, Select, Static
 from medops.console import figures
 from medops.console.error_text import describe_error
 from medops.console.forms.core_handle import STARTING, CoreHandle
+from medops.core.groq.requests import AGENTS
 
 if TYPE_CHECKING:
     from medops.core.contract import CoreCommands
     from medops.core.groq.requests import PromptRequest, PromptResult
 
-AGENTS = ("triage", "diagnosis", "medication", "documentation")
 PRIORITIES = ("critical", "high", "normal")
 STREAM_STEP = 64  # redraw a streaming card when its text has grown this many characters (not per piece)
 RECALLED = 20  # prompts ↑/↓ bring back into the box (this console's memory only: never written anywhere)

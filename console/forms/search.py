@@ -15,16 +15,17 @@ from medops.console.forms.core_handle import STARTING, CoreHandle
 
 if TYPE_CHECKING:
     from medops.core.contract import CoreCommands
-    from medops.core.knowledge.entries import SearchHit
+    from medops.core.knowledge.entries import SearchHit, SearchResults
 
 RESULT_LIMIT = 20
 
 
 class SearchAnswered(Message):
-    def __init__(self, query: str, rows: list[SearchHit]) -> None:
+    def __init__(self, query: str, rows: list[SearchHit], total: int) -> None:
         super().__init__()
         self.query = query
         self.rows = rows
+        self.total = total  # every match, beyond the rows shown too
 
 
 class SearchFailed(Message):
@@ -67,11 +68,11 @@ class SearchForm(Vertical):
     @work(exclusive=True, exit_on_error=False, group="search")
     async def _search(self, core: CoreCommands, text: str) -> None:
         try:
-            rows = await core.kb_search(text, limit=RESULT_LIMIT)
+            results: SearchResults = await core.kb_search(text, limit=RESULT_LIMIT)
         except Exception as exc:  # shown on the form
             self.post_message(SearchFailed(describe_error(exc)))
         else:
-            self.post_message(SearchAnswered(text, list(rows)))
+            self.post_message(SearchAnswered(text, list(results.hits), results.total))
 
     @on(SearchAnswered)
     def show_rows(self, message: SearchAnswered) -> None:
@@ -80,7 +81,8 @@ class SearchForm(Vertical):
         for row in message.rows:
             table.add_row(*row_cells(row))
         found = len(message.rows)
-        self.query_one("#search-error", Label).update("" if found else f"no codes match {message.query!r}")
+        self.query_one("#search-error", Label).update(
+            f"{found} of {message.total:,} matching codes" if found else f"no codes match {message.query!r}")
 
     @on(SearchFailed)
     def show_failure(self, message: SearchFailed) -> None:

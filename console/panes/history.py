@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Label, Static
 from medops.console import figures, times
 from medops.console.error_text import describe_error
 from medops.console.forms.core_handle import CoreHandle
-from medops.console.forms.prompt import AGENTS
+from medops.core.groq.requests import AGENTS
 
 if TYPE_CHECKING:
     from medops.core.contract import CoreCommands

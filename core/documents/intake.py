@@ -142,6 +142,29 @@ class Intake:
         return await asyncio.get_running_loop().run_in_executor(
             self.io, functools.partial(self.check, path, relative_to_intake=relative_to_intake))
 
+    def find(self, name: str, cwd: Path | None = None) -> tuple[Path, str]:
+        """A relative name from the command line, in the current folder or an intake folder; says which.
+
+        The current folder's file wins when it lies inside an intake folder, else the first intake folder
+        that has it, else the current folder's (which `check` then refuses as outside). Blocks: stats files.
+        """
+        given = Path(name.strip()).expanduser()
+        if given.is_absolute():
+            return given, ""
+        here = (cwd or Path.cwd()) / given
+        inside = self._resolved_folders()
+        found = [(path, where) for path, where in [(here, f"current folder ({here.parent})"),
+                                                   *((f / given, f"intake folder ({f})") for f in self.folders)]
+                 if path.exists()]
+        for path, where in found:
+            if any(path.resolve().is_relative_to(folder) for folder in inside):
+                return path, where
+        if found:
+            return found[0]
+        listing = ":".join(str(f) for f in self.folders) or "none configured"
+        raise IntakeRefused(f"{given.name or name}: no such file in the current folder ({here.parent}) or the "
+                            f"intake folders ({listing}); check the name")
+
     def _in_a_folder(self, relative: Path) -> Path:
         """`relative` under the first intake folder that has it (the first folder when none has)."""
         tries = [folder / relative for folder in self.folders]

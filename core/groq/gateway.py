@@ -81,6 +81,19 @@ def choose_target(settings: Settings, env: Mapping[str, str]) -> GroqTarget:
     return GroqTarget("local", "", LOCAL_PLACEHOLDER_KEY, in_process=True)
 
 
+def url_in_effect(settings: Settings, env: Mapping[str, str]) -> tuple[str, str]:
+    """The base URL prompts go to, and why, as `medops config show` prints them (nothing is started)."""
+    target = choose_target(settings, env)
+    if target.in_process:
+        port = settings.endpoint_port or "<a free port at start>"
+        return (f"http://{settings.endpoint_host}:{port}",
+                f"in-process local endpoint: GROQ_API_KEY unset (with a key: {settings.groq_base_url})")
+    if env.get("GROQ_BASE_URL", "").strip():
+        why = "env GROQ_BASE_URL" + ("" if target.api_key != LOCAL_PLACEHOLDER_KEY else ", GROQ_API_KEY unset")
+        return target.base_url, why
+    return target.base_url, ""  # the setting itself, from where it came
+
+
 def is_loopback(url: str) -> bool:
     """Whether a URL points at this machine."""
     host = urlsplit(url).hostname or ""

@@ -20,6 +20,10 @@ from medops.core.errors import SchedulerError
 from medops.core.groq.rate_headers import RateLimitHeaders
 
 DEFAULT_MAX_COMPLETION_TOKENS = 1_024
+# The agent types a prompt may be sent for: the assistant's four, and the on-call engineer's own
+# (`medops ask` and the console, by default). The one list: the CLI, the console's form and history use it.
+AGENTS = ("triage", "diagnosis", "medication", "documentation", "oncall")
+_SHOWN_AGENT = re.compile(r"[A-Za-z0-9._-]{1,32}")  # an unknown agent this short and plain is echoed back
 
 
 class Priority(IntEnum):
@@ -77,6 +81,10 @@ class PromptRequest:
             raise InvalidRequest(f"prompt must be text, not {type(self.prompt).__name__}")
         if not isinstance(self.agent, str) or not self.agent.strip():
             raise InvalidRequest("agent must name the agent type (e.g. triage); it was empty")
+        if self.agent not in AGENTS:
+            # Echoed only when it is plainly a mistyped name: never text that could be patient data.
+            what = repr(self.agent) if _SHOWN_AGENT.fullmatch(self.agent) else f"({len(self.agent)} characters)"
+            raise InvalidRequest(f"agent {what} is not an agent medops knows; use one of {', '.join(AGENTS)}")
         object.__setattr__(self, "priority", Priority.parse(self.priority))
         tokens = self.max_completion_tokens
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:

@@ -28,3 +28,12 @@ class SearchHit:
     description: str
     matched_words: int  # how many of the search's words its description contains
     whole_words: int  # how many of them it contains as whole words
+    by_code: bool = False  # found because its code is, or starts with, the text searched for
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    """A search's best hits, best first, and how many codes matched in all (beyond the limit too)."""
+
+    hits: tuple[SearchHit, ...]
+    total: int

@@ -20,7 +20,7 @@ from medops.core.clock import Clock
 from medops.core.errors import KnowledgeError
 from medops.core.knowledge.build import CHAPTERS, BuildOutcome, display_code, ensure_knowledge, words_of
 from medops.core.knowledge.db_pool import DuckDBPool
-from medops.core.knowledge.entries import CodeEntry, SearchHit
+from medops.core.knowledge.entries import CodeEntry, SearchHit, SearchResults
 from medops.core.knowledge.query_cache import QueryCache, Rows, cache_key
 from medops.core.settings.config import Settings
 from medops.core.snapshot import CacheSnapshot, KnowledgeSnapshot, KnowledgeState, PoolSnapshot
@@ -28,6 +28,11 @@ from medops.core.snapshot import CacheSnapshot, KnowledgeSnapshot, KnowledgeStat
 MAX_SEARCH_WORDS = 12
 MAX_SEARCH_LIMIT = 500
 _CODE_SHAPE = re.compile(r"[A-Z][0-9][0-9A-Z]{1,5}")
+_CODE_PREFIX = re.compile(r"[A-Z][0-9][0-9A-Z]{0,5}")  # R0, R07, R078...: a code or the start of one
+# ICD-10-CM's connecting and hedging words: "Chest pain, unspecified" is all chest pain, so these do not
+# count in how much of a description a search covers.
+FILLER_WORDS = ("a", "and", "as", "at", "by", "classified", "due", "elsewhere", "for", "from", "in", "not", "of",
+                "on", "or", "other", "site", "specified", "the", "to", "unspecified", "with", "without")
 
 
 class InvalidCode(KnowledgeError):
@@ -50,6 +55,12 @@ def normalise_code(text: str) -> str:
         raise InvalidCode(f"{shown!r} is not an ICD-10-CM code: a letter, a digit, then 1 to 5 letters or "
                           f"digits, with or without the dot (e.g. R07.9 or R079)")
     return code
+
+
+def code_prefix(text: str) -> str | None:
+    """"r07.9", "R079", "r07" -> the code (or code start) without its dot; None for text not shaped like one."""
+    code = text.strip().replace(".", "").upper()
+    return code if _CODE_PREFIX.fullmatch(code) else None
 
 
 def search_words(text: str) -> list[str]:
@@ -77,23 +88,33 @@ ORDER BY code
 
 _CHAPTER_TITLES = {number: title for number, _first, _last, title in CHAPTERS}
 
-# Ranked without the FTS extension (it would need a download): most search words
-# matched, then most matched as whole words, then most matched at a word's start,
-# then the shortest description (the most general), then the earliest match.
+# Ranked without the FTS extension (it would need a download). First the code typed ($3, without its dot;
+# NULL when the text is not shaped like one), then the codes it starts, in code order. Then by words: most
+# search words matched, then most matched as whole words, then how much of the description they cover
+# (search words starting one of its words, over its words with fillers aside), then most matched at a
+# word's start, then the earliest match, the shortest description. `total` counts every match, past the limit.
 SEARCH_SQL = """
-SELECT display, billable, description, matched, whole
+SELECT display, billable, description, matched, whole, by_code, total
 FROM (
-    SELECT code, display, billable, description,
-        len(list_filter($1, lambda w: contains(search_text, w))) AS matched,
-        len(list_filter($1, lambda w: contains(search_text, ' ' || w || ' '))) AS whole,
-        len(list_filter($1, lambda w: contains(search_text, ' ' || w))) AS starts,
-        list_min(list_transform($1, lambda w: nullif(strpos(search_text, w), 0))) AS first_at
-    FROM codes
-    WHERE list_bool_or(list_transform($1, lambda w: contains(search_text, w)))
+    SELECT *, count(*) OVER () AS total, starts / greatest(words - fillers, 1) AS coverage
+    FROM (
+        SELECT code, display, billable, description,
+            CASE WHEN code = $3 THEN 2 WHEN starts_with(code, $3) THEN 1 ELSE 0 END AS code_rank,
+            code_rank > 0 AS by_code,
+            len(list_filter($1, lambda w: contains(search_text, w))) AS matched,
+            len(list_filter($1, lambda w: contains(search_text, ' ' || w || ' '))) AS whole,
+            len(list_filter($1, lambda w: contains(search_text, ' ' || w))) AS starts,
+            list_min(list_transform($1, lambda w: nullif(strpos(search_text, w), 0))) AS first_at,
+            length(search_text) - length(replace(search_text, ' ', '')) - 1 AS words,
+            len(regexp_extract_all(search_text, '{fillers}')) AS fillers
+        FROM codes
+        WHERE starts_with(code, $3) OR list_bool_or(list_transform($1, lambda w: contains(search_text, w)))
+    )
 )
-ORDER BY matched DESC, whole DESC, starts DESC, length(description), first_at, code
+ORDER BY code_rank DESC, CASE WHEN by_code THEN code END, matched DESC, whole DESC, coverage DESC, starts DESC,
+    first_at, length(description), code
 LIMIT $2
-"""
+""".format(fillers=rf"\b({'|'.join(FILLER_WORDS)})\b")  # our own constant: one regex beats a list of contains()
 
 
 def _entry(row: Sequence[Any]) -> CodeEntry:
@@ -188,13 +209,18 @@ class KnowledgeService:
             raise InvalidCode(f"ICD-10-CM has no code {display_code(code)}; search for it by words instead")
         return tuple(_entry(row) for row in rows)
 
-    async def search(self, text: str, limit: int = 20) -> tuple[SearchHit, ...]:
-        """Codes whose descriptions hold the most of the text's words, best first."""
+    async def search(self, text: str, limit: int = 20) -> SearchResults:
+        """The code typed (with or without its dot) and its family first, then codes whose descriptions
+        hold the most of the text's words and are most covered by them; with the count of all matches."""
         if not 1 <= limit <= MAX_SEARCH_LIMIT:
             raise InvalidSearch(f"a search returns 1 to {MAX_SEARCH_LIMIT} results; {limit} was asked for")
-        rows = await self.fetch(SEARCH_SQL, [search_words(text), limit])
-        return tuple(SearchHit(code=r[0], billable=r[1], description=r[2], matched_words=r[3], whole_words=r[4])
-                     for r in rows)
+        code = code_prefix(text)
+        # A code's digits are not words: "R07.9" must not find every description with a 9 in it.
+        words = [code.lower()] if code else search_words(text)
+        rows = await self.fetch(SEARCH_SQL, [words, limit, code])
+        hits = tuple(SearchHit(code=r[0], billable=r[1], description=r[2], matched_words=r[3], whole_words=r[4],
+                               by_code=r[5]) for r in rows)
+        return SearchResults(hits, total=rows[0][6] if rows else 0)
 
     def snapshot(self) -> tuple[KnowledgeSnapshot, PoolSnapshot, CacheSnapshot]:
         """The knowledge base's state, its pool and its cache."""

@@ -189,7 +189,7 @@ def test_event_loop_lag_while_two_threads_search_flat_out(knowledge_file: Path) 
         async def load(stop: asyncio.Event) -> None:
             async def lane() -> None:
                 while not stop.is_set():
-                    await pool.fetch(SEARCH_SQL, [words(), 20])
+                    await pool.fetch(SEARCH_SQL, [words(), 20, None])
 
             await asyncio.gather(lane(), lane(), lane(), lane())
 
@@ -198,7 +198,7 @@ def test_event_loop_lag_while_two_threads_search_flat_out(knowledge_file: Path) 
         return result
 
     async def on_the_loop() -> tuple[float, float, int]:
-        return await _queries_on_the_loop(knowledge_file, SEARCH_SQL, lambda: [words(), 20])
+        return await _queries_on_the_loop(knowledge_file, SEARCH_SQL, lambda: [words(), 20, None])
 
     ours_rounds, reference_rounds = [], []
     for _ in range(ROUNDS):

@@ -40,7 +40,7 @@ from medops.core.clock import FakeClock, SystemClock, settle
 from medops.core.groq.backoff import Backoff
 from medops.core.groq.errors import UpstreamUnavailable
 from medops.core.groq.quota import GroqQuota, QuotaBook
-from medops.core.groq.requests import Completion, Priority, PromptRequest
+from medops.core.groq.requests import AGENTS, Completion, Priority, PromptRequest
 from medops.core.groq.scheduler import RETRY_BACKOFF, Scheduler
 from medops.core.settings.config import DEFAULT_MODELS, ModelLimits, Settings
 from tests.quota_helpers import max_in_any_span
@@ -198,7 +198,7 @@ async def _saturate_scheduler() -> list[float]:
 
     async def caller(number: int) -> None:
         while True:
-            await scheduler.submit(PromptRequest("summarise the case", f"agent{number % 4}",
+            await scheduler.submit(PromptRequest("summarise the case", AGENTS[number % 4],
                                                  max_completion_tokens=100))
 
     callers = [asyncio.create_task(caller(n)) for n in range(CALLERS)]
@@ -442,7 +442,7 @@ async def _saturate_with_errors(share: float, inside_one_admission: bool) -> tup
         nonlocal answered
         while True:
             try:
-                await scheduler.submit(PromptRequest("summarise the case", f"agent{number % 4}",
+                await scheduler.submit(PromptRequest("summarise the case", AGENTS[number % 4],
                                                      max_completion_tokens=100))
                 answered += 1
             except UpstreamUnavailable:
