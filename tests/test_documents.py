@@ -321,19 +321,35 @@ async def test_paused_intake_holds_queued_documents_until_resumed(pipeline: Docu
     assert (await asyncio.wait_for(job, HANG_GUARD)).text.strip() == "held"
 
 
-async def test_a_file_rewritten_after_intake_checked_it_is_refused_not_read(pipeline: DocumentPipeline,
-                                                                            folder: Path) -> None:
+async def test_a_file_rewritten_in_place_after_intake_checked_it_is_refused_not_read(pipeline: DocumentPipeline,
+                                                                                     folder: Path) -> None:
     pipeline.pause()
     path = text_pdf(folder / "referral.pdf", ["checked text"])
     job = asyncio.ensure_future(pipeline.extract(path))
     await until(lambda: pipeline.pool_snapshot().queued == 1)  # admitted and hashed, not yet read by a worker
-    text_pdf(path, ["swapped in later"])
+    rewritten = text_pdf(folder / "draft.pdf", ["swapped in later"]).read_bytes()
+    with path.open("r+b") as same_file:  # same inode, new bytes
+        same_file.write(rewritten)
+        same_file.truncate()
     pipeline.resume()
     with pytest.raises(ExtractionError, match=r"referral\.pdf: changed after intake checked it") as refused:
         await asyncio.wait_for(job, HANG_GUARD)
     assert refused.value.reason == "changed" and "swapped" not in str(refused.value)
     again = await asyncio.wait_for(pipeline.extract(path), HANG_GUARD)  # sent again, it is read as it is now
     assert again.text.strip() == "swapped in later"
+
+
+async def test_the_worker_reads_the_file_intake_opened_not_what_the_name_points_at_later(
+        pipeline: DocumentPipeline, folder: Path, tmp_path: Path) -> None:
+    pipeline.pause()
+    path = text_pdf(folder / "referral.pdf", ["checked text"])
+    job = asyncio.ensure_future(pipeline.extract(path))
+    await until(lambda: pipeline.pool_snapshot().queued == 1)
+    path.unlink()  # the name now leads out of the intake folder
+    path.symlink_to(text_pdf(tmp_path / "outside.pdf", ["outside secret"]))
+    pipeline.resume()
+    result = await asyncio.wait_for(job, HANG_GUARD)
+    assert result.text.strip() == "checked text"
 
 
 async def test_a_caller_that_gives_up_cancels_its_job(pipeline: DocumentPipeline, folder: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import os
 import shutil
 import time
 import warnings
@@ -34,6 +35,7 @@ MAX_IMAGE_FRAMES = 500
 # Compressed content streams can expand enormously; past this a document is refused
 # rather than shipped to the core (7,000 dense pages are ~20 M characters).
 MAX_TEXT_CHARACTERS = 20_000_000
+READ_CHUNK_BYTES = 4 * 1024 * 1024
 METHOD_TEXT = "text"
 METHOD_OCR = "ocr"
 METHOD_BLANK = "blank"
@@ -143,27 +145,33 @@ PageCallback = Callable[[PageText, int], None]
 
 def extract(path: str | Path, kind: str, options: ExtractionOptions,
             on_page: PageCallback | None = None,
-            timer: Callable[[], float] = time.perf_counter, expected_sha256: str | None = None) -> Extraction:
+            timer: Callable[[], float] = time.perf_counter, data: bytes | None = None) -> Extraction:
     """Extract a document of `kind` (pdf, png, jpeg, tiff); `on_page(page, total)` after each page.
 
-    With `expected_sha256` the bytes read are the ones extracted, and only if they are the ones intake hashed.
+    `data`: the document's bytes, already read (then `path` only names it in messages).
     """
     if kind not in ("pdf", "png", "jpeg", "tiff"):
         raise ExtractionError("unsupported", f"documents of type {kind!r} are not supported; give a PDF or an image")
-    data = None if expected_sha256 is None else read_verified(path, expected_sha256)
     if kind == "pdf":
         return extract_pdf(path, options, on_page, timer, data)
     return extract_image(path, options, on_page, timer, data)
 
 
-def read_verified(path: str | Path, expected_sha256: str) -> bytes:
-    """The file's bytes, refused unless they hash as intake found them (it may have been rewritten since)."""
-    name = Path(path).name
+def read_descriptor(fd: int, name: str, expected_sha256: str) -> bytes:
+    """The bytes of the descriptor intake opened, refused unless they hash as intake found them.
+
+    Read by offset, never by path: the file intake checked is the file extracted, whatever
+    happens to its name since. Rewritten in place, it no longer hashes the same and is refused.
+    """
+    chunks: list[bytes] = []
+    offset = 0
     try:
-        data = Path(path).read_bytes()
+        while chunk := os.pread(fd, READ_CHUNK_BYTES, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
     except OSError as exc:
-        raise ExtractionError("unreadable", f"{name}: cannot be read ({exc.strerror}); check it is still there "
-                              "and readable, then send it again") from None
+        raise ExtractionError("unreadable", f"{name}: cannot be read ({exc.strerror}); send it again") from None
+    data = b"".join(chunks)
     if hashlib.sha256(data).hexdigest() != expected_sha256:
         raise ExtractionError("changed", f"{name}: changed after intake checked it; wait until it is fully "
                               "written, then send it again")

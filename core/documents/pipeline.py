@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import statistics
 import sys
 import tempfile
@@ -41,7 +42,14 @@ from medops.core.documents.extraction import (
     ExtractionOptions,
 )
 from medops.core.documents.intake import Intake, IntakeFile
-from medops.core.documents.worker import FRAME_HEADER, MAX_FRAME_BYTES, encode_frame, extraction_from_reply, job_message
+from medops.core.documents.worker import (
+    CHANNEL_VARIABLE,
+    FRAME_HEADER,
+    MAX_FRAME_BYTES,
+    encode_frame,
+    extraction_from_reply,
+    job_message,
+)
 from medops.core.errors import DocumentError
 from medops.core.settings.config import Settings
 from medops.core.snapshot import DocumentJob, DocumentsSnapshot, PoolSnapshot
@@ -145,6 +153,7 @@ class _Job:
 class _Worker:
     process: asyncio.subprocess.Process
     scratch: Path  # its private temporary folder, removed when it exits
+    channel: socket.socket  # our end of the socket documents' descriptors are passed over
     ready: bool = False
     job: _Job | None = None
     kill_reason: str | None = None  # why we killed it: timeout, cancelled, retired, stopped
@@ -160,9 +169,10 @@ def worker_command() -> list[str]:
     return [sys.executable, "-P", "-m", "medops.core.documents.worker"]
 
 
-def _worker_env(scratch: Path) -> dict[str, str]:
+def _worker_env(scratch: Path, channel_fd: int = -1) -> dict[str, str]:
     # A worker parses hostile files: it gets no secrets it does not need.
     env = {name: value for name, value in os.environ.items() if name != "GROQ_API_KEY"}
+    env[CHANNEL_VARIABLE] = str(channel_fd)
     env["OMP_THREAD_LIMIT"] = "1"
     # Tesseract's page images and outputs are patient data: they go to a folder
     # only we can read, which is removed with the worker, even after a kill.
@@ -268,6 +278,7 @@ class DocumentPipeline:
             self._finish_failed(job, exc, "failed")
             raise
         if job.future.done():  # cancelled, or the core stopped, while it was being read
+            job.file.close()
             return await job.future
         log.info("document %s admitted: %s, %d bytes, sha256 %s", job.id, job.file.kind.value, job.file.size,
                  job.file.sha256[:12])
@@ -377,17 +388,22 @@ class DocumentPipeline:
 
     async def _spawn(self) -> None:
         scratch = Path(tempfile.mkdtemp(prefix="medops-worker-"))  # mode 0700
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             process = await asyncio.create_subprocess_exec(
                 *worker_command(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL, env=_worker_env(scratch), start_new_session=True)
+                stderr=asyncio.subprocess.DEVNULL, env=_worker_env(scratch, theirs.fileno()),
+                start_new_session=True, pass_fds=(theirs.fileno(),))
         except OSError as exc:
             self._starting -= 1
+            ours.close()
             shutil.rmtree(scratch, ignore_errors=True)
             self._start_failed(f"cannot start a document worker ({exc.strerror})")
             return
+        finally:
+            theirs.close()
         self._starting -= 1
-        worker = _Worker(process, scratch)
+        worker = _Worker(process, scratch, ours)
         self._workers.append(worker)
         worker.reader = asyncio.get_running_loop().create_task(self._read(worker))
         if not self._running:
@@ -410,6 +426,7 @@ class DocumentPipeline:
             worker.kill_reason = worker.kill_reason or "garbled"
             self._kill(worker)
         await worker.process.wait()
+        worker.channel.close()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(worker.process.pid, signal.SIGKILL)  # a Tesseract it left behind
         await asyncio.to_thread(shutil.rmtree, worker.scratch, True)
@@ -507,7 +524,15 @@ class DocumentPipeline:
         job.state = "running"
         job.started_at = self.clock.monotonic()
         self._waits.append(job.started_at - job.submitted_at)
-        worker.process.stdin.write(encode_frame(job_message(job.id, str(job.file.path), job.file.kind.value,
+        assert job.file.opened is not None
+        try:
+            # The descriptor intake hashed, not the path: a file swapped in since is never read.
+            socket.send_fds(worker.channel, [b"d"], [job.file.opened.fd])
+        except OSError:
+            worker.kill_reason = worker.kill_reason or "garbled"
+            self._kill(worker)
+        job.file.close()  # the worker holds its own copy now
+        worker.process.stdin.write(encode_frame(job_message(job.id, job.file.name, job.file.kind.value,
                                                             self.options, job.file.sha256)))
         job.watchdog = asyncio.get_running_loop().create_task(self._watch(worker, job))
         self._progress(job)
@@ -589,6 +614,8 @@ class DocumentPipeline:
     def _end(self, job: _Job) -> None:
         if job.watchdog is not None:
             job.watchdog.cancel()
+        if job.file is not None:
+            job.file.close()
         if job.file is not None and self._in_flight.get(job.file.sha256) is job.future:
             del self._in_flight[job.file.sha256]
         self._jobs.pop(job.id, None)

@@ -1,7 +1,9 @@
 """A document worker process: reads jobs on stdin, extracts, writes frames back.
 
 Started by `core.documents` as `python -m core.document_worker` in its own
-session (so killing its process group also kills a running Tesseract). Frames
+session (so killing its process group also kills a running Tesseract). The
+document itself arrives as an open descriptor over a Unix socket (the channel,
+`MEDOPS_WORKER_CHANNEL`): a worker never opens an intake path. Frames
 are an 8-byte big-endian length and JSON, both ways: JSON, not pickle, because
 a worker parses hostile files and the core must not execute whatever a
 subverted worker sends back; the core checks each reply's shape too. Replies go
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import os
 import resource
+import socket
 import struct
 import sys
 import time
@@ -31,6 +34,8 @@ ADDRESS_SPACE_LIMIT = 4 * 1024**3
 PROGRESS_INTERVAL = 0.05
 # The core reads no larger reply (20 M characters of text fit with room to spare).
 MAX_FRAME_BYTES = 256 * 1024**2
+# Names the descriptor number of the worker's end of the channel socket.
+CHANNEL_VARIABLE = "MEDOPS_WORKER_CHANNEL"
 
 
 def encode_frame(message: Any) -> bytes:
@@ -51,9 +56,18 @@ def read_frame(stream: BinaryIO) -> Any | None:
     return orjson.loads(body)
 
 
-def job_message(job_id: str, path: str, kind: str, options: ExtractionOptions, sha256: str) -> list[Any]:
-    """What the core sends a worker to start a job (`sha256`: what intake hashed, checked again by the worker)."""
-    return [job_id, path, kind, asdict(options), sha256]
+def job_message(job_id: str, name: str, kind: str, options: ExtractionOptions, sha256: str) -> list[Any]:
+    """What the core sends a worker to start a job, after the file's descriptor on the channel socket.
+
+    `name` only names the document in messages; `sha256` is what intake hashed, checked again by the worker.
+    """
+    return [job_id, name, kind, asdict(options), sha256]
+
+
+def receive_descriptor(channel: socket.socket) -> int | None:
+    """The next document's descriptor from the core, or None if the channel closed."""
+    _message, fds, _flags, _address = socket.recv_fds(channel, 1, 1)
+    return fds[0] if fds else None
 
 
 def extraction_from_reply(data: Any) -> Extraction:
@@ -102,15 +116,19 @@ def main() -> int:
     import pytesseract  # noqa: F401  (imported now so the first job does not pay for it)
     from PIL import Image  # noqa: F401
 
-    from medops.core.documents.extraction import ExtractionError, extract
+    from medops.core.documents.extraction import ExtractionError, extract, read_descriptor
 
     # MuPDF's own messages could name things inside the document; they go nowhere.
     pymupdf.TOOLS.mupdf_display_errors(False)
     pymupdf.TOOLS.mupdf_display_warnings(False)
+    channel = socket.socket(fileno=int(os.environ.pop(CHANNEL_VARIABLE)))
     output.send(("ready", os.getpid()))
     jobs = sys.stdin.buffer
     while (job := read_frame(jobs)) is not None:
-        job_id, path, kind, options, sha256 = job[0], job[1], job[2], ExtractionOptions(**job[3]), job[4]
+        job_id, name, kind, options, sha256 = job[0], job[1], job[2], ExtractionOptions(**job[3]), job[4]
+        fd = receive_descriptor(channel)
+        if fd is None:
+            return 0
 
         last_sent = [0.0]
 
@@ -123,7 +141,12 @@ def main() -> int:
                 output.send(("page", job_id, page.number, total, page.method))
 
         try:
-            result = extract(path, kind, options, on_page=progress, expected_sha256=sha256)
+            try:
+                data = read_descriptor(fd, name, sha256)
+            finally:
+                os.close(fd)
+            result = extract(name, kind, options, on_page=progress, data=data)
+            del data
         except ExtractionError as exc:
             output.send(("failed", job_id, exc.reason, str(exc)))
         except MemoryError:
