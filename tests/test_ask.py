@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import resource
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,3 +194,36 @@ def test_90_prompts_at_concurrency_40_against_60_rpm_get_all_answers_and_no_429(
     assert (summary["sent"], summary["answered"], summary["failed"]) == (90, 90, {})
     assert summary["rate_limited_429s"] == 0
     assert all(r["attempts"] == 1 for r in results)
+
+
+def run_ask_file(path: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`medops ask --file` in its own process, its memory bounded, so a runaway read cannot hurt the test run."""
+    def bounded() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, resource.RLIM_INFINITY))
+
+    env = {**os.environ, "MEDOPS_DATA_DIR": str(tmp_path / "data"), "MEDOPS_CONFIG_DIR": str(tmp_path / "config")}
+    return subprocess.run([sys.executable, "-m", "medops", "ask", "--file", path], capture_output=True, text=True,
+                          timeout=60, preexec_fn=bounded, env=env)
+
+
+def test_a_device_as_prompts_file_is_refused_before_a_byte_is_read(tmp_path: Path) -> None:
+    done = run_ask_file("/dev/zero", tmp_path)
+    assert done.returncode == 2
+    assert "/dev/zero is not a regular file (a folder, pipe or device)" in done.stderr
+
+
+def test_a_fifo_as_prompts_file_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "prompts.jsonl"
+    os.mkfifo(fifo)
+    done = run_ask_file(str(fifo), tmp_path)
+    assert done.returncode == 2 and "is not a regular file" in done.stderr
+
+
+def test_the_size_limit_counts_bytes_read_not_what_stat_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medops.core.groq import prompt_input
+
+    monkeypatch.setattr(prompt_input, "MAX_FILE_BYTES", 64)
+    proc_file = Path("/proc/self/mountinfo")  # a regular file whose st_size is 0
+    assert proc_file.stat().st_size == 0 and len(proc_file.read_bytes()) > 64
+    with pytest.raises(prompt_input.PromptFileError, match=r"over the 64-byte limit \(by line \d+\); split it"):
+        prompt_input.load_prompt_file(proc_file, Settings())
