@@ -50,6 +50,9 @@ class InvalidRequest(SchedulerError):
 
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# The assistant's agent types; other agents (oncall, a bench's agent3) need a short label of this form.
+KNOWN_AGENTS = ("triage", "diagnosis", "medication", "documentation")
+AGENT_LABEL = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
 def _new_request_id() -> str:
@@ -77,6 +80,11 @@ class PromptRequest:
             raise InvalidRequest(f"prompt must be text, not {type(self.prompt).__name__}")
         if not isinstance(self.agent, str) or not self.agent.strip():
             raise InvalidRequest("agent must name the agent type (e.g. triage); it was empty")
+        if self.agent not in KNOWN_AGENTS and not AGENT_LABEL.fullmatch(self.agent):
+            # It goes into the ledger verbatim: a label, never free text that could be a patient's name or MRN.
+            raise InvalidRequest(f"agent must be one of {', '.join(KNOWN_AGENTS)}, or a label of 1 to 32 lower-case "
+                                 f"letters, digits, '_' or '-' starting with a letter (this one is "
+                                 f"{len(self.agent):,} characters and was not echoed)")
         object.__setattr__(self, "priority", Priority.parse(self.priority))
         tokens = self.max_completion_tokens
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
