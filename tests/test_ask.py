@@ -227,3 +227,28 @@ def test_the_size_limit_counts_bytes_read_not_what_stat_says(monkeypatch: pytest
     assert proc_file.stat().st_size == 0 and len(proc_file.read_bytes()) > 64
     with pytest.raises(prompt_input.PromptFileError, match=r"over the 64-byte limit \(by line \d+\); split it"):
         prompt_input.load_prompt_file(proc_file, Settings())
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+def test_proxy_credentials_in_groq_base_url_never_reach_an_error_message(monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a loopback port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("GROQ_BASE_URL", f"http://proxyuser:proxyS3cret@127.0.0.1:{port}")
+    monkeypatch.setenv("MEDOPS_MAX_RETRIES", "0")
+    assert main(["ask", "hello"]) == 2
+    err = capsys.readouterr().err
+    assert f"http://***@127.0.0.1:{port}" in err
+    assert "proxyS3cret" not in err and "proxyuser" not in err
+
+
+def test_a_non_ascii_key_stops_ask_with_a_clear_message_that_never_shows_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("GROQ_API_KEY", "gsk_clé_secrète")
+    assert main(["ask", "hello"]) == 2
+    err = capsys.readouterr().err
+    assert "GROQ_API_KEY holds characters a Groq key never has" in err
+    assert "secr" not in err and "Traceback" not in err and "position" not in err

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from medops.core.errors import ConfigError
 from medops.core.settings.paths import Locations
@@ -325,6 +326,7 @@ def check_settings(settings: Settings, sources: Mapping[str, str]) -> None:
 def describe(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
     """(key, value, source) rows for every setting, models last."""
     rows = [(key, show_value(getattr(loaded.settings, key)), loaded.sources[key]) for key in SCALAR_KEYS]
+    rows = [(key, redact_url(value) if key == "groq_base_url" else value, source) for key, value, source in rows]
     for name, m in sorted(loaded.settings.models.items()):
         rows.append((f"models.{name}", f"rpm={m.rpm} rpd={m.rpd} tpm={m.tpm} tpd={m.tpd} "
                      f"context_window={m.context_window}", loaded.sources["models"]))
@@ -338,3 +340,11 @@ def show_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def redact_url(url: str) -> str:
+    """`url` with any user name and password replaced by ***: proxies put credentials there."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
