@@ -79,3 +79,10 @@ def test_console_script_is_installed() -> None:
     out = subprocess.run([Path(sys.executable).parent / "medops", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
     assert "doctor" in out.stdout and "status" in out.stdout
+
+
+def test_medops_themes_dir_as_the_readme_documents_is_not_taken_for_a_setting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MEDOPS_THEMES_DIR", str(tmp_path / "themes"))
+    assert main(["config", "show"]) == 0
+    assert "unknown setting" not in capsys.readouterr().err
