@@ -200,3 +200,11 @@ def test_a_pdf_whose_text_expands_past_the_limit_is_refused(tmp_path: Path,
     with pytest.raises(ExtractionError, match="more than 1,000 characters by page 2") as caught:
         extract(text_pdf(tmp_path / "long.pdf", ["word " * 150] * 3), "pdf", OPTIONS)
     assert caught.value.reason == "text-limit"
+
+
+def test_a_pdf_of_nested_arrays_with_no_pages_is_a_failure_not_an_empty_success(tmp_path: Path) -> None:
+    path = tmp_path / "nested.pdf"
+    path.write_bytes(b"%PDF-1.4\n1 0 obj\n" + b"[" * 200_000 + b"\nendobj\ntrailer\n<</Root 1 0 R>>\n%%EOF\n")
+    with pytest.raises(ExtractionError, match=r"nested\.pdf: has no pages") as refused:
+        extract(path, "pdf", OPTIONS)
+    assert refused.value.reason == "no-pages"

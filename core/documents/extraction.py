@@ -206,6 +206,9 @@ def extract_pdf(path: str | Path, options: ExtractionOptions,
         except (RuntimeError, pymupdf.mupdf.FzErrorBase):
             raise ExtractionError("damaged", f"{name}: its page tree is damaged beyond repair; ask for a new "
                                   "copy") from None
+        if total == 0:  # nothing to read is not a success: MuPDF "repairs" garbage into an empty document
+            raise ExtractionError("no-pages", f"{name}: has no pages (damaged, or not really a PDF); ask for a new "
+                                  "copy or export it again")
         ocr = _Ocr(options)
         notes: list[str] = []
         if repaired:
