@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Whatever medops creates (ledger, knowledge base, their WAL files, scratch) is the user's alone.
+    os.umask(0o077)
     args = build_parser().parse_args(argv)
     try:
         if args.command is None:

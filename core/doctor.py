@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from medops.core.settings.paths import Locations
+from medops.core.settings.paths import Locations, inspect_data_folder
 
 # Distribution name -> why medops needs it. All are essential.
 DEPENDENCIES = {
@@ -76,14 +76,20 @@ def _tesseract() -> Check:
 
 
 def _data_dir(locations: Locations) -> Check:
+    # Looked at as found, before anything is created or fixed: doctor reports, start repairs.
+    if locations.data_dir.exists():
+        problems, _ = inspect_data_folder(locations)
+        if problems:
+            return Check("data folder", False, "; ".join(problems))
     try:
-        locations.ensure()
+        locations.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with tempfile.NamedTemporaryFile(dir=locations.data_dir):
             pass
     except OSError as exc:
         return Check("data folder", False, f"{locations.data_dir} is not writable ({exc.strerror}); "
                      "set MEDOPS_DATA_DIR to a writable folder")
-    return Check("data folder", True, f"{locations.data_dir} is writable")
+    return Check("data folder", True, f"{locations.data_dir} is writable, yours and owner-only (0700), "
+                 "no links in it")
 
 
 def _shared_memory(shm: Path) -> Check:

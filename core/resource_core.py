@@ -8,6 +8,7 @@ the async commands.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from medops.core.clock import Clock, SystemClock
@@ -31,6 +32,8 @@ from medops.core.settings.paths import Locations
 from medops.core.snapshot import ContextPoolSnapshot, CoreSnapshot, SlotsSnapshot
 from medops.core.watch.tick import CoreTick
 from medops.core.watch.tuner import TUNED_KNOBS
+
+log = logging.getLogger("medops.core")
 
 
 class CoreNotRunning(MedopsError):
@@ -73,7 +76,8 @@ class ResourceCore:
         """Create the data folder and start every part; idempotent."""
         if self.running:
             return
-        self.locations.ensure()
+        for fixed in self.locations.ensure(check_intake=not self.settings.intake_dirs):
+            log.warning("%s", fixed)
         # Off the loop: reserving a large segment (and reclaiming dead runs' ones) takes a while.
         shared_for = self.locations.data_dir if self._shares_cases else None
         self._cases = await asyncio.to_thread(CaseMemory.from_settings, self.settings, shared_for)
