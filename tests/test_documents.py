@@ -446,3 +446,22 @@ def test_the_core_process_never_imports_pymupdf() -> None:
     probe = "import medops.core.resource_core, sys; print(sorted({'pymupdf', 'PIL', 'pytesseract'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_scratch_folders_of_dead_runs_are_reclaimed_at_start_and_live_ones_kept(
+        folder: Path, scratch_root: Path) -> None:
+    from medops.core.memory.segment import process_id
+
+    me = os.getpid()
+    owner = process_id(me)
+    assert owner is not None
+    started = owner.started
+    dead = scratch_root / f"medops-worker-{me}-{started - 1}-abc123"  # same PID, another start: a dead run's
+    live = scratch_root / f"medops-worker-{me}-{started}-def456"
+    for scratch in (dead, live):
+        scratch.mkdir(mode=0o700)
+        (scratch / "tess_x_input.PNG").write_bytes(b"a page image")
+    documents = make_pipeline(folder)
+    await documents.start()
+    await documents.stop()
+    assert not dead.exists() and live.exists()

@@ -208,3 +208,14 @@ def test_a_pdf_of_nested_arrays_with_no_pages_is_a_failure_not_an_empty_success(
     with pytest.raises(ExtractionError, match=r"nested\.pdf: has no pages") as refused:
         extract(path, "pdf", OPTIONS)
     assert refused.value.reason == "no-pages"
+
+
+def test_ocr_writes_no_page_image_to_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    nowhere = tmp_path / "not-a-folder"
+    nowhere.write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(nowhere))  # any temporary file would fail here
+    result = extract(scanned_pdf(tmp_path / "scan.pdf", [CLINICAL_TEXT]), "pdf", OPTIONS)
+    assert result.pages[0].method == "ocr" and result.warnings == ()
+    assert character_error_rate(result.pages[0].text, CLINICAL_TEXT) < 0.02

@@ -13,6 +13,7 @@ import io
 import math
 import os
 import shutil
+import subprocess
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -96,20 +97,27 @@ class _Ocr:
         return self._problem
 
     def read(self, image: Any, page: int) -> str:
-        """OCR one image; a page past the time limit yields no text and a warning."""
-        import pytesseract
+        """OCR one greyscale image; a page past the time limit yields no text and a warning.
 
+        The image goes to Tesseract on its stdin, as a PGM made in memory: a page image is
+        patient data, and a file of it would outlive a worker killed mid-page.
+        """
+        width, height = image.size
+        pgm = b"P5\n%d %d\n255\n" % (width, height) + image.tobytes()
+        command = [self.options.tesseract_cmd, "stdin", "stdout", "-l", self.options.ocr_language]
         try:
-            text: str = pytesseract.image_to_string(image, lang=self.options.ocr_language,
-                                                    timeout=self.options.ocr_page_timeout)
-        except RuntimeError as exc:  # TesseractError, and pytesseract's timeout, are RuntimeErrors
-            if "timeout" in str(exc).lower():
-                self.warnings.append(f"page {page}: OCR stopped after {self.options.ocr_page_timeout:g} s "
-                                     "(ocr_page_timeout); its text is missing")
-            else:
-                self.warnings.append(f"page {page}: Tesseract could not read the page image; its text is missing")
+            done = subprocess.run(command, input=pgm, capture_output=True, timeout=self.options.ocr_page_timeout,
+                                  check=False)
+        except subprocess.TimeoutExpired:  # run() has killed it
+            self.warnings.append(f"page {page}: OCR stopped after {self.options.ocr_page_timeout:g} s "
+                                 "(ocr_page_timeout); its text is missing")
             return ""
-        return text
+        except OSError:
+            done = None
+        if done is None or done.returncode != 0:
+            self.warnings.append(f"page {page}: Tesseract could not read the page image; its text is missing")
+            return ""
+        return done.stdout.decode("utf-8", errors="replace")
 
 
 def _tesseract_problem(options: ExtractionOptions) -> str | None:

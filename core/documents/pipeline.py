@@ -51,6 +51,7 @@ from medops.core.documents.worker import (
     job_message,
 )
 from medops.core.errors import DocumentError
+from medops.core.memory.segment import OwnerId, process_id
 from medops.core.settings.config import Settings
 from medops.core.snapshot import DocumentJob, DocumentsSnapshot, PoolSnapshot
 
@@ -180,6 +181,36 @@ def _worker_env(scratch: Path, channel_fd: int = -1) -> dict[str, str]:
     return env
 
 
+SCRATCH_PREFIX = "medops-worker-"
+
+
+def _scratch_prefix() -> str:
+    """Scratch folders are named for the core that made them (PID and start time), so a later run can
+    tell a dead run's folders from a live one's."""
+    me = process_id(os.getpid())
+    return f"{SCRATCH_PREFIX}{os.getpid()}-{me.started if me else 0}-"
+
+
+def reclaim_worker_folders(directory: Path | None = None) -> list[str]:
+    """Remove this user's worker scratch folders whose core is gone (killed mid-OCR, say); return their names."""
+    root = Path(directory or tempfile.gettempdir())
+    removed = []
+    for path in root.glob(SCRATCH_PREFIX + "*"):
+        parts = path.name.removeprefix(SCRATCH_PREFIX).split("-")
+        try:
+            owner = OwnerId(int(parts[0]), int(parts[1]))
+            if path.lstat().st_uid != os.geteuid() or not path.is_dir() or path.is_symlink():
+                continue
+        except (IndexError, ValueError, FileNotFoundError):
+            continue  # not named by a core of ours, or reclaimed by another run first
+        if process_id(owner.pid) != owner:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    if removed:
+        log.info("reclaimed %d worker scratch folder(s) left by runs that died", len(removed))
+    return removed
+
+
 def _describe_exit(returncode: int | None) -> str:
     if returncode is None:
         return "exit status unknown"
@@ -221,7 +252,8 @@ class DocumentPipeline:
     # lifecycle
 
     async def start(self) -> None:
-        """Accept documents; workers start when the first one arrives (or on `warm()`)."""
+        """Accept documents (workers start when the first one arrives, or on `warm()`); reclaim dead runs' scratch."""
+        await asyncio.to_thread(reclaim_worker_folders)
         self._running = True
 
     def warm(self) -> None:
@@ -387,7 +419,7 @@ class DocumentPipeline:
             task.add_done_callback(self._spawns.discard)
 
     async def _spawn(self) -> None:
-        scratch = Path(tempfile.mkdtemp(prefix="medops-worker-"))  # mode 0700
+        scratch = Path(tempfile.mkdtemp(prefix=_scratch_prefix()))  # mode 0700
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             process = await asyncio.create_subprocess_exec(
