@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import pymupdf
@@ -20,7 +21,9 @@ from medops.core.documents.extraction import (
 from tests.document_files import (
     CLINICAL_LINES,
     CLINICAL_TEXT,
+    content_bomb_pdf,
     encrypted_pdf,
+    form_bomb_pdf,
     oversized_page_pdf,
     page_image_png,
     png_bomb,
@@ -219,3 +222,13 @@ def test_ocr_writes_no_page_image_to_disk(tmp_path: Path, monkeypatch: pytest.Mo
     result = extract(scanned_pdf(tmp_path / "scan.pdf", [CLINICAL_TEXT]), "pdf", OPTIONS)
     assert result.pages[0].method == "ocr" and result.warnings == ()
     assert character_error_rate(result.pages[0].text, CLINICAL_TEXT) < 0.02
+
+
+@pytest.mark.parametrize("make", [content_bomb_pdf, form_bomb_pdf], ids=["page-stream", "form-xobject"])
+def test_a_content_stream_bomb_is_refused_before_its_page_is_interpreted(tmp_path: Path,
+                                                                        make: Callable[[Path], Path]) -> None:
+    path = make(tmp_path / "bomb.pdf")
+    assert path.stat().st_size < 1024 * 1024
+    with pytest.raises(ExtractionError, match=r"bomb\.pdf: page 1's drawing instructions expand past 32 MiB") as no:
+        extract(path, "pdf", OPTIONS, data=path.read_bytes())
+    assert no.value.reason == "content-limit"

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,12 @@ MAX_IMAGE_FRAMES = 500
 # Compressed content streams can expand enormously; past this a document is refused
 # rather than shipped to the core (7,000 dense pages are ~20 M characters).
 MAX_TEXT_CHARACTERS = 20_000_000
+# A page's content streams (its own and its forms'), decompressed, may not exceed this: a dense
+# text page is ~100 KB, a detailed vector drawing a few MB. Checked before MuPDF interprets the
+# page, with a bounded decompression: a 357 KB file whose one page inflates to 100 MB of text
+# operators took 46 s and 4.3 GB before the text limit refused it.
+MAX_PAGE_CONTENT_BYTES = 32 * 1024 * 1024
+INFLATE_CHUNK_BYTES = 1024 * 1024
 READ_CHUNK_BYTES = 4 * 1024 * 1024
 METHOD_TEXT = "text"
 METHOD_OCR = "ocr"
@@ -225,7 +232,7 @@ def extract_pdf(path: str | Path, options: ExtractionOptions,
         characters = 0
         for index in range(total):
             started = timer()
-            text, method = _pdf_page(doc, index, ocr, options, notes)
+            text, method = _pdf_page(doc, index, ocr, options, notes, name)
             characters += len(text)
             if characters > MAX_TEXT_CHARACTERS:
                 raise ExtractionError("text-limit", f"{name}: yields more than {MAX_TEXT_CHARACTERS:,} characters "
@@ -240,12 +247,17 @@ def extract_pdf(path: str | Path, options: ExtractionOptions,
         return Extraction(tuple(pages), tuple(notes + ocr.warnings), repaired)
 
 
-def _pdf_page(doc: Any, index: int, ocr: _Ocr, options: ExtractionOptions, notes: list[str]) -> tuple[str, str]:
+def _pdf_page(doc: Any, index: int, ocr: _Ocr, options: ExtractionOptions, notes: list[str],
+              name: str) -> tuple[str, str]:
     import pymupdf
 
     number = index + 1
     try:
         page = doc.load_page(index)
+        if page_content_bytes(doc, page, MAX_PAGE_CONTENT_BYTES) > MAX_PAGE_CONTENT_BYTES:
+            raise ExtractionError("content-limit", f"{name}: page {number}'s "
+                                  f"drawing instructions expand past {MAX_PAGE_CONTENT_BYTES // 1024**2} MiB; it "
+                                  "may be hostile. Ask for a new copy (print it to PDF, or scan it)")
         text: str = page.get_text("text")
     except (RuntimeError, pymupdf.mupdf.FzErrorBase):
         notes.append(f"page {number}: could not be read (damaged); skipped")
@@ -276,6 +288,38 @@ def _pdf_page(doc: Any, index: int, ocr: _Ocr, options: ExtractionOptions, notes
     if darkest == lightest:
         return "", METHOD_BLANK
     return ocr.read(image, number), METHOD_OCR
+
+
+def page_content_bytes(doc: Any, page: Any, limit: int) -> int:
+    """The decompressed size of a page's content streams and its forms', counted only up to just past `limit`."""
+    xrefs = list(page.get_contents())
+    xrefs += [xref for xref, *_ in page.get_xobjects() if doc.xref_get_key(xref, "Subtype")[1] == "/Form"]
+    total = 0
+    for xref in dict.fromkeys(xrefs):
+        total += _stream_bytes(doc, xref, limit - total + 1)
+        if total > limit:
+            break
+    return total
+
+
+def _stream_bytes(doc: Any, xref: int, budget: int) -> int:
+    """One stream's decompressed size, inflating at most `budget` bytes of it (FlateDecode, the usual filter)."""
+    kind, value = doc.xref_get_key(xref, "Filter")
+    raw = doc.xref_stream_raw(xref) or b""
+    if kind == "null":
+        return len(raw)
+    if value.strip("[] ") != "/FlateDecode":  # rarer filters: MuPDF decodes them (they do not compress 1000:1)
+        return len(doc.xref_stream(xref) or b"")
+    inflate = zlib.decompressobj()
+    size = 0
+    pending = raw
+    try:
+        while pending and size <= budget:
+            size += len(inflate.decompress(pending, INFLATE_CHUNK_BYTES))
+            pending = inflate.unconsumed_tail
+    except zlib.error:
+        return size  # damaged: MuPDF reads what it can, no more than what inflated here
+    return size
 
 
 def extract_image(path: str | Path, options: ExtractionOptions,
