@@ -46,8 +46,20 @@ def run_checks(locations: Locations, env: Mapping[str, str] | None = None,
     env = os.environ if env is None else env
     checks = [_python()]
     checks += [_dependency(dist, why) for dist, why in DEPENDENCIES.items()]
-    checks += [_tesseract(), _data_dir(locations), _shared_memory(shm), _groq_key(env)]
+    checks += [_tesseract(), _data_dir(locations), _shared_memory(shm), _groq_key(env), _sandbox()]
     return checks
+
+
+def _sandbox() -> Check:
+    from medops.core.documents.sandbox import landlock_abi
+
+    abi = landlock_abi()
+    if abi < 1:
+        return Check("worker sandbox", False, "the kernel has no Landlock (Linux 5.13+, lsm=landlock): document "
+                     "workers run without a filesystem sandbox", essential=False)
+    network = "no TCP" if abi >= 4 else "TCP not restricted (Landlock ABI 4, Linux 6.7+, needed)"
+    return Check("worker sandbox", True, f"Landlock ABI {abi}: document workers read only libraries, write only "
+                 f"their scratch folder, {network}", essential=False)
 
 
 def _python() -> Check:

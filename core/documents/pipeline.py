@@ -42,13 +42,16 @@ from medops.core.documents.extraction import (
     ExtractionOptions,
 )
 from medops.core.documents.intake import Intake, IntakeFile
+from medops.core.documents.sandbox import make_undumpable
 from medops.core.documents.worker import (
     CHANNEL_VARIABLE,
     FRAME_HEADER,
     MAX_FRAME_BYTES,
+    MEMORY_VARIABLE,
     encode_frame,
     extraction_from_reply,
     job_message,
+    memory_share,
 )
 from medops.core.errors import DocumentError
 from medops.core.memory.segment import OwnerId, process_id
@@ -170,10 +173,11 @@ def worker_command() -> list[str]:
     return [sys.executable, "-P", "-m", "medops.core.documents.worker"]
 
 
-def _worker_env(scratch: Path, channel_fd: int = -1) -> dict[str, str]:
+def _worker_env(scratch: Path, channel_fd: int = -1, workers: int = 1) -> dict[str, str]:
     # A worker parses hostile files: it gets no secrets it does not need.
     env = {name: value for name, value in os.environ.items() if name != "GROQ_API_KEY"}
     env[CHANNEL_VARIABLE] = str(channel_fd)
+    env[MEMORY_VARIABLE] = str(memory_share(workers))
     env["OMP_THREAD_LIMIT"] = "1"
     # Tesseract's page images and outputs are patient data: they go to a folder
     # only we can read, which is removed with the worker, even after a kill.
@@ -248,12 +252,16 @@ class DocumentPipeline:
         self._waits: deque[float] = deque(maxlen=WAIT_SAMPLES)
         self._done = self._failed = self._cancelled = self._pages = 0
         self._timeouts = 0
+        self._unconfined_said = False
 
     # lifecycle
 
     async def start(self) -> None:
         """Accept documents (workers start when the first one arrives, or on `warm()`); reclaim dead runs' scratch."""
         await asyncio.to_thread(reclaim_worker_folders)
+        # Workers are this process's children: they must not read its environment (the Groq key) or memory.
+        if not make_undumpable():
+            log.warning("could not make the core non-dumpable; a document worker could read its environment")
         self._running = True
 
     def warm(self) -> None:
@@ -424,7 +432,7 @@ class DocumentPipeline:
         try:
             process = await asyncio.create_subprocess_exec(
                 *worker_command(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL, env=_worker_env(scratch, theirs.fileno()),
+                stderr=asyncio.subprocess.DEVNULL, env=_worker_env(scratch, theirs.fileno(), self.size),
                 start_new_session=True, pass_fds=(theirs.fileno(),))
         except OSError as exc:
             self._starting -= 1
@@ -470,6 +478,9 @@ class DocumentPipeline:
             raise ValueError("not a reply")
         kind = message[0]
         if kind == "ready":
+            if len(message) > 2 and message[2] and not self._unconfined_said:
+                self._unconfined_said = True
+                log.warning("document workers run unconfined: %s", str(message[2])[:200])
             worker.ready = True
             self._start_failures = 0
             self._dispatch()

@@ -27,15 +27,23 @@ import orjson
 from medops.core.documents.extraction import Extraction, ExtractionOptions, PageText
 
 FRAME_HEADER = struct.Struct("!Q")
-# A hostile file may try to make MuPDF or Pillow allocate without bound; past
-# this the worker gets MemoryError (or dies) instead of starving the machine.
-ADDRESS_SPACE_LIMIT = 4 * 1024**3
+# A hostile file may try to make MuPDF or Pillow allocate without bound; past its
+# share of WORKERS_ADDRESS_SPACE (given by the core) a worker gets MemoryError (or dies)
+# instead of starving the machine. The share never goes below the floor a worker needs to run.
+WORKERS_ADDRESS_SPACE = 4 * 1024**3
+WORKER_ADDRESS_SPACE_FLOOR = 1024**3
 # Progress frames at most this often (seconds), and always for the last page.
 PROGRESS_INTERVAL = 0.05
 # The core reads no larger reply (20 M characters of text fit with room to spare).
 MAX_FRAME_BYTES = 256 * 1024**2
 # Names the descriptor number of the worker's end of the channel socket.
 CHANNEL_VARIABLE = "MEDOPS_WORKER_CHANNEL"
+MEMORY_VARIABLE = "MEDOPS_WORKER_MEMORY"  # this worker's share of the address space, in bytes
+
+
+def memory_share(workers: int) -> int:
+    """Each worker's share of `WORKERS_ADDRESS_SPACE` when `workers` run at once."""
+    return max(WORKER_ADDRESS_SPACE_FLOOR, WORKERS_ADDRESS_SPACE // max(1, workers))
 
 
 def encode_frame(message: Any) -> bytes:
@@ -99,10 +107,10 @@ class _Output:
             data = data[written:]
 
 
-def _limit_memory() -> None:
+def _limit_memory(limit: int) -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    if hard == resource.RLIM_INFINITY or hard > ADDRESS_SPACE_LIMIT:
-        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, hard))
+    if hard == resource.RLIM_INFINITY or hard > limit:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
 def main() -> int:
@@ -111,18 +119,23 @@ def main() -> int:
     os.environ["OMP_THREAD_LIMIT"] = "1"
     output = _Output(os.dup(1))
     os.dup2(2, 1)
-    _limit_memory()
+    memory_limit = int(os.environ.pop(MEMORY_VARIABLE, WORKERS_ADDRESS_SPACE))
+    _limit_memory(memory_limit)
     import pymupdf
     import pytesseract  # noqa: F401  (imported now so the first job does not pay for it)
-    from PIL import Image  # noqa: F401
+    from PIL import Image
 
-    from medops.core.documents.extraction import ExtractionError, extract, read_descriptor
+    from medops.core.documents import extraction
+    from medops.core.documents.sandbox import confine, worker_read_paths
 
     # MuPDF's own messages could name things inside the document; they go nowhere.
     pymupdf.TOOLS.mupdf_display_errors(False)
     pymupdf.TOOLS.mupdf_display_warnings(False)
     channel = socket.socket(fileno=int(os.environ.pop(CHANNEL_VARIABLE)))
-    output.send(("ready", os.getpid()))
+    Image.init()  # every image plugin now: once confined, no module can be loaded from elsewhere
+    scratch = os.environ.get("TMPDIR")
+    unconfined = confine(worker_read_paths(), [scratch] if scratch else [])
+    output.send(("ready", os.getpid(), unconfined or ""))
     jobs = sys.stdin.buffer
     while (job := read_frame(jobs)) is not None:
         job_id, name, kind, options, sha256 = job[0], job[1], job[2], ExtractionOptions(**job[3]), job[4]
@@ -142,16 +155,16 @@ def main() -> int:
 
         try:
             try:
-                data = read_descriptor(fd, name, sha256)
+                data = extraction.read_descriptor(fd, name, sha256)
             finally:
                 os.close(fd)
-            result = extract(name, kind, options, on_page=progress, data=data)
+            result = extraction.extract(name, kind, options, on_page=progress, data=data)
             del data
-        except ExtractionError as exc:
+        except extraction.ExtractionError as exc:
             output.send(("failed", job_id, exc.reason, str(exc)))
         except MemoryError:
             output.send(("failed", job_id, "memory", "the document needs more memory than a worker may use "
-                         f"({ADDRESS_SPACE_LIMIT // 1024**3} GiB); it may be hostile, or split it"))
+                         f"({memory_limit / 1024**3:.1f} GiB); it may be hostile, or split it"))
         except Exception as exc:  # any library failure must become a clear job failure
             # Only the exception type: its message might quote the document.
             output.send(("failed", job_id, "internal", f"extraction failed unexpectedly ({type(exc).__name__}); "

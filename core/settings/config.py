@@ -148,7 +148,8 @@ class LoadedSettings:
 SCALAR_KEYS = tuple(f.name for f in fields(Settings) if f.name != "models")
 # Environment variables with the MEDOPS_ prefix that are not settings: where things are
 # (the console's themes too), and what a document worker is handed by the core.
-RESERVED_ENV = {"MEDOPS_CONFIG", "MEDOPS_CONFIG_DIR", "MEDOPS_DATA_DIR", "MEDOPS_THEMES_DIR", "MEDOPS_WORKER_CHANNEL"}
+RESERVED_ENV = {"MEDOPS_CONFIG", "MEDOPS_CONFIG_DIR", "MEDOPS_DATA_DIR", "MEDOPS_THEMES_DIR", "MEDOPS_WORKER_CHANNEL",
+                "MEDOPS_WORKER_MEMORY"}
 MIN_SLOT_BYTES = 1_024
 
 
