@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from medops.console.cli import main
+from medops.core.clock import FakeClock
 from medops.core.groq.local import server
 from medops.core.groq.local.faults import FaultModes
 from medops.core.groq.local.server import EndpointError, LocalEndpoint
@@ -98,3 +99,24 @@ def test_the_endpoint_command_refuses_a_remote_host_unless_asked_with_a_key(
     assert main(["endpoint", "--host", "0.0.0.0", "--port", "0", "--allow-remote"]) == 2
     assert "needs a key" in capsys.readouterr().err
 
+
+
+async def test_accept_errors_out_of_descriptors_are_logged_once_a_minute_not_each_time(clock: FakeClock) -> None:
+    damper = server.AcceptErrorDamper(clock)
+    accept_log = logging.getLogger("asyncio-under-test")
+    accept_log.addFilter(damper)
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    accept_log.addHandler(handler)
+    try:
+        for _ in range(1000):  # what asyncio logs on each retry while descriptors are exhausted
+            accept_log.error("socket.accept() out of system resource", exc_info=OSError(24, "Too many open files"))
+            await clock.advance(0.1)
+        accept_log.error("something else")
+    finally:
+        accept_log.removeHandler(handler)
+    accept_errors = [r for r in seen if "out of system resource" in r.getMessage()]
+    assert len(accept_errors) == 2  # at 0 s and after 60 s, of 1,000 over 100 s
+    assert "more like it" in accept_errors[-1].getMessage() and accept_errors[-1].exc_info is None
+    assert seen[-1].getMessage() == "something else"

@@ -104,6 +104,42 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+class AcceptErrorDamper(logging.Filter):
+    """Lets asyncio's "socket.accept() out of system resource" through once per LOG_INTERVAL, with a count.
+
+    Out of descriptors, asyncio logs it, with a traceback, on every retry of every listener: a
+    minute of that once filled 98 MB of log and buried what mattered.
+    """
+
+    MESSAGE = "socket.accept() out of system resource"
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self._clock = clock
+        self._last: float | None = None
+        self._held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.MESSAGE):
+            return True
+        now = self._clock.monotonic()
+        if self._last is not None and now - self._last < LOG_INTERVAL:
+            self._held += 1
+            return False
+        record.msg = f"{record.msg} ({self._held} more like it since the last report; out of file descriptors?)"
+        record.args = ()
+        record.exc_info = None  # the same traceback every time says nothing new
+        self._last, self._held = now, 0
+        return True
+
+
+def damp_accept_errors(clock: Clock) -> None:
+    """Install one `AcceptErrorDamper` on asyncio's logger (once per process)."""
+    asyncio_log = logging.getLogger("asyncio")
+    if not any(isinstance(f, AcceptErrorDamper) for f in asyncio_log.filters):
+        asyncio_log.addFilter(AcceptErrorDamper(clock))
+
+
 class _Refusal(asyncio.Protocol):
     """A connection past the cap: told so in one 503 and closed, never parsed."""
 
@@ -188,6 +224,7 @@ class LocalEndpoint:
         """Listen on host:port inside the running event loop; idempotent."""
         if self._runner is not None:
             return
+        damp_accept_errors(self._clock)
         app = web.Application()
         app.router.add_post(CHAT_PATH, self._chat)
         app.router.add_get(MODELS_PATH, self._models)
