@@ -115,6 +115,16 @@ def _shared_memory(shm: Path) -> Check:
 
 
 def _groq_key(env: Mapping[str, str]) -> Check:
+    from medops.core.errors import ConfigError
+    from medops.core.groq.gateway import check_api_key, check_base_url
+
+    try:
+        if env.get("GROQ_BASE_URL", "").strip():
+            check_base_url(env["GROQ_BASE_URL"].strip(), "GROQ_BASE_URL")
+        if env.get("GROQ_API_KEY", "").strip():
+            check_api_key(env["GROQ_API_KEY"].strip())
+    except ConfigError as bad:  # what every command would refuse at start: said here too, never the key
+        return Check("groq key", False, str(bad))
     if env.get("GROQ_API_KEY"):
         return Check("groq key", True, "GROQ_API_KEY is set: medops talks to Groq", essential=False)
     return Check("groq key", True, "GROQ_API_KEY is not set: medops uses its local endpoint", essential=False)

@@ -86,3 +86,14 @@ def test_medops_themes_dir_as_the_readme_documents_is_not_taken_for_a_setting(
     monkeypatch.setenv("MEDOPS_THEMES_DIR", str(tmp_path / "themes"))
     assert main(["config", "show"]) == 0
     assert "unknown setting" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"GROQ_API_KEY": "gsk_clé"}, "GROQ_API_KEY holds characters a Groq key never has"),
+    ({"GROQ_BASE_URL": "http://user:pw@proxy.example:3128"}, "'http://***@proxy.example:3128' uses plain http"),
+])
+def test_doctor_reports_a_key_or_base_url_medops_would_refuse_without_showing_secrets(
+        locations: Locations, env: dict[str, str], expected: str) -> None:
+    check = next(c for c in run_checks(locations, env=env) if c.name == "groq key")
+    assert not check.ok and check.essential and expected in check.detail
+    assert "clé" not in check.detail and "pw@" not in check.detail
