@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench setup tesseract redis lock clean
+# pip-audit lives in its own environment inside .venv: its dependencies stay out of medops' lock.
+AUDIT := $(VENV)/audit
+PIP_AUDIT_VERSION := 2.10.1
+
+.PHONY: run test lint audit bench setup tesseract redis lock clean
 
 run: setup
 	$(BIN)/medops
@@ -13,10 +17,16 @@ test: setup
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest
 
-lint: setup
+lint: setup audit
 	$(BIN)/ruff check medops core console tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# Known advisories against the pinned packages fail; a registry out of reach only warns.
+audit: $(STAMP)
+	@test -x $(AUDIT)/bin/pip-audit || { $(PYTHON) -m venv $(AUDIT) && $(AUDIT)/bin/python -m pip install -q \
+		--disable-pip-version-check pip-audit==$(PIP_AUDIT_VERSION); } || true
+	@scripts/audit-lock $(AUDIT)/bin/pip-audit requirements.lock
 
 bench: setup
 	$(BIN)/pytest tests/bench -s -q -o addopts="" -o python_files="bench_*.py" --timeout=1800

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import sys
 from collections.abc import Iterable
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.text import Text
 from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -24,6 +26,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
+from medops.console.crash import crash_report
 from medops.console.error_text import describe_error
 from medops.console.forms.core_handle import CoreHandle
 from medops.console.forms.document import DocumentForm
@@ -132,6 +135,12 @@ class MedopsApp(App[int]):
         "help": "this help",
         "leave_field": "leave a form field, so single keys work again",
     }
+
+    def _fatal_error(self) -> None:
+        """An unhandled exception ends the app with a report of where, never what (see `crash_report`)."""
+        self.bell()
+        self._exit_renderables.append(Text(crash_report(sys.exc_info()[1] or self._exception)))
+        self._close_messages_no_wait()
 
     def __init__(self, settings: Settings, locations: Locations, theme: str | None = None, *,
                  core: CoreCommands | None = None, themes_folder: Path | None = None) -> None:

@@ -31,6 +31,8 @@ CLOSED_PIPE_EXIT = 128 + 13  # as a shell reports a Unix tool ended by SIGPIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Whatever medops creates (ledger, knowledge base, their WAL files, scratch) is the user's alone.
+    os.umask(0o077)
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medops.core.settings.paths import Locations
+from medops.core.settings.paths import Locations, inspect_data_folder
 from medops.core.settings.redact import redact_url
 
 # Distribution name -> why medops needs it. All are essential.
@@ -50,9 +50,21 @@ def run_checks(locations: Locations, env: Mapping[str, str] | None = None,
     env = os.environ if env is None else env
     checks = [_python()]
     checks += [_dependency(dist, why) for dist, why in DEPENDENCIES.items()]
-    checks += [_tesseract(), _data_dir(locations), _shared_memory(shm), _groq_key(env),
+    checks += [_tesseract(), _data_dir(locations), _shared_memory(shm), _groq_key(env), _sandbox(),
                _quota_store(store_url, env.get("MEDOPS_STORE_PASSWORD"))]
     return checks
+
+
+def _sandbox() -> Check:
+    from medops.core.documents.sandbox import landlock_abi
+
+    abi = landlock_abi()
+    if abi < 1:
+        return Check("worker sandbox", False, "the kernel has no Landlock (Linux 5.13+, lsm=landlock): document "
+                     "workers run without a filesystem sandbox", essential=False)
+    network = "no TCP" if abi >= 4 else "TCP not restricted (Landlock ABI 4, Linux 6.7+, needed)"
+    return Check("worker sandbox", True, f"Landlock ABI {abi}: document workers read only libraries, write only "
+                 f"their scratch folder, {network}", essential=False)
 
 
 def _python() -> Check:
@@ -81,14 +93,20 @@ def _tesseract() -> Check:
 
 
 def _data_dir(locations: Locations) -> Check:
+    # Looked at as found, before anything is created or fixed: doctor reports, start repairs.
+    if locations.data_dir.exists():
+        problems, _ = inspect_data_folder(locations)
+        if problems:
+            return Check("data folder", False, "; ".join(problems))
     try:
-        locations.ensure()
+        locations.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with tempfile.NamedTemporaryFile(dir=locations.data_dir):
             pass
     except OSError as exc:
         return Check("data folder", False, f"{locations.data_dir} is not writable ({exc.strerror}); "
                      "set MEDOPS_DATA_DIR to a writable folder")
-    return Check("data folder", True, f"{locations.data_dir} is writable")
+    return Check("data folder", True, f"{locations.data_dir} is writable, yours and owner-only (0700), "
+                 "no links in it")
 
 
 def _shared_memory(shm: Path) -> Check:
@@ -102,6 +120,16 @@ def _shared_memory(shm: Path) -> Check:
 
 
 def _groq_key(env: Mapping[str, str]) -> Check:
+    from medops.core.errors import ConfigError
+    from medops.core.groq.gateway import check_api_key, check_base_url
+
+    try:
+        if env.get("GROQ_BASE_URL", "").strip():
+            check_base_url(env["GROQ_BASE_URL"].strip(), "GROQ_BASE_URL")
+        if env.get("GROQ_API_KEY", "").strip():
+            check_api_key(env["GROQ_API_KEY"].strip())
+    except ConfigError as bad:  # what every command would refuse at start: said here too, never the key
+        return Check("groq key", False, str(bad))
     if env.get("GROQ_API_KEY"):
         return Check("groq key", True, "GROQ_API_KEY is set: medops talks to Groq", essential=False)
     return Check("groq key", True, "GROQ_API_KEY is not set: medops uses its local endpoint", essential=False)

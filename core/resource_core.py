@@ -9,6 +9,7 @@ private; agents that embed the core also use `cases` and `contexts`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 
@@ -48,6 +49,8 @@ from medops.core.snapshot import ContextPoolSnapshot, CoreSnapshot, SlotsSnapsho
 from medops.core.watch.metrics import MetricsServer
 from medops.core.watch.tick import CoreTick
 from medops.core.watch.tuner import MetricsSource
+
+log = logging.getLogger("medops.core")
 
 
 class CoreNotRunning(MedopsError):
@@ -114,7 +117,8 @@ class ResourceCore(CoreCommands):
         """Create the data folder and start every part; idempotent."""
         if self.running:
             return
-        self._locations.ensure()
+        for fixed in self._locations.ensure(check_intake=not self._settings.intake_dirs):
+            log.warning("%s", fixed)
         self._executors.reopen()  # before the knowledge build, which runs on the CPU threads
         # Off the loop: reserving a large segment (and reclaiming dead runs' ones) takes a while.
         shared_for = self._locations.data_dir if self._shares_cases else None

@@ -77,3 +77,26 @@ def png_bomb(path: Path, width: int = 12_000, height: int = 12_000) -> Path:
     header = struct.pack("!IIBBBBB", width, height, 1, 0, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
     return path
+
+
+def content_bomb_pdf(path: Path, mib: int = 100) -> Path:
+    """One page whose content stream inflates to `mib` MiB of text operators from a few hundred KB."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((50, 50), "x")
+    operator = b"BT /helv 1 Tf 10 10 Td (AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) Tj ET\n"
+    doc.update_stream(page.get_contents()[0], operator * (mib * 1024 * 1024 // len(operator)))
+    doc.save(path, deflate=True)
+    return path
+
+
+def form_bomb_pdf(path: Path, mib: int = 100) -> Path:
+    """One page that draws a form XObject whose stream inflates to `mib` MiB."""
+    source = pymupdf.open()
+    content_bomb_pdf(path.with_suffix(".inner.pdf"), mib)
+    inner = pymupdf.open(path.with_suffix(".inner.pdf"))
+    page = source.new_page()
+    page.show_pdf_page(page.rect, inner, 0)  # the inner page becomes a form XObject
+    source.save(path, deflate=True)
+    path.with_suffix(".inner.pdf").unlink()
+    return path

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import resource
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,7 +103,7 @@ def test_fail_fast_refuses_when_the_quota_has_no_room(tmp_path: Path, capsys: py
     (["ask", "hello", "--priority", "urgent"], "priority 'urgent' is not one of critical, high, normal"),
     (["ask"], "give either the prompt text or --file"),
     (["ask", "hello", "--agent", "nobody"],
-     "agent 'nobody' is not an agent medops knows; use one of triage, diagnosis, medication, documentation, oncall"),
+     "agent must be one of triage, diagnosis, medication, documentation, oncall (this one is 6 characters"),
 ])
 def test_bad_input_is_refused_with_a_clear_message(argv: list[str], expected: str,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
@@ -134,7 +138,8 @@ def test_jsonl_line_with_an_unknown_agent_is_refused_without_echoing_free_text(
     prompts = write_lines(tmp_path / "p.jsonl", [{"prompt": "a", "agent": "Jane Roe, ward 4"}])
     assert main(["ask", "--file", str(prompts)]) == 2
     err = capsys.readouterr().err
-    assert "line 1: agent (16 characters) is not an agent medops knows; use one of triage" in err
+    assert "line 1: agent must be one of triage, diagnosis, medication, documentation, oncall (this one is 16 " \
+        "characters and was not echoed)" in err
     assert "Jane Roe" not in err
 
 
@@ -201,3 +206,61 @@ def test_90_prompts_at_concurrency_40_against_60_rpm_get_all_answers_and_no_429(
     assert (summary["sent"], summary["answered"], summary["failed"]) == (90, 90, {})
     assert summary["rate_limited_429s"] == 0
     assert all(r["attempts"] == 1 for r in results)
+
+
+def run_ask_file(path: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`medops ask --file` in its own process, its memory bounded, so a runaway read cannot hurt the test run."""
+    def bounded() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, resource.RLIM_INFINITY))
+
+    env = {**os.environ, "MEDOPS_DATA_DIR": str(tmp_path / "data"), "MEDOPS_CONFIG_DIR": str(tmp_path / "config")}
+    return subprocess.run([sys.executable, "-m", "medops", "ask", "--file", path], capture_output=True, text=True,
+                          timeout=60, preexec_fn=bounded, env=env)
+
+
+def test_a_device_as_prompts_file_is_refused_before_a_byte_is_read(tmp_path: Path) -> None:
+    done = run_ask_file("/dev/zero", tmp_path)
+    assert done.returncode == 2
+    assert "/dev/zero is not a regular file (a folder, pipe or device)" in done.stderr
+
+
+def test_a_fifo_as_prompts_file_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "prompts.jsonl"
+    os.mkfifo(fifo)
+    done = run_ask_file(str(fifo), tmp_path)
+    assert done.returncode == 2 and "is not a regular file" in done.stderr
+
+
+def test_the_size_limit_counts_bytes_read_not_what_stat_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medops.core.groq import prompt_input
+
+    monkeypatch.setattr(prompt_input, "MAX_FILE_BYTES", 64)
+    proc_file = Path("/proc/self/mountinfo")  # a regular file whose st_size is 0
+    assert proc_file.stat().st_size == 0 and len(proc_file.read_bytes()) > 64
+    with pytest.raises(prompt_input.PromptFileError, match=r"over the 64-byte limit \(by line \d+\); split it"):
+        prompt_input.load_prompt_file(proc_file, Settings())
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+def test_proxy_credentials_in_groq_base_url_never_reach_an_error_message(monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a loopback port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("GROQ_BASE_URL", f"http://proxyuser:proxyS3cret@127.0.0.1:{port}")
+    monkeypatch.setenv("MEDOPS_MAX_RETRIES", "0")
+    assert main(["ask", "hello"]) == 2
+    err = capsys.readouterr().err
+    assert f"http://***@127.0.0.1:{port}" in err
+    assert "proxyS3cret" not in err and "proxyuser" not in err
+
+
+def test_a_non_ascii_key_stops_ask_with_a_clear_message_that_never_shows_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("GROQ_API_KEY", "gsk_clé_secrète")
+    assert main(["ask", "hello"]) == 2
+    err = capsys.readouterr().err
+    assert "GROQ_API_KEY holds characters a Groq key never has" in err
+    assert "secr" not in err and "Traceback" not in err and "position" not in err

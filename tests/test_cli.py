@@ -174,3 +174,21 @@ def test_worker_sends_a_steady_mix_until_its_duration_and_says_what_came_back(
 def test_worker_refuses_a_rate_it_cannot_keep(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["worker", "--rate", "0"]) == 2
     assert "--rate 0 is out of range" in capsys.readouterr().err
+
+
+def test_medops_themes_dir_as_the_readme_documents_is_not_taken_for_a_setting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MEDOPS_THEMES_DIR", str(tmp_path / "themes"))
+    assert main(["config", "show"]) == 0
+    assert "unknown setting" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"GROQ_API_KEY": "gsk_clé"}, "GROQ_API_KEY holds characters a Groq key never has"),
+    ({"GROQ_BASE_URL": "http://user:pw@proxy.example:3128"}, "'http://***@proxy.example:3128' uses plain http"),
+])
+def test_doctor_reports_a_key_or_base_url_medops_would_refuse_without_showing_secrets(
+        locations: Locations, env: dict[str, str], expected: str) -> None:
+    check = next(c for c in run_checks(locations, env=env) if c.name == "groq key")
+    assert not check.ok and check.essential and expected in check.detail
+    assert "clé" not in check.detail and "pw@" not in check.detail

@@ -51,3 +51,22 @@ def test_error_messages_name_the_limit_and_never_the_prompt() -> None:
     assert "tpd" in str(error) and "9m38.016s" in str(error)
     assert "HTTP 413" in str(RequestRejected(413, "request too large"))
     assert issubclass(InvalidRequest, SchedulerError)
+
+
+@pytest.mark.parametrize("agent", ["Jane Roe MRN 00123456 " * 910, "Jane Roe", "triage; DROP", "x" * 33, "Triage"])
+def test_an_agent_that_is_not_a_label_is_refused_without_being_echoed(agent: str) -> None:
+    with pytest.raises(InvalidRequest, match="agent must be one of triage, diagnosis") as refused:
+        PromptRequest("hi", agent)
+    assert agent not in str(refused.value) and "Jane" not in str(refused.value)
+
+
+@pytest.mark.parametrize("agent", ["triage", "diagnosis", "medication", "documentation", "oncall"])
+def test_the_known_agents_are_accepted(agent: str) -> None:
+    assert PromptRequest("hi", agent).agent == agent
+
+
+@pytest.mark.parametrize("agent", ["nobody", "agent3", "night_shift-2"])
+def test_a_label_outside_the_known_set_is_refused_without_being_echoed(agent: str) -> None:
+    with pytest.raises(InvalidRequest, match="agent must be one of triage, diagnosis") as refused:
+        PromptRequest("hi", agent)
+    assert agent not in str(refused.value)

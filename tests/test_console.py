@@ -521,3 +521,21 @@ def test_a_bad_theme_file_is_a_medops_error_saying_what_to_fix(tmp_path: Path) -
     bad.write_text('name = "x"\n[colors]\nprimary = "not a colour"\n', encoding="utf-8")
     with pytest.raises(MedopsError, match="primary = 'not a colour' is not a colour"):
         parse_theme(bad)
+
+
+async def test_a_crash_shows_where_it_happened_never_the_values_it_held(
+        locations: Locations, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def leaky_refresh(self: MedopsApp) -> None:
+        patient = "Jane Roe, MRN 00123456, HIV positive"
+        raise ValueError(f"cannot parse {patient}")
+
+    monkeypatch.setattr(MedopsApp, "action_refresh_now", leaky_refresh)
+    app, _core = make_app(locations)
+    with pytest.raises(ValueError, match="cannot parse"):  # Pilot re-raises it for the test
+        async with app.run_test() as pilot:
+            await pilot.pause()
+            await pilot.press("r")
+            await pilot.pause()
+    printed = capsys.readouterr().err
+    assert "unexpected ValueError" in printed and "in leaky_refresh" in printed and "test_console.py:" in printed
+    assert "Jane Roe" not in printed and "00123456" not in printed

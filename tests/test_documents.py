@@ -321,19 +321,35 @@ async def test_paused_intake_holds_queued_documents_until_resumed(pipeline: Docu
     assert (await asyncio.wait_for(job, HANG_GUARD)).text.strip() == "held"
 
 
-async def test_a_file_rewritten_after_intake_checked_it_is_refused_not_read(pipeline: DocumentPipeline,
-                                                                            folder: Path) -> None:
+async def test_a_file_rewritten_in_place_after_intake_checked_it_is_refused_not_read(pipeline: DocumentPipeline,
+                                                                                     folder: Path) -> None:
     pipeline.pause()
     path = text_pdf(folder / "referral.pdf", ["checked text"])
     job = asyncio.ensure_future(pipeline.extract(path))
     await until(lambda: pipeline.pool_snapshot().queued == 1)  # admitted and hashed, not yet read by a worker
-    text_pdf(path, ["swapped in later"])
+    rewritten = text_pdf(folder / "draft.pdf", ["swapped in later"]).read_bytes()
+    with path.open("r+b") as same_file:  # same inode, new bytes
+        same_file.write(rewritten)
+        same_file.truncate()
     pipeline.resume()
     with pytest.raises(ExtractionError, match=r"referral\.pdf: changed after intake checked it") as refused:
         await asyncio.wait_for(job, HANG_GUARD)
     assert refused.value.reason == "changed" and "swapped" not in str(refused.value)
     again = await asyncio.wait_for(pipeline.extract(path), HANG_GUARD)  # sent again, it is read as it is now
     assert again.text.strip() == "swapped in later"
+
+
+async def test_the_worker_reads_the_file_intake_opened_not_what_the_name_points_at_later(
+        pipeline: DocumentPipeline, folder: Path, tmp_path: Path) -> None:
+    pipeline.pause()
+    path = text_pdf(folder / "referral.pdf", ["checked text"])
+    job = asyncio.ensure_future(pipeline.extract(path))
+    await until(lambda: pipeline.pool_snapshot().queued == 1)
+    path.unlink()  # the name now leads out of the intake folder
+    path.symlink_to(text_pdf(tmp_path / "outside.pdf", ["outside secret"]))
+    pipeline.resume()
+    result = await asyncio.wait_for(job, HANG_GUARD)
+    assert result.text.strip() == "checked text"
 
 
 async def test_a_caller_that_gives_up_cancels_its_job(pipeline: DocumentPipeline, folder: Path) -> None:
@@ -430,3 +446,22 @@ def test_the_core_process_never_imports_pymupdf() -> None:
     probe = "import medops.core.resource_core, sys; print(sorted({'pymupdf', 'PIL', 'pytesseract'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_scratch_folders_of_dead_runs_are_reclaimed_at_start_and_live_ones_kept(
+        folder: Path, scratch_root: Path) -> None:
+    from medops.core.memory.segment import process_id
+
+    me = os.getpid()
+    owner = process_id(me)
+    assert owner is not None
+    started = owner.started
+    dead = scratch_root / f"medops-worker-{me}-{started - 1}-abc123"  # same PID, another start: a dead run's
+    live = scratch_root / f"medops-worker-{me}-{started}-def456"
+    for scratch in (dead, live):
+        scratch.mkdir(mode=0o700)
+        (scratch / "tess_x_input.PNG").write_bytes(b"a page image")
+    documents = make_pipeline(folder)
+    await documents.start()
+    await documents.stop()
+    assert not dead.exists() and live.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import pymupdf
@@ -20,7 +21,9 @@ from medops.core.documents.extraction import (
 from tests.document_files import (
     CLINICAL_LINES,
     CLINICAL_TEXT,
+    content_bomb_pdf,
     encrypted_pdf,
+    form_bomb_pdf,
     oversized_page_pdf,
     page_image_png,
     png_bomb,
@@ -200,3 +203,32 @@ def test_a_pdf_whose_text_expands_past_the_limit_is_refused(tmp_path: Path,
     with pytest.raises(ExtractionError, match="more than 1,000 characters by page 2") as caught:
         extract(text_pdf(tmp_path / "long.pdf", ["word " * 150] * 3), "pdf", OPTIONS)
     assert caught.value.reason == "text-limit"
+
+
+def test_a_pdf_of_nested_arrays_with_no_pages_is_a_failure_not_an_empty_success(tmp_path: Path) -> None:
+    path = tmp_path / "nested.pdf"
+    path.write_bytes(b"%PDF-1.4\n1 0 obj\n" + b"[" * 200_000 + b"\nendobj\ntrailer\n<</Root 1 0 R>>\n%%EOF\n")
+    with pytest.raises(ExtractionError, match=r"nested\.pdf: has no pages") as refused:
+        extract(path, "pdf", OPTIONS)
+    assert refused.value.reason == "no-pages"
+
+
+def test_ocr_writes_no_page_image_to_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    nowhere = tmp_path / "not-a-folder"
+    nowhere.write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(nowhere))  # any temporary file would fail here
+    result = extract(scanned_pdf(tmp_path / "scan.pdf", [CLINICAL_TEXT]), "pdf", OPTIONS)
+    assert result.pages[0].method == "ocr" and result.warnings == ()
+    assert character_error_rate(result.pages[0].text, CLINICAL_TEXT) < 0.02
+
+
+@pytest.mark.parametrize("make", [content_bomb_pdf, form_bomb_pdf], ids=["page-stream", "form-xobject"])
+def test_a_content_stream_bomb_is_refused_before_its_page_is_interpreted(tmp_path: Path,
+                                                                        make: Callable[[Path], Path]) -> None:
+    path = make(tmp_path / "bomb.pdf")
+    assert path.stat().st_size < 1024 * 1024
+    with pytest.raises(ExtractionError, match=r"bomb\.pdf: page 1's drawing instructions expand past 32 MiB") as no:
+        extract(path, "pdf", OPTIONS, data=path.read_bytes())
+    assert no.value.reason == "content-limit"

@@ -33,7 +33,7 @@ def _prompts(path: Path, process: int) -> Path:
 
 
 def _ask(tmp_path: Path, process: int, endpoint_url: str, store_url: str, knowledge: Path,
-         config: Path | None = None) -> subprocess.Popen[str]:
+         config: Path | None = None, concurrency: int = 40) -> subprocess.Popen[str]:
     data = tmp_path / f"data-{process}"
     data.mkdir(mode=0o700)
     shutil.copyfile(knowledge, data / "knowledge.duckdb")
@@ -44,9 +44,9 @@ def _ask(tmp_path: Path, process: int, endpoint_url: str, store_url: str, knowle
     env = {k: v for k, v in os.environ.items() if k != "GROQ_API_KEY"}
     env.update(GROQ_BASE_URL=endpoint_url, MEDOPS_STORE_URL=store_url, MEDOPS_DATA_DIR=str(data))
     prompts = _prompts(tmp_path / f"prompts-{process}.jsonl", process)
-    return subprocess.Popen([sys.executable, "-m", "medops", "--config", str(config), "ask", "--file", str(prompts),
-                             "--concurrency", "40"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    command = [sys.executable, "-m", "medops", "--config", str(config), "ask", "--file", str(prompts),
+               "--concurrency", str(concurrency)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.slow
@@ -117,25 +117,27 @@ def _dump(client: redis.Redis, key: bytes) -> bytes:
 def test_an_operator_pauses_and_resumes_an_ask_run_in_another_process(
         tmp_path: Path, redis_server: RedisServer, built_knowledge: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    limits = ModelLimits(rpm=6, rpd=14_400, tpm=1_000_000, tpd=10_000_000)  # 12 prompts: 6 now, 6 a minute on
-    with EndpointThread(LocalEndpoint({MODEL: limits})) as endpoint:
-        config = tmp_path / "slow.toml"
-        config.write_text(f'default_model = "{MODEL}"\n[models."{MODEL}"]\nrpm = 6\nrpd = 14400\n'
-                          "tpm = 1000000\ntpd = 10000000\n")
-        run = _ask(tmp_path, 0, endpoint.url, redis_server.url, built_knowledge, config=config)
+    slow = LocalEndpoint({MODEL: LIMITS}, faults=FaultModes(slow_rate=1.0, slow_seconds=1.0))
+    with EndpointThread(slow) as endpoint:
+        config = tmp_path / "one-at-a-time.toml"
+        config.write_text(f'default_model = "{MODEL}"\n[models."{MODEL}"]\nrpm = 30\n'
+                          "rpd = 14400\ntpm = 1000000\ntpd = 10000000\n")
+        run = _ask(tmp_path, 0, endpoint.url, redis_server.url, built_knowledge, config=config, concurrency=1)
         monkeypatch.setenv("MEDOPS_STORE_URL", redis_server.url)
         monkeypatch.setenv("GROQ_BASE_URL", endpoint.url)
         monkeypatch.delenv("GROQ_API_KEY", raising=False)
         deadline = time.monotonic() + 60
-        while endpoint.stats.answered < 6:
+        while endpoint.stats.answered < 1:
             assert time.monotonic() < deadline, "the run never got going"
-            time.sleep(0.2)
+            time.sleep(0.1)
         assert main(["fleet", "--json"]) == 0
         member = next(m for m in json.loads(capsys.readouterr().out)["members"] if m["state"] == "alive")
         assert main(["fleet", "pause", "--instance", member["instance"]]) == 0
         assert "applied" in capsys.readouterr().out
-        time.sleep(65)  # the minute passes: room for 6 more, but intake is paused
-        assert endpoint.stats.answered == 6 and run.poll() is None
+        time.sleep(2.5)  # the one in flight finishes
+        held = endpoint.stats.requests
+        time.sleep(6)  # room for more, one at a time each second, but intake is paused
+        assert endpoint.stats.requests == held < PER_PROCESS and run.poll() is None
         assert main(["fleet", "resume", "--all"]) == 0
         out, err = run.communicate(timeout=120)
     assert run.returncode == 0, err

@@ -19,7 +19,7 @@ import duckdb
 import pytest
 
 from medops.core.clock import SystemClock
-from medops.core.errors import MedopsError
+from medops.core.errors import ConfigError, MedopsError
 from medops.core.groq.backoff import Backoff
 from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
 from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GatewayTimeout, GroqTarget, choose_target
@@ -440,3 +440,31 @@ async def test_a_prompt_reaches_no_error_log_or_ledger_row_whatever_the_endpoint
         assert len(con.execute("SELECT * FROM requests").fetchall()) == 6
         for table in TABLES:
             assert MARKER not in repr(con.execute(f"SELECT * FROM {table}").fetchall()), table
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "http://api.example.com", "ftp://127.0.0.1/", "https://",
+                                 "http://proxyuser:proxyS3cret@10.0.0.8:3128"])
+def test_a_base_url_that_is_not_https_or_loopback_http_is_refused_at_start(url: str) -> None:
+    with pytest.raises(ConfigError, match="GROQ_BASE_URL") as refused:
+        choose_target(Settings(), {"GROQ_BASE_URL": url, "GROQ_API_KEY": "gsk_x"})
+    assert "proxyS3cret" not in str(refused.value) and "proxyuser" not in str(refused.value)
+
+
+def test_the_configured_base_url_is_checked_too_when_groq_is_used() -> None:
+    with pytest.raises(ConfigError, match=r"setting groq_base_url = 'http://api\.groq\.com' uses plain http"):
+        choose_target(Settings(groq_base_url="http://api.groq.com"), {"GROQ_API_KEY": "gsk_x"})
+
+
+def test_credentials_in_the_base_url_are_never_shown() -> None:
+    target = choose_target(Settings(), {"GROQ_BASE_URL": "https://proxyuser:proxyS3cret@proxy.example:8443/groq",
+                                        "GROQ_API_KEY": "gsk_x"})
+    assert target.base_url.startswith("https://proxyuser:proxyS3cret@")  # the client still gets them
+    assert target.shown_url == "https://***@proxy.example:8443/groq"
+    assert "proxyS3cret" not in repr(target) and "proxyuser" not in repr(target)
+
+
+@pytest.mark.parametrize("key", ["gsk_ünïcode", "gsk two words", "gsk_\x00"])
+def test_a_key_no_header_can_carry_is_refused_at_start_without_showing_it(key: str) -> None:
+    with pytest.raises(ConfigError, match="GROQ_API_KEY holds characters a Groq key never has") as refused:
+        choose_target(Settings(), {"GROQ_API_KEY": key})
+    assert key not in str(refused.value) and "gsk" not in str(refused.value)

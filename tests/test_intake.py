@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -202,3 +206,70 @@ def test_completion_with_nothing_typed_lists_the_tops_of_the_folders(intake: Int
     (folder / "referral.pdf").write_bytes(b"%PDF-1.7")
     (folder / ".partial").write_bytes(b"")
     assert intake.complete("") == ["referral.pdf", "ward-a/"]
+
+
+def swap_after_check(intake: Intake, monkeypatch: pytest.MonkeyPatch, swap: Callable[[], None]) -> None:
+    """Make the attacker's timing exact: the path changes right after intake has checked it."""
+    for name in ("check", "_check"):
+        original = getattr(intake, name, None)
+        if original is None:
+            continue
+
+        def check_then_swap(*args: Any, original: Callable[..., Any] = original, **kwargs: Any) -> Any:
+            checked = original(*args, **kwargs)
+            swap()
+            return checked
+
+        monkeypatch.setattr(intake, name, check_then_swap)
+
+
+async def test_a_symlink_swapped_in_after_the_check_is_refused_not_followed(
+        intake: Intake, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = text_pdf(folder / "race.pdf", ["inside"])
+    outside = text_pdf(tmp_path / "outside.pdf", ["outside secret"])
+
+    def swap() -> None:
+        path.unlink()
+        path.symlink_to(outside)
+
+    swap_after_check(intake, monkeypatch, swap)
+    with pytest.raises(IntakeRefused, match=r"race\.pdf: was replaced"):
+        await intake.admit(path)
+
+
+async def test_a_fifo_swapped_in_after_the_check_is_refused_without_blocking(
+        intake: Intake, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = text_pdf(folder / "race.pdf", ["inside"])
+
+    def swap() -> None:
+        path.unlink()
+        os.mkfifo(path)
+
+    swap_after_check(intake, monkeypatch, swap)
+    try:
+        with pytest.raises(IntakeRefused, match=r"race\.pdf: is not a regular file"):
+            await asyncio.wait_for(intake.admit(path), 10)
+    finally:  # a reader left blocked on the FIFO would hang the test run: give it a writer
+        with contextlib.suppress(OSError):
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+async def test_another_file_renamed_over_it_after_the_check_is_refused(
+        intake: Intake, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = text_pdf(folder / "race.pdf", ["inside"])
+    other = text_pdf(folder / "other.pdf", ["another file"])
+    swap_after_check(intake, monkeypatch, lambda: other.replace(path))
+    with pytest.raises(IntakeRefused, match=r"race\.pdf: was replaced by another file"):
+        await intake.admit(path)
+
+
+async def test_admitted_files_hold_the_descriptor_they_were_hashed_from(intake: Intake, folder: Path) -> None:
+    path = text_pdf(folder / "letter.pdf", [CLINICAL_TEXT])
+    admitted = await intake.admit(path)
+    assert admitted.opened is not None
+    fd = admitted.opened.fd
+    path.unlink()
+    assert hashlib.sha256(os.pread(fd, 10 * MIB, 0)).hexdigest() == admitted.sha256
+    admitted.close()
+    admitted.close()  # twice is harmless
+    assert admitted.opened.fd == -1

@@ -18,7 +18,9 @@ def register(subparsers: Any) -> None:
         description="Serve Groq's chat-completions API on loopback with each configured model's limits. "
                     "Point medops (or any groq client) at it with GROQ_BASE_URL=http://HOST:PORT.")
     parser.add_argument("--port", type=int, default=None, help="port to listen on (default: endpoint_port; 0: any)")
-    parser.add_argument("--host", default=None, help="address to listen on (default: endpoint_host)")
+    parser.add_argument("--host", default=None, help="address to listen on (default: endpoint_host, loopback)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="let --host be an address other machines reach (needs --require-key)")
     parser.add_argument("--require-key", action="store_true",
                         help="accept only the key in GROQ_API_KEY (others get 401); the key is never printed")
     parser.add_argument("--latency-scale", type=float, default=1.0,
@@ -36,7 +38,7 @@ def register(subparsers: Any) -> None:
 def run_endpoint(args: argparse.Namespace) -> int:
     # Imported when run: every `medops` run imports this module to build its parser.
     from medops.core.groq.local.faults import FaultModes
-    from medops.core.groq.local.server import LocalEndpoint
+    from medops.core.groq.local.server import LocalEndpoint, is_loopback_host
 
     settings = load(args).settings
     port = settings.endpoint_port if args.port is None else args.port
@@ -50,8 +52,12 @@ def run_endpoint(args: argparse.Namespace) -> int:
     faults = FaultModes(latency_scale=args.latency_scale, error_rate=args.error_rate,
                         capacity_rate=args.capacity_rate, slow_rate=args.slow_rate,
                         slow_seconds=args.slow_seconds)
-    endpoint = LocalEndpoint(settings.models, host=args.host or settings.endpoint_host, port=port,
-                             api_key=key, faults=faults, seed=args.seed)
+    host = args.host or settings.endpoint_host
+    endpoint = LocalEndpoint(settings.models, host=host, port=port, api_key=key, faults=faults, seed=args.seed,
+                             allow_remote=args.allow_remote)
+    if not is_loopback_host(host):
+        print(f"medops: warning: the local endpoint listens on {host}, reachable beyond this machine; only "
+              "clients sending the key in GROQ_API_KEY are answered, over plain http", file=sys.stderr)
 
     async def serve() -> None:
         await endpoint.start()

@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import os
 import shutil
+import subprocess
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,13 @@ MAX_IMAGE_FRAMES = 500
 # Compressed content streams can expand enormously; past this a document is refused
 # rather than shipped to the core (7,000 dense pages are ~20 M characters).
 MAX_TEXT_CHARACTERS = 20_000_000
+# A page's content streams (its own and its forms'), decompressed, may not exceed this: a dense
+# text page is ~100 KB, a detailed vector drawing a few MB. Checked before MuPDF interprets the
+# page, with a bounded decompression: a 357 KB file whose one page inflates to 100 MB of text
+# operators took 46 s and 4.3 GB before the text limit refused it.
+MAX_PAGE_CONTENT_BYTES = 32 * 1024 * 1024
+INFLATE_CHUNK_BYTES = 1024 * 1024
+READ_CHUNK_BYTES = 4 * 1024 * 1024
 METHOD_TEXT = "text"
 METHOD_OCR = "ocr"
 METHOD_BLANK = "blank"
@@ -94,20 +104,27 @@ class _Ocr:
         return self._problem
 
     def read(self, image: Any, page: int) -> str:
-        """OCR one image; a page past the time limit yields no text and a warning."""
-        import pytesseract
+        """OCR one greyscale image; a page past the time limit yields no text and a warning.
 
+        The image goes to Tesseract on its stdin, as a PGM made in memory: a page image is
+        patient data, and a file of it would outlive a worker killed mid-page.
+        """
+        width, height = image.size
+        pgm = b"P5\n%d %d\n255\n" % (width, height) + image.tobytes()
+        command = [self.options.tesseract_cmd, "stdin", "stdout", "-l", self.options.ocr_language]
         try:
-            text: str = pytesseract.image_to_string(image, lang=self.options.ocr_language,
-                                                    timeout=self.options.ocr_page_timeout)
-        except RuntimeError as exc:  # TesseractError, and pytesseract's timeout, are RuntimeErrors
-            if "timeout" in str(exc).lower():
-                self.warnings.append(f"page {page}: OCR stopped after {self.options.ocr_page_timeout:g} s "
-                                     "(ocr_page_timeout); its text is missing")
-            else:
-                self.warnings.append(f"page {page}: Tesseract could not read the page image; its text is missing")
+            done = subprocess.run(command, input=pgm, capture_output=True, timeout=self.options.ocr_page_timeout,
+                                  check=False)
+        except subprocess.TimeoutExpired:  # run() has killed it
+            self.warnings.append(f"page {page}: OCR stopped after {self.options.ocr_page_timeout:g} s "
+                                 "(ocr_page_timeout); its text is missing")
             return ""
-        return text
+        except OSError:
+            done = None
+        if done is None or done.returncode != 0:
+            self.warnings.append(f"page {page}: Tesseract could not read the page image; its text is missing")
+            return ""
+        return done.stdout.decode("utf-8", errors="replace")
 
 
 def _tesseract_problem(options: ExtractionOptions) -> str | None:
@@ -143,27 +160,33 @@ PageCallback = Callable[[PageText, int], None]
 
 def extract(path: str | Path, kind: str, options: ExtractionOptions,
             on_page: PageCallback | None = None,
-            timer: Callable[[], float] = time.perf_counter, expected_sha256: str | None = None) -> Extraction:
+            timer: Callable[[], float] = time.perf_counter, data: bytes | None = None) -> Extraction:
     """Extract a document of `kind` (pdf, png, jpeg, tiff); `on_page(page, total)` after each page.
 
-    With `expected_sha256` the bytes read are the ones extracted, and only if they are the ones intake hashed.
+    `data`: the document's bytes, already read (then `path` only names it in messages).
     """
     if kind not in ("pdf", "png", "jpeg", "tiff"):
         raise ExtractionError("unsupported", f"documents of type {kind!r} are not supported; give a PDF or an image")
-    data = None if expected_sha256 is None else read_verified(path, expected_sha256)
     if kind == "pdf":
         return extract_pdf(path, options, on_page, timer, data)
     return extract_image(path, options, on_page, timer, data)
 
 
-def read_verified(path: str | Path, expected_sha256: str) -> bytes:
-    """The file's bytes, refused unless they hash as intake found them (it may have been rewritten since)."""
-    name = Path(path).name
+def read_descriptor(fd: int, name: str, expected_sha256: str) -> bytes:
+    """The bytes of the descriptor intake opened, refused unless they hash as intake found them.
+
+    Read by offset, never by path: the file intake checked is the file extracted, whatever
+    happens to its name since. Rewritten in place, it no longer hashes the same and is refused.
+    """
+    chunks: list[bytes] = []
+    offset = 0
     try:
-        data = Path(path).read_bytes()
+        while chunk := os.pread(fd, READ_CHUNK_BYTES, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
     except OSError as exc:
-        raise ExtractionError("unreadable", f"{name}: cannot be read ({exc.strerror}); check it is still there "
-                              "and readable, then send it again") from None
+        raise ExtractionError("unreadable", f"{name}: cannot be read ({exc.strerror}); send it again") from None
+    data = b"".join(chunks)
     if hashlib.sha256(data).hexdigest() != expected_sha256:
         raise ExtractionError("changed", f"{name}: changed after intake checked it; wait until it is fully "
                               "written, then send it again")
@@ -198,6 +221,9 @@ def extract_pdf(path: str | Path, options: ExtractionOptions,
         except (RuntimeError, pymupdf.mupdf.FzErrorBase):
             raise ExtractionError("damaged", f"{name}: its page tree is damaged beyond repair; ask for a new "
                                   "copy") from None
+        if total == 0:  # nothing to read is not a success: MuPDF "repairs" garbage into an empty document
+            raise ExtractionError("no-pages", f"{name}: has no pages (damaged, or not really a PDF); ask for a new "
+                                  "copy or export it again")
         ocr = _Ocr(options)
         notes: list[str] = []
         if repaired:
@@ -206,7 +232,7 @@ def extract_pdf(path: str | Path, options: ExtractionOptions,
         characters = 0
         for index in range(total):
             started = timer()
-            text, method = _pdf_page(doc, index, ocr, options, notes)
+            text, method = _pdf_page(doc, index, ocr, options, notes, name)
             characters += len(text)
             if characters > MAX_TEXT_CHARACTERS:
                 raise ExtractionError("text-limit", f"{name}: yields more than {MAX_TEXT_CHARACTERS:,} characters "
@@ -221,12 +247,17 @@ def extract_pdf(path: str | Path, options: ExtractionOptions,
         return Extraction(tuple(pages), tuple(notes + ocr.warnings), repaired)
 
 
-def _pdf_page(doc: Any, index: int, ocr: _Ocr, options: ExtractionOptions, notes: list[str]) -> tuple[str, str]:
+def _pdf_page(doc: Any, index: int, ocr: _Ocr, options: ExtractionOptions, notes: list[str],
+              name: str) -> tuple[str, str]:
     import pymupdf
 
     number = index + 1
     try:
         page = doc.load_page(index)
+        if page_content_bytes(doc, page, MAX_PAGE_CONTENT_BYTES) > MAX_PAGE_CONTENT_BYTES:
+            raise ExtractionError("content-limit", f"{name}: page {number}'s "
+                                  f"drawing instructions expand past {MAX_PAGE_CONTENT_BYTES // 1024**2} MiB; it "
+                                  "may be hostile. Ask for a new copy (print it to PDF, or scan it)")
         text: str = page.get_text("text")
     except (RuntimeError, pymupdf.mupdf.FzErrorBase):
         notes.append(f"page {number}: could not be read (damaged); skipped")
@@ -257,6 +288,38 @@ def _pdf_page(doc: Any, index: int, ocr: _Ocr, options: ExtractionOptions, notes
     if darkest == lightest:
         return "", METHOD_BLANK
     return ocr.read(image, number), METHOD_OCR
+
+
+def page_content_bytes(doc: Any, page: Any, limit: int) -> int:
+    """The decompressed size of a page's content streams and its forms', counted only up to just past `limit`."""
+    xrefs = list(page.get_contents())
+    xrefs += [xref for xref, *_ in page.get_xobjects() if doc.xref_get_key(xref, "Subtype")[1] == "/Form"]
+    total = 0
+    for xref in dict.fromkeys(xrefs):
+        total += _stream_bytes(doc, xref, limit - total + 1)
+        if total > limit:
+            break
+    return total
+
+
+def _stream_bytes(doc: Any, xref: int, budget: int) -> int:
+    """One stream's decompressed size, inflating at most `budget` bytes of it (FlateDecode, the usual filter)."""
+    kind, value = doc.xref_get_key(xref, "Filter")
+    raw = doc.xref_stream_raw(xref) or b""
+    if kind == "null":
+        return len(raw)
+    if value.strip("[] ") != "/FlateDecode":  # rarer filters: MuPDF decodes them (they do not compress 1000:1)
+        return len(doc.xref_stream(xref) or b"")
+    inflate = zlib.decompressobj()
+    size = 0
+    pending = raw
+    try:
+        while pending and size <= budget:
+            size += len(inflate.decompress(pending, INFLATE_CHUNK_BYTES))
+            pending = inflate.unconsumed_tail
+    except zlib.error:
+        return size  # damaged: MuPDF reads what it can, no more than what inflated here
+    return size
 
 
 def extract_image(path: str | Path, options: ExtractionOptions,

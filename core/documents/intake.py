@@ -4,32 +4,40 @@ Only files inside the configured intake folders are accepted (symlinks are
 resolved first, so a link cannot point out of them). Size is checked before a
 byte is read, the type comes from magic bytes rather than the name, and a
 streamed SHA-256 identifies duplicates.
+
+The file is opened once, walking down from its intake folder without following
+any link and without blocking (a pipe swapped in cannot hang us); what was
+opened is checked by `fstat` against what was checked by path (device and
+inode), and that same descriptor is hashed and handed to the worker, so a link
+swapped in after the check cannot make us read another file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import hashlib
 import os
 import stat
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-
-import aiofiles
 
 from medops.core.errors import DocumentError
 from medops.core.settings.config import MIB, Settings
 from medops.core.settings.paths import Locations
 
-# Hashing reads at least this much at a time: aiofiles hands each read to a
+# Hashing reads at least this much at a time: each read is handed to a
 # thread, so small chunks would mean thousands of thread hops per document.
 HASH_CHUNK_BYTES = 1 * MIB
 # PDF readers accept a header a little way into the file; so do we.
 PDF_HEADER_WINDOW = 1024
 COMPLETION_LIMIT = 50
+# No link followed at the last step, no blocking open on a FIFO, not inherited by children.
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class IntakeRefused(DocumentError):
@@ -45,15 +53,39 @@ class DocumentKind(StrEnum):
     TIFF = "tiff"
 
 
+class OpenedFile:
+    """The descriptor intake checked and hashed; extraction reads these bytes, never the path again."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @property
+    def fd(self) -> int:
+        """The open descriptor (-1 once closed)."""
+        return self._fd
+
+    def close(self) -> None:
+        """Close it; safe to call twice (the number is never closed again once reused)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
 @dataclass(frozen=True)
 class IntakeFile:
-    """A file that passed intake: where it really is, its type, size and hash."""
+    """A file that passed intake: where it really is, its type, size and hash, and the descriptor read."""
 
     path: Path  # resolved, inside an intake folder
     name: str  # as the user gave it, for messages and the console
     kind: DocumentKind
     size: int
     sha256: str
+    opened: OpenedFile | None = field(default=None, repr=False, compare=False)
+
+    def close(self) -> None:
+        """Close the descriptor intake opened, once it is no longer needed."""
+        if self.opened is not None:
+            self.opened.close()
 
 
 def sniff_kind(head: bytes) -> DocumentKind | None:
@@ -105,6 +137,9 @@ class Intake:
         A relative path is taken from the working directory (the CLI), or with
         `relative_to_intake` from the intake folders, the first that has it (the console's form).
         """
+        return self._check(path, relative_to_intake=relative_to_intake)[0]
+
+    def _check(self, path: str | Path, *, relative_to_intake: bool = False) -> tuple[Path, os.stat_result]:
         listing = ":".join(str(f) for f in self.folders) or "none configured"
         if not str(path).strip():
             raise IntakeRefused(f"no path given; type the path of a document inside an intake folder ({listing})")
@@ -130,12 +165,15 @@ class Intake:
             raise IntakeRefused(f"{name}: is a folder; give a document file inside it")
         if not stat.S_ISREG(info.st_mode):
             raise IntakeRefused(f"{name}: is not a regular file (a pipe or device); give a document file")
-        if info.st_size == 0:
+        self._check_size(name, info.st_size)
+        return resolved, info
+
+    def _check_size(self, name: str, size: int) -> None:
+        if size == 0:
             raise IntakeRefused(f"{name}: is empty (0 bytes); the upload or copy may have failed, send it again")
-        if info.st_size > self.max_bytes:
-            raise IntakeRefused(f"{name}: is {info.st_size / MIB:.1f} MiB, over the {self.max_bytes / MIB:g} MiB "
+        if size > self.max_bytes:
+            raise IntakeRefused(f"{name}: is {size / MIB:.1f} MiB, over the {self.max_bytes / MIB:g} MiB "
                                 "limit; split it, or raise max_file_size_mb")
-        return resolved
 
     async def check_async(self, path: str | Path, *, relative_to_intake: bool = False) -> Path:
         """`check` on the I/O threads: resolving and stat-ing a path can block on a slow disk."""
@@ -171,30 +209,78 @@ class Intake:
         return next((t for t in tries if os.path.lexists(t)), tries[0] if tries else relative)
 
     async def admit(self, path: str | Path) -> IntakeFile:
-        """Check `path`, read its type from magic bytes and hash it; all file I/O off the event loop."""
-        resolved = await self.check_async(path)
+        """Check `path`, open it once, read its type from magic bytes and hash it; all file I/O off the loop.
+
+        The result holds the open descriptor (`IntakeFile.opened`); the caller closes it.
+        """
+        loop = asyncio.get_running_loop()
+        resolved, checked = await loop.run_in_executor(self.io, self._check, path)
         name = Path(path).name or str(path)
+        fd = await loop.run_in_executor(self.io, self._open_checked, resolved, checked, name)
+        opened = OpenedFile(fd)
+        try:
+            size, kind, sha256 = await self._hash(fd, name)
+        except BaseException:
+            opened.close()
+            raise
+        return IntakeFile(path=resolved, name=name, kind=kind, size=size, sha256=sha256, opened=opened)
+
+    def _open_checked(self, resolved: Path, checked: os.stat_result, name: str) -> int:
+        """Open `resolved` from its intake folder down, following no link, and confirm it is what was checked."""
+        folder = next(f for f in self._resolved_folders() if resolved.is_relative_to(f))
+        parts = resolved.relative_to(folder).parts
+        try:
+            at = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                for part in parts[:-1]:
+                    below = os.open(part, _DIR_FLAGS, dir_fd=at)
+                    os.close(at)
+                    at = below
+                fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=at)
+            finally:
+                os.close(at)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                raise IntakeRefused(f"{name}: was replaced (by a link, or moved away) while it was being checked; "
+                                    "nothing was read. Send it again once it stays put") from None
+            raise IntakeRefused(f"{name}: cannot be read ({exc.strerror}); check its permissions") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise IntakeRefused(f"{name}: is not a regular file (a pipe or device was put in its place); "
+                                    "give a document file")
+            if (info.st_dev, info.st_ino) != (checked.st_dev, checked.st_ino):
+                raise IntakeRefused(f"{name}: was replaced by another file while it was being checked; nothing "
+                                    "was read. Send it again once it stays put")
+            self._check_size(name, info.st_size)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    async def _hash(self, fd: int, name: str) -> tuple[int, DocumentKind, str]:
+        """Size, type and SHA-256 of what `fd` holds, read in chunks on the I/O threads."""
+        loop = asyncio.get_running_loop()
         sha = hashlib.sha256()
         kind: DocumentKind | None = None
         size = 0
         try:
-            async with aiofiles.open(resolved, "rb", executor=self.io) as stream:
-                while chunk := await stream.read(HASH_CHUNK_BYTES):
+            while chunk := await loop.run_in_executor(self.io, os.pread, fd, HASH_CHUNK_BYTES, size):
+                if kind is None:
+                    kind = sniff_kind(chunk)
                     if kind is None:
-                        kind = sniff_kind(chunk)
-                        if kind is None:
-                            raise IntakeRefused(f"{name}: is not a PDF, PNG, JPEG or TIFF (by its content, whatever "
-                                                "its name says); convert it to one of those")
-                    size += len(chunk)
-                    if size > self.max_bytes:  # it grew after the check
-                        raise IntakeRefused(f"{name}: grew past the {self.max_bytes / MIB:g} MiB limit while being "
-                                            "read; wait until it is fully written")
-                    sha.update(chunk)
+                        raise IntakeRefused(f"{name}: is not a PDF, PNG, JPEG or TIFF (by its content, whatever "
+                                            "its name says); convert it to one of those")
+                size += len(chunk)
+                if size > self.max_bytes:  # it grew after the check
+                    raise IntakeRefused(f"{name}: grew past the {self.max_bytes / MIB:g} MiB limit while being "
+                                        "read; wait until it is fully written")
+                sha.update(chunk)
         except OSError as exc:
             raise IntakeRefused(f"{name}: cannot be read ({exc.strerror}); check its permissions") from None
         if kind is None:
             raise IntakeRefused(f"{name}: is empty (0 bytes); the upload or copy may have failed, send it again")
-        return IntakeFile(path=resolved, name=name, kind=kind, size=size, sha256=sha.hexdigest())
+        return size, kind, sha.hexdigest()
 
     def complete(self, prefix: str, limit: int = COMPLETION_LIMIT) -> list[str]:
         """Paths under the intake folders that start with `prefix` (folders end in '/'); for path completion.

@@ -29,8 +29,9 @@ from medops.core.documents.extraction import (
 )
 from medops.core.documents.intake import Intake, IntakeFile
 from medops.core.documents.results import DocumentProgress, DocumentResult, ProgressCallback
+from medops.core.documents.sandbox import make_undumpable
 from medops.core.documents.worker import encode_frame, extraction_from_reply, job_message
-from medops.core.documents.worker_pool import Worker, WorkerPool, describe_exit, worker_command
+from medops.core.documents.worker_pool import Worker, WorkerPool, describe_exit, reclaim_worker_folders, worker_command
 from medops.core.errors import DocumentError
 from medops.core.settings.config import Settings
 from medops.core.snapshot import DocumentJob, DocumentsSnapshot, JobState, PoolSnapshot
@@ -102,11 +103,16 @@ class DocumentPipeline:
         self._waits = RecentWaits(WAIT_SAMPLES)
         self._done = self._failed = self._cancelled = self._pages = 0
         self._timeouts = 0
+        self._unconfined_said = False
 
     # lifecycle
 
     async def start(self) -> None:
-        """Accept documents; workers start when the first one arrives (or on `warm()`)."""
+        """Accept documents (workers start when the first one arrives, or on `warm()`); reclaim dead runs' scratch."""
+        await asyncio.to_thread(reclaim_worker_folders)
+        # Workers are this process's children: they must not read its environment (the Groq key) or memory.
+        if not make_undumpable():
+            log.warning("could not make the core non-dumpable; a document worker could read its environment")
         self._pool.running = True
 
     @property
@@ -169,6 +175,7 @@ class DocumentPipeline:
             self._finish_failed(job, exc, "failed")
             raise
         if job.future.done():  # cancelled, or the core stopped, while it was being read
+            job.file.close()
             return await job.future
         log.info("document %s admitted: %s, %d bytes, sha256 %s", job.id, job.file.kind.value, job.file.size,
                  job.file.sha256[:12])
@@ -240,6 +247,11 @@ class DocumentPipeline:
         return sum(1 for w in self._pool.workers if w.ready and w.kill_reason is None)
 
     @property
+    def worker_pids(self) -> tuple[int, ...]:
+        """The process ids of the workers alive, for diagnosis."""
+        return tuple(w.process.pid for w in self._pool.workers)
+
+    @property
     def worker_count(self) -> int:
         """Worker processes alive (started or starting)."""
         return self._pool.count
@@ -274,6 +286,9 @@ class DocumentPipeline:
             raise ValueError("not a reply")
         kind = message[0]
         if kind == "ready":
+            if len(message) > 2 and message[2] and not self._unconfined_said:
+                self._unconfined_said = True
+                log.warning("document workers run unconfined: %s", str(message[2])[:200])
             worker.ready = True
             self._start_failures = 0
             self._dispatch()
@@ -361,7 +376,11 @@ class DocumentPipeline:
         job.state = "running"
         job.started_at = self.clock.monotonic()
         self._waits.add(job.started_at - job.submitted_at)
-        self._pool.send(worker, encode_frame(job_message(job.id, str(job.file.path), job.file.kind.value,
+        assert job.file.opened is not None
+        # The descriptor intake hashed, not the path: a file swapped in since is never read.
+        self._pool.hand_over(worker, job.file.opened.fd)
+        job.file.close()  # the worker holds its own copy now
+        self._pool.send(worker, encode_frame(job_message(job.id, job.file.name, job.file.kind.value,
                                                          self.options, job.file.sha256)))
         job.watchdog = asyncio.get_running_loop().create_task(self._watch(worker, job))
         self._progress(job)
@@ -429,6 +448,8 @@ class DocumentPipeline:
     def _end(self, job: _Job) -> None:
         if job.watchdog is not None:
             job.watchdog.cancel()
+        if job.file is not None:
+            job.file.close()
         if job.file is not None and self._in_flight.get(job.file.sha256) is job.future:
             del self._in_flight[job.file.sha256]
         self._jobs.pop(job.id, None)

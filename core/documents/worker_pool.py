@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -22,7 +24,16 @@ from typing import Generic, Literal, Protocol, TypeVar
 
 import orjson
 
-from medops.core.documents.worker import FRAME_HEADER, MAX_FRAME_BYTES
+from medops.core.documents.worker import (
+    CHANNEL_VARIABLE,
+    FRAME_HEADER,
+    MAX_FRAME_BYTES,
+    MEMORY_VARIABLE,
+    memory_share,
+)
+from medops.core.memory.segment import OwnerId, process_id
+
+log = logging.getLogger(__name__)
 
 J = TypeVar("J")
 
@@ -40,15 +51,47 @@ def worker_command() -> list[str]:
     return [sys.executable, "-P", "-m", "medops.core.documents.worker"]
 
 
-def worker_env(scratch: Path) -> dict[str, str]:
-    """The environment a worker starts with."""
+def worker_env(scratch: Path, channel_fd: int = -1, workers: int = 1) -> dict[str, str]:
+    """The environment a worker starts with: its channel, its share of the memory bound, its scratch folder."""
     # A worker parses hostile files: it gets no secrets it does not need.
     env = {name: value for name, value in os.environ.items() if name != "GROQ_API_KEY"}
+    env[CHANNEL_VARIABLE] = str(channel_fd)
+    env[MEMORY_VARIABLE] = str(memory_share(workers))
     env["OMP_THREAD_LIMIT"] = "1"
     # Tesseract's page images and outputs are patient data: they go to a folder
     # only we can read, which is removed with the worker, even after a kill.
     env["TMPDIR"] = str(scratch)
     return env
+
+
+SCRATCH_PREFIX = "medops-worker-"
+
+
+def _scratch_prefix() -> str:
+    """Scratch folders are named for the core that made them (PID and start time), so a later run can
+    tell a dead run's folders from a live one's."""
+    me = process_id(os.getpid())
+    return f"{SCRATCH_PREFIX}{os.getpid()}-{me.started if me else 0}-"
+
+
+def reclaim_worker_folders(directory: Path | None = None) -> list[str]:
+    """Remove this user's worker scratch folders whose core is gone (killed mid-OCR, say); return their names."""
+    root = Path(directory or tempfile.gettempdir())
+    removed = []
+    for path in root.glob(SCRATCH_PREFIX + "*"):
+        parts = path.name.removeprefix(SCRATCH_PREFIX).split("-")
+        try:
+            owner = OwnerId(int(parts[0]), int(parts[1]))
+            if path.lstat().st_uid != os.geteuid() or not path.is_dir() or path.is_symlink():
+                continue
+        except (IndexError, ValueError, FileNotFoundError):
+            continue  # not named by a core of ours, or reclaimed by another run first
+        if process_id(owner.pid) != owner:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    if removed:
+        log.info("reclaimed %d worker scratch folder(s) left by runs that died", len(removed))
+    return removed
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -69,6 +112,7 @@ class Worker(Generic[J]):
 
     process: asyncio.subprocess.Process
     scratch: Path  # its private temporary folder, removed when it exits
+    channel: socket.socket  # our end of the socket documents' descriptors are passed over
     ready: bool = False
     job: J | None = None
     kill_reason: KillReason | None = None
@@ -124,6 +168,16 @@ class WorkerPool(Generic[J]):
         assert worker.process.stdin is not None
         worker.process.stdin.write(frame)
 
+    def hand_over(self, worker: Worker[J], fd: int) -> bool:
+        """Pass the worker an open descriptor over its channel (it never opens an intake path); False if it broke."""
+        try:
+            socket.send_fds(worker.channel, [b"d"], [fd])
+        except OSError:
+            worker.kill_reason = worker.kill_reason or "garbled"
+            self.kill(worker)
+            return False
+        return True
+
     def kill(self, worker: Worker[J]) -> None:
         """Kill the worker and what it started; its exit reaches `on_exit`."""
         if worker.process.returncode is not None:
@@ -153,18 +207,23 @@ class WorkerPool(Generic[J]):
             await asyncio.gather(*readers, return_exceptions=True)
 
     async def _spawn(self) -> None:
-        scratch = Path(tempfile.mkdtemp(prefix="medops-worker-"))  # mode 0700
+        scratch = Path(tempfile.mkdtemp(prefix=_scratch_prefix()))  # mode 0700
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             process = await asyncio.create_subprocess_exec(
                 *worker_command(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL, env=worker_env(scratch), start_new_session=True)
+                stderr=asyncio.subprocess.DEVNULL, env=worker_env(scratch, theirs.fileno(), self.size),
+                start_new_session=True, pass_fds=(theirs.fileno(),))
         except OSError as exc:
             self._starting -= 1
+            ours.close()
             shutil.rmtree(scratch, ignore_errors=True)
             self._listener.on_start_failed(f"cannot start a document worker ({exc.strerror})")
             return
+        finally:
+            theirs.close()
         self._starting -= 1
-        worker: Worker[J] = Worker(process, scratch)
+        worker: Worker[J] = Worker(process, scratch, ours)
         self.workers.append(worker)
         worker.reader = asyncio.get_running_loop().create_task(self._read(worker))
         if not self.running:
@@ -187,6 +246,7 @@ class WorkerPool(Generic[J]):
             worker.kill_reason = worker.kill_reason or "garbled"
             self.kill(worker)
         await worker.process.wait()
+        worker.channel.close()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(worker.process.pid, signal.SIGKILL)  # a Tesseract it left behind
         await asyncio.to_thread(shutil.rmtree, worker.scratch, True)

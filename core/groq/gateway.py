@@ -24,12 +24,14 @@ import groq
 import httpx
 
 from medops.core.clock import Clock, SystemClock
+from medops.core.errors import ConfigError
 from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
 from medops.core.groq.http_pool_waits import PoolWaits
 from medops.core.groq.rate_headers import RateLimitHeaders, parse_rate_limit_headers, parse_rate_limit_message
 from medops.core.groq.requests import Completion, PromptRequest
 from medops.core.groq.token_estimate import estimate_prompt_tokens
 from medops.core.settings.config import Settings
+from medops.core.settings.redact import redact_url
 from medops.core.snapshot import PoolSnapshot
 
 # The SDK logs each request's options, the prompt among them, at DEBUG when GROQ_LOG=debug is set:
@@ -62,19 +64,30 @@ class GroqTarget:
     api_key: str  # never shown; LOCAL_PLACEHOLDER_KEY for a keyless local endpoint
     in_process: bool  # True: the core must start its own local endpoint at base_url
 
-    def __repr__(self) -> str:  # keep the key out of reprs, logs and tracebacks
-        return f"GroqTarget(kind={self.kind!r}, base_url={self.base_url!r}, in_process={self.in_process})"
+    @property
+    def shown_url(self) -> str:
+        """`base_url` as it may be shown: any user name and password in it replaced by ***."""
+        return redact_url(self.base_url)
+
+    def __repr__(self) -> str:  # keep the key and any URL credentials out of reprs, logs and tracebacks
+        return f"GroqTarget(kind={self.kind!r}, base_url={self.shown_url!r}, in_process={self.in_process})"
 
 
 def choose_target(settings: Settings, env: Mapping[str, str]) -> GroqTarget:
     """Groq when GROQ_API_KEY is set; else a local endpoint (GROQ_BASE_URL's, or an in-process one).
 
-    For the in-process case `base_url` is empty until the endpoint has a port.
+    For the in-process case `base_url` is empty until the endpoint has a port. A key that
+    cannot be sent, or a URL that is not https (or http to this machine), is a ConfigError.
     """
     key = env.get("GROQ_API_KEY", "").strip()
     base_url = env.get("GROQ_BASE_URL", "").strip()
+    if base_url:
+        check_base_url(base_url, "GROQ_BASE_URL")
     if key:
+        check_api_key(key)
         url = base_url or settings.groq_base_url
+        if not base_url:
+            check_base_url(url, "setting groq_base_url")
         return GroqTarget("local" if is_loopback(url) else "groq", url, key, in_process=False)
     if base_url:
         return GroqTarget("local", base_url, LOCAL_PLACEHOLDER_KEY, in_process=False)
@@ -92,6 +105,26 @@ def url_in_effect(settings: Settings, env: Mapping[str, str]) -> tuple[str, str]
         why = "env GROQ_BASE_URL" + ("" if target.api_key != LOCAL_PLACEHOLDER_KEY else ", GROQ_API_KEY unset")
         return target.base_url, why
     return target.base_url, ""  # the setting itself, from where it came
+
+
+def check_base_url(url: str, origin: str) -> None:
+    """Refuse a Groq base URL that is not https, or http to this machine (the key would travel in clear)."""
+    parts = urlsplit(url)
+    shown = redact_url(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"{origin} = {shown!r} is not an http(s) URL with a host; use https://api.groq.com, or "
+                          "http://127.0.0.1:PORT for a local endpoint")
+    if parts.scheme == "http" and not is_loopback(url):
+        raise ConfigError(f"{origin} = {shown!r} uses plain http to another machine: prompts and the key would "
+                          "cross the network unencrypted; use https, or http only to 127.0.0.1/localhost")
+
+
+def check_api_key(key: str) -> None:
+    """Refuse a key an HTTP header cannot carry; the message never shows the key, nor where it goes wrong."""
+    if not all("!" <= ch <= "~" for ch in key):
+        raise ConfigError("GROQ_API_KEY holds characters a Groq key never has (non-ASCII, spaces or control "
+                          "characters; it is not shown here); copy it again from console.groq.com/keys, "
+                          "or unset it to use the local endpoint")
 
 
 def is_loopback(url: str) -> bool:
@@ -258,7 +291,7 @@ class Gateway:
         """An attempt without a usable answer: remembered for health, counted, and said with where it went."""
         self._last_failure = reason
         self._counts["failed"] += 1
-        return kind(f"{reason} from {self._target.kind} ({self._target.base_url})", reason=reason, status=status)
+        return kind(f"{reason} from {self._target.kind} ({self._target.shown_url})", reason=reason, status=status)
 
     def _status_error(self, exc: groq.APIStatusError) -> Exception:
         status = exc.status_code

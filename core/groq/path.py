@@ -131,9 +131,9 @@ class GroqPath:
             base_url = self.endpoint.url if self.endpoint.running else ""
             where = "in-process local endpoint (GROQ_API_KEY unset)"
         elif target.api_key == LOCAL_PLACEHOLDER_KEY:
-            base_url, where = target.base_url, "local endpoint at GROQ_BASE_URL (GROQ_API_KEY unset)"
+            base_url, where = target.shown_url, "local endpoint at GROQ_BASE_URL (GROQ_API_KEY unset)"
         else:
-            base_url, where = target.base_url, "GROQ_API_KEY set"
+            base_url, where = target.shown_url, "GROQ_API_KEY set"
         if self.gateway is None:
             return EndpointInfo(kind=target.kind, base_url=base_url, healthy=False, detail=f"{where}; not started")
         failure = self.gateway.last_failure

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,21 +56,13 @@ class PromptLine:
 
 def load_prompt_file(path: Path, settings: Settings) -> list[PromptLine]:
     """Every prompt in a JSONL file (blank lines skipped), all checked before any is sent."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise PromptFileError(f"{path} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit; split it")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PromptFileError(f"prompts file {path} does not exist") from None
-    except UnicodeDecodeError as exc:
-        raise PromptFileError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 JSONL") from None
-    except OSError as exc:
-        raise PromptFileError(f"prompts file {path} cannot be read ({exc.strerror})") from None
     prompts: list[PromptLine] = []
     problems: list[str] = []
-    lines = [(number, raw) for number, raw in enumerate(text.splitlines(), start=1) if raw.strip()]
-    for number, raw in lines:
+    lines = 0
+    for number, raw in _read_lines(path):  # parsed as read: the raw text is not kept
+        if not raw.strip():
+            continue
+        lines += 1
         try:
             prompts.append(PromptLine(number, parse_prompt_line(raw, number, path, settings)))
         except MedopsError as exc:  # gather them all: fixing a file one line per run wastes on-call time
@@ -77,12 +72,50 @@ def load_prompt_file(path: Path, settings: Settings) -> list[PromptLine]:
     if problems:
         shown = "\n  ".join(problems[:MAX_PROBLEMS_SHOWN])
         more = f"\n  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more" if len(problems) > MAX_PROBLEMS_SHOWN else ""
-        raise PromptFileError(f"{len(problems)} of {len(lines)} lines in {path} are not valid prompts; "
+        raise PromptFileError(f"{len(problems)} of {lines} lines in {path} are not valid prompts; "
                               f"nothing was sent:\n  {shown}{more}")
     if not prompts:
         raise PromptFileError(f"{path} holds no prompts; write one JSON object a line, e.g. "
                               '{"prompt": "...", "agent": "triage", "priority": "high"}')
     return prompts
+
+
+def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The file's lines, numbered, read a line at a time and never past `MAX_FILE_BYTES`.
+
+    The size is counted while reading, not taken from `stat` (0 for a device or a /proc file);
+    a pipe or device is refused before a byte is read, and opening never blocks on a FIFO.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise PromptFileError(f"prompts file {path} does not exist") from None
+    except OSError as exc:
+        raise PromptFileError(f"prompts file {path} cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PromptFileError(f"{path} is not a regular file (a folder, pipe or device); give a JSONL file")
+        os.set_blocking(fd, True)
+        consumed = 0
+        number = 0
+        while True:
+            try:
+                raw = stream.readline(MAX_FILE_BYTES - consumed + 1)
+            except OSError as exc:
+                raise PromptFileError(f"prompts file {path} cannot be read ({exc.strerror})") from None
+            if not raw:
+                return
+            number += 1
+            if consumed + len(raw) > MAX_FILE_BYTES:
+                raise PromptFileError(f"{path} is over the {MAX_FILE_BYTES:,}-byte limit (by line {number}); "
+                                      "split it")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise PromptFileError(f"{path} is not UTF-8 text (byte {consumed + exc.start}); save it as UTF-8 "
+                                      "JSONL") from None
+            consumed += len(raw)
+            yield number, text.rstrip("\r\n")
 
 
 def parse_prompt_line(raw: str, number: int, path: Path, settings: Settings) -> PromptRequest:

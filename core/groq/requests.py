@@ -23,7 +23,6 @@ DEFAULT_MAX_COMPLETION_TOKENS = 1_024
 # The agent types a prompt may be sent for: the assistant's four, and the on-call engineer's own
 # (`medops ask` and the console, by default). The one list: the CLI, the console's form and history use it.
 AGENTS = ("triage", "diagnosis", "medication", "documentation", "oncall")
-_SHOWN_AGENT = re.compile(r"[A-Za-z0-9._-]{1,32}")  # an unknown agent this short and plain is echoed back
 
 
 class Priority(IntEnum):
@@ -82,9 +81,10 @@ class PromptRequest:
         if not isinstance(self.agent, str) or not self.agent.strip():
             raise InvalidRequest("agent must name the agent type (e.g. triage); it was empty")
         if self.agent not in AGENTS:
-            # Echoed only when it is plainly a mistyped name: never text that could be patient data.
-            what = repr(self.agent) if _SHOWN_AGENT.fullmatch(self.agent) else f"({len(self.agent)} characters)"
-            raise InvalidRequest(f"agent {what} is not an agent medops knows; use one of {', '.join(AGENTS)}")
+            # It goes into the ledger verbatim: one of the known set, never free text that could be a patient's
+            # name or MRN, so a refused one is not echoed either.
+            raise InvalidRequest(f"agent must be one of {', '.join(AGENTS)} (this one is {len(self.agent):,} "
+                                 "characters and was not echoed)")
         object.__setattr__(self, "priority", Priority.parse(self.priority))
         tokens = self.max_completion_tokens
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:

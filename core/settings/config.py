@@ -157,8 +157,10 @@ class LoadedSettings:
 
 
 SCALAR_KEYS = tuple(f.name for f in fields(Settings) if f.name != "models")
-# Environment variables with the MEDOPS_ prefix that are not settings.
-RESERVED_ENV = {"MEDOPS_CONFIG", "MEDOPS_CONFIG_DIR", "MEDOPS_DATA_DIR"}
+# Environment variables with the MEDOPS_ prefix that are not settings: where things are
+# (the console's themes too), and what a document worker is handed by the core.
+RESERVED_ENV = {"MEDOPS_CONFIG", "MEDOPS_CONFIG_DIR", "MEDOPS_DATA_DIR", "MEDOPS_THEMES_DIR", "MEDOPS_WORKER_CHANNEL",
+                "MEDOPS_WORKER_MEMORY"}
 MIN_SLOT_BYTES = 1_024
 
 
@@ -343,7 +345,8 @@ def check_settings(settings: Settings, sources: Mapping[str, str]) -> None:
 def describe(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
     """(key, value, source) rows for every setting, models last."""
     rows = [(key, show_value(getattr(loaded.settings, key)), loaded.sources[key]) for key in SCALAR_KEYS]
-    rows = [(key, redact_url(value) if key == "store_url" else value, source) for key, value, source in rows]
+    rows = [(key, redact_url(value) if key in ("groq_base_url", "store_url") else value, source)
+            for key, value, source in rows]
     for name, m in sorted(loaded.settings.models.items()):
         rows.append((f"models.{name}", f"rpm={m.rpm} rpd={m.rpd} tpm={m.tpm} tpd={m.tpd} "
                      f"context_window={m.context_window}", loaded.sources["models"]))
@@ -357,3 +360,4 @@ def show_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+

@@ -7,15 +7,25 @@ with per-model limits, `x-ratelimit-*` headers on every completion answer,
 comes after the limits admitted the request and counts against rpm and rpd (not
 the tokens), as Groq counts every request that reaches it. It runs inside the
 caller's event loop (`start()`/`stop()`): the core's, or `medops endpoint`'s own.
+
+It cannot be worn down: a connection that has not sent a whole request head
+within `HEAD_TIMEOUT` of connecting (or of its last answer) is closed, a body
+must arrive within `BODY_TIMEOUT`, past `max_connections` open connections a
+new one gets a 503 and is closed, and refusals are logged at most once a
+minute. It listens on loopback unless another address is asked for explicitly
+(`allow_remote`), and then only with a key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import ipaddress
 import json
+import logging
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -46,6 +56,16 @@ CHAT_PATH = "/openai/v1/chat/completions"
 MODELS_PATH = "/openai/v1/models"
 ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
 SHUTDOWN_GRACE = 1.0  # seconds in-flight answers get when the endpoint stops
+HEAD_TIMEOUT = 10.0  # seconds a connection has to send a whole request head (also the keep-alive timeout)
+BODY_TIMEOUT = 10.0  # seconds a request has to send its body once its head is in
+# Well under the usual 1,024-descriptor limit, so the endpoint cannot starve the core it runs in.
+MAX_CONNECTIONS = 256
+LOG_INTERVAL = 60.0  # seconds between two log lines about refused connections
+_REFUSAL_BODY = json.dumps(error_body(
+    "Too many open connections to the local endpoint; retry shortly.", "server_busy", "server_busy")).encode()
+_REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Retry-After: 1\r\nContent-Length: " + str(len(_REFUSAL_BODY)).encode() + b"\r\n\r\n" + _REFUSAL_BODY)
+log = logging.getLogger("medops.endpoint")
 _ERROR_TEXT = {
     500: ("Internal Server Error", "internal_server_error"),
     502: ("Bad Gateway", "internal_server_error"),
@@ -72,6 +92,77 @@ class EndpointStats:
     injected_errors: int = 0  # 5xx and 498 from the fault modes
     dropped: int = 0  # connections closed while refusing
     in_flight: int = 0
+    refused_connections: int = 0  # turned away past max_connections
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a listening address is this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class AcceptErrorDamper(logging.Filter):
+    """Lets asyncio's "socket.accept() out of system resource" through once per LOG_INTERVAL, with a count.
+
+    Out of descriptors, asyncio logs it, with a traceback, on every retry of every listener: a
+    minute of that once filled 98 MB of log and buried what mattered.
+    """
+
+    MESSAGE = "socket.accept() out of system resource"
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self._clock = clock
+        self._last: float | None = None
+        self._held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.MESSAGE):
+            return True
+        now = self._clock.monotonic()
+        if self._last is not None and now - self._last < LOG_INTERVAL:
+            self._held += 1
+            return False
+        record.msg = f"{record.msg} ({self._held} more like it since the last report; out of file descriptors?)"
+        record.args = ()
+        record.exc_info = None  # the same traceback every time says nothing new
+        self._last, self._held = now, 0
+        return True
+
+
+def damp_accept_errors(clock: Clock) -> None:
+    """Install one `AcceptErrorDamper` on asyncio's logger (once per process)."""
+    asyncio_log = logging.getLogger("asyncio")
+    if not any(isinstance(f, AcceptErrorDamper) for f in asyncio_log.filters):
+        asyncio_log.addFilter(AcceptErrorDamper(clock))
+
+
+class _Refusal(asyncio.Protocol):
+    """A connection past the cap: told so in one 503 and closed, never parsed."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(_REFUSAL)
+        transport.close()
+
+
+class _CappedSite(web.TCPSite):
+    """A TCP site whose connections come from `factory` (which may refuse them) instead of the server itself."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int,
+                 factory: Callable[[], asyncio.BaseProtocol]) -> None:
+        super().__init__(runner, host, port)
+        self._factory = factory
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        self._server = await asyncio.get_running_loop().create_server(
+            self._factory, self._host, self._port, backlog=self._backlog)
+        self._bound_port = self._server.sockets[0].getsockname()[1]
 
 
 class _BadRequest(Exception):
@@ -88,7 +179,20 @@ class LocalEndpoint:
 
     def __init__(self, models: Mapping[str, ModelLimits], *, host: str = "127.0.0.1", port: int = 0,
                  api_key: str | None = None, clock: Clock | None = None, faults: FaultModes | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, allow_remote: bool = False, max_connections: int = MAX_CONNECTIONS,
+                 head_timeout: float = HEAD_TIMEOUT) -> None:
+        if not is_loopback_host(host):
+            if not allow_remote:
+                raise EndpointError(f"the local endpoint listens on loopback only, not {host}; use 127.0.0.1 "
+                                    "(endpoint_host, --host), or ask for other machines to reach it explicitly "
+                                    "with medops endpoint --allow-remote --require-key")
+            if not api_key:
+                raise EndpointError(f"listening on {host} (beyond this machine) needs a key: set GROQ_API_KEY "
+                                    "and pass --require-key, so only clients with it are answered")
+        self._max_connections = max_connections
+        self._head_timeout = head_timeout
+        self._refused_since_log = 0
+        self._last_refusal_log: float | None = None
         self._clock = clock or SystemClock()
         self._host = host
         self._port = port
@@ -122,11 +226,15 @@ class LocalEndpoint:
         """Listen on host:port inside the running event loop; idempotent."""
         if self._runner is not None:
             return
+        damp_accept_errors(self._clock)
         app = web.Application()
         app.router.add_post(CHAT_PATH, self._chat)
         app.router.add_get(MODELS_PATH, self._models)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
+        # aiohttp's keep-alive timer runs from connect (and from each answer) until a whole request
+        # head is in: set to HEAD_TIMEOUT it is the read timeout for heads, a half-open connection's end.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE,
+                               keepalive_timeout=self._head_timeout)
         await runner.setup()
         self._runner = runner
         try:
@@ -138,7 +246,7 @@ class LocalEndpoint:
 
     async def _listen(self) -> None:
         assert self._runner is not None
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = _CappedSite(self._runner, self._host, self._port, self._connection)
         try:
             await site.start()
         except OSError as exc:
@@ -146,6 +254,27 @@ class LocalEndpoint:
                                 f"({exc.strerror or exc}); pick another port or stop what uses it") from None
         self._site = site
         self._port = self._runner.addresses[0][1]
+
+    @property
+    def open_connections(self) -> int:
+        """Connections being served now (refused ones not counted)."""
+        server = self._runner.server if self._runner is not None else None
+        return len(server.connections) if server is not None else 0
+
+    def _connection(self) -> asyncio.BaseProtocol:
+        """The protocol for a new connection: aiohttp's, or a refusal past `max_connections`."""
+        assert self._runner is not None and self._runner.server is not None
+        server = self._runner.server
+        if len(server.connections) < self._max_connections:
+            return server()
+        self._count(refused_connections=1)
+        self._refused_since_log += 1
+        now = self._clock.monotonic()
+        if self._last_refusal_log is None or now - self._last_refusal_log >= LOG_INTERVAL:
+            log.warning("local endpoint: %d connections open (the cap); refused %d new ones since the last "
+                        "report", len(server.connections), self._refused_since_log)
+            self._last_refusal_log, self._refused_since_log = now, 0
+        return _Refusal()
 
     async def stop(self) -> None:
         """Stop listening and close connections; in-flight answers get a short grace."""
@@ -205,6 +334,10 @@ class LocalEndpoint:
             counter = "unauthorized" if bad.status == 401 else "bad_requests"
             self._count(**{counter: 1})
             return web.json_response(bad.body, status=bad.status)
+        except RecursionError:  # a body nested past what checking it can walk: still the client's fault
+            self._count(bad_requests=1)
+            return web.json_response(error_body("The request body is nested too deeply.", code="json_invalid"),
+                                     status=400)
         finally:
             self._count(in_flight=-1)
 
@@ -330,9 +463,18 @@ class LocalEndpoint:
 
     async def _json_body(self, request: web.Request) -> dict[str, Any]:
         try:
-            body = json.loads(await request.read())
+            async with asyncio.timeout(BODY_TIMEOUT):
+                raw = await request.read()
+        except TimeoutError:
+            raise _BadRequest(408, error_body(f"The request body did not arrive within {BODY_TIMEOUT:g} s.",
+                                              code="request_timeout")) from None
+        try:
+            body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise _BadRequest(400, error_body("The request body is not valid JSON. Send a JSON object.",
+                                              code="json_invalid")) from None
+        except RecursionError:  # nested deeper than the parser goes: the client's fault, not a 500
+            raise _BadRequest(400, error_body("The request body is nested too deeply. Send a flat JSON object.",
                                               code="json_invalid")) from None
         if not isinstance(body, dict):
             raise _BadRequest(400, error_body("The request body must be a JSON object.", code="json_invalid"))
