@@ -24,12 +24,14 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, TabbedContent, TabPane
+from textual.widget import Widget
+from textual.widgets import Footer, TabbedContent, TabPane
 
 from medops.console.error_text import describe_error
 from medops.console.forms.availability import CoreHandle
 from medops.console.forms.document import DocumentForm
 from medops.console.forms.limits import LimitsScreen
+from medops.console.forms.pasted import PasteHadControls
 from medops.console.forms.prompt import PromptForm
 from medops.console.forms.search import SearchForm
 from medops.console.hangup import (
@@ -368,11 +370,24 @@ class MedopsApp(App[int]):
                 pane.apply(snapshot)
             self.main.query_one(GraphsPane).apply(snapshot)
             self.main.query_one(HistoryPane).apply(snapshot)
+            self.main.query_one(PromptForm).intake_paused = snapshot.paused
             self._show_status()
 
     def _show_status(self) -> None:
         state = ConsoleState(self.refresh_interval, self.display_paused, self.theme)
         self.main.query_one(StatusLine).show(self.latest, state)
+
+    # ---- pastes -------------------------------------------------------------------
+
+    @on(PasteHadControls)
+    def _paste_had_controls(self, message: PasteHadControls) -> None:
+        self.notify(message.explanation(), title="paste", severity="warning", timeout=10)
+
+    def on_paste(self, event: events.Paste) -> None:
+        """A paste no text box took (the focus was on a button, a table…): say so, never act on it."""
+        if event.text:
+            self.notify("The paste went nowhere: no text box has the focus. Click or tab into one, then paste"
+                        " again.", title="paste", severity="warning", timeout=10)
 
     # ---- actions ------------------------------------------------------------------
 
@@ -447,7 +462,7 @@ class MedopsApp(App[int]):
             self.pop_screen()  # a tab key from the help screen goes to that tab
         self.main.query_one("#tabs", TabbedContent).active = pane_id
         if tab in TAB_FIRST_FIELD:
-            self.main.query_one(TAB_FIRST_FIELD[tab], Input).focus()
+            self.main.query_one(TAB_FIRST_FIELD[tab], Widget).focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """`esc` shows in the footer only while a form field has the focus."""

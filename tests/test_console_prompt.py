@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from textual.widgets import Input
 
 from medops.console.app import MedopsApp
 from medops.console.forms.prompt import PromptForm, ReplyCard, build_request
+from medops.console.forms.prompt_box import PromptBox
 from medops.core.groq.quota import RequestTooLarge
 from medops.core.groq.requests import InvalidRequest, PromptRequest, PromptResult
 from medops.core.settings.config import Settings
@@ -35,37 +35,37 @@ async def test_a_refused_prompt_comes_back_and_earlier_ones_are_recalled(locatio
     async with app.run_test(size=(120, 40)) as pilot:
         assert await until(pilot, lambda: app.core_started)
         await pilot.press("3")
-        box = app.query_one("#prompt-text", Input)
+        box = app.query_one("#prompt-text", PromptBox)
         form = app.query_one(PromptForm)
-        box.value = "first, a very long referral letter"
+        box.text = "first, a very long referral letter"
         await pilot.press("enter")
-        assert box.value == ""
+        assert box.text == ""
         core.go.set()
         assert await until(pilot, lambda: form.in_flight == 0)
-        assert box.value == "first, a very long referral letter"  # back in the box, ready to shorten
+        assert box.text == "first, a very long referral letter"  # back in the box, ready to shorten
         assert "the prompt is back in the box" in str(app.query_one(ReplyCard).render())
 
         core.go.clear()
-        box.value = "second prompt"
+        box.text = "second prompt"
         await pilot.press("enter")
         await pilot.press(*"now typing a third")
         core.go.set()
         assert await until(pilot, lambda: form.in_flight == 0)
-        assert box.value == "now typing a third"  # what is being typed is never overwritten
+        assert box.text == "now typing a third"  # what is being typed is never overwritten
         assert "↑ in the box brings the prompt back" in str(app.query(ReplyCard).first().render())
 
         await pilot.press("up")
-        assert box.value == "second prompt"
+        assert box.text == "second prompt"
         await pilot.press("up")
-        assert box.value == "first, a very long referral letter"
+        assert box.text == "first, a very long referral letter"
         await pilot.press("up")  # no earlier one: stays
-        assert box.value == "first, a very long referral letter"
+        assert box.text == "first, a very long referral letter"
         await pilot.press("down", "down")
-        assert box.value == "now typing a third"  # back to the draft ↑ left, not an empty box
+        assert box.text == "now typing a third"  # back to the draft ↑ left, not an empty box
         await pilot.press("up", *" (edited)", "down")
-        assert box.value == "second prompt (edited)"  # an edited recall is the draft now: ↓ keeps it
+        assert box.text == "second prompt (edited)"  # an edited recall is the draft now: ↓ keeps it
         await pilot.press("up")
-        assert box.value == "second prompt"
+        assert box.text == "second prompt"
 
 
 def test_request_ids_are_unique_across_consoles_and_only_ids() -> None:
