@@ -51,6 +51,7 @@ from medops.console.panes.pools import PoolsPane
 from medops.console.panes.quota import QuotaPane
 from medops.console.panes.slots import SlotsPane
 from medops.console.panes.status import ConsoleState, StatusLine
+from medops.console.terminal_input import paste_safe_driver
 from medops.console.theme_files import choose_theme, load_themes, themes_dir
 from medops.core.documents.intake import Intake
 from medops.core.settings.config import Settings
@@ -149,7 +150,7 @@ class MedopsApp(App[int]):
 
     def __init__(self, settings: Settings, locations: Locations, theme: str | None = None, *,
                  core: ResourceCore | None = None, themes_folder: Path | None = None) -> None:
-        super().__init__()
+        super().__init__(driver_class=paste_safe_driver())  # a paste is text: it never presses keys
         self.settings = settings
         self.locations = locations
         # Without a core given, it is imported and built after the first frame (it is heavy).

@@ -136,3 +136,36 @@ def test_a_closed_terminal_without_sighup_ends_the_console(locations: Locations)
         if child.poll() is None:
             child.kill()
         child.wait()
+
+
+def test_eight_prompts_typed_at_once_are_eight_requests_and_a_paste_never_presses_keys(tmux: Tmux,
+                                                                                        tmp_path: Path) -> None:
+    tmux.start(80, 24)
+    assert wait_for(lambda: tmux.shows("local ok", "intake open")), tmux.screen()
+    tmux.keys("3")
+    assert wait_for(lambda: tmux.shows("prompt text")), tmux.screen()
+    # One send-keys: tmux writes all of it to the terminal at once, as a fast typist's keys arrive.
+    tmux.keys(*[item for n in range(1, 9) for item in (f"question {n}", "Enter")])
+    assert wait_for(lambda: tmux.shows("#8 triage · normal") and "waiting" not in tmux.screen()
+                    and "streaming" not in tmux.screen(), 30), tmux.screen()
+    assert not tmux.shows("#9") and not tmux.shows("Type a prompt first"), tmux.screen()
+    tmux.keys("Escape")
+    time.sleep(0.2)  # escape and 6 at once read as alt+6
+    tmux.keys("6")
+    assert wait_for(lambda: tmux.shows("all 8 shown")), tmux.screen()  # the ledger has 8 requests
+    tmux.keys("3")
+    assert wait_for(lambda: tmux.shows("^s Send")), tmux.screen()  # the footer: the prompt box has the focus
+    tmux.keys("Tab")
+    assert wait_for(lambda: not tmux.shows("^s Send")), tmux.screen()
+
+    hostile = tmp_path / "paste.txt"
+    hostile.write_bytes(b"red \x1b[31mlt1\x1b[0m bell\x07\nsecond line \x1bl")
+    tmux.run("load-buffer", "-b", "hostile", str(hostile))
+    # the Send button now: a paste there went to the bindings before
+    tmux.run("paste-buffer", "-p", "-b", "hostile", "-t", tmux.session)
+    assert wait_for(lambda: tmux.shows("The paste went nowhere")), tmux.screen()
+    assert not tmux.shows("Limits") or tmux.shows("prompt text"), tmux.screen()  # no Limits form opened
+    tmux.keys("BTab")  # back in the prompt box
+    assert wait_for(lambda: tmux.shows("^s Send")), tmux.screen()
+    tmux.run("paste-buffer", "-p", "-b", "hostile", "-t", tmux.session)
+    assert wait_for(lambda: tmux.shows("red ␛[31mlt1␛[0m bell␇", "second line ␛l")), tmux.screen()

@@ -14,6 +14,7 @@ from textual.message import Message
 DEL = 0x7F
 PICTURE_BASE = 0x2400  # U+2400 "␀" starts the control pictures, in code order
 DEL_PICTURE = "\u2421"  # ␡
+ESC_PICTURE = "\u241b"  # ␛: the terminal input turns a paste's ESCs into it before any box sees them
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,11 @@ def clean_paste(text: str, *, keep: str = "") -> CleanPaste:
     """`text` with every C0 control and DEL shown as its picture, except those in `keep` (e.g. newline)."""
     out: list[str] = []
     shown: list[str] = []
-    for character in text.replace("\r\n", "\n"):
+    # a terminal's paste ends its lines with CR (tmux, most emulators): a line break all the same
+    for character in text.replace("\r\n", "\n").replace("\r", "\n"):
         code = ord(character)
+        if character == ESC_PICTURE and character not in shown:
+            shown.append(character)
         if (code < 0x20 or code == DEL) and character not in keep:
             symbol = picture(character)
             out.append(symbol)
