@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from textual import events
 from textual.app import App
-from textual.widgets import Input, Label
+from textual.widgets import Input, Label, ProgressBar, TextArea
 
 from medops.console.app import MedopsApp
 from medops.console.forms.document import DocumentForm
 from medops.console.forms.prompt import PromptForm
+from medops.core.documents.pipeline import DocumentResult
 from medops.core.groq.requests import Completion, PromptRequest, PromptResult
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
@@ -91,3 +93,32 @@ async def test_eight_document_paths_typed_back_to_back_are_taken_up_in_order(loc
         assert form.started == paths
         assert "scan-8.pdf: no such file" in str(form.query_one("#doc-error", Label).render())
         assert form.query_one("#doc-path", Input).value == paths[-1]  # the last refused path, back to fix
+
+
+class ExtractingCore(FrozenCore):
+    """Extracts any admitted file as one page of known text."""
+
+    async def extract(self, path: Path, *, case_id: str | None = None, on_progress: Any = None) -> DocumentResult:
+        return DocumentResult(job_id="d-1", name=path.name, sha256="0" * 64, kind="pdf", size=9,
+                              text="Previous patient's letter.", pages=1, page_methods=("text",), warnings=(),
+                              repaired=False, queued_seconds=0.0, extract_seconds=0.1, seconds=0.1)
+
+
+async def test_a_refused_document_leaves_nothing_of_the_last_one_on_the_form(locations: Locations) -> None:
+    intake = locations.default_intake_dir
+    intake.mkdir(parents=True)
+    (intake / "letter.pdf").write_bytes(b"%PDF-1.4\n")
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=ExtractingCore())  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("4", *"letter.pdf", "enter")
+        form = app.query_one(DocumentForm)
+        text = form.query_one("#doc-text", TextArea)
+        bar = form.query_one("#doc-progress", ProgressBar)
+        assert await until(pilot, lambda: text.text == "Previous patient's letter." and not form.running)
+        assert bar.percentage == 1.0
+        await pilot.press(*"missing.pdf", "enter")
+        error = form.query_one("#doc-error", Label)
+        assert await until(pilot, lambda: "missing.pdf: no such file" in str(error.render()))
+        assert text.text == "" and bar.percentage == 0.0
+        assert "letter.pdf" not in str(form.query_one("#doc-summary", Label).render())
