@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import os
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path, PurePath
@@ -70,6 +71,7 @@ TTY_CHECK_INTERVAL = 1.0
 HARD_EXIT_GRACE = 1.0  # seconds Textual gets to shut down once the core has stopped, when the terminal is gone
 HANGUP_EXIT_CODE = 129  # 128 + SIGHUP, as a shell reports it
 TERMINATE_EXIT_CODE = 143  # 128 + SIGTERM
+NO_COLOR_ENV = "NO_COLOR"  # any value, as Textual reads it
 TABS = ("overview", "graphs", "prompt", "document", "search", "history")
 TAB_PANE_IDS = {"graphs": "graphs-tab", "history": "history-tab"}  # where the pane inside has the tab's name
 TAB_FIRST_FIELD = {"prompt": "#prompt-text", "document": "#doc-path", "search": "#search-text"}
@@ -150,7 +152,10 @@ class MedopsApp(App[int]):
 
     def __init__(self, settings: Settings, locations: Locations, theme: str | None = None, *,
                  core: ResourceCore | None = None, themes_folder: Path | None = None) -> None:
-        super().__init__(driver_class=paste_safe_driver())  # a paste is text: it never presses keys
+        # NO_COLOR: Textual then strips every colour to the terminal's own only when it draws in ANSI
+        # colours; otherwise it turns them grey, and its ANSI themes' "default" into black on black.
+        super().__init__(driver_class=paste_safe_driver(),  # a paste is text: it never presses keys
+                         ansi_color=True if NO_COLOR_ENV in os.environ else None)
         self.settings = settings
         self.locations = locations
         # Without a core given, it is imported and built after the first frame (it is heavy).

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from textual.binding import Binding
+from textual.filter import Monochrome, NoColor
 from textual.widgets import Button, Footer, Input, Label, OptionList, TabbedContent
 from textual.widgets._footer import FooterKey
 
@@ -342,6 +343,9 @@ async def test_no_color_picks_the_plain_terminal_theme(locations: Locations, mon
         await pilot.pause()
         assert app.no_color
         assert app.theme == "medops-contrast"
+        # the terminal's default colours, styles kept; Textual's grey filter made the ANSI theme black on black
+        filters = app.get_line_filters()
+        assert any(isinstance(f, NoColor) for f in filters) and not any(isinstance(f, Monochrome) for f in filters)
 
 
 def test_the_themes_folder_comes_from_the_environment_or_beside_the_package(tmp_path: Path) -> None:

@@ -183,6 +183,12 @@ class GraphsPane(Vertical):
             self._summary = summary
             self.query_one("#graphs-summary", Static).update(summary)
         cpu, memory = self._plots
+        # ANSI themes (contrast, NO_COLOR) draw in the terminal's own colours; plotext's "auto" would
+        # turn their "default" into black
+        plot_theme = "clear" if self.app.native_ansi_color else "auto"
+        for plot in self._plots:
+            if plot.theme != plot_theme:
+                plot.theme = plot_theme
         if answer is not None and not isinstance(answer, str) and answer.available:
             # a ledger span changes only when a new answer comes, not with each sample
             key: Any = (self.window, answer)
@@ -301,6 +307,7 @@ def _draw_line(widget: PlotextPlot, title: str, points: list[tuple[float, float]
         plt.xticks(whole_ticks(window / unit))
     plt.ylim(0, 100)
     if points:
-        plt.plot([x / unit for x, _ in points], [y for _, y in points], marker="braille")
+        line_colour = "default" if widget.theme == "clear" else None  # an ANSI theme: the terminal's own
+        plt.plot([x / unit for x, _ in points], [y for _, y in points], marker="braille", color=line_colour)
     plt.xlabel(label)
     widget.refresh()
