@@ -12,7 +12,7 @@ frame does not wait for it.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -185,7 +185,7 @@ class GraphsPane(Vertical):
         cpu, memory = self._plots
         # ANSI themes (contrast, NO_COLOR) draw in the terminal's own colours; plotext's "auto" would
         # turn their "default" into black
-        plot_theme = "clear" if self.app.native_ansi_color else "auto"
+        plot_theme: Literal["clear", "auto"] = "clear" if self.app.native_ansi_color else "auto"
         for plot in self._plots:
             if plot.theme != plot_theme:
                 plot.theme = plot_theme
