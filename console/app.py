@@ -75,7 +75,7 @@ TERMINATE_EXIT_CODE = 143  # 128 + SIGTERM
 NO_COLOR_ENV = "NO_COLOR"  # any value, as Textual reads it
 TABS = ("overview", "graphs", "prompt", "document", "search", "history")
 TAB_PANE_IDS = {"graphs": "graphs-tab", "history": "history-tab"}  # where the pane inside has the tab's name
-TAB_SCROLLS = {"overview": "#overview-grid", "prompt": "#prompt-replies", "document": "#document-scroll"}
+TAB_SCROLLS = {"overview": "#overview-grid", "prompt": "#prompt-replies", "document": "#doc-text"}
 LISTED_FROM_81 = frozenset({"faster", "slower", "refresh_now"})  # in the footer from 81 columns
 KEY_NAMES = {"plus,equals_sign": "+ =", "minus": "-", "f1,question_mark": "F1 ?", "pagedown": "PgDn", "escape": "esc"}
 SCROLLS = frozenset({"page_down", "page_up", "scroll_down", "scroll_up", "scroll_home", "scroll_end"})

@@ -94,10 +94,12 @@ class DocumentForm(Vertical):
             yield CapturingInput(placeholder="case id (optional)", id="doc-case")
             yield Button("Extract", id="doc-extract", variant="primary")
             yield Button("Cancel", id="doc-cancel", variant="warning", disabled=True)
-        yield OptionList(id="doc-candidates")
+        # What happened comes right under the form, before the list: however long the list, a
+        # result or a refusal is on the first screen (at 80x24 it used to fall below the fold).
         yield ProgressBar(total=1, id="doc-progress", show_eta=False)  # determinate when idle: no animation
         yield Label("", id="doc-summary")
         yield Label("", id="doc-error", classes="form-error")
+        yield OptionList(id="doc-candidates")
         yield TextArea("", id="doc-text", read_only=True, soft_wrap=True)
 
     def on_mount(self) -> None:
