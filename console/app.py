@@ -43,7 +43,7 @@ from medops.console.hangup import (
     terminal_fd,
 )
 from medops.console.help import HelpScreen
-from medops.console.panes.alerts import AlertsPane
+from medops.console.panes.alerts import SILENCE_FOR, AlertsPane
 from medops.console.panes.documents import DocumentsPane
 from medops.console.panes.graphs import WINDOWS, GraphsPane, span_label
 from medops.console.panes.history import HistoryPane
@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 NARROW_BELOW = 81
 WIDE_FROM = 140
+RESIZE_EXCUSE = 3.0  # seconds of loop lag after a resize that are the console's own layout, not the core's
 STOP_TIMEOUT = 5.0  # seconds the core gets to stop before the console leaves anyway
 TTY_CHECK_INTERVAL = 1.0
 HARD_EXIT_GRACE = 1.0  # seconds Textual gets to shut down once the core has stopped, when the terminal is gone
@@ -208,7 +209,7 @@ class MedopsApp(App[int]):
                 yield QuotaPane()
                 yield PoolsPane()
                 yield SlotsPane()
-                yield AlertsPane()
+                yield AlertsPane(self.handle)
             with TabPane("Graphs", id="graphs-tab"):
                 yield GraphsPane(self.handle, ring_seconds=self.settings.history_seconds)
             with TabPane("Prompt", id="prompt"):
@@ -241,6 +242,11 @@ class MedopsApp(App[int]):
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit_layout(event.size.width)
+        # Laying the screen out again holds the loop the core shares (a second, seen): the console's
+        # work, not the core stalling, so the loop-lag alert leaves it out.
+        excuse, _ = self.handle.command("excuse_loop_lag", "Excusing the console's redraw", "watch")
+        if excuse is not None:
+            excuse(RESIZE_EXCUSE)
 
     def _fit_layout(self, width: int) -> None:
         """`.narrow` under 81 columns (an 80x24 SSH session), `.wide` from 140."""
@@ -557,6 +563,14 @@ class MedopsApp(App[int]):
             self.set_refresh_interval(settings.refresh_interval)
         self.action_refresh_now()
 
+    def _alert_command(self, name: str, alert: str, *args: float) -> None:
+        command, why_not = self.handle.command(name, "Acting on an alert", "alerts")
+        if command is None:
+            self.notify(why_not, title="alerts", severity="warning")
+            return
+        command(alert, *args)
+        self.action_refresh_now()
+
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             self.pop_screen()
@@ -603,6 +617,11 @@ class MedopsApp(App[int]):
         for seconds in WINDOWS:
             yield SystemCommand(f"Graph span: {span_label(seconds)}", "How far back the CPU and memory graphs reach",
                                 partial(self.main.query_one(GraphsPane).set_window, seconds))
+        for alert in (a for a in (self.latest.alerts if self.latest else ()) if a.cleared_at is None):
+            yield SystemCommand(f"Acknowledge alert: {alert.name}", "Mark it seen: still listed, no longer news",
+                                partial(self._alert_command, "acknowledge_alert", alert.name))
+            yield SystemCommand(f"Silence alert for 1 h: {alert.name}", "Announce nothing about it for an hour",
+                                partial(self._alert_command, "silence_alert", alert.name, SILENCE_FOR))
         yield SystemCommand("Change a limit", "Set a pool size, threshold or timeout of the running core",
                             self.action_limits)
         yield SystemCommand("Help", "Keys and panes", self.action_help)

@@ -89,14 +89,17 @@ def pools_part(snapshot: CoreSnapshot) -> str:
 
 def alerts_part(alerts: tuple[Alert, ...]) -> str:
     """Open alerts by level, and the worst one's name."""
-    open_now = sorted((a for a in alerts if a.cleared_at is None), key=lambda a: a.updated_at or a.opened_at,
-                      reverse=True)
+    still_open = [a for a in alerts if a.cleared_at is None]
+    seen = len([a for a in still_open if a.acknowledged or a.silenced_until])
+    seen_note = f" [dim]· {seen} acknowledged or silenced[/]" if seen else ""
+    open_now = sorted((a for a in still_open if not (a.acknowledged or a.silenced_until)),
+                      key=lambda a: a.updated_at or a.opened_at, reverse=True)
     if not open_now:
-        return "alerts: none open"
+        return f"alerts: none open{seen_note}" if not seen else f"alerts: no new ones{seen_note}"
     critical = [a for a in open_now if a.level == "critical"]
     warnings = len(open_now) - len(critical)
     counts = " ".join(part for part in (f"[reverse] {len(critical)} CRIT [/]" if critical else "",
                                         f"{warnings} warn" if warnings else "") if part)
     names = ", ".join(figures.text(a.name) for a in (critical + [a for a in open_now if a.level != "critical"])[:3])
     more = "…" if len(open_now) > 3 else ""
-    return f"alerts: {counts} [b]{names}[/]{more}"
+    return f"alerts: {counts} [b]{names}[/]{more}{seen_note}"
