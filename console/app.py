@@ -54,7 +54,14 @@ from medops.console.panes.slots import SlotsPane
 from medops.console.panes.status import ConsoleState, StatusLine
 from medops.console.panes.vitals import VitalsPane
 from medops.console.terminal_input import paste_safe_driver
-from medops.console.theme_files import choose_theme, load_themes, themes_dir
+from medops.console.theme_files import (
+    DEFAULT_THEME,
+    choose_theme,
+    load_themes,
+    remember_theme,
+    remembered_theme,
+    themes_dir,
+)
 from medops.core.documents.intake import Intake
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
@@ -194,7 +201,10 @@ class MedopsApp(App[int]):
         for loaded_theme in loaded.themes:
             self.register_theme(loaded_theme)
         self.medops_themes = loaded.names()
-        chosen, warning = choose_theme(theme or settings.theme, tuple(self.available_themes), from_files=loaded.names(),
+        # --theme, else a theme set in the config, else the one t chose last time, else the default
+        requested = theme or (settings.theme if settings.theme != DEFAULT_THEME else None) \
+            or remembered_theme(locations.config_dir) or settings.theme
+        chosen, warning = choose_theme(requested, tuple(self.available_themes), from_files=loaded.names(),
                                        no_color=self.no_color)
         self.theme_warnings = [*loaded.warnings, *([warning] if warning else [])]
         self.theme = chosen
@@ -482,8 +492,16 @@ class MedopsApp(App[int]):
     def action_next_theme(self) -> None:
         names = list(self.medops_themes) or list(self.available_themes)
         following = names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
-        self.theme = following
+        self.use_theme(following)
+
+    def use_theme(self, name: str) -> None:
+        """Switch to theme `name`, say which it is, and remember it for the next start."""
+        self.theme = name
         self._show_status()
+        problem = remember_theme(self.locations.config_dir, name)
+        self.notify(f"Theme {name} (t: the next one)." + (f" {problem}" if problem else
+                                                            " medops starts with it next time."),
+                    title="theme", severity="warning" if problem else "information", timeout=4)
 
     def action_graph_window(self) -> None:
         self.main.query_one(GraphsPane).cycle_window()
@@ -611,7 +629,7 @@ class MedopsApp(App[int]):
             yield SystemCommand(f"Refresh every {step:g}s", "Change the console's refresh rate",
                                 partial(self.set_refresh_interval, step))
         for name in self.medops_themes:
-            yield SystemCommand(f"Theme: {name}", "Switch to this medops theme", partial(setattr, self, "theme", name))
+            yield SystemCommand(f"Theme: {name}", "Switch to this medops theme", partial(self.use_theme, name))
         for tab in TABS:
             yield SystemCommand(f"Open {tab}", f"Show the {tab} tab", partial(self.action_show_tab, tab))
         for seconds in WINDOWS:

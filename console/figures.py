@@ -6,7 +6,7 @@ NO_COLOR and on a plain terminal. Colours are theme variables ($success...).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from textual.markup import escape
 
@@ -78,9 +78,17 @@ def millis(seconds: float) -> str:
     return f"{seconds * 1000:.0f}ms"
 
 
-def clock_time(wall: float) -> str:
-    """A wall time as HH:MM:SS UTC, for alert and reply times."""
-    return datetime.fromtimestamp(wall, tz=UTC).strftime("%H:%M:%S")
+def clock_time(wall: float, *, zone: bool = False) -> str:
+    """A wall time as local HH:MM:SS (the History tab's time too), with the zone's name if asked."""
+    moment = datetime.fromtimestamp(wall).astimezone()
+    return moment.strftime("%H:%M:%S %Z" if zone else "%H:%M:%S")
+
+
+def zone_name(now: float | None) -> str:
+    """'CET time': the local zone times are shown in (as of `now`, which settles summer time)."""
+    if now is None:
+        return "local time"
+    return f"{datetime.fromtimestamp(now).astimezone():%Z} time"
 
 
 def percent(fraction: float) -> str:

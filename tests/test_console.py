@@ -505,3 +505,19 @@ async def test_sigterm_stops_the_core_and_exits_143(locations: Locations) -> Non
         await pilot.pause(0.2)
     assert app.return_code == 143
     assert not core.running
+
+
+async def test_t_names_the_theme_and_the_next_start_remembers_it(locations: Locations) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        before = app.theme
+        await pilot.press("t")
+        await pilot.pause()
+        chosen = app.theme
+        assert chosen != before
+        assert any(f"Theme {chosen}" in str(n.message) for n in app._notifications)
+    again, _ = make_app(locations)
+    async with again.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert again.theme == chosen

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from medops.console import figures
 from medops.console.app import MedopsApp
-from medops.console.panes.alerts import SILENCE_FOR, AlertsPane
+from medops.console.panes.alerts import SILENCE_FOR, AlertsPane, alert_line
+from medops.console.panes.status import ConsoleState, status_text
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
-from tests.console_data import FrozenCore
+from medops.core.snapshot import Alert, EndpointInfo
+from tests.console_data import NOW, FrozenCore, busy_snapshot
 from tests.test_console_live import until
 
 
@@ -51,3 +56,15 @@ async def test_a_resize_excuses_the_loop_lag_it_causes(locations: Locations) -> 
         await pilot.resize_terminal(160, 48)
         await pilot.pause()
         assert [c[0] for c in core.calls] == ["excuse"]
+
+
+def test_alert_times_are_local_with_the_zone_named_like_the_history(berlin_time: None) -> None:
+    line = alert_line(Alert("cpu", "warning", "CPU 95%", NOW))  # 00:00 UTC
+    assert line.startswith("01:00:00") and figures.zone_name(NOW) == "CET time"
+
+
+def test_the_status_line_says_which_groq_in_words() -> None:
+    local = busy_snapshot()
+    assert "[b]Groq stand-in[/] [$success]ok[/]" in status_text(local, ConsoleState(1.0, False, "x"))
+    real = replace(local, endpoint=EndpointInfo("groq", "https://api.groq.com", False))
+    assert "[b]Groq api.groq.com[/] [reverse $error] DOWN [/]" in status_text(real, ConsoleState(1.0, False, "x"))

@@ -9,10 +9,11 @@ from textual.widgets._footer import FooterKey
 from medops.console.app import MedopsApp
 from medops.console.forms.document import DocumentForm
 from medops.console.forms.limit_history import LimitHistoryView
-from medops.console.forms.limits import LimitsScreen
+from medops.console.forms.limits import LimitsScreen, about
 from medops.console.panes.alerts import tuner_figures
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import Settings
+from medops.core.settings.live_changes import setting_help
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import TunerChange
 from tests.document_files import CLINICAL_TEXT, text_pdf
@@ -153,3 +154,10 @@ def test_the_alerts_pane_shows_a_knob_the_operator_pinned_as_kept() -> None:
                        skipped=True)
     resized = TunerChange(at=0.0, knob="io_threads", old=6, new=10, reason="CPU low")
     assert (tuner_figures(kept), tuner_figures(resized)) == ("6 kept (operator's)", "6→10")
+
+
+def test_ranges_read_as_numbers_and_a_prefix_being_typed_is_not_unknown() -> None:
+    assert setting_help("queue_limit").endswith("(1 to 1000000)")  # was "(1 to 1e+06)"
+    typing = about("io_", Settings())
+    assert "→ completes" in typing and "io_threads" in typing and "unknown" not in typing
+    assert "no setting starts with 'zzz'" in about("zzz", Settings())

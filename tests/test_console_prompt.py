@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from textual.widgets import Select
 
 from medops.console.app import MedopsApp
 from medops.console.forms.prompt import PromptForm, ReplyCard, build_request
@@ -74,3 +75,20 @@ def test_request_ids_are_unique_across_consoles_and_only_ids() -> None:
     assert first.request_id.startswith("console-1-") and first.request_id != again.request_id
     with pytest.raises(InvalidRequest, match="request_id must be"):
         PromptRequest("x", "triage", request_id="Jane Roe's referral")
+
+
+async def test_a_card_says_why_it_waits_and_keeps_agent_and_priority_when_done(locations: Locations) -> None:
+    core = RefusingCore()
+    core.paused = True
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=core)  # type: ignore[arg-type]
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await until(pilot, lambda: app.snapshots_applied > 0)
+        await pilot.press("3")
+        app.query_one("#prompt-priority", Select).value = "high"
+        app.query_one(PromptBox).text = "a question"
+        await pilot.press("enter")
+        card = app.query_one(ReplyCard)
+        assert "intake is paused (i resumes it)" in str(card.render())
+        core.go.set()
+        assert await until(pilot, lambda: app.query_one(PromptForm).in_flight == 0)
+        assert "#1 triage · high · " in str(card.render())  # the finished card keeps who asked and how urgent

@@ -158,7 +158,7 @@ def test_a_closed_terminal_without_sighup_ends_the_console(locations: Locations)
 def test_eight_prompts_typed_at_once_are_eight_requests_and_a_paste_never_presses_keys(tmux: Tmux,
                                                                                         tmp_path: Path) -> None:
     tmux.start(80, 24)
-    assert wait_for(lambda: tmux.shows("local ok", "intake open")), tmux.screen()
+    assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
     tmux.keys("3")
     assert wait_for(lambda: tmux.shows("prompt text")), tmux.screen()
     # One send-keys: tmux writes all of it to the terminal at once, as a fast typist's keys arrive.
@@ -190,7 +190,7 @@ def test_eight_prompts_typed_at_once_are_eight_requests_and_a_paste_never_presse
 
 def test_no_color_draws_in_the_terminals_own_colours_on_every_tab(tmux: Tmux) -> None:
     tmux.start(80, 24, NO_COLOR="1")
-    assert wait_for(lambda: tmux.shows("local ok", "intake open")), tmux.screen()
+    assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
     for key in ("1", "2", "3", "Escape", "4", "Escape", "5", "Escape", "6", "F1"):
         tmux.keys(key)
         time.sleep(0.5)
@@ -200,7 +200,7 @@ def test_no_color_draws_in_the_terminals_own_colours_on_every_tab(tmux: Tmux) ->
 def test_the_contrast_theme_uses_no_fixed_white_or_black(tmux: Tmux) -> None:
     """On a light terminal white text vanishes, on a dark one black: only the terminal's own, and red for errors."""
     tmux.start(80, 24, MEDOPS_THEME="medops-contrast")
-    assert wait_for(lambda: tmux.shows("local ok", "intake open")), tmux.screen()
+    assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
     for key in ("1", "2", "3", "Escape", "4", "Escape", "5", "Escape", "6", "F1", "Escape", "l"):
         tmux.keys(key)
         time.sleep(0.5)

@@ -202,3 +202,16 @@ def test_completion_with_nothing_typed_lists_the_tops_of_the_folders(intake: Int
     (folder / "referral.pdf").write_bytes(b"%PDF-1.7")
     (folder / ".partial").write_bytes(b"")
     assert intake.complete("") == ["referral.pdf", "ward-a/"]
+
+
+async def test_a_refused_path_is_not_an_error_of_the_io_pool(folder: Path) -> None:
+    """Eleven mistyped paths showed as 'io err 11' in the Pools pane: the user's input, not the pool failing."""
+    io = ResizablePool("io", 2, SystemClock())
+    intake = Intake((folder,), max_bytes=2 * MIB, io=io)
+    try:
+        for n in range(3):
+            with pytest.raises(IntakeRefused, match="no such file"):
+                await intake.check_async(f"missing-{n}.pdf", relative_to_intake=True)
+        assert io.snapshot().completed == 3 and io.snapshot().errors == 0
+    finally:
+        io.shutdown()

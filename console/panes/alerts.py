@@ -70,6 +70,7 @@ class AlertsPane(SnapshotPane):
         return (snapshot.alerts, snapshot.tuner)
 
     def draw(self, snapshot: CoreSnapshot) -> str:
+        self.border_title = f"Alerts ({figures.zone_name(snapshot.taken_at)})"  # as on the History tab
         alerts = sorted(snapshot.alerts, key=newest, reverse=True)[:MAX_ALERTS]
         lines = [alert_line(alert) for alert in alerts] or ["[dim]no alerts[/]"]
         tuner = snapshot.tuner

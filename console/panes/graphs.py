@@ -255,7 +255,8 @@ class GraphsPane(Vertical):
             line = (f"[dim]ledger: no samples in the last {span} (medops was not running then, or the ledger "
                     f"is new)[/]")
         else:
-            line = (f"[dim]ledger: {len(answer.points)} points, each the highest of "
+            points = len(answer.points)
+            line = (f"[dim]ledger: {points} point{'s' if points != 1 else ''}, each the highest of "
                     f"{span_label(answer.bucket_seconds)} · {figures.count(answer.samples)} samples · "
                     f"read every {REFETCH_EVERY:g}s[/]")
         return line + (f"\n[$warning]{figures.text(answer.note)}[/]" if answer.note else "")

@@ -303,7 +303,5 @@ def when(at: float, now: float | None) -> str:
 
 
 def local_zone(now: float | None) -> str:
-    """'CET time': the local zone the times are shown in (as of `now`, which settles summer time)."""
-    if now is None:
-        return "local time"
-    return f"{datetime.fromtimestamp(now).astimezone():%Z} time"
+    """'CET time': the zone the History's times are in, the same for every pane (figures.zone_name)."""
+    return figures.zone_name(now)
