@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path, PurePath
@@ -24,20 +26,22 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, TabbedContent, TabPane
+from textual.widget import Widget
+from textual.widgets import Footer, TabbedContent, TabPane
 
 from medops.console.crash import crash_report
 from medops.console.error_text import describe_error
-from medops.console.forms.core_handle import CoreHandle
+from medops.console.forms.core_handle import STARTING, CoreHandle
 from medops.console.forms.document import DocumentForm
 from medops.console.forms.intake import IntakePaths
 from medops.console.forms.limits import LimitsScreen
+from medops.console.forms.pasted import PasteHadControls
 from medops.console.forms.prompt import PromptForm
 from medops.console.forms.search import SearchForm
 from medops.console.hangup import STOP_TIMEOUT, Leaving
 from medops.console.help import HelpScreen
 from medops.console.palette import medops_commands
-from medops.console.panes.alerts import AlertsPane
+from medops.console.panes.alerts import SILENCE_FOR, AlertsPane
 from medops.console.panes.documents import DocumentsPane
 from medops.console.panes.graphs import GraphsPane
 from medops.console.panes.history import HistoryPane
@@ -46,7 +50,16 @@ from medops.console.panes.pools import PoolsPane
 from medops.console.panes.quota import QuotaPane
 from medops.console.panes.slots import SlotsPane
 from medops.console.panes.status import ConsoleState, StatusLine
-from medops.console.theme_files import choose_theme, load_themes, themes_dir
+from medops.console.panes.vitals import VitalsPane
+from medops.console.terminal_input import paste_safe_driver
+from medops.console.theme_files import (
+    DEFAULT_THEME,
+    choose_theme,
+    load_themes,
+    remember_theme,
+    remembered_theme,
+    themes_dir,
+)
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import CoreSnapshot
@@ -58,13 +71,18 @@ if TYPE_CHECKING:
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 NARROW_BELOW = 81
 WIDE_FROM = 140
+RESIZE_EXCUSE = 3.0  # seconds of loop lag after a resize that are the console's own layout, not the core's
+NO_COLOR_ENV = "NO_COLOR"  # any value, as Textual reads it
 TABS = ("overview", "graphs", "prompt", "document", "search", "history")
 TAB_PANE_IDS = {"graphs": "graphs-tab", "history": "history-tab"}  # where the pane inside has the tab's name
+TAB_SCROLLS = {"overview": "#overview-grid", "prompt": "#prompt-replies", "document": "#doc-text"}
+LISTED_FROM_81 = frozenset({"faster", "slower", "refresh_now"})  # in the footer from 81 columns
+KEY_NAMES = {"plus,equals_sign": "+ =", "minus": "-", "f1,question_mark": "F1 ?", "pagedown": "PgDn", "escape": "esc"}
+SCROLLS = frozenset({"page_down", "page_up", "scroll_down", "scroll_up", "scroll_home", "scroll_end"})
 TAB_FIRST_FIELD = {"prompt": "#prompt-text", "document": "#doc-path", "search": "#search-text"}
 
 
 RATE = Binding.Group("Rate", compact=True)
-TABS_GROUP = Binding.Group("Tabs", compact=True)
 
 
 class SnapshotFetched(Message):
@@ -106,34 +124,47 @@ class MedopsApp(App[int]):
         Binding("space", "pause_display", "Pause", key_display="spc"),
         Binding("space", "resume_display", "Resume", key_display="spc"),
         Binding("i", "toggle_intake", "Intake"),
+        # At 80 columns the footer cannot hold every key: the rate keys and r work there unlisted
+        # (an `unlisted(...)` twin is live instead), so that l and ctrl+p fit; the help lists all.
         Binding("plus,equals_sign", "faster", "Faster", key_display="+", group=RATE),
+        Binding("plus,equals_sign", "unlisted('faster')", "Faster", show=False),
         Binding("minus", "slower", "Slower", key_display="-", group=RATE),
+        Binding("minus", "unlisted('slower')", "Slower", show=False),
         Binding("r", "refresh_now", "Now"),
+        Binding("r", "unlisted('refresh_now')", "Now", show=False),
         Binding("t", "next_theme", "Theme"),
-        Binding("w", "graph_window", "Span"),
-        # Two bindings for l, one live at a time: the footer shows it from 81 columns; at 80 it
-        # does not fit, and l works unseen there (the help and the palette list it, as ctrl+p).
+        Binding("w", "graph_window", "Span"),  # listed on the Graphs tab, whose span it sets
+        Binding("w", "unlisted('graph_window')", "Span", show=False),
         Binding("l", "limits", "Limits"),
-        Binding("l", "limits_unlisted", "Limits", show=False),
         Binding("f1,question_mark", "help", "Help", key_display="F1"),
+        # The tab's own scrolling, whatever has the focus (a form field keeps its keys): the footer
+        # says so from 81 columns, the Overview's first pane at any width.
+        Binding("pagedown", "scroll_listed('page_down')", "Scroll", key_display="PgUp/Dn"),
+        Binding("pagedown", "scroll_tab('page_down')", "Scroll", show=False),
+        Binding("pageup", "scroll_tab('page_up')", "Scroll up", show=False),
+        Binding("down", "scroll_tab('scroll_down')", "Scroll down", show=False),
+        Binding("up", "scroll_tab('scroll_up')", "Scroll up", show=False),
+        Binding("home", "scroll_tab('scroll_home')", "Top", show=False),
+        Binding("end", "scroll_tab('scroll_end')", "Bottom", show=False),
         Binding("escape", "leave_field", "Leave field", key_display="esc"),
-        *(Binding(str(n), f"show_tab('{tab}')", f"{tab.title()} tab", group=TABS_GROUP)
-          for n, tab in enumerate(TABS, start=1)),
+        # one footer entry for the six ("1-6 Tabs"): it fits 80 columns where "123456 Tabs" did not
+        *(Binding(str(n), f"show_tab('{tab}')", "Tabs" if n == 1 else f"{tab.title()} tab", key_display="1-6",
+                  show=n == 1) for n, tab in enumerate(TABS, start=1)),
     ]
     # The footer's words are short to fit 80 columns; the help screen says more.
     HELP_TEXT: ClassVar[dict[str, str]] = {
         "quit": "quit (the core stops first)",
-        "pause_display": "pause the display (the core keeps running)",
-        "resume_display": "resume the display",
+        "pause_display": "pause / resume the display (the core keeps running)",
         "toggle_intake": "pause / resume the core's intake of new work",
         "faster": "refresh faster",
         "slower": "refresh slower",
-        "refresh_now": "refresh now, even while paused; History: the newest rows",
+        "refresh_now": "refresh now, even paused; History: the newest rows",
         "next_theme": "next medops theme",
         "graph_window": "graph span: 1m to 1h; 6h, 24h, 7d from the ledger",
         "limits": "change a limit of the running core, see past changes",
         "help": "this help",
         "leave_field": "leave a form field, so single keys work again",
+        "scroll_listed": "scroll the tab (↑ ↓ PgUp PgDn Home End too)",
     }
 
     def _fatal_error(self) -> None:
@@ -144,7 +175,10 @@ class MedopsApp(App[int]):
 
     def __init__(self, settings: Settings, locations: Locations, theme: str | None = None, *,
                  core: CoreCommands | None = None, themes_folder: Path | None = None) -> None:
-        super().__init__()
+        # NO_COLOR: Textual then strips every colour to the terminal's own only when it draws in ANSI
+        # colours; otherwise it turns them grey, and its ANSI themes' "default" into black on black.
+        super().__init__(driver_class=paste_safe_driver(),  # a paste is text: it never presses keys
+                         ansi_color=True if NO_COLOR_ENV in os.environ else None)
         self.settings = settings
         self.locations = locations
         # Without a core given, it is imported and built after the first frame (it is heavy).
@@ -165,7 +199,10 @@ class MedopsApp(App[int]):
         for loaded_theme in loaded.themes:
             self.register_theme(loaded_theme)
         self.medops_themes = loaded.names()
-        chosen, warning = choose_theme(theme or settings.theme, tuple(self.available_themes), from_files=loaded.names(),
+        # --theme, else a theme set in the config, else the one t chose last time, else the default
+        requested = theme or (settings.theme if settings.theme != DEFAULT_THEME else None) \
+            or remembered_theme(locations.config_dir) or settings.theme
+        chosen, warning = choose_theme(requested, tuple(self.available_themes), from_files=loaded.names(),
                                        no_color=self.no_color)
         self.theme_warnings = [*loaded.warnings, *([warning] if warning else [])]
         self.theme = chosen
@@ -176,10 +213,11 @@ class MedopsApp(App[int]):
         yield StatusLine()
         with TabbedContent(initial="overview", id="tabs"):
             with TabPane("Overview", id="overview"), VerticalScroll(id="overview-grid"):
+                yield VitalsPane()
                 yield QuotaPane()
                 yield PoolsPane()
                 yield SlotsPane()
-                yield AlertsPane()
+                yield AlertsPane(self.handle)
             with TabPane("Graphs", id="graphs-tab"):
                 yield GraphsPane(self.handle, ring_seconds=self.settings.history_seconds)
             with TabPane("Prompt", id="prompt"):
@@ -205,16 +243,19 @@ class MedopsApp(App[int]):
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit_layout(event.size.width)
+        # Laying the screen out again holds the loop the core shares (a second, seen): the console's
+        # work, not the core stalling, so the loop-lag alert leaves it out.
+        core = self.handle.ready()
+        if core is not None:
+            core.excuse_loop_lag(RESIZE_EXCUSE)
 
     def _fit_layout(self, width: int) -> None:
         """`.narrow` under 81 columns (an 80x24 SSH session), `.wide` from 140."""
         self.set_class(width < NARROW_BELOW, "narrow")
         self.set_class(width >= WIDE_FROM, "wide")
         for footer in self.main.query(Footer):
-            # every key fits in 80 columns; ctrl+p still opens the palette (the help says so)
             footer.compact = width < NARROW_BELOW
-            footer.show_command_palette = width >= NARROW_BELOW
-        self.refresh_bindings()  # l shows in the footer only where it fits
+        self.refresh_bindings()  # the rate keys and r show in the footer only where they fit
 
     # ---- lifecycle ----------------------------------------------------------------
 
@@ -328,11 +369,28 @@ class MedopsApp(App[int]):
                 pane.apply(snapshot)
             self.main.query_one(GraphsPane).apply(snapshot)
             self.main.query_one(HistoryPane).apply(snapshot)
+            self.main.query_one(PromptForm).intake_paused = snapshot.paused
             self._show_status()
 
     def _show_status(self) -> None:
         state = ConsoleState(self.refresh_interval, self.display_paused, self.theme)
         self.main.query_one(StatusLine).show(self.latest, state)
+
+    @on(TabbedContent.TabActivated)
+    def _tab_shown(self) -> None:
+        self.refresh_bindings()  # w (and the scroll keys) are listed for some tabs only
+
+    # ---- pastes -------------------------------------------------------------------
+
+    @on(PasteHadControls)
+    def _paste_had_controls(self, message: PasteHadControls) -> None:
+        self.notify(message.explanation(), title="paste", severity="warning", timeout=10)
+
+    def on_paste(self, event: events.Paste) -> None:
+        """A paste no text box took (the focus was on a button, a table…): say so, never act on it."""
+        if event.text:
+            self.notify("The paste went nowhere: no text box has the focus. Click or tab into one, then paste"
+                        " again.", title="paste", severity="warning", timeout=10)
 
     # ---- actions ------------------------------------------------------------------
 
@@ -396,8 +454,16 @@ class MedopsApp(App[int]):
     def action_next_theme(self) -> None:
         names = list(self.medops_themes) or list(self.available_themes)
         following = names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
-        self.theme = following
+        self.use_theme(following)
+
+    def use_theme(self, name: str) -> None:
+        """Switch to theme `name`, say which it is, and remember it for the next start."""
+        self.theme = name
         self._show_status()
+        problem = remember_theme(self.locations.config_dir, name)
+        self.notify(f"Theme {name} (t: the next one)." + (f" {problem}" if problem else
+                                                            " medops starts with it next time."),
+                    title="theme", severity="warning" if problem else "information", timeout=4)
 
     def action_graph_window(self) -> None:
         self.main.query_one(GraphsPane).cycle_window()
@@ -406,9 +472,26 @@ class MedopsApp(App[int]):
         pane_id = TAB_PANE_IDS.get(tab, tab)
         if self.screen is not self.main:
             self.pop_screen()  # a tab key from the help screen goes to that tab
-        self.main.query_one("#tabs", TabbedContent).active = pane_id
         if tab in TAB_FIRST_FIELD:
-            self.main.query_one(TAB_FIRST_FIELD[tab], Input).focus()
+            focus: Widget | None = self.main.query_one(TAB_FIRST_FIELD[tab], Widget)
+        elif tab in TAB_SCROLLS:
+            focus = self.main.query_one(TAB_SCROLLS[tab], Widget)  # so ↑↓ scroll it at once
+        else:
+            focus = None
+        # Move the focus first: a focused widget left in the tab being hidden (History's table) pulls
+        # its tab back to the front, which made 1 and 2 do nothing there.
+        self.set_focus(focus)
+        self.main.query_one("#tabs", TabbedContent).active = pane_id
+
+    def action_scroll_tab(self, how: str) -> None:
+        """Scroll the shown tab's main view (the Overview's panes, the prompt's replies…) by keys."""
+        tabs = self.main.query_one("#tabs", TabbedContent)
+        target = TAB_SCROLLS.get(str(tabs.active))
+        if how in SCROLLS and target is not None:
+            getattr(self.main.query_one(target, Widget), f"action_{how}")()
+
+    def action_scroll_listed(self, how: str) -> None:
+        self.action_scroll_tab(how)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """`esc` shows in the footer only while a form field has the focus."""
@@ -420,8 +503,19 @@ class MedopsApp(App[int]):
             return not self.display_paused
         if action == "resume_display":
             return self.display_paused
-        if action in ("limits", "limits_unlisted"):
-            return (self.size.width < NARROW_BELOW) == (action == "limits_unlisted")
+        narrow = self.size.width < NARROW_BELOW
+        tab = str(self.main.query_one("#tabs", TabbedContent).active)
+        if action == "graph_window":
+            return tab == TAB_PANE_IDS["graphs"]
+        if action in LISTED_FROM_81:
+            return not narrow
+        if action == "unlisted":
+            wanted = str(parameters[0]) if parameters else ""
+            listed = self.check_action(wanted, ()) if wanted in LISTED_FROM_81 or wanted == "graph_window" else True
+            return not listed
+        if action in ("scroll_tab", "scroll_listed"):
+            tabs = self.main.query_one("#tabs", TabbedContent)
+            return str(tabs.active) in TAB_SCROLLS and (action == "scroll_tab" or self.size.width >= NARROW_BELOW)
         return True
 
     def action_leave_field(self) -> None:
@@ -435,14 +529,30 @@ class MedopsApp(App[int]):
         recent = self.latest.limit_changes if self.latest is not None else ()
         self.push_screen(LimitsScreen(self.handle, self.settings, recent, self._limit_applied))
 
-    def action_limits_unlisted(self) -> None:
-        self.action_limits()
+    async def action_unlisted(self, action: str) -> None:
+        """A key at work where the footer does not list it (see BINDINGS); straight to the action,
+        since `run_action` would ask `check_action`, which hides the listed one here."""
+        outcome = getattr(self, f"action_{action}")()
+        if inspect.isawaitable(outcome):
+            await outcome
 
     def _limit_applied(self, settings: Settings, key: str) -> None:
         """Keep the console's copy of the settings current; the refresh interval is the console's own."""
         self.settings = settings
         if key == "refresh_interval":
             self.set_refresh_interval(settings.refresh_interval)
+        self.action_refresh_now()
+
+    def act_on_alert(self, how: str, alert: str) -> None:
+        """Acknowledge an open alert, or silence it for SILENCE_FOR (the palette's and the Alerts pane's way)."""
+        core = self.handle.ready()
+        if core is None:
+            self.notify(STARTING, title="alerts", severity="warning")
+            return
+        if how == "silence":
+            core.silence_alert(alert, SILENCE_FOR)
+        else:
+            core.acknowledge_alert(alert)
         self.action_refresh_now()
 
     def action_help(self) -> None:
@@ -452,12 +562,21 @@ class MedopsApp(App[int]):
         self.push_screen(HelpScreen(self.key_list()))
 
     def key_list(self) -> list[tuple[str, str]]:
-        """(keys, what they do) for every binding, for the help screen."""
-        rows = []
+        """(keys, what they do) for every binding, once per action, for the help screen."""
+        rows: list[tuple[str, str]] = []
+        seen: set[str] = set()
         for binding in self.BINDINGS:
-            if isinstance(binding, Binding) and binding.show:
-                keys = binding.key.replace("equals_sign", "=").replace("question_mark", "?")
-                rows.append((keys, self.HELP_TEXT.get(binding.action, binding.description)))
+            if not isinstance(binding, Binding) or not binding.show:
+                continue
+            action = binding.action.split("(")[0]
+            if action.startswith("show_tab"):
+                continue  # one row for the six below
+            if binding.key in seen:
+                continue  # space pauses and resumes: one row
+            seen.add(binding.key)
+            keys = KEY_NAMES.get(binding.key, binding.key)
+            rows.append((keys, self.HELP_TEXT.get(action, binding.description)))
+        rows.append(("1-6", "tabs: " + ", ".join(tab.title() for tab in TABS)))
         rows.append(("ctrl+g", "cancel the document being extracted (Document tab)"))
         rows.append(("ctrl+p", "command palette"))
         rows.append(("ctrl+q", "quit from anywhere, a form field included"))

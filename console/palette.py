@@ -25,12 +25,17 @@ def medops_commands(app: MedopsApp, tabs: Sequence[str]) -> Iterable[SystemComma
         yield SystemCommand(f"Refresh every {step:g}s", "Change the console's refresh rate",
                             partial(app.set_refresh_interval, step))
     for name in app.medops_themes:
-        yield SystemCommand(f"Theme: {name}", "Switch to this medops theme", partial(setattr, app, "theme", name))
+        yield SystemCommand(f"Theme: {name}", "Switch to this medops theme", partial(app.use_theme, name))
     for tab in tabs:
         yield SystemCommand(f"Open {tab}", f"Show the {tab} tab", partial(app.action_show_tab, tab))
     for seconds in WINDOWS:
         yield SystemCommand(f"Graph span: {span_label(seconds)}", "How far back the CPU and memory graphs reach",
                             partial(app.main.query_one(GraphsPane).set_window, seconds))
+    for alert in (a for a in (app.latest.alerts if app.latest else ()) if a.cleared_at is None):
+        yield SystemCommand(f"Acknowledge alert: {alert.name}", "Mark it seen: still listed, no longer news",
+                            partial(app.act_on_alert, "acknowledge", alert.name))
+        yield SystemCommand(f"Silence alert for 1 h: {alert.name}", "Announce nothing about it for an hour",
+                            partial(app.act_on_alert, "silence", alert.name))
     yield SystemCommand("Change a limit", "Set a pool size, threshold or timeout of the running core",
                         app.action_limits)
     yield SystemCommand("Help", "Keys and panes", app.action_help)

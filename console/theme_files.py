@@ -123,6 +123,28 @@ def choose_theme(requested: str | None, available: tuple[str, ...], *, from_file
                       f" work too); using {fallback}")
 
 
+REMEMBERED_THEME_FILE = "console-theme"  # in the config folder: the theme t last chose
+
+
+def remembered_theme(config_dir: Path) -> str | None:
+    """The theme `t` chose last time, if one was remembered and can be read."""
+    try:
+        name = (config_dir / REMEMBERED_THEME_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return name or None
+
+
+def remember_theme(config_dir: Path, name: str) -> str | None:
+    """Keep `name` for the next start; returns why it could not, or None."""
+    try:
+        config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (config_dir / REMEMBERED_THEME_FILE).write_text(name + "\n", encoding="utf-8")
+    except OSError as exc:
+        return f"the theme is not remembered: {config_dir} cannot be written ({exc.strerror})"
+    return None
+
+
 def _check_color(key: str, value: object) -> None:
     if not isinstance(value, str):
         raise ThemeFileError(f"{key} must be a colour string like \"#4f9de0\"")

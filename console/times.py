@@ -13,9 +13,9 @@ def local_time(wall: float) -> datetime:
     return datetime.fromtimestamp(wall).astimezone()
 
 
-def clock_time(wall: float) -> str:
-    """A wall time as local HH:MM:SS, for alert, tuner and reply times (`zone` names the zone)."""
-    return f"{local_time(wall):%H:%M:%S}"
+def clock_time(wall: float, *, zone: bool = False) -> str:
+    """A wall time as local HH:MM:SS, for alert, tuner and reply times; with `zone`, the zone's name after it."""
+    return f"{local_time(wall):%H:%M:%S %Z}" if zone else f"{local_time(wall):%H:%M:%S}"
 
 
 def when(wall: float, now: float | None) -> str:

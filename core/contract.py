@@ -119,6 +119,20 @@ class CoreCommands(Protocol):
         """Release the work held by `pause_intake`."""
         ...
 
+    # -- alerts ----------------------------------------------------------------------------------------
+
+    def acknowledge_alert(self, name: str) -> bool:
+        """Mark an open alert as seen (still listed, no longer news); False if it is not open."""
+        ...
+
+    def silence_alert(self, name: str, seconds: float) -> float:
+        """Announce nothing about alert `name` for `seconds` (0 lifts it); returns the wall time it ends."""
+        ...
+
+    def excuse_loop_lag(self, seconds: float) -> None:
+        """The embedding app's own work holds the shared loop up to `seconds`: not the core stalling."""
+        ...
+
     # -- history across runs -------------------------------------------------------------
 
     async def request_history(self, before: Before | None = None, limit: int = 100, *, model: str | None = None,

@@ -256,6 +256,19 @@ class ResourceCore(CoreCommands):
         self._groq.resume()
         self._documents.resume()
 
+    def acknowledge_alert(self, name: str) -> bool:
+        """Mark an open alert as seen (still listed, no longer news); False if it is not open."""
+        return self._tick.alerts.acknowledge(name)
+
+    def silence_alert(self, name: str, seconds: float) -> float:
+        """Announce nothing about alert `name` for `seconds` (0 lifts it); returns the wall time it ends."""
+        return self._tick.alerts.silence(name, seconds)
+
+    def excuse_loop_lag(self, seconds: float) -> None:
+        """The embedding app's own work will hold the shared loop for up to `seconds` (a console redrawing
+        after a resize): that lag is not the core stalling, so the loop-lag figures leave it out."""
+        self._tick.lag.excuse(seconds)
+
     def set_limit(self, key: str, value: str | int | float, by: str = "console") -> Settings:
         """Change one limit while running, checked by the config file's rules, applied at once and recorded.
 

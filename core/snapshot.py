@@ -249,8 +249,10 @@ class Alert:
     value: float = 0.0
     cleared_at: float | None = None
     rule: str = ""
-    repeats: int = 0  # times re-announced while open
+    repeats: int = 0  # times re-announced while open, or opened again soon after clearing (a flapping metric)
     updated_at: float = 0.0  # wall time of the latest open, repeat, escalation or clear
+    acknowledged: bool = False  # an operator has seen it: it stays listed, but no longer counts as news
+    silenced_until: float | None = None  # wall time until which the operator silenced it (not announced)
 
 
 @dataclass(frozen=True)

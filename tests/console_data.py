@@ -116,6 +116,9 @@ class FrozenCore:
         self.running = False
         self.paused = False
         self.snapshots_taken = 0
+        self.acknowledged: list[str] = []
+        self.silenced: list[tuple[str, float]] = []
+        self.excused: list[float] = []
         self._settings = Settings()
         self._intake = Intake.from_settings(self._settings, locate())
 
@@ -141,6 +144,17 @@ class FrozenCore:
 
     def resume_intake(self) -> None:
         self.paused = False
+
+    def acknowledge_alert(self, name: str) -> bool:
+        self.acknowledged.append(name)
+        return True
+
+    def silence_alert(self, name: str, seconds: float) -> float:
+        self.silenced.append((name, seconds))
+        return self.snapshot().taken_at + seconds
+
+    def excuse_loop_lag(self, seconds: float) -> None:
+        self.excused.append(seconds)
 
     async def ask(self, request: PromptRequest) -> PromptResult:
         raise FrozenCoreRefuses("the frozen test core answers no prompts")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.binding import Binding
+from textual.filter import Monochrome, NoColor
 from textual.widgets import Button, Footer, Input, Label, OptionList, TabbedContent
 from textual.widgets._footer import FooterKey
 
@@ -349,6 +349,9 @@ async def test_no_color_picks_the_plain_terminal_theme(locations: Locations, mon
         await pilot.pause()
         assert app.no_color
         assert app.theme == "medops-contrast"
+        # the terminal's default colours, styles kept; Textual's grey filter made the ANSI theme black on black
+        filters = app.get_line_filters()
+        assert any(isinstance(f, NoColor) for f in filters) and not any(isinstance(f, Monochrome) for f in filters)
 
 
 def test_the_themes_folder_comes_from_the_environment_or_beside_the_package(tmp_path: Path) -> None:
@@ -457,23 +460,30 @@ async def test_a_failing_snapshot_is_reported_once_and_the_console_stays_up(loca
         assert app.is_running
 
 
-async def test_every_key_is_in_the_footer_at_80_columns(locations: Locations) -> None:
+async def test_the_footer_at_80_columns_lists_limits_and_the_palette(locations: Locations) -> None:
     app, _ = make_app(locations)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         footer = app.query_one(Footer)
-        assert footer.compact and not footer.show_command_palette
+        assert footer.compact and footer.show_command_palette
         shown = {key.action for key in footer.query(FooterKey)}
-        # l (Limits) is left out at 80 columns, like ctrl+p: the help lists both
-        wanted = {b.action for b in app.BINDINGS if isinstance(b, Binding)} - {"leave_field", "resume_display",
-                                                                                 "limits", "limits_unlisted"}
-        assert wanted <= shown
-        await pilot.press("space")
+        # the rate keys and r work unlisted at 80 columns (the help lists them) so that these fit
+        assert {"quit", "pause_display", "toggle_intake", "next_theme", "limits", "help",
+                "show_tab('overview')"} <= shown
+        assert all(key.region.right <= 80 for key in footer.query(FooterKey))
+        assert not any(isinstance(key, FooterKey) and key.action == "graph_window" for key in footer.query(FooterKey))
+        await pilot.press("2")  # the span key is listed where it acts, and everything still fits
+        await pilot.pause()
+        assert "graph_window" in {key.action for key in footer.query(FooterKey)}
+        assert all(key.region.right <= 80 for key in footer.query(FooterKey))
+        await pilot.press("1", "space")
         await pilot.pause()
         shown = {key.action for key in footer.query(FooterKey)}
         assert "resume_display" in shown and "pause_display" not in shown
         await pilot.press("space")
-        assert all(key.region.right <= 80 for key in footer.query(FooterKey))
+        interval = app.refresh_interval
+        await pilot.press("plus")  # unlisted here, working all the same
+        assert app.refresh_interval < interval
         await pilot.press("3")
         await pilot.pause()
         assert "leave_field" in {key.action for key in footer.query(FooterKey)}
@@ -539,3 +549,19 @@ async def test_a_crash_shows_where_it_happened_never_the_values_it_held(
     printed = capsys.readouterr().err
     assert "unexpected ValueError" in printed and "in leaky_refresh" in printed and "test_console.py:" in printed
     assert "Jane Roe" not in printed and "00123456" not in printed
+
+
+async def test_t_names_the_theme_and_the_next_start_remembers_it(locations: Locations) -> None:
+    app, _ = make_app(locations)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        before = app.theme
+        await pilot.press("t")
+        await pilot.pause()
+        chosen = app.theme
+        assert chosen != before
+        assert any(f"Theme {chosen}" in str(n.message) for n in app._notifications)
+    again, _ = make_app(locations)
+    async with again.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert again.theme == chosen

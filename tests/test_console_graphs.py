@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Static
+from textual_plotext import PlotextPlot
 
 from medops.console.app import MedopsApp
 from medops.console.panes.graphs import REFETCH_EVERY, WINDOWS, GraphsPane, peaks, whole_ticks
@@ -68,7 +69,7 @@ async def test_a_ledger_span_is_read_again_only_after_30_s_and_not_redrawn_betwe
         locations: Locations, clock: FakeClock) -> None:
     await seeded(locations, clock, two_hours_with_one_spike(clock.wall()))
     app, _ = seeded_app(locations, clock)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(160, 48)) as pilot:  # tall enough to plot (at 80x24 the figures show)
         pane = await graphs_at(pilot, app, "6h")
         assert await until(pilot, lambda: pane.fetches == 1)
         drawn, applied = pane.redraws, app.snapshots_applied
@@ -161,3 +162,19 @@ def test_a_long_ring_is_drawn_as_peaks_per_slice_keeping_spikes() -> None:
     later = peaks([*points[1:], (now + 1, 10.0)], 3_600.0, 400)  # a second on: the spike keeps its place
     assert (points[1_234][0], 97.0) in later
     assert peaks(points[:300], 3_600.0, 400) == points[:300]  # few enough: drawn as they are
+
+
+@pytest.mark.parametrize(("size", "plotted"), [((80, 24), False), ((160, 48), True)], ids=["80x24", "160x48"])
+async def test_a_graph_too_small_to_read_shows_the_figures_instead(locations: Locations, size: tuple[int, int],
+                                                                   plotted: bool) -> None:
+    """At 80x24 a plot gets three rows: 52% drawn on a row labelled 66.7 misleads, so the numbers show."""
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenCore())  # type: ignore[arg-type]
+    async with app.run_test(size=size) as pilot:
+        assert await until(pilot, lambda: app.snapshots_applied > 0)
+        await pilot.press("2")
+        pane = app.query_one(GraphsPane)
+        assert await until(pilot, lambda: pane._plots is not None)
+        await pilot.pause(0.3)
+        summary = str(app.query_one("#graphs-summary", Static).render())
+        assert all(plot.display == plotted for plot in app.query(PlotextPlot))
+        assert ("memory latest 52%" in summary and "max 52%" in summary) != plotted, summary

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Label, Static
+from textual.widgets import DataTable, Label, Static
 
 from medops.console.app import MedopsApp
+from medops.console.forms.prompt_box import PromptBox
 from medops.console.panes.history import HistoryPane
 from medops.core.clock import FakeClock
 from medops.core.groq.requests import Priority, PromptRequest
@@ -72,7 +73,7 @@ async def test_prompts_sent_from_the_console_are_listed_newest_first_without_the
         assert await until(pilot, lambda: app.core_started)
         await pilot.press("3")
         for n in (1, 2):
-            app.query_one("#prompt-text", Input).value = f"Summarise for {SECRET}: chest pain, visit {n}."
+            app.query_one("#prompt-text", PromptBox).text = f"Summarise for {SECRET}: chest pain, visit {n}."
             await pilot.press("enter")
             assert await until(pilot, completed(app, n))
         await pilot.press("escape")

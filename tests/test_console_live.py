@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Input, Label, ProgressBar, TextArea
 from medops.console.app import MedopsApp
 from medops.console.forms.document import PageProgress
 from medops.console.forms.prompt import PromptForm, ReplyCard
+from medops.console.forms.prompt_box import PromptBox
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
@@ -48,9 +49,9 @@ async def test_a_prompt_is_answered_by_the_local_endpoint_with_its_figures(locat
     async with app.run_test(size=(120, 40)) as pilot:
         assert await until(pilot, lambda: app.core_started)
         await pilot.press("3")
-        app.query_one("#prompt-text", Input).value = "Summarise: acute chest pain, troponin pending."
+        app.query_one("#prompt-text", PromptBox).text = "Summarise: acute chest pain, troponin pending."
         await pilot.press("enter")
-        app.query_one("#prompt-text", Input).value = "Second question while the first is in flight."
+        app.query_one("#prompt-text", PromptBox).text = "Second question while the first is in flight."
         await pilot.press("enter")
         form = app.query_one(PromptForm)
         assert await until(pilot, lambda: form.in_flight == 0)

@@ -6,10 +6,11 @@ import asyncio
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input, Select
+from textual.widgets import Select
 
 from medops.console.app import MedopsApp
 from medops.console.forms.prompt import PromptForm, ReplyCard, build_request
+from medops.console.forms.prompt_box import PromptBox
 from medops.core.groq.quota import RequestTooLarge
 from medops.core.groq.requests import Completion, InvalidRequest, Priority, PromptRequest, PromptResult
 from medops.core.settings.config import Settings
@@ -36,37 +37,37 @@ async def test_a_refused_prompt_comes_back_and_earlier_ones_are_recalled(locatio
     async with app.run_test(size=(120, 40)) as pilot:
         assert await until(pilot, lambda: app.core_started)
         await pilot.press("3")
-        box = app.query_one("#prompt-text", Input)
+        box = app.query_one("#prompt-text", PromptBox)
         form = app.query_one(PromptForm)
-        box.value = "first, a very long referral letter"
+        box.text = "first, a very long referral letter"
         await pilot.press("enter")
-        assert box.value == ""
+        assert box.text == ""
         core.go.set()
         assert await until(pilot, lambda: form.in_flight == 0)
-        assert box.value == "first, a very long referral letter"  # back in the box, ready to shorten
+        assert box.text == "first, a very long referral letter"  # back in the box, ready to shorten
         assert "the prompt is back in the box" in str(app.query_one(ReplyCard).render())
 
         core.go.clear()
-        box.value = "second prompt"
+        box.text = "second prompt"
         await pilot.press("enter")
         await pilot.press(*"now typing a third")
         core.go.set()
         assert await until(pilot, lambda: form.in_flight == 0)
-        assert box.value == "now typing a third"  # what is being typed is never overwritten
+        assert box.text == "now typing a third"  # what is being typed is never overwritten
         assert "↑ in the box brings the prompt back" in str(app.query(ReplyCard).first().render())
 
         await pilot.press("up")
-        assert box.value == "second prompt"
+        assert box.text == "second prompt"
         await pilot.press("up")
-        assert box.value == "first, a very long referral letter"
+        assert box.text == "first, a very long referral letter"
         await pilot.press("up")  # no earlier one: stays
-        assert box.value == "first, a very long referral letter"
+        assert box.text == "first, a very long referral letter"
         await pilot.press("down", "down")
-        assert box.value == "now typing a third"  # back to the draft ↑ left, not an empty box
+        assert box.text == "now typing a third"  # back to the draft ↑ left, not an empty box
         await pilot.press("up", *" (edited)", "down")
-        assert box.value == "second prompt (edited)"  # an edited recall is the draft now: ↓ keeps it
+        assert box.text == "second prompt (edited)"  # an edited recall is the draft now: ↓ keeps it
         await pilot.press("up")
-        assert box.value == "second prompt"
+        assert box.text == "second prompt"
 
 
 def test_request_ids_are_unique_across_consoles_and_only_ids() -> None:
@@ -105,8 +106,25 @@ async def test_the_priority_picked_in_the_form_is_the_one_the_core_receives(
         await pilot.press("3")
         await pick(pilot, "#prompt-priority", steps_up)
         assert app.query_one("#prompt-priority", Select).value == chosen.label
-        await pilot.click("#prompt-text")
+        app.query_one(PromptBox).focus()
         await pilot.press(*"sudden chest pain", "enter")
         assert await until(pilot, lambda: len(core.asked) == 1)
         assert core.asked[0].priority is chosen
         assert core.asked[0].prompt == "sudden chest pain"
+
+
+async def test_a_card_says_why_it_waits_and_keeps_agent_and_priority_when_done(locations: Locations) -> None:
+    core = RefusingCore()
+    core.paused = True
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=core)  # type: ignore[arg-type]
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await until(pilot, lambda: app.snapshots_applied > 0)
+        await pilot.press("3")
+        app.query_one("#prompt-priority", Select).value = "high"
+        app.query_one(PromptBox).text = "a question"
+        await pilot.press("enter")
+        card = app.query_one(ReplyCard)
+        assert "intake is paused (i resumes it)" in str(card.render())
+        core.go.set()
+        assert await until(pilot, lambda: app.query_one(PromptForm).in_flight == 0)
+        assert "#1 triage · high · " in str(card.render())  # the finished card keeps who asked and how urgent

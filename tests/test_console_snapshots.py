@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, TextArea
 
 from medops.console.app import MedopsApp
 from medops.core.settings.config import Settings
@@ -37,6 +37,8 @@ async def settle(pilot: Pilot[Any]) -> None:
     assert isinstance(app, MedopsApp)
     for field in app.query(Input):
         field.cursor_blink = False
+    for area in app.query(TextArea):
+        area.cursor_blink = False
     for _ in range(100):
         if app.snapshots_applied:
             break

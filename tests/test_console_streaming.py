@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from textual.message import Message
-from textual.widgets import Input
 
 from medops.console.app import MedopsApp
 from medops.console.forms.prompt import STREAM_STEP, PromptForm, PromptStreaming, ReplyCard
+from medops.console.forms.prompt_box import PromptBox
 from medops.core.groq.requests import Completion, PromptRequest, PromptResult
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
@@ -54,7 +54,7 @@ async def test_a_card_shows_the_answer_so_far_then_the_reply(locations: Location
     async with app.run_test(size=(120, 40), message_hook=record) as pilot:
         assert await until(pilot, lambda: app.core_started)
         await pilot.press("3")
-        app.query_one("#prompt-text", Input).value = "Streaming please."
+        app.query_one("#prompt-text", PromptBox).text = "Streaming please."
         await pilot.press("enter")
         card = app.query_one(ReplyCard)
         assert await until(pilot, lambda: "streaming…" in str(card.render()) and "lost attempt" in str(card.render()))

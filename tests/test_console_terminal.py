@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,9 +55,9 @@ class Tmux:
         done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True)
         return done.stdout
 
-    def start(self, width: int, height: int) -> int:
+    def start(self, width: int, height: int, **extra_env: str) -> int:
         env = {"MEDOPS_DATA_DIR": str(self.locations.data_dir), "MEDOPS_CONFIG_DIR": str(self.locations.config_dir),
-               "MEDOPS_REFRESH_INTERVAL": "0.5", "TERM": "xterm-256color"}
+               "MEDOPS_REFRESH_INTERVAL": "0.5", "TERM": "xterm-256color", **extra_env}
         flags = [item for key, value in env.items() for item in ("-e", f"{key}={value}")]
         self.run("new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height), *flags,
                  f"exec {MEDOPS} --no-mouse")
@@ -64,6 +65,22 @@ class Tmux:
 
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", self.session)
+
+    def colours(self) -> set[str]:
+        """Every colour the screen is drawn in, as SGR codes ("31", "38;5;16"); the terminal's defaults excluded."""
+        found: set[str] = set()
+        for params in re.findall(r"\x1b\[([0-9;]*)m", self.run("capture-pane", "-p", "-e", "-t", self.session)):
+            codes = params.split(";")
+            while codes:
+                code = codes.pop(0)
+                if code in ("38", "48"):  # extended: 5;n or 2;r;g;b
+                    size = 2 if codes[:1] == ["5"] else 4
+                    found.add(";".join([code, *codes[:size]]))
+                    del codes[:size]
+                elif code.isdigit() and (30 <= int(code) <= 37 or 40 <= int(code) <= 47
+                                         or 90 <= int(code) <= 97 or 100 <= int(code) <= 107):
+                    found.add(code)
+        return found
 
     def keys(self, *keys: str) -> None:
         self.run("send-keys", "-t", self.session, *keys)
@@ -136,3 +153,55 @@ def test_a_closed_terminal_without_sighup_ends_the_console(locations: Locations)
         if child.poll() is None:
             child.kill()
         child.wait()
+
+
+def test_eight_prompts_typed_at_once_are_eight_requests_and_a_paste_never_presses_keys(tmux: Tmux,
+                                                                                        tmp_path: Path) -> None:
+    tmux.start(80, 24)
+    assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
+    tmux.keys("3")
+    assert wait_for(lambda: tmux.shows("prompt text")), tmux.screen()
+    # One send-keys: tmux writes all of it to the terminal at once, as a fast typist's keys arrive.
+    tmux.keys(*[item for n in range(1, 9) for item in (f"question {n}", "Enter")])
+    assert wait_for(lambda: tmux.shows("#8 triage · normal") and "waiting" not in tmux.screen()
+                    and "streaming" not in tmux.screen(), 30), tmux.screen()
+    assert not tmux.shows("#9") and not tmux.shows("Type a prompt first"), tmux.screen()
+    tmux.keys("Escape")
+    time.sleep(0.2)  # escape and 6 at once read as alt+6
+    tmux.keys("6")
+    assert wait_for(lambda: tmux.shows("all 8 shown")), tmux.screen()  # the ledger has 8 requests
+    tmux.keys("3")
+    assert wait_for(lambda: tmux.shows("^s Send")), tmux.screen()  # the footer: the prompt box has the focus
+    tmux.keys("Tab")
+    assert wait_for(lambda: not tmux.shows("^s Send")), tmux.screen()
+
+    hostile = tmp_path / "paste.txt"
+    hostile.write_bytes(b"red \x1b[31mlt1\x1b[0m bell\x07\nsecond line \x1bl")
+    tmux.run("load-buffer", "-b", "hostile", str(hostile))
+    # the Send button now: a paste there went to the bindings before
+    tmux.run("paste-buffer", "-p", "-b", "hostile", "-t", tmux.session)
+    assert wait_for(lambda: tmux.shows("The paste went nowhere")), tmux.screen()
+    assert not tmux.shows("Limits") or tmux.shows("prompt text"), tmux.screen()  # no Limits form opened
+    tmux.keys("BTab")  # back in the prompt box
+    assert wait_for(lambda: tmux.shows("^s Send")), tmux.screen()
+    tmux.run("paste-buffer", "-p", "-b", "hostile", "-t", tmux.session)
+    assert wait_for(lambda: tmux.shows("red ␛[31mlt1␛[0m bell␇", "second line ␛l")), tmux.screen()
+
+
+def test_no_color_draws_in_the_terminals_own_colours_on_every_tab(tmux: Tmux) -> None:
+    tmux.start(80, 24, NO_COLOR="1")
+    assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
+    for key in ("1", "2", "3", "Escape", "4", "Escape", "5", "Escape", "6", "F1"):
+        tmux.keys(key)
+        time.sleep(0.5)
+        assert tmux.colours() == set(), (key, tmux.colours())  # before: 38;5;16 on 48;5;16, black on black
+
+
+def test_the_contrast_theme_uses_no_fixed_white_or_black(tmux: Tmux) -> None:
+    """On a light terminal white text vanishes, on a dark one black: only the terminal's own, and red for errors."""
+    tmux.start(80, 24, MEDOPS_THEME="medops-contrast")
+    assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
+    for key in ("1", "2", "3", "Escape", "4", "Escape", "5", "Escape", "6", "F1", "Escape", "l"):
+        tmux.keys(key)
+        time.sleep(0.5)
+        assert tmux.colours() <= {"31", "41"}, (key, tmux.colours())

@@ -273,3 +273,16 @@ async def test_admitted_files_hold_the_descriptor_they_were_hashed_from(intake: 
     admitted.close()
     admitted.close()  # twice is harmless
     assert admitted.opened.fd == -1
+
+
+async def test_a_refused_path_is_not_an_error_of_the_io_pool(folder: Path) -> None:
+    """Eleven mistyped paths showed as 'io err 11' in the Pools pane: the user's input, not the pool failing."""
+    io = ResizablePool("io", 2, SystemClock())
+    intake = Intake((folder,), max_bytes=2 * MIB, io=io)
+    try:
+        for n in range(3):
+            with pytest.raises(IntakeRefused, match="no such file"):
+                await intake.check_async(f"missing-{n}.pdf", relative_to_intake=True)
+        assert io.snapshot().completed == 3 and io.snapshot().errors == 0
+    finally:
+        io.shutdown()

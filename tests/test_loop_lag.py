@@ -50,3 +50,14 @@ async def test_the_probe_runs_on_the_core_clock(clock: FakeClock) -> None:
 def test_no_samples_means_no_lag(clock: FakeClock) -> None:
     stats = LoopLagProbe(clock).stats()
     assert (stats.samples, stats.max_ms) == (0, 0.0)
+
+
+async def test_excused_wake_ups_are_left_out(clock: FakeClock) -> None:
+    """A console laying its screen out after a resize holds the loop: that is not the core stalling."""
+    probe = LoopLagProbe(clock)
+    probe.excuse(2.0)
+    probe.record(1.008)  # the resize's second
+    assert probe.stats().samples == 0 and probe.excused == 1
+    await clock.advance(2.5)
+    probe.record(0.300)  # after the excuse: counted
+    assert probe.stats().max_ms == 300.0

@@ -3,6 +3,7 @@ progress while it runs, then the text and any errors."""
 
 from __future__ import annotations
 
+import collections
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from textual.message import Message
 from textual.widgets import Button, Input, Label, OptionList, ProgressBar, TextArea
 
 from medops.console.error_text import describe_error
+from medops.console.forms.capture import CapturingInput
 from medops.console.forms.core_handle import STARTING, CoreHandle
 from medops.console.forms.intake import IntakePaths, IntakeSuggester
 from medops.core.documents.intake import IntakeRefused
@@ -53,9 +55,12 @@ class DocumentDone(Message):
 
 
 class DocumentFailed(Message):
-    def __init__(self, reason: str) -> None:
+    """The path was refused or the extraction failed; `typed` is the path as given, to put back."""
+
+    def __init__(self, reason: str, typed: str = "") -> None:
         super().__init__()
         self.reason = reason
+        self.typed = typed
 
 
 class CandidatesFound(Message):
@@ -65,7 +70,7 @@ class CandidatesFound(Message):
 
 
 class DocumentForm(Vertical):
-    """Extract one document at a time; the list below the path completes it; ctrl+g cancels it."""
+    """Extract one document at a time, the others waiting in order; the list completes the path; ctrl+g cancels."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+g", "cancel_document", "Cancel doc", key_display="^g"),  # ^g: cancel, as in emacs
@@ -74,30 +79,34 @@ class DocumentForm(Vertical):
     def __init__(self, core: CoreHandle, intake: IntakePaths, *, id: str | None = "document-form") -> None:
         super().__init__(id=id)
         self.core = core
-        self.intake = intake  # the core's, through its commands: one set of path rules for CLI and console
+        self.intake = intake  # the core's own once it has started: one set of path rules for CLI and console
         self.suggester = IntakeSuggester(intake)
         self.running = False
         self.job_id: str | None = None  # the running job's id, from its first progress event
+        self.waiting: collections.deque[tuple[str, str | None]] = collections.deque()  # (path, case id), in order
+        self.started: list[str] = []  # every path taken up, in order (tests read it)
 
     def compose(self) -> ComposeResult:
         yield Label(folders_text(self.intake.folders), id="doc-folders")
         with Horizontal(classes="form-row"):
-            yield Input(placeholder="path of a PDF or image in an intake folder", id="doc-path",
-                        suggester=self.suggester)
-            yield Input(placeholder="case id (optional)", id="doc-case")
+            yield CapturingInput(placeholder="path of a PDF or image in an intake folder", id="doc-path",
+                                 suggester=self.suggester, clear_on_submit=True)
+            yield CapturingInput(placeholder="case id (optional)", id="doc-case")
             yield Button("Extract", id="doc-extract", variant="primary")
             yield Button("Cancel", id="doc-cancel", variant="warning", disabled=True)
-        yield OptionList(id="doc-candidates")
+        # What happened comes right under the form, before the list: however long the list, a
+        # result or a refusal is on the first screen (at 80x24 it used to fall below the fold).
         yield ProgressBar(total=1, id="doc-progress", show_eta=False)  # determinate when idle: no animation
         yield Label("", id="doc-summary")
         yield Label("", id="doc-error", classes="form-error")
+        yield OptionList(id="doc-candidates")
         yield TextArea("", id="doc-text", read_only=True, soft_wrap=True)
 
     def on_mount(self) -> None:
         self._find_candidates("")
 
     def set_intake(self, intake: IntakePaths) -> None:
-        """The core's intake, once it has started: its folders and candidates are shown again."""
+        """The core's own intake, once it has started."""
         self.intake = self.suggester.intake = intake
         self.query_one("#doc-folders", Label).update(folders_text(intake.folders))
         self._find_candidates(self.query_one("#doc-path", Input).value)
@@ -125,33 +134,67 @@ class DocumentForm(Vertical):
         path_input.focus()
 
     @on(Input.Submitted, "#doc-path")
+    def path_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the path: the path it held at that keypress (the box is already empty for the next)."""
+        self.submit(event.value)
+
     @on(Input.Submitted, "#doc-case")
     @on(Button.Pressed, "#doc-extract")
-    def submit(self) -> None:
+    def extract_pressed(self) -> None:
+        path_input = self.query_one("#doc-path", Input)
+        typed = path_input.value
+        path_input.value = ""
+        self.submit(typed)
+
+    def submit(self, typed: str) -> None:
+        """Check the case id, then extract `typed` now, or after the documents already waiting."""
         error = self.query_one("#doc-error", Label)
-        if self.running:
-            error.update("A document is already being extracted; wait for it to finish.")
-            return
-        typed = self.query_one("#doc-path", Input).value
         case_id = self.query_one("#doc-case", Input).value.strip() or None
         if case_id is not None and not CASE_ID.match(case_id):
+            self._put_back(typed)
             error.update("The case id may hold letters, digits, '.', '_' and '-' (at most 64);"
                          " fix it or leave it empty.")
             return
-        error.update("")
+        self.waiting.append((typed, case_id))
+        if self.running:
+            self.query_one("#doc-summary", Label).update(self._waiting_text())
+            return
+        self._next()
+
+    def _next(self, keep_error: bool = False) -> None:
+        """Start the next waiting document, clearing what the last one left (its refusal stays if `keep_error`)."""
+        if not self.waiting:
+            return
+        typed, case_id = self.waiting.popleft()
+        self.started.append(typed)
+        if not keep_error:
+            self.query_one("#doc-error", Label).update("")
+        self.query_one("#doc-text", TextArea).text = ""
+        self.query_one("#doc-progress", ProgressBar).update(total=1, progress=0)
+        self.query_one("#doc-summary", Label).update(f"checking {typed.strip() or 'the path'}…{self._waiting_text()}")
         self._set_running(True)
         self._extract(typed, case_id)
+
+    def _waiting_text(self) -> str:
+        return f" ({len(self.waiting)} more waiting)" if self.waiting else ""
+
+    def _put_back(self, typed: str) -> None:
+        """A refused path goes back in the box to be fixed, unless something was typed there since or more wait."""
+        path_input = self.query_one("#doc-path", Input)
+        if typed and not path_input.value and not self.waiting:
+            path_input.value = typed
+            path_input.cursor_position = len(typed)
 
     @work(exclusive=True, exit_on_error=False, group="document")
     async def _extract(self, typed: str, case_id: str | None) -> None:
         try:  # the same check the core makes, first, so a bad path is named before anything starts
             path = await self.intake.check_async(typed, relative_to_intake=True)
         except IntakeRefused as exc:
-            self.post_message(DocumentFailed(str(exc)))
+            self.post_message(DocumentFailed(str(exc), typed))
             return
         core = self.core.ready()
         if core is None:
-            self.post_message(DocumentFailed(STARTING))
+            self.post_message(DocumentFailed(STARTING, typed))
             return
         self.post_message(ExtractionStarted(path.name))
 
@@ -162,14 +205,13 @@ class DocumentForm(Vertical):
         try:
             result = await core.extract(path, case_id=case_id, on_progress=on_progress)
         except Exception as exc:  # shown on the form; the console keeps running
-            self.post_message(DocumentFailed(describe_error(exc)))
+            self.post_message(DocumentFailed(describe_error(exc), typed))
         else:
             self.post_message(DocumentDone(result))
 
     @on(ExtractionStarted)
     def show_start(self, message: ExtractionStarted) -> None:
-        self.query_one("#doc-text", TextArea).text = ""
-        self.query_one("#doc-summary", Label).update(f"extracting {message.name}…")
+        self.query_one("#doc-summary", Label).update(f"extracting {message.name}…{self._waiting_text()}")
         self.query_one("#doc-progress", ProgressBar).update(total=None, progress=0)
 
     @on(PageProgress)
@@ -185,14 +227,20 @@ class DocumentForm(Vertical):
         pages = max(1, result.pages)
         self.query_one("#doc-progress", ProgressBar).update(total=pages, progress=pages)
         self.query_one("#doc-text", TextArea).text = result.text
-        self.query_one("#doc-summary", Label).update(result_summary(result))
+        self.query_one("#doc-summary", Label).update(result_summary(result) + self._waiting_text())
         self.query_one("#doc-error", Label).update("\n".join(result.warnings))
+        self._next()
 
     @on(DocumentFailed)
     def show_failure(self, message: DocumentFailed) -> None:
+        """Nothing of the last document stays on the form beside the refusal: no bar at 100%, no old text."""
         self._set_running(False)
-        self.query_one("#doc-summary", Label).update("")
+        self.query_one("#doc-progress", ProgressBar).update(total=1, progress=0)
+        self.query_one("#doc-text", TextArea).text = ""
+        self.query_one("#doc-summary", Label).update(self._waiting_text().strip(" ()"))
         self.query_one("#doc-error", Label).update(message.reason)
+        self._put_back(message.typed)
+        self._next(keep_error=True)
 
     @on(Button.Pressed, "#doc-cancel")
     def action_cancel_document(self) -> None:

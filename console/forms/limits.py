@@ -49,7 +49,7 @@ class LimitsScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="limits-body"):
-            yield Label("[b $primary]Change a limit[/]  → completes · enter applies · esc closes")
+            yield Label("[b $primary]Change a limit[/]  → completes · enter goes on / applies · esc closes")
             yield Input(placeholder="setting, e.g. io_threads", id="limit-key",
                         suggester=SuggestFromList(KEYS, case_sensitive=False))
             yield Label("", id="limit-about", markup=False)
@@ -77,7 +77,7 @@ class LimitsScreen(ModalScreen[None]):
         result, error = self.query_one("#limit-result", Label), self.query_one("#limit-error", Label)
         result.update("")
         if not key or not value:
-            error.update("Type a setting (tab completes it) and its new value.")
+            error.update("Type a setting (→ completes it) and its new value.")
             return
         if value.lower() == AUTO:
             self.hand_back(key)
@@ -128,8 +128,15 @@ class LimitsScreen(ModalScreen[None]):
 
 def about(key: str, settings: Settings, pinned: tuple[str, ...] = ()) -> str:
     """What the key means, its range, its current value, whether it can change now, and who sizes it."""
-    if key not in {f.name for f in fields(Settings)}:
-        return "unknown setting" if key else ""
+    names = [f.name for f in fields(Settings)]
+    if key not in names:
+        if not key:
+            return ""
+        starting = [name for name in names if name.startswith(key)]
+        if starting:  # still being typed: say what it may become, not that it is wrong
+            shown = ", ".join(starting[:4]) + (f" and {len(starting) - 4} more" if len(starting) > 4 else "")
+            return f"→ completes; {len(starting)} setting{'s' if len(starting) != 1 else ''} start so: {shown}"
+        return f"no setting starts with {key!r}; medops config show lists them all"
     current = show_value(getattr(settings, key)) if key != "models" else "per-model table"
     when = "changes now" if key in LIVE else "restart needed (config file or MEDOPS_" + key.upper() + ")"
     return f"{setting_help(key)}; now {current}; {when}{tuner_state(key, pinned)}"

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import collections
 import itertools
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Label, Select, Static
 
 from medops.console import figures
 from medops.console.error_text import describe_error
 from medops.console.forms.core_handle import STARTING, CoreHandle
+from medops.console.forms.prompt_box import PromptBox
 from medops.core.groq.requests import AGENTS
 
 if TYPE_CHECKING:
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 
 PRIORITIES = ("critical", "high", "normal")
 STREAM_STEP = 64  # redraw a streaming card when its text has grown this many characters (not per piece)
-RECALLED = 20  # prompts ↑/↓ bring back into the box (this console's memory only: never written anywhere)
 
 
 class PromptAnswered(Message):
@@ -66,11 +64,6 @@ class ReplyCard(Static):
 class PromptForm(Vertical):
     """Agent, priority, model and text; several requests may be in flight; ↑/↓ recall earlier prompts."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up", "recall(1)", "Earlier prompt", show=False),
-        Binding("down", "recall(-1)", "Later prompt", show=False),
-    ]
-
     def __init__(self, core: CoreHandle, models: Mapping[str, Any], default_model: str, *,
                  id: str | None = "prompt-form") -> None:
         super().__init__(id=id)
@@ -79,35 +72,40 @@ class PromptForm(Vertical):
         self.default_model = default_model if default_model in models else (self.models[0] if self.models else "")
         self._numbers = itertools.count(1)
         self.in_flight = 0
+        self.intake_paused = False  # from the latest snapshot: a new card says why it waits
         self._finished: set[int] = set()  # cards showing their final reply or failure
         self._headers: dict[int, str] = {}  # "#n agent · priority · model" of each card
-        self._sent: collections.deque[str] = collections.deque(maxlen=RECALLED)  # newest last
-        self._recalling = 0  # how far back ↑ has gone (0: not recalling)
-        self._draft = ""  # what was in the box when ↑ was first pressed
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form-row"):
             yield Select([(a, a) for a in AGENTS], value=AGENTS[0], allow_blank=False, id="prompt-agent")
             yield Select([(p, p) for p in PRIORITIES], value="normal", allow_blank=False, id="prompt-priority")
             yield Select([(m, m) for m in self.models], value=self.default_model, allow_blank=False, id="prompt-model")
-        with Horizontal(classes="form-row"):
-            yield Input(placeholder="prompt text (enter sends)", id="prompt-text")
+        with Horizontal(classes="form-row", id="prompt-row"):
+            yield PromptBox(id="prompt-text", placeholder="prompt text: enter or ctrl+s sends, ctrl+j new line")
             yield Button("Send", id="prompt-send", variant="primary")
         yield Label("", id="prompt-error", classes="form-error")
         yield VerticalScroll(id="prompt-replies")
 
-    @on(Input.Submitted, "#prompt-text")
+    def box_text(self) -> str:
+        """What the prompt box holds now."""
+        return self.query_one(PromptBox).text
+
     @on(Button.Pressed, "#prompt-send")
-    def submit(self) -> None:
-        """Validate, then hand the request to a worker; the form stays usable."""
+    def send_pressed(self) -> None:
+        self.query_one(PromptBox).send()
+
+    @on(PromptBox.Submitted)
+    def submit(self, message: PromptBox.Submitted) -> None:
+        """Validate the text the box held at the keypress, then hand it to a worker; the form stays usable."""
         error = self.query_one("#prompt-error", Label)
-        text_input = self.query_one("#prompt-text", Input)
-        text = text_input.value.strip()
+        text = message.text.strip()
         if not text:
             error.update("Type a prompt first: the text is empty.")
             return
         core = self.core.ready()
         if core is None:
+            message.box.put_back(text)
             error.update(STARTING)
             return
         error.update("")
@@ -116,10 +114,9 @@ class PromptForm(Vertical):
         priority = str(self.query_one("#prompt-priority", Select).value)
         model = str(self.query_one("#prompt-model", Select).value)
         self._headers[number] = f"#{number} {agent} · {priority} · {figures.text(model)}"
-        card = ReplyCard(f"{self._headers[number]} · [i]waiting…[/]", id=f"reply-{number}")
+        waiting = "waiting: intake is paused (i resumes it)…" if self.intake_paused else "waiting…"
+        card = ReplyCard(f"{self._headers[number]} · [i]{waiting}[/]", id=f"reply-{number}")
         self.query_one("#prompt-replies", VerticalScroll).mount(card, before=0)
-        text_input.value = ""
-        self._remember(text)
         self.in_flight += 1
         self._send(number, core, text, agent, priority, model)
 
@@ -156,7 +153,7 @@ class PromptForm(Vertical):
     def show_reply(self, message: PromptAnswered) -> None:
         self.in_flight -= 1
         self._finished.add(message.number)
-        self._card(message.number).update(reply_text(message.number, message.result))
+        self._card(message.number).update(reply_text(self._headers[message.number], message.result))
 
     @on(PromptFailed)
     def show_failure(self, message: PromptFailed) -> None:
@@ -164,33 +161,13 @@ class PromptForm(Vertical):
         self._finished.add(message.number)
         card = self._card(message.number)
         card.add_class("failed")
-        text_input = self.query_one("#prompt-text", Input)
-        if not text_input.value:  # nothing typed since: the prompt goes back in the box, ready to fix and send
-            text_input.value = message.text
+        # back in the box to fix, unless something was typed since or others are on their way (a fast typist)
+        if self.in_flight == 0 and self.query_one(PromptBox).put_back(message.text):
             kept = "the prompt is back in the box"
         else:
             kept = "↑ in the box brings the prompt back"
-        card.update(f"#{message.number} [reverse $error] failed [/] {figures.text(message.reason)} [dim]({kept})[/]")
-
-    def action_recall(self, step: int) -> None:
-        """↑ puts earlier prompts in the box, ↓ later ones, then what was being typed before ↑."""
-        text_input = self.query_one("#prompt-text", Input)
-        if self._recalling and text_input.value != self._sent[-self._recalling]:
-            self._recalling = 0  # edited since it was recalled: that is the draft now
-        if self._recalling == 0:
-            self._draft = text_input.value
-        position = max(0, min(len(self._sent), self._recalling + step))
-        if self._recalling == 0 and position == 1 and len(self._sent) > 1 and self._sent[-1] == self._draft:
-            position = 2  # the box already holds the latest (a refused prompt put back): go one further
-        self._recalling = position
-        text_input.value = self._sent[-position] if position else self._draft
-        text_input.cursor_position = len(text_input.value)
-
-    def _remember(self, text: str) -> None:
-        if not self._sent or self._sent[-1] != text:
-            self._sent.append(text)
-        self._recalling = 0
-        self._draft = ""
+        card.update(f"{self._headers[message.number]} [reverse $error] failed [/] {figures.text(message.reason)}"
+                    f" [dim]({kept})[/]")
 
     def _card(self, number: int) -> ReplyCard:
         return self.query_one(f"#reply-{number}", ReplyCard)
@@ -206,10 +183,10 @@ def build_request(text: str, agent: str, priority: str, model: str, number: int,
                          request_id=f"console-{number}-{uuid.uuid4().hex[:12]}", on_text=on_text)
 
 
-def reply_text(number: int, result: PromptResult) -> str:
-    """The reply and its cost: tokens, latency, queue wait, attempts."""
+def reply_text(header: str, result: PromptResult) -> str:
+    """The card's header (number, agent, priority, model), then the reply's cost and the reply."""
     completion = result.completion
-    return (f"#{number} [b]{figures.text(completion.model)}[/]"
+    return (f"{header}"
             f" · tokens {completion.prompt_tokens}+{completion.completion_tokens}"
             f" · latency {figures.millis(result.latency)} · queue wait {figures.millis(result.queue_wait)}"
             f" · attempts {result.attempts}\n{figures.text(completion.text)}")

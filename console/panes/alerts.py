@@ -1,22 +1,70 @@
-"""Alerts pane: open and recent alerts newest first, then what the tuner changed."""
+"""Alerts pane: open and recent alerts newest first, then what the tuner changed.
+
+Focused (tab to it, or click), k acknowledges the open alerts and s silences them
+for an hour (u lifts that); the command palette does the same for one alert.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
+
+from textual.binding import Binding, BindingType
 
 from medops.console import figures, times
+from medops.console.forms.core_handle import STARTING, CoreHandle
 from medops.console.panes.pane import SnapshotPane
 from medops.core.snapshot import Alert, CoreSnapshot, TunerChange
 
 MAX_ALERTS = 20
 MAX_TUNER_CHANGES = 5
+SILENCE_FOR = 3_600.0  # seconds s silences the open alerts for
 
 
 class AlertsPane(SnapshotPane):
     """Alerts newest first; critical ones stand out even without colour."""
 
-    def __init__(self, *, id: str | None = "alerts") -> None:
+    can_focus = True
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("k", "acknowledge", "Ack"),
+        Binding("s", "silence", "Silence 1h"),
+        Binding("u", "unsilence", "Unsilence"),
+    ]
+
+    def __init__(self, core: CoreHandle | None = None, *, id: str | None = "alerts") -> None:
         super().__init__("Alerts", id=id)
+        self.core = core or CoreHandle()
+        self.border_subtitle = "tab here: k ack · s silence 1h"
+
+    def open_alerts(self) -> list[Alert]:
+        """The alerts open in the latest snapshot."""
+        return [a for a in (self._latest.alerts if self._latest else ()) if a.cleared_at is None]
+
+    async def action_acknowledge(self) -> None:
+        await self._each_open("acknowledge", "Acknowledged")
+
+    async def action_silence(self) -> None:
+        await self._each_open("silence", "Silenced", SILENCE_FOR)
+
+    async def action_unsilence(self) -> None:
+        await self._each_open("silence", "Lifted the silence of", 0.0)
+
+    async def _each_open(self, how: str, done: str, seconds: float = 0.0) -> None:
+        core = self.core.ready()
+        if core is None:
+            self.notify(STARTING, title="alerts", severity="warning")
+            return
+        alerts = self.open_alerts()
+        if not alerts:
+            self.notify("No alert is open.", title="alerts")
+            return
+        for alert in alerts:
+            if how == "silence":
+                core.silence_alert(alert.name, seconds)
+            else:
+                core.acknowledge_alert(alert.name)
+        self.notify(f"{done} {len(alerts)} alert{'s' if len(alerts) != 1 else ''}:"
+                    f" {', '.join(a.name for a in alerts)}.", title="alerts")
+        await self.run_action("app.refresh_now")
 
     def section(self, snapshot: CoreSnapshot) -> Any:
         return (snapshot.alerts, snapshot.tuner)
@@ -49,6 +97,8 @@ def newest(alert: Alert) -> float:
 
 def alert_line(alert: Alert) -> str:
     """`HH:MM:SS CRIT name: message`, with `cleared` for closed ones."""
+    notes = (" [dim](acknowledged)[/]" if alert.acknowledged else "") + \
+        (f" [dim](silenced until {times.clock_time(alert.silenced_until)})[/]" if alert.silenced_until else "")
     if alert.cleared_at is not None:
         badge = "[dim]cleared[/]"
     elif alert.level == "critical":
@@ -56,4 +106,4 @@ def alert_line(alert: Alert) -> str:
     else:
         badge = "[reverse $warning] WARN [/]"
     return (f"{times.clock_time(alert.opened_at)} {badge} [b]{figures.text(alert.name)}[/]:"
-            f" {figures.text(alert.message)}{f' [dim]×{alert.repeats + 1}[/]' if alert.repeats else ''}")
+            f" {figures.text(alert.message)}{f' [dim]×{alert.repeats + 1}[/]' if alert.repeats else ''}{notes}")

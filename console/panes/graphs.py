@@ -12,7 +12,7 @@ frame does not wait for it.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -39,6 +39,9 @@ WINDOWS = (60.0, 300.0, 900.0, HOUR, 6 * HOUR, DAY, 7 * DAY)
 RING_AT_MOST = HOUR
 REFETCH_EVERY = 30.0  # seconds of core time before a ledger span is read again
 LEDGER_POINTS = 400  # enough for a 160-column braille plot (two dots a column); SQL does the boiling down
+SMALL_BELOW = 6  # rows of data a plot needs: fewer, and 4% is drawn on a row labelled 16.7
+PLOT_FRAME = 5  # a plot's rows that are not data: title, two borders, ticks, axis label
+SPARK = "▁▂▃▄▅▆▇█"
 GAP_BUCKETS = 2.5  # points further apart than this many buckets are not joined: medops was not running between
 
 
@@ -180,10 +183,34 @@ class GraphsPane(Vertical):
             summary += "\n" + self._source_line(answer)
         elif not system.cpu_history and not system.memory_history:
             summary += "\n[dim]no history yet: the monitor part is not running[/]"
+        small = self._too_small(summary)
+        for plot in self._plots:
+            plot.display = not small
+        if small:  # rows too few for an honest scale: the figures instead of a graph
+            ledger = answer if answer is not None and not isinstance(answer, str) and answer.earlier_runs else None
+            if ledger is not None:
+                cpu_points = [(p.at_wall, p.cpu_percent) for p in ledger.points]
+                memory_points = [(p.at_wall, p.memory_percent) for p in ledger.points]
+            else:
+                cpu_points = [(at, v) for at, v in system.cpu_history if snapshot.taken_at - at <= self.window]
+                memory_points = [(at, v) for at, v in system.memory_history if snapshot.taken_at - at <= self.window]
+            span = span_label(self.window)
+            summary += ("\n" + figures_line("CPU", cpu_points, span, self.content_region.width)
+                        + "\n" + figures_line("memory", memory_points, span, self.content_region.width)
+                        + f"\n[dim]graphs need {2 * (SMALL_BELOW + PLOT_FRAME)} lines here to be readable;"
+                        " a taller terminal shows them[/]")
         if summary != self._summary:
             self._summary = summary
             self.query_one("#graphs-summary", Static).update(summary)
+        if small:
+            return
         cpu, memory = self._plots
+        # ANSI themes (contrast, NO_COLOR) draw in the terminal's own colours; plotext's "auto" would
+        # turn their "default" into black
+        plot_theme: Literal["clear", "auto"] = "clear" if self.app.native_ansi_color else "auto"
+        for plot in self._plots:
+            if plot.theme != plot_theme:
+                plot.theme = plot_theme
         if answer is not None and not isinstance(answer, str) and answer.earlier_runs:
             # a ledger span changes only when a new answer comes, not with each sample
             key: Any = (self.window, answer)
@@ -207,6 +234,14 @@ class GraphsPane(Vertical):
         _plot(cpu, titles[0], system.cpu_history, snapshot.taken_at, self.window)
         _plot(memory, titles[1], system.memory_history, snapshot.taken_at, self.window)
 
+    def _too_small(self, summary: str) -> bool:
+        """Whether each plot would get fewer than SMALL_BELOW rows of data (its scale would then mislead)."""
+        height = self.content_region.height
+        if height <= 0:
+            return False  # not laid out yet
+        summary_lines = summary.count("\n") + 1 + 5  # the figures lines replace the plots when small
+        return (height - summary_lines) // 2 - PLOT_FRAME < SMALL_BELOW
+
     def _source_line(self, answer: MetricHistory | str | None) -> str:
         """Where a ledger span's points come from, or why there are none (the ring's are drawn instead)."""
         span = span_label(self.window)
@@ -221,10 +256,26 @@ class GraphsPane(Vertical):
             line = (f"[dim]ledger: no samples in the last {span} (medops was not running then, or the ledger "
                     f"is new)[/]")
         else:
-            line = (f"[dim]ledger: {len(answer.points)} points, each the highest of "
+            points = len(answer.points)
+            line = (f"[dim]ledger: {points} point{'s' if points != 1 else ''}, each the highest of "
                     f"{span_label(answer.bucket_seconds)} · {figures.count(answer.samples)} samples · "
                     f"read every {REFETCH_EVERY:g}s[/]")
         return line + (f"\n[$warning]{figures.text(answer.note)}[/]" if answer.note else "")
+
+
+def figures_line(name: str, points: list[tuple[float, float]], span: str, width: int) -> str:
+    """`CPU latest 31% · min 12% · max 96% over 5m`, then a one-line trend scaled 0–100%, in place of a graph."""
+    values = [v for _, v in points if not math.isnan(v)]
+    if not values:
+        return f"{name}: [dim]no samples in the last {span}[/]"
+    head = (f"{name} latest [b]{values[-1]:.0f}%[/] · min {min(values):.0f}% · max {max(values):.0f}%"
+            f" over the last {span}")
+    room = width - len(" 0–100%")
+    if room < 8:
+        return head
+    trend = [v for _, v in peaks(points, max(1.0, points[-1][0] - points[0][0]), room) if not math.isnan(v)][-room:]
+    cells = "".join(SPARK[min(len(SPARK) - 1, max(0, int(v / 100 * len(SPARK))))] for v in trend)
+    return f"{head}\n{cells} [dim]0–100%[/]"
 
 
 def span_label(seconds: float) -> str:
@@ -302,6 +353,7 @@ def _draw_line(widget: PlotextPlot, title: str, points: list[tuple[float, float]
         plt.xticks(whole_ticks(window / unit))
     plt.ylim(0, 100)
     if points:
-        plt.plot([x / unit for x, _ in points], [y for _, y in points], marker="braille")
+        line_colour = "default" if widget.theme == "clear" else None  # an ANSI theme: the terminal's own
+        plt.plot([x / unit for x, _ in points], [y for _, y in points], marker="braille", color=line_colour)
     plt.xlabel(label)
     widget.refresh()

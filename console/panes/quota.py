@@ -92,7 +92,7 @@ def model_lines(model: ModelQuota, width: int, *, default: bool = False) -> list
         lines.append(" [dim]server: no x-ratelimit headers seen yet[/]")
     else:
         # the time it was seen, not its age: an age would redraw the pane every second
-        seen = times.clock_time(server.observed_at)
+        seen = times.clock_time(server.observed_at, zone=True)
         lines.append(f" server left: {_maybe(server.remaining_requests)} req/d"
                      f" ({figures.duration(server.reset_requests)}) · {_maybe(server.remaining_tokens)} tok/m"
                      f" ({figures.duration(server.reset_tokens)}) [dim]seen {seen}[/]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 from textual.widgets import Static
 
@@ -10,6 +11,7 @@ from medops.console import figures, times
 from medops.core.snapshot import CoreSnapshot
 
 LEDGER_SHORT = {"read-write": "rw", "read-only": "ro"}
+LOCAL_WORDS = "Groq stand-in"  # medops' own local endpoint: it answers, but not from a model
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,11 @@ def status_text(snapshot: CoreSnapshot | None, state: ConsoleState) -> str:
     if endpoint.kind == "none":
         parts.insert(0, "endpoint [dim]none yet[/]")
     else:
-        health = "[$success]ok[/]" if endpoint.healthy else "[$error]down[/]"
-        parts.insert(0, f"[b]{figures.text(endpoint.kind)}[/] {health}")
+        health = "[$success]ok[/]" if endpoint.healthy else "[reverse $error] DOWN [/]"
+        # which Groq answers, in words a newcomer reads ("local ok" said neither)
+        host = urlparse(endpoint.base_url).hostname or endpoint.base_url or "?"
+        which = LOCAL_WORDS if endpoint.kind == "local" else f"Groq {figures.text(host)}"
+        parts.insert(0, f"[b]{which}[/] {health}")
     store = snapshot.quota.store
     if store is not None:
         if store.state == "down":

@@ -177,8 +177,19 @@ class Intake:
 
     async def check_async(self, path: str | Path, *, relative_to_intake: bool = False) -> Path:
         """`check` on the I/O threads: resolving and stat-ing a path can block on a slow disk."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self.io, functools.partial(self.check, path, relative_to_intake=relative_to_intake))
+        outcome = await asyncio.get_running_loop().run_in_executor(
+            self.io, functools.partial(self._check_or_refusal, path, relative_to_intake))
+        if isinstance(outcome, IntakeRefused):
+            raise outcome
+        return outcome
+
+    def _check_or_refusal(self, path: str | Path, relative_to_intake: bool) -> Path | IntakeRefused:
+        # A refused path is the user's input, not a failure of the I/O pool: it comes back as a value,
+        # so the pool's error count (the on-call engineer reads it) counts only real failures.
+        try:
+            return self.check(path, relative_to_intake=relative_to_intake)
+        except IntakeRefused as refused:
+            return refused
 
     def find(self, name: str, cwd: Path | None = None) -> tuple[Path, str]:
         """A relative name from the command line, in the current folder or an intake folder; says which.

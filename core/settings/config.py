@@ -230,11 +230,18 @@ def validate_setting(key: str, raw: Any, origin: str) -> Any:
     return value
 
 
+def range_text(low: float, high: float) -> str:
+    """An allowed range as a value is typed: `1 to 1000000`, `0.5 to 99.5` (never `1e+06`)."""
+    def plain(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else f"{x:g}"
+    return f"{plain(low)} to {plain(high)}"
+
+
 def _check_range(f: Any, value: Any, origin: str) -> None:
     low, high, choices = f.metadata["low"], f.metadata["high"], f.metadata["choices"]
     if low is not None and not low <= value <= high:
         raise ConfigError(f"setting {f.name} = {value!r} (from {origin}) is out of range: "
-                          f"allowed {low:g} to {high:g}")
+                          f"allowed {range_text(low, high)}")
     if choices and value not in choices:
         raise ConfigError(f"setting {f.name} = {value!r} (from {origin}) is not one of {', '.join(choices)}")
 
@@ -281,7 +288,7 @@ def _coerce(f: Any, raw: Any, origin: str) -> Any:
         wanted = {bool: "true or false", tuple: "a list of paths (env: colon-separated)",
                   int: "a whole number", float: "a number", str: "a string"}[kind]
         low, high = f.metadata["low"], f.metadata["high"]
-        allowed = f" (allowed {low:g} to {high:g})" if low is not None else ""
+        allowed = f" (allowed {range_text(low, high)})" if low is not None else ""
         raise ConfigError(f"setting {f.name} = {raw!r} (from {origin}) is not {wanted}{allowed}") from None
 
 

@@ -14,7 +14,14 @@ from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from medops.core.errors import ConfigError
-from medops.core.settings.config import SCALAR_KEYS, Settings, check_settings, show_value, validate_setting
+from medops.core.settings.config import (
+    SCALAR_KEYS,
+    Settings,
+    check_settings,
+    range_text,
+    show_value,
+    validate_setting,
+)
 from medops.core.snapshot import LimitChange
 
 MAX_CHANGES = 100  # changes kept for the snapshot
@@ -137,6 +144,6 @@ def setting_help(key: str) -> str:
     for f in fields(Settings):
         if f.name == key:
             low, high = f.metadata.get("low"), f.metadata.get("high")
-            allowed = f" ({low:g} to {high:g})" if low is not None else ""
+            allowed = f" ({range_text(low, high)})" if low is not None and high is not None else ""
             return f"{f.metadata.get('help', '')}{allowed}"
     return ""

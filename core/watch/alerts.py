@@ -5,6 +5,12 @@ before its alert opens, an open alert is announced again only every
 `alert_repeat_interval`, and it clears once the condition has stayed away for
 the clear delay. Events (a 429, a failing part of the core) open at once.
 Announcements (open, repeat, escalation, clear) are what the ledger records.
+
+A metric that flaps (opens again within `alert_repeat_interval` of clearing)
+is the same alert again: one row with a count, announced at most once per
+repeat interval, and each time it comes back it must stay away twice as long
+before it clears. An operator can acknowledge an alert (still listed, no
+longer news) or silence it for a while (not announced, marked as silenced).
 """
 
 from __future__ import annotations
@@ -164,17 +170,28 @@ class PoolSaturatedRule:
 
 
 class LoopLagRule:
-    """The event loop stalled longer than `alert_loop_lag_ms`; critical at ten times that."""
+    """The event loop late on more than one wake-up in the window by `alert_loop_lag_ms`; critical at ten times that.
+
+    p99 of the window's probes, not the single worst: one stall (a busy 2-core host, a collection) made the
+    alert open and clear every half minute. A single stall of ten times the threshold still warns. Nothing
+    while the knowledge base is being built: that is the core's start, not a stall.
+    """
 
     def check(self, snapshot: CoreSnapshot, settings: Settings) -> Iterable[Condition]:
         system = snapshot.system
-        worst = system.loop_lag_max_ms
-        if worst >= settings.alert_loop_lag_ms:
-            level = CRITICAL if worst >= 10 * settings.alert_loop_lag_ms else WARNING
-            yield Condition("loop_lag", "loop_lag", level,
-                            f"event loop stalled {worst:.0f} ms (p99 {system.loop_lag_ms:.0f} ms; "
-                            f"threshold {settings.alert_loop_lag_ms:g} ms): something blocks the loop",
-                            worst)
+        if snapshot.knowledge.state == "building":
+            return
+        threshold = settings.alert_loop_lag_ms
+        sustained = system.loop_lag_ms >= threshold
+        one_long_stall = system.loop_lag_max_ms >= 10 * threshold
+        if not (sustained or one_long_stall):
+            return
+        level = CRITICAL if system.loop_lag_ms >= 10 * threshold else WARNING
+        what = (f"event loop late by {system.loop_lag_ms:.0f} ms or more on several wake-ups" if sustained
+                else f"event loop stalled once for {system.loop_lag_max_ms:.0f} ms")
+        yield Condition("loop_lag", "loop_lag", level,
+                        f"{what} (p99 {system.loop_lag_ms:.0f} ms, max {system.loop_lag_max_ms:.0f} ms; "
+                        f"threshold {threshold:g} ms): something blocks the loop", system.loop_lag_ms)
 
 
 def default_rules() -> list[Rule]:
@@ -191,6 +208,17 @@ class _Track:
     alert: Alert | None = None  # set once open
     announced_at: float = 0.0  # monotonic time of the last announcement
     away_since: float | None = None  # monotonic time the condition was last seen gone
+    returns: int = 0  # times it opened again soon after clearing: each doubles the clear delay
+
+
+@dataclass(frozen=True)
+class _Cleared:
+    """An alert that cleared recently: if it comes back soon, it is the same alert again."""
+
+    alert: Alert
+    at: float  # monotonic time it cleared
+    announced_at: float
+    returns: int
 
 
 class AlertEngine:
@@ -204,7 +232,31 @@ class AlertEngine:
         self._keep_cleared = keep_cleared
         self._tracks: dict[str, _Track] = {}
         self._cleared: collections.deque[Alert] = collections.deque(maxlen=MAX_CLEARED)
+        self._recent: dict[str, _Cleared] = {}  # by key: cleared, and may come back as the same alert
+        self._silenced: dict[str, float] = {}  # key -> wall time until which it is not announced
+        self._acknowledged: set[str] = set()
         self._failures: list[Condition] = []
+
+    def acknowledge(self, name: str) -> bool:
+        """Mark the open alert `name` as seen; False if no such alert is open."""
+        track = self._tracks.get(name)
+        if track is None or track.alert is None:
+            return False
+        self._acknowledged.add(name)
+        track.alert = dataclasses.replace(track.alert, acknowledged=True)
+        return True
+
+    def silence(self, name: str, seconds: float) -> float:
+        """Announce nothing about `name` for `seconds` (0 lifts it); returns the wall time it ends."""
+        until = self._clock.wall() + max(0.0, seconds)
+        if seconds <= 0:
+            self._silenced.pop(name, None)
+        else:
+            self._silenced[name] = until
+        track = self._tracks.get(name)
+        if track is not None and track.alert is not None:
+            track.alert = dataclasses.replace(track.alert, silenced_until=until if seconds > 0 else None)
+        return until
 
     def note_failure(self, part: str, error: BaseException) -> None:
         """A part of the core failed during a tick: raise it at the next evaluation."""
@@ -225,29 +277,28 @@ class AlertEngine:
         self._failures = []
 
         announced: list[Alert] = []
+        for key, until in list(self._silenced.items()):
+            if until <= wall:
+                del self._silenced[key]
         for key, condition in conditions.items():
             track = self._tracks.setdefault(key, _Track(since=now))
             track.away_since = None
             alert = track.alert
             if alert is None:
                 if condition.immediate or now - track.since >= settings.alert_open_after:
-                    track.alert = Alert(name=key, rule=condition.rule, level=condition.level,
-                                        message=condition.message, value=condition.value,
-                                        opened_at=wall, updated_at=wall)
-                    track.announced_at = now
-                    announced.append(track.alert)
+                    self._open(key, track, condition, now, wall, settings, announced)
                 continue
             escalated = _RANK[condition.level] > _RANK[alert.level]
             repeat = now - track.announced_at >= settings.alert_repeat_interval
             alert = dataclasses.replace(alert, level=condition.level, message=condition.message,
-                                        value=condition.value)
+                                        value=condition.value, silenced_until=self._silenced.get(key))
             if escalated or repeat:
                 alert = dataclasses.replace(alert, repeats=alert.repeats + (0 if escalated else 1), updated_at=wall)
                 track.announced_at = now
-                announced.append(alert)
+                self._announce(alert, announced)
             track.alert = alert
 
-        clear_after = max(settings.alert_open_after, self._min_clear_after)
+        base_clear = max(settings.alert_open_after, self._min_clear_after)
         for key in [k for k in self._tracks if k not in conditions]:
             track = self._tracks[key]
             if track.alert is None:
@@ -255,12 +306,46 @@ class AlertEngine:
                 continue
             if track.away_since is None:
                 track.away_since = now
+            clear_after = min(max(base_clear, settings.alert_repeat_interval), base_clear * 2 ** track.returns)
             if now - track.away_since >= clear_after:
                 cleared = dataclasses.replace(track.alert, cleared_at=wall, updated_at=wall)
                 self._cleared.appendleft(cleared)
-                announced.append(cleared)
+                self._recent[key] = _Cleared(cleared, now, track.announced_at, track.returns)
+                self._announce(cleared, announced)
+                self._acknowledged.discard(key)
                 del self._tracks[key]
+        for key in [k for k, c in self._recent.items() if now - c.at > settings.alert_repeat_interval]:
+            del self._recent[key]
         return announced
+
+    def _open(self, key: str, track: _Track, condition: Condition, now: float, wall: float, settings: Settings,
+              announced: list[Alert]) -> None:
+        """Open `key`'s alert, or, when it cleared less than a repeat interval ago, the same alert again."""
+        back = self._recent.pop(key, None)
+        if back is None:
+            track.alert = Alert(name=key, rule=condition.rule, level=condition.level, message=condition.message,
+                                value=condition.value, opened_at=wall, updated_at=wall,
+                                silenced_until=self._silenced.get(key))
+            track.announced_at = now
+            self._announce(track.alert, announced)
+            return
+        # A flap: one alert with a count, its first opening kept; news only once per repeat interval.
+        with_it = [a for a in self._cleared if not (a.name == key and a.opened_at == back.alert.opened_at)]
+        self._cleared = collections.deque(with_it, maxlen=MAX_CLEARED)
+        track.returns = back.returns + 1
+        track.alert = dataclasses.replace(back.alert, level=condition.level, message=condition.message,
+                                          value=condition.value, cleared_at=None, repeats=back.alert.repeats + 1,
+                                          updated_at=wall, acknowledged=False,
+                                          silenced_until=self._silenced.get(key))
+        track.announced_at = back.announced_at
+        if now - back.announced_at >= settings.alert_repeat_interval:
+            track.announced_at = now
+            self._announce(track.alert, announced)
+
+    def _announce(self, alert: Alert, announced: list[Alert]) -> None:
+        """Record an announcement, unless the operator silenced this alert."""
+        if alert.name not in self._silenced:
+            announced.append(alert)
 
     def alerts(self) -> tuple[Alert, ...]:
         """Open alerts and those cleared recently, newest first."""

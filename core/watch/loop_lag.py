@@ -17,6 +17,7 @@ from medops.core.waits import percentile
 
 PROBE_INTERVAL = 0.1  # seconds between probes: detects stalls of a tenth of a second
 WINDOW_SECONDS = 10.0  # lag figures cover this recent stretch
+STARTUP_GRACE = 10.0  # seconds after start whose lag is not the core's: imports, first layout, opening files
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,18 @@ class LoopLagProbe:
         self._window = window
         self._samples: collections.deque[tuple[float, float]] = collections.deque()  # (at, lag seconds)
         self._task: asyncio.Task[None] | None = None
+        self._excused_until = float("-inf")  # wake-ups up to this monotonic time are not counted
+        self.excused = 0  # wake-ups left out that way (tests and the status read it)
 
     def start(self) -> None:
         """Start probing in the running loop; idempotent."""
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._probe(), name="medops-loop-lag")
+
+    def excuse(self, seconds: float) -> None:
+        """Leave out the lag of wake-ups in the next `seconds`: the loop's owner knows it is busy with its own work
+        (a console laying out its screen after a resize), which is not the core stalling."""
+        self._excused_until = max(self._excused_until, self._clock.monotonic() + seconds)
 
     async def stop(self) -> None:
         """Stop probing."""
@@ -55,6 +63,9 @@ class LoopLagProbe:
     def record(self, lag: float) -> None:
         """Add one lag observation (seconds) at the clock's current time."""
         now = self._clock.monotonic()
+        if now <= self._excused_until:
+            self.excused += 1
+            return
         self._samples.append((now, max(0.0, lag)))
         while self._samples and self._samples[0][0] < now - self._window:
             self._samples.popleft()

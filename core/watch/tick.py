@@ -21,7 +21,7 @@ from medops.core.executors import Executors
 from medops.core.settings.config import Settings
 from medops.core.snapshot import Alert, CoreSnapshot, LimitChange, SystemSnapshot, TunerSnapshot
 from medops.core.watch.alerts import AlertEngine
-from medops.core.watch.loop_lag import LoopLagProbe
+from medops.core.watch.loop_lag import STARTUP_GRACE, LoopLagProbe
 from medops.core.watch.monitor import SystemMonitor
 from medops.core.watch.tuner import MetricsSource, MonitorMetrics, OperatorPins, ResizableCache, Tuner
 
@@ -83,6 +83,7 @@ class CoreTick:
                            self.executors.io, self._query_cache, self.pins)
         self._last_tune = self._clock.monotonic()
         self.lag.start()
+        self.lag.excuse(STARTUP_GRACE)  # imports, the first layout, opening files: the start, not a stall
         self._task = asyncio.get_running_loop().create_task(self._run(), name="medops-tick")
 
     def pin(self, knob: str, size: int, change: LimitChange) -> None:

@@ -1,0 +1,105 @@
+"""Vital signs: one figure from every part of the core, in a few lines at the top of the Overview.
+
+At 80x24 the detailed panes below do not all fit; this one does, so the first screen
+always says how full each active model's quota is, how deep the queue is, what is in
+flight, how full case memory and each pool are, CPU, memory and the open alerts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medops.console import figures
+from medops.console.panes.pane import SnapshotPane
+from medops.console.panes.pools import EXPECTED_POOLS
+from medops.console.panes.quota import WINDOW_ORDER, is_unused
+from medops.core.snapshot import Alert, CoreSnapshot, ModelQuota
+
+POOL_SHORT = {"process": "proc"}
+MODEL_COLUMN = 26  # model names longer than this are cut with … (the Groq quota pane below has them whole)
+
+
+class VitalsPane(SnapshotPane):
+    """Queue, quota per active model, slots, contexts, pools, CPU, memory, loop lag and open alerts."""
+
+    def __init__(self, *, id: str | None = "vitals") -> None:
+        super().__init__("Vital signs", id=id)
+        self.border_subtitle = "↑↓ PgUp PgDn scroll"
+
+    def section(self, snapshot: CoreSnapshot) -> Any:
+        return tuple(vital_lines(snapshot))
+
+    def draw(self, snapshot: CoreSnapshot) -> str:
+        return "\n".join(vital_lines(snapshot))
+
+
+def vital_lines(snapshot: CoreSnapshot) -> list[str]:
+    """The vital signs as markup lines, each under 78 columns."""
+    scheduler = snapshot.scheduler
+    queued = " ".join(f"{figures.text(q.priority[:4])} [b]{q.depth}[/]" for q in scheduler.queues) or "none"
+    intake = "[reverse] intake PAUSED [/]" if scheduler.paused else "intake open"
+    lines = [f"queue {queued} │ in flight [b]{scheduler.in_flight}[/]/{scheduler.concurrency} │ {intake}"]
+    quota = snapshot.quota
+    active = [m for m in quota.models if m.model == quota.default_model or not is_unused(m)]
+    lines.extend(model_line(model) for model in active)
+    if not quota.models:
+        lines.append("[dim]quota: not running yet[/]")
+    system = snapshot.system
+    cpu = f"[b]{system.cpu_percent:.0f}%[/]" if system.sampled_at else "[dim]-[/]"
+    memory = f"[b]{system.memory_percent:.0f}%[/]" if system.sampled_at else "[dim]-[/]"
+    lines.append(f"CPU {cpu} │ memory {memory} │ loop p99 {system.loop_lag_ms:.0f}ms │ {memory_part(snapshot)}")
+    lines.append(pools_part(snapshot))
+    lines.append(alerts_part(snapshot.alerts))
+    return lines
+
+
+def model_line(model: ModelQuota) -> str:
+    """A model and how full each of its windows is, the fullest emphasised."""
+    name = model.model if len(model.model) <= MODEL_COLUMN else model.model[:MODEL_COLUMN - 1] + "…"
+    windows = sorted(model.windows, key=lambda w: WINDOW_ORDER.index(w.name) if w.name in WINDOW_ORDER else 9)
+    parts = []
+    for window in windows:
+        fraction = window.used / window.limit if window.limit > 0 else 0.0
+        shown = "<1%" if 0 < fraction < 0.005 else figures.percent(fraction)  # in use is never 0%
+        share = f"{window.name} {shown:>4}"
+        parts.append(f"[b reverse]{share}[/]" if fraction >= figures.CRITICAL_AT else share)
+    blocked = " [reverse] 429 [/]" if any(w.blocked_for > 0 for w in model.windows) else ""
+    return f"{figures.text(name):<{MODEL_COLUMN}} {' '.join(parts)}{blocked}"
+
+
+def memory_part(snapshot: CoreSnapshot) -> str:
+    slots, contexts = snapshot.slots, snapshot.contexts
+    if slots.total == 0:
+        return "slots [dim]-[/]"
+    return f"slots [b]{slots.used}[/]/{slots.total} · contexts {contexts.active}/{contexts.pool_size}"
+
+
+def pools_part(snapshot: CoreSnapshot) -> str:
+    """Active of capacity per pool, with a +queued figure where work waits."""
+    by_name = {pool.name: pool for pool in snapshot.pools}
+    parts = []
+    for name in [*EXPECTED_POOLS, *sorted(set(by_name) - set(EXPECTED_POOLS))]:
+        pool = by_name.get(name)
+        if pool is None:
+            continue
+        waiting = f"[b]+{pool.queued}[/]" if pool.queued else ""
+        parts.append(f"{figures.text(POOL_SHORT.get(name, name))} {pool.active}/{pool.capacity}{waiting}")
+    return "pools " + (" · ".join(parts) if parts else "[dim]-[/]")
+
+
+def alerts_part(alerts: tuple[Alert, ...]) -> str:
+    """Open alerts by level, and the worst one's name."""
+    still_open = [a for a in alerts if a.cleared_at is None]
+    seen = len([a for a in still_open if a.acknowledged or a.silenced_until])
+    seen_note = f" [dim]· {seen} acknowledged or silenced[/]" if seen else ""
+    open_now = sorted((a for a in still_open if not (a.acknowledged or a.silenced_until)),
+                      key=lambda a: a.updated_at or a.opened_at, reverse=True)
+    if not open_now:
+        return f"alerts: none open{seen_note}" if not seen else f"alerts: no new ones{seen_note}"
+    critical = [a for a in open_now if a.level == "critical"]
+    warnings = len(open_now) - len(critical)
+    counts = " ".join(part for part in (f"[reverse] {len(critical)} CRIT [/]" if critical else "",
+                                        f"{warnings} warn" if warnings else "") if part)
+    names = ", ".join(figures.text(a.name) for a in (critical + [a for a in open_now if a.level != "critical"])[:3])
+    more = "…" if len(open_now) > 3 else ""
+    return f"alerts: {counts} [b]{names}[/]{more}{seen_note}"

@@ -1,0 +1,124 @@
+"""Terminal input where a bracketed paste stays text.
+
+Textual's parser reads an ESC inside a bracketed paste as the start of a key sequence
+and, when it matches none, sends its characters on as key presses: a pasted colour code
+or stray escape then switches tabs, opens forms and changes the theme, and the paste
+loses those characters. Here every ESC between the paste's start and end markers is
+turned into its control picture (␛) before Textual's parser sees it, so the whole paste
+arrives as one `Paste` event and no part of it acts.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import sys
+from codecs import getincrementaldecoder
+from collections.abc import Iterable
+
+from textual._loop import loop_last
+from textual._parser import ParseError
+from textual._xterm_parser import BRACKETED_PASTE_END, BRACKETED_PASTE_START, XTermParser
+from textual.driver import Driver
+from textual.message import Message
+
+ESC = "\x1b"
+ESC_PICTURE = "\u241b"  # ␛
+
+
+class PasteSafeParser(XTermParser):
+    """`XTermParser`, with the ESCs inside a bracketed paste made visible before it reads them."""
+
+    def __init__(self, debug: bool = False) -> None:
+        super().__init__(debug)
+        self._in_paste = False
+        self._held = ""  # inside a paste: a tail that may be the start of the end marker, split across reads
+        self._tail = ""  # outside a paste: the last few characters, for a start marker split across reads
+
+    def feed(self, data: str) -> Iterable[Message]:
+        if not data:
+            held, self._held = self._held, ""
+            if held:
+                yield from super().feed(held)
+            yield from super().feed("")
+            return
+        yield from super().feed(self._guard(data))
+
+    def _guard(self, data: str) -> str:
+        text, self._held = self._held + data, ""
+        out: list[str] = []
+        position = 0
+        while position < len(text):
+            if not self._in_paste:
+                seen = self._tail + text[position:]
+                start = seen.find(BRACKETED_PASTE_START)
+                if start < 0:
+                    out.append(text[position:])
+                    self._tail = seen[-(len(BRACKETED_PASTE_START) - 1):]
+                    break
+                after = position + start - len(self._tail) + len(BRACKETED_PASTE_START)
+                out.append(text[position:after])
+                position, self._tail, self._in_paste = after, "", True
+                continue
+            end = text.find(BRACKETED_PASTE_END, position)
+            if end >= 0:
+                out.append(text[position:end].replace(ESC, ESC_PICTURE) + BRACKETED_PASTE_END)
+                position, self._in_paste = end + len(BRACKETED_PASTE_END), False
+                continue
+            rest = text[position:]
+            keep = _marker_prefix(rest, BRACKETED_PASTE_END)
+            out.append(rest[:len(rest) - keep].replace(ESC, ESC_PICTURE))
+            self._held = rest[len(rest) - keep:]
+            break
+        return "".join(out)
+
+
+def _marker_prefix(text: str, marker: str) -> int:
+    """The length of the longest end of `text` that is a proper start of `marker`."""
+    for length in range(min(len(text), len(marker) - 1), 0, -1):
+        if marker.startswith(text[-length:]):
+            return length
+    return 0
+
+
+def paste_safe_driver() -> type[Driver] | None:
+    """The Linux/macOS driver reading input through `PasteSafeParser`; None where Textual uses another."""
+    if sys.platform == "win32":
+        return None
+    from textual.drivers.linux_driver import LinuxDriver
+
+    class PasteSafeDriver(LinuxDriver):
+        """Textual's `LinuxDriver`, its input thread feeding `PasteSafeParser`."""
+
+        def run_input_thread(self) -> None:
+            # Textual's own loop (textual/drivers/linux_driver.py), with the parser swapped.
+            selector = selectors.SelectSelector()
+            selector.register(self.fileno, selectors.EVENT_READ)
+            parser = PasteSafeParser(self._debug)
+            decode = getincrementaldecoder("utf-8")().decode
+
+            def process(selector_events: list[tuple[selectors.SelectorKey, int]], final: bool = False) -> None:
+                for last, (_key, mask) in loop_last(selector_events):
+                    if mask & selectors.EVENT_READ:
+                        data = decode(os.read(self.fileno, 1024 * 4), final=final and last)
+                        if not data:
+                            break
+                        for event in parser.feed(data):
+                            self.process_message(event)
+                for event in parser.tick():
+                    self.process_message(event)
+
+            try:
+                while not self.exit_event.is_set():
+                    process(selector.select(0.1))
+                selector.unregister(self.fileno)
+                process(selector.select(0.1), final=True)
+            finally:
+                selector.close()
+                try:
+                    for _event in parser.feed(""):
+                        pass
+                except (EOFError, ParseError):
+                    pass
+
+    return PasteSafeDriver

@@ -1,0 +1,63 @@
+"""The Overview's first screen at 80x24 shows a vital sign of every part, and the tab scrolls by keys."""
+
+from __future__ import annotations
+
+from textual.containers import VerticalScroll
+from textual.widgets import TabbedContent
+
+from medops.console.app import MedopsApp
+from medops.console.panes.vitals import VitalsPane
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
+from tests.console_data import FrozenCore
+from tests.test_console_live import until
+
+VITAL_SIGNS = ("queue", "crit 0 high 2 norm 7", "in flight 4/10",
+               "llama-3.3-70b-versatile", "rpm  90%", "tpd  97%", "llama-3.1-8b-instant",
+               "slots 412/1000", "contexts 39/100", "CPU 31%", "memory 52%",
+               "duckdb 7/10", "cpu 2/2+5", "io 1/8", "proc 1/2", "http 4/100", "1 CRIT", "quota_low")
+
+
+async def test_at_80x24_the_first_screen_shows_every_vital_sign(locations: Locations) -> None:
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenCore())  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.snapshots_applied > 0)
+        await pilot.pause()
+        vitals = app.query_one(VitalsPane)
+        assert app.screen.region.contains_region(vitals.region)  # all of it on the first screen, none scrolled off
+        shown = str(vitals.render())
+        missing = [sign for sign in VITAL_SIGNS if sign not in shown]
+        assert not missing, shown
+
+
+async def test_the_overview_scrolls_by_keys_with_nothing_focused(locations: Locations) -> None:
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenCore())  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.snapshots_applied > 0)
+        grid = app.query_one("#overview-grid", VerticalScroll)
+        assert await until(pilot, lambda: grid.max_scroll_y > 0)  # laid out: the panes are taller than 24 lines
+        assert grid.scroll_y == 0
+        await pilot.press("pagedown")
+        await pilot.pause(0.3)
+        assert grid.scroll_y > 0
+        await pilot.press("home")
+        await pilot.pause(0.3)
+        assert grid.scroll_y == 0
+        await pilot.press("down")
+        await pilot.pause(0.3)
+        assert grid.scroll_y > 0
+
+
+async def test_every_tab_key_works_from_the_history_tab(locations: Locations) -> None:
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenCore())  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.snapshots_applied > 0)
+        tabs = app.query_one("#tabs", TabbedContent)
+        for key, pane in (("1", "overview"), ("2", "graphs-tab"), ("3", "prompt"), ("4", "document"),
+                          ("5", "search")):
+            await pilot.press("escape", "6")
+            await pilot.pause()
+            assert tabs.active == "history-tab"
+            await pilot.press(key)
+            await pilot.pause(0.2)
+            assert tabs.active == pane, key  # 1 and 2 stayed on History: its focused table pulled it back

@@ -1,0 +1,124 @@
+"""Typing fast never loses or merges what was typed: each Enter sends what the box held at that keypress."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from textual import events
+from textual.app import App
+from textual.widgets import Input, Label, ProgressBar, TextArea
+
+from medops.console.app import MedopsApp
+from medops.console.forms.document import DocumentForm
+from medops.console.forms.prompt import PromptForm
+from medops.core.documents.pipeline import DocumentResult
+from medops.core.groq.requests import Completion, PromptRequest, PromptResult
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
+from tests.console_data import FrozenCore
+from tests.test_console_live import until
+
+PROMPTS = [f"prompt number {n} about chest pain" for n in range(1, 9)]
+
+
+class RecordingCore(FrozenCore):
+    """Answers every prompt at once and keeps what reached it, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prompts: list[str] = []
+
+    async def ask(self, request: PromptRequest) -> PromptResult:
+        self.prompts.append(request.prompt)
+        return PromptResult(Completion("ok", request.model or "m", 1, 1), 0.0, 0.0, 1)
+
+
+def type_fast(app: App[Any], keys: list[str]) -> None:
+    """Every key into the driver back to back, as a fast typist or a terminal's paste delivers them.
+
+    Pilot's `press` waits for the app to settle after each key, which hides exactly the race
+    this file is about; here nothing waits until all keys are in.
+    """
+    assert app._driver is not None
+    for key in keys:
+        character = {"enter": "\r", "space": " "}.get(key, key if len(key) == 1 else None)
+        event = events.Key(key, character)
+        event.set_sender(app)
+        app._driver.send_message(event)
+
+
+def keys_for(text: str) -> list[str]:
+    return ["space" if c == " " else c for c in text]
+
+
+async def test_eight_prompts_typed_back_to_back_are_eight_requests_in_order(locations: Locations) -> None:
+    core = RecordingCore()
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=core)  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("3")
+        form = app.query_one(PromptForm)
+        type_fast(app, [key for prompt in PROMPTS for key in [*keys_for(prompt), "enter"]])
+        assert await until(pilot, lambda: len(core.prompts) == 8 and form.in_flight == 0, within=30)
+        await pilot.pause(0.2)
+        assert core.prompts == PROMPTS
+        assert form.query_one("#prompt-error").render().plain == ""  # type: ignore[attr-defined]
+
+
+async def test_a_prompt_typed_while_the_last_one_is_sent_stays_in_the_box(locations: Locations) -> None:
+    core = RecordingCore()
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=core)  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("3")
+        type_fast(app, [*keys_for("first"), "enter", *keys_for("second, not sent yet")])
+        assert await until(pilot, lambda: core.prompts == ["first"], within=30)
+        await asyncio.sleep(0.2)
+        await pilot.pause()
+        assert app.query_one(PromptForm).box_text() == "second, not sent yet"
+
+
+async def test_eight_document_paths_typed_back_to_back_are_taken_up_in_order(locations: Locations) -> None:
+    core = FrozenCore()  # no documents part: each path is refused, after being taken up
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=core)  # type: ignore[arg-type]
+    paths = [f"ward-{n}/scan-{n}.pdf" for n in range(1, 9)]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("4")
+        form = app.query_one(DocumentForm)
+        type_fast(app, [key for path in paths for key in [*path, "enter"]])
+        assert await until(pilot, lambda: len(form.started) == 8 and not form.running, within=30)
+        assert form.started == paths
+        assert "scan-8.pdf: no such file" in str(form.query_one("#doc-error", Label).render())
+        assert form.query_one("#doc-path", Input).value == paths[-1]  # the last refused path, back to fix
+
+
+class ExtractingCore(FrozenCore):
+    """Extracts any admitted file as one page of known text."""
+
+    async def extract(self, path: Path, *, case_id: str | None = None, on_progress: Any = None) -> DocumentResult:
+        return DocumentResult(job_id="d-1", name=path.name, sha256="0" * 64, kind="pdf", size=9,
+                              text="Previous patient's letter.", pages=1, page_methods=("text",), warnings=(),
+                              repaired=False, queued_seconds=0.0, extract_seconds=0.1, seconds=0.1)
+
+
+async def test_a_refused_document_leaves_nothing_of_the_last_one_on_the_form(locations: Locations) -> None:
+    intake = locations.default_intake_dir
+    intake.mkdir(parents=True)
+    (intake / "letter.pdf").write_bytes(b"%PDF-1.4\n")
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=ExtractingCore())  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("4", *"letter.pdf", "enter")
+        form = app.query_one(DocumentForm)
+        text = form.query_one("#doc-text", TextArea)
+        bar = form.query_one("#doc-progress", ProgressBar)
+        assert await until(pilot, lambda: text.text == "Previous patient's letter." and not form.running)
+        assert bar.percentage == 1.0
+        await pilot.press(*"missing.pdf", "enter")
+        error = form.query_one("#doc-error", Label)
+        assert await until(pilot, lambda: "missing.pdf: no such file" in str(error.render()))
+        assert text.text == "" and bar.percentage == 0.0
+        assert "letter.pdf" not in str(form.query_one("#doc-summary", Label).render())
