@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from medops.core.clock import Clock
 from medops.core.fleet.store import HEARTBEAT_INTERVAL, QuotaStore, StoreUnavailable
-from medops.core.groq.quota import DAY, MINUTE, TPD, TPM, GroqQuota, RequestTooLarge, Reservation
+from medops.core.groq.quota import DAY, MINUTE, TPD, TPM, GroqQuota, Reservation, too_large
 from medops.core.groq.rate_headers import DIMENSIONS, LimitExceeded, RateLimitHeaders, format_go_duration
 from medops.core.ledger.records import AdmissionStore
 from medops.core.settings.config import ModelLimits
@@ -126,16 +126,7 @@ class FleetQuota:
     def check_size(self, tokens: int) -> None:
         if tokens <= self.largest_request:
             return
-        limits = self._limits()
-        if tokens > self.configured.context_window:
-            what = f"the model's context window of {self.configured.context_window:,} tokens"
-        elif tokens > limits[TPM]:
-            what = f"its tokens-per-minute limit of {limits[TPM]:,}"
-        else:
-            what = f"its tokens-per-day limit of {limits[TPD]:,}"
-        raise RequestTooLarge(
-            f"request needs about {tokens:,} tokens (prompt estimate + max_completion_tokens) on {self.model}, "
-            f"more than {what}; shorten the prompt, lower max_completion_tokens or use another model")
+        raise too_large(self.model, tokens, self._limits(), self.configured.context_window)
 
     # --- admission ------------------------------------------------------------
 

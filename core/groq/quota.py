@@ -62,6 +62,19 @@ class QuotaExhausted(QuotaError):
         self.retry_in = retry_in
 
 
+def too_large(model: str, tokens: int, limits: list[int], context_window: int) -> RequestTooLarge:
+    """The refusal of a request bigger than the context window or a token window (rpm, rpd, tpm, tpd limits)."""
+    if tokens > context_window:
+        what = f"the model's context window of {context_window:,} tokens"
+    elif tokens > limits[TPM]:
+        what = f"its tokens-per-minute limit of {limits[TPM]:,}"
+    else:
+        what = f"its tokens-per-day limit of {limits[TPD]:,}"
+    return RequestTooLarge(
+        f"request needs about {tokens:,} tokens (prompt estimate + max_completion_tokens) on {model}, "
+        f"more than {what}; shorten the prompt, lower max_completion_tokens or use another model")
+
+
 class UnknownModel(QuotaError):
     """A request named a model with no configured limits."""
 
@@ -236,15 +249,7 @@ class GroqQuota:
         if tokens <= self._largest:
             return
         self.refused_too_large += 1
-        if tokens > self.configured.context_window:
-            what = f"the model's context window of {self.configured.context_window:,} tokens"
-        elif tokens > self._limits[TPM]:
-            what = f"its tokens-per-minute limit of {self._limits[TPM]:,}"
-        else:
-            what = f"its tokens-per-day limit of {self._limits[TPD]:,}"
-        raise RequestTooLarge(
-            f"request needs about {tokens:,} tokens (prompt estimate + max_completion_tokens) on {self.model}, "
-            f"more than {what}; shorten the prompt, lower max_completion_tokens or use another model")
+        raise too_large(self.model, tokens, self._limits, self.configured.context_window)
 
     # --- admission ------------------------------------------------------------
 
