@@ -192,7 +192,6 @@ async def test_a_store_restarted_empty_is_reseeded_before_anyone_admits(redis_se
     limits = ModelLimits(rpm=10, rpd=1_000, tpm=100_000, tpd=1_000_000)
     async with member(redis_server.url, limits, "a", seed_grace=1.5) as a, \
             member(redis_server.url, limits, "b", seed_grace=1.5) as b:
-        await asyncio.sleep(1.6)  # a brand-new store waits its grace too: nobody knows there were no members
         await _beat(a, b)
         for quota in (a, b, a):
             reservation = await admit(quota, 10)

@@ -40,7 +40,7 @@ from medops.core.snapshot import CoreSnapshot, StoreSnapshot
 
 log = logging.getLogger(__name__)
 
-SEED_GRACE = 3.0  # an emptied store waits this long for every member to write its day back
+SEED_GRACE = 30.0  # the longest an emptied store waits for its members to write their day back
 SYNC_CHUNK = 500
 
 class Fleet:
@@ -48,8 +48,8 @@ class Fleet:
 
     def __init__(self, store: QuotaStore, instance: str, description: str, clock: Clock, flight_bound: float,
                  starvation_bound: float, seed_grace: float = SEED_GRACE, attempt_bound: float = 30.0) -> None:
-        """`seed_grace`: how long an emptied store admits nothing while the members write their day back;
-        longer than a heartbeat, so every live member has written before anyone admits. `attempt_bound`: the
+        """`seed_grace`: the longest an emptied store admits nothing while the members write their day back
+        (it resumes as soon as every member the fleet had has written; one that died never will). `attempt_bound`: the
         longest one request can take (request_timeout); `flight_bound`: how long after its last contact with
         the store a member may still admit on its local share (and the store reserves that share for it)."""
         self.attempt_bound = attempt_bound
@@ -208,8 +208,13 @@ class Fleet:
                 return
             epoch, seeding_ms, alive = str(reply[1]), int(reply[2]), int(reply[3])
             if epoch != self.epoch:
-                # A new epoch: the store was emptied (or this member is new). Its whole day goes back in.
+                # A new epoch: the store was emptied (or this member is new). Its whole day goes back in, then
+                # it says so: admissions resume once every member the fleet had has (or the cap passes).
                 if self.epoch is not None and not await self._write_back(everything=True):
+                    return
+                try:
+                    await self.store.call("medops_seeded", (self.instance, self.share_divisor))
+                except StoreUnavailable:
                     return
                 self.epoch = epoch
             self.seeding = seeding_ms > 0

@@ -1,11 +1,13 @@
-#!lua name=medops_quota_v1
+#!lua name=medops_quota_v2
 --[[
 The fleet's Groq quota, one library of Redis functions (FUNCTION LOAD), so every
 admission, settle and signal is one atomic round trip on the store's clock.
 
 Keys under a namespace prefix P (KEYS[1]) and a model M:
   P..'epoch'               the store's epoch id (missing: emptied, must be re-seeded)
-  P..'seeding_until'       ms: no admissions before it while members re-seed
+  P..'seeding_until'       ms: the latest a re-seed may last (members that died never write back)
+  P..'seeded'              SET the members that wrote their day back into this epoch
+  P..'seed_expect'         how many members the fleet had, as those members last saw it
   P..'alive'               ZSET instance -> heartbeat expiry (ms)
   P..'beat'                ZSET instance -> its last heartbeat (ms)
   P..'share'               HASH instance -> the members alive it was told at that beat (its local divisor)
@@ -159,11 +161,24 @@ local function reserved(p, inst, lim, bound, now)
   return r
 end
 
+-- Milliseconds the re-seed of an emptied store still holds admissions: until every member the fleet had
+-- has written its day back, or the cap set when the epoch began.
+local function seeding_left(p, now)
+  local cap = num(redis.call('GET', p .. 'seeding_until'))
+  if cap <= now then return 0 end
+  local expect = math.max(1, num(redis.call('GET', p .. 'seed_expect')))
+  if redis.call('SCARD', p .. 'seeded') >= expect then
+    redis.call('DEL', p .. 'seeding_until')
+    return 0
+  end
+  return cap - now
+end
+
 local function epoch_state(p, known, now)
   local epoch = redis.call('GET', p .. 'epoch')
   if not epoch then return 'unseeded', 0 end
-  local seeding = num(redis.call('GET', p .. 'seeding_until'))
-  if seeding > now then return 'seeding', seeding - now end
+  local seeding = seeding_left(p, now)
+  if seeding > 0 then return 'seeding', seeding end
   if epoch ~= known then return 'epoch', epoch end
   return nil
 end
@@ -334,8 +349,9 @@ local function heartbeat(keys, args)
     epoch = args[7]
     redis.call('SET', p .. 'epoch', epoch)
     redis.call('SET', p .. 'seeding_until', now + grace)
+    redis.call('DEL', p .. 'seeded', p .. 'seed_expect')
   end
-  local seeding = math.max(0, num(redis.call('GET', p .. 'seeding_until')) - now)
+  local seeding = seeding_left(p, now)
   local alive = redis.call('ZCOUNT', p .. 'alive', now, '+inf')
   redis.call('HSET', p .. 'share', inst, alive)
   local reply = {now, epoch, seeding, alive}
@@ -366,7 +382,19 @@ local function leave(keys, args)
   return now
 end
 
+-- seeded: ARGV instance, members it last saw alive. It has written its day into this epoch.
+local function seeded(keys, args)
+  local p = keys[1]
+  local now = now_ms()
+  redis.call('SADD', p .. 'seeded', args[1])
+  if tonumber(args[2]) > num(redis.call('GET', p .. 'seed_expect')) then
+    redis.call('SET', p .. 'seed_expect', tonumber(args[2]))
+  end
+  return now
+end
+
 redis.register_function('medops_admit', admit)
+redis.register_function('medops_seeded', seeded)
 redis.register_function('medops_leave', leave)
 redis.register_function('medops_settle', settle)
 redis.register_function('medops_release', release)

@@ -36,7 +36,7 @@ from medops.core.waits import percentile
 
 log = logging.getLogger(__name__)
 
-LIBRARY = "medops_quota_v1"
+LIBRARY = "medops_quota_v2"
 HEARTBEAT_INTERVAL = 1.0  # seconds between a member's beats
 MEMBER_TTL = 10.0  # a member silent this long is no longer counted alive
 RECENT_ROUND_TRIPS = 512
