@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from medops.console.app import MedopsApp
+from medops.console.cli import main
 from medops.console.panes.fleet import NO_STORE, FleetPane, MemberScreen
 from medops.console.panes.quota import QuotaPane
 from medops.core.fleet.commands import Acknowledgement, Command, issue
@@ -185,3 +187,16 @@ async def test_without_a_store_the_tab_says_how_to_set_one(locations: Locations)
         app.fleet_act("pause", "*")  # the palette's way
         await pilot.pause()
         assert any(NO_STORE in n for n in notes(app))
+
+
+def test_the_read_only_flag_reaches_the_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`medops --read-only` opens a console that refuses actions; without it the console acts."""
+    opened: list[bool] = []
+
+    def run(self: MedopsApp, **kwargs: Any) -> None:
+        opened.append(self.read_only)
+
+    monkeypatch.setattr(MedopsApp, "run", run)
+    assert main(["--read-only"]) == 0
+    assert main([]) == 0
+    assert opened == [True, False]
