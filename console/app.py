@@ -392,6 +392,10 @@ class MedopsApp(App[int]):
         self.refresh_bindings()  # w (and the scroll keys) are listed for some tabs only
         if str(self.main.query_one("#tabs", TabbedContent).active) == "fleet":
             self.main.query_one(FleetPane).poll()  # at once, not at the next tick
+            pane = self.main.query_one(FleetPane)
+            if self.focused is None or pane not in self.focused.ancestors:
+                # shown by a click on its tab (the tabs took the focus): its keys (s / p P enter) work at once
+                self.set_focus(self.main.query_one("#fleet-table", Widget))
 
     # ---- pastes -------------------------------------------------------------------
 

@@ -200,3 +200,25 @@ def test_the_read_only_flag_reaches_the_console(monkeypatch: pytest.MonkeyPatch)
     assert main(["--read-only"]) == 0
     assert main([]) == 0
     assert opened == [True, False]
+
+
+async def test_a_member_without_a_snapshot_opens_as_a_summary_of_its_figures(locations: Locations) -> None:
+    from tests.test_console_snapshots import fixed_fleet
+
+    async def read() -> FleetView:
+        return fixed_fleet()  # only console-ward7-4121 has published a snapshot
+
+    app = MedopsApp(FAST, locations, core=FrozenCore(), fleet_reader=read)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.click("#tabs Tab#--content-tab-fleet")  # by mouse: the table takes the focus
+        assert await until(pilot, lambda: rows(app) == ["console-ward7-4121", "worker-lab-88", "worker-lab-90"])
+        await pilot.press("down", "enter")
+        assert await until(pilot, lambda: isinstance(app.screen, MemberScreen))
+        summary = str(app.screen.query_one("#member-summary").render())
+        assert "it has published no snapshot" in summary
+        assert "normal 9" in summary and "intake paused" in summary
+        await pilot.press("escape")
+        assert await until(pilot, lambda: app.screen is app.main)
+        await pilot.press("up", "enter")
+        assert await until(pilot, lambda: isinstance(app.screen, MemberScreen))
+        assert app.screen.query_one(QuotaPane)  # its published snapshot, drawn with the Overview's panes
