@@ -31,6 +31,7 @@ from textual.widgets import Footer, TabbedContent, TabPane
 
 from medops.console.crash import crash_report
 from medops.console.error_text import describe_error
+from medops.console.fleet_access import FleetIssuer, FleetReader, store_issuer, store_reader
 from medops.console.forms.core_handle import STARTING, CoreHandle
 from medops.console.forms.document import DocumentForm
 from medops.console.forms.intake import IntakePaths
@@ -43,6 +44,7 @@ from medops.console.help import HelpScreen
 from medops.console.palette import medops_commands
 from medops.console.panes.alerts import SILENCE_FOR, AlertsPane
 from medops.console.panes.documents import DocumentsPane
+from medops.console.panes.fleet import NO_STORE, FleetAct, FleetPane, answers_text
 from medops.console.panes.graphs import GraphsPane
 from medops.console.panes.history import HistoryPane
 from medops.console.panes.pane import SnapshotPane
@@ -73,13 +75,14 @@ NARROW_BELOW = 81
 WIDE_FROM = 140
 RESIZE_EXCUSE = 3.0  # seconds of loop lag after a resize that are the console's own layout, not the core's
 NO_COLOR_ENV = "NO_COLOR"  # any value, as Textual reads it
-TABS = ("overview", "graphs", "prompt", "document", "search", "history")
+TABS = ("overview", "graphs", "prompt", "document", "search", "history", "fleet")
 TAB_PANE_IDS = {"graphs": "graphs-tab", "history": "history-tab"}  # where the pane inside has the tab's name
 TAB_SCROLLS = {"overview": "#overview-grid", "prompt": "#prompt-replies", "document": "#doc-text"}
 LISTED_FROM_81 = frozenset({"faster", "slower", "refresh_now"})  # in the footer from 81 columns
 KEY_NAMES = {"plus,equals_sign": "+ =", "minus": "-", "f1,question_mark": "F1 ?", "pagedown": "PgDn", "escape": "esc"}
 SCROLLS = frozenset({"page_down", "page_up", "scroll_down", "scroll_up", "scroll_home", "scroll_end"})
-TAB_FIRST_FIELD = {"prompt": "#prompt-text", "document": "#doc-path", "search": "#search-text"}
+TAB_FIRST_FIELD = {"prompt": "#prompt-text", "document": "#doc-path", "search": "#search-text",
+                   "fleet": "#fleet-table"}
 
 
 RATE = Binding.Group("Rate", compact=True)
@@ -147,8 +150,9 @@ class MedopsApp(App[int]):
         Binding("home", "scroll_tab('scroll_home')", "Top", show=False),
         Binding("end", "scroll_tab('scroll_end')", "Bottom", show=False),
         Binding("escape", "leave_field", "Leave field", key_display="esc"),
-        # one footer entry for the six ("1-6 Tabs"): it fits 80 columns where "123456 Tabs" did not
-        *(Binding(str(n), f"show_tab('{tab}')", "Tabs" if n == 1 else f"{tab.title()} tab", key_display="1-6",
+        # one footer entry for the seven ("1-7 Tabs"): it fits 80 columns where "1234567 Tabs" did not
+        *(Binding(str(n), f"show_tab('{tab}')", "Tabs" if n == 1 else f"{tab.title()} tab",
+                  key_display=f"1-{len(TABS)}",
                   show=n == 1) for n, tab in enumerate(TABS, start=1)),
     ]
     # The footer's words are short to fit 80 columns; the help screen says more.
@@ -174,7 +178,8 @@ class MedopsApp(App[int]):
         self._close_messages_no_wait()
 
     def __init__(self, settings: Settings, locations: Locations, theme: str | None = None, *,
-                 core: CoreCommands | None = None, themes_folder: Path | None = None) -> None:
+                 core: CoreCommands | None = None, themes_folder: Path | None = None, read_only: bool = False,
+                 fleet_reader: FleetReader | None = None, fleet_issuer: FleetIssuer | None = None) -> None:
         # NO_COLOR: Textual then strips every colour to the terminal's own only when it draws in ANSI
         # colours; otherwise it turns them grey, and its ANSI themes' "default" into black on black.
         super().__init__(driver_class=paste_safe_driver(),  # a paste is text: it never presses keys
@@ -185,6 +190,10 @@ class MedopsApp(App[int]):
         self.handle = CoreHandle(core)
         self.intake_paths = IntakePaths(self.handle)
         self.refresh_interval = settings.refresh_interval
+        self.read_only = read_only  # --read-only: watch only; every action is refused, saying so
+        # The Fleet tab reads the store (the fleet's members), not this console's core.
+        self.fleet_reader = fleet_reader if fleet_reader is not None else store_reader(settings)
+        self.fleet_issuer = fleet_issuer if fleet_issuer is not None else store_issuer(settings)
         self.display_paused = False
         self.latest: CoreSnapshot | None = None
         self.snapshots_applied = 0  # how many snapshots reached the panes (tests read it)
@@ -229,6 +238,8 @@ class MedopsApp(App[int]):
                 yield SearchForm(self.handle)
             with TabPane("History", id="history-tab"):
                 yield HistoryPane(self.handle, tuple(self.settings.models))
+            with TabPane("Fleet", id="fleet"):
+                yield FleetPane(self.fleet_reader, self.refresh_interval)
         yield Footer()
 
     @property
@@ -379,6 +390,12 @@ class MedopsApp(App[int]):
     @on(TabbedContent.TabActivated)
     def _tab_shown(self) -> None:
         self.refresh_bindings()  # w (and the scroll keys) are listed for some tabs only
+        if str(self.main.query_one("#tabs", TabbedContent).active) == "fleet":
+            self.main.query_one(FleetPane).poll()  # at once, not at the next tick
+            pane = self.main.query_one(FleetPane)
+            if self.focused is None or pane not in self.focused.ancestors:
+                # shown by a click on its tab (the tabs took the focus): its keys (s / p P enter) work at once
+                self.set_focus(self.main.query_one("#fleet-table", Widget))
 
     # ---- pastes -------------------------------------------------------------------
 
@@ -408,8 +425,18 @@ class MedopsApp(App[int]):
     def action_resume_display(self) -> None:
         self.action_toggle_display()
 
+    def refused_read_only(self, what: str) -> bool:
+        """With --read-only, refuse `what` saying so (True); otherwise False and the caller goes on."""
+        if not self.read_only:
+            return False
+        self.notify(f"Read-only console (--read-only): {what} refused, nothing was sent. Start medops without "
+                    "--read-only to act.", title="read-only", severity="warning", timeout=8)
+        return True
+
     def action_toggle_intake(self) -> None:
         """Pause or resume the core's intake of new work."""
+        if self.refused_read_only("pausing or resuming intake"):
+            return
         if self.core is None or not self.core_started:
             self.notify("The core is still starting; try again in a moment.", title="intake")
             return
@@ -433,6 +460,7 @@ class MedopsApp(App[int]):
 
     def set_refresh_interval(self, seconds: float) -> None:
         self.refresh_interval = seconds
+        self.main.query_one(FleetPane).set_interval_seconds(seconds)
         if self.core_started:
             self._restart_ticker()
         self._show_status()
@@ -524,7 +552,7 @@ class MedopsApp(App[int]):
 
     def action_limits(self) -> None:
         """Open the Limits form over the current screen."""
-        if isinstance(self.screen, LimitsScreen):
+        if isinstance(self.screen, LimitsScreen) or self.refused_read_only("changing a limit"):
             return
         recent = self.latest.limit_changes if self.latest is not None else ()
         self.push_screen(LimitsScreen(self.handle, self.settings, recent, self._limit_applied))
@@ -545,6 +573,8 @@ class MedopsApp(App[int]):
 
     def act_on_alert(self, how: str, alert: str) -> None:
         """Acknowledge an open alert, or silence it for SILENCE_FOR (the palette's and the Alerts pane's way)."""
+        if self.refused_read_only(f"{'silencing' if how == 'silence' else 'acknowledging'} an alert"):
+            return
         core = self.handle.ready()
         if core is None:
             self.notify(STARTING, title="alerts", severity="warning")
@@ -554,6 +584,34 @@ class MedopsApp(App[int]):
         else:
             core.acknowledge_alert(alert)
         self.action_refresh_now()
+
+    @on(FleetAct)
+    def _fleet_act(self, message: FleetAct) -> None:
+        self.fleet_act(message.op, message.target)
+
+    def fleet_act(self, op: str, target: str) -> None:
+        """Pause or resume intake on a fleet member (or "*", every one) through the store; answers notified."""
+        what = f"{op} intake on {'every member' if target == '*' else target}"
+        if self.refused_read_only(what):
+            return
+        if self.fleet_issuer is None:
+            self.notify(f"Cannot {what}: {NO_STORE}.", title="fleet", severity="warning")
+            return
+        self.notify(f"Sent: {what}; waiting for the answers…", title="fleet", timeout=4)
+        self._send_fleet_command(op, target, what)
+
+    @work(exit_on_error=False, group="fleet-act")
+    async def _send_fleet_command(self, op: str, target: str, what: str) -> None:
+        assert self.fleet_issuer is not None
+        try:
+            _, acks = await self.fleet_issuer(op, target)
+        except Exception as exc:  # the store away: say so, the console stays up
+            self.notify(f"Could not {what}: {describe_error(exc)}", title="fleet", severity="error", timeout=15)
+            return
+        applied = all(ack.status == "applied" for ack in acks) and bool(acks)
+        self.notify(answers_text(what, acks), title="fleet", severity="information" if applied else "warning",
+                    timeout=15)
+        self.main.query_one(FleetPane).poll()
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
@@ -576,7 +634,10 @@ class MedopsApp(App[int]):
             seen.add(binding.key)
             keys = KEY_NAMES.get(binding.key, binding.key)
             rows.append((keys, self.HELP_TEXT.get(action, binding.description)))
-        rows.append(("1-6", "tabs: " + ", ".join(tab.title() for tab in TABS)))
+        rows.append((f"1-{len(TABS)}", "tabs: " + ", ".join(tab.title() for tab in TABS)))
+        rows.append(("s /", "Fleet: sort by the next column (or click a heading); filter"))
+        rows.append(("enter", "Fleet: the member's own overview, read-only (esc: back)"))
+        rows.append(("p P", "Fleet: pause / resume a member's intake; a p / a P: all members"))
         rows.append(("ctrl+g", "cancel the document being extracted (Document tab)"))
         rows.append(("ctrl+p", "command palette"))
         rows.append(("ctrl+q", "quit from anywhere, a form field included"))

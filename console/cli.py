@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"medops {__version__}")
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (else MEDOPS_CONFIG, else the XDG one)")
     parser.add_argument("--theme", metavar="NAME", help="console theme (a file in themes/)")
+    parser.add_argument("--read-only", action="store_true",
+                        help="console watches only: pausing intake, limits and fleet actions are refused")
     parser.add_argument("--no-mouse", action="store_true", help="keyboard only: do not capture the mouse")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:

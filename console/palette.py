@@ -36,6 +36,9 @@ def medops_commands(app: MedopsApp, tabs: Sequence[str]) -> Iterable[SystemComma
                             partial(app.act_on_alert, "acknowledge", alert.name))
         yield SystemCommand(f"Silence alert for 1 h: {alert.name}", "Announce nothing about it for an hour",
                             partial(app.act_on_alert, "silence", alert.name))
+    for op in ("pause", "resume"):
+        yield SystemCommand(f"Fleet: {op} intake on every member", "Through the fleet's store; each member answers",
+                            partial(app.fleet_act, op, "*"))
     yield SystemCommand("Change a limit", "Set a pool size, threshold or timeout of the running core",
                         app.action_limits)
     yield SystemCommand("Help", "Keys and panes", app.action_help)

@@ -7,6 +7,9 @@ part that is not running, so a snapshot is always complete.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -340,4 +343,41 @@ def _plain(value: Any) -> Any:
         return out
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
+    return value
+
+
+def snapshot_from_dict(data: Mapping[str, Any]) -> CoreSnapshot:
+    """The `CoreSnapshot` back from `snapshot_to_dict`'s JSON (a fleet member's published one).
+
+    Derived figures (free, hit rate...) are left out, since they are properties; a field missing from the
+    dict keeps its default, and one with no default raises `ValueError` (the dict is not a snapshot)."""
+    built = _build(CoreSnapshot, data)
+    assert isinstance(built, CoreSnapshot)
+    return built
+
+
+def _build(kind: Any, value: Any) -> Any:
+    if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{kind.__name__}: expected an object, got {type(value).__name__}")
+        hints = typing.get_type_hints(kind)
+        fields = {f.name: _build(hints[f.name], value[f.name]) for f in dataclasses.fields(kind) if f.name in value}
+        try:
+            return kind(**fields)
+        except TypeError as exc:
+            raise ValueError(f"{kind.__name__}: {exc}") from None
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if origin is tuple:
+        items = list(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_build(args[0], item) for item in items)
+        return tuple(_build(arg, item) for arg, item in zip(args, items, strict=True))
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        chosen = next(arg for arg in args if arg is not type(None))
+        return _build(chosen, value)
+    if kind is float and isinstance(value, int):
+        return float(value)
     return value

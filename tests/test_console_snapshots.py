@@ -15,10 +15,12 @@ from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
 
 from medops.console.app import MedopsApp
+from medops.console.panes.fleet import FleetPane
+from medops.core.fleet.view import FleetView, FleetWindow, MemberRow
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
-from medops.core.snapshot import CoreSnapshot
-from tests.console_data import FrozenCore, before_any_request_snapshot
+from medops.core.snapshot import CoreSnapshot, snapshot_to_dict
+from tests.console_data import FrozenCore, before_any_request_snapshot, busy_snapshot
 
 SIZES = [(80, 24), (160, 48)]
 
@@ -78,3 +80,47 @@ def test_prompt_form_at_80x24(snap_compare: Callable[..., bool], locations: Loca
 
 def test_help_at_80x24(snap_compare: Callable[..., bool], locations: Locations) -> None:
     assert snap_compare(frozen_app(locations), press=["f1"], terminal_size=(80, 24), run_before=settle)
+
+
+def fixed_fleet() -> FleetView:
+    """Three members as a store would list them: one busy, one paused and stale, one gone."""
+    snapshot = snapshot_to_dict(busy_snapshot())
+
+    def row(name: str, host: str, pid: int, role: str, age: float, state: str, queued: tuple[int, int, int],
+            done: int, rpm: int, paused: bool = False) -> MemberRow:
+        return MemberRow(name, host, pid, role, "0.9.0", FLEET_READ_AT - 3_725.0 - pid, age, state,
+                         dict(zip(("critical", "high", "normal"), queued, strict=True)), 2, done, 1, 3,
+                         {"rpm": rpm, "rpd": rpm * 40}, 12.0, 31.0, 40.0, 1, paused)
+
+    members = (row("console-ward7-4121", "ward7", 4121, "console", 0.4, "alive", (0, 2, 5), 1_240, 12),
+               row("worker-lab-88", "lab", 88, "worker", 7.2, "stale", (1, 0, 9), 310, 6, paused=True),
+               row("worker-lab-90", "lab", 90, "worker", 14.0, "gone", (0, 0, 0), 77, 0))
+    windows = (FleetWindow("llama-3.1-8b-instant", "rpm", 18, 30, {"console-ward7-4121": 12, "worker-lab-88": 6}),
+               FleetWindow("llama-3.1-8b-instant", "rpd", 720, 14_400,
+                           {"console-ward7-4121": 480, "worker-lab-88": 240}))
+    return FleetView("redis://127.0.0.1:6379/0", FLEET_READ_AT, members, windows,
+                     {"console-ward7-4121": snapshot})
+
+
+FLEET_READ_AT = 1_780_000_000.0
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_fleet_tab(snap_compare: Callable[..., bool], locations: Locations, size: tuple[int, int]) -> None:
+    async def read() -> FleetView:
+        return fixed_fleet()
+
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenCore(), fleet_reader=read)
+
+    async def shown(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("7")
+        pane = app.query_one(FleetPane)
+        for _ in range(100):
+            if pane.reads:
+                break
+            await pilot.pause(0.02)
+        assert pane.reads
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=shown)

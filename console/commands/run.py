@@ -12,6 +12,6 @@ def run_console(args: argparse.Namespace) -> int:
     loaded = load(args)
     from medops.console.app import MedopsApp  # Textual loads only when the console opens
 
-    app = MedopsApp(loaded.settings, locate(), theme=args.theme)
+    app = MedopsApp(loaded.settings, locate(), theme=args.theme, read_only=args.read_only)
     app.run(mouse=not args.no_mouse)
     return app.return_code or 0
