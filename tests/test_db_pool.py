@@ -85,7 +85,9 @@ async def test_a_query_that_times_out_while_queued_never_runs(database: Path, cl
         slow = asyncio.ensure_future(pool.fetch(SLOW_SQL))
         await until(lambda: pool.snapshot().active == 1)
         queued = asyncio.ensure_future(pool.fetch("SELECT 1"))
-        await until(lambda: pool.snapshot().queued == 1)
+        # Both timeouts must be on the clock before it moves: the second one's timer starts a loop turn after
+        # the job is counted as queued (advancing first made it wait 5 s from the new time: a flaky pass of SELECT 1).
+        await until(lambda: pool.snapshot().queued == 1 and clock.sleepers == 2)
         await clock.advance(5.0)
         for task in (slow, queued):
             with pytest.raises(QueryTimedOut):
