@@ -8,6 +8,7 @@ import redis.asyncio as redis
 
 from medops.core.clock import FakeClock
 from medops.core.fleet.quota import FleetQuota
+from medops.core.fleet.store import StoreUnavailable
 from medops.core.groq.quota import Reservation
 from medops.core.groq.rate_headers import LimitExceeded
 from medops.core.settings.config import ModelLimits
@@ -232,3 +233,28 @@ async def test_store_away_after_uneven_use_the_shares_still_sum_within_the_limit
             redis_server.thaw()
         # A new minute: each 30 / 2; day: light counts (20 seen + 30 a minute could add) / 2 for the others.
         assert (len(light_got), len(heavy_got)) == (15, 15)
+
+
+async def test_a_member_stops_even_when_a_cancel_is_lost_inside_a_store_call(redis_server: RedisServer) -> None:
+    # redis-py can turn a cancel that lands inside a command into an error; the outbox then went round again and
+    # `medops ask` never exited. Here every store call loses its cancel that way.
+    async with member(redis_server.url, LIMITS, "a") as a:
+        fleet = fleet_of(a)
+        real_call = fleet.store.call
+
+        async def call_losing_cancels(function: str, args: object) -> object:
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                raise StoreUnavailable("lost cancel") from None
+            return await real_call(function, args)
+
+        fleet.store.call = call_losing_cancels  # type: ignore[method-assign]
+        for _ in range(5):
+            reservation = await admit(a, 10)
+            assert isinstance(reservation, Reservation)
+            a.settle(reservation, 1)
+        await asyncio.sleep(0.01)  # the outbox is inside a call
+        tasks = list(fleet._tasks)
+        await asyncio.wait_for(fleet.stop(), timeout=30)  # a guard against hanging, not a timing
+        assert tasks and all(task.done() for task in tasks)
