@@ -55,8 +55,6 @@ def _until(condition: object, timeout: float) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="open defect: on a loaded machine the endpoint refused 3-6 requests with 429 "
-                   "after the store came back empty (passes on a quiet one); see issue 14's note")
 def test_store_frozen_then_restarted_empty_loses_nothing_and_never_overruns(
         tmp_path: Path, redis_server: RedisServer, built_knowledge: Path) -> None:
     limits = ModelLimits(rpm=30, rpd=14_400, tpm=1_000_000, tpd=10_000_000)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import redis.asyncio as aredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from medops.core.groq.quota import Reservation
 from medops.core.settings.config import ModelLimits
-from tests.fleet_helpers import admit, fleet_of, member
+from tests.fleet_helpers import MODEL, admit, fleet_of, member
 from tests.redis_server import RedisServer
 
 # Small enough that any few admissions fill a window, by requests or by tokens.
@@ -37,7 +38,8 @@ def test_no_interleaving_puts_a_window_over_its_limit(redis_server: RedisServer,
 
 
 async def _play(url: str, namespace: str, steps: list[tuple[str, int, int, int]]) -> None:
-    async with member(url, LIMITS, "m0", namespace=namespace) as m0, \
+    async with aredis.Redis.from_url(url, decode_responses=True) as store, \
+            member(url, LIMITS, "m0", namespace=namespace) as m0, \
             member(url, LIMITS, "m1", namespace=namespace) as m1, \
             member(url, LIMITS, "m2", namespace=namespace) as m2:
         members = (m0, m1, m2)
@@ -66,3 +68,9 @@ async def _play(url: str, namespace: str, steps: list[tuple[str, int, int, int]]
             own = [{w.name: w.own for w in m.snapshot().windows} for m in members]
             for name in ("rpm", "tpm"):
                 assert sum(o[name] or 0 for o in own) == view[name].used
+            # The store's part of each member (what the others would carry for it over an emptied store) is its
+            # own count, window by window.
+            parts = await store.hgetall(f"medops:{namespace}:q:{MODEL}:part")
+            for name, m in zip(("m0", "m1", "m2"), members, strict=True):
+                for d, window in enumerate(("rpm", "rpd", "tpm", "tpd"), start=1):
+                    assert int(parts.get(f"{name}|{d}", 0)) == (own[members.index(m)][window] or 0), (name, window)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis.asyncio as redis
 
 from medops.core.clock import FakeClock
@@ -200,6 +201,7 @@ async def test_a_store_restarted_empty_is_reseeded_before_anyone_admits(redis_se
             quota.settle(reservation, 7)
         await _settled(a)
         await _settled(b)
+        await _beat(a, b)  # each has seen the other's part (what came after a beat is carried twice, to be safe)
         redis_server.restart_empty()
         await _beat(a, a)  # the old connection fails once; then a finds the store empty: a new epoch, a's day back
         assert isinstance(await admit(a, 10), float)  # nobody admits while members write back
@@ -208,6 +210,32 @@ async def test_a_store_restarted_empty_is_reseeded_before_anyone_admits(redis_se
         await _beat(a, b)
         windows = a.snapshot().windows
         assert windows[0].used == 3 and windows[2].used == 21  # three requests, 7 tokens each, survived
+
+
+@pytest.mark.parametrize("seen_in", ["heartbeat", "admission"])
+async def test_a_member_gone_before_the_store_was_emptied_is_carried_by_the_others(
+        redis_server: RedisServer, seen_in: str) -> None:
+    # A member that used most of the minute and stopped cannot write its day back into an emptied store; the
+    # members that saw it carry it, or the fleet sends it all again (the drill's 429s). A heartbeat names each
+    # member's part; a member that came and went between two heartbeats is seen only in the fleet's total.
+    limits = ModelLimits(rpm=10, rpd=1_000, tpm=100_000, tpd=1_000_000)
+    async with member(redis_server.url, limits, "a", seed_grace=1.5) as a:
+        async with member(redis_server.url, limits, "gone", seed_grace=1.5) as gone:
+            await _beat(a, gone)
+            for quota in [gone] * 6 + [a]:
+                reservation = await admit(quota, 10)
+                assert isinstance(reservation, Reservation)
+                quota.settle(reservation, 7)
+                await _settled(quota)
+            if seen_in == "heartbeat":
+                await _beat(a)
+        redis_server.restart_empty()
+        await _beat(a, a)  # the old connection fails once; then a re-seeds: its own day and what gone held
+        await asyncio.sleep(1.6)  # gone never writes back: the re-seed waits out its grace
+        got = [x for x in [await admit(a, 10) for _ in range(10)] if isinstance(x, Reservation)]
+        assert len(got) == 3  # 10 - gone's 6 - a's 1
+        windows = a.snapshot().windows
+        assert (windows[1].used, windows[3].used) == (10, 6 * 7 + 7 + 3 * 10)  # the day counts survive too
 
 
 async def test_store_away_after_uneven_use_the_shares_still_sum_within_the_limit(redis_server: RedisServer) -> None:

@@ -224,14 +224,24 @@ class Fleet:
                 self.share_divisor = max(1, alive)
                 for quota in self.quotas.values():
                     quota.reshare()
+            at = 4 + 13 * len(self.quotas)
             for i, quota in enumerate(self.quotas.values()):
-                quota._take_view(reply[4 + 13 * i: 4 + 13 * (i + 1)])
+                quota._take_view(reply[4 + 13 * i: 4 + 13 * (i + 1)], int(reply[0]))
                 quota.forget_old()
+                if at < len(reply):  # each member's part (a library from before parts sends none)
+                    count = int(reply[at])
+                    quota.take_parts(int(reply[0]), reply[at + 1: at + 1 + 2 * count])
+                    at += 1 + 2 * count
             self.store.mark_up()
 
     async def _write_back(self, everything: bool) -> bool:
+        """What this member admitted and the store may not know. Into an emptied store (`everything`): its whole
+        day, and the other members' parts as it last saw them, for those that are gone and cannot write theirs."""
         for quota in self.quotas.values():
-            pending = quota.entries(only_unsynced=not everything, store=self.store)
+            pending: list[tuple[_Record | None, str, Any]] = list(
+                quota.entries(only_unsynced=not everything, store=self.store))
+            if everything:
+                pending += [(None, entry, None) for entry in quota.carried_entries()]
             for start in range(0, len(pending), SYNC_CHUNK):
                 chunk = pending[start:start + SYNC_CHUNK]
                 try:
@@ -241,7 +251,8 @@ class Fleet:
                     return False
                 for record, _, sent in chunk:
                     # A settle or release that came in meanwhile is not in what was sent: it stays unsynced.
-                    record.synced = record.state() == sent
+                    if record is not None:
+                        record.synced = record.state() == sent
         return True
 
     def pending(self) -> int:

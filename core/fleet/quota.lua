@@ -20,6 +20,10 @@ Keys under a namespace prefix P (KEYS[1]) and a model M:
   P..'q:'..M..':sig'       HASH signals: b1..b4 (429 blocks until), held (498), x1..x4/u1..u4
                            (server's extra use and until), s1..s4 (server's limits)
   P..'q:'..M..':wait'      HASH instance -> "priority since tokens expires" (its best waiting request)
+  P..'q:'..M..':part'      HASH "instance|d" -> that member's part of dimension d (settled in window + in flight)
+  P..'q:'..M..':carry'     HASH instance -> "until_min until_day u1 u2 u3 u4": after the store was emptied, the
+                           part of a member that is not writing its day back (it left or died), as the others
+                           last saw it
 Dimensions 1..4: rpm, rpd, tpm, tpd. All times are integer milliseconds of TIME.
 ]]
 
@@ -40,6 +44,21 @@ local function split(s)
   return out
 end
 
+local function num(v) return tonumber(v) or 0 end
+
+-- Each member's part of each dimension, so that if the store is emptied the others can say what a member
+-- that is gone had used. Ids are 'instance:seq'.
+local function add_part(p, m, id, r1, r2, t3, t4)
+  local inst = string.match(id, '^(.*):[^:]*$') or id
+  local key = qkey(p, m, 'part')
+  local values = {r1, r2, t3, t4}
+  for d = 1, 4 do
+    if values[d] ~= 0 and redis.call('HINCRBY', key, inst .. '|' .. d, values[d]) <= 0 then
+      redis.call('HDEL', key, inst .. '|' .. d)
+    end
+  end
+end
+
 -- Settled entries that left a window stop counting; a day-old one is forgotten.
 local function expire_window(p, m, part, span, rf, tf, now, forget)
   local zkey = qkey(p, m, part)
@@ -52,6 +71,8 @@ local function expire_window(p, m, part, span, rf, tf, now, forget)
     if a then
       local v = split(a)
       r, t = r + tonumber(v[1]), t + tonumber(v[2])
+      if rf == 'mr' then add_part(p, m, id, -tonumber(v[1]), 0, -tonumber(v[2]), 0)
+      else add_part(p, m, id, 0, -tonumber(v[1]), 0, -tonumber(v[2])) end
       if forget then redis.call('HDEL', amt, id) end
     end
   end
@@ -73,8 +94,20 @@ local function add_settled(p, m, id, at, requests, tokens, now)
     redis.call('ZADD', qkey(p, m, 'min'), at, id)
     redis.call('HINCRBY', sum, 'mr', requests)
     redis.call('HINCRBY', sum, 'mt', tokens)
+    add_part(p, m, id, requests, requests, tokens, tokens)
+  else
+    add_part(p, m, id, 0, requests, 0, tokens)
   end
   return 1
+end
+
+-- An id starts its flight: it counts in every window until it lands, or lapses at `ends`.
+local function take_off(p, m, id, tokens, inst, ends)
+  redis.call('HSET', qkey(p, m, 'fly'), id, tokens .. ' ' .. inst)
+  redis.call('ZADD', qkey(p, m, 'flyx'), ends, id)
+  redis.call('HINCRBY', qkey(p, m, 'sum'), 'fr', 1)
+  redis.call('HINCRBY', qkey(p, m, 'sum'), 'ft', tokens)
+  add_part(p, m, id, 1, 1, tokens, tokens)
 end
 
 -- Take an id out of flight; returns the tokens it held, or nil.
@@ -88,6 +121,7 @@ local function land(p, m, id)
   local sum = qkey(p, m, 'sum')
   redis.call('HINCRBY', sum, 'fr', -1)
   redis.call('HINCRBY', sum, 'ft', -tokens)
+  add_part(p, m, id, -1, -1, -tokens, -tokens)
   return tokens
 end
 
@@ -103,25 +137,46 @@ local function prune(p, m, now)
   expire_window(p, m, 'day', DAY, 'dr', 'dt', now, true)
 end
 
-local function num(v) return tonumber(v) or 0 end
 
--- Used per dimension (settled + in flight + the server's extra) and the limits in force.
+-- What members that are gone held when the store was emptied (per dimension), until it has left the windows.
+-- A member that has written its own day back is counted by its records instead.
+local function carried(p, m, now)
+  local c = {0, 0, 0, 0}
+  local key = qkey(p, m, 'carry')
+  local entries = redis.call('HGETALL', key)
+  for i = 1, #entries, 2 do
+    local v = split(entries[i + 1])
+    local until_min, until_day = tonumber(v[1]), tonumber(v[2])
+    if until_day <= now or redis.call('SISMEMBER', p .. 'seeded', entries[i]) == 1 then
+      redis.call('HDEL', key, entries[i])
+    else
+      for d = 1, 4 do
+        if d == 2 or d == 4 or until_min > now then c[d] = c[d] + tonumber(v[2 + d]) end
+      end
+    end
+  end
+  return c
+end
+
+-- Used per dimension (settled + in flight + the server's extra + what gone members carried over an emptied
+-- store) and the limits in force.
 local function usage(p, m, limits, now)
   local s = redis.call('HMGET', qkey(p, m, 'sum'), 'mr', 'dr', 'mt', 'dt', 'fr', 'ft')
   local g = redis.call('HMGET', qkey(p, m, 'sig'), 'x1', 'x2', 'x3', 'x4', 'u1', 'u2', 'u3', 'u4',
                        's1', 's2', 's3', 's4', 'b1', 'b2', 'b3', 'b4', 'held')
   local fr, ft = num(s[5]), num(s[6])
+  local carry = carried(p, m, now)
   local used, lim, blocked = {}, {}, {}
   for d = 1, 4 do
     local extra = 0
     if num(g[4 + d]) > now then extra = num(g[d]) end
     local flying = (d <= 2) and fr or ft
-    used[d] = num(s[d]) + flying + extra
+    used[d] = num(s[d]) + flying + extra + carry[d]
     lim[d] = limits[d]
     if g[8 + d] and num(g[8 + d]) < lim[d] then lim[d] = num(g[8 + d]) end
     blocked[d] = math.max(0, num(g[12 + d]) - now)
   end
-  return used, lim, blocked, math.max(0, num(g[17]) - now)
+  return used, lim, blocked, math.max(0, num(g[17]) - now), carry
 end
 
 -- Milliseconds until `need` units of dimension d leave its window (settled entries, oldest first).
@@ -183,14 +238,16 @@ local function epoch_state(p, known, now)
   return nil
 end
 
-local function usage_reply(status, now, extra, used, lim, blocked, held)
+-- The fleet's use as an admission sees it, and the asking member's own part of it at the same moment.
+local function usage_reply(p, m, inst, status, now, extra, used, lim, blocked, held)
+  local own = redis.call('HMGET', qkey(p, m, 'part'), inst .. '|1', inst .. '|2', inst .. '|3', inst .. '|4')
   return {now, status, extra, used[1], used[2], used[3], used[4], lim[1], lim[2], lim[3], lim[4],
-          blocked[1], blocked[2], blocked[3], blocked[4], held}
+          blocked[1], blocked[2], blocked[3], blocked[4], held, num(own[1]), num(own[2]), num(own[3]), num(own[4])}
 end
 
 --[[ admit: KEYS[1]=P; ARGV: model, instance, id, tokens, priority, waited_ms, rpm, rpd, tpm, tpd,
      flight_bound_ms, starvation_ms, waiter_ttl_ms, known_epoch.
-  Replies {now, status, detail, used1..4, limit1..4, blocked1..4, held}; status 'ok' (detail = 0),
+  Replies {now, status, detail, used1..4, limit1..4, blocked1..4, held, own1..4}; status 'ok' (detail = 0),
   'wait' (detail = ms to wait), or an epoch status ('unseeded', 'seeding' with ms, 'epoch' with the id). ]]
 local function admit(keys, args)
   local p, m, inst, id = keys[1], args[1], args[2], args[3]
@@ -201,7 +258,7 @@ local function admit(keys, args)
   local status, detail = epoch_state(p, args[14], now)
   if status then return {now, status, detail} end
   prune(p, m, now)
-  local used, lim, blocked, held = usage(p, m, limits, now)
+  local used, lim, blocked, held, carry = usage(p, m, limits, now)
   local since = now - waited
   -- Requests waiting elsewhere that outrank this one take the next free units first.
   local ahead_r, ahead_t = 0, 0
@@ -228,24 +285,22 @@ local function admit(keys, args)
     local over = used[d] + reserve[d] + needs[d] - lim[d]
     if over > 0 then
       local freed = time_until_freed(p, m, d, over, now)
-      -- Room held by flights or by a late member returns when they settle or write back: look again soon.
-      if freed >= MINUTE and (d >= 3 or reserve[d] > 0) then freed = 1000 end
+      -- Room held by flights, by a late member or by a gone member's carried part returns when they settle,
+      -- write back or leave the window: look again soon.
+      if (freed >= MINUTE and (d >= 3 or reserve[d] > 0)) or carry[d] > 0 then freed = math.min(freed, 1000) end
       wait = math.max(wait, freed, 1)
     end
   end
   if wait <= 0 then
-    redis.call('HSET', qkey(p, m, 'fly'), id, tokens .. ' ' .. inst)
-    redis.call('ZADD', qkey(p, m, 'flyx'), now + bound, id)
-    redis.call('HINCRBY', qkey(p, m, 'sum'), 'fr', 1)
-    redis.call('HINCRBY', qkey(p, m, 'sum'), 'ft', tokens)
+    take_off(p, m, id, tokens, inst, now + bound)
     redis.call('HDEL', qkey(p, m, 'wait'), inst)
     used[1], used[2], used[3], used[4] = used[1] + 1, used[2] + 1, used[3] + tokens, used[4] + tokens
-    return usage_reply('ok', now, 0, used, lim, blocked, held)
+    return usage_reply(p, m, inst, 'ok', now, 0, used, lim, blocked, held)
   end
   -- The place in line lasts until shortly after this member should ask again (it asks at least every ttl).
   local entry = priority .. ' ' .. since .. ' ' .. tokens .. ' ' .. (now + math.min(wait, ttl) + ttl)
   redis.call('HSET', qkey(p, m, 'wait'), inst, entry)
-  return usage_reply('wait', now, wait, used, lim, blocked, held)
+  return usage_reply(p, m, inst, 'wait', now, wait, used, lim, blocked, held)
 end
 
 -- settle: ARGV model, id, tokens used. The flight ends and counts `used` from now (once per id).
@@ -288,7 +343,7 @@ local function signal(keys, args)
     local d, limit, remaining, hold = tonumber(args[3]), tonumber(args[4]), tonumber(args[5]), tonumber(args[6])
     prune(p, m, now)
     local s = redis.call('HMGET', qkey(p, m, 'sum'), 'mr', 'dr', 'mt', 'dt', 'fr', 'ft')
-    local fleet = num(s[d]) + ((d <= 2) and num(s[5]) or num(s[6]))
+    local fleet = num(s[d]) + ((d <= 2) and num(s[5]) or num(s[6])) + carried(p, m, now)[d]
     local extra = (limit - remaining) - fleet
     if extra > 0 then
       redis.call('HSET', sig, 'x' .. d, extra, 'u' .. d, now + hold)
@@ -300,7 +355,9 @@ local function signal(keys, args)
 end
 
 --[[ sync: ARGV model, instance, flight_bound_ms, then entries "s id at_ms requests tokens" (settled),
-  "f id tokens" (in flight) or "r id" (released unsent).
+  "f id tokens" (in flight), "r id" (released unsent) or "c member until_min until_day u1 u2 u3 u4" (another
+  member's part as this one last saw it, for an emptied store: it counts until that member writes its own day
+  back, or until it has left the windows; reports of one member are merged by the largest).
   What an instance admitted while the store was away (or all its day, into an emptied store): each id once. ]]
 local function sync(keys, args)
   local p, m, inst, bound = keys[1], args[1], args[2], tonumber(args[3])
@@ -311,14 +368,19 @@ local function sync(keys, args)
     local e = split(args[i])
     if e[1] == 'r' then
       land(p, m, e[2])
+    elseif e[1] == 'c' then
+      if e[2] ~= inst and redis.call('SISMEMBER', p .. 'seeded', e[2]) == 0 then
+        local key = qkey(p, m, 'carry')
+        local old = split(redis.call('HGET', key, e[2]) or '0 0 0 0 0 0')
+        local merged = {}
+        for k = 1, 6 do merged[k] = math.max(tonumber(old[k]), tonumber(e[2 + k])) end
+        redis.call('HSET', key, e[2], table.concat(merged, ' '))
+      end
     elseif e[1] == 's' then
       land(p, m, e[2])
       added = added + add_settled(p, m, e[2], math.min(tonumber(e[3]), now), tonumber(e[4]), tonumber(e[5]), now)
     elseif not redis.call('HGET', qkey(p, m, 'fly'), e[2]) and not redis.call('ZSCORE', qkey(p, m, 'day'), e[2]) then
-      redis.call('HSET', qkey(p, m, 'fly'), e[2], e[3] .. ' ' .. inst)
-      redis.call('ZADD', qkey(p, m, 'flyx'), now + bound, e[2])
-      redis.call('HINCRBY', qkey(p, m, 'sum'), 'fr', 1)
-      redis.call('HINCRBY', qkey(p, m, 'sum'), 'ft', tonumber(e[3]))
+      take_off(p, m, e[2], tonumber(e[3]), inst, now + bound)
       added = added + 1
     end
   end
@@ -328,7 +390,8 @@ end
 --[[ heartbeat: ARGV instance, description, ttl_ms, flight_bound_ms, known_epoch, seed_grace_ms, new_epoch,
      then per model: name rpm rpd tpm tpd.
   Keeps the member alive and its flights from lapsing, starts a new epoch in an emptied store, and
-  replies {now, epoch, seeding_ms, members_alive, then per model the usage reply's 13 numbers}. ]]
+  replies {now, epoch, seeding_ms, members_alive, then per model the usage reply's 13 numbers, then per model
+  the count of its part fields and those fields' "instance|d", value pairs}. ]]
 local function heartbeat(keys, args)
   local p, inst = keys[1], args[1]
   local ttl, bound, grace = tonumber(args[3]), tonumber(args[4]), tonumber(args[6])
@@ -368,6 +431,11 @@ local function heartbeat(keys, args)
     for d = 1, 4 do reply[#reply + 1] = lim[d] end
     for d = 1, 4 do reply[#reply + 1] = blocked[d] end
     reply[#reply + 1] = held
+  end
+  for i = 8, #args do
+    local parts = redis.call('HGETALL', qkey(p, split(args[i])[1], 'part'))
+    reply[#reply + 1] = #parts / 2
+    for _, v in ipairs(parts) do reply[#reply + 1] = v end
   end
   return reply
 end

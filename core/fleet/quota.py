@@ -80,6 +80,13 @@ class FleetQuota:
         self._records: dict[int, _Record] = {}
         self._server_limits: dict[int, int] = {}
         self._view: tuple[WindowUsage, ...] | None = None  # the fleet's windows, from the store's latest answer
+        # If the store is emptied, what a member that is gone by then had used is known only from here: every
+        # other member's part of each window (rpm rpd tpm tpd) as of the latest heartbeat, and the fleet's use
+        # with this member's own part as of the latest answer (store ms), for what nobody was seen holding yet.
+        self._parts: dict[str, tuple[int, ...]] = {}
+        self._parts_at = 0
+        self._view_at = 0
+        self._view_own: tuple[int, ...] | None = None
         self._held = 0.0
         fleet.quotas[model] = self
 
@@ -172,7 +179,7 @@ class FleetQuota:
         if status in ("unseeded", "epoch"):
             await fleet.heartbeat()  # joins the new epoch and writes this instance's day back
             return 0.05  # then asks again
-        self._take_view(reply[3:])
+        self._take_view(reply[3:], int(reply[0]))
         if status == "ok":
             reservation = self._mirror.admit_unchecked(tokens)
             self._records[reservation.seq] = _Record(record_id, tokens, synced=True)
@@ -266,14 +273,49 @@ class FleetQuota:
 
     # --- the store's view, write-back -----------------------------------------
 
-    def _take_view(self, numbers: list[Any]) -> None:
-        """used1..4, limit1..4, blocked1..4 (ms), held (ms) from the store."""
-        values = [int(v) for v in numbers[:13]]
+    def _take_view(self, numbers: list[Any], at_ms: int) -> None:
+        """used1..4, limit1..4, blocked1..4 (ms), held (ms) from the store at `at_ms`; after them, from an
+        admission, this member's own part of used1..4."""
+        values = [int(v) for v in numbers[:17]]
+        self._view_at = at_ms
+        self._view_own = tuple(values[13:17]) if len(values) == 17 else None
         spans = (MINUTE, DAY, MINUTE, DAY)
         self._view = tuple(
             WindowUsage(name, values[i], values[4 + i], spans[i] if values[i] else 0.0, values[8 + i] / 1000)
             for i, name in enumerate(DIMENSIONS))
         self._held = values[12] / 1000
+
+    def take_parts(self, at_ms: int, fields: list[Any]) -> None:
+        """The store's "instance|d", value pairs from a heartbeat at `at_ms`: each member's part of each window
+        (the same moment as the view that heartbeat gave)."""
+        parts: dict[str, list[int]] = {}
+        for field, value in zip(fields[::2], fields[1::2], strict=True):
+            instance, _, d = str(field).rpartition("|")
+            if d in ("1", "2", "3", "4"):
+                parts.setdefault(instance, [0, 0, 0, 0])[int(d) - 1] = int(value)
+        self._view_own = tuple(parts.pop(self._fleet.instance, [0, 0, 0, 0]))
+        self._parts = {instance: tuple(p) for instance, p in parts.items()}
+        self._parts_at = at_ms
+
+    def carried_entries(self) -> list[str]:
+        """For an emptied store: every other member's part as last seen, to count until that member writes its
+        own day back (one that is gone never will), and under "?" what the fleet held beyond the parts seen (a
+        member that came, used the windows and left within a heartbeat), each until it has left the windows: a
+        minute, or a day, after it was seen, plus the longest attempt (a request then in flight settles in it)."""
+        attempt = math.ceil(self._fleet.attempt_bound * 1000)
+
+        def entry(name: str, at_ms: int, part: tuple[int, ...]) -> str:
+            until_min, until_day = at_ms + int(MINUTE * 1000) + attempt, at_ms + int(DAY * 1000) + attempt
+            return f"c {name} {until_min} {until_day} {' '.join(str(v) for v in part)}"
+
+        entries = [entry(instance, self._parts_at, part) for instance, part in self._parts.items()]
+        if self._view is not None and self._view_own is not None:
+            seen = [sum(part[d] for part in self._parts.values()) for d in range(4)]
+            unseen = tuple(max(0, w.used - own - known) for w, own, known in zip(self._view, self._view_own, seen,
+                                                                                  strict=True))
+            if any(unseen):
+                entries.append(entry("?", self._view_at, unseen))
+        return entries
 
     def entries(self, only_unsynced: bool, store: QuotaStore) -> list[tuple[_Record, str, tuple[Any, ...]]]:
         """What to write back: unsynced records, or (into an emptied store) every record of the day."""
