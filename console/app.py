@@ -31,7 +31,13 @@ from textual.widgets import Footer, TabbedContent, TabPane
 
 from medops.console.crash import crash_report
 from medops.console.error_text import describe_error
-from medops.console.fleet_access import FleetIssuer, FleetReader, store_issuer, store_reader
+from medops.console.fleet_access import (
+    FleetIssuer,
+    FleetReader,
+    store_history,
+    store_issuer,
+    store_reader,
+)
 from medops.console.forms.core_handle import STARTING, CoreHandle
 from medops.console.forms.document import DocumentForm
 from medops.console.forms.intake import IntakePaths
@@ -237,7 +243,8 @@ class MedopsApp(App[int]):
             with TabPane("Search", id="search"):
                 yield SearchForm(self.handle)
             with TabPane("History", id="history-tab"):
-                yield HistoryPane(self.handle, tuple(self.settings.models))
+                yield HistoryPane(self.handle, tuple(self.settings.models), fleet=store_history(self.settings),
+                                  interval=self.refresh_interval)
             with TabPane("Fleet", id="fleet"):
                 yield FleetPane(self.fleet_reader, self.refresh_interval)
         yield Footer()
@@ -461,6 +468,7 @@ class MedopsApp(App[int]):
     def set_refresh_interval(self, seconds: float) -> None:
         self.refresh_interval = seconds
         self.main.query_one(FleetPane).set_interval_seconds(seconds)
+        self.main.query_one(HistoryPane).set_interval_seconds(seconds)
         if self.core_started:
             self._restart_ticker()
         self._show_status()
