@@ -36,6 +36,7 @@ from medops.console.fleet_access import (
     FleetReader,
     store_history,
     store_issuer,
+    store_limit_setter,
     store_reader,
 )
 from medops.console.forms.core_handle import STARTING, CoreHandle
@@ -563,7 +564,8 @@ class MedopsApp(App[int]):
         if isinstance(self.screen, LimitsScreen) or self.refused_read_only("changing a limit"):
             return
         recent = self.latest.limit_changes if self.latest is not None else ()
-        self.push_screen(LimitsScreen(self.handle, self.settings, recent, self._limit_applied))
+        self.push_screen(LimitsScreen(self.handle, self.settings, recent, self._limit_applied,
+                                      fleet=store_limit_setter(self.settings)))
 
     async def action_unlisted(self, action: str) -> None:
         """A key at work where the footer does not list it (see BINDINGS); straight to the action,

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 FleetReader = Callable[[], Awaitable["FleetView"]]
 FleetIssuer = Callable[[str, str], Awaitable[tuple["Command", list["Acknowledgement"]]]]
+# (key, value, target): set a limit on a member or "*", and collect the answers
+FleetLimitSetter = Callable[[str, str, str], Awaitable[tuple["Command", list["Acknowledgement"]]]]
 
 
 async def _namespace(settings: Settings) -> str:
@@ -53,6 +55,21 @@ def store_issuer(settings: Settings) -> FleetIssuer | None:
         commands = await asyncio.to_thread(importlib.import_module, "medops.core.fleet.commands")
         result: tuple[Command, list[Acknowledgement]] = await commands.issue(
             settings.store_url, await _namespace(settings), op, target,
+            password=os.environ.get("MEDOPS_STORE_PASSWORD"))
+        return result
+
+    return send
+
+
+def store_limit_setter(settings: Settings) -> FleetLimitSetter | None:
+    """Sends `set_limit` KEY VALUE to a member or "*" and collects the answers; None without a store."""
+    if not settings.store_url:
+        return None
+
+    async def send(key: str, value: str, target: str) -> tuple[Command, list[Acknowledgement]]:
+        commands = await asyncio.to_thread(importlib.import_module, "medops.core.fleet.commands")
+        result: tuple[Command, list[Acknowledgement]] = await commands.issue(
+            settings.store_url, await _namespace(settings), "set_limit", target, key, value,
             password=os.environ.get("MEDOPS_STORE_PASSWORD"))
         return result
 
