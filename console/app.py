@@ -31,7 +31,14 @@ from textual.widgets import Footer, TabbedContent, TabPane
 
 from medops.console.crash import crash_report
 from medops.console.error_text import describe_error
-from medops.console.fleet_access import FleetIssuer, FleetReader, store_issuer, store_reader
+from medops.console.fleet_access import (
+    FleetIssuer,
+    FleetReader,
+    store_history,
+    store_issuer,
+    store_limit_setter,
+    store_reader,
+)
 from medops.console.forms.core_handle import STARTING, CoreHandle
 from medops.console.forms.document import DocumentForm
 from medops.console.forms.intake import IntakePaths
@@ -237,7 +244,8 @@ class MedopsApp(App[int]):
             with TabPane("Search", id="search"):
                 yield SearchForm(self.handle)
             with TabPane("History", id="history-tab"):
-                yield HistoryPane(self.handle, tuple(self.settings.models))
+                yield HistoryPane(self.handle, tuple(self.settings.models), fleet=store_history(self.settings),
+                                  interval=self.refresh_interval)
             with TabPane("Fleet", id="fleet"):
                 yield FleetPane(self.fleet_reader, self.refresh_interval)
         yield Footer()
@@ -461,6 +469,7 @@ class MedopsApp(App[int]):
     def set_refresh_interval(self, seconds: float) -> None:
         self.refresh_interval = seconds
         self.main.query_one(FleetPane).set_interval_seconds(seconds)
+        self.main.query_one(HistoryPane).set_interval_seconds(seconds)
         if self.core_started:
             self._restart_ticker()
         self._show_status()
@@ -555,7 +564,8 @@ class MedopsApp(App[int]):
         if isinstance(self.screen, LimitsScreen) or self.refused_read_only("changing a limit"):
             return
         recent = self.latest.limit_changes if self.latest is not None else ()
-        self.push_screen(LimitsScreen(self.handle, self.settings, recent, self._limit_applied))
+        self.push_screen(LimitsScreen(self.handle, self.settings, recent, self._limit_applied,
+                                      fleet=store_limit_setter(self.settings)))
 
     async def action_unlisted(self, action: str) -> None:
         """A key at work where the footer does not list it (see BINDINGS); straight to the action,

@@ -99,6 +99,7 @@ class ResourceCore(CoreCommands):
         if self._fleet is not None:
             self._fleet.snapshot_source = self.snapshot  # published each heartbeat for the fleet's views
             self._fleet.command_handler = self._fleet_command
+            self._tick.announce_to(self._fleet.records)  # alert announcements go to the fleet's stream too
         # Who takes a live change of each kind (settings/live_changes.py names the kind of every key).
         self._appliers: dict[LivePart, Applies] = {"groq": self._groq, "executors": self._executors,
                                                    "documents": self._documents}

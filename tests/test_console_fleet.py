@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input, Label, RadioButton, RadioSet
 
 from medops.console.app import MedopsApp
 from medops.console.cli import main
+from medops.console.forms.limits import LimitsScreen
 from medops.console.panes.fleet import NO_STORE, FleetPane, MemberScreen
 from medops.console.panes.quota import QuotaPane
 from medops.core.fleet.commands import Acknowledgement, Command, issue
 from medops.core.fleet.view import FleetView, read_fleet
+from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import ModelLimits, Settings
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import CoreSnapshot
@@ -222,3 +228,178 @@ async def test_a_member_without_a_snapshot_opens_as_a_summary_of_its_figures(loc
         await pilot.press("up", "enter")
         assert await until(pilot, lambda: isinstance(app.screen, MemberScreen))
         assert app.screen.query_one(QuotaPane)  # its published snapshot, drawn with the Overview's panes
+
+
+def store_settings(url: str) -> Settings:
+    """A console with the fleet's store set (namespace "test", the helpers' members'): no core of its own here."""
+    return Settings(refresh_interval=0.25, store_url=url, store_namespace="test")
+
+
+def member_title(app: MedopsApp) -> str:
+    return str(app.screen.query_one("#member-title").render())
+
+
+async def test_a_member_that_left_is_listed_as_gone_not_hidden(locations: Locations,
+                                                               redis_server: RedisServer) -> None:
+    url = redis_server.url
+    async with member(url, LIMITS, "alpha"):
+        app = store_app(locations, url)
+        async with app.run_test(size=(160, 48)) as pilot:
+            async with member(url, LIMITS, "bravo"):
+                await pilot.press("7")
+                assert await until(pilot, lambda: rows(app) == ["alpha", "bravo"] and
+                                   state_of(app, "bravo") == "alive")
+            # bravo has stopped and left the fleet (medops_leave): listed still, marked in text
+            assert await until(pilot, lambda: "gone" in state_of(app, "bravo"))
+            assert rows(app) == ["alpha", "bravo"]
+            assert state_of(app, "bravo").startswith("! ")
+            assert state_of(app, "alpha") == "alive"
+            status = str(app.query_one("#fleet-status").render())
+            assert "1 alive, 1 stale or gone" in status
+
+
+async def test_the_member_view_follows_the_members_published_figures(locations: Locations,
+                                                                     redis_server: RedisServer) -> None:
+    url = redis_server.url
+    async with member(url, LIMITS, "alpha"):
+        app = store_app(locations, url)
+        async with app.run_test(size=(160, 48)) as pilot:
+            async with member(url, LIMITS, "bravo") as b:
+                fleet = fleet_of(b)
+                fleet.snapshot_source = lambda: done_snapshot(10)
+                await fleet.publish()
+                await pilot.press("7")
+                assert await until(pilot, lambda: rows(app) == ["alpha", "bravo"])
+                await pilot.press("down", "enter")
+                assert await until(pilot, lambda: isinstance(app.screen, MemberScreen))
+                screen = app.screen
+                assert isinstance(screen, MemberScreen) and screen.member is not None
+                assert screen.member.instance == "bravo"
+                assert "done 10 " in str(screen.query_one(QuotaPane).render())
+                fleet.snapshot_source = lambda: done_snapshot(77)  # its heartbeat publishes the new figure
+                assert await until(pilot, lambda: "done 77 " in str(screen.query_one(QuotaPane).render()))
+                assert "its snapshot" in member_title(app) and " old" in member_title(app)
+                assert "!" not in member_title(app)
+            # bravo left: the view stays on its last picture and says the member is gone
+            assert await until(pilot, lambda: "! gone: no heartbeat for" in member_title(app))
+            assert "below: the last it published" in member_title(app)
+            assert "done 77 " in str(screen.query_one(QuotaPane).render())
+            reads = screen.reads
+            await pilot.press("escape")
+            assert await until(pilot, lambda: app.screen is app.main)
+            await pilot.pause(1.0)
+            assert screen.reads == reads  # a closed view reads no more
+
+
+async def test_the_history_tab_reads_the_fleets_stream_with_an_instance_column(locations: Locations,
+                                                                               redis_server: RedisServer) -> None:
+    from medops.console.panes.history import HistoryPane
+    from medops.core.snapshot import Alert
+    from tests.test_fleet_history import publish, request
+
+    url = redis_server.url
+    async with member(url, LIMITS, "alpha") as a, member(url, LIMITS, "bravo") as b:
+        ward = fleet_of(a)
+        ward.description = '{"instance":"alpha","host":"ward7.example.org","pid":4121,"role":"worker"}'
+        await ward.heartbeat()  # the store now describes alpha with its host and pid
+        for start in range(0, 130, 10):  # 130 requests, the members taking turns: one page and a bit
+            batch = [request(n, agent="diagnosis" if n % 10 == 0 else "triage") for n in range(start, start + 10)]
+            await publish(fleet_of(a) if start % 20 == 0 else fleet_of(b), batch)
+        alert = Alert("cpu", "warning", "CPU 96% for 30 s", opened_at=1_000.0, value=96.0, rule="cpu",
+                      updated_at=1_000.0)
+        await publish(fleet_of(b), [], (alert,))
+        app = MedopsApp(store_settings(url), locations, core=FrozenCore())
+        async with app.run_test(size=(160, 48)) as pilot:
+            pane = app.query_one(HistoryPane)
+            await pilot.press("6")
+            requests = app.query_one("#history-requests", DataTable)
+            assert [str(c.label) for c in requests.ordered_columns][:3] == ["time", "instance", "agent"]
+            assert await until(pilot, lambda: requests.row_count == 100)
+            first = [str(cell) for cell in requests.get_row_at(0)]
+            assert first[1] == "ward7:4121" and first[-1] == "req-129"  # host:pid from its description
+            tenth = [str(cell) for cell in requests.get_row_at(10)]
+            assert tenth[1] == "bravo" and tenth[-1] == "req-119"  # not described: its instance id
+            alerts = app.query_one("#history-alerts", DataTable)
+            assert await until(pilot, lambda: alerts.row_count == 1)
+            assert [str(cell) for cell in alerts.get_row_at(0)][1:5] == ["bravo", "opened", "warning", "cpu"]
+            assert "all members" in str(app.query_one("#history-title").render())
+
+            await pilot.press("o")  # the older rows, from just before the oldest shown
+            assert await until(pilot, lambda: requests.row_count == 130)
+            ids = [str(requests.get_row_at(n)[-1]) for n in range(130)]
+            assert ids == [f"req-{n}" for n in range(129, -1, -1)]
+            assert "all 130 shown" in str(app.query_one("#history-title").render())
+
+            await pilot.press("a")  # the first agent: diagnosis
+            assert await until(pilot, lambda: pane.agent == "diagnosis" and requests.row_count == 13)
+            assert {str(requests.get_row_at(n)[2]) for n in range(13)} == {"diagnosis"}
+            await pilot.press("a", "a", "a", "a", "a")  # past the last agent: all again
+            assert await until(pilot, lambda: pane.agent is None and requests.row_count == 100)
+
+            await publish(fleet_of(b), [request(130)])  # a new request: the tab follows the newest rows
+            assert await until(pilot, lambda: str(requests.get_row_at(0)[-1]) == "req-130")
+            assert str(requests.get_row_at(0)[1]) == "bravo"
+
+            redis_server.stop()  # the store away: said in the tab, the rows read stay
+            note = app.query_one("#history-note")
+            assert await until(pilot, lambda: "fleet's history could not be read" in str(note.render()))
+            assert requests.row_count == 100
+
+
+@asynccontextmanager
+async def fleet_cores(url: str, tmp_path: Path, knowledge: Path, names: tuple[str, ...]) -> AsyncIterator[
+        list[ResourceCore]]:
+    """Real cores joined to the store as workers, each with its own data folder, stopped on leaving."""
+    cores = []
+    for name in names:
+        where = Locations(config_dir=tmp_path / f"{name}-config", data_dir=tmp_path / name)
+        where.ensure()
+        shutil.copyfile(knowledge, where.knowledge_db)
+        cores.append(ResourceCore(Settings(store_url=url, store_namespace="test", groq_concurrent=4), where,
+                                  role="worker"))
+    try:
+        for core in cores:
+            await core.start()
+        yield cores
+    finally:
+        for core in cores:
+            await core.stop()
+
+
+async def test_the_limits_form_changes_a_limit_on_the_whole_fleet(locations: Locations, redis_server: RedisServer,
+                                                                   tmp_path: Path, built_knowledge: Path) -> None:
+    url = redis_server.url
+    async with fleet_cores(url, tmp_path, built_knowledge, ("ward", "lab")) as cores:
+        names = sorted(core._fleet.instance for core in cores if core._fleet is not None)
+        console = FrozenCore()
+        app = MedopsApp(store_settings(url), locations, core=console)
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert await until(pilot, lambda: app.core_started)
+            await pilot.press("l")
+            assert isinstance(app.screen, LimitsScreen)
+            form = app.screen
+            assert form.query_one("#scope-console", RadioButton).value  # this console unless chosen
+            await pilot.press("shift+tab")  # from the key field back to the choice
+            assert isinstance(app.focused, RadioSet)
+            await pilot.press("right", "enter", "tab")  # the whole fleet, then back to the key field
+            assert form.whole_fleet
+            assert "goes to every member of the fleet" in str(form.query_one("#limit-result", Label).render())
+            await pilot.press(*"groq_concurrent", "enter", "3", "enter")
+            assert await until(pilot, lambda: form.fleet_answers == 1, within=15)
+            result = str(form.query_one("#limit-result", Label).render())
+            assert result.startswith("set groq_concurrent = 3 on every member:")
+            assert f"applied: {', '.join(names)}" in result
+            assert [core.settings.groq_concurrent for core in cores] == [3, 3]
+            assert console.settings.groq_concurrent != 3  # this console's own core was not asked
+            changes = [await core.limit_change_history() for core in cores]
+            assert all(h.changes[0].key == "groq_concurrent" and h.changes[0].by.endswith("(fleet)")
+                       for h in changes)  # each member's ledger says who and where
+
+            key, value = form.query_one("#limit-key", Input), form.query_one("#limit-value", Input)
+            key.value, value.value = "case_memory_mb", "64"  # restart-only: every member refuses, saying why
+            value.focus()
+            await pilot.press("enter")
+            assert await until(pilot, lambda: form.fleet_answers == 2, within=15)
+            result = str(form.query_one("#limit-result", Label).render())
+            assert "refused: " in result and "restart" in result and "applied" not in result
+            assert all(name in result for name in names)

@@ -11,6 +11,7 @@ import pytest
 
 from medops.core.clock import FakeClock, settle
 from medops.core.executors import Executors
+from medops.core.fleet.publish import RecordBuffer
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
@@ -87,6 +88,19 @@ async def test_a_failing_step_becomes_an_alert_and_the_tick_goes_on(harness: Har
     assert harness.tick.ticks == 12
     assert [(a.name, a.cleared_at is not None) for a in harness.ledger.alerts] == [
         ("internal:ledger", False), ("internal:ledger", True)]
+
+
+async def test_announcements_go_to_the_fleets_stream_buffer_as_to_the_ledger(harness: Harness,
+                                                                             clock: FakeClock) -> None:
+    buffer = RecordBuffer()
+    harness.tick.announce_to(buffer)
+    assert harness.ledger is not None
+    harness.ledger.fail_metrics = True
+    await clock.advance(2.0)
+    harness.ledger.fail_metrics = False
+    await clock.advance(10.0)
+    assert list(buffer.take_alerts()) == harness.ledger.alerts  # opened and cleared, as the ledger has them
+    assert len(harness.ledger.alerts) == 2
 
 
 async def test_a_failing_monitor_does_not_stop_the_snapshot(

@@ -1,7 +1,10 @@
 """Limits form (l, or "Change a limit" in the palette): pick a setting with completion, type a
 value, and see it applied at once or the core's reason for refusing it. A value set for a knob the
-auto-tuner sizes pins it; the value `auto` hands it back to the tuner. Below, the history of changes
-across runs (console/forms/limit_history.py), refreshed after each change."""
+auto-tuner sizes pins it; the value `auto` hands it back to the tuner. With a fleet store the form
+also offers the whole fleet: the change goes to every member through the store (`medops fleet set
+KEY VALUE --all` does the same) and each member's answer is shown: applied, refused and why, no
+answer, gone. Below, the history of changes across runs (console/forms/limit_history.py), refreshed
+after each change."""
 
 from __future__ import annotations
 
@@ -9,17 +12,19 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import ClassVar
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
-from textual.widgets import Input, Label
+from textual.widgets import Input, Label, RadioButton, RadioSet
 
 from medops.console.error_text import describe_error
+from medops.console.fleet_access import FleetLimitSetter
 from medops.console.forms.core_handle import STARTING, CoreHandle
 from medops.console.forms.limit_history import LimitHistoryView
+from medops.console.panes.fleet import answers_text
 from medops.core.settings.config import Settings, show_value
 from medops.core.settings.live_changes import LIVE, RESTART_ONLY, TUNED_KNOBS, setting_help
 from medops.core.snapshot import LimitChange
@@ -39,9 +44,12 @@ class LimitsScreen(ModalScreen[None]):
     ]
 
     def __init__(self, core: CoreHandle, settings: Settings, recent: tuple[LimitChange, ...],
-                 on_applied: Callable[[Settings, str], None]) -> None:
+                 on_applied: Callable[[Settings, str], None], fleet: FleetLimitSetter | None = None) -> None:
+        """`fleet`: with a store, how to set a limit on every member (the form then offers it)."""
         super().__init__()
         self.core = core
+        self.fleet = fleet
+        self.fleet_answers = 0  # fleet changes answered (tests wait on it)
         self.settings = settings
         self.recent = recent
         self.on_applied = on_applied
@@ -50,6 +58,10 @@ class LimitsScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="limits-body"):
             yield Label("[b $primary]Change a limit[/]  → completes · enter goes on / applies · esc closes")
+            if self.fleet is not None:
+                with RadioSet(id="limit-scope"):
+                    yield RadioButton("this console", value=True, id="scope-console")
+                    yield RadioButton("the whole fleet (every member)", id="scope-fleet")
             yield Input(placeholder="setting, e.g. io_threads", id="limit-key",
                         suggester=SuggestFromList(KEYS, case_sensitive=False))
             yield Label("", id="limit-about", markup=False)
@@ -79,6 +91,9 @@ class LimitsScreen(ModalScreen[None]):
         if not key or not value:
             error.update("Type a setting (→ completes it) and its new value.")
             return
+        if self.whole_fleet:
+            self.send_to_fleet(key, value)
+            return
         if value.lower() == AUTO:
             self.hand_back(key)
             return
@@ -96,6 +111,48 @@ class LimitsScreen(ModalScreen[None]):
         self.settings = changed
         result.update(f"{key}: {old} → {show_value(getattr(changed, key))} (applied now)")
         self.on_applied(changed, key)
+        self.show_core_state(key)
+
+    @on(RadioSet.Changed, "#limit-scope")
+    def scope_changed(self) -> None:
+        """Say in words where the next change goes (the radio buttons differ by colour only)."""
+        self.query_one("#limit-result", Label).update(
+            "The next change goes to every member of the fleet, through the store; each answers." if self.whole_fleet
+            else "The next change applies to this console's core only.")
+
+    @property
+    def whole_fleet(self) -> bool:
+        """True when the operator chose the whole fleet (only offered with a store)."""
+        return self.fleet is not None and self.query_one("#scope-fleet", RadioButton).value
+
+    def send_to_fleet(self, key: str, value: str) -> None:
+        """Send the change to every member through the store; the answers follow (`_fleet_answered`)."""
+        assert self.fleet is not None
+        self.query_one("#limit-error", Label).update("")
+        self.query_one("#limit-result", Label).update(f"set {key} = {value} on every member: sent, waiting for "
+                                                      "their answers…")
+        self._send(self.fleet, key, value)
+
+    @work(exclusive=True, exit_on_error=False, group="fleet-limit")
+    async def _send(self, fleet: FleetLimitSetter, key: str, value: str) -> None:
+        what = f"set {key} = {value} on every member"
+        try:
+            _, acks = await fleet(key, value, "*")
+        except Exception as exc:  # the store away: said in the form, which stays open
+            self.query_one("#limit-result", Label).update("")
+            self.query_one("#limit-error", Label).update(f"Could not {what}: {describe_error(exc)}")
+        else:
+            self.query_one("#limit-result", Label).update(answers_text(what, acks))
+            self._own_core_followed(key)
+        self.fleet_answers += 1
+
+    def _own_core_followed(self, key: str) -> None:
+        """This console's core may be a member too: take its settings if the change reached it, and refresh."""
+        core = self.core.ready()
+        if core is not None and hasattr(self.settings, key) \
+                and getattr(core.settings, key) != getattr(self.settings, key):
+            self.settings = core.settings
+            self.on_applied(self.settings, key)
         self.show_core_state(key)
 
     def hand_back(self, key: str) -> None:

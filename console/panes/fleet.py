@@ -3,11 +3,12 @@
 The store is read by a worker at the refresh interval, only while the tab is
 shown; the rows sort by any column (its header, or s to cycle) and filter by a
 substring (/). Enter opens a member's own overview, drawn read-only from its
-published snapshot; p / P pause and resume its intake (a, then p / P: every member).
+published snapshot and kept current while open; p / P pause and resume its intake (a, then p / P: every member).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -24,11 +25,12 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from medops.console.error_text import describe_error
 from medops.console.fleet_access import FleetReader
+from medops.console.panes.pane import SnapshotPane
 from medops.console.panes.pools import PoolsPane
 from medops.console.panes.quota import QuotaPane
 from medops.console.panes.slots import SlotsPane
 from medops.console.panes.vitals import VitalsPane
-from medops.core.snapshot import snapshot_from_dict
+from medops.core.snapshot import CoreSnapshot, snapshot_from_dict
 
 if TYPE_CHECKING:
     from medops.core.fleet.commands import Acknowledgement
@@ -172,6 +174,9 @@ class FleetPane(Vertical):
         if self._timer is not None:
             self._timer.stop()
         self._timer = self.set_interval(seconds, self._tick)
+        for screen in self.app.screen_stack:
+            if isinstance(screen, MemberScreen):
+                screen.set_interval_seconds(seconds)
 
     def _tick(self) -> None:
         if self.is_on_screen:
@@ -318,46 +323,159 @@ class FleetPane(Vertical):
         name = event.row_key.value
         member = next((m for m in self.view.members if m.instance == name), None)
         if member is not None:
-            self.app.push_screen(MemberScreen(member, self.view.snapshots.get(name), self.view.read_at))
+            self.app.push_screen(MemberScreen(member, self.view.snapshots.get(name), self.view.read_at, self.reader,
+                                              self.interval))
+
+
+class MemberRead(Message):
+    """One reading of the fleet for an open member view, or why the store could not be read."""
+
+    def __init__(self, view: FleetView | None, reason: str = "") -> None:
+        super().__init__()
+        self.view = view
+        self.reason = reason
 
 
 class MemberScreen(Screen[None]):
-    """One member's overview, drawn read-only from the snapshot it published; esc goes back."""
+    """One member's overview, drawn read-only from the snapshot it published and read again at the refresh
+    rate while open (in a worker, as the Fleet tab reads); the title says how old the picture is, and when the
+    member has gone stale or left. Esc goes back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Back", key_display="esc")]
 
-    def __init__(self, member: MemberRow, published: Any, read_at: float) -> None:
+    def __init__(self, member: MemberRow, published: Any, read_at: float, reader: FleetReader | None = None,
+                 interval: float = 1.0) -> None:
         super().__init__()
-        self.member = member
+        self.member: MemberRow | None = member  # None: the store no longer lists it
         self.published = published
         self.read_at = read_at
+        self.reader = reader
+        self.interval = interval
+        self.name_shown = member.instance
+        self.reads = 0  # readings applied since it opened (tests wait on it)
+        self.snapshot: CoreSnapshot | None = rebuilt(published)
+        self.taken_at: float | None = float(published.get("taken_at", 0.0)) or None if published else None
+        self._reading = False
+        self._error = ""
+        self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        m = self.member
-        yield Static(f"[b]{m.instance}[/] on {m.host} (pid {m.pid}, {m.role}, {m.state}) · read-only, as it "
-                     f"published it {_age(m.heartbeat_age)} ago · esc: back to the fleet", id="member-title")
-        snapshot = None
-        if self.published is not None:
-            try:
-                snapshot = snapshot_from_dict(self.published)
-            except (ValueError, KeyError, TypeError):
-                snapshot = None  # another version's snapshot: its figures below still say enough
+        yield Static(self.title_text(), id="member-title")
         with VerticalScroll(id="member-grid"):
-            if snapshot is None:
+            if self.snapshot is None:
                 yield Static(self.summary(), id="member-summary", classes="pane")
             else:
                 for pane in (VitalsPane(), QuotaPane(), PoolsPane(), SlotsPane()):
-                    pane.apply(snapshot)
+                    pane.apply(self.snapshot)
                     yield pane
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval_seconds(self.interval)
+
+    def set_interval_seconds(self, seconds: float) -> None:
+        """Read the member again every `seconds` (the console's refresh interval) while this view is open."""
+        self.interval = seconds
+        if self._timer is not None:
+            self._timer.stop()
+        if self.reader is not None:
+            self._timer = self.set_interval(seconds, self.poll)
+
+    def poll(self) -> None:
+        """Read the fleet now, unless a reading is under way."""
+        if self.reader is None or self._reading or not self.is_current:
+            return
+        self._reading = True
+        self._read(self.reader)
+
+    @work(exclusive=True, exit_on_error=False, group="member")
+    async def _read(self, reader: FleetReader) -> None:
+        try:
+            view = await reader()
+        except Exception as exc:  # the store away: said in the title, the last picture stays
+            self.post_message(MemberRead(None, describe_error(exc)))
+        else:
+            self.post_message(MemberRead(view))
+
+    @on(MemberRead)
+    async def _member_read(self, message: MemberRead) -> None:
+        self._reading = False
+        if message.view is None:
+            self._error = message.reason
+            self.read_at = time.time()  # the picture keeps ageing while the store is away
+            self.query_one("#member-title", Static).update(self.title_text())
+            return
+        self._error = ""
+        view = message.view
+        self.reads += 1
+        self.read_at = view.read_at
+        self.member = next((m for m in view.members if m.instance == self.name_shown), None)
+        published = view.snapshots.get(self.name_shown)
+        snapshot = rebuilt(published)
+        if published is not None and snapshot is not None:
+            # An expired or unreadable snapshot keeps the last picture on screen: the title says how old it is.
+            self.published, self.snapshot = published, snapshot
+            self.taken_at = float(published.get("taken_at", 0.0)) or None
+            await self._show_panes(snapshot)
+        elif self.snapshot is None and self.member is not None:
+            self.query_one("#member-summary", Static).update(self.summary())
+        self.query_one("#member-title", Static).update(self.title_text())
+
+    async def _show_panes(self, snapshot: CoreSnapshot) -> None:
+        """Apply a new snapshot to the panes; the first one replaces the summary of figures."""
+        grid = self.query_one("#member-grid", VerticalScroll)
+        if not grid.query(VitalsPane):
+            await grid.remove_children()
+            await grid.mount_all([VitalsPane(), QuotaPane(), PoolsPane(), SlotsPane()])
+        for pane in grid.query(SnapshotPane):
+            pane.apply(snapshot)
+
+    def title_text(self) -> Text:
+        """Who, how old the picture is, and a warning when the member is stale, gone or no longer listed."""
+        m = self.member
+        title = Text()
+        title.append(self.name_shown, style="bold")
+        if m is not None:
+            title.append(f" on {m.host} (pid {m.pid}, {m.role})")
+        title.append(" · read-only")
+        if self.taken_at is not None:
+            title.append(f", its snapshot {_age(self.read_at - self.taken_at)} old")
+        elif self.published is None:
+            title.append(", no snapshot published")
+        title.append(" · esc: back to the fleet")
+        warning = ""
+        if m is None:
+            warning = "no longer listed by the store; below: the last it published"
+        elif m.state != "alive":
+            why = "it left, or its heartbeat expired" if m.state == "gone" else "its heartbeat is late"
+            warning = f"{m.state}: no heartbeat for {_age(m.heartbeat_age)} ({why}); below: the last it published"
+        if self._error:
+            warning = f"store not read: {self._error}; below: as last read" \
+                + (f" · {warning}" if warning else "")
+        if warning:
+            title.append(f"\n! {warning}", style="bold red" if m is None or m.state == "gone" or self._error
+                         else "bold yellow")
+        return title
 
     def summary(self) -> str:
         """The member's figures in words, when its snapshot cannot be drawn with the panes."""
         m = self.member
         why = "it has published no snapshot" if self.published is None else "its snapshot is of another version"
+        if m is None:
+            return f"[dim]No overview: {why}, and the store no longer lists it.[/]"
         queued = ", ".join(f"{p} {m.queued.get(p, 0)}" for p in PRIORITIES)
         own = ", ".join(f"{k} {v:,}" for k, v in m.own.items()) or "none"
         return (f"[dim]No overview: {why}.[/]\nqueued: {queued}\nin flight {m.in_flight}, done {m.done:,}, "
                 f"failed {m.failed}, 429s {m.rate_limited}\nits part of the windows: {own}\nloop lag p99 "
                 f"{m.loop_lag_p99_ms:.0f} ms, CPU {m.cpu_percent:.0f}%, memory {m.memory_percent:.0f}%, "
                 f"open alerts {m.open_alerts}" + (", intake paused" if m.paused else ""))
+
+
+def rebuilt(published: Any) -> CoreSnapshot | None:
+    """A published snapshot as a `CoreSnapshot`, or None when there is none or it is of another version."""
+    if published is None:
+        return None
+    try:
+        return snapshot_from_dict(published)
+    except (ValueError, KeyError, TypeError):
+        return None  # another version's snapshot: its figures in words still say enough

@@ -1,10 +1,13 @@
 """The History tab: Groq requests and alerts across runs, newest first, in local time, paged back on demand.
 
-The core reads the ledger on the ledger's own thread; workers await that and post
-the page, so the UI loop never waits on DuckDB. The tab reads when it is shown, on r,
-and when a snapshot shows requests finished or alerts announced while it is on
-screen and following the newest rows; a hidden tab only notes that. Rows hold
-figures and ids only: prompt text is not in the ledger, so it cannot reach here.
+Without a fleet store the core reads its ledger on the ledger's own thread;
+workers await that and post the page, so the UI loop never waits on DuckDB. The
+tab reads when it is shown, on r, and when a snapshot shows requests finished or
+alerts announced while it is on screen and following the newest rows; a hidden
+tab only notes that. With a store it reads the fleet's streams instead (every
+member's rows, with an instance column): a worker looks at the streams' newest
+ids at the refresh rate while the tab is shown, and reads a page when they moved.
+Rows hold figures and ids only: prompt text is in neither, so it cannot reach here.
 """
 
 from __future__ import annotations
@@ -17,30 +20,36 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import DataTable, Label, Static
 
 from medops.console import figures, times
 from medops.console.error_text import describe_error
+from medops.console.fleet_access import FleetHistory
 from medops.console.forms.core_handle import CoreHandle
 from medops.core.groq.requests import AGENTS
 
 if TYPE_CHECKING:
     from medops.core.contract import CoreCommands
+    from medops.core.fleet.history import FleetAlerts, FleetRequests, StreamHeads
     from medops.core.ledger.history import AlertHistory, Before, RequestHistory
     from medops.core.ledger.records import RequestRecord
     from medops.core.snapshot import Alert, CoreSnapshot
+
+    History = RequestHistory | AlertHistory | FleetRequests | FleetAlerts
 
 PAGE = 100  # rows one page reads; o appends the next older page
 REQUESTS, ALERTS = "requests", "alerts"
 REQUEST_COLUMNS = ("time", "agent", "prio", "outcome", "try", "tokens", "latency", "wait", "model", "request id")
 ALERT_COLUMNS = ("time", "event", "level", "alert", "message")
+MEMBER_COLUMN = "instance"  # with a fleet store: which member (host:pid), after the time
 PRIORITY_SHORT = {"critical": "crit", "normal": "norm"}
 
 
 class PageFetched(Message):
     """A page of one table's history, for the fetch numbered `fetch`."""
 
-    def __init__(self, table: str, fetch: int, history: RequestHistory | AlertHistory, append: bool) -> None:
+    def __init__(self, table: str, fetch: int, history: History, append: bool) -> None:
         super().__init__()
         self.table = table
         self.fetch = fetch
@@ -58,6 +67,15 @@ class PageFailed(Message):
         self.reason = reason
 
 
+class HeadsRead(Message):
+    """The fleet's streams' newest ids, or why they could not be read."""
+
+    def __init__(self, heads: StreamHeads | None, reason: str = "") -> None:
+        super().__init__()
+        self.heads = heads
+        self.reason = reason
+
+
 class HistoryPane(Vertical):
     """Requests over alerts, each a scrollable table; o loads older rows into the focused one."""
 
@@ -68,22 +86,29 @@ class HistoryPane(Vertical):
         Binding("a", "next_agent", "Agent", show=False),
     ]
 
-    def __init__(self, core: CoreHandle, models: tuple[str, ...], *, id: str | None = "history") -> None:
+    def __init__(self, core: CoreHandle, models: tuple[str, ...], *, fleet: FleetHistory | None = None,
+                 interval: float = 1.0, id: str | None = "history") -> None:
+        """`fleet`: read the fleet's streams instead of this core's ledger; `interval`: how often to look."""
         super().__init__(id=id)
         self.core = core
+        self.fleet = fleet
+        self.interval = interval
         self.models = models
         self.model: str | None = None  # the requests shown: only this model's (None: all)
         self.agent: str | None = None
-        self.requests: RequestHistory | None = None  # the latest page read
-        self.alerts: AlertHistory | None = None
+        self.requests: RequestHistory | FleetRequests | None = None  # the latest page read
+        self.alerts: AlertHistory | FleetAlerts | None = None
         self.pages = {REQUESTS: 0, ALERTS: 0}  # pages shown since the latest reload
         self.fetches = 0  # pages that arrived, or failures (tests wait on it)
         self._fetch = {REQUESTS: 0, ALERTS: 0}  # number of each table's latest fetch: older answers are dropped
         self._loading = {REQUESTS: False, ALERTS: False}
-        self._activity: Any = None  # the snapshot figures that change when history does
+        self._activity: Any = None  # the snapshot figures (or the streams' newest ids) that change when history does
         self._read_at: Any = None  # ... as they were at the latest reload
         self._now: float | None = None  # the latest snapshot's wall time, to show today's rows without a date
         self._agents_seen: set[str] = set()
+        self._looking = False  # a read of the streams' newest ids is out
+        self._heads_error = ""
+        self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Label("", id="history-title")
@@ -92,6 +117,8 @@ class HistoryPane(Vertical):
             if table == ALERTS:
                 yield Label("", id="history-alerts-title")
             data: DataTable[Text] = DataTable(id=f"history-{table}", cursor_type="row", zebra_stripes=True)
+            if self.fleet is not None:
+                columns = (columns[0], MEMBER_COLUMN, *columns[1:])
             for label in columns:
                 data.add_column(label, width=len(label))  # widened by add_fitted as rows come
             yield data
@@ -99,6 +126,50 @@ class HistoryPane(Vertical):
     def on_mount(self) -> None:
         self.query_one("#history-note", Static).display = False
         self._titles()
+        if self.fleet is not None:
+            self.set_interval_seconds(self.interval)
+
+    def set_interval_seconds(self, seconds: float) -> None:
+        """With a fleet store: look at its streams every `seconds` (the console's refresh interval) while shown."""
+        self.interval = seconds
+        if self.fleet is None:
+            return
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_interval(seconds, self._look)
+
+    def _look(self) -> None:
+        if self.fleet is not None and self.is_on_screen and not self._looking:
+            self._looking = True
+            self._read_heads(self.fleet)
+
+    @work(exit_on_error=False, group="history-heads")
+    async def _read_heads(self, fleet: FleetHistory) -> None:
+        try:
+            heads = await fleet.heads()
+        except Exception as exc:  # the store away: said in the tab, which stays usable
+            self.post_message(HeadsRead(None, describe_error(exc)))
+        else:
+            self.post_message(HeadsRead(heads))
+
+    @on(HeadsRead)
+    def _heads_read(self, message: HeadsRead) -> None:
+        message.stop()
+        self._looking = False
+        if message.heads is None:
+            self._heads_error = message.reason
+            self._titles()
+            return
+        had_error, self._heads_error = self._heads_error, ""
+        self._activity = (message.heads.requests, message.heads.alerts)
+        if self._activity == self._read_at and not had_error:
+            return
+        if any(self._loading.values()):
+            return  # the page on its way ends with `_catch_up`
+        if self.following:
+            self.reload()
+        else:
+            self._titles()
 
     # ---- when to read ---------------------------------------------------------------
 
@@ -111,6 +182,8 @@ class HistoryPane(Vertical):
         """Note what a snapshot says; read again if history grew while this tab follows the newest rows."""
         scheduler = snapshot.scheduler
         self._now = snapshot.taken_at
+        if self.fleet is not None:
+            return  # the fleet's streams say when history grew (`_look`), not this core's figures
         self._activity = (scheduler.completed + scheduler.failed + scheduler.rejected,
                           tuple((alert.name, alert.updated_at) for alert in snapshot.alerts))
         if not self.is_on_screen or self._activity == self._read_at:
@@ -140,7 +213,8 @@ class HistoryPane(Vertical):
         shown = self.requests if table == REQUESTS else self.alerts
         if self._loading[table] or shown is None or shown.older is None:
             if shown is not None and shown.older is None:
-                self.notify(f"No older {table}: the oldest the ledger keeps is shown.", title="history")
+                kept = "ledger" if self.fleet is None else "fleet's stream"
+                self.notify(f"No older {table}: the oldest the {kept} keeps is shown.", title="history")
             return
         self._read(table, shown.older)
 
@@ -155,18 +229,36 @@ class HistoryPane(Vertical):
         self._read(REQUESTS, None)
 
     def _models_seen(self) -> set[str]:
-        return {record.model for record in self.requests.requests} if self.requests is not None else set()
+        return {record.model for record in records(self.requests)}
 
     # ---- reading --------------------------------------------------------------------
 
     def _read(self, table: str, before: Any) -> None:
-        core = self.core.ready()
         self._fetch[table] += 1
+        if self.fleet is not None:
+            self._loading[table] = True
+            self._run_fleet(table, self._fetch[table], self.fleet, before, self.model, self.agent)
+            return
+        core = self.core.ready()
         if core is None:
             self.post_message(PageFailed(table, self._fetch[table], "the core is still starting"))
             return
         self._loading[table] = True
         self._run(table, self._fetch[table], core, before, self.model, self.agent)
+
+    @work(exit_on_error=False, group="history")
+    async def _run_fleet(self, table: str, fetch: int, fleet: FleetHistory, before: str | None, model: str | None,
+                         agent: str | None) -> None:
+        history: FleetRequests | FleetAlerts
+        try:
+            if table == REQUESTS:
+                history = await fleet.requests(before, PAGE, model, agent)
+            else:
+                history = await fleet.alerts(before, PAGE)
+        except Exception as exc:  # the store away: shown in the tab; the console stays usable
+            self.post_message(PageFailed(table, fetch, describe_error(exc)))
+        else:
+            self.post_message(PageFetched(table, fetch, history, append=before is not None))
 
     @work(exit_on_error=False, group="history")
     async def _run(self, table: str, fetch: int, core: CoreCommands, before: Before | None, model: str | None,
@@ -194,12 +286,12 @@ class HistoryPane(Vertical):
         if not message.append:
             table.clear()
         if message.table == REQUESTS:
-            requests = self.requests = cast("RequestHistory", message.history)
-            self._agents_seen.update(record.agent for record in requests.requests)
-            add_fitted(table, [request_cells(record, self._now) for record in requests.requests])
+            requests = self.requests = cast("RequestHistory | FleetRequests", message.history)
+            self._agents_seen.update(record.agent for record in records(requests))
+            add_fitted(table, [request_row(row, self._now) for row in requests.requests])
         else:
-            alerts = self.alerts = cast("AlertHistory", message.history)
-            add_fitted(table, [alert_cells(alert, self._now) for alert in alerts.alerts])
+            alerts = self.alerts = cast("AlertHistory | FleetAlerts", message.history)
+            add_fitted(table, [alert_row(row, self._now) for row in alerts.alerts])
         self._titles()
         self._catch_up()
 
@@ -234,6 +326,8 @@ class HistoryPane(Vertical):
         notes = [history.note for history in (self.requests, self.alerts) if history is not None and history.note]
         if failure is not None:
             notes.insert(0, f"The {failure[0]} history could not be read: {failure[1]}")
+        if self._heads_error:
+            notes.insert(0, f"The fleet's history could not be read: {self._heads_error}")
         note = self.query_one("#history-note", Static)
         note.update(figures.text(notes[0]) if notes else "")
         note.display = bool(notes)
@@ -258,14 +352,39 @@ def following_choice(current: str | None, choices: list[str]) -> str | None:
     return choices[position] if position < len(choices) else None
 
 
-def scope(history: RequestHistory | AlertHistory | None) -> str:
-    """'this run only' (markup) when earlier runs could not be read."""
+def scope(history: History | None) -> str:
+    """'this run only' (markup) when earlier runs could not be read; 'every member' from the fleet's stream."""
     if history is None:
         return "[dim]reading… [/]"
-    return "" if history.earlier_runs else "[$warning]this run only[/] "
+    earlier_runs = getattr(history, "earlier_runs", None)  # None: the fleet's stream, which has no runs
+    if earlier_runs is None:
+        return "[dim]· all members [/]"
+    return "" if earlier_runs else "[$warning]this run only[/] "
 
 
-def shown(rows: int, history: RequestHistory | AlertHistory | None) -> str:
+def records(history: RequestHistory | FleetRequests | None) -> list[RequestRecord]:
+    """The request records of a page, from the ledger or the fleet's stream."""
+    if history is None:
+        return []
+    return [row if not hasattr(row, "record") else row.record for row in history.requests]
+
+
+def request_row(row: Any, now: float | None) -> tuple[Text, ...]:
+    """A ledger record's cells, or a fleet stream row's with the member after the time."""
+    if not hasattr(row, "record"):
+        return request_cells(row, now)
+    cells = request_cells(row.record, now)
+    return (cells[0], Text(row.member), *cells[1:])
+
+
+def alert_row(row: Any, now: float | None) -> tuple[Text, ...]:
+    if not hasattr(row, "alert"):
+        return alert_cells(row, now)
+    cells = alert_cells(row.alert, now)
+    return (cells[0], Text(row.member), *cells[1:])
+
+
+def shown(rows: int, history: History | None) -> str:
     """'24 shown', or 'all 24 shown' once the oldest row is among them (o would find nothing more)."""
     return f"all {rows} shown" if history is not None and history.older is None else f"{rows} shown"
 

@@ -23,7 +23,17 @@ from redis.exceptions import RedisError
 from medops.core import __version__
 from medops.core.clock import Clock
 from medops.core.fleet.commands import CommandInbox, Handler
-from medops.core.fleet.publish import SNAPSHOT_TTL, STREAM_MAXLEN, RecordBuffer, published, stream_fields
+from medops.core.fleet.publish import (
+    ALERT_STREAM,
+    ALERT_STREAM_MAXLEN,
+    REQUEST_STREAM,
+    SNAPSHOT_TTL,
+    STREAM_MAXLEN,
+    RecordBuffer,
+    alert_fields,
+    published,
+    stream_fields,
+)
 from medops.core.fleet.quota import FleetQuota, _Record
 from medops.core.fleet.store import (
     HEARTBEAT_INTERVAL,
@@ -184,13 +194,15 @@ class Fleet:
             log.warning("fleet commands not read this beat (%s)", type(exc).__name__)
 
     async def publish(self) -> None:
-        """This member's snapshot and the requests it finished since the last beat, for the fleet's views."""
+        """This member's snapshot, the requests it finished and the alerts it announced since the last beat."""
         if not self.store.up or self.snapshot_source is None:
             return
-        entries = [stream_fields(self.instance, record) for record in self.records.take()]
+        requests = [stream_fields(self.instance, record) for record in self.records.take()]
+        alerts = [alert_fields(self.instance, alert) for alert in self.records.take_alerts()]
         with contextlib.suppress(StoreUnavailable):  # the next beat notices and says so
-            await self.store.publish(self.instance, published(self.snapshot_source()), SNAPSHOT_TTL, entries,
-                                     STREAM_MAXLEN)
+            await self.store.publish(self.instance, published(self.snapshot_source()), SNAPSHOT_TTL,
+                                     ((REQUEST_STREAM, requests, STREAM_MAXLEN),
+                                      (ALERT_STREAM, alerts, ALERT_STREAM_MAXLEN)))
 
     async def heartbeat(self) -> None:
         """Stay alive in the store; when it answers after an absence or empty, write back before admitting."""

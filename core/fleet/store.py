@@ -170,14 +170,16 @@ class QuotaStore:
         self.up = True
         self.down_since = None
 
-    async def publish(self, instance: str, snapshot: bytes, ttl: float, entries: list[dict[str | bytes, str]],
-                      maxlen: int) -> None:
-        """This member's snapshot and finished requests, in one pipelined round trip."""
+    async def publish(self, instance: str, snapshot: bytes, ttl: float,
+                      streams: Sequence[tuple[str, Sequence[dict[str | bytes, str]], int]]) -> None:
+        """This member's snapshot and its new stream entries ((stream, entries, maxlen) each), in one round trip."""
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.set(f"{self.prefix}snap:{instance}", snapshot, px=int(ttl * 1000))
-                for entry in entries:
-                    pipe.xadd(f"{self.prefix}requests", cast(dict[Any, Any], entry), maxlen=maxlen, approximate=True)
+                for stream, entries, maxlen in streams:
+                    for entry in entries:
+                        pipe.xadd(f"{self.prefix}{stream}", cast(dict[Any, Any], entry), maxlen=maxlen,
+                                  approximate=True)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             self._failed(exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import inspect
 import logging
 from collections.abc import Callable
@@ -40,6 +41,13 @@ class Ledger(Protocol):
         ...
 
 
+class AlertRecorder(Protocol):
+    """Somewhere else alert announcements go (the fleet's stream); must not block the event loop."""
+
+    def record_alert(self, alert: Alert) -> None:
+        ...
+
+
 class CoreTick:
     """Owns the monitor, loop-lag probe, alert engine and tuner, and runs them on a timer."""
 
@@ -63,7 +71,12 @@ class CoreTick:
         self._task: asyncio.Task[None] | None = None
         self._waiting: list[asyncio.Future[CoreSnapshot | None]] = []
         self._last_tune: float | None = None
+        self._announce_to: list[AlertRecorder] = []
         self.ticks = 0
+
+    def announce_to(self, recorder: AlertRecorder) -> None:
+        """Hand every alert announcement to `recorder` as well as to the ledger."""
+        self._announce_to.append(recorder)
 
     def attach_query_cache(self, cache: ResizableCache) -> None:
         """Let the tuner size this cache (the knowledge base's `QueryCache`)."""
@@ -154,6 +167,9 @@ class CoreTick:
         if snapshot is not None:
             announced = self._guard("alerts", lambda: self.alerts.evaluate(snapshot, settings)) or []
             snapshot = dataclasses.replace(snapshot, alerts=self.alerts.alerts())
+        for recorder in self._announce_to:
+            for alert in announced:
+                self._guard("announce", functools.partial(recorder.record_alert, alert))
         ledger = self._ledger()
         if ledger is not None:
             for alert in announced:
