@@ -326,11 +326,15 @@ def _quota(view: FleetView, snapshots: Mapping[str, CoreSnapshot], newest: CoreS
            store: StoreSnapshot) -> QuotaSnapshot:
     if newest is None:
         return QuotaSnapshot(store=store)
-    parts = {(w.model, w.name): tuple(sorted(w.parts.items())) for w in view.windows}
+    fleet = {(w.model, w.name): w for w in view.windows}
     models = []
     for model in newest.quota.models:
         same = [m for s in snapshots.values() for m in s.quota.models if m.model == model.model]
-        windows = tuple(replace(w, own=None, parts=parts.get((model.model, w.name), ())) for w in model.windows)
+        windows = tuple(replace(w, own=None) if (model.model, w.name) not in fleet else
+                        replace(w, own=None, used=fleet[model.model, w.name].used,
+                                limit=fleet[model.model, w.name].limit,
+                                parts=tuple(sorted(fleet[model.model, w.name].parts.items())))
+                        for w in model.windows)
         models.append(ModelQuota(model.model, windows, model.server,
                                  rate_limited=sum(m.rate_limited for m in same),
                                  refused_too_large=sum(m.refused_too_large for m in same),
