@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.text import Text
+from textual.content import Content
 from textual.widgets import Label
 
 from medops.console.app import MedopsApp
@@ -20,18 +22,19 @@ from medops.console.cli import main
 from medops.console.commands.run import attached_app
 from medops.console.forms.prompt import PromptForm
 from medops.console.panes.quota import QuotaPane
-from medops.console.panes.vitals import VitalsPane
+from medops.console.panes.status import ConsoleState, status_text
+from medops.console.panes.vitals import VitalsPane, fleet_line
 from medops.core.errors import ConfigError
 from medops.core.fleet.attached import AttachedFleet, NoCoreHere
 from medops.core.fleet.commands import Acknowledgement, Command
 from medops.core.fleet.membership import fleet_namespace
-from medops.core.fleet.view import FleetUnavailable, read_fleet
+from medops.core.fleet.view import FleetUnavailable, FleetView, read_fleet
 from medops.core.groq.requests import PromptRequest
 from medops.core.settings.config import ModelLimits, Settings
 from medops.core.settings.live_changes import RestartNeeded
 from medops.core.settings.paths import Locations
-from medops.core.snapshot import Alert, CoreSnapshot
-from tests.console_data import busy_snapshot
+from medops.core.snapshot import Alert, CoreSnapshot, StoreSnapshot
+from tests.console_data import NOW, FrozenCore, busy_snapshot
 from tests.fleet_helpers import fleet_of, member
 from tests.redis_server import RedisServer, free_port
 from tests.test_console_live import until
@@ -270,3 +273,41 @@ async def test_attached_console_over_two_real_workers(tmp_path: Path, redis_serv
             worker.send_signal(signal.SIGINT)
         for worker in workers:
             worker.communicate(timeout=150)
+
+
+# -- the Overview's fleet line and the status line ----------------------------------------------------------
+
+def test_the_fleet_line_counts_members_by_state_the_organisations_use_paused_and_alerts() -> None:
+    from tests.test_console_snapshots import fixed_fleet
+
+    line = Text.from_markup(fleet_line(fixed_fleet())).plain
+    # one alive, one stale (paused), one gone; the gone member's alert is not counted
+    assert line == "fleet 1 alive 1 stale 1 gone │ rpm 18/30 │ 1 paused │ 2 alerts"
+    assert len(line) <= 78
+
+
+async def test_with_a_store_the_overview_opens_with_the_fleet_line_and_the_vitals_still_fit_80x24(
+        locations: Locations) -> None:
+    from tests.test_console_snapshots import fixed_fleet
+
+    async def read() -> FleetView:
+        return fixed_fleet()
+
+    app = MedopsApp(Settings(refresh_interval=0.25), locations, core=FrozenCore(), fleet_reader=read)
+    async with app.run_test(size=(80, 24)) as pilot:
+        vitals = app.query_one(VitalsPane)
+        assert await until(pilot, lambda: bool(vitals.fleet) and app.snapshots_applied > 0)
+        await pilot.pause()
+        assert str(vitals.render()).startswith("fleet 1 alive")
+        assert vitals.region.bottom <= 24 - 1  # the whole pane above the footer: nothing pushed off
+
+
+def test_the_status_line_says_attached_where_and_when_the_store_stops_answering() -> None:
+    store = StoreSnapshot(url="redis://***@store:6379/0", instance="", state="up", down_since=None, rtt_p50_ms=0.5,
+                          rtt_p99_ms=1.0, members_alive=3, share=0, clock_skew=0.0, pending=0, attached=True)
+    snapshot = replace(busy_snapshot(), quota=replace(busy_snapshot().quota, store=store))
+    state = ConsoleState(1.0, False, "medops-dark")
+    text = Content.from_markup(status_text(snapshot, state)).plain
+    assert "attached to the fleet (3 members) at redis://***@store:6379/0" in text and "ledger" not in text
+    down = replace(snapshot, quota=replace(snapshot.quota, store=replace(store, state="down", down_since=NOW)))
+    assert "FLEET STORE UNREADABLE since" in Content.from_markup(status_text(down, state)).plain

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
+
 from medops.console import figures
 from medops.console.panes.pane import SnapshotPane
 from medops.console.panes.pools import EXPECTED_POOLS
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from medops.core.fleet.view import FleetView
 
 POOL_SHORT = {"process": "proc"}
+LINE_WIDTH = 76  # inside the pane's border and padding at 80 columns
 MODEL_COLUMN = 26  # model names longer than this are cut with … (the Groq quota pane below has them whole)
 
 
@@ -132,6 +135,15 @@ def alerts_part(alerts: tuple[Alert, ...]) -> str:
     warnings = len(open_now) - len(critical)
     counts = " ".join(part for part in (f"[reverse] {len(critical)} CRIT [/]" if critical else "",
                                         f"{warnings} warn" if warnings else "") if part)
-    names = ", ".join(figures.text(a.name) for a in (critical + [a for a in open_now if a.level != "critical"])[:3])
-    more = "…" if len(open_now) > 3 else ""
-    return f"alerts: {counts} [b]{names}[/]{more}{seen_note}"
+    ordered = [a.name for a in critical + [a for a in open_now if a.level != "critical"]]
+    # names while the line stays within LINE_WIDTH (an attached view's are long: member/alert); the rest as …
+    room = LINE_WIDTH - len(Text.from_markup(f"alerts: {counts} …{seen_note}").plain)
+    shown: list[str] = []
+    for name in ordered[:3]:
+        if len(", ".join([*shown, name])) > room:
+            break
+        shown.append(name)
+    if not shown:
+        shown = [ordered[0][:max(8, room - 1)]]
+    more = "…" if len(shown) < len(ordered) or shown[0] != ordered[0] else ""
+    return f"alerts: {counts} [b]{figures.text(', '.join(shown))}[/]{more}{seen_note}"

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from medops.core.clock import Clock, SystemClock
 from medops.core.errors import ConfigError, MedopsError
-from medops.core.fleet.commands import Acknowledgement, Command, issue
+from medops.core.fleet.commands import ANSWER_WAIT, Acknowledgement, Command, issue
 from medops.core.fleet.membership import fleet_namespace
 from medops.core.fleet.store import check_store_url
 from medops.core.fleet.view import FleetUnavailable, FleetView, read_fleet
@@ -81,7 +81,7 @@ class AttachedFleet:
     """A `CoreCommands` over the fleet's store, with no parts of its own (`medops --attach`)."""
 
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None, clock: Clock | None = None, *,
-                 answer_wait: float = 4.0) -> None:
+                 answer_wait: float = ANSWER_WAIT) -> None:
         self._settings = settings
         self._env = dict(os.environ if env is None else env)
         self._clock = clock or SystemClock()
