@@ -311,3 +311,16 @@ def test_the_status_line_says_attached_where_and_when_the_store_stops_answering(
     assert "attached to the fleet (3 members) at redis://***@store:6379/0" in text and "ledger" not in text
     down = replace(snapshot, quota=replace(snapshot.quota, store=replace(store, state="down", down_since=NOW)))
     assert "FLEET STORE UNREADABLE since" in Content.from_markup(status_text(down, state)).plain
+
+
+async def test_a_fleet_with_no_member_yet_is_watched_and_says_so(redis_server: RedisServer,
+                                                                  locations: Locations) -> None:
+    app = attached_app(AttachedFleet(settings_for(redis_server.url)), locations)
+    async with app.run_test(size=(80, 24)) as pilot:
+        vitals = app.query_one(VitalsPane)
+        assert await until(pilot, lambda: app.snapshots_applied > 0 and bool(vitals.fleet))
+        await pilot.pause()
+        assert "quota: no member has published yet" in str(vitals.render())
+        assert vitals.fleet.startswith("fleet [b]0[/] alive")
+        assert "attached to the fleet (0 members)" in str(app.query_one("#status").render())
+        assert "Groq not known yet" in str(app.query_one("#status").render())

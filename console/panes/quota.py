@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from medops.console import figures, times
-from medops.console.panes.pane import SnapshotPane
+from medops.console.panes.pane import SnapshotPane, attached
 from medops.core.snapshot import CoreSnapshot, ModelQuota, SchedulerSnapshot, StoreSnapshot
 
 WINDOW_ORDER = ("rpm", "rpd", "tpm", "tpd")
@@ -26,7 +26,8 @@ class QuotaPane(SnapshotPane):
         if quota.store is not None:
             lines.append(store_line(quota.store))
         if not quota.models:
-            lines.append("[dim]no quota figures yet: the Groq quota part is not running[/]")
+            lines.append("[dim]no quota figures yet: no member has published its snapshot[/]" if attached(snapshot)
+                         else "[dim]no quota figures yet: the Groq quota part is not running[/]")
         # The default model always shows its limits, used or not (before any request they are all
         # there is to see); other unused models' bars are all empty: one line for all of them
         # keeps the busy ones in view.

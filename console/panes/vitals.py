@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 
 from medops.console import figures
-from medops.console.panes.pane import SnapshotPane
+from medops.console.panes.pane import SnapshotPane, attached
 from medops.console.panes.pools import EXPECTED_POOLS
 from medops.console.panes.quota import WINDOW_ORDER, is_unused
 from medops.core.snapshot import Alert, CoreSnapshot, ModelQuota
@@ -58,7 +58,8 @@ def vital_lines(snapshot: CoreSnapshot) -> list[str]:
     active = [m for m in quota.models if m.model == quota.default_model or not is_unused(m)]
     lines.extend(model_line(model) for model in active)
     if not quota.models:
-        lines.append("[dim]quota: not running yet[/]")
+        lines.append("[dim]quota: no member has published yet[/]" if attached(snapshot)
+                     else "[dim]quota: not running yet[/]")
     system = snapshot.system
     cpu = f"[b]{system.cpu_percent:.0f}%[/]" if system.sampled_at else "[dim]-[/]"
     memory = f"[b]{system.memory_percent:.0f}%[/]" if system.sampled_at else "[dim]-[/]"

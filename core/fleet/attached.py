@@ -225,8 +225,11 @@ class AttachedFleet:
         try:
             command, acks = await issue(self._settings.store_url, self._namespace, op, "*", key, value,
                                         self._env.get("MEDOPS_STORE_PASSWORD"), wait=self._answer_wait)
-        except FleetUnavailable as exc:
+        except MedopsError as exc:
             acks = [Acknowledgement("fleet store", "no answer", str(exc))]
+        except Exception as exc:  # said to the operator by type only, never lost in the task
+            log.exception("fleet command %s failed", op)
+            acks = [Acknowledgement("fleet store", "no answer", f"{type(exc).__name__} (unexpected; see the log)")]
         else:
             self.sent.append((command, acks))
         if self.on_answers is not None:
