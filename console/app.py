@@ -14,7 +14,7 @@ import importlib
 import inspect
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -59,7 +59,7 @@ from medops.console.panes.pools import PoolsPane
 from medops.console.panes.quota import QuotaPane
 from medops.console.panes.slots import SlotsPane
 from medops.console.panes.status import ConsoleState, StatusLine
-from medops.console.panes.vitals import VitalsPane
+from medops.console.panes.vitals import VitalsPane, fleet_line
 from medops.console.terminal_input import paste_safe_driver
 from medops.console.theme_files import (
     DEFAULT_THEME,
@@ -69,12 +69,14 @@ from medops.console.theme_files import (
     remembered_theme,
     themes_dir,
 )
+from medops.core.errors import MedopsError
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import CoreSnapshot
 
 if TYPE_CHECKING:
     from medops.core.contract import CoreCommands
+    from medops.core.fleet.commands import Acknowledgement
 
 # Refresh intervals the +/- keys step through (seconds); the configured one is added.
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -207,6 +209,7 @@ class MedopsApp(App[int]):
         self.core_started = False
         self._fetching = False
         self._fetch_again = False
+        self._reading_fleet = False
         self._snapshot_error: str | None = None
         self._ticker: Timer | None = None
         self._stopped = False
@@ -350,6 +353,23 @@ class MedopsApp(App[int]):
             return
         self._fetching = True
         self._fetch_snapshot()
+        if self.fleet_reader is not None and not self._reading_fleet \
+                and str(self.main.query_one("#tabs", TabbedContent).active) == "overview":
+            self._reading_fleet = True
+            self._read_fleet_line()
+
+    @work(exit_on_error=False, group="fleet-line")
+    async def _read_fleet_line(self) -> None:
+        """The Overview's fleet line, read from the store at the refresh rate while the Overview is shown."""
+        assert self.fleet_reader is not None
+        try:
+            line = fleet_line(await self.fleet_reader())
+        except Exception:  # the store away: said in the line; the Fleet tab (7) says why
+            line = "fleet: [reverse] store unreadable [/] (the Fleet tab, 7, says why)"
+        finally:
+            self._reading_fleet = False
+        if not self._exit and self.screen_stack:
+            self.main.query_one(VitalsPane).show_fleet(line)
 
     @work(exclusive=True, exit_on_error=False, group="refresh")
     async def _fetch_snapshot(self) -> None:
@@ -453,6 +473,10 @@ class MedopsApp(App[int]):
             self.core.resume_intake()
         else:
             self.core.pause_intake()
+        if self.core.attached:  # handed on to every member through the store; their answers follow
+            self.notify(f"Sent: {'resume' if paused else 'pause'} intake on every member; waiting for the answers…",
+                        title="fleet", timeout=4)
+            return
         self.notify("Intake resumed." if paused else "Intake paused: new work waits; work in flight finishes.",
                     title="intake")
         self.action_refresh_now()
@@ -589,10 +613,14 @@ class MedopsApp(App[int]):
         if core is None:
             self.notify(STARTING, title="alerts", severity="warning")
             return
-        if how == "silence":
-            core.silence_alert(alert, SILENCE_FOR)
-        else:
-            core.acknowledge_alert(alert)
+        try:
+            if how == "silence":
+                core.silence_alert(alert, SILENCE_FOR)
+            else:
+                core.acknowledge_alert(alert)
+        except MedopsError as exc:  # attached to the fleet: the alerts are the members' own
+            self.notify(describe_error(exc), title="alerts", severity="warning", timeout=10)
+            return
         self.action_refresh_now()
 
     @on(FleetAct)
@@ -618,10 +646,16 @@ class MedopsApp(App[int]):
         except Exception as exc:  # the store away: say so, the console stays up
             self.notify(f"Could not {what}: {describe_error(exc)}", title="fleet", severity="error", timeout=15)
             return
+        self.fleet_answered(what, acks)
+
+    def fleet_answered(self, what: str, acks: Sequence[Acknowledgement]) -> None:
+        """Say which members applied a fleet command, which refused and why, which did not answer."""
         applied = all(ack.status == "applied" for ack in acks) and bool(acks)
         self.notify(answers_text(what, acks), title="fleet", severity="information" if applied else "warning",
                     timeout=15)
-        self.main.query_one(FleetPane).poll()
+        if not self._exit and self.screen_stack:
+            self.main.query_one(FleetPane).poll()
+            self.action_refresh_now()
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--theme", metavar="NAME", help="console theme (a file in themes/)")
     parser.add_argument("--read-only", action="store_true",
                         help="console watches only: pausing intake, limits and fleet actions are refused")
+    parser.add_argument("--attach", action="store_true",
+                        help="console with no core of its own, over the fleet's store only (store_url): prompts, "
+                             "documents and searches need a core; intake and limits go to every member")
     parser.add_argument("--no-mouse", action="store_true", help="keyboard only: do not capture the mouse")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:

@@ -40,6 +40,13 @@ class CoreCommands(Protocol):
         """The settings in force, live changes included."""
         ...
 
+    @property
+    def attached(self) -> bool:
+        """True for a view attached to the fleet with no parts here (`medops --attach`): prompts, documents,
+        the knowledge base and the ledger's histories need a core and raise why; intake and limits go to
+        every member through the store."""
+        ...
+
     async def start(self) -> None:
         """Start the core (or attach to it); idempotent."""
         ...

@@ -114,6 +114,11 @@ class ResourceCore(CoreCommands):
         """The settings in force, live changes included."""
         return self._settings
 
+    @property
+    def attached(self) -> bool:
+        """False: this core's parts run here."""
+        return False
+
     async def start(self) -> None:
         """Create the data folder and start every part; idempotent."""
         if self.running:

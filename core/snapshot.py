@@ -34,6 +34,7 @@ class WindowUsage:
     reset_in: float  # seconds until the oldest admission leaves the window
     blocked_for: float = 0.0  # seconds a 429 still blocks this dimension
     own: int | None = None  # this instance's part of `used` when a fleet shares the window (None: no fleet)
+    parts: tuple[tuple[str, int], ...] = ()  # (member, its part of `used`): filled by an attached view only
 
     @property
     def remaining(self) -> int:
@@ -82,6 +83,7 @@ class StoreSnapshot:
     clock_skew: float  # store clock minus ours, seconds
     pending: int  # admissions not yet written to the store
     last_error: str = ""
+    attached: bool = False  # True: a view attached to the fleet (medops --attach), holding no quota itself
 
 
 @dataclass(frozen=True)

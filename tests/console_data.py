@@ -126,6 +126,10 @@ class FrozenCore:
     def settings(self) -> Settings:
         return self._settings
 
+    @property
+    def attached(self) -> bool:
+        return False
+
     async def start(self) -> None:
         self.running = True
 

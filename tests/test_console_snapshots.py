@@ -16,10 +16,12 @@ from textual.widgets import Input, TextArea
 
 from medops.console.app import MedopsApp
 from medops.console.panes.fleet import FleetPane
+from medops.console.panes.vitals import VitalsPane
+from medops.core.fleet.attached import fleet_snapshot
 from medops.core.fleet.view import FleetView, FleetWindow, MemberRow
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
-from medops.core.snapshot import CoreSnapshot, snapshot_to_dict
+from medops.core.snapshot import CoreSnapshot, StoreSnapshot, snapshot_to_dict
 from tests.console_data import FrozenCore, before_any_request_snapshot, busy_snapshot
 
 SIZES = [(80, 24), (160, 48)]
@@ -121,6 +123,35 @@ def test_fleet_tab(snap_compare: Callable[..., bool], locations: Locations, size
                 break
             await pilot.pause(0.02)
         assert pane.reads
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=shown)
+
+
+def attached_store() -> StoreSnapshot:
+    return StoreSnapshot(url="redis://***@fleet-store.ward7:6379/0", instance="", state="up", down_since=None,
+                         rtt_p50_ms=0.4, rtt_p99_ms=1.2, members_alive=1, share=0, clock_skew=0.0, pending=0,
+                         attached=True)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_overview_attached_to_the_fleet(snap_compare: Callable[..., bool], locations: Locations,
+                                        size: tuple[int, int]) -> None:
+    """`medops --attach`: the organisation drawn from the members' snapshots, the fleet line on top."""
+    async def read() -> FleetView:
+        return fixed_fleet()
+
+    snapshot = fleet_snapshot(fixed_fleet(), attached_store())
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenCore(snapshot), fleet_reader=read)
+
+    async def shown(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        vitals = app.query_one(VitalsPane)
+        for _ in range(100):
+            if vitals.fleet:
+                break
+            await pilot.pause(0.02)
+        assert vitals.fleet
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=shown)

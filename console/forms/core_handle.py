@@ -10,6 +10,12 @@ if TYPE_CHECKING:
 STARTING = "The core is still starting; try again in a moment. Nothing was sent."
 
 
+def needs_core(what: str, instead: str) -> str:
+    """What a form says under `medops --attach`, where no core runs to do its work."""
+    return (f"Attached to the fleet (medops --attach): {what} need a core of their own, and this console has "
+            f"none. {instead}")
+
+
 class CoreHandle:
     """The console's reference to the core (any `CoreCommands`), set once it is built, usable once started."""
 
@@ -20,3 +26,7 @@ class CoreHandle:
     def ready(self) -> CoreCommands | None:
         """The core once it has started; None while it is being built or started (say `STARTING`)."""
         return self.core if self.started else None
+
+    def attached(self) -> bool:
+        """True when the console watches the fleet with no core of its own (`medops --attach`)."""
+        return self.core is not None and self.core.attached

@@ -18,7 +18,7 @@ from textual.widgets import Button, Input, Label, OptionList, ProgressBar, TextA
 
 from medops.console.error_text import describe_error
 from medops.console.forms.capture import CapturingInput
-from medops.console.forms.core_handle import STARTING, CoreHandle
+from medops.console.forms.core_handle import STARTING, CoreHandle, needs_core
 from medops.console.forms.intake import IntakePaths, IntakeSuggester
 from medops.core.documents.intake import IntakeRefused
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from medops.core.documents.results import DocumentProgress, DocumentResult
 
 CASE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+NO_CORE = needs_core("documents", "Run medops without --attach, or use `medops extract FILE`; the path stays "
+                                  "in the box.")
 
 
 class PageProgress(Message):
@@ -103,12 +105,16 @@ class DocumentForm(Vertical):
         yield TextArea("", id="doc-text", read_only=True, soft_wrap=True)
 
     def on_mount(self) -> None:
+        if self.core.attached():
+            self.query_one("#doc-folders", Label).update("intake: none here (attached to the fleet, no core)")
+            self.query_one("#doc-error", Label).update(NO_CORE)
         self._find_candidates("")
 
     def set_intake(self, intake: IntakePaths) -> None:
         """The core's own intake, once it has started."""
         self.intake = self.suggester.intake = intake
-        self.query_one("#doc-folders", Label).update(folders_text(intake.folders))
+        if not self.core.attached():
+            self.query_one("#doc-folders", Label).update(folders_text(intake.folders))
         self._find_candidates(self.query_one("#doc-path", Input).value)
 
     @on(Input.Changed, "#doc-path")
@@ -149,6 +155,10 @@ class DocumentForm(Vertical):
     def submit(self, typed: str) -> None:
         """Check the case id, then extract `typed` now, or after the documents already waiting."""
         error = self.query_one("#doc-error", Label)
+        if self.core.attached():
+            self._put_back(typed)
+            error.update(NO_CORE)
+            return
         case_id = self.query_one("#doc-case", Input).value.strip() or None
         if case_id is not None and not CASE_ID.match(case_id):
             self._put_back(typed)

@@ -28,7 +28,9 @@ class IntakePaths:
     async def complete_async(self, typed: str, limit: int = COMPLETIONS) -> list[str]:
         """Paths inside the intake folders that complete `typed`, folders ending in '/'."""
         core = self._handle.core
-        return await core.complete_intake_path(typed, limit) if core is not None else []
+        if core is None or core.attached:
+            return []  # no intake here yet, or none at all (medops --attach)
+        return await core.complete_intake_path(typed, limit)
 
     async def check_async(self, typed: str, *, relative_to_intake: bool = True) -> Path:
         """The document `typed` names; `IntakeRefused` says why not (the core's own check, made first)."""

@@ -109,7 +109,8 @@ class LimitsScreen(ModalScreen[None]):
             return
         error.update("")
         self.settings = changed
-        result.update(f"{key}: {old} → {show_value(getattr(changed, key))} (applied now)")
+        applied = "sent to every fleet member; their answers follow" if core.attached else "applied now"
+        result.update(f"{key}: {old} → {show_value(getattr(changed, key))} ({applied})")
         self.on_applied(changed, key)
         self.show_core_state(key)
 

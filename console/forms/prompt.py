@@ -15,7 +15,7 @@ from textual.widgets import Button, Label, Select, Static
 
 from medops.console import figures
 from medops.console.error_text import describe_error
-from medops.console.forms.core_handle import STARTING, CoreHandle
+from medops.console.forms.core_handle import STARTING, CoreHandle, needs_core
 from medops.console.forms.prompt_box import PromptBox
 from medops.core.groq.requests import AGENTS
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from medops.core.groq.requests import PromptRequest, PromptResult
 
 PRIORITIES = ("critical", "high", "normal")
+NO_CORE = needs_core("prompts", "Run medops without --attach, or send it with `medops ask`; what you type stays "
+                                "in the box.")
 STREAM_STEP = 64  # redraw a streaming card when its text has grown this many characters (not per piece)
 
 
@@ -87,6 +89,10 @@ class PromptForm(Vertical):
         yield Label("", id="prompt-error", classes="form-error")
         yield VerticalScroll(id="prompt-replies")
 
+    def on_mount(self) -> None:
+        if self.core.attached():  # said before anything is typed, and again at each send
+            self.query_one("#prompt-error", Label).update(NO_CORE)
+
     def box_text(self) -> str:
         """What the prompt box holds now."""
         return self.query_one(PromptBox).text
@@ -102,6 +108,10 @@ class PromptForm(Vertical):
         text = message.text.strip()
         if not text:
             error.update("Type a prompt first: the text is empty.")
+            return
+        if self.core.attached():
+            message.box.put_back(message.text)
+            error.update(NO_CORE)
             return
         core = self.core.ready()
         if core is None:

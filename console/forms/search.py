@@ -11,13 +11,14 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Label
 
 from medops.console.error_text import describe_error
-from medops.console.forms.core_handle import STARTING, CoreHandle
+from medops.console.forms.core_handle import STARTING, CoreHandle, needs_core
 
 if TYPE_CHECKING:
     from medops.core.contract import CoreCommands
     from medops.core.knowledge.entries import SearchHit, SearchResults
 
 RESULT_LIMIT = 20
+NO_CORE = needs_core("knowledge searches", "Run `medops kb search WORDS`, or medops without --attach.")
 
 
 class SearchAnswered(Message):
@@ -50,11 +51,18 @@ class SearchForm(Vertical):
         table.add_columns("code", "billable", "description")
         yield table
 
+    def on_mount(self) -> None:
+        if self.core.attached():
+            self.query_one("#search-error", Label).update(NO_CORE)
+
     @on(Input.Submitted, "#search-text")
     @on(Button.Pressed, "#search-go")
     def submit(self) -> None:
         error = self.query_one("#search-error", Label)
         text = self.query_one("#search-text", Input).value.strip()
+        if self.core.attached():  # the words stay in the box
+            error.update(NO_CORE)
+            return
         if len(text) < 2:
             error.update("Type at least two characters to search.")
             return

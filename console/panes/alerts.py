@@ -11,8 +11,10 @@ from typing import Any, ClassVar
 from textual.binding import Binding, BindingType
 
 from medops.console import figures, times
+from medops.console.error_text import describe_error
 from medops.console.forms.core_handle import STARTING, CoreHandle
 from medops.console.panes.pane import SnapshotPane
+from medops.core.errors import MedopsError
 from medops.core.snapshot import Alert, CoreSnapshot, TunerChange
 
 MAX_ALERTS = 20
@@ -57,11 +59,15 @@ class AlertsPane(SnapshotPane):
         if not alerts:
             self.notify("No alert is open.", title="alerts")
             return
-        for alert in alerts:
-            if how == "silence":
-                core.silence_alert(alert.name, seconds)
-            else:
-                core.acknowledge_alert(alert.name)
+        try:
+            for alert in alerts:
+                if how == "silence":
+                    core.silence_alert(alert.name, seconds)
+                else:
+                    core.acknowledge_alert(alert.name)
+        except MedopsError as exc:  # attached to the fleet: the alerts are the members' own
+            self.notify(describe_error(exc), title="alerts", severity="warning", timeout=10)
+            return
         self.notify(f"{done} {len(alerts)} alert{'s' if len(alerts) != 1 else ''}:"
                     f" {', '.join(a.name for a in alerts)}.", title="alerts")
         await self.run_action("app.refresh_now")

@@ -58,3 +58,12 @@ class SnapshotPane(Static):
         self._drawn_key, self._drawn_width = key, width
         self.redraws += 1
         self.update(self.draw(self._latest))
+
+
+def attached(snapshot: CoreSnapshot) -> bool:
+    """Whether the snapshot is a view attached to the fleet (`medops --attach`): no parts of its own here."""
+    store = snapshot.quota.store
+    return store is not None and store.attached
+
+
+EACH_MEMBER = "[dim]each member's own: attached to the fleet, no core here (Fleet tab, 7: per member)[/]"

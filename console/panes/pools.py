@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from medops.console import figures
-from medops.console.panes.pane import SnapshotPane
+from medops.console.panes.pane import EACH_MEMBER, SnapshotPane, attached
 from medops.core.snapshot import CacheSnapshot, CoreSnapshot, KnowledgeSnapshot, PoolSnapshot
 
 # The pools the contracts promise, in the order an on-call engineer reads them.
@@ -35,6 +35,9 @@ class PoolsPane(SnapshotPane):
         for name in names:
             pool = by_name.get(name)
             lines.append(pool_line(pool, bar_width, full) if pool else f"{name:<8} [dim]not running yet[/]")
+        if attached(snapshot):  # the pools above are the members' summed; the rest is each member's own
+            lines.append(f"cache, knowledge base, event loop: {EACH_MEMBER}")
+            return "\n".join(lines)
         lines.append(cache_line(snapshot.cache))
         lines.append(knowledge_line(snapshot.knowledge))
         system = snapshot.system

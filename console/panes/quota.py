@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from medops.console import figures, times
-from medops.console.panes.pane import SnapshotPane
+from medops.console.panes.pane import SnapshotPane, attached
 from medops.core.snapshot import CoreSnapshot, ModelQuota, SchedulerSnapshot, StoreSnapshot
 
 WINDOW_ORDER = ("rpm", "rpd", "tpm", "tpd")
@@ -26,7 +26,8 @@ class QuotaPane(SnapshotPane):
         if quota.store is not None:
             lines.append(store_line(quota.store))
         if not quota.models:
-            lines.append("[dim]no quota figures yet: the Groq quota part is not running[/]")
+            lines.append("[dim]no quota figures yet: no member has published its snapshot[/]" if attached(snapshot)
+                         else "[dim]no quota figures yet: the Groq quota part is not running[/]")
         # The default model always shows its limits, used or not (before any request they are all
         # there is to see); other unused models' bars are all empty: one line for all of them
         # keeps the busy ones in view.
@@ -51,6 +52,10 @@ def queue_line(scheduler: SchedulerSnapshot) -> str:
 def store_line(store: StoreSnapshot) -> str:
     """The fleet's quota store: whether it decides, how many members share it, how fast it answers."""
     members = f"{store.members_alive} member{'s' if store.members_alive != 1 else ''}"
+    if store.attached:
+        state = ("[reverse $error] store unreadable: last reading [/]" if store.state == "down"
+                 else f"rtt p99 {store.rtt_p99_ms:.1f} ms")
+        return f"fleet quota of [b]{members}[/] · attached: holds none · {state}"
     if store.state == "down":
         since = f" since {times.clock_time(store.down_since)}" if store.down_since is not None else ""
         share = f"local share 1/{store.share}" if store.share else "nothing admitted until it answers"
@@ -87,6 +92,8 @@ def model_lines(model: ModelQuota, width: int, *, default: bool = False) -> list
         own = f" [dim]me[/] {figures.count(window.own):>4}" if window.own is not None else ""
         lines.append(f" {window.name:<3} {figures.bar(window.used, window.limit, bar_width)} {used:>12}{own}"
                      f" reset {figures.duration(window.reset_in) if window.used else '-':>6}{blocked}")
+        if any(part for _, part in window.parts):
+            lines.append(parts_line(window.parts, width))
     server = model.server
     if server.observed_at is None:
         lines.append(" [dim]server: no x-ratelimit headers seen yet[/]")
@@ -97,6 +104,14 @@ def model_lines(model: ModelQuota, width: int, *, default: bool = False) -> list
                      f" ({figures.duration(server.reset_requests)}) · {_maybe(server.remaining_tokens)} tok/m"
                      f" ({figures.duration(server.reset_tokens)}) [dim]seen {seen}[/]")
     return lines
+
+
+def parts_line(parts: tuple[tuple[str, int], ...], width: int) -> str:
+    """Each member's part of a window (an attached view's), largest first, cut to the pane's width."""
+    shown = "  ".join(f"{name} {figures.count(part)}" for name, part in sorted(parts, key=lambda p: (-p[1], p[0]))
+                      if part)
+    text = f"     parts: {shown}"
+    return f"[dim]{figures.text(text if len(text) <= width else text[:width - 1] + '…')}[/]"
 
 
 def _maybe(value: int | None) -> str:

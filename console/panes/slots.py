@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from medops.console import figures
-from medops.console.panes.pane import SnapshotPane
+from medops.console.panes.pane import EACH_MEMBER, SnapshotPane, attached
 from medops.core.snapshot import ContextPoolSnapshot, CoreSnapshot, SlotsSnapshot
 
 GRID_ROWS = 2
@@ -21,6 +21,8 @@ class SlotsPane(SnapshotPane):
         return (snapshot.slots, snapshot.contexts)
 
     def draw(self, snapshot: CoreSnapshot) -> str:
+        if attached(snapshot):
+            return f"case memory and agent contexts: {EACH_MEMBER}"
         return "\n".join(slot_lines(snapshot.slots, self.inner_width) + context_lines(snapshot.contexts))
 
 

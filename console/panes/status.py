@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 from textual.widgets import Static
 
 from medops.console import figures, times
-from medops.core.snapshot import CoreSnapshot
+from medops.core.snapshot import CoreSnapshot, StoreSnapshot
 
 LEDGER_SHORT = {"read-write": "rw", "read-only": "ro"}
 LOCAL_WORDS = "Groq stand-in"  # medops' own local endpoint: it answers, but not from a model
@@ -39,6 +39,8 @@ class StatusLine(Static):
         if key == self._shown:
             return
         self._shown = key
+        # attached, the store's address makes the line long: it wraps to a second line rather than lose the end
+        self.set_class(bool(store and store.attached), "attached")
         self.update(status_text(snapshot, state))
 
 
@@ -49,15 +51,19 @@ def status_text(snapshot: CoreSnapshot | None, state: ConsoleState) -> str:
     if snapshot is None:
         return " │ ".join([*parts, "core starting…"])
     endpoint = snapshot.endpoint
+    store = snapshot.quota.store
+    attached = store is not None and store.attached
     if endpoint.kind == "none":
-        parts.insert(0, "endpoint [dim]none yet[/]")
+        # attached, which Groq the members use is known once one has published its snapshot
+        parts.insert(0, "Groq [dim]not known yet[/]" if attached else "endpoint [dim]none yet[/]")
     else:
         health = "[$success]ok[/]" if endpoint.healthy else "[reverse $error] DOWN [/]"
         # which Groq answers, in words a newcomer reads ("local ok" said neither)
         host = urlparse(endpoint.base_url).hostname or endpoint.base_url or "?"
         which = LOCAL_WORDS if endpoint.kind == "local" else f"Groq {figures.text(host)}"
         parts.insert(0, f"[b]{which}[/] {health}")
-    store = snapshot.quota.store
+    if store is not None and store.attached:
+        return " │ ".join([*parts, *attached_parts(snapshot, store)])
     if store is not None:
         if store.state == "down":
             since = f" since {times.clock_time(store.down_since)}" if store.down_since is not None else ""
@@ -69,6 +75,19 @@ def status_text(snapshot: CoreSnapshot | None, state: ConsoleState) -> str:
     parts.append(f"ledger {figures.text(LEDGER_SHORT.get(snapshot.ledger.mode, snapshot.ledger.mode))}")
     parts.append(f"up {uptime_text(snapshot.uptime)}")
     return " │ ".join(parts)
+
+
+def attached_parts(snapshot: CoreSnapshot, store: StoreSnapshot) -> list[str]:
+    """`medops --attach`: the fleet watched, where, and whether its store still answers; no core of its own."""
+    members = f"{store.members_alive} member{'s' if store.members_alive != 1 else ''}"
+    parts = [f"[b]attached to the fleet[/] ({members}) at {figures.text(store.url)}"]
+    if store.state == "down":
+        since = f" since {times.clock_time(store.down_since)}" if store.down_since is not None else ""
+        parts.append(f"[reverse $error] FLEET STORE UNREADABLE{since}: last reading shown [/]")
+    if snapshot.paused:
+        parts.append("[reverse $error] INTAKE PAUSED on every member [/]")
+    parts.append(f"up {uptime_text(snapshot.uptime)}")
+    return parts
 
 
 def uptime_text(seconds: float) -> str:

@@ -7,15 +7,22 @@ flight, how full case memory and each pool are, CPU, memory and the open alerts.
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
 
 from medops.console import figures
-from medops.console.panes.pane import SnapshotPane
+from medops.console.panes.pane import SnapshotPane, attached
 from medops.console.panes.pools import EXPECTED_POOLS
 from medops.console.panes.quota import WINDOW_ORDER, is_unused
 from medops.core.snapshot import Alert, CoreSnapshot, ModelQuota
 
+if TYPE_CHECKING:
+    from medops.core.fleet.view import FleetView
+
 POOL_SHORT = {"process": "proc"}
+LINE_WIDTH = 76  # inside the pane's border and padding at 80 columns
 MODEL_COLUMN = 26  # model names longer than this are cut with … (the Groq quota pane below has them whole)
 
 
@@ -25,12 +32,20 @@ class VitalsPane(SnapshotPane):
     def __init__(self, *, id: str | None = "vitals") -> None:
         super().__init__("Vital signs", id=id)
         self.border_subtitle = "↑↓ PgUp PgDn scroll"
+        self.fleet = ""  # with a store set: the fleet's line (read from the store, not from the snapshot)
+
+    def show_fleet(self, line: str) -> None:
+        """The fleet's summary line, drawn first; redrawn now if shown."""
+        if line != self.fleet:
+            self.fleet = line
+            if self.is_on_screen:
+                self._draw_latest()
 
     def section(self, snapshot: CoreSnapshot) -> Any:
-        return tuple(vital_lines(snapshot))
+        return tuple(vital_lines(snapshot)), self.fleet
 
     def draw(self, snapshot: CoreSnapshot) -> str:
-        return "\n".join(vital_lines(snapshot))
+        return "\n".join([self.fleet] * bool(self.fleet) + vital_lines(snapshot))
 
 
 def vital_lines(snapshot: CoreSnapshot) -> list[str]:
@@ -43,14 +58,35 @@ def vital_lines(snapshot: CoreSnapshot) -> list[str]:
     active = [m for m in quota.models if m.model == quota.default_model or not is_unused(m)]
     lines.extend(model_line(model) for model in active)
     if not quota.models:
-        lines.append("[dim]quota: not running yet[/]")
+        lines.append("[dim]quota: no member has published yet[/]" if attached(snapshot)
+                     else "[dim]quota: not running yet[/]")
     system = snapshot.system
     cpu = f"[b]{system.cpu_percent:.0f}%[/]" if system.sampled_at else "[dim]-[/]"
     memory = f"[b]{system.memory_percent:.0f}%[/]" if system.sampled_at else "[dim]-[/]"
-    lines.append(f"CPU {cpu} │ memory {memory} │ loop p99 {system.loop_lag_ms:.0f}ms │ {memory_part(snapshot)}")
+    lag = f"{system.loop_lag_ms:.0f}ms" if system.sampled_at else "[dim]-[/]"  # attached: no loop of a core here
+    lines.append(f"CPU {cpu} │ memory {memory} │ loop p99 {lag} │ {memory_part(snapshot)}")
     lines.append(pools_part(snapshot))
     lines.append(alerts_part(snapshot.alerts))
     return lines
+
+
+def fleet_line(view: FleetView) -> str:
+    """The fleet in one line under 78 columns: members by state, the organisation's rpm and tpm of the
+    default model against their limits, members whose intake is paused, open alerts across the fleet."""
+    states = Counter(m.state for m in view.members)
+    present = [m for m in view.members if m.state != "gone"]
+    counts = " ".join(f"[reverse]{states[s]} {s}[/]" if states[s] and s != "alive" else f"{states[s]} {s}"
+                      for s in ("stale", "gone"))
+    default = next((str(snap.get("quota", {}).get("default_model", "")) for snap in
+                    sorted(view.snapshots.values(), key=lambda s: float(s.get("taken_at", 0.0)), reverse=True)), "")
+    windows = {w.name: w for w in view.windows if w.model == default}
+    use = " ".join(f"{name} [b]{figures.count(windows[name].used)}[/]/{figures.count(windows[name].limit)}"
+                   for name in ("rpm", "tpm") if name in windows) or "[dim]no quota figures yet[/]"
+    paused = sum(m.paused for m in present)
+    alerts = sum(m.open_alerts for m in present)
+    return (f"fleet [b]{states['alive']}[/] alive {counts} │ {use} │ "
+            + (f"[reverse]{paused} paused[/]" if paused else "0 paused")
+            + f" │ {alerts} alert{'s' if alerts != 1 else ''}")
 
 
 def model_line(model: ModelQuota) -> str:
@@ -100,6 +136,15 @@ def alerts_part(alerts: tuple[Alert, ...]) -> str:
     warnings = len(open_now) - len(critical)
     counts = " ".join(part for part in (f"[reverse] {len(critical)} CRIT [/]" if critical else "",
                                         f"{warnings} warn" if warnings else "") if part)
-    names = ", ".join(figures.text(a.name) for a in (critical + [a for a in open_now if a.level != "critical"])[:3])
-    more = "…" if len(open_now) > 3 else ""
-    return f"alerts: {counts} [b]{names}[/]{more}{seen_note}"
+    ordered = [a.name for a in critical + [a for a in open_now if a.level != "critical"]]
+    # names while the line stays within LINE_WIDTH (an attached view's are long: member/alert); the rest as …
+    room = LINE_WIDTH - len(Text.from_markup(f"alerts: {counts} …{seen_note}").plain)
+    shown: list[str] = []
+    for name in ordered[:3]:
+        if len(", ".join([*shown, name])) > room:
+            break
+        shown.append(name)
+    if not shown:
+        shown = [ordered[0][:max(8, room - 1)]]
+    more = "…" if len(shown) < len(ordered) or shown[0] != ordered[0] else ""
+    return f"alerts: {counts} [b]{figures.text(', '.join(shown))}[/]{more}{seen_note}"
