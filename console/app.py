@@ -588,8 +588,9 @@ class MedopsApp(App[int]):
         if isinstance(self.screen, LimitsScreen) or self.refused_read_only("changing a limit"):
             return
         recent = self.latest.limit_changes if self.latest is not None else ()
-        self.push_screen(LimitsScreen(self.handle, self.settings, recent, self._limit_applied,
-                                      fleet=store_limit_setter(self.settings)))
+        # Attached, this console has no core of its own: every change goes to the whole fleet, no choice to offer.
+        fleet = None if self.core is not None and self.core.attached else store_limit_setter(self.settings)
+        self.push_screen(LimitsScreen(self.handle, self.settings, recent, self._limit_applied, fleet=fleet))
 
     async def action_unlisted(self, action: str) -> None:
         """A key at work where the footer does not list it (see BINDINGS); straight to the action,

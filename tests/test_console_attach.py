@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from rich.text import Text
 from textual.content import Content
-from textual.widgets import Label
+from textual.widgets import DataTable, Label
 
 from medops.console.app import MedopsApp
 from medops.console.cli import main
 from medops.console.commands.run import attached_app
+from medops.console.forms.limits import LimitsScreen
 from medops.console.forms.prompt import PromptForm
 from medops.console.panes.quota import QuotaPane
 from medops.console.panes.status import ConsoleState, status_text
@@ -268,6 +269,17 @@ async def test_attached_console_over_two_real_workers(tmp_path: Path, redis_serv
             assert all(m.paused for m in members)
             await pilot.press("i")
             assert await until(pilot, lambda: "0 paused" in vitals.fleet, within=15)
+
+            await pilot.press("6")  # History: the workers' requests from the fleet's stream, not a local ledger
+            requests = app.query_one("#history-requests", DataTable)
+            assert await until(pilot, lambda: requests.row_count > 0, within=15)
+            hosts = {str(requests.get_row_at(n)[1]) for n in range(requests.row_count)}
+            assert hosts <= {f"{m.host}:{m.pid}" for m in members} and hosts
+
+            await pilot.press("l")  # limits: attached, every change goes to the whole fleet; no scope to choose
+            assert await until(pilot, lambda: isinstance(app.screen, LimitsScreen))
+            assert not app.screen.query("#scope-fleet")
+            await pilot.press("escape")
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGINT)
