@@ -59,8 +59,9 @@ def test_store_frozen_then_restarted_empty_loses_nothing_and_never_overruns(
         tmp_path: Path, redis_server: RedisServer, built_knowledge: Path) -> None:
     limits = ModelLimits(rpm=30, rpd=14_400, tpm=1_000_000, tpd=10_000_000)
     with EndpointThread(LocalEndpoint({MODEL: limits})) as endpoint:
-        runs = [_ask(tmp_path, name, 20, endpoint.url, redis_server.url, built_knowledge, limits)
-                for name in ("a", "b")]
+        # request_timeout 10 s: the emptied store holds the minute windows a minute and an attempt after it is back.
+        runs = [_ask(tmp_path, name, 20, endpoint.url, redis_server.url, built_knowledge, limits,
+                     MEDOPS_REQUEST_TIMEOUT="10") for name in ("a", "b")]
         _until(lambda: endpoint.stats.answered >= 6, 60)
         redis_server.freeze()  # mid-run: every call now times out
         time.sleep(25)

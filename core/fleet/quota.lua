@@ -5,6 +5,7 @@ admission, settle and signal is one atomic round trip on the store's clock.
 
 Keys under a namespace prefix P (KEYS[1]) and a model M:
   P..'epoch'               the store's epoch id (missing: emptied, must be re-seeded)
+  P..'epoch_at'            ms: when this epoch began
   P..'seeding_until'       ms: the latest a re-seed may last (members that died never write back)
   P..'seeded'              SET the members that wrote their day back into this epoch
   P..'seed_expect'         how many members the fleet had, as those members last saw it
@@ -24,6 +25,8 @@ Keys under a namespace prefix P (KEYS[1]) and a model M:
   P..'q:'..M..':carry'     HASH instance -> "until_min until_day u1 u2 u3 u4": after the store was emptied, the
                            part of a member that is not writing its day back (it left or died), as the others
                            last saw it
+  P..'q:'..M..':fresh'     ms: until then the minute windows count as full (the store was emptied and what the
+                           old one admitted in its last moments, by members that have left, is known to nobody)
 Dimensions 1..4: rpm, rpd, tpm, tpd. All times are integer milliseconds of TIME.
 ]]
 
@@ -166,6 +169,7 @@ local function usage(p, m, limits, now)
                        's1', 's2', 's3', 's4', 'b1', 'b2', 'b3', 'b4', 'held')
   local fr, ft = num(s[5]), num(s[6])
   local carry = carried(p, m, now)
+  local fresh = num(redis.call('GET', qkey(p, m, 'fresh'))) > now
   local used, lim, blocked = {}, {}, {}
   for d = 1, 4 do
     local extra = 0
@@ -174,6 +178,10 @@ local function usage(p, m, limits, now)
     used[d] = num(s[d]) + flying + extra + carry[d]
     lim[d] = limits[d]
     if g[8 + d] and num(g[8 + d]) < lim[d] then lim[d] = num(g[8 + d]) end
+    if fresh and (d == 1 or d == 3) and used[d] < lim[d] then
+      carry[d] = carry[d] + lim[d] - used[d]
+      used[d] = lim[d]
+    end
     blocked[d] = math.max(0, num(g[12 + d]) - now)
   end
   return used, lim, blocked, math.max(0, num(g[17]) - now), carry
@@ -355,9 +363,10 @@ local function signal(keys, args)
 end
 
 --[[ sync: ARGV model, instance, flight_bound_ms, then entries "s id at_ms requests tokens" (settled),
-  "f id tokens" (in flight), "r id" (released unsent) or "c member until_min until_day u1 u2 u3 u4" (another
-  member's part as this one last saw it, for an emptied store: it counts until that member writes its own day
-  back, or until it has left the windows; reports of one member are merged by the largest).
+  "f id tokens" (in flight), "r id" (released unsent), and into an emptied store "c member until_min until_day
+  u1 u2 u3 u4" (another member's part as this one last saw it: it counts until that member writes its own day
+  back, or until it has left the windows; reports of one member are merged by the largest) and "h attempt_ms"
+  (the minute windows count as full until a minute and an attempt after the epoch began).
   What an instance admitted while the store was away (or all its day, into an emptied store): each id once. ]]
 local function sync(keys, args)
   local p, m, inst, bound = keys[1], args[1], args[2], tonumber(args[3])
@@ -368,6 +377,14 @@ local function sync(keys, args)
     local e = split(args[i])
     if e[1] == 'r' then
       land(p, m, e[2])
+    elseif e[1] == 'h' then
+      -- "h attempt_ms": the old store may have admitted, up to its last moment, requests of members that have
+      -- left since and that nobody saw; they reach Groq within an attempt and count there a minute.
+      local began = num(redis.call('GET', p .. 'epoch_at'))
+      local until_ms = began + MINUTE + tonumber(e[2])
+      if began > 0 and until_ms > num(redis.call('GET', qkey(p, m, 'fresh'))) then
+        redis.call('SET', qkey(p, m, 'fresh'), until_ms, 'PXAT', until_ms)
+      end
     elseif e[1] == 'c' then
       if e[2] ~= inst and redis.call('SISMEMBER', p .. 'seeded', e[2]) == 0 then
         local key = qkey(p, m, 'carry')
@@ -411,6 +428,7 @@ local function heartbeat(keys, args)
   if not epoch then
     epoch = args[7]
     redis.call('SET', p .. 'epoch', epoch)
+    redis.call('SET', p .. 'epoch_at', now)
     redis.call('SET', p .. 'seeding_until', now + grace)
     redis.call('DEL', p .. 'seeded', p .. 'seed_expect')
   end

@@ -298,23 +298,30 @@ class FleetQuota:
         self._parts_at = at_ms
 
     def carried_entries(self) -> list[str]:
-        """For an emptied store: every other member's part as last seen, to count until that member writes its
-        own day back (one that is gone never will), and under "?" what the fleet held beyond the parts seen (a
-        member that came, used the windows and left within a heartbeat), each until it has left the windows: a
-        minute, or a day, after it was seen, plus the longest attempt (a request then in flight settles in it)."""
+        """For an emptied store, beside this member's own day: every other member's part as last seen, to count
+        until that member writes its own day back (one that is gone never will), and under "?" what the fleet
+        held beyond the parts seen, each until it has left the windows (a minute, or a day, after it was seen,
+        plus the longest attempt: a request then in flight settles within it).
+
+        What the old store admitted after this member's last look, for members that have left since, nobody
+        knows; in under a minute it was at most a minute's limit. So the minute windows count as full until a
+        minute and an attempt after the new epoch began ("h"), and "?" adds a minute's limit to the day windows."""
         attempt = math.ceil(self._fleet.attempt_bound * 1000)
 
         def entry(name: str, at_ms: int, part: tuple[int, ...]) -> str:
             until_min, until_day = at_ms + int(MINUTE * 1000) + attempt, at_ms + int(DAY * 1000) + attempt
             return f"c {name} {until_min} {until_day} {' '.join(str(v) for v in part)}"
 
-        entries = [entry(instance, self._parts_at, part) for instance, part in self._parts.items()]
+        entries = [f"h {attempt}"] + [entry(instance, self._parts_at, part) for instance, part in self._parts.items()]
+        unseen = [0, 0, 0, 0]
         if self._view is not None and self._view_own is not None:
             seen = [sum(part[d] for part in self._parts.values()) for d in range(4)]
-            unseen = tuple(max(0, w.used - own - known) for w, own, known in zip(self._view, self._view_own, seen,
-                                                                                  strict=True))
-            if any(unseen):
-                entries.append(entry("?", self._view_at, unseen))
+            unseen = [max(0, w.used - own - known) for w, own, known in zip(self._view, self._view_own, seen,
+                                                                             strict=True)]
+        limits = self._limits()
+        unseen[1] += limits[0]  # a minute's requests, on the day's
+        unseen[3] += limits[2]  # a minute's tokens, on the day's
+        entries.append(entry("?", self._view_at or self._parts_at, tuple(unseen)))
         return entries
 
     def entries(self, only_unsynced: bool, store: QuotaStore) -> list[tuple[_Record, str, tuple[Any, ...]]]:
