@@ -297,3 +297,21 @@ async def test_a_member_stops_even_when_a_cancel_is_lost_inside_a_store_call(red
         tasks = list(fleet._tasks)
         await asyncio.wait_for(fleet.stop(), timeout=30)  # a guard against hanging, not a timing
         assert tasks and all(task.done() for task in tasks)
+
+
+async def test_a_429_seen_while_the_store_was_away_binds_every_member_once_it_is_back(
+        redis_server: RedisServer) -> None:
+    # Signals go out only while the store answers; one seen meanwhile is said again once it is back.
+    async with member(redis_server.url, LIMITS, "a", budget=0.25) as a, member(redis_server.url, LIMITS, "b") as b:
+        await _beat(a, b)
+        redis_server.freeze()
+        try:
+            await _beat(a)  # a finds the store away
+            a.observe_429(30.0, LimitExceeded("tpm", 10_000, 10_000, 10, 30.0))
+            a.hold_for_capacity(20.0)
+        finally:
+            redis_server.thaw()
+        await _beat(a)  # back: a writes back, then says what still binds
+        await _settled(a)
+        assert isinstance(await admit(b, 10), float)
+        assert "tpm blocked by a 429 for" in b.blocking(10) and "498" in b.blocking(10)

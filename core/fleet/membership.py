@@ -208,7 +208,8 @@ class Fleet:
         """Stay alive in the store; when it answers after an absence or empty, write back before admitting."""
         async with self._beat_lock:
             models = {name: q._limits() for name, q in self.quotas.items()}
-            if self.ever_seen and not self.store.up and not await self._write_back(everything=False):
+            returning = self.ever_seen and not self.store.up
+            if returning and not await self._write_back(everything=False):
                 # Back from an absence: what was admitted meanwhile goes in before this member's beat is
                 # current again, so the store keeps reserving its share until then.
                 return
@@ -228,6 +229,7 @@ class Fleet:
                     await self.store.call("medops_seeded", (self.instance, self.share_divisor))
                 except StoreUnavailable:
                     return
+                returning = returning or self.epoch is not None
                 self.epoch = epoch
             self.seeding = seeding_ms > 0
             self.ever_seen = True
@@ -245,6 +247,9 @@ class Fleet:
                     quota.take_parts(int(reply[0]), reply[at + 1: at + 1 + 2 * count])
                     at += 1 + 2 * count
             self.store.mark_up()
+            if returning:
+                for quota in self.quotas.values():
+                    quota.resignal()
 
     async def _write_back(self, everything: bool) -> bool:
         """What this member admitted and the store may not know. Into an emptied store (`everything`): its whole

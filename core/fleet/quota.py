@@ -258,6 +258,18 @@ class FleetQuota:
         if headers is not None:
             self.observe_headers(headers, default_reset=wait)
 
+    def resignal(self) -> None:
+        """After an absence, or into an emptied store: what this member saw that still binds goes to the store
+        again (signals are sent only while it answers): a 429's block, a 498's hold, the server's limits."""
+        own = self._mirror.snapshot()
+        dims = "".join(str(i + 1) for i, w in enumerate(own.windows) if w.blocked_for > 0)
+        if dims:
+            self._fleet.signal(self.model, "block", dims, math.ceil(max(w.blocked_for for w in own.windows) * 1000))
+        if own.capacity_hold > 0:
+            self._fleet.signal(self.model, "hold", math.ceil(own.capacity_hold * 1000))
+        for index, limit in self._server_limits.items():
+            self._fleet.signal(self.model, "limit", index + 1, limit)
+
     def hold_for_capacity(self, seconds: float) -> None:
         self._mirror.hold_for_capacity(seconds)
         if seconds > 0:
