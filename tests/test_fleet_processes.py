@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -12,13 +13,22 @@ from pathlib import Path
 
 import pytest
 import redis
+from textual.widgets import DataTable
 
+from medops.console.app import MedopsApp
 from medops.console.cli import main
+from medops.console.commands.run import attached_app
+from medops.console.panes.fleet import FleetPane
+from medops.core.fleet.attached import AttachedFleet
+from medops.core.fleet.membership import fleet_namespace
+from medops.core.fleet.view import read_fleet
 from medops.core.groq.local.faults import FaultModes
 from medops.core.groq.local.server import LocalEndpoint
-from medops.core.settings.config import ModelLimits
+from medops.core.settings.config import ModelLimits, Settings
+from medops.core.settings.paths import Locations
 from tests.endpoint_thread import EndpointThread
 from tests.redis_server import RedisServer
+from tests.test_console_live import until
 
 MODEL = "llama-3.1-8b-instant"
 LIMITS = ModelLimits(rpm=30, rpd=14_400, tpm=1_000_000, tpd=10_000_000)
@@ -140,6 +150,76 @@ def test_an_operator_pauses_and_resumes_an_ask_run_in_another_process(
         assert endpoint.stats.requests == held < PER_PROCESS and run.poll() is None
         assert main(["fleet", "resume", "--all"]) == 0
         out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["summary"]["answered"] == PER_PROCESS
+    assert endpoint.stats.answered == PER_PROCESS
+
+
+def _cell(app: MedopsApp, instance: str, column: str) -> str:
+    return str(app.query_one("#fleet-table", DataTable).get_cell(instance, column))
+
+
+def _noted(app: MedopsApp, seen: list[str], text: str) -> bool:
+    """Whether a notification so far held `text`; `seen` keeps them all (they expire) for the failure message."""
+    seen.extend(str(n.message) for n in app._notifications if str(n.message) not in seen)
+    return any(text in note for note in seen)
+
+
+@pytest.mark.slow
+async def test_a_console_pauses_and_resumes_an_ask_run_in_another_process_from_the_fleet_tab(
+        tmp_path: Path, redis_server: RedisServer, built_knowledge: Path, locations: Locations,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console (`medops --attach`, no core of its own) selects the run's row on the Fleet tab and presses
+    p: the run, one prompt at a time against a slow endpoint, sends nothing more until P resumes it."""
+    slow = LocalEndpoint({MODEL: LIMITS}, faults=FaultModes(slow_rate=1.0, slow_seconds=1.0))
+    with EndpointThread(slow) as endpoint:
+        config = tmp_path / "one-at-a-time.toml"
+        config.write_text(f'default_model = "{MODEL}"\n[models."{MODEL}"]\nrpm = 30\n'
+                          "rpd = 14400\ntpm = 1000000\ntpd = 10000000\n")
+        run = _ask(tmp_path, 0, endpoint.url, redis_server.url, built_knowledge, config=config, concurrency=1)
+        try:
+            # The run's namespace: no key, so derived from the endpoint it uses (the console's the same way).
+            monkeypatch.setenv("GROQ_BASE_URL", endpoint.url)
+            monkeypatch.delenv("GROQ_API_KEY", raising=False)
+            settings = Settings(store_url=redis_server.url, refresh_interval=0.25)
+            namespace = fleet_namespace(settings, os.environ)
+            for _ in range(600):
+                view = await read_fleet(redis_server.url, namespace)
+                asking = [m for m in view.members if m.state == "alive" and m.role == "ask"]
+                if asking and endpoint.stats.answered >= 1:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail(f"the run never got going: {run.poll()}, {endpoint.stats}")
+            instance = asking[0].instance
+            app = attached_app(AttachedFleet(settings), locations)
+            seen: list[str] = []
+            async with app.run_test(size=(160, 48)) as pilot:
+                await pilot.press("7")
+                assert await until(pilot, lambda: instance in [str(k.value) for k in
+                                                               app.query_one("#fleet-table", DataTable).rows])
+                assert app.query_one(FleetPane).selected_instance() == instance  # its row, the only member
+                await pilot.press("p")
+                paused = f"pause intake on {instance}:\napplied: {instance}"
+                assert await until(pilot, lambda: _noted(app, seen, paused), within=15), seen
+                assert await until(pilot, lambda: _cell(app, instance, "state") == "alive paused", within=15)
+                # The one in flight when the pause arrived finishes; then nothing more is sent.
+                assert await until(pilot, lambda: endpoint.stats.in_flight == 0, within=15)
+                held = endpoint.stats.requests
+                await pilot.pause(6)  # room for six more, one a second, but intake is paused
+                assert endpoint.stats.requests == held < PER_PROCESS and run.poll() is None
+                assert _cell(app, instance, "state") == "alive paused"
+
+                await pilot.press("P")
+                resumed = f"resume intake on {instance}:\napplied: {instance}"
+                assert await until(pilot, lambda: _noted(app, seen, resumed), within=15), seen
+                assert await until(pilot, lambda: endpoint.stats.requests > held, within=15)
+                assert await until(pilot, lambda: "paused" not in _cell(app, instance, "state"), within=15)
+            out, err = await asyncio.to_thread(run.communicate, timeout=90)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.communicate(timeout=10)
     assert run.returncode == 0, err
     assert json.loads(out.splitlines()[-1])["summary"]["answered"] == PER_PROCESS
     assert endpoint.stats.answered == PER_PROCESS
