@@ -123,16 +123,21 @@ def _dump(client: redis.Redis, key: bytes) -> bytes:
     return key
 
 
+def _one_at_a_time(tmp_path: Path, endpoint_url: str, store_url: str, knowledge: Path) -> subprocess.Popen[str]:
+    """An ask --file run sending one prompt at a time (for the pause tests: each answer takes the endpoint 1 s)."""
+    config = tmp_path / "one-at-a-time.toml"
+    config.write_text(f'default_model = "{MODEL}"\n[models."{MODEL}"]\nrpm = 30\n'
+                      "rpd = 14400\ntpm = 1000000\ntpd = 10000000\n")
+    return _ask(tmp_path, 0, endpoint_url, store_url, knowledge, config=config, concurrency=1)
+
+
 @pytest.mark.slow
 def test_an_operator_pauses_and_resumes_an_ask_run_in_another_process(
         tmp_path: Path, redis_server: RedisServer, built_knowledge: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     slow = LocalEndpoint({MODEL: LIMITS}, faults=FaultModes(slow_rate=1.0, slow_seconds=1.0))
     with EndpointThread(slow) as endpoint:
-        config = tmp_path / "one-at-a-time.toml"
-        config.write_text(f'default_model = "{MODEL}"\n[models."{MODEL}"]\nrpm = 30\n'
-                          "rpd = 14400\ntpm = 1000000\ntpd = 10000000\n")
-        run = _ask(tmp_path, 0, endpoint.url, redis_server.url, built_knowledge, config=config, concurrency=1)
+        run = _one_at_a_time(tmp_path, endpoint.url, redis_server.url, built_knowledge)
         monkeypatch.setenv("MEDOPS_STORE_URL", redis_server.url)
         monkeypatch.setenv("GROQ_BASE_URL", endpoint.url)
         monkeypatch.delenv("GROQ_API_KEY", raising=False)
@@ -173,10 +178,7 @@ async def test_a_console_pauses_and_resumes_an_ask_run_in_another_process_from_t
     p: the run, one prompt at a time against a slow endpoint, sends nothing more until P resumes it."""
     slow = LocalEndpoint({MODEL: LIMITS}, faults=FaultModes(slow_rate=1.0, slow_seconds=1.0))
     with EndpointThread(slow) as endpoint:
-        config = tmp_path / "one-at-a-time.toml"
-        config.write_text(f'default_model = "{MODEL}"\n[models."{MODEL}"]\nrpm = 30\n'
-                          "rpd = 14400\ntpm = 1000000\ntpd = 10000000\n")
-        run = _ask(tmp_path, 0, endpoint.url, redis_server.url, built_knowledge, config=config, concurrency=1)
+        run = _one_at_a_time(tmp_path, endpoint.url, redis_server.url, built_knowledge)
         try:
             # The run's namespace: no key, so derived from the endpoint it uses (the console's the same way).
             monkeypatch.setenv("GROQ_BASE_URL", endpoint.url)
