@@ -22,6 +22,7 @@ from medops.console.cli import main
 from medops.console.commands.run import attached_app
 from medops.console.forms.limits import LimitsScreen
 from medops.console.forms.prompt import PromptForm
+from medops.console.panes.graphs import GraphsPane
 from medops.console.panes.quota import QuotaPane
 from medops.console.panes.status import ConsoleState, status_text
 from medops.console.panes.vitals import VitalsPane, fleet_line
@@ -269,6 +270,11 @@ async def test_attached_console_over_two_real_workers(tmp_path: Path, redis_serv
             assert all(m.paused for m in members)
             await pilot.press("i")
             assert await until(pilot, lambda: "0 paused" in vitals.fleet, within=15)
+
+            await pilot.press("2")  # Graphs: nothing sampled here, and it says where the members' figures are
+            graphs = app.query_one(GraphsPane)
+            assert await until(pilot, lambda: "no core here to sample" in graphs._summary and "Fleet tab" in
+                               graphs._summary)
 
             await pilot.press("6")  # History: the workers' requests from the fleet's stream, not a local ledger
             requests = app.query_one("#history-requests", DataTable)

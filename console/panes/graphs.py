@@ -181,6 +181,9 @@ class GraphsPane(Vertical):
         answer = self._answers.get(self.window) if self.from_ledger(self.window) else None
         if self.from_ledger(self.window):
             summary += "\n" + self._source_line(answer)
+        elif snapshot.quota.store is not None and snapshot.quota.store.attached:
+            summary += ("\n[dim]attached to the fleet: no core here to sample; each member's CPU and memory are on "
+                        "the Fleet tab (7)[/]")
         elif not system.cpu_history and not system.memory_history:
             summary += "\n[dim]no history yet: the monitor part is not running[/]"
         small = self._too_small(summary)
