@@ -161,3 +161,18 @@ def test_ranges_read_as_numbers_and_a_prefix_being_typed_is_not_unknown() -> Non
     typing = about("io_", Settings())
     assert "→ completes" in typing and "io_threads" in typing and "unknown" not in typing
     assert "no setting starts with 'zzz'" in about("zzz", Settings())
+
+
+async def test_a_setting_and_its_value_typed_at_once_land_in_their_own_fields(locations: Locations) -> None:
+    # Enter on the setting moves on at once: the value typed right after it is the value, not more of the key.
+    from tests.test_console_typing import keys_for, type_fast
+
+    app, core = live_app(locations)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("l")
+        assert isinstance(app.screen, LimitsScreen)
+        type_fast(app, [*keys_for("io_threads"), "enter", "7", "enter"])
+        assert await until(pilot, lambda: text(app, "#limit-result") == "io_threads: 4 → 7 (applied now)")
+        assert app.screen.query_one("#limit-key", Input).value == "io_threads"
+        assert core.settings.io_threads == 7

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import fields
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -32,6 +32,42 @@ from medops.core.snapshot import LimitChange
 # Live keys first, so completion offers what can change now before what needs a restart.
 KEYS = (*sorted(LIVE), *sorted(RESTART_ONLY))
 AUTO = "auto"  # the value that hands a pinned knob back to the tuner
+
+
+class MovesOnInput(Input):
+    """An input whose Enter moves on to the next field, with what was typed after it: keys reach a widget
+    through its own queue, so those typed right after Enter (a fast typist, a paste) are already queued here
+    when the focus moves; they are handed on in order instead of landing in this field."""
+
+    def __init__(self, next_field: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.next_field = next_field
+        self._moved_on = False
+
+    def _next(self) -> Input:
+        return self.screen.query_one(self.next_field, Input)
+
+    async def action_submit(self) -> None:
+        await super().action_submit()
+        self._moved_on = True
+        self.screen.set_focus(self._next())
+
+    async def _on_key(self, event: events.Key) -> None:
+        if self._moved_on:  # until the focus comes back here (its Focus event queues behind these keys)
+            event.stop()
+            event.prevent_default()
+            self._next().post_message(events.Key(event.key, event.character))
+            return
+        if event.key == "enter":  # here, in this field's queue: a binding would run after the keys behind it
+            event.stop()
+            event.prevent_default()
+            await self.action_submit()
+            return
+        await super()._on_key(event)
+
+    def _on_focus(self, event: events.Focus) -> None:
+        self._moved_on = False
+        super()._on_focus(event)
 
 
 class LimitsScreen(ModalScreen[None]):
@@ -62,8 +98,8 @@ class LimitsScreen(ModalScreen[None]):
                 with RadioSet(id="limit-scope"):
                     yield RadioButton("this console", value=True, id="scope-console")
                     yield RadioButton("the whole fleet (every member)", id="scope-fleet")
-            yield Input(placeholder="setting, e.g. io_threads", id="limit-key",
-                        suggester=SuggestFromList(KEYS, case_sensitive=False))
+            yield MovesOnInput("#limit-value", placeholder="setting, e.g. io_threads", id="limit-key",
+                               suggester=SuggestFromList(KEYS, case_sensitive=False))
             yield Label("", id="limit-about", markup=False)
             yield Input(placeholder="new value (auto: hand a pinned knob back to the tuner)", id="limit-value")
             yield Label("", id="limit-result", markup=False)
@@ -76,10 +112,6 @@ class LimitsScreen(ModalScreen[None]):
     @on(Input.Changed, "#limit-key")
     def key_changed(self, event: Input.Changed) -> None:
         self.query_one("#limit-about", Label).update(about(event.value.strip(), self.settings, self.pinned))
-
-    @on(Input.Submitted, "#limit-key")
-    def key_chosen(self) -> None:
-        self.query_one("#limit-value", Input).focus()
 
     @on(Input.Submitted, "#limit-value")
     def apply(self) -> None:
