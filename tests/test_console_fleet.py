@@ -258,6 +258,20 @@ async def test_a_member_that_left_is_listed_as_gone_not_hidden(locations: Locati
             assert "1 alive, 1 stale or gone" in status
 
 
+async def test_a_gone_members_uptime_stops_at_its_last_heartbeat(redis_server: RedisServer) -> None:
+    # Seen in a trial: an `ask` run that had ended minutes before still showed its uptime growing.
+    url = redis_server.url
+    async with member(url, LIMITS, "alpha"):
+        async with member(url, LIMITS, "bravo"):
+            pass
+        view = await read_fleet(url, "test")
+    rows_by_name = {m.instance: m for m in view.members}
+    alpha, bravo = rows_by_name["alpha"], rows_by_name["bravo"]
+    assert (alpha.state, bravo.state) == ("alive", "gone")
+    assert bravo.uptime(view.read_at + 3_600) == bravo.uptime(view.read_at)
+    assert alpha.uptime(view.read_at + 3_600) == alpha.uptime(view.read_at) + 3_600
+
+
 async def test_the_member_view_follows_the_members_published_figures(locations: Locations,
                                                                      redis_server: RedisServer) -> None:
     url = redis_server.url

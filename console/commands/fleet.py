@@ -51,7 +51,7 @@ def fleet(args: argparse.Namespace) -> int:
           f"{'done':>6} {'fail':>5} {'429':>4} {'rpm':>4} {'lag99':>6} {'cpu%':>5} {'alerts':>6}")
     for m in view.members:
         queued = "/".join(str(m.queued.get(p, 0)) for p in ("critical", "high", "normal"))
-        up = _duration(time.time() - m.started)
+        up = _duration(m.uptime(time.time()))
         print(f"{m.instance:<28.28} {m.role:<8} {m.state:<6} {m.heartbeat_age:>4.0f}s {up:>6} {queued:>12} "
               f"{m.in_flight:>6} {m.done:>6} {m.failed:>5} {m.rate_limited:>4} {m.own.get('rpm', 0):>4} "
               f"{m.loop_lag_p99_ms:>4.0f}ms {m.cpu_percent:>5.0f} {m.open_alerts:>6}")

@@ -73,7 +73,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("host", "host", lambda m, now: m.host, lambda m, now: m.host, right=False),
     Column("pid", "pid", lambda m, now: m.pid, lambda m, now: str(m.pid)),
     Column("role", "role", lambda m, now: m.role, lambda m, now: m.role, right=False),
-    Column("uptime", "up", lambda m, now: now - m.started, lambda m, now: _age(now - m.started)),
+    Column("uptime", "up", lambda m, now: m.uptime(now), lambda m, now: _age(m.uptime(now))),
     Column("beat", "beat", lambda m, now: m.heartbeat_age, lambda m, now: _age(m.heartbeat_age)),
     Column("state", "state", lambda m, now: m.state, _state, right=False),
     Column("queued", "queued c/h/n", lambda m, now: sum(m.queued.values()),
