@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +15,12 @@ import pytest
 from medops.console.cli import main
 from medops.core import __version__
 from medops.core.doctor import run_checks
+from medops.core.groq.local.faults import FaultModes
+from medops.core.groq.local.server import LocalEndpoint
+from medops.core.settings.config import ModelLimits
 from medops.core.settings.paths import Locations
-from tests.redis_server import RedisServer
+from tests.endpoint_thread import EndpointThread
+from tests.redis_server import RedisServer, free_port
 
 
 def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -48,6 +55,28 @@ def test_status_without_json_prints_a_short_summary_of_every_part(
     assert lines[1].startswith("quota      llama-3.1-8b-instant: rpm 0/30")
     assert "slots used" in lines[3] and "memory" in lines[5]
     assert "--json" in lines[-1]
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+def test_status_names_the_fleets_store_and_how_many_share_it(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer) -> None:
+    monkeypatch.setenv("MEDOPS_MONITOR_INTERVAL", "0.2")
+    monkeypatch.setenv("MEDOPS_STORE_URL", redis_server.url)
+    assert main(["status"]) == 0
+    store = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("store "))
+    # A fresh store may still be seeding at the first sample (an instant); either way it names the store.
+    assert store.startswith(f"store      {redis_server.url}: ") and "1 member alive" in store
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+def test_status_says_a_store_it_never_reached_lets_nothing_through(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seen in a trial: with the store stopped the summary's quota read "rpm 0/0", and nothing said why.
+    monkeypatch.setenv("MEDOPS_MONITOR_INTERVAL", "0.2")
+    monkeypatch.setenv("MEDOPS_STORE_URL", f"redis://127.0.0.1:{free_port()}/0")
+    assert main(["status"]) == 0
+    store = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("store "))
+    assert "unreachable since" in store and "nothing admitted until it answers" in store
 
 
 MEDOPS = Path(sys.executable).parent / "medops"
@@ -169,6 +198,34 @@ def test_worker_sends_a_steady_mix_until_its_duration_and_says_what_came_back(
     summary = capsys.readouterr().out.splitlines()[-1]
     sent = int(summary.split("sent ")[1].split(",")[0])
     assert sent > 0 and summary == f"worker done: sent {sent}, answered {sent}"
+
+
+def test_a_stopping_worker_says_what_it_waits_for_and_a_second_interrupt_drops_it(
+        tmp_path: Path, built_knowledge: Path) -> None:
+    # Seen in a trial: after Ctrl-C (or SIGTERM) a worker with prompts queued printed nothing and did not exit
+    # for two minutes, and a second Ctrl-C changed nothing.
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    shutil.copyfile(built_knowledge, data / "knowledge.duckdb")
+    slow = LocalEndpoint({"llama-3.1-8b-instant": ModelLimits(rpm=30, rpd=14_400, tpm=6_000, tpd=500_000)},
+                         faults=FaultModes(slow_rate=1.0, slow_seconds=60.0))
+    with EndpointThread(slow) as endpoint:
+        env = {k: v for k, v in os.environ.items() if k not in ("GROQ_API_KEY", "MEDOPS_STORE_URL")}
+        env.update(GROQ_BASE_URL=endpoint.url, MEDOPS_DATA_DIR=str(data))
+        run = subprocess.Popen([MEDOPS, "worker", "--rate", "10", "--seed", "1"], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert run.stdout is not None
+        try:
+            assert " s  sent " in run.stdout.readline()  # a second of sending: prompts are waiting
+            run.send_signal(signal.SIGINT)
+            assert run.stdout.readline().startswith("stopping: waiting up to 130 s for ")
+            run.send_signal(signal.SIGINT)
+            out, err = run.communicate(timeout=60)
+        finally:
+            run.kill()
+    assert run.returncode == 1, err
+    summary = out.splitlines()[-1]
+    assert summary.startswith("worker done: sent ") and "dropped at stop" in summary
 
 
 def test_worker_refuses_a_rate_it_cannot_keep(capsys: pytest.CaptureFixture[str]) -> None:

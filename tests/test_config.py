@@ -71,6 +71,14 @@ def test_unknown_key_is_refused(locations: Locations) -> None:
         load_settings(locations, env={"MEDOPS_GROK_RPM": "5"})
 
 
+def test_the_store_password_variable_is_not_a_setting_and_is_never_shown(locations: Locations) -> None:
+    # README: `export MEDOPS_STORE_PASSWORD=...`; every command refused it as an unknown setting.
+    loaded = load_settings(locations, env={"MEDOPS_STORE_URL": "redis://127.0.0.1:6379/0",
+                                           "MEDOPS_STORE_PASSWORD": "hunter2-not-shown"})
+    assert loaded.settings.store_url == "redis://127.0.0.1:6379/0"
+    assert "hunter2-not-shown" not in str(describe(loaded))
+
+
 def test_broken_toml_is_refused(locations: Locations, tmp_path: Path) -> None:
     config = tmp_path / "medops.toml"
     config.write_text("io_threads = = 3\n")

@@ -258,6 +258,39 @@ async def test_a_member_that_left_is_listed_as_gone_not_hidden(locations: Locati
             assert "1 alive, 1 stale or gone" in status
 
 
+async def test_at_80_columns_right_scrolls_to_the_members_figures_and_a_refresh_keeps_them(
+        locations: Locations, redis_server: RedisServer) -> None:
+    # Seen in a trial at 80x24: done, fail, 429, rpm, lag, cpu and alerts lay past the edge, and → did
+    # nothing: each refresh rebuilt the rows and scrolled back to the first column.
+    async with member(redis_server.url, LIMITS, "alpha"):
+        app = store_app(locations, redis_server.url)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("7")
+            assert await until(pilot, lambda: rows(app) == ["alpha"])
+            table = app.query_one("#fleet-table", DataTable)
+            assert table.max_scroll_x > 0  # the figures lie past the edge
+            await pilot.press(*["right"] * 10)
+            pane = app.query_one(FleetPane)
+            reads = pane.reads
+            assert await until(pilot, lambda: pane.reads >= reads + 2)  # two refreshes since
+            await pilot.pause()
+            assert table.scroll_x == 10
+
+
+async def test_a_gone_members_uptime_stops_at_its_last_heartbeat(redis_server: RedisServer) -> None:
+    # Seen in a trial: an `ask` run that had ended minutes before still showed its uptime growing.
+    url = redis_server.url
+    async with member(url, LIMITS, "alpha"):
+        async with member(url, LIMITS, "bravo"):
+            pass
+        view = await read_fleet(url, "test")
+    rows_by_name = {m.instance: m for m in view.members}
+    alpha, bravo = rows_by_name["alpha"], rows_by_name["bravo"]
+    assert (alpha.state, bravo.state) == ("alive", "gone")
+    assert bravo.uptime(view.read_at + 3_600) == bravo.uptime(view.read_at)
+    assert alpha.uptime(view.read_at + 3_600) == alpha.uptime(view.read_at) + 3_600
+
+
 async def test_the_member_view_follows_the_members_published_figures(locations: Locations,
                                                                      redis_server: RedisServer) -> None:
     url = redis_server.url

@@ -6,9 +6,10 @@ from textual.containers import VerticalScroll
 from textual.widgets import TabbedContent
 
 from medops.console.app import MedopsApp
-from medops.console.panes.vitals import VitalsPane
+from medops.console.panes.vitals import VitalsPane, model_line
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
+from medops.core.snapshot import ModelQuota, WindowUsage
 from tests.console_data import FrozenCore
 from tests.test_console_live import until
 
@@ -61,3 +62,14 @@ async def test_every_tab_key_works_from_the_history_tab(locations: Locations) ->
             await pilot.press(key)
             await pilot.pause(0.2)
             assert tabs.active == pane, key  # 1 and 2 stayed on History: its focused table pulled it back
+
+
+def test_a_window_counted_past_its_limit_reads_full_not_more() -> None:
+    # A fleet's local share counts what the others may hold: 129 of a share of 30 is full, not "429%".
+    def usage(used: int, limit: int) -> ModelQuota:
+        return ModelQuota("llama-3.1-8b-instant", (WindowUsage("rpm", used, limit, 60.0),
+                                                   WindowUsage("tpm", used * 10, limit * 200, 60.0)))
+
+    assert "rpm 100%" in model_line(usage(129, 30)) and "429" not in model_line(usage(129, 30))
+    assert "rpm 100%" in model_line(usage(0, 0))  # a share of 0 (store never reached): no room
+    assert "rpm  50%" in model_line(usage(15, 30)) and "tpm   2%" in model_line(usage(15, 30))  # 150 of 6,000

@@ -153,6 +153,9 @@ def test_an_operator_pauses_and_resumes_an_ask_run_in_another_process(
         held = endpoint.stats.requests
         time.sleep(6)  # room for more, one at a time each second, but intake is paused
         assert endpoint.stats.requests == held < PER_PROCESS and run.poll() is None
+        assert main(["fleet"]) == 0  # the list says so too, as the Fleet tab does
+        listed = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(member["instance"]))
+        assert "alive paused" in listed
         assert main(["fleet", "resume", "--all"]) == 0
         out, err = run.communicate(timeout=120)
     assert run.returncode == 0, err

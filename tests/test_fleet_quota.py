@@ -315,3 +315,29 @@ async def test_a_429_seen_while_the_store_was_away_binds_every_member_once_it_is
         await _settled(a)
         assert isinstance(await admit(b, 10), float)
         assert "tpm blocked by a 429 for" in b.blocking(10) and "498" in b.blocking(10)
+
+
+async def test_a_members_part_is_what_it_admitted_not_what_it_counts_for_the_others(
+        redis_server: RedisServer) -> None:
+    # Seen in a trial: after a store outage every member reported the whole minute as its own part (parts
+    # summing to several times the limit) on every model, and the day windows' carry for a whole day.
+    limits = ModelLimits(rpm=30, rpd=1_000, tpm=100_000, tpd=1_000_000)
+    async with member(redis_server.url, limits, "busy", budget=0.25) as busy, \
+            member(redis_server.url, limits, "idle", budget=0.25) as idle:
+        await _beat(busy, idle, busy, idle)
+        for reservation in [await admit(busy, 10) for _ in range(3)]:
+            assert isinstance(reservation, Reservation)
+            busy.settle(reservation, 10)
+        await _settled(busy)
+        await _beat(idle)
+        redis_server.freeze()
+        try:
+            for quota in (busy, idle):
+                assert isinstance(await admit(quota, 10), float)  # cut off: each counts the minute full
+            away = [w.own for w in idle.snapshot().windows], [w.own for w in busy.snapshot().windows]
+        finally:
+            redis_server.thaw()
+        assert idle.snapshot().windows[0].used >= 30  # what it counts for the others still binds it
+        await _beat(idle, busy)
+        back = [w.own for w in idle.snapshot().windows], [w.own for w in busy.snapshot().windows]
+    assert away == back == ([0, 0, 0, 0], [3, 3, 30, 30])

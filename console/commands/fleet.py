@@ -47,12 +47,13 @@ def fleet(args: argparse.Namespace) -> int:
         return 0
     print(f"fleet on {view.store}: {sum(m.state == 'alive' for m in view.members)} alive, "
           f"{sum(m.state != 'alive' for m in view.members)} stale or gone")
-    print(f"{'instance':<28} {'role':<8} {'state':<6} {'beat':>5} {'up':>6} {'queued c/h/n':>12} {'flight':>6} "
+    print(f"{'instance':<28} {'role':<8} {'state':<12} {'beat':>5} {'up':>6} {'queued c/h/n':>12} {'flight':>6} "
           f"{'done':>6} {'fail':>5} {'429':>4} {'rpm':>4} {'lag99':>6} {'cpu%':>5} {'alerts':>6}")
     for m in view.members:
         queued = "/".join(str(m.queued.get(p, 0)) for p in ("critical", "high", "normal"))
-        up = _duration(time.time() - m.started)
-        print(f"{m.instance:<28.28} {m.role:<8} {m.state:<6} {m.heartbeat_age:>4.0f}s {up:>6} {queued:>12} "
+        up = _duration(m.uptime(time.time()))
+        state = f"{m.state} paused" if m.paused else m.state  # as the Fleet tab marks it
+        print(f"{m.instance:<28.28} {m.role:<8} {state:<12} {m.heartbeat_age:>4.0f}s {up:>6} {queued:>12} "
               f"{m.in_flight:>6} {m.done:>6} {m.failed:>5} {m.rate_limited:>4} {m.own.get('rpm', 0):>4} "
               f"{m.loop_lag_p99_ms:>4.0f}ms {m.cpu_percent:>5.0f} {m.open_alerts:>6}")
     for w in view.windows:

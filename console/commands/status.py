@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from medops.console.commands.common import running_core
 
 if TYPE_CHECKING:
-    from medops.core.snapshot import CoreSnapshot
+    from medops.core.snapshot import CoreSnapshot, StoreSnapshot
 
 
 def register(subparsers: Any) -> None:
@@ -49,6 +49,8 @@ def summary_lines(snapshot: CoreSnapshot) -> list[str]:
         if model.model == snapshot.quota.default_model or any(w.used for w in model.windows):
             windows = "  ".join(f"{w.name} {w.used:,}/{w.limit:,}" for w in model.windows)
             lines.append(f"quota      {model.model}: {windows}")
+    if snapshot.quota.store is not None:
+        lines.append(f"store      {store_summary(snapshot.quota.store)}")
     scheduler = snapshot.scheduler
     depths = ", ".join(f"{q.priority} {q.depth}" for q in scheduler.queues)
     intake = "intake paused" if scheduler.paused else "intake running"
@@ -69,3 +71,17 @@ def summary_lines(snapshot: CoreSnapshot) -> list[str]:
     lines += [f"  {alert.level}: {alert.message}" for alert in open_alerts]
     lines.append("(medops status --json prints the whole snapshot)")
     return lines
+
+
+def store_summary(store: StoreSnapshot) -> str:
+    """The fleet's quota store in words: who decides admissions now (without it the quota line reads 0/0)."""
+    from medops.console.times import clock_time
+
+    members = f"{store.members_alive} member{'s' if store.members_alive != 1 else ''} alive"
+    if store.state == "down":
+        since = f" since {clock_time(store.down_since, zone=True)}" if store.down_since is not None else ""
+        share = f"local share 1/{store.share}" if store.share else "nothing admitted until it answers"
+        return f"{store.url}: unreachable{since}; {share}"
+    if store.state == "seeding":
+        return f"{store.url}: seeding (admissions wait until each member has written its day back); {members}"
+    return f"{store.url}: shared by {members}, round trip p99 {store.rtt_p99_ms:.1f} ms"

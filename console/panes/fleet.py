@@ -73,7 +73,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("host", "host", lambda m, now: m.host, lambda m, now: m.host, right=False),
     Column("pid", "pid", lambda m, now: m.pid, lambda m, now: str(m.pid)),
     Column("role", "role", lambda m, now: m.role, lambda m, now: m.role, right=False),
-    Column("uptime", "up", lambda m, now: now - m.started, lambda m, now: _age(now - m.started)),
+    Column("uptime", "up", lambda m, now: m.uptime(now), lambda m, now: _age(m.uptime(now))),
     Column("beat", "beat", lambda m, now: m.heartbeat_age, lambda m, now: _age(m.heartbeat_age)),
     Column("state", "state", lambda m, now: m.state, _state, right=False),
     Column("queued", "queued c/h/n", lambda m, now: sum(m.queued.values()),
@@ -234,6 +234,9 @@ class FleetPane(Vertical):
         table = self.query_one("#fleet-table", DataTable)
         selected = self.selected_instance()
         members = self.shown_members()
+        # clear() puts the cursor back at (0, 0), which scrolls to the first column: keep where ← → (which
+        # animate) are taking the view.
+        scrolled = table.scroll_target_x
         table.clear()
         for member in members:
             cells = [c.show(member, view.read_at) for c in COLUMNS]
@@ -241,6 +244,8 @@ class FleetPane(Vertical):
                             for c, col in zip(cells, COLUMNS, strict=True)], key=member.instance)
         if selected is not None and any(m.instance == selected for m in members):
             table.move_cursor(row=table.get_row_index(selected))
+        # Keep the columns the operator scrolled to (← →; at 80 columns the figures lie past the edge).
+        table.call_after_refresh(table.scroll_to, x=scrolled, animate=False)
         alive = sum(m.state == "alive" for m in view.members)
         arrow = "↓" if self.sort_reverse else "↑"
         filtered = f" · filter {self.filter_text!r}: {len(members)} shown" if self.filter_text else ""

@@ -95,7 +95,9 @@ def model_line(model: ModelQuota) -> str:
     windows = sorted(model.windows, key=lambda w: WINDOW_ORDER.index(w.name) if w.name in WINDOW_ORDER else 9)
     parts = []
     for window in windows:
-        fraction = window.used / window.limit if window.limit > 0 else 0.0
+        # Past the limit is full, not more: on a fleet's local share `used` counts what the others may hold
+        # (a trial showed "rpm 429%", read as 429s); a limit of 0 (a store never reached) has no room at all.
+        fraction = min(1.0, window.used / window.limit) if window.limit > 0 else 1.0
         shown = "<1%" if 0 < fraction < 0.005 else figures.percent(fraction)  # in use is never 0%
         share = f"{window.name} {shown:>4}"
         parts.append(f"[b reverse]{share}[/]" if fraction >= figures.CRITICAL_AT else share)

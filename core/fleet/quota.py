@@ -359,11 +359,14 @@ class FleetQuota:
 
     def snapshot(self) -> ModelQuota:
         mirror = self._mirror.snapshot()
+        # This instance's part is what it admitted: the others' use its mirror counts (while the store is
+        # away, and for a minute or a day after) is theirs, not its own.
+        own = self._mirror.own_use()
         if self._fleet.deciding_locally or self._view is None:
             # The local share's windows: what this instance may use while the store is away.
-            return replace(mirror, windows=tuple(replace(w, own=w.used) for w in mirror.windows))
+            return replace(mirror, windows=tuple(replace(w, own=o) for w, o in zip(mirror.windows, own, strict=True)))
         # The fleet's windows, with this instance's part of each.
-        windows = tuple(replace(fleet, own=own.used) for fleet, own in zip(self._view, mirror.windows, strict=True))
+        windows = tuple(replace(fleet, own=o) for fleet, o in zip(self._view, own, strict=True))
         return replace(mirror, windows=windows, capacity_hold=self.capacity_hold)
 
 

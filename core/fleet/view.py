@@ -39,6 +39,7 @@ class MemberRow:
     version: str
     started: float  # wall time
     heartbeat_age: float  # seconds since its last heartbeat
+    last_beat: float  # wall time of its last heartbeat, by this reader's clock
     state: str  # "alive", "stale" (beats late) or "gone" (none within MEMBER_TTL, or left)
     queued: Mapping[str, int]  # by priority
     in_flight: int
@@ -51,6 +52,10 @@ class MemberRow:
     memory_percent: float
     open_alerts: int
     paused: bool
+
+    def uptime(self, now: float) -> float:
+        """How long it has run by wall time `now`: while alive until now, once stale or gone until its last beat."""
+        return max(0.0, (now if self.state == "alive" else self.last_beat) - self.started)
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ def _row(name: str, info: Mapping[str, Any], expires: float, now: float, snap: M
     return MemberRow(
         instance=name, host=str(info.get("host", "?")), pid=int(info.get("pid", 0)), role=str(info.get("role", "?")),
         version=str(info.get("version", "?")), started=float(info.get("started", 0.0)), heartbeat_age=age,
+        last_beat=time.time() - age,
         state=state, queued={q["priority"]: int(q["depth"]) for q in scheduler.get("queues", [])},
         in_flight=int(scheduler.get("in_flight", 0)), done=int(scheduler.get("completed", 0)),
         failed=int(scheduler.get("failed", 0)), rate_limited=sum(int(m.get("rate_limited", 0)) for m in models),

@@ -565,6 +565,16 @@ class GroqQuota:
                                       max(0.0, self._blocked_until[index] - now)))
         return tuple(usages)
 
+    def own_use(self) -> tuple[int, int, int, int]:
+        """What this quota itself admitted in each window (rpm, rpd, tpm, tpd), in flight included.
+
+        Unlike a window's `used`, never the use counted for others (server reports, a fleet's local share)."""
+        now = self._clock.monotonic()
+        self._minute.expire(now)
+        self._day.expire(now)
+        return (self._minute.requests + self._flying_requests, self._day.requests + self._flying_requests,
+                self._minute.tokens + self._flying_tokens, self._day.tokens + self._flying_tokens)
+
     def snapshot(self) -> ModelQuota:
         """This model's four windows, the server's last report, its 429 and 498 counts and any capacity hold."""
         return ModelQuota(self.model, self._windows(), self._server, self.rate_limited, self.refused_too_large,

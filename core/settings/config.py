@@ -158,9 +158,10 @@ class LoadedSettings:
 
 SCALAR_KEYS = tuple(f.name for f in fields(Settings) if f.name != "models")
 # Environment variables with the MEDOPS_ prefix that are not settings: where things are
-# (the console's themes too), and what a document worker is handed by the core.
+# (the console's themes too), what a document worker is handed by the core, and the store's
+# password (a secret, read where the store is opened so it never sits in Settings or `config show`).
 RESERVED_ENV = {"MEDOPS_CONFIG", "MEDOPS_CONFIG_DIR", "MEDOPS_DATA_DIR", "MEDOPS_THEMES_DIR", "MEDOPS_WORKER_CHANNEL",
-                "MEDOPS_WORKER_MEMORY"}
+                "MEDOPS_WORKER_MEMORY", "MEDOPS_STORE_PASSWORD"}
 MIN_SLOT_BYTES = 1_024
 
 
