@@ -285,6 +285,7 @@ async def test_attached_console_over_two_real_workers(tmp_path: Path, redis_serv
             await pilot.press("l")  # limits: attached, every change goes to the whole fleet; no scope to choose
             assert await until(pilot, lambda: isinstance(app.screen, LimitsScreen))
             assert not app.screen.query("#scope-fleet")
+            assert "goes to every member" in str(app.screen.query_one("#limit-result", Label).render())
             await pilot.press("escape")
     finally:
         for worker in workers:

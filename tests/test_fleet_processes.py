@@ -138,26 +138,31 @@ def test_an_operator_pauses_and_resumes_an_ask_run_in_another_process(
     slow = LocalEndpoint({MODEL: LIMITS}, faults=FaultModes(slow_rate=1.0, slow_seconds=1.0))
     with EndpointThread(slow) as endpoint:
         run = _one_at_a_time(tmp_path, endpoint.url, redis_server.url, built_knowledge)
-        monkeypatch.setenv("MEDOPS_STORE_URL", redis_server.url)
-        monkeypatch.setenv("GROQ_BASE_URL", endpoint.url)
-        monkeypatch.delenv("GROQ_API_KEY", raising=False)
-        deadline = time.monotonic() + 60
-        while endpoint.stats.answered < 1:
-            assert time.monotonic() < deadline, "the run never got going"
-            time.sleep(0.1)
-        assert main(["fleet", "--json"]) == 0
-        member = next(m for m in json.loads(capsys.readouterr().out)["members"] if m["state"] == "alive")
-        assert main(["fleet", "pause", "--instance", member["instance"]]) == 0
-        assert "applied" in capsys.readouterr().out
-        time.sleep(2.5)  # the one in flight finishes
-        held = endpoint.stats.requests
-        time.sleep(6)  # room for more, one at a time each second, but intake is paused
-        assert endpoint.stats.requests == held < PER_PROCESS and run.poll() is None
-        assert main(["fleet"]) == 0  # the list says so too, as the Fleet tab does
-        listed = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(member["instance"]))
-        assert "alive paused" in listed
-        assert main(["fleet", "resume", "--all"]) == 0
-        out, err = run.communicate(timeout=120)
+        try:
+            monkeypatch.setenv("MEDOPS_STORE_URL", redis_server.url)
+            monkeypatch.setenv("GROQ_BASE_URL", endpoint.url)
+            monkeypatch.delenv("GROQ_API_KEY", raising=False)
+            deadline = time.monotonic() + 60
+            while endpoint.stats.answered < 1:
+                assert time.monotonic() < deadline, "the run never got going"
+                time.sleep(0.1)
+            assert main(["fleet", "--json"]) == 0
+            member = next(m for m in json.loads(capsys.readouterr().out)["members"] if m["state"] == "alive")
+            assert main(["fleet", "pause", "--instance", member["instance"]]) == 0
+            assert "applied" in capsys.readouterr().out
+            time.sleep(2.5)  # the one in flight finishes
+            held = endpoint.stats.requests
+            time.sleep(6)  # room for more, one at a time each second, but intake is paused
+            assert endpoint.stats.requests == held < PER_PROCESS and run.poll() is None
+            assert main(["fleet"]) == 0  # the list says so too, as the Fleet tab does
+            listed = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(member["instance"]))
+            assert "alive paused" in listed
+            assert main(["fleet", "resume", "--all"]) == 0
+            out, err = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:  # a failed check must not leave the run paused for ever
+                run.kill()
+                run.communicate()
     assert run.returncode == 0, err
     assert json.loads(out.splitlines()[-1])["summary"]["answered"] == PER_PROCESS
     assert endpoint.stats.answered == PER_PROCESS
