@@ -88,9 +88,15 @@ class MemoryRule:
 
 
 class QuotaRule:
-    """A Groq window with less than `alert_quota_remaining_percent` left; critical when spent."""
+    """A Groq window with less than `alert_quota_remaining_percent` left; critical when spent.
+
+    Not while the fleet's store is away: the windows then are the local share, which counts the other members
+    full on purpose (every model, every window would open), and the store's own alert says so."""
 
     def check(self, snapshot: CoreSnapshot, settings: Settings) -> Iterable[Condition]:
+        store = snapshot.quota.store
+        if store is not None and store.state == "down":
+            return
         for model in snapshot.quota.models:
             for window in model.windows:
                 if window.limit <= 0:
