@@ -48,6 +48,7 @@ async def test_a_limit_is_changed_by_keyboard_and_bad_values_are_refused(locatio
         assert await until(pilot, lambda: app.core_started)
         await pilot.press("l")
         assert isinstance(app.screen, LimitsScreen)
+        assert text(app, "#limit-result") == ""  # nothing to say before a change (attached, it says where it goes)
         await pilot.press(*"io_thr", "right")  # → takes the completion
         assert app.screen.query_one("#limit-key", Input).value == "io_threads"
         assert "I/O thread pool size" in text(app, "#limit-about") and "changes now" in text(app, "#limit-about")

@@ -108,7 +108,7 @@ class LimitsScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#limit-key", Input).focus()
-        if self.core.attached:  # said before anything is typed: there is no console core to change
+        if self.core.attached():  # said before anything is typed: there is no console core to change
             self.query_one("#limit-result", Label).update(
                 "Attached to the fleet: a change goes to every member, through the store; each answers.")
 
