@@ -353,10 +353,16 @@ class MedopsApp(App[int]):
             return
         self._fetching = True
         self._fetch_snapshot()
-        if self.fleet_reader is not None and not self._reading_fleet \
-                and str(self.main.query_one("#tabs", TabbedContent).active) == "overview":
+        if self.fleet_reader is not None and not self._reading_fleet and self.showing_tab() == "overview":
             self._reading_fleet = True
             self._read_fleet_line()
+
+    def showing_tab(self) -> str | None:
+        """The id of the tab shown, or None while the panes are not (yet, or any more) there: a tick can come
+        as the app closes (seen: the console stopped on a NoMatches at exit)."""
+        tabs = self.main.query("#tabs").results(TabbedContent)
+        tab = next(tabs, None)
+        return str(tab.active) if tab is not None else None
 
     @work(exit_on_error=False, group="fleet-line")
     async def _read_fleet_line(self) -> None:
