@@ -13,9 +13,10 @@ PIP_AUDIT_VERSION := 2.10.1
 run: setup
 	$(BIN)/medops
 
+# Two workers: most tests wait on real time (windows, drills, terminals), so both cores halve the suite.
 test: setup
 	$(MAKE) --no-print-directory lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist worksteal
 
 lint: setup audit
 	$(BIN)/ruff check medops core console tests
