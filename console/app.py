@@ -360,6 +360,8 @@ class MedopsApp(App[int]):
     def showing_tab(self) -> str | None:
         """The id of the tab shown, or None while the panes are not (yet, or any more) there: a tick can come
         as the app closes (seen: the console stopped on a NoMatches at exit)."""
+        if not self.screen_stack:
+            return None
         tabs = self.main.query("#tabs").results(TabbedContent)
         tab = next(tabs, None)
         return str(tab.active) if tab is not None else None
