@@ -66,7 +66,8 @@ class ResourceCore(CoreCommands):
         """`shares_cases`: other processes on the same data folder find this core's case memory
         (`CaseMemory.running`); for a long-lived core such as the console's, never a command's own.
         `tuner_metrics`: where the auto-tuner reads its figures (default: the core's own monitor).
-        `role` names this process in the fleet (console, ask, library, worker) when a store is set."""
+        `role` names this process in the fleet (console, ask, worker, library; a CLI command its name) when a
+        store is set."""
         self._settings = settings
         self._locations = locations
         self._clock = clock or SystemClock()

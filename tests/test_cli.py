@@ -66,6 +66,8 @@ def test_status_names_the_fleets_store_and_how_many_share_it(
     store = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("store "))
     # A fresh store may still be seeding at the first sample (an instant); either way it names the store.
     assert store.startswith(f"store      {redis_server.url}: ") and "1 member alive" in store
+    assert main(["fleet", "--json"]) == 0  # it took part as what it is: the status command, not a library
+    assert [m["role"] for m in json.loads(capsys.readouterr().out)["members"]] == ["status"]
 
 
 @pytest.mark.usefixtures("knowledge_ready")

@@ -28,11 +28,11 @@ def load(args: argparse.Namespace) -> LoadedSettings:
 
 
 @asynccontextmanager
-async def running_core(args: argparse.Namespace) -> AsyncIterator[CoreCommands]:
-    """A started core, stopped however the block ends."""
+async def running_core(args: argparse.Namespace, role: str) -> AsyncIterator[CoreCommands]:
+    """A started core, stopped however the block ends; `role` names the command in the fleet (`medops fleet`)."""
     from medops.core.resource_core import ResourceCore
 
-    resource_core = ResourceCore(load(args).settings, locate())
+    resource_core = ResourceCore(load(args).settings, locate(), role=role)
     await resource_core.start()
     try:
         yield resource_core

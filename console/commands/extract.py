@@ -48,7 +48,7 @@ def extract_files(args: argparse.Namespace) -> int:
             return 2
 
     async def run() -> bool:
-        async with running_core(args) as core:
+        async with running_core(args, "extract") as core:
             # All files go in at once so every worker is busy; lines come out in the order given.
             tasks = [asyncio.ensure_future(_one(core, intake, name, args.case, args.text, cases))
                      for name in args.files]

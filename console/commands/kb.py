@@ -61,7 +61,7 @@ def matches_line(results: SearchResults) -> str:
 
 def kb_search(args: argparse.Namespace) -> int:
     async def ask() -> SearchResults:
-        async with running_core(args) as resource_core:
+        async with running_core(args, "kb") as resource_core:
             await _ready(resource_core)
             return await resource_core.kb_search(args.words, args.limit)
 
@@ -78,7 +78,7 @@ def kb_search(args: argparse.Namespace) -> int:
 
 def kb_code(args: argparse.Namespace) -> int:
     async def ask() -> CodeEntry | None:
-        async with running_core(args) as resource_core:
+        async with running_core(args, "kb") as resource_core:
             await _ready(resource_core)
             return await resource_core.kb_code(args.code)
 
@@ -97,7 +97,7 @@ def kb_code(args: argparse.Namespace) -> int:
 
 def kb_children(args: argparse.Namespace) -> int:
     async def ask() -> tuple[CodeEntry, ...]:
-        async with running_core(args) as resource_core:
+        async with running_core(args, "kb") as resource_core:
             await _ready(resource_core)
             return await resource_core.kb_children(args.code)
 

@@ -24,7 +24,7 @@ def status(args: argparse.Namespace) -> int:
     from medops.core.snapshot import snapshot_to_dict
 
     async def take() -> CoreSnapshot:
-        async with running_core(args) as resource_core:
+        async with running_core(args, "status") as resource_core:
             # Before the monitor's first sample every system figure is zero; its CPU share needs an interval.
             return await resource_core.wait_for_first_sample()
 
