@@ -247,24 +247,26 @@ class FleetQuota:
     def observe_429(self, retry_after: float | None, limit: LimitExceeded | None = None,
                     headers: RateLimitHeaders | None = None) -> None:
         self._mirror.observe_429(retry_after, limit, headers)
-        blocked = self._mirror.snapshot().windows
-        dims = "".join(str(i + 1) for i, w in enumerate(blocked) if w.blocked_for > 0)
-        wait = max((w.blocked_for for w in blocked), default=0.0)
-        if dims and wait > 0:
-            self._fleet.signal(self.model, "block", dims, math.ceil(wait * 1000))
+        wait = self._signal_blocks(self._mirror.snapshot().windows)
         if limit is not None and limit.limit > 0:
             self._server_limits[_DIMENSION_NUMBER[limit.dimension] - 1] = limit.limit
             self._fleet.signal(self.model, "limit", _DIMENSION_NUMBER[limit.dimension], limit.limit)
         if headers is not None:
             self.observe_headers(headers, default_reset=wait)
 
+    def _signal_blocks(self, windows: tuple[WindowUsage, ...]) -> float:
+        """Tell the fleet which of this member's windows a 429 blocks, for the longest block; that block (s)."""
+        dims = "".join(str(i + 1) for i, w in enumerate(windows) if w.blocked_for > 0)
+        wait = max((w.blocked_for for w in windows), default=0.0)
+        if dims and wait > 0:
+            self._fleet.signal(self.model, "block", dims, math.ceil(wait * 1000))
+        return wait
+
     def resignal(self) -> None:
         """After an absence, or into an emptied store: what this member saw that still binds goes to the store
         again (signals are sent only while it answers): a 429's block, a 498's hold, the server's limits."""
         own = self._mirror.snapshot()
-        dims = "".join(str(i + 1) for i, w in enumerate(own.windows) if w.blocked_for > 0)
-        if dims:
-            self._fleet.signal(self.model, "block", dims, math.ceil(max(w.blocked_for for w in own.windows) * 1000))
+        self._signal_blocks(own.windows)
         if own.capacity_hold > 0:
             self._fleet.signal(self.model, "hold", math.ceil(own.capacity_hold * 1000))
         for index, limit in self._server_limits.items():
