@@ -249,6 +249,53 @@ async def test_a_member_gone_before_the_store_was_emptied_is_carried_by_the_othe
         assert windows[3].used == (own + carried) * 7 + 100_000
 
 
+async def test_a_member_that_first_reaches_the_store_after_it_was_emptied_holds_the_minute(
+        redis_server: RedisServer) -> None:
+    # The freeze drill's 429s on a loaded machine: one member sent its prompts and left while the store was frozen;
+    # the other, slow to start, had not reached the store yet, so nobody the emptied store sees knew what the old
+    # one admitted. A member that could not reach the store at first treats an epoch it finds as maybe emptied.
+    limits = ModelLimits(rpm=10, rpd=1_000, tpm=100_000, tpd=1_000_000)
+    async with member(redis_server.url, limits, "gone") as gone:
+        for _ in range(10):
+            reservation = await admit(gone, 10)
+            assert isinstance(reservation, Reservation)
+            gone.settle(reservation, 7)
+        await _settled(gone)
+    redis_server.freeze()
+    async with member(redis_server.url, limits, "late", budget=0.25) as late:
+        assert not fleet_of(late).ever_seen  # its first beat found the store frozen
+        assert isinstance(await admit(late, 10), float)  # never fail open
+        redis_server.restart_empty()
+        for _ in range(3):  # the old connection fails; then it finds the store empty and begins an epoch
+            await _beat(late)
+        assert fleet_of(late).store.up
+        assert not any(isinstance(x, Reservation) for x in [await admit(late, 10) for _ in range(3)])  # minute held
+        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        began = int(await client.get("medops:test:epoch_at"))
+        fresh = int(await client.get(f"medops:test:q:{MODEL}:fresh"))
+        await client.aclose()
+        assert fresh == began + 60_000 + 30_000
+
+
+async def test_a_member_whose_first_try_was_slow_joins_a_running_epoch_without_a_hold(
+        redis_server: RedisServer) -> None:
+    # The hold is for a store emptied while the member could not reach it (the epoch began after its first try),
+    # not for a store that was only slow: a young epoch that was there all along is joined as it is.
+    limits = ModelLimits(rpm=10, rpd=1_000, tpm=100_000, tpd=1_000_000)
+    async with member(redis_server.url, limits, "first") as first:
+        assert isinstance(await admit(first, 10), Reservation)
+        redis_server.freeze()
+        async with member(redis_server.url, limits, "slow", budget=0.25) as slow:
+            assert not fleet_of(slow).ever_seen
+            redis_server.thaw()
+            await _beat(slow)
+            assert fleet_of(slow).store.up and fleet_of(slow).epoch == fleet_of(first).epoch
+            assert isinstance(await admit(slow, 10), Reservation)
+            client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+            assert await client.get(f"medops:test:q:{MODEL}:fresh") is None
+            await client.aclose()
+
+
 async def test_store_away_after_uneven_use_the_shares_still_sum_within_the_limit(redis_server: RedisServer) -> None:
     limits = ModelLimits(rpm=30, rpd=1_000, tpm=100_000, tpd=1_000_000)
     clock = FakeClock()

@@ -223,7 +223,8 @@ class Fleet:
             if epoch != self.epoch:
                 # A new epoch: the store was emptied (or this member is new). Its whole day goes back in, then
                 # it says so: admissions resume once every member the fleet had has (or the cap passes).
-                if self.epoch is not None and not await self._write_back(everything=True):
+                hold_since = self._emptied_since()
+                if hold_since is not None and not await self._write_back(everything=True, hold_since=hold_since):
                     return
                 try:
                     await self.store.call("medops_seeded", (self.instance, self.share_divisor))
@@ -251,14 +252,24 @@ class Fleet:
                 for quota in self.quotas.values():
                     quota.resignal()
 
-    async def _write_back(self, everything: bool) -> bool:
+    def _emptied_since(self) -> int | None:
+        """Whether a new epoch may be an emptied store to write back into, and after when (store ms) it began if
+        so. A member of the old epoch: always. A new member that could not reach the store at first: if the
+        epoch began after that try (the store may have been emptied meanwhile, its old members all gone)."""
+        if self.epoch is not None:
+            return 0
+        first_try = self.store.down_since
+        return None if first_try is None else self.store.to_store_wall_ms(first_try)
+
+    async def _write_back(self, everything: bool, hold_since: int = 0) -> bool:
         """What this member admitted and the store may not know. Into an emptied store (`everything`): its whole
-        day, and the other members' parts as it last saw them, for those that are gone and cannot write theirs."""
+        day, and the other members' parts as it last saw them, for those that are gone and cannot write theirs;
+        the minute hold if the epoch began after `hold_since` (store ms)."""
         for quota in self.quotas.values():
             pending: list[tuple[_Record | None, str, Any]] = list(
                 quota.entries(only_unsynced=not everything, store=self.store))
             if everything:
-                pending += [(None, entry, None) for entry in quota.carried_entries()]
+                pending += [(None, entry, None) for entry in quota.carried_entries(hold_since)]
             for start in range(0, len(pending), SYNC_CHUNK):
                 chunk = pending[start:start + SYNC_CHUNK]
                 try:

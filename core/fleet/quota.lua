@@ -365,8 +365,9 @@ end
 --[[ sync: ARGV model, instance, flight_bound_ms, then entries "s id at_ms requests tokens" (settled),
   "f id tokens" (in flight), "r id" (released unsent), and into an emptied store "c member until_min until_day
   u1 u2 u3 u4" (another member's part as this one last saw it: it counts until that member writes its own day
-  back, or until it has left the windows; reports of one member are merged by the largest) and "h attempt_ms"
-  (the minute windows count as full until a minute and an attempt after the epoch began).
+  back, or until it has left the windows; reports of one member are merged by the largest) and "h attempt_ms
+  since_ms" (the minute windows count as full until a minute and an attempt after the epoch began, if it began
+  after since_ms: a member new to the store, that could not reach it since then, may have missed it emptied).
   What an instance admitted while the store was away (or all its day, into an emptied store): each id once. ]]
 local function sync(keys, args)
   local p, m, inst, bound = keys[1], args[1], args[2], tonumber(args[3])
@@ -378,11 +379,11 @@ local function sync(keys, args)
     if e[1] == 'r' then
       land(p, m, e[2])
     elseif e[1] == 'h' then
-      -- "h attempt_ms": the old store may have admitted, up to its last moment, requests of members that have
-      -- left since and that nobody saw; they reach Groq within an attempt and count there a minute.
+      -- "h attempt_ms since_ms": the old store may have admitted, up to its last moment, requests of members
+      -- that have left since and that nobody saw; they reach Groq within an attempt and count there a minute.
       local began = num(redis.call('GET', p .. 'epoch_at'))
       local until_ms = began + MINUTE + tonumber(e[2])
-      if began > 0 and until_ms > num(redis.call('GET', qkey(p, m, 'fresh'))) then
+      if began > 0 and began >= num(e[3]) and until_ms > num(redis.call('GET', qkey(p, m, 'fresh'))) then
         redis.call('SET', qkey(p, m, 'fresh'), until_ms, 'PXAT', until_ms)
       end
     elseif e[1] == 'c' then

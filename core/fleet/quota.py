@@ -311,7 +311,7 @@ class FleetQuota:
         self._parts = {instance: tuple(p) for instance, p in parts.items()}
         self._parts_at = at_ms
 
-    def carried_entries(self) -> list[str]:
+    def carried_entries(self, hold_since: int = 0) -> list[str]:
         """For an emptied store, beside this member's own day: every other member's part as last seen, to count
         until that member writes its own day back (one that is gone never will), and under "?" what the fleet
         held beyond the parts seen, each until it has left the windows (a minute, or a day, after it was seen,
@@ -319,14 +319,18 @@ class FleetQuota:
 
         What the old store admitted after this member's last look, for members that have left since, nobody
         knows; in under a minute it was at most a minute's limit. So the minute windows count as full until a
-        minute and an attempt after the new epoch began ("h"), and "?" adds a minute's limit to the day windows."""
+        minute and an attempt after the new epoch began ("h", if it began after `hold_since`, store ms), and "?"
+        adds a minute's limit to the day windows."""
         attempt = math.ceil(self._fleet.attempt_bound * 1000)
+        hold = f"h {attempt} {hold_since}"
+        if not self._view_at and not self._parts_at:
+            return [hold]  # this member never saw the old store: it can only hold the minute
 
         def entry(name: str, at_ms: int, part: tuple[int, ...]) -> str:
             until_min, until_day = at_ms + int(MINUTE * 1000) + attempt, at_ms + int(DAY * 1000) + attempt
             return f"c {name} {until_min} {until_day} {' '.join(str(v) for v in part)}"
 
-        entries = [f"h {attempt}"] + [entry(instance, self._parts_at, part) for instance, part in self._parts.items()]
+        entries = [hold] + [entry(instance, self._parts_at, part) for instance, part in self._parts.items()]
         unseen = [0, 0, 0, 0]
         if self._view is not None and self._view_own is not None:
             seen = [sum(part[d] for part in self._parts.values()) for d in range(4)]

@@ -190,6 +190,10 @@ class QuotaStore:
         """A local monotonic time on the store's clock (as of the latest answer)."""
         return int(monotonic * 1000 + self.offset_ms)
 
+    def to_store_wall_ms(self, wall: float) -> int:
+        """A local wall time on the store's clock (as of the latest answer)."""
+        return int((wall + self.skew) * 1000)
+
     def snapshot(self, instance: str, share: int, pending: int, seeding: bool) -> StoreSnapshot:
         trips = sorted(self._round_trips)
         state: Literal["up", "down", "seeding"] = "seeding" if self.up and seeding else "up" if self.up else "down"
