@@ -31,6 +31,14 @@ class EndpointThread:
 
     def __exit__(self, *exc: object) -> None:
         self.run(self.endpoint.stop())
+        self.run(_end_the_rest())  # requests still held (a slow endpoint's) end here, not as "destroyed" at close
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+
+
+async def _end_the_rest() -> None:
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
