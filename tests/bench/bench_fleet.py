@@ -44,7 +44,7 @@ ROOMY = ModelLimits(rpm=10_000_000, rpd=10_000_000, tpm=10_000_000_000, tpd=10_0
 ROUND_TRIPS = 3_000
 RATE_SECONDS = 5.0
 FLEET_LIMIT = 300  # requests a minute for the saturated fleet
-FLEET_SECONDS = 180.0
+FLEET_SECONDS = 600.0  # the issue asks for ten minutes: ten windows and their edges
 CALLERS = 40
 SERVICE_SECONDS = 0.5
 
@@ -61,20 +61,28 @@ def _member(url: str, name: str, limits: ModelLimits, namespace: str) -> tuple[F
     return fleet, FleetQuota(MODEL, limits, clock, fleet)
 
 
-async def _store_round_trips(url: str) -> list[float]:
+async def _store_round_trips(url: str) -> tuple[list[float], list[float], list[float]]:
+    """Admission + settle, admission alone (what a request waits on: the product sends the settle in the
+    background), and the same client's floor: two PINGs, one round trip each, no script."""
     fleet, quota = _member(url, "rtt", ROOMY, "bench-rtt")
     await fleet.start()
-    times = []
+    both, admits, pings = [], [], []
     try:
         for _ in range(ROUND_TRIPS):
             started = time.perf_counter()
             answer = await quota.request_admission(100, 0, 0.0)
+            admitted = time.perf_counter()
             assert isinstance(answer, Reservation)
             await fleet.store.call("medops_settle", (MODEL, f"rtt:{answer.seq}", 50))
-            times.append(time.perf_counter() - started)
+            both.append(time.perf_counter() - started)
+            admits.append(admitted - started)
+            started = time.perf_counter()
+            await fleet.store.client.ping()
+            await fleet.store.client.ping()
+            pings.append(time.perf_counter() - started)
     finally:
         await fleet.stop()
-    return times
+    return both, admits, pings
 
 
 def _local_round_trips() -> list[float]:
@@ -104,8 +112,11 @@ def test_admission_and_settle_latency(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "redis")
     server.start()
     try:
+        both, admits, pings = asyncio.run(_store_round_trips(server.url))
         rows = [("in-process GroqQuota (no store)", _local_round_trips()),
-                ("fleet quota, redis on loopback (admit + settle)", asyncio.run(_store_round_trips(server.url))),
+                ("fleet quota, redis on loopback (admit + settle)", both),
+                ("  of which the admission alone", admits),
+                ("redis-py asyncio, two PINGs (its floor)", pings),
                 ("limits moving window, same redis (one hit)", _limits_hits(server.url))]
     finally:
         server.stop()
