@@ -121,7 +121,7 @@ def _shared_memory(shm: Path) -> Check:
 
 def _groq_key(env: Mapping[str, str]) -> Check:
     from medops.core.errors import ConfigError
-    from medops.core.groq.gateway import check_api_key, check_base_url
+    from medops.core.groq.sender import check_api_key, check_base_url
 
     try:
         if env.get("GROQ_BASE_URL", "").strip():

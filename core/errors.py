@@ -24,7 +24,7 @@ class SchedulerError(MedopsError):
     """The scheduler refused, timed out or cancelled a request."""
 
 
-class GatewayError(MedopsError):
+class GroqError(MedopsError):
     """Talking to Groq (or the local endpoint) failed."""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medops.core.errors import GatewayError, SchedulerError
+from medops.core.errors import GroqError, SchedulerError
 from medops.core.groq.errors import RateLimited, RequestRejected
 from medops.core.groq.rate_headers import LimitExceeded
 from medops.core.groq.requests import InvalidRequest, Priority, PromptRequest
@@ -47,7 +47,7 @@ def test_every_request_gets_its_own_id() -> None:
 def test_error_messages_name_the_limit_and_never_the_prompt() -> None:
     limit = LimitExceeded("tpd", 100_000, 97_050, 3_619, 578.016)
     error = RateLimited(578.016, limit)
-    assert isinstance(error, GatewayError)
+    assert isinstance(error, GroqError)
     assert "tpd" in str(error) and "9m38.016s" in str(error)
     assert "HTTP 413" in str(RequestRejected(413, "request too large"))
     assert issubclass(InvalidRequest, SchedulerError)

@@ -12,7 +12,6 @@ import pytest
 from medops.core.clock import FakeClock, settle
 from medops.core.groq.backoff import Backoff
 from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
-from medops.core.groq.gateway import REJECTION_HINTS
 from medops.core.groq.quota import QuotaBook, QuotaExhausted, RequestTooLarge, UnknownModel
 from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders
 from medops.core.groq.requests import Completion, InvalidRequest, Priority, PromptRequest, PromptResult
@@ -24,6 +23,7 @@ from medops.core.groq.scheduler import (
     Scheduler,
     SchedulerStopped,
 )
+from medops.core.groq.sender import REJECTION_HINTS
 from medops.core.groq.token_estimate import estimate_prompt_tokens
 from medops.core.ledger.records import RequestRecord
 from medops.core.settings.config import ModelLimits, Settings

@@ -18,7 +18,7 @@ def register(subparsers: Any) -> None:
 def show_config(args: argparse.Namespace) -> int:
     import os
 
-    from medops.core.groq.gateway import url_in_effect
+    from medops.core.groq.sender import url_in_effect
     from medops.core.settings.config import describe
 
     loaded = load(args)

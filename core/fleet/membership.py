@@ -44,7 +44,7 @@ from medops.core.fleet.store import (
     namespace_for,
     new_member,
 )
-from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, choose_target
+from medops.core.groq.sender import LOCAL_PLACEHOLDER_KEY, choose_target
 from medops.core.settings.config import Settings
 from medops.core.snapshot import CoreSnapshot, StoreSnapshot
 

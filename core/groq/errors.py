@@ -1,12 +1,12 @@
-"""The gateway's errors: what one HTTP attempt at Groq can end in, and whether retrying may help."""
+"""The sender's errors: what one HTTP attempt at Groq can end in, and whether retrying may help."""
 
 from __future__ import annotations
 
-from medops.core.errors import GatewayError
+from medops.core.errors import GroqError
 from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders, format_go_duration
 
 
-class RateLimited(GatewayError):
+class RateLimited(GroqError):
     """Groq answered 429: wait `retry_after` seconds; `limit` says which window, if the body said."""
 
     def __init__(self, retry_after: float | None, limit: LimitExceeded | None = None,
@@ -20,7 +20,7 @@ class RateLimited(GatewayError):
         super().__init__(f"Groq rate limit reached{which}; {wait}")
 
 
-class RequestRejected(GatewayError):
+class RequestRejected(GroqError):
     """Groq refused the request itself (400/401/403/404/413); retrying cannot help."""
 
     def __init__(self, status: int, reason: str) -> None:
@@ -29,7 +29,7 @@ class RequestRejected(GatewayError):
         super().__init__(f"Groq refused the request (HTTP {status}): {reason}")
 
 
-class CapacityExceeded(GatewayError):
+class CapacityExceeded(GroqError):
     """Groq is over capacity for this model (HTTP 498): a signal to hold off, then retry."""
 
     def __init__(self, message: str, attempts: int = 1) -> None:
@@ -37,10 +37,10 @@ class CapacityExceeded(GatewayError):
         self.attempts = attempts
 
 
-class UpstreamUnavailable(GatewayError):
+class UpstreamUnavailable(GroqError):
     """Groq could not be reached or failed (5xx, timeout, connection error); `reason` is the last failure.
 
-    The gateway raises it for one attempt (`attempts` 1); the scheduler retries, and tells the
+    The sender raises it for one attempt (`attempts` 1); the scheduler retries, and tells the
     caller with the attempt count once retries or the deadline run out."""
 
     def __init__(self, message: str, reason: str | None = None, attempts: int = 1,

@@ -1,4 +1,4 @@
-"""The core's Groq path: quota, scheduler, gateway, and the local endpoint when offline.
+"""The core's Groq path: quota, scheduler, sender, and the local endpoint when offline.
 
 Composed here so `ResourceCore` only starts, stops and asks it. Without
 `GROQ_API_KEY` the prompts go to a local endpoint: the one at `GROQ_BASE_URL`,
@@ -14,12 +14,12 @@ from dataclasses import replace
 from typing import Protocol
 
 from medops.core.clock import Clock
-from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget, choose_target
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.prompt_input import check_request
 from medops.core.groq.quota import QuotaBook, QuotaFactory
 from medops.core.groq.requests import PromptRequest, PromptResult
 from medops.core.groq.scheduler import Scheduler, SchedulerStopped
+from medops.core.groq.sender import LOCAL_PLACEHOLDER_KEY, GroqSender, GroqTarget, choose_target
 from medops.core.ledger.records import AdmissionStore, RecorderFanOut, RequestRecorder
 from medops.core.settings.config import Settings
 from medops.core.snapshot import EndpointInfo, PoolSnapshot, QuotaSnapshot, SchedulerSnapshot, StoreSnapshot
@@ -30,7 +30,7 @@ class Ledgerish(AdmissionStore, RequestRecorder, Protocol):
 
 
 class GroqPath:
-    """Quota book, scheduler, gateway and (offline) the in-process local endpoint."""
+    """Quota book, scheduler, sender and (offline) the in-process local endpoint."""
 
     def __init__(self, settings: Settings, clock: Clock, ledger: Ledgerish | None = None,
                  env: Mapping[str, str] | None = None, *, recorders: Sequence[RequestRecorder] = (),
@@ -47,13 +47,13 @@ class GroqPath:
         if self._target.in_process:
             self.endpoint = LocalEndpoint(settings.models, host=settings.endpoint_host,
                                           port=settings.endpoint_port, clock=clock)
-        self.gateway: Gateway | None = None
+        self.sender: GroqSender | None = None
         self.scheduler: Scheduler | None = None
         self._recorders = RecorderFanOut([r for r in (ledger, *recorders) if r is not None])
         self._paused = False
 
     async def start(self) -> None:
-        """Reload today's admissions, start the local endpoint if needed, then gateway and scheduler."""
+        """Reload today's admissions, start the local endpoint if needed, then sender and scheduler."""
         if self.scheduler is not None:
             return
         if self._ledger is not None:
@@ -62,20 +62,20 @@ class GroqPath:
         if self.endpoint is not None:
             await self.endpoint.start()
             target = replace(target, base_url=self.endpoint.url)
-        self.gateway = Gateway(self._settings, target, self._clock)
-        self.scheduler = Scheduler(self._settings, self.quotas, self.gateway, self._clock, recorder=self._recorders)
+        self.sender = GroqSender(self._settings, target, self._clock)
+        self.scheduler = Scheduler(self._settings, self.quotas, self.sender, self._clock, recorder=self._recorders)
         if self._paused:
             self.scheduler.pause()
         await self.scheduler.start()
 
     async def stop(self) -> None:
         """Fail what is unanswered, close the HTTP pool, stop the local endpoint; safe twice."""
-        scheduler, gateway = self.scheduler, self.gateway
+        scheduler, sender = self.scheduler, self.sender
         self.scheduler = None
         if scheduler is not None:
             await scheduler.stop()
-        if gateway is not None:
-            await gateway.close()
+        if sender is not None:
+            await sender.close()
         if self.endpoint is not None:
             await self.endpoint.stop()
 
@@ -100,8 +100,8 @@ class GroqPath:
     def apply(self, settings: Settings) -> None:
         """Take changed settings while running: scheduler knobs, timeouts, retries, default model."""
         self._settings = settings
-        if self.gateway is not None:
-            self.gateway.apply(settings)
+        if self.sender is not None:
+            self.sender.apply(settings)
         if self.scheduler is not None:
             self.scheduler.apply(settings)
 
@@ -120,9 +120,9 @@ class GroqPath:
 
     def pools(self) -> tuple[PoolSnapshot, ...]:
         """The "http" pool (capacity only while stopped)."""
-        if self.gateway is None:
+        if self.sender is None:
             return (PoolSnapshot(name="http", capacity=self._settings.http_max_connections),)
-        return (self.gateway.pool_snapshot(),)
+        return (self.sender.pool_snapshot(),)
 
     def endpoint_info(self) -> EndpointInfo:
         """Groq or the local endpoint, its URL, and whether the last attempt got an answer."""
@@ -134,9 +134,9 @@ class GroqPath:
             base_url, where = target.shown_url, "local endpoint at GROQ_BASE_URL (GROQ_API_KEY unset)"
         else:
             base_url, where = target.shown_url, "GROQ_API_KEY set"
-        if self.gateway is None:
+        if self.sender is None:
             return EndpointInfo(kind=target.kind, base_url=base_url, healthy=False, detail=f"{where}; not started")
-        failure = self.gateway.last_failure
+        failure = self.sender.last_failure
         detail = where if failure is None else f"{where}; last attempt: {failure}"
         return EndpointInfo(kind=target.kind, base_url=base_url, healthy=failure is None, detail=detail)
 

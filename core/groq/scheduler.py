@@ -10,7 +10,7 @@ load a request is sent at most `starvation_bound` plus the time to serve those
 queued before it after it arrives.
 
 Every HTTP attempt is its own quota admission, because Groq may count every one
-it receives. So the scheduler, not the gateway, retries: an attempt that failed
+it receives. So the scheduler, not the sender, retries: an attempt that failed
 with a 5xx, a timeout or a connection error is counted as reserved and the request
 waits a capped, jittered backoff, then queues for quota again (at most
 `max_retries` times, within its deadline). A 498 (Groq over capacity) holds every
@@ -19,7 +19,7 @@ and queues the request again. A 429 waits as the quota says.
 
 Every caller hears how its request ended: a result, or an error that says why
 (queue full, too large, quota spent with fail_fast, deadline, cancelled, stopped,
-retries spent with the last reason and the attempt count, or the gateway's own
+retries spent with the last reason and the attempt count, or the sender's own
 error). Nothing is dropped silently.
 """
 
@@ -37,7 +37,7 @@ from types import MappingProxyType
 from typing import Any
 
 from medops.core.clock import Clock
-from medops.core.errors import GatewayError, MedopsError, SchedulerError
+from medops.core.errors import GroqError, MedopsError, SchedulerError
 from medops.core.groq.backoff import Backoff
 from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
 from medops.core.groq.quota import ModelQuotaLike, QuotaBook, QuotaExhausted, RequestTooLarge, Reservation
@@ -523,7 +523,7 @@ class Scheduler:
         except Exception as error:  # the caller must hear of every failure, whatever raised it
             self._in_flight -= 1
             quota.settle(reservation, reservation.tokens)  # timeouts and 5xx: Groq may have counted it
-            outcome = "failed" if isinstance(error, GatewayError) else "error"
+            outcome = "failed" if isinstance(error, GroqError) else "error"
             self._finish(ticket, error, outcome)
             self._kick()
             return

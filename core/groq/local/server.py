@@ -32,7 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from medops.core.clock import Clock, SystemClock
-from medops.core.errors import GatewayError
+from medops.core.errors import GroqError
 from medops.core.groq.local.faults import FaultDice, FaultModes
 from medops.core.groq.local.prompt_cache import PromptCache
 from medops.core.groq.local.windows import Admission, EndpointLimiter, Refusal
@@ -74,7 +74,7 @@ _ERROR_TEXT = {
 }
 
 
-class EndpointError(GatewayError):
+class EndpointError(GroqError):
     """The local endpoint could not start (port taken, bad address...)."""
 
 

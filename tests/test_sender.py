@@ -1,4 +1,4 @@
-"""The gateway: AsyncGroq (SDK retries off) against the real local endpoint."""
+"""The sender: AsyncGroq (SDK retries off) against the real local endpoint."""
 
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ from medops.core.clock import SystemClock
 from medops.core.errors import ConfigError, MedopsError
 from medops.core.groq.backoff import Backoff
 from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
-from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GatewayTimeout, GroqTarget, choose_target
 from medops.core.groq.local import server as local_endpoint
 from medops.core.groq.local.faults import FaultModes
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.quota import QuotaBook
 from medops.core.groq.requests import PromptRequest
 from medops.core.groq.scheduler import Scheduler
+from medops.core.groq.sender import LOCAL_PLACEHOLDER_KEY, GroqSender, GroqTarget, SenderTimeout, choose_target
 from medops.core.groq.token_estimate import estimate_prompt_tokens
 from medops.core.groq.wire import completion_body, stream_chunks
 from medops.core.ledger.writer import TABLES, Ledger
@@ -51,20 +51,20 @@ async def endpoint() -> AsyncIterator[LocalEndpoint]:
     await local.stop()
 
 
-def make_gateway(url: str, key: str = LOCAL_PLACEHOLDER_KEY, **settings: object) -> Gateway:
+def make_sender(url: str, key: str = LOCAL_PLACEHOLDER_KEY, **settings: object) -> GroqSender:
     values: dict[str, object] = {"max_retries": 3, "request_timeout": 5.0} | settings
-    return Gateway(Settings(**values), GroqTarget("local", url, key, in_process=False))  # type: ignore[arg-type]
+    return GroqSender(Settings(**values), GroqTarget("local", url, key, in_process=False))  # type: ignore[arg-type]
 
 
 @pytest.fixture
-async def gateway(endpoint: LocalEndpoint) -> AsyncIterator[Gateway]:
-    sender = make_gateway(endpoint.url)
+async def sender(endpoint: LocalEndpoint) -> AsyncIterator[GroqSender]:
+    sender = make_sender(endpoint.url)
     yield sender
     await sender.close()
 
 
-async def test_send_returns_text_usage_request_id_and_parsed_headers(gateway: Gateway) -> None:
-    completion = await gateway.send(request(), timeout=10)
+async def test_send_returns_text_usage_request_id_and_parsed_headers(sender: GroqSender) -> None:
+    completion = await sender.send(request(), timeout=10)
     assert completion.text.startswith("[medops local endpoint]")
     assert completion.model == MODEL
     assert completion.prompt_tokens > 0 and completion.completion_tokens > 0
@@ -73,52 +73,52 @@ async def test_send_returns_text_usage_request_id_and_parsed_headers(gateway: Ga
     assert completion.headers.limit_requests == LIMITS.rpd
     assert completion.headers.remaining_requests == LIMITS.rpd - 1
     assert completion.headers.remaining_tokens == LIMITS.tpm - completion.total_tokens
-    assert gateway.stats.answered == 1 and gateway.pool_snapshot().completed == 1
+    assert sender.stats.answered == 1 and sender.pool_snapshot().completed == 1
 
 
 async def test_a_5xx_is_one_attempt_raised_as_upstream_unavailable_for_the_scheduler_to_retry(
-        endpoint: LocalEndpoint, gateway: Gateway) -> None:
+        endpoint: LocalEndpoint, sender: GroqSender) -> None:
     endpoint.fail_next(1, 503)
     with pytest.raises(UpstreamUnavailable) as failed:
-        await gateway.send(request(), timeout=10)
+        await sender.send(request(), timeout=10)
     assert (failed.value.status, failed.value.reason, failed.value.attempts) == (503, "server error HTTP 503", 1)
     assert endpoint.url in str(failed.value)
     assert endpoint.stats.requests == 1  # never retried here: each attempt must pass the quota first
-    assert (gateway.stats.attempts, gateway.stats.server_errors) == (1, 1) and not gateway.healthy
-    assert (await gateway.send(request(), timeout=10)).text
-    assert gateway.healthy and endpoint.stats.requests == 2
+    assert (sender.stats.attempts, sender.stats.server_errors) == (1, 1) and not sender.healthy
+    assert (await sender.send(request(), timeout=10)).text
+    assert sender.healthy and endpoint.stats.requests == 2
 
 
 async def test_429_is_raised_for_the_scheduler_with_its_wait_and_never_retried(
-        endpoint: LocalEndpoint, gateway: Gateway) -> None:
+        endpoint: LocalEndpoint, sender: GroqSender) -> None:
     endpoint.set_limits(MODEL, ModelLimits(rpm=1, rpd=1_000, tpm=6_000, tpd=500_000))
-    await gateway.send(request(), timeout=10)
+    await sender.send(request(), timeout=10)
     with pytest.raises(RateLimited) as limited:
-        await gateway.send(request(), timeout=10)
+        await sender.send(request(), timeout=10)
     assert limited.value.retry_after is not None and 55 <= limited.value.retry_after <= 60
     assert limited.value.limit is not None and limited.value.limit.dimension == "rpm"
     assert limited.value.headers.limit_requests == 1_000
-    assert endpoint.stats.requests == 2 and gateway.stats.rate_limited == 1
+    assert endpoint.stats.requests == 2 and sender.stats.rate_limited == 1
 
 
-async def test_413_is_rejected_at_once_with_what_to_do(endpoint: LocalEndpoint, gateway: Gateway) -> None:
+async def test_413_is_rejected_at_once_with_what_to_do(endpoint: LocalEndpoint, sender: GroqSender) -> None:
     with pytest.raises(RequestRejected) as rejected:
-        await gateway.send(request(max_completion_tokens=LIMITS.tpm), timeout=10)
+        await sender.send(request(max_completion_tokens=LIMITS.tpm), timeout=10)
     assert rejected.value.status == 413
     assert "lower max_completion_tokens" in str(rejected.value)
     assert endpoint.stats.requests == 1
 
 
-async def test_unknown_model_is_rejected_as_404(endpoint: LocalEndpoint, gateway: Gateway) -> None:
+async def test_unknown_model_is_rejected_as_404(endpoint: LocalEndpoint, sender: GroqSender) -> None:
     with pytest.raises(RequestRejected) as rejected:
-        await gateway.send(request(model="no-such-model"), timeout=10)
+        await sender.send(request(model="no-such-model"), timeout=10)
     assert rejected.value.status == 404 and "does not exist" in rejected.value.reason
 
 
 async def test_wrong_key_is_a_401_that_never_shows_the_key() -> None:
     endpoint = LocalEndpoint(DEFAULT_MODELS, api_key="the-right-key", faults=INSTANT)
     await endpoint.start()
-    sender = make_gateway(endpoint.url, key="gsk_secret_wrong_key")
+    sender = make_sender(endpoint.url, key="gsk_secret_wrong_key")
     try:
         with pytest.raises(RequestRejected) as rejected:
             await sender.send(request(), timeout=10)
@@ -132,20 +132,20 @@ async def test_wrong_key_is_a_401_that_never_shows_the_key() -> None:
     assert endpoint.stats.requests == 1
 
 
-async def test_498_is_a_capacity_signal(endpoint: LocalEndpoint, gateway: Gateway) -> None:
+async def test_498_is_a_capacity_signal(endpoint: LocalEndpoint, sender: GroqSender) -> None:
     endpoint.fail_next(1, 498)
     with pytest.raises(CapacityExceeded):
-        await gateway.send(request(), timeout=10)
-    assert endpoint.stats.requests == 1 and gateway.stats.capacity_exceeded == 1
+        await sender.send(request(), timeout=10)
+    assert endpoint.stats.requests == 1 and sender.stats.capacity_exceeded == 1
 
 
 async def test_a_slow_answer_times_out_within_the_attempt_and_request_timeout(endpoint: LocalEndpoint) -> None:
     await endpoint.set_faults(FaultModes(latency_scale=0.0, slow_rate=1.0, slow_seconds=30))
-    sender = make_gateway(endpoint.url, request_timeout=0.2)
+    sender = make_sender(endpoint.url, request_timeout=0.2)
     try:
-        with pytest.raises(GatewayTimeout, match=r"no answer within 0\.2s"):
+        with pytest.raises(SenderTimeout, match=r"no answer within 0\.2s"):
             await sender.send(request(), timeout=5)  # request_timeout caps one attempt
-        with pytest.raises(GatewayTimeout, match=r"no answer within 0\.1s"):
+        with pytest.raises(SenderTimeout, match=r"no answer within 0\.1s"):
             await sender.send(request(), timeout=0.1)  # and so does the time the scheduler gives it
         assert sender.stats.timeouts == 2 and sender.pool_snapshot().timeouts == 2
         assert endpoint.stats.requests == 2
@@ -155,7 +155,7 @@ async def test_a_slow_answer_times_out_within_the_attempt_and_request_timeout(en
 
 async def test_a_refused_connection_is_reported_as_upstream_unavailable(endpoint: LocalEndpoint) -> None:
     await endpoint.set_faults(FaultModes(latency_scale=0.0, refuse_connections=True))
-    sender = make_gateway(endpoint.url)
+    sender = make_sender(endpoint.url)
     try:
         with pytest.raises(UpstreamUnavailable, match=r"cannot connect") as failed:
             await sender.send(request(), timeout=10)
@@ -165,17 +165,17 @@ async def test_a_refused_connection_is_reported_as_upstream_unavailable(endpoint
         await sender.close()
 
 
-async def test_pool_snapshot_counts_requests_in_flight(endpoint: LocalEndpoint, gateway: Gateway) -> None:
+async def test_pool_snapshot_counts_requests_in_flight(endpoint: LocalEndpoint, sender: GroqSender) -> None:
     await endpoint.set_faults(FaultModes(latency_scale=0.0, slow_rate=1.0, slow_seconds=0.3))
-    sends = [asyncio.create_task(gateway.send(request(), timeout=10)) for _ in range(3)]
+    sends = [asyncio.create_task(sender.send(request(), timeout=10)) for _ in range(3)]
     for _ in range(500):  # the endpoint holds each for 0.3 s: wait until all three arrived
         if endpoint.stats.in_flight == 3:
             break
         await asyncio.sleep(0.01)
-    pool = gateway.pool_snapshot()
+    pool = sender.pool_snapshot()
     assert (pool.name, pool.active, pool.capacity) == ("http", 3, Settings().http_max_connections)
     await asyncio.gather(*sends)
-    assert gateway.pool_snapshot().active == 0
+    assert sender.pool_snapshot().active == 0
 
 
 def test_target_is_groq_with_a_key_and_a_local_endpoint_without() -> None:
@@ -193,11 +193,11 @@ def test_target_is_groq_with_a_key_and_a_local_endpoint_without() -> None:
 
 
 @pytest.fixture
-async def scheduler(endpoint: LocalEndpoint, gateway: Gateway) -> AsyncIterator[Scheduler]:
-    """The real path: quota and scheduler in front of the gateway, backoffs short so tests stay quick."""
+async def scheduler(endpoint: LocalEndpoint, sender: GroqSender) -> AsyncIterator[Scheduler]:
+    """The real path: quota and scheduler in front of the sender, backoffs short so tests stay quick."""
     settings = Settings(max_retries=2, request_timeout=5.0, batch_interval=0.0)
     quick = Backoff(0.01, 0.05, rng=random.Random(7))
-    running = Scheduler(settings, QuotaBook(settings, SystemClock()), gateway, SystemClock(),
+    running = Scheduler(settings, QuotaBook(settings, SystemClock()), sender, SystemClock(),
                         retry_backoff=quick, capacity_hold=quick)
     await running.start()
     yield running
@@ -247,59 +247,59 @@ async def answering(endpoint: LocalEndpoint) -> None:
 
 async def test_the_http_pool_shows_requests_waiting_for_a_connection_and_their_waits(endpoint: LocalEndpoint) -> None:
     await endpoint.set_faults(FaultModes(latency_scale=0.0, slow_rate=1.0, slow_seconds=0.3))
-    gateway = make_gateway(endpoint.url, http_max_connections=1, http_max_per_host=1)
+    sender = make_sender(endpoint.url, http_max_connections=1, http_max_per_host=1)
     try:
-        assert gateway.pool_snapshot().wait_p95 == 0.0
-        sends = [asyncio.ensure_future(gateway.send(request(), timeout=10)) for _ in range(3)]
+        assert sender.pool_snapshot().wait_p95 == 0.0
+        sends = [asyncio.ensure_future(sender.send(request(), timeout=10)) for _ in range(3)]
         await answering(endpoint)
-        busy = gateway.pool_snapshot()
+        busy = sender.pool_snapshot()
         assert (busy.capacity, busy.active, busy.queued) == (1, 1, 2)  # one connection, two waiting for it
         await asyncio.gather(*sends)
-        done = gateway.pool_snapshot()
+        done = sender.pool_snapshot()
         assert (done.active, done.queued, done.completed) == (0, 0, 3)
         # The last waited for both answers before it (0.3 s each): causality, not a speed target.
         assert done.wait_p95 >= 0.5 and done.wait_p50 >= 0.25
     finally:
-        await gateway.close()
+        await sender.close()
 
 
 async def test_an_attempt_that_times_out_waiting_for_a_connection_counts_its_wait(endpoint: LocalEndpoint) -> None:
     await endpoint.set_faults(FaultModes(latency_scale=0.0, slow_rate=1.0, slow_seconds=1.0))
-    gateway = make_gateway(endpoint.url, http_max_connections=1, http_max_per_host=1)
+    sender = make_sender(endpoint.url, http_max_connections=1, http_max_per_host=1)
     try:
-        first = asyncio.ensure_future(gateway.send(request(), timeout=10))
+        first = asyncio.ensure_future(sender.send(request(), timeout=10))
         await answering(endpoint)
-        with pytest.raises(GatewayTimeout):
-            await gateway.send(request(), timeout=0.3)
-        assert gateway.pool_snapshot().queued == 0  # gone from the queue, not stuck there
+        with pytest.raises(SenderTimeout):
+            await sender.send(request(), timeout=0.3)
+        assert sender.pool_snapshot().queued == 0  # gone from the queue, not stuck there
         await first
-        assert gateway.pool_snapshot().wait_p95 >= 0.25
+        assert sender.pool_snapshot().wait_p95 >= 0.25
     finally:
-        await gateway.close()
+        await sender.close()
 
 
 async def test_a_streamed_answer_reaches_on_text_piece_by_piece_and_ends_as_one_completion(
-        endpoint: LocalEndpoint, gateway: Gateway) -> None:
+        endpoint: LocalEndpoint, sender: GroqSender) -> None:
     seen: list[str] = []
-    completion = await gateway.send(request(on_text=seen.append), timeout=10)
+    completion = await sender.send(request(on_text=seen.append), timeout=10)
     assert seen[0] == "" and len(seen) > 3  # a fresh start, then several pieces
     assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(seen))
     assert seen[-1] == completion.text and completion.text.startswith("[medops local endpoint]")
     assert completion.prompt_tokens > 0 and completion.completion_tokens > 0  # from x_groq.usage
     assert completion.request_id is not None and completion.request_id.startswith("req_")
     assert completion.headers.remaining_requests == LIMITS.rpd - 1
-    assert endpoint.stats.streamed == 1 and gateway.stats.answered == 1
+    assert endpoint.stats.streamed == 1 and sender.stats.answered == 1
 
 
 async def test_a_streamed_attempt_that_fails_is_classified_like_any_other(endpoint: LocalEndpoint,
-                                                                          gateway: Gateway) -> None:
+                                                                          sender: GroqSender) -> None:
     endpoint.fail_next(1, 503)
     seen: list[str] = []
     with pytest.raises(UpstreamUnavailable):
-        await gateway.send(request(on_text=seen.append), timeout=10)
+        await sender.send(request(on_text=seen.append), timeout=10)
     assert seen == [""]
     with pytest.raises(RequestRejected):
-        await gateway.send(request(model="no-such-model", on_text=seen.append), timeout=10)
+        await sender.send(request(model="no-such-model", on_text=seen.append), timeout=10)
 
 
 async def test_a_streamed_answer_retried_by_the_scheduler_starts_its_text_again(
@@ -313,7 +313,7 @@ async def test_a_streamed_answer_retried_by_the_scheduler_starts_its_text_again(
 
 
 async def test_a_stream_without_usage_is_counted_as_its_whole_reservation(
-        endpoint: LocalEndpoint, gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+        endpoint: LocalEndpoint, sender: GroqSender, monkeypatch: pytest.MonkeyPatch) -> None:
     def without_usage(answer: Any) -> Iterator[dict[str, Any]]:
         for chunk in stream_chunks(answer):
             chunk.get("x_groq", {}).pop("usage", None)
@@ -321,7 +321,7 @@ async def test_a_stream_without_usage_is_counted_as_its_whole_reservation(
 
     monkeypatch.setattr(local_endpoint, "stream_chunks", without_usage)
     asked = request(on_text=lambda text: None, max_completion_tokens=300)
-    completion = await gateway.send(asked, timeout=10)
+    completion = await sender.send(asked, timeout=10)
     assert completion.text  # the answer itself came through
     assert completion.completion_tokens == 300  # never less than the server may have counted
     assert completion.prompt_tokens == estimate_prompt_tokens(asked.prompt)
@@ -329,7 +329,7 @@ async def test_a_stream_without_usage_is_counted_as_its_whole_reservation(
 
 @pytest.mark.parametrize("cut", ["error", "no_finish"])
 async def test_a_stream_cut_off_early_is_a_failed_attempt_not_an_answer(
-        endpoint: LocalEndpoint, gateway: Gateway, monkeypatch: pytest.MonkeyPatch, cut: str) -> None:
+        endpoint: LocalEndpoint, sender: GroqSender, monkeypatch: pytest.MonkeyPatch, cut: str) -> None:
     def cut_off(answer: Any) -> Iterator[dict[str, Any]]:
         chunks = list(stream_chunks(answer))
         yield from chunks[:2]  # the role, then one piece of the text
@@ -339,9 +339,9 @@ async def test_a_stream_cut_off_early_is_a_failed_attempt_not_an_answer(
     monkeypatch.setattr(local_endpoint, "stream_chunks", cut_off)
     seen: list[str] = []
     with pytest.raises(UpstreamUnavailable, match=r"stopped early|ended before it was finished"):
-        await gateway.send(request(on_text=seen.append), timeout=10)
+        await sender.send(request(on_text=seen.append), timeout=10)
     assert seen[-1]  # a piece had been shown; the scheduler's retry starts the text again
-    assert gateway.stats.answered == 0 and gateway.stats.failed == 1
+    assert sender.stats.answered == 0 and sender.stats.failed == 1
 
 
 SEND_WITH_SDK_DEBUG = """
@@ -349,16 +349,16 @@ import asyncio, logging
 logging.basicConfig(level=logging.DEBUG)
 from medops.core.settings.config import DEFAULT_MODELS, Settings
 from medops.core.groq.local.faults import FaultModes
-from medops.core.groq.gateway import LOCAL_PLACEHOLDER_KEY, Gateway, GroqTarget
+from medops.core.groq.sender import LOCAL_PLACEHOLDER_KEY, GroqSender, GroqTarget
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.requests import PromptRequest
 
 async def main():
     endpoint = LocalEndpoint(DEFAULT_MODELS, faults=FaultModes(latency_scale=0.0))
     await endpoint.start()
-    gateway = Gateway(Settings(), GroqTarget("local", endpoint.url, LOCAL_PLACEHOLDER_KEY, in_process=False))
-    await gateway.send(PromptRequest("Jane Roe, HIV positive, asks about dosage", "triage"), timeout=10)
-    await gateway.close()
+    sender = GroqSender(Settings(), GroqTarget("local", endpoint.url, LOCAL_PLACEHOLDER_KEY, in_process=False))
+    await sender.send(PromptRequest("Jane Roe, HIV positive, asks about dosage", "triage"), timeout=10)
+    await sender.close()
     await endpoint.stop()
     print("sent")
 
@@ -376,7 +376,7 @@ def test_the_sdk_never_logs_prompts_even_with_groq_log_debug() -> None:
 
 
 async def test_an_answer_without_usage_is_counted_as_its_whole_reservation(
-        endpoint: LocalEndpoint, gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+        endpoint: LocalEndpoint, sender: GroqSender, monkeypatch: pytest.MonkeyPatch) -> None:
     def without_usage(answer: Any) -> dict[str, Any]:
         body = completion_body(answer)
         body.pop("usage", None)
@@ -384,7 +384,7 @@ async def test_an_answer_without_usage_is_counted_as_its_whole_reservation(
 
     monkeypatch.setattr(local_endpoint, "completion_body", without_usage)
     asked = request(max_completion_tokens=250)
-    completion = await gateway.send(asked, timeout=10)
+    completion = await sender.send(asked, timeout=10)
     assert completion.text and completion.completion_tokens == 250
     assert completion.prompt_tokens == estimate_prompt_tokens(asked.prompt)
 
@@ -395,14 +395,14 @@ OTHER_MODEL = "qwen/qwen3-32b"
 
 
 async def test_a_prompt_reaches_no_error_log_or_ledger_row_whatever_the_endpoint_answers(
-        endpoint: LocalEndpoint, gateway: Gateway, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        endpoint: LocalEndpoint, sender: GroqSender, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     ledger = Ledger(tmp_path / "ops.duckdb", SystemClock(), flush_interval=0.05)
     await ledger.start()
     settings = Settings(models={MODEL: ROOMY_LIMITS, OTHER_MODEL: ROOMY_LIMITS}, default_model=MODEL,
                         max_retries=1, request_timeout=5.0, batch_interval=0.0)
     quick = Backoff(0.01, 0.02, rng=random.Random(7))
-    scheduler = Scheduler(settings, QuotaBook(settings, SystemClock()), gateway, SystemClock(), recorder=ledger,
+    scheduler = Scheduler(settings, QuotaBook(settings, SystemClock()), sender, SystemClock(), recorder=ledger,
                           retry_backoff=quick, capacity_hold=quick)
     await scheduler.start()
     errors: dict[int, BaseException] = {}

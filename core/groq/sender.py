@@ -1,8 +1,8 @@
-"""The gateway: one HTTP attempt at a request to Groq through the official `groq` SDK.
+"""The sender: one HTTP attempt at a request to Groq through the official `groq` SDK.
 
 `AsyncGroq` with the SDK's own retries off, over one pooled `httpx.AsyncClient`.
 Every answer is read raw so its `x-ratelimit-*` headers reach the quota. The
-gateway never retries: every attempt may be counted by Groq, so each must be
+sender never retries: every attempt may be counted by Groq, so each must be
 admitted by the quota first, and the scheduler retries. It classifies how an
 attempt ended: 5xx, timeouts and connection errors as `UpstreamUnavailable`
 (worth another attempt), 498 as `CapacityExceeded` (hold off, then retry), 429
@@ -51,13 +51,13 @@ REJECTION_HINTS = {
 }
 
 
-class GatewayTimeout(UpstreamUnavailable):
+class SenderTimeout(UpstreamUnavailable):
     """One attempt got no answer within its time."""
 
 
 @dataclass(frozen=True)
 class GroqTarget:
-    """Where the gateway sends requests: Groq itself or a local endpoint."""
+    """Where the sender sends requests: Groq itself or a local endpoint."""
 
     kind: Literal["groq", "local"]
     base_url: str
@@ -139,7 +139,7 @@ def is_loopback(url: str) -> bool:
 
 
 @dataclass(frozen=True)
-class GatewayStats:
+class SenderStats:
     """HTTP attempts and what they came back with."""
 
     in_flight: int = 0
@@ -154,12 +154,12 @@ class GatewayStats:
     failed: int = 0  # attempts that ended without an answer, or refused
 
 
-class Gateway:
+class GroqSender:
     """Sends prompts to Groq (implements the scheduler's `Sender`)."""
 
     def __init__(self, settings: Settings, target: GroqTarget, clock: Clock | None = None) -> None:
         if not target.base_url:
-            raise ValueError("the gateway needs a base URL; start the local endpoint first")
+            raise ValueError("the sender needs a base URL; start the local endpoint first")
         self._settings = settings
         self._target = target
         self._pool_waits = PoolWaits(clock or SystemClock())
@@ -171,7 +171,7 @@ class Gateway:
         )
         self._client = groq.AsyncGroq(api_key=target.api_key, base_url=target.base_url, max_retries=0,
                                       http_client=self._http, timeout=settings.request_timeout)
-        self._counts: dict[str, int] = dict.fromkeys(GatewayStats.__dataclass_fields__, 0)
+        self._counts: dict[str, int] = dict.fromkeys(SenderStats.__dataclass_fields__, 0)
         self._last_failure: str | None = None  # why the latest attempt got no HTTP answer; None once one did
 
     @property
@@ -188,8 +188,8 @@ class Gateway:
         return self._last_failure
 
     @property
-    def stats(self) -> GatewayStats:
-        return GatewayStats(**self._counts)
+    def stats(self) -> SenderStats:
+        return SenderStats(**self._counts)
 
     def pool_snapshot(self) -> PoolSnapshot:
         """The HTTP pool as a PoolSnapshot named "http": attempts on a connection, waiting for one, wait p50/p95."""
@@ -233,7 +233,7 @@ class Gateway:
                 completion = _completion(await raw.parse(), request, model, parse_rate_limit_headers(raw.headers))
         except (TimeoutError, groq.APITimeoutError, httpx.TimeoutException):  # the last: a stream gone quiet
             self._counts["timeouts"] += 1
-            raise self._unavailable(f"no answer within {timeout:.3g}s", None, GatewayTimeout) from None
+            raise self._unavailable(f"no answer within {timeout:.3g}s", None, SenderTimeout) from None
         except groq.APIConnectionError as exc:
             self._counts["connection_errors"] += 1
             cause = type(exc.__cause__).__name__ if exc.__cause__ else "error"
