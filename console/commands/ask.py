@@ -35,8 +35,9 @@ def register(subparsers: Any) -> None:
                     "(or the one at GROQ_BASE_URL); the endpoint in use is always shown.")
     parser.add_argument("text", nargs="?", help="the prompt to send")
     parser.add_argument("--file", metavar="JSONL", type=Path,
-                        help="prompts, one JSON object a line: prompt, agent, priority, optional model, "
-                             "deadline, max_completion_tokens")
+                        help="prompts, one JSON object a line: prompt (or messages, Groq's conversation), agent, "
+                             "priority, optional system, model, deadline, max_completion_tokens, and Groq's chat "
+                             "fields (tools, tool_choice, response_format, temperature, service_tier...)")
     parser.add_argument("--agent", default="oncall", help="agent type the prompt is sent for (default oncall)")
     parser.add_argument("--priority", default="normal", help="critical, high or normal (default normal)")
     parser.add_argument("--model", help="model to use (default: default_model)")
@@ -153,7 +154,7 @@ def _result_fields(result: PromptResult) -> dict[str, Any]:
     return {"request_id": c.request_id, "model": c.model, "reply": c.text, "prompt_tokens": c.prompt_tokens,
             "completion_tokens": c.completion_tokens, "latency": round(result.latency, 4),
             "queue_wait": round(result.queue_wait, 4), "attempts": result.attempts,
-            "quota_left": dict(result.quota_left)}
+            "quota_left": dict(result.quota_left), "message": c.message, "finish_reason": c.finish_reason}
 
 
 def _endpoint_fields(snapshot: CoreSnapshot) -> dict[str, Any]:

@@ -6,21 +6,28 @@ messages name sizes and line numbers, never the prompt's text.
 
 from __future__ import annotations
 
-import json
 import math
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from medops.core.errors import ConfigError, MedopsError
 from medops.core.groq.chat import check_model_features
 from medops.core.groq.requests import DEFAULT_MAX_COMPLETION_TOKENS, InvalidRequest, Priority, PromptRequest
 from medops.core.settings.config import Settings
 
-FILE_FIELDS = frozenset({"prompt", "agent", "priority", "model", "deadline", "max_completion_tokens"})
+# What a line schedules by, the one-line prompt's fields, and Groq's chat fields (passed on as Groq's API has them).
+FILE_FIELDS = frozenset({"prompt", "system", "agent", "priority", "model", "deadline", "max_completion_tokens"})
+CHAT_FIELDS = frozenset({"messages", "tools", "tool_choice", "parallel_tool_calls", "response_format", "temperature",
+                         "top_p", "seed", "stop", "service_tier", "reasoning_effort", "reasoning_format",
+                         "include_reasoning", "user", "frequency_penalty", "presence_penalty", "n", "logprobs"})
+SHOWN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")  # a field name echoed in an error; any other is not shown
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_PROBLEMS_SHOWN = 20  # a file of thousands of bad lines still gives a readable error
 
@@ -124,30 +131,39 @@ def parse_prompt_line(raw: str, number: int, path: Path, settings: Settings) -> 
     """One JSONL line as a checked PromptRequest; errors name the file and line."""
     where = f"{path} line {number}"
     try:
-        fields: Any = json.loads(raw)
-    except json.JSONDecodeError as exc:
+        # orjson refuses numbers past 64 bits and nesting past 1,024 levels with an error, not a traceback.
+        fields: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise PromptFileError(f"{where} is not valid JSON ({exc.msg} at column {exc.colno}); "
                               "each line must be one JSON object") from None
     if not isinstance(fields, dict):
         raise PromptFileError(f"{where} is a JSON {type(fields).__name__}, not an object with prompt and agent")
-    unknown = set(fields) - FILE_FIELDS
+    unknown = set(fields) - FILE_FIELDS - CHAT_FIELDS
     if unknown:
-        raise PromptFileError(f"{where} has unknown field(s) {', '.join(sorted(unknown))}; "
-                              f"allowed: {', '.join(sorted(FILE_FIELDS))}")
-    for name in ("prompt", "agent"):
-        if not isinstance(fields.get(name), str):
-            raise PromptFileError(f"{where} needs \"{name}\" as text")
+        shown = sorted(name if SHOWN_NAME.fullmatch(name) else "(a name not shown)" for name in unknown)
+        raise PromptFileError(f"{where} has unknown field(s) {', '.join(shown)}; "
+                              f"allowed: {', '.join(sorted(FILE_FIELDS | CHAT_FIELDS))}")
+    if ("prompt" in fields) == ("messages" in fields):
+        raise PromptFileError(f"{where} needs \"prompt\" (text) or \"messages\" (a conversation), one of them")
+    if "messages" in fields and "system" in fields:
+        raise PromptFileError(f"{where}: \"system\" goes with \"prompt\"; with \"messages\" make it the first "
+                              "message (role system)")
+    wrong = [name for name in ("agent", "prompt", "system")
+             if not isinstance(fields.get(name, ""), str) or (name == "agent" and name not in fields)]
+    if wrong:
+        raise PromptFileError(f"{where} needs \"{wrong[0]}\" as text")
     deadline = fields.get("deadline")
     if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float))
                                  or not math.isfinite(deadline)):
         raise PromptFileError(f"{where}: deadline must be a number of seconds")
     try:
         request = PromptRequest(
-            prompt=fields["prompt"], agent=fields["agent"],
+            prompt=fields.get("prompt"), agent=fields["agent"],
             priority=Priority.parse(fields.get("priority", "normal")),
             model=fields.get("model"),
             max_completion_tokens=fields.get("max_completion_tokens", DEFAULT_MAX_COMPLETION_TOKENS),
-            deadline=deadline,
+            deadline=deadline, system=fields.get("system"), messages=fields.get("messages"),
+            params={name: value for name, value in fields.items() if name in CHAT_FIELDS and name != "messages"},
         )
         check_request(request, settings)
     except InvalidRequest as bad:
