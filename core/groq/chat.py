@@ -110,8 +110,8 @@ def prompt_chat(prompt: str, system: str | None = None) -> Chat:
     """A one-line prompt (and an optional system prompt) as a chat."""
     messages: list[Mapping[str, Any]] = []
     if system:
-        messages.append(MappingProxyType({"role": "system", "content": system}))
-    messages.append(MappingProxyType({"role": "user", "content": prompt}))
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": prompt})
     return Chat(tuple(messages), MappingProxyType({}))
 
 
