@@ -58,7 +58,7 @@ async def flushed(ledger: Ledger, clock: FakeClock, seconds: float = 1.0) -> Non
     await clock.advance(seconds)
     for _ in range(500):
         if ledger.snapshot().pending == 0:
-            await asyncio.sleep(0.01)  # let the flush commit and return
+            await ledger.read("SELECT 1", [], "a read queued behind the flush")  # the writer thread commits first
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the ledger never flushed")
@@ -318,6 +318,9 @@ REQUEST_COLUMNS = {
     "at_wall": "DOUBLE", "agent": "VARCHAR", "priority": "VARCHAR", "model": "VARCHAR", "prompt_tokens": "INTEGER",
     "completion_tokens": "INTEGER", "latency": "DOUBLE", "queue_wait": "DOUBLE", "outcome": "VARCHAR",
     "status": "INTEGER", "attempts": "INTEGER", "request_id": "VARCHAR",
+    # A gateway key's name (a checked label), Groq's finish reason and tier: short labels; tool calls: a count.
+    "client": "VARCHAR", "finish_reason": "VARCHAR", "tool_calls": "INTEGER", "cached_tokens": "INTEGER",
+    "reasoning_tokens": "INTEGER", "service_tier": "VARCHAR",
 }
 
 

@@ -83,7 +83,7 @@ class ChaoticSender:
         self.rng = rng
         self.arrivals: list[Arrived] = []
 
-    async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
+    async def send(self, request: PromptRequest, timeout: float, attempt: object = None) -> Completion:  # noqa: ASYNC109
         rng = self.rng
         slow = rng.random() < 0.1  # now and then a flight longer than the whole minute window
         await self.clock.sleep(rng.uniform(0.0, 90.0 if slow else 6.0))

@@ -45,7 +45,7 @@ class FakeSender:
         self.failures: dict[str, list[BaseException]] = {}
         self.completion_tokens = 10
 
-    async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
+    async def send(self, request: PromptRequest, timeout: float, attempt: object = None) -> Completion:  # noqa: ASYNC109
         self.sent.append((self.clock.monotonic(), request))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)

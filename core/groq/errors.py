@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from medops.core.errors import GroqError
 from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders, format_go_duration
 
@@ -21,12 +24,19 @@ class RateLimited(GroqError):
 
 
 class RequestRejected(GroqError):
-    """Groq refused the request itself (400/401/403/404/413); retrying cannot help."""
+    """Groq refused the request itself (400/401/403/404/413); retrying cannot help.
 
-    def __init__(self, status: int, reason: str) -> None:
+    `body` is Groq's own error body, for a caller that passes the refusal on as Groq gave it (the gateway)."""
+
+    def __init__(self, status: int, reason: str, body: Mapping[str, Any] | None = None) -> None:
         self.status = status
         self.reason = reason
+        self.body = body
         super().__init__(f"Groq refused the request (HTTP {status}): {reason}")
+
+
+class StreamBrokeOff(GroqError):
+    """A streamed answer failed after some of it was handed on: not retried, the listener has those pieces."""
 
 
 class CapacityExceeded(GroqError):

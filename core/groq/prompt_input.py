@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from medops.core.errors import ConfigError, MedopsError
+from medops.core.groq.chat import check_model_features
 from medops.core.groq.requests import DEFAULT_MAX_COMPLETION_TOKENS, InvalidRequest, Priority, PromptRequest
-from medops.core.groq.token_estimate import estimate_prompt_tokens
 from medops.core.settings.config import Settings
 
 FILE_FIELDS = frozenset({"prompt", "agent", "priority", "model", "deadline", "max_completion_tokens"})
@@ -30,18 +30,20 @@ class PromptFileError(InvalidRequest):
 
 
 def check_request(request: PromptRequest, settings: Settings) -> None:
-    """Refuse an empty prompt, an unknown model, or a prompt too long for the model's context."""
-    if not request.prompt.strip():
+    """Refuse an empty prompt, an unknown model, what the model cannot take (images, reasoning fields),
+    or a request too long for the model's context."""
+    if request.prompt is not None and not request.prompt.strip():
         raise InvalidRequest("the prompt is empty; give the text to send")
     model = request.model or settings.default_model
     try:
         limits = settings.model_limits(model)
     except ConfigError as unknown:
         raise InvalidRequest(str(unknown)) from None
-    needed = estimate_prompt_tokens(request.prompt) + request.max_completion_tokens
+    check_model_features(request.chat, model, vision=limits.vision, reasoning=limits.reasoning)
+    needed = request.prompt_estimate + request.max_completion_tokens
     if needed > limits.context_window:
         raise InvalidRequest(
-            f"the prompt is about {estimate_prompt_tokens(request.prompt):,} tokens; with max_completion_tokens "
+            f"the prompt is about {request.prompt_estimate:,} tokens; with max_completion_tokens "
             f"{request.max_completion_tokens:,} it exceeds {model}'s context window of {limits.context_window:,} "
             "tokens; shorten the prompt, lower max_completion_tokens or pick a model with a larger context")
 

@@ -42,8 +42,15 @@ from medops.core.groq.backoff import Backoff
 from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
 from medops.core.groq.quota import ModelQuotaLike, QuotaBook, QuotaExhausted, RequestTooLarge, Reservation
 from medops.core.groq.rate_headers import format_go_duration
-from medops.core.groq.requests import Completion, InvalidRequest, Priority, PromptRequest, PromptResult, Sender
-from medops.core.groq.token_estimate import estimate_prompt_tokens
+from medops.core.groq.requests import (
+    Attempt,
+    Completion,
+    InvalidRequest,
+    Priority,
+    PromptRequest,
+    PromptResult,
+    Sender,
+)
 from medops.core.ledger.records import RequestRecord, RequestRecorder
 from medops.core.settings.config import Settings
 from medops.core.snapshot import PriorityQueue, SchedulerSnapshot
@@ -262,7 +269,7 @@ class Scheduler:
             raise InvalidRequest(f"request id {request.request_id} is already queued; give each request its own id")
         model = request.model or self._settings.default_model
         quota = self._quotas[model]
-        tokens = estimate_prompt_tokens(request.prompt) + request.max_completion_tokens
+        tokens = request.prompt_estimate + request.max_completion_tokens
         try:
             quota.check_size(tokens)
             waiting = sum(self._depth.values())
@@ -539,10 +546,13 @@ class Scheduler:
 
     async def _call_sender(self, ticket: _Ticket) -> Completion:
         default = self._settings.request_timeout  # one attempt: the retries are ours
+        sent_at = ticket.sent_at if ticket.sent_at is not None else ticket.submitted_at
+        attempt = Attempt(ticket.attempts, sent_at - ticket.submitted_at)
         if ticket.deadline_at is None:
-            return await self._sender.send(ticket.request, default)
+            return await self._sender.send(ticket.request, default, attempt)
         left = ticket.deadline_at - self._clock.monotonic()
-        return await self._race_deadline(self._sender.send(ticket.request, min(left, default)), left, ticket)
+        return await self._race_deadline(self._sender.send(ticket.request, min(left, default), attempt), left,
+                                         ticket)
 
     async def _race_deadline(self, send: Coroutine[Any, Any, Completion], left: float, ticket: _Ticket) -> Completion:
         sending = asyncio.ensure_future(send)
@@ -649,7 +659,7 @@ class Scheduler:
         ticket.state = "done"
         self.completed += 1
         self._record(ticket.request, ticket.quota.model, completion.prompt_tokens, completion.completion_tokens,
-                     result.latency, result.queue_wait, "ok", 200, attempts=ticket.attempts)
+                     result.latency, result.queue_wait, "ok", 200, attempts=ticket.attempts, answer=completion)
         if not ticket.future.done():
             ticket.future.set_result(result)
 
@@ -688,14 +698,18 @@ class Scheduler:
 
     def _record(self, request: PromptRequest, model: str, prompt_tokens: int, completion_tokens: int,
                 latency: float, queue_wait: float, outcome: str, status: int | None = None, *,
-                attempts: int = 0) -> None:
+                attempts: int = 0, answer: Completion | None = None) -> None:
         if self._recorder is None:
             return
         self._recorder.record_request(RequestRecord(
             at_wall=self._clock.wall(), agent=request.agent, priority=request.priority.label, model=model,
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, latency=latency,
             queue_wait=queue_wait, outcome=outcome, status=status, attempts=attempts,
-            request_id=request.request_id))
+            request_id=request.request_id, client=request.client or "",
+            finish_reason=answer.finish_reason if answer else "", tool_calls=len(answer.tool_calls) if answer else 0,
+            cached_tokens=answer.cached_tokens if answer else 0,
+            reasoning_tokens=answer.reasoning_tokens if answer else 0,
+            service_tier=answer.service_tier if answer else ""))
 
     # --- timers ---------------------------------------------------------------
 

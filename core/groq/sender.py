@@ -22,14 +22,21 @@ from urllib.parse import urlsplit
 
 import groq
 import httpx
+import orjson
 
 from medops.core.clock import Clock, SystemClock
 from medops.core.errors import ConfigError
-from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
+from medops.core.groq.answers import StreamAssembly, completion_from_body
+from medops.core.groq.errors import (
+    CapacityExceeded,
+    RateLimited,
+    RequestRejected,
+    StreamBrokeOff,
+    UpstreamUnavailable,
+)
 from medops.core.groq.http_pool_waits import PoolWaits
-from medops.core.groq.rate_headers import RateLimitHeaders, parse_rate_limit_headers, parse_rate_limit_message
-from medops.core.groq.requests import Completion, PromptRequest
-from medops.core.groq.token_estimate import estimate_prompt_tokens
+from medops.core.groq.rate_headers import parse_rate_limit_headers, parse_rate_limit_message
+from medops.core.groq.requests import Attempt, Completion, PromptRequest
 from medops.core.settings.config import Settings
 from medops.core.settings.redact import redact_url
 from medops.core.snapshot import PoolSnapshot
@@ -49,6 +56,9 @@ REJECTION_HINTS = {
     413: "the request asks more tokens than the model's per-minute limit; shorten it or lower max_completion_tokens",
     422: "Groq could not process the request; check its contents",
 }
+
+
+FIRST_ATTEMPT = Attempt(1, 0.0)  # for a caller that sends once, outside the scheduler
 
 
 class SenderTimeout(UpstreamUnavailable):
@@ -213,24 +223,22 @@ class GroqSender:
         await self._http.aclose()
 
     # The contract's timeout is this one attempt's.
-    async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
+    async def send(self, request: PromptRequest, timeout: float,  # noqa: ASYNC109
+                   attempt: Attempt = FIRST_ATTEMPT) -> Completion:
         """One attempt within `timeout` seconds (at most `request_timeout`); never retried here."""
         model = request.model or self._settings.default_model
         timeout = max(0.0, min(timeout, self._settings.request_timeout))
         self._counts["attempts"] += 1
         self._counts["in_flight"] += 1
         try:
-            if request.on_text is not None:
-                completion = await asyncio.wait_for(self._stream(request, model, http_timeout=timeout), timeout)
+            if request.streamed:
+                completion = await asyncio.wait_for(self._stream(request, model, attempt, http_timeout=timeout),
+                                                    timeout)
             else:
                 with self._pool_waits.attempt():
-                    raw = await asyncio.wait_for(self._client.chat.completions.with_raw_response.create(
-                        model=model,
-                        messages=[{"role": "user", "content": request.prompt}],
-                        max_completion_tokens=request.max_completion_tokens,
-                        timeout=timeout,
-                    ), timeout)
-                completion = _completion(await raw.parse(), request, model, parse_rate_limit_headers(raw.headers))
+                    raw = await asyncio.wait_for(self._create(request, model, timeout, stream=False), timeout)
+                completion = completion_from_body(_json_object(raw.http_response.content), request, model,
+                                                  parse_rate_limit_headers(raw.headers))
         except (TimeoutError, groq.APITimeoutError, httpx.TimeoutException):  # the last: a stream gone quiet
             self._counts["timeouts"] += 1
             raise self._unavailable(f"no answer within {timeout:.3g}s", None, SenderTimeout) from None
@@ -242,7 +250,7 @@ class GroqSender:
             if exc.status_code < 500 or exc.status_code == 498:
                 self._last_failure = None  # Groq answered, even if it refused
             raise self._status_error(exc) from None
-        except (httpx.HTTPError, groq.APIError) as exc:  # a stream that broke off part way
+        except (httpx.HTTPError, groq.APIError, ValueError) as exc:  # a stream that broke off, a body not JSON
             self._counts["connection_errors"] += 1
             raise self._unavailable(f"the answer broke off ({type(exc).__name__})", None) from None
         finally:
@@ -251,40 +259,54 @@ class GroqSender:
         self._last_failure = None
         return completion
 
-    async def _stream(self, request: PromptRequest, model: str, *, http_timeout: float) -> Completion:
-        """One streamed attempt: `request.on_text` gets the text so far after each piece."""
-        on_text = request.on_text
-        assert on_text is not None
-        on_text("")  # a new attempt starts the text again
+    async def _create(self, request: PromptRequest, model: str, seconds: float, *, stream: bool) -> Any:
+        """The SDK's raw response to the request as Groq's body: messages as sent, every other field passed on."""
+        return await self._client.chat.completions.with_raw_response.create(
+            model=model, messages=list(request.chat.messages),  # type: ignore[arg-type]
+            max_completion_tokens=request.max_completion_tokens, stream=stream, timeout=seconds,
+            extra_body=dict(request.chat.params) or None)
+
+    async def _stream(self, request: PromptRequest, model: str, attempt: Attempt, *,
+                      http_timeout: float) -> Completion:
+        """One streamed attempt: `on_text` gets the text so far, `on_chunk` each chunk as Groq sent it."""
+        on_text, on_chunk = request.on_text, request.on_chunk
+        if on_text is not None:
+            on_text("")  # a new attempt starts the text again
         with self._pool_waits.attempt():
-            raw = await self._client.chat.completions.with_raw_response.create(
-                model=model,
-                messages=[{"role": "user", "content": request.prompt}],
-                max_completion_tokens=request.max_completion_tokens,
-                stream=True,
-                timeout=http_timeout,
-            )
-        text, finished = "", False
-        answered_model, request_id, usage = model, None, None
-        async with await raw.parse() as stream:
-            async for chunk in stream:
-                answered_model = chunk.model or answered_model
-                x_groq = getattr(chunk, "x_groq", None)
-                if x_groq is not None:
-                    if getattr(x_groq, "error", None):  # Groq's word for a stream it stopped early
-                        raise self._unavailable("the answer was stopped early by the server", None)
-                    request_id = x_groq.id or request_id
-                    usage = getattr(x_groq, "usage", None) or usage
-                usage = getattr(chunk, "usage", None) or usage
-                if chunk.choices:
-                    finished = finished or chunk.choices[0].finish_reason is not None
-                    piece = chunk.choices[0].delta.content
-                    if piece:
-                        text += piece  # grows in place while nothing else holds it: not a join per piece
-                        on_text(text)
-        if not finished:  # ended without a finish reason: a cut-off answer must not pass for a whole one
-            raise self._unavailable("the answer ended before it was finished", None)
-        return _answer(text, answered_model, usage, request_id, parse_rate_limit_headers(raw.headers), request)
+            raw = await self._create(request, model, http_timeout, stream=True)
+        response: httpx.Response = raw.http_response
+        answer = StreamAssembly(model)
+        handed_on = False
+        try:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                chunk = _json_object(data)
+                x_groq = chunk.get("x_groq")
+                if "error" in chunk or (isinstance(x_groq, Mapping) and x_groq.get("error")):
+                    raise self._unavailable("the answer was stopped early by the server", None)  # Groq's word
+                if answer.add(chunk) is not None and on_text is not None:
+                    on_text("".join(answer.text))
+                if on_chunk is not None:
+                    handed_on = True
+                    await on_chunk(data.encode(), attempt)
+        except (UpstreamUnavailable, httpx.HTTPError, ValueError) as broke:
+            if handed_on:  # the listener has part of this answer: another attempt would repeat it
+                self._counts["failed"] += 1
+                raise StreamBrokeOff(f"the streamed answer from {self._target.kind} broke off after it had begun "
+                                     f"({type(broke).__name__}); it was not retried") from None
+            raise
+        finally:
+            await response.aclose()
+        if not answer.finished:  # ended without a finish reason: a cut-off answer must not pass for a whole one
+            failure = self._unavailable("the answer ended before it was finished", None)
+            if handed_on:
+                raise StreamBrokeOff(f"{failure}; it was not retried, part of it was already handed on")
+            raise failure
+        return answer.completion(request, parse_rate_limit_headers(raw.headers))
 
     def _unavailable(self, reason: str, status: int | None,
                      kind: type[UpstreamUnavailable] = UpstreamUnavailable) -> UpstreamUnavailable:
@@ -315,7 +337,7 @@ class GroqSender:
         # 401 bodies are Groq's stock text; never the key. Other messages are clipped, never prompts.
         detail = f" ({message[:MAX_REASON_CHARS]})" if message and status != 401 else ""
         self._counts["failed"] += 1
-        return RequestRejected(status, f"{hint}{detail}")
+        return RequestRejected(status, f"{hint}{detail}", exc.body if isinstance(exc.body, Mapping) else None)
 
 
 def _error_message(body: object) -> str:
@@ -327,31 +349,9 @@ def _error_message(body: object) -> str:
     return ""
 
 
-def _completion(response: Any, request: PromptRequest, model: str, headers: RateLimitHeaders) -> Completion:
-    """A non-streamed answer as a Completion."""
-    choice = response.choices[0] if response.choices else None
-    x_groq = getattr(response, "x_groq", None)
-    return _answer((choice.message.content or "") if choice else "", response.model or model, response.usage,
-                   x_groq.id if x_groq else None, headers, request)
-
-
-def _answer(text: str, model: str, usage: Any, request_id: str | None, headers: RateLimitHeaders,
-            request: PromptRequest) -> Completion:
-    """One answer, streamed or not, with Groq's token counts; when it carried none, its whole reservation
-    (prompt estimate + max_completion_tokens): the quota must never count less than the server did."""
-    return Completion(
-        text=text, model=model,
-        prompt_tokens=usage.prompt_tokens if usage else estimate_prompt_tokens(request.prompt),
-        completion_tokens=usage.completion_tokens if usage else request.max_completion_tokens,
-        queue_time=getattr(usage, "queue_time", None), total_time=getattr(usage, "total_time", None),
-        request_id=request_id, headers=headers, cached_tokens=_cached_tokens(usage),
-    )
-
-
-def _cached_tokens(usage: Any) -> int:
-    """`usage.prompt_tokens_details.cached_tokens` (an object from the SDK, a dict from a stream chunk's x_groq)."""
-    details = getattr(usage, "prompt_tokens_details", None)
-    if details is None and isinstance(usage, dict):
-        details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else getattr(details, "cached_tokens", None)
-    return cached if isinstance(cached, int) and cached > 0 else 0
+def _json_object(data: bytes | str) -> Mapping[str, Any]:
+    """One JSON object from Groq; ValueError if it is not one (a broken answer)."""
+    value = orjson.loads(data)
+    if not isinstance(value, dict):
+        raise ValueError("the answer is not a JSON object")
+    return value

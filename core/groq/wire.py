@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from medops.core.groq.chat import ToolCall, content_parts, definitions_json, message_texts
 from medops.core.settings.config import ModelLimits
 
 # Token estimate: about four characters a token, plus a few tokens of framing
@@ -22,6 +23,7 @@ from medops.core.settings.config import ModelLimits
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
 REPLY_PRIMING_TOKENS = 3
+IMAGE_TOKENS = 1_600  # the endpoint's fixed charge for one image_url part
 
 LOCAL_ORGANIZATION = "org_medops_local"
 RATE_LIMIT_DOCS = "Visit https://console.groq.com/docs/rate-limits for more information."
@@ -32,24 +34,21 @@ def count_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
-def count_prompt_tokens(messages: list[Mapping[str, Any]]) -> int:
-    """Tokens of a chat request's messages, framing included."""
+def count_prompt_tokens(messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any] | None = None) -> int:
+    """Tokens of a chat request before the answer: each message's texts with its framing, a fixed count per
+    image, and the JSON text of tool definitions and a response schema."""
     total = REPLY_PRIMING_TOKENS
     for message in messages:
         total += MESSAGE_OVERHEAD_TOKENS + count_tokens(_message_text(message))
-    return total
+    total += IMAGE_TOKENS * sum(1 for part in content_parts(messages) if part.get("type") == "image_url")
+    return total + sum(count_tokens(text) for text in definitions_json(params or {}))
 
 
 def _message_text(message: Mapping[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts: count the text ones
-        return "".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
-    return ""
+    return "".join(message_texts(message))
 
 
-def local_reply(model: str, messages: list[Mapping[str, Any]]) -> str:
+def local_reply(model: str, messages: Sequence[Mapping[str, Any]]) -> str:
     """The endpoint's deterministic reply: says what produced it, never imitates advice.
 
     It names the prompt only by a short hash and its size, so it echoes no patient data.
@@ -81,9 +80,12 @@ class Timing:
         return self.prompt_time + self.completion_time
 
 
-def usage_body(prompt_tokens: int, completion_tokens: int, timing: Timing, cached_tokens: int = 0) -> dict[str, Any]:
-    """Groq's `usage` object; `prompt_tokens_details.cached_tokens` counts the prompt served from its cache."""
+def usage_body(prompt_tokens: int, completion_tokens: int, timing: Timing, cached_tokens: int = 0,
+               reasoning_tokens: int = 0) -> dict[str, Any]:
+    """Groq's `usage` object; `prompt_tokens_details.cached_tokens` counts the prompt served from its cache,
+    `completion_tokens_details.reasoning_tokens` the answer's reasoning."""
     return {
+        "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
         "prompt_tokens_details": {"cached_tokens": cached_tokens},
         "queue_time": round(timing.queue_time, 6),
         "prompt_tokens": prompt_tokens,
@@ -109,10 +111,30 @@ class Answer:
     completion_tokens: int
     timing: Timing
     cached_tokens: int = 0  # of prompt_tokens, served from the prompt cache
+    tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str | None = None
+    reasoning_tokens: int = 0
+    service_tier: str = "on_demand"
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        return usage_body(self.prompt_tokens, self.completion_tokens, self.timing, self.cached_tokens,
+                          self.reasoning_tokens)
+
+
+def _tool_calls(answer: Answer, indexed: bool = False) -> list[dict[str, Any]]:
+    return [{**({"index": i} if indexed else {}), "id": call.id, "type": "function",
+             "function": {"name": call.name, "arguments": call.arguments}}
+            for i, call in enumerate(answer.tool_calls)]
 
 
 def completion_body(answer: Answer) -> dict[str, Any]:
     """A non-streaming `chat.completion` object."""
+    message: dict[str, Any] = {"role": "assistant", "content": answer.text if not answer.tool_calls else None}
+    if answer.reasoning is not None:
+        message["reasoning"] = answer.reasoning
+    if answer.tool_calls:
+        message["tool_calls"] = _tool_calls(answer)
     return {
         "id": answer.completion_id,
         "object": "chat.completion",
@@ -120,23 +142,24 @@ def completion_body(answer: Answer) -> dict[str, Any]:
         "model": answer.model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": answer.text},
+            "message": message,
             "logprobs": None,
             "finish_reason": answer.finish_reason,
         }],
-        "usage": usage_body(answer.prompt_tokens, answer.completion_tokens, answer.timing, answer.cached_tokens),
+        "usage": answer.usage,
         "usage_breakdown": None,
         "system_fingerprint": "fp_medops_local",
         "x_groq": {"id": answer.request_id},
-        "service_tier": "on_demand",
+        "service_tier": answer.service_tier,
     }
 
 
 def stream_chunks(answer: Answer, words_per_chunk: int = 4) -> Iterator[dict[str, Any]]:
     """The `chat.completion.chunk` objects of a streamed reply.
 
-    The first carries the role and `x_groq.id`; the last an empty delta, the
-    finish reason and `x_groq.usage`.
+    The first carries the role and `x_groq.id`; then the reasoning, the content in
+    pieces of a few words, and each tool call whole (as Groq streams them); the last
+    an empty delta, the finish reason and `x_groq.usage`.
     """
     def chunk(delta: dict[str, Any], finish: str | None, x_groq: dict[str, Any] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -145,6 +168,7 @@ def stream_chunks(answer: Answer, words_per_chunk: int = 4) -> Iterator[dict[str
             "created": answer.created,
             "model": answer.model,
             "system_fingerprint": "fp_medops_local",
+            "service_tier": answer.service_tier,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
         if x_groq is not None:
@@ -152,12 +176,17 @@ def stream_chunks(answer: Answer, words_per_chunk: int = 4) -> Iterator[dict[str
         return body
 
     yield chunk({"role": "assistant", "content": ""}, None, {"id": answer.request_id})
-    words = answer.text.split(" ")
-    for start in range(0, len(words), words_per_chunk):
-        piece = " ".join(words[start:start + words_per_chunk])
-        yield chunk({"content": piece if start == 0 else " " + piece}, None)
-    usage = usage_body(answer.prompt_tokens, answer.completion_tokens, answer.timing, answer.cached_tokens)
-    yield chunk({}, answer.finish_reason, {"id": answer.request_id, "usage": usage})
+    if answer.reasoning:
+        yield chunk({"reasoning": answer.reasoning}, None)
+    if answer.tool_calls:
+        for call in _tool_calls(answer, indexed=True):
+            yield chunk({"tool_calls": [call]}, None)
+    else:
+        words = answer.text.split(" ")
+        for start in range(0, len(words), words_per_chunk):
+            piece = " ".join(words[start:start + words_per_chunk])
+            yield chunk({"content": piece if start == 0 else " " + piece}, None)
+    yield chunk({}, answer.finish_reason, {"id": answer.request_id, "usage": answer.usage})
 
 
 def error_body(message: str, error_type: str = "invalid_request_error", code: str | None = None,

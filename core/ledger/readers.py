@@ -29,12 +29,13 @@ METRIC_BUCKETS = ("SELECT avg(at_wall), max(cpu_percent), max(memory_percent), c
 
 
 def request_record(row: Sequence[Any]) -> RequestRecord:
-    """A `requests` row as a record; a row from before attempts and request ids were kept has 0 and ""."""
+    """A `requests` row as a record; columns a file from an older medops lacks read as 0 and ""."""
     at_wall, agent, priority, model, prompt_tokens, completion_tokens, latency, queue_wait, outcome, status = row[:10]
-    attempts = row[10] if len(row) > 10 else None
-    request_id = row[11] if len(row) > 11 else None
+    attempts, request_id, client, finish, tool_calls, cached, reasoning, tier = (*row[10:18], *(None,) * 8)[:8]
     return RequestRecord(at_wall, agent, priority, model, prompt_tokens, completion_tokens, latency, queue_wait,
-                         outcome, status, attempts=attempts or 0, request_id=request_id or "")
+                         outcome, status, attempts=attempts or 0, request_id=request_id or "", client=client or "",
+                         finish_reason=finish or "", tool_calls=tool_calls or 0, cached_tokens=cached or 0,
+                         reasoning_tokens=reasoning or 0, service_tier=tier or "")
 
 
 def alert_row(row: Sequence[Any]) -> Alert:

@@ -41,6 +41,12 @@ class RequestRecord:
     status: int | None = None  # HTTP status when there was one
     attempts: int = 0  # HTTP attempts made (0: refused before sending, or recorded before attempts were kept)
     request_id: str = ""  # the PromptRequest's id, as error messages name it ("": recorded before ids were kept)
+    client: str = ""  # the gateway key's name it came through ("": not through the gateway)
+    finish_reason: str = ""  # stop, length, tool_calls ("": no answer)
+    tool_calls: int = 0  # tool calls in the answer (how many, never what)
+    cached_tokens: int = 0  # of prompt_tokens, served from Groq's prompt cache
+    reasoning_tokens: int = 0  # of completion_tokens
+    service_tier: str = ""  # the tier that answered (on_demand, flex, performance)
 
 
 class RequestRecorder(Protocol):

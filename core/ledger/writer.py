@@ -64,6 +64,12 @@ CREATE TABLE IF NOT EXISTS limit_changes (
     changed_by VARCHAR NOT NULL);
 ALTER TABLE requests ADD COLUMN IF NOT EXISTS attempts INTEGER;
 ALTER TABLE requests ADD COLUMN IF NOT EXISTS request_id VARCHAR;
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS client VARCHAR;
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS finish_reason VARCHAR;
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS tool_calls INTEGER;
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS cached_tokens INTEGER;
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS reasoning_tokens INTEGER;
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS service_tier VARCHAR;
 """
 TABLES = ("requests", "admissions", "metrics", "alerts", "limit_changes")
 THIS_RUN_KEPT = 1_000  # latest requests and alert announcements kept in memory, for history the file lacks
@@ -250,7 +256,8 @@ class Ledger:
         self._buffer("requests", (record.at_wall, record.agent, record.priority, record.model,
                                   record.prompt_tokens, record.completion_tokens, record.latency,
                                   record.queue_wait, record.outcome, record.status, record.attempts,
-                                  record.request_id))
+                                  record.request_id, record.client, record.finish_reason, record.tool_calls,
+                                  record.cached_tokens, record.reasoning_tokens, record.service_tier))
 
     def record_admission(self, model: str, at_wall: float, requests: int, tokens: int) -> None:
         """Buffer one quota admission (or a settlement, with negative tokens)."""

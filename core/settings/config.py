@@ -41,21 +41,24 @@ class ModelLimits:
     tpm: int
     tpd: int
     context_window: int = 131_072
+    vision: bool = False  # takes image_url content parts
+    reasoning: bool = False  # takes reasoning_effort / reasoning_format / include_reasoning
 
 
 # Groq's free-tier figures, as published for each model.
 DEFAULT_MODELS: Mapping[str, ModelLimits] = MappingProxyType({
     "llama-3.1-8b-instant": ModelLimits(30, 14_400, 6_000, 500_000),
     "llama-3.3-70b-versatile": ModelLimits(30, 1_000, 12_000, 100_000),
-    "meta-llama/llama-4-scout-17b-16e-instruct": ModelLimits(30, 1_000, 30_000, 500_000),
-    "openai/gpt-oss-20b": ModelLimits(30, 1_000, 8_000, 200_000),
-    "openai/gpt-oss-120b": ModelLimits(30, 1_000, 8_000, 200_000),
-    "qwen/qwen3-32b": ModelLimits(60, 1_000, 6_000, 500_000, 131_072),
+    "meta-llama/llama-4-scout-17b-16e-instruct": ModelLimits(30, 1_000, 30_000, 500_000, vision=True),
+    "openai/gpt-oss-20b": ModelLimits(30, 1_000, 8_000, 200_000, reasoning=True),
+    "openai/gpt-oss-120b": ModelLimits(30, 1_000, 8_000, 200_000, reasoning=True),
+    "qwen/qwen3-32b": ModelLimits(60, 1_000, 6_000, 500_000, 131_072, reasoning=True),
 })
 
 MODEL_LIMIT_RANGE = {"rpm": (1, 1_000_000), "rpd": (1, 100_000_000),
                      "tpm": (1, 1_000_000_000), "tpd": (1, 10_000_000_000),
                      "context_window": (256, 10_000_000)}
+MODEL_FEATURES = ("vision", "reasoning")  # true/false per model in [models."name"]
 
 
 @dataclass(frozen=True)
@@ -302,9 +305,14 @@ def _parse_models(raw: Any, origin: str) -> dict[str, dict[str, int]]:
             raise ConfigError(f"setting models.{name} (from {origin}) must be a table of rpm, rpd, tpm, tpd")
         entry: dict[str, int] = {}
         for key, value in table.items():
+            if key in MODEL_FEATURES:
+                if not isinstance(value, bool):
+                    raise ConfigError(f"setting models.{name}.{key} = {value!r} (from {origin}) must be true or false")
+                entry[key] = value
+                continue
             if key not in MODEL_LIMIT_RANGE:
                 raise ConfigError(f"unknown setting models.{name}.{key} (from {origin}); "
-                                  f"allowed: {', '.join(MODEL_LIMIT_RANGE)}")
+                                  f"allowed: {', '.join((*MODEL_LIMIT_RANGE, *MODEL_FEATURES))}")
             low, high = MODEL_LIMIT_RANGE[key]
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ConfigError(f"setting models.{name}.{key} = {value!r} (from {origin}) is out of range: "
@@ -318,10 +326,17 @@ def _parse_models(raw: Any, origin: str) -> dict[str, dict[str, int]]:
     return parsed
 
 
+def _builtin(name: str) -> ModelLimits:
+    return DEFAULT_MODELS.get(name) or ModelLimits(1, 1, 1, 1)
+
+
 def _fill_model_defaults(raw: dict[str, dict[str, int]], settings: Settings) -> Mapping[str, ModelLimits]:
     models = {
         name: ModelLimits(rpm=e.get("rpm", settings.groq_rpm), rpd=e.get("rpd", settings.groq_rpd),
-                          tpm=e["tpm"], tpd=e["tpd"], context_window=e.get("context_window", 131_072))
+                          tpm=e["tpm"], tpd=e["tpd"], context_window=e.get("context_window", 131_072),
+                          # A built-in model keeps what it can take unless the file says otherwise.
+                          vision=bool(e.get("vision", _builtin(name).vision)),
+                          reasoning=bool(e.get("reasoning", _builtin(name).reasoning)))
         for name, e in raw.items()
     }
     return MappingProxyType(models)

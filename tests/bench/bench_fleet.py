@@ -182,7 +182,7 @@ class _TimedSender:
     def __init__(self, sent: list[float]) -> None:
         self.sent = sent
 
-    async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
+    async def send(self, request: PromptRequest, timeout: float, attempt: object = None) -> Completion:  # noqa: ASYNC109
         self.sent.append(time.time())
         await asyncio.sleep(SERVICE_SECONDS)
         return Completion("ok", MODEL, 60, 60)

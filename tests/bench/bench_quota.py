@@ -181,7 +181,7 @@ class _InstantFakeSender:
         self.clock = clock
         self.sent = sent
 
-    async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
+    async def send(self, request: PromptRequest, timeout: float, attempt: object = None) -> Completion:  # noqa: ASYNC109
         self.sent.append(self.clock.monotonic())
         await self.clock.sleep(SERVICE_SECONDS)
         return Completion("ok", request.model or MODEL, 60, 60)
@@ -333,7 +333,7 @@ def test_uncontended_admission_decisions_per_second() -> None:
 # --- 3. lone critical request overhead -----------------------------------------------------------
 
 class _AnswerAtOnce:
-    async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
+    async def send(self, request: PromptRequest, timeout: float, attempt: object = None) -> Completion:  # noqa: ASYNC109
         return Completion("ok", request.model or MODEL, 10, 10)
 
 
@@ -399,7 +399,7 @@ class _FlakySender:
         self.attempts = attempts
         self.random = random.Random(11)
 
-    async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
+    async def send(self, request: PromptRequest, timeout: float, attempt: object = None) -> Completion:  # noqa: ASYNC109
         self.attempts.append(self.clock.monotonic())
         await self.clock.sleep(SERVICE_SECONDS)
         if self.random.random() < self.share:
@@ -415,7 +415,7 @@ class _RetriesInsideOneAdmission:
         self.max_retries = max_retries
         self.backoff = Backoff(*RETRY_BACKOFF, rng=random.Random(5))
 
-    async def send(self, request: PromptRequest, timeout: float) -> Completion:  # noqa: ASYNC109
+    async def send(self, request: PromptRequest, timeout: float, attempt: object = None) -> Completion:  # noqa: ASYNC109
         for retry in itertools.count():
             try:
                 return await self.inner.send(request, timeout)

@@ -32,29 +32,27 @@ from aiohttp import web
 
 from medops.core.clock import Clock, SystemClock
 from medops.core.errors import GroqError
+from medops.core.groq.chat import OWN_FIELDS, Chat, ChatRefused, check_model_features, parse_chat
 from medops.core.groq.local.faults import FaultDice, FaultModes
 from medops.core.groq.local.prompt_cache import PromptCache
+from medops.core.groq.local.replies import reply_to
 from medops.core.groq.local.windows import Admission, EndpointLimiter, Refusal
 from medops.core.groq.rate_headers import format_go_duration
 from medops.core.groq.wire import (
     Answer,
     completion_body,
     count_prompt_tokens,
-    count_tokens,
     error_body,
-    local_reply,
     models_body,
     rate_limit_body,
     stream_chunks,
     too_large_body,
-    truncate_to_tokens,
 )
 from medops.core.listener import CappedSite, damp_accept_errors, is_loopback_host, refusal_bytes
 from medops.core.settings.config import ModelLimits
 
 CHAT_PATH = "/openai/v1/chat/completions"
 MODELS_PATH = "/openai/v1/models"
-ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
 SHUTDOWN_GRACE = 1.0  # seconds in-flight answers get when the endpoint stops
 HEAD_TIMEOUT = 10.0  # seconds a connection has to send a whole request head (also the keep-alive timeout)
 BODY_TIMEOUT = 10.0  # seconds a request has to send its body once its head is in
@@ -258,19 +256,22 @@ class LocalEndpoint:
             return self._drop(request)
         self._check_key(request)
         body = await self._json_body(request)
-        model, messages, max_tokens, stream = self._parse_chat(body)
+        model, chat, max_tokens, stream = self._parse_chat(body)
         limits = self._limiter.limits(model)
         assert limits is not None
-        prompt_tokens = count_prompt_tokens(messages)
+        try:
+            check_model_features(chat, model, vision=limits.vision, reasoning=limits.reasoning)
+        except ChatRefused as refused:
+            raise _BadRequest(refused.status, refused.body) from None
+        prompt_tokens = count_prompt_tokens(chat.messages, chat.params)
         if prompt_tokens + (max_tokens or 0) > limits.context_window:
             raise _BadRequest(400, error_body(
                 f"Please reduce the length of the messages or completion: {prompt_tokens} prompt tokens plus "
                 f"max_completion_tokens {max_tokens or 0} exceed the context window of {limits.context_window} "
                 f"tokens for model `{model}`.", param="messages", code="context_length_exceeded"))
 
-        text, cut = truncate_to_tokens(local_reply(model, messages),
-                                       max_tokens or limits.context_window - prompt_tokens)
-        completion_tokens = count_tokens(text)
+        reply = reply_to(model, chat, max_tokens or limits.context_window - prompt_tokens, limits.reasoning)
+        completion_tokens = reply.completion_tokens
         fate = self._dice.draw(self._faults, prompt_tokens, completion_tokens)
 
         reserved = prompt_tokens + (max_tokens or completion_tokens)
@@ -290,12 +291,16 @@ class LocalEndpoint:
             request_id=f"req_{uuid.uuid4().hex[:26]}",
             created=int(self._clock.wall()),
             model=model,
-            text=text,
-            finish_reason="length" if cut else "stop",
+            text=reply.content or "",
+            finish_reason=reply.finish_reason,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             timing=fate.timing,
-            cached_tokens=self._prompt_cache.cached(model, messages, prompt_tokens),
+            cached_tokens=self._prompt_cache.cached(model, list(chat.messages), prompt_tokens),
+            tool_calls=reply.tool_calls,
+            reasoning=reply.reasoning,
+            reasoning_tokens=reply.reasoning_tokens,
+            service_tier=chat.tier,
         ), fate.delay, stream)
 
     async def _inject_failure(self, model: str, admission: Admission, status: int, delay: float) -> web.Response:
@@ -392,24 +397,21 @@ class LocalEndpoint:
             raise _BadRequest(400, error_body("The request body must be a JSON object.", code="json_invalid"))
         return body
 
-    def _parse_chat(self, body: dict[str, Any]) -> tuple[str, list[Mapping[str, Any]], int | None, bool]:
+    def _parse_chat(self, body: dict[str, Any]) -> tuple[str, Chat, int | None, bool]:
+        """Model, the checked chat (the core's own checks: Groq's 400s), token cap and whether to stream."""
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise _BadRequest(400, error_body("'model' : property 'model' is missing", param="model"))
         if self._limiter.limits(model) is None:
             raise _BadRequest(404, error_body(
                 f"The model `{model}` does not exist or you do not have access to it.", code="model_not_found"))
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise _BadRequest(400, error_body("'messages' : minimum number of items is 1", param="messages"))
-        for index, message in enumerate(messages):
-            if not isinstance(message, dict) or message.get("role") not in ROLES:
-                raise _BadRequest(400, error_body(
-                    f"'messages.{index}' : must have a 'role' of {', '.join(sorted(ROLES))}", param="messages"))
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
                                        or max_tokens < 1):
             raise _BadRequest(400, error_body("'max_completion_tokens' : must be an integer of at least 1",
                                               param="max_completion_tokens"))
-        return model, messages, max_tokens, body.get("stream") is True
-
+        try:
+            chat = parse_chat(body.get("messages"), {k: v for k, v in body.items() if k not in OWN_FIELDS})
+        except ChatRefused as refused:
+            raise _BadRequest(refused.status, refused.body) from None
+        return model, chat, max_tokens, body.get("stream") is True
