@@ -9,20 +9,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
-from medops.core.groq.requests import Priority, PromptRequest
+from medops.core.groq.requests import Attempt, Priority, PromptRequest
 from medops.core.settings.config import Settings
 from medops.core.snapshot import CoreSnapshot, ModelQuota, QuotaSnapshot, WindowUsage
 
 MODEL = "llama-3.1-8b-instant"
 
 
-class FakeStart(NamedTuple):
-    attempt: int
-    queue_wait: float
+FakeStart = Attempt
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -39,7 +39,7 @@ from medops.core.gateway.keys import (
 from medops.core.gateway.stats import GatewayStats
 from medops.core.groq.errors import CapacityExceeded, RequestRejected, UpstreamUnavailable
 from medops.core.groq.quota import QuotaExhausted, RequestTooLarge, UnknownModel
-from medops.core.groq.requests import InvalidRequest, Priority, PromptRequest, PromptResult
+from medops.core.groq.requests import Attempt, InvalidRequest, OnChunk, Priority, PromptRequest, PromptResult
 from medops.core.groq.scheduler import DeadlineExceeded, QueueFull, SchedulerStopped
 from medops.core.groq.wire import error_body, models_body
 from medops.core.listener import CappedSite, damp_accept_errors, is_loopback_host, refusal_bytes
@@ -60,16 +60,6 @@ log = logging.getLogger("medops.gateway")
 
 class GatewayError(MedopsError):
     """The gateway could not start (port taken, an address beyond loopback not asked for)."""
-
-
-class _StreamStart(Protocol):
-    """What the core says when a request's answer starts streaming (the seam's `StreamStart`)."""
-
-    @property
-    def attempt(self) -> int: ...
-
-    @property
-    def queue_wait(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -362,11 +352,11 @@ class _Stream:
         self.response: web.StreamResponse | None = None
         self.request_id = ""
 
-    async def chunk(self, data: bytes, start: _StreamStart) -> None:
+    async def chunk(self, data: bytes, start: Attempt) -> None:
         if self.response is None:
             response = web.StreamResponse(status=200, headers={
                 "Cache-Control": "no-cache", "Content-Type": "text/event-stream",
-                **_medops_headers(self.request_id, start.queue_wait, start.attempt)})
+                **_medops_headers(self.request_id, start.queue_wait, start.number)})
             await response.prepare(self._request)
             self.response = response
         await self.response.write(b"data: " + data + b"\n\n")
@@ -388,15 +378,14 @@ class _Stream:
 
 
 def _prompt_request(body: dict[str, Any], key: AgentKey, priority: Priority, deadline: float,
-                    on_chunk: Any) -> PromptRequest:
-    """The core's request for a client's chat body (the seam of issue 24)."""
-    request: PromptRequest = PromptRequest.from_body(  # type: ignore[attr-defined]
-        body, agent=key.agent, priority=priority, deadline=deadline, client=key.name, on_chunk=on_chunk)
-    return request
+                    on_chunk: OnChunk | None) -> PromptRequest:
+    """The core's request for a client's chat body, checked by the core as Groq would (issue 24)."""
+    return PromptRequest.from_body(body, agent=key.agent, priority=priority, deadline=deadline, client=key.name,
+                                   on_chunk=on_chunk)
 
 
 def _completion_body(result: PromptResult) -> Any:
-    return result.completion.body  # type: ignore[attr-defined]
+    return result.completion.body
 
 
 def _body(exc: Exception) -> dict[str, Any] | None:
