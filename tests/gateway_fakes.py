@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -70,7 +71,7 @@ class FakeCore:
         self.answer: Callable[[FakePrompt], Awaitable[FakeResult]] = self._plain
 
     async def _plain(self, prompt: FakePrompt) -> FakeResult:
-        return FakeResult(FakeCompletion(completion()))
+        return FakeResult(FakeCompletion(MappingProxyType(completion())))  # read-only, as the core hands it on
 
     def snapshot(self) -> CoreSnapshot:
         return self.state

@@ -399,6 +399,13 @@ def _medops_headers(request_id: str, queue_wait: float, attempts: int) -> dict[s
             "x-medops-attempts": str(attempts)}
 
 
+def _frozen(value: Any) -> Any:
+    """The core hands answers on read-only (MappingProxyType): written as the dicts they are."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
+    return web.Response(status=status, body=orjson.dumps(body, default=_frozen), content_type="application/json",
                         headers=dict(headers or {}))
