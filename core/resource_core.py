@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from medops.core.clock import Clock, SystemClock
@@ -45,7 +46,7 @@ from medops.core.settings.live_changes import (
     validated_change,
 )
 from medops.core.settings.paths import Locations
-from medops.core.snapshot import ContextPoolSnapshot, CoreSnapshot, SlotsSnapshot
+from medops.core.snapshot import ContextPoolSnapshot, CoreSnapshot, GatewaySnapshot, SlotsSnapshot
 from medops.core.watch.metrics import MetricsServer
 from medops.core.watch.tick import CoreTick
 from medops.core.watch.tuner import MetricsSource
@@ -62,12 +63,14 @@ class ResourceCore(CoreCommands):
 
     def __init__(self, settings: Settings, locations: Locations, clock: Clock | None = None, *,
                  shares_cases: bool = False, tuner_metrics: MetricsSource | None = None,
-                 role: str = "library") -> None:
+                 role: str = "library", gateway: Callable[[], GatewaySnapshot] | None = None) -> None:
         """`shares_cases`: other processes on the same data folder find this core's case memory
         (`CaseMemory.running`); for a long-lived core such as the console's, never a command's own.
         `tuner_metrics`: where the auto-tuner reads its figures (default: the core's own monitor).
         `role` names this process in the fleet (console, ask, worker, library; a CLI command its name) when a
-        store is set."""
+        store is set. `gateway`: the section a gateway serving through this core adds to each snapshot (so
+        the fleet sees its clients and keys)."""
+        self._gateway = gateway
         self._settings = settings
         self._locations = locations
         self._clock = clock or SystemClock()
@@ -177,7 +180,8 @@ class ResourceCore(CoreCommands):
                             alerts=self._tick.alerts.alerts(), tuner=self._tick.tuner_snapshot(),
                             limit_changes=self._limit_history.changes(),
                             slots=self._cases.snapshot() if self._cases is not None else SlotsSnapshot(),
-                            contexts=self._contexts.snapshot() if self._contexts is not None else ContextPoolSnapshot())
+                            contexts=self._contexts.snapshot() if self._contexts is not None else ContextPoolSnapshot(),
+                            gateway=self._gateway() if self._gateway is not None else None)
 
     async def wait_for_first_sample(self) -> CoreSnapshot:
         """A snapshot taken once the resource monitor has sampled (before that every system figure is zero)."""

@@ -309,6 +309,32 @@ class LedgerSnapshot:
 
 
 @dataclass(frozen=True)
+class GatewayKeyStats:
+    """One agent key's requests through this gateway (its name is the client label; never the key)."""
+
+    name: str
+    agent: str
+    requests: int = 0
+    in_flight: int = 0
+    queued: int = 0  # requests that waited in the fleet's queue (for quota or a slot) before being sent
+    refused_at_deadline: int = 0  # 429s: the deadline passed while waiting
+    queue_wait_p50: float = 0.0  # seconds, over its recent requests
+
+
+@dataclass(frozen=True)
+class GatewaySnapshot:
+    """A gateway member (`medops gateway`): its listener and each key's figures."""
+
+    url: str = ""
+    clients: int = 0  # connections open now
+    in_flight: int = 0  # chat requests being answered now
+    requests: int = 0
+    unauthorized: int = 0  # 401s: no key or a wrong one
+    refused_connections: int = 0  # turned away past the connection cap
+    keys: tuple[GatewayKeyStats, ...] = ()
+
+
+@dataclass(frozen=True)
 class CoreSnapshot:
     """Everything the console shows, taken at one instant."""
 
@@ -329,6 +355,7 @@ class CoreSnapshot:
     limit_changes: tuple[LimitChange, ...] = ()  # set_limit's changes, newest first
     ledger: LedgerSnapshot = LedgerSnapshot()
     paused: bool = False
+    gateway: GatewaySnapshot | None = None  # None: this member serves no gateway
 
 
 def snapshot_to_dict(snapshot: CoreSnapshot) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from medops.console.cli import main
+from medops.core import listener
 from medops.core.clock import FakeClock
 from medops.core.groq.local import server
 from medops.core.groq.local.faults import FaultModes
@@ -102,7 +103,7 @@ def test_the_endpoint_command_refuses_a_remote_host_unless_asked_with_a_key(
 
 
 async def test_accept_errors_out_of_descriptors_are_logged_once_a_minute_not_each_time(clock: FakeClock) -> None:
-    damper = server.AcceptErrorDamper(clock)
+    damper = listener.AcceptErrorDamper(clock)
     accept_log = logging.getLogger("asyncio-under-test")
     accept_log.addFilter(damper)
     seen: list[logging.LogRecord] = []

@@ -38,7 +38,8 @@ def register(subparsers: Any) -> None:
 def run_endpoint(args: argparse.Namespace) -> int:
     # Imported when run: every `medops` run imports this module to build its parser.
     from medops.core.groq.local.faults import FaultModes
-    from medops.core.groq.local.server import LocalEndpoint, is_loopback_host
+    from medops.core.groq.local.server import LocalEndpoint
+    from medops.core.listener import is_loopback_host
 
     settings = load(args).settings
     port = settings.endpoint_port if args.port is None else args.port

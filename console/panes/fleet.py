@@ -30,7 +30,7 @@ from medops.console.panes.pools import PoolsPane
 from medops.console.panes.quota import QuotaPane
 from medops.console.panes.slots import SlotsPane
 from medops.console.panes.vitals import VitalsPane
-from medops.core.snapshot import CoreSnapshot, snapshot_from_dict
+from medops.core.snapshot import CoreSnapshot, GatewaySnapshot, snapshot_from_dict
 
 if TYPE_CHECKING:
     from medops.core.fleet.commands import Acknowledgement
@@ -48,6 +48,28 @@ def _age(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _role(member: MemberRow) -> Text:
+    """The member's role; a gateway's with its clients connected and requests in flight."""
+    role = Text(member.role)
+    if member.gateway_clients is not None:
+        role.append(f" {member.gateway_clients} clients, {member.gateway_in_flight} in flight", style="dim")
+    return role
+
+
+def gateway_text(gateway: GatewaySnapshot | None) -> Text:
+    """A gateway member's keys: requests, queued, refused at the deadline and p50 queue wait (plain Text: names
+    come from the store)."""
+    if gateway is None:
+        return Text()
+    out = Text(f"gateway {gateway.url}: {gateway.clients} clients, {gateway.in_flight} in flight, "
+               f"{gateway.requests:,} requests, {gateway.unauthorized:,} refused for a wrong key\n", style="bold")
+    out.append(f"{'key':<24} {'agent':<14} {'requests':>9} {'queued':>7} {'deadline':>9} {'wait p50':>9}\n")
+    for key in gateway.keys:
+        out.append(f"{key.name:<24.24} {key.agent:<14.14} {key.requests:>9,} {key.queued:>7,} "
+                   f"{key.refused_at_deadline:>9,} {key.queue_wait_p50:>8.2f}s\n")
+    return out
 
 
 def _state(member: MemberRow, now: float = 0.0) -> Text:
@@ -72,7 +94,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("instance", "instance", lambda m, now: m.instance, lambda m, now: m.instance, right=False),
     Column("host", "host", lambda m, now: m.host, lambda m, now: m.host, right=False),
     Column("pid", "pid", lambda m, now: m.pid, lambda m, now: str(m.pid)),
-    Column("role", "role", lambda m, now: m.role, lambda m, now: m.role, right=False),
+    Column("role", "role", lambda m, now: m.role, lambda m, now: _role(m), right=False),
     Column("uptime", "up", lambda m, now: m.uptime(now), lambda m, now: _age(m.uptime(now))),
     Column("beat", "beat", lambda m, now: m.heartbeat_age, lambda m, now: _age(m.heartbeat_age)),
     Column("state", "state", lambda m, now: m.state, _state, right=False),
@@ -373,6 +395,7 @@ class MemberScreen(Screen[None]):
                 for pane in (VitalsPane(), QuotaPane(), PoolsPane(), SlotsPane()):
                     pane.apply(self.snapshot)
                     yield pane
+                yield Static(gateway_text(self.snapshot.gateway), id="member-gateway")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -431,9 +454,10 @@ class MemberScreen(Screen[None]):
         grid = self.query_one("#member-grid", VerticalScroll)
         if not grid.query(VitalsPane):
             await grid.remove_children()
-            await grid.mount_all([VitalsPane(), QuotaPane(), PoolsPane(), SlotsPane()])
+            await grid.mount_all([VitalsPane(), QuotaPane(), PoolsPane(), SlotsPane(), Static(id="member-gateway")])
         for pane in grid.query(SnapshotPane):
             pane.apply(snapshot)
+        self.query_one("#member-gateway", Static).update(gateway_text(snapshot.gateway))
 
     def title_text(self) -> Text:
         """Who, how old the picture is, and a warning when the member is stale, gone or no longer listed."""

@@ -52,6 +52,8 @@ class MemberRow:
     memory_percent: float
     open_alerts: int
     paused: bool
+    gateway_clients: int | None = None  # a gateway member's connections open (None: it serves no gateway)
+    gateway_in_flight: int = 0
 
     def uptime(self, now: float) -> float:
         """How long it has run by wall time `now`: while alive until now, once stale or gone until its last beat."""
@@ -110,6 +112,7 @@ def _row(name: str, info: Mapping[str, Any], expires: float, now: float, snap: M
     models = quota.get("models", [])
     default = next((m for m in models if m.get("model") == quota.get("default_model")), None)
     system = snap.get("system", {})
+    gateway = snap.get("gateway") if isinstance(snap.get("gateway"), Mapping) else None
     return MemberRow(
         instance=name, host=str(info.get("host", "?")), pid=int(info.get("pid", 0)), role=str(info.get("role", "?")),
         version=str(info.get("version", "?")), started=float(info.get("started", 0.0)), heartbeat_age=age,
@@ -121,7 +124,9 @@ def _row(name: str, info: Mapping[str, Any], expires: float, now: float, snap: M
         loop_lag_p99_ms=float(system.get("loop_lag_ms", 0.0)), cpu_percent=float(system.get("cpu_percent", 0.0)),
         memory_percent=float(system.get("memory_percent", 0.0)),
         open_alerts=sum(1 for a in snap.get("alerts", []) if a.get("cleared_at") is None),
-        paused=bool(snap.get("paused", False)))
+        paused=bool(snap.get("paused", False)),
+        gateway_clients=int(gateway.get("clients", 0)) if gateway is not None else None,
+        gateway_in_flight=int(gateway.get("in_flight", 0)) if gateway is not None else 0)
 
 
 def _windows(snapshots: Mapping[str, Mapping[str, Any]]) -> tuple[FleetWindow, ...]:

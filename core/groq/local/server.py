@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import logging
 import math
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -49,6 +48,7 @@ from medops.core.groq.wire import (
     stream_chunks,
     too_large_body,
 )
+from medops.core.listener import CappedSite, damp_accept_errors, is_loopback_host, refusal_bytes
 from medops.core.settings.config import ModelLimits
 
 CHAT_PATH = "/openai/v1/chat/completions"
@@ -58,11 +58,8 @@ HEAD_TIMEOUT = 10.0  # seconds a connection has to send a whole request head (al
 BODY_TIMEOUT = 10.0  # seconds a request has to send its body once its head is in
 # Well under the usual 1,024-descriptor limit, so the endpoint cannot starve the core it runs in.
 MAX_CONNECTIONS = 256
-LOG_INTERVAL = 60.0  # seconds between two log lines about refused connections
-_REFUSAL_BODY = json.dumps(error_body(
-    "Too many open connections to the local endpoint; retry shortly.", "server_busy", "server_busy")).encode()
-_REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            b"Retry-After: 1\r\nContent-Length: " + str(len(_REFUSAL_BODY)).encode() + b"\r\n\r\n" + _REFUSAL_BODY)
+_REFUSAL = refusal_bytes(json.dumps(error_body(
+    "Too many open connections to the local endpoint; retry shortly.", "server_busy", "server_busy")).encode())
 log = logging.getLogger("medops.endpoint")
 _ERROR_TEXT = {
     500: ("Internal Server Error", "internal_server_error"),
@@ -93,76 +90,6 @@ class EndpointStats:
     refused_connections: int = 0  # turned away past max_connections
 
 
-def is_loopback_host(host: str) -> bool:
-    """Whether a listening address is this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class AcceptErrorDamper(logging.Filter):
-    """Lets asyncio's "socket.accept() out of system resource" through once per LOG_INTERVAL, with a count.
-
-    Out of descriptors, asyncio logs it, with a traceback, on every retry of every listener: a
-    minute of that once filled 98 MB of log and buried what mattered.
-    """
-
-    MESSAGE = "socket.accept() out of system resource"
-
-    def __init__(self, clock: Clock) -> None:
-        super().__init__()
-        self._clock = clock
-        self._last: float | None = None
-        self._held = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith(self.MESSAGE):
-            return True
-        now = self._clock.monotonic()
-        if self._last is not None and now - self._last < LOG_INTERVAL:
-            self._held += 1
-            return False
-        record.msg = f"{record.msg} ({self._held} more like it since the last report; out of file descriptors?)"
-        record.args = ()
-        record.exc_info = None  # the same traceback every time says nothing new
-        self._last, self._held = now, 0
-        return True
-
-
-def damp_accept_errors(clock: Clock) -> None:
-    """Install one `AcceptErrorDamper` on asyncio's logger (once per process)."""
-    asyncio_log = logging.getLogger("asyncio")
-    if not any(isinstance(f, AcceptErrorDamper) for f in asyncio_log.filters):
-        asyncio_log.addFilter(AcceptErrorDamper(clock))
-
-
-class _Refusal(asyncio.Protocol):
-    """A connection past the cap: told so in one 503 and closed, never parsed."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.write(_REFUSAL)
-        transport.close()
-
-
-class _CappedSite(web.TCPSite):
-    """A TCP site whose connections come from `factory` (which may refuse them) instead of the server itself."""
-
-    def __init__(self, runner: web.AppRunner, host: str, port: int,
-                 factory: Callable[[], asyncio.BaseProtocol]) -> None:
-        super().__init__(runner, host, port)
-        self._factory = factory
-
-    async def start(self) -> None:
-        await web.BaseSite.start(self)
-        self._server = await asyncio.get_running_loop().create_server(
-            self._factory, self._host, self._port, backlog=self._backlog)
-        self._bound_port = self._server.sockets[0].getsockname()[1]
-
-
 class _BadRequest(Exception):
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         self.status = status
@@ -189,8 +116,6 @@ class LocalEndpoint:
                                     "and pass --require-key, so only clients with it are answered")
         self._max_connections = max_connections
         self._head_timeout = head_timeout
-        self._refused_since_log = 0
-        self._last_refusal_log: float | None = None
         self._clock = clock or SystemClock()
         self._host = host
         self._port = port
@@ -202,7 +127,7 @@ class LocalEndpoint:
         self._prompt_cache = PromptCache(self._clock)
         self._forced: list[int] = []  # statuses the next chat requests get, in order
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._site: CappedSite | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -244,7 +169,9 @@ class LocalEndpoint:
 
     async def _listen(self) -> None:
         assert self._runner is not None
-        site = _CappedSite(self._runner, self._host, self._port, self._connection)
+        site = CappedSite(self._runner, self._host, self._port, max_connections=self._max_connections,
+                          refusal=_REFUSAL, clock=self._clock, log=log, label="local endpoint",
+                          on_refused=lambda: self._count(refused_connections=1))
         try:
             await site.start()
         except OSError as exc:
@@ -258,21 +185,6 @@ class LocalEndpoint:
         """Connections being served now (refused ones not counted)."""
         server = self._runner.server if self._runner is not None else None
         return len(server.connections) if server is not None else 0
-
-    def _connection(self) -> asyncio.BaseProtocol:
-        """The protocol for a new connection: aiohttp's, or a refusal past `max_connections`."""
-        assert self._runner is not None and self._runner.server is not None
-        server = self._runner.server
-        if len(server.connections) < self._max_connections:
-            return server()
-        self._count(refused_connections=1)
-        self._refused_since_log += 1
-        now = self._clock.monotonic()
-        if self._last_refusal_log is None or now - self._last_refusal_log >= LOG_INTERVAL:
-            log.warning("local endpoint: %d connections open (the cap); refused %d new ones since the last "
-                        "report", len(server.connections), self._refused_since_log)
-            self._last_refusal_log, self._refused_since_log = now, 0
-        return _Refusal()
 
     async def stop(self) -> None:
         """Stop listening and close connections; in-flight answers get a short grace."""

@@ -1,0 +1,1 @@
+"""The gateway: Groq's HTTP API for agents, served through a core's scheduler and the fleet's quota."""
