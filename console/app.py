@@ -29,6 +29,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
 
+from medops.console import figures
 from medops.console.crash import crash_report
 from medops.console.error_text import describe_error
 from medops.console.fleet_access import (
@@ -317,8 +318,9 @@ class MedopsApp(App[int]):
 
     @on(CoreFailed)
     def _core_failed(self, message: CoreFailed) -> None:
-        self.notify(f"The core did not start: {message.reason}", title="core", severity="error", timeout=30)
-        self.main.query_one(StatusLine).update(f"[reverse $error] core failed [/] {message.reason}")
+        self.notify(f"The core did not start: {message.reason}", title="core", severity="error", timeout=30,
+                    markup=False)
+        self.main.query_one(StatusLine).update(f"[reverse $error] core failed [/] {figures.text(message.reason)}")
 
     async def on_unmount(self) -> None:
         await self.stop_core()
@@ -403,7 +405,7 @@ class MedopsApp(App[int]):
         self._fetching = False
         if message.reason != self._snapshot_error:  # a part failing every tick says so once
             self._snapshot_error = message.reason
-            self.notify(f"No snapshot: {message.reason}", title="core", severity="error", timeout=15)
+            self.notify(f"No snapshot: {message.reason}", title="core", severity="error", timeout=15, markup=False)
 
     def apply_snapshot(self, snapshot: CoreSnapshot) -> None:
         """Hand one snapshot to every pane in one batch; hidden panes only keep it."""
@@ -628,7 +630,7 @@ class MedopsApp(App[int]):
             else:
                 core.acknowledge_alert(alert)
         except MedopsError as exc:  # attached to the fleet: the alerts are the members' own
-            self.notify(describe_error(exc), title="alerts", severity="warning", timeout=10)
+            self.notify(describe_error(exc), title="alerts", severity="warning", timeout=10, markup=False)
             return
         self.action_refresh_now()
 
@@ -653,15 +655,17 @@ class MedopsApp(App[int]):
         try:
             _, acks = await self.fleet_issuer(op, target)
         except Exception as exc:  # the store away: say so, the console stays up
-            self.notify(f"Could not {what}: {describe_error(exc)}", title="fleet", severity="error", timeout=15)
+            self.notify(f"Could not {what}: {describe_error(exc)}", title="fleet", severity="error", timeout=15,
+                        markup=False)
             return
         self.fleet_answered(what, acks)
 
     def fleet_answered(self, what: str, acks: Sequence[Acknowledgement]) -> None:
         """Say which members applied a fleet command, which refused and why, which did not answer."""
         applied = all(ack.status == "applied" for ack in acks) and bool(acks)
+        # Members' names and reasons come from the store: shown as text, never markup.
         self.notify(answers_text(what, acks), title="fleet", severity="information" if applied else "warning",
-                    timeout=15)
+                    timeout=15, markup=False)
         if not self._exit and self.screen_stack:
             self.main.query_one(FleetPane).poll()
             self.action_refresh_now()

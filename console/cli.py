@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from medops.console.commands import COMMANDS
+from medops.console.inert_output import inert_output
 from medops.core import __version__
 from medops.core.errors import MedopsError
 
@@ -44,11 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from medops.console.commands.run import run_console
 
             return run_console(args)
-        code = int(args.handler(args))
-        sys.stdout.flush()  # output still buffered meets a closed pipe here, not in a traceback at exit
+        with inert_output():  # what the store or a ledger holds is printed, never sent to the terminal
+            code = int(args.handler(args))
+            sys.stdout.flush()  # output still buffered meets a closed pipe here, not in a traceback at exit
         return code
     except MedopsError as exc:
-        print(f"medops: {exc}", file=sys.stderr)
+        with inert_output():
+            print(f"medops: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -6,7 +6,7 @@ NO_COLOR and on a plain terminal. Colours are theme variables ($success...).
 
 from __future__ import annotations
 
-from textual.markup import escape
+from medops.core.inert_text import visible
 
 WARN_AT = 0.75
 CRITICAL_AT = 0.9
@@ -81,5 +81,8 @@ def percent(fraction: float) -> str:
 
 
 def text(value: object) -> str:
-    """Any value made safe to drop into markup."""
-    return escape(str(value))
+    """Any value made safe to drop into markup: every `[` escaped (rich's `escape` lets Textual's `[$error]`,
+    `[B]` and `[@click=...]` through), control characters shown, not sent. Textual reads a backslash just
+    before `[` as an escape, so a value ending in one gets a zero-width space: the tag after it stays a tag."""
+    shown = visible(value, keep_lines=True).replace("[", "\\[")
+    return shown + "\u200b" if shown.endswith("\\") else shown

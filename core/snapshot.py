@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from medops.core.inert_text import visible
+
 EndpointKind = Literal["groq", "local", "none"]
 """Which Groq the core talks to: the real one, a local endpoint, or none yet."""
 ResourceSource = Literal["host", "cgroup v1", "cgroup v2"]
@@ -379,10 +381,17 @@ def snapshot_from_dict(data: Mapping[str, Any]) -> CoreSnapshot:
     """The `CoreSnapshot` back from `snapshot_to_dict`'s JSON (a fleet member's published one).
 
     Derived figures (free, hit rate...) are left out, since they are properties; a field missing from the
-    dict keeps its default, and one with no default raises `ValueError` (the dict is not a snapshot)."""
+    dict keeps its default. What another member wrote is checked here, once: a field with no default
+    missing, a value of the wrong type, a number out of range or a list longer than `LIST_ITEMS` raises
+    `ValueError`; text has its control characters made visible and is cut at `TEXT_CHARS`."""
     built = _build(CoreSnapshot, data)
     assert isinstance(built, CoreSnapshot)
     return built
+
+
+LIST_ITEMS = 1_000  # items of any one list a published snapshot may hold
+TEXT_CHARS = 2_000  # characters of any one text kept
+NUMBER_BOUND = 2**63  # beyond any figure a member counts
 
 
 def _build(kind: Any, value: Any) -> Any:
@@ -398,15 +407,41 @@ def _build(kind: Any, value: Any) -> Any:
     origin = typing.get_origin(kind)
     args = typing.get_args(kind)
     if origin is tuple:
-        items = list(value)
+        if not isinstance(value, list | tuple) or len(value) > LIST_ITEMS:
+            raise ValueError(f"expected a list of at most {LIST_ITEMS} items")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_build(args[0], item) for item in items)
-        return tuple(_build(arg, item) for arg, item in zip(args, items, strict=True))
+            return tuple(_build(args[0], item) for item in value)
+        try:
+            return tuple(_build(arg, item) for arg, item in zip(args, value, strict=True))
+        except ValueError as exc:
+            raise ValueError(f"expected {len(args)} items: {exc}") from None
     if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
         chosen = next(arg for arg in args if arg is not type(None))
         return _build(chosen, value)
-    if kind is float and isinstance(value, int):
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"expected one of {', '.join(map(str, args))}")
+        return value
+    return _scalar(kind, value)
+
+
+def _scalar(kind: Any, value: Any) -> Any:
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError("expected true or false")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > NUMBER_BOUND:
+            raise ValueError("expected a whole number in range")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) <= NUMBER_BOUND:
+            raise ValueError("expected a finite number in range")
         return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ValueError("expected text")
+        return visible(value[:TEXT_CHARS], keep_lines=True)
     return value

@@ -37,11 +37,12 @@ from medops.core.settings.live_changes import RestartNeeded
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import Alert, CoreSnapshot, StoreSnapshot
 from tests.console_data import NOW, FrozenCore, busy_snapshot
-from tests.fleet_helpers import fleet_of, member
+from tests.fleet_helpers import admit, fleet_of, member
 from tests.redis_server import RedisServer, free_port
 from tests.test_console_live import until
 
 LIMITS = ModelLimits(rpm=30, rpd=14_400, tpm=6_000, tpd=500_000)
+MODEL = "llama-3.1-8b-instant"  # the default model of the members' published snapshots
 NO_CORE = "attached to the fleet, no core here: "
 
 
@@ -66,9 +67,11 @@ def member_snapshot(done: int, alert: str, own: int) -> CoreSnapshot:
 async def test_the_view_is_the_organisations_quota_with_each_members_part_and_the_members_summed(
         redis_server: RedisServer) -> None:
     url = redis_server.url
-    async with member(url, LIMITS, "alpha") as a, member(url, LIMITS, "bravo") as b:
+    async with member(url, LIMITS, "alpha", model=MODEL) as a, member(url, LIMITS, "bravo", model=MODEL) as b:
         for quota, done, alert, own in ((a, 30, "cpu", 2), (b, 10, "loop_lag", 1)):
-            snapshot = member_snapshot(done, alert, own)
+            for _ in range(own):  # the store counts what the members were admitted, not what they publish
+                assert not isinstance(await admit(quota, 10), float)
+            snapshot = member_snapshot(done, alert, own + 50)  # a part it claims: never shown as the store's
             fleet_of(quota).snapshot_source = lambda s=snapshot: s  # type: ignore[misc]
             await fleet_of(quota).publish()
         attached = AttachedFleet(settings_for(url))
@@ -83,7 +86,7 @@ async def test_the_view_is_the_organisations_quota_with_each_members_part_and_th
             default = next(m for m in snapshot.quota.models if m.model == snapshot.quota.default_model)
             rpm = next(w for w in default.windows if w.name == "rpm")
             assert rpm.own is None  # it holds none of the window itself
-            assert dict(rpm.parts) == {"alpha": 2, "bravo": 1}  # each member's part, as it published it
+            assert dict(rpm.parts) == {"alpha": 2, "bravo": 1}  # each member's part, as the store counts it
             assert rpm.used == 3 and rpm.limit == 30  # the organisation's window
             view = await read_fleet(url, "test")
             assert [m.instance for m in view.members] == ["alpha", "bravo"]  # never joins as a member
@@ -301,7 +304,7 @@ def test_the_fleet_line_counts_members_by_state_the_organisations_use_paused_and
 
     line = Text.from_markup(fleet_line(fixed_fleet())).plain
     # one alive, one stale (paused), one gone; the gone member's alert is not counted
-    assert line == "fleet 1 alive 1 stale 1 gone │ rpm 18/30 │ 1 paused │ 2 alerts"
+    assert line == "fleet 1 alive 1 stale 1 gone │ rpm 18/30 tpm 9.1k/12k │ 1 paused │ 2 alerts"
     assert len(line) <= 78
 
 

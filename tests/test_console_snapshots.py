@@ -8,6 +8,7 @@ and bar is the same on every run. Update after a deliberate change with
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from medops.core.fleet.attached import fleet_snapshot
 from medops.core.fleet.view import FleetView, FleetWindow, MemberRow
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
-from medops.core.snapshot import CoreSnapshot, StoreSnapshot, snapshot_to_dict
+from medops.core.snapshot import CoreSnapshot, StoreSnapshot
 from tests.console_data import FrozenCore, before_any_request_snapshot, busy_snapshot
 
 SIZES = [(80, 24), (160, 48)]
@@ -86,7 +87,7 @@ def test_help_at_80x24(snap_compare: Callable[..., bool], locations: Locations) 
 
 def fixed_fleet() -> FleetView:
     """Three members as a store would list them: one busy, one paused and stale, one gone."""
-    snapshot = snapshot_to_dict(busy_snapshot())
+
 
     def row(name: str, host: str, pid: int, role: str, age: float, state: str, queued: tuple[int, int, int],
             done: int, rpm: int, paused: bool = False) -> MemberRow:
@@ -99,9 +100,11 @@ def fixed_fleet() -> FleetView:
                row("worker-lab-90", "lab", 90, "worker", 14.0, "gone", (0, 0, 0), 77, 0))
     windows = (FleetWindow("llama-3.1-8b-instant", "rpm", 18, 30, {"console-ward7-4121": 12, "worker-lab-88": 6}),
                FleetWindow("llama-3.1-8b-instant", "rpd", 720, 14_400,
-                           {"console-ward7-4121": 480, "worker-lab-88": 240}))
+                           {"console-ward7-4121": 480, "worker-lab-88": 240}),
+               FleetWindow("llama-3.1-8b-instant", "tpm", 9_100, 12_000, {"console-ward7-4121": 9_100}),
+               FleetWindow("llama-3.1-8b-instant", "tpd", 97_050, 100_000, {"console-ward7-4121": 97_050}))
     return FleetView("redis://127.0.0.1:6379/0", FLEET_READ_AT, members, windows,
-                     {"console-ward7-4121": snapshot})
+                     {"console-ward7-4121": replace(busy_snapshot(), taken_at=FLEET_READ_AT - 1)})
 
 
 FLEET_READ_AT = 1_780_000_000.0

@@ -59,6 +59,8 @@ def fleet(args: argparse.Namespace) -> int:
     for w in view.windows:
         parts = ", ".join(f"{name} {n}" for name, n in sorted(w.parts.items()) if n)
         print(f"{w.model} {w.name}: {w.used:,}/{w.limit:,}" + (f"  ({parts})" if parts else ""))
+    if view.skipped:
+        print(f"! {view.skipped_note()} (written by another medops version, or damaged)")
     return 0
 
 

@@ -23,6 +23,7 @@ from textual.widgets import Label, Static
 from medops.console import figures, times
 from medops.console.error_text import describe_error
 from medops.console.forms.core_handle import CoreHandle
+from medops.core.inert_text import visible
 
 if TYPE_CHECKING:
     from medops.core.contract import CoreCommands
@@ -161,7 +162,9 @@ class HistoryTable:
             grid.add_column(width=change_width, overflow="fold")
             grid.add_column(width=self.by_width, no_wrap=True, style="dim")
             for change in day:
-                grid.add_row(f" {times.clock_time(change.at)}", change.key, transition(change), f"by {change.by}")
+                # Text, not str: rich reads a str as markup, and the operator's name came from the store.
+                grid.add_row(f" {times.clock_time(change.at)}", Text(visible(change.key)),
+                             Text(visible(transition(change))), Text(f"by {visible(change.by)}"))
             yield grid
 
 

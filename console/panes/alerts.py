@@ -66,10 +66,10 @@ class AlertsPane(SnapshotPane):
                 else:
                     core.acknowledge_alert(alert.name)
         except MedopsError as exc:  # attached to the fleet: the alerts are the members' own
-            self.notify(describe_error(exc), title="alerts", severity="warning", timeout=10)
+            self.notify(describe_error(exc), title="alerts", severity="warning", timeout=10, markup=False)
             return
         self.notify(f"{done} {len(alerts)} alert{'s' if len(alerts) != 1 else ''}:"
-                    f" {', '.join(a.name for a in alerts)}.", title="alerts")
+                    f" {', '.join(a.name for a in alerts)}.", title="alerts", markup=False)
         await self.run_action("app.refresh_now")
 
     def section(self, snapshot: CoreSnapshot) -> Any:

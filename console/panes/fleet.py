@@ -30,7 +30,8 @@ from medops.console.panes.pools import PoolsPane
 from medops.console.panes.quota import QuotaPane
 from medops.console.panes.slots import SlotsPane
 from medops.console.panes.vitals import VitalsPane
-from medops.core.snapshot import CoreSnapshot, GatewaySnapshot, snapshot_from_dict
+from medops.core.inert_text import visible
+from medops.core.snapshot import CoreSnapshot, GatewaySnapshot
 
 if TYPE_CHECKING:
     from medops.core.fleet.commands import Acknowledgement
@@ -123,6 +124,21 @@ def answers_text(what: str, acks: Sequence[Acknowledgement]) -> str:
         if named:
             lines.append(f"{label}: {', '.join(named)}")
     return "\n".join(lines)
+
+
+def windows_text(view: FleetView) -> Text:
+    """The organisation's windows as the store counts them, each member's part named (as text: names come
+    from the store)."""
+    text = Text()
+    text.append("Organisation's windows", style="bold")
+    text.append(" (each member's part)")
+    for window in view.windows:
+        parts = ", ".join(f"{name} {n:,}" for name, n in sorted(window.parts.items()) if n)
+        text.append(f"\n{window.model} {window.name}: {window.used:,}/{window.limit:,}" + (f"  ({parts})" if parts
+                                                                                           else ""))
+    if not view.windows:
+        text.append("\nno member has published its quota yet", style="dim")
+    return text
 
 
 class FleetRead(Message):
@@ -268,20 +284,23 @@ class FleetPane(Vertical):
             table.move_cursor(row=table.get_row_index(selected))
         # Keep the columns the operator scrolled to (← →; at 80 columns the figures lie past the edge).
         table.call_after_refresh(table.scroll_to, x=scrolled, animate=False)
+        self.query_one("#fleet-status", Static).update(self.status_text(len(members)))
+        self.query_one("#fleet-windows", Static).update(windows_text(view))
+
+    def status_text(self, shown: int) -> Text:
+        """Members by state, the order, the filter (as typed: text, never markup) and what was skipped."""
+        assert self.view is not None
+        view = self.view
         alive = sum(m.state == "alive" for m in view.members)
         arrow = "↓" if self.sort_reverse else "↑"
-        filtered = f" · filter {self.filter_text!r}: {len(members)} shown" if self.filter_text else ""
-        self.query_one("#fleet-status", Static).update(
-            f"{view.store}: {alive} alive, {len(view.members) - alive} stale or gone · sort: {self.sort_key} "
-            f"{arrow}{filtered}\n[dim]{HINT}[/]")
-        lines = ["[b]Organisation's windows[/] (each member's part)"]
-        for window in view.windows:
-            parts = ", ".join(f"{name} {n:,}" for name, n in sorted(window.parts.items()) if n)
-            lines.append(f"{window.model} {window.name}: {window.used:,}/{window.limit:,}"
-                         + (f"  ({parts})" if parts else ""))
-        if not view.windows:
-            lines.append("[dim]no member has published its quota yet[/]")
-        self.query_one("#fleet-windows", Static).update("\n".join(lines))
+        status = Text(f"{view.store}: {alive} alive, {len(view.members) - alive} stale or gone · sort: "
+                      f"{self.sort_key} {arrow}")
+        if self.filter_text:
+            status.append(f" · filter {visible(self.filter_text)!r}: {shown} shown")
+        if view.skipped:
+            status.append(f"\n! {view.skipped_note()}", style="bold yellow")
+        status.append(f"\n{HINT}", style="dim")
+        return status
 
     def selected_instance(self) -> str | None:
         table = self.query_one("#fleet-table", DataTable)
@@ -370,7 +389,8 @@ class MemberScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Back", key_display="esc")]
 
-    def __init__(self, member: MemberRow, published: Any, read_at: float, reader: FleetReader | None = None,
+    def __init__(self, member: MemberRow, published: CoreSnapshot | None, read_at: float,
+                 reader: FleetReader | None = None,
                  interval: float = 1.0) -> None:
         super().__init__()
         self.member: MemberRow | None = member  # None: the store no longer lists it
@@ -380,8 +400,8 @@ class MemberScreen(Screen[None]):
         self.interval = interval
         self.name_shown = member.instance
         self.reads = 0  # readings applied since it opened (tests wait on it)
-        self.snapshot: CoreSnapshot | None = rebuilt(published)
-        self.taken_at: float | None = float(published.get("taken_at", 0.0)) or None if published else None
+        self.snapshot: CoreSnapshot | None = published
+        self.taken_at: float | None = published.taken_at if published is not None else None
         self._reading = False
         self._error = ""
         self._timer: Timer | None = None
@@ -438,12 +458,11 @@ class MemberScreen(Screen[None]):
         self.reads += 1
         self.read_at = view.read_at
         self.member = next((m for m in view.members if m.instance == self.name_shown), None)
-        published = view.snapshots.get(self.name_shown)
-        snapshot = rebuilt(published)
-        if published is not None and snapshot is not None:
+        snapshot = view.snapshots.get(self.name_shown)
+        if snapshot is not None:
             # An expired or unreadable snapshot keeps the last picture on screen: the title says how old it is.
-            self.published, self.snapshot = published, snapshot
-            self.taken_at = float(published.get("taken_at", 0.0)) or None
+            self.published, self.snapshot = snapshot, snapshot
+            self.taken_at = snapshot.taken_at
             await self._show_panes(snapshot)
         elif self.snapshot is None and self.member is not None:
             self.query_one("#member-summary", Static).update(self.summary())
@@ -486,25 +505,17 @@ class MemberScreen(Screen[None]):
                          else "bold yellow")
         return title
 
-    def summary(self) -> str:
-        """The member's figures in words, when its snapshot cannot be drawn with the panes."""
+    def summary(self) -> Text:
+        """The member's figures in words, when it has published no snapshot this console can read."""
         m = self.member
-        why = "it has published no snapshot" if self.published is None else "its snapshot is of another version"
+        why = "it has published no snapshot (or none this console can read: see the Fleet tab)"
         if m is None:
-            return f"[dim]No overview: {why}, and the store no longer lists it.[/]"
+            return Text(f"No overview: {why}, and the store no longer lists it.", style="dim")
         queued = ", ".join(f"{p} {m.queued.get(p, 0)}" for p in PRIORITIES)
         own = ", ".join(f"{k} {v:,}" for k, v in m.own.items()) or "none"
-        return (f"[dim]No overview: {why}.[/]\nqueued: {queued}\nin flight {m.in_flight}, done {m.done:,}, "
-                f"failed {m.failed}, 429s {m.rate_limited}\nits part of the windows: {own}\nloop lag p99 "
-                f"{m.loop_lag_p99_ms:.0f} ms, CPU {m.cpu_percent:.0f}%, memory {m.memory_percent:.0f}%, "
-                f"open alerts {m.open_alerts}" + (", intake paused" if m.paused else ""))
-
-
-def rebuilt(published: Any) -> CoreSnapshot | None:
-    """A published snapshot as a `CoreSnapshot`, or None when there is none or it is of another version."""
-    if published is None:
-        return None
-    try:
-        return snapshot_from_dict(published)
-    except (ValueError, KeyError, TypeError):
-        return None  # another version's snapshot: its figures in words still say enough
+        summary = Text(f"No overview: {why}.", style="dim")
+        summary.append(f"\nqueued: {queued}\nin flight {m.in_flight}, done {m.done:,}, failed {m.failed}, 429s "
+                       f"{m.rate_limited}\nits part of the windows: {own}\nloop lag p99 {m.loop_lag_p99_ms:.0f} ms, "
+                       f"CPU {m.cpu_percent:.0f}%, memory {m.memory_percent:.0f}%, open alerts {m.open_alerts}"
+                       + (", intake paused" if m.paused else ""))
+        return summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -35,7 +36,8 @@ class StatusLine(Static):
         store = snapshot.quota.store if snapshot else None
         key = (snapshot.endpoint if snapshot else None, snapshot.paused if snapshot else None,
                (store.state, store.members_alive, store.share) if store else None,
-               snapshot.ledger.mode if snapshot else None, uptime, state)
+               snapshot.ledger.mode if snapshot else None, uptime, state,
+               int(time.time()) if store is not None and store.state == "down" else None)  # "figures N s old" ages
         if key == self._shown:
             return
         self._shown = key
@@ -53,6 +55,9 @@ def status_text(snapshot: CoreSnapshot | None, state: ConsoleState) -> str:
     endpoint = snapshot.endpoint
     store = snapshot.quota.store
     attached = store is not None and store.attached
+    if attached and store is not None and store.state == "down" and not state.display_paused:
+        # the figures are the last reading's, not live: say how old (the reads keep being retried)
+        parts[0] = f"[reverse $error] figures {max(0, int(time.time() - snapshot.taken_at))} s old [/]"
     if endpoint.kind == "none":
         # attached, which Groq the members use is known once one has published its snapshot
         parts.insert(0, "Groq [dim]not known yet[/]" if attached else "endpoint [dim]none yet[/]")

@@ -77,8 +77,7 @@ def fleet_line(view: FleetView) -> str:
     present = [m for m in view.members if m.state != "gone"]
     counts = " ".join(f"[reverse]{states[s]} {s}[/]" if states[s] and s != "alive" else f"{states[s]} {s}"
                       for s in ("stale", "gone"))
-    default = next((str(snap.get("quota", {}).get("default_model", "")) for snap in
-                    sorted(view.snapshots.values(), key=lambda s: float(s.get("taken_at", 0.0)), reverse=True)), "")
+    default = view.default_model()
     windows = {w.name: w for w in view.windows if w.model == default}
     use = " ".join(f"{name} [b]{figures.count(windows[name].used)}[/]/{figures.count(windows[name].limit)}"
                    for name in ("rpm", "tpm") if name in windows) or "[dim]no quota figures yet[/]"

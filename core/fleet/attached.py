@@ -28,7 +28,7 @@ from medops.core.errors import ConfigError, MedopsError
 from medops.core.fleet.commands import ANSWER_WAIT, Acknowledgement, Command, issue
 from medops.core.fleet.membership import fleet_namespace
 from medops.core.fleet.store import check_store_url
-from medops.core.fleet.view import FleetUnavailable, FleetView, read_fleet
+from medops.core.fleet.view import FleetUnavailable, FleetView, FleetWindow, read_fleet
 from medops.core.ledger.history import AlertHistory, Before, RequestHistory
 from medops.core.ledger.limit_history import LimitChangeHistory
 from medops.core.ledger.metric_history import MetricHistory
@@ -46,8 +46,9 @@ from medops.core.snapshot import (
     PriorityQueue,
     QuotaSnapshot,
     SchedulerSnapshot,
+    ServerReport,
     StoreSnapshot,
-    snapshot_from_dict,
+    WindowUsage,
 )
 from medops.core.waits import percentile
 
@@ -173,14 +174,17 @@ class AttachedFleet:
             await asyncio.sleep(self._settings.refresh_interval)
             try:
                 view = await self._read()
-            except FleetUnavailable as exc:
+                built = fleet_snapshot(view, self._store_state(sum(m.state == "alive" for m in view.members)))
+            except Exception as exc:  # anything a value can be: said, and read again; this task never dies
+                reason = str(exc) if isinstance(exc, FleetUnavailable) else \
+                    f"the fleet could not be read ({type(exc).__name__}, unexpected; see the log)"
                 if self._down_since is None:
-                    log.warning("fleet store unreadable: %s", exc)
+                    log.warning("fleet store unreadable: %s", reason, exc_info=not isinstance(exc, FleetUnavailable))
                     self._down_since = self._clock.wall()
-                self._last_error = str(exc)
+                self._last_error = reason
                 continue
             self._down_since, self._last_error = None, ""
-            self._absorb(view)
+            self._view, self._built = view, built
 
     def _absorb(self, view: FleetView) -> None:
         self._view = view
@@ -302,19 +306,13 @@ def fleet_snapshot(view: FleetView, store: StoreSnapshot) -> CoreSnapshot:
     """The fleet as one snapshot: the organisation's windows with each member's part, and the members'
     queues, outcomes, pools and open alerts summed (members gone from the fleet left out)."""
     present = {m.instance for m in view.members if m.state != "gone"}
-    snapshots: dict[str, CoreSnapshot] = {}
-    for name, raw in view.snapshots.items():
-        if name in present:
-            try:
-                snapshots[name] = snapshot_from_dict(raw)
-            except (ValueError, KeyError, TypeError):
-                log.warning("member %s published a snapshot this version cannot read; left out", name)
+    snapshots = {name: snap for name, snap in view.snapshots.items() if name in present}  # checked at the edge
     alive = [m for m in view.members if m.state != "gone"]
-    newest = max(snapshots.values(), key=lambda s: s.taken_at, default=None)
+    newest = view.newest(snapshots)
     return CoreSnapshot(
         taken_at=view.read_at, uptime=0.0,
         endpoint=newest.endpoint if newest is not None else EndpointInfo(),
-        quota=_quota(view, snapshots, newest, store),
+        quota=_quota(view, snapshots, store),
         scheduler=_scheduler(snapshots.values()),
         pools=_pools(snapshots.values()),
         alerts=tuple(replace(alert, name=f"{name}/{alert.name}") for name, snap in sorted(snapshots.items())
@@ -325,26 +323,28 @@ def fleet_snapshot(view: FleetView, store: StoreSnapshot) -> CoreSnapshot:
         paused=bool(alive) and all(m.paused for m in alive))
 
 
-def _quota(view: FleetView, snapshots: Mapping[str, CoreSnapshot], newest: CoreSnapshot | None,
-           store: StoreSnapshot) -> QuotaSnapshot:
-    if newest is None:
-        return QuotaSnapshot(store=store)
-    fleet = {(w.model, w.name): w for w in view.windows}
+def _quota(view: FleetView, snapshots: Mapping[str, CoreSnapshot], store: StoreSnapshot) -> QuotaSnapshot:
+    """The organisation's windows as the store counts them (`view.windows`), never a snapshot's: a member
+    cannot replace them by publishing a snapshot dated ahead. The members' own figures (429s, holds, the
+    server's last word, when each window frees) are summed or taken at their worst."""
+    by_model: dict[str, list[FleetWindow]] = defaultdict(list)
+    for window in view.windows:
+        by_model[window.model].append(window)
     models = []
-    for model in newest.quota.models:
-        same = [m for s in snapshots.values() for m in s.quota.models if m.model == model.model]
-        windows = tuple(replace(w, own=None) if (model.model, w.name) not in fleet else
-                        replace(w, own=None, used=fleet[model.model, w.name].used,
-                                limit=fleet[model.model, w.name].limit,
-                                parts=tuple(sorted(fleet[model.model, w.name].parts.items())))
-                        for w in model.windows)
-        models.append(ModelQuota(model.model, windows, model.server,
-                                 rate_limited=sum(m.rate_limited for m in same),
-                                 refused_too_large=sum(m.refused_too_large for m in same),
-                                 capacity_exceeded=sum(m.capacity_exceeded for m in same),
-                                 capacity_hold=max(m.capacity_hold for m in same),
-                                 waiting=sum(m.waiting for m in same)))
-    return QuotaSnapshot(tuple(models), newest.quota.default_model, store)
+    for model, windows in by_model.items():
+        same = [m for s in snapshots.values() for m in s.quota.models if m.model == model]
+        models.append(ModelQuota(
+            model, tuple(WindowUsage(w.name, w.used, w.limit,
+                                     reset_in=max((x.reset_in for m in same for x in m.windows if x.name == w.name),
+                                                  default=0.0),
+                                     blocked_for=max((x.blocked_for for m in same for x in m.windows
+                                                      if x.name == w.name), default=0.0),
+                                     parts=tuple(sorted(w.parts.items()))) for w in windows),
+            same[0].server if same else ServerReport(),
+            rate_limited=sum(m.rate_limited for m in same), refused_too_large=sum(m.refused_too_large for m in same),
+            capacity_exceeded=sum(m.capacity_exceeded for m in same),
+            capacity_hold=max((m.capacity_hold for m in same), default=0.0), waiting=sum(m.waiting for m in same)))
+    return QuotaSnapshot(tuple(models), view.default_model(), store)
 
 
 def _scheduler(snapshots: Iterable[CoreSnapshot]) -> SchedulerSnapshot:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import logging
 import socket
 import time
 import uuid
@@ -25,14 +26,21 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from medops.core.errors import MedopsError
-from medops.core.fleet.view import FleetUnavailable, read_fleet
+from medops.core.fleet.entries import Malformed, Skips, text
+from medops.core.fleet.view import FleetUnavailable, read_fleet, read_sized
+from medops.core.inert_text import name as checked_name
 from medops.core.settings.redact import redact_url
 
 Operation = Literal["pause", "resume", "set_limit"]
 OPERATIONS: tuple[str, ...] = ("pause", "resume", "set_limit")
 COMMANDS_KEPT = 1_000
 ACK_TTL = 3_600.0
+ACK_BYTES = 4_096  # an acknowledgement is a status and a short reason
+COMMAND_BYTES = 4_096
+ACK_STATUSES = ("applied", "refused")
 ANSWER_WAIT = 4.0  # seconds an issuer waits for acknowledgements (a few heartbeats)
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[["Command"], Awaitable[tuple[bool, str]]]
 
@@ -59,6 +67,39 @@ class Acknowledgement:
     instance: str
     status: Literal["applied", "refused", "no answer", "gone"]
     detail: str = ""
+
+
+def acknowledgement(instance: str, raw: bytes | str) -> Acknowledgement:
+    """A member's answer as the ack hash holds it; one that cannot be read is said so, never raised."""
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("status") not in ACK_STATUSES:
+            raise Malformed("expected an object with status applied or refused")
+        return Acknowledgement(instance, data["status"], text(data.get("detail", ""), "detail"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return Acknowledgement(instance, "no answer", "its acknowledgement could not be read (malformed; skipped)")
+
+
+def parsed_command(raw: Any) -> Command | None:
+    """A command from the stream, checked (names by pattern, text fields short and visible); None if it cannot
+    be read: one bad entry is skipped, the ones after it still carried out."""
+    if not isinstance(raw, str) or len(raw) > COMMAND_BYTES:
+        return None
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("op") not in OPERATIONS:
+            return None
+        issued_at = data.get("issued_at")
+        if isinstance(issued_at, bool) or not isinstance(issued_at, int | float):
+            return None
+        fields = {k: data.get(k, "") for k in ("id", "target", "operator", "key", "value")}
+        if not all(isinstance(v, str) for v in fields.values()):
+            return None
+        return Command(checked_name(fields["id"]), data["op"], fields["target"], text(fields["operator"], "operator"),
+                       float(issued_at), checked_name(fields["key"]) if fields["key"] else "",
+                       text(fields["value"], "value"))
+    except (ValueError, RecursionError):
+        return None
 
 
 def operator_name() -> str:
@@ -92,7 +133,10 @@ class CommandInbox:
         handled = 0
         for entry_id, fields in entries:
             self._last_id = entry_id
-            command = Command(**json.loads(fields["command"]))
+            command = parsed_command(fields.get("command"))
+            if command is None:
+                log.warning("fleet command %s could not be read (malformed); skipped", entry_id)
+                continue
             if command.target not in ("*", self._instance):
                 continue
             try:
@@ -119,15 +163,19 @@ async def issue(url: str, namespace: str, op: str, target: str = "*", key: str =
     expected = alive if target == "*" else {target}
     prefix = f"medops:{namespace}:"
     client = redis.Redis.from_url(url, password=password or None, socket_timeout=2, socket_connect_timeout=2,
-                                  decode_responses=True)
+                                  decode_responses=False)
     try:
         if target == "*" or target in alive:
             await client.xadd(f"{prefix}commands", {"command": json.dumps(command.__dict__)}, maxlen=COMMANDS_KEPT,
                               approximate=True)
             deadline = time.monotonic() + wait
-            answers: Mapping[str, str] = {}
+            answers: Mapping[str, bytes] = {}
+            names = sorted(expected)
             while time.monotonic() < deadline:
-                answers = await cast(Any, client.hgetall(f"{prefix}ack:{command.id}"))
+                # Only the members asked, each answer size-checked first: the ack hash is anyone's to write.
+                found = await read_sized(client, "HSTRLEN", f"{prefix}ack:{command.id}",
+                                         [n.encode() for n in names], ACK_BYTES, "oversized acknowledgements", Skips())
+                answers = {n: raw for n, raw in zip(names, found, strict=True) if raw is not None}
                 if expected <= set(answers):
                     break
                 await asyncio.sleep(0.2)
@@ -137,8 +185,7 @@ async def issue(url: str, namespace: str, op: str, target: str = "*", key: str =
         raise FleetUnavailable(f"quota store {redact_url(url)} cannot be written ({type(exc).__name__})") from None
     finally:
         await client.aclose()
-    acks = [Acknowledgement(name, json.loads(raw)["status"], json.loads(raw)["detail"])
-            for name, raw in sorted(answers.items())]
+    acks = [acknowledgement(name, raw) for name, raw in sorted(answers.items())]
     for name in sorted(expected - set(answers)):
         gone = name not in alive
         detail = ("no member of that name" if name not in known else "it left the fleet") if gone \

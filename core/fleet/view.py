@@ -1,27 +1,45 @@
 """The fleet as a reader sees it from the store, without a core: members, their snapshots, the quota.
 
 For `medops fleet` and for consoles watching members they do not run. Reads
-only: the heartbeat set (alive or stale), each member's description and last
-published snapshot, and the organisation's windows as the newest snapshot saw
-them, with each member's part.
+only, and bounded: at most MAX_MEMBERS members, each description and snapshot
+size-checked before it is fetched, each parsed on its own (`fleet.entries`);
+what cannot be read is skipped and counted. The organisation's windows come
+from the store's own sums and each member's part, never from a snapshot.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
-import orjson
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from medops.core.errors import ConfigError
+from medops.core.fleet.entries import (
+    MAX_MEMBERS,
+    MEMBER_BYTES,
+    SNAPSHOT_BYTES,
+    Description,
+    Malformed,
+    Skips,
+    description,
+    member_name,
+    published_snapshot,
+    skipped_note,
+)
 from medops.core.fleet.store import MEMBER_TTL
+from medops.core.inert_text import name
 from medops.core.settings.redact import redact_url
+from medops.core.snapshot import CoreSnapshot
 
 STALE_AFTER = 5.0  # seconds without a heartbeat before a member is marked stale (alive for MEMBER_TTL)
+TAKEN_AT_SLACK = 120.0  # a snapshot dated further than this from the store's clock is never "the newest"
+MAX_MODELS = 32  # models whose windows one reading shows
+DIMENSIONS = ("rpm", "rpd", "tpm", "tpd")  # the store's dimensions 1..4
 
 
 class FleetUnavailable(ConfigError):
@@ -75,75 +93,168 @@ class FleetView:
     read_at: float  # wall time
     members: tuple[MemberRow, ...]
     windows: tuple[FleetWindow, ...]
-    snapshots: Mapping[str, Mapping[str, Any]]  # instance -> its last published snapshot
+    snapshots: Mapping[str, CoreSnapshot]  # instance -> its last published snapshot (checked)
+    skipped: Mapping[str, int] = field(default_factory=dict)  # what could not be read, by why
+    store_time: float = 0.0  # the store's wall clock when read (0: unknown, use read_at)
+
+    def skipped_note(self) -> str:
+        """'2 malformed member entries skipped'; '' when everything was read."""
+        return skipped_note(self.skipped)
+
+    def newest(self, present: Mapping[str, CoreSnapshot]) -> CoreSnapshot | None:
+        """The newest of `present` by `taken_at`, among those dated near the store's clock (one dated a year
+        ahead would otherwise always win)."""
+        clock = self.store_time or self.read_at
+        near = [s for s in present.values() if abs(s.taken_at - clock) <= TAKEN_AT_SLACK]
+        return max(near, key=lambda s: s.taken_at, default=None)
+
+    def default_model(self) -> str:
+        """The default model most members run with ('' before any has published)."""
+        return _default_model(self.snapshots)
+
+
+def _default_model(snapshots: Mapping[str, CoreSnapshot]) -> str:
+    counts = Counter(s.quota.default_model for s in snapshots.values())
+    return counts.most_common(1)[0][0] if counts else ""
 
 
 async def read_fleet(url: str, namespace: str, password: str | None = None, budget: float = 2.0) -> FleetView:
-    """Read every member and the organisation's quota from the store; `FleetUnavailable` if it cannot."""
+    """Read every member (at most MAX_MEMBERS) and the organisation's quota; `FleetUnavailable` if it cannot."""
     if not url:
         raise FleetUnavailable("no quota store is set: set store_url (MEDOPS_STORE_URL) to the fleet's Redis")
     prefix = f"medops:{namespace}:"
     client = redis.Redis.from_url(url, password=password or None, socket_timeout=budget,
                                   socket_connect_timeout=budget, decode_responses=False)
+    skips = Skips()
     try:
         seconds, micros = await cast(Any, client.time())
         now = seconds + micros / 1e6
-        described = await cast(Any, client.hgetall(f"{prefix}members"))
-        beats = dict(await cast(Any, client.zrange(f"{prefix}alive", 0, -1, withscores=True)))
-        names = sorted(k.decode() for k in described)
-        raw = await client.mget([f"{prefix}snap:{name}" for name in names]) if names else []
+        keys = await _member_keys(client, prefix, skips)
+        described = await read_sized(client, "HSTRLEN", f"{prefix}members", keys, MEMBER_BYTES,
+                                     "oversized member entries", skips)
+        beats = await cast(Any, client.zmscore(f"{prefix}alive", cast(Any, keys))) if keys else []
+        raw = await read_sized(client, "STRLEN", None, [prefix.encode() + b"snap:" + k for k in keys], SNAPSHOT_BYTES,
+                           "snapshots over 1 MiB", skips)
+        members: list[MemberRow] = []
+        snapshots: dict[str, CoreSnapshot] = {}
+        for key, blob, beat, snap_blob in zip(keys, described, beats, raw, strict=True):
+            instance = member_name(key)
+            try:
+                info = description(blob)
+            except Malformed:
+                skips.add("malformed member entries")
+                continue
+            snap = _snapshot(snap_blob, skips)
+            if snap is not None:
+                snapshots[instance] = snap
+            members.append(_row(instance, info, float(beat or 0.0) / 1000, now, snap))
+        windows = await _windows(client, prefix, now, keys, snapshots)
     except (RedisError, OSError) as exc:
         raise FleetUnavailable(f"quota store {redact_url(url)} cannot be read ({type(exc).__name__}); "
                                "check store_url, MEDOPS_STORE_PASSWORD and that the store runs") from None
     finally:
         await client.aclose()
-    snapshots = {name: orjson.loads(blob) for name, blob in zip(names, raw, strict=True) if blob}
-    members = tuple(_row(name, orjson.loads(described[name.encode()]), beats.get(name.encode(), 0.0) / 1000, now,
-                         snapshots.get(name)) for name in names)
-    return FleetView(redact_url(url), time.time(), members, _windows(snapshots), snapshots)
+    members.sort(key=lambda m: m.instance)
+    return FleetView(redact_url(url), time.time(), tuple(members), windows, snapshots, skips.frozen(), now)
 
 
-def _row(name: str, info: Mapping[str, Any], expires: float, now: float, snap: Mapping[str, Any] | None) -> MemberRow:
+async def _member_keys(client: redis.Redis, prefix: str, skips: Skips) -> list[bytes]:
+    """The members' names, at most MAX_MEMBERS (HRANDFIELD: names only, never their values); the rest counted."""
+    total = int(await cast(Any, client.hlen(f"{prefix}members")))
+    if total <= 0:
+        return []
+    keys = await cast(Any, client.hrandfield(f"{prefix}members", min(total, MAX_MEMBERS)))
+    skips.add(f"members beyond the {MAX_MEMBERS:,} read", total - len(keys))
+    return sorted(keys if isinstance(keys, list) else [keys])
+
+
+async def read_sized(client: redis.Redis, measure: str, key: str | None, names: Sequence[bytes], cap: int, why: str,
+                 skips: Skips) -> list[bytes | None]:
+    """The values at `names` (fields of hash `key`, or keys), each measured first and left unread (None) when
+    over `cap` bytes, so one forged 98 MB value costs a reader nothing."""
+    if not names:
+        return []
+    async with client.pipeline(transaction=False) as pipe:
+        for one in names:
+            pipe.execute_command(measure, *((key, one) if key is not None else (one,)))
+        sizes = await pipe.execute()
+    wanted = [one for one, n in zip(names, sizes, strict=True) if 0 < int(n) <= cap]
+    skips.add(why, sum(1 for n in sizes if int(n) > cap))
+    if not wanted:
+        return [None] * len(names)
+    got = await cast(Any, client.hmget(key, wanted) if key is not None else client.mget(wanted))
+    found = dict(zip(wanted, got, strict=True))
+    return [found.get(one) for one in names]
+
+
+def _snapshot(blob: bytes | None, skips: Skips) -> CoreSnapshot | None:
+    if blob is None:
+        return None
+    try:
+        snap = published_snapshot(blob)
+    except Malformed:
+        skips.add("malformed snapshots")
+        return None
+    return snap
+
+
+def _row(name: str, info: Description, expires: float, now: float, snap: CoreSnapshot | None) -> MemberRow:
     age = max(0.0, now - (expires - MEMBER_TTL))
     state = "gone" if expires <= now else "stale" if age > STALE_AFTER else "alive"
-    snap = snap or {}
-    scheduler = snap.get("scheduler", {})
-    quota = snap.get("quota", {})
-    models = quota.get("models", [])
-    default = next((m for m in models if m.get("model") == quota.get("default_model")), None)
-    system = snap.get("system", {})
-    gateway = snap.get("gateway") if isinstance(snap.get("gateway"), Mapping) else None
+    snap = snap or CoreSnapshot(taken_at=0.0, uptime=0.0)
+    scheduler, quota, system = snap.scheduler, snap.quota, snap.system
+    default = next((m for m in quota.models if m.model == quota.default_model), None)
     return MemberRow(
-        instance=name, host=str(info.get("host", "?")), pid=int(info.get("pid", 0)), role=str(info.get("role", "?")),
-        version=str(info.get("version", "?")), started=float(info.get("started", 0.0)), heartbeat_age=age,
-        last_beat=time.time() - age,
-        state=state, queued={q["priority"]: int(q["depth"]) for q in scheduler.get("queues", [])},
-        in_flight=int(scheduler.get("in_flight", 0)), done=int(scheduler.get("completed", 0)),
-        failed=int(scheduler.get("failed", 0)), rate_limited=sum(int(m.get("rate_limited", 0)) for m in models),
-        own={w["name"]: int(w.get("own") or 0) for w in (default or {}).get("windows", [])},
-        loop_lag_p99_ms=float(system.get("loop_lag_ms", 0.0)), cpu_percent=float(system.get("cpu_percent", 0.0)),
-        memory_percent=float(system.get("memory_percent", 0.0)),
-        open_alerts=sum(1 for a in snap.get("alerts", []) if a.get("cleared_at") is None),
-        paused=bool(snap.get("paused", False)),
-        gateway_clients=int(gateway.get("clients", 0)) if gateway is not None else None,
-        gateway_in_flight=int(gateway.get("in_flight", 0)) if gateway is not None else 0)
+        instance=name, host=info.host, pid=info.pid, role=info.role, version=info.version, started=info.started,
+        heartbeat_age=age, last_beat=time.time() - age, state=state,
+        queued={q.priority: q.depth for q in scheduler.queues}, in_flight=scheduler.in_flight,
+        done=scheduler.completed, failed=scheduler.failed, rate_limited=sum(m.rate_limited for m in quota.models),
+        own={w.name: int(w.own or 0) for w in (default.windows if default is not None else ())},
+        loop_lag_p99_ms=system.loop_lag_ms, cpu_percent=system.cpu_percent, memory_percent=system.memory_percent,
+        open_alerts=sum(1 for a in snap.alerts if a.cleared_at is None), paused=snap.paused,
+        gateway_clients=snap.gateway.clients if snap.gateway is not None else None,
+        gateway_in_flight=snap.gateway.in_flight if snap.gateway is not None else 0)
 
 
-def _windows(snapshots: Mapping[str, Mapping[str, Any]]) -> tuple[FleetWindow, ...]:
-    """The organisation's windows as the newest snapshot saw them, with every member's part."""
+async def _windows(client: redis.Redis, prefix: str, now: float, keys: Sequence[bytes],
+                   snapshots: Mapping[str, CoreSnapshot]) -> tuple[FleetWindow, ...]:
+    """The organisation's windows from the store's own state: its running sums (settled + in flight + the
+    server's extra use) and each member's part, as the admissions count them. The snapshots only name the
+    models and, where the store keeps no server limit, give the limit most members hold."""
     if not snapshots:
         return ()
-    newest = max(snapshots.values(), key=lambda s: float(s.get("taken_at", 0.0)))
+    models = Counter(m.model for s in snapshots.values() for m in s.quota.models)
+    default = _default_model(snapshots)
+    names = [m for m, _ in models.most_common(MAX_MODELS)]
+    now_ms = now * 1000
+    async with client.pipeline(transaction=False) as pipe:
+        for model in names:
+            pipe.hmget(f"{prefix}q:{model}:sum", ["mr", "dr", "mt", "dt", "fr", "ft"])
+            pipe.hmget(f"{prefix}q:{model}:sig", [f"{k}{d}" for k in "xus" for d in range(1, 5)])
+            pipe.hmget(f"{prefix}q:{model}:part", [k + f"|{d}".encode() for k in keys for d in range(1, 5)])
+        replies = await pipe.execute()
     rows = []
-    for model in newest.get("quota", {}).get("models", []):
-        for window in model.get("windows", []):
-            parts = {}
-            for name, snap in snapshots.items():
-                for other in snap.get("quota", {}).get("models", []):
-                    if other.get("model") == model.get("model"):
-                        own = next((w.get("own") for w in other.get("windows", []) if w["name"] == window["name"]), 0)
-                        parts[name] = int(own or 0)
-            if window["used"] or any(parts.values()) or model.get("model") == newest["quota"].get("default_model"):
-                rows.append(FleetWindow(model["model"], window["name"], int(window["used"]), int(window["limit"]),
-                                        parts))
+    for i, model in enumerate(names):
+        sums, sig, parts = (_numbers(r) for r in replies[3 * i: 3 * i + 3])
+        for d, window in enumerate(DIMENSIONS):
+            extra = sig[d] if sig[4 + d] > now_ms else 0
+            used = max(0, int(sums[d] + (sums[4] if d < 2 else sums[5]) + extra))
+            held = Counter(w.limit for s in snapshots.values() for m in s.quota.models if m.model == model
+                           for w in m.windows if w.name == window)
+            limit = int(sig[8 + d]) if sig[8 + d] > 0 else held.most_common(1)[0][0] if held else 0
+            own = {member_name(k): max(0, int(parts[4 * j + d])) for j, k in enumerate(keys)}
+            if used or any(own.values()) or model == default:
+                rows.append(FleetWindow(name(model), window, used, limit, own))
     return tuple(rows)
+
+
+def _numbers(values: Sequence[bytes | None]) -> list[float]:
+    """A hash's figures as numbers; anything that is not one counts as 0 (as the Lua's `num` reads it)."""
+    numbers = []
+    for value in values:
+        try:
+            number = float(value) if value is not None else 0.0
+        except ValueError:
+            number = 0.0
+        numbers.append(number if abs(number) < 2**63 else 0.0)
+    return numbers

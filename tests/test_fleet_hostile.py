@@ -1,0 +1,168 @@
+"""The fleet's store is a trust boundary: hostile values written into a real store stay inert for every reader.
+
+Markup stays text, control characters are shown and never printed, a malformed entry is skipped and counted
+(and said), an oversized snapshot is never fetched, and no reader dies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from medops.console.app import MedopsApp
+from medops.console.cli import main
+from medops.console.panes.fleet import FleetPane
+from medops.core.fleet.attached import AttachedFleet
+from medops.core.fleet.view import read_fleet
+from medops.core.settings.config import Settings
+from medops.core.settings.paths import Locations
+from tests.console_data import FrozenCore
+from tests.redis_server import RedisServer
+from tests.test_console_live import until
+
+P = "medops:test:"
+MARKUP = "[@click=app.toggle_intake]ACK-ME[/]"
+OSC52 = "\x1b]52;c;SGVsbG8=\x07"
+OSC8 = "\x1b]8;;https://evil.example/\x1b\\link\x1b]8;;\x1b\\"
+
+
+def plant(url: str) -> None:
+    """A fleet as an attacker with the store's password leaves it: one good member, hostile ones around it."""
+    r = redis.Redis.from_url(url)
+    future = time.time() * 1000 + 60_000
+    good = {"host": "ward7", "pid": 4121, "role": "console", "version": "0.9.0", "started": time.time()}
+    r.hset(f"{P}members", mapping={
+        "good-1": json.dumps(good),
+        MARKUP: json.dumps({**good, "role": MARKUP, "host": OSC52}),
+        "osc-" + OSC8: json.dumps({**good, "version": OSC52}),
+        "bad-json": "not json", "bad-pid": json.dumps({"pid": "12x"}), "bad-list": "[1,2]",
+    })
+    for name in ("good-1", MARKUP, "bad-json"):
+        r.zadd(f"{P}alive", {name: future})
+    snap = {"taken_at": time.time(), "uptime": 1.0,
+            "quota": {"default_model": "x[/", "models": [{"model": "x[/", "windows": [
+                {"name": "rpm", "used": 1, "limit": 30, "reset_in": 1.0}]}]},
+            "alerts": [{"name": MARKUP, "level": "critical", "message": f"{MARKUP} {OSC52}", "opened_at": 1.0,
+                        "updated_at": 1.0}]}
+    r.set(f"{P}snap:good-1", json.dumps(snap))
+    r.set(f"{P}snap:{MARKUP}", json.dumps({**snap, "taken_at": time.time() + 365 * 86400}))
+    r.set(f"{P}snap:osc-{OSC8}", b"{" + b" " * (2 << 20) + b"}")  # over the cap: never fetched
+
+
+def settings(url: str, **kwargs: Any) -> Settings:
+    return Settings(refresh_interval=0.25, store_url=url, store_namespace="test", **kwargs)
+
+
+async def test_malformed_members_are_skipped_counted_and_names_escaped(redis_server: RedisServer) -> None:
+    plant(redis_server.url)
+    view = await read_fleet(redis_server.url, "test")
+    names = [m.instance for m in view.members]
+    assert "good-1" in names and len(names) == 3
+    assert all("\x1b" not in m.instance + m.host + m.role + m.version for m in view.members)
+    assert view.skipped == {"malformed member entries": 3, "snapshots over 1 MiB": 1}
+    assert view.skipped_note() == "3 malformed member entries skipped, 1 snapshots over 1 MiB skipped"
+    assert any(name.startswith("?'[@click") for name in names)  # fails the name pattern: quoted, escaped
+
+
+@pytest.mark.parametrize("argv", [["fleet"], ["fleet", "--json"], ["fleet", "pause", "--all"],
+                                  ["fleet", "set", "groq_concurrent", "5", "--all"]])
+def test_every_fleet_command_prints_no_escape_and_no_traceback(
+        redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        argv: list[str]) -> None:
+    plant(redis_server.url)
+    monkeypatch.setenv("MEDOPS_STORE_URL", redis_server.url)
+    monkeypatch.setenv("MEDOPS_STORE_NAMESPACE", "test")
+    if argv[1:2] in (["pause"], ["set"]):
+        answer = redis.Redis.from_url(redis_server.url)
+
+        def ack_hostile() -> None:  # every member "answers" with an ack of [] or markup and OSC 52
+            for _ in range(40):
+                time.sleep(0.05)
+                for key in answer.scan_iter(f"{P}ack:*"):
+                    answer.hset(key, mapping={"good-1": "[]", MARKUP: json.dumps(
+                        {"status": "refused", "detail": OSC52 + MARKUP})})
+        import threading
+        threading.Thread(target=ack_hostile, daemon=True).start()
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code in (0, 1)
+    assert "Traceback" not in out + err
+    assert "\x1b" not in out + err and "\x07" not in out + err and "\x9b" not in out + err
+    if argv == ["fleet"]:
+        assert "3 malformed member entries skipped" in out
+    if argv == ["fleet", "--json"]:
+        data = json.loads(out)
+        assert data["skipped"]["malformed member entries"] == 3
+
+
+async def test_the_fleet_tab_shows_hostile_names_as_text_and_a_typed_bracket_does_not_crash(
+        locations: Locations, redis_server: RedisServer) -> None:
+    plant(redis_server.url)
+    url = redis_server.url
+
+    async def read() -> Any:
+        return await read_fleet(url, "test")
+
+    core = FrozenCore()
+    app = MedopsApp(settings(url), locations, core=core, fleet_reader=read)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("7")
+        pane = app.query_one(FleetPane)
+        assert await until(pilot, lambda: pane.reads > 0)
+        status = str(app.query_one("#fleet-status").render())
+        assert "3 malformed member entries skipped" in status
+        windows = str(app.query_one("#fleet-windows").render())
+        assert "x[/" in windows
+        for row in range(3):  # clicking every member's cells does nothing but select
+            await pilot.click("#fleet-table", offset=(3, 2 + row))
+        assert not core.paused
+        await pilot.press("slash", "[", "/", "enter")
+        await pilot.pause()
+        assert pane.filter_text == "[/"
+        assert app.is_running
+
+
+async def test_the_attached_view_survives_a_bad_entry_for_seconds_and_says_its_figures_are_old(
+        redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    plant(redis_server.url)
+    attached = AttachedFleet(settings(redis_server.url))
+    await attached.start()
+    try:
+        assert attached.snapshot().quota.store.state == "up"  # type: ignore[union-attr]
+        alerts = attached.snapshot().alerts
+        assert alerts and all("\x1b" not in a.message for a in alerts)
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise TypeError("a value no reader expected")
+
+        monkeypatch.setattr("medops.core.fleet.attached.fleet_snapshot", broken)
+        await asyncio.sleep(3.0)
+        store = attached.snapshot().quota.store
+        assert store is not None and store.state == "down" and "unexpected" in store.last_error
+        assert attached._task is not None and not attached._task.done()  # the follow loop lives on
+        monkeypatch.undo()
+        await asyncio.sleep(1.0)
+        assert attached.snapshot().quota.store.state == "up"  # type: ignore[union-attr]
+    finally:
+        await attached.stop()
+
+
+def test_a_failing_attached_read_turns_live_into_how_old_the_figures_are() -> None:
+    from dataclasses import replace
+
+    from medops.console.panes.status import ConsoleState, status_text
+    from medops.core.snapshot import StoreSnapshot
+    from tests.console_data import busy_snapshot
+
+    snapshot = busy_snapshot()
+    store = StoreSnapshot("redis://127.0.0.1:6379/0", "", "down", time.time() - 12, 0.0, 0.0, 0, 0, 0.0, 0,
+                          attached=True)
+    down = replace(snapshot, taken_at=time.time() - 12, quota=replace(snapshot.quota, store=store))
+    text = status_text(down, ConsoleState(refresh_interval=1.0, display_paused=False, theme="default"))
+    assert "live" not in text.split("│")[0] and "figures 12 s old" in text
+
+
