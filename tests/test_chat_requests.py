@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
+from medops.console.cli import main
 from medops.core.groq.chat import ChatRefused
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.requests import Attempt, Priority, PromptRequest
@@ -186,3 +189,115 @@ async def test_a_conversation_kept_in_an_agent_context_is_sent_and_extended(core
     context.messages.append(again.completion.message)
     assert [m["role"] for m in context.messages] == ["system", "user", "assistant", "tool", "assistant"]
     core.contexts.release("triage-7")
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+def test_ask_file_sends_a_tools_line_and_a_schema_line_and_prints_groqs_message(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shape = {"type": "json_schema", "json_schema": {"name": "triage", "schema": TRIAGE, "strict": True}}
+    prompts = tmp_path / "agents.jsonl"
+    prompts.write_text(
+        json.dumps({"agent": "medication", "messages": [SYSTEM, USER], "tools": [LOOKUP], "tool_choice": "required"})
+        + "\n" + json.dumps({"agent": "triage", "system": "Answer in JSON.", "prompt": "Synthetic note.",
+                             "response_format": shape, "temperature": 0.2}) + "\n")
+    assert main(["ask", "--file", str(prompts)]) == 0
+    lines = {line.get("line"): line for line in map(json.loads, capsys.readouterr().out.splitlines())}
+    tool_line, schema_line = lines[1], lines[2]
+    assert tool_line["finish_reason"] == "tool_calls"
+    (call,) = tool_line["message"]["tool_calls"]
+    assert call["function"]["name"] == "lookup_icd10_code" and tool_line["message"]["content"] is None
+    jsonschema.validate(json.loads(call["function"]["arguments"]), LOOKUP["function"]["parameters"])
+    assert schema_line["finish_reason"] == "stop" and schema_line["message"]["role"] == "assistant"
+    jsonschema.validate(json.loads(schema_line["message"]["content"]), TRIAGE)
+    assert lines[None]["summary"]["answered"] == 2
+
+
+def test_ask_file_refuses_a_line_groq_would_refuse_naming_the_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prompts = tmp_path / "bad.jsonl"
+    prompts.write_text(json.dumps({"agent": "triage", "messages": [USER, {"role": "tool", "content": "x"}]}) + "\n"
+                       + json.dumps({"agent": "triage", "prompt": "x", "stop": ["1", "2", "3", "4", "5"]}) + "\n"
+                       + '{"agent": "triage", "prompt": "x", "seed": ' + "9" * 4_400 + "}\n")
+    assert main(["ask", "--file", str(prompts)]) == 2
+    err = capsys.readouterr().err
+    assert "line 1: 'messages.1' : for 'role:tool'" in err and "line 2: 'stop' : maximum number of items is 4" in err
+    assert "line 3 is not valid JSON" in err and "Traceback" not in err
+
+
+MARK = "MRN5551234"  # planted in every place patient data can travel in a chat request
+
+
+def planted(n: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    tool = {"type": "function", "function": {
+        "name": "lookup_patient", "description": f"Find {MARK}-desc-{n}",
+        "parameters": {"type": "object", "properties": {"mrn": {"type": "string", "description": f"{MARK}-arg"}}}}}
+    messages = [
+        {"role": "system", "content": f"{MARK}-system-{n}"},
+        {"role": "user", "content": [{"type": "text", "text": f"Jane Roe {MARK}-user-{n}"},
+                                     {"type": "image_url", "image_url": {"url": f"https://x.example/{MARK}.png"}}]},
+        {"role": "assistant", "content": None, "reasoning": f"{MARK}-reasoning",
+         "tool_calls": [{"id": "call_1", "type": "function",
+                         "function": {"name": "lookup_patient", "arguments": json.dumps({"mrn": f"{MARK}-args"})}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": json.dumps({"name": f"Jane Roe {MARK}-result"})},
+    ]
+    shape = {"type": "json_schema", "json_schema": {"name": "note", "schema": {
+        "type": "object", "properties": {"summary": {"type": "string", "description": f"{MARK}-schema"}}}}}
+    return messages, {"tools": [tool], "response_format": shape, "user": f"{MARK}-user-field"}
+
+
+def store_text(url: str) -> str:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    seen: list[str] = []
+    for key in client.scan_iter(count=1_000):
+        kind = client.type(key).decode()
+        value: object = {"string": client.get, "hash": client.hgetall, "list": lambda k: client.lrange(k, 0, -1),
+                         "set": client.smembers, "zset": lambda k: client.zrange(k, 0, -1, withscores=True),
+                         "stream": lambda k: client.xrange(k)}.get(kind, lambda k: b"")(key)
+        seen.append(f"{key!r} {value!r}")
+    client.close()
+    return "\n".join(seen)
+
+
+async def test_no_planted_marker_reaches_logs_ledger_store_or_errors(
+        endpoint: LocalEndpoint, locations: Locations, monkeypatch: pytest.MonkeyPatch, knowledge_ready: object,
+        redis_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    import duckdb
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("GROQ_BASE_URL", endpoint.url)
+    core = ResourceCore(Settings(batch_interval=0.0, store_url=redis_server.url), locations)
+    await core.start()
+    errors: list[str] = []
+    try:
+        for n in range(3):
+            messages, params = planted(n)
+            result = await core.ask(PromptRequest(agent="medication", model=VISION, messages=messages, params=params,
+                                                  client="triage-bot"))
+            assert result.completion.finish_reason in ("stop", "tool_calls")
+        messages, params = planted(9)
+        for refused in ({"model": MODEL, "messages": messages, "params": params},  # no vision on this model
+                        {"model": VISION, "messages": [*messages[:3], {"role": "tool", "content": MARK}],
+                         "params": params}):
+            with pytest.raises(ChatRefused) as error:
+                await core.ask(PromptRequest(agent="medication", **refused))
+            errors.append(str(error.value))
+        await asyncio.sleep(2.5)  # two heartbeats: snapshots and the request stream are published
+    finally:
+        await core.stop()
+    ledger_files = sorted(locations.data_dir.glob("ops*.duckdb"))
+    assert ledger_files
+    dumped = []
+    for path in ledger_files:
+        with duckdb.connect(str(path), read_only=True) as con:
+            for (table,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall():
+                dumped.append(repr(con.execute(f'SELECT * FROM "{table}"').fetchall()))
+    ledger = "\n".join(dumped)
+    assert "triage-bot" in ledger and "on_demand" in ledger  # what is kept is there...
+    store = store_text(redis_server.url)
+    assert "triage-bot" in store  # ...and the request stream reached the store
+    for where, text in (("logs", caplog.text), ("ledger", ledger), ("store", store), ("errors", "\n".join(errors))):
+        assert MARK not in text and "Jane Roe" not in text, f"patient data in the {where}"
