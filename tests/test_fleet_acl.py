@@ -157,3 +157,20 @@ def test_acl_lines_never_show_a_password(locations: Locations, capsys: pytest.Ca
     assert sorted(name for name, _ in generated) == ["medops-member", "medops-operator"]  # shown once, the new ones
     assert repr(StoreUser("x", "reader", "pw")).find("pw") == -1
     assert "pw" not in setuser_line(StoreUser("x", "reader", "pw"), "test").split("#")[0]
+
+
+async def test_fleet_clear_says_what_it_lifted(acl_store: RedisServer, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    async with member(as_user(acl_store.url, "member"), LIMITS, "a") as a:
+        a.hold_for_capacity(60.0)
+        await a._fleet.flush()
+        monkeypatch.setenv("MEDOPS_STORE_URL", acl_store.url)
+        monkeypatch.setenv("MEDOPS_STORE_NAMESPACE", "test")
+        monkeypatch.setenv("MEDOPS_STORE_USER", "medops-operator")
+        monkeypatch.setenv("MEDOPS_STORE_PASSWORD", PASSWORDS["operator"])
+        assert await asyncio.to_thread(main, ["fleet", "clear", MODEL]) == 0
+        assert f"{MODEL}: 429 blocks, 498 holds and the server's limits lifted" in capsys.readouterr().out
+        monkeypatch.setenv("MEDOPS_STORE_USER", "medops-reader")
+        monkeypatch.setenv("MEDOPS_STORE_PASSWORD", PASSWORDS["reader"])
+        assert await asyncio.to_thread(main, ["fleet", "clear", MODEL]) == 2
+        assert "may not lift blocks: set store_user (MEDOPS_STORE_USER) to an operator user" in capsys.readouterr().err
