@@ -251,7 +251,7 @@ class ResourceCore(CoreCommands):
             self.resume_intake()
             return True, "intake resumed"
         if command.op == "set_limit":
-            self.set_limit(command.key, command.value, by=f"{command.operator} (fleet)")
+            self.set_limit(command.key, command.value, by=f"{command.issued_by()} (fleet)")
             return True, f"{command.key} = {command.value}"
         return False, f"unknown command {command.op!r}; this member knows pause, resume and set_limit"
 

@@ -204,7 +204,9 @@ class DocumentJob:
     state: JobState
     pages_done: int = 0
     pages_total: int = 0
-    error: str = ""
+    error: str = ""  # for this member's own console: may name the file, so never published
+    error_code: str = ""  # what went wrong, as a short code (e.g. "timeout", "encrypted"): the fleet sees this
+    size_bytes: int = 0  # the file's size, once intake has read it
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import tempfile
@@ -372,6 +373,37 @@ def test_workers_get_one_omp_thread_a_private_tmpdir_and_no_groq_key(monkeypatch
     env = worker_env(Path("/scratch"))
     assert env["OMP_THREAD_LIMIT"] == "1" and env["TMPDIR"] == "/scratch"
     assert "GROQ_API_KEY" not in env
+
+
+SECRETS = {"MEDOPS_STORE_PASSWORD": "store-secret", "MEDOPS_STORE_URL": "redis://u:store-secret@db:6379/0",
+           "GROQ_BASE_URL": "https://user:pass@groq.example", "GROQ_API_KEY": "gsk_secret",
+           "MEDOPS_ACL_OPERATOR_PASSWORD": "op-secret", "HTTPS_PROXY": "http://u:proxy-secret@proxy:3128"}
+
+
+async def test_a_real_workers_environment_holds_no_secret(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    documents = make_pipeline(folder, workers=1)
+    await documents.start()
+    try:
+        seen: list[DocumentProgress] = []
+        job = asyncio.ensure_future(documents.extract(scanned_pdf(folder / "slow.pdf", [CLINICAL_TEXT] * 4),
+                                                      seen.append))
+        await until(lambda: any(p.state == "running" for p in seen))
+        pid = documents.worker_pid(seen[0].job_id)
+        assert pid is not None
+        # what the worker process was started with
+        environ = await asyncio.to_thread(Path(f"/proc/{pid}/environ").read_bytes)
+        names = {entry.partition(b"=")[0].decode() for entry in environ.split(b"\0") if entry}
+        assert names.isdisjoint(SECRETS)
+        assert not any(value.encode() in environ for value in SECRETS.values())
+        assert {"PATH", "LC_ALL", "TMPDIR", "OMP_THREAD_LIMIT"} <= names  # what Python and Tesseract need
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError, DocumentError):
+            await job
+    finally:
+        await documents.stop()
 
 
 async def test_shrinking_the_pool_retires_idle_workers(folder: Path) -> None:

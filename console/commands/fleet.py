@@ -1,4 +1,5 @@
-"""`medops fleet [--json]`: the fleet's members and the organisation's quota, read from the store."""
+"""`medops fleet [--json]`: the fleet's members and the organisation's quota, read from the store; and the
+operator's actions on it: pause, resume, set a limit, clear a model's blocks, create the store's ACL users."""
 
 from __future__ import annotations
 
@@ -13,21 +14,41 @@ from typing import Any
 
 from medops.console.commands.common import load
 
+# medops.core.fleet.acl.ROLES; not imported here, as that loads redis for every command line
+ROLES = ("member", "reader", "operator")
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("fleet", help="list the fleet's members and the organisation's quota, or "
-                                                 "pause, resume or set a limit on them (through the store; no core)")
-    parser.add_argument("action", nargs="?", default="list", choices=("list", "pause", "resume", "set"),
-                        help="list (default); pause or resume intake; set KEY VALUE (a limit)")
-    parser.add_argument("setting", nargs="*", metavar="KEY VALUE", help="with set: the limit and its new value")
+                                                 "pause, resume or set a limit on them, clear a model's 429 blocks "
+                                                 "and 498 holds, or create the store's ACL users (no core)")
+    parser.add_argument("action", nargs="?", default="list",
+                        choices=("list", "pause", "resume", "set", "clear", "acl"),
+                        help="list (default); pause or resume intake; set KEY VALUE (a limit); clear MODEL "
+                             "(operator: lift its blocks and holds); acl (print the member, reader and operator "
+                             "users' ACL SETUSER lines, or create them with --apply)")
+    parser.add_argument("setting", nargs="*", metavar="KEY VALUE",
+                        help="with set: the limit and its new value; with clear: the model")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--instance", metavar="ID", help="the member to act on (see medops fleet)")
     target.add_argument("--all", action="store_true", help="act on every member alive")
     parser.add_argument("--json", action="store_true", help="print the fleet as one JSON object")
+    parser.add_argument("--apply", action="store_true",
+                        help="with acl: create the users on the store (connect as its admin) and load the library")
+    parser.add_argument("--user-prefix", default="medops-", metavar="TEXT",
+                        help="with acl: the users are TEXT + member, reader, operator (default medops-)")
+    for role in ROLES:
+        parser.add_argument(f"--{role}-password", metavar="PASSWORD",
+                            help=f"with acl: the {role} user's password (else MEDOPS_ACL_{role.upper()}_PASSWORD, "
+                                 "else one is generated and printed once)")
     parser.set_defaults(handler=fleet)
 
 
 def fleet(args: argparse.Namespace) -> int:
+    if args.action == "clear":
+        return clear(args)
+    if args.action == "acl":
+        return acl(args)
     if args.action != "list":
         return act(args)
     from medops.core.fleet.membership import fleet_namespace
@@ -100,3 +121,64 @@ def act(args: argparse.Namespace) -> int:
     for ack in acks:
         print(f"  {ack.status:<9} {ack.instance}  {ack.detail}")
     return 0 if acks and all(ack.status == "applied" for ack in acks) else 1
+
+
+def clear(args: argparse.Namespace) -> int:
+    """Lift every 429 block and 498 hold on one model, for the whole fleet (an operator user's right)."""
+    from medops.core.fleet.clear import clear_model
+    from medops.core.fleet.membership import fleet_namespace
+    from medops.core.fleet.view import FleetUnavailable
+
+    if len(args.setting) != 1:
+        print("medops fleet clear: name the model, e.g. medops fleet clear llama-3.1-8b-instant", file=sys.stderr)
+        return 2
+    model = args.setting[0]
+    settings = load(args).settings
+    try:
+        lifted = asyncio.run(clear_model(settings.store_url, fleet_namespace(settings, os.environ), model,
+                                         os.environ.get("MEDOPS_STORE_PASSWORD")))
+    except FleetUnavailable as exc:
+        print(f"medops fleet clear: {exc}", file=sys.stderr)
+        return 2
+    if lifted:
+        print(f"{model}: 429 blocks, 498 holds and the server's limits lifted for the whole fleet; members learn "
+              "Groq's real state again from its next answer")
+    else:
+        print(f"{model}: nothing to lift (no block, hold or server limit was set on it)")
+    return 0
+
+
+def acl(args: argparse.Namespace) -> int:
+    """Print the ACL SETUSER lines of the fleet's three users, or create them (--apply); new passwords once."""
+    from medops.core.errors import ConfigError
+    from medops.core.fleet.acl import apply_users, new_users, setuser_line
+    from medops.core.fleet.membership import fleet_namespace
+
+    settings = load(args).settings
+    namespace = fleet_namespace(settings, os.environ)
+    given = {role: getattr(args, f"{role}_password") or os.environ.get(f"MEDOPS_ACL_{role.upper()}_PASSWORD", "")
+             for role in ROLES}
+    try:
+        users = new_users({role: f"{args.user_prefix}{role}" for role in ROLES}, given)
+        if args.apply:
+            if not settings.store_url:
+                raise ConfigError("no quota store is set: set store_url (MEDOPS_STORE_URL) to the fleet's Redis")
+            asyncio.run(apply_users(settings.store_url, os.environ.get("MEDOPS_STORE_PASSWORD"), namespace, users))
+    except ConfigError as exc:
+        print(f"medops fleet acl: {exc}", file=sys.stderr)
+        return 2
+    if args.apply:
+        print(f"created {', '.join(u.name for u in users)} on namespace {namespace} and loaded the quota library")
+    else:
+        print(f"# the fleet's users on namespace {namespace} (passwords as SHA-256); as the store's admin, run "
+              "each line with redis-cli,")
+        print("# then load the library: redis-cli -x FUNCTION LOAD REPLACE < quota.lua (or use --apply)")
+        for user in users:
+            print(setuser_line(user, namespace))
+    generated = [u for u in users if not given[u.role]]
+    if generated:
+        print("# new passwords, shown once (give each process its user as store_user / MEDOPS_STORE_USER and its "
+              "password as MEDOPS_STORE_PASSWORD):")
+        for user in generated:
+            print(f"{user.name} {user.password}")
+    return 0

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import re
 from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from medops.core.documents.extraction import (
     ExtractionError,
     ExtractionOptions,
 )
-from medops.core.documents.intake import Intake, IntakeFile
+from medops.core.documents.intake import Intake, IntakeFile, IntakeRefused
 from medops.core.documents.results import DocumentProgress, DocumentResult, ProgressCallback
 from medops.core.documents.sandbox import make_undumpable
 from medops.core.documents.worker import encode_frame, extraction_from_reply, job_message
@@ -63,6 +64,22 @@ class DocumentsStopped(DocumentError):
     """The document pipeline is not running (not started, or stopping)."""
 
 
+_CODES: dict[type[DocumentError], str] = {WorkerCrashed: "worker_crashed", DocumentTimedOut: "timeout",
+                                          DocumentCancelled: "cancelled", DocumentsStopped: "stopped"}
+CODE_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def error_code(error: DocumentError) -> str:
+    """A failure as a short code, never its message (which may name the file): what the fleet is shown."""
+    reason = getattr(error, "reason", "")
+    if isinstance(reason, str) and CODE_PATTERN.fullmatch(reason):
+        return reason
+    for kind, code in _CODES.items():
+        if isinstance(error, kind):
+            return code
+    return "refused" if isinstance(error, IntakeRefused) else "error"
+
+
 
 
 @dataclass(eq=False)
@@ -78,6 +95,7 @@ class _Job:
     pages_done: int = 0
     pages_total: int = 0
     error: str = ""
+    error_code: str = ""
     watchdog: asyncio.Task[None] | None = None
 
 
@@ -434,6 +452,7 @@ class DocumentPipeline:
             return
         job.state = state
         job.error = str(error)
+        job.error_code = error_code(error)
         if state == "cancelled":
             self._cancelled += 1
         else:
@@ -458,7 +477,8 @@ class DocumentPipeline:
 
     def _job_view(self, job: _Job) -> DocumentJob:
         return DocumentJob(job_id=job.id, name=job.name, state=job.state, pages_done=job.pages_done,
-                           pages_total=job.pages_total, error=job.error)
+                           pages_total=job.pages_total, error=job.error, error_code=job.error_code,
+                           size_bytes=job.file.size if job.file is not None else 0)
 
     def _progress(self, job: _Job, method: str = "") -> None:
         if job.on_progress is None:

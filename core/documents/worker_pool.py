@@ -51,10 +51,24 @@ def worker_command() -> list[str]:
     return [sys.executable, "-P", "-m", "medops.core.documents.worker"]
 
 
+# What a worker may inherit, by name: what Python needs to start and import medops, what Tesseract and MuPDF
+# need to find themselves and their data, and the locale. Nothing else: a worker parses hostile files, and the
+# core's environment holds secrets (GROQ_API_KEY, MEDOPS_STORE_PASSWORD, store and endpoint URLs that may carry
+# credentials) a worker never needs.
+WORKER_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TESSDATA_PREFIX", "LD_LIBRARY_PATH",
+    "PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSERBASE", "PYTHONDONTWRITEBYTECODE",
+    "PYTHONPYCACHEPREFIX", "PYTHONHASHSEED", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONSAFEPATH",
+    "PYTHONFAULTHANDLER", "COVERAGE_PROCESS_START",
+})
+WORKER_ENV_PREFIXES = ("LC_",)
+
+
 def worker_env(scratch: Path, channel_fd: int = -1, workers: int = 1) -> dict[str, str]:
-    """The environment a worker starts with: its channel, its share of the memory bound, its scratch folder."""
-    # A worker parses hostile files: it gets no secrets it does not need.
-    env = {name: value for name, value in os.environ.items() if name != "GROQ_API_KEY"}
+    """The environment a worker starts with: the allowed names of ours (`WORKER_ENV_NAMES`), its channel, its
+    share of the memory bound, its scratch folder."""
+    env = {name: value for name, value in os.environ.items()
+           if name in WORKER_ENV_NAMES or name.startswith(WORKER_ENV_PREFIXES)}
     env[CHANNEL_VARIABLE] = str(channel_fd)
     env[MEMORY_VARIABLE] = str(memory_share(workers))
     env["OMP_THREAD_LIMIT"] = "1"

@@ -1,7 +1,10 @@
 """Operator commands to fleet members, through the store: issued by name, acknowledged by each target.
 
 A command (pause, resume, or set a limit) names its target (one instance, or
-every member alive), the operator (user@host) and when it was issued. It is
+every member alive), the operator (user@host, as the operator's machine says),
+the store's ACL user it was issued as (`ACL WHOAMI`: with the fleet's ACL users
+only operators may add commands, so this is the store's word, not the
+issuer's) and when it was issued. It is
 appended to the fleet's command stream; each member reads the stream at its
 heartbeat, carries out what is addressed to it through its own core's commands
 and writes an acknowledgement: applied, or refused and why. The issuer waits a
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoPermissionError, RedisError
 
 from medops.core.errors import MedopsError
 from medops.core.fleet.entries import Malformed, Skips, text
@@ -56,10 +59,15 @@ class Command:
     issued_at: float  # wall time
     key: str = ""  # set_limit's key and value
     value: str = ""
+    store_user: str = ""  # the ACL user the store authenticated the issuer as ("": sent by an older medops)
+
+    def issued_by(self) -> str:
+        """Who, as recorded: the store's ACL user first, then the user@host the operator's machine gave."""
+        return f"store user {self.store_user or '(unknown)'}, {self.operator}"
 
     def describe(self) -> str:
         what = f"set {self.key} = {self.value}" if self.op == "set_limit" else self.op
-        return f"{what} (by {self.operator})"
+        return f"{what} (by {self.issued_by()})"
 
 
 @dataclass(frozen=True)
@@ -159,12 +167,14 @@ async def issue(url: str, namespace: str, op: str, target: str = "*", key: str =
     view = await read_fleet(url, namespace, password)
     alive = {m.instance for m in view.members if m.state != "gone"}
     known = {m.instance for m in view.members}
-    command = Command(f"cmd-{uuid.uuid4().hex[:12]}", op, target, operator_name(), time.time(), key, value)
     expected = alive if target == "*" else {target}
     prefix = f"medops:{namespace}:"
     client = redis.Redis.from_url(url, password=password or None, socket_timeout=2, socket_connect_timeout=2,
                                   decode_responses=False)
     try:
+        store_user = str(await cast(Any, client.acl_whoami()))
+        command = Command(f"cmd-{uuid.uuid4().hex[:12]}", op, target, operator_name(), time.time(), key, value,
+                          store_user)
         if target == "*" or target in alive:
             await client.xadd(f"{prefix}commands", {"command": json.dumps(command.__dict__)}, maxlen=COMMANDS_KEPT,
                               approximate=True)
@@ -181,6 +191,9 @@ async def issue(url: str, namespace: str, op: str, target: str = "*", key: str =
                 await asyncio.sleep(0.2)
         else:
             answers = {}
+    except NoPermissionError:
+        raise FleetUnavailable(f"the store user of {redact_url(url)} may not send commands to the fleet: set "
+                               "store_user (MEDOPS_STORE_USER) to an operator user (see `medops fleet acl`)") from None
     except (RedisError, OSError) as exc:
         raise FleetUnavailable(f"quota store {redact_url(url)} cannot be written ({type(exc).__name__})") from None
     finally:

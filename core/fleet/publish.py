@@ -4,9 +4,9 @@ Every heartbeat a member writes its `CoreSnapshot` (as JSON, expiring after
 SNAPSHOT_TTL so a dead member's copy goes stale and then away) and appends the
 requests it finished and the alerts it announced since the last beat to two
 capped streams, as the ledger records them: figures, ids and labels, never
-prompt text (`fleet.history` reads them back for the console's History tab). Document file names
-and the graph histories stay home: names may identify a patient, and the
-histories are large and only this member's console draws them.
+prompt text (`fleet.history` reads them back for the console's History tab). Document file names,
+the document errors' texts (they may quote a name) and the graph histories stay home: names may
+identify a patient, and the histories are large and only this member's console draws them.
 """
 
 from __future__ import annotations
@@ -29,9 +29,12 @@ RECORDS_BUFFERED = 5_000  # between beats; a store away longer drops the oldest 
 
 
 def published(snapshot: CoreSnapshot) -> bytes:
-    """The snapshot as the fleet sees it: JSON, without document names or graph histories."""
+    """The snapshot as the fleet sees it: JSON, without document names, error texts or graph histories.
+
+    A document job goes out as its id, state, error code and sizes: a failure's message may name the file
+    (`JaneDoe_MRN5551234_empty.pdf is empty`), and file names are patient data."""
     documents = snapshot.documents
-    recent = tuple(dataclasses.replace(job, name="") for job in documents.recent)
+    recent = tuple(dataclasses.replace(job, name="", error="") for job in documents.recent)
     system = dataclasses.replace(snapshot.system, cpu_history=(), memory_history=())
     shown = dataclasses.replace(snapshot, documents=dataclasses.replace(documents, recent=recent), system=system)
     return orjson.dumps(snapshot_to_dict(shown))

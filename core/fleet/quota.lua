@@ -34,6 +34,29 @@ local MINUTE, DAY = 60000, 86400000
 -- A member whose heartbeat is this late may be cut off and admitting on its local share.
 local LATE = 3000
 
+--[[ The store is a trust boundary: any member (a compromised one, a buggy one, one of another version) may call
+these functions with any arguments, or write the keys directly. So every figure is clamped where it comes in, and
+what is read back is clamped again; nothing a member sends can hold the fleet longer than these bounds. ]]
+local MAX_BLOCK = DAY             -- a 429's block: Groq's longest reset (the day's window)
+local MAX_HOLD = 5 * MINUTE       -- a 498's hold (medops' own backoff caps it at 8 s)
+local MAX_ATTEMPT = 10 * MINUTE   -- one HTTP attempt (request_timeout allows 600 s)
+local MAX_GRACE = 2 * MINUTE      -- how long an emptied store may wait for its members to write their day back
+local MAX_TTL = MINUTE            -- a member's heartbeat lifetime, a waiter's place in line
+local LIMIT_TTL = 60 * MINUTE     -- a server limit learnt from headers lapses unless seen again (every answer)
+local MAX_MEMBERS = 1000          -- members counted alive (the local share's divisor), and a seeded count
+local MAX_LATE = 16               -- late members whose share is held back for them, newest first
+
+-- A number from outside: `v` as an integer within [lo, hi]; not a number: `lo`.
+local function clamp(v, lo, hi)
+  local n = tonumber(v)
+  if not n or n ~= n then return lo end
+  n = math.floor(n)
+  if n < lo then return lo end
+  if n > hi then return hi end
+  return n
+end
+local BIG = 1e15  -- beyond any Groq limit or count, well inside a double's exact integers
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -48,6 +71,26 @@ local function split(s)
 end
 
 local function num(v) return tonumber(v) or 0 end
+
+-- A dimension number from outside, 1..4, or nil.
+local function dim(v)
+  local d = tonumber(v)
+  if d == 1 or d == 2 or d == 3 or d == 4 then return d end
+  return nil
+end
+
+local function span_of(d) if d == 2 or d == 4 then return DAY end return MINUTE end
+
+-- A signal's "until" (ms) read back: at most `cap` from now. One written past it (by an older library, or
+-- straight into the hash) is cut down in place, so it lapses within the bound.
+local function until_read(key, field, cap, now)
+  local v = num(redis.call('HGET', key, field))
+  if v > now + cap then
+    v = now + cap
+    redis.call('HSET', key, field, v)
+  end
+  return v
+end
 
 -- Each member's part of each dimension, so that if the store is emptied the others can say what a member
 -- that is gone had used. Ids are 'instance:seq'.
@@ -73,9 +116,9 @@ local function expire_window(p, m, part, span, rf, tf, now, forget)
     local a = redis.call('HGET', amt, id)
     if a then
       local v = split(a)
-      r, t = r + tonumber(v[1]), t + tonumber(v[2])
-      if rf == 'mr' then add_part(p, m, id, -tonumber(v[1]), 0, -tonumber(v[2]), 0)
-      else add_part(p, m, id, 0, -tonumber(v[1]), 0, -tonumber(v[2])) end
+      r, t = r + num(v[1]), t + num(v[2])
+      if rf == 'mr' then add_part(p, m, id, -num(v[1]), 0, -num(v[2]), 0)
+      else add_part(p, m, id, 0, -num(v[1]), 0, -num(v[2])) end
       if forget then redis.call('HDEL', amt, id) end
     end
   end
@@ -118,7 +161,7 @@ local function land(p, m, id)
   local fly = qkey(p, m, 'fly')
   local f = redis.call('HGET', fly, id)
   if not f then return nil end
-  local tokens = tonumber(split(f)[1])
+  local tokens = num(split(f)[1])
   redis.call('HDEL', fly, id)
   redis.call('ZREM', qkey(p, m, 'flyx'), id)
   local sum = qkey(p, m, 'sum')
@@ -149,42 +192,52 @@ local function carried(p, m, now)
   local entries = redis.call('HGETALL', key)
   for i = 1, #entries, 2 do
     local v = split(entries[i + 1])
-    local until_min, until_day = tonumber(v[1]), tonumber(v[2])
+    local until_min = clamp(v[1], 0, now + MINUTE + MAX_ATTEMPT)
+    local until_day = clamp(v[2], 0, now + DAY + MAX_ATTEMPT)
     if until_day <= now or redis.call('SISMEMBER', p .. 'seeded', entries[i]) == 1 then
       redis.call('HDEL', key, entries[i])
     else
       for d = 1, 4 do
-        if d == 2 or d == 4 or until_min > now then c[d] = c[d] + tonumber(v[2 + d]) end
+        if d == 2 or d == 4 or until_min > now then c[d] = c[d] + clamp(v[2 + d], 0, BIG) end
       end
     end
   end
   return c
 end
 
+-- Until when (ms) the minute windows count as full after the store was emptied: at most a minute and an
+-- attempt after the epoch began.
+local function fresh_until(p, m)
+  local began = num(redis.call('GET', p .. 'epoch_at'))
+  return math.min(num(redis.call('GET', qkey(p, m, 'fresh'))), began + MINUTE + MAX_ATTEMPT)
+end
+
 -- Used per dimension (settled + in flight + the server's extra + what gone members carried over an emptied
 -- store) and the limits in force.
 local function usage(p, m, limits, now)
   local s = redis.call('HMGET', qkey(p, m, 'sum'), 'mr', 'dr', 'mt', 'dt', 'fr', 'ft')
-  local g = redis.call('HMGET', qkey(p, m, 'sig'), 'x1', 'x2', 'x3', 'x4', 'u1', 'u2', 'u3', 'u4',
-                       's1', 's2', 's3', 's4', 'b1', 'b2', 'b3', 'b4', 'held')
-  local fr, ft = num(s[5]), num(s[6])
+  local sig = qkey(p, m, 'sig')
+  local g = redis.call('HMGET', sig, 'x1', 'x2', 'x3', 'x4', 's1', 's2', 's3', 's4', 'l1', 'l2', 'l3', 'l4')
+  local fr, ft = math.max(0, num(s[5])), math.max(0, num(s[6]))
   local carry = carried(p, m, now)
-  local fresh = num(redis.call('GET', qkey(p, m, 'fresh'))) > now
+  local fresh = fresh_until(p, m) > now
   local used, lim, blocked = {}, {}, {}
   for d = 1, 4 do
+    lim[d] = clamp(limits[d], 1, BIG)
+    -- The server's limit tightens ours while it is fresh; it is never below 1 (0 would be full for ever).
+    if g[4 + d] and num(g[8 + d]) > now then lim[d] = math.min(lim[d], clamp(g[4 + d], 1, BIG)) end
     local extra = 0
-    if num(g[4 + d]) > now then extra = num(g[d]) end
+    if until_read(sig, 'u' .. d, span_of(d), now) > now then extra = clamp(g[d], 0, lim[d]) end
     local flying = (d <= 2) and fr or ft
-    used[d] = num(s[d]) + flying + extra + carry[d]
-    lim[d] = limits[d]
-    if g[8 + d] and num(g[8 + d]) < lim[d] then lim[d] = num(g[8 + d]) end
+    -- Sums are never below 0, whatever was written into them.
+    used[d] = math.max(0, num(s[d])) + flying + extra + carry[d]
     if fresh and (d == 1 or d == 3) and used[d] < lim[d] then
       carry[d] = carry[d] + lim[d] - used[d]
       used[d] = lim[d]
     end
-    blocked[d] = math.max(0, num(g[12 + d]) - now)
+    blocked[d] = math.max(0, until_read(sig, 'b' .. d, MAX_BLOCK, now) - now)
   end
-  return used, lim, blocked, math.max(0, num(g[17]) - now), carry
+  return used, lim, blocked, math.max(0, until_read(sig, 'held', MAX_HOLD, now) - now), carry
 end
 
 -- Milliseconds until `need` units of dimension d leave its window (settled entries, oldest first).
@@ -200,7 +253,7 @@ local function time_until_freed(p, m, d, need, now)
       local a = redis.call('HGET', amt, batch[i])
       if a then
         local v = split(a)
-        freed = freed + ((d <= 2) and tonumber(v[1]) or tonumber(v[2]))
+        freed = freed + ((d <= 2) and num(v[1]) or num(v[2]))
         if freed >= need then return math.max(0, tonumber(batch[i + 1]) + span - now) end
       end
     end
@@ -212,14 +265,21 @@ end
 
 -- What members that may be on their local share could admit: each late member's share of each limit,
 -- until it writes back (its beat is then current) or a window after it must have stopped (bound + MINUTE).
+-- Bounded: only the MAX_LATE latest late members count, only those that beat through medops_heartbeat (their
+-- share is recorded), and each one's share is at most 1/(members late + the asking one), so forged members can
+-- neither hold the whole window nor make one admission walk a hundred thousand entries.
 local function reserved(p, inst, lim, bound, now)
   local r = {0, 0, 0, 0}
-  local late = redis.call('ZRANGEBYSCORE', p .. 'beat', now - bound - MINUTE, now - LATE)
+  local late = redis.call('ZREVRANGEBYSCORE', p .. 'beat', now - LATE, now - bound - MINUTE,
+                          'LIMIT', 0, MAX_LATE + 1)
+  local counted = {}
   for _, member in ipairs(late) do
-    if member ~= inst then
-      local n = math.max(1, num(redis.call('HGET', p .. 'share', member)))
-      for d = 1, 4 do r[d] = r[d] + math.floor(lim[d] / n) end
-    end
+    local share = redis.call('HGET', p .. 'share', member)
+    if member ~= inst and share and #counted < MAX_LATE then counted[#counted + 1] = share end
+  end
+  for _, share in ipairs(counted) do
+    local n = math.max(clamp(share, 1, MAX_MEMBERS), #counted + 1)  -- the late ones and the asking member
+    for d = 1, 4 do r[d] = r[d] + math.floor(lim[d] / n) end
   end
   return r
 end
@@ -227,9 +287,10 @@ end
 -- Milliseconds the re-seed of an emptied store still holds admissions: until every member the fleet had
 -- has written its day back, or the cap set when the epoch began.
 local function seeding_left(p, now)
-  local cap = num(redis.call('GET', p .. 'seeding_until'))
+  local cap = math.min(num(redis.call('GET', p .. 'seeding_until')),
+                       num(redis.call('GET', p .. 'epoch_at')) + MAX_GRACE)
   if cap <= now then return 0 end
-  local expect = math.max(1, num(redis.call('GET', p .. 'seed_expect')))
+  local expect = clamp(redis.call('GET', p .. 'seed_expect'), 1, MAX_MEMBERS)
   if redis.call('SCARD', p .. 'seeded') >= expect then
     redis.call('DEL', p .. 'seeding_until')
     return 0
@@ -259,9 +320,9 @@ end
   'wait' (detail = ms to wait), or an epoch status ('unseeded', 'seeding' with ms, 'epoch' with the id). ]]
 local function admit(keys, args)
   local p, m, inst, id = keys[1], args[1], args[2], args[3]
-  local tokens, priority, waited = tonumber(args[4]), tonumber(args[5]), tonumber(args[6])
-  local limits = {tonumber(args[7]), tonumber(args[8]), tonumber(args[9]), tonumber(args[10])}
-  local bound, starve, ttl = tonumber(args[11]), tonumber(args[12]), tonumber(args[13])
+  local tokens, priority, waited = clamp(args[4], 0, BIG), clamp(args[5], -BIG, BIG), clamp(args[6], 0, DAY)
+  local limits = {clamp(args[7], 1, BIG), clamp(args[8], 1, BIG), clamp(args[9], 1, BIG), clamp(args[10], 1, BIG)}
+  local bound, starve, ttl = clamp(args[11], 1000, DAY), clamp(args[12], 0, DAY), clamp(args[13], 1, MAX_TTL)
   local now = now_ms()
   local status, detail = epoch_state(p, args[14], now)
   if status then return {now, status, detail} end
@@ -274,7 +335,8 @@ local function admit(keys, args)
   local my_aged = (now - since) >= starve
   for i = 1, #waiters, 2 do
     local w = split(waiters[i + 1])
-    local wprio, wsince, wtokens, wexp = tonumber(w[1]), tonumber(w[2]), tonumber(w[3]), tonumber(w[4])
+    local wprio, wsince, wtokens, wexp = clamp(w[1], -BIG, BIG), clamp(w[2], 0, now), clamp(w[3], 0, BIG),
+                                         clamp(w[4], 0, now + 2 * MAX_TTL)
     if wexp <= now then
       redis.call('HDEL', qkey(p, m, 'wait'), waiters[i])
     elseif waiters[i] ~= inst then
@@ -313,11 +375,11 @@ end
 
 -- settle: ARGV model, id, tokens used. The flight ends and counts `used` from now (once per id).
 local function settle(keys, args)
-  local p, m, id, used = keys[1], args[1], args[2], tonumber(args[3])
+  local p, m, id, used = keys[1], args[1], args[2], clamp(args[3], 0, BIG)
   local now = now_ms()
   prune(p, m, now)
   land(p, m, id)
-  add_settled(p, m, id, now, 1, math.max(0, used), now)
+  add_settled(p, m, id, now, 1, used, now)
   return now
 end
 
@@ -338,28 +400,42 @@ local function signal(keys, args)
   local sig = qkey(p, m, 'sig')
   local now = now_ms()
   if kind == 'block' then
-    local wait = tonumber(args[4])
-    for d in string.gmatch(args[3], '%d') do
-      if num(redis.call('HGET', sig, 'b' .. d)) < now + wait then redis.call('HSET', sig, 'b' .. d, now + wait) end
+    local wait = clamp(args[4], 0, MAX_BLOCK)
+    for d in string.gmatch(tostring(args[3]), '[1-4]') do
+      if until_read(sig, 'b' .. d, MAX_BLOCK, now) < now + wait then redis.call('HSET', sig, 'b' .. d, now + wait) end
     end
   elseif kind == 'hold' then
-    local until_ms = now + tonumber(args[3])
-    if num(redis.call('HGET', sig, 'held')) < until_ms then redis.call('HSET', sig, 'held', until_ms) end
+    local until_ms = now + clamp(args[3], 0, MAX_HOLD)
+    if until_read(sig, 'held', MAX_HOLD, now) < until_ms then redis.call('HSET', sig, 'held', until_ms) end
   elseif kind == 'limit' then
-    redis.call('HSET', sig, 's' .. args[3], tonumber(args[4]))
+    local d = dim(args[3])
+    if d then redis.call('HSET', sig, 's' .. d, clamp(args[4], 1, BIG), 'l' .. d, now + LIMIT_TTL) end
   elseif kind == 'extra' then
-    local d, limit, remaining, hold = tonumber(args[3]), tonumber(args[4]), tonumber(args[5]), tonumber(args[6])
+    local d = dim(args[3])
+    if not d then return now end
+    local limit, remaining = clamp(args[4], 1, BIG), clamp(args[5], 0, BIG)
+    local hold = clamp(args[6], 0, span_of(d))
     prune(p, m, now)
     local s = redis.call('HMGET', qkey(p, m, 'sum'), 'mr', 'dr', 'mt', 'dt', 'fr', 'ft')
-    local fleet = num(s[d]) + ((d <= 2) and num(s[5]) or num(s[6])) + carried(p, m, now)[d]
-    local extra = (limit - remaining) - fleet
+    local fleet = math.max(0, num(s[d])) + math.max(0, (d <= 2) and num(s[5]) or num(s[6])) + carried(p, m, now)[d]
+    local extra = math.min(limit, limit - remaining) - fleet
     if extra > 0 then
       redis.call('HSET', sig, 'x' .. d, extra, 'u' .. d, now + hold)
     elseif num(redis.call('HGET', sig, 'u' .. d)) > now then
       redis.call('HSET', sig, 'x' .. d, 0, 'u' .. d, now)
     end
   end
+  -- Signals lapse on their own; the hash goes once nothing in it can bind any more.
+  redis.call('PEXPIRE', sig, LIMIT_TTL + MAX_BLOCK)
   return now
+end
+
+-- clear: KEYS[1] the model's signals (P..'q:'..M..':sig'). An operator lifts every 429 block, 498 hold, server
+-- count and server limit on the model (members learn the real ones again from Groq's next answer). Its own key
+-- in KEYS, so an ACL user may be allowed this and not the rest of the namespace.
+local function clear(keys, args)
+  local now = now_ms()
+  return {now, redis.call('DEL', keys[1])}
 end
 
 --[[ sync: ARGV model, instance, flight_bound_ms, then entries "s id at_ms requests tokens" (settled),
@@ -370,7 +446,7 @@ end
   after since_ms: a member new to the store, that could not reach it since then, may have missed it emptied).
   What an instance admitted while the store was away (or all its day, into an emptied store): each id once. ]]
 local function sync(keys, args)
-  local p, m, inst, bound = keys[1], args[1], args[2], tonumber(args[3])
+  local p, m, inst, bound = keys[1], args[1], args[2], clamp(args[3], 1000, DAY)
   local now = now_ms()
   prune(p, m, now)
   local added = 0
@@ -382,7 +458,7 @@ local function sync(keys, args)
       -- "h attempt_ms since_ms": the old store may have admitted, up to its last moment, requests of members
       -- that have left since and that nobody saw; they reach Groq within an attempt and count there a minute.
       local began = num(redis.call('GET', p .. 'epoch_at'))
-      local until_ms = began + MINUTE + tonumber(e[2])
+      local until_ms = began + MINUTE + clamp(e[2], 0, MAX_ATTEMPT)
       if began > 0 and began >= num(e[3]) and until_ms > num(redis.call('GET', qkey(p, m, 'fresh'))) then
         redis.call('SET', qkey(p, m, 'fresh'), until_ms, 'PXAT', until_ms)
       end
@@ -390,15 +466,19 @@ local function sync(keys, args)
       if e[2] ~= inst and redis.call('SISMEMBER', p .. 'seeded', e[2]) == 0 then
         local key = qkey(p, m, 'carry')
         local old = split(redis.call('HGET', key, e[2]) or '0 0 0 0 0 0')
+        -- A carried part lasts at most a window and an attempt; its counts are never below 0.
+        local highest = {now + MINUTE + MAX_ATTEMPT, now + DAY + MAX_ATTEMPT, BIG, BIG, BIG, BIG}
         local merged = {}
-        for k = 1, 6 do merged[k] = math.max(tonumber(old[k]), tonumber(e[2 + k])) end
+        for k = 1, 6 do merged[k] = math.max(clamp(old[k], 0, highest[k]), clamp(e[2 + k], 0, highest[k])) end
         redis.call('HSET', key, e[2], table.concat(merged, ' '))
       end
-    elseif e[1] == 's' then
+    elseif e[1] == 's' and e[2] then
       land(p, m, e[2])
-      added = added + add_settled(p, m, e[2], math.min(tonumber(e[3]), now), tonumber(e[4]), tonumber(e[5]), now)
-    elseif not redis.call('HGET', qkey(p, m, 'fly'), e[2]) and not redis.call('ZSCORE', qkey(p, m, 'day'), e[2]) then
-      take_off(p, m, e[2], tonumber(e[3]), inst, now + bound)
+      -- Counts are never below 0 (a negative entry would give room back the window never had).
+      added = added + add_settled(p, m, e[2], clamp(e[3], 0, now), clamp(e[4], 0, BIG), clamp(e[5], 0, BIG), now)
+    elseif e[1] == 'f' and e[2] and not redis.call('HGET', qkey(p, m, 'fly'), e[2])
+        and not redis.call('ZSCORE', qkey(p, m, 'day'), e[2]) then
+      take_off(p, m, e[2], clamp(e[3], 0, BIG), inst, now + bound)
       added = added + 1
     end
   end
@@ -412,18 +492,19 @@ end
   the count of its part fields and those fields' "instance|d", value pairs}. ]]
 local function heartbeat(keys, args)
   local p, inst = keys[1], args[1]
-  local ttl, bound, grace = tonumber(args[3]), tonumber(args[4]), tonumber(args[6])
+  local ttl, bound, grace = clamp(args[3], 1000, MAX_TTL), clamp(args[4], 1000, DAY), clamp(args[6], 0, MAX_GRACE)
   local now = now_ms()
   redis.call('ZADD', p .. 'alive', now + ttl, inst)
   redis.call('ZADD', p .. 'beat', now, inst)
   redis.call('HSET', p .. 'members', inst, args[2])
   -- Members silent for a day are forgotten; shorter silences stay visible as stale.
-  local old = redis.call('ZRANGEBYSCORE', p .. 'alive', '-inf', now - DAY)
+  -- (A thousand a beat at most: forged members go over a few beats, not in one long call.)
+  local old = redis.call('ZRANGEBYSCORE', p .. 'alive', '-inf', now - DAY, 'LIMIT', 0, MAX_MEMBERS)
   for _, gone in ipairs(old) do
     redis.call('HDEL', p .. 'members', gone)
     redis.call('HDEL', p .. 'share', gone)
+    redis.call('ZREM', p .. 'alive', gone)
   end
-  redis.call('ZREMRANGEBYSCORE', p .. 'alive', '-inf', now - DAY)
   redis.call('ZREMRANGEBYSCORE', p .. 'beat', '-inf', now - DAY)
   local epoch = redis.call('GET', p .. 'epoch')
   if not epoch then
@@ -434,7 +515,8 @@ local function heartbeat(keys, args)
     redis.call('DEL', p .. 'seeded', p .. 'seed_expect')
   end
   local seeding = seeding_left(p, now)
-  local alive = redis.call('ZCOUNT', p .. 'alive', now, '+inf')
+  -- Counted alive: a heartbeat within its ttl, at most MAX_MEMBERS (forged beats cannot shrink shares to 0).
+  local alive = math.min(MAX_MEMBERS, redis.call('ZCOUNT', p .. 'alive', now, now + MAX_TTL))
   redis.call('HSET', p .. 'share', inst, alive)
   local reply = {now, epoch, seeding, alive}
   for i = 8, #args do
@@ -445,7 +527,7 @@ local function heartbeat(keys, args)
       if split(fly[j + 1])[2] == inst then redis.call('ZADD', qkey(p, m, 'flyx'), 'XX', now + bound, fly[j]) end
     end
     prune(p, m, now)
-    local used, lim, blocked, held = usage(p, m, {tonumber(e[2]), tonumber(e[3]), tonumber(e[4]), tonumber(e[5])}, now)
+    local used, lim, blocked, held = usage(p, m, {e[2], e[3], e[4], e[5]}, now)
     for d = 1, 4 do reply[#reply + 1] = used[d] end
     for d = 1, 4 do reply[#reply + 1] = lim[d] end
     for d = 1, 4 do reply[#reply + 1] = blocked[d] end
@@ -474,8 +556,10 @@ local function seeded(keys, args)
   local p = keys[1]
   local now = now_ms()
   redis.call('SADD', p .. 'seeded', args[1])
-  if tonumber(args[2]) > num(redis.call('GET', p .. 'seed_expect')) then
-    redis.call('SET', p .. 'seed_expect', tonumber(args[2]))
+  -- The members it saw, at most MAX_MEMBERS; the wait for them is capped by seeding_until (MAX_GRACE) anyway.
+  local expect = clamp(args[2], 0, MAX_MEMBERS)
+  if expect > num(redis.call('GET', p .. 'seed_expect')) then
+    redis.call('SET', p .. 'seed_expect', expect)
   end
   return now
 end
@@ -488,3 +572,4 @@ redis.register_function('medops_release', release)
 redis.register_function('medops_signal', signal)
 redis.register_function('medops_sync', sync)
 redis.register_function('medops_heartbeat', heartbeat)
+redis.register_function('medops_clear', clear)

@@ -26,7 +26,7 @@ from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from medops.core.clock import Clock
 from medops.core.errors import ConfigError
@@ -46,6 +46,15 @@ DEFAULT_BUDGET = 0.25
 
 class StoreUnavailable(ConfigError):
     """The quota store could not be reached or answered out of budget."""
+
+
+class LibraryMissing(RedisError):
+    """The store has no quota library and this user may not load it."""
+
+
+def library_source() -> str:
+    """The quota's Lua library, as FUNCTION LOAD takes it."""
+    return resources.files("medops.core.fleet").joinpath("quota.lua").read_text()
 
 
 def check_store_url(url: str) -> None:
@@ -134,6 +143,9 @@ class QuotaStore:
                 # The store restarted without our library (emptied): load it and try once more.
                 await self._load()
                 reply = await cast(Awaitable[Any], self._client.fcall(function, 1, self.prefix, *args))
+        except LibraryMissing as exc:
+            self._failed(exc)
+            raise StoreUnavailable(str(exc)) from None
         except (RedisError, OSError) as exc:
             self._failed(exc)
             raise StoreUnavailable(f"quota store {redact_url(self.url)} unreachable: "
@@ -148,8 +160,17 @@ class QuotaStore:
         return reply
 
     async def _load(self) -> None:
-        source = resources.files("medops.core.fleet").joinpath("quota.lua").read_text()
-        await cast(Awaitable[Any], self._client.function_load(source, replace=True))
+        """Load the library. A member ACL user may not (one member could replace the code every namespace runs):
+        then the library the store's admin loaded (`medops fleet acl --apply`) is used, and if there is none the
+        call fails saying so."""
+        try:
+            await cast(Awaitable[Any], self._client.function_load(library_source(), replace=True))
+        except NoPermissionError:
+            functions = await cast(Awaitable[Any], self._client.function_list(library=LIBRARY))
+            if not functions:
+                raise LibraryMissing(f"quota store {redact_url(self.url)} has no {LIBRARY} function library and "
+                                     "this store user may not load it: have the store's admin run `medops fleet "
+                                     "acl --apply`") from None
         self._loaded = True
 
     def _failed(self, exc: BaseException) -> None:

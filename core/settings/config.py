@@ -9,13 +9,14 @@ value, what is allowed and where it came from.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from medops.core.errors import ConfigError
 from medops.core.settings.paths import Locations
@@ -82,6 +83,8 @@ class Settings:
     # The fleet: one quota for every medops of a Groq organisation
     store_url: str = _setting("", help="redis:// or rediss:// URL of the fleet's quota store (empty: this process "
                                        "keeps its own quota); password in the URL or MEDOPS_STORE_PASSWORD")
+    store_user: str = _setting("", help="the store's ACL user to connect as (member, reader or operator: see "
+                                        "`medops fleet acl`; empty: the URL's, or Redis' default user)")
     store_namespace: str = _setting("", help="the store's namespace (empty: derived from a hash of the Groq key)")
     store_timeout: float = _setting(0.25, 0.01, 10.0, help="seconds a store call may take before the store "
                                                             "counts as down and a local share applies")
@@ -162,10 +165,13 @@ class LoadedSettings:
 SCALAR_KEYS = tuple(f.name for f in fields(Settings) if f.name != "models")
 # Environment variables with the MEDOPS_ prefix that are not settings: where things are
 # (the console's themes too), what a document worker is handed by the core, and the store's
-# password (a secret, read where the store is opened so it never sits in Settings or `config show`).
+# password (a secret, read where the store is opened so it never sits in Settings or `config show`), and
+# the passwords `medops fleet acl` gives the ACL users it creates.
 RESERVED_ENV = {"MEDOPS_CONFIG", "MEDOPS_CONFIG_DIR", "MEDOPS_DATA_DIR", "MEDOPS_THEMES_DIR", "MEDOPS_WORKER_CHANNEL",
-                "MEDOPS_WORKER_MEMORY", "MEDOPS_STORE_PASSWORD"}
+                "MEDOPS_WORKER_MEMORY", "MEDOPS_STORE_PASSWORD", "MEDOPS_ACL_MEMBER_PASSWORD",
+                "MEDOPS_ACL_READER_PASSWORD", "MEDOPS_ACL_OPERATOR_PASSWORD"}
 MIN_SLOT_BYTES = 1_024
+STORE_USER_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # an ACL user name, one word on any line
 
 
 def load_settings(locations: Locations, config_path: Path | None = None,
@@ -199,6 +205,9 @@ def load_settings(locations: Locations, config_path: Path | None = None,
     if raw_models is not None:
         settings = replace(settings, models=_fill_model_defaults(raw_models, settings))
     check_settings(settings, sources)
+    if settings.store_user and settings.store_url:
+        # Every store connection is opened from the URL: the user goes into it (the password stays apart).
+        settings = replace(settings, store_url=_with_user(settings.store_url, settings.store_user, sources))
     return LoadedSettings(settings, MappingProxyType(sources), path)
 
 
@@ -360,9 +369,23 @@ def check_settings(settings: Settings, sources: Mapping[str, str]) -> None:
             raise ConfigError(f"setting store_url = {redact_url(settings.store_url)!r} (from {sources['store_url']}) "
                               "is not a Redis URL; use redis://host:6379/0 or rediss:// for TLS, with the password "
                               "in the URL or MEDOPS_STORE_PASSWORD")
+    if settings.store_user and not STORE_USER_PATTERN.fullmatch(settings.store_user):
+        raise ConfigError(f"setting store_user = {settings.store_user!r} (from {sources['store_user']}) is not an "
+                          "ACL user name: use 1 to 64 of A-Z a-z 0-9 _ . -")
     if settings.io_threads_min > settings.io_threads_max:
         raise ConfigError(f"setting io_threads_min = {settings.io_threads_min} ({sources['io_threads_min']}) "
                           f"exceeds io_threads_max = {settings.io_threads_max} ({sources['io_threads_max']})")
+
+
+def _with_user(url: str, user: str, sources: Mapping[str, str]) -> str:
+    parts = urlsplit(url)
+    if parts.username and parts.username != user:
+        raise ConfigError(f"setting store_user = {user!r} (from {sources['store_user']}) differs from the user in "
+                          f"store_url ({parts.username!r}, from {sources['store_url']}): give the user in one place")
+    host = parts.netloc.rpartition("@")[2]
+    secret = f":{parts.password}" if parts.password is not None else ""
+    return urlunsplit((parts.scheme, f"{quote(user, safe='')}{secret}@{host}", parts.path, parts.query,
+                       parts.fragment))
 
 
 def describe(loaded: LoadedSettings) -> list[tuple[str, str, str]]:

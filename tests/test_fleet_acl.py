@@ -1,0 +1,176 @@
+"""The fleet's roles as Redis ACL users on a real redis-server: each may do what its role needs, nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as redis
+from redis.exceptions import NoPermissionError
+
+from medops.console.cli import main
+from medops.core.clock import SystemClock
+from medops.core.errors import ConfigError
+from medops.core.fleet.acl import StoreUser, apply_users, new_users, setuser_args, setuser_line
+from medops.core.fleet.attached import AttachedFleet
+from medops.core.fleet.clear import clear_model
+from medops.core.fleet.commands import issue
+from medops.core.fleet.history import read_heads, read_requests
+from medops.core.fleet.store import QuotaStore, StoreUnavailable
+from medops.core.fleet.view import FleetUnavailable, read_fleet
+from medops.core.groq.quota import Reservation
+from medops.core.settings.config import ModelLimits, Settings, load_settings
+from medops.core.settings.paths import Locations
+from tests.fleet_helpers import MODEL, admit, member
+from tests.redis_server import RedisServer
+from tests.test_console_fleet import fleet_cores
+
+LIMITS = ModelLimits(rpm=30, rpd=1_000, tpm=10_000, tpd=1_000_000)
+NAMES = {"member": "medops-member", "reader": "medops-reader", "operator": "medops-operator"}
+PASSWORDS = {"member": "member-secret", "reader": "reader-secret", "operator": "operator-secret"}
+
+
+def as_user(url: str, role: str) -> str:
+    """The store's URL with a role's user and password in it."""
+    return url.replace("redis://", f"redis://{NAMES[role]}:{PASSWORDS[role]}@")
+
+
+@pytest.fixture
+async def acl_store(redis_server: RedisServer) -> AsyncIterator[RedisServer]:
+    """The test store with the three users on namespace "test" and the library loaded, as its admin would."""
+    await apply_users(redis_server.url, None, "test", new_users(NAMES, PASSWORDS))
+    yield redis_server
+
+
+async def test_members_run_the_quota_as_the_member_user(acl_store: RedisServer) -> None:
+    async with member(as_user(acl_store.url, "member"), LIMITS, "a") as a:
+        assert isinstance(await admit(a, 10), Reservation)
+
+
+async def test_a_member_user_cannot_load_the_library_and_says_who_must(redis_server: RedisServer) -> None:
+    admin = redis.Redis.from_url(redis_server.url)
+    await admin.execute_command(*setuser_args(StoreUser(NAMES["member"], "member", PASSWORDS["member"]), "test"))
+    await admin.aclose()  # the users, but no library: nobody ran `medops fleet acl --apply`
+    store = QuotaStore(as_user(redis_server.url, "member"), "test", SystemClock(), budget=2.0)
+    try:
+        with pytest.raises(StoreUnavailable, match="may not load it: have the store's admin run `medops fleet acl"):
+            await store.call("medops_leave", ("a",))
+    finally:
+        await store.close()
+
+
+async def test_a_member_cannot_touch_another_namespace_nor_send_commands(acl_store: RedisServer) -> None:
+    admin = redis.Redis.from_url(acl_store.url, decode_responses=True)
+    await admin.set("medops:other:members", "theirs")
+    client = redis.Redis.from_url(as_user(acl_store.url, "member"), decode_responses=True)
+    try:
+        with pytest.raises(NoPermissionError):
+            await client.delete("medops:other:members")
+        with pytest.raises(NoPermissionError):  # nor through the library, naming the other namespace
+            await client.fcall("medops_leave", 1, "medops:other:", "x")  # type: ignore[no-untyped-call]
+        with pytest.raises(NoPermissionError):
+            await client.xadd("medops:test:commands", {"command": "{}"})
+        with pytest.raises(NoPermissionError):
+            await client.function_load("#!lua name=evil\nredis.register_function('evil', function() return 1 end)")
+        assert await admin.get("medops:other:members") == "theirs"
+    finally:
+        await client.aclose()
+        await admin.aclose()
+
+
+async def test_a_reader_cannot_add_a_command_or_call_admit(acl_store: RedisServer) -> None:
+    url = as_user(acl_store.url, "reader")
+    async with member(as_user(acl_store.url, "member"), LIMITS, "a"):
+        assert [m.instance for m in (await read_fleet(url, "test")).members] == ["a"]
+        with pytest.raises(FleetUnavailable, match="may not send commands to the fleet: set store_user"):
+            await issue(url, "test", "pause", "*", wait=0.5)
+        client = redis.Redis.from_url(url, decode_responses=True)
+        try:
+            with pytest.raises(NoPermissionError):
+                await client.fcall("medops_admit", 1, "medops:test:", MODEL, "r", "r:1", 1, 0, 0,  # type: ignore[no-untyped-call]
+                                   30, 1000, 10_000, 1_000_000, 180_000, 30_000, 2_000, "")
+            assert await client.xlen("medops:test:commands") == 0
+        finally:
+            await client.aclose()
+        with pytest.raises(FleetUnavailable, match="operator user"):
+            await clear_model(url, "test", MODEL)
+
+
+async def test_an_attached_read_only_console_needs_only_the_reader(acl_store: RedisServer) -> None:
+    settings = Settings(store_url=as_user(acl_store.url, "reader"), store_namespace="test")
+    async with member(as_user(acl_store.url, "member"), LIMITS, "a"):
+        attached = AttachedFleet(settings, env={})
+        await attached.start()
+        try:
+            assert [m.instance for m in (await attached.fleet_view()).members] == ["a"]
+        finally:
+            await attached.stop()
+        await read_requests(settings.store_url, "test", limit=10)
+        await read_heads(settings.store_url, "test", None)
+
+
+async def test_the_recorded_operator_is_the_acl_user(acl_store: RedisServer, tmp_path: Path,
+                                                     built_knowledge: Path) -> None:
+    async with fleet_cores(as_user(acl_store.url, "member"), tmp_path, built_knowledge, ("ward",)) as cores:
+        fleet = cores[0]._fleet
+        assert fleet is not None
+        for _ in range(50):  # its command inbox opens at its first beat; commands before that are not its
+            if fleet._inbox is not None:
+                break
+            await asyncio.sleep(0.1)
+        command, acks = await issue(as_user(acl_store.url, "operator"), "test", "set_limit", "*",
+                                    "groq_concurrent", "3", wait=5.0)
+        assert command.store_user == "medops-operator"
+        assert [a.status for a in acks] == ["applied"]
+        change = (await cores[0].limit_change_history()).changes[0]
+        assert change.by.startswith("store user medops-operator, ") and change.by.endswith("(fleet)")
+
+
+async def test_an_operator_clears_a_models_blocks(acl_store: RedisServer) -> None:
+    async with member(as_user(acl_store.url, "member"), LIMITS, "a") as a:
+        a.hold_for_capacity(60.0)
+        await a._fleet.flush()
+        assert await clear_model(as_user(acl_store.url, "operator"), "test", MODEL)
+        assert not await clear_model(as_user(acl_store.url, "operator"), "test", MODEL)
+
+
+def test_store_user_goes_into_the_url_and_a_second_user_is_refused(locations: Locations) -> None:
+    env = {"MEDOPS_STORE_URL": "redis://127.0.0.1:6379/0", "MEDOPS_STORE_USER": "medops-reader"}
+    assert load_settings(locations, env=env).settings.store_url == "redis://medops-reader@127.0.0.1:6379/0"
+    with pytest.raises(ConfigError, match="differs from the user in store_url"):
+        load_settings(locations, env={**env, "MEDOPS_STORE_URL": "redis://other@127.0.0.1:6379/0"})
+    with pytest.raises(ConfigError, match="is not an ACL user name"):
+        load_settings(locations, env={**env, "MEDOPS_STORE_USER": "a b"})
+
+
+def test_acl_lines_never_show_a_password(locations: Locations, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDOPS_STORE_NAMESPACE", "test")
+    monkeypatch.setenv("MEDOPS_ACL_READER_PASSWORD", "given-reader-secret")
+    assert main(["fleet", "acl"]) == 0
+    out = capsys.readouterr().out
+    assert "given-reader-secret" not in out
+    assert "ACL SETUSER medops-reader reset on #" in out and "%R~medops:test:*" in out
+    generated = [line.split() for line in out.splitlines() if line.startswith("medops-")]
+    assert sorted(name for name, _ in generated) == ["medops-member", "medops-operator"]  # shown once, the new ones
+    assert repr(StoreUser("x", "reader", "pw")).find("pw") == -1
+    assert "pw" not in setuser_line(StoreUser("x", "reader", "pw"), "test").split("#")[0]
+
+
+async def test_fleet_clear_says_what_it_lifted(acl_store: RedisServer, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    async with member(as_user(acl_store.url, "member"), LIMITS, "a") as a:
+        a.hold_for_capacity(60.0)
+        await a._fleet.flush()
+        monkeypatch.setenv("MEDOPS_STORE_URL", acl_store.url)
+        monkeypatch.setenv("MEDOPS_STORE_NAMESPACE", "test")
+        monkeypatch.setenv("MEDOPS_STORE_USER", "medops-operator")
+        monkeypatch.setenv("MEDOPS_STORE_PASSWORD", PASSWORDS["operator"])
+        assert await asyncio.to_thread(main, ["fleet", "clear", MODEL]) == 0
+        assert f"{MODEL}: 429 blocks, 498 holds and the server's limits lifted" in capsys.readouterr().out
+        monkeypatch.setenv("MEDOPS_STORE_USER", "medops-reader")
+        monkeypatch.setenv("MEDOPS_STORE_PASSWORD", PASSWORDS["reader"])
+        assert await asyncio.to_thread(main, ["fleet", "clear", MODEL]) == 2
+        assert "may not lift blocks: set store_user (MEDOPS_STORE_USER) to an operator user" in capsys.readouterr().err
