@@ -26,7 +26,9 @@ class DocumentsPane(SnapshotPane):
                  f" pages {figures.count(docs.pages)}"]
         for job in docs.recent[:MAX_JOBS]:
             pages = f"{job.pages_done}/{job.pages_total}" if job.pages_total else "-"
-            error = f" [$error]{figures.text(job.error)}[/]" if job.error else ""
+            # A member's own jobs say why in words; a fleet member's published ones carry only the code.
+            why = job.error or job.error_code
+            error = f" [$error]{figures.text(why)}[/]" if why else ""
             lines.append(f" {figures.text(job.job_id)} {figures.text(job.name)} {figures.text(job.state)}"
                          f" {pages}{error}")
         return "\n".join(lines)

@@ -100,12 +100,13 @@ def parsed_command(raw: Any) -> Command | None:
         issued_at = data.get("issued_at")
         if isinstance(issued_at, bool) or not isinstance(issued_at, int | float):
             return None
-        fields = {k: data.get(k, "") for k in ("id", "target", "operator", "key", "value")}
+        fields = {k: data.get(k, "") for k in ("id", "target", "operator", "key", "value", "store_user")}
         if not all(isinstance(v, str) for v in fields.values()):
             return None
         return Command(checked_name(fields["id"]), data["op"], fields["target"], text(fields["operator"], "operator"),
                        float(issued_at), checked_name(fields["key"]) if fields["key"] else "",
-                       text(fields["value"], "value"))
+                       text(fields["value"], "value"),
+                       checked_name(fields["store_user"]) if fields["store_user"] else "")
     except (ValueError, RecursionError):
         return None
 
@@ -172,7 +173,8 @@ async def issue(url: str, namespace: str, op: str, target: str = "*", key: str =
     client = redis.Redis.from_url(url, password=password or None, socket_timeout=2, socket_connect_timeout=2,
                                   decode_responses=False)
     try:
-        store_user = str(await cast(Any, client.acl_whoami()))
+        whoami = await cast(Any, client.acl_whoami())
+        store_user = whoami.decode(errors="replace") if isinstance(whoami, bytes) else str(whoami)
         command = Command(f"cmd-{uuid.uuid4().hex[:12]}", op, target, operator_name(), time.time(), key, value,
                           store_user)
         if target == "*" or target in alive:
