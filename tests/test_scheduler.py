@@ -520,6 +520,25 @@ async def test_a_498_holds_only_its_model_and_the_request_is_answered_after_the_
     await scheduler.stop()
 
 
+async def test_a_498_to_the_flex_tier_holds_flex_requests_only(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(make_settings(batch_interval=0.0))
+    flex = {"params": {"service_tier": "flex"}}
+    sender.failures["f1"] = [CapacityExceeded("flex tier capacity exceeded (HTTP 498)")]
+    first = await submit(scheduler, req("f1", Priority.CRITICAL, model="x", **flex))
+    await clock.advance(1)  # the 498 arrives: x's flex tier is held 0.25-0.5 s, x itself is not
+    quota = scheduler._quotas["x"].snapshot()
+    assert quota.capacity_exceeded == 1 and quota.capacity_hold == 0.0
+    also_flex = await submit(scheduler, req("f2", Priority.CRITICAL, model="x", **flex))
+    on_demand = await submit(scheduler, req("o1", Priority.NORMAL, model="x"))
+    assert sender.order() == ["f1", "o1"]  # the on-demand request behind the held flex one goes at once
+    await clock.advance(0.5)
+    assert sorted(sender.order()[2:]) == ["f1", "f2"]  # both flex requests after the hold
+    await clock.advance(1)
+    assert (await first).attempts == 2 and (await also_flex).attempts == 1 and (await on_demand).attempts == 1
+    await scheduler.stop()
+
+
 async def test_498s_in_a_row_grow_the_hold_but_those_sent_before_it_do_not(
         clock: FakeClock, sender: FakeSender, build: Build) -> None:
     hold = Backoff(0.5, 8.0, rng=random.Random(5))

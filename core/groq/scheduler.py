@@ -181,7 +181,10 @@ class Scheduler:
         self._backoffs: list[tuple[float, int, _Ticket]] = []  # (queue again at, tiebreak, ticket)
         self._retry_backoff = retry_backoff or Backoff(*RETRY_BACKOFF, rng=random.Random())
         self._capacity_hold = capacity_hold or Backoff(*CAPACITY_HOLD, rng=random.Random())
-        self._capacity_streaks: dict[str, tuple[int, float]] = {}  # model -> (498s in a row, when the hold began)
+        # (model, tier) -> (498s in a row, when the hold began). A 498 to the flex tier holds flex requests to
+        # that model only, here; one to the model's other tiers holds the model, in its quota (the fleet's too).
+        self._capacity_streaks: dict[tuple[str, str], tuple[int, float]] = {}
+        self._flex_held_until: dict[str, float] = {}  # model -> monotonic time its flex requests may go again
         self.retried = 0  # attempts after a 5xx, timeout, connection error or 498
         self._depth = dict.fromkeys(PRIORITIES_HIGH_FIRST, 0)
         self._dead_in_queues = 0
@@ -433,6 +436,8 @@ class Scheduler:
             self._dead_in_queues -= dropped
             if head is None:
                 return None
+            if self._park_if_flex_held(head, now):
+                continue
             wait = head.quota.wait_time(head.tokens)
             if wait <= 0:
                 return head
@@ -539,8 +544,8 @@ class Scheduler:
         quota.observe_headers(completion.headers)
         quota.settle(reservation, completion.counted_tokens)
         queue.next_room_at = 0.0  # room may have come back early
-        if self._capacity_streaks:
-            self._capacity_streaks.pop(quota.model, None)  # the model has capacity again: the next hold starts short
+        if self._capacity_streaks:  # the tier has capacity again: its next hold starts short
+            self._capacity_streaks.pop((quota.model, ticket.request.chat.tier), None)
         self._succeed(ticket, completion)
         self._kick()
 
@@ -596,18 +601,42 @@ class Scheduler:
         heapq.heappush(self._backoffs, (now + pause, next(self._seq), ticket))
 
     def _hold_model(self, ticket: _Ticket) -> None:
-        """A 498: hold the model's sends, twice as long as last time if this attempt went after that hold began.
+        """A 498: hold the tier's sends to the model, twice as long as last time if this attempt went after that
+        hold began. Flex requests are held here; the other tiers through the model's quota.
 
         Attempts sent before the current hold began come back with 498s too; they say nothing new."""
         quota = ticket.quota
+        tier = ticket.request.chat.tier
         now = self._clock.monotonic()
-        streak, began = self._capacity_streaks.get(quota.model, (0, -math.inf))
+        streak, began = self._capacity_streaks.get((quota.model, tier), (0, -math.inf))
         sent_at = ticket.sent_at if ticket.sent_at is not None else now
         if streak and sent_at < began:
             quota.hold_for_capacity(0.0)  # counted; the hold in force already covers it
             return
-        quota.hold_for_capacity(self._capacity_hold.delay(streak))
-        self._capacity_streaks[quota.model] = (streak + 1, now)
+        hold = self._capacity_hold.delay(streak)
+        if tier == "flex":
+            quota.hold_for_capacity(0.0)  # counted in the model's figures; only flex requests wait
+            self._flex_held_until[quota.model] = max(self._flex_held_until.get(quota.model, 0.0), now + hold)
+        else:
+            quota.hold_for_capacity(hold)
+        self._capacity_streaks[(quota.model, tier)] = (streak + 1, now)
+
+    def _capacity_hold_left(self, ticket: _Ticket, now: float) -> float:
+        """Seconds the capacity hold that applies to this request's tier still runs."""
+        if ticket.request.chat.tier == "flex":
+            return max(0.0, self._flex_held_until.get(ticket.quota.model, 0.0) - now)
+        return ticket.quota.capacity_hold
+
+    def _park_if_flex_held(self, ticket: _Ticket, now: float) -> bool:
+        """A waiting flex request whose model's flex tier is held waits out the hold beside the queue (as a
+        backoff), so the model's other requests behind it go on. True if it was parked."""
+        left = self._capacity_hold_left(ticket, now) if ticket.request.chat.tier == "flex" else 0.0
+        if left <= 0:
+            return False
+        ticket.state = "backoff"  # depth already counts it; the queue drops it lazily
+        self._dead_in_queues += 1
+        heapq.heappush(self._backoffs, (now + left, next(self._seq), ticket))
+        return True
 
     def _retry_after_capacity(self, ticket: _Ticket, over: CapacityExceeded) -> None:
         """Queue a request refused with 498 again (its model is held), or give up past the bound or deadline."""
@@ -617,7 +646,8 @@ class Scheduler:
             self._finish(ticket, self._gave_up(ticket, f"{MAX_CAPACITY_ATTEMPTS} answers of 498 in a row"),
                          "failed", 498)
             return
-        held_until = self._clock.monotonic() + ticket.quota.capacity_hold
+        now = self._clock.monotonic()
+        held_until = now + self._capacity_hold_left(ticket, now)
         if ticket.deadline_at is not None and held_until >= ticket.deadline_at:
             self._finish(ticket, self._gave_up(ticket, f"its deadline of {ticket.request.deadline:g} s ends "
                                                        "before the hold"), "timeout", 498)
