@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Select
 
 from medops.console.app import MedopsApp
-from medops.console.forms.prompt import PromptForm, ReplyCard, build_request
+from medops.console.forms.prompt import PromptForm, ReplyCard, build_request, reply_text
 from medops.console.forms.prompt_box import PromptBox
+from medops.core.groq.chat import ToolCall
 from medops.core.groq.quota import RequestTooLarge
 from medops.core.groq.requests import Completion, InvalidRequest, Priority, PromptRequest, PromptResult
 from medops.core.settings.config import Settings
@@ -128,3 +130,17 @@ async def test_a_card_says_why_it_waits_and_keeps_agent_and_priority_when_done(l
         core.go.set()
         assert await until(pilot, lambda: app.query_one(PromptForm).in_flight == 0)
         assert "#1 triage · high · " in str(card.render())  # the finished card keeps who asked and how urgent
+
+
+def test_a_system_prompt_goes_before_the_prompt() -> None:
+    request = build_request("Synthetic note.", "triage", "high", "llama-3.1-8b-instant", 3, system="Answer in JSON.")
+    assert [m["role"] for m in request.chat.messages] == ["system", "user"]
+    assert build_request("x", "triage", "high", "llama-3.1-8b-instant", 4).chat.messages[0]["role"] == "user"
+
+
+def test_a_reply_card_shows_the_finish_reason_and_each_tool_call_as_text() -> None:
+    completion = Completion(text="", model="m", prompt_tokens=10, completion_tokens=5, finish_reason="tool_calls",
+                            tool_calls=(ToolCall("call_1", "lookup_icd10_code", '{"code": "[b]A00"}'),))
+    card = reply_text("#1 triage", PromptResult(completion, queue_wait=0.0, latency=0.1, attempts=1))
+    plain = Text.from_markup(card).plain
+    assert "finish tool_calls" in plain and 'tool call lookup_icd10_code({"code": "[b]A00"})' in plain

@@ -11,7 +11,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Button, Label, Select, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 from medops.console import figures
 from medops.console.error_text import describe_error
@@ -83,6 +83,7 @@ class PromptForm(Vertical):
             yield Select([(a, a) for a in AGENTS], value=AGENTS[0], allow_blank=False, id="prompt-agent")
             yield Select([(p, p) for p in PRIORITIES], value="normal", allow_blank=False, id="prompt-priority")
             yield Select([(m, m) for m in self.models], value=self.default_model, allow_blank=False, id="prompt-model")
+        yield Input(placeholder="system prompt (optional): sent before each prompt", id="prompt-system")
         with Horizontal(classes="form-row", id="prompt-row"):
             yield PromptBox(id="prompt-text", placeholder="prompt text: enter or ctrl+s sends, ctrl+j new line")
             yield Button("Send", id="prompt-send", variant="primary")
@@ -123,15 +124,17 @@ class PromptForm(Vertical):
         agent = str(self.query_one("#prompt-agent", Select).value)
         priority = str(self.query_one("#prompt-priority", Select).value)
         model = str(self.query_one("#prompt-model", Select).value)
+        system = self.query_one("#prompt-system", Input).value.strip()
         self._headers[number] = f"#{number} {agent} · {priority} · {figures.text(model)}"
         waiting = "waiting: intake is paused (i resumes it)…" if self.intake_paused else "waiting…"
         card = ReplyCard(f"{self._headers[number]} · [i]{waiting}[/]", id=f"reply-{number}")
         self.query_one("#prompt-replies", VerticalScroll).mount(card, before=0)
         self.in_flight += 1
-        self._send(number, core, text, agent, priority, model)
+        self._send(number, core, text, agent, priority, model, system)
 
     @work(exit_on_error=False, group="prompts")
-    async def _send(self, number: int, core: CoreCommands, text: str, agent: str, priority: str, model: str) -> None:
+    async def _send(self, number: int, core: CoreCommands, text: str, agent: str, priority: str, model: str,
+                    system: str = "") -> None:
         shown = [0]  # length of the text last drawn
 
         def on_text(so_far: str) -> None:
@@ -142,7 +145,7 @@ class PromptForm(Vertical):
                 self.post_message(PromptStreaming(number, so_far))
 
         try:
-            request = build_request(text, agent, priority, model, number, on_text)
+            request = build_request(text, agent, priority, model, number, on_text, system)
             result = await core.ask(request)
         except Exception as exc:  # every failure is shown on its card, none crashes the console
             self.post_message(PromptFailed(number, describe_error(exc), text))
@@ -184,19 +187,25 @@ class PromptForm(Vertical):
 
 
 def build_request(text: str, agent: str, priority: str, model: str, number: int,
-                  on_text: Callable[[str], None] | None = None) -> PromptRequest:
-    """A `PromptRequest` as the scheduler's contract defines it (streamed when `on_text` is given)."""
+                  on_text: Callable[[str], None] | None = None, system: str = "") -> PromptRequest:
+    """A `PromptRequest` as the scheduler's contract defines it (streamed when `on_text` is given), after the
+    system prompt when one is given."""
     from medops.core.groq.requests import Priority, PromptRequest
 
     # Card numbers restart with each console; the id goes to the ledger, so it must be unique across runs.
     return PromptRequest(prompt=text, agent=agent, priority=Priority.parse(priority), model=model,
-                         request_id=f"console-{number}-{uuid.uuid4().hex[:12]}", on_text=on_text)
+                         request_id=f"console-{number}-{uuid.uuid4().hex[:12]}", on_text=on_text,
+                         system=system or None)
 
 
 def reply_text(header: str, result: PromptResult) -> str:
-    """The card's header (number, agent, priority, model), then the reply's cost and the reply."""
+    """The card's header (number, agent, priority, model), then the reply's cost, why it ended, and the reply:
+    its text and any tool calls, each with its arguments."""
     completion = result.completion
+    calls = "".join(f"\n[b]tool call[/] {figures.text(call.name)}({figures.text(call.arguments)})"
+                    for call in completion.tool_calls)
     return (f"{header}"
             f" · tokens {completion.prompt_tokens}+{completion.completion_tokens}"
             f" · latency {figures.millis(result.latency)} · queue wait {figures.millis(result.queue_wait)}"
-            f" · attempts {result.attempts}\n{figures.text(completion.text)}")
+            f" · attempts {result.attempts} · finish {figures.text(completion.finish_reason)}"
+            f"\n{figures.text(completion.text)}{calls}")
