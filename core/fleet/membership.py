@@ -47,6 +47,7 @@ from medops.core.fleet.store import (
 )
 from medops.core.groq.sender import LOCAL_PLACEHOLDER_KEY, choose_target
 from medops.core.settings.config import Settings
+from medops.core.settings.store_url import check_store_url
 from medops.core.snapshot import LIST_ITEMS, CoreSnapshot, StoreSnapshot
 
 log = logging.getLogger(__name__)
@@ -317,7 +318,10 @@ def _clock_text(wall: float) -> str:
 
 
 def join(settings: Settings, clock: Clock, env: Mapping[str, str], role: str) -> Fleet:
-    """This process's place in the fleet: a store connection, its Groq organisation's namespace, a new id."""
+    """This process's place in the fleet: a store connection, its Groq organisation's namespace, a new id.
+    `ConfigError` naming what is wrong with a store_url the client cannot use (settings built in code are not
+    checked as a file's are)."""
+    check_store_url(settings.store_url)
     store = QuotaStore(settings.store_url, fleet_namespace(settings, env), clock,
                        password=env.get("MEDOPS_STORE_PASSWORD"), budget=settings.store_timeout)
     member = new_member(role, __version__, clock)
