@@ -92,7 +92,8 @@ class ResourceCore(CoreCommands):
         self._tick.attach_query_cache(self._knowledge.cache)
         # With a store, one quota for the fleet: this member's heartbeat, snapshot and commands go through it.
         self._fleet = join(settings, self._clock, os.environ, role) if settings.store_url else None
-        self._metrics = MetricsServer(self.snapshot, settings.metrics_host, settings.metrics_port) \
+        self._metrics = MetricsServer(self.snapshot, settings.metrics_host, settings.metrics_port,
+                                      settings.metrics_allow_remote) \
             if settings.metrics_port else None
         recorders: list[RequestRecorder] = [r for r in (self._fleet.records if self._fleet else None,
                                                         self._metrics.requests if self._metrics else None) if r]

@@ -391,6 +391,14 @@ def snapshot_from_dict(data: Mapping[str, Any]) -> CoreSnapshot:
     return built
 
 
+def alert_from_dict(data: Mapping[str, Any]) -> Alert:
+    """An `Alert` back from its JSON (a fleet member's announcement), checked as `snapshot_from_dict` checks
+    a snapshot's: `ValueError` on a missing field, a wrong type or a number out of range; text made visible."""
+    built = _build(Alert, data)
+    assert isinstance(built, Alert)
+    return built
+
+
 LIST_ITEMS = 1_000  # items of any one list a published snapshot may hold
 TEXT_CHARS = 2_000  # characters of any one text kept
 NUMBER_BOUND = 2**63  # beyond any figure a member counts

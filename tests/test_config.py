@@ -128,3 +128,40 @@ def test_describe_lists_every_setting_with_its_source(locations: Locations) -> N
     assert by_key["theme"] == ("light", "env MEDOPS_THEME")
     assert by_key["groq_rpm"] == ("30", "default")
     assert "models.llama-3.1-8b-instant" in by_key
+
+
+@pytest.mark.parametrize(("url", "named"), [
+    ("redis://op:hunter2@127.0.0.1:99999/0", "its port is not a number from 1 to 65535"),
+    ("redis://127.0.0.1:6379/0?socket_timeout=abc&password=hunter2", "Invalid value for 'socket_timeout'"),
+    ("redis://[::1/0?password=hunter2", "a '[' without its ']'"),
+    ("redis://127.0.0.1:port/0", "its port is not a number"),
+])
+def test_a_malformed_store_url_is_refused_naming_what_is_wrong_never_its_password(
+        locations: Locations, monkeypatch: pytest.MonkeyPatch, url: str, named: str) -> None:
+    monkeypatch.setenv("MEDOPS_STORE_URL", url)
+    with pytest.raises(ConfigError, match=r"setting store_url = .* \(from env MEDOPS_STORE_URL\)") as refused:
+        load_settings(locations)
+    assert named in str(refused.value) and "hunter2" not in str(refused.value)
+
+
+def test_a_core_built_in_code_with_a_malformed_store_url_is_refused_before_it_joins() -> None:
+    import os
+
+    from medops.core.clock import SystemClock
+    from medops.core.fleet.membership import join
+
+    with pytest.raises(ConfigError, match="its port is not a number"):
+        join(Settings(store_url="redis://127.0.0.1:99999/0"), SystemClock(), os.environ, "console")
+
+
+@pytest.mark.parametrize("argv", [["fleet"], ["fleet", "--json"], ["status"], ["--attach"]])
+def test_every_command_that_opens_the_store_says_a_malformed_url_without_a_traceback(
+        locations: Locations, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        argv: list[str]) -> None:
+    from medops.console.cli import main
+
+    for url in ("redis://127.0.0.1:99999/0", "redis://127.0.0.1:6379/0?socket_timeout=abc", "redis://[::1/0"):
+        monkeypatch.setenv("MEDOPS_STORE_URL", url)
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert err.startswith("medops: setting store_url = ") and "Traceback" not in out + err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 
 from medops.core.settings.paths import Locations
+from tests.redis_server import RedisServer
 
 MEDOPS = Path(sys.executable).parent / "medops"
 WAIT = 15.0  # seconds a screen may take to show up on a busy 2-core machine
@@ -55,12 +58,18 @@ class Tmux:
         done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True)
         return done.stdout
 
-    def start(self, width: int, height: int, **extra_env: str) -> int:
+    def start(self, width: int, height: int, *args: str, raw: Path | None = None, **extra_env: str) -> int:
+        """`medops --no-mouse ARGS` in a new session; `raw`: every byte it writes to the terminal goes there too
+        (pipe-pane, in place before medops starts)."""
         env = {"MEDOPS_DATA_DIR": str(self.locations.data_dir), "MEDOPS_CONFIG_DIR": str(self.locations.config_dir),
                "MEDOPS_REFRESH_INTERVAL": "0.5", "TERM": "xterm-256color", **extra_env}
         flags = [item for key, value in env.items() for item in ("-e", f"{key}={value}")]
-        self.run("new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height), *flags,
-                 f"exec {MEDOPS} --no-mouse")
+        command = f"exec {MEDOPS} --no-mouse {' '.join(args)}"
+        if raw is not None:
+            command = f"sleep 1; {command}"
+        self.run("new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height), *flags, command)
+        if raw is not None:
+            self.run("pipe-pane", "-O", "-t", self.session, f"cat >> {raw}")
         return int(self.run("display-message", "-p", "-t", self.session, "#{pane_pid}").strip())
 
     def screen(self) -> str:
@@ -205,3 +214,42 @@ def test_the_contrast_theme_uses_no_fixed_white_or_black(tmux: Tmux) -> None:
         tmux.keys(key)
         time.sleep(0.5)
         assert tmux.colours() <= {"31", "41"}, (key, tmux.colours())
+
+
+def test_attach_over_a_hostile_store_sends_no_escape_from_it_to_the_terminal_and_shows_it_as_text(
+        tmux: Tmux, redis_server: RedisServer, tmp_path: Path) -> None:
+    """Alert texts, member names and stream fields carrying OSC 52 (clipboard), OSC 0 (title), OSC 8 (links)
+    and Textual markup, read by `medops --attach`: the bytes medops writes to its terminal hold none of them."""
+    from tests.test_fleet_hostile import MARKUP, OSC8, OSC52, plant, plant_streams
+
+    title = "\x1b]0;PWNED\x07"
+    plant(redis_server.url)
+    plant_streams(redis_server.url)
+    store = redis.Redis.from_url(redis_server.url)
+    hostile_alert = {"name": "cpu", "level": "critical", "message": f"{title}{OSC52}{OSC8}{MARKUP}",
+                     "opened_at": time.time(), "updated_at": time.time()}
+    snap = json.loads(store.get("medops:test:snap:good-1") or b"{}")
+    store.set("medops:test:snap:good-1", json.dumps({**snap, "taken_at": time.time(), "alerts": [hostile_alert]}),
+              px=600_000)
+    store.xadd("medops:test:alerts", {"instance": "good-1", "alert": json.dumps(hostile_alert)})
+    store.close()
+    raw = tmp_path / "raw.bin"
+    pid = tmux.start(160, 48, "--attach", raw=raw, MEDOPS_STORE_URL=redis_server.url, MEDOPS_STORE_NAMESPACE="test")
+    assert wait_for(lambda: tmux.shows("attached"), 30), tmux.screen()
+    assert wait_for(lambda: tmux.shows("␛]52;c;SGVsbG8=␇"), 20), tmux.screen()  # the alert's text, as text
+    tmux.keys("7")  # Fleet: the members' hostile names
+    assert wait_for(lambda: tmux.shows("malformed member entries skipped", "?'[@click"), 20), tmux.screen()
+    tmux.keys("6")  # History: the fleet's streams, bad entries counted
+    assert wait_for(lambda: tmux.shows("could not be read"), 20), tmux.screen()
+    tmux.keys("Tab")
+    time.sleep(1.0)
+    assert not process_gone(pid), "the console died"
+    written = raw.read_bytes()
+    assert len(written) > 1_000  # the pipe saw the screens drawn
+    for payload in (b"\x1b]52", b"\x1b]0;", b"\x1b]8;", b"\xc2\x9d"):  # ESC ] and the C1 form of OSC
+        assert payload not in written, payload
+    assert "␛]52;c;SGVsbG8=␇".encode() in written  # written as text
+    # Every operating-system command written is Textual's own pointer shape (OSC 22), nothing from the store.
+    osc = set(re.findall(rb"\x1b\]([0-9]*);", written))
+    assert osc <= {b"22"}, osc
+    assert "INTAKE PAUSED" not in tmux.screen()

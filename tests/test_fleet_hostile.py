@@ -6,9 +6,10 @@ Markup stays text, control characters are shown and never printed, a malformed e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -166,3 +167,78 @@ def test_a_failing_attached_read_turns_live_into_how_old_the_figures_are() -> No
     assert "live" not in text.split("│")[0] and "figures 12 s old" in text
 
 
+
+
+def plant_streams(url: str) -> None:
+    """One good request and alert in the fleet's streams, and hostile or malformed entries around them."""
+    from medops.core.fleet.publish import alert_fields, stream_fields
+    from medops.core.ledger.records import RequestRecord
+    from medops.core.snapshot import Alert
+
+    r = redis.Redis.from_url(url)
+    good = RequestRecord(at_wall=time.time(), agent="triage", priority="high", model="m-small", prompt_tokens=5,
+                         completion_tokens=2, latency=0.5, queue_wait=0.01, outcome="ok", status=200, attempts=1)
+    hostile = {**stream_fields("good-1", good), "agent": OSC52 + MARKUP, "model": OSC8, "outcome": MARKUP}
+    r.xadd(f"{P}requests", cast(Any, stream_fields("good-1", good)))
+    r.xadd(f"{P}requests", cast(Any, hostile))
+    for bad in ({"prompt_tokens": "-5"}, {"latency": "1e400"}, {"latency": "nan"}, {"status": "abc"},
+                {"completion_tokens": "9" * 4_400}, {"at_wall": "[1,2]"}):
+        r.xadd(f"{P}requests", cast(Any, {**stream_fields("good-1", good), **bad}))
+    r.xadd(f"{P}requests", {"at_wall": "1.0", "agent": "no-instance"})
+    r.xadd(f"{P}requests", {b"instance": b"good-1", b"agent": b"\xff\xfe", b"at_wall": b"x"})  # not UTF-8
+    alert = Alert("cpu", "warning", "CPU 96%", opened_at=1_000.0, value=96.0, rule="cpu", updated_at=1_000.0)
+    r.xadd(f"{P}alerts", cast(Any, alert_fields("good-1", alert)))
+    r.xadd(f"{P}alerts", {"instance": MARKUP, "alert": json.dumps(
+        {**dataclasses.asdict(alert), "name": OSC52, "message": f"{MARKUP} {OSC52} {OSC8}"})})
+    wrong_types = [{"message": ["x"]}, {"opened_at": "soon"}, {"level": "bogus"}, {"repeats": "3"},
+                   {"acknowledged": 1}, {"cleared_at": float("1e300")}, {"name": 5}]
+    for bad in wrong_types:
+        r.xadd(f"{P}alerts", {"instance": "good-1", "alert": json.dumps({**dataclasses.asdict(alert), **bad})})
+    for raw in ("not json", "[1,2]", "{}", json.dumps({**dataclasses.asdict(alert), "x": "y" * 10_000})):
+        r.xadd(f"{P}alerts", {"instance": "good-1", "alert": raw})
+    r.close()
+
+
+async def test_stream_entries_of_the_wrong_type_are_skipped_counted_and_the_rest_shown_inert(
+        redis_server: RedisServer) -> None:
+    from medops.core.fleet.history import read_alerts, read_requests
+
+    plant_streams(redis_server.url)
+    requests = await read_requests(redis_server.url, "test")
+    assert len(requests.requests) == 2
+    assert "8 requests in the fleet's stream could not be read" in requests.note
+    shown = requests.requests[0].record  # newest first: the hostile one
+    for value in (shown.agent, shown.model, shown.outcome):
+        assert "\x1b" not in value and "\x07" not in value and value.startswith("?'")  # fails the name pattern
+    assert requests.requests[1].record.agent == "triage"
+
+    alerts = await read_alerts(redis_server.url, "test")
+    assert len(alerts.alerts) == 2
+    assert "11 alert announcements in the fleet's stream could not be read" in alerts.note
+    hostile = alerts.alerts[0]
+    assert hostile.instance.startswith("?'[@click") and hostile.alert.name.startswith("?'")
+    assert "\x1b" not in hostile.alert.message and "\x07" not in hostile.alert.message
+    assert "[@click=app.toggle_intake]ACK-ME[/]" in hostile.alert.message  # text, shown as it is
+    assert alerts.alerts[1].alert.message == "CPU 96%"
+
+
+async def test_a_filter_looks_through_a_bounded_number_of_entries_a_page_and_says_where_it_stopped(
+        redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medops.core.fleet import history
+    from medops.core.fleet.publish import stream_fields
+    from medops.core.ledger.records import RequestRecord
+
+    monkeypatch.setattr(history, "SCAN_BOUND", 1_000)
+    r = redis.Redis.from_url(redis_server.url)
+    record = RequestRecord(at_wall=1.0, agent="triage", priority="high", model="m-small", prompt_tokens=5,
+                           completion_tokens=2, latency=0.5, queue_wait=0.01, outcome="ok")
+    with r.pipeline(transaction=False) as pipe:
+        pipe.xadd(f"{P}requests", cast(Any, stream_fields("good-1", dataclasses.replace(record, model="m-big"))))
+        for _ in range(1_500):
+            pipe.xadd(f"{P}requests", cast(Any, stream_fields("good-1", record)))
+        pipe.execute()
+    page = await history.read_requests(redis_server.url, "test", model="m-big")
+    assert page.requests == () and page.older is not None
+    assert "looked through 1,000 entries" in page.note
+    rest = await history.read_requests(redis_server.url, "test", before=page.older, model="m-big")
+    assert [row.record.model for row in rest.requests] == ["m-big"] and rest.older is None

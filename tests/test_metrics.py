@@ -56,3 +56,25 @@ async def test_a_metrics_port_taken_is_refused_with_what_to_do(locations: Locati
         with pytest.raises(ConfigError, match=r"metrics_port \d+ on 127\.0\.0\.1 cannot be opened"):
             await core.start()
         await core.stop()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7"])
+async def test_a_metrics_host_other_machines_reach_is_refused_unless_allowed(locations: Locations,
+                                                                              host: str) -> None:
+    core = ResourceCore(Settings(metrics_port=free_port(), metrics_host=host), locations)
+    with pytest.raises(ConfigError, match=rf"metrics_host = '{host}' lets other machines read /metrics.*"
+                                          "metrics_allow_remote = true"):
+        await core.start()
+    await core.stop()
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+async def test_metrics_allow_remote_serves_on_every_address(locations: Locations) -> None:
+    port = free_port()
+    core = ResourceCore(Settings(metrics_port=port, metrics_host="0.0.0.0", metrics_allow_remote=True), locations)
+    await core.start()
+    try:
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/metrics")).status_code == 200
+    finally:
+        await core.stop()

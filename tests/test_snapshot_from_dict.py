@@ -20,7 +20,7 @@ def test_busy_snapshot_round_trips_through_its_dict() -> None:
 def test_a_published_snapshot_round_trips_through_json() -> None:
     """What a member publishes (JSON, names and histories left home) reads back equal to what it sent."""
     snapshot = busy_snapshot()
-    back = snapshot_from_dict(orjson.loads(published(snapshot)))
+    back = snapshot_from_dict(orjson.loads(published(snapshot).body))
     assert back.quota == snapshot.quota
     assert back.scheduler == snapshot.scheduler
     assert back.alerts == snapshot.alerts

@@ -329,7 +329,7 @@ class HistoryPane(Vertical):
         if self._heads_error:
             notes.insert(0, f"The fleet's history could not be read: {self._heads_error}")
         note = self.query_one("#history-note", Static)
-        note.update(figures.text(notes[0]) if notes else "")
+        note.update(figures.text("\n".join(notes)))  # both tables' notes: each says what it left out
         note.display = bool(notes)
 
 

@@ -27,7 +27,6 @@ from medops.core.clock import Clock, SystemClock
 from medops.core.errors import ConfigError, MedopsError
 from medops.core.fleet.commands import ANSWER_WAIT, Acknowledgement, Command, issue
 from medops.core.fleet.membership import fleet_namespace
-from medops.core.fleet.store import check_store_url
 from medops.core.fleet.view import FleetUnavailable, FleetView, FleetWindow, read_fleet
 from medops.core.ledger.history import AlertHistory, Before, RequestHistory
 from medops.core.ledger.limit_history import LimitChangeHistory
@@ -35,6 +34,7 @@ from medops.core.ledger.metric_history import MetricHistory
 from medops.core.settings.config import Settings
 from medops.core.settings.live_changes import validated_change
 from medops.core.settings.redact import redact_url
+from medops.core.settings.store_url import check_store_url
 from medops.core.snapshot import (
     CoreSnapshot,
     EndpointInfo,

@@ -10,7 +10,9 @@ characters made visible. Past this module nothing re-checks a value's shape.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,13 +21,17 @@ from typing import Any
 import orjson
 
 from medops.core.inert_text import name, visible
-from medops.core.snapshot import CoreSnapshot, snapshot_from_dict
+from medops.core.ledger.records import RequestRecord
+from medops.core.snapshot import Alert, CoreSnapshot, alert_from_dict, snapshot_from_dict
 
 MAX_MEMBERS = 1_000  # members one reading lists; beyond that they are counted, not read
 MEMBER_BYTES = 4_096  # a member's description is ~150 bytes
 SNAPSHOT_BYTES = 1 << 20  # a published snapshot is ~20 KiB; larger ones are not fetched (STRLEN first)
 TEXT_CHARS = 500  # characters of a free text (an acknowledgement's detail) kept
 PID_BOUND = 2**31
+ALERT_BYTES = 8_192  # an alert announcement's JSON is ~300 bytes
+COUNT_BOUND = 10**12  # beyond any token count or attempt number one request has
+SECONDS_BOUND = 10**10  # a wall time (year 2286) or a duration beyond any request's
 
 
 class Malformed(ValueError):
@@ -125,3 +131,65 @@ def text(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise Malformed(f"{what}: expected text")
     return visible(value[:TEXT_CHARS])
+
+
+_RECORD_TYPES = typing.get_type_hints(RequestRecord)
+_RECORD_NAMES = frozenset({"agent", "priority", "model", "outcome", "request_id", "client", "finish_reason",
+                           "service_tier"})
+
+
+def stream_request(fields: Mapping[str, str]) -> RequestRecord:
+    """One entry of the fleet's request stream (`publish.stream_fields`) as a `RequestRecord`; `Malformed` if a
+    field is missing or of the wrong type or range. Fields it lacks keep their defaults; unknown ones are
+    ignored (a newer member may add some); names fail to `inert_text.name`'s quoted form."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(RequestRecord):
+        raw = fields.get(f.name)
+        if raw is None:
+            continue
+        kind = _RECORD_TYPES[f.name]
+        if kind is str:
+            values[f.name] = name(raw) if raw and f.name in _RECORD_NAMES else visible(raw[:TEXT_CHARS])
+        elif f.name == "status":
+            values[f.name] = _int(_number(raw, int, f.name), 100, 599, f.name)
+        elif kind is int:
+            values[f.name] = _int(_number(raw, int, f.name), 0, COUNT_BOUND, f.name)
+        else:
+            number = _float(_number(raw, float, f.name), f.name)
+            if not 0 <= number <= SECONDS_BOUND:
+                raise Malformed(f"{f.name}: expected a number from 0 to {SECONDS_BOUND}")
+            values[f.name] = number
+    try:
+        return RequestRecord(**values)
+    except TypeError:
+        raise Malformed("request entry: a required field is missing") from None
+
+
+def _number(raw: str, kind: type[int] | type[float], what: str) -> int | float:
+    if len(raw) > 32:  # int() of a 4,400-digit string is slow, and no figure is that long
+        raise Malformed(f"{what}: expected a number")
+    try:
+        return kind(raw)
+    except ValueError:
+        raise Malformed(f"{what}: expected a number") from None
+
+
+def stream_alert(raw: str | None) -> Alert:
+    """One alert announcement (`publish.alert_fields`' JSON) as an `Alert`; `Malformed` if it is too large, not
+    an object or a field has the wrong type or range. Its name and rule are names; its message, text."""
+    if raw is not None and len(raw) > ALERT_BYTES:
+        raise Malformed(f"alert: over {ALERT_BYTES} bytes")
+    data = _json(raw, "alert")
+    if not isinstance(data, dict):
+        raise Malformed("alert: expected an object")
+    try:
+        alert = alert_from_dict(data)
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise Malformed(f"alert: {visible(str(exc))[:200]}") from None
+    for when in (alert.opened_at, alert.updated_at, alert.cleared_at, alert.silenced_until):
+        if when is not None and not 0 <= when <= SECONDS_BOUND:
+            raise Malformed(f"alert: a time out of range 0 to {SECONDS_BOUND}")
+    if not 0 <= alert.repeats <= COUNT_BOUND:
+        raise Malformed("alert: repeats out of range")
+    return dataclasses.replace(alert, name=name(alert.name), rule=name(alert.rule) if alert.rule else "",
+                               message=text(alert.message, "alert message"))

@@ -11,24 +11,32 @@ never written to the streams, so it cannot come back from here.
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-import orjson
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from medops.core.fleet.entries import (
+    MEMBER_BYTES,
+    Description,
+    Malformed,
+    Skips,
+    description,
+    member_name,
+    stream_alert,
+    stream_request,
+)
 from medops.core.fleet.publish import ALERT_STREAM, REQUEST_STREAM
-from medops.core.fleet.view import FleetUnavailable
+from medops.core.fleet.view import FleetUnavailable, read_sized
 from medops.core.ledger.records import RequestRecord
 from medops.core.settings.redact import redact_url
 from medops.core.snapshot import Alert
 
 MAX_PAGE = 1_000  # rows one page may ask for
 SCAN_CHUNK = 500  # entries one XREVRANGE reads while a filter looks for a page's rows
+SCAN_BOUND = 20_000  # entries one page looks through at most (members keep 10,000; a forged stream may be longer)
 
 T = TypeVar("T")
 Entry = tuple[str, Mapping[str, str]]  # a stream entry: its id and its fields
@@ -95,11 +103,12 @@ async def read_requests(url: str, namespace: str, password: str | None = None, b
         return (model is None or fields.get("model") == model) and (agent is None or fields.get("agent") == agent)
 
     async def page(client: redis.Redis, prefix: str) -> FleetRequests:
-        entries, older = await _scan(client, f"{prefix}{REQUEST_STREAM}", before, limit, wanted)
-        labels = await _labels(client, prefix)
-        rows, unread = _parsed(entries, lambda i, fields: FleetRequest(
-            i, fields["instance"], labels.get(fields["instance"], fields["instance"]), _request(fields)))
-        return FleetRequests(rows, older, _unread_note(unread, "requests"))
+        entries, older, cut = await _scan(client, f"{prefix}{REQUEST_STREAM}", before, limit, wanted)
+        parsed, unread = _parsed(entries, lambda fields: stream_request(fields))
+        labels = await _labels(client, prefix, {instance for _, instance, _ in parsed})
+        rows = tuple(FleetRequest(i, instance, labels.get(instance, instance), record)
+                     for i, instance, record in parsed)
+        return FleetRequests(rows, older, _note(unread, "requests", cut))
 
     return await _with_store(url, namespace, password, budget, page)
 
@@ -110,12 +119,11 @@ async def read_alerts(url: str, namespace: str, password: str | None = None, bef
     check_page(limit)
 
     async def page(client: redis.Redis, prefix: str) -> FleetAlerts:
-        entries, older = await _scan(client, f"{prefix}{ALERT_STREAM}", before, limit, lambda fields: True)
-        labels = await _labels(client, prefix)
-        rows, unread = _parsed(entries, lambda i, fields: FleetAlert(
-            i, fields["instance"], labels.get(fields["instance"], fields["instance"]),
-            Alert(**orjson.loads(fields["alert"]))))
-        return FleetAlerts(rows, older, _unread_note(unread, "alert announcements"))
+        entries, older, cut = await _scan(client, f"{prefix}{ALERT_STREAM}", before, limit, lambda fields: True)
+        parsed, unread = _parsed(entries, lambda fields: stream_alert(fields.get("alert")))
+        labels = await _labels(client, prefix, {instance for _, instance, _ in parsed})
+        rows = tuple(FleetAlert(i, instance, labels.get(instance, instance), alert) for i, instance, alert in parsed)
+        return FleetAlerts(rows, older, _note(unread, "alert announcements", cut))
 
     return await _with_store(url, namespace, password, budget, page)
 
@@ -128,15 +136,15 @@ async def read_heads(url: str, namespace: str, password: str | None = None, budg
             pipe.xrevrange(f"{prefix}{REQUEST_STREAM}", count=1)
             pipe.xrevrange(f"{prefix}{ALERT_STREAM}", count=1)
             requests, alerts = await pipe.execute()
-        return StreamHeads(requests[0][0] if requests else "", alerts[0][0] if alerts else "")
+        return StreamHeads(_decoded(requests[0])[0] if requests else "", _decoded(alerts[0])[0] if alerts else "")
 
     return await _with_store(url, namespace, password, budget, heads)
 
 
-def member_label(instance: str, description: Mapping[str, Any]) -> str:
+def member_label(instance: str, described: Description) -> str:
     """host:pid (the host's first label: a table column is narrow), or the instance id when not described."""
-    host, pid = str(description.get("host", "")), description.get("pid")
-    return f"{host.split('.')[0]}:{pid}" if host and pid else instance
+    host, pid = described.host, described.pid
+    return f"{host.split('.')[0]}:{pid}" if host != "?" and pid else instance
 
 
 # ---- inside --------------------------------------------------------------------------
@@ -146,8 +154,10 @@ async def _with_store(url: str, namespace: str, password: str | None, budget: fl
                       read: Callable[[redis.Redis, str], Awaitable[T]]) -> T:
     if not url:
         raise FleetUnavailable("no quota store is set: set store_url (MEDOPS_STORE_URL) to the fleet's Redis")
+    # Bytes, decoded at the edge (`_decoded`): with decode_responses one value that is not UTF-8 would
+    # raise inside the client and lose the whole page.
     client = redis.Redis.from_url(url, password=password or None, socket_timeout=budget,
-                                  socket_connect_timeout=budget, decode_responses=True)
+                                  socket_connect_timeout=budget, decode_responses=False)
     try:
         return await read(client, f"medops:{namespace}:")
     except (RedisError, OSError) as exc:
@@ -158,71 +168,73 @@ async def _with_store(url: str, namespace: str, password: str | None, budget: fl
 
 
 async def _scan(client: redis.Redis, key: str, before: str | None, limit: int,
-                wanted: Callable[[Mapping[str, str]], bool]) -> tuple[list[Entry], str | None]:
-    """Up to `limit` wanted entries older than `before`, newest first, and where the next page starts.
+                wanted: Callable[[Mapping[str, str]], bool]) -> tuple[list[Entry], str | None, bool]:
+    """Up to `limit` wanted entries older than `before`, newest first, where the next page starts, and whether
+    the look stopped at SCAN_BOUND entries before the page was full (the next page goes on from there).
 
     One entry past the page is looked for, so a page that ends the stream says so (older None)."""
     found: list[Entry] = []
     end = f"({before}" if before else "+"
     count = limit + 1  # enough without a filter; with one, later reads take bigger chunks
+    scanned = 0
     while True:
-        chunk = cast(list[Entry], await cast(Any, client.xrevrange(key, max=end, min="-", count=count)))
+        chunk = [_decoded(entry) for entry in await cast(Any, client.xrevrange(key, max=end, min="-", count=count))]
+        scanned += len(chunk)
         for entry in chunk:
             if not wanted(entry[1]):
                 continue
             if len(found) == limit:
-                return found, found[-1][0]
+                return found, found[-1][0], False
             found.append(entry)
         if len(chunk) < count:
-            return found, None
+            return found, None, False
+        if scanned >= SCAN_BOUND:
+            return found, chunk[-1][0], True
         end = f"({chunk[-1][0]}"
-        count = max(limit + 1, SCAN_CHUNK)
+        count = min(max(limit + 1, SCAN_CHUNK), SCAN_BOUND - scanned)
 
 
-def _parsed(entries: list[Entry], build: Callable[[str, Mapping[str, str]], T]) -> tuple[tuple[T, ...], int]:
-    """The entries built into rows, and how many could not be (written by another version, or damaged)."""
-    rows: list[T] = []
+def _decoded(entry: tuple[bytes, Mapping[bytes, bytes]]) -> Entry:
+    entry_id, fields = entry
+    return entry_id.decode("ascii", "replace"), {
+        k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in fields.items()}
+
+
+def _parsed(entries: list[Entry], build: Callable[[Mapping[str, str]], T]) -> tuple[list[tuple[str, str, T]], int]:
+    """Each entry's id, member and value, and how many entries could not be read (another version, or damaged,
+    or forged): those are skipped and counted, never let through."""
+    rows: list[tuple[str, str, T]] = []
     for entry_id, fields in entries:
-        try:
-            rows.append(build(entry_id, fields))
-        except (KeyError, TypeError, ValueError):
-            continue  # counted below and said in the page's note
-    return tuple(rows), len(entries) - len(rows)
-
-
-def _unread_note(unread: int, what: str) -> str:
-    if not unread:
-        return ""
-    return f"{unread} {what} in the fleet's stream could not be read (written by another medops version?) " \
-           "and are left out"
-
-
-_REQUEST_TYPES = typing.get_type_hints(RequestRecord)
-
-
-def _request(fields: Mapping[str, str]) -> RequestRecord:
-    """A stream entry's strings back into a `RequestRecord` (fields it lacks keep their defaults)."""
-    values: dict[str, Any] = {}
-    for field in dataclasses.fields(RequestRecord):
-        if field.name not in fields:
+        instance = fields.get("instance")
+        if instance is None:
             continue
-        raw, kind = fields[field.name], _REQUEST_TYPES[field.name]
-        if kind in (int, int | None):
-            values[field.name] = int(raw)
-        elif kind is float:
-            values[field.name] = float(raw)
-        else:
-            values[field.name] = raw
-    return RequestRecord(**values)
-
-
-async def _labels(client: redis.Redis, prefix: str) -> dict[str, str]:
-    """instance -> host:pid, for the members the store still describes."""
-    described = await cast(Any, client.hgetall(f"{prefix}members"))
-    labels = {}
-    for name, raw in described.items():
         try:
-            labels[name] = member_label(name, orjson.loads(raw))
-        except (orjson.JSONDecodeError, AttributeError):
-            labels[name] = name
+            rows.append((entry_id, member_name(instance), build(fields)))
+        except Malformed:
+            continue  # counted below and said in the page's note
+    return rows, len(entries) - len(rows)
+
+
+def _note(unread: int, what: str, cut: bool) -> str:
+    notes = []
+    if unread:
+        notes.append(f"{unread:,} {what} in the fleet's stream could not be read (malformed, or written by another "
+                     "medops version) and are left out")
+    if cut:
+        notes.append(f"this page looked through {SCAN_BOUND:,} entries of the stream; o reads on from there")
+    return "; ".join(notes)
+
+
+async def _labels(client: redis.Redis, prefix: str, instances: set[str]) -> dict[str, str]:
+    """instance -> host:pid, for the page's members the store still describes (each description measured
+    before it is read; one it cannot take leaves the instance id)."""
+    names = sorted(instances)
+    blobs = await read_sized(client, "HSTRLEN", f"{prefix}members", [n.encode() for n in names], MEMBER_BYTES,
+                             "oversized member entries", Skips())
+    labels = {}
+    for instance, blob in zip(names, blobs, strict=True):
+        try:
+            labels[instance] = member_label(instance, description(blob))
+        except Malformed:
+            labels[instance] = instance
     return labels

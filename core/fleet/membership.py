@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from medops.core import __version__
 from medops.core.clock import Clock
 from medops.core.fleet.commands import CommandInbox, Handler
+from medops.core.fleet.entries import SNAPSHOT_BYTES
 from medops.core.fleet.publish import (
     ALERT_STREAM,
     ALERT_STREAM_MAXLEN,
@@ -46,7 +47,8 @@ from medops.core.fleet.store import (
 )
 from medops.core.groq.sender import LOCAL_PLACEHOLDER_KEY, choose_target
 from medops.core.settings.config import Settings
-from medops.core.snapshot import CoreSnapshot, StoreSnapshot
+from medops.core.settings.store_url import check_store_url
+from medops.core.snapshot import LIST_ITEMS, CoreSnapshot, StoreSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,7 @@ class Fleet:
         self.snapshot_source: Callable[[], CoreSnapshot] | None = None  # what this member publishes
         self.command_handler: Handler | None = None  # carries out operators' commands on this member's core
         self._inbox: CommandInbox | None = None
+        self._snapshot_cut = ""  # how the last published snapshot was cut to fit ("": whole)
 
     def _went_down(self) -> None:
         for quota in self.quotas.values():
@@ -199,8 +202,17 @@ class Fleet:
             return
         requests = [stream_fields(self.instance, record) for record in self.records.take()]
         alerts = [alert_fields(self.instance, alert) for alert in self.records.take_alerts()]
+        snapshot = published(self.snapshot_source())
+        if snapshot.cut != self._snapshot_cut:  # said when it starts, changes and ends, not every beat
+            if snapshot.cut:
+                log.warning("this member's snapshot is %d bytes, over what the fleet's readers take (%d bytes, "
+                            "lists of %d items): published with %s", snapshot.whole_bytes, SNAPSHOT_BYTES,
+                            LIST_ITEMS, snapshot.cut)
+            else:
+                log.info("this member's snapshot is published whole again (%d bytes)", snapshot.whole_bytes)
+            self._snapshot_cut = snapshot.cut
         with contextlib.suppress(StoreUnavailable):  # the next beat notices and says so
-            await self.store.publish(self.instance, published(self.snapshot_source()), SNAPSHOT_TTL,
+            await self.store.publish(self.instance, snapshot.body, SNAPSHOT_TTL,
                                      ((REQUEST_STREAM, requests, STREAM_MAXLEN),
                                       (ALERT_STREAM, alerts, ALERT_STREAM_MAXLEN)))
 
@@ -306,7 +318,10 @@ def _clock_text(wall: float) -> str:
 
 
 def join(settings: Settings, clock: Clock, env: Mapping[str, str], role: str) -> Fleet:
-    """This process's place in the fleet: a store connection, its Groq organisation's namespace, a new id."""
+    """This process's place in the fleet: a store connection, its Groq organisation's namespace, a new id.
+    `ConfigError` naming what is wrong with a store_url the client cannot use (settings built in code are not
+    checked as a file's are)."""
+    check_store_url(settings.store_url)
     store = QuotaStore(settings.store_url, fleet_namespace(settings, env), clock,
                        password=env.get("MEDOPS_STORE_PASSWORD"), budget=settings.store_timeout)
     member = new_member(role, __version__, clock)

@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal, cast
-from urllib.parse import urlsplit
 
 import redis.asyncio as redis
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
@@ -31,6 +30,7 @@ from redis.exceptions import NoPermissionError, RedisError, ResponseError
 from medops.core.clock import Clock
 from medops.core.errors import ConfigError
 from medops.core.settings.redact import redact_url
+from medops.core.settings.store_url import check_store_url
 from medops.core.snapshot import StoreSnapshot
 from medops.core.waits import percentile
 
@@ -55,14 +55,6 @@ class LibraryMissing(RedisError):
 def library_source() -> str:
     """The quota's Lua library, as FUNCTION LOAD takes it."""
     return resources.files("medops.core.fleet").joinpath("quota.lua").read_text()
-
-
-def check_store_url(url: str) -> None:
-    """Refuse anything but redis:// or rediss:// with a host, saying what to set."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise ConfigError(f"store_url {redact_url(url)!r} is not a Redis URL; use redis://host:6379/0 "
-                          "(or rediss:// for TLS), with the password in the URL or MEDOPS_STORE_PASSWORD")
 
 
 def namespace_for(groq_key: str | None, base_url: str, explicit: str = "") -> str:

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from medops.core.errors import ConfigError
 from medops.core.settings.paths import Locations
 from medops.core.settings.redact import redact_url
+from medops.core.settings.store_url import check_store_url
 
 CPUS = os.cpu_count() or 1
 MIB = 1024 * 1024
@@ -91,7 +92,10 @@ class Settings:
     store_flight_bound: float = _setting(180.0, 10.0, 86_400.0,
                                          help="seconds a dead member's in-flight reservations still count")
     metrics_port: int = _setting(0, 0, 65_535, help="port of /metrics for Prometheus (0: off)")
-    metrics_host: str = _setting("127.0.0.1", help="address /metrics listens on")
+    metrics_host: str = _setting("127.0.0.1", help="address /metrics listens on (loopback unless "
+                                                   "metrics_allow_remote)")
+    metrics_allow_remote: bool = _setting(False, help="let metrics_host be an address other machines reach "
+                                                      "(/metrics has no authentication)")
     # Memory
     max_cases_in_memory: int = _setting(1_000, 1, 1_000_000, help="case slots in shared memory")
     case_memory_mb: int = _setting(10, 1, 65_536, help="MiB of shared memory for all case slots")
@@ -364,11 +368,7 @@ def check_settings(settings: Settings, sources: Mapping[str, str]) -> None:
                           f"{settings.max_cases_in_memory} give {settings.case_slot_bytes} bytes a case slot; "
                           f"at least {MIN_SLOT_BYTES} are needed: raise case_memory_mb or lower max_cases_in_memory")
     if settings.store_url:
-        parts = urlsplit(settings.store_url)
-        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise ConfigError(f"setting store_url = {redact_url(settings.store_url)!r} (from {sources['store_url']}) "
-                              "is not a Redis URL; use redis://host:6379/0 or rediss:// for TLS, with the password "
-                              "in the URL or MEDOPS_STORE_PASSWORD")
+        check_store_url(settings.store_url, sources["store_url"])
     if settings.store_user and not STORE_USER_PATTERN.fullmatch(settings.store_user):
         raise ConfigError(f"setting store_user = {settings.store_user!r} (from {sources['store_user']}) is not an "
                           "ACL user name: use 1 to 64 of A-Z a-z 0-9 _ . -")

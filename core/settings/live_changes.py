@@ -94,6 +94,7 @@ RESTART_ONLY: Mapping[str, str] = MappingProxyType({
     "store_flight_bound": "every member's reservations were made with it",
     "metrics_port": "/metrics is served from start",
     "metrics_host": "/metrics is served from start",
+    "metrics_allow_remote": "/metrics is served from start",
 })
 
 

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from medops.core.errors import ConfigError
 from medops.core.ledger.records import RequestRecord
+from medops.core.listener import is_loopback_host
 from medops.core.snapshot import CoreSnapshot
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,11 @@ class RequestMetrics:
 class MetricsServer:
     """/metrics on `host:port` (127.0.0.1 unless asked), in the core's event loop."""
 
-    def __init__(self, snapshot: Callable[[], CoreSnapshot], host: str, port: int) -> None:
+    def __init__(self, snapshot: Callable[[], CoreSnapshot], host: str, port: int,
+                 allow_remote: bool = False) -> None:
+        """`allow_remote`: serve on a `host` other machines reach (else `start` refuses it: /metrics has no
+        authentication, and shows the quota, queues and alerts to whoever reaches it)."""
+        self._allow_remote = allow_remote
         self.registry = CollectorRegistry()
         self.registry.register(SnapshotCollector(snapshot))
         self.requests = RequestMetrics(self.registry)
@@ -136,6 +141,11 @@ class MetricsServer:
         self.url = ""
 
     async def start(self) -> None:
+        """Serve /metrics; `ConfigError` when the port cannot be opened or the host is not loopback unasked."""
+        if not is_loopback_host(self._host) and not self._allow_remote:
+            raise ConfigError(f"metrics_host = {self._host!r} lets other machines read /metrics, which has no "
+                              "authentication: use 127.0.0.1 (the default), or set metrics_allow_remote = true "
+                              "(MEDOPS_METRICS_ALLOW_REMOTE=1) to serve it on that address anyway")
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
