@@ -1,4 +1,5 @@
-"""README's "Use the core in your agents" example runs as written, as a fleet member on a real store."""
+"""README's "Use the core in your agents" example, a triage agent, runs as written, as a fleet member on a real
+store: a system prompt, a tool call answered from the knowledge base and sent back, a JSON-schema answer."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tests.redis_server import RedisServer
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_the_agent_example_in_the_readme_runs_as_a_fleet_member(
+def test_the_triage_agent_in_the_readme_runs_as_written_as_a_fleet_member(
         tmp_path: Path, redis_server: RedisServer, isolated_folders: Locations, built_knowledge: Path) -> None:
     section = README.read_text().split("## Use the core in your agents", 1)[1]
     example = re.search(r"```python\n(.*?)```", section, re.S)
@@ -32,7 +33,11 @@ def test_the_agent_example_in_the_readme_runs_as_a_fleet_member(
                           timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert len(lines) == 2 and all(re.fullmatch(r"\d+ tokens, queued \d+\.\d\d s", line) for line in lines)
+    # The tool call was answered from the real knowledge base, and the answer fits the schema's enum.
+    assert len(lines) == 3, done.stdout
+    assert re.fullmatch(r"lookup_icd10_code\([A-Z]\d\d\S*\): found", lines[0]), lines[0]
+    assert re.fullmatch(r"\d+ tokens, queued \d+\.\d\d s", lines[1]), lines[1]
+    assert re.fullmatch(r"acuity (emergent|urgent|non_urgent), red flags \d+", lines[2]), lines[2]
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     members = [key for key in client.scan_iter("medops:*:members")]
     roles = [value for key in members for value in client.hvals(key)]
