@@ -23,9 +23,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AgentContext:
-    """One agent's working state: messages, state and metadata (cleared between agents)."""
+    """One agent's working state: messages, state and metadata (cleared between agents).
 
-    messages: list[Any] = field(default_factory=list)
+    `messages` is the agent's conversation in Groq's shape: sent as `PromptRequest(messages=context.messages)`
+    and extended with each answer's `completion.message` and its tool results."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
 
