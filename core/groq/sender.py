@@ -13,7 +13,6 @@ as `RateLimited` (wait as the quota says), and 400/401/403/404/413 as
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from medops.core.groq.errors import (
 from medops.core.groq.http_pool_waits import PoolWaits
 from medops.core.groq.rate_headers import parse_rate_limit_headers, parse_rate_limit_message
 from medops.core.groq.requests import Attempt, Completion, PromptRequest
+from medops.core.listener import is_loopback_host
 from medops.core.settings.config import Settings
 from medops.core.settings.redact import redact_url
 from medops.core.snapshot import PoolSnapshot
@@ -139,13 +139,7 @@ def check_api_key(key: str) -> None:
 
 def is_loopback(url: str) -> bool:
     """Whether a URL points at this machine."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 @dataclass(frozen=True)
