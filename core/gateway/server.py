@@ -160,8 +160,10 @@ class GatewayServer:
         app.router.add_get(MODELS_PATH, self._models)
         app.router.add_get(HEALTH_PATH, self._health)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
+        # A client that hangs up cancels its handler, so its request leaves the queue (or its send is
+        # cancelled) at once instead of spending quota on an answer nobody reads.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE,
-                               keepalive_timeout=self._bounds.head_timeout)
+                               keepalive_timeout=self._bounds.head_timeout, handler_cancellation=True)
         await runner.setup()
         site = CappedSite(runner, self._host, self._port, max_connections=self._max_connections, refusal=_BUSY,
                           clock=self._clock, log=log, label="gateway")
