@@ -60,11 +60,12 @@ class Gateway:
         return await self.client.post(CHAT, json=body, headers=self.auth(**headers))
 
 
-async def open_gateway(locations: Locations, monkeypatch: pytest.MonkeyPatch, **options: object) -> Gateway:
+async def open_gateway(locations: Locations, monkeypatch: pytest.MonkeyPatch, max_priority: str = "high",
+                       **options: object) -> Gateway:
     fake_from_body(monkeypatch)
     keys = FileKeyBook(locations.data_dir, SystemClock())
     secret = new_secret()
-    await keys.add(new_key("triage-bot", "triage", "normal", "high", [MODEL], 0.0), digest(secret))
+    await keys.add(new_key("triage-bot", "triage", "normal", max_priority, [MODEL], 0.0), digest(secret))
     core = FakeCore()
     server = GatewayServer(core, keys, port=0, **options)  # type: ignore[arg-type]
     await server.start()
@@ -139,6 +140,7 @@ async def test_models_lists_the_models_the_key_may_use_and_healthz_needs_no_key(
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_url"
 
 
+
 # -- answers --------------------------------------------------------------------------------------------------
 
 
@@ -153,6 +155,27 @@ async def test_an_answer_is_groqs_body_with_groqs_and_medops_headers(gateway: Ga
     assert answer.headers["x-request-id"] == "req_fake"
     (row,) = gateway.server.stats.snapshot().keys
     assert (row.name, row.requests, row.in_flight, row.queued, row.queue_wait_p50) == ("triage-bot", 1, 0, 1, 0.25)
+
+
+async def test_a_request_counts_as_queued_only_when_it_waited_beyond_its_batching_window(
+        locations: Locations, monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway = await open_gateway(locations, monkeypatch, max_priority="critical")
+    # batch_interval is 0.1 s: a normal or high request spends up to that in its batch; a critical one none.
+    waits = {Priority.NORMAL: 0.12, Priority.HIGH: 0.4, Priority.CRITICAL: 0.1}
+
+    async def waited(prompt: FakePrompt) -> FakeResult:
+        return FakeResult(FakeCompletion({}), queue_wait=waits[prompt.priority])
+    gateway.core.answer = waited
+    try:
+        await gateway.chat()
+        assert gateway.server.stats.snapshot().keys[0].queued == 0
+        await gateway.chat(**{"X-Medops-Priority": "high"})
+        assert gateway.server.stats.snapshot().keys[0].queued == 1
+        await gateway.chat(**{"X-Medops-Priority": "critical"})
+        assert gateway.server.stats.snapshot().keys[0].queued == 2
+    finally:
+        await gateway.client.aclose()
+        await gateway.server.stop(grace=0.1)
 
 
 async def test_a_stream_passes_each_chunk_through_as_sse_and_ends_with_done(gateway: Gateway) -> None:

@@ -266,7 +266,9 @@ class GatewayServer:
             return await stream.fail(GatewayRefusal(500, error_body(
                 "The gateway failed to answer this request; retry, and tell the operator if it persists.",
                 "internal_server_error", "internal_server_error")))
-        self.stats.waited(key.name, result.queue_wait)
+        # Critical requests skip the batching window; the others spend up to batch_interval in it by design.
+        gathered = 0.0 if prompt.priority is Priority.CRITICAL else self._core.settings.batch_interval
+        self.stats.waited(key.name, result.queue_wait, gathered)
         self._keys.touch(key.name, self._clock.wall())
         headers = {**self._headers(call.model), **_medops_headers(prompt.request_id, result.queue_wait,
                                                                    result.attempts)}
