@@ -118,7 +118,7 @@ def test_the_sdks_own_errors_come_back_typed(client: Any) -> None:
 
 def test_the_models_are_listed_as_medops_serves_them(client: Any) -> None:
     models = client.models.list()
-    assert [m.id for m in models.data] == [MODEL]
+    assert [(m.id, m.owned_by) for m in models.data] == [(MODEL, "medops local endpoint")]
 
 
 def test_the_async_groq_client_asks_and_streams_concurrently(running: tuple[GatewayProcess, str]) -> None:

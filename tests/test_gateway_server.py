@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import httpx
 import orjson
@@ -23,6 +24,7 @@ from medops.core.groq.quota import QuotaExhausted
 from medops.core.groq.requests import Priority
 from medops.core.groq.scheduler import DeadlineExceeded
 from medops.core.settings.paths import Locations
+from medops.core.snapshot import EndpointInfo, EndpointKind
 from tests.gateway_fakes import (
     MODEL,
     FakeCompletion,
@@ -139,6 +141,13 @@ async def test_models_lists_the_models_the_key_may_use_and_healthz_needs_no_key(
     unknown = await gateway.client.get("/openai/v1/embeddings", headers=gateway.auth())
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_url"
 
+
+@pytest.mark.parametrize(("kind", "owner"), [("groq", "Groq"), ("local", "medops local endpoint")])
+async def test_models_are_owned_by_whoever_the_core_sends_to(gateway: Gateway, kind: EndpointKind,
+                                                              owner: str) -> None:
+    gateway.core.state = replace(windows(), endpoint=EndpointInfo(kind=kind))
+    models = await gateway.client.get("/openai/v1/models", headers=gateway.auth())
+    assert {m["owned_by"] for m in models.json()["data"]} == {owner}
 
 
 # -- answers --------------------------------------------------------------------------------------------------

@@ -55,6 +55,8 @@ _BUSY = refusal_bytes(orjson.dumps(error_body(
     "Too many open connections to this medops gateway; retry shortly, or spread agents over more gateways.",
     "server_busy", "server_busy")))
 _INVALID_KEY = error_body("Invalid API Key", code="invalid_api_key")
+# /models' owned_by, by where the core sends requests: the models are Groq's, or the local endpoint's stand-ins.
+_OWNERS = {"groq": "Groq", "local": "medops local endpoint"}
 log = logging.getLogger("medops.gateway")
 
 
@@ -221,7 +223,8 @@ class GatewayServer:
         except GatewayRefusal as refusal:
             return _json(refusal.status, refusal.body, refusal.headers)
         models = {name: limits for name, limits in self._core.settings.models.items() if key.allows(name)}
-        return _json(200, models_body(models, int(self._clock.wall())))
+        owner = _OWNERS.get(self._core.snapshot().endpoint.kind, "medops")
+        return _json(200, models_body(models, int(self._clock.wall()), owner))
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         try:
