@@ -278,6 +278,31 @@ async def test_a_keys_in_flight_cap_refuses_more_with_a_clear_429(
         await gateway.server.stop(grace=0.1)
 
 
+async def test_requests_still_waiting_when_the_gateway_stops_get_a_503_and_leave_the_core(
+        locations: Locations, monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway = await open_gateway(locations, monkeypatch)
+    cancelled: list[str] = []
+
+    async def queued(prompt: FakePrompt) -> FakeResult:
+        try:
+            await asyncio.Event().wait()  # never admitted
+        except asyncio.CancelledError:
+            cancelled.append(prompt.request_id)
+            raise
+        raise AssertionError("unreachable")
+    gateway.core.answer = queued
+    try:
+        waiting = asyncio.create_task(gateway.chat())
+        await until(lambda: gateway.server.stats.in_flight == 1)
+        await gateway.server.stop(grace=0.2)
+        answer = await waiting
+        assert (answer.status_code, answer.headers["retry-after"]) == (503, "1")
+        assert answer.json()["error"]["code"] == "server_stopping"
+        assert cancelled == [gateway.core.asked[0].request_id] and gateway.server.stats.in_flight == 0
+    finally:
+        await gateway.client.aclose()
+
+
 # -- bounds ---------------------------------------------------------------------------------------------------
 
 

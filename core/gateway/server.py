@@ -55,6 +55,9 @@ _BUSY = refusal_bytes(orjson.dumps(error_body(
     "Too many open connections to this medops gateway; retry shortly, or spread agents over more gateways.",
     "server_busy", "server_busy")))
 _INVALID_KEY = error_body("Invalid API Key", code="invalid_api_key")
+_STOPPING = GatewayRefusal(503, error_body(
+    "This medops gateway is stopping; retry, through another gateway or this one once it is back.",
+    "internal_server_error", "server_stopping"), {"retry-after": "1"})
 # /models' owned_by, by where the core sends requests: the models are Groq's, or the local endpoint's stand-ins.
 _OWNERS = {"groq": "Groq", "local": "medops local endpoint"}
 log = logging.getLogger("medops.gateway")
@@ -135,6 +138,7 @@ class GatewayServer:
         self._runner: web.AppRunner | None = None
         self._site: CappedSite | None = None
         self._flush_task: asyncio.Task[None] | None = None
+        self._asking: set[asyncio.Future[PromptResult]] = set()  # core.ask of each request being answered
         self._wrong_keys_since_log = 0
         self._last_wrong_key_log: float | None = None
 
@@ -183,7 +187,8 @@ class GatewayServer:
         self._flush_task = asyncio.create_task(self._flush_uses(), name="medops-gateway-key-uses")
 
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
-        """Stop accepting, give requests in flight up to `grace` seconds, then close every connection."""
+        """Stop accepting, give requests in flight up to `grace` seconds, answer those still waiting with a
+        503 (a stream ends with Groq's error event), then close every connection."""
         runner, site, self._runner, self._site = self._runner, self._site, None, None
         if runner is None:
             return
@@ -193,6 +198,8 @@ class GatewayServer:
         while self.stats.in_flight and waited < grace:
             await asyncio.sleep(0.05)
             waited += 0.05
+        for asking in list(self._asking):  # out of the queue (or its send cancelled): each handler answers 503
+            asking.cancel()
         await runner.cleanup()
         if self._flush_task is not None:
             self._flush_task.cancel()
@@ -257,9 +264,14 @@ class GatewayServer:
                                      deadline_from(request.headers, self._core.settings.request_timeout),
                                      stream.chunk if call.stream else None)
             stream.request_id = prompt.request_id
-            result = await self._core.ask(prompt)
+            result = await self._ask(prompt)
         except GatewayRefusal as refusal:
             return await stream.fail(refusal)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # the client hung up: aiohttp cancelled this handler
+                raise
+            return await stream.fail(_STOPPING)  # only the ask was cancelled: the gateway is stopping
         except ConnectionError:  # the client went away mid-stream: the core has settled; nothing to answer
             return stream.response or web.Response(status=499)
         except MedopsError as exc:
@@ -280,6 +292,15 @@ class GatewayServer:
         if stream.response is not None:
             return await stream.finish()
         return _json(200, _completion_body(result), headers)
+
+    async def _ask(self, prompt: PromptRequest) -> PromptResult:
+        """core.ask as a task of its own, so `stop` can end what still waits once its grace is over."""
+        asking = asyncio.ensure_future(self._core.ask(prompt))
+        self._asking.add(asking)
+        try:
+            return await asking
+        finally:
+            self._asking.discard(asking)
 
     # -- keys and refusals ------------------------------------------------------------------
 
