@@ -7,6 +7,7 @@ so a gateway that fails to start says why in the test's failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -94,7 +95,8 @@ class GatewayProcess:
         raise AssertionError(f"the gateway did not listen within {START_WITHIN:g} s\n{self.output()}")
 
     def stop(self) -> None:
-        """SIGTERM (it stops cleanly: settles, leaves the fleet), then SIGKILL if it hangs."""
+        """SIGTERM (it stops cleanly: settles, leaves the fleet), then SIGKILL if it hangs; and whatever it
+        started (its own process group) goes with it."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -102,6 +104,8 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 @contextmanager
@@ -112,7 +116,7 @@ def gateway(medops: Medops, folder: Path, *args: str) -> Iterator[GatewayProcess
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "medops", "--config", str(medops.config), "gateway", "--port", "0", *args],
-            env=dict(medops.env), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
+            env=dict(medops.env), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, start_new_session=True)
     running = GatewayProcess(process, out, err)
     try:
         running.wait_listening()
