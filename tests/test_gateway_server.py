@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import httpx
 import orjson
@@ -23,6 +24,7 @@ from medops.core.groq.quota import QuotaExhausted
 from medops.core.groq.requests import Priority
 from medops.core.groq.scheduler import DeadlineExceeded
 from medops.core.settings.paths import Locations
+from medops.core.snapshot import EndpointInfo, EndpointKind
 from tests.gateway_fakes import (
     MODEL,
     FakeCompletion,
@@ -60,11 +62,12 @@ class Gateway:
         return await self.client.post(CHAT, json=body, headers=self.auth(**headers))
 
 
-async def open_gateway(locations: Locations, monkeypatch: pytest.MonkeyPatch, **options: object) -> Gateway:
+async def open_gateway(locations: Locations, monkeypatch: pytest.MonkeyPatch, max_priority: str = "high",
+                       **options: object) -> Gateway:
     fake_from_body(monkeypatch)
     keys = FileKeyBook(locations.data_dir, SystemClock())
     secret = new_secret()
-    await keys.add(new_key("triage-bot", "triage", "normal", "high", [MODEL], 0.0), digest(secret))
+    await keys.add(new_key("triage-bot", "triage", "normal", max_priority, [MODEL], 0.0), digest(secret))
     core = FakeCore()
     server = GatewayServer(core, keys, port=0, **options)  # type: ignore[arg-type]
     await server.start()
@@ -139,6 +142,14 @@ async def test_models_lists_the_models_the_key_may_use_and_healthz_needs_no_key(
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_url"
 
 
+@pytest.mark.parametrize(("kind", "owner"), [("groq", "Groq"), ("local", "medops local endpoint")])
+async def test_models_are_owned_by_whoever_the_core_sends_to(gateway: Gateway, kind: EndpointKind,
+                                                              owner: str) -> None:
+    gateway.core.state = replace(windows(), endpoint=EndpointInfo(kind=kind))
+    models = await gateway.client.get("/openai/v1/models", headers=gateway.auth())
+    assert {m["owned_by"] for m in models.json()["data"]} == {owner}
+
+
 # -- answers --------------------------------------------------------------------------------------------------
 
 
@@ -153,6 +164,27 @@ async def test_an_answer_is_groqs_body_with_groqs_and_medops_headers(gateway: Ga
     assert answer.headers["x-request-id"] == "req_fake"
     (row,) = gateway.server.stats.snapshot().keys
     assert (row.name, row.requests, row.in_flight, row.queued, row.queue_wait_p50) == ("triage-bot", 1, 0, 1, 0.25)
+
+
+async def test_a_request_counts_as_queued_only_when_it_waited_beyond_its_batching_window(
+        locations: Locations, monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway = await open_gateway(locations, monkeypatch, max_priority="critical")
+    # batch_interval is 0.1 s: a normal or high request spends up to that in its batch; a critical one none.
+    waits = {Priority.NORMAL: 0.12, Priority.HIGH: 0.4, Priority.CRITICAL: 0.1}
+
+    async def waited(prompt: FakePrompt) -> FakeResult:
+        return FakeResult(FakeCompletion({}), queue_wait=waits[prompt.priority])
+    gateway.core.answer = waited
+    try:
+        await gateway.chat()
+        assert gateway.server.stats.snapshot().keys[0].queued == 0
+        await gateway.chat(**{"X-Medops-Priority": "high"})
+        assert gateway.server.stats.snapshot().keys[0].queued == 1
+        await gateway.chat(**{"X-Medops-Priority": "critical"})
+        assert gateway.server.stats.snapshot().keys[0].queued == 2
+    finally:
+        await gateway.client.aclose()
+        await gateway.server.stop(grace=0.1)
 
 
 async def test_a_stream_passes_each_chunk_through_as_sse_and_ends_with_done(gateway: Gateway) -> None:
@@ -244,6 +276,31 @@ async def test_a_keys_in_flight_cap_refuses_more_with_a_clear_429(
     finally:
         await gateway.client.aclose()
         await gateway.server.stop(grace=0.1)
+
+
+async def test_requests_still_waiting_when_the_gateway_stops_get_a_503_and_leave_the_core(
+        locations: Locations, monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway = await open_gateway(locations, monkeypatch)
+    cancelled: list[str] = []
+
+    async def queued(prompt: FakePrompt) -> FakeResult:
+        try:
+            await asyncio.Event().wait()  # never admitted
+        except asyncio.CancelledError:
+            cancelled.append(prompt.request_id)
+            raise
+        raise AssertionError("unreachable")
+    gateway.core.answer = queued
+    try:
+        waiting = asyncio.create_task(gateway.chat())
+        await until(lambda: gateway.server.stats.in_flight == 1)
+        await gateway.server.stop(grace=0.2)
+        answer = await waiting
+        assert (answer.status_code, answer.headers["retry-after"]) == (503, "1")
+        assert answer.json()["error"]["code"] == "server_stopping"
+        assert cancelled == [gateway.core.asked[0].request_id] and gateway.server.stats.in_flight == 0
+    finally:
+        await gateway.client.aclose()
 
 
 # -- bounds ---------------------------------------------------------------------------------------------------

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from medops.core.errors import ConfigError
 from medops.core.groq.requests import Priority, PromptRequest
+from medops.core.ledger.records import RequestRecord
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
+from medops.core.watch.metrics import CLIENTS_NAMED, RequestMetrics
 from tests.redis_server import free_port
 
 SECRET = "zq-marker-4471 patient Jane Roe MRN 0098812"
@@ -78,3 +81,18 @@ async def test_metrics_allow_remote_serves_on_every_address(locations: Locations
             assert (await client.get(f"http://127.0.0.1:{port}/metrics")).status_code == 200
     finally:
         await core.stop()
+
+
+def test_the_gateway_key_is_the_client_label_bounded_to_the_first_names_then_other() -> None:
+    registry = CollectorRegistry()
+    metrics = RequestMetrics(registry)
+    keys = [f"agent-{n}" for n in range(CLIENTS_NAMED + 10)]
+    for client in ["", *keys, keys[0]]:
+        metrics.record_request(RequestRecord(at_wall=0.0, agent="triage", priority="normal", model="m",
+                                             prompt_tokens=1, completion_tokens=1, latency=0.1, queue_wait=0.0,
+                                             outcome="ok", client=client))
+    counts = {s.labels["client"]: s.value for f in parse_text(generate_latest(registry).decode())
+              if f.name == "medops_requests" for s in f.samples if s.name == "medops_requests_total"}
+    assert len(counts) == CLIENTS_NAMED + 2  # the named keys, "other", and "" for requests not via a gateway
+    assert (counts["agent-0"], counts["other"], counts[""]) == (2, 10, 1)
+    assert f"agent-{CLIENTS_NAMED}" not in counts

@@ -55,6 +55,11 @@ _BUSY = refusal_bytes(orjson.dumps(error_body(
     "Too many open connections to this medops gateway; retry shortly, or spread agents over more gateways.",
     "server_busy", "server_busy")))
 _INVALID_KEY = error_body("Invalid API Key", code="invalid_api_key")
+_STOPPING = GatewayRefusal(503, error_body(
+    "This medops gateway is stopping; retry, through another gateway or this one once it is back.",
+    "internal_server_error", "server_stopping"), {"retry-after": "1"})
+# /models' owned_by, by where the core sends requests: the models are Groq's, or the local endpoint's stand-ins.
+_OWNERS = {"groq": "Groq", "local": "medops local endpoint"}
 log = logging.getLogger("medops.gateway")
 
 
@@ -133,6 +138,7 @@ class GatewayServer:
         self._runner: web.AppRunner | None = None
         self._site: CappedSite | None = None
         self._flush_task: asyncio.Task[None] | None = None
+        self._asking: set[asyncio.Future[PromptResult]] = set()  # core.ask of each request being answered
         self._wrong_keys_since_log = 0
         self._last_wrong_key_log: float | None = None
 
@@ -160,8 +166,10 @@ class GatewayServer:
         app.router.add_get(MODELS_PATH, self._models)
         app.router.add_get(HEALTH_PATH, self._health)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
+        # A client that hangs up cancels its handler, so its request leaves the queue (or its send is
+        # cancelled) at once instead of spending quota on an answer nobody reads.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE,
-                               keepalive_timeout=self._bounds.head_timeout)
+                               keepalive_timeout=self._bounds.head_timeout, handler_cancellation=True)
         await runner.setup()
         site = CappedSite(runner, self._host, self._port, max_connections=self._max_connections, refusal=_BUSY,
                           clock=self._clock, log=log, label="gateway")
@@ -179,7 +187,8 @@ class GatewayServer:
         self._flush_task = asyncio.create_task(self._flush_uses(), name="medops-gateway-key-uses")
 
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
-        """Stop accepting, give requests in flight up to `grace` seconds, then close every connection."""
+        """Stop accepting, give requests in flight up to `grace` seconds, answer those still waiting with a
+        503 (a stream ends with Groq's error event), then close every connection."""
         runner, site, self._runner, self._site = self._runner, self._site, None, None
         if runner is None:
             return
@@ -189,6 +198,8 @@ class GatewayServer:
         while self.stats.in_flight and waited < grace:
             await asyncio.sleep(0.05)
             waited += 0.05
+        for asking in list(self._asking):  # out of the queue (or its send cancelled): each handler answers 503
+            asking.cancel()
         await runner.cleanup()
         if self._flush_task is not None:
             self._flush_task.cancel()
@@ -219,7 +230,8 @@ class GatewayServer:
         except GatewayRefusal as refusal:
             return _json(refusal.status, refusal.body, refusal.headers)
         models = {name: limits for name, limits in self._core.settings.models.items() if key.allows(name)}
-        return _json(200, models_body(models, int(self._clock.wall())))
+        owner = _OWNERS.get(self._core.snapshot().endpoint.kind, "medops")
+        return _json(200, models_body(models, int(self._clock.wall()), owner))
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -252,9 +264,14 @@ class GatewayServer:
                                      deadline_from(request.headers, self._core.settings.request_timeout),
                                      stream.chunk if call.stream else None)
             stream.request_id = prompt.request_id
-            result = await self._core.ask(prompt)
+            result = await self._ask(prompt)
         except GatewayRefusal as refusal:
             return await stream.fail(refusal)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # the client hung up: aiohttp cancelled this handler
+                raise
+            return await stream.fail(_STOPPING)  # only the ask was cancelled: the gateway is stopping
         except ConnectionError:  # the client went away mid-stream: the core has settled; nothing to answer
             return stream.response or web.Response(status=499)
         except MedopsError as exc:
@@ -264,7 +281,9 @@ class GatewayServer:
             return await stream.fail(GatewayRefusal(500, error_body(
                 "The gateway failed to answer this request; retry, and tell the operator if it persists.",
                 "internal_server_error", "internal_server_error")))
-        self.stats.waited(key.name, result.queue_wait)
+        # Critical requests skip the batching window; the others spend up to batch_interval in it by design.
+        gathered = 0.0 if prompt.priority is Priority.CRITICAL else self._core.settings.batch_interval
+        self.stats.waited(key.name, result.queue_wait, gathered)
         self._keys.touch(key.name, self._clock.wall())
         headers = {**self._headers(call.model), **_medops_headers(prompt.request_id, result.queue_wait,
                                                                    result.attempts)}
@@ -273,6 +292,15 @@ class GatewayServer:
         if stream.response is not None:
             return await stream.finish()
         return _json(200, _completion_body(result), headers)
+
+    async def _ask(self, prompt: PromptRequest) -> PromptResult:
+        """core.ask as a task of its own, so `stop` can end what still waits once its grace is over."""
+        asking = asyncio.ensure_future(self._core.ask(prompt))
+        self._asking.add(asking)
+        try:
+            return await asking
+        finally:
+            self._asking.discard(asking)
 
     # -- keys and refusals ------------------------------------------------------------------
 

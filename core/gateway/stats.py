@@ -10,7 +10,8 @@ from medops.core.snapshot import GatewayKeyStats, GatewaySnapshot
 from medops.core.waits import percentile
 
 WAITS_KEPT = 256  # recent queue waits per key, for its p50
-# A wait longer than the admission's own round trip means the request stood in the queue (for quota or a slot).
+# Beyond its batching window (batch_interval; none for critical requests), a wait longer than an admission's
+# own round trip means the request stood in the queue, for quota or a slot.
 QUEUED_AFTER = 0.05
 
 
@@ -48,10 +49,11 @@ class GatewayStats:
         figures = self._keys.get(name)
         return figures.in_flight if figures is not None else 0
 
-    def waited(self, name: str, seconds: float) -> None:
+    def waited(self, name: str, seconds: float, gathered: float) -> None:
+        """A request of key `name` was sent `seconds` after it came; `gathered` of them it spent in its batch."""
         figures = self._keys[name]
         figures.waits.append(seconds)
-        if seconds >= QUEUED_AFTER:
+        if seconds - gathered >= QUEUED_AFTER:
             figures.queued += 1
 
     def refused_at_deadline(self, name: str) -> None:

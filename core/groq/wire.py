@@ -222,15 +222,15 @@ def too_large_body(model: str, limit: int, requested: int) -> dict[str, Any]:
     return error_body(message, "tokens", "rate_limit_exceeded")
 
 
-def models_body(models: Mapping[str, ModelLimits], created: int) -> dict[str, Any]:
-    """`GET /openai/v1/models`: Groq's model list with context windows."""
+def models_body(models: Mapping[str, ModelLimits], created: int, owned_by: str) -> dict[str, Any]:
+    """`GET /openai/v1/models`: Groq's model list with context windows; `owned_by` says who serves them."""
     return {
         "object": "list",
         "data": [{
             "id": name,
             "object": "model",
             "created": created,
-            "owned_by": "medops local endpoint",
+            "owned_by": owned_by,
             "active": True,
             "context_window": limits.context_window,
             "public_apps": None,

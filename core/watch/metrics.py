@@ -6,7 +6,9 @@ the counters the core already keeps are read from one `CoreSnapshot` at each
 scrape, on the core's own event loop (served by aiohttp there, so a scrape never
 races the parts); latency and queue-wait histograms and the request counter are
 fed by each finished request. Labels are bounded sets (model, dimension,
-priority, outcome, pool, level); nothing per request, nothing from a prompt.
+priority, outcome, pool, level, and client: the gateway key a request came
+through, the first `CLIENTS_NAMED` names and then "other"); nothing per
+request, nothing from a prompt.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 DIMENSIONS = {"rpm": "requests_per_minute", "rpd": "requests_per_day", "tpm": "tokens_per_minute",
               "tpd": "tokens_per_day"}
+CLIENTS_NAMED = 50  # gateway keys named in the client label; requests of any later key count as "other"
+OTHER_CLIENTS = "other"
 
 
 class SnapshotCollector(Collector):
@@ -108,19 +112,37 @@ class SnapshotCollector(Collector):
                                     value=store.clock_skew)
 
 
+class ClientLabels:
+    """The `client` label of a request: its gateway key's name while at most `named` names are in use, else
+    "other", so however many keys are made a scrape's series stay bounded ("": not through a gateway)."""
+
+    def __init__(self, named: int = CLIENTS_NAMED) -> None:
+        self._named = named
+        self._seen: set[str] = set()
+
+    def __call__(self, client: str) -> str:
+        if not client or client in self._seen:
+            return client
+        if len(self._seen) >= self._named:
+            return OTHER_CLIENTS
+        self._seen.add(client)
+        return client
+
+
 class RequestMetrics:
     """Finished requests as a counter and two histograms (a `RequestRecorder` beside the ledger)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._requests = Counter("medops_requests", "Finished Groq requests", ["model", "priority", "outcome"],
-                                 registry=registry)
+        self._clients = ClientLabels()
+        self._requests = Counter("medops_requests", "Finished Groq requests",
+                                 ["model", "priority", "outcome", "client"], registry=registry)
         self._latency = Histogram("medops_request_latency_seconds", "Submit to answer (or failure), queueing "
                                   "included", ["priority"], buckets=WAIT_BUCKETS, registry=registry)
         self._wait = Histogram("medops_request_queue_wait_seconds", "Submit to first send", ["priority"],
                                buckets=WAIT_BUCKETS, registry=registry)
 
     def record_request(self, record: RequestRecord) -> None:
-        self._requests.labels(record.model, record.priority, record.outcome).inc()
+        self._requests.labels(record.model, record.priority, record.outcome, self._clients(record.client)).inc()
         self._latency.labels(record.priority).observe(max(0.0, record.latency))
         self._wait.labels(record.priority).observe(max(0.0, record.queue_wait))
 

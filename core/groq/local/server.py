@@ -53,6 +53,7 @@ from medops.core.settings.config import ModelLimits
 
 CHAT_PATH = "/openai/v1/chat/completions"
 MODELS_PATH = "/openai/v1/models"
+OWNER = "medops local endpoint"  # /models' owned_by: these models are served by no real provider
 SHUTDOWN_GRACE = 1.0  # seconds in-flight answers get when the endpoint stops
 HEAD_TIMEOUT = 10.0  # seconds a connection has to send a whole request head (also the keep-alive timeout)
 BODY_TIMEOUT = 10.0  # seconds a request has to send its body once its head is in
@@ -362,7 +363,7 @@ class LocalEndpoint:
         except _BadRequest as bad:
             self._count(unauthorized=1)
             return web.json_response(bad.body, status=bad.status)
-        return web.json_response(models_body(self._limiter.models, int(self._clock.wall())))
+        return web.json_response(models_body(self._limiter.models, int(self._clock.wall()), OWNER))
 
     async def _unknown(self, request: web.Request) -> web.Response:
         return web.json_response(error_body(
