@@ -5,6 +5,8 @@
 - reader: `medops fleet`, `medops --attach --read-only`: read-only on the namespace.
 - operator: a reader that may also add commands (pause, resume, set a limit) and lift a model's blocks
   (`medops fleet clear`).
+- oncall: a member that may also add commands, for a console that runs its own core and acts on the fleet from
+  its Fleet tab or limits form (one connection URL serves both, so one user must hold both rights).
 
 Nobody but the store's admin may load the function library (FUNCTION LOAD would let one member replace the
 code every other namespace runs), so `medops fleet acl --apply` loads it when it creates the users.
@@ -27,7 +29,7 @@ from medops.core.fleet.store import library_source
 from medops.core.settings.config import STORE_USER_PATTERN
 from medops.core.settings.redact import redact_url
 
-ROLES: tuple[str, ...] = ("member", "reader", "operator")
+ROLES: tuple[str, ...] = ("member", "reader", "operator", "oncall")
 
 # What every role may run beside its own: the handshake, the store's clock and its own name.
 _CONNECTION = "+ping +time +hello +client|setname +acl|whoami"
@@ -52,8 +54,8 @@ def role_rules(role: str, namespace: str) -> str:
     """The ACL rules of `role` on `namespace` (after `reset`: nothing else is allowed)."""
     p = f"medops:{namespace}:"
     read = f"+@read -@dangerous %R~{p}*"
-    if role == "member":
-        writes = " ".join(f"%RW~{p}{key}" for key in MEMBER_WRITES)
+    if role in ("member", "oncall"):
+        writes = " ".join(f"%RW~{p}{key}" for key in MEMBER_WRITES + (("commands",) if role == "oncall" else ()))
         # @write brings FUNCTION LOAD and @scripting EVAL: both taken away again, FCALL given back.
         return f"{_CONNECTION} {read} +@write -@dangerous -@scripting +fcall +fcall_ro +function|list {writes}"
     if role == "reader":
