@@ -13,7 +13,7 @@ from redis.exceptions import NoPermissionError
 
 from medops.console.cli import main
 from medops.console.fleet_access import store_issuer, store_limit_setter
-from medops.core.clock import SystemClock
+from medops.core.clock import FakeClock, SystemClock
 from medops.core.errors import ConfigError
 from medops.core.fleet.acl import StoreUser, apply_users, new_users, setuser_args, setuser_line
 from medops.core.fleet.attached import AttachedFleet
@@ -22,6 +22,8 @@ from medops.core.fleet.commands import Command, CommandInbox, issue
 from medops.core.fleet.history import read_heads, read_requests
 from medops.core.fleet.store import QuotaStore, StoreUnavailable
 from medops.core.fleet.view import FleetUnavailable, read_fleet
+from medops.core.gateway.key_book import open_key_book
+from medops.core.gateway.keys import KeyBook, KeyBookError, digest, new_key, new_secret
 from medops.core.groq.quota import Reservation
 from medops.core.settings.config import ModelLimits, Settings, load_settings
 from medops.core.settings.paths import Locations
@@ -237,3 +239,42 @@ async def test_a_command_with_fields_this_version_does_not_know_is_carried_out(r
         assert json.loads(acks["ward"])["status"] == "applied"
     finally:
         await client.aclose()
+
+
+async def test_an_operator_manages_agent_keys_and_a_gateway_records_their_use_as_the_member_user(
+        acl_store: RedisServer, locations: Locations) -> None:
+    """`medops gateway key add/revoke` as the operator user; `medops gateway` (a member) finds keys and writes
+    their last use, with no EVAL; a reader may not add a key and is told which user to use."""
+    clock = FakeClock(1_767_225_600.0)
+
+    def book(role: str) -> KeyBook:
+        settings = Settings(store_url=as_user(acl_store.url, role), store_namespace="test")
+        return open_key_book(settings, locations, clock, {}, budget=2.0)
+
+    operator, gateway, reader = book("operator"), book("member"), book("reader")
+    try:
+        secret, old_secret = new_secret(), new_secret()
+        await operator.add(new_key("bot", "triage", "high", "critical", [], 1.0), digest(old_secret))
+        found = await gateway.find(digest(old_secret))
+        assert found is not None and found.name == "bot"
+        gateway.touch("bot", 1_767_230_000.0)
+        gateway.touch("gone-bot", 1_767_230_001.0)  # a key revoked meanwhile: its use is not written
+        await gateway.flush()
+        (listed,) = await operator.keys()
+        assert listed.last_used == 1_767_230_000.0
+        gateway.touch("bot", 1_767_220_000.0)  # an older batch arriving late never goes back in time
+        await gateway.flush()
+        assert (await operator.keys())[0].last_used == 1_767_230_000.0
+        assert await operator.revoke("bot")
+        await operator.add(new_key("bot", "triage", "high", "critical", [], 2.0), digest(secret))
+        assert (await operator.keys())[0].last_used is None  # a new key of the same name starts unused
+        with pytest.raises(KeyBookError, match=r"may not change the agent keys: set store_user .* operator user"):
+            await reader.add(new_key("evil", "triage", "critical", "critical", [], 3.0), digest(new_secret()))
+        with pytest.raises(KeyBookError, match="may not change the agent keys"):
+            await gateway.revoke("bot")  # a member uses keys; it does not manage them
+        admin = redis.Redis.from_url(acl_store.url, decode_responses=True)
+        assert await admin.hkeys("medops:test:gateway:key_used") == []
+        await admin.aclose()
+    finally:
+        for each in (operator, gateway, reader):
+            await each.close()

@@ -19,8 +19,9 @@ ROLES = ("member", "reader", "operator", "oncall")
 # Who connects as which user: printed by `medops fleet acl`, the same as the README's table.
 USES = {
     "member": "cores: medops ask, medops worker, medops gateway, the library in your agents",
-    "reader": "medops fleet (list, --json), medops --attach --read-only, browser viewers of the fleet",
-    "operator": "medops fleet pause/resume/set/clear, medops --attach (acting, no core of its own)",
+    "reader": "medops fleet (list, --json), medops --attach --read-only (in a terminal or served to a browser)",
+    "operator": "medops fleet pause/resume/set/clear, medops --attach (acting, no core of its own), "
+                "medops gateway key add/revoke",
     "oncall": "medops (the console with its own core) when it also acts on the fleet from its Fleet tab",
 }
 

@@ -3,8 +3,8 @@
 - member: runs a core in the fleet. The quota's functions (FCALL) and its namespace's keys, except the
   command stream, which it may only read: a member cannot give the others orders.
 - reader: `medops fleet`, `medops --attach --read-only`: read-only on the namespace.
-- operator: a reader that may also add commands (pause, resume, set a limit) and lift a model's blocks
-  (`medops fleet clear`).
+- operator: a reader that may also add commands (pause, resume, set a limit), lift a model's blocks
+  (`medops fleet clear`) and add or revoke the gateways' agent keys (`medops gateway key add/revoke`).
 - oncall: a member that may also add commands, for a console that runs its own core and acts on the fleet from
   its Fleet tab or limits form (one connection URL serves both, so one user must hold both rights).
 
@@ -35,7 +35,10 @@ ROLES: tuple[str, ...] = ("member", "reader", "operator", "oncall")
 _CONNECTION = "+ping +time +hello +client|setname +acl|whoami"
 # Keys a member writes under its namespace (P itself is the functions' KEYS[1]); `commands` is not one.
 MEMBER_WRITES: tuple[str, ...] = ("", "q:*", "snap:*", "ack:*", "requests", "alerts", "members", "alive", "beat",
-                                  "share", "epoch", "epoch_at", "seeding_until", "seeded", "seed_expect")
+                                  "share", "epoch", "epoch_at", "seeding_until", "seeded", "seed_expect",
+                                  "gateway:key_used")  # a gateway's agent keys' last uses
+# The agent keys' hashes (core/gateway/key_redis.py): an operator adds and revokes keys.
+KEY_BOOK: tuple[str, ...] = ("gateway:keys", "gateway:key_names", "gateway:key_used")
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,9 @@ def role_rules(role: str, namespace: str) -> str:
         return f"{_CONNECTION} {read}"
     if role == "operator":
         # medops_clear names only the model's signal hash in KEYS; the other functions need the namespace.
-        return f"{_CONNECTION} {read} +xadd %RW~{p}commands +fcall +del %RW~{p}q:*:sig"
+        keys = " ".join(f"%RW~{p}{key}" for key in KEY_BOOK)
+        return (f"{_CONNECTION} {read} +xadd %RW~{p}commands +fcall +del %RW~{p}q:*:sig "
+                f"+hset +hsetnx +hdel +multi +exec {keys}")
     raise ConfigError(f"unknown store role {role!r}; use one of {', '.join(ROLES)}")
 
 
