@@ -145,9 +145,17 @@ def test_three_members_a_read_only_console_and_an_operator_each_as_its_acl_user(
             assert wait_for(lambda: any(
                 all(i in m[1] for i in instances) for m in rpm.finditer(tmux.screen())), within=30), tmux.screen()
 
-            # Every connection to the store is a fleet user's, but this test's own admin one.
-            users = Counter(c["user"] for c in admin.client_list())
-            assert users["default"] == 1 and set(users) == {"default", "medops-member", "medops-reader"}, users
+            # Every connection to the store is a fleet user's, but this test's own admin one (the console
+            # connects for each reading, so its user is looked for over a few of them).
+            seen: set[str] = set()
+
+            def connected() -> bool:
+                users = Counter(c["user"] for c in admin.client_list())
+                assert users["default"] == 1, users
+                seen.update(users)
+                return seen == {"default", "medops-member", "medops-reader"}
+
+            assert wait_for(connected, within=10), seen
 
             paused = instances[1]
             pause = _medops(url, "operator", "fleet", "pause", "--instance", paused)
