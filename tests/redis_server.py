@@ -25,6 +25,7 @@ class RedisServer:
     folder: Path
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ()  # more of redis-server's options (e.g. --requirepass)
 
     @property
     def url(self) -> str:
@@ -39,14 +40,15 @@ class RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.folder), "--daemonize", "no", "--loglevel", "warning", "--protected-mode", "yes"],
+             "--dir", str(self.folder), "--daemonize", "no", "--loglevel", "warning", "--protected-mode", "yes",
+             *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):  # up, with or without a password
                         return
             except OSError:
                 time.sleep(0.02)

@@ -61,8 +61,11 @@ class Tmux:
     def start(self, width: int, height: int, *args: str, raw: Path | None = None, **extra_env: str) -> int:
         """`medops --no-mouse ARGS` in a new session; `raw`: every byte it writes to the terminal goes there too
         (pipe-pane, in place before medops starts)."""
+        # COLUMNS and LINES as the session's size: a tmux server started without a terminal (under pytest) puts
+        # 80 and 24 in its environment, and Textual takes them over the pane's real size.
         env = {"MEDOPS_DATA_DIR": str(self.locations.data_dir), "MEDOPS_CONFIG_DIR": str(self.locations.config_dir),
-               "MEDOPS_REFRESH_INTERVAL": "0.5", "TERM": "xterm-256color", **extra_env}
+               "MEDOPS_REFRESH_INTERVAL": "0.5", "TERM": "xterm-256color", "COLUMNS": str(width),
+               "LINES": str(height), **extra_env}
         flags = [item for key, value in env.items() for item in ("-e", f"{key}={value}")]
         command = f"exec {MEDOPS} --no-mouse {' '.join(args)}"
         if raw is not None:

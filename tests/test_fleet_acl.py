@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,15 +12,18 @@ import redis.asyncio as redis
 from redis.exceptions import NoPermissionError
 
 from medops.console.cli import main
-from medops.core.clock import SystemClock
+from medops.console.fleet_access import store_issuer, store_limit_setter
+from medops.core.clock import FakeClock, SystemClock
 from medops.core.errors import ConfigError
 from medops.core.fleet.acl import StoreUser, apply_users, new_users, setuser_args, setuser_line
 from medops.core.fleet.attached import AttachedFleet
 from medops.core.fleet.clear import clear_model
-from medops.core.fleet.commands import issue
+from medops.core.fleet.commands import Command, CommandInbox, issue
 from medops.core.fleet.history import read_heads, read_requests
 from medops.core.fleet.store import QuotaStore, StoreUnavailable
 from medops.core.fleet.view import FleetUnavailable, read_fleet
+from medops.core.gateway.key_book import open_key_book
+from medops.core.gateway.keys import KeyBook, KeyBookError, digest, new_key, new_secret
 from medops.core.groq.quota import Reservation
 from medops.core.settings.config import ModelLimits, Settings, load_settings
 from medops.core.settings.paths import Locations
@@ -28,8 +32,10 @@ from tests.redis_server import RedisServer
 from tests.test_console_fleet import fleet_cores
 
 LIMITS = ModelLimits(rpm=30, rpd=1_000, tpm=10_000, tpd=1_000_000)
-NAMES = {"member": "medops-member", "reader": "medops-reader", "operator": "medops-operator"}
-PASSWORDS = {"member": "member-secret", "reader": "reader-secret", "operator": "operator-secret"}
+NAMES = {"member": "medops-member", "reader": "medops-reader", "operator": "medops-operator",
+         "oncall": "medops-oncall"}
+PASSWORDS = {"member": "member-secret", "reader": "reader-secret", "operator": "operator-secret",
+             "oncall": "oncall-secret"}
 
 
 def as_user(url: str, role: str) -> str:
@@ -39,7 +45,7 @@ def as_user(url: str, role: str) -> str:
 
 @pytest.fixture
 async def acl_store(redis_server: RedisServer) -> AsyncIterator[RedisServer]:
-    """The test store with the three users on namespace "test" and the library loaded, as its admin would."""
+    """The test store with the fleet's users on namespace "test" and the library loaded, as its admin would."""
     await apply_users(redis_server.url, None, "test", new_users(NAMES, PASSWORDS))
     yield redis_server
 
@@ -154,7 +160,11 @@ def test_acl_lines_never_show_a_password(locations: Locations, capsys: pytest.Ca
     assert "given-reader-secret" not in out
     assert "ACL SETUSER medops-reader reset on #" in out and "%R~medops:test:*" in out
     generated = [line.split() for line in out.splitlines() if line.startswith("medops-")]
-    assert sorted(name for name, _ in generated) == ["medops-member", "medops-operator"]  # shown once, the new ones
+    # shown once, the new ones
+    assert sorted(name for name, _ in generated) == ["medops-member", "medops-oncall", "medops-operator"]
+    who = {line.split()[1]: line for line in out.splitlines() if line.startswith("#   medops-")}
+    assert "medops ask" in who["medops-member"] and "medops --attach --read-only" in who["medops-reader"]
+    assert "medops fleet pause" in who["medops-operator"] and "its own core" in who["medops-oncall"]
     assert repr(StoreUser("x", "reader", "pw")).find("pw") == -1
     assert "pw" not in setuser_line(StoreUser("x", "reader", "pw"), "test").split("#")[0]
 
@@ -174,3 +184,97 @@ async def test_fleet_clear_says_what_it_lifted(acl_store: RedisServer, capsys: p
         monkeypatch.setenv("MEDOPS_STORE_PASSWORD", PASSWORDS["reader"])
         assert await asyncio.to_thread(main, ["fleet", "clear", MODEL]) == 2
         assert "may not lift blocks: set store_user (MEDOPS_STORE_USER) to an operator user" in capsys.readouterr().err
+
+
+async def test_a_console_with_its_own_core_acts_on_the_fleet_as_the_oncall_user(
+        acl_store: RedisServer, tmp_path: Path, built_knowledge: Path) -> None:
+    """The console's core and its Fleet tab use one store_url: the oncall user runs the core and sends commands;
+    with the member user the Fleet tab is refused, naming the user to use."""
+    url = as_user(acl_store.url, "oncall")
+    async with fleet_cores(url, tmp_path, built_knowledge, ("console", "ward")) as cores:
+        names = sorted(core._fleet.instance for core in cores if core._fleet is not None)
+        for _ in range(50):  # their command inboxes open at their first beat
+            if all(core._fleet is not None and core._fleet._inbox is not None for core in cores):
+                break
+            await asyncio.sleep(0.1)
+        settings = Settings(store_url=url, store_namespace="test")  # the console's own settings
+        issuer = store_issuer(settings)
+        setter = store_limit_setter(settings)
+        assert issuer is not None and setter is not None
+        command, acks = await issuer("pause", names[1])
+        assert command.store_user == "medops-oncall" and [(a.instance, a.status) for a in acks] == [
+            (names[1], "applied")]
+        command, acks = await setter("groq_concurrent", "3", "*")
+        assert sorted((a.instance, a.status) for a in acks) == [(name, "applied") for name in names]
+        assert await clear_model(url, "test", MODEL) is False  # and it may lift blocks, as an operator may
+        as_member = store_issuer(Settings(store_url=as_user(acl_store.url, "member"), store_namespace="test"))
+        assert as_member is not None
+        with pytest.raises(FleetUnavailable, match="an oncall user for a console that runs its own core"):
+            await as_member("resume", "*")
+
+
+async def test_a_command_with_fields_this_version_does_not_know_is_carried_out(redis_server: RedisServer) -> None:
+    """A newer medops may add fields to a command (as store_user was added): a member reads the ones it knows."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    carried: list[Command] = []
+
+    async def handle(command: Command) -> tuple[bool, str]:
+        carried.append(command)
+        return True, ""
+
+    try:
+        inbox = CommandInbox(client, "medops:test:", "ward", handle)
+        await inbox.start()
+        newer = {"id": "cmd-newer", "op": "set_limit", "target": "ward", "operator": "ann@desk",
+                 "issued_at": 1.0, "key": "groq_concurrent", "value": "3", "store_user": "medops-operator",
+                 "reason": "night shift", "ticket": {"id": 7, "tags": ["a"]}, "signed": None}
+        older = {k: v for k, v in newer.items() if k in ("id", "op", "target", "operator", "issued_at")}
+        await client.xadd("medops:test:commands", {"command": json.dumps(newer), "added_by": "a newer medops"})
+        await client.xadd("medops:test:commands", {"command": json.dumps({**older, "id": "cmd-older",
+                                                                           "op": "pause"})})
+        assert await inbox.poll() == 2
+        assert [(c.id, c.op, c.key, c.value, c.store_user) for c in carried] == [
+            ("cmd-newer", "set_limit", "groq_concurrent", "3", "medops-operator"), ("cmd-older", "pause", "", "", "")]
+        acks = await client.hgetall("medops:test:ack:cmd-newer")
+        assert json.loads(acks["ward"])["status"] == "applied"
+    finally:
+        await client.aclose()
+
+
+async def test_an_operator_manages_agent_keys_and_a_gateway_records_their_use_as_the_member_user(
+        acl_store: RedisServer, locations: Locations) -> None:
+    """`medops gateway key add/revoke` as the operator user; `medops gateway` (a member) finds keys and writes
+    their last use, with no EVAL; a reader may not add a key and is told which user to use."""
+    clock = FakeClock(1_767_225_600.0)
+
+    def book(role: str) -> KeyBook:
+        settings = Settings(store_url=as_user(acl_store.url, role), store_namespace="test")
+        return open_key_book(settings, locations, clock, {}, budget=2.0)
+
+    operator, gateway, reader = book("operator"), book("member"), book("reader")
+    try:
+        secret, old_secret = new_secret(), new_secret()
+        await operator.add(new_key("bot", "triage", "high", "critical", [], 1.0), digest(old_secret))
+        found = await gateway.find(digest(old_secret))
+        assert found is not None and found.name == "bot"
+        gateway.touch("bot", 1_767_230_000.0)
+        gateway.touch("gone-bot", 1_767_230_001.0)  # a key revoked meanwhile: its use is not written
+        await gateway.flush()
+        (listed,) = await operator.keys()
+        assert listed.last_used == 1_767_230_000.0
+        gateway.touch("bot", 1_767_220_000.0)  # an older batch arriving late never goes back in time
+        await gateway.flush()
+        assert (await operator.keys())[0].last_used == 1_767_230_000.0
+        assert await operator.revoke("bot")
+        await operator.add(new_key("bot", "triage", "high", "critical", [], 2.0), digest(secret))
+        assert (await operator.keys())[0].last_used is None  # a new key of the same name starts unused
+        with pytest.raises(KeyBookError, match=r"may not change the agent keys: set store_user .* operator user"):
+            await reader.add(new_key("evil", "triage", "critical", "critical", [], 3.0), digest(new_secret()))
+        with pytest.raises(KeyBookError, match="may not change the agent keys"):
+            await gateway.revoke("bot")  # a member uses keys; it does not manage them
+        admin = redis.Redis.from_url(acl_store.url, decode_responses=True)
+        assert await admin.hkeys("medops:test:gateway:key_used") == []
+        await admin.aclose()
+    finally:
+        for each in (operator, gateway, reader):
+            await each.close()

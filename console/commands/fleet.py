@@ -15,7 +15,15 @@ from typing import Any
 from medops.console.commands.common import load
 
 # medops.core.fleet.acl.ROLES; not imported here, as that loads redis for every command line
-ROLES = ("member", "reader", "operator")
+ROLES = ("member", "reader", "operator", "oncall")
+# Who connects as which user: printed by `medops fleet acl`, the same as the README's table.
+USES = {
+    "member": "cores: medops ask, medops worker, medops gateway, the library in your agents",
+    "reader": "medops fleet (list, --json), medops --attach --read-only (in a terminal or served to a browser)",
+    "operator": "medops fleet pause/resume/set/clear, medops --attach (acting, no core of its own), "
+                "medops gateway key add/revoke",
+    "oncall": "medops (the console with its own core) when it also acts on the fleet from its Fleet tab",
+}
 
 
 def register(subparsers: Any) -> None:
@@ -25,8 +33,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("action", nargs="?", default="list",
                         choices=("list", "pause", "resume", "set", "clear", "acl"),
                         help="list (default); pause or resume intake; set KEY VALUE (a limit); clear MODEL "
-                             "(operator: lift its blocks and holds); acl (print the member, reader and operator "
-                             "users' ACL SETUSER lines, or create them with --apply)")
+                             "(operator: lift its blocks and holds); acl (print the member, reader, operator and "
+                             "oncall users' ACL SETUSER lines, or create them with --apply)")
     parser.add_argument("setting", nargs="*", metavar="KEY VALUE",
                         help="with set: the limit and its new value; with clear: the model")
     target = parser.add_mutually_exclusive_group()
@@ -36,7 +44,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--apply", action="store_true",
                         help="with acl: create the users on the store (connect as its admin) and load the library")
     parser.add_argument("--user-prefix", default="medops-", metavar="TEXT",
-                        help="with acl: the users are TEXT + member, reader, operator (default medops-)")
+                        help="with acl: the users are TEXT + member, reader, operator, oncall (default medops-)")
     for role in ROLES:
         parser.add_argument(f"--{role}-password", metavar="PASSWORD",
                             help=f"with acl: the {role} user's password (else MEDOPS_ACL_{role.upper()}_PASSWORD, "
@@ -149,7 +157,8 @@ def clear(args: argparse.Namespace) -> int:
 
 
 def acl(args: argparse.Namespace) -> int:
-    """Print the ACL SETUSER lines of the fleet's three users, or create them (--apply); new passwords once."""
+    """Print the ACL SETUSER lines of the fleet's users, or create them (--apply); who uses which; new passwords
+    once."""
     from medops.core.errors import ConfigError
     from medops.core.fleet.acl import apply_users, new_users, setuser_line
     from medops.core.fleet.membership import fleet_namespace
@@ -175,6 +184,9 @@ def acl(args: argparse.Namespace) -> int:
         print("# then load the library: redis-cli -x FUNCTION LOAD REPLACE < quota.lua (or use --apply)")
         for user in users:
             print(setuser_line(user, namespace))
+    print("# who connects as which user (store_user / MEDOPS_STORE_USER):")
+    for user in users:
+        print(f"#   {user.name:<{max(len(u.name) for u in users)}}  {USES[user.role]}")
     generated = [u for u in users if not given[u.role]]
     if generated:
         print("# new passwords, shown once (give each process its user as store_user / MEDOPS_STORE_USER and its "

@@ -3,8 +3,10 @@
 - member: runs a core in the fleet. The quota's functions (FCALL) and its namespace's keys, except the
   command stream, which it may only read: a member cannot give the others orders.
 - reader: `medops fleet`, `medops --attach --read-only`: read-only on the namespace.
-- operator: a reader that may also add commands (pause, resume, set a limit) and lift a model's blocks
-  (`medops fleet clear`).
+- operator: a reader that may also add commands (pause, resume, set a limit), lift a model's blocks
+  (`medops fleet clear`) and add or revoke the gateways' agent keys (`medops gateway key add/revoke`).
+- oncall: a member that may also add commands, for a console that runs its own core and acts on the fleet from
+  its Fleet tab or limits form (one connection URL serves both, so one user must hold both rights).
 
 Nobody but the store's admin may load the function library (FUNCTION LOAD would let one member replace the
 code every other namespace runs), so `medops fleet acl --apply` loads it when it creates the users.
@@ -27,13 +29,16 @@ from medops.core.fleet.store import library_source
 from medops.core.settings.config import STORE_USER_PATTERN
 from medops.core.settings.redact import redact_url
 
-ROLES: tuple[str, ...] = ("member", "reader", "operator")
+ROLES: tuple[str, ...] = ("member", "reader", "operator", "oncall")
 
 # What every role may run beside its own: the handshake, the store's clock and its own name.
 _CONNECTION = "+ping +time +hello +client|setname +acl|whoami"
 # Keys a member writes under its namespace (P itself is the functions' KEYS[1]); `commands` is not one.
 MEMBER_WRITES: tuple[str, ...] = ("", "q:*", "snap:*", "ack:*", "requests", "alerts", "members", "alive", "beat",
-                                  "share", "epoch", "epoch_at", "seeding_until", "seeded", "seed_expect")
+                                  "share", "epoch", "epoch_at", "seeding_until", "seeded", "seed_expect",
+                                  "gateway:key_used")  # a gateway's agent keys' last uses
+# The agent keys' hashes (core/gateway/key_redis.py): an operator adds and revokes keys.
+KEY_BOOK: tuple[str, ...] = ("gateway:keys", "gateway:key_names", "gateway:key_used")
 
 
 @dataclass(frozen=True)
@@ -52,15 +57,17 @@ def role_rules(role: str, namespace: str) -> str:
     """The ACL rules of `role` on `namespace` (after `reset`: nothing else is allowed)."""
     p = f"medops:{namespace}:"
     read = f"+@read -@dangerous %R~{p}*"
-    if role == "member":
-        writes = " ".join(f"%RW~{p}{key}" for key in MEMBER_WRITES)
+    if role in ("member", "oncall"):
+        writes = " ".join(f"%RW~{p}{key}" for key in MEMBER_WRITES + (("commands",) if role == "oncall" else ()))
         # @write brings FUNCTION LOAD and @scripting EVAL: both taken away again, FCALL given back.
         return f"{_CONNECTION} {read} +@write -@dangerous -@scripting +fcall +fcall_ro +function|list {writes}"
     if role == "reader":
         return f"{_CONNECTION} {read}"
     if role == "operator":
         # medops_clear names only the model's signal hash in KEYS; the other functions need the namespace.
-        return f"{_CONNECTION} {read} +xadd %RW~{p}commands +fcall +del %RW~{p}q:*:sig"
+        keys = " ".join(f"%RW~{p}{key}" for key in KEY_BOOK)
+        return (f"{_CONNECTION} {read} +xadd %RW~{p}commands +fcall +del %RW~{p}q:*:sig "
+                f"+hset +hsetnx +hdel +multi +exec {keys}")
     raise ConfigError(f"unknown store role {role!r}; use one of {', '.join(ROLES)}")
 
 

@@ -195,7 +195,8 @@ async def issue(url: str, namespace: str, op: str, target: str = "*", key: str =
             answers = {}
     except NoPermissionError:
         raise FleetUnavailable(f"the store user of {redact_url(url)} may not send commands to the fleet: set "
-                               "store_user (MEDOPS_STORE_USER) to an operator user (see `medops fleet acl`)") from None
+                               "store_user (MEDOPS_STORE_USER) to an operator user, or to an oncall user for a "
+                               "console that runs its own core (see `medops fleet acl`)") from None
     except (RedisError, OSError) as exc:
         raise FleetUnavailable(f"quota store {redact_url(url)} cannot be written ({type(exc).__name__})") from None
     finally:

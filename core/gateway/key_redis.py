@@ -13,7 +13,7 @@ import json
 from collections.abc import Awaitable
 from typing import Any, cast
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoPermissionError, RedisError
 
 from medops.core.clock import Clock
 from medops.core.fleet.store import QuotaStore
@@ -21,16 +21,6 @@ from medops.core.gateway.keys import FRESH_FOR, AgentKey, KeyBookError, KeyBookU
 from medops.core.settings.redact import redact_url
 
 CACHE_LIMIT = 10_000  # keys (and wrong keys) remembered; past it the memory starts again
-# A use is written only for a key still there, so a revocation is not undone by a late batch.
-_TOUCH = """
-for i = 1, #ARGV, 2 do
-  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
-    local old = tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '0')
-    if tonumber(ARGV[i + 1]) > old then redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
-  end
-end
-return 1
-"""
 
 
 class RedisKeyBook:
@@ -53,6 +43,7 @@ class RedisKeyBook:
             if not await cast(Awaitable[int], client.hsetnx(self._names, key.name, index)):
                 raise KeyBookError(f"a key called {key.name!r} exists; revoke it first or pick another name")
             await cast(Awaitable[int], client.hset(self._keys, index, record))
+            await cast(Awaitable[int], client.hdel(self._used, key.name))  # a revoked namesake's stray use
         except (RedisError, OSError) as exc:
             raise self._unreachable(exc) from None
 
@@ -109,9 +100,21 @@ class RedisKeyBook:
         uses, self._uses = self._uses, {}
         if not uses:
             return
-        args = [item for name, wall in uses.items() for item in (name, repr(wall))]
+        # Plain reads and writes, no EVAL: a gateway runs as the fleet's member user, which may not script.
+        # A use is written only for a key still there and only forward; a revocation landing between the read
+        # and the write leaves a stray last use, which `keys` never shows (it lists keys) and `add` clears.
+        names = list(uses)
+        client = self._store.client
         try:
-            await cast(Awaitable[Any], self._store.client.eval(_TOUCH, 2, self._names, self._used, *args))
+            async with client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hexists(self._names, name)
+                pipe.hmget(self._used, names)
+                *present, old = await pipe.execute()
+            newer = {name: repr(uses[name]) for name, there, was in zip(names, present, old, strict=True)
+                     if there and uses[name] > _wall(was)}
+            if newer:
+                await cast(Awaitable[int], client.hset(self._used, mapping=newer))
         except (RedisError, OSError):
             for name, wall in uses.items():  # kept for the next flush: a last use is not worth an error
                 self._uses.setdefault(name, wall)
@@ -121,6 +124,9 @@ class RedisKeyBook:
         await self._store.close()
 
     def _unreachable(self, exc: BaseException) -> KeyBookError:
+        if isinstance(exc, NoPermissionError):
+            return KeyBookError(f"the store user of {redact_url(self._store.url)} may not change the agent keys: "
+                                "set store_user (MEDOPS_STORE_USER) to an operator user (see `medops fleet acl`)")
         return KeyBookUnavailable(f"the key store {redact_url(self._store.url)} cannot be reached "
                                   f"({type(exc).__name__}); check store_url, MEDOPS_STORE_PASSWORD and that it runs")
 
@@ -134,3 +140,11 @@ def _key(raw: str, used: dict[str, str]) -> AgentKey:
         raise KeyBookError("a stored key record is damaged (not an object); revoke it and add it again")
     last = used.get(str(record.get("name")))
     return AgentKey.from_record(record, float(last) if last is not None else None)
+
+
+def _wall(raw: Any) -> float:
+    """A last use as stored; 0 for none or one that is not a number (written over)."""
+    try:
+        return float(raw) if raw is not None else 0.0
+    except ValueError:
+        return 0.0

@@ -173,7 +173,7 @@ SCALAR_KEYS = tuple(f.name for f in fields(Settings) if f.name != "models")
 # the passwords `medops fleet acl` gives the ACL users it creates.
 RESERVED_ENV = {"MEDOPS_CONFIG", "MEDOPS_CONFIG_DIR", "MEDOPS_DATA_DIR", "MEDOPS_THEMES_DIR", "MEDOPS_WORKER_CHANNEL",
                 "MEDOPS_WORKER_MEMORY", "MEDOPS_STORE_PASSWORD", "MEDOPS_ACL_MEMBER_PASSWORD",
-                "MEDOPS_ACL_READER_PASSWORD", "MEDOPS_ACL_OPERATOR_PASSWORD"}
+                "MEDOPS_ACL_READER_PASSWORD", "MEDOPS_ACL_OPERATOR_PASSWORD", "MEDOPS_ACL_ONCALL_PASSWORD"}
 MIN_SLOT_BYTES = 1_024
 STORE_USER_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # an ACL user name, one word on any line
 
