@@ -199,6 +199,7 @@ async def test_a_stream_passes_each_chunk_through_as_sse_and_ends_with_done(gate
     answer = await gateway.chat({**HELLO, "stream": True})
     assert answer.headers["content-type"].startswith("text/event-stream")
     assert (answer.headers["x-medops-attempts"], answer.headers["x-medops-queue-wait"]) == ("2", "1.500")
+    assert "x-ratelimit-remaining-requests" in answer.headers and "x-ratelimit-limit-tokens" in answer.headers
     assert answer.content == b"".join(b"data: " + c + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
 
 

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -255,6 +255,7 @@ class GatewayServer:
             body = await read_json(request, self._bounds)
             model = body.get("model") if isinstance(body.get("model"), str) else None
             call = _Call(key, model, body.get("stream") is True)
+            stream.limits = lambda: self._headers(model)  # read when the first chunk goes out
             if model is not None and not key.allows(model):
                 raise GatewayRefusal(403, error_body(
                     f"The model `{model}` is not allowed for key {key.name!r}; it may use {', '.join(key.models)}. "
@@ -379,11 +380,12 @@ class _Stream:
         self._request = request
         self.response: web.StreamResponse | None = None
         self.request_id = ""
+        self.limits: Callable[[], Mapping[str, str]] = dict  # Groq's x-ratelimit-* for the model, when known
 
     async def chunk(self, data: bytes, start: Attempt) -> None:
         if self.response is None:
             response = web.StreamResponse(status=200, headers={
-                "Cache-Control": "no-cache", "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache", "Content-Type": "text/event-stream", **self.limits(),
                 **_medops_headers(self.request_id, start.queue_wait, start.number)})
             await response.prepare(self._request)
             self.response = response
