@@ -277,3 +277,29 @@ def test_reset_headers_are_go_durations(sync_client: groq.Groq) -> None:
     for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"):
         assert parse_go_duration(raw.headers[name]) > 0
     assert "h" in raw.headers["x-ratelimit-reset-requests"]
+
+
+async def test_a_client_hanging_up_mid_stream_ends_its_answer_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+    import logging
+
+    import httpx
+
+    caplog.set_level(logging.ERROR)
+    slow = LocalEndpoint(DEFAULT_MODELS, faults=FaultModes(latency_scale=50.0))  # seconds of generating
+    await slow.start()
+    try:
+        body = {"model": "llama-3.1-8b-instant", "messages": [{"role": "user", "content": "word " * 200}],
+                "stream": True}
+        async with httpx.AsyncClient() as client, client.stream(
+                "POST", f"{slow.url}/openai/v1/chat/completions", json=body) as answer:
+            async for _ in answer.aiter_lines():
+                break  # the first piece, then hang up
+        for _ in range(100):
+            if slow.stats.hung_up:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await slow.stop()
+    assert slow.stats.hung_up == 1 and slow.stats.answered == 0
+    assert "Error handling request" not in caplog.text

@@ -87,6 +87,7 @@ class EndpointStats:
     bad_requests: int = 0  # 400s and 404s
     injected_errors: int = 0  # 5xx and 498 from the fault modes
     dropped: int = 0  # connections closed while refusing
+    hung_up: int = 0  # streams whose client left before the end
     in_flight: int = 0
     refused_connections: int = 0  # turned away past max_connections
 
@@ -331,12 +332,16 @@ class LocalEndpoint:
         response.content_type = "text/event-stream"
         await response.prepare(request)
         chunks = list(stream_chunks(answer))
-        for chunk in chunks:
-            if generating:
-                await self._clock.sleep(generating / len(chunks))
-            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
+        try:
+            for chunk in chunks:
+                if generating:
+                    await self._clock.sleep(generating / len(chunks))
+                await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except ConnectionError:  # the client hung up mid-stream: its answer ends here, quietly (Groq's does too)
+            self._count(hung_up=1)
+            return response
         self._count(answered=1, streamed=1)
         return response
 
