@@ -144,6 +144,17 @@ def test_a_store_the_viewers_cannot_read_ends_serve_before_it_listens(
     assert "set store_url" in capsys.readouterr().err
 
 
+def test_viewers_get_the_reader_user_and_its_password_in_their_environment_and_never_the_token() -> None:
+    from medops.console.serve import viewer_environment
+
+    env = {"MEDOPS_SERVE_TOKEN": TOKEN, "MEDOPS_STORE_PASSWORD": "admin-pass", "PATH": "/usr/bin"}
+    viewer = viewer_environment(env, "redis://admin:admin-pass@127.0.0.1:6379/0", "medops-reader", "reader-pass")
+    assert viewer == {"PATH": "/usr/bin", "MEDOPS_STORE_URL": "redis://127.0.0.1:6379/0",
+                      "MEDOPS_STORE_USER": "medops-reader", "MEDOPS_STORE_PASSWORD": "reader-pass"}
+    assert viewer_environment(env, "redis://127.0.0.1:6379/0", None, None) == {
+        "MEDOPS_STORE_PASSWORD": "admin-pass", "PATH": "/usr/bin"}  # no roles: the server's own connection
+
+
 # -- the token on a remote bind ------------------------------------------------------------------------------
 
 async def test_on_a_remote_bind_a_request_without_the_token_is_refused_and_the_token_opens_it(
