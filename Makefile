@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 AUDIT := $(VENV)/audit
 PIP_AUDIT_VERSION := 2.10.1
 
-.PHONY: run test lint audit bench setup tesseract redis lock clean
+.PHONY: run test lint audit bench setup tesseract redis chromium lock clean
 
 run: setup
 	$(BIN)/medops
@@ -32,7 +32,7 @@ audit: $(STAMP)
 bench: setup
 	$(BIN)/pytest tests/bench -s -q -o addopts="" -o python_files="bench_*.py" --timeout=1800
 
-setup: $(STAMP) tesseract redis
+setup: $(STAMP) tesseract redis chromium
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ tesseract:
 
 redis:
 	@scripts/ensure-redis
+
+# Headless Chromium drives `medops serve` in its tests (skipped, saying why, where it cannot be installed).
+chromium:
+	@scripts/ensure-chromium
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock:

@@ -82,8 +82,11 @@ def _marker_prefix(text: str, marker: str) -> int:
 
 
 def paste_safe_driver() -> type[Driver] | None:
-    """The Linux/macOS driver reading input through `PasteSafeParser`; None where Textual uses another."""
-    if sys.platform == "win32":
+    """The Linux/macOS driver reading input through `PasteSafeParser`; None where Textual uses another.
+
+    Another is Windows' own, or one named in TEXTUAL_DRIVER: textual-serve names its web driver there for each
+    `medops serve` viewer, whose input comes from the browser as packets, not from a terminal."""
+    if sys.platform == "win32" or os.environ.get("TEXTUAL_DRIVER"):
         return None
     from textual.drivers.linux_driver import LinuxDriver
 

@@ -1,4 +1,5 @@
 """One module per `medops` subcommand; each exposes `register(subparsers)`."""
 
 # Listed here so `medops --help` shows them in this order.
-COMMANDS = ("doctor", "status", "config", "limits", "kb", "extract", "ask", "worker", "fleet", "endpoint", "gateway")
+COMMANDS = ("doctor", "status", "config", "limits", "kb", "extract", "ask", "worker", "fleet", "endpoint", "gateway",
+            "serve")

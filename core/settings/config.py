@@ -170,10 +170,12 @@ SCALAR_KEYS = tuple(f.name for f in fields(Settings) if f.name != "models")
 # Environment variables with the MEDOPS_ prefix that are not settings: where things are
 # (the console's themes too), what a document worker is handed by the core, and the store's
 # password (a secret, read where the store is opened so it never sits in Settings or `config show`), and
-# the passwords `medops fleet acl` gives the ACL users it creates.
+# the passwords `medops fleet acl` gives the ACL users it creates (`medops serve` hands viewers the reader's), and
+# the token `medops serve` asks of browsers.
 RESERVED_ENV = {"MEDOPS_CONFIG", "MEDOPS_CONFIG_DIR", "MEDOPS_DATA_DIR", "MEDOPS_THEMES_DIR", "MEDOPS_WORKER_CHANNEL",
                 "MEDOPS_WORKER_MEMORY", "MEDOPS_STORE_PASSWORD", "MEDOPS_ACL_MEMBER_PASSWORD",
-                "MEDOPS_ACL_READER_PASSWORD", "MEDOPS_ACL_OPERATOR_PASSWORD", "MEDOPS_ACL_ONCALL_PASSWORD"}
+                "MEDOPS_ACL_READER_PASSWORD", "MEDOPS_ACL_OPERATOR_PASSWORD", "MEDOPS_ACL_ONCALL_PASSWORD",
+                "MEDOPS_SERVE_TOKEN"}
 MIN_SLOT_BYTES = 1_024
 STORE_USER_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # an ACL user name, one word on any line
 
