@@ -101,7 +101,8 @@ def test_fail_fast_refuses_when_the_quota_has_no_room(tmp_path: Path, capsys: py
     (["ask", "hello", "--model", "gpt-imaginary"], f"unknown model 'gpt-imaginary'; known models: {MODEL}"),
     (["ask", "x" * 400_000], "exceeds llama-3.1-8b-instant's context window of 131,072 tokens"),
     (["ask", "hello", "--priority", "urgent"], "priority 'urgent' is not one of critical, high, normal"),
-    (["ask"], "give either the prompt text or --file"),
+    (["ask"], 'nothing to send: give the prompt, as in medops ask "text", or a file of prompts'),
+    (["ask", "hello", "--file", "p.jsonl"], "give the prompt text or --file prompts.jsonl, not both"),
     (["ask", "hello", "--agent", "nobody"],
      "agent must be one of triage, diagnosis, medication, documentation, oncall (this one is 6 characters"),
 ])

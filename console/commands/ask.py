@@ -57,8 +57,11 @@ def ask(args: argparse.Namespace) -> int:
     from medops.core.groq.prompt_input import check_request, load_prompt_file
     from medops.core.resource_core import ResourceCore
 
-    if (args.text is None) == (args.file is None):
-        raise InvalidRequest("give either the prompt text or --file prompts.jsonl (not both)")
+    if args.text is None and args.file is None:
+        raise InvalidRequest('nothing to send: give the prompt, as in medops ask "text", or a file of prompts, '
+                             "as in medops ask --file prompts.jsonl")
+    if args.text is not None and args.file is not None:
+        raise InvalidRequest("give the prompt text or --file prompts.jsonl, not both")
     settings = load(args).settings
     if args.file is not None:
         concurrency = settings.groq_concurrent if args.concurrency is None else args.concurrency
