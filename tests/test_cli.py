@@ -185,6 +185,17 @@ def test_fleet_without_a_store_says_what_to_set(monkeypatch: pytest.MonkeyPatch,
     assert "set store_url (MEDOPS_STORE_URL)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["fleet", "set", "groq_concurrent"], "the value for groq_concurrent is missing"),
+    (["fleet", "set", "groq_concurrent", "--all"], "the value for groq_concurrent is missing"),
+    (["fleet", "set"], "`set` takes KEY VALUE"),
+])
+def test_fleet_set_without_its_value_says_what_is_missing(argv: list[str], expected: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert expected in capsys.readouterr().err
+
+
 def test_fleet_with_a_store_that_does_not_answer_fails_without_its_password(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("MEDOPS_STORE_URL", "redis://ops:s3cret@127.0.0.1:1/0")
