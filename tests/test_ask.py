@@ -15,6 +15,7 @@ import pytest
 
 from medops.console.cli import main
 from medops.core.groq.local.server import LocalEndpoint
+from medops.core.groq.prompt_input import load_prompt_file
 from medops.core.groq.requests import Priority, PromptRequest
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import DEFAULT_MODELS, Settings
@@ -124,7 +125,7 @@ def test_malformed_jsonl_line_is_named_by_its_number(tmp_path: Path, capsys: pyt
 
 
 def test_every_bad_jsonl_line_is_named_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    prompts = write_lines(tmp_path / "p.jsonl", ['{"prompt": "a"}', {"prompt": "b", "agent": "triage"},
+    prompts = write_lines(tmp_path / "p.jsonl", ['{"prompt": 5}', {"prompt": "b", "agent": "triage"},
                                                  "not json", {"prompt": "c", "agent": "triage", "model": "nope"}])
     assert main(["ask", "--file", str(prompts)]) == 2
     err = capsys.readouterr().err
@@ -132,6 +133,12 @@ def test_every_bad_jsonl_line_is_named_at_once(tmp_path: Path, capsys: pytest.Ca
     for number in (1, 3, 4):
         assert f"{prompts} line {number}" in err
     assert f"{prompts} line 2" not in err
+
+
+def test_jsonl_lines_without_an_agent_take_the_command_lines_agent(tmp_path: Path) -> None:
+    prompts = write_lines(tmp_path / "p.jsonl", [{"prompt": "a"}, {"prompt": "b", "agent": "triage"}])
+    assert [p.request.agent for p in load_prompt_file(prompts, Settings())] == ["oncall", "triage"]
+    assert [p.request.agent for p in load_prompt_file(prompts, Settings(), "medication")] == ["medication", "triage"]
 
 
 def test_jsonl_line_with_an_unknown_agent_is_refused_without_echoing_free_text(

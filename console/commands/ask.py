@@ -35,10 +35,13 @@ def register(subparsers: Any) -> None:
                     "(or the one at GROQ_BASE_URL); the endpoint in use is always shown.")
     parser.add_argument("text", nargs="?", help="the prompt to send")
     parser.add_argument("--file", metavar="JSONL", type=Path,
-                        help="prompts, one JSON object a line: prompt (or messages, Groq's conversation), agent, "
-                             "priority, optional system, model, deadline, max_completion_tokens, and Groq's chat "
-                             "fields (tools, tool_choice, response_format, temperature, service_tier...)")
-    parser.add_argument("--agent", default="oncall", help="agent type the prompt is sent for (default oncall)")
+                        help="prompts, one JSON object a line: prompt (or messages, Groq's conversation), and "
+                             "optional agent (default --agent), priority, system, model, deadline, "
+                             "max_completion_tokens, and Groq's chat fields (tools, tool_choice, response_format, "
+                             "temperature, service_tier...)")
+    parser.add_argument("--agent", default="oncall",
+                        help="agent type the prompt is sent for (default oncall); with --file, for each line "
+                             "that names none")
     parser.add_argument("--priority", default="normal", help="critical, high or normal (default normal)")
     parser.add_argument("--model", help="model to use (default: default_model)")
     parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_COMPLETION_TOKENS,
@@ -67,7 +70,7 @@ def ask(args: argparse.Namespace) -> int:
         concurrency = settings.groq_concurrent if args.concurrency is None else args.concurrency
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ConfigError(f"--concurrency {concurrency} is out of range: allowed 1 to {MAX_CONCURRENCY}")
-        prompts = load_prompt_file(args.file, settings)
+        prompts = load_prompt_file(args.file, settings, args.agent)
         core = ResourceCore(replace(settings, groq_concurrent=concurrency), locate(), role="ask")
         return asyncio.run(_run_file(core, prompts, concurrency))
     if args.concurrency is not None:
