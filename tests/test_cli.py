@@ -262,3 +262,16 @@ def test_doctor_reports_a_key_or_base_url_medops_would_refuse_without_showing_se
     check = next(c for c in run_checks(locations, env=env) if c.name == "groq key")
     assert not check.ok and check.essential and expected in check.detail
     assert "clé" not in check.detail and "pw@" not in check.detail
+
+
+@pytest.mark.parametrize(("argv", "usage"), [
+    (["worker", "--bogus"], "usage: medops worker "),
+    (["limits", "history", "--bogus"], "usage: medops limits history "),
+])
+def test_an_unknown_option_is_named_under_its_commands_own_usage(argv: list[str], usage: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage) and "unrecognized arguments: --bogus" in err
