@@ -94,8 +94,9 @@ def _tesseract() -> Check:
 
 def _data_dir(locations: Locations) -> Check:
     # Looked at as found, before anything is created or fixed: doctor reports, start repairs.
+    fixes: tuple[str, ...] = ()
     if locations.data_dir.exists():
-        problems, _ = inspect_data_folder(locations)
+        problems, fixes = inspect_data_folder(locations)
         if problems:
             return Check("data folder", False, "; ".join(problems))
     try:
@@ -105,6 +106,9 @@ def _data_dir(locations: Locations) -> Check:
     except OSError as exc:
         return Check("data folder", False, f"{locations.data_dir} is not writable ({exc.strerror}); "
                      "set MEDOPS_DATA_DIR to a writable folder")
+    if fixes:  # what medops repairs itself at start is no failure, but worth knowing
+        return Check("data folder", False, f"{locations.data_dir} is writable and yours; " + "; ".join(fixes),
+                     essential=False)
     return Check("data folder", True, f"{locations.data_dir} is writable, yours and owner-only (0700), "
                  "no links in it")
 
