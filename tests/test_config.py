@@ -112,6 +112,14 @@ def test_builtin_model_keeps_its_own_figures_for_fields_the_file_omits(locations
     assert (oss.rpm, oss.rpd, oss.tpm, oss.tpd, oss.reasoning) == (30, 1_000, 8_000, 150_000, True)
 
 
+def test_io_threads_below_the_tuners_floor_is_refused_naming_both(locations: Locations, tmp_path: Path) -> None:
+    config = tmp_path / "medops.toml"
+    config.write_text("io_threads = 1\nio_threads_min = 4\n")
+    with pytest.raises(ConfigError, match=r"io_threads = 1 \(file .*\) is below io_threads_min = 4 \(file .*\), "
+                                          r"the tuner's floor: raise io_threads or lower io_threads_min"):
+        load_settings(locations, config, env={})
+
+
 def test_model_limit_out_of_range_is_refused(locations: Locations, tmp_path: Path) -> None:
     config = tmp_path / "medops.toml"
     config.write_text('[models.tiny]\ntpm = 0\ntpd = 9000\n')

@@ -374,6 +374,10 @@ def check_settings(settings: Settings, sources: Mapping[str, str]) -> None:
     if settings.io_threads_min > settings.io_threads_max:
         raise ConfigError(f"setting io_threads_min = {settings.io_threads_min} ({sources['io_threads_min']}) "
                           f"exceeds io_threads_max = {settings.io_threads_max} ({sources['io_threads_max']})")
+    if settings.io_threads < settings.io_threads_min:
+        raise ConfigError(f"setting io_threads = {settings.io_threads} ({sources['io_threads']}) is below "
+                          f"io_threads_min = {settings.io_threads_min} ({sources['io_threads_min']}), the tuner's "
+                          "floor: raise io_threads or lower io_threads_min")
 
 
 def _with_user(url: str, user: str, sources: Mapping[str, str]) -> str:
