@@ -149,6 +149,14 @@ def test_doctor_fails_when_the_data_folder_is_not_writable(tmp_path: Path) -> No
     assert "MEDOPS_DATA_DIR" in checks["data folder"].detail
 
 
+def test_doctor_flags_an_intake_folder_that_is_not_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MEDOPS_INTAKE_DIRS", str(tmp_path / "scans-not-mounted"))
+    main(["doctor"])
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.split()[1:3] == ["intake", "folders"])
+    assert line.startswith("warn") and f"intake folder {tmp_path / 'scans-not-mounted'} does not exist" in line
+
+
 def test_doctor_says_when_the_groq_key_is_set_without_showing_it(tmp_path: Path) -> None:
     checks = {c.name: c for c in run_checks(Locations(tmp_path, tmp_path / "d"), env={"GROQ_API_KEY": "gsk_secret"})}
     assert "talks to Groq" in checks["groq key"].detail
