@@ -35,7 +35,9 @@ def test_status_json_prints_one_snapshot_after_the_first_resource_sample(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDOPS_MONITOR_INTERVAL", "0.2")  # the first sample comes one interval after start
     assert main(["status", "--json"]) == 0
-    snapshot = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 1  # one line: `| head -1` gives the whole object
+    snapshot = json.loads(out)
     assert {"taken_at", "uptime", "quota", "scheduler", "slots", "system", "alerts"} <= set(snapshot)
     system = snapshot["system"]
     assert system["sampled_at"] > 0
@@ -67,7 +69,9 @@ def test_status_names_the_fleets_store_and_how_many_share_it(
     # A fresh store may still be seeding at the first sample (an instant); either way it names the store.
     assert store.startswith(f"store      {redis_server.url}: ") and "1 member alive" in store
     assert main(["fleet", "--json"]) == 0  # it took part as what it is: the status command, not a library
-    assert [m["role"] for m in json.loads(capsys.readouterr().out)["members"]] == ["status"]
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 1  # one line: `| head -1` gives the whole object
+    assert [m["role"] for m in json.loads(out)["members"]] == ["status"]
 
 
 @pytest.mark.usefixtures("knowledge_ready")

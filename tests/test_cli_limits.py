@@ -29,7 +29,9 @@ async def test_history_takes_a_key_a_count_and_prints_json(locations: Locations,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     await one_run(locations, clock, ("io_threads", "6"), ("cpu_threads", "3"), ("io_threads", "8"))
     assert main(["limits", "history", "--key", "io_threads", "--limit", "1", "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 1  # one line: `| head -1` gives the whole object
+    printed = json.loads(out)
     assert printed["ledger"] == str(locations.ops_db) and printed["note"] == ""
     assert printed["changes"] == [{"at": clock.wall() - 60, "at_local": "2026-01-01T01:02:00+01:00",
                                    "key": "io_threads", "old": "6", "new": "8", "by": "console"}]

@@ -64,7 +64,7 @@ def fleet(args: argparse.Namespace) -> int:
     if args.json:
         data = dataclasses.asdict(view)
         data.pop("snapshots")
-        print(json.dumps(data, indent=2, sort_keys=True))
+        print(json.dumps(data, sort_keys=True))
         return 0
     print(f"fleet on {view.store}: {sum(m.state == 'alive' for m in view.members)} alive, "
           f"{sum(m.state != 'alive' for m in view.members)} stale or gone")
