@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -13,10 +15,13 @@ from pathlib import Path
 import pytest
 
 from medops.console.cli import main
+from medops.console.commands import worker as worker_command
 from medops.core import __version__
 from medops.core.doctor import run_checks
 from medops.core.groq.local.faults import FaultModes
 from medops.core.groq.local.server import LocalEndpoint
+from medops.core.groq.requests import PromptRequest
+from medops.core.groq.scheduler import DeadlineExceeded
 from medops.core.settings.config import ModelLimits
 from medops.core.settings.paths import Locations
 from tests.endpoint_thread import EndpointThread
@@ -251,6 +256,39 @@ def test_a_stopping_worker_says_what_it_waits_for_and_a_second_interrupt_drops_i
     assert run.returncode == 1, err
     summary = out.splitlines()[-1]
     assert summary.startswith("worker done: sent ") and "dropped at stop" in summary
+
+
+class ThirdsCore:
+    """A core that answers one prompt in three at once, times one out and answers the third half a second later."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def ask(self, request: PromptRequest) -> None:
+        self.asked += 1
+        if self.asked % 3 == 1:
+            return None
+        if self.asked % 3 == 2:
+            raise DeadlineExceeded("no answer within the deadline")
+        await asyncio.sleep(0.5)
+
+
+def test_the_workers_progress_line_counts_every_end_so_its_numbers_add_up(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Seen in a trial: "sent 684 answered 67 waiting 246" left out 371 timeouts.
+    asyncio.run(worker_command._run(ThirdsCore(), 50.0, 2.5, None, random.Random(1)))
+    progress = [line for line in capsys.readouterr().out.splitlines() if " s  sent " in line]
+    assert progress
+    for line in progress:
+        figures = dict(zip(line.split()[2::2], map(int, line.split()[3::2]), strict=True))
+        assert figures["DeadlineExceeded"] > 0
+        assert figures["answered"] + figures["DeadlineExceeded"] + figures["waiting"] == figures["sent"]
 
 
 def test_worker_refuses_a_rate_it_cannot_keep(capsys: pytest.CaptureFixture[str]) -> None:
