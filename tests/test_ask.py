@@ -21,6 +21,7 @@ from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import DEFAULT_MODELS, Settings
 from medops.core.settings.paths import Locations
 from tests.endpoint_thread import EndpointThread
+from tests.redis_server import free_port
 
 MODEL = "llama-3.1-8b-instant"
 
@@ -113,6 +114,21 @@ def test_bad_input_is_refused_with_a_clear_message(argv: list[str], expected: st
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
     assert "x" * 50 not in err  # never echoes the prompt
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+@pytest.mark.parametrize(("argv", "bound"), [(["ask", "hello"], "1"), (["ask", "hello", "--deadline", "1.5"], "1.5")])
+def test_a_store_never_reached_ends_ask_naming_it_instead_of_waiting_for_ever(
+        argv: list[str], bound: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Seen in a trial: with no store at store_url, `medops ask hello` said "running on a local share" and hung.
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    monkeypatch.setenv("MEDOPS_STORE_URL", url)
+    monkeypatch.setenv("MEDOPS_REQUEST_TIMEOUT", "1")
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert f"medops: quota store {url} never answered in {bound} s" in captured.err
+    assert "nothing was sent" in captured.err and "MEDOPS_STORE_URL" in captured.err
+    assert captured.out == ""
 
 
 def test_malformed_jsonl_line_is_named_by_its_number(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

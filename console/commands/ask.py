@@ -72,19 +72,44 @@ def ask(args: argparse.Namespace) -> int:
             raise ConfigError(f"--concurrency {concurrency} is out of range: allowed 1 to {MAX_CONCURRENCY}")
         prompts = load_prompt_file(args.file, settings, args.agent)
         core = ResourceCore(replace(settings, groq_concurrent=concurrency), locate(), role="ask")
-        return asyncio.run(_run_file(core, prompts, concurrency))
+        return asyncio.run(_run_file(core, prompts, concurrency, settings.request_timeout))
     if args.concurrency is not None:
         raise InvalidRequest("--concurrency applies to --file only")
     request = PromptRequest(args.text, args.agent, Priority.parse(args.priority), model=args.model,
                             max_completion_tokens=args.max_tokens, deadline=args.deadline,
                             fail_fast=args.fail_fast)
     check_request(request, settings)
-    return asyncio.run(_run_one(ResourceCore(settings, locate(), role="ask"), request, args.json))
+    # Bounded by the prompt's own deadline, else by one attempt's time: what a user would wait for an answer.
+    store_bound = args.deadline if args.deadline is not None else settings.request_timeout
+    return asyncio.run(_run_one(ResourceCore(settings, locate(), role="ask"), request, args.json, store_bound))
 
 
-async def _run_one(core: CoreCommands, request: PromptRequest, as_json: bool) -> int:
+STORE_POLL = 0.1  # seconds between looks at whether the fleet's store has answered yet
+
+
+async def store_reached(core: CoreCommands, bound: float) -> None:
+    """Return once the fleet's store has answered (at once without one); `StoreNeverReached` after `bound` s.
+
+    A member that never reached the store admits nothing, so waiting longer would only hang the command.
+    """
+    from medops.core.fleet.store import StoreNeverReached
+
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + bound
+    while (store := core.snapshot().quota.store) is not None and store.state == "down" and store.share == 0:
+        if loop.time() >= give_up:
+            raise StoreNeverReached(
+                f"quota store {store.url} never answered in {bound:g} s ({store.last_error or 'no reply'}): a fleet "
+                "member admits nothing until it does, so nothing was sent. Start the store or check store_url "
+                "(MEDOPS_STORE_URL) and MEDOPS_STORE_PASSWORD; `medops doctor` checks it. Without store_url this "
+                "process keeps its own quota")
+        await asyncio.sleep(STORE_POLL)
+
+
+async def _run_one(core: CoreCommands, request: PromptRequest, as_json: bool, store_bound: float) -> int:
     await core.start()
     try:
+        await store_reached(core, store_bound)
         result = await core.ask(request)
         snapshot = core.snapshot()
     finally:
@@ -106,8 +131,13 @@ async def _run_one(core: CoreCommands, request: PromptRequest, as_json: bool) ->
     return 0
 
 
-async def _run_file(core: CoreCommands, prompts: list[PromptLine], concurrency: int) -> int:
+async def _run_file(core: CoreCommands, prompts: list[PromptLine], concurrency: int, store_bound: float) -> int:
     await core.start()
+    try:
+        await store_reached(core, store_bound)
+    except BaseException:
+        await core.stop()
+        raise
     started = time.monotonic()
     failures: Counter[str] = Counter()
     answered = 0
