@@ -6,6 +6,8 @@ import asyncio
 import json
 import os
 import resource
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from medops.console.cli import main
+from medops.core.groq.local.faults import FaultModes
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.prompt_input import load_prompt_file
 from medops.core.groq.requests import Priority, PromptRequest
+from medops.core.memory.segment import PREFIX, SHM_DIR
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import DEFAULT_MODELS, Settings
 from medops.core.settings.paths import Locations
@@ -24,6 +28,7 @@ from tests.endpoint_thread import EndpointThread
 from tests.redis_server import free_port
 
 MODEL = "llama-3.1-8b-instant"
+MEDOPS = Path(sys.executable).parent / "medops"
 
 
 def write_lines(path: Path, lines: list[object]) -> Path:
@@ -288,3 +293,67 @@ def test_a_non_ascii_key_stops_ask_with_a_clear_message_that_never_shows_it(
     err = capsys.readouterr().err
     assert "GROQ_API_KEY holds characters a Groq key never has" in err
     assert "secr" not in err and "Traceback" not in err and "position" not in err
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_prompts_file_run_prints_its_summary_names_the_lines_never_answered_and_frees_its_segment(
+        stop: signal.Signals, tmp_path: Path, built_knowledge: Path) -> None:
+    # Seen in a trial: SIGTERM (what timeout, systemd and CI send) ended `ask --file` with 143, no summary, no word
+    # on the 37 prompts never answered, and its /dev/shm segment left behind.
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    shutil.copyfile(built_knowledge, data / "knowledge.duckdb")
+    prompts = write_lines(tmp_path / "p.jsonl", [{"prompt": f"note {n}"} for n in range(1, 9)])
+    slow = LocalEndpoint({MODEL: DEFAULT_MODELS[MODEL]}, faults=FaultModes(slow_rate=1.0, slow_seconds=60.0))
+    with EndpointThread(slow) as endpoint:
+        env = {k: v for k, v in os.environ.items() if k not in ("GROQ_API_KEY", "MEDOPS_STORE_URL")}
+        env.update(GROQ_BASE_URL=endpoint.url, MEDOPS_DATA_DIR=str(data))
+        run = subprocess.Popen([MEDOPS, "ask", "--file", str(prompts), "--concurrency", "2"], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert run.stderr is not None
+        try:
+            line = run.stderr.readline()
+            while line and not line.startswith("medops: sending "):  # start's own notes come first
+                line = run.stderr.readline()
+            assert line.startswith("medops: sending 8 prompts, 2 at a time")
+            assert list(SHM_DIR.glob(f"{PREFIX}{run.pid}-*"))  # the run's case memory, to be freed
+            run.send_signal(stop)
+            out, err = run.communicate(timeout=60)
+        finally:
+            run.kill()
+    assert run.returncode == 128 + stop.value, err
+    summary = json.loads(out.splitlines()[-1])["summary"]
+    assert summary["stopped_by"] == stop.name and summary["answered"] == 0
+    assert summary["unanswered_lines"] == "1-8" and summary["sent"] <= 2
+    assert f"{stop.name}: sending stopped; waiting up to 5 s for the" in err
+    assert "8 never answered (lines 1-8: send them with --lines 1-8)" in err and "Traceback" not in err
+    assert not list(SHM_DIR.glob(f"{PREFIX}{run.pid}-*"))
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+def test_lines_sends_only_the_lines_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prompts = write_lines(tmp_path / "p.jsonl", [{"prompt": f"note {n}"} for n in range(1, 10)])
+    assert main(["ask", "--file", str(prompts), "--lines", "3,7-8"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(r["line"] for r in lines[:-1]) == [3, 7, 8]
+    assert lines[-1]["summary"]["answered"] == 3 and lines[-1]["summary"]["unanswered_lines"] == ""
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("3,x", "--lines '3,x': 'x' is not a line number or a range; give line numbers and ranges, e.g. --lines 3,7-9"),
+    ("9-7", "--lines '9-7': '9-7' is not a range of lines (they count from 1, the smaller first)"),
+    ("0", "--lines '0': '0' is not a range of lines"),
+    ("", "--lines '': '' is not a line number or a range"),
+    ("2,5-12", "line(s) 5-12 of {file} hold no prompt (its prompts are on lines 1-4)"),
+])
+def test_a_bad_lines_spec_is_refused_saying_what_is_wrong(spec: str, expected: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    prompts = write_lines(tmp_path / "p.jsonl", [{"prompt": f"note {n}"} for n in range(1, 5)])
+    assert main(["ask", "--file", str(prompts), "--lines", spec]) == 2
+    captured = capsys.readouterr()
+    assert expected.format(file=prompts) in captured.err and captured.out == ""
+
+
+def test_lines_without_a_file_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ask", "hello", "--lines", "3"]) == 2
+    assert "--lines applies to --file only" in capsys.readouterr().err

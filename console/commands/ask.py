@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import re
+import signal
 import sys
 import time
 from collections import Counter
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from medops.core.snapshot import CoreSnapshot
 
 MAX_CONCURRENCY = 1_000
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_GRACE = 5.0  # seconds a stopped --file run lets the prompts already sent finish
+LINE_PART = re.compile(r"(\d{1,9})(?:-(\d{1,9}))?")
 
 
 def register(subparsers: Any) -> None:
@@ -51,6 +55,9 @@ def register(subparsers: Any) -> None:
                         help="refuse at once when the quota has no room, instead of waiting for it")
     parser.add_argument("--concurrency", type=int,
                         help="with --file: prompts in flight at once (default groq_concurrent)")
+    parser.add_argument("--lines", metavar="SPEC",
+                        help="with --file: send only these lines, e.g. 3,7-9 (the summary of a stopped run names "
+                             "the lines never answered in this form)")
     parser.add_argument("--json", action="store_true", help="print the single answer as one JSON object")
     parser.set_defaults(handler=ask)
 
@@ -71,10 +78,13 @@ def ask(args: argparse.Namespace) -> int:
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ConfigError(f"--concurrency {concurrency} is out of range: allowed 1 to {MAX_CONCURRENCY}")
         prompts = load_prompt_file(args.file, settings, args.agent)
+        if args.lines is not None:
+            prompts = only_lines(prompts, args.lines, args.file)
         core = ResourceCore(replace(settings, groq_concurrent=concurrency), locate(), role="ask")
         return asyncio.run(_run_file(core, prompts, concurrency, settings.request_timeout))
-    if args.concurrency is not None:
-        raise InvalidRequest("--concurrency applies to --file only")
+    if args.concurrency is not None or args.lines is not None:
+        raise InvalidRequest(f"{'--concurrency' if args.concurrency is not None else '--lines'} applies to --file "
+                             "only")
     request = PromptRequest(args.text, args.agent, Priority.parse(args.priority), model=args.model,
                             max_completion_tokens=args.max_tokens, deadline=args.deadline,
                             fail_fast=args.fail_fast)
@@ -132,46 +142,127 @@ async def _run_one(core: CoreCommands, request: PromptRequest, as_json: bool, st
 
 
 async def _run_file(core: CoreCommands, prompts: list[PromptLine], concurrency: int, store_bound: float) -> int:
-    await core.start()
-    try:
-        await store_reached(core, store_bound)
-    except BaseException:
-        await core.stop()
-        raise
-    started = time.monotonic()
+    """Send every prompt, a line per result, then the summary; SIGINT or SIGTERM stops sending, lets what was
+    sent finish for up to STOP_GRACE s, and still prints the summary, naming the lines never answered."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    stopped_by: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        stopped_by.append(sig)
+        stop.set()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
     failures: Counter[str] = Counter()
     answered = 0
+    sent: set[int] = set()  # lines handed to the core
+    ended: set[int] = set()  # lines with a result line printed, answer or failure
     gate = asyncio.Semaphore(concurrency)
 
     async def send(item: PromptLine) -> None:
         nonlocal answered
         async with gate:
+            if stop.is_set():
+                return
+            sent.add(item.line)
             try:
                 result = await core.ask(item.request)
             except MedopsError as error:
                 reason = failure_reason(error)
                 failures[reason] += 1
+                ended.add(item.line)
                 _emit({"line": item.line, "request_id": item.request.request_id, "ok": False,
                        "error": reason, "message": str(error)})
                 return
         answered += 1
+        ended.add(item.line)
         _emit({"line": item.line, "ok": True} | _result_fields(result))
 
+    started = time.monotonic()
     try:
+        await core.start()
+        await store_reached(core, store_bound)
         print(f"medops: sending {len(prompts)} prompts, {concurrency} at a time, to "
               f"{_endpoint_line(core.snapshot())}", file=sys.stderr, flush=True)
-        await asyncio.gather(*(send(item) for item in prompts))
+        tasks = {item.line: asyncio.ensure_future(send(item)) for item in prompts}
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({*tasks.values(), stopping}, return_when=asyncio.FIRST_COMPLETED)
+        while not stop.is_set() and not all(task.done() for task in tasks.values()):
+            await asyncio.wait({*tasks.values(), stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if stop.is_set():
+            for line, task in tasks.items():
+                if line not in sent:
+                    task.cancel()  # never handed to the core: nothing to wait for
+            waiting = [task for task in tasks.values() if not task.done()]
+            in_flight = sum(1 for line in sent if line not in ended)
+            print(f"medops: {stopped_by[0].name}: sending stopped; waiting up to {STOP_GRACE:g} s for the "
+                  f"{in_flight} prompts in flight", file=sys.stderr, flush=True)
+            if waiting:
+                await asyncio.wait(waiting, timeout=STOP_GRACE)
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
         wall = time.monotonic() - started
         snapshot = core.snapshot()
     finally:
-        await core.stop()
-    summary = {"sent": len(prompts), "answered": answered, "failed": dict(sorted(failures.items())),
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+        await core.stop()  # frees the case memory's /dev/shm segment too
+    unanswered = sorted(item.line for item in prompts if item.line not in ended)
+    summary = {"prompts": len(prompts), "sent": len(sent), "answered": answered,
+               "failed": dict(sorted(failures.items())), "unanswered_lines": line_ranges(unanswered),
                "rate_limited_429s": sum(m.rate_limited for m in snapshot.quota.models),
                "wall_time": round(wall, 3), "concurrency": concurrency, "endpoint": _endpoint_fields(snapshot)}
+    if stopped_by:
+        summary["stopped_by"] = stopped_by[0].name
     _emit({"summary": summary})
+    never = (f"; {len(unanswered)} never answered (lines {line_ranges(unanswered)}: send them with --lines "
+             f"{line_ranges(unanswered)})") if unanswered else ""
     print(f"medops: {answered}/{len(prompts)} answered, {sum(failures.values())} failed, "
-          f"{summary['rate_limited_429s']} 429s received, {wall:.1f} s", file=sys.stderr)
+          f"{summary['rate_limited_429s']} 429s received, {wall:.1f} s{never}", file=sys.stderr)
+    if stopped_by:
+        return 128 + stopped_by[0].value  # as a shell reports a process ended by that signal
     return 0 if not failures else 1
+
+
+def parse_lines(spec: str) -> set[int]:
+    """`3,7-9` as {3, 7, 8, 9}; InvalidRequest saying what is wrong and what a good one looks like."""
+    lines: set[int] = set()
+    for part in spec.split(","):
+        match = LINE_PART.fullmatch(part.strip())
+        if match is None:
+            raise InvalidRequest(f"--lines {spec!r}: {part.strip()!r} is not a line number or a range; give "
+                                 "line numbers and ranges, e.g. --lines 3,7-9")
+        first, last = int(match[1]), int(match[2] or match[1])
+        if first < 1 or last < first:
+            raise InvalidRequest(f"--lines {spec!r}: {part.strip()!r} is not a range of lines (they count from "
+                                 "1, the smaller first), e.g. --lines 3,7-9")
+        lines.update(range(first, last + 1))
+    return lines
+
+
+def line_ranges(lines: list[int]) -> str:
+    """Sorted line numbers as `--lines` takes them: [3, 7, 8, 9] -> '3,7-9'."""
+    runs: list[list[int]] = []
+    for line in lines:
+        if runs and line == runs[-1][1] + 1:
+            runs[-1][1] = line
+        else:
+            runs.append([line, line])
+    return ",".join(str(first) if first == last else f"{first}-{last}" for first, last in runs)
+
+
+def only_lines(prompts: list[PromptLine], spec: str, path: Path) -> list[PromptLine]:
+    """The prompts on the lines `spec` names; every line it names must hold one."""
+    wanted = parse_lines(spec)
+    held = {item.line for item in prompts}
+    missing = sorted(wanted - held)
+    if missing:
+        raise InvalidRequest(f"--lines {spec}: line(s) {line_ranges(missing)} of {path} hold no prompt (its "
+                             f"prompts are on lines {line_ranges(sorted(held))})")
+    return [item for item in prompts if item.line in wanted]
 
 
 def failure_reason(error: BaseException) -> str:
