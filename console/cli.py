@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (else MEDOPS_CONFIG, else the XDG one)")
     parser.add_argument("--theme", metavar="NAME", help="console theme (a file in themes/)")
     parser.add_argument("--read-only", action="store_true",
-                        help="console watches only: pausing intake, limits and fleet actions are refused")
+                        help="console watches only: prompts, documents (they spend quota), pausing intake, limits, "
+                             "alerts and fleet actions are refused")
     parser.add_argument("--attach", action="store_true",
                         help="console with no core of its own, over the fleet's store only (store_url): prompts, "
                              "documents and searches need a core; intake and limits go to every member")
