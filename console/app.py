@@ -197,7 +197,7 @@ class MedopsApp(App[int]):
         self.settings = settings
         self.locations = locations
         # Without a core given, it is imported and built after the first frame (it is heavy).
-        self.handle = CoreHandle(core)
+        self.handle = CoreHandle(core, read_only=read_only)
         self.intake_paths = IntakePaths(self.handle)
         self.refresh_interval = settings.refresh_interval
         self.read_only = read_only  # --read-only: watch only; every action is refused, saying so

@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (else MEDOPS_CONFIG, else the XDG one)")
     parser.add_argument("--theme", metavar="NAME", help="console theme (a file in themes/)")
     parser.add_argument("--read-only", action="store_true",
-                        help="console watches only: pausing intake, limits and fleet actions are refused")
+                        help="console watches only: prompts, documents (they spend quota), pausing intake, limits, "
+                             "alerts and fleet actions are refused")
     parser.add_argument("--attach", action="store_true",
                         help="console with no core of its own, over the fleet's store only (store_url): prompts, "
                              "documents and searches need a core; intake and limits go to every member")
@@ -40,7 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Whatever medops creates (ledger, knowledge base, their WAL files, scratch) is the user's alone.
     os.umask(0o077)
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            # argparse would name them under the top-level usage; the command's own usage is the help wanted.
+            _innermost_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
         if args.command is None:
             from medops.console.commands.run import run_console
 
@@ -64,6 +69,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Python flushes stdout again at exit: point it at /dev/null so that flush has nowhere to fail.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return CLOSED_PIPE_EXIT
+
+
+def _innermost_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command `args` chose: `medops limits history` gives the history one."""
+    while True:
+        chosen = [action.choices[getattr(args, action.dest)] for action in parser._actions
+                  if isinstance(action, argparse._SubParsersAction) and isinstance(action.choices, dict)
+                  and getattr(args, action.dest, None) in action.choices]
+        if not chosen:
+            return parser
+        parser = chosen[0]
 
 
 def _stdout_closed() -> bool:

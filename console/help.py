@@ -32,7 +32,7 @@ loads older rows into the focused table (tab moves between them), m / a filter b
 newest again. With the ledger off (another medops holds it) it shows this run's only and why.
 [b]Fleet[/]  7: every member of the fleet's store (store_url), read at the refresh rate while shown; stale and \
 gone members are marked "!", not hidden; the organisation's windows below with each member's part. \
-`medops --read-only` watches only: intake, limits, alerts and fleet actions are refused.
+`medops --read-only` watches only: prompts, documents, intake, limits, alerts and fleet actions are refused.
 [b]Command palette[/]  ctrl+p: themes, pause, refresh rate, forms, change a limit.
 """
 

@@ -45,13 +45,13 @@ class Check:
 
 
 def run_checks(locations: Locations, env: Mapping[str, str] | None = None,
-               shm: Path = Path("/dev/shm"), store_url: str = "") -> list[Check]:
-    """Every check, in the order a person would fix them."""
+               shm: Path = Path("/dev/shm"), store_url: str = "", intake_dirs: tuple[str, ...] = ()) -> list[Check]:
+    """Every check, in the order a person would fix them; `intake_dirs` as the settings have them."""
     env = os.environ if env is None else env
     checks = [_python()]
     checks += [_dependency(dist, why) for dist, why in DEPENDENCIES.items()]
-    checks += [_tesseract(), _data_dir(locations), _shared_memory(shm), _groq_key(env), _sandbox(),
-               _quota_store(store_url, env.get("MEDOPS_STORE_PASSWORD"))]
+    checks += [_tesseract(), _data_dir(locations), _intake_folders(intake_dirs), _shared_memory(shm),
+               _groq_key(env), _sandbox(), _quota_store(store_url, env.get("MEDOPS_STORE_PASSWORD"))]
     return checks
 
 
@@ -94,8 +94,9 @@ def _tesseract() -> Check:
 
 def _data_dir(locations: Locations) -> Check:
     # Looked at as found, before anything is created or fixed: doctor reports, start repairs.
+    fixes: tuple[str, ...] = ()
     if locations.data_dir.exists():
-        problems, _ = inspect_data_folder(locations)
+        problems, fixes = inspect_data_folder(locations)
         if problems:
             return Check("data folder", False, "; ".join(problems))
     try:
@@ -105,8 +106,25 @@ def _data_dir(locations: Locations) -> Check:
     except OSError as exc:
         return Check("data folder", False, f"{locations.data_dir} is not writable ({exc.strerror}); "
                      "set MEDOPS_DATA_DIR to a writable folder")
+    if fixes:  # what medops repairs itself at start is no failure, but worth knowing
+        return Check("data folder", False, f"{locations.data_dir} is writable and yours; " + "; ".join(fixes),
+                     essential=False)
     return Check("data folder", True, f"{locations.data_dir} is writable, yours and owner-only (0700), "
                  "no links in it")
+
+
+def _intake_folders(intake_dirs: tuple[str, ...]) -> Check:
+    """The configured intake folders exist (the default one, under the data folder, is created at start)."""
+    if not intake_dirs:
+        return Check("intake folders", True, "intake_dirs not set: documents are read from <data folder>/intake, "
+                     "created at start", essential=False)
+    from medops.core.documents.intake import missing_folder_note
+
+    folders = [Path(d).expanduser() for d in intake_dirs]
+    missing = [missing_folder_note(f) for f in folders if not f.is_dir()]
+    if missing:
+        return Check("intake folders", False, "; ".join(missing), essential=False)
+    return Check("intake folders", True, ", ".join(map(str, folders)), essential=False)
 
 
 def _shared_memory(shm: Path) -> Check:

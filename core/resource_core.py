@@ -143,6 +143,8 @@ class ResourceCore(CoreCommands):
         await self._groq.start()  # after the ledger: the quota reloads today's admissions from it
         self._started_at = self._clock.monotonic()
         self._intake.ensure_default(self._locations)
+        for missing in self._intake.missing_folders():
+            log.warning("%s", missing)
         await self._documents.start()
         self._tick.start()
         if self._metrics is not None:

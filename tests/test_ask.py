@@ -6,6 +6,8 @@ import asyncio
 import json
 import os
 import resource
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,14 +16,19 @@ from pathlib import Path
 import pytest
 
 from medops.console.cli import main
+from medops.core.groq.local.faults import FaultModes
 from medops.core.groq.local.server import LocalEndpoint
+from medops.core.groq.prompt_input import load_prompt_file
 from medops.core.groq.requests import Priority, PromptRequest
+from medops.core.memory.segment import PREFIX, SHM_DIR
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import DEFAULT_MODELS, Settings
 from medops.core.settings.paths import Locations
 from tests.endpoint_thread import EndpointThread
+from tests.redis_server import free_port
 
 MODEL = "llama-3.1-8b-instant"
+MEDOPS = Path(sys.executable).parent / "medops"
 
 
 def write_lines(path: Path, lines: list[object]) -> Path:
@@ -101,7 +108,8 @@ def test_fail_fast_refuses_when_the_quota_has_no_room(tmp_path: Path, capsys: py
     (["ask", "hello", "--model", "gpt-imaginary"], f"unknown model 'gpt-imaginary'; known models: {MODEL}"),
     (["ask", "x" * 400_000], "exceeds llama-3.1-8b-instant's context window of 131,072 tokens"),
     (["ask", "hello", "--priority", "urgent"], "priority 'urgent' is not one of critical, high, normal"),
-    (["ask"], "give either the prompt text or --file"),
+    (["ask"], 'nothing to send: give the prompt, as in medops ask "text", or a file of prompts'),
+    (["ask", "hello", "--file", "p.jsonl"], "give the prompt text or --file prompts.jsonl, not both"),
     (["ask", "hello", "--agent", "nobody"],
      "agent must be one of triage, diagnosis, medication, documentation, oncall (this one is 6 characters"),
 ])
@@ -111,6 +119,21 @@ def test_bad_input_is_refused_with_a_clear_message(argv: list[str], expected: st
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
     assert "x" * 50 not in err  # never echoes the prompt
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+@pytest.mark.parametrize(("argv", "bound"), [(["ask", "hello"], "1"), (["ask", "hello", "--deadline", "1.5"], "1.5")])
+def test_a_store_never_reached_ends_ask_naming_it_instead_of_waiting_for_ever(
+        argv: list[str], bound: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Seen in a trial: with no store at store_url, `medops ask hello` said "running on a local share" and hung.
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    monkeypatch.setenv("MEDOPS_STORE_URL", url)
+    monkeypatch.setenv("MEDOPS_REQUEST_TIMEOUT", "1")
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert f"medops: quota store {url} never answered in {bound} s" in captured.err
+    assert "nothing was sent" in captured.err and "MEDOPS_STORE_URL" in captured.err
+    assert captured.out == ""
 
 
 def test_malformed_jsonl_line_is_named_by_its_number(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -123,7 +146,7 @@ def test_malformed_jsonl_line_is_named_by_its_number(tmp_path: Path, capsys: pyt
 
 
 def test_every_bad_jsonl_line_is_named_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    prompts = write_lines(tmp_path / "p.jsonl", ['{"prompt": "a"}', {"prompt": "b", "agent": "triage"},
+    prompts = write_lines(tmp_path / "p.jsonl", ['{"prompt": 5}', {"prompt": "b", "agent": "triage"},
                                                  "not json", {"prompt": "c", "agent": "triage", "model": "nope"}])
     assert main(["ask", "--file", str(prompts)]) == 2
     err = capsys.readouterr().err
@@ -131,6 +154,12 @@ def test_every_bad_jsonl_line_is_named_at_once(tmp_path: Path, capsys: pytest.Ca
     for number in (1, 3, 4):
         assert f"{prompts} line {number}" in err
     assert f"{prompts} line 2" not in err
+
+
+def test_jsonl_lines_without_an_agent_take_the_command_lines_agent(tmp_path: Path) -> None:
+    prompts = write_lines(tmp_path / "p.jsonl", [{"prompt": "a"}, {"prompt": "b", "agent": "triage"}])
+    assert [p.request.agent for p in load_prompt_file(prompts, Settings())] == ["oncall", "triage"]
+    assert [p.request.agent for p in load_prompt_file(prompts, Settings(), "medication")] == ["medication", "triage"]
 
 
 def test_jsonl_line_with_an_unknown_agent_is_refused_without_echoing_free_text(
@@ -264,3 +293,67 @@ def test_a_non_ascii_key_stops_ask_with_a_clear_message_that_never_shows_it(
     err = capsys.readouterr().err
     assert "GROQ_API_KEY holds characters a Groq key never has" in err
     assert "secr" not in err and "Traceback" not in err and "position" not in err
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_prompts_file_run_prints_its_summary_names_the_lines_never_answered_and_frees_its_segment(
+        stop: signal.Signals, tmp_path: Path, built_knowledge: Path) -> None:
+    # Seen in a trial: SIGTERM (what timeout, systemd and CI send) ended `ask --file` with 143, no summary, no word
+    # on the 37 prompts never answered, and its /dev/shm segment left behind.
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    shutil.copyfile(built_knowledge, data / "knowledge.duckdb")
+    prompts = write_lines(tmp_path / "p.jsonl", [{"prompt": f"note {n}"} for n in range(1, 9)])
+    slow = LocalEndpoint({MODEL: DEFAULT_MODELS[MODEL]}, faults=FaultModes(slow_rate=1.0, slow_seconds=60.0))
+    with EndpointThread(slow) as endpoint:
+        env = {k: v for k, v in os.environ.items() if k not in ("GROQ_API_KEY", "MEDOPS_STORE_URL")}
+        env.update(GROQ_BASE_URL=endpoint.url, MEDOPS_DATA_DIR=str(data))
+        run = subprocess.Popen([MEDOPS, "ask", "--file", str(prompts), "--concurrency", "2"], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert run.stderr is not None
+        try:
+            line = run.stderr.readline()
+            while line and not line.startswith("medops: sending "):  # start's own notes come first
+                line = run.stderr.readline()
+            assert line.startswith("medops: sending 8 prompts, 2 at a time")
+            assert list(SHM_DIR.glob(f"{PREFIX}{run.pid}-*"))  # the run's case memory, to be freed
+            run.send_signal(stop)
+            out, err = run.communicate(timeout=60)
+        finally:
+            run.kill()
+    assert run.returncode == 128 + stop.value, err
+    summary = json.loads(out.splitlines()[-1])["summary"]
+    assert summary["stopped_by"] == stop.name and summary["answered"] == 0
+    assert summary["unanswered_lines"] == "1-8" and summary["sent"] <= 2
+    assert f"{stop.name}: sending stopped; waiting up to 5 s for the" in err
+    assert "8 never answered (lines 1-8: send them with --lines 1-8)" in err and "Traceback" not in err
+    assert not list(SHM_DIR.glob(f"{PREFIX}{run.pid}-*"))
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+def test_lines_sends_only_the_lines_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prompts = write_lines(tmp_path / "p.jsonl", [{"prompt": f"note {n}"} for n in range(1, 10)])
+    assert main(["ask", "--file", str(prompts), "--lines", "3,7-8"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(r["line"] for r in lines[:-1]) == [3, 7, 8]
+    assert lines[-1]["summary"]["answered"] == 3 and lines[-1]["summary"]["unanswered_lines"] == ""
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("3,x", "--lines '3,x': 'x' is not a line number or a range; give line numbers and ranges, e.g. --lines 3,7-9"),
+    ("9-7", "--lines '9-7': '9-7' is not a range of lines (they count from 1, the smaller first)"),
+    ("0", "--lines '0': '0' is not a range of lines"),
+    ("", "--lines '': '' is not a line number or a range"),
+    ("2,5-12", "line(s) 5-12 of {file} hold no prompt (its prompts are on lines 1-4)"),
+])
+def test_a_bad_lines_spec_is_refused_saying_what_is_wrong(spec: str, expected: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    prompts = write_lines(tmp_path / "p.jsonl", [{"prompt": f"note {n}"} for n in range(1, 5)])
+    assert main(["ask", "--file", str(prompts), "--lines", spec]) == 2
+    captured = capsys.readouterr()
+    assert expected.format(file=prompts) in captured.err and captured.out == ""
+
+
+def test_lines_without_a_file_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ask", "hello", "--lines", "3"]) == 2
+    assert "--lines applies to --file only" in capsys.readouterr().err

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -13,10 +15,13 @@ from pathlib import Path
 import pytest
 
 from medops.console.cli import main
+from medops.console.commands import worker as worker_command
 from medops.core import __version__
 from medops.core.doctor import run_checks
 from medops.core.groq.local.faults import FaultModes
 from medops.core.groq.local.server import LocalEndpoint
+from medops.core.groq.requests import PromptRequest
+from medops.core.groq.scheduler import DeadlineExceeded
 from medops.core.settings.config import ModelLimits
 from medops.core.settings.paths import Locations
 from tests.endpoint_thread import EndpointThread
@@ -35,7 +40,9 @@ def test_status_json_prints_one_snapshot_after_the_first_resource_sample(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDOPS_MONITOR_INTERVAL", "0.2")  # the first sample comes one interval after start
     assert main(["status", "--json"]) == 0
-    snapshot = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 1  # one line: `| head -1` gives the whole object
+    snapshot = json.loads(out)
     assert {"taken_at", "uptime", "quota", "scheduler", "slots", "system", "alerts"} <= set(snapshot)
     system = snapshot["system"]
     assert system["sampled_at"] > 0
@@ -67,7 +74,9 @@ def test_status_names_the_fleets_store_and_how_many_share_it(
     # A fresh store may still be seeding at the first sample (an instant); either way it names the store.
     assert store.startswith(f"store      {redis_server.url}: ") and "1 member alive" in store
     assert main(["fleet", "--json"]) == 0  # it took part as what it is: the status command, not a library
-    assert [m["role"] for m in json.loads(capsys.readouterr().out)["members"]] == ["status"]
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 1  # one line: `| head -1` gives the whole object
+    assert [m["role"] for m in json.loads(out)["members"]] == ["status"]
 
 
 @pytest.mark.usefixtures("knowledge_ready")
@@ -149,6 +158,14 @@ def test_doctor_fails_when_the_data_folder_is_not_writable(tmp_path: Path) -> No
     assert "MEDOPS_DATA_DIR" in checks["data folder"].detail
 
 
+def test_doctor_flags_an_intake_folder_that_is_not_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MEDOPS_INTAKE_DIRS", str(tmp_path / "scans-not-mounted"))
+    main(["doctor"])
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.split()[1:3] == ["intake", "folders"])
+    assert line.startswith("warn") and f"intake folder {tmp_path / 'scans-not-mounted'} does not exist" in line
+
+
 def test_doctor_says_when_the_groq_key_is_set_without_showing_it(tmp_path: Path) -> None:
     checks = {c.name: c for c in run_checks(Locations(tmp_path, tmp_path / "d"), env={"GROQ_API_KEY": "gsk_secret"})}
     assert "talks to Groq" in checks["groq key"].detail
@@ -183,6 +200,17 @@ def test_fleet_without_a_store_says_what_to_set(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("MEDOPS_STORE_URL", raising=False)
     assert main(["fleet"]) == 2
     assert "set store_url (MEDOPS_STORE_URL)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["fleet", "set", "groq_concurrent"], "the value for groq_concurrent is missing"),
+    (["fleet", "set", "groq_concurrent", "--all"], "the value for groq_concurrent is missing"),
+    (["fleet", "set"], "`set` takes KEY VALUE"),
+])
+def test_fleet_set_without_its_value_says_what_is_missing(argv: list[str], expected: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert expected in capsys.readouterr().err
 
 
 def test_fleet_with_a_store_that_does_not_answer_fails_without_its_password(
@@ -230,6 +258,39 @@ def test_a_stopping_worker_says_what_it_waits_for_and_a_second_interrupt_drops_i
     assert summary.startswith("worker done: sent ") and "dropped at stop" in summary
 
 
+class ThirdsCore:
+    """A core that answers one prompt in three at once, times one out and answers the third half a second later."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def ask(self, request: PromptRequest) -> None:
+        self.asked += 1
+        if self.asked % 3 == 1:
+            return None
+        if self.asked % 3 == 2:
+            raise DeadlineExceeded("no answer within the deadline")
+        await asyncio.sleep(0.5)
+
+
+def test_the_workers_progress_line_counts_every_end_so_its_numbers_add_up(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Seen in a trial: "sent 684 answered 67 waiting 246" left out 371 timeouts.
+    asyncio.run(worker_command._run(ThirdsCore(), 50.0, 2.5, None, random.Random(1)))
+    progress = [line for line in capsys.readouterr().out.splitlines() if " s  sent " in line]
+    assert progress
+    for line in progress:
+        figures = dict(zip(line.split()[2::2], map(int, line.split()[3::2]), strict=True))
+        assert figures["DeadlineExceeded"] > 0
+        assert figures["answered"] + figures["DeadlineExceeded"] + figures["waiting"] == figures["sent"]
+
+
 def test_worker_refuses_a_rate_it_cannot_keep(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["worker", "--rate", "0"]) == 2
     assert "--rate 0 is out of range" in capsys.readouterr().err
@@ -251,3 +312,16 @@ def test_doctor_reports_a_key_or_base_url_medops_would_refuse_without_showing_se
     check = next(c for c in run_checks(locations, env=env) if c.name == "groq key")
     assert not check.ok and check.essential and expected in check.detail
     assert "clé" not in check.detail and "pw@" not in check.detail
+
+
+@pytest.mark.parametrize(("argv", "usage"), [
+    (["worker", "--bogus"], "usage: medops worker "),
+    (["limits", "history", "--bogus"], "usage: medops limits history "),
+])
+def test_an_unknown_option_is_named_under_its_commands_own_usage(argv: list[str], usage: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage) and "unrecognized arguments: --bogus" in err

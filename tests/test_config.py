@@ -100,6 +100,26 @@ def test_model_table_inherits_reference_request_limits(locations: Locations, tmp
     assert (limits.rpm, limits.rpd, limits.tpm, limits.tpd) == (12, 7_000, 1_000, 9_000)
 
 
+def test_builtin_model_keeps_its_own_figures_for_fields_the_file_omits(locations: Locations,
+                                                                        tmp_path: Path) -> None:
+    config = tmp_path / "medops.toml"
+    config.write_text('[models."llama-3.1-8b-instant"]\nrpm = 20\ntpm = 6000\ntpd = 500000\n'
+                      '[models."openai/gpt-oss-20b"]\ntpd = 150000\n')
+    settings = load_settings(locations, config, env={}).settings
+    instant = settings.model_limits("llama-3.1-8b-instant")
+    assert (instant.rpm, instant.rpd, instant.tpm, instant.tpd) == (20, 14_400, 6_000, 500_000)
+    oss = settings.model_limits("openai/gpt-oss-20b")
+    assert (oss.rpm, oss.rpd, oss.tpm, oss.tpd, oss.reasoning) == (30, 1_000, 8_000, 150_000, True)
+
+
+def test_io_threads_below_the_tuners_floor_is_refused_naming_both(locations: Locations, tmp_path: Path) -> None:
+    config = tmp_path / "medops.toml"
+    config.write_text("io_threads = 1\nio_threads_min = 4\n")
+    with pytest.raises(ConfigError, match=r"io_threads = 1 \(file .*\) is below io_threads_min = 4 \(file .*\), "
+                                          r"the tuner's floor: raise io_threads or lower io_threads_min"):
+        load_settings(locations, config, env={})
+
+
 def test_model_limit_out_of_range_is_refused(locations: Locations, tmp_path: Path) -> None:
     config = tmp_path / "medops.toml"
     config.write_text('[models.tiny]\ntpm = 0\ntpd = 9000\n')

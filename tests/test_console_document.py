@@ -41,3 +41,20 @@ async def test_with_eight_files_listed_the_refusal_and_the_text_are_on_the_first
         form.query_one("#doc-path").value = ""  # type: ignore[attr-defined]
         await pilot.pause(0.3)
         assert on_screen(app, error), error.region
+
+
+async def test_a_read_only_console_extracts_no_document_and_says_why(locations: Locations) -> None:
+    intake = locations.default_intake_dir
+    intake.mkdir(parents=True)
+    (intake / "letter.pdf").write_bytes(b"%PDF-1.4\n")
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=ExtractingCore(),  # type: ignore[arg-type]
+                    read_only=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("4", *"letter.pdf", "enter")
+        form = app.query_one(DocumentForm)
+        error = str(form.query_one("#doc-error", Label).render())
+        assert "Read-only console (--read-only): extracting a document refused, nothing was sent" in error
+        await pilot.pause(0.3)
+        assert not form.running and form.query_one("#doc-text", TextArea).text == ""
+        assert form.query_one("#doc-path").value == "letter.pdf"  # type: ignore[attr-defined]

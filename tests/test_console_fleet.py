@@ -349,9 +349,9 @@ async def test_the_history_tab_reads_the_fleets_stream_with_an_instance_column(l
             assert [str(c.label) for c in requests.ordered_columns][:3] == ["time", "instance", "agent"]
             assert await until(pilot, lambda: requests.row_count == 100)
             first = [str(cell) for cell in requests.get_row_at(0)]
-            assert first[1] == "ward7:4121" and first[-1] == "req-129"  # host:pid from its description
+            assert first[1] == "alpha" and first[-1] == "req-129"  # its instance name, as in the Fleet tab
             tenth = [str(cell) for cell in requests.get_row_at(10)]
-            assert tenth[1] == "bravo" and tenth[-1] == "req-119"  # not described: its instance id
+            assert tenth[1] == "bravo" and tenth[-1] == "req-119"
             alerts = app.query_one("#history-alerts", DataTable)
             assert await until(pilot, lambda: alerts.row_count == 1)
             assert [str(cell) for cell in alerts.get_row_at(0)][1:5] == ["bravo", "opened", "warning", "cpu"]

@@ -144,3 +144,20 @@ def test_a_reply_card_shows_the_finish_reason_and_each_tool_call_as_text() -> No
     card = reply_text("#1 triage", PromptResult(completion, queue_wait=0.0, latency=0.1, attempts=1))
     plain = Text.from_markup(card).plain
     assert "finish tool_calls" in plain and 'tool call lookup_icd10_code({"code": "[b]A00"})' in plain
+
+
+async def test_a_read_only_console_sends_no_prompt_and_says_why(locations: Locations) -> None:
+    # Seen in a trial: `medops --read-only` ("watch only") still sent prompts and spent the organisation's quota.
+    core = RecordingCore()
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=core, read_only=True)  # type: ignore[arg-type]
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("3")
+        app.query_one(PromptBox).focus()
+        await pilot.press(*"sudden chest pain", "enter")
+        await pilot.pause()
+        error = str(app.query_one("#prompt-error").render())
+        assert "Read-only console (--read-only): sending a prompt refused, nothing was sent" in error
+        assert app.query_one(PromptBox).text == "sudden chest pain"  # what was typed stays
+        await pilot.pause(0.3)
+        assert core.asked == []

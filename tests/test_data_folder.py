@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from medops.console.cli import main
 from medops.core.doctor import run_checks
 from medops.core.errors import ConfigError
 from medops.core.settings.paths import Locations
@@ -35,6 +36,16 @@ def test_an_open_folder_of_ours_is_made_owner_only_and_said(locations: Locations
     assert mode(locations.data_dir) == 0o700 and mode(locations.data_dir / "ops.duckdb") == 0o600
     assert any("was mode 0777" in note and "set to 0700" in note for note in fixed)
     assert data_check(locations)[0]
+
+
+def test_doctor_warns_of_a_0755_folder_that_start_fixes_without_failing(locations: Locations,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    locations.data_dir.mkdir(parents=True)
+    os.chmod(locations.data_dir, 0o755)
+    assert main(["doctor"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.split()[1:3] == ["data", "folder"])
+    assert line.startswith("warn") and "is mode 0755, open to others; medops sets it to 0700 at start" in line
+    assert mode(locations.data_dir) == 0o755  # doctor reports; start repairs
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user needs root")

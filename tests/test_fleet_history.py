@@ -7,9 +7,12 @@ import dataclasses
 import pytest
 import redis
 
+from medops.console.panes.history import alert_row, request_row
+from medops.core.clock import SystemClock
 from medops.core.fleet.history import read_alerts, read_heads, read_requests
 from medops.core.fleet.membership import Fleet
-from medops.core.fleet.view import FleetUnavailable
+from medops.core.fleet.store import QuotaStore
+from medops.core.fleet.view import FleetUnavailable, read_fleet
 from medops.core.ledger.records import RequestRecord
 from medops.core.settings.config import ModelLimits
 from medops.core.snapshot import Alert
@@ -57,7 +60,6 @@ async def test_paging_back_lists_every_members_requests_once_newest_first(redis_
         assert {name for name, n in seen if n % 20 >= 10} == {"bravo"}
         first = (await read_requests(url, "test", limit=1)).requests[0]
         assert first.record == request(259)  # every figure comes back as the member recorded it
-        assert first.member == "bravo"  # a member that did not say its host and pid is named by its instance id
 
 
 async def test_a_filter_finds_a_full_page_past_many_other_rows(redis_server: RedisServer) -> None:
@@ -110,3 +112,22 @@ async def test_a_store_that_is_away_is_said_with_what_to_check(redis_server: Red
         await read_requests(url, "test")
     with pytest.raises(FleetUnavailable, match="ask for 1 to 1000"):
         await read_alerts(url, "test", limit=0)
+
+
+async def test_history_names_a_member_by_the_instance_name_the_fleet_view_shows(redis_server: RedisServer) -> None:
+    # Seen in a trial: History called a member "vm:18314" and the Fleet tab "vm-18314-0a4adb".
+    url, name = redis_server.url, "vm-18314-0a4adb"
+    clock = SystemClock()
+    fleet = Fleet(QuotaStore(url, "test", clock), name, '{"host": "vm", "pid": 18314, "role": "worker"}', clock,
+                  180.0, 30.0, 0.0)
+    await fleet.start()
+    try:
+        await publish(fleet, [request(1)], (Alert("cpu", "warning", "CPU 95%", 1_000.0, 1_000.0),))
+        shown = [m.instance for m in (await read_fleet(url, "test")).members]
+        requests = (await read_requests(url, "test")).requests
+        alerts = (await read_alerts(url, "test")).alerts
+    finally:
+        await fleet.stop()
+    assert shown == [name]
+    assert [str(request_row(r, None)[1]) for r in requests] == [name]  # History's instance column
+    assert [str(alert_row(a, None)[1]) for a in alerts] == [name]

@@ -140,6 +140,14 @@ async def test_a_missing_file_is_refused(intake: Intake, folder: Path) -> None:
         await intake.admit(folder / "absent.pdf")
 
 
+def test_a_name_not_found_while_an_intake_folder_is_missing_names_that_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "scans-not-mounted"
+    intake = Intake((missing,), max_bytes=MIB)
+    with pytest.raises(IntakeRefused, match=rf"no such file .*; intake folder {missing} does not exist .*: no "
+                                            r"document can be read from it; create it, or fix intake_dirs"):
+        intake.find("scan.pdf", cwd=tmp_path)
+
+
 def test_intake_dirs_come_from_the_environment_colon_separated(locations: Locations, tmp_path: Path) -> None:
     env = {"MEDOPS_INTAKE_DIRS": f"{tmp_path / 'a'}:{tmp_path / 'b'}"}
     settings = load_settings(locations, env=env).settings

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis
 
+from medops.core.groq.requests import AGENTS
 from medops.core.settings.paths import Locations
 from tests.redis_server import RedisServer
 
@@ -43,3 +44,11 @@ def test_the_triage_agent_in_the_readme_runs_as_written_as_a_fleet_member(
     roles = [value for key in members for value in client.hvals(key)]
     client.close()
     assert any('"role":"worker"' in role for role in roles)  # it joined the fleet as a worker
+
+
+def test_the_readmes_agent_rule_is_the_one_requests_are_checked_by() -> None:
+    rule = re.search(r"The agent label is (.*?)\.\s", README.read_text(), re.S)
+    assert rule is not None, "README lost its agent rule"
+    named = re.findall(r"[a-z]+", rule.group(1).split("(", 1)[1].split(")", 1)[0])
+    assert tuple(named) == AGENTS
+    assert "`" not in rule.group(1)  # no label pattern is promised: PromptRequest takes the known types only

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +33,18 @@ async def test_start_creates_the_data_folder_private_to_the_user(locations: Loca
     assert locations.data_dir.is_dir()
     assert locations.data_dir.stat().st_mode & 0o077 == 0
     await core.stop()
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+async def test_start_warns_of_an_intake_folder_that_is_not_there(locations: Locations, clock: FakeClock,
+                                                                 tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    missing = tmp_path / "scans-not-mounted"
+    core = ResourceCore(Settings(intake_dirs=(str(missing),)), locations, clock)
+    with caplog.at_level(logging.WARNING, logger="medops.core"):
+        await core.start()
+    await core.stop()
+    assert f"intake folder {missing} does not exist" in caplog.text and "fix intake_dirs" in caplog.text
 
 
 async def test_pause_and_resume_show_in_the_snapshot(locations: Locations, clock: FakeClock) -> None:

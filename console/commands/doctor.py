@@ -19,12 +19,14 @@ def doctor(args: argparse.Namespace) -> int:
     from medops.core.errors import ConfigError
 
     failed = False
+    intake_dirs: tuple[str, ...] = ()
     try:
-        store_url = load(args).settings.store_url
+        settings = load(args).settings
+        store_url, intake_dirs = settings.store_url, settings.intake_dirs
     except ConfigError as exc:  # doctor still checks the rest; the settings' fault is its own line
         print(f"FAIL  {'settings':<16} {exc}")
         failed, store_url = True, ""
-    for check in run_checks(locate(), store_url=store_url):
+    for check in run_checks(locate(), store_url=store_url, intake_dirs=intake_dirs):
         mark = "ok  " if check.ok else ("FAIL" if check.essential else "warn")
         print(f"{mark}  {check.name:<16} {check.detail}")
         failed |= check.essential and not check.ok

@@ -72,7 +72,7 @@ def fleet(args: argparse.Namespace) -> int:
     if args.json:
         data = dataclasses.asdict(view)
         data.pop("snapshots")
-        print(json.dumps(data, indent=2, sort_keys=True))
+        print(json.dumps(data, sort_keys=True))
         return 0
     print(f"fleet on {view.store}: {sum(m.state == 'alive' for m in view.members)} alive, "
           f"{sum(m.state != 'alive' for m in view.members)} stale or gone")
@@ -106,13 +106,18 @@ def act(args: argparse.Namespace) -> int:
     from medops.core.fleet.membership import fleet_namespace
     from medops.core.fleet.view import FleetUnavailable
 
-    if not (args.instance or args.all):
-        print(f"medops fleet {args.action}: name the member (--instance ID, from `medops fleet`) or --all",
-              file=sys.stderr)
+    # What is asked is checked before whom it goes to: a missing value is the mistake to name first.
+    if args.action == "set" and len(args.setting) == 1:
+        print(f"medops fleet set: the value for {args.setting[0]} is missing (e.g. medops fleet set "
+              f"{args.setting[0]} 5 --all)", file=sys.stderr)
         return 2
     if (args.action == "set") != bool(args.setting) or (args.action == "set" and len(args.setting) != 2):
         print("medops fleet: `set` takes KEY VALUE (e.g. medops fleet set groq_concurrent 5 --all); "
               "pause and resume take none", file=sys.stderr)
+        return 2
+    if not (args.instance or args.all):
+        print(f"medops fleet {args.action}: name the member (--instance ID, from `medops fleet`) or --all",
+              file=sys.stderr)
         return 2
     key, value = args.setting if args.action == "set" else ("", "")
     settings = load(args).settings

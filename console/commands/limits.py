@@ -38,10 +38,11 @@ def register(subparsers: Any) -> None:
 def limits_history(args: argparse.Namespace) -> int:
     from medops.core.ledger.limit_history import read_ledger_file
 
+    check_key(args.key)
     path = locate().ops_db
     history = read_ledger_file(path, args.limit, args.key)
     if args.json:
-        print(json.dumps(as_json(history, str(path)), indent=2))
+        print(json.dumps(as_json(history, str(path))))
         return 0
     for line in text_lines(history, args.key):
         print(line)
@@ -52,7 +53,7 @@ def text_lines(history: LimitChangeHistory, key: str | None) -> list[str]:
     """One line per change: local date and time with the zone, key, old -> new, who."""
     if not history.changes:
         about = f" to {key}" if key else ""
-        return [history.note or f"no limit changes{about} recorded yet{unknown_key_hint(key)}"]
+        return [history.note or f"no limit changes{about} recorded yet"]
     key_width = max(len(c.key) for c in history.changes)
     change_width = max(len(transition(c)) for c in history.changes)
     lines = [f"{local_time(c.at):%Y-%m-%d %H:%M:%S %Z}  {c.key:<{key_width}}  {transition(c):<{change_width}}  "
@@ -64,15 +65,15 @@ def transition(change: LimitChange) -> str:
     return f"{change.old} -> {change.new}"
 
 
-def unknown_key_hint(key: str | None) -> str:
-    """For a key medops has no setting for, say so: a typo is likelier than a key nobody ever changed."""
+def check_key(key: str | None) -> None:
+    """Refuse a key medops has no setting for: a typo, which an empty history would only hide."""
     from dataclasses import fields
 
+    from medops.core.errors import ConfigError
     from medops.core.settings.config import Settings
 
-    if key is None or key in {f.name for f in fields(Settings)}:
-        return ""
-    return f" ({key} is not a setting this medops knows; `medops config show` lists them)"
+    if key is not None and key not in {f.name for f in fields(Settings)}:
+        raise ConfigError(f"--key {key} is not a setting this medops knows; `medops config show` lists them")
 
 
 def as_json(history: LimitChangeHistory, ledger: str) -> dict[str, Any]:

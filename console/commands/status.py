@@ -30,7 +30,7 @@ def status(args: argparse.Namespace) -> int:
 
     snapshot = asyncio.run(take())
     if args.json:
-        print(json.dumps(snapshot_to_dict(snapshot), indent=2, sort_keys=True))
+        print(json.dumps(snapshot_to_dict(snapshot), sort_keys=True))
     else:
         print("\n".join(summary_lines(snapshot)))
     return 0

@@ -3,7 +3,8 @@
 Each prompt is synthetic (a counter and an agent, no patient data): 10% critical,
 30% high, the rest normal, spread over the four agents, at R a second on average
 (Poisson arrivals), until --duration ends or Ctrl-C. One line a second says what
-was sent and answered; the summary at the end counts outcomes.
+was sent, how each ended so far (answered, timed out...) and how many still wait;
+the summary at the end counts outcomes.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ def worker(args: argparse.Namespace) -> int:
     return asyncio.run(_run(core, args.rate, args.duration, args.model, random.Random(args.seed)))
 
 
+def progress_line(elapsed: float, sent: int, outcomes: Counter[str]) -> str:
+    """What was sent and how each ended so far; waiting is the rest, so the numbers add up to sent."""
+    ended = "".join(f"  {name} {count}" for name, count in sorted(outcomes.items()) if name != "answered")
+    return (f"{elapsed:6.0f} s  sent {sent}  answered {outcomes['answered']}{ended}  "
+            f"waiting {sent - sum(outcomes.values())}")
+
+
 async def _run(core: Any, rate: float, duration: float | None, model: str | None, rng: random.Random) -> int:
     from medops.core.errors import MedopsError
     from medops.core.groq.requests import Priority, PromptRequest
@@ -83,8 +91,7 @@ async def _run(core: Any, rate: float, duration: float | None, model: str | None
             task.add_done_callback(tasks.discard)
             if time.monotonic() - last_line >= 1.0:
                 last_line = time.monotonic()
-                print(f"{last_line - started:6.0f} s  sent {sent}  answered {outcomes['answered']}  "
-                      f"waiting {len(tasks)}", flush=True)
+                print(progress_line(last_line - started, sent, outcomes), flush=True)
         if tasks:
             # Say why it has not exited yet, and let a second signal drop what waits (counted, not hidden):
             # a trial's Ctrl-C and SIGTERM seemed ignored for two minutes, 231 prompts still queued.

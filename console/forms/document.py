@@ -18,7 +18,7 @@ from textual.widgets import Button, Input, Label, OptionList, ProgressBar, TextA
 
 from medops.console.error_text import describe_error
 from medops.console.forms.capture import CapturingInput
-from medops.console.forms.core_handle import STARTING, CoreHandle, needs_core
+from medops.console.forms.core_handle import STARTING, CoreHandle, needs_core, read_only_refusal
 from medops.console.forms.intake import IntakePaths, IntakeSuggester
 from medops.core.documents.intake import IntakeRefused
 
@@ -158,6 +158,10 @@ class DocumentForm(Vertical):
         if self.core.attached():
             self._put_back(typed)
             error.update(NO_CORE)
+            return
+        if self.core.read_only:
+            self._put_back(typed)
+            error.update(read_only_refusal("extracting a document"))
             return
         case_id = self.query_one("#doc-case", Input).value.strip() or None
         if case_id is not None and not CASE_ID.match(case_id):

@@ -15,7 +15,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from medops.console import figures
 from medops.console.error_text import describe_error
-from medops.console.forms.core_handle import STARTING, CoreHandle, needs_core
+from medops.console.forms.core_handle import STARTING, CoreHandle, needs_core, read_only_refusal
 from medops.console.forms.prompt_box import PromptBox
 from medops.core.groq.requests import AGENTS
 
@@ -109,6 +109,10 @@ class PromptForm(Vertical):
         text = message.text.strip()
         if not text:
             error.update("Type a prompt first: the text is empty.")
+            return
+        if self.core.read_only:
+            message.box.put_back(message.text)
+            error.update(read_only_refusal("sending a prompt"))
             return
         if self.core.attached():
             message.box.put_back(message.text)

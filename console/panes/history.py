@@ -42,7 +42,7 @@ PAGE = 100  # rows one page reads; o appends the next older page
 REQUESTS, ALERTS = "requests", "alerts"
 REQUEST_COLUMNS = ("time", "agent", "prio", "outcome", "try", "tokens", "latency", "wait", "model", "request id")
 ALERT_COLUMNS = ("time", "event", "level", "alert", "message")
-MEMBER_COLUMN = "instance"  # with a fleet store: which member (host:pid), after the time
+MEMBER_COLUMN = "instance"  # with a fleet store: which member (its instance name, as in Fleet), after the time
 PRIORITY_SHORT = {"critical": "crit", "normal": "norm"}
 
 
@@ -374,14 +374,14 @@ def request_row(row: Any, now: float | None) -> tuple[Text, ...]:
     if not hasattr(row, "record"):
         return request_cells(row, now)
     cells = request_cells(row.record, now)
-    return (cells[0], Text(row.member), *cells[1:])
+    return (cells[0], Text(row.instance), *cells[1:])
 
 
 def alert_row(row: Any, now: float | None) -> tuple[Text, ...]:
     if not hasattr(row, "alert"):
         return alert_cells(row, now)
     cells = alert_cells(row.alert, now)
-    return (cells[0], Text(row.member), *cells[1:])
+    return (cells[0], Text(row.instance), *cells[1:])
 
 
 def shown(rows: int, history: History | None) -> str:

@@ -108,6 +108,12 @@ def resolve_intake_dirs(settings: Settings, locations: Locations) -> tuple[Path,
     return (locations.default_intake_dir,)
 
 
+def missing_folder_note(folder: Path) -> str:
+    """What a configured intake folder that is not there means, and what to do."""
+    return (f"intake folder {folder} does not exist (or is not a folder): no document can be read from it; "
+            "create it, or fix intake_dirs (MEDOPS_INTAKE_DIRS)")
+
+
 class Intake:
     """Accepts files from the intake folders only, and checks them before extraction."""
 
@@ -127,6 +133,10 @@ class Intake:
         if self.folders == (locations.default_intake_dir,):
             locations.ensure()
             locations.default_intake_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def missing_folders(self) -> tuple[str, ...]:
+        """For each intake folder in force that is not there (or not a folder): what that means and what to do."""
+        return tuple(missing_folder_note(folder) for folder in self.folders if not folder.is_dir())
 
     def _resolved_folders(self) -> list[Path]:
         return [folder.resolve() for folder in self.folders if folder.is_dir()]
@@ -211,8 +221,10 @@ class Intake:
         if found:
             return found[0]
         listing = ":".join(str(f) for f in self.folders) or "none configured"
+        missing = self.missing_folders()
+        hint = "; ".join(missing) if missing else "check the name"
         raise IntakeRefused(f"{given.name or name}: no such file in the current folder ({here.parent}) or the "
-                            f"intake folders ({listing}); check the name")
+                            f"intake folders ({listing}); {hint}")
 
     def _in_a_folder(self, relative: Path) -> Path:
         """`relative` under the first intake folder that has it (the first folder when none has)."""

@@ -19,17 +19,13 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from medops.core.fleet.entries import (
-    MEMBER_BYTES,
-    Description,
     Malformed,
-    Skips,
-    description,
     member_name,
     stream_alert,
     stream_request,
 )
 from medops.core.fleet.publish import ALERT_STREAM, REQUEST_STREAM
-from medops.core.fleet.view import FleetUnavailable, read_sized
+from medops.core.fleet.view import FleetUnavailable
 from medops.core.ledger.records import RequestRecord
 from medops.core.settings.redact import redact_url
 from medops.core.snapshot import Alert
@@ -47,8 +43,7 @@ class FleetRequest:
     """One finished request from the fleet's stream, and the member that sent it."""
 
     entry_id: str  # the stream's id: where an older page starts
-    instance: str
-    member: str  # short name for a table: host:pid when the member described itself, else its instance id
+    instance: str  # the member's name, as the Fleet tab and `medops fleet` show it
     record: RequestRecord
 
 
@@ -57,8 +52,7 @@ class FleetAlert:
     """One alert announcement from the fleet's stream, and the member that made it."""
 
     entry_id: str
-    instance: str
-    member: str
+    instance: str  # the member's name, as the Fleet tab and `medops fleet` show it
     alert: Alert  # `updated_at` is when the announcement was made
 
 
@@ -105,9 +99,7 @@ async def read_requests(url: str, namespace: str, password: str | None = None, b
     async def page(client: redis.Redis, prefix: str) -> FleetRequests:
         entries, older, cut = await _scan(client, f"{prefix}{REQUEST_STREAM}", before, limit, wanted)
         parsed, unread = _parsed(entries, lambda fields: stream_request(fields))
-        labels = await _labels(client, prefix, {instance for _, instance, _ in parsed})
-        rows = tuple(FleetRequest(i, instance, labels.get(instance, instance), record)
-                     for i, instance, record in parsed)
+        rows = tuple(FleetRequest(i, instance, record) for i, instance, record in parsed)
         return FleetRequests(rows, older, _note(unread, "requests", cut))
 
     return await _with_store(url, namespace, password, budget, page)
@@ -121,8 +113,7 @@ async def read_alerts(url: str, namespace: str, password: str | None = None, bef
     async def page(client: redis.Redis, prefix: str) -> FleetAlerts:
         entries, older, cut = await _scan(client, f"{prefix}{ALERT_STREAM}", before, limit, lambda fields: True)
         parsed, unread = _parsed(entries, lambda fields: stream_alert(fields.get("alert")))
-        labels = await _labels(client, prefix, {instance for _, instance, _ in parsed})
-        rows = tuple(FleetAlert(i, instance, labels.get(instance, instance), alert) for i, instance, alert in parsed)
+        rows = tuple(FleetAlert(i, instance, alert) for i, instance, alert in parsed)
         return FleetAlerts(rows, older, _note(unread, "alert announcements", cut))
 
     return await _with_store(url, namespace, password, budget, page)
@@ -139,12 +130,6 @@ async def read_heads(url: str, namespace: str, password: str | None = None, budg
         return StreamHeads(_decoded(requests[0])[0] if requests else "", _decoded(alerts[0])[0] if alerts else "")
 
     return await _with_store(url, namespace, password, budget, heads)
-
-
-def member_label(instance: str, described: Description) -> str:
-    """host:pid (the host's first label: a table column is narrow), or the instance id when not described."""
-    host, pid = described.host, described.pid
-    return f"{host.split('.')[0]}:{pid}" if host != "?" and pid else instance
 
 
 # ---- inside --------------------------------------------------------------------------
@@ -223,18 +208,3 @@ def _note(unread: int, what: str, cut: bool) -> str:
     if cut:
         notes.append(f"this page looked through {SCAN_BOUND:,} entries of the stream; o reads on from there")
     return "; ".join(notes)
-
-
-async def _labels(client: redis.Redis, prefix: str, instances: set[str]) -> dict[str, str]:
-    """instance -> host:pid, for the page's members the store still describes (each description measured
-    before it is read; one it cannot take leaves the instance id)."""
-    names = sorted(instances)
-    blobs = await read_sized(client, "HSTRLEN", f"{prefix}members", [n.encode() for n in names], MEMBER_BYTES,
-                             "oversized member entries", Skips())
-    labels = {}
-    for instance, blob in zip(names, blobs, strict=True):
-        try:
-            labels[instance] = member_label(instance, description(blob))
-        except Malformed:
-            labels[instance] = instance
-    return labels

@@ -48,6 +48,10 @@ class StoreUnavailable(ConfigError):
     """The quota store could not be reached or answered out of budget."""
 
 
+class StoreNeverReached(StoreUnavailable):
+    """The fleet's store has not answered once since start, so this member admits nothing (never fails open)."""
+
+
 class LibraryMissing(RedisError):
     """The store has no quota library and this user may not load it."""
 
@@ -169,8 +173,12 @@ class QuotaStore:
         was_up = self.up
         if self.up or self.down_since is None:
             self.down_since = self._clock.wall()
-            log.warning("quota store %s unreachable (%s); running on a local share", redact_url(self.url),
-                        type(exc).__name__)
+            if self.last_answer is None:  # no share was ever learnt: nothing is admitted, as the log must say
+                log.warning("quota store %s never reached (%s): nothing is admitted until it answers",
+                            redact_url(self.url), type(exc).__name__)
+            else:
+                log.warning("quota store %s unreachable (%s); running on a local share", redact_url(self.url),
+                            type(exc).__name__)
         self.up = False
         if was_up and self.on_down is not None:
             self.on_down()

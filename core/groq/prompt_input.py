@@ -63,8 +63,9 @@ class PromptLine:
     request: PromptRequest
 
 
-def load_prompt_file(path: Path, settings: Settings) -> list[PromptLine]:
-    """Every prompt in a JSONL file (blank lines skipped), all checked before any is sent."""
+def load_prompt_file(path: Path, settings: Settings, agent: str = "oncall") -> list[PromptLine]:
+    """Every prompt in a JSONL file (blank lines skipped), all checked before any is sent; `agent` serves
+    a line that names none."""
     prompts: list[PromptLine] = []
     problems: list[str] = []
     lines = 0
@@ -73,7 +74,7 @@ def load_prompt_file(path: Path, settings: Settings) -> list[PromptLine]:
             continue
         lines += 1
         try:
-            prompts.append(PromptLine(number, parse_prompt_line(raw, number, path, settings)))
+            prompts.append(PromptLine(number, parse_prompt_line(raw, number, path, settings, agent)))
         except MedopsError as exc:  # gather them all: fixing a file one line per run wastes on-call time
             problems.append(str(exc))
     if len(problems) == 1:
@@ -127,8 +128,9 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
             yield number, text.rstrip("\r\n")
 
 
-def parse_prompt_line(raw: str, number: int, path: Path, settings: Settings) -> PromptRequest:
-    """One JSONL line as a checked PromptRequest; errors name the file and line."""
+def parse_prompt_line(raw: str, number: int, path: Path, settings: Settings, agent: str = "oncall") -> PromptRequest:
+    """One JSONL line as a checked PromptRequest (`agent` when the line names none); errors name the file and
+    line."""
     where = f"{path} line {number}"
     try:
         # orjson refuses numbers past 64 bits and nesting past 1,024 levels with an error, not a traceback.
@@ -137,7 +139,7 @@ def parse_prompt_line(raw: str, number: int, path: Path, settings: Settings) -> 
         raise PromptFileError(f"{where} is not valid JSON ({exc.msg} at column {exc.colno}); "
                               "each line must be one JSON object") from None
     if not isinstance(fields, dict):
-        raise PromptFileError(f"{where} is a JSON {type(fields).__name__}, not an object with prompt and agent")
+        raise PromptFileError(f"{where} is a JSON {type(fields).__name__}, not an object with a prompt")
     unknown = set(fields) - FILE_FIELDS - CHAT_FIELDS
     if unknown:
         shown = sorted(name if SHOWN_NAME.fullmatch(name) else "(a name not shown)" for name in unknown)
@@ -148,8 +150,7 @@ def parse_prompt_line(raw: str, number: int, path: Path, settings: Settings) -> 
     if "messages" in fields and "system" in fields:
         raise PromptFileError(f"{where}: \"system\" goes with \"prompt\"; with \"messages\" make it the first "
                               "message (role system)")
-    wrong = [name for name in ("agent", "prompt", "system")
-             if not isinstance(fields.get(name, ""), str) or (name == "agent" and name not in fields)]
+    wrong = [name for name in ("agent", "prompt", "system") if not isinstance(fields.get(name, ""), str)]
     if wrong:
         raise PromptFileError(f"{where} needs \"{wrong[0]}\" as text")
     deadline = fields.get("deadline")
@@ -158,7 +159,7 @@ def parse_prompt_line(raw: str, number: int, path: Path, settings: Settings) -> 
         raise PromptFileError(f"{where}: deadline must be a number of seconds")
     try:
         request = PromptRequest(
-            prompt=fields.get("prompt"), agent=fields["agent"],
+            prompt=fields.get("prompt"), agent=fields.get("agent", agent),
             priority=Priority.parse(fields.get("priority", "normal")),
             model=fields.get("model"),
             max_completion_tokens=fields.get("max_completion_tokens", DEFAULT_MAX_COMPLETION_TOKENS),

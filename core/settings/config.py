@@ -68,8 +68,8 @@ class Settings:
     """Every limit and knob medops runs with. Frozen: change it with `replace`."""
 
     # Groq
-    groq_rpm: int = _setting(30, 1, 1_000_000, help="requests/min for a [models] entry that omits rpm")
-    groq_rpd: int = _setting(7_000, 1, 100_000_000, help="requests/day for a [models] entry that omits rpd")
+    groq_rpm: int = _setting(30, 1, 1_000_000, help="requests/min for an unknown [models] entry omitting rpm")
+    groq_rpd: int = _setting(7_000, 1, 100_000_000, help="requests/day for an unknown [models] entry omitting rpd")
     groq_concurrent: int = _setting(10, 1, 1_000, help="Groq requests in flight at once")
     default_model: str = _setting("llama-3.1-8b-instant", help="model used when a request names none")
     groq_base_url: str = _setting("https://api.groq.com", help="Groq API base URL (GROQ_BASE_URL wins)")
@@ -334,26 +334,25 @@ def _parse_models(raw: Any, origin: str) -> dict[str, dict[str, int]]:
                                   f"allowed a whole number from {low:,} to {high:,}")
             entry[key] = value
         for key in ("tpm", "tpd"):
-            if key not in entry:
-                raise ConfigError(f"setting models.{name} (from {origin}) lacks {key}; "
-                                  "every model needs tpm and tpd (rpm, rpd default to groq_rpm, groq_rpd)")
+            if key not in entry and name not in DEFAULT_MODELS:
+                raise ConfigError(f"setting models.{name} (from {origin}) lacks {key}; a model medops does not "
+                                  "know needs tpm and tpd (rpm, rpd default to groq_rpm, groq_rpd)")
         parsed[name] = entry
     return parsed
 
 
-def _builtin(name: str) -> ModelLimits:
-    return DEFAULT_MODELS.get(name) or ModelLimits(1, 1, 1, 1)
-
-
 def _fill_model_defaults(raw: dict[str, dict[str, int]], settings: Settings) -> Mapping[str, ModelLimits]:
-    models = {
-        name: ModelLimits(rpm=e.get("rpm", settings.groq_rpm), rpd=e.get("rpd", settings.groq_rpd),
-                          tpm=e["tpm"], tpd=e["tpd"], context_window=e.get("context_window", 131_072),
-                          # A built-in model keeps what it can take unless the file says otherwise.
-                          vision=bool(e.get("vision", _builtin(name).vision)),
-                          reasoning=bool(e.get("reasoning", _builtin(name).reasoning)))
-        for name, e in raw.items()
-    }
+    """Each [models] entry in full: a built-in model keeps every figure the file does not give; a model medops
+    does not know takes groq_rpm and groq_rpd when it omits rpm and rpd."""
+    models = {}
+    for name, e in raw.items():
+        # tpm and tpd are in every entry for a model medops does not know (_parse_models insists).
+        base = DEFAULT_MODELS.get(name) or ModelLimits(settings.groq_rpm, settings.groq_rpd, 0, 0)
+        models[name] = ModelLimits(rpm=e.get("rpm", base.rpm), rpd=e.get("rpd", base.rpd),
+                                   tpm=e.get("tpm", base.tpm), tpd=e.get("tpd", base.tpd),
+                                   context_window=e.get("context_window", base.context_window),
+                                   vision=bool(e.get("vision", base.vision)),
+                                   reasoning=bool(e.get("reasoning", base.reasoning)))
     return MappingProxyType(models)
 
 
@@ -377,6 +376,10 @@ def check_settings(settings: Settings, sources: Mapping[str, str]) -> None:
     if settings.io_threads_min > settings.io_threads_max:
         raise ConfigError(f"setting io_threads_min = {settings.io_threads_min} ({sources['io_threads_min']}) "
                           f"exceeds io_threads_max = {settings.io_threads_max} ({sources['io_threads_max']})")
+    if settings.io_threads < settings.io_threads_min:
+        raise ConfigError(f"setting io_threads = {settings.io_threads} ({sources['io_threads']}) is below "
+                          f"io_threads_min = {settings.io_threads_min} ({sources['io_threads_min']}), the tuner's "
+                          "floor: raise io_threads or lower io_threads_min")
 
 
 def _with_user(url: str, user: str, sources: Mapping[str, str]) -> str:

@@ -57,7 +57,8 @@ class Locations:
 
 def inspect_data_folder(locations: Locations, *, check_intake: bool = True,
                         repair: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(problems, fixed): what makes the data folder unsafe, and (with `repair`) what was made owner-only."""
+    """(problems, fixes): what makes the data folder unsafe, and what is open to others: made owner-only with
+    `repair`, else said as what start will do (medops repairs its own folder, so that is no problem)."""
     folder = locations.data_dir
     problems: list[str] = []
     fixed: list[str] = []
@@ -78,8 +79,8 @@ def inspect_data_folder(locations: Locations, *, check_intake: bool = True,
             os.chmod(folder, 0o700)
             fixed.append(f"data folder {folder} was mode {mode}, open to others; set to 0700 (owner only)")
         else:
-            problems.append(f"data folder {folder} is mode {mode}, open to others; medops sets it to 0700 "
-                            "at start (or run chmod 700 on it)")
+            fixed.append(f"data folder {folder} is mode {mode}, open to others; medops sets it to 0700 at start "
+                         "(or run chmod 700 on it)")
     names = DATA_FILES + (("intake",) if check_intake else ())
     for name in names:
         path = folder / name
@@ -97,8 +98,8 @@ def inspect_data_folder(locations: Locations, *, check_intake: bool = True,
             os.chmod(entry.path, 0o700 if entry.is_dir(follow_symlinks=False) else 0o600)
         fixed.append(f"{len(loose)} file(s) in {folder} were open to others; set to owner only")
     elif loose:
-        problems.append(f"{len(loose)} file(s) in {folder} are open to others; medops sets them to owner only "
-                        "at start")
+        fixed.append(f"{len(loose)} file(s) in {folder} are open to others; medops sets them to owner only "
+                     "at start")
     return tuple(problems), tuple(fixed)
 
 
