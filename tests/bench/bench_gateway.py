@@ -42,6 +42,7 @@ import aiohttp
 import httpx
 import openai
 import orjson
+import psutil
 
 from medops.core.groq.local.faults import FaultModes
 from medops.core.groq.local.server import LocalEndpoint
@@ -129,6 +130,7 @@ class Endpoint:
             self.stop()
             raise RuntimeError("the local endpoint did not start")
         self.port: int = self._conn.recv()
+        self.pid = self._process.pid
         self.url = f"http://127.0.0.1:{self.port}"
         self.counts: tuple[int, int] | None = None
 
@@ -172,9 +174,11 @@ class Server:
     def __init__(self, name: str, command: list[str], env: dict[str, str], log: Path) -> None:
         self.name = name
         self.log = log
+        self.pid = -1
         with log.open("wb") as out:
             self._process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                              stderr=subprocess.STDOUT, start_new_session=True)
+        self.pid = self._process.pid
 
     def wait_ready(self, url: str) -> None:
         deadline = time.monotonic() + START_SECONDS
@@ -282,10 +286,12 @@ class Way:
     name: str
     base_url: str
     key: str
+    pid: int  # the process it talks to: the endpoint (direct) or the proxy
     latencies: list[float] = field(default_factory=list)
     first_chunks: list[float] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
     errors: int = 0
+    cpu_seconds: float = 0.0  # the process's CPU time over its plain requests
     client: openai.OpenAI | None = None
 
     def sync_client(self) -> openai.OpenAI:
@@ -316,17 +322,26 @@ def _first_chunk(client: openai.OpenAI) -> float:
     return elapsed
 
 
+def _cpu(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def _measure(ways: list[Way], action: Callable[[openai.OpenAI], float], total: int, into: str) -> None:
-    """`total` calls per way in ROUNDS rounds, the order of the ways rotating each round."""
+    """`total` calls per way in ROUNDS rounds, the order of the ways rotating each round; for the plain ones, the
+    CPU time the process the way talks to spends on them (less noisy than wall time on a shared machine)."""
     for round_number in range(ROUNDS):
         shift = round_number % len(ways)
         for way in ways[shift:] + ways[:shift]:
             client = way.sync_client()
+            cpu_before = _cpu(way.pid)
             for _ in range(total // ROUNDS):
                 try:
                     getattr(way, into).append(action(client))
                 except openai.OpenAIError:
                     way.errors += 1
+            if into == "latencies":
+                way.cpu_seconds += _cpu(way.pid) - cpu_before
 
 
 async def _burst(way: Way) -> float:
@@ -390,12 +405,13 @@ def _table(ways: list[Way]) -> list[str]:
     direct = ways[0]
     base50, base99 = statistics.median(direct.latencies), _pct(direct.latencies, 99)
     lines = [f"{'':16} {'p50 ms':>8} {'p99 ms':>8} {'over p50':>9} {'over p99':>9} {'TTFB p50':>9} "
-             f"{'req/s @' + str(CONCURRENCY):>11} {'errors':>7}"]
+             f"{'req/s @' + str(CONCURRENCY):>11} {'CPU ms/req':>11} {'errors':>7}"]
     for way in ways:
         p50, p99 = statistics.median(way.latencies), _pct(way.latencies, 99)
         over = ("", "") if way is direct else (f"{(p50 - base50) * 1000:+8.2f}", f"{(p99 - base99) * 1000:+8.2f}")
         lines.append(f"{way.name:16} {_ms(p50):>8} {_ms(p99):>8} {over[0]:>9} {over[1]:>9} "
-                     f"{_ms(statistics.median(way.first_chunks)):>9} {max(way.rates):11.0f} {way.errors:7d}")
+                     f"{_ms(statistics.median(way.first_chunks)):>9} {max(way.rates):11.0f} "
+                     f"{_ms(way.cpu_seconds / len(way.latencies)):>11} {way.errors:7d}")
     return lines
 
 
@@ -421,8 +437,8 @@ def test_bench_gateway_beside_direct_and_litellm(tmp_path: Path) -> None:
         stack.callback(endpoint.stop)
         gateway, gateway_url, gateway_key = _medops_gateway(endpoint, tmp_path / "medops")
         stack.callback(gateway.stop)
-        ways = [Way("direct", f"{endpoint.url}/openai/v1", "bench-direct"),
-                Way("medops gateway", gateway_url, gateway_key)]
+        ways = [Way("direct", f"{endpoint.url}/openai/v1", "bench-direct", endpoint.pid),
+                Way("medops gateway", gateway_url, gateway_key, gateway.pid)]
         litellm_way: Way | None = None
         try:
             proxy, proxy_url, proxy_key = _litellm_proxy(endpoint, tmp_path)
@@ -430,7 +446,7 @@ def test_bench_gateway_beside_direct_and_litellm(tmp_path: Path) -> None:
             notes.append(f"LiteLLM proxy rows skipped: {exc}")
         else:
             stack.callback(proxy.stop)
-            litellm_way = Way(f"LiteLLM {LITELLM_VERSION}", proxy_url, proxy_key)
+            litellm_way = Way(f"LiteLLM {LITELLM_VERSION}", proxy_url, proxy_key, proxy.pid)
             ways.append(litellm_way)
         for way in ways:
             stack.callback(lambda way=way: way.client.close() if way.client is not None else None)
@@ -456,12 +472,16 @@ def test_bench_gateway_beside_direct_and_litellm(tmp_path: Path) -> None:
           f"settings each way; {SINGLE} plain and {STREAMS} streamed requests per way in {ROUNDS} alternating "
           f"rounds; throughput: {CONCURRENCY} aiohttp callers, best of {BURST_ROUNDS} rounds of {BURST}")
     print("medops gateway: `medops gateway` subprocess (GROQ_BASE_URL at the endpoint, none in-process), key from "
-          "`medops gateway key add --priority critical` (no batch wait), batch_interval 0, quota never binding")
+          "`medops gateway key add --priority critical` (no batch wait), batch_interval 0, quota never binding, "
+          "groq_concurrent and the HTTP pool 1,000 (the defaults, 10 in flight and 10 kept alive, would cap the "
+          f"{CONCURRENCY}-caller figure)")
     if litellm_way is not None:
         print(f"LiteLLM proxy {LITELLM_VERSION}: `litellm --config --num_workers 1`, openai/ provider at the same "
               "endpoint, master key, its default logging")
     for note in notes:
         print(note)
+    print("CPU ms/req: CPU time of the process each way talks to (direct: the endpoint; a proxy: itself alone) "
+          "over its plain requests, core background work included")
     for line in _table(ways):
         print(line)
     for line in _goals(ways[0], ways[1], litellm_way):
