@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the command's types; importing them here would load the par
     from medops.core.ledger.limit_history import LimitChangeHistory
     from medops.core.ledger.metric_history import MetricHistory
     from medops.core.settings.config import Settings
-    from medops.core.snapshot import CoreSnapshot
+    from medops.core.snapshot import CoreSnapshot, ModelQuota
 
 
 class CoreCommands(Protocol):
@@ -57,6 +57,11 @@ class CoreCommands(Protocol):
 
     def snapshot(self) -> CoreSnapshot:
         """The latest consistent view of every part; never waits."""
+        ...
+
+    def model_quota(self, model: str | None) -> ModelQuota | None:
+        """`snapshot().quota.of(model)` without taking the rest of the snapshot (the gateway reads it for every
+        answer's headers); None for a model with no limits here."""
         ...
 
     async def wait_for_first_sample(self) -> CoreSnapshot:

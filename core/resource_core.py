@@ -46,7 +46,7 @@ from medops.core.settings.live_changes import (
     validated_change,
 )
 from medops.core.settings.paths import Locations
-from medops.core.snapshot import ContextPoolSnapshot, CoreSnapshot, GatewaySnapshot, SlotsSnapshot
+from medops.core.snapshot import ContextPoolSnapshot, CoreSnapshot, GatewaySnapshot, ModelQuota, SlotsSnapshot
 from medops.core.watch.metrics import MetricsServer
 from medops.core.watch.tick import CoreTick
 from medops.core.watch.tuner import MetricsSource
@@ -185,6 +185,10 @@ class ResourceCore(CoreCommands):
                             slots=self._cases.snapshot() if self._cases is not None else SlotsSnapshot(),
                             contexts=self._contexts.snapshot() if self._contexts is not None else ContextPoolSnapshot(),
                             gateway=self._gateway() if self._gateway is not None else None)
+
+    def model_quota(self, model: str | None) -> ModelQuota | None:
+        """One model's windows, as `snapshot().quota.of(model)` has them, without the rest of the snapshot."""
+        return self._groq.model_quota(model)
 
     async def wait_for_first_sample(self) -> CoreSnapshot:
         """A snapshot taken once the resource monitor has sampled (before that every system figure is zero)."""

@@ -94,6 +94,11 @@ class QuotaSnapshot:
     default_model: str = ""  # the model a request naming none uses
     store: StoreSnapshot | None = None  # None: this instance's quota is its own (no store_url)
 
+    def of(self, model: str | None) -> ModelQuota | None:
+        """The windows of `model` (the default model's when None), if there are limits for it."""
+        wanted = model or self.default_model
+        return next((m for m in self.models if m.model == wanted), None)
+
 
 @dataclass(frozen=True)
 class PriorityQueue:

@@ -76,6 +76,9 @@ class FakeCore:
     def snapshot(self) -> CoreSnapshot:
         return self.state
 
+    def model_quota(self, model: str | None) -> ModelQuota | None:
+        return self.state.quota.of(model)
+
     async def ask(self, request: Any) -> Any:
         self.asked.append(request)
         return await self.answer(request)

@@ -64,8 +64,14 @@ async def test_the_quota_snapshot_counts_requests_waiting_per_model(locations: L
                                                        max_completion_tokens=50)))
             for n, model in enumerate(("qwen/qwen3-32b", "qwen/qwen3-32b", "llama-3.1-8b-instant"))]
     await settle()
-    waiting = {m.model: m.waiting for m in core.snapshot().quota.models}
+    quota = core.snapshot().quota
+    waiting = {m.model: m.waiting for m in quota.models}
+    # One model's windows, as the gateway reads them for every answer, are the snapshot's own.
+    alone = {model: core.model_quota(model) for model in ("qwen/qwen3-32b", None, "no-such-model")}
     await core.stop()
     await asyncio.gather(*asks, return_exceptions=True)  # stopping fails them; only the counts matter here
     assert waiting["qwen/qwen3-32b"] == 2 and waiting["llama-3.1-8b-instant"] == 1
     assert sum(waiting.values()) == 3
+    assert alone["qwen/qwen3-32b"] == quota.of("qwen/qwen3-32b") and alone["qwen/qwen3-32b"] is not None
+    assert alone[None] == quota.of("llama-3.1-8b-instant") and alone[None] is not None  # the default model
+    assert alone["no-such-model"] is None

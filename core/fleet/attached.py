@@ -153,6 +153,9 @@ class AttachedFleet:
                         last_error=self._last_error, rtt_p50_ms=self._rtt(50), rtt_p99_ms=self._rtt(99))
         return replace(built, uptime=uptime, quota=replace(built.quota, store=store))
 
+    def model_quota(self, model: str | None) -> ModelQuota | None:
+        return self.snapshot().quota.of(model)
+
     async def wait_for_first_sample(self) -> CoreSnapshot:
         return self.snapshot()  # start() has read the fleet once already
 

@@ -1,4 +1,4 @@
-"""Groq's rate-limit and retry headers, computed from the fleet's windows in the core's snapshot.
+"""Groq's rate-limit and retry headers, computed from the fleet's windows of one model.
 
 Groq's `x-ratelimit-*-requests` describe the day's requests (RPD) and
 `x-ratelimit-*-tokens` the minute's tokens (TPM); agents that read them see the
@@ -11,16 +11,10 @@ from __future__ import annotations
 import math
 
 from medops.core.groq.rate_headers import format_go_duration
-from medops.core.snapshot import CoreSnapshot, ModelQuota, WindowUsage
+from medops.core.snapshot import ModelQuota, WindowUsage
 
 DAY_WINDOWS = ("rpd", "tpd")
 FLOOR = 0.1  # seconds: the least a retry-after says, so a client never retries in a busy loop
-
-
-def model_quota(snapshot: CoreSnapshot, model: str | None) -> ModelQuota | None:
-    """The windows of `model` (the default model when None), if the core has limits for it."""
-    wanted = model or snapshot.quota.default_model
-    return next((m for m in snapshot.quota.models if m.model == wanted), None)
 
 
 def rate_limit_headers(quota: ModelQuota | None) -> dict[str, str]:

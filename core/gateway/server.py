@@ -27,7 +27,7 @@ from medops.core.clock import Clock, SystemClock
 from medops.core.contract import CoreCommands
 from medops.core.errors import MedopsError
 from medops.core.gateway.bounds import Bounds, GatewayRefusal, read_json
-from medops.core.gateway.headers import day_spent, frees_in, model_quota, rate_limit_headers, retry_headers
+from medops.core.gateway.headers import day_spent, frees_in, rate_limit_headers, retry_headers
 from medops.core.gateway.keys import (
     LAST_USED_INTERVAL,
     AgentKey,
@@ -331,7 +331,7 @@ class GatewayServer:
             self._last_wrong_key_log, self._wrong_keys_since_log = now, 0
 
     def _headers(self, model: str | None) -> dict[str, str]:
-        return rate_limit_headers(model_quota(self._core.snapshot(), model))
+        return rate_limit_headers(self._core.model_quota(model))
 
     def _refusal(self, exc: MedopsError, key: AgentKey, model: str | None) -> GatewayRefusal:
         """The Groq-shaped answer to an error out of the core."""
@@ -339,14 +339,14 @@ class GatewayServer:
         limits = self._headers(model)
         if isinstance(exc, DeadlineExceeded):
             self.stats.refused_at_deadline(key.name)
-            quota = model_quota(self._core.snapshot(), model)
+            quota = self._core.model_quota(model)
             wait = getattr(exc, "retry_after", None) or frees_in(quota) or self._queue_wait()
             return GatewayRefusal(429, error_body(
                 f"{message}. The request waited in medops' fleet-wide queue until its deadline; retry after the "
                 "time in retry-after, or send a longer X-Medops-Deadline.", "requests", "rate_limit_exceeded"),
                 {**limits, **retry_headers(wait, day_window_spent=day_spent(quota))})
         if isinstance(exc, QuotaExhausted):
-            quota = model_quota(self._core.snapshot(), model)
+            quota = self._core.model_quota(model)
             return GatewayRefusal(429, error_body(message, "requests", "rate_limit_exceeded"),
                                   {**limits, **retry_headers(exc.retry_in, day_window_spent=day_spent(quota))})
         if isinstance(exc, InvalidRequest):

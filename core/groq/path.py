@@ -22,7 +22,14 @@ from medops.core.groq.scheduler import Scheduler, SchedulerStopped
 from medops.core.groq.sender import LOCAL_PLACEHOLDER_KEY, GroqSender, GroqTarget, choose_target
 from medops.core.ledger.records import AdmissionStore, RecorderFanOut, RequestRecorder
 from medops.core.settings.config import Settings
-from medops.core.snapshot import EndpointInfo, PoolSnapshot, QuotaSnapshot, SchedulerSnapshot, StoreSnapshot
+from medops.core.snapshot import (
+    EndpointInfo,
+    ModelQuota,
+    PoolSnapshot,
+    QuotaSnapshot,
+    SchedulerSnapshot,
+    StoreSnapshot,
+)
 
 
 class Ledgerish(AdmissionStore, RequestRecorder, Protocol):
@@ -114,6 +121,15 @@ class GroqPath:
         models = book.models if scheduler is None else tuple(
             replace(model, waiting=scheduler.waiting_for(model.model)) for model in book.models)
         return replace(book, models=models, default_model=self._settings.default_model)
+
+    def model_quota(self, model: str | None) -> ModelQuota | None:
+        """One model's part of `quota_snapshot` (the default model's when None): one model's windows, not all."""
+        quota = self.quotas.models.get(model or self._settings.default_model)
+        if quota is None:
+            return None
+        windows = quota.snapshot()
+        return windows if self.scheduler is None else replace(windows,
+                                                              waiting=self.scheduler.waiting_for(windows.model))
 
     def scheduler_snapshot(self) -> SchedulerSnapshot:
         return self.scheduler.snapshot() if self.scheduler is not None else SchedulerSnapshot()
