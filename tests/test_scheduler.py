@@ -12,7 +12,7 @@ import pytest
 from medops.core.clock import FakeClock, settle
 from medops.core.groq.backoff import Backoff
 from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
-from medops.core.groq.quota import QuotaBook, QuotaExhausted, RequestTooLarge, UnknownModel
+from medops.core.groq.quota import GroqQuota, QuotaBook, QuotaExhausted, QuotaFactory, RequestTooLarge, UnknownModel
 from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders
 from medops.core.groq.requests import Completion, InvalidRequest, Priority, PromptRequest, PromptResult
 from medops.core.groq.scheduler import (
@@ -27,7 +27,7 @@ from medops.core.groq.sender import REJECTION_HINTS
 from medops.core.groq.token_estimate import estimate_prompt_tokens
 from medops.core.ledger.records import RequestRecord
 from medops.core.settings.config import ModelLimits, Settings
-from tests.quota_helpers import MemoryAdmissionStore, max_in_any_span
+from tests.quota_helpers import DeferringQuota, MemoryAdmissionStore, max_in_any_span
 
 Build = Callable[..., Awaitable[Scheduler]]
 ROOMY = ModelLimits(rpm=1_000, rpd=100_000, tpm=10_000_000, tpd=100_000_000)
@@ -88,14 +88,26 @@ def recorder() -> MemoryRecorder:
     return MemoryRecorder()
 
 
+QUOTAS: dict[str, QuotaFactory] = {"in-process": GroqQuota, "deferring": DeferringQuota}
+
+
+@pytest.fixture(params=list(QUOTAS))
+def quota_kind(request: pytest.FixtureRequest) -> str:
+    """Every scheduler test runs against the in-process quota, which decides at once, and against a quota
+    that defers every decision to an asynchronous ask (as the fleet's store does)."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def build(clock: FakeClock, sender: FakeSender, recorder: MemoryRecorder) -> AsyncIterator[Build]:
+async def build(clock: FakeClock, sender: FakeSender, recorder: MemoryRecorder,
+                quota_kind: str) -> AsyncIterator[Build]:
     made: list[Scheduler] = []
 
     async def _build(settings: Settings | None = None, store: MemoryAdmissionStore | None = None,
                      **backoffs: Backoff) -> Scheduler:
         settings = settings or make_settings()
-        scheduler = Scheduler(settings, QuotaBook(settings, clock, store), sender, clock, recorder, **backoffs)
+        quotas = QuotaBook(settings, clock, store, build=QUOTAS[quota_kind])
+        scheduler = Scheduler(settings, quotas, sender, clock, recorder, **backoffs)
         await scheduler.start()
         made.append(scheduler)
         return scheduler
@@ -704,3 +716,63 @@ async def test_raising_concurrency_at_run_time_sends_waiting_work_at_once(
     assert len(sender.sent) == 3
     await clock.advance(1)
     await asyncio.gather(*tasks)
+
+
+def asks(scheduler: Scheduler, model: str = "x") -> int:
+    """Round trips the deferring quota answered (0 for the in-process one, which decides at once)."""
+    quota = scheduler._quotas[model]
+    return quota.asks if isinstance(quota, DeferringQuota) else 0
+
+
+async def test_with_a_deferring_quota_every_attempt_asks_and_holds_a_slot_while_asking(
+        clock: FakeClock, sender: FakeSender, quota_kind: str, build: Build) -> None:
+    scheduler = await build(make_settings(groq_concurrent=1, batch_interval=0.0))
+    first = asyncio.create_task(scheduler.submit(req("first", Priority.CRITICAL)))
+    second = asyncio.create_task(scheduler.submit(req("second", Priority.CRITICAL)))
+    await asyncio.sleep(0)  # both submitted; the head is out asking (deferring) or sent (in-process)
+    assert scheduler.snapshot().in_flight == 1  # asking holds the one slot: the second waits its turn
+    assert [q.depth for q in scheduler.snapshot().queues] == [2 if quota_kind == "deferring" else 1, 0, 0]
+    await settle()
+    assert sender.order() == ["first"]
+    await clock.advance(2)
+    assert [r.attempts for r in await asyncio.gather(first, second)] == [1, 1]
+    assert asks(scheduler) == (4 if quota_kind == "deferring" else 0)  # "come back now", then admitted: each
+    assert scheduler._quotas["x"].in_flight == 0
+
+
+async def test_a_fail_fast_request_with_room_is_sent_though_the_quota_first_says_ask_again(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build()
+    task = await submit(scheduler, req("hasty", Priority.CRITICAL, fail_fast=True))
+    await clock.advance(1)
+    assert (await task).attempts == 1
+
+
+@pytest.mark.parametrize("quota_kind", ["deferring"])
+async def test_a_request_cancelled_while_its_quota_is_asked_frees_its_slot_at_once_and_is_never_sent(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(make_settings(batch_interval=0.0))
+    task = asyncio.create_task(scheduler.submit(req("gone", Priority.CRITICAL)))
+    await asyncio.sleep(0)  # out asking the quota
+    assert scheduler.snapshot().in_flight == 1
+    assert scheduler.cancel("gone")
+    assert scheduler.snapshot().in_flight == 0  # the slot was the request's, not the ask's
+    with pytest.raises(RequestCancelled):
+        await task
+    await clock.advance(2)
+    assert sender.sent == [] and scheduler._quotas["x"].in_flight == 0 and used(scheduler)["rpm"] == 0
+    assert [q.depth for q in scheduler.snapshot().queues] == [0, 0, 0]
+
+
+@pytest.mark.parametrize("quota_kind", ["deferring"])
+async def test_stopping_while_the_quota_is_asked_tells_the_caller_and_leaves_nothing_counted(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(make_settings(batch_interval=0.0))
+    task = asyncio.create_task(scheduler.submit(req("asking", Priority.CRITICAL)))
+    await asyncio.sleep(0)  # out asking the quota
+    await scheduler.stop()
+    with pytest.raises(SchedulerStopped):
+        await task
+    snapshot = scheduler.snapshot()
+    assert (snapshot.in_flight, [q.depth for q in snapshot.queues]) == (0, [0, 0, 0])
+    assert sender.sent == [] and scheduler._quotas["x"].in_flight == 0

@@ -482,7 +482,7 @@ class Scheduler:
         elif ticket.state is TicketState.ADMITTING:
             if isinstance(answer, BaseException):
                 self._finish(ticket, answer, "error")
-            elif ticket.request.fail_fast:
+            elif ticket.request.fail_fast and answer > 0:  # a wait of none is "room now: ask again"
                 quota = ticket.quota
                 self._finish(ticket, QuotaExhausted(
                     f"{quota.model} has no room for {ticket.tokens:,} tokens now ({quota.blocking(ticket.tokens)}); "
