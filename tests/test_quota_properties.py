@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from medops.core.clock import FakeClock, settle
 from medops.core.errors import MedopsError
-from medops.core.groq.errors import CapacityExceeded, RateLimited, UpstreamUnavailable
+from medops.core.groq.errors import CapacityExceeded, NeverSent, RateLimited, UpstreamUnavailable
 from medops.core.groq.quota import GroqQuota, QuotaBook, QuotaFactory
 from medops.core.groq.rate_headers import DIMENSIONS, LimitExceeded, RateLimitHeaders
 from medops.core.groq.requests import AGENTS, Completion, Priority, PromptRequest
@@ -88,8 +88,8 @@ class ChaoticSender:
         rng = self.rng
         slow = rng.random() < 0.1  # now and then a flight longer than the whole minute window
         await self.clock.sleep(rng.uniform(0.0, 90.0 if slow else 6.0))
-        if rng.random() < 0.05:  # never reached the server: nothing counted there
-            raise UpstreamUnavailable("cannot connect (ConnectError) from test", reason="cannot connect")
+        if rng.random() < 0.05:  # never reached the server: nothing counted there, its quota given back
+            raise NeverSent("cannot connect (ConnectError) from test", reason="cannot connect")
         arrived = Arrived(request.model or "", self.clock.monotonic(),
                           estimate_prompt_tokens(request.prompt) + request.max_completion_tokens)
         self.arrivals.append(arrived)

@@ -11,7 +11,7 @@ import pytest
 
 from medops.core.clock import FakeClock, settle
 from medops.core.groq.backoff import Backoff
-from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
+from medops.core.groq.errors import CapacityExceeded, NeverSent, RateLimited, RequestRejected, UpstreamUnavailable
 from medops.core.groq.quota import GroqQuota, QuotaBook, QuotaExhausted, QuotaFactory, RequestTooLarge, UnknownModel
 from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders
 from medops.core.groq.requests import Completion, InvalidRequest, Priority, PromptRequest, PromptResult
@@ -423,6 +423,23 @@ async def test_a_5xx_then_success_is_two_attempts_each_admitted_by_the_quota(
     # Durably too: each attempt admitted, then moved to its settle time.
     assert [row[2] for row in store.rows] == [1, -1, 1, 1, -1, 1]
     assert scheduler.retried == 1
+    await scheduler.stop()
+
+
+async def test_an_attempt_that_never_reached_groq_gives_its_reservation_back_and_is_retried(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    store = MemoryAdmissionStore()
+    scheduler = await build(store=store)
+    sender.failures["r"] = [NeverSent("cannot connect (ConnectError) from local (http://127.0.0.1:1)",
+                                      reason="cannot connect (ConnectError)")]
+    task = await submit(scheduler, req("r", Priority.CRITICAL))
+    await clock.advance(1)  # refused: released, backing off
+    assert used(scheduler) == {"rpm": 0, "rpd": 0, "tpm": 0, "tpd": 0} and scheduler._quotas["x"].in_flight == 0
+    assert scheduler.snapshot().queues[0].depth == 1 and scheduler.retried == 1
+    await clock.advance(1.25)
+    result = await task
+    assert result.attempts == 2 and used(scheduler)["rpm"] == 1  # only the attempt that was answered
+    assert [row[2] for row in store.rows] == [1, -1, 1, -1, 1]  # admitted, given back; admitted, settled
     await scheduler.stop()
 
 

@@ -11,8 +11,9 @@ queued before it after it arrives.
 
 Every HTTP attempt is its own quota admission, because Groq may count every one
 it receives. So the scheduler, not the sender, retries: an attempt that failed
-with a 5xx, a timeout or a connection error is counted as reserved and the request
-waits a capped, jittered backoff, then queues for quota again (at most
+with a 5xx, a timeout or a connection error is counted as reserved (one that never
+reached Groq, `NeverSent`, gives its reservation back) and the request waits a
+capped, jittered backoff, then queues for quota again (at most
 `max_retries` times, within its deadline). A 498 (Groq over capacity) holds every
 send to that model for a short, growing, jittered interval (other models go on)
 and queues the request again. A 429 waits as the quota says.
@@ -40,7 +41,13 @@ from typing import Any
 from medops.core.clock import Clock
 from medops.core.errors import GroqError, MedopsError, SchedulerError
 from medops.core.groq.backoff import Backoff
-from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
+from medops.core.groq.errors import (
+    CapacityExceeded,
+    NeverSent,
+    RateLimited,
+    RequestRejected,
+    UpstreamUnavailable,
+)
 from medops.core.groq.quota import ModelQuotaLike, QuotaBook, QuotaExhausted, RequestTooLarge, Reservation
 from medops.core.groq.rate_headers import format_go_duration
 from medops.core.groq.requests import (
@@ -135,6 +142,8 @@ class _Spent(enum.Enum):
 def _spent(ending: Completion | BaseException) -> _Spent:
     if isinstance(ending, Completion):
         return _Spent.USED
+    if isinstance(ending, NeverSent):
+        return _Spent.NOTHING
     if isinstance(ending, RateLimited | RequestRejected):
         return _Spent.NO_TOKENS
     return _Spent.RESERVED
