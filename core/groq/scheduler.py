@@ -3,11 +3,12 @@
 Critical requests are ready at once; high and normal ones are gathered per agent
 type for `batch_interval` and released together. Ready requests wait in per-model
 queues so a model whose quota is spent never holds up another. The next request
-sent is the best-ranked head among models with room: a request waiting longer
-than `starvation_bound` outranks everything newer (oldest first), otherwise
-critical > high > normal, then first come first served. So under any sustained
-load a request is sent at most `starvation_bound` plus the time to serve those
-queued before it after it arrives.
+sent is the best-ranked head among models with room: by effective priority
+(critical > high > normal), then first come first served. A waiting request is
+promoted one class for each `starvation_bound` it has waited (normal -> high ->
+critical), so a critical request is never passed by a lower one that has waited
+less, and under any sustained load a request is sent at most two bounds (one from
+high) plus the time to serve those queued before it in its class after it arrives.
 
 Every HTTP attempt is its own quota admission, because Groq may count every one
 it receives. So the scheduler, not the sender, retries: an attempt that failed
@@ -179,7 +180,7 @@ class _Ticket:
 
 
 class _ModelQueue:
-    """Ready requests for one model: a FIFO per priority (dead tickets are skipped lazily)."""
+    """Ready requests for one model: a FIFO per submitted priority (dead tickets are skipped lazily)."""
 
     __slots__ = ("asking", "by_priority", "next_room_at")
 
@@ -189,8 +190,8 @@ class _ModelQueue:
         self.asking = False  # a head is out asking the fleet's store: one at a time keeps the order
 
     def head(self, now: float, starvation_bound: float) -> tuple[_Ticket | None, int]:
-        """The ticket to send next (the oldest aged one, else the highest priority, first come first)
-        and how many dead tickets were dropped from the fronts on the way."""
+        """The ticket to send next (the best `_rank` among the lanes' fronts) and how many dead tickets
+        were dropped from the fronts on the way."""
         fronts = []
         dropped = 0
         for queue in self.by_priority.values():
@@ -201,10 +202,9 @@ class _ModelQueue:
                 fronts.append(queue[0])
         if not fronts:
             return None, dropped
-        aged = [t for t in fronts if now - t.submitted_at >= starvation_bound]
-        if aged:
-            return min(aged, key=lambda t: t.seq), dropped
-        return fronts[0], dropped  # fronts are in priority order, highest first
+        # A lane is in arrival order (but for batches closing per agent and retries going back to the front),
+        # so its front has waited longest and is its most promoted, within a batch window.
+        return min(fronts, key=lambda t: _rank(t, now, starvation_bound)), dropped
 
     def remove_head(self, ticket: _Ticket) -> None:
         self.by_priority[ticket.priority].popleft()
@@ -213,10 +213,14 @@ class _ModelQueue:
         return sum(len(q) for q in self.by_priority.values())
 
 
-def _rank(ticket: _Ticket, now: float, starvation_bound: float) -> tuple[int, int, int]:
-    if now - ticket.submitted_at >= starvation_bound:
-        return (0, 0, ticket.seq)
-    return (1, -int(ticket.priority), ticket.seq)
+def effective_priority(priority: Priority, waited: float, starvation_bound: float) -> Priority:
+    """The class a request competes in after waiting `waited` seconds: one up per `starvation_bound`."""
+    return Priority(min(Priority.CRITICAL, priority + int(waited // starvation_bound)))
+
+
+def _rank(ticket: _Ticket, now: float, starvation_bound: float) -> tuple[int, int]:
+    """Smaller is sent first: effective priority, then arrival (promoted and native alike)."""
+    return -effective_priority(ticket.priority, now - ticket.submitted_at, starvation_bound), ticket.seq
 
 
 class Scheduler:
@@ -447,7 +451,7 @@ class Scheduler:
         bound = self.starvation_bound
         while self._in_flight < self.concurrency:
             best: _Ticket | None = None
-            best_rank: tuple[int, int, int] | None = None
+            best_rank: tuple[int, int] | None = None
             for queue in self._ready.values():
                 if queue.next_room_at > now or queue.asking:
                     continue
@@ -841,16 +845,22 @@ class Scheduler:
     # --- reporting ------------------------------------------------------------
 
     def snapshot(self) -> SchedulerSnapshot:
-        """Queue depth and wait p50/p95 per priority (recent sends and those still waiting), in flight."""
+        """Queue depth, wait p50/p95 (recent sends and those still waiting) and the requests promoted into
+        it by waiting, per priority; in flight."""
         now = self._clock.monotonic()
         ages: dict[Priority, list[float]] = {p: [] for p in PRIORITIES_HIGH_FIRST}
+        promoted = dict.fromkeys(PRIORITIES_HIGH_FIRST, 0)
         for ticket in self._tickets.values():
             if ticket.state.queued:
-                ages[ticket.priority].append(now - ticket.submitted_at)
+                waited = now - ticket.submitted_at
+                ages[ticket.priority].append(waited)
+                effective = effective_priority(ticket.priority, waited, self.starvation_bound)
+                if effective != ticket.priority:
+                    promoted[effective] += 1
         queues = []
         for priority in PRIORITIES_HIGH_FIRST:
             p50, p95 = self._waits[priority].percentiles(ages[priority])
-            queues.append(PriorityQueue(priority.label, self._depth[priority], p50, p95))
+            queues.append(PriorityQueue(priority.label, self._depth[priority], p50, p95, promoted[priority]))
         return SchedulerSnapshot(tuple(queues), self._in_flight, self.concurrency, self.completed, self.failed,
                                  self.rejected, self.paused, self.retried)
 
