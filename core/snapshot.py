@@ -105,9 +105,10 @@ class PriorityQueue:
     """Requests waiting at one priority and how long they have waited."""
 
     priority: str
-    depth: int = 0
+    depth: int = 0  # by the priority each request was submitted with
     wait_p50: float = 0.0  # seconds
     wait_p95: float = 0.0
+    promoted: int = 0  # lower-priority requests waiting now that have waited their way up to this one
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,13 @@
-"""Test doubles shared by the quota and scheduler tests: a real in-memory AdmissionStore."""
+"""Test doubles shared by the quota and scheduler tests: a real in-memory AdmissionStore, a quota that defers."""
 
 from __future__ import annotations
 
+import asyncio
+
+from medops.core.clock import Clock
+from medops.core.groq.quota import GroqQuota, Reservation
 from medops.core.ledger.records import AdmissionStore
+from medops.core.settings.config import ModelLimits
 
 
 class MemoryAdmissionStore(AdmissionStore):
@@ -29,3 +34,29 @@ def max_in_any_span(times_and_amounts: list[tuple[float, int]], span: float) -> 
             start += 1
         best = max(best, total)
     return best
+
+
+class DeferringQuota(GroqQuota):
+    """A quota whose every answer is "ask the store", as the fleet's is: `try_admit` never decides, and
+    each head's first ask is a round trip answered with a wait (none when there is room: come back now),
+    its next ask with a reservation or the wait, decided by the in-process windows underneath.
+
+    So the scheduler's `admitting` path (a slot held across an await, the head asking again, a cancel or
+    deadline or stop while asking) runs in every test that builds its quotas with it."""
+
+    def __init__(self, model: str, limits: ModelLimits, clock: Clock, store: AdmissionStore | None = None) -> None:
+        super().__init__(model, limits, clock, store)
+        self.asks = 0  # every round trip, for tests that check the path was taken
+        self._told_to_wait = False
+
+    def try_admit(self, tokens: int) -> Reservation | None:
+        return None
+
+    async def request_admission(self, tokens: int, priority: int, waited: float) -> Reservation | float:
+        self.asks += 1
+        await asyncio.sleep(0)  # the round trip: other work runs meanwhile
+        if not self._told_to_wait:
+            self._told_to_wait = True
+            return self.wait_time(tokens)
+        self._told_to_wait = False
+        return super().try_admit(tokens) or self.wait_time(tokens)

@@ -14,19 +14,20 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from medops.core.clock import FakeClock, settle
 from medops.core.errors import MedopsError
-from medops.core.groq.errors import CapacityExceeded, RateLimited, UpstreamUnavailable
-from medops.core.groq.quota import QuotaBook
+from medops.core.groq.errors import CapacityExceeded, NeverSent, RateLimited, UpstreamUnavailable
+from medops.core.groq.quota import GroqQuota, QuotaBook, QuotaFactory
 from medops.core.groq.rate_headers import DIMENSIONS, LimitExceeded, RateLimitHeaders
 from medops.core.groq.requests import AGENTS, Completion, Priority, PromptRequest
 from medops.core.groq.scheduler import Scheduler
 from medops.core.groq.token_estimate import estimate_prompt_tokens
 from medops.core.settings.config import ModelLimits, Settings
-from tests.quota_helpers import MemoryAdmissionStore
+from tests.quota_helpers import DeferringQuota, MemoryAdmissionStore
 
 Outcome = tuple[MemoryAdmissionStore, list["Arrived"], list[BaseException | object], int]
 SPANS = {"rpm": 60.0, "tpm": 60.0, "rpd": 86_400.0, "tpd": 86_400.0}
@@ -87,8 +88,8 @@ class ChaoticSender:
         rng = self.rng
         slow = rng.random() < 0.1  # now and then a flight longer than the whole minute window
         await self.clock.sleep(rng.uniform(0.0, 90.0 if slow else 6.0))
-        if rng.random() < 0.05:  # never reached the server: nothing counted there
-            raise UpstreamUnavailable("cannot connect (ConnectError) from test", reason="cannot connect")
+        if rng.random() < 0.05:  # never reached the server: nothing counted there, its quota given back
+            raise NeverSent("cannot connect (ConnectError) from test", reason="cannot connect")
         arrived = Arrived(request.model or "", self.clock.monotonic(),
                           estimate_prompt_tokens(request.prompt) + request.max_completion_tokens)
         self.arrivals.append(arrived)
@@ -152,13 +153,13 @@ def server_overruns(arrivals: list[Arrived], model: str, model_limits: ModelLimi
 
 
 async def scenario(plan: list[Arrival], model_limits: dict[str, ModelLimits], concurrency: int,
-                   rng: random.Random) -> Outcome:
+                   rng: random.Random, quota: QuotaFactory) -> Outcome:
     clock = FakeClock()
     store = MemoryAdmissionStore()
     config = Settings(models=model_limits, default_model="x", groq_concurrent=concurrency, batch_interval=0.1,
                       starvation_bound=20.0, queue_limit=1_000)
     sender = ChaoticSender(clock, rng)
-    book = QuotaBook(config, clock, store)
+    book = QuotaBook(config, clock, store, build=quota)
     scheduler = Scheduler(config, book, sender, clock)
     await scheduler.start()
     tasks: list[asyncio.Task[object]] = []
@@ -194,15 +195,16 @@ async def watchdog(run: Coroutine[Any, Any, Outcome]) -> Outcome:
     return await asyncio.wait_for(run, timeout=30)
 
 
+@pytest.mark.parametrize("quota", [GroqQuota, DeferringQuota], ids=["in-process", "deferring"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plan=st.lists(arrivals, min_size=1, max_size=30), limits_x=limits, limits_y=limits,
        concurrency=st.integers(1, 5), seed=st.integers(0, 2**32))
 def test_no_window_is_ever_overrun_and_every_caller_hears_back(plan: list[Arrival], limits_x: ModelLimits,
                                                                 limits_y: ModelLimits, concurrency: int,
-                                                                seed: int) -> None:
+                                                                seed: int, quota: QuotaFactory) -> None:
     model_limits = {"x": limits_x, "y": limits_y}
     store, arrivals, outcomes, left_in_flight = asyncio.run(watchdog(scenario(plan, model_limits, concurrency,
-                                                                random.Random(seed))))
+                                                                random.Random(seed), quota)))
     problems = [p for model, lim in model_limits.items()
                 for p in overruns(store.rows, model, lim) + server_overruns(arrivals, model, lim)]
     assert problems == []

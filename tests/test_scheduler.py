@@ -11,8 +11,8 @@ import pytest
 
 from medops.core.clock import FakeClock, settle
 from medops.core.groq.backoff import Backoff
-from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
-from medops.core.groq.quota import QuotaBook, QuotaExhausted, RequestTooLarge, UnknownModel
+from medops.core.groq.errors import CapacityExceeded, NeverSent, RateLimited, RequestRejected, UpstreamUnavailable
+from medops.core.groq.quota import GroqQuota, QuotaBook, QuotaExhausted, QuotaFactory, RequestTooLarge, UnknownModel
 from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders
 from medops.core.groq.requests import Completion, InvalidRequest, Priority, PromptRequest, PromptResult
 from medops.core.groq.scheduler import (
@@ -27,7 +27,7 @@ from medops.core.groq.sender import REJECTION_HINTS
 from medops.core.groq.token_estimate import estimate_prompt_tokens
 from medops.core.ledger.records import RequestRecord
 from medops.core.settings.config import ModelLimits, Settings
-from tests.quota_helpers import MemoryAdmissionStore, max_in_any_span
+from tests.quota_helpers import DeferringQuota, MemoryAdmissionStore, max_in_any_span
 
 Build = Callable[..., Awaitable[Scheduler]]
 ROOMY = ModelLimits(rpm=1_000, rpd=100_000, tpm=10_000_000, tpd=100_000_000)
@@ -88,14 +88,26 @@ def recorder() -> MemoryRecorder:
     return MemoryRecorder()
 
 
+QUOTAS: dict[str, QuotaFactory] = {"in-process": GroqQuota, "deferring": DeferringQuota}
+
+
+@pytest.fixture(params=list(QUOTAS))
+def quota_kind(request: pytest.FixtureRequest) -> str:
+    """Every scheduler test runs against the in-process quota, which decides at once, and against a quota
+    that defers every decision to an asynchronous ask (as the fleet's store does)."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def build(clock: FakeClock, sender: FakeSender, recorder: MemoryRecorder) -> AsyncIterator[Build]:
+async def build(clock: FakeClock, sender: FakeSender, recorder: MemoryRecorder,
+                quota_kind: str) -> AsyncIterator[Build]:
     made: list[Scheduler] = []
 
     async def _build(settings: Settings | None = None, store: MemoryAdmissionStore | None = None,
                      **backoffs: Backoff) -> Scheduler:
         settings = settings or make_settings()
-        scheduler = Scheduler(settings, QuotaBook(settings, clock, store), sender, clock, recorder, **backoffs)
+        quotas = QuotaBook(settings, clock, store, build=QUOTAS[quota_kind])
+        scheduler = Scheduler(settings, quotas, sender, clock, recorder, **backoffs)
         await scheduler.start()
         made.append(scheduler)
         return scheduler
@@ -179,25 +191,78 @@ async def test_priority_order_is_critical_then_high_then_normal_then_arrival(
     await scheduler.stop()
 
 
-async def test_a_normal_request_gets_through_sustained_critical_load_within_the_starvation_bound(
+async def test_under_sustained_critical_load_high_and_normal_requests_get_through_one_bound_per_class(
         clock: FakeClock, sender: FakeSender, build: Build) -> None:
     bound = 5.0
     scheduler = await build(make_settings(groq_concurrent=1, starvation_bound=bound, batch_interval=0.0))
     busy = await submit(scheduler, req("busy", Priority.CRITICAL))
+    high = await submit(scheduler, req("high", Priority.HIGH))
     normal = await submit(scheduler, req("normal"))
     flood: list[asyncio.Task[PromptResult]] = [busy]
-    for second in range(20):  # two critical requests a second against a capacity of one a second
+    for second in range(30):  # two critical requests a second against a capacity of one a second
         flood += [await submit(scheduler, req(f"c{second}-{k}", Priority.CRITICAL)) for k in range(2)]
         await clock.advance(1)
-    result = await normal
-    # Aged at 5 s; it then waits at most for the one request in flight (1 s) and takes its own 1 s.
-    assert result.latency <= bound + 2 * sender.latency
-    assert result.queue_wait >= bound  # critical ones really did go first until then
+    # Critical at one bound (high) and two (normal); then it waits at most for the one request in flight.
+    for task, classes_below in ((high, 1), (normal, 2)):
+        result = await task
+        assert classes_below * bound <= result.queue_wait <= classes_below * bound + sender.latency
     await scheduler.stop()
-    for task in flood:
-        if not task.done():
-            task.cancel()
     await asyncio.gather(*flood, return_exceptions=True)
+
+
+async def test_a_critical_request_is_not_passed_by_normal_ones_that_have_waited_less(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    # Issue 27: once every request had passed the bound the queue was first come first served, and a
+    # critical prompt arriving behind a long backlog waited about 102 s while normal ones went first.
+    scheduler = await build(make_settings(groq_concurrent=1, starvation_bound=30.0, batch_interval=0.0,
+                                          queue_limit=1_000))
+    backlog = [await submit(scheduler, req(f"n{i}")) for i in range(150)]
+    await clock.advance(50)  # every normal request has waited 50 s: promoted once, to high
+    critical = await submit(scheduler, req("critical", Priority.CRITICAL))
+    await clock.advance(2)
+    assert critical.done()  # first-come-first-served would have kept it behind the backlog for 100 s more
+    assert (await critical).queue_wait <= sender.latency  # only the send already in flight went first
+    await clock.advance(200)
+    await asyncio.gather(*backlog)
+    await scheduler.stop()
+
+
+async def test_a_waiting_request_is_promoted_one_class_per_bound_and_then_competes_by_arrival(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    sender.latency = 12.0
+    scheduler = await build(make_settings(groq_concurrent=1, starvation_bound=10.0, batch_interval=0.0))
+    tasks = [await submit(scheduler, req("busy", Priority.CRITICAL)), await submit(scheduler, req("normal"))]
+    await clock.advance(3)
+    tasks.append(await submit(scheduler, req("high", Priority.HIGH)))
+    await clock.advance(8)
+    tasks.append(await submit(scheduler, req("critical", Priority.CRITICAL)))
+    await clock.advance(1)  # busy answered at 12 s: normal is high now, not critical; high is still high
+    await clock.advance(60)
+    await asyncio.gather(*tasks)
+    # critical outranks the promoted normal; the promoted normal and the native high tie, and arrival decides.
+    assert sender.order() == ["busy", "critical", "normal", "high"]
+    await scheduler.stop()
+
+
+async def test_the_snapshot_shows_requests_promoted_into_each_class(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    sender.latency = 100.0
+    scheduler = await build(make_settings(groq_concurrent=1, starvation_bound=10.0, batch_interval=0.0))
+    tasks = [await submit(scheduler, req("busy", Priority.CRITICAL)), await submit(scheduler, req("normal"))]
+
+    def promoted() -> list[int]:
+        return [q.promoted for q in scheduler.snapshot().queues]  # critical, high, normal
+
+    await clock.advance(9.5)
+    assert promoted() == [0, 0, 0]
+    await clock.advance(0.5)
+    assert promoted() == [0, 1, 0]
+    await clock.advance(10)
+    assert promoted() == [1, 0, 0]
+    assert [q.depth for q in scheduler.snapshot().queues] == [0, 0, 1]  # depth stays by submitted priority
+    await clock.advance(200)
+    await asyncio.gather(*tasks)
+    await scheduler.stop()
 
 
 async def test_without_aging_the_same_load_starves_the_normal_request(
@@ -411,6 +476,23 @@ async def test_a_5xx_then_success_is_two_attempts_each_admitted_by_the_quota(
     # Durably too: each attempt admitted, then moved to its settle time.
     assert [row[2] for row in store.rows] == [1, -1, 1, 1, -1, 1]
     assert scheduler.retried == 1
+    await scheduler.stop()
+
+
+async def test_an_attempt_that_never_reached_groq_gives_its_reservation_back_and_is_retried(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    store = MemoryAdmissionStore()
+    scheduler = await build(store=store)
+    sender.failures["r"] = [NeverSent("cannot connect (ConnectError) from local (http://127.0.0.1:1)",
+                                      reason="cannot connect (ConnectError)")]
+    task = await submit(scheduler, req("r", Priority.CRITICAL))
+    await clock.advance(1)  # refused: released, backing off
+    assert used(scheduler) == {"rpm": 0, "rpd": 0, "tpm": 0, "tpd": 0} and scheduler._quotas["x"].in_flight == 0
+    assert scheduler.snapshot().queues[0].depth == 1 and scheduler.retried == 1
+    await clock.advance(1.25)
+    result = await task
+    assert result.attempts == 2 and used(scheduler)["rpm"] == 1  # only the attempt that was answered
+    assert [row[2] for row in store.rows] == [1, -1, 1, -1, 1]  # admitted, given back; admitted, settled
     await scheduler.stop()
 
 
@@ -704,3 +786,63 @@ async def test_raising_concurrency_at_run_time_sends_waiting_work_at_once(
     assert len(sender.sent) == 3
     await clock.advance(1)
     await asyncio.gather(*tasks)
+
+
+def asks(scheduler: Scheduler, model: str = "x") -> int:
+    """Round trips the deferring quota answered (0 for the in-process one, which decides at once)."""
+    quota = scheduler._quotas[model]
+    return quota.asks if isinstance(quota, DeferringQuota) else 0
+
+
+async def test_with_a_deferring_quota_every_attempt_asks_and_holds_a_slot_while_asking(
+        clock: FakeClock, sender: FakeSender, quota_kind: str, build: Build) -> None:
+    scheduler = await build(make_settings(groq_concurrent=1, batch_interval=0.0))
+    first = asyncio.create_task(scheduler.submit(req("first", Priority.CRITICAL)))
+    second = asyncio.create_task(scheduler.submit(req("second", Priority.CRITICAL)))
+    await asyncio.sleep(0)  # both submitted; the head is out asking (deferring) or sent (in-process)
+    assert scheduler.snapshot().in_flight == 1  # asking holds the one slot: the second waits its turn
+    assert [q.depth for q in scheduler.snapshot().queues] == [2 if quota_kind == "deferring" else 1, 0, 0]
+    await settle()
+    assert sender.order() == ["first"]
+    await clock.advance(2)
+    assert [r.attempts for r in await asyncio.gather(first, second)] == [1, 1]
+    assert asks(scheduler) == (4 if quota_kind == "deferring" else 0)  # "come back now", then admitted: each
+    assert scheduler._quotas["x"].in_flight == 0
+
+
+async def test_a_fail_fast_request_with_room_is_sent_though_the_quota_first_says_ask_again(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build()
+    task = await submit(scheduler, req("hasty", Priority.CRITICAL, fail_fast=True))
+    await clock.advance(1)
+    assert (await task).attempts == 1
+
+
+@pytest.mark.parametrize("quota_kind", ["deferring"])
+async def test_a_request_cancelled_while_its_quota_is_asked_frees_its_slot_at_once_and_is_never_sent(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(make_settings(batch_interval=0.0))
+    task = asyncio.create_task(scheduler.submit(req("gone", Priority.CRITICAL)))
+    await asyncio.sleep(0)  # out asking the quota
+    assert scheduler.snapshot().in_flight == 1
+    assert scheduler.cancel("gone")
+    assert scheduler.snapshot().in_flight == 0  # the slot was the request's, not the ask's
+    with pytest.raises(RequestCancelled):
+        await task
+    await clock.advance(2)
+    assert sender.sent == [] and scheduler._quotas["x"].in_flight == 0 and used(scheduler)["rpm"] == 0
+    assert [q.depth for q in scheduler.snapshot().queues] == [0, 0, 0]
+
+
+@pytest.mark.parametrize("quota_kind", ["deferring"])
+async def test_stopping_while_the_quota_is_asked_tells_the_caller_and_leaves_nothing_counted(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(make_settings(batch_interval=0.0))
+    task = asyncio.create_task(scheduler.submit(req("asking", Priority.CRITICAL)))
+    await asyncio.sleep(0)  # out asking the quota
+    await scheduler.stop()
+    with pytest.raises(SchedulerStopped):
+        await task
+    snapshot = scheduler.snapshot()
+    assert (snapshot.in_flight, [q.depth for q in snapshot.queues]) == (0, [0, 0, 0])
+    assert sender.sent == [] and scheduler._quotas["x"].in_flight == 0

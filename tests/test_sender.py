@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import groq
+import httpx
 import pytest
 
 from medops.core.clock import SystemClock
 from medops.core.errors import ConfigError, MedopsError
+from medops.core.groq import sender as sender_module
 from medops.core.groq.backoff import Backoff
-from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
+from medops.core.groq.errors import CapacityExceeded, NeverSent, RateLimited, RequestRejected, UpstreamUnavailable
 from medops.core.groq.local import server as local_endpoint
 from medops.core.groq.local.faults import FaultModes
 from medops.core.groq.local.server import LocalEndpoint
@@ -143,8 +146,9 @@ async def test_a_slow_answer_times_out_within_the_attempt_and_request_timeout(en
     await endpoint.set_faults(FaultModes(latency_scale=0.0, slow_rate=1.0, slow_seconds=30))
     sender = make_sender(endpoint.url, request_timeout=0.2)
     try:
-        with pytest.raises(SenderTimeout, match=r"no answer within 0\.2s"):
+        with pytest.raises(SenderTimeout, match=r"no answer within 0\.2s") as late:
             await sender.send(request(), timeout=5)  # request_timeout caps one attempt
+        assert not isinstance(late.value, NeverSent)  # it reached the endpoint: Groq would have counted it
         with pytest.raises(SenderTimeout, match=r"no answer within 0\.1s"):
             await sender.send(request(), timeout=0.1)  # and so does the time the scheduler gives it
         assert sender.stats.timeouts == 2 and sender.pool_snapshot().timeouts == 2
@@ -153,16 +157,37 @@ async def test_a_slow_answer_times_out_within_the_attempt_and_request_timeout(en
         await sender.close()
 
 
-async def test_a_refused_connection_is_reported_as_upstream_unavailable(endpoint: LocalEndpoint) -> None:
+async def test_a_refused_connection_is_reported_as_never_sent(endpoint: LocalEndpoint) -> None:
     await endpoint.set_faults(FaultModes(latency_scale=0.0, refuse_connections=True))
     sender = make_sender(endpoint.url)
     try:
-        with pytest.raises(UpstreamUnavailable, match=r"cannot connect") as failed:
+        with pytest.raises(NeverSent, match=r"cannot connect \(ConnectError\)") as failed:
             await sender.send(request(), timeout=10)
         assert failed.value.status is None and failed.value.attempts == 1
         assert sender.stats.connection_errors == 1 and sender.last_failure is not None
     finally:
         await sender.close()
+
+
+async def test_a_tls_failure_before_sending_is_never_sent_and_reaches_no_endpoint(endpoint: LocalEndpoint) -> None:
+    sender = make_sender(endpoint.url.replace("http://", "https://"))  # TLS to a plain-HTTP listener
+    try:
+        with pytest.raises(NeverSent, match=r"cannot connect \(ConnectError\)"):
+            await sender.send(request(), timeout=10)
+        assert endpoint.stats.requests == 0
+    finally:
+        await sender.close()
+
+
+@pytest.mark.parametrize(("cause", "never_sent"), [
+    (httpx.ConnectError("refused"), True), (httpx.ConnectTimeout("no connection"), True),
+    (httpx.PoolTimeout("no free connection"), True), (httpx.ReadTimeout("no answer"), False),
+    (httpx.RemoteProtocolError("closed mid-answer"), False), (httpx.ReadError("reset"), False)])
+def test_only_errors_raised_before_the_request_is_written_count_as_never_sent(
+        cause: httpx.HTTPError, never_sent: bool) -> None:
+    wrapped = groq.APITimeoutError(request=httpx.Request("POST", "http://127.0.0.1:1/openai/v1/chat/completions"))
+    wrapped.__cause__ = cause  # as the SDK raises it: `raise APITimeoutError(...) from err`
+    assert sender_module._never_sent(wrapped) is never_sent
 
 
 async def test_pool_snapshot_counts_requests_in_flight(endpoint: LocalEndpoint, sender: GroqSender) -> None:
@@ -234,6 +259,47 @@ async def test_through_the_scheduler_a_498_holds_the_model_then_the_request_is_a
     quota = scheduler._quotas[MODEL].snapshot()
     assert quota.capacity_exceeded == 1 and quota.capacity_hold == 0.0  # held, then flowing again
     assert endpoint.stats.requests == 2
+
+
+def windows_used(scheduler: Scheduler) -> dict[str, int]:
+    return {w.name: w.used for w in scheduler._quotas[MODEL].snapshot().windows}
+
+
+async def test_through_the_scheduler_refused_connections_give_their_quota_back(endpoint: LocalEndpoint,
+                                                                                sender: GroqSender) -> None:
+    await endpoint.set_faults(FaultModes(latency_scale=0.0, refuse_connections=True))
+    settings = Settings(max_retries=3, request_timeout=5.0, batch_interval=0.0)
+    quick = Backoff(0.01, 0.05, rng=random.Random(7))
+    scheduler = Scheduler(settings, QuotaBook(settings, SystemClock()), sender, SystemClock(), retry_backoff=quick)
+    await scheduler.start()
+    try:
+        with pytest.raises(UpstreamUnavailable, match=r"after 4 attempts, stopped because max_retries is 3; "
+                                                      r"last: cannot connect \(ConnectError\)"):
+            await scheduler.submit(request())
+        # Four attempts that never reached the endpoint: nothing counted, room at once for the next request.
+        assert sender.stats.connection_errors == 4 and endpoint.stats.requests == 0
+        assert windows_used(scheduler) == {"rpm": 0, "rpd": 0, "tpm": 0, "tpd": 0}
+        quota = scheduler._quotas[MODEL]
+        assert quota.in_flight == 0 and quota.wait_time(LIMITS.tpm) == 0.0
+    finally:
+        await scheduler.stop()
+
+
+async def test_through_the_scheduler_a_timeout_after_sending_still_counts_the_attempt(endpoint: LocalEndpoint) -> None:
+    await endpoint.set_faults(FaultModes(latency_scale=0.0, slow_rate=1.0, slow_seconds=30))
+    sender = make_sender(endpoint.url, request_timeout=0.2)
+    settings = Settings(max_retries=0, request_timeout=0.2, batch_interval=0.0)
+    scheduler = Scheduler(settings, QuotaBook(settings, SystemClock()), sender, SystemClock())
+    await scheduler.start()
+    try:
+        with pytest.raises(UpstreamUnavailable, match="no answer within"):
+            await scheduler.submit(request())
+        reserved = estimate_prompt_tokens(request().prompt) + 200
+        assert endpoint.stats.requests == 1
+        assert (windows_used(scheduler)["rpm"], windows_used(scheduler)["tpm"]) == (1, reserved)  # as Groq would
+    finally:
+        await scheduler.stop()
+        await sender.close()
 
 
 async def answering(endpoint: LocalEndpoint) -> None:

@@ -59,3 +59,8 @@ class UpstreamUnavailable(GroqError):
         self.reason = reason if reason is not None else message
         self.attempts = attempts
         self.status = status  # the last HTTP status, if the failure was one
+
+
+class NeverSent(UpstreamUnavailable):
+    """The attempt never reached Groq: the connection was refused, its name did not resolve, TLS failed,
+    or no connection came within the attempt's time. Nothing was counted there, so its quota is given back."""

@@ -3,16 +3,18 @@
 Critical requests are ready at once; high and normal ones are gathered per agent
 type for `batch_interval` and released together. Ready requests wait in per-model
 queues so a model whose quota is spent never holds up another. The next request
-sent is the best-ranked head among models with room: a request waiting longer
-than `starvation_bound` outranks everything newer (oldest first), otherwise
-critical > high > normal, then first come first served. So under any sustained
-load a request is sent at most `starvation_bound` plus the time to serve those
-queued before it after it arrives.
+sent is the best-ranked head among models with room: by effective priority
+(critical > high > normal), then first come first served. A waiting request is
+promoted one class for each `starvation_bound` it has waited (normal -> high ->
+critical), so a critical request is never passed by a lower one that has waited
+less, and under any sustained load a request is sent at most two bounds (one from
+high) plus the time to serve those queued before it in its class after it arrives.
 
 Every HTTP attempt is its own quota admission, because Groq may count every one
 it receives. So the scheduler, not the sender, retries: an attempt that failed
-with a 5xx, a timeout or a connection error is counted as reserved and the request
-waits a capped, jittered backoff, then queues for quota again (at most
+with a 5xx, a timeout or a connection error is counted as reserved (one that never
+reached Groq, `NeverSent`, gives its reservation back) and the request waits a
+capped, jittered backoff, then queues for quota again (at most
 `max_retries` times, within its deadline). A 498 (Groq over capacity) holds every
 send to that model for a short, growing, jittered interval (other models go on)
 and queues the request again. A 429 waits as the quota says.
@@ -26,6 +28,7 @@ error). Nothing is dropped silently.
 from __future__ import annotations
 
 import asyncio
+import enum
 import heapq
 import itertools
 import math
@@ -39,7 +42,13 @@ from typing import Any
 from medops.core.clock import Clock
 from medops.core.errors import GroqError, MedopsError, SchedulerError
 from medops.core.groq.backoff import Backoff
-from medops.core.groq.errors import CapacityExceeded, RateLimited, RequestRejected, UpstreamUnavailable
+from medops.core.groq.errors import (
+    CapacityExceeded,
+    NeverSent,
+    RateLimited,
+    RequestRejected,
+    UpstreamUnavailable,
+)
 from medops.core.groq.quota import ModelQuotaLike, QuotaBook, QuotaExhausted, RequestTooLarge, Reservation
 from medops.core.groq.rate_headers import format_go_duration
 from medops.core.groq.requests import (
@@ -85,6 +94,62 @@ class SchedulerStopped(SchedulerError):
     """The scheduler is not running (not started yet, or stopped with the request unanswered)."""
 
 
+class TicketState(enum.Enum):
+    """Where one request is in the scheduler.
+
+    new -> batching -> waiting -> sending -> done; after a failed attempt: sending -> waiting (429, 498) or
+    sending -> backoff -> waiting (5xx, timeout, connection error). A head whose quota must ask the fleet's
+    store is `admitting` for that round trip, then sending or waiting again. Every change goes through
+    `Scheduler._move`, which keeps the depth per priority and the in-flight count."""
+
+    NEW = "new"
+    BATCHING = "batching"
+    WAITING = "waiting"
+    ADMITTING = "admitting"
+    SENDING = "sending"
+    BACKOFF = "backoff"
+    DONE = "done"
+
+    @property
+    def queued(self) -> bool:
+        """Waiting its turn (in a batch, a queue, a backoff, or asking the store): counted in the depth."""
+        return self in _QUEUED
+
+    @property
+    def holds_slot(self) -> bool:
+        """Holding one of the `groq_concurrent` slots (asking the store, or sending)."""
+        return self in _HOLDS_SLOT
+
+    @property
+    def ready(self) -> bool:
+        """Queued for its model: past the batch window, not yet sent."""
+        return self in _READY
+
+
+_QUEUED = frozenset({TicketState.BATCHING, TicketState.WAITING, TicketState.BACKOFF, TicketState.ADMITTING})
+_HOLDS_SLOT = frozenset({TicketState.ADMITTING, TicketState.SENDING})
+_READY = frozenset({TicketState.WAITING, TicketState.BACKOFF, TicketState.ADMITTING})
+
+
+class _Spent(enum.Enum):
+    """What an attempt's reservation becomes, by how the attempt ended."""
+
+    NOTHING = "released"  # never reached Groq: given back whole
+    NO_TOKENS = "refused"  # Groq refused it (429, 4xx): one request, no tokens
+    RESERVED = "reserved"  # Groq may have counted it (5xx, timeout, 498, cancelled, deadline): all of it
+    USED = "used"  # answered: what Groq says it counted
+
+
+def _spent(ending: Completion | BaseException) -> _Spent:
+    if isinstance(ending, Completion):
+        return _Spent.USED
+    if isinstance(ending, NeverSent):
+        return _Spent.NOTHING
+    if isinstance(ending, RateLimited | RequestRejected):
+        return _Spent.NO_TOKENS
+    return _Spent.RESERVED
+
+
 class _Ticket:
     """One request's life in the scheduler."""
 
@@ -102,10 +167,7 @@ class _Ticket:
         self.deadline_at = submitted_at + request.deadline if request.deadline is not None else None
         self.seq = seq
         self.future = future
-        # new -> batching -> waiting -> sending -> done; after a failed attempt: sending -> waiting (429, 498)
-        # or sending -> backoff -> waiting (5xx, timeout, connection error). With a fleet store, a head
-        # whose quota must ask the store is `admitting` for that round trip, then sending or waiting again.
-        self.state = "new"
+        self.state = TicketState.NEW  # changed only by Scheduler._move
         self.attempts = 0  # HTTP attempts, each its own quota admission
         self.failures = 0  # of which ended in a 5xx, timeout or connection error
         self.rate_limits = 0  # of which ended in a 429
@@ -118,7 +180,7 @@ class _Ticket:
 
 
 class _ModelQueue:
-    """Ready requests for one model: a FIFO per priority (dead tickets are skipped lazily)."""
+    """Ready requests for one model: a FIFO per submitted priority (dead tickets are skipped lazily)."""
 
     __slots__ = ("asking", "by_priority", "next_room_at")
 
@@ -128,22 +190,21 @@ class _ModelQueue:
         self.asking = False  # a head is out asking the fleet's store: one at a time keeps the order
 
     def head(self, now: float, starvation_bound: float) -> tuple[_Ticket | None, int]:
-        """The ticket to send next (the oldest aged one, else the highest priority, first come first)
-        and how many dead tickets were dropped from the fronts on the way."""
+        """The ticket to send next (the best `_rank` among the lanes' fronts) and how many dead tickets
+        were dropped from the fronts on the way."""
         fronts = []
         dropped = 0
         for queue in self.by_priority.values():
-            while queue and queue[0].state != "waiting":
+            while queue and queue[0].state is not TicketState.WAITING:
                 queue.popleft()
                 dropped += 1
             if queue:
                 fronts.append(queue[0])
         if not fronts:
             return None, dropped
-        aged = [t for t in fronts if now - t.submitted_at >= starvation_bound]
-        if aged:
-            return min(aged, key=lambda t: t.seq), dropped
-        return fronts[0], dropped  # fronts are in priority order, highest first
+        # A lane is in arrival order (but for batches closing per agent and retries going back to the front),
+        # so its front has waited longest and is its most promoted, within a batch window.
+        return min(fronts, key=lambda t: _rank(t, now, starvation_bound)), dropped
 
     def remove_head(self, ticket: _Ticket) -> None:
         self.by_priority[ticket.priority].popleft()
@@ -152,10 +213,14 @@ class _ModelQueue:
         return sum(len(q) for q in self.by_priority.values())
 
 
-def _rank(ticket: _Ticket, now: float, starvation_bound: float) -> tuple[int, int, int]:
-    if now - ticket.submitted_at >= starvation_bound:
-        return (0, 0, ticket.seq)
-    return (1, -int(ticket.priority), ticket.seq)
+def effective_priority(priority: Priority, waited: float, starvation_bound: float) -> Priority:
+    """The class a request competes in after waiting `waited` seconds: one up per `starvation_bound`."""
+    return Priority(min(Priority.CRITICAL, priority + int(waited // starvation_bound)))
+
+
+def _rank(ticket: _Ticket, now: float, starvation_bound: float) -> tuple[int, int]:
+    """Smaller is sent first: effective priority, then arrival (promoted and native alike)."""
+    return -effective_priority(ticket.priority, now - ticket.submitted_at, starvation_bound), ticket.seq
 
 
 class Scheduler:
@@ -216,7 +281,7 @@ class Scheduler:
         stopped = SchedulerStopped("medops is stopping; the request was not answered, submit it again after restart")
         runners = []
         for ticket in list(self._tickets.values()):
-            if ticket.state == "sending" and ticket.runner is not None:
+            if ticket.state is TicketState.SENDING and ticket.runner is not None:
                 ticket.stop_reason = stopped
                 ticket.runner.cancel()
                 runners.append(ticket.runner)
@@ -291,7 +356,6 @@ class Scheduler:
         future: asyncio.Future[PromptResult] = asyncio.get_running_loop().create_future()
         ticket = _Ticket(request, quota, tokens, now, next(self._seq), future)
         self._tickets[request.request_id] = ticket
-        self._depth[ticket.priority] += 1
         self._push_deadline(ticket)
         if ticket.priority is Priority.CRITICAL or self.batch_interval <= 0:
             self._make_ready(ticket)
@@ -309,7 +373,7 @@ class Scheduler:
                                  "submit without fail_fast to wait in the queue", wait)
 
     def _join_batch(self, ticket: _Ticket, now: float) -> None:
-        ticket.state = "batching"
+        self._move(ticket, TicketState.BATCHING)
         agent = ticket.request.agent
         batch = self._batches.get(agent)
         if batch is None:
@@ -318,7 +382,7 @@ class Scheduler:
             batch[1].append(ticket)
 
     def _make_ready(self, ticket: _Ticket, front: bool = False) -> None:
-        ticket.state = "waiting"
+        self._move(ticket, TicketState.WAITING)
         queue = self._ready.get(ticket.quota.model)
         if queue is None:
             queue = self._ready[ticket.quota.model] = _ModelQueue()
@@ -343,12 +407,28 @@ class Scheduler:
         return True
 
     def _cancel_ticket(self, ticket: _Ticket, reason: MedopsError) -> None:
-        if ticket.state == "sending" and ticket.runner is not None:
+        if ticket.state is TicketState.SENDING and ticket.runner is not None:
             ticket.stop_reason = reason
             ticket.runner.cancel()
-        elif ticket.state in ("batching", "waiting", "backoff", "new", "admitting"):
+        elif ticket.state.queued:
             self._finish_waiting(ticket, reason, "cancelled")
             self._kick()
+
+    # --- state ----------------------------------------------------------------
+
+    def _move(self, ticket: _Ticket, state: TicketState) -> None:
+        """The one way a ticket changes state: keeps the depth per priority and the in-flight count.
+
+        A ticket leaving `waiting` other than for a slot stays in its model's lane, dead, until a head
+        look or a compaction drops it (dispatch takes a ticket off its lane before it asks or sends)."""
+        was = ticket.state
+        if was.queued != state.queued:
+            self._depth[ticket.priority] += 1 if state.queued else -1
+        if was.holds_slot != state.holds_slot:
+            self._in_flight += 1 if state.holds_slot else -1
+        if was is TicketState.WAITING and not state.holds_slot:
+            self._dead_in_queues += 1
+        ticket.state = state
 
     # --- dispatch -------------------------------------------------------------
 
@@ -371,7 +451,7 @@ class Scheduler:
         bound = self.starvation_bound
         while self._in_flight < self.concurrency:
             best: _Ticket | None = None
-            best_rank: tuple[int, int, int] | None = None
+            best_rank: tuple[int, int] | None = None
             for queue in self._ready.values():
                 if queue.next_room_at > now or queue.asking:
                     continue
@@ -393,9 +473,8 @@ class Scheduler:
             self._launch(best, reservation, now)
 
     def _ask_quota(self, ticket: _Ticket, queue: _ModelQueue, now: float) -> None:
-        ticket.state = "admitting"
+        self._move(ticket, TicketState.ADMITTING)
         queue.asking = True
-        self._in_flight += 1
         task = asyncio.create_task(self._admission(ticket, queue, now - ticket.submitted_at))
         self._admissions.add(task)
         task.add_done_callback(self._admissions.discard)
@@ -406,20 +485,17 @@ class Scheduler:
             answer = await ticket.quota.request_admission(ticket.tokens, int(ticket.priority), waited)
         except Exception as error:  # the caller must hear of every failure
             answer = error
-        finally:  # cancelled too (stop): the slot and the queue are free again
+        finally:  # cancelled too (stop): the queue may ask again
             queue.asking = False
-            self._in_flight -= 1
         if isinstance(answer, Reservation):
-            if ticket.state == "admitting":
+            if ticket.state is TicketState.ADMITTING:
                 self._launch(ticket, answer, self._clock.monotonic())
             else:
                 ticket.quota.release(answer)  # cancelled or expired while asking: never sent
-        elif ticket.state == "admitting":
+        elif ticket.state is TicketState.ADMITTING:
             if isinstance(answer, BaseException):
-                self._depth[ticket.priority] -= 1
                 self._finish(ticket, answer, "error")
-            elif ticket.request.fail_fast:
-                self._depth[ticket.priority] -= 1
+            elif ticket.request.fail_fast and answer > 0:  # a wait of none is "room now: ask again"
                 quota = ticket.quota
                 self._finish(ticket, QuotaExhausted(
                     f"{quota.model} has no room for {ticket.tokens:,} tokens now ({quota.blocking(ticket.tokens)}); "
@@ -458,96 +534,79 @@ class Scheduler:
             return None
 
     def _launch(self, ticket: _Ticket, reservation: Reservation, now: float) -> None:
-        ticket.state = "sending"
+        self._move(ticket, TicketState.SENDING)
         ticket.sent_at = now
         ticket.attempts += 1
-        self._depth[ticket.priority] -= 1
         self._waits[ticket.priority].add(now - ticket.submitted_at)
-        self._in_flight += 1
         ticket.reservation = reservation
-        ticket.runner = asyncio.create_task(self._send(ticket, reservation))
-        ticket.runner.add_done_callback(lambda _: self._runner_ended(ticket))
+        runner = ticket.runner = asyncio.create_task(self._send(ticket))
+        runner.add_done_callback(lambda _: self._runner_ended(ticket, runner))
 
-    def _runner_ended(self, ticket: _Ticket) -> None:
-        """A send cancelled before it even started never ran its own cleanup: do it here."""
-        if ticket.state != "sending":
-            return
-        self._in_flight -= 1
-        if ticket.reservation is not None:
-            ticket.quota.release(ticket.reservation)  # never sent: nothing reached Groq
-        reason = ticket.stop_reason or RequestCancelled(f"request {ticket.request.request_id} was cancelled")
-        self._finish(ticket, reason, "cancelled")
+    def _runner_ended(self, ticket: _Ticket, runner: asyncio.Task[None]) -> None:
+        """A send cancelled before it even began never ran `_send`: end its attempt here, as never sent."""
+        if ticket.runner is runner and ticket.state is TicketState.SENDING:
+            self._end_attempt(ticket, asyncio.CancelledError(), began=False)
+
+    async def _send(self, ticket: _Ticket) -> None:
+        ending: Completion | BaseException = asyncio.CancelledError()  # stays so if the send is cancelled
+        try:
+            ending = await self._call_sender(ticket)
+        except Exception as error:  # the caller must hear of every failure, whatever raised it
+            ending = error
+        finally:
+            self._end_attempt(ticket, ending)
+
+    def _end_attempt(self, ticket: _Ticket, ending: Completion | BaseException, began: bool = True) -> None:
+        """Settle or release the attempt's reservation by how it ended, then answer, requeue or retry the request."""
+        quota = ticket.quota
+        reservation = ticket.reservation
+        ticket.reservation = None
+        assert reservation is not None
+        # What the server said first: its headers were computed with our reservation still counted.
+        if isinstance(ending, Completion):
+            quota.observe_headers(ending.headers)
+        elif isinstance(ending, RateLimited):
+            quota.observe_429(ending.retry_after, ending.limit, ending.headers)
+        spent = _spent(ending) if began else _Spent.NOTHING
+        if spent is _Spent.NOTHING:
+            quota.release(reservation)
+        elif spent is _Spent.NO_TOKENS:
+            quota.settle(reservation, 0)
+        elif isinstance(ending, Completion):
+            quota.settle(reservation, ending.counted_tokens)
+        else:
+            quota.settle(reservation, reservation.tokens)
+        if spent in (_Spent.USED, _Spent.NO_TOKENS):
+            self._ready[quota.model].next_room_at = 0.0  # room may have come back early
+        self._after_attempt(ticket, ending)
         self._kick()
 
-    async def _send(self, ticket: _Ticket, reservation: Reservation) -> None:
-        quota = ticket.quota
-        queue = self._ready[quota.model]
-        try:
-            completion = await self._call_sender(ticket)
-        except asyncio.CancelledError:
-            # Groq may have counted it (as late as now): keep the whole reservation, counted from now.
-            self._in_flight -= 1
-            quota.settle(reservation, reservation.tokens)
+    def _after_attempt(self, ticket: _Ticket, ending: Completion | BaseException) -> None:
+        """What becomes of the request once its attempt is settled: answered, queued again, retried or ended."""
+        if isinstance(ending, Completion):
+            if self._capacity_streaks:  # the tier has capacity again: its next hold starts short
+                self._capacity_streaks.pop((ticket.quota.model, ticket.request.chat.tier), None)
+            self._succeed(ticket, ending)
+        elif isinstance(ending, asyncio.CancelledError):
             reason = ticket.stop_reason or RequestCancelled(f"request {ticket.request.request_id} was cancelled")
             self._finish(ticket, reason, "cancelled")
-            self._kick()
-            return
-        except RateLimited as limited:
-            self._in_flight -= 1
-            quota.observe_429(limited.retry_after, limited.limit, limited.headers)
-            quota.settle(reservation, 0)  # a refused request used no tokens
-            queue.next_room_at = 0.0
+        elif isinstance(ending, RateLimited):
             ticket.rate_limits += 1
             if ticket.rate_limits >= MAX_RATE_LIMITED_ATTEMPTS:
-                self._finish(ticket, limited, "rate_limited", status=429)
+                self._finish(ticket, ending, "rate_limited", status=429)
             else:
                 self._queue_again(ticket)
-            self._kick()
-            return
-        except UpstreamUnavailable as failure:
-            self._in_flight -= 1
-            # A 5xx or a timeout may well have been counted by Groq (a refused connection not, but we
-            # cannot always tell them apart): count the attempt as reserved, from now.
-            quota.settle(reservation, reservation.tokens)
-            self._retry_later(ticket, failure)
-            self._kick()
-            return
-        except CapacityExceeded as over:
-            self._in_flight -= 1
-            quota.settle(reservation, reservation.tokens)  # Groq may have counted it before refusing
+        elif isinstance(ending, UpstreamUnavailable):
+            self._retry_later(ticket, ending)
+        elif isinstance(ending, CapacityExceeded):
             self._hold_model(ticket)
-            self._retry_after_capacity(ticket, over)
-            self._kick()
-            return
-        except RequestRejected as rejected:
-            self._in_flight -= 1
-            quota.settle(reservation, 0)  # refused before any token was generated
-            queue.next_room_at = 0.0
-            self._finish(ticket, rejected, "rejected", status=rejected.status)
-            self._kick()
-            return
-        except DeadlineExceeded as late:
-            self._in_flight -= 1
-            quota.settle(reservation, reservation.tokens)  # as when cancelled: Groq may have counted it
-            self._finish(ticket, late, "timeout")
-            self._kick()
-            return
-        except Exception as error:  # the caller must hear of every failure, whatever raised it
-            self._in_flight -= 1
-            quota.settle(reservation, reservation.tokens)  # timeouts and 5xx: Groq may have counted it
-            outcome = "failed" if isinstance(error, GroqError) else "error"
-            self._finish(ticket, error, outcome)
-            self._kick()
-            return
-        self._in_flight -= 1
-        # Headers first: they were computed with our reservation still counted.
-        quota.observe_headers(completion.headers)
-        quota.settle(reservation, completion.counted_tokens)
-        queue.next_room_at = 0.0  # room may have come back early
-        if self._capacity_streaks:  # the tier has capacity again: its next hold starts short
-            self._capacity_streaks.pop((quota.model, ticket.request.chat.tier), None)
-        self._succeed(ticket, completion)
-        self._kick()
+            self._retry_after_capacity(ticket, ending)
+        elif isinstance(ending, RequestRejected):
+            self._finish(ticket, ending, "rejected", status=ending.status)
+        elif isinstance(ending, DeadlineExceeded):
+            self._finish(ticket, ending, "timeout")
+        else:
+            self._finish(ticket, ending, "failed" if isinstance(ending, GroqError) else "error")
 
     async def _call_sender(self, ticket: _Ticket) -> Completion:
         default = self._settings.request_timeout  # one attempt: the retries are ours
@@ -577,7 +636,6 @@ class Scheduler:
 
     def _queue_again(self, ticket: _Ticket) -> None:
         """Back to the front of its lane: the next attempt is admitted by the quota like any other."""
-        self._depth[ticket.priority] += 1
         self._make_ready(ticket, front=True)
         self._push_deadline(ticket)
 
@@ -596,8 +654,7 @@ class Scheduler:
                                                        "time for another"), "timeout", failure.status)
             return
         self.retried += 1
-        ticket.state = "backoff"
-        self._depth[ticket.priority] += 1
+        self._move(ticket, TicketState.BACKOFF)
         heapq.heappush(self._backoffs, (now + pause, next(self._seq), ticket))
 
     def _hold_model(self, ticket: _Ticket) -> None:
@@ -633,8 +690,7 @@ class Scheduler:
         left = self._capacity_hold_left(ticket, now) if ticket.request.chat.tier == "flex" else 0.0
         if left <= 0:
             return False
-        ticket.state = "backoff"  # depth already counts it; the queue drops it lazily
-        self._dead_in_queues += 1
+        self._move(ticket, TicketState.BACKOFF)  # the queue drops it lazily
         heapq.heappush(self._backoffs, (now + left, next(self._seq), ticket))
         return True
 
@@ -671,10 +727,9 @@ class Scheduler:
 
     def _end_backoffs(self, now: float) -> None:
         heap = self._backoffs
-        while heap and (heap[0][0] <= now or heap[0][2].state != "backoff"):
+        while heap and (heap[0][0] <= now or heap[0][2].state is not TicketState.BACKOFF):
             _, _, ticket = heapq.heappop(heap)
-            if ticket.state == "backoff":
-                ticket.state = "waiting"  # depth already counts it
+            if ticket.state is TicketState.BACKOFF:
                 self._make_ready(ticket, front=True)
 
     # --- endings --------------------------------------------------------------
@@ -686,7 +741,7 @@ class Scheduler:
                               latency=now - ticket.submitted_at, attempts=ticket.attempts,
                               quota_left=MappingProxyType(ticket.quota.remaining()))
         self._tickets.pop(ticket.request.request_id, None)
-        ticket.state = "done"
+        self._move(ticket, TicketState.DONE)
         self.completed += 1
         self._record(ticket.request, ticket.quota.model, completion.prompt_tokens, completion.completion_tokens,
                      result.latency, result.queue_wait, "ok", 200, attempts=ticket.attempts, answer=completion)
@@ -694,22 +749,18 @@ class Scheduler:
             ticket.future.set_result(result)
 
     def _finish_waiting(self, ticket: _Ticket, error: BaseException, outcome: str) -> None:
-        """End a request that is not in flight: out of its batch or queue, counts fixed."""
-        if ticket.state == "batching":
+        """End a request that is not in flight: out of its batch (a queue drops it lazily)."""
+        if ticket.state is TicketState.BATCHING:
             batch = self._batches.get(ticket.request.agent)
             if batch is not None and ticket in batch[1]:
                 batch[1].remove(ticket)
-        elif ticket.state == "waiting":
-            self._dead_in_queues += 1
-        if ticket.state in ("batching", "waiting", "backoff", "new", "admitting"):
-            self._depth[ticket.priority] -= 1
         self._finish(ticket, error, outcome)
         if self._dead_in_queues > max(64, sum(self._depth.values())):
             self._compact()
 
     def _finish(self, ticket: _Ticket, error: BaseException, outcome: str, status: int | None = None) -> None:
         self._tickets.pop(ticket.request.request_id, None)
-        ticket.state = "done"
+        self._move(ticket, TicketState.DONE)
         self.failed += 1
         now = self._clock.monotonic()
         sent_at = ticket.sent_at if ticket.sent_at is not None else now
@@ -723,7 +774,7 @@ class Scheduler:
     def _compact(self) -> None:
         for queue in self._ready.values():
             for priority, lane in queue.by_priority.items():
-                queue.by_priority[priority] = deque(t for t in lane if t.state == "waiting")
+                queue.by_priority[priority] = deque(t for t in lane if t.state is TicketState.WAITING)
         self._dead_in_queues = 0
 
     def _record(self, request: PromptRequest, model: str, prompt_tokens: int, completion_tokens: int,
@@ -753,9 +804,9 @@ class Scheduler:
 
     def _expire_deadlines(self, now: float) -> None:
         heap = self._deadlines
-        while heap and (heap[0][0] <= now or heap[0][2].state == "done"):
+        while heap and (heap[0][0] <= now or heap[0][2].state is TicketState.DONE):
             deadline_at, _, ticket = heapq.heappop(heap)
-            if deadline_at <= now and ticket.state in ("batching", "waiting", "backoff", "admitting"):
+            if deadline_at <= now and ticket.state.queued:
                 quota = ticket.quota
                 error: MedopsError = DeadlineExceeded(
                     f"request {ticket.request.request_id} waited its whole deadline of {ticket.request.deadline:g} s "
@@ -794,20 +845,26 @@ class Scheduler:
     # --- reporting ------------------------------------------------------------
 
     def snapshot(self) -> SchedulerSnapshot:
-        """Queue depth and wait p50/p95 per priority (recent sends and those still waiting), in flight."""
+        """Queue depth, wait p50/p95 (recent sends and those still waiting) and the requests promoted into
+        it by waiting, per priority; in flight."""
         now = self._clock.monotonic()
         ages: dict[Priority, list[float]] = {p: [] for p in PRIORITIES_HIGH_FIRST}
+        promoted = dict.fromkeys(PRIORITIES_HIGH_FIRST, 0)
         for ticket in self._tickets.values():
-            if ticket.state in ("batching", "waiting", "backoff", "admitting"):
-                ages[ticket.priority].append(now - ticket.submitted_at)
+            if ticket.state.queued:
+                waited = now - ticket.submitted_at
+                ages[ticket.priority].append(waited)
+                effective = effective_priority(ticket.priority, waited, self.starvation_bound)
+                if effective != ticket.priority:
+                    promoted[effective] += 1
         queues = []
         for priority in PRIORITIES_HIGH_FIRST:
             p50, p95 = self._waits[priority].percentiles(ages[priority])
-            queues.append(PriorityQueue(priority.label, self._depth[priority], p50, p95))
+            queues.append(PriorityQueue(priority.label, self._depth[priority], p50, p95, promoted[priority]))
         return SchedulerSnapshot(tuple(queues), self._in_flight, self.concurrency, self.completed, self.failed,
                                  self.rejected, self.paused, self.retried)
 
     def waiting_for(self, model: str) -> int:
         """Requests queued for one model (ready, or backing off before another attempt), for per-model views."""
-        return sum(1 for t in self._tickets.values() if t.state in ("waiting", "backoff", "admitting")
+        return sum(1 for t in self._tickets.values() if t.state.ready
                    and t.quota.model == model)

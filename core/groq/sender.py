@@ -5,7 +5,8 @@ Every answer is read raw so its `x-ratelimit-*` headers reach the quota. The
 sender never retries: every attempt may be counted by Groq, so each must be
 admitted by the quota first, and the scheduler retries. It classifies how an
 attempt ended: 5xx, timeouts and connection errors as `UpstreamUnavailable`
-(worth another attempt), 498 as `CapacityExceeded` (hold off, then retry), 429
+(worth another attempt; `NeverSent` when the request cannot have reached Groq,
+so its quota is given back), 498 as `CapacityExceeded` (hold off, then retry), 429
 as `RateLimited` (wait as the quota says), and 400/401/403/404/413 as
 `RequestRejected` (never retried), said plainly.
 """
@@ -28,6 +29,7 @@ from medops.core.errors import ConfigError
 from medops.core.groq.answers import StreamAssembly, completion_from_body
 from medops.core.groq.errors import (
     CapacityExceeded,
+    NeverSent,
     RateLimited,
     RequestRejected,
     StreamBrokeOff,
@@ -66,6 +68,25 @@ RAW_STREAM_HEADER = "X-Stainless-Raw-Response"  # for a caller that sends once, 
 
 class SenderTimeout(UpstreamUnavailable):
     """One attempt got no answer within its time."""
+
+
+class ConnectTimeout(SenderTimeout, NeverSent):
+    """One attempt got no connection within its time (to Groq, or from the pool): nothing was sent."""
+
+
+# httpx's errors raised before a request's first byte is written: refused, no such name, TLS failed (all
+# ConnectError), no connection in time, or none free in the pool. The SDK wraps them (as __cause__).
+_BEFORE_SENDING = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def _never_sent(error: BaseException) -> bool:
+    """Whether an attempt's error, or what it wraps, says the request never left this machine."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, _BEFORE_SENDING):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 @dataclass(frozen=True)
@@ -236,13 +257,16 @@ class GroqSender:
                     answer = await asyncio.wait_for(self._create(request, model, timeout, stream=False), timeout)
                 completion = completion_from_body(_json_object(answer.content), request, model,
                                                   parse_rate_limit_headers(answer.headers))
-        except (TimeoutError, groq.APITimeoutError, httpx.TimeoutException):  # the last: a stream gone quiet
+        except (TimeoutError, groq.APITimeoutError, httpx.TimeoutException) as exc:  # the last: a stream gone quiet
             self._counts["timeouts"] += 1
+            if _never_sent(exc):
+                raise self._unavailable(f"no connection within {timeout:.3g}s", None, ConnectTimeout) from None
             raise self._unavailable(f"no answer within {timeout:.3g}s", None, SenderTimeout) from None
         except groq.APIConnectionError as exc:
             self._counts["connection_errors"] += 1
             cause = type(exc.__cause__).__name__ if exc.__cause__ else "error"
-            raise self._unavailable(f"cannot connect ({cause})", None) from None
+            kind = NeverSent if _never_sent(exc) else UpstreamUnavailable
+            raise self._unavailable(f"cannot connect ({cause})", None, kind) from None
         except groq.APIStatusError as exc:
             if exc.status_code < 500 or exc.status_code == 498:
                 self._last_failure = None  # Groq answered, even if it refused

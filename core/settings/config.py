@@ -78,7 +78,8 @@ class Settings:
     batch_interval: float = _setting(0.1, 0.0, 5.0, help="seconds high/normal requests are gathered")
     queue_limit: int = _setting(1_000, 1, 1_000_000, help="requests waiting at most; more are refused")
     starvation_bound: float = _setting(30.0, 0.1, 3_600.0,
-                                       help="seconds before a waiting request outranks newer critical ones")
+                                       help="seconds a waiting request waits before it is promoted one priority "
+                                            "(normal -> high -> critical)")
     endpoint_host: str = _setting("127.0.0.1", help="address of the local Groq-compatible endpoint")
     endpoint_port: int = _setting(0, 0, 65_535, help="its port (0: any free port)")
     # The fleet: one quota for every medops of a Groq organisation
