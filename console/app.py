@@ -159,7 +159,8 @@ class MedopsApp(App[int]):
         Binding("up", "scroll_tab('scroll_up')", "Scroll up", show=False),
         Binding("home", "scroll_tab('scroll_home')", "Top", show=False),
         Binding("end", "scroll_tab('scroll_end')", "Bottom", show=False),
-        Binding("escape", "leave_field", "Leave field", key_display="esc"),
+        # priority: taken as the key arrives, before the keys after it reach the field (escape and 4 at once)
+        Binding("escape", "leave_field", "Leave field", key_display="esc", priority=True),
         # one footer entry for the seven ("1-7 Tabs"): it fits 80 columns where "1234567 Tabs" did not
         *(Binding(str(n), f"show_tab('{tab}')", "Tabs" if n == 1 else f"{tab.title()} tab",
                   key_display=f"1-{len(TABS)}",

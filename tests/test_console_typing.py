@@ -122,3 +122,13 @@ async def test_a_refused_document_leaves_nothing_of_the_last_one_on_the_form(loc
         assert await until(pilot, lambda: "missing.pdf: no such file" in str(error.render()))
         assert text.text == "" and bar.percentage == 0.0
         assert "letter.pdf" not in str(form.query_one("#doc-summary", Label).render())
+
+
+async def test_escape_and_a_tab_key_at_once_leave_the_field_and_change_the_tab(locations: Locations) -> None:
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=RecordingCore())  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("3")
+        type_fast(app, [*keys_for("abc"), "escape", "4"])
+        assert await until(pilot, lambda: str(app.query_one("#tabs").active) == "document")  # type: ignore[attr-defined]
+        assert app.query_one(PromptForm).box_text() == "abc"
