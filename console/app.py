@@ -41,7 +41,7 @@ from medops.console.fleet_access import (
     store_reader,
 )
 from medops.console.forms.core_handle import STARTING, CoreHandle
-from medops.console.forms.document import DocumentForm
+from medops.console.forms.document import DocumentForm, DocumentRefused
 from medops.console.forms.intake import IntakePaths
 from medops.console.forms.limits import LimitsScreen
 from medops.console.forms.pasted import PasteHadControls
@@ -435,6 +435,10 @@ class MedopsApp(App[int]):
             if self.focused is None or pane not in self.focused.ancestors:
                 # shown by a click on its tab (the tabs took the focus): its keys (s / p P enter) work at once
                 self.set_focus(self.main.query_one("#fleet-table", Widget))
+
+    @on(DocumentRefused)
+    def _document_refused(self, message: DocumentRefused) -> None:
+        self.main.query_one(DocumentsPane).refused(message.typed, message.reason)
 
     # ---- pastes -------------------------------------------------------------------
 
