@@ -95,9 +95,13 @@ async def test_fleet_tab_shows_sorts_filters_and_opens_real_members(locations: L
             assert await until(pilot, lambda: rows(app) == ["bravo", "charlie", "alpha"])
             await click_header(pilot, table, "done")  # again: the other way
             assert await until(pilot, lambda: rows(app) == ["alpha", "charlie", "bravo"])
+            pane.sort_key, pane.sort_reverse = "done", False
+            await pilot.press("s")  # s: the same column, the other way
+            assert (pane.sort_key, pane.sort_reverse) == ("done", True)
+            assert rows(app) == ["alpha", "charlie", "bravo"]
             pane.sort_key = "failed"
-            await pilot.press("s")  # s cycles to the next column, 429s: all equal, so by instance
-            assert pane.sort_key == "429s"
+            await pilot.press("s")  # from descending, s moves to the next column, 429s: all equal, so by instance
+            assert (pane.sort_key, pane.sort_reverse) == ("429s", False)
             assert rows(app) == ["alpha", "bravo", "charlie"]
 
             await pilot.press("slash", "c", "h", "a")

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from medops.core.fleet.view import FleetView, MemberRow
 
 NO_STORE = "no fleet store set: set store_url (MEDOPS_STORE_URL)"
-HINT = "s sort · / filter · enter open · p/P pause/resume · a p/P all"
+HINT = "s sort (again: reverse) · / filter · enter open · p/P pause/resume · a p/P all"
 PRIORITIES = ("critical", "high", "normal")
 
 
@@ -321,9 +321,13 @@ class FleetPane(Vertical):
         self.fill()
 
     def action_sort_next(self) -> None:
-        keys = [c.key for c in COLUMNS]
-        self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
-        self.sort_reverse = False
+        """s: the column sorted ascending turns descending; a descending one gives way to the next, ascending."""
+        if not self.sort_reverse:
+            self.sort_reverse = True
+        else:
+            keys = [c.key for c in COLUMNS]
+            self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
+            self.sort_reverse = False
         self.fill()
 
     def action_filter(self) -> None:
