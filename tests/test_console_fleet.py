@@ -147,7 +147,11 @@ async def test_p_pauses_the_selected_member_through_the_store(locations: Locatio
             await pilot.press("down", "p")  # bravo
             assert await until(pilot, lambda: any("applied: bravo" in n for n in notes(app)), within=10)
             assert received == [("bravo", "pause")]
-            await pilot.press("a", "P")  # every member
+            await pilot.press("a", "P", "n")  # every member? no
+            assert await until(pilot, lambda: any("Not sent: resume intake on every member" in n for n in notes(app)))
+            await pilot.pause(0.3)
+            assert received == [("bravo", "pause")]
+            await pilot.press("a", "P", "y")  # every member, confirmed
             assert await until(pilot, lambda: any("resume intake on every member" in n and "applied: alpha, bravo"
                                                   in n for n in notes(app)), within=10)
             assert sorted(received[1:]) == [("alpha", "resume"), ("bravo", "resume")]

@@ -175,6 +175,7 @@ class FleetPane(Vertical):
         Binding("p", "act('pause')", "Pause member", show=False),
         Binding("P", "act('resume')", "Resume member", show=False),
         Binding("a", "arm_all", "All members", show=False),
+        Binding("y", "confirm_all", "Yes, every member", show=False),
     ]
 
     def __init__(self, reader: FleetReader | None, interval: float, *, id: str | None = "fleet-pane") -> None:
@@ -188,6 +189,7 @@ class FleetPane(Vertical):
         self.reads = 0  # readings applied (tests wait on it)
         self._reading = False
         self._all_armed = False
+        self._asking: str | None = None  # "pause" or "resume" on every member, waiting for y
         self._timer: Timer | None = None
         self._error: str | None = None
 
@@ -347,6 +349,9 @@ class FleetPane(Vertical):
         self.query_one("#fleet-table").focus()
 
     def on_key(self, event: Any) -> None:
+        if self._asking is not None and event.key != "y":  # any other key: no
+            self.notify(f"Not sent: {self._asking} intake on every member.", title="fleet")
+            self._asking = None
         field = self.query_one("#fleet-filter", Input)
         if event.key == "escape" and field.has_focus:
             field.value = ""
@@ -356,15 +361,27 @@ class FleetPane(Vertical):
 
     def action_arm_all(self) -> None:
         self._all_armed = True
-        self.notify("a: the next p or P acts on every member (any other key: the selected one).", title="fleet")
+        self.notify("a: the next p or P acts on every member, once confirmed (any other key: the selected one).",
+                    title="fleet")
 
     def action_act(self, op: str) -> None:
-        target = "*" if self._all_armed else self.selected_instance()
-        self._all_armed = False
+        if self._all_armed:  # every member at once: asked first, as one key too many would stop the fleet
+            self._all_armed = False
+            self._asking = op
+            self.notify(f"{op.title()} intake on EVERY member? y: yes; any other key: no.", title="fleet",
+                        severity="warning", timeout=10)
+            return
+        target = self.selected_instance()
         if target is None:
             self.notify("No member selected: the fleet has none listed.", title="fleet", severity="warning")
             return
         self.post_message(FleetAct(op, target))
+
+    def action_confirm_all(self) -> None:
+        """y, after `a p` or `a P`: send it to every member."""
+        op, self._asking = self._asking, None
+        if op is not None:
+            self.post_message(FleetAct(op, "*"))
 
     @on(DataTable.RowSelected, "#fleet-table")
     def _open_member(self, event: DataTable.RowSelected) -> None:
