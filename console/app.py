@@ -46,6 +46,7 @@ from medops.console.forms.intake import IntakePaths
 from medops.console.forms.limits import LimitsScreen
 from medops.console.forms.pasted import PasteHadControls
 from medops.console.forms.prompt import PromptForm
+from medops.console.forms.prompt_box import PromptBox
 from medops.console.forms.search import SearchForm
 from medops.console.hangup import STOP_TIMEOUT, Leaving
 from medops.console.help import HelpScreen
@@ -96,6 +97,10 @@ TAB_FIRST_FIELD = {"prompt": "#prompt-text", "document": "#doc-path", "search": 
 
 
 RATE = Binding.Group("Rate", compact=True)
+# Where the help says each of these keys works: their own bindings are listed (k / s / u were left out).
+HELP_PLACES: tuple[tuple[str, type[Widget]], ...] = (
+    ("Alerts (tab to it)", AlertsPane), ("Prompt", PromptBox), ("Document", DocumentForm),
+    ("History", HistoryPane), ("Fleet", FleetPane))
 
 
 class SnapshotFetched(Message):
@@ -682,7 +687,8 @@ class MedopsApp(App[int]):
         self.push_screen(HelpScreen(self.key_list()))
 
     def key_list(self) -> list[tuple[str, str]]:
-        """(keys, what they do) for every binding, once per action, for the help screen."""
+        """(keys, what they do) for every binding, the app's then each pane's and form's, once per action,
+        for the help screen: built from the bindings, so a key added to a pane is listed with it."""
         rows: list[tuple[str, str]] = []
         seen: set[str] = set()
         for binding in self.BINDINGS:
@@ -697,10 +703,12 @@ class MedopsApp(App[int]):
             keys = KEY_NAMES.get(binding.key, binding.key)
             rows.append((keys, self.HELP_TEXT.get(action, binding.description)))
         rows.append((f"1-{len(TABS)}", "tabs: " + ", ".join(tab.title() for tab in TABS)))
-        rows.append(("s /", "Fleet: sort by the next column (or click a heading); filter"))
+        for where, owner in HELP_PLACES:
+            for binding in owner.BINDINGS:
+                if isinstance(binding, Binding):
+                    keys = binding.key_display or KEY_NAMES.get(binding.key, binding.key)
+                    rows.append((keys, f"{where}: {binding.description}"))
         rows.append(("enter", "Fleet: the member's own overview, read-only (esc: back)"))
-        rows.append(("p P", "Fleet: pause / resume a member's intake; a p / a P: all members"))
-        rows.append(("ctrl+g", "cancel the document being extracted (Document tab)"))
         rows.append(("ctrl+p", "command palette"))
         rows.append(("ctrl+q", "quit from anywhere, a form field included"))
         return rows

@@ -170,12 +170,12 @@ class FleetPane(Vertical):
     """The Fleet tab's content: members, then the organisation's windows with each member's part."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("s", "sort_next", "Sort", show=False),
-        Binding("slash", "filter", "Filter", show=False),
-        Binding("p", "act('pause')", "Pause member", show=False),
-        Binding("P", "act('resume')", "Resume member", show=False),
-        Binding("a", "arm_all", "All members", show=False),
-        Binding("y", "confirm_all", "Yes, every member", show=False),
+        Binding("s", "sort_next", "sort by a column; again: the other way", show=False),
+        Binding("slash", "filter", "filter the members", show=False),
+        Binding("p", "act('pause')", "pause the member's intake", show=False),
+        Binding("P", "act('resume')", "resume the member's intake", show=False),
+        Binding("a", "arm_all", "then p / P: every member (y confirms)", show=False),
+        Binding("y", "confirm_all", "yes: every member", show=False),
     ]
 
     def __init__(self, reader: FleetReader | None, interval: float, *, id: str | None = "fleet-pane") -> None:
