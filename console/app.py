@@ -41,11 +41,12 @@ from medops.console.fleet_access import (
     store_reader,
 )
 from medops.console.forms.core_handle import STARTING, CoreHandle
-from medops.console.forms.document import DocumentForm
+from medops.console.forms.document import DocumentForm, DocumentRefused
 from medops.console.forms.intake import IntakePaths
 from medops.console.forms.limits import LimitsScreen
 from medops.console.forms.pasted import PasteHadControls
 from medops.console.forms.prompt import PromptForm
+from medops.console.forms.prompt_box import PromptBox
 from medops.console.forms.search import SearchForm
 from medops.console.hangup import STOP_TIMEOUT, Leaving
 from medops.console.help import HelpScreen
@@ -96,6 +97,10 @@ TAB_FIRST_FIELD = {"prompt": "#prompt-text", "document": "#doc-path", "search": 
 
 
 RATE = Binding.Group("Rate", compact=True)
+# Where the help says each of these keys works: their own bindings are listed (k / s / u were left out).
+HELP_PLACES: tuple[tuple[str, type[Widget]], ...] = (
+    ("Alerts (tab to it)", AlertsPane), ("Prompt", PromptBox), ("Document", DocumentForm),
+    ("History", HistoryPane), ("Fleet", FleetPane))
 
 
 class SnapshotFetched(Message):
@@ -159,7 +164,8 @@ class MedopsApp(App[int]):
         Binding("up", "scroll_tab('scroll_up')", "Scroll up", show=False),
         Binding("home", "scroll_tab('scroll_home')", "Top", show=False),
         Binding("end", "scroll_tab('scroll_end')", "Bottom", show=False),
-        Binding("escape", "leave_field", "Leave field", key_display="esc"),
+        # priority: taken as the key arrives, before the keys after it reach the field (escape and 4 at once)
+        Binding("escape", "leave_field", "Leave field", key_display="esc", priority=True),
         # one footer entry for the seven ("1-7 Tabs"): it fits 80 columns where "1234567 Tabs" did not
         *(Binding(str(n), f"show_tab('{tab}')", "Tabs" if n == 1 else f"{tab.title()} tab",
                   key_display=f"1-{len(TABS)}",
@@ -435,6 +441,10 @@ class MedopsApp(App[int]):
                 # shown by a click on its tab (the tabs took the focus): its keys (s / p P enter) work at once
                 self.set_focus(self.main.query_one("#fleet-table", Widget))
 
+    @on(DocumentRefused)
+    def _document_refused(self, message: DocumentRefused) -> None:
+        self.main.query_one(DocumentsPane).refused(message.typed, message.reason)
+
     # ---- pastes -------------------------------------------------------------------
 
     @on(PasteHadControls)
@@ -677,7 +687,8 @@ class MedopsApp(App[int]):
         self.push_screen(HelpScreen(self.key_list()))
 
     def key_list(self) -> list[tuple[str, str]]:
-        """(keys, what they do) for every binding, once per action, for the help screen."""
+        """(keys, what they do) for every binding, the app's then each pane's and form's, once per action,
+        for the help screen: built from the bindings, so a key added to a pane is listed with it."""
         rows: list[tuple[str, str]] = []
         seen: set[str] = set()
         for binding in self.BINDINGS:
@@ -692,10 +703,12 @@ class MedopsApp(App[int]):
             keys = KEY_NAMES.get(binding.key, binding.key)
             rows.append((keys, self.HELP_TEXT.get(action, binding.description)))
         rows.append((f"1-{len(TABS)}", "tabs: " + ", ".join(tab.title() for tab in TABS)))
-        rows.append(("s /", "Fleet: sort by the next column (or click a heading); filter"))
+        for where, owner in HELP_PLACES:
+            for binding in owner.BINDINGS:
+                if isinstance(binding, Binding):
+                    keys = binding.key_display or KEY_NAMES.get(binding.key, binding.key)
+                    rows.append((keys, f"{where}: {binding.description}"))
         rows.append(("enter", "Fleet: the member's own overview, read-only (esc: back)"))
-        rows.append(("p P", "Fleet: pause / resume a member's intake; a p / a P: all members"))
-        rows.append(("ctrl+g", "cancel the document being extracted (Document tab)"))
         rows.append(("ctrl+p", "command palette"))
         rows.append(("ctrl+q", "quit from anywhere, a form field included"))
         return rows

@@ -6,6 +6,12 @@ or stray escape then switches tabs, opens forms and changes the theme, and the p
 loses those characters. Here every ESC between the paste's start and end markers is
 turned into its control picture (␛) before Textual's parser sees it, so the whole paste
 arrives as one `Paste` event and no part of it acts.
+
+Outside a paste, Escape followed at once by a printable key (as an SSH link delivers
+them, both bytes in one read) is Escape, then that key. Textual reads the pair as one
+alt key, and as the macOS Option characters for the digits ("\x1b4" became "¢"), so
+the field was not left and the key typed a character there. The console binds no alt
+key; only ESC + `[` `O` `]` `P` `_` `^` `\\` still start a terminal's sequences.
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ from __future__ import annotations
 import os
 import selectors
 import sys
+import time
 from codecs import getincrementaldecoder
 from collections.abc import Iterable
 
+from textual import constants, events
 from textual._loop import loop_last
 from textual._parser import ParseError
 from textual._xterm_parser import BRACKETED_PASTE_END, BRACKETED_PASTE_START, XTermParser
@@ -24,6 +32,7 @@ from textual.message import Message
 
 ESC = "\x1b"
 ESC_PICTURE = "\u241b"  # ␛
+SEQUENCE_STARTS = frozenset("[O]P_^\\")  # after ESC: CSI, SS3, OSC, DCS, APC, PM, ST — the terminal speaking
 
 
 class PasteSafeParser(XTermParser):
@@ -34,15 +43,49 @@ class PasteSafeParser(XTermParser):
         self._in_paste = False
         self._held = ""  # inside a paste: a tail that may be the start of the end marker, split across reads
         self._tail = ""  # outside a paste: the last few characters, for a start marker split across reads
+        self._escape_at: float | None = None  # a lone ESC ending the last read (outside a paste), held since then
 
     def feed(self, data: str) -> Iterable[Message]:
         if not data:
             held, self._held = self._held, ""
+            if self._escape_at is not None:
+                self._escape_at = None
+                yield _escape_key()
             if held:
                 yield from super().feed(held)
             yield from super().feed("")
             return
-        yield from super().feed(self._guard(data))
+        yield from self._split_escapes(self._guard(data))
+
+    def tick(self) -> Iterable[Message]:
+        yield from super().tick()
+        if self._escape_at is not None and time.monotonic() - self._escape_at >= constants.ESCAPE_DELAY:
+            self._escape_at = None  # nothing followed it: the Escape key alone
+            yield _escape_key()
+
+    def _split_escapes(self, text: str) -> Iterable[Message]:
+        """Feed `text` on, an ESC followed by a printable key sent as Escape and then that key."""
+        if self._escape_at is not None:
+            self._escape_at = None
+            text = ESC + text
+        start = 0
+        for position, character in enumerate(text):
+            if character != ESC:  # inside a paste every ESC but its end marker's is a ␛ by now
+                continue
+            following = text[position + 1:position + 2]
+            if not following:
+                yield from self._feed_some(text[start:position])
+                self._escape_at = time.monotonic()  # what follows in the next read decides
+                return
+            if following.isprintable() and following not in SEQUENCE_STARTS:
+                yield from self._feed_some(text[start:position])
+                yield _escape_key()
+                start = position + 1
+        yield from self._feed_some(text[start:])
+
+    def _feed_some(self, text: str) -> Iterable[Message]:
+        if text:  # an empty feed is Textual's end of input
+            yield from super().feed(text)
 
     def _guard(self, data: str) -> str:
         text, self._held = self._held + data, ""
@@ -71,6 +114,10 @@ class PasteSafeParser(XTermParser):
             self._held = rest[len(rest) - keep:]
             break
         return "".join(out)
+
+
+def _escape_key() -> events.Key:
+    return events.Key("escape", ESC)
 
 
 def _marker_prefix(text: str, marker: str) -> int:

@@ -565,3 +565,12 @@ async def test_t_names_the_theme_and_the_next_start_remembers_it(locations: Loca
     async with again.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert again.theme == chosen
+
+
+async def test_the_help_lists_every_panes_keys_from_its_bindings(locations: Locations) -> None:
+    """F1 left out the Alerts pane's k / s / u: the rows now come from each pane's bindings."""
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenCore())  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)):
+        rows = app.key_list()
+        for key, word in (("k", "Ack"), ("s", "Silence 1h"), ("u", "Unsilence")):
+            assert any(k == key and text.startswith("Alerts") and word in text for k, text in rows), (key, rows)

@@ -95,9 +95,13 @@ async def test_fleet_tab_shows_sorts_filters_and_opens_real_members(locations: L
             assert await until(pilot, lambda: rows(app) == ["bravo", "charlie", "alpha"])
             await click_header(pilot, table, "done")  # again: the other way
             assert await until(pilot, lambda: rows(app) == ["alpha", "charlie", "bravo"])
+            pane.sort_key, pane.sort_reverse = "done", False
+            await pilot.press("s")  # s: the same column, the other way
+            assert (pane.sort_key, pane.sort_reverse) == ("done", True)
+            assert rows(app) == ["alpha", "charlie", "bravo"]
             pane.sort_key = "failed"
-            await pilot.press("s")  # s cycles to the next column, 429s: all equal, so by instance
-            assert pane.sort_key == "429s"
+            await pilot.press("s")  # from descending, s moves to the next column, 429s: all equal, so by instance
+            assert (pane.sort_key, pane.sort_reverse) == ("429s", False)
             assert rows(app) == ["alpha", "bravo", "charlie"]
 
             await pilot.press("slash", "c", "h", "a")
@@ -143,7 +147,11 @@ async def test_p_pauses_the_selected_member_through_the_store(locations: Locatio
             await pilot.press("down", "p")  # bravo
             assert await until(pilot, lambda: any("applied: bravo" in n for n in notes(app)), within=10)
             assert received == [("bravo", "pause")]
-            await pilot.press("a", "P")  # every member
+            await pilot.press("a", "P", "n")  # every member? no
+            assert await until(pilot, lambda: any("Not sent: resume intake on every member" in n for n in notes(app)))
+            await pilot.pause(0.3)
+            assert received == [("bravo", "pause")]
+            await pilot.press("a", "P", "y")  # every member, confirmed
             assert await until(pilot, lambda: any("resume intake on every member" in n and "applied: alpha, bravo"
                                                   in n for n in notes(app)), within=10)
             assert sorted(received[1:]) == [("alpha", "resume"), ("bravo", "resume")]

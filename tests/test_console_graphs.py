@@ -122,6 +122,11 @@ def test_hours_and_days_get_whole_ticks_back_from_now() -> None:
     assert whole_ticks(7) == [-7, -6, -5, -4, -3, -2, -1, 0]
 
 
+def ledger_point(at: float, cpu: float, memory: float) -> MetricPoint:
+    """A bucket whose samples all read `cpu` and `memory`."""
+    return MetricPoint(at, cpu, memory, cpu, memory, cpu, memory)
+
+
 class FrozenLedgerCore(FrozenCore):
     """The frozen core with a fixed 6h answer: a quiet hour, a busy one with a spike, and a gap between."""
 
@@ -129,8 +134,9 @@ class FrozenLedgerCore(FrozenCore):
                              end_wall: float | None = None) -> MetricHistory:
         end = NOW if end_wall is None else end_wall
         minutes = [m for m in range(360) if not 150 <= m < 200]  # medops was not running for 50 minutes
-        points = tuple(MetricPoint(end - span + 60 * m + 30, 95.0 if m == 300 else 20 + 30 * math.sin(m / 20) ** 2,
-                                   45 + m / 36) for m in minutes)
+        points = tuple(ledger_point(end - span + 60 * m + 30,
+                                    95.0 if m == 300 else 20 + 30 * math.sin(m / 20) ** 2, 45 + m / 36)
+                       for m in minutes)
         return MetricHistory(end - span, end, points, 60, 60 * len(points), earlier_runs=True)
 
 
@@ -178,3 +184,29 @@ async def test_a_graph_too_small_to_read_shows_the_figures_instead(locations: Lo
         summary = str(app.query_one("#graphs-summary", Static).render())
         assert all(plot.display == plotted for plot in app.query(PlotextPlot))
         assert ("memory latest 52%" in summary and "max 52%" in summary) != plotted, summary
+
+
+class BusyWeekCore(FrozenCore):
+    """A 7d answer whose every bucket peaked at 100% while the CPU now reads 5% (and once dropped to 2%)."""
+
+    async def metric_history(self, span: float, max_points: int = 400,
+                             end_wall: float | None = None) -> MetricHistory:
+        end = NOW if end_wall is None else end_wall
+        width = span / 300
+        points = tuple(MetricPoint(end - span + width * (n + 0.5), 100.0, 60.0, 2.0 if n == 100 else 30.0, 40.0,
+                                   5.0 if n == 299 else 80.0, 50.0) for n in range(300))
+        return MetricHistory(end - span, end, points, width, 3_000, earlier_runs=True)
+
+
+async def test_the_7d_figures_say_the_latest_sample_and_the_lowest_not_the_bucket_highs(
+        locations: Locations) -> None:
+    """Before: "CPU latest 100% · min 100% · max 100%" while the CPU read 5%; and no time axis."""
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=BusyWeekCore())  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.snapshots_applied > 0)
+        await pilot.press("2", *["w"] * (WINDOWS.index(7 * 86_400.0) - 1))
+        pane = app.query_one(GraphsPane)
+        assert await until(pilot, lambda: pane.fetches > 0 and "CPU latest" in summary(app))
+        shown = summary(app)
+        assert "CPU latest 5% · min 2% · max 100%" in shown, shown
+        assert "7d ago ───" in shown and "─ 17m ago" in shown, shown  # the trend's time axis: the last bucket's age

@@ -77,3 +77,14 @@ async def test_a_paste_with_no_text_box_focused_says_it_went_nowhere(locations: 
         await pilot.pause()
         assert app.theme and len(app.screen_stack) == 1
         assert any("went nowhere" in str(n.message) for n in app._notifications)
+
+
+def test_escape_and_a_key_in_one_read_are_escape_then_that_key() -> None:
+    """An SSH link delivers Escape and the next key together: not "¢" (alt+4), but Escape, then 4."""
+    keys = [e.key for e in parsed(["\x1b4", "\x1b1abc", "\x1bq"]) if isinstance(e, events.Key)]
+    assert keys == ["escape", "4", "escape", "1", "a", "b", "c", "escape", "q"]
+
+
+def test_an_escape_ending_one_read_joins_the_key_in_the_next() -> None:
+    keys = [e.key for e in parsed(["x\x1b", "4", "\x1b", "[A"]) if isinstance(e, events.Key)]
+    assert keys == ["x", "escape", "4", "up"]

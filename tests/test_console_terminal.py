@@ -256,3 +256,18 @@ def test_attach_over_a_hostile_store_sends_no_escape_from_it_to_the_terminal_and
     osc = set(re.findall(rb"\x1b\]([0-9]*);", written))
     assert osc <= {b"22"}, osc
     assert "INTAKE PAUSED" not in tmux.screen()
+
+
+def test_escape_and_a_digit_in_one_write_leave_the_field_and_change_the_tab(tmux: Tmux) -> None:
+    """As an SSH link delivers them: ESC and "4" in one write were one alt key, and typed "¢" in the box."""
+    tmux.start(80, 24)
+    assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
+    tmux.keys("3")
+    assert wait_for(lambda: tmux.shows("^s Send")), tmux.screen()
+    tmux.keys("abc")
+    assert wait_for(lambda: tmux.shows("abc")), tmux.screen()
+    tmux.keys("-H", "1b", "34")  # both bytes in one write
+    assert wait_for(lambda: tmux.shows("path of a PDF")), tmux.screen()  # the Document tab, its path focused
+    tmux.keys("-H", "1b", "33")  # and back, from the path field
+    assert wait_for(lambda: tmux.shows("^s Send")), tmux.screen()
+    assert "£" not in tmux.screen() and "¢" not in tmux.screen() and tmux.shows("abc"), tmux.screen()

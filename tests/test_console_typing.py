@@ -13,6 +13,7 @@ from textual.widgets import Input, Label, ProgressBar, TextArea
 from medops.console.app import MedopsApp
 from medops.console.forms.document import DocumentForm
 from medops.console.forms.prompt import PromptForm
+from medops.console.panes.documents import DocumentsPane
 from medops.core.documents.pipeline import DocumentResult
 from medops.core.groq.requests import Completion, PromptRequest, PromptResult
 from medops.core.settings.config import Settings
@@ -92,7 +93,9 @@ async def test_eight_document_paths_typed_back_to_back_are_taken_up_in_order(loc
         assert await until(pilot, lambda: len(form.started) == 8 and not form.running, within=30)
         assert form.started == paths
         assert "scan-8.pdf: no such file" in str(form.query_one("#doc-error", Label).render())
-        assert form.query_one("#doc-path", Input).value == paths[-1]  # the last refused path, back to fix
+        assert form.query_one("#doc-path", Input).value == ""  # nothing put back for the next name to join
+        listed = str(app.query_one(DocumentsPane).render())
+        assert all(f"refused {path}: " in listed for path in paths[-5:]), listed  # the newest five, with why
 
 
 class ExtractingCore(FrozenCore):
@@ -122,3 +125,32 @@ async def test_a_refused_document_leaves_nothing_of_the_last_one_on_the_form(loc
         assert await until(pilot, lambda: "missing.pdf: no such file" in str(error.render()))
         assert text.text == "" and bar.percentage == 0.0
         assert "letter.pdf" not in str(form.query_one("#doc-summary", Label).render())
+
+
+async def test_escape_and_a_tab_key_at_once_leave_the_field_and_change_the_tab(locations: Locations) -> None:
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=RecordingCore())  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("3")
+        type_fast(app, [*keys_for("abc"), "escape", "4"])
+        assert await until(pilot, lambda: str(app.query_one("#tabs").active) == "document")  # type: ignore[attr-defined]
+        assert app.query_one(PromptForm).box_text() == "abc"
+
+
+async def test_a_name_typed_after_a_refusal_is_its_own_job_and_the_refusal_is_listed(locations: Locations) -> None:
+    """Before: the refused "broken.pdf" went back in the box, and "enc.pdf" typed next became "broken.pdfenc.pdf"."""
+    intake = locations.default_intake_dir
+    intake.mkdir(parents=True)
+    (intake / "enc.pdf").write_bytes(b"%PDF-1.4\n")
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=ExtractingCore())  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("4", *"broken.pdf", "enter")
+        form = app.query_one(DocumentForm)
+        assert await until(pilot, lambda: form.started == ["broken.pdf"] and not form.running)
+        await pilot.press(*"enc.pdf", "enter")
+        text = form.query_one("#doc-text", TextArea)
+        assert await until(pilot, lambda: text.text == "Previous patient's letter." and not form.running)
+        assert form.started == ["broken.pdf", "enc.pdf"]
+        listed = str(app.query_one(DocumentsPane).render())
+        assert "refused broken.pdf: no such file" in listed, listed

@@ -113,7 +113,8 @@ async def test_metric_samples_can_be_read_back_by_time_range(ledger: Ledger, ops
         await clock.advance(1)
     start = clock.wall() - 4
     buckets = await metric_buckets(ledger, start, start + 2, 1)
-    assert [(at, cpu, count) for at, cpu, _, count in buckets] == [(start, 10.0, 1), (start + 1, 20.0, 1)]
+    assert [(b.at_wall, b.cpu_high, b.cpu_low, b.cpu_last, b.samples) for b in buckets] == [
+        (start, 10.0, 10.0, 10.0, 1), (start + 1, 20.0, 20.0, 20.0, 1)]
     await ledger.stop()
     assert rows(ops_path, f"SELECT slots_used, slots_total FROM metrics WHERE at_wall >= {start} "
                           f"AND at_wall < {start + 2} ORDER BY at_wall") == [(1, 8), (2, 8)]
@@ -169,7 +170,7 @@ async def test_old_metric_samples_are_pruned_after_the_retention(ops_path: Path,
         await clock.advance(1.5 * DAY)
         ledger.record_metrics(CoreSnapshot(taken_at=clock.wall(), uptime=1))
         await asyncio.to_thread(ledger.load_admissions, 0)  # flushes and prunes (an hour has passed)
-        assert [(at, count) for at, _, _, count in await metric_buckets(ledger, 0, clock.wall() + 1, DAY)] == [
+        assert [(b.at_wall, b.samples) for b in await metric_buckets(ledger, 0, clock.wall() + 1, DAY)] == [
             (clock.wall(), 1)]
         # Admissions are kept at least two days: the quota reloads the last 24 h.
         assert await asyncio.to_thread(ledger.load_admissions, 0) == [("m", old_wall, 1, 10)]

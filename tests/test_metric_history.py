@@ -195,3 +195,19 @@ async def test_the_core_reads_the_span_up_to_now_by_its_clock_and_says_what_rete
     assert history.samples == 7_200 and max(p.cpu_percent for p in history.points) == 97.0
     assert len(history.points) <= 400 and history.bucket_seconds == 120
     assert history.note == ("the ledger keeps 0.25 days of metrics (metrics_retention_days); older ones are pruned")
+
+
+async def test_each_point_also_holds_its_lowest_and_its_latest_sample(locations: Locations,
+                                                                      clock: FakeClock) -> None:
+    """A 7d read of a busy week then a calm minute: the highs say 100%, the last sample says 5%."""
+    end = clock.wall()
+    samples = [(end - 2 * HOUR + n, 100.0 if n < 7_140 else 5.0, 40.0) for n in range(7_200)]
+    await seeded(locations, clock, samples)
+    ledger = await open_ledger(locations, clock)
+    try:
+        history = await metrics_over(ledger, end - 2 * HOUR, end, 7)
+    finally:
+        await ledger.stop()
+    assert max(p.cpu_percent for p in history.points) == 100.0
+    assert history.points[-1].cpu_last == 5.0 and history.points[-1].cpu_percent == 100.0
+    assert min(p.cpu_lowest for p in history.points) == 5.0

@@ -57,12 +57,22 @@ class DocumentDone(Message):
 
 
 class DocumentFailed(Message):
-    """The path was refused or the extraction failed; `typed` is the path as given, to put back."""
+    """The path was refused or the extraction failed; `typed` is the path as given."""
 
     def __init__(self, reason: str, typed: str = "") -> None:
         super().__init__()
         self.reason = reason
         self.typed = typed
+
+
+class DocumentRefused(Message):
+    """`typed` never became a job of the core (refused by the intake check, a bad case id…): the documents pane
+    lists it with `reason`, since the core's own list never will."""
+
+    def __init__(self, typed: str, reason: str) -> None:
+        super().__init__()
+        self.typed = typed
+        self.reason = reason
 
 
 class CandidatesFound(Message):
@@ -154,10 +164,9 @@ class DocumentForm(Vertical):
 
     def submit(self, typed: str) -> None:
         """Check the case id, then extract `typed` now, or after the documents already waiting."""
-        error = self.query_one("#doc-error", Label)
+        # A refused name is listed, never put back in the box: what was typed since would be joined to it.
         if self.core.attached():
-            self._put_back(typed)
-            error.update(NO_CORE)
+            self._refuse(typed, NO_CORE)
             return
         if self.core.read_only:
             self._put_back(typed)
@@ -165,9 +174,8 @@ class DocumentForm(Vertical):
             return
         case_id = self.query_one("#doc-case", Input).value.strip() or None
         if case_id is not None and not CASE_ID.match(case_id):
-            self._put_back(typed)
-            error.update("The case id may hold letters, digits, '.', '_' and '-' (at most 64);"
-                         " fix it or leave it empty.")
+            self._refuse(typed, "The case id may hold letters, digits, '.', '_' and '-' (at most 64);"
+                                " fix it or leave it empty.")
             return
         self.waiting.append((typed, case_id))
         if self.running:
@@ -192,12 +200,10 @@ class DocumentForm(Vertical):
     def _waiting_text(self) -> str:
         return f" ({len(self.waiting)} more waiting)" if self.waiting else ""
 
-    def _put_back(self, typed: str) -> None:
-        """A refused path goes back in the box to be fixed, unless something was typed there since or more wait."""
-        path_input = self.query_one("#doc-path", Input)
-        if typed and not path_input.value and not self.waiting:
-            path_input.value = typed
-            path_input.cursor_position = len(typed)
+    def _refuse(self, typed: str, reason: str) -> None:
+        """Say why `typed` was refused, on the form and in the documents pane."""
+        self.query_one("#doc-error", Label).update(reason)
+        self.post_message(DocumentRefused(typed, reason))
 
     @work(exclusive=True, exit_on_error=False, group="document")
     async def _extract(self, typed: str, case_id: str | None) -> None:
@@ -248,12 +254,14 @@ class DocumentForm(Vertical):
     @on(DocumentFailed)
     def show_failure(self, message: DocumentFailed) -> None:
         """Nothing of the last document stays on the form beside the refusal: no bar at 100%, no old text."""
-        self._set_running(False)
         self.query_one("#doc-progress", ProgressBar).update(total=1, progress=0)
         self.query_one("#doc-text", TextArea).text = ""
         self.query_one("#doc-summary", Label).update(self._waiting_text().strip(" ()"))
-        self.query_one("#doc-error", Label).update(message.reason)
-        self._put_back(message.typed)
+        if self.job_id is None:  # the core never queued it: only the pane's refusals will list it
+            self._refuse(message.typed, message.reason)
+        else:
+            self.query_one("#doc-error", Label).update(message.reason)
+        self._set_running(False)
         self._next(keep_error=True)
 
     @on(Button.Pressed, "#doc-cancel")

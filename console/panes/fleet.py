@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from medops.core.fleet.view import FleetView, MemberRow
 
 NO_STORE = "no fleet store set: set store_url (MEDOPS_STORE_URL)"
-HINT = "s sort · / filter · enter open · p/P pause/resume · a p/P all"
+HINT = "s sort (again: reverse) · / filter · enter open · p/P pause/resume · a p/P all"
 PRIORITIES = ("critical", "high", "normal")
 
 
@@ -170,11 +170,12 @@ class FleetPane(Vertical):
     """The Fleet tab's content: members, then the organisation's windows with each member's part."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("s", "sort_next", "Sort", show=False),
-        Binding("slash", "filter", "Filter", show=False),
-        Binding("p", "act('pause')", "Pause member", show=False),
-        Binding("P", "act('resume')", "Resume member", show=False),
-        Binding("a", "arm_all", "All members", show=False),
+        Binding("s", "sort_next", "sort by a column; again: the other way", show=False),
+        Binding("slash", "filter", "filter the members", show=False),
+        Binding("p", "act('pause')", "pause the member's intake", show=False),
+        Binding("P", "act('resume')", "resume the member's intake", show=False),
+        Binding("a", "arm_all", "then p / P: every member (y confirms)", show=False),
+        Binding("y", "confirm_all", "yes: every member", show=False),
     ]
 
     def __init__(self, reader: FleetReader | None, interval: float, *, id: str | None = "fleet-pane") -> None:
@@ -188,6 +189,7 @@ class FleetPane(Vertical):
         self.reads = 0  # readings applied (tests wait on it)
         self._reading = False
         self._all_armed = False
+        self._asking: str | None = None  # "pause" or "resume" on every member, waiting for y
         self._timer: Timer | None = None
         self._error: str | None = None
 
@@ -321,9 +323,13 @@ class FleetPane(Vertical):
         self.fill()
 
     def action_sort_next(self) -> None:
-        keys = [c.key for c in COLUMNS]
-        self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
-        self.sort_reverse = False
+        """s: the column sorted ascending turns descending; a descending one gives way to the next, ascending."""
+        if not self.sort_reverse:
+            self.sort_reverse = True
+        else:
+            keys = [c.key for c in COLUMNS]
+            self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
+            self.sort_reverse = False
         self.fill()
 
     def action_filter(self) -> None:
@@ -343,6 +349,9 @@ class FleetPane(Vertical):
         self.query_one("#fleet-table").focus()
 
     def on_key(self, event: Any) -> None:
+        if self._asking is not None and event.key != "y":  # any other key: no
+            self.notify(f"Not sent: {self._asking} intake on every member.", title="fleet")
+            self._asking = None
         field = self.query_one("#fleet-filter", Input)
         if event.key == "escape" and field.has_focus:
             field.value = ""
@@ -352,15 +361,27 @@ class FleetPane(Vertical):
 
     def action_arm_all(self) -> None:
         self._all_armed = True
-        self.notify("a: the next p or P acts on every member (any other key: the selected one).", title="fleet")
+        self.notify("a: the next p or P acts on every member, once confirmed (any other key: the selected one).",
+                    title="fleet")
 
     def action_act(self, op: str) -> None:
-        target = "*" if self._all_armed else self.selected_instance()
-        self._all_armed = False
+        if self._all_armed:  # every member at once: asked first, as one key too many would stop the fleet
+            self._all_armed = False
+            self._asking = op
+            self.notify(f"{op.title()} intake on EVERY member? y: yes; any other key: no.", title="fleet",
+                        severity="warning", timeout=10)
+            return
+        target = self.selected_instance()
         if target is None:
             self.notify("No member selected: the fleet has none listed.", title="fleet", severity="warning")
             return
         self.post_message(FleetAct(op, target))
+
+    def action_confirm_all(self) -> None:
+        """y, after `a p` or `a P`: send it to every member."""
+        op, self._asking = self._asking, None
+        if op is not None:
+            self.post_message(FleetAct(op, "*"))
 
     @on(DataTable.RowSelected, "#fleet-table")
     def _open_member(self, event: DataTable.RowSelected) -> None:

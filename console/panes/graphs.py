@@ -12,7 +12,7 @@ frame does not wait for it.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -192,14 +192,20 @@ class GraphsPane(Vertical):
         if small:  # rows too few for an honest scale: the figures instead of a graph
             ledger = answer if answer is not None and not isinstance(answer, str) and answer.earlier_runs else None
             if ledger is not None:
-                cpu_points = [(p.at_wall, p.cpu_percent) for p in ledger.points]
-                memory_points = [(p.at_wall, p.memory_percent) for p in ledger.points]
+                cpu_readings = [Reading(p.at_wall, p.cpu_lowest, p.cpu_percent, p.cpu_last) for p in ledger.points]
+                memory_readings = [Reading(p.at_wall, p.memory_lowest, p.memory_percent, p.memory_last)
+                                   for p in ledger.points]
+                now = ledger.end_wall
             else:
-                cpu_points = [(at, v) for at, v in system.cpu_history if snapshot.taken_at - at <= self.window]
-                memory_points = [(at, v) for at, v in system.memory_history if snapshot.taken_at - at <= self.window]
+                cpu_readings = [Reading(at, v, v, v) for at, v in system.cpu_history
+                                if snapshot.taken_at - at <= self.window]
+                memory_readings = [Reading(at, v, v, v) for at, v in system.memory_history
+                                   if snapshot.taken_at - at <= self.window]
+                now = snapshot.taken_at
             span = span_label(self.window)
-            summary += ("\n" + figures_line("CPU", cpu_points, span, self.content_region.width)
-                        + "\n" + figures_line("memory", memory_points, span, self.content_region.width)
+            width = self.content_region.width
+            summary += ("\n" + figures_line("CPU", cpu_readings, span, width, now)
+                        + "\n" + figures_line("memory", memory_readings, span, width, now)
                         + f"\n[dim]graphs need {2 * (SMALL_BELOW + PLOT_FRAME)} lines here to be readable;"
                         " a taller terminal shows them[/]")
         if summary != self._summary:
@@ -242,7 +248,7 @@ class GraphsPane(Vertical):
         height = self.content_region.height
         if height <= 0:
             return False  # not laid out yet
-        summary_lines = summary.count("\n") + 1 + 5  # the figures lines replace the plots when small
+        summary_lines = summary.count("\n") + 1 + 7  # the figures lines replace the plots when small
         return (height - summary_lines) // 2 - PLOT_FRAME < SMALL_BELOW
 
     def _source_line(self, answer: MetricHistory | str | None) -> str:
@@ -266,19 +272,49 @@ class GraphsPane(Vertical):
         return line + (f"\n[$warning]{figures.text(answer.note)}[/]" if answer.note else "")
 
 
-def figures_line(name: str, points: list[tuple[float, float]], span: str, width: int) -> str:
-    """`CPU latest 31% · min 12% · max 96% over 5m`, then a one-line trend scaled 0–100%, in place of a graph."""
-    values = [v for _, v in points if not math.isnan(v)]
-    if not values:
+class Reading(NamedTuple):
+    """What a point of a graph stands for: its time, its lowest, highest and latest sample (one sample: all three)."""
+
+    at: float
+    lowest: float
+    highest: float
+    latest: float
+
+
+def figures_line(name: str, readings: list[Reading], span: str, width: int, now: float) -> str:
+    """`CPU latest 5% · min 3% · max 96% of every sample, last 7d`, then a one-line trend of the highs scaled
+    0–100% over a time axis, in place of a graph. Latest is the latest sample's value, min and max the lowest and
+    highest sample of the span (not of the bucket highs the graph draws)."""
+    readings = [r for r in readings if not (math.isnan(r.lowest) or math.isnan(r.highest) or math.isnan(r.latest))]
+    if not readings:
         return f"{name}: [dim]no samples in the last {span}[/]"
-    head = (f"{name} latest [b]{values[-1]:.0f}%[/] · min {min(values):.0f}% · max {max(values):.0f}%"
-            f" over the last {span}")
+    head = (f"{name} latest [b]{readings[-1].latest:.0f}%[/] · min {min(r.lowest for r in readings):.0f}%"
+            f" · max {max(r.highest for r in readings):.0f}% of every sample, last {span}")
     room = width - len(" 0–100%")
     if room < 8:
         return head
-    trend = [v for _, v in peaks(points, max(1.0, points[-1][0] - points[0][0]), room) if not math.isnan(v)][-room:]
-    cells = "".join(SPARK[min(len(SPARK) - 1, max(0, int(v / 100 * len(SPARK))))] for v in trend)
-    return f"{head}\n{cells} [dim]0–100%[/]"
+    highs = [(r.at, r.highest) for r in readings]
+    trend = peaks(highs, max(1.0, highs[-1][0] - highs[0][0]), room)[-room:]
+    cells = "".join(SPARK[min(len(SPARK) - 1, max(0, int(v / 100 * len(SPARK))))] for _, v in trend)
+    axis = time_axis(now - readings[0].at, now - readings[-1].at, len(cells))
+    return f"{head}\n{cells} [dim]0–100%[/]\n[dim]{axis}[/]"
+
+
+def time_axis(oldest_age: float, newest_age: float, width: int) -> str:
+    """`5h ago ─── now` under a `width`-cell trend: how long ago its first and its last cell are."""
+    left, right = f"{ago(oldest_age)} ago", "now" if newest_age < 60 else f"{ago(newest_age)} ago"
+    if width < len(left) + len(right) + 2:
+        return f"{left} → {right}"
+    return f"{left} {'─' * (width - len(left) - len(right) - 2)} {right}"
+
+
+def ago(seconds: float) -> str:
+    """A past age, coarse: 40s, 12m, 5h, 6d."""
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", DAY), ("h", HOUR), ("m", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
 
 
 def span_label(seconds: float) -> str:

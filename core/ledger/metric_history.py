@@ -33,6 +33,10 @@ class MetricPoint:
     at_wall: float  # the mean time of the bucket's samples
     cpu_percent: float  # the highest in the bucket
     memory_percent: float  # the highest in the bucket
+    cpu_lowest: float  # the lowest in the bucket
+    memory_lowest: float
+    cpu_last: float  # the bucket's latest sample
+    memory_last: float
 
 
 @dataclass(frozen=True)
@@ -82,13 +86,15 @@ async def metrics_over(ledger: Ledger, start_wall: float, end_wall: float, max_p
         rows = await metric_buckets(ledger, start_wall, end_wall, width)
     except LedgerError as exc:
         return MetricHistory(start_wall, end_wall, (), width, 0, earlier_runs=False, note=str(exc))
-    points = tuple(MetricPoint(at, cpu, memory) for at, cpu, memory, _ in rows
-                   if cpu is not None and memory is not None)
+    points = tuple(MetricPoint(b.at_wall, b.cpu_high, b.memory_high, b.cpu_low, b.memory_low, b.cpu_last,
+                               b.memory_last) for b in rows
+                   if b.cpu_high is not None and b.memory_high is not None and b.cpu_low is not None
+                   and b.memory_low is not None and b.cpu_last is not None and b.memory_last is not None)
     notes = []
     if not ledger.recording:
         notes.append(f"this run's samples are not recorded: {ledger.snapshot().detail}")
     if retention_days is not None and now is not None and start_wall < now - retention_days * DAY:
         notes.append(f"the ledger keeps {retention_days:g} days of metrics (metrics_retention_days); older ones "
                      f"are pruned")
-    return MetricHistory(start_wall, end_wall, points, width, sum(count for *_, count in rows), earlier_runs=True,
+    return MetricHistory(start_wall, end_wall, points, width, sum(b.samples for b in rows), earlier_runs=True,
                          note="; ".join(notes))

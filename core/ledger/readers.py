@@ -6,6 +6,7 @@ Each read first writes what is buffered (`Ledger.read`), so it sees what was rec
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from medops.core.ledger.records import RequestRecord
@@ -24,8 +25,10 @@ LATEST_ALERTS = ("SELECT name, level, message, opened_at, value, cleared_at, rul
                  "WHERE $2::DOUBLE IS NULL OR at_wall <= $2 ORDER BY at_wall DESC, rowid DESC LIMIT $1")
 # Per bucket of $3 seconds aligned to multiples of it, oldest first: the samples' mean time, the highest cpu and
 # memory, and how many samples ($1 <= at_wall < $2). metric_history.py says why highest, not mean.
-METRIC_BUCKETS = ("SELECT avg(at_wall), max(cpu_percent), max(memory_percent), count(*) FROM metrics "
-                  "WHERE at_wall >= $1 AND at_wall < $2 GROUP BY floor(at_wall / $3) ORDER BY 1")
+# Per bucket: the highest (what a graph shows: spikes), the lowest, and the value of its latest sample.
+METRIC_BUCKETS = ("SELECT avg(at_wall), max(cpu_percent), max(memory_percent), min(cpu_percent), "
+                  "min(memory_percent), arg_max(cpu_percent, at_wall), arg_max(memory_percent, at_wall), count(*) "
+                  "FROM metrics WHERE at_wall >= $1 AND at_wall < $2 GROUP BY floor(at_wall / $3) ORDER BY 1")
 
 
 def request_record(row: Sequence[Any]) -> RequestRecord:
@@ -63,8 +66,23 @@ async def latest_limit_changes(ledger: Ledger, limit: int, key: str | None = Non
     return tuple(LimitChange(*row) for row in rows)
 
 
+@dataclass(frozen=True)
+class MetricBucket:
+    """One bucket of metric samples: when (their mean time), highest, lowest and latest, and how many."""
+
+    at_wall: float
+    cpu_high: float | None
+    memory_high: float | None
+    cpu_low: float | None
+    memory_low: float | None
+    cpu_last: float | None
+    memory_last: float | None
+    samples: int
+
+
 async def metric_buckets(ledger: Ledger, start_wall: float, end_wall: float,
-                         bucket_seconds: float) -> list[tuple[float, float | None, float | None, int]]:
-    """(mean time, highest cpu %, highest memory %, samples) per bucket, oldest first; LedgerUnavailable if off."""
+                         bucket_seconds: float) -> list[MetricBucket]:
+    """One `MetricBucket` per bucket that has samples, oldest first; LedgerUnavailable if off."""
     rows = await ledger.read(METRIC_BUCKETS, [start_wall, end_wall, float(bucket_seconds)], "metrics")
-    return [(float(at), cpu, memory, int(count)) for at, cpu, memory, count in rows]
+    return [MetricBucket(float(at), cpu_high, memory_high, cpu_low, memory_low, cpu_last, memory_last, int(count))
+            for at, cpu_high, memory_high, cpu_low, memory_low, cpu_last, memory_last, count in rows]
