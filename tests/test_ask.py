@@ -128,7 +128,7 @@ def test_a_store_never_reached_ends_ask_naming_it_instead_of_waiting_for_ever(
     # Seen in a trial: with no store at store_url, `medops ask hello` said "running on a local share" and hung.
     url = f"redis://127.0.0.1:{free_port()}/0"
     monkeypatch.setenv("MEDOPS_STORE_URL", url)
-    monkeypatch.setenv("MEDOPS_REQUEST_TIMEOUT", "1")
+    monkeypatch.setenv("MEDOPS_STORE_WAIT", "1")
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert f"medops: quota store {url} never answered in {bound} s" in captured.err

@@ -282,8 +282,8 @@ async def test_attached_console_over_two_real_workers(tmp_path: Path, redis_serv
             await pilot.press("6")  # History: the workers' requests from the fleet's stream, not a local ledger
             requests = app.query_one("#history-requests", DataTable)
             assert await until(pilot, lambda: requests.row_count > 0, within=15)
-            hosts = {str(requests.get_row_at(n)[1]) for n in range(requests.row_count)}
-            assert hosts <= {f"{m.host}:{m.pid}" for m in members} and hosts
+            names = {str(requests.get_row_at(n)[1]) for n in range(requests.row_count)}
+            assert names <= {m.instance for m in members} and names  # the instance name, as everywhere else
 
             await pilot.press("l")  # limits: attached, every change goes to the whole fleet; no scope to choose
             assert await until(pilot, lambda: isinstance(app.screen, LimitsScreen))

@@ -81,7 +81,7 @@ def ask(args: argparse.Namespace) -> int:
         if args.lines is not None:
             prompts = only_lines(prompts, args.lines, args.file)
         core = ResourceCore(replace(settings, groq_concurrent=concurrency), locate(), role="ask")
-        return asyncio.run(_run_file(core, prompts, concurrency, settings.request_timeout))
+        return asyncio.run(_run_file(core, prompts, concurrency, settings.store_wait))
     if args.concurrency is not None or args.lines is not None:
         raise InvalidRequest(f"{'--concurrency' if args.concurrency is not None else '--lines'} applies to --file "
                              "only")
@@ -89,8 +89,9 @@ def ask(args: argparse.Namespace) -> int:
                             max_completion_tokens=args.max_tokens, deadline=args.deadline,
                             fail_fast=args.fail_fast)
     check_request(request, settings)
-    # Bounded by the prompt's own deadline, else by one attempt's time: what a user would wait for an answer.
-    store_bound = args.deadline if args.deadline is not None else settings.request_timeout
+    # Bounded by the prompt's own deadline, else by store_wait (a store restarting, or frozen for a while, is
+    # waited out; one that is not there ends the command with a clear error instead of a hang).
+    store_bound = args.deadline if args.deadline is not None else settings.store_wait
     return asyncio.run(_run_one(ResourceCore(settings, locate(), role="ask"), request, args.json, store_bound))
 
 

@@ -169,8 +169,7 @@ class DocumentForm(Vertical):
             self._refuse(typed, NO_CORE)
             return
         if self.core.read_only:
-            self._put_back(typed)
-            error.update(read_only_refusal("extracting a document"))
+            self._refuse(typed, read_only_refusal("extracting a document"))
             return
         case_id = self.query_one("#doc-case", Input).value.strip() or None
         if case_id is not None and not CASE_ID.match(case_id):

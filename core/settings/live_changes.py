@@ -89,6 +89,7 @@ RESTART_ONLY: Mapping[str, str] = MappingProxyType({
     "theme": "the console loads its theme at start",
     "models": "the quota windows are built per model at start",
     "store_url": "a member joins the fleet's store at start",
+    "store_wait": "read when a command starts",
     "store_user": "a member connects to the fleet's store as this user at start",
     "store_namespace": "a member joins the fleet's store at start",
     "store_timeout": "the store's connection pool is built at start",
