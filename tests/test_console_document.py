@@ -7,6 +7,7 @@ from textual.widgets import Label, TextArea
 
 from medops.console.app import MedopsApp
 from medops.console.forms.document import DocumentForm
+from medops.console.panes.documents import DocumentsPane
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from tests.test_console_live import until
@@ -57,4 +58,7 @@ async def test_a_read_only_console_extracts_no_document_and_says_why(locations: 
         assert "Read-only console (--read-only): extracting a document refused, nothing was sent" in error
         await pilot.pause(0.3)
         assert not form.running and form.query_one("#doc-text", TextArea).text == ""
-        assert form.query_one("#doc-path").value == "letter.pdf"  # type: ignore[attr-defined]
+        # listed as refused in the documents pane, never put back in the box (the next name would join it)
+        assert form.query_one("#doc-path").value == ""  # type: ignore[attr-defined]
+        pane = app.query_one(DocumentsPane)
+        assert await until(pilot, lambda: "refused letter.pdf: Read-only console" in str(pane.render()))

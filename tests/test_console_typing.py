@@ -94,8 +94,10 @@ async def test_eight_document_paths_typed_back_to_back_are_taken_up_in_order(loc
         assert form.started == paths
         assert "scan-8.pdf: no such file" in str(form.query_one("#doc-error", Label).render())
         assert form.query_one("#doc-path", Input).value == ""  # nothing put back for the next name to join
-        listed = str(app.query_one(DocumentsPane).render())
-        assert all(f"refused {path}: " in listed for path in paths[-5:]), listed  # the newest five, with why
+        pane = app.query_one(DocumentsPane)
+        # the newest five, with why (each refusal reaches the pane as a message)
+        assert await until(pilot, lambda: all(f"refused {path}: " in str(pane.render()) for path in paths[-5:])), \
+            str(pane.render())
 
 
 class ExtractingCore(FrozenCore):
