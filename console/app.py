@@ -58,6 +58,7 @@ from medops.console.panes.history import HistoryPane
 from medops.console.panes.pane import SnapshotPane
 from medops.console.panes.pools import PoolsPane
 from medops.console.panes.quota import QuotaPane
+from medops.console.panes.requests import RequestsPane
 from medops.console.panes.slots import SlotsPane
 from medops.console.panes.status import ConsoleState, StatusLine
 from medops.console.panes.vitals import VitalsPane, fleet_line
@@ -85,14 +86,14 @@ NARROW_BELOW = 81
 WIDE_FROM = 140
 RESIZE_EXCUSE = 3.0  # seconds of loop lag after a resize that are the console's own layout, not the core's
 NO_COLOR_ENV = "NO_COLOR"  # any value, as Textual reads it
-TABS = ("overview", "graphs", "prompt", "document", "search", "history", "fleet")
+TABS = ("overview", "graphs", "prompt", "document", "search", "history", "fleet", "requests")
 TAB_PANE_IDS = {"graphs": "graphs-tab", "history": "history-tab"}  # where the pane inside has the tab's name
 TAB_SCROLLS = {"overview": "#overview-grid", "prompt": "#prompt-replies", "document": "#doc-text"}
 LISTED_FROM_81 = frozenset({"faster", "slower", "refresh_now"})  # in the footer from 81 columns
 KEY_NAMES = {"plus,equals_sign": "+ =", "minus": "-", "f1,question_mark": "F1 ?", "pagedown": "PgDn", "escape": "esc"}
 SCROLLS = frozenset({"page_down", "page_up", "scroll_down", "scroll_up", "scroll_home", "scroll_end"})
 TAB_FIRST_FIELD = {"prompt": "#prompt-text", "document": "#doc-path", "search": "#search-text",
-                   "fleet": "#fleet-table"}
+                   "fleet": "#fleet-table", "requests": "#requests-table"}
 
 
 RATE = Binding.Group("Rate", compact=True)
@@ -252,6 +253,8 @@ class MedopsApp(App[int]):
                                   interval=self.refresh_interval)
             with TabPane("Fleet", id="fleet"):
                 yield FleetPane(self.fleet_reader, self.refresh_interval)
+            with TabPane("Requests", id="requests"):
+                yield RequestsPane(self.handle)
         yield Footer()
 
     @property
@@ -418,6 +421,7 @@ class MedopsApp(App[int]):
                 pane.apply(snapshot)
             self.main.query_one(GraphsPane).apply(snapshot)
             self.main.query_one(HistoryPane).apply(snapshot)
+            self.main.query_one(RequestsPane).apply(snapshot)
             self.main.query_one(PromptForm).intake_paused = snapshot.paused
             self._show_status()
 
@@ -695,6 +699,7 @@ class MedopsApp(App[int]):
         rows.append(("s /", "Fleet: sort by the next column (or click a heading); filter"))
         rows.append(("enter", "Fleet: the member's own overview, read-only (esc: back)"))
         rows.append(("p P", "Fleet: pause / resume a member's intake; a p / a P: all members"))
+        rows.append(("c + - s /", "Requests: cancel (c again confirms), raise / lower priority, sort, filter"))
         rows.append(("ctrl+g", "cancel the document being extracted (Document tab)"))
         rows.append(("ctrl+p", "command palette"))
         rows.append(("ctrl+q", "quit from anywhere, a form field included"))
