@@ -59,6 +59,7 @@ from medops.console.panes.history import HistoryPane
 from medops.console.panes.pane import SnapshotPane
 from medops.console.panes.pools import PoolsPane
 from medops.console.panes.quota import QuotaPane
+from medops.console.panes.requests import RequestsPane
 from medops.console.panes.slots import SlotsPane
 from medops.console.panes.status import ConsoleState, StatusLine
 from medops.console.panes.vitals import VitalsPane, fleet_line
@@ -86,21 +87,21 @@ NARROW_BELOW = 81
 WIDE_FROM = 140
 RESIZE_EXCUSE = 3.0  # seconds of loop lag after a resize that are the console's own layout, not the core's
 NO_COLOR_ENV = "NO_COLOR"  # any value, as Textual reads it
-TABS = ("overview", "graphs", "prompt", "document", "search", "history", "fleet")
+TABS = ("overview", "graphs", "prompt", "document", "search", "history", "fleet", "requests")
 TAB_PANE_IDS = {"graphs": "graphs-tab", "history": "history-tab"}  # where the pane inside has the tab's name
 TAB_SCROLLS = {"overview": "#overview-grid", "prompt": "#prompt-replies", "document": "#doc-text"}
 LISTED_FROM_81 = frozenset({"faster", "slower", "refresh_now"})  # in the footer from 81 columns
 KEY_NAMES = {"plus,equals_sign": "+ =", "minus": "-", "f1,question_mark": "F1 ?", "pagedown": "PgDn", "escape": "esc"}
 SCROLLS = frozenset({"page_down", "page_up", "scroll_down", "scroll_up", "scroll_home", "scroll_end"})
 TAB_FIRST_FIELD = {"prompt": "#prompt-text", "document": "#doc-path", "search": "#search-text",
-                   "fleet": "#fleet-table"}
+                   "fleet": "#fleet-table", "requests": "#requests-table"}
 
 
 RATE = Binding.Group("Rate", compact=True)
 # Where the help says each of these keys works: their own bindings are listed (k / s / u were left out).
 HELP_PLACES: tuple[tuple[str, type[Widget]], ...] = (
     ("Alerts (tab to it)", AlertsPane), ("Prompt", PromptBox), ("Document", DocumentForm),
-    ("History", HistoryPane), ("Fleet", FleetPane))
+    ("History", HistoryPane), ("Fleet", FleetPane), ("Requests", RequestsPane))
 
 
 class SnapshotFetched(Message):
@@ -258,6 +259,8 @@ class MedopsApp(App[int]):
                                   interval=self.refresh_interval)
             with TabPane("Fleet", id="fleet"):
                 yield FleetPane(self.fleet_reader, self.refresh_interval)
+            with TabPane("Requests", id="requests"):
+                yield RequestsPane(self.handle)
         yield Footer()
 
     @property
@@ -424,6 +427,7 @@ class MedopsApp(App[int]):
                 pane.apply(snapshot)
             self.main.query_one(GraphsPane).apply(snapshot)
             self.main.query_one(HistoryPane).apply(snapshot)
+            self.main.query_one(RequestsPane).apply(snapshot)
             self.main.query_one(PromptForm).intake_paused = snapshot.paused
             self._show_status()
 

@@ -131,6 +131,19 @@ class CoreCommands(Protocol):
         """Release the work held by `pause_intake`."""
         ...
 
+    # -- requests held by the scheduler -------------------------------------------------
+
+    def cancel_request(self, request_id: str, by: str = "console") -> str:
+        """Cancel a Groq request the core holds, queued or in flight: its caller gets `RequestCancelled` naming
+        `by`, its place and reservation are freed, and the ledger records who. What was done, in words;
+        `UnknownRequest` if it is not held (attached: sent to the member holding it, answers to follow)."""
+        ...
+
+    def set_request_priority(self, request_id: str, priority: str, by: str = "console") -> str:
+        """Move a held request to `priority` (critical, high, normal), within its key's or agent's bound;
+        recorded with who. What was done, in words; `UnknownRequest` or `PriorityNotAllowed` say why not."""
+        ...
+
     # -- alerts ----------------------------------------------------------------------------------------
 
     def acknowledge_alert(self, name: str) -> bool:

@@ -26,7 +26,7 @@ from medops.core.fleet.commands import Command
 from medops.core.fleet.membership import join
 from medops.core.fleet.quota import make_fleet_quota
 from medops.core.groq.path import GroqPath
-from medops.core.groq.requests import PromptRequest, PromptResult
+from medops.core.groq.requests import Priority, PromptRequest, PromptResult
 from medops.core.knowledge.entries import CodeEntry, SearchResults
 from medops.core.knowledge.service import KnowledgeService
 from medops.core.ledger.history import AlertHistory, Before, RequestHistory, alert_page, request_page
@@ -260,7 +260,32 @@ class ResourceCore(CoreCommands):
         if command.op == "set_limit":
             self.set_limit(command.key, command.value, by=f"{command.issued_by()} (fleet)")
             return True, f"{command.key} = {command.value}"
-        return False, f"unknown command {command.op!r}; this member knows pause, resume and set_limit"
+        by = f"{command.issued_by()} (fleet)"
+        if command.op == "cancel_request":
+            return True, self.cancel_request(command.key, by=by)
+        if command.op == "set_request_priority":
+            return True, self.set_request_priority(command.key, command.value, by=by)
+        return False, (f"unknown command {command.op!r}; this member knows pause, resume, set_limit, "
+                       "cancel_request and set_request_priority")
+
+    # -- requests held by the scheduler -----------------------------------------------
+
+    def cancel_request(self, request_id: str, by: str = "console") -> str:
+        """Cancel a held Groq request; its caller hears who cancelled it. Recorded with who (ids only)."""
+        was = self._groq.cancel_request(request_id, by)
+        change = self._limit_history.record_request_action(self._clock.wall(), request_id, was, "cancelled", by)
+        self._ledger.record_limit_change(change)
+        return f"request {request_id} cancelled (it was {was})"
+
+    def set_request_priority(self, request_id: str, priority: str, by: str = "console") -> str:
+        """Move a held Groq request to `priority`, within its bound. Recorded with who (ids only)."""
+        wanted = Priority.parse(priority)
+        was = self._groq.set_request_priority(request_id, wanted)
+        if was != wanted:
+            change = self._limit_history.record_request_action(self._clock.wall(), request_id, was.label,
+                                                               wanted.label, by)
+            self._ledger.record_limit_change(change)
+        return f"request {request_id} priority {was.label} -> {wanted.label}"
 
     def pause_intake(self) -> None:
         """Hold new work in the queues; what is in flight finishes."""

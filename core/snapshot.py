@@ -24,6 +24,8 @@ JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 AlertLevel = Literal["warning", "critical"]
 KnowledgeState = Literal["off", "building", "ready", "failed"]
 LedgerMode = Literal["read-write", "read-only", "off"]
+RequestState = Literal["batching", "waiting", "admitting", "sending", "backoff"]
+"""Where a held Groq request is: gathered for its batch, queued, asking the fleet's store, at Groq, backing off."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,32 @@ class PriorityQueue:
 
 
 @dataclass(frozen=True)
+class RequestRow:
+    """One Groq request the scheduler holds, queued or in flight: ids, figures and why it waits, never its text."""
+
+    request_id: str
+    agent: str
+    client: str  # the gateway key's name ("": not through the gateway)
+    priority: str  # as submitted, or as an operator set it
+    effective: str  # the class it competes in now, aging included
+    max_priority: str  # the most it may be raised to (its gateway key's bound)
+    model: str
+    tokens: int  # reserved per attempt: prompt estimate + max_completion_tokens
+    age: float  # seconds since submitted
+    deadline_left: float | None  # seconds (None: no deadline)
+    state: RequestState
+    reason: str  # why it waits, in words ("tpm full until 14:02:11"); "at Groq" in flight
+    until: float | None = None  # wall time the wait ends, when known
+    attempt: int = 0  # HTTP attempts so far (the one in flight included)
+    at_groq: float = 0.0  # seconds the attempt in flight has been at Groq
+
+    @property
+    def promoted(self) -> bool:
+        """Aging raised it above the priority it holds."""
+        return self.effective != self.priority
+
+
+@dataclass(frozen=True)
 class SchedulerSnapshot:
     queues: tuple[PriorityQueue, ...] = ()
     in_flight: int = 0
@@ -121,6 +149,8 @@ class SchedulerSnapshot:
     rejected: int = 0
     paused: bool = False
     retried: int = 0  # attempts after a 5xx, timeout, connection error or 498
+    requests: tuple[RequestRow, ...] = ()  # the most urgent `REQUEST_ROWS` held, in the order they would go
+    requests_held: int = 0  # every request held, of which `requests` lists the first
 
 
 @dataclass(frozen=True)

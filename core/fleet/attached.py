@@ -28,6 +28,7 @@ from medops.core.errors import ConfigError, MedopsError
 from medops.core.fleet.commands import ANSWER_WAIT, Acknowledgement, Command, issue
 from medops.core.fleet.membership import fleet_namespace
 from medops.core.fleet.view import FleetUnavailable, FleetView, FleetWindow, read_fleet
+from medops.core.groq.scheduler import UnknownRequest
 from medops.core.ledger.history import AlertHistory, Before, RequestHistory
 from medops.core.ledger.limit_history import LimitChangeHistory
 from medops.core.ledger.metric_history import MetricHistory
@@ -223,14 +224,38 @@ class AttachedFleet:
         raise NoCoreHere(f"the auto-tuner runs in each member; give {key} a value here (sent to every member), "
                          f"or hand it back on the member's own console")
 
-    def _send(self, op: str, what: str, key: str = "", value: str = "") -> None:
-        task = asyncio.create_task(self._issue(op, what, key, value), name=f"medops-fleet-{op}")
+    # -- requests: to the member holding them -------------------------------------------
+
+    def cancel_request(self, request_id: str, by: str = "console") -> str:
+        """Send the cancel to the member whose published snapshot holds the request; its answer follows."""
+        member = self._holder(request_id)
+        self._send("cancel_request", f"cancel request {request_id} on {member}", request_id, target=member)
+        return f"sent to {member}: cancel request {request_id}; its answer follows"
+
+    def set_request_priority(self, request_id: str, priority: str, by: str = "console") -> str:
+        """Send the priority change to the member holding the request; its answer follows."""
+        member = self._holder(request_id)
+        self._send("set_request_priority", f"set request {request_id}'s priority to {priority} on {member}",
+                   request_id, priority, target=member)
+        return f"sent to {member}: request {request_id} to {priority}; its answer follows"
+
+    def _holder(self, request_id: str) -> str:
+        """The member whose last published snapshot lists the request; `UnknownRequest` if none does."""
+        view = self._view
+        for instance, published in (view.snapshots.items() if view is not None else ()):
+            if any(row.request_id == request_id for row in published.scheduler.requests):
+                return instance
+        raise UnknownRequest(f"no member lists request {request_id} (it may have been answered already, or lie "
+                             "past the rows a member publishes); list them with `medops requests`")
+
+    def _send(self, op: str, what: str, key: str = "", value: str = "", target: str = "*") -> None:
+        task = asyncio.create_task(self._issue(op, what, key, value, target), name=f"medops-fleet-{op}")
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _issue(self, op: str, what: str, key: str, value: str) -> None:
+    async def _issue(self, op: str, what: str, key: str, value: str, target: str = "*") -> None:
         try:
-            command, acks = await issue(self._settings.store_url, self._namespace, op, "*", key, value,
+            command, acks = await issue(self._settings.store_url, self._namespace, op, target, key, value,
                                         self._env.get("MEDOPS_STORE_PASSWORD"), wait=self._answer_wait)
         except MedopsError as exc:
             acks = [Acknowledgement("fleet store", "no answer", str(exc))]

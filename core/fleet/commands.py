@@ -34,8 +34,9 @@ from medops.core.fleet.view import FleetUnavailable, read_fleet, read_sized
 from medops.core.inert_text import name as checked_name
 from medops.core.settings.redact import redact_url
 
-Operation = Literal["pause", "resume", "set_limit"]
-OPERATIONS: tuple[str, ...] = ("pause", "resume", "set_limit")
+Operation = Literal["pause", "resume", "set_limit", "cancel_request", "set_request_priority"]
+# cancel_request and set_request_priority carry the request's id in `key` (and the priority in `value`).
+OPERATIONS: tuple[str, ...] = ("pause", "resume", "set_limit", "cancel_request", "set_request_priority")
 COMMANDS_KEPT = 1_000
 ACK_TTL = 3_600.0
 ACK_BYTES = 4_096  # an acknowledgement is a status and a short reason
@@ -66,7 +67,8 @@ class Command:
         return f"store user {self.store_user or '(unknown)'}, {self.operator}"
 
     def describe(self) -> str:
-        what = f"set {self.key} = {self.value}" if self.op == "set_limit" else self.op
+        what = {"set_limit": f"set {self.key} = {self.value}", "cancel_request": f"cancel request {self.key}",
+                "set_request_priority": f"set request {self.key}'s priority to {self.value}"}.get(self.op, self.op)
         return f"{what} (by {self.issued_by()})"
 
 

@@ -411,7 +411,7 @@ def _prompt_request(body: dict[str, Any], key: AgentKey, priority: Priority, dea
                     on_chunk: OnChunk | None) -> PromptRequest:
     """The core's request for a client's chat body, checked by the core as Groq would (issue 24)."""
     return PromptRequest.from_body(body, agent=key.agent, priority=priority, deadline=deadline, client=key.name,
-                                   on_chunk=on_chunk)
+                                   on_chunk=on_chunk, max_priority=key.max_priority)
 
 
 def _completion_body(result: PromptResult) -> Any:

@@ -17,8 +17,8 @@ from medops.core.clock import Clock
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.prompt_input import check_request
 from medops.core.groq.quota import QuotaBook, QuotaFactory
-from medops.core.groq.requests import PromptRequest, PromptResult
-from medops.core.groq.scheduler import Scheduler, SchedulerStopped
+from medops.core.groq.requests import Priority, PromptRequest, PromptResult
+from medops.core.groq.scheduler import Scheduler, SchedulerStopped, UnknownRequest
 from medops.core.groq.sender import LOCAL_PLACEHOLDER_KEY, GroqSender, GroqTarget, choose_target
 from medops.core.ledger.records import AdmissionStore, RecorderFanOut, RequestRecorder
 from medops.core.settings.config import Settings
@@ -103,6 +103,24 @@ class GroqPath:
         self._paused = False
         if self.scheduler is not None:
             self.scheduler.resume()
+
+    def cancel_request(self, request_id: str, by: str) -> str:
+        """Cancel a held request (see `Scheduler.cancel`); the state it was in. `UnknownRequest` if not held."""
+        scheduler = self._running_scheduler()
+        state = scheduler.state_of(request_id)
+        if state is None or not scheduler.cancel(request_id, by):
+            raise UnknownRequest(f"no request {request_id} is queued or in flight here (it may have been answered "
+                                 "already); list them with `medops requests`")
+        return state.value
+
+    def set_request_priority(self, request_id: str, priority: Priority) -> Priority:
+        """Move a held request to `priority`; the priority it had (see `Scheduler.set_priority`)."""
+        return self._running_scheduler().set_priority(request_id, priority)
+
+    def _running_scheduler(self) -> Scheduler:
+        if self.scheduler is None:
+            raise SchedulerStopped("the Groq path is not running; start the core first")
+        return self.scheduler
 
     def apply(self, settings: Settings) -> None:
         """Take changed settings while running: scheduler knobs, timeouts, retries, default model."""

@@ -634,7 +634,10 @@ class QuotaBook:
         """`restore` on a worker thread, so the event loop never waits on the ledger."""
         return await asyncio.to_thread(self.restore)
 
+    def store_snapshot(self) -> StoreSnapshot | None:
+        """The fleet's store as this instance sees it (seeding, down...); None without a store."""
+        return self._describe_store() if self._describe_store is not None else None
+
     def snapshot(self) -> QuotaSnapshot:
         """All models' windows at one instant."""
-        store = self._describe_store() if self._describe_store is not None else None
-        return QuotaSnapshot(tuple(quota.snapshot() for quota in self._quotas.values()), store=store)
+        return QuotaSnapshot(tuple(quota.snapshot() for quota in self._quotas.values()), store=self.store_snapshot())

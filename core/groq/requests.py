@@ -105,6 +105,7 @@ class PromptRequest:
     system: str | None = field(default=None, compare=False, repr=False)
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
     client: str | None = None  # who sent it: a gateway key's name (recorded beside the agent)
+    max_priority: Priority = Priority.CRITICAL  # the most an operator may raise it to (a gateway key's bound)
     on_chunk: OnChunk | None = field(default=None, compare=False, repr=False)
     chat: Chat = field(init=False, compare=False, repr=False)
     prompt_estimate: int = field(init=False, compare=False, repr=False)  # tokens reserved before the answer
@@ -118,6 +119,10 @@ class PromptRequest:
             raise InvalidRequest(f"agent must be one of {', '.join(AGENTS)} (this one is {len(self.agent):,} "
                                  "characters and was not echoed)")
         object.__setattr__(self, "priority", Priority.parse(self.priority))
+        object.__setattr__(self, "max_priority", Priority.parse(self.max_priority))
+        if self.priority > self.max_priority:
+            raise InvalidRequest(f"priority {self.priority.label} is above the request's max_priority "
+                                 f"{self.max_priority.label}")
         tokens = self.max_completion_tokens
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
             raise InvalidRequest(f"max_completion_tokens must be a whole number of at least 1, not {tokens!r}")
@@ -156,7 +161,7 @@ class PromptRequest:
     @classmethod
     def from_body(cls, body: Mapping[str, Any], *, agent: str, priority: Priority | str = Priority.NORMAL,
                   deadline: float | None = None, client: str | None = None, on_chunk: OnChunk | None = None,
-                  request_id: str | None = None) -> PromptRequest:
+                  request_id: str | None = None, max_priority: Priority | str = Priority.CRITICAL) -> PromptRequest:
         """A request from a chat request body as a client sends it to Groq (model, messages, stream, the token
         cap and every other field); `ChatRefused` says what Groq would refuse. Without a token cap the answer
         is capped at `DEFAULT_MAX_COMPLETION_TOKENS`, so what is reserved bounds what it may cost."""
@@ -176,7 +181,8 @@ class PromptRequest:
         params = {name: value for name, value in body.items() if name not in OWN_FIELDS}
         request = cls(agent=agent, priority=Priority.parse(priority), model=model, max_completion_tokens=tokens,
                       deadline=deadline, messages=body.get("messages"), params=params, client=client,
-                      on_chunk=on_chunk if body.get("stream") is True else None)
+                      on_chunk=on_chunk if body.get("stream") is True else None,
+                      max_priority=Priority.parse(max_priority))
         return request if request_id is None else replace(request, request_id=request_id)
 
 

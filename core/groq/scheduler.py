@@ -60,9 +60,10 @@ from medops.core.groq.requests import (
     PromptResult,
     Sender,
 )
+from medops.core.groq.wait_reason import Wait, behind, quota_wait, seconds
 from medops.core.ledger.records import RequestRecord, RequestRecorder
 from medops.core.settings.config import Settings
-from medops.core.snapshot import PriorityQueue, SchedulerSnapshot
+from medops.core.snapshot import ModelQuota, PriorityQueue, RequestRow, SchedulerSnapshot
 from medops.core.waits import RecentWaits
 
 # A request answered with 429 this many times is failed with the last 429 rather than requeued.
@@ -76,6 +77,7 @@ RETRY_BACKOFF = (0.25, 4.0)  # base, cap (seconds)
 CAPACITY_HOLD = (0.5, 8.0)  # base, cap (seconds)
 WAITS_KEPT = 512  # recent queue waits per priority, for the snapshot's p50/p95
 PRIORITIES_HIGH_FIRST = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL)
+REQUEST_ROWS = 500  # requests a snapshot lists, most urgent first: a deep queue must not bloat every snapshot
 
 
 class QueueFull(SchedulerError):
@@ -88,6 +90,14 @@ class DeadlineExceeded(SchedulerError):
 
 class RequestCancelled(SchedulerError):
     """A request was cancelled (by `cancel` or by its caller) before it was answered."""
+
+
+class UnknownRequest(SchedulerError):
+    """An operator named a request this scheduler does not hold (never queued here, or already answered)."""
+
+
+class PriorityNotAllowed(SchedulerError):
+    """An operator asked for a priority above what the request's key or agent allows."""
 
 
 class SchedulerStopped(SchedulerError):
@@ -153,9 +163,9 @@ def _spent(ending: Completion | BaseException) -> _Spent:
 class _Ticket:
     """One request's life in the scheduler."""
 
-    __slots__ = ("attempts", "capacity_refusals", "deadline_at", "failures", "future", "last_failure", "priority",
-                 "quota", "rate_limits", "request", "reservation", "runner", "sent_at", "seq", "state", "stop_reason",
-                 "submitted_at", "tokens")
+    __slots__ = ("attempts", "backoff_until", "capacity_refusals", "deadline_at", "failures", "future",
+                 "last_failure", "priority", "quota", "rate_limits", "request", "reservation", "runner", "sent_at",
+                 "seq", "state", "stop_reason", "submitted_at", "tokens")
 
     def __init__(self, request: PromptRequest, quota: ModelQuotaLike, tokens: int, submitted_at: float, seq: int,
                  future: asyncio.Future[PromptResult]) -> None:
@@ -174,6 +184,7 @@ class _Ticket:
         self.capacity_refusals = 0  # of which ended in a 498
         self.last_failure: UpstreamUnavailable | CapacityExceeded | None = None
         self.sent_at: float | None = None
+        self.backoff_until = 0.0  # monotonic time a backing-off request queues again
         self.runner: asyncio.Task[None] | None = None
         self.reservation: Reservation | None = None  # the current attempt's, while it is in flight
         self.stop_reason: MedopsError | None = None
@@ -398,13 +409,58 @@ class Scheduler:
         if ticket.deadline_at is not None:
             heapq.heappush(self._deadlines, (ticket.deadline_at, next(self._seq), ticket))
 
-    def cancel(self, request_id: str) -> bool:
-        """Cancel a queued or in-flight request; its caller gets `RequestCancelled`. False if unknown."""
+    def cancel(self, request_id: str, by: str = "") -> bool:
+        """Cancel a queued or in-flight request; its caller gets `RequestCancelled` naming `by` (who cancelled).
+        A queued request's place is freed; one in flight is stopped, its attempt counted as Groq may have.
+        False if unknown."""
         ticket = self._tickets.get(request_id)
         if ticket is None:
             return False
-        self._cancel_ticket(ticket, RequestCancelled(f"request {request_id} was cancelled"))
+        who = f" by {by}" if by else ""
+        self._cancel_ticket(ticket, RequestCancelled(f"request {request_id} was cancelled{who} while "
+                                                     f"{ticket.state.value}; submit it again if it is still needed"))
         return True
+
+    def state_of(self, request_id: str) -> TicketState | None:
+        """Where a held request is; None if this scheduler does not hold it."""
+        ticket = self._tickets.get(request_id)
+        return ticket.state if ticket is not None else None
+
+    def set_priority(self, request_id: str, priority: Priority) -> Priority:
+        """Move a held request to `priority` (within its `max_priority`); it competes there from now, aging
+        included, in its arrival order. The priority it had. `UnknownRequest`, `PriorityNotAllowed` say why not."""
+        ticket = self._tickets.get(request_id)
+        if ticket is None:
+            raise UnknownRequest(f"no request {request_id} is queued or in flight here (it may have been answered "
+                                 "already); list them with `medops requests`")
+        bound = ticket.request.max_priority
+        if priority > bound:
+            who = f"key {ticket.request.client}" if ticket.request.client else f"agent {ticket.request.agent}"
+            raise PriorityNotAllowed(f"request {request_id} may go up to {bound.label} at most (its {who}'s "
+                                     f"max priority), not {priority.label}")
+        old = ticket.priority
+        if priority == old:
+            return old
+        if ticket.state is TicketState.WAITING:
+            queue = self._ready[ticket.quota.model]
+            # Out of both lanes, with any stale copy left from an earlier wait (those were counted dead).
+            copies = 0
+            for lane_priority in (old, priority):
+                lane = queue.by_priority[lane_priority]
+                copies += sum(1 for other in lane if other is ticket)
+                queue.by_priority[lane_priority] = deque(other for other in lane if other is not ticket)
+            self._dead_in_queues -= copies - 1
+            # Into its arrival order in the new lane (lanes are in arrival order but for retries at their front).
+            target = queue.by_priority[priority]
+            at = next((i for i, other in enumerate(target) if other.seq > ticket.seq), len(target))
+            target.insert(at, ticket)
+            queue.next_room_at = 0.0
+        if ticket.state.queued:
+            self._depth[old] -= 1
+            self._depth[priority] += 1
+        ticket.priority = priority
+        self._kick()
+        return old
 
     def _cancel_ticket(self, ticket: _Ticket, reason: MedopsError) -> None:
         if ticket.state is TicketState.SENDING and ticket.runner is not None:
@@ -655,6 +711,7 @@ class Scheduler:
             return
         self.retried += 1
         self._move(ticket, TicketState.BACKOFF)
+        ticket.backoff_until = now + pause
         heapq.heappush(self._backoffs, (now + pause, next(self._seq), ticket))
 
     def _hold_model(self, ticket: _Ticket) -> None:
@@ -691,6 +748,7 @@ class Scheduler:
         if left <= 0:
             return False
         self._move(ticket, TicketState.BACKOFF)  # the queue drops it lazily
+        ticket.backoff_until = now + left
         heapq.heappush(self._backoffs, (now + left, next(self._seq), ticket))
         return True
 
@@ -862,7 +920,79 @@ class Scheduler:
             p50, p95 = self._waits[priority].percentiles(ages[priority])
             queues.append(PriorityQueue(priority.label, self._depth[priority], p50, p95, promoted[priority]))
         return SchedulerSnapshot(tuple(queues), self._in_flight, self.concurrency, self.completed, self.failed,
-                                 self.rejected, self.paused, self.retried)
+                                 self.rejected, self.paused, self.retried, self.request_rows(),
+                                 len(self._tickets))
+
+    def request_rows(self, limit: int = REQUEST_ROWS) -> tuple[RequestRow, ...]:
+        """The `limit` most urgent requests held (in flight, then in the order they would be sent), each with why
+        it waits."""
+        now, wall = self._clock.monotonic(), self._clock.wall()
+        bound = self.starvation_bound
+        # In flight first, then in the order they would be sent.
+        ordered = sorted(self._tickets.values(), key=lambda t: (not t.state.holds_slot, _rank(t, now, bound)))
+        store = self._quotas.store_snapshot()
+        quotas: dict[str, ModelQuota] = {}
+        waits: dict[tuple[str, int], Wait | None] = {}
+        ahead: dict[str, dict[str, int]] = {}  # model -> the waiting requests ranked before, by class
+        rows = []
+        for ticket in ordered[:limit]:
+            model = ticket.quota.model
+            effective = effective_priority(ticket.priority, now - ticket.submitted_at, bound)
+            before = ahead.setdefault(model, {p.label: 0 for p in PRIORITIES_HIGH_FIRST})
+            wait = self._why_waiting(ticket, now, wall, store is not None and store.state == "seeding",
+                                     store is not None, quotas, waits, before)
+            if ticket.state is TicketState.WAITING:
+                before[effective.label] += 1
+            request = ticket.request
+            rows.append(RequestRow(
+                request.request_id, request.agent, request.client or "", ticket.priority.label, effective.label,
+                request.max_priority.label, model, ticket.tokens, now - ticket.submitted_at,
+                ticket.deadline_at - now if ticket.deadline_at is not None else None,
+                ticket.state.value,  # type: ignore[arg-type]  # held: never new or done
+                wait.reason, wait.until, ticket.attempts,
+                now - ticket.sent_at if ticket.state is TicketState.SENDING and ticket.sent_at is not None else 0.0))
+        return tuple(rows)
+
+    def _why_waiting(self, ticket: _Ticket, now: float, wall: float, seeding: bool, fleet: bool,
+                     quotas: dict[str, ModelQuota], waits: dict[tuple[str, int], Wait | None],
+                     before: dict[str, int]) -> Wait:
+        """One request's wait in words. `quotas` and `waits` keep each model's answers for the other rows."""
+        state = ticket.state
+        if state is TicketState.SENDING:
+            return Wait(f"at Groq, attempt {ticket.attempts}")
+        if state is TicketState.ADMITTING:
+            return Wait("asking the fleet's store")
+        if state is TicketState.BATCHING:
+            closes_at = self._batches.get(ticket.request.agent, (now, []))[0]
+            return Wait(f"batch window closes in {seconds(closes_at - now)}", wall + closes_at - now)
+        if state is TicketState.BACKOFF:
+            left = ticket.backoff_until - now
+            if isinstance(ticket.last_failure, CapacityExceeded) or ticket.last_failure is None:
+                return Wait(f"{ticket.request.chat.tier} tier held (498) for {seconds(left)}", wall + left)
+            status = ticket.last_failure.status
+            after = f"HTTP {status}" if status else "a connection error or timeout"
+            return Wait(f"retry {ticket.failures} after {after} in {seconds(left)}", wall + left)
+        queue_behind = behind(before, fleet)
+        if self.paused:
+            return Wait("intake paused")
+        model = ticket.quota.model
+        if seeding:
+            return Wait("store seeding")
+        key = (model, ticket.tokens)
+        if key not in waits:
+            if model not in quotas:
+                quotas[model] = ticket.quota.snapshot()
+            waits[key] = quota_wait(quotas[model], ticket.tokens, ticket.quota.wait_time(ticket.tokens), wall)
+        found = waits[key]
+        queue = self._ready.get(model)
+        if found is None and queue is not None and queue.next_room_at > now:
+            left = queue.next_room_at - now
+            found = Wait(f"{'the fleet' if fleet else 'the quota'} has room in {seconds(left)}", wall + left)
+        if found is None and self._in_flight >= self.concurrency:
+            found = Wait(f"concurrency cap {self._in_flight}/{self.concurrency}")
+        if found is None:
+            return Wait(queue_behind or "next to send")
+        return Wait(f"{found.reason}; {queue_behind}", found.until) if queue_behind else found
 
     def waiting_for(self, model: str) -> int:
         """Requests queued for one model (ready, or backing off before another attempt), for per-model views."""

@@ -138,6 +138,12 @@ class LimitHistory:
         self._changes.appendleft(change)
         return change
 
+    def record_request_action(self, at: float, request_id: str, old: str, new: str, by: str) -> LimitChange:
+        """Remember an operator's action on one held Groq request (cancel, priority): its id and states only."""
+        change = LimitChange(at=at, key=f"request:{request_id}", old=old, new=new, by=by)
+        self._changes.appendleft(change)
+        return change
+
     def changes(self) -> tuple[LimitChange, ...]:
         return tuple(self._changes)
 

@@ -1,0 +1,109 @@
+"""`medops requests [--json]`: every Groq request the fleet's members hold, with why each waits; and the
+operator's actions on one: `medops requests cancel ID`, `medops requests priority ID P`.
+
+A running core publishes its rows with its snapshot to the fleet's store; that is the one way another
+process reaches them. Without a store, the rows are on the console's Requests tab (8) only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from medops.console.commands.common import load
+from medops.console.request_table import duration, priority_text
+
+if TYPE_CHECKING:
+    from medops.core.fleet.view import FleetView
+
+NO_STORE = ("medops requests: no fleet store is set (store_url / MEDOPS_STORE_URL), and a running core shares its "
+            "requests with other processes only through one: see them on the console's Requests tab (8), or set "
+            "store_url so every member publishes them")
+PRIORITIES = ("critical", "high", "normal")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("requests", help="list the Groq requests every fleet member holds and why each "
+                                                    "waits, or cancel one or change its priority (needs store_url)")
+    parser.add_argument("action", nargs="?", default="list", choices=("list", "cancel", "priority"),
+                        help="list (default); cancel ID; priority ID critical|high|normal")
+    parser.add_argument("request", nargs="*", metavar="ID [PRIORITY]", help="the request (and its new priority)")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON, one object per member")
+    parser.set_defaults(handler=requests)
+
+
+def requests(args: argparse.Namespace) -> int:
+    from medops.core.fleet.membership import fleet_namespace
+    from medops.core.fleet.view import FleetUnavailable, read_fleet
+
+    settings = load(args).settings
+    if not settings.store_url:
+        print(NO_STORE, file=sys.stderr)
+        return 2
+    wanted = 2 if args.action == "priority" else 1 if args.action == "cancel" else 0
+    if len(args.request) != wanted or (args.action == "priority" and args.request[1] not in PRIORITIES):
+        print("medops requests: use `medops requests`, `medops requests cancel ID` or "
+              "`medops requests priority ID critical|high|normal`", file=sys.stderr)
+        return 2
+    namespace = fleet_namespace(settings, os.environ)
+    password = os.environ.get("MEDOPS_STORE_PASSWORD")
+    try:
+        view = asyncio.run(read_fleet(settings.store_url, namespace, password))
+    except FleetUnavailable as exc:
+        print(f"medops requests: {exc}", file=sys.stderr)
+        return 2
+    if args.action == "list":
+        return listing(view, args.json)
+    return act(view, settings.store_url, namespace, password, args.action, args.request)
+
+
+def listing(view: FleetView, as_json: bool) -> int:
+    """Each member's rows as it last published them (ids, figures and reasons; never prompt text)."""
+    members = sorted(view.snapshots.items())
+    if as_json:
+        print(json.dumps({instance: {"held": snapshot.scheduler.requests_held,
+                                     "requests": [dataclasses.asdict(r) for r in snapshot.scheduler.requests]}
+                          for instance, snapshot in members}, sort_keys=True))
+        return 0
+    print(f"{'member':<24} {'id':<14} {'prio':<16} {'state':<9} {'age':>6} {'deadline':>8} {'agent/key':<14} "
+          f"{'model':<24} {'tokens':>7}  why it waits")
+    for instance, snapshot in members:
+        for r in snapshot.scheduler.requests:
+            print(f"{instance:<24.24} {r.request_id:<14.14} {priority_text(r):<16} {r.state:<9} "
+                  f"{duration(r.age):>6} {duration(r.deadline_left):>8} {r.client or r.agent:<14.14} "
+                  f"{r.model:<24.24} {r.tokens:>7,}  {r.reason}")
+        held, listed = snapshot.scheduler.requests_held, len(snapshot.scheduler.requests)
+        if held > listed:
+            print(f"{instance:<24.24} … {held - listed:,} more held, past the {listed:,} most urgent it publishes")
+    if not members:
+        print("no member has published a snapshot")
+    return 0
+
+
+def act(view: FleetView, url: str, namespace: str, password: str | None, action: str, request: list[str]) -> int:
+    """Send the cancel or priority change to the member holding the request; print its answer."""
+    from medops.core.fleet.commands import issue
+    from medops.core.fleet.view import FleetUnavailable
+
+    request_id = request[0]
+    holder = next((instance for instance, snapshot in sorted(view.snapshots.items())
+                   if any(r.request_id == request_id for r in snapshot.scheduler.requests)), None)
+    if holder is None:
+        print(f"medops requests: no member lists request {request_id} (answered already, or past the rows a member "
+              "publishes); list them with `medops requests`", file=sys.stderr)
+        return 1
+    op, value = ("cancel_request", "") if action == "cancel" else ("set_request_priority", request[1])
+    try:
+        command, acks = asyncio.run(issue(url, namespace, op, holder, request_id, value, password))
+    except FleetUnavailable as exc:
+        print(f"medops requests: {exc}", file=sys.stderr)
+        return 2
+    print(f"{command.describe()}, command {command.id}:")
+    for ack in acks:
+        print(f"  {ack.status:<9} {ack.instance}  {ack.detail}")
+    return 0 if acks and all(ack.status == "applied" for ack in acks) else 1

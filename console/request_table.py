@@ -1,0 +1,110 @@
+"""The Requests tab's model: its columns, sort order and filter over the scheduler's rows, with no app.
+
+Rows come from a snapshot (this core's, or a member's published one): every cell
+is drawn as plain text from ids, figures and the reason in words, never markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from medops.core.inert_text import visible
+from medops.core.snapshot import RequestRow
+
+PRIORITY_ORDER = {"critical": 0, "high": 1, "normal": 2}
+SEND_ORDER = "order"  # the default sort: as the snapshot lists them (in flight, then as they would be sent)
+
+
+def duration(seconds: float | None) -> str:
+    """A short age or time left: 7s, 3m05s, 2h01m; "-" for none."""
+    if seconds is None:
+        return "-"
+    left = max(0, int(seconds))
+    if left < 60:
+        return f"{left}s"
+    if left < 3600:
+        return f"{left // 60}m{left % 60:02d}s"
+    return f"{left // 3600}h{left % 3600 // 60:02d}m"
+
+
+def priority_text(row: RequestRow) -> str:
+    """"normal^high" when aging raised it (it competes as high), else its priority."""
+    return f"{row.priority}^{row.effective}" if row.promoted else row.priority
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its heading, how it sorts, how it reads (plain text)."""
+
+    key: str
+    label: str
+    sort: Callable[[RequestRow], Any]
+    show: Callable[[RequestRow], str]
+    right: bool = False
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("id", "id", lambda r: r.request_id, lambda r: r.request_id[:14]),
+    Column("priority", "prio", lambda r: PRIORITY_ORDER.get(r.effective, 3), priority_text),
+    Column("state", "state", lambda r: r.state, lambda r: r.state),
+    Column("age", "age", lambda r: -r.age, lambda r: duration(r.age), right=True),
+    Column("wait", "why it waits", lambda r: r.reason, lambda r: r.reason),
+    Column("who", "agent/key", lambda r: r.client or r.agent, lambda r: r.client or r.agent),
+    Column("model", "model", lambda r: r.model, lambda r: r.model),
+    Column("tokens", "tokens", lambda r: -r.tokens, lambda r: f"{r.tokens:,}", right=True),
+    Column("deadline", "deadline", lambda r: r.deadline_left if r.deadline_left is not None else float("inf"),
+           lambda r: duration(r.deadline_left), right=True),
+    Column("attempt", "try", lambda r: -r.attempt, lambda r: str(r.attempt) if r.attempt else "-", right=True),
+    Column("groq", "at groq", lambda r: -r.at_groq, lambda r: duration(r.at_groq) if r.state == "sending" else "-",
+           right=True),
+)
+SORT_KEYS = (SEND_ORDER, *(c.key for c in COLUMNS))
+
+
+@dataclass
+class RequestTable:
+    """Which rows show and in what order: a sort key (s cycles), reversed or not, and a filter substring."""
+
+    sort_key: str = SEND_ORDER
+    reverse: bool = False
+    filter_text: str = ""
+    rows: tuple[RequestRow, ...] = field(default_factory=tuple)
+
+    def shown(self) -> list[RequestRow]:
+        """The rows the filter lets through (any cell, case-insensitive), in the chosen order."""
+        needle = self.filter_text.casefold()
+        kept = [(i, r) for i, r in enumerate(self.rows)
+                if not needle or needle in " ".join(c.show(r) for c in COLUMNS).casefold()]
+        if self.sort_key == SEND_ORDER:
+            ordered = [r for _, r in kept]
+            return ordered[::-1] if self.reverse else ordered
+        column = next(c for c in COLUMNS if c.key == self.sort_key)
+        return [r for _, r in sorted(kept, key=lambda pair: (column.sort(pair[1]), pair[0]), reverse=self.reverse)]
+
+    def sort_next(self) -> str:
+        """Sort by the next column (after the last, the send order again); the key now in force."""
+        self.sort_key = SORT_KEYS[(SORT_KEYS.index(self.sort_key) + 1) % len(SORT_KEYS)]
+        self.reverse = False
+        return self.sort_key
+
+    def sort_by(self, key: str) -> None:
+        """Sort by `key`; the same key again reverses the order."""
+        self.reverse = not self.reverse if key == self.sort_key else False
+        self.sort_key = key
+
+    def cells(self, row: RequestRow) -> list[str]:
+        """A row's cells as plain text (what came from a member is made visible: no control characters)."""
+        return [visible(c.show(row)) for c in COLUMNS]
+
+    def summary(self, held: int, shown: int) -> str:
+        """How many are held and shown, the order and the filter (as typed, shown as text)."""
+        arrow = "v" if self.reverse else "^"
+        listed = len(self.rows)
+        text = f"{held:,} held" + (f", the {listed:,} most urgent listed" if listed < held else "")
+        text += f" · sort: {self.sort_key} {arrow}"
+        if self.filter_text:
+            text += f" · filter {visible(self.filter_text)!r}: {shown} shown"
+        return text
+
