@@ -32,6 +32,7 @@ class FakePrompt:
     deadline: float | None
     client: str | None
     on_chunk: Callable[[bytes, FakeStart], Awaitable[None]] | None
+    max_priority: Priority = Priority.CRITICAL
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
@@ -88,6 +89,6 @@ def fake_from_body(monkeypatch: pytest.MonkeyPatch) -> None:
     """`PromptRequest.from_body` as issue 24 defines it, recording its arguments."""
 
     def from_body(body: Mapping[str, Any], *, agent: str, priority: Priority, deadline: float | None,
-                  client: str | None, on_chunk: Any = None) -> FakePrompt:
-        return FakePrompt(body, agent, priority, deadline, client, on_chunk)
+                  client: str | None, on_chunk: Any = None, max_priority: Priority = Priority.CRITICAL) -> FakePrompt:
+        return FakePrompt(body, agent, priority, deadline, client, on_chunk, max_priority)
     monkeypatch.setattr(PromptRequest, "from_body", staticmethod(from_body), raising=False)
