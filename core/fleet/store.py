@@ -222,10 +222,11 @@ class QuotaStore:
                                    f"{type(exc).__name__}") from None
 
     async def alive_descriptions(self, prefix: str, limit: int) -> list[str | None]:
-        """The descriptions of up to `limit` members alive under `prefix` (another wire's keys), as the store
-        lists them now; `StoreUnavailable` when it does not answer."""
+        """The descriptions of up to `limit` members alive under `prefix` (another wire's keys) for a second more
+        at least (one that left is listed until now: the second covers the clocks' skew); `StoreUnavailable`
+        when the store does not answer."""
         try:
-            now_ms = self.to_store_wall_ms(self._clock.wall())
+            now_ms = self.to_store_wall_ms(self._clock.wall()) + 1000
             alive = await cast(Any, self._client.zrangebyscore(f"{prefix}alive", now_ms, "+inf", start=0, num=limit))
             if not alive:
                 return []
