@@ -231,10 +231,10 @@ def test_attach_over_a_hostile_store_sends_no_escape_from_it_to_the_terminal_and
     store = redis.Redis.from_url(redis_server.url)
     hostile_alert = {"name": "cpu", "level": "critical", "message": f"{title}{OSC52}{OSC8}{MARKUP}",
                      "opened_at": time.time(), "updated_at": time.time()}
-    snap = json.loads(store.get("medops:test:snap:good-1") or b"{}")
-    store.set("medops:test:snap:good-1", json.dumps({**snap, "taken_at": time.time(), "alerts": [hostile_alert]}),
+    snap = json.loads(store.get("medops:{test}:snap:good-1") or b"{}")
+    store.set("medops:{test}:snap:good-1", json.dumps({**snap, "taken_at": time.time(), "alerts": [hostile_alert]}),
               px=600_000)
-    store.xadd("medops:test:alerts", {"instance": "good-1", "alert": json.dumps(hostile_alert)})
+    store.xadd("medops:{test}:alerts", {"instance": "good-1", "alert": json.dumps(hostile_alert)})
     store.close()
     raw = tmp_path / "raw.bin"
     pid = tmux.start(160, 48, "--attach", raw=raw, MEDOPS_STORE_URL=redis_server.url, MEDOPS_STORE_NAMESPACE="test")

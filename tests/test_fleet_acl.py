@@ -22,6 +22,7 @@ from medops.core.fleet.commands import Command, CommandInbox, issue
 from medops.core.fleet.history import read_heads, read_requests
 from medops.core.fleet.store import QuotaStore, StoreUnavailable
 from medops.core.fleet.view import FleetUnavailable, read_fleet
+from medops.core.fleet.wire import AdmitArgs, LegacyWire, Wire
 from medops.core.gateway.key_book import open_key_book
 from medops.core.gateway.keys import KeyBook, KeyBookError, digest, new_key, new_secret
 from medops.core.groq.quota import Reservation
@@ -62,7 +63,7 @@ async def test_a_member_user_cannot_load_the_library_and_says_who_must(redis_ser
     store = QuotaStore(as_user(redis_server.url, "member"), "test", SystemClock(), budget=2.0)
     try:
         with pytest.raises(StoreUnavailable, match="may not load it: have the store's admin run `medops fleet acl"):
-            await store.call("medops_leave", ("a",))
+            await store.call(Wire("test").leave("a"))
     finally:
         await store.close()
 
@@ -74,10 +75,12 @@ async def test_a_member_cannot_touch_another_namespace_nor_send_commands(acl_sto
     try:
         with pytest.raises(NoPermissionError):
             await client.delete("medops:other:members")
-        with pytest.raises(NoPermissionError):  # nor through the library, naming the other namespace
-            await client.fcall("medops_leave", 1, "medops:other:", "x")  # type: ignore[no-untyped-call]
+        for wire in (Wire("other"), LegacyWire("other")):  # nor through either library, naming its keys
+            call = wire.leave("x")
+            with pytest.raises(NoPermissionError):
+                await client.fcall(call.function, len(call.keys), *call.keys, *call.args)  # type: ignore[no-untyped-call]
         with pytest.raises(NoPermissionError):
-            await client.xadd("medops:test:commands", {"command": "{}"})
+            await client.xadd("medops:{test}:commands", {"command": "{}"})
         with pytest.raises(NoPermissionError):
             await client.function_load("#!lua name=evil\nredis.register_function('evil', function() return 1 end)")
         assert await admin.get("medops:other:members") == "theirs"
@@ -95,9 +98,10 @@ async def test_a_reader_cannot_add_a_command_or_call_admit(acl_store: RedisServe
         client = redis.Redis.from_url(url, decode_responses=True)
         try:
             with pytest.raises(NoPermissionError):
-                await client.fcall("medops_admit", 1, "medops:test:", MODEL, "r", "r:1", 1, 0, 0,  # type: ignore[no-untyped-call]
-                                   30, 1000, 10_000, 1_000_000, 180_000, 30_000, 2_000, "")
-            assert await client.xlen("medops:test:commands") == 0
+                call = Wire("test").admit(MODEL, AdmitArgs("r", "r:1", 1, 0, 0, (30, 1000, 10_000, 1_000_000),
+                                                           180_000, 30_000, 2_000, ""))
+                await client.fcall(call.function, len(call.keys), *call.keys, *call.args)  # type: ignore[no-untyped-call]
+            assert await client.xlen("medops:{test}:commands") == 0
         finally:
             await client.aclose()
         with pytest.raises(FleetUnavailable, match="operator user"):
@@ -158,7 +162,7 @@ def test_acl_lines_never_show_a_password(locations: Locations, capsys: pytest.Ca
     assert main(["fleet", "acl"]) == 0
     out = capsys.readouterr().out
     assert "given-reader-secret" not in out
-    assert "ACL SETUSER medops-reader reset on #" in out and "%R~medops:test:*" in out
+    assert "ACL SETUSER medops-reader reset on #" in out and "%R~medops:{test}:*" in out
     generated = [line.split() for line in out.splitlines() if line.startswith("medops-")]
     # shown once, the new ones
     assert sorted(name for name, _ in generated) == ["medops-member", "medops-oncall", "medops-operator"]
@@ -223,19 +227,19 @@ async def test_a_command_with_fields_this_version_does_not_know_is_carried_out(r
         return True, ""
 
     try:
-        inbox = CommandInbox(client, "medops:test:", "ward", handle)
+        inbox = CommandInbox(client, "medops:{test}:", "ward", handle)
         await inbox.start()
         newer = {"id": "cmd-newer", "op": "set_limit", "target": "ward", "operator": "ann@desk",
                  "issued_at": 1.0, "key": "groq_concurrent", "value": "3", "store_user": "medops-operator",
                  "reason": "night shift", "ticket": {"id": 7, "tags": ["a"]}, "signed": None}
         older = {k: v for k, v in newer.items() if k in ("id", "op", "target", "operator", "issued_at")}
-        await client.xadd("medops:test:commands", {"command": json.dumps(newer), "added_by": "a newer medops"})
-        await client.xadd("medops:test:commands", {"command": json.dumps({**older, "id": "cmd-older",
+        await client.xadd("medops:{test}:commands", {"command": json.dumps(newer), "added_by": "a newer medops"})
+        await client.xadd("medops:{test}:commands", {"command": json.dumps({**older, "id": "cmd-older",
                                                                            "op": "pause"})})
         assert await inbox.poll() == 2
         assert [(c.id, c.op, c.key, c.value, c.store_user) for c in carried] == [
             ("cmd-newer", "set_limit", "groq_concurrent", "3", "medops-operator"), ("cmd-older", "pause", "", "", "")]
-        acks = await client.hgetall("medops:test:ack:cmd-newer")
+        acks = await client.hgetall("medops:{test}:ack:cmd-newer")
         assert json.loads(acks["ward"])["status"] == "applied"
     finally:
         await client.aclose()
@@ -273,7 +277,7 @@ async def test_an_operator_manages_agent_keys_and_a_gateway_records_their_use_as
         with pytest.raises(KeyBookError, match="may not change the agent keys"):
             await gateway.revoke("bot")  # a member uses keys; it does not manage them
         admin = redis.Redis.from_url(acl_store.url, decode_responses=True)
-        assert await admin.hkeys("medops:test:gateway:key_used") == []
+        assert await admin.hkeys("medops:{test}:gateway:key_used") == []
         await admin.aclose()
     finally:
         for each in (operator, gateway, reader):

@@ -66,7 +66,7 @@ def test_store_frozen_then_restarted_empty_loses_nothing_and_never_overruns(
         # request_timeout 10 s: the emptied store holds the minute windows a minute and an attempt after it is back.
         runs = [_ask(tmp_path, name, 20, endpoint.url, redis_server.url, built_knowledge, limits,
                      MEDOPS_REQUEST_TIMEOUT="10") for name in ("a", "b")[:2 if second == "running" else 1]]
-        _until(lambda: endpoint.stats.answered >= 6 and store.zcard("medops:drill:alive") == len(runs), 60)
+        _until(lambda: endpoint.stats.answered >= 6 and store.zcard("medops:{drill}:alive") == len(runs), 60)
         store.close()
         redis_server.freeze()  # mid-run: every call now times out
         if second != "running":
@@ -93,7 +93,7 @@ def test_a_member_killed_holding_reservations_does_not_block_the_fleet(
         victim = _ask(tmp_path, "victim", 5, slow_endpoint.url, redis_server.url, built_knowledge, limits,
                       MEDOPS_STORE_FLIGHT_BOUND="10")
         store = redis.Redis.from_url(redis_server.url, decode_responses=True)
-        flights = f"medops:drill:q:{MODEL}:fly"
+        flights = f"medops:{{drill}}:q:{MODEL}:fly"
         _until(lambda: store.hlen(flights) == 5, 60)  # five requests in flight at the slow endpoint
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)

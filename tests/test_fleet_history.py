@@ -98,7 +98,7 @@ async def test_an_entry_that_cannot_be_read_is_counted_not_dropped_silently(redi
     async with member(url, LIMITS, "alpha") as a:
         await publish(fleet_of(a), [request(1)])
         client = redis.Redis.from_url(url)
-        client.xadd("medops:test:requests", {"instance": "zulu", "at_wall": "not a time"})
+        client.xadd("medops:{test}:requests", {"instance": "zulu", "at_wall": "not a time"})
         client.close()
         page = await read_requests(url, "test")
         assert [r.record.prompt_tokens for r in page.requests] == [1]

@@ -25,7 +25,7 @@ from tests.console_data import FrozenCore
 from tests.redis_server import RedisServer
 from tests.test_console_live import until
 
-P = "medops:test:"
+P = "medops:{test}:"
 MARKUP = "[@click=app.toggle_intake]ACK-ME[/]"
 OSC52 = "\x1b]52;c;SGVsbG8=\x07"
 OSC8 = "\x1b]8;;https://evil.example/\x1b\\link\x1b]8;;\x1b\\"

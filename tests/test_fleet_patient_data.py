@@ -69,7 +69,7 @@ async def test_failing_documents_named_for_patients_leave_no_name_in_the_store(
         assert any("JaneDoe" in job.error for job in local)  # the member's own console still says which file
         client = redis.Redis.from_url(redis_server.url)
         try:
-            snap_key = f"medops:test:snap:{core._fleet.instance}" if core._fleet else ""
+            snap_key = f"medops:{{test}}:snap:{core._fleet.instance}" if core._fleet else ""
             published: dict[str, Any] = {}
             for _ in range(50):  # the next heartbeat publishes the snapshot with the three jobs
                 raw = await client.get(snap_key)

@@ -70,7 +70,7 @@ async def _play(url: str, namespace: str, steps: list[tuple[str, int, int, int]]
                 assert sum(o[name] or 0 for o in own) == view[name].used
             # The store's part of each member (what the others would carry for it over an emptied store) is its
             # own count, window by window.
-            parts = await store.hgetall(f"medops:{namespace}:q:{MODEL}:part")
+            parts = await store.hgetall(f"medops:{{{namespace}}}:q:{MODEL}:part")
             for name, m in zip(("m0", "m1", "m2"), members, strict=True):
                 for d, window in enumerate(("rpm", "rpd", "tpm", "tpd"), start=1):
                     assert int(parts.get(f"{name}|{d}", 0)) == (own[members.index(m)][window] or 0), (name, window)

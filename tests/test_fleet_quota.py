@@ -10,6 +10,7 @@ import redis.asyncio as redis
 from medops.core.clock import FakeClock
 from medops.core.fleet.quota import FleetQuota
 from medops.core.fleet.store import StoreUnavailable
+from medops.core.fleet.wire import Call
 from medops.core.groq.quota import Reservation
 from medops.core.groq.rate_headers import LimitExceeded
 from medops.core.settings.config import ModelLimits
@@ -104,7 +105,7 @@ async def test_a_dead_members_reservations_end_after_the_bound(redis_server: Red
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
         # Before anyone looks, the flight is still there; the survivor's next admission ends it.
         await admit(survivor, 10)
-        fly = await client.hgetall(f"medops:test:q:{MODEL}:fly")
+        fly = await client.hgetall(f"medops:{{test}}:q:{MODEL}:fly")
         assert list(fly.values()) == ["10 survivor"]  # the dead member's 60 tokens settled, as reserved
         await client.aclose()
 
@@ -238,8 +239,8 @@ async def test_a_member_gone_before_the_store_was_emptied_is_carried_by_the_othe
         await asyncio.sleep(1.6)  # gone never writes back: the re-seed waits out its grace
         assert not any(isinstance(x, Reservation) for x in [await admit(a, 10) for _ in range(3)])  # minute full
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-        began = int(await client.get("medops:test:epoch_at"))
-        fresh = int(await client.get(f"medops:test:q:{MODEL}:fresh"))
+        began = int(await client.get("medops:{test}:epoch_at"))
+        fresh = int(await client.get(f"medops:{{test}}:q:{MODEL}:fresh"))
         await client.aclose()
         assert fresh == began + 60_000 + 30_000  # a minute and the longest attempt after the new epoch began
         own = 2 if seen_in != "nowhere" else 1
@@ -271,8 +272,8 @@ async def test_a_member_that_first_reaches_the_store_after_it_was_emptied_holds_
         assert fleet_of(late).store.up
         assert not any(isinstance(x, Reservation) for x in [await admit(late, 10) for _ in range(3)])  # minute held
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-        began = int(await client.get("medops:test:epoch_at"))
-        fresh = int(await client.get(f"medops:test:q:{MODEL}:fresh"))
+        began = int(await client.get("medops:{test}:epoch_at"))
+        fresh = int(await client.get(f"medops:{{test}}:q:{MODEL}:fresh"))
         await client.aclose()
         assert fresh == began + 60_000 + 30_000
 
@@ -292,7 +293,7 @@ async def test_a_member_whose_first_try_was_slow_joins_a_running_epoch_without_a
             assert fleet_of(slow).store.up and fleet_of(slow).epoch == fleet_of(first).epoch
             assert isinstance(await admit(slow, 10), Reservation)
             client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-            assert await client.get(f"medops:test:q:{MODEL}:fresh") is None
+            assert await client.get(f"medops:{{test}}:q:{MODEL}:fresh") is None
             await client.aclose()
 
 
@@ -328,12 +329,12 @@ async def test_a_member_stops_even_when_a_cancel_is_lost_inside_a_store_call(red
         fleet = fleet_of(a)
         real_call = fleet.store.call
 
-        async def call_losing_cancels(function: str, args: object) -> object:
+        async def call_losing_cancels(call: Call) -> object:
             try:
                 await asyncio.sleep(0.05)
             except asyncio.CancelledError:
                 raise StoreUnavailable("lost cancel") from None
-            return await real_call(function, args)
+            return await real_call(call)
 
         fleet.store.call = call_losing_cancels  # type: ignore[method-assign]
         for _ in range(5):

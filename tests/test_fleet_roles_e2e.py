@@ -166,13 +166,13 @@ def test_three_members_a_read_only_console_and_an_operator_each_as_its_acl_user(
             held = endpoint.by_member.copy()
 
             # Neither a reader nor a member may send commands: refused, exit 2, nothing added to the stream.
-            sent = admin.xlen(f"medops:{NAMESPACE}:commands")
+            sent = admin.xlen(f"medops:{{{NAMESPACE}}}:commands")
             for role in ("reader", "member"):
                 refused = _medops(url, role, "fleet", "resume", "--instance", paused)
                 assert refused.returncode == 2, (role, refused.stdout, refused.stderr)
                 assert "may not send commands to the fleet: set store_user (MEDOPS_STORE_USER) to an operator " \
                        "user" in refused.stderr, refused.stderr
-            assert admin.xlen(f"medops:{NAMESPACE}:commands") == sent == 1
+            assert admin.xlen(f"medops:{{{NAMESPACE}}}:commands") == sent == 1
             assert wait_for(lambda: "alive paused" in _row(tmux.screen(), paused)), tmux.screen()
             time.sleep(3)  # room for several more each, one a second
 
@@ -187,7 +187,7 @@ def test_three_members_a_read_only_console_and_an_operator_each_as_its_acl_user(
             assert wait_for(lambda: "paused" not in _row(tmux.screen(), paused) or not _row(tmux.screen(), paused))
             stats = endpoint.stats
             per_member = dict(endpoint.by_member)
-        recorded = [parsed_command(fields["command"]) for _, fields in admin.xrange(f"medops:{NAMESPACE}:commands")]
+        recorded = [parsed_command(fields["command"]) for _, fields in admin.xrange(f"medops:{{{NAMESPACE}}}:commands")]
     finally:
         for run in runs:
             if run.poll() is None:  # a failed check must not leave a member paused for ever

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from medops.core.errors import ConfigError
-from medops.core.fleet.store import library_source
+from medops.core.fleet.store import load_library
+from medops.core.fleet.wire import LegacyWire, Wire, legacy_prefix, namespace_prefix
 from medops.core.settings.config import STORE_USER_PATTERN
 from medops.core.settings.redact import redact_url
 
@@ -33,10 +33,14 @@ ROLES: tuple[str, ...] = ("member", "reader", "operator", "oncall")
 
 # What every role may run beside its own: the handshake, the store's clock and its own name.
 _CONNECTION = "+ping +time +hello +client|setname +acl|whoami"
-# Keys a member writes under its namespace (P itself is the functions' KEYS[1]); `commands` is not one.
+# Keys a member writes under its namespace; `commands` is not one.
 MEMBER_WRITES: tuple[str, ...] = ("", "q:*", "snap:*", "ack:*", "requests", "alerts", "members", "alive", "beat",
                                   "share", "epoch", "epoch_at", "seeding_until", "seeded", "seed_expect",
                                   "gateway:key_used")  # a gateway's agent keys' last uses
+# The old wire's keys (its functions take the prefix itself as KEYS[1]): a member speaks it during a rolling
+# upgrade, while members of an older medops are alive.
+LEGACY_WRITES: tuple[str, ...] = ("", "q:*", "members", "alive", "beat", "share", "epoch", "epoch_at",
+                                  "seeding_until", "seeded", "seed_expect")
 # The agent keys' hashes (core/gateway/key_redis.py): an operator adds and revokes keys.
 KEY_BOOK: tuple[str, ...] = ("gateway:keys", "gateway:key_names", "gateway:key_used")
 
@@ -55,10 +59,12 @@ class StoreUser:
 
 def role_rules(role: str, namespace: str) -> str:
     """The ACL rules of `role` on `namespace` (after `reset`: nothing else is allowed)."""
-    p = f"medops:{namespace}:"
+    p = namespace_prefix(namespace)
     read = f"+@read -@dangerous %R~{p}*"
     if role in ("member", "oncall"):
-        writes = " ".join(f"%RW~{p}{key}" for key in MEMBER_WRITES + (("commands",) if role == "oncall" else ()))
+        old = legacy_prefix(namespace)
+        writes = " ".join([f"%RW~{p}{key}" for key in MEMBER_WRITES + (("commands",) if role == "oncall" else ())]
+                          + [f"%RW~{old}{key}" for key in LEGACY_WRITES])
         # @write brings FUNCTION LOAD and @scripting EVAL: both taken away again, FCALL given back.
         return f"{_CONNECTION} {read} +@write -@dangerous -@scripting +fcall +fcall_ro +function|list {writes}"
     if role == "reader":
@@ -105,7 +111,10 @@ async def apply_users(url: str, password: str | None, namespace: str, users: lis
     try:
         for user in users:
             await client.execute_command(*setuser_args(user, namespace))
-        await cast(Awaitable[Any], client.function_load(library_source(), replace=True))
+        # Both wires: members of an older medops may still be running (a rolling upgrade). Neither replaces
+        # a library already loaded.
+        for wire in (Wire, LegacyWire):
+            await load_library(client, wire.library)
     except (RedisError, OSError) as exc:
         raise ConfigError(f"quota store {redact_url(url)} refused the ACL users ({type(exc).__name__}): connect "
                           "as the store's admin (store_user and MEDOPS_STORE_PASSWORD)") from None

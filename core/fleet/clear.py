@@ -14,6 +14,7 @@ import redis.asyncio as redis
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from medops.core.fleet.view import FleetUnavailable
+from medops.core.fleet.wire import Wire
 from medops.core.settings.redact import redact_url
 
 
@@ -24,7 +25,8 @@ async def clear_model(url: str, namespace: str, model: str, password: str | None
     client = redis.Redis.from_url(url, password=password or None, socket_timeout=2, socket_connect_timeout=2,
                                   decode_responses=True)
     try:
-        reply = await cast(Awaitable[Any], client.fcall("medops_clear", 1, f"medops:{namespace}:q:{model}:sig"))
+        call = Wire(namespace).clear(model)
+        reply = await cast(Awaitable[Any], client.fcall(call.function, len(call.keys), *call.keys, *call.args))
     except NoPermissionError:
         raise FleetUnavailable(f"the store user of {redact_url(url)} may not lift blocks: set store_user "
                                "(MEDOPS_STORE_USER) to an operator user (see `medops fleet acl`)") from None

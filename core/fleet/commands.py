@@ -31,6 +31,7 @@ from redis.exceptions import NoPermissionError, RedisError
 from medops.core.errors import MedopsError
 from medops.core.fleet.entries import Malformed, Skips, text
 from medops.core.fleet.view import FleetUnavailable, read_fleet, read_sized
+from medops.core.fleet.wire import namespace_prefix
 from medops.core.inert_text import name as checked_name
 from medops.core.settings.redact import redact_url
 
@@ -171,7 +172,7 @@ async def issue(url: str, namespace: str, op: str, target: str = "*", key: str =
     alive = {m.instance for m in view.members if m.state != "gone"}
     known = {m.instance for m in view.members}
     expected = alive if target == "*" else {target}
-    prefix = f"medops:{namespace}:"
+    prefix = namespace_prefix(namespace)
     client = redis.Redis.from_url(url, password=password or None, socket_timeout=2, socket_connect_timeout=2,
                                   decode_responses=False)
     try:

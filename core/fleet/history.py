@@ -26,6 +26,7 @@ from medops.core.fleet.entries import (
 )
 from medops.core.fleet.publish import ALERT_STREAM, REQUEST_STREAM
 from medops.core.fleet.view import FleetUnavailable
+from medops.core.fleet.wire import namespace_prefix
 from medops.core.ledger.records import RequestRecord
 from medops.core.settings.redact import redact_url
 from medops.core.snapshot import Alert
@@ -144,7 +145,7 @@ async def _with_store(url: str, namespace: str, password: str | None, budget: fl
     client = redis.Redis.from_url(url, password=password or None, socket_timeout=budget,
                                   socket_connect_timeout=budget, decode_responses=False)
     try:
-        return await read(client, f"medops:{namespace}:")
+        return await read(client, namespace_prefix(namespace))
     except (RedisError, OSError) as exc:
         raise FleetUnavailable(f"quota store {redact_url(url)} cannot be read ({type(exc).__name__}); "
                                "check store_url, MEDOPS_STORE_PASSWORD and that the store runs") from None

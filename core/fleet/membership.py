@@ -41,10 +41,10 @@ from medops.core.fleet.store import (
     MEMBER_TTL,
     QuotaStore,
     StoreUnavailable,
-    describe_models,
     namespace_for,
     new_member,
 )
+from medops.core.fleet.wire import Call, Entry, HeartbeatArgs, LegacyWire, Wire, decode_heartbeat, speaks_current
 from medops.core.groq.sender import LOCAL_PLACEHOLDER_KEY, choose_target
 from medops.core.settings.config import Settings
 from medops.core.settings.store_url import check_store_url
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 SEED_GRACE = 30.0  # the longest an emptied store waits for its members to write their day back
 SYNC_CHUNK = 500
+MAX_OLD_MEMBERS = 1000  # members of the old wire read to decide which wire to speak
 
 class Fleet:
     """This instance's membership in the fleet: heartbeat, epoch, write-back and the store's figures."""
@@ -72,13 +73,15 @@ class Fleet:
         self.flight_bound = flight_bound
         self.starvation_bound = starvation_bound
         self.quotas: dict[str, FleetQuota] = {}
+        # The wire this member speaks: the current one, or the old one while members that know only it are alive.
+        self.wire: Wire = Wire(store.namespace)
         self.epoch: str | None = None
         self.seeding = False
         self.ever_seen = False
         self.share_divisor = 0  # members last seen alive (0: the store was never reached)
         self.seed_grace = seed_grace
         self._next = 0
-        self._outbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[_Record | None, Call]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._beat_lock = asyncio.Lock()
@@ -136,19 +139,19 @@ class Fleet:
             await self._send_one(self._outbox.get_nowait())
         if self.store.up:
             with contextlib.suppress(StoreUnavailable):  # else its heartbeat lapses on its own
-                await self.store.call("medops_leave", (self.instance,))
+                await self.store.call(self.wire.leave(self.instance))
         await self.store.close()
 
-    def send(self, quota: FleetQuota, record: _Record, function: str, args: tuple[Any, ...]) -> None:
+    def send(self, record: _Record, call: Call) -> None:
         """Queue a settle or release; a record whose call fails stays unsynced for write-back."""
         if self.deciding_locally:
             return
-        self._outbox.put_nowait((record, function, args))
+        self._outbox.put_nowait((record, call))
 
-    def signal(self, model: str, *args: Any) -> None:
+    def signal(self, call: Call) -> None:
         """Queue a 429 block, 498 hold or header tightening: it binds every instance."""
         if self.store.up:
-            self._outbox.put_nowait((None, "medops_signal", (model, *args)))
+            self._outbox.put_nowait((None, call))
 
     async def _drain(self) -> None:
         while not self._stopping:
@@ -162,12 +165,12 @@ class Fleet:
         """Wait until every queued settle, release and signal has been sent (or found the store away)."""
         await self._outbox.join()
 
-    async def _send_one(self, item: tuple[Any, ...]) -> None:
-        record, function, args = item
-        if not self.store.up:
-            return
+    async def _send_one(self, item: tuple[_Record | None, Call]) -> None:
+        record, call = item
+        if not self.store.up or call.library != self.wire.library:
+            return  # one for the wire this member spoke before: its write-back carries it
         try:
-            await self.store.call(function, args)
+            await self.store.call(call)
         except StoreUnavailable:
             return
         if record is not None:
@@ -219,19 +222,20 @@ class Fleet:
     async def heartbeat(self) -> None:
         """Stay alive in the store; when it answers after an absence or empty, write back before admitting."""
         async with self._beat_lock:
-            models = {name: q._limits() for name, q in self.quotas.items()}
+            models = tuple((name, _quad(q._limits())) for name, q in self.quotas.items())
             returning = self.ever_seen and not self.store.up
             if returning and not await self._write_back(everything=False):
                 # Back from an absence: what was admitted meanwhile goes in before this member's beat is
                 # current again, so the store keeps reserving its share until then.
                 return
             try:
-                reply = await self.store.call("medops_heartbeat", (
+                await self._choose_wire()
+                reply = decode_heartbeat(await self.store.call(self.wire.heartbeat(HeartbeatArgs(
                     self.instance, self.description, int(MEMBER_TTL * 1000), int(self.flight_bound * 1000),
-                    self.epoch or "", int(self.seed_grace * 1000), uuid.uuid4().hex, *describe_models(models)))
+                    self.epoch or "", int(self.seed_grace * 1000), uuid.uuid4().hex, models))), len(models))
             except StoreUnavailable:
                 return
-            epoch, seeding_ms, alive = str(reply[1]), int(reply[2]), int(reply[3])
+            epoch, seeding_ms, alive = reply.epoch, reply.seeding_ms, reply.alive
             if epoch != self.epoch:
                 # A new epoch: the store was emptied (or this member is new). Its whole day goes back in, then
                 # it says so: admissions resume once every member the fleet had has (or the cap passes).
@@ -239,7 +243,7 @@ class Fleet:
                 if hold_since is not None and not await self._write_back(everything=True, hold_since=hold_since):
                     return
                 try:
-                    await self.store.call("medops_seeded", (self.instance, self.share_divisor))
+                    await self.store.call(self.wire.seeded(self.instance, self.share_divisor))
                 except StoreUnavailable:
                     return
                 returning = returning or self.epoch is not None
@@ -251,18 +255,31 @@ class Fleet:
                 self.share_divisor = max(1, alive)
                 for quota in self.quotas.values():
                     quota.reshare()
-            at = 4 + 13 * len(self.quotas)
-            for i, quota in enumerate(self.quotas.values()):
-                quota._take_view(reply[4 + 13 * i: 4 + 13 * (i + 1)], int(reply[0]))
+            for quota, usage, parts in zip(self.quotas.values(), reply.usages, reply.parts, strict=True):
+                quota.take_view(usage, reply.now_ms)
                 quota.forget_old()
-                if at < len(reply):  # each member's part (a library from before parts sends none)
-                    count = int(reply[at])
-                    quota.take_parts(int(reply[0]), reply[at + 1: at + 1 + 2 * count])
-                    at += 1 + 2 * count
+                quota.take_parts(reply.now_ms, parts)
             self.store.mark_up()
             if returning:
                 for quota in self.quotas.values():
                     quota.resignal()
+
+    async def _choose_wire(self) -> None:
+        """Speak the old wire while members that know only it are alive (a rolling upgrade: they count in its
+        windows, so this member must too), the current one otherwise. Either way the windows of the other are
+        new to this member: its epoch there differs, so its whole day goes in before it admits (as into an
+        emptied store)."""
+        old = LegacyWire(self.store.namespace)
+        described = await self.store.alive_descriptions(old.prefix, MAX_OLD_MEMBERS)  # its own is marked
+        wanted: Wire = old if any(not speaks_current(d) for d in described) else Wire(self.store.namespace)
+        if wanted.version != self.wire.version:
+            if wanted.version < Wire.version:
+                log.warning("members of an older medops speak only the quota's wire v%d on this store: speaking it "
+                            "too until they have all stopped (one set of windows for everyone)", wanted.version)
+            else:
+                log.warning("no member speaks only the quota's wire v%d any more: moving to v%d (writing this "
+                            "member's day into its windows first)", self.wire.version, wanted.version)
+            self.wire = wanted
 
     def _emptied_since(self) -> int | None:
         """Whether a new epoch may be an emptied store to write back into, and after when (store ms) it began if
@@ -278,15 +295,15 @@ class Fleet:
         day, and the other members' parts as it last saw them, for those that are gone and cannot write theirs;
         the minute hold if the epoch began after `hold_since` (store ms)."""
         for quota in self.quotas.values():
-            pending: list[tuple[_Record | None, str, Any]] = list(
+            pending: list[tuple[_Record | None, Entry, Any]] = list(
                 quota.entries(only_unsynced=not everything, store=self.store))
             if everything:
                 pending += [(None, entry, None) for entry in quota.carried_entries(hold_since)]
             for start in range(0, len(pending), SYNC_CHUNK):
                 chunk = pending[start:start + SYNC_CHUNK]
                 try:
-                    await self.store.call("medops_sync", (quota.model, self.instance, int(self.flight_bound * 1000),
-                                                          *(entry for _, entry, _ in chunk)))
+                    await self.store.call(self.wire.sync(quota.model, self.instance, int(self.flight_bound * 1000),
+                                                         [entry for _, entry, _ in chunk]))
                 except StoreUnavailable:
                     return False
                 for record, _, sent in chunk:
@@ -327,6 +344,10 @@ def join(settings: Settings, clock: Clock, env: Mapping[str, str], role: str) ->
     member = new_member(role, __version__, clock)
     return Fleet(store, member.instance, member.describe(), clock, settings.store_flight_bound,
                  settings.starvation_bound, attempt_bound=settings.request_timeout)
+
+
+def _quad(values: list[int]) -> tuple[int, int, int, int]:
+    return (values[0], values[1], values[2], values[3])
 
 
 def fleet_namespace(settings: Settings, env: Mapping[str, str]) -> str:

@@ -22,8 +22,22 @@ from typing import TYPE_CHECKING, Any
 
 from medops.core.clock import Clock
 from medops.core.fleet.store import HEARTBEAT_INTERVAL, QuotaStore, StoreUnavailable
+from medops.core.fleet.wire import (
+    AdmitArgs,
+    Carried,
+    Dimension,
+    Entry,
+    Flying,
+    HoldMinute,
+    Quad,
+    Released,
+    Settled,
+    Status,
+    Usage,
+    decode_admit,
+)
 from medops.core.groq.quota import DAY, MINUTE, TPD, TPM, GroqQuota, Reservation, too_large
-from medops.core.groq.rate_headers import DIMENSIONS, LimitExceeded, RateLimitHeaders, format_go_duration
+from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders, format_go_duration
 from medops.core.ledger.records import AdmissionStore
 from medops.core.settings.config import ModelLimits
 from medops.core.snapshot import ModelQuota, WindowUsage
@@ -32,7 +46,7 @@ if TYPE_CHECKING:
     from medops.core.fleet.membership import Fleet
 
 WAITER_TTL = 2.0  # a waiting request's place in line lapses this long after it should have asked again
-_DIMENSION_NUMBER: dict[str, int] = {name: i + 1 for i, name in enumerate(DIMENSIONS)}
+_DIMENSION: dict[str, Dimension] = {d.label: d for d in Dimension}
 
 
 @dataclass
@@ -50,12 +64,12 @@ class _Record:
         """What the store must know of it; a write-back counts only if this did not change meanwhile."""
         return (self.settled_at, self.used, self.released)
 
-    def entry(self, store: QuotaStore) -> str:
+    def entry(self, store: QuotaStore) -> Entry:
         if self.released:
-            return f"r {self.id}"
+            return Released(self.id)
         if self.settled_at is None:
-            return f"f {self.id} {self.tokens}"
-        return f"s {self.id} {store.to_store_ms(self.settled_at)} 1 {self.used}"
+            return Flying(self.id, self.tokens)
+        return Settled(self.id, store.to_store_ms(self.settled_at), 1, self.used)
 
 
 def share_of(limits: ModelLimits, members: int) -> ModelLimits:
@@ -83,10 +97,10 @@ class FleetQuota:
         # If the store is emptied, what a member that is gone by then had used is known only from here: every
         # other member's part of each window (rpm rpd tpm tpd) as of the latest heartbeat, and the fleet's use
         # with this member's own part as of the latest answer (store ms), for what nobody was seen holding yet.
-        self._parts: dict[str, tuple[int, ...]] = {}
+        self._parts: dict[str, Quad] = {}
         self._parts_at = 0
         self._view_at = 0
-        self._view_own: tuple[int, ...] | None = None
+        self._view_own: Quad | None = None
         self._held = 0.0
         fleet.quotas[model] = self
 
@@ -164,28 +178,28 @@ class FleetQuota:
         if fleet.deciding_locally:
             return self.try_admit(tokens) or max(self.wait_time(tokens), 0.05)
         record_id = fleet.new_id()
+        limits = self._limits()
         try:
-            reply = await fleet.store.call("medops_admit", (
-                self.model, fleet.instance, record_id, tokens, priority, int(waited * 1000), *self._limits(),
-                int(fleet.flight_bound * 1000), int(fleet.starvation_bound * 1000), int(WAITER_TTL * 1000),
-                fleet.epoch or ""))
+            reply = decode_admit(await fleet.store.call(fleet.wire.admit(self.model, AdmitArgs(
+                fleet.instance, record_id, tokens, priority, int(waited * 1000),
+                (limits[0], limits[1], limits[2], limits[3]), int(fleet.flight_bound * 1000),
+                int(fleet.starvation_bound * 1000), int(WAITER_TTL * 1000), fleet.epoch or ""))))
         except StoreUnavailable:
             # The store may still run the call later (frozen, not dead): give it back when it answers.
             self._records[-fleet.new_seq()] = _Record(record_id, tokens, released=True)
             return self.try_admit(tokens) or max(self.wait_time(tokens), 0.05)
-        status = reply[1]
-        if status == "seeding":
-            return max(0.05, int(reply[2]) / 1000)  # members are writing their day back: nobody admits yet
-        if status in ("unseeded", "epoch"):
+        if reply.status is Status.SEEDING:
+            return max(0.05, reply.wait_ms / 1000)  # members are writing their day back: nobody admits yet
+        if reply.usage is None:  # unseeded, or a new epoch
             await fleet.heartbeat()  # joins the new epoch and writes this instance's day back
             return 0.05  # then asks again
-        self._take_view(reply[3:], int(reply[0]))
-        if status == "ok":
+        self.take_view(reply.usage, reply.now_ms, reply.own)
+        if reply.status is Status.OK:
             reservation = self._mirror.admit_unchecked(tokens)
             self._records[reservation.seq] = _Record(record_id, tokens, synced=True)
             return reservation
         # Ask again by WAITER_TTL at the latest: that keeps this member's place in the store's line.
-        return min(WAITER_TTL, max(0.001, int(reply[2]) / 1000))
+        return min(WAITER_TTL, max(0.001, reply.wait_ms / 1000))
 
     def blocking(self, tokens: int) -> str:
         fleet = self._fleet
@@ -209,7 +223,7 @@ class FleetQuota:
         if record is None or record.settled_at is not None or record.released:
             return
         record.settled_at, record.used, record.synced = self._clock.monotonic(), max(0, tokens_used), False
-        self._fleet.send(self, record, "medops_settle", (self.model, record.id, record.used))
+        self._fleet.send(record, self._fleet.wire.settle(self.model, record.id, record.used))
 
     def release(self, reservation: Reservation) -> None:
         record = self._records.get(reservation.seq)
@@ -217,7 +231,7 @@ class FleetQuota:
         if record is None or record.settled_at is not None or record.released:
             return
         record.released, record.synced = True, False
-        self._fleet.send(self, record, "medops_release", (self.model, record.id))
+        self._fleet.send(record, self._fleet.wire.release(self.model, record.id))
 
     @property
     def in_flight(self) -> int:
@@ -230,36 +244,37 @@ class FleetQuota:
         if headers.empty:
             return
         limits = self._limits()
-        for name, limit, remaining, reset in (
-                ("rpd", headers.limit_requests, headers.remaining_requests, headers.reset_requests),
-                ("tpm", headers.limit_tokens, headers.remaining_tokens, headers.reset_tokens)):
-            d = _DIMENSION_NUMBER[name]
+        wire = self._fleet.wire
+        for d, limit, remaining, reset in (
+                (Dimension.RPD, headers.limit_requests, headers.remaining_requests, headers.reset_requests),
+                (Dimension.TPM, headers.limit_tokens, headers.remaining_tokens, headers.reset_tokens)):
             if limit is not None and limit > 0:
-                self._server_limits[d - 1] = limit
-                self._fleet.signal(self.model, "limit", d, limit)
+                self._server_limits[d.index] = limit
+                self._fleet.signal(wire.server_limit(self.model, d, limit))
                 limits = self._limits()
             if remaining is not None:
-                span = DAY if name == "rpd" else MINUTE
+                span = DAY if d is Dimension.RPD else MINUTE
                 hold = reset if reset is not None else default_reset if default_reset is not None else span
-                self._fleet.signal(self.model, "extra", d, limits[d - 1], remaining,
-                                   math.ceil(min(hold, span) * 1000))
+                self._fleet.signal(wire.server_extra(self.model, d, limits[d.index], remaining,
+                                                     math.ceil(min(hold, span) * 1000)))
 
     def observe_429(self, retry_after: float | None, limit: LimitExceeded | None = None,
                     headers: RateLimitHeaders | None = None) -> None:
         self._mirror.observe_429(retry_after, limit, headers)
         wait = self._signal_blocks(self._mirror.snapshot().windows)
         if limit is not None and limit.limit > 0:
-            self._server_limits[_DIMENSION_NUMBER[limit.dimension] - 1] = limit.limit
-            self._fleet.signal(self.model, "limit", _DIMENSION_NUMBER[limit.dimension], limit.limit)
+            d = _DIMENSION[limit.dimension]
+            self._server_limits[d.index] = limit.limit
+            self._fleet.signal(self._fleet.wire.server_limit(self.model, d, limit.limit))
         if headers is not None:
             self.observe_headers(headers, default_reset=wait)
 
     def _signal_blocks(self, windows: tuple[WindowUsage, ...]) -> float:
         """Tell the fleet which of this member's windows a 429 blocks, for the longest block; that block (s)."""
-        dims = "".join(str(i + 1) for i, w in enumerate(windows) if w.blocked_for > 0)
+        dims = tuple(d for d, w in zip(Dimension, windows, strict=True) if w.blocked_for > 0)
         wait = max((w.blocked_for for w in windows), default=0.0)
         if dims and wait > 0:
-            self._fleet.signal(self.model, "block", dims, math.ceil(wait * 1000))
+            self._fleet.signal(self._fleet.wire.block(self.model, dims, math.ceil(wait * 1000)))
         return wait
 
     def resignal(self) -> None:
@@ -268,14 +283,14 @@ class FleetQuota:
         own = self._mirror.snapshot()
         self._signal_blocks(own.windows)
         if own.capacity_hold > 0:
-            self._fleet.signal(self.model, "hold", math.ceil(own.capacity_hold * 1000))
+            self._fleet.signal(self._fleet.wire.hold(self.model, math.ceil(own.capacity_hold * 1000)))
         for index, limit in self._server_limits.items():
-            self._fleet.signal(self.model, "limit", index + 1, limit)
+            self._fleet.signal(self._fleet.wire.server_limit(self.model, Dimension(index + 1), limit))
 
     def hold_for_capacity(self, seconds: float) -> None:
         self._mirror.hold_for_capacity(seconds)
         if seconds > 0:
-            self._fleet.signal(self.model, "hold", math.ceil(seconds * 1000))
+            self._fleet.signal(self._fleet.wire.hold(self.model, math.ceil(seconds * 1000)))
 
     @property
     def capacity_hold(self) -> float:
@@ -287,31 +302,25 @@ class FleetQuota:
 
     # --- the store's view, write-back -----------------------------------------
 
-    def _take_view(self, numbers: list[Any], at_ms: int) -> None:
-        """used1..4, limit1..4, blocked1..4 (ms), held (ms) from the store at `at_ms`; after them, from an
-        admission, this member's own part of used1..4."""
-        values = [int(v) for v in numbers[:17]]
+    def take_view(self, usage: Usage, at_ms: int, own: Quad | None = None) -> None:
+        """The fleet's windows as the store counted them at `at_ms`; from an admission, this member's own part."""
         self._view_at = at_ms
-        self._view_own = tuple(values[13:17]) if len(values) == 17 else None
+        self._view_own = own
         spans = (MINUTE, DAY, MINUTE, DAY)
         self._view = tuple(
-            WindowUsage(name, values[i], values[4 + i], spans[i] if values[i] else 0.0, values[8 + i] / 1000)
-            for i, name in enumerate(DIMENSIONS))
-        self._held = values[12] / 1000
+            WindowUsage(d.label, usage.used[d.index], usage.limit[d.index],
+                        spans[d.index] if usage.used[d.index] else 0.0, usage.blocked_ms[d.index] / 1000)
+            for d in Dimension)
+        self._held = usage.held_ms / 1000
 
-    def take_parts(self, at_ms: int, fields: list[Any]) -> None:
-        """The store's "instance|d", value pairs from a heartbeat at `at_ms`: each member's part of each window
-        (the same moment as the view that heartbeat gave)."""
-        parts: dict[str, list[int]] = {}
-        for field, value in zip(fields[::2], fields[1::2], strict=True):
-            instance, _, d = str(field).rpartition("|")
-            if d in ("1", "2", "3", "4"):
-                parts.setdefault(instance, [0, 0, 0, 0])[int(d) - 1] = int(value)
-        self._view_own = tuple(parts.pop(self._fleet.instance, [0, 0, 0, 0]))
-        self._parts = {instance: tuple(p) for instance, p in parts.items()}
+    def take_parts(self, at_ms: int, parts: dict[str, Quad]) -> None:
+        """Each member's part of each window from a heartbeat at `at_ms` (the same moment as its view)."""
+        others = dict(parts)
+        self._view_own = others.pop(self._fleet.instance, (0, 0, 0, 0))
+        self._parts = others
         self._parts_at = at_ms
 
-    def carried_entries(self, hold_since: int = 0) -> list[str]:
+    def carried_entries(self, hold_since: int = 0) -> list[Entry]:
         """For an emptied store, beside this member's own day: every other member's part as last seen, to count
         until that member writes its own day back (one that is gone never will), and under "?" what the fleet
         held beyond the parts seen, each until it has left the windows (a minute, or a day, after it was seen,
@@ -322,13 +331,12 @@ class FleetQuota:
         minute and an attempt after the new epoch began ("h", if it began after `hold_since`, store ms), and "?"
         adds a minute's limit to the day windows."""
         attempt = math.ceil(self._fleet.attempt_bound * 1000)
-        hold = f"h {attempt} {hold_since}"
+        hold: Entry = HoldMinute(attempt, hold_since)
         if not self._view_at and not self._parts_at:
             return [hold]  # this member never saw the old store: it can only hold the minute
 
-        def entry(name: str, at_ms: int, part: tuple[int, ...]) -> str:
-            until_min, until_day = at_ms + int(MINUTE * 1000) + attempt, at_ms + int(DAY * 1000) + attempt
-            return f"c {name} {until_min} {until_day} {' '.join(str(v) for v in part)}"
+        def entry(name: str, at_ms: int, part: Quad) -> Entry:
+            return Carried(name, at_ms + int(MINUTE * 1000) + attempt, at_ms + int(DAY * 1000) + attempt, part)
 
         entries = [hold] + [entry(instance, self._parts_at, part) for instance, part in self._parts.items()]
         unseen = [0, 0, 0, 0]
@@ -339,10 +347,10 @@ class FleetQuota:
         limits = self._limits()
         unseen[1] += limits[0]  # a minute's requests, on the day's
         unseen[3] += limits[2]  # a minute's tokens, on the day's
-        entries.append(entry("?", self._view_at or self._parts_at, tuple(unseen)))
+        entries.append(entry("?", self._view_at or self._parts_at, (unseen[0], unseen[1], unseen[2], unseen[3])))
         return entries
 
-    def entries(self, only_unsynced: bool, store: QuotaStore) -> list[tuple[_Record, str, tuple[Any, ...]]]:
+    def entries(self, only_unsynced: bool, store: QuotaStore) -> list[tuple[_Record, Entry, tuple[Any, ...]]]:
         """What to write back: unsynced records, or (into an emptied store) every record of the day."""
         return [(r, r.entry(store), r.state()) for r in self._records.values()
                 if not (only_unsynced and r.synced) and not (r.released and only_unsynced is False)]

@@ -19,7 +19,7 @@ import os
 import socket
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal, cast
@@ -29,6 +29,7 @@ from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from medops.core.clock import Clock
 from medops.core.errors import ConfigError
+from medops.core.fleet.wire import Call, LegacyWire, Wire, namespace_prefix
 from medops.core.settings.redact import redact_url
 from medops.core.settings.store_url import check_store_url
 from medops.core.snapshot import StoreSnapshot
@@ -36,7 +37,6 @@ from medops.core.waits import percentile
 
 log = logging.getLogger(__name__)
 
-LIBRARY = "medops_quota_v2"
 HEARTBEAT_INTERVAL = 1.0  # seconds between a member's beats
 MEMBER_TTL = 10.0  # a member silent this long is no longer counted alive
 RECENT_ROUND_TRIPS = 512
@@ -56,9 +56,26 @@ class LibraryMissing(RedisError):
     """The store has no quota library and this user may not load it."""
 
 
-def library_source() -> str:
-    """The quota's Lua library, as FUNCTION LOAD takes it."""
-    return resources.files("medops.core.fleet").joinpath("quota.lua").read_text()
+def library_source(wire: type[Wire] = Wire) -> str:
+    """A wire's Lua library, as FUNCTION LOAD takes it."""
+    return resources.files("medops.core.fleet").joinpath(wire.source).read_text()
+
+
+def _source_of(library: str) -> str:
+    for wire in (Wire, LegacyWire):
+        if wire.library == library:
+            return library_source(wire)
+    raise ValueError(f"no such quota library: {library}")
+
+
+async def load_library(client: redis.Redis, library: str) -> None:
+    """Load a version of the library unless the store has it. Never over another: each version has its own name,
+    and one already loaded is left as it is (older members may be using it)."""
+    try:
+        await cast(Awaitable[Any], client.function_load(_source_of(library)))
+    except ResponseError as exc:
+        if "already exists" not in str(exc):
+            raise
 
 
 def namespace_for(groq_key: str | None, base_url: str, explicit: str = "") -> str:
@@ -100,13 +117,14 @@ class QuotaStore:
                  budget: float = DEFAULT_BUDGET) -> None:
         check_store_url(url)
         self.url = url
-        self.prefix = f"medops:{namespace}:"
+        self.namespace = namespace
+        self.prefix = namespace_prefix(namespace)
         self._clock = clock
         self._budget = budget
         self._client = redis.Redis.from_url(
             url, password=password or None, socket_timeout=budget, socket_connect_timeout=budget,
             retry_on_timeout=False, retry=None, health_check_interval=0, decode_responses=True)
-        self._loaded = False
+        self._loaded: set[str] = set()
         self._round_trips: deque[float] = deque(maxlen=RECENT_ROUND_TRIPS)
         self.up = False
         self.down_since: float | None = None  # wall time of the first failure in a row
@@ -125,20 +143,20 @@ class QuotaStore:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def call(self, function: str, args: Sequence[Any]) -> Any:
+    async def call(self, call: Call) -> Any:
         """One FCALL within the budget; `StoreUnavailable` when the store is away or refuses."""
         before_mono, before_wall = self._clock.monotonic(), self._clock.wall()
         try:
-            if not self._loaded:
-                await self._load()
+            if call.library not in self._loaded:
+                await self._load(call.library)
             try:
-                reply = await cast(Awaitable[Any], self._client.fcall(function, 1, self.prefix, *args))
+                reply = await self._fcall(call)
             except ResponseError as exc:
                 if "Function not found" not in str(exc):
                     raise
                 # The store restarted without our library (emptied): load it and try once more.
-                await self._load()
-                reply = await cast(Awaitable[Any], self._client.fcall(function, 1, self.prefix, *args))
+                await self._load(call.library)
+                reply = await self._fcall(call)
         except LibraryMissing as exc:
             self._failed(exc)
             raise StoreUnavailable(str(exc)) from None
@@ -155,19 +173,22 @@ class QuotaStore:
         self.skew = now_ms / 1000 - (before_wall + (after_mono - before_mono) / 2)
         return reply
 
-    async def _load(self) -> None:
+    async def _fcall(self, call: Call) -> Any:
+        return await cast(Awaitable[Any], self._client.fcall(call.function, len(call.keys), *call.keys, *call.args))
+
+    async def _load(self, library: str) -> None:
         """Load the library. A member ACL user may not (one member could replace the code every namespace runs):
         then the library the store's admin loaded (`medops fleet acl --apply`) is used, and if there is none the
         call fails saying so."""
         try:
-            await cast(Awaitable[Any], self._client.function_load(library_source(), replace=True))
+            await load_library(self._client, library)
         except NoPermissionError:
-            functions = await cast(Awaitable[Any], self._client.function_list(library=LIBRARY))
+            functions = await cast(Awaitable[Any], self._client.function_list(library=library))
             if not functions:
-                raise LibraryMissing(f"quota store {redact_url(self.url)} has no {LIBRARY} function library and "
+                raise LibraryMissing(f"quota store {redact_url(self.url)} has no {library} function library and "
                                      "this store user may not load it: have the store's admin run `medops fleet "
                                      "acl --apply`") from None
-        self._loaded = True
+        self._loaded.add(library)
 
     def _failed(self, exc: BaseException) -> None:
         was_up = self.up
@@ -182,7 +203,8 @@ class QuotaStore:
         self.up = False
         if was_up and self.on_down is not None:
             self.on_down()
-        self._loaded = False if isinstance(exc, OSError) else self._loaded
+        if isinstance(exc, OSError):
+            self._loaded.clear()
         self.last_error = type(exc).__name__
 
     def mark_up(self) -> None:
@@ -207,6 +229,21 @@ class QuotaStore:
             raise StoreUnavailable(f"quota store {redact_url(self.url)} unreachable: "
                                    f"{type(exc).__name__}") from None
 
+    async def alive_descriptions(self, prefix: str, limit: int) -> list[str | None]:
+        """The descriptions of up to `limit` members alive under `prefix` (another wire's keys) for a second more
+        at least (one that left is listed until now: the second covers the clocks' skew); `StoreUnavailable`
+        when the store does not answer."""
+        try:
+            now_ms = self.to_store_wall_ms(self._clock.wall()) + 1000
+            alive = await cast(Any, self._client.zrangebyscore(f"{prefix}alive", now_ms, "+inf", start=0, num=limit))
+            if not alive:
+                return []
+            return list(await cast(Any, self._client.hmget(f"{prefix}members", alive)))
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            raise StoreUnavailable(f"quota store {redact_url(self.url)} unreachable: "
+                                   f"{type(exc).__name__}") from None
+
     def to_store_ms(self, monotonic: float) -> int:
         """A local monotonic time on the store's clock (as of the latest answer)."""
         return int(monotonic * 1000 + self.offset_ms)
@@ -221,8 +258,3 @@ class QuotaStore:
         return StoreSnapshot(redact_url(self.url), instance, state, self.down_since,
                              percentile(trips, 50) * 1000, percentile(trips, 99) * 1000, self.members_alive,
                              share, round(self.skew, 3), pending, self.last_error)
-
-
-def describe_models(models: Mapping[str, Sequence[int]]) -> list[str]:
-    """Heartbeat arguments: 'name rpm rpd tpm tpd' per model."""
-    return [f"{name} {' '.join(str(int(v)) for v in limits)}" for name, limits in models.items()]

@@ -32,6 +32,7 @@ from medops.core.fleet.entries import (
     skipped_note,
 )
 from medops.core.fleet.store import MEMBER_TTL
+from medops.core.fleet.wire import Dimension, namespace_prefix
 from medops.core.inert_text import name
 from medops.core.settings.redact import redact_url
 from medops.core.snapshot import CoreSnapshot
@@ -39,7 +40,7 @@ from medops.core.snapshot import CoreSnapshot
 STALE_AFTER = 5.0  # seconds without a heartbeat before a member is marked stale (alive for MEMBER_TTL)
 TAKEN_AT_SLACK = 120.0  # a snapshot dated further than this from the store's clock is never "the newest"
 MAX_MODELS = 32  # models whose windows one reading shows
-DIMENSIONS = ("rpm", "rpd", "tpm", "tpd")  # the store's dimensions 1..4
+DIMENSIONS = tuple(d.label for d in Dimension)  # the store's dimensions 1..4
 
 
 class FleetUnavailable(ConfigError):
@@ -122,7 +123,7 @@ async def read_fleet(url: str, namespace: str, password: str | None = None, budg
     """Read every member (at most MAX_MEMBERS) and the organisation's quota; `FleetUnavailable` if it cannot."""
     if not url:
         raise FleetUnavailable("no quota store is set: set store_url (MEDOPS_STORE_URL) to the fleet's Redis")
-    prefix = f"medops:{namespace}:"
+    prefix = namespace_prefix(namespace)
     client = redis.Redis.from_url(url, password=password or None, socket_timeout=budget,
                                   socket_connect_timeout=budget, decode_responses=False)
     skips = Skips()

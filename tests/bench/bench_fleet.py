@@ -11,6 +11,11 @@
    the organisation's limit (goal at least 99% of what the windows allow: a whole limit,
    then another each 60 s plus the answer's latency), beside one
    process with all 120 callers on the in-process quota in the same run.
+4. Store memory per model (MEMORY USAGE of the model's keys) and admission plus settle p99
+   with 0, 100k, 1M and 10M requests in the day window (the fill written straight into the
+   keys), wire v3's time buckets beside wire v2's entry per request (today's design before
+   v3; its 10M row is extrapolated from 1M: 3.6 GB is more than a shared machine should
+   hold). Goal: at most 1 MB per model at 10M, admission cost flat.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aredis
 from limits import RateLimitItemPerMinute
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -31,7 +37,17 @@ from limits.strategies import MovingWindowRateLimiter
 from medops.core.clock import SystemClock
 from medops.core.fleet.membership import Fleet
 from medops.core.fleet.quota import FleetQuota, make_fleet_quota
-from medops.core.fleet.store import QuotaStore, StoreUnavailable
+from medops.core.fleet.store import QuotaStore, StoreUnavailable, load_library
+from medops.core.fleet.wire import (
+    MODEL_KEYS,
+    AdmitArgs,
+    HeartbeatArgs,
+    LegacyWire,
+    Quad,
+    Status,
+    Wire,
+    decode_admit,
+)
 from medops.core.groq.quota import GroqQuota, QuotaBook, Reservation
 from medops.core.groq.requests import Completion, PromptRequest
 from medops.core.groq.scheduler import Scheduler
@@ -47,6 +63,10 @@ FLEET_LIMIT = 300  # requests a minute for the saturated fleet
 FLEET_SECONDS = 600.0  # the issue asks for ten minutes: ten windows and their edges
 CALLERS = 40
 SERVICE_SECONDS = 0.5
+
+
+def _quad(values: list[int]) -> Quad:
+    return (values[0], values[1], values[2], values[3])
 
 
 def _pct(values: list[float], pct: float) -> float:
@@ -73,7 +93,7 @@ async def _store_round_trips(url: str) -> tuple[list[float], list[float], list[f
             answer = await quota.request_admission(100, 0, 0.0)
             admitted = time.perf_counter()
             assert isinstance(answer, Reservation)
-            await fleet.store.call("medops_settle", (MODEL, f"rtt:{answer.seq}", 50))
+            await fleet.store.call(fleet.wire.settle(MODEL, quota._records[answer.seq].id, 50))
             both.append(time.perf_counter() - started)
             admits.append(admitted - started)
             started = time.perf_counter()
@@ -135,16 +155,17 @@ def _admit_for(url: str, name: str, seconds: float, out: Any) -> None:
 
         async def loop() -> None:
             while time.monotonic() < deadline:
+                record_id = fleet.new_id()
                 try:
-                    reply = await fleet.store.call("medops_admit", (
-                        MODEL, name, fleet.new_id(), 10, 0, 0, *quota._limits(), 180_000, 30_000, 2_000,
-                        fleet.epoch or ""))
+                    reply = decode_admit(await fleet.store.call(fleet.wire.admit(MODEL, AdmitArgs(
+                        name, record_id, 10, 0, 0, _quad(quota._limits()), 180_000, 30_000, 2_000,
+                        fleet.epoch or ""))))
                 except StoreUnavailable:
                     counts[1] += 1
                     continue
-                assert reply[1] == "ok"
+                assert reply.status is Status.OK
                 counts[0] += 1
-                await fleet.store.call("medops_settle", (MODEL, f"{name}:{counts[0]}", 5))
+                await fleet.store.call(fleet.wire.settle(MODEL, record_id, 5))
 
         try:
             await asyncio.gather(*(loop() for _ in range(8)))
@@ -260,6 +281,127 @@ def test_saturated_fleet_uses_the_limit_and_never_overruns(tmp_path: Path) -> No
     print(f"  {'design':44} {'max in 60 s':>12} {'sent':>7} {'utilisation':>10}")
     _report("fleet: 3 processes x 40 callers, one store", fleet_sent)
     _report("one process, 120 callers, in-process quota", alone)
+
+
+FILLS = (0, 100_000, 1_000_000, 10_000_000)
+LEGACY_FILLS = (0, 100_000, 1_000_000)  # 10M entries of wire v2 would take ~3.6 GB: extrapolated
+FILL_ROUND_TRIPS = 1_000
+DAY_MS, MINUTE_MS = 86_400_000, 60_000
+V2_MODEL_KEYS = ("min", "day", "amt", "fly", "flyx", "sum", "sig", "wait", "part", "carry", "fresh")
+
+
+async def _fill_v3(client: aredis.Redis, wire: Wire, requests: int, now: int) -> None:
+    """`requests` a day at an even rate, as wire v3 keeps them: one bucket per minute of the day, one per
+    250 ms of the minute, each holding its share (10 tokens a request)."""
+    keys = dict(zip(MODEL_KEYS, wire.model_keys(MODEL)[len(wire.namespace_keys()):], strict=True))
+    if not requests:
+        return
+    day_ends = [now - now % 60_000 - i * 60_000 for i in range(1_439)]
+    per_day_bucket = requests / len(day_ends)
+    minute_ends = [now - now % 250 - i * 250 for i in range(239)]
+    per_minute = requests / 1_440
+    used_minute = minute_ends[:max(1, min(len(minute_ends), round(per_minute)))]
+    per_minute_bucket = max(1, round(per_minute / len(used_minute)))
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.zadd(keys["day"], {f"bench:{e}": e for e in day_ends})
+        pipe.hset(keys["damt"], mapping={f"bench:{e}": f"{round(per_day_bucket)} {round(per_day_bucket) * 10}"
+                                         for e in day_ends})
+        pipe.zadd(keys["min"], {f"bench:{e}": e for e in used_minute})
+        pipe.hset(keys["mamt"], mapping={f"bench:{e}": f"{per_minute_bucket} {per_minute_bucket * 10}"
+                                         for e in used_minute})
+        minute_total = per_minute_bucket * len(used_minute)
+        pipe.hset(keys["sum"], mapping={"dr": requests, "dt": requests * 10, "mr": minute_total,
+                                        "mt": minute_total * 10})
+        pipe.hset(keys["part"], mapping={"bench|1": minute_total, "bench|2": requests, "bench|3": minute_total * 10,
+                                         "bench|4": requests * 10})
+        await pipe.execute()
+
+
+async def _fill_v2(client: aredis.Redis, prefix: str, requests: int, now: int) -> None:
+    """`requests` a day at an even rate, as wire v2 keeps them: an entry per request in the day window (and
+    in the minute's, for the last minute's)."""
+    step = DAY_MS / max(1, requests)
+    chunk = 20_000
+    for start in range(0, requests, chunk):
+        ids = range(start, min(requests, start + chunk))
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.zadd(f"{prefix}q:{MODEL}:day", {f"bench:{i}": now - int(i * step) for i in ids})
+            pipe.hset(f"{prefix}q:{MODEL}:amt", mapping={f"bench:{i}": "1 10" for i in ids})
+            recent = {f"bench:{i}": now - int(i * step) for i in ids if i * step < MINUTE_MS - 1_000}
+            if recent:
+                pipe.zadd(f"{prefix}q:{MODEL}:min", recent)
+            await pipe.execute()
+    minute = sum(1 for i in range(requests) if i * step < MINUTE_MS - 1_000) if requests else 0
+    await client.hset(f"{prefix}q:{MODEL}:sum", mapping={"dr": requests, "dt": requests * 10, "mr": minute,
+                                                         "mt": minute * 10})
+
+
+async def _model_bytes(client: aredis.Redis, keys: list[str]) -> int:
+    total = 0
+    for key in keys:
+        total += int(await client.memory_usage(key, samples=0) or 0)
+    return total
+
+
+async def _filled_round_trips(url: str, legacy: bool, requests: int) -> tuple[int, list[float]]:
+    """Bytes of the model's keys after the fill, and admit + settle times on it (one member, roomy limits)."""
+    namespace = f"fill-{'v2' if legacy else 'v3'}-{requests}"
+    wire: Wire = LegacyWire(namespace) if legacy else Wire(namespace)
+    client = aredis.Redis.from_url(url, decode_responses=True)
+    try:
+        await load_library(client, wire.library)
+        seconds, micros = await client.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        if legacy:
+            await _fill_v2(client, wire.prefix, requests, now)
+        else:
+            await _fill_v3(client, wire, requests, now)
+        limits = (10**12, 10**12, 10**13, 10**13)  # beyond any fill: every admission is answered
+
+        async def fcall(call: Any) -> Any:
+            return await client.fcall(call.function, len(call.keys), *call.keys, *call.args)  # type: ignore[no-untyped-call]
+
+        beat = await fcall(wire.heartbeat(HeartbeatArgs("bench", '{"instance":"bench"}', 10_000, 180_000, "", 0,
+                                                         "epoch-bench", ((MODEL, limits),))))
+        epoch = str(beat[1])
+        times = []
+        for n in range(FILL_ROUND_TRIPS):
+            started = time.perf_counter()
+            reply = decode_admit(await fcall(wire.admit(MODEL, AdmitArgs(
+                "bench", f"bench:a{n}", 10, 0, 0, limits, 180_000, 30_000, 2_000, epoch))))
+            assert reply.status is Status.OK, reply
+            await fcall(wire.settle(MODEL, f"bench:a{n}", 10))
+            times.append(time.perf_counter() - started)
+        keys = ([f"{wire.prefix}q:{MODEL}:{k}" for k in V2_MODEL_KEYS] if legacy
+                else list(wire.model_keys(MODEL)[len(wire.namespace_keys()):]))
+        size = await _model_bytes(client, keys)
+        await client.flushdb()  # the next fill starts from an empty store
+        return size, times
+    finally:
+        await client.aclose()
+
+
+def test_memory_and_admission_with_a_full_day_window(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    rows: list[tuple[str, int, str, float, float]] = []
+    try:
+        for legacy, fills in ((False, FILLS), (True, LEGACY_FILLS)):
+            for requests in fills:
+                size, times = asyncio.run(_filled_round_trips(server.url, legacy, requests))
+                rows.append(("v3 time buckets" if not legacy else "v2 entry per request (before)", requests,
+                             f"{size / 1e6:9.3f} MB", statistics.median(times) * 1e3, _pct(times, 99) * 1e3))
+    finally:
+        server.stop()
+    v2 = {requests: float(size.split()[0]) for design, requests, size, _, _ in rows if design.startswith("v2")}
+    print(f"\nstore memory per model and admission + settle ({FILL_ROUND_TRIPS:,} each) with the day window "
+          "filled (goal: at most 1 MB at 10M, flat)")
+    print(f"  {'design':32} {'requests/day':>13} {'memory':>13} {'p50':>10} {'p99':>10}")
+    for design, requests, size, p50, p99 in rows:
+        print(f"  {design:32} {requests:>13,} {size:>13} {p50:7.3f} ms {p99:7.3f} ms")
+    if 1_000_000 in v2:
+        print(f"  {'v2 entry per request (before)':32} {10_000_000:>13,} {v2[1_000_000] * 10:9.0f} MB"
+              "   (extrapolated from 1M, not run)")
 
 
 if __name__ == "__main__":
