@@ -35,7 +35,8 @@ from medops.core.fleet.publish import (
     published,
     stream_fields,
 )
-from medops.core.fleet.quota import FleetQuota, _Record
+from medops.core.fleet.quota import FleetQuota
+from medops.core.fleet.records import AdmissionRecord
 from medops.core.fleet.store import (
     HEARTBEAT_INTERVAL,
     MEMBER_TTL,
@@ -81,7 +82,7 @@ class Fleet:
         self.share_divisor = 0  # members last seen alive (0: the store was never reached)
         self.seed_grace = seed_grace
         self._next = 0
-        self._outbox: asyncio.Queue[tuple[_Record | None, Call]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[AdmissionRecord | None, Call]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._beat_lock = asyncio.Lock()
@@ -142,7 +143,7 @@ class Fleet:
                 await self.store.call(self.wire.leave(self.instance))
         await self.store.close()
 
-    def send(self, record: _Record, call: Call) -> None:
+    def send(self, record: AdmissionRecord, call: Call) -> None:
         """Queue a settle or release; a record whose call fails stays unsynced for write-back."""
         if self.deciding_locally:
             return
@@ -165,7 +166,7 @@ class Fleet:
         """Wait until every queued settle, release and signal has been sent (or found the store away)."""
         await self._outbox.join()
 
-    async def _send_one(self, item: tuple[_Record | None, Call]) -> None:
+    async def _send_one(self, item: tuple[AdmissionRecord | None, Call]) -> None:
         record, call = item
         if not self.store.up or call.library != self.wire.library:
             return  # one for the wire this member spoke before: its write-back carries it
@@ -222,7 +223,7 @@ class Fleet:
     async def heartbeat(self) -> None:
         """Stay alive in the store; when it answers after an absence or empty, write back before admitting."""
         async with self._beat_lock:
-            models = tuple((name, _quad(q._limits())) for name, q in self.quotas.items())
+            models = tuple((name, _quad(q.window_limits())) for name, q in self.quotas.items())
             returning = self.ever_seen and not self.store.up
             if returning and not await self._write_back(everything=False):
                 # Back from an absence: what was admitted meanwhile goes in before this member's beat is
@@ -295,7 +296,7 @@ class Fleet:
         day, and the other members' parts as it last saw them, for those that are gone and cannot write theirs;
         the minute hold if the epoch began after `hold_since` (store ms)."""
         for quota in self.quotas.values():
-            pending: list[tuple[_Record | None, Entry, Any]] = list(
+            pending: list[tuple[AdmissionRecord | None, Entry, Any]] = list(
                 quota.entries(only_unsynced=not everything, store=self.store))
             if everything:
                 pending += [(None, entry, None) for entry in quota.carried_entries(hold_since)]
@@ -313,7 +314,7 @@ class Fleet:
         return True
 
     def pending(self) -> int:
-        return sum(1 for q in self.quotas.values() for r in q._records.values() if not r.synced)
+        return sum(1 for q in self.quotas.values() for r in q.records() if not r.synced)
 
     def snapshot(self) -> StoreSnapshot:
         return self.store.snapshot(self.instance, self.share_divisor, self.pending(), self.seeding)

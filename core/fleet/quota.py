@@ -11,27 +11,26 @@ when it answers again, or comes back empty, the records are written back
 before anything more is admitted. Never fail open: an instance that has never
 seen the store admits nothing until it does.
 
-`membership.Fleet` is the instance's side of it: heartbeat, epoch, write-back.
+`membership.Fleet` is the instance's side of it: heartbeat, epoch, write-back; the two meet through
+`records.py` (the admissions and what a quota needs of its member).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any
 
 from medops.core.clock import Clock
+from medops.core.fleet.records import AdmissionRecord, FleetSide
 from medops.core.fleet.store import HEARTBEAT_INTERVAL, QuotaStore, StoreUnavailable
 from medops.core.fleet.wire import (
     AdmitArgs,
     Carried,
     Dimension,
     Entry,
-    Flying,
     HoldMinute,
     Quad,
-    Released,
-    Settled,
     Status,
     Usage,
     decode_admit,
@@ -42,34 +41,8 @@ from medops.core.ledger.records import AdmissionStore
 from medops.core.settings.config import ModelLimits
 from medops.core.snapshot import ModelQuota, WindowUsage
 
-if TYPE_CHECKING:
-    from medops.core.fleet.membership import Fleet
-
 WAITER_TTL = 2.0  # a waiting request's place in line lapses this long after it should have asked again
 _DIMENSION: dict[str, Dimension] = {d.label: d for d in Dimension}
-
-
-@dataclass
-class _Record:
-    """One admission of this instance, as the store should know it."""
-
-    id: str
-    tokens: int
-    settled_at: float | None = None  # local monotonic
-    used: int = 0
-    released: bool = False
-    synced: bool = False
-
-    def state(self) -> tuple[float | None, int, bool]:
-        """What the store must know of it; a write-back counts only if this did not change meanwhile."""
-        return (self.settled_at, self.used, self.released)
-
-    def entry(self, store: QuotaStore) -> Entry:
-        if self.released:
-            return Released(self.id)
-        if self.settled_at is None:
-            return Flying(self.id, self.tokens)
-        return Settled(self.id, store.to_store_ms(self.settled_at), 1, self.used)
 
 
 def share_of(limits: ModelLimits, members: int) -> ModelLimits:
@@ -83,15 +56,15 @@ def share_of(limits: ModelLimits, members: int) -> ModelLimits:
 class FleetQuota:
     """One model's quota shared through the store; the same answers the scheduler gets from `GroqQuota`."""
 
-    def __init__(self, model: str, limits: ModelLimits, clock: Clock, fleet: Fleet,
+    def __init__(self, model: str, limits: ModelLimits, clock: Clock, fleet: FleetSide,
                  ledger: AdmissionStore | None = None) -> None:
         self.model = model
         self.configured = limits
         self._clock = clock
-        self._fleet: Fleet = fleet
+        self._fleet: FleetSide = fleet
         # This instance's own admissions: its part of the fleet's use, and its rules while the store is away.
         self._mirror = GroqQuota(model, share_of(limits, fleet.share_divisor), clock, ledger)
-        self._records: dict[int, _Record] = {}
+        self._records: dict[int, AdmissionRecord] = {}
         self._server_limits: dict[int, int] = {}
         self._view: tuple[WindowUsage, ...] | None = None  # the fleet's windows, from the store's latest answer
         # If the store is emptied, what a member that is gone by then had used is known only from here: every
@@ -106,7 +79,7 @@ class FleetQuota:
 
     # --- sizing ---------------------------------------------------------------
 
-    def _limits(self) -> list[int]:
+    def window_limits(self) -> list[int]:
         c = self.configured
         limits = [c.rpm, c.rpd, c.tpm, c.tpd]
         for index, server in self._server_limits.items():
@@ -115,7 +88,7 @@ class FleetQuota:
 
     @property
     def largest_request(self) -> int:
-        limits = self._limits()
+        limits = self.window_limits()
         return min(limits[TPM], limits[TPD], self.configured.context_window)
 
     def reconfigure(self, limits: ModelLimits) -> None:
@@ -131,7 +104,7 @@ class FleetQuota:
         limit (all they could add unseen), split N ways: member i may admit limit/N - own_i - others/N, and
         over the N members that sums to at most limit - fleet. Meanwhile the store reserves each late member's
         share, so members still reaching it leave that room to those cut off."""
-        limits = self._limits()
+        limits = self.window_limits()
         own = self._mirror.snapshot().windows
         fleet = self._view or own
         n = max(1, self._fleet.share_divisor)
@@ -147,7 +120,7 @@ class FleetQuota:
     def check_size(self, tokens: int) -> None:
         if tokens <= self.largest_request:
             return
-        raise too_large(self.model, tokens, self._limits(), self.configured.context_window)
+        raise too_large(self.model, tokens, self.window_limits(), self.configured.context_window)
 
     # --- admission ------------------------------------------------------------
 
@@ -169,7 +142,7 @@ class FleetQuota:
             return None
         reservation = self._mirror.try_admit(tokens)
         if reservation is not None:
-            self._records[reservation.seq] = _Record(self._fleet.new_id(), tokens)
+            self._records[reservation.seq] = AdmissionRecord(self._fleet.new_id(), tokens)
         return reservation
 
     async def request_admission(self, tokens: int, priority: int, waited: float) -> Reservation | float:
@@ -178,7 +151,7 @@ class FleetQuota:
         if fleet.deciding_locally:
             return self.try_admit(tokens) or max(self.wait_time(tokens), 0.05)
         record_id = fleet.new_id()
-        limits = self._limits()
+        limits = self.window_limits()
         try:
             reply = decode_admit(await fleet.store.call(fleet.wire.admit(self.model, AdmitArgs(
                 fleet.instance, record_id, tokens, priority, int(waited * 1000),
@@ -186,7 +159,7 @@ class FleetQuota:
                 int(fleet.starvation_bound * 1000), int(WAITER_TTL * 1000), fleet.epoch or ""))))
         except StoreUnavailable:
             # The store may still run the call later (frozen, not dead): give it back when it answers.
-            self._records[-fleet.new_seq()] = _Record(record_id, tokens, released=True)
+            self._records[-fleet.new_seq()] = AdmissionRecord(record_id, tokens, released=True)
             return self.try_admit(tokens) or max(self.wait_time(tokens), 0.05)
         if reply.status is Status.SEEDING:
             return max(0.05, reply.wait_ms / 1000)  # members are writing their day back: nobody admits yet
@@ -196,7 +169,7 @@ class FleetQuota:
         self.take_view(reply.usage, reply.now_ms, reply.own)
         if reply.status is Status.OK:
             reservation = self._mirror.admit_unchecked(tokens)
-            self._records[reservation.seq] = _Record(record_id, tokens, synced=True)
+            self._records[reservation.seq] = AdmissionRecord(record_id, tokens, synced=True)
             return reservation
         # Ask again by WAITER_TTL at the latest: that keeps this member's place in the store's line.
         return min(WAITER_TTL, max(0.001, reply.wait_ms / 1000))
@@ -243,7 +216,7 @@ class FleetQuota:
         self._mirror.observe_headers(headers, default_reset)
         if headers.empty:
             return
-        limits = self._limits()
+        limits = self.window_limits()
         wire = self._fleet.wire
         for d, limit, remaining, reset in (
                 (Dimension.RPD, headers.limit_requests, headers.remaining_requests, headers.reset_requests),
@@ -251,7 +224,7 @@ class FleetQuota:
             if limit is not None and limit > 0:
                 self._server_limits[d.index] = limit
                 self._fleet.signal(wire.server_limit(self.model, d, limit))
-                limits = self._limits()
+                limits = self.window_limits()
             if remaining is not None:
                 span = DAY if d is Dimension.RPD else MINUTE
                 hold = reset if reset is not None else default_reset if default_reset is not None else span
@@ -344,16 +317,20 @@ class FleetQuota:
             seen = [sum(part[d] for part in self._parts.values()) for d in range(4)]
             unseen = [max(0, w.used - own - known) for w, own, known in zip(self._view, self._view_own, seen,
                                                                              strict=True)]
-        limits = self._limits()
+        limits = self.window_limits()
         unseen[1] += limits[0]  # a minute's requests, on the day's
         unseen[3] += limits[2]  # a minute's tokens, on the day's
         entries.append(entry("?", self._view_at or self._parts_at, (unseen[0], unseen[1], unseen[2], unseen[3])))
         return entries
 
-    def entries(self, only_unsynced: bool, store: QuotaStore) -> list[tuple[_Record, Entry, tuple[Any, ...]]]:
+    def entries(self, only_unsynced: bool, store: QuotaStore) -> list[tuple[AdmissionRecord, Entry, tuple[Any, ...]]]:
         """What to write back: unsynced records, or (into an emptied store) every record of the day."""
         return [(r, r.entry(store), r.state()) for r in self._records.values()
                 if not (only_unsynced and r.synced) and not (r.released and only_unsynced is False)]
+
+    def records(self) -> list[AdmissionRecord]:
+        """This member's admissions still kept for write-back."""
+        return list(self._records.values())
 
     def forget_old(self) -> None:
         """Records of admissions settled a day ago can no longer count anywhere."""
@@ -385,7 +362,7 @@ class FleetQuota:
 
 
 
-def make_fleet_quota(fleet: Fleet) -> Any:
+def make_fleet_quota(fleet: FleetSide) -> Any:
     """A factory for `QuotaBook`: every model's quota goes through `fleet`."""
     def build(model: str, limits: ModelLimits, clock: Clock, ledger: AdmissionStore | None) -> FleetQuota:
         return FleetQuota(model, limits, clock, fleet, ledger)

@@ -158,7 +158,7 @@ def _admit_for(url: str, name: str, seconds: float, out: Any) -> None:
                 record_id = fleet.new_id()
                 try:
                     reply = decode_admit(await fleet.store.call(fleet.wire.admit(MODEL, AdmitArgs(
-                        name, record_id, 10, 0, 0, _quad(quota._limits()), 180_000, 30_000, 2_000,
+                        name, record_id, 10, 0, 0, _quad(quota.window_limits()), 180_000, 30_000, 2_000,
                         fleet.epoch or ""))))
                 except StoreUnavailable:
                     counts[1] += 1
