@@ -23,6 +23,20 @@ class MemoryAdmissionStore(AdmissionStore):
         return [row for row in self.rows if row[1] >= since_wall]
 
 
+def admit_now(quota: GroqQuota, tokens: int) -> Reservation:
+    """Admit `tokens` now, as a test setting up a window does (the quota must have room)."""
+    reservation = quota.try_admit(tokens)
+    assert reservation is not None, f"no room for {tokens} tokens: {quota.blocking(tokens)}"
+    return reservation
+
+
+async def acquire(quota: GroqQuota, tokens: int, clock: Clock) -> Reservation:
+    """Wait on the clock until `tokens` fit, then admit (the scheduler's waiting, without the scheduler)."""
+    while (reservation := quota.try_admit(tokens)) is None:
+        await clock.sleep(max(quota.wait_time(tokens), 0.001))
+    return reservation
+
+
 def max_in_any_span(times_and_amounts: list[tuple[float, int]], span: float) -> int:
     """The largest total admitted in any half-open span of `span` seconds (two pointers)."""
     events = sorted(times_and_amounts)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from medops.core.clock import FakeClock, settle
 from medops.core.errors import QuotaError
-from medops.core.groq.quota import GroqQuota, QuotaBook, QuotaExhausted, RequestTooLarge, UnknownModel
+from medops.core.groq.quota import GroqQuota, QuotaBook, RequestTooLarge, UnknownModel
 from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders
 from medops.core.groq.token_estimate import CHAT_TEMPLATE_TOKENS, estimate_prompt_tokens
 from medops.core.settings.config import ModelLimits, Settings
-from tests.quota_helpers import MemoryAdmissionStore
+from tests.quota_helpers import MemoryAdmissionStore, admit_now
 
 SMALL = ModelLimits(rpm=3, rpd=10, tpm=1_000, tpd=5_000, context_window=4_096)
 
@@ -138,7 +136,7 @@ async def test_a_request_larger_than_tokens_per_minute_is_refused_at_once(clock:
     with pytest.raises(RequestTooLarge, match="tokens-per-minute limit of 1,000"):
         q.check_size(1_001)
     with pytest.raises(RequestTooLarge, match="shorten the prompt"):
-        await q.acquire(1_001)
+        q.check_size(1_001)
     assert q.snapshot().refused_too_large == 2
 
 
@@ -148,40 +146,19 @@ async def test_a_request_larger_than_the_context_window_is_refused_at_once(clock
         q.check_size(9_000)
 
 
-async def test_fail_fast_admission_says_when_room_returns(clock: FakeClock) -> None:
+async def test_a_full_window_says_which_and_when_room_returns(clock: FakeClock) -> None:
     q = quota(clock)
     for _ in range(3):
-        q.admit(10)
-    with pytest.raises(QuotaExhausted, match=r"rpm full.*room returns in 1m0s") as caught:
-        q.admit(10)
-    assert caught.value.retry_in == pytest.approx(60)
-
-
-async def test_acquire_waits_on_the_clock_until_room_returns(clock: FakeClock) -> None:
-    q = quota(clock)
-    for _ in range(3):
-        q.settle(q.admit(10), 10)
-    waiter = asyncio.create_task(q.acquire(10))
-    await clock.advance(59)
-    assert not waiter.done()
-    await clock.advance(1)
-    assert (await waiter).tokens == 10
-    assert windows(q)["rpm"] == (1, 3)
-
-
-async def test_acquire_gives_up_at_its_deadline(clock: FakeClock) -> None:
-    q = quota(clock)
-    for _ in range(3):
-        q.admit(10)
-    waiter = asyncio.create_task(q.acquire(10, deadline_at=clock.monotonic() + 5))
-    await clock.advance(5)
-    with pytest.raises(QuotaExhausted, match="before the deadline"):
-        await waiter
+        q.settle(admit_now(q, 10), 10)
+    assert q.try_admit(10) is None
+    assert q.wait_time(10) == pytest.approx(60) and "rpm full" in q.blocking(10)
+    await clock.advance(60)
+    assert q.try_admit(10) is not None
 
 
 async def test_server_reporting_fewer_tokens_left_tightens_the_minute(clock: FakeClock) -> None:
     q = quota(clock)
-    q.admit(100)
+    admit_now(q, 100)
     # Another client on the same key used 700 tokens: the server has 200 left, we think 900.
     q.observe_headers(RateLimitHeaders(limit_tokens=1_000, remaining_tokens=200, reset_tokens=12.0))
     assert windows(q)["tpm"] == (800, 1_000)
@@ -193,7 +170,7 @@ async def test_server_reporting_fewer_tokens_left_tightens_the_minute(clock: Fak
 
 async def test_server_reporting_more_room_never_loosens_local_state(clock: FakeClock) -> None:
     q = quota(clock)
-    q.admit(900)
+    admit_now(q, 900)
     q.observe_headers(RateLimitHeaders(limit_tokens=1_000, remaining_tokens=1_000, reset_tokens=0.0,
                                        limit_requests=10, remaining_requests=10))
     assert windows(q)["tpm"] == (900, 1_000)
@@ -202,7 +179,7 @@ async def test_server_reporting_more_room_never_loosens_local_state(clock: FakeC
 
 async def test_server_reporting_fewer_requests_left_today_tightens_the_day(clock: FakeClock) -> None:
     q = quota(clock)
-    q.admit(10)
+    admit_now(q, 10)
     q.observe_headers(RateLimitHeaders(limit_requests=10, remaining_requests=1, reset_requests=600.0))
     assert windows(q)["rpd"] == (9, 10)
     assert q.try_admit(10) is not None
@@ -250,11 +227,11 @@ async def test_a_429_without_retry_after_still_waits_a_little(clock: FakeClock) 
 async def test_admissions_are_recorded_and_a_restart_restores_the_day(clock: FakeClock) -> None:
     store = MemoryAdmissionStore()
     q = quota(clock, store=store)
-    first = q.admit(500)
+    first = admit_now(q, 500)
     q.settle(first, 200)
-    q.release(q.admit(50))
+    q.release(admit_now(q, 50))
     await clock.advance(3_600)
-    q.admit(300)
+    admit_now(q, 300)
     assert sum(r[2] for r in store.rows) == 2
     assert sum(r[3] for r in store.rows) == 500
 
@@ -275,7 +252,7 @@ async def test_a_restart_within_the_minute_restores_the_minute_too(clock: FakeCl
     store = MemoryAdmissionStore()
     q = quota(clock, store=store)
     for _ in range(3):
-        q.admit(10)
+        admit_now(q, 10)
     later = FakeClock(start=0.0, wall_start=clock.wall() + 20)
     restarted = quota(later)
     restarted.restore([(at, r, t) for _, at, r, t in store.rows])
@@ -290,7 +267,7 @@ async def test_a_restart_restores_a_settled_admission_at_its_settle_time(clock: 
     assert reservation is not None
     await clock.advance(5)
     q.settle(reservation, 300)
-    q.release(q.admit(50))  # never sent: its row is taken back exactly
+    q.release(admit_now(q, 50))  # never sent: its row is taken back exactly
     # 55 s after it was sent, 50 s after its answer: it still counts for another 10 s.
     later = FakeClock(start=0.0, wall_start=clock.wall() + 50)
     restarted = quota(later)
@@ -326,7 +303,7 @@ def test_an_unknown_model_is_refused_with_the_known_ones(clock: FakeClock) -> No
 
 async def test_snapshot_shows_used_limit_remaining_and_reset(clock: FakeClock) -> None:
     book = QuotaBook(Settings(models={"m": SMALL}), clock)
-    book["m"].settle(book["m"].admit(250), 250)
+    book["m"].settle(admit_now(book["m"], 250), 250)
     await clock.advance(15)
     await settle()
     (model,) = book.snapshot().models
@@ -349,7 +326,7 @@ async def test_the_window_edge_is_one_rule_even_where_float_subtraction_rounds()
     clock = FakeClock(start=1000.1)
     q = quota(clock)
     for _ in range(3):
-        q.settle(q.admit(10), 10)
+        q.settle(admit_now(q, 10), 10)
     wait = q.wait_time(10)
     await clock.advance(wait)
     assert clock.monotonic() == 1060.1
@@ -359,7 +336,7 @@ async def test_the_window_edge_is_one_rule_even_where_float_subtraction_rounds()
 
 async def test_changed_limits_apply_at_once_and_server_limits_still_cap_them(clock: FakeClock) -> None:
     book = QuotaBook(Settings(models={"m": SMALL}), clock)
-    book["m"].admit(10)
+    admit_now(book["m"], 10)
     book["m"].observe_headers(RateLimitHeaders(limit_tokens=800, remaining_tokens=790))
     book.apply(Settings(models={"m": ModelLimits(rpm=1, rpd=10, tpm=2_000, tpd=5_000), "n": SMALL}))
     assert windows(book["m"])["rpm"] == (1, 1)
@@ -370,7 +347,7 @@ async def test_changed_limits_apply_at_once_and_server_limits_still_cap_them(clo
 
 async def test_restoring_after_new_admissions_is_refused_rather_than_double_counted(clock: FakeClock) -> None:
     q = quota(clock)
-    q.admit(10)
+    admit_now(q, 10)
     with pytest.raises(QuotaError, match="restore at start"):
         q.restore([(clock.wall() - 5, 1, 10)])
 

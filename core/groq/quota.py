@@ -327,33 +327,6 @@ class GroqQuota:
         """The scheduler's asynchronous path: here the answer is local, a reservation or the wait."""
         return self.try_admit(tokens) or self.wait_time(tokens)
 
-    def admit(self, tokens: int) -> Reservation:
-        """Admit now or raise `QuotaExhausted` saying when room returns (for fail-fast callers)."""
-        self.check_size(tokens)
-        wait = self.wait_time(tokens)
-        if wait > 0:
-            raise QuotaExhausted(f"{self.model} has no room for {tokens:,} more tokens now ({self.blocking(tokens)}); "
-                                 f"room returns in {format_go_duration(wait)}; retry then or submit without "
-                                 "fail_fast to wait in the queue", wait)
-        return self._admit(tokens, self._monotonic())
-
-    async def acquire(self, tokens: int, deadline_at: float | None = None) -> Reservation:
-        """Wait (on the clock) until `tokens` fit, then admit; `QuotaExhausted` past `deadline_at`."""
-        self.check_size(tokens)
-        while True:
-            reservation = self.try_admit(tokens)
-            if reservation is not None:
-                return reservation
-            wait = self.wait_time(tokens)
-            now = self._clock.monotonic()
-            if deadline_at is not None and now + wait > deadline_at:
-                if deadline_at > now:
-                    await self._clock.sleep(deadline_at - now)
-                    continue
-                raise QuotaExhausted(f"{self.model} had no room for {tokens:,} tokens before the deadline "
-                                     f"({self.blocking(tokens)})", wait)
-            await self._clock.sleep(wait if math.isfinite(wait) else MINUTE)
-
     def _admit(self, tokens: int, now: float) -> Reservation:
         self._flying_requests += 1
         self._flying_tokens += tokens
