@@ -133,6 +133,7 @@ class RequestRow:
     until: float | None = None  # wall time the wait ends, when known
     attempt: int = 0  # HTTP attempts so far (the one in flight included)
     at_groq: float = 0.0  # seconds the attempt in flight has been at Groq
+    member: str = ""  # the member holding it, on an attached view ("": this core's own)
 
     @property
     def promoted(self) -> bool:
