@@ -34,6 +34,11 @@ def priority_text(row: RequestRow) -> str:
     return f"{row.priority}^{row.effective}" if row.promoted else row.priority
 
 
+def who(row: RequestRow) -> str:
+    """Its gateway key or agent; on an attached view, after the member holding it: "ward-1/triage"."""
+    return f"{row.member}/{row.client or row.agent}" if row.member else row.client or row.agent
+
+
 @dataclass(frozen=True)
 class Column:
     """One column: its heading, how it sorts, how it reads (plain text)."""
@@ -51,7 +56,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("state", "state", lambda r: r.state, lambda r: r.state),
     Column("age", "age", lambda r: -r.age, lambda r: duration(r.age), right=True),
     Column("wait", "why it waits", lambda r: r.reason, lambda r: r.reason),
-    Column("who", "agent/key", lambda r: r.client or r.agent, lambda r: r.client or r.agent),
+    Column("who", "agent/key", lambda r: (r.member, r.client or r.agent), who),
     Column("model", "model", lambda r: r.model, lambda r: r.model),
     Column("tokens", "tokens", lambda r: -r.tokens, lambda r: f"{r.tokens:,}", right=True),
     Column("deadline", "deadline", lambda r: r.deadline_left if r.deadline_left is not None else float("inf"),

@@ -39,6 +39,7 @@ class WindowUsage:
     blocked_for: float = 0.0  # seconds a 429 still blocks this dimension
     own: int | None = None  # this instance's part of `used` when a fleet shares the window (None: no fleet)
     parts: tuple[tuple[str, int], ...] = ()  # (member, its part of `used`): filled by an attached view only
+    last_hour: int | None = None  # day windows: what entered it in the last hour, in flight included (None: unknown)
 
     @property
     def remaining(self) -> int:
@@ -132,6 +133,7 @@ class RequestRow:
     until: float | None = None  # wall time the wait ends, when known
     attempt: int = 0  # HTTP attempts so far (the one in flight included)
     at_groq: float = 0.0  # seconds the attempt in flight has been at Groq
+    member: str = ""  # the member holding it, on an attached view ("": this core's own)
 
     @property
     def promoted(self) -> bool:

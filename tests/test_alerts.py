@@ -241,8 +241,8 @@ async def test_alerts_are_listed_newest_first(engine: AlertEngine, metrics: Fake
 
 def test_every_rule_in_the_config_is_covered() -> None:
     names = {type(rule).__name__ for rule in default_rules()}
-    assert names == {"CpuRule", "MemoryRule", "QuotaRule", "RateLimitedRule", "QuotaStoreRule", "SlotsRule",
-                     "PoolSaturatedRule", "LoopLagRule"}
+    assert names == {"CpuRule", "MemoryRule", "QuotaRule", "BurnRateRule", "RateLimitedRule", "QuotaStoreRule",
+                     "SlotsRule", "PoolSaturatedRule", "LoopLagRule"}
 
 
 def _store(**changes: object) -> StoreSnapshot:

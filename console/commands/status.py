@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,6 @@ def register(subparsers: Any) -> None:
 
 
 def status(args: argparse.Namespace) -> int:
-    from medops.core.snapshot import snapshot_to_dict
-
     async def take() -> CoreSnapshot:
         async with running_core(args, "status") as resource_core:
             # Before the monitor's first sample every system figure is zero; its CPU share needs an interval.
@@ -30,7 +29,7 @@ def status(args: argparse.Namespace) -> int:
 
     snapshot = asyncio.run(take())
     if args.json:
-        print(json.dumps(snapshot_to_dict(snapshot), sort_keys=True))
+        print(json.dumps(status_dict(snapshot), sort_keys=True))
     else:
         print("\n".join(summary_lines(snapshot)))
     return 0
@@ -49,6 +48,7 @@ def summary_lines(snapshot: CoreSnapshot) -> list[str]:
         if model.model == snapshot.quota.default_model or any(w.used for w in model.windows):
             windows = "  ".join(f"{w.name} {w.used:,}/{w.limit:,}" for w in model.windows)
             lines.append(f"quota      {model.model}: {windows}")
+    lines += burn_lines(snapshot)
     if snapshot.quota.store is not None:
         lines.append(f"store      {store_summary(snapshot.quota.store)}")
     scheduler = snapshot.scheduler
@@ -70,6 +70,30 @@ def summary_lines(snapshot: CoreSnapshot) -> list[str]:
     lines.append(f"alerts     {len(open_alerts)} open")
     lines += [f"  {alert.level}: {alert.message}" for alert in open_alerts]
     lines.append("(medops status --json prints the whole snapshot)")
+    return lines
+
+
+def status_dict(snapshot: CoreSnapshot) -> dict[str, Any]:
+    """The whole snapshot as plain data, with each day window's burn rate beside it (`burn_rates`)."""
+    from medops.core.burn_rate import burn_rates
+    from medops.core.snapshot import snapshot_to_dict
+
+    plain = snapshot_to_dict(snapshot)
+    plain["burn_rates"] = [dict(dataclasses.asdict(rate), runs_out_first=rate.runs_out_first)
+                           for rate in burn_rates(snapshot.quota, snapshot.taken_at)]
+    return plain
+
+
+def burn_lines(snapshot: CoreSnapshot) -> list[str]:
+    """Each day window's pace over the last hour and when it runs out at that pace."""
+    from medops.console.times import clock_time
+    from medops.core.burn_rate import burn_rates, out_words
+
+    lines = []
+    for rate in burn_rates(snapshot.quota, snapshot.taken_at):
+        first = f"; RUNS OUT before it frees (from {clock_time(rate.frees_at)})" if rate.runs_out_first else ""
+        lines.append(f"burn       {rate.model} {rate.window}: {rate.per_hour:,} in the last hour, "
+                     f"{rate.remaining:,} left; {out_words(rate, snapshot.taken_at)} at this pace{first}")
     return lines
 
 

@@ -1,4 +1,4 @@
-"""Alerts pane: open and recent alerts newest first, then what the tuner changed.
+"""Alerts pane: open and recent alerts newest first, one row per cause, then what the tuner changed.
 
 Focused (tab to it, or click), k acknowledges the open alerts and s silences them
 for an hour (u lifts that); the command palette does the same for one alert.
@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from textual.binding import Binding, BindingType
 
 from medops.console import figures, times
+from medops.console.alert_groups import AlertGroup, group_alerts
 from medops.console.error_text import describe_error
 from medops.console.forms.core_handle import STARTING, CoreHandle
 from medops.console.panes.pane import SnapshotPane
@@ -77,8 +78,8 @@ class AlertsPane(SnapshotPane):
 
     def draw(self, snapshot: CoreSnapshot) -> str:
         self.border_title = f"Alerts · {times.zone(snapshot.taken_at)}"
-        alerts = sorted(snapshot.alerts, key=newest, reverse=True)[:MAX_ALERTS]
-        lines = [alert_line(alert) for alert in alerts] or ["[dim]no alerts[/]"]
+        groups = group_alerts(snapshot.alerts, newest)[:MAX_ALERTS]
+        lines = [group_line(group) for group in groups] or ["[dim]no alerts[/]"]
         tuner = snapshot.tuner
         if tuner.changes:
             lines.append("[b]tuner[/]" + ("" if tuner.enabled else " (off)"))
@@ -99,6 +100,23 @@ def tuner_figures(change: TunerChange) -> str:
 def newest(alert: Alert) -> float:
     """When the alert last changed: opened, repeated, escalated or cleared."""
     return max(alert.opened_at, alert.updated_at, alert.cleared_at or 0.0)
+
+
+def group_line(group: AlertGroup) -> str:
+    """One cause: its alert's line when it has one; else `quota_low ×12 on 3 members: newest message`, with how
+    many are open, and how often they repeated or reopened (flapped)."""
+    if len(group.alerts) == 1:
+        return alert_line(group.alerts[0])
+    latest = group.alerts[0]
+    members = len(group.members)
+    on = f" on {members} member{'s' if members != 1 else ''}" if members else ""
+    badge = {"critical": "[reverse $error] CRIT [/]", "warning": "[reverse $warning] WARN [/]"}.get(
+        group.level, "[dim]cleared[/]")
+    still = len(group.open)
+    notes = f" [dim]· {still} open · repeated or reopened {group.repeats}×[/]" if group.repeats else \
+        f" [dim]· {still} open[/]"
+    return (f"{times.clock_time(newest(latest))} {badge} [b]{figures.text(group.cause)} ×{len(group.alerts)}"
+            f"{figures.text(on)}[/]: {figures.text(latest.message)}{notes}")
 
 
 def alert_line(alert: Alert) -> str:

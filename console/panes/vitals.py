@@ -7,6 +7,7 @@ flight, how full case memory and each pool are, CPU, memory and the open alerts.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from medops.console import figures
 from medops.console.panes.pane import SnapshotPane, attached
 from medops.console.panes.pools import EXPECTED_POOLS
 from medops.console.panes.quota import WINDOW_ORDER, is_unused
+from medops.core.burn_rate import burn_rates, out_words
 from medops.core.snapshot import Alert, CoreSnapshot, ModelQuota
 
 if TYPE_CHECKING:
@@ -57,6 +59,9 @@ def vital_lines(snapshot: CoreSnapshot) -> list[str]:
     quota = snapshot.quota
     active = [m for m in quota.models if m.model == quota.default_model or not is_unused(m)]
     lines.extend(model_line(model) for model in active)
+    burn = burn_line(snapshot)
+    if burn:
+        lines.append(burn)
     if not quota.models:
         lines.append("[dim]quota: no member has published yet[/]" if attached(snapshot)
                      else "[dim]quota: not running yet[/]")
@@ -86,6 +91,24 @@ def fleet_line(view: FleetView) -> str:
     return (f"fleet [b]{states['alive']}[/] alive {counts} │ {use} │ "
             + (f"[reverse]{paused} paused[/]" if paused else "0 paused")
             + f" │ {alerts} alert{'s' if alerts != 1 else ''}")
+
+
+def burn_line(snapshot: CoreSnapshot) -> str:
+    """The day windows being spent, soonest out first, at the last hour's pace: 'burn rpd 1.2k/h out at 21:40 ·
+    tpd 90k/h lasts over a day', a window that runs out before it frees emphasised; '' when none is spent."""
+    now = snapshot.taken_at
+    rates = sorted((r for r in burn_rates(snapshot.quota, now) if r.per_hour > 0),
+                   key=lambda r: r.runs_out_at if r.runs_out_at is not None else math.inf)
+    several = len({r.model for r in rates}) > 1
+    shown = "burn"
+    for rate in rates:
+        name = f"{rate.model[:MODEL_COLUMN // 2]} " if several else ""
+        piece = f"{name}{rate.window} {figures.count(rate.per_hour)}/h {out_words(rate, now)}"
+        if len(Text.from_markup(shown).plain) + len(piece) + 3 > LINE_WIDTH:
+            return shown + " …"
+        drawn = f"[b reverse]{figures.text(piece)}[/]" if rate.runs_out_first else figures.text(piece)
+        shown += (" · " if shown != "burn" else " ") + drawn
+    return shown if rates else ""
 
 
 def model_line(model: ModelQuota) -> str:

@@ -28,7 +28,7 @@ from medops.core.errors import ConfigError, MedopsError
 from medops.core.fleet.commands import ANSWER_WAIT, Acknowledgement, Command, issue
 from medops.core.fleet.membership import fleet_namespace
 from medops.core.fleet.view import FleetUnavailable, FleetView, FleetWindow, read_fleet
-from medops.core.groq.scheduler import UnknownRequest
+from medops.core.groq.scheduler import REQUEST_ROWS, UnknownRequest
 from medops.core.ledger.history import AlertHistory, Before, RequestHistory
 from medops.core.ledger.limit_history import LimitChangeHistory
 from medops.core.ledger.metric_history import MetricHistory
@@ -46,6 +46,7 @@ from medops.core.snapshot import (
     PoolSnapshot,
     PriorityQueue,
     QuotaSnapshot,
+    RequestRow,
     SchedulerSnapshot,
     ServerReport,
     StoreSnapshot,
@@ -341,7 +342,8 @@ def fleet_snapshot(view: FleetView, store: StoreSnapshot) -> CoreSnapshot:
         taken_at=view.read_at, uptime=0.0,
         endpoint=newest.endpoint if newest is not None else EndpointInfo(),
         quota=_quota(view, snapshots, store),
-        scheduler=_scheduler(snapshots.values()),
+        scheduler=replace(_scheduler(snapshots.values()), requests=_requests(snapshots),
+                          requests_held=sum(s.scheduler.requests_held for s in snapshots.values())),
         pools=_pools(snapshots.values()),
         alerts=tuple(replace(alert, name=f"{name}/{alert.name}") for name, snap in sorted(snapshots.items())
                      for alert in snap.alerts if alert.cleared_at is None),
@@ -367,7 +369,8 @@ def _quota(view: FleetView, snapshots: Mapping[str, CoreSnapshot], store: StoreS
                                                   default=0.0),
                                      blocked_for=max((x.blocked_for for m in same for x in m.windows
                                                       if x.name == w.name), default=0.0),
-                                     parts=tuple(sorted(w.parts.items()))) for w in windows),
+                                     parts=tuple(sorted(w.parts.items())), last_hour=w.last_hour)
+                  for w in windows),
             same[0].server if same else ServerReport(),
             rate_limited=sum(m.rate_limited for m in same), refused_too_large=sum(m.refused_too_large for m in same),
             capacity_exceeded=sum(m.capacity_exceeded for m in same),
@@ -387,6 +390,14 @@ def _scheduler(snapshots: Iterable[CoreSnapshot]) -> SchedulerSnapshot:
         completed=sum(s.completed for s in schedulers), failed=sum(s.failed for s in schedulers),
         rejected=sum(s.rejected for s in schedulers), retried=sum(s.retried for s in schedulers),
         paused=bool(schedulers) and all(s.paused for s in schedulers))
+
+
+def _requests(snapshots: Mapping[str, CoreSnapshot]) -> tuple[RequestRow, ...]:
+    """Every member's published request rows, each labelled with its member, at most `REQUEST_ROWS`: in flight
+    first, then by how long they have waited (the members' send orders cannot be interleaved exactly)."""
+    rows = [replace(row, member=name) for name, snap in snapshots.items() for row in snap.scheduler.requests]
+    rows.sort(key=lambda r: (r.state != "sending", -r.age))
+    return tuple(rows[:REQUEST_ROWS])
 
 
 def _pools(snapshots: Iterable[CoreSnapshot]) -> tuple[PoolSnapshot, ...]:

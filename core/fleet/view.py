@@ -31,6 +31,7 @@ from medops.core.fleet.entries import (
     published_snapshot,
     skipped_note,
 )
+from medops.core.fleet.pace import hour_use
 from medops.core.fleet.store import MEMBER_TTL
 from medops.core.fleet.wire import Dimension, namespace_prefix
 from medops.core.inert_text import name
@@ -86,6 +87,7 @@ class FleetWindow:
     used: int
     limit: int
     parts: Mapping[str, int]  # instance -> its part
+    last_hour: int | None = None  # day windows: what entered in the last hour, in flight included (burn rate)
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,7 @@ async def _windows(client: redis.Redis, prefix: str, now: float, keys: Sequence[
             pipe.hmget(f"{prefix}q:{model}:sig", [f"{k}{d}" for k in "xus" for d in range(1, 5)])
             pipe.hmget(f"{prefix}q:{model}:part", [k + f"|{d}".encode() for k in keys for d in range(1, 5)])
         replies = await pipe.execute()
+    hour = await hour_use(client, prefix, names, now_ms)
     rows = []
     for i, model in enumerate(names):
         sums, sig, parts = (_numbers(r) for r in replies[3 * i: 3 * i + 3])
@@ -244,8 +247,9 @@ async def _windows(client: redis.Redis, prefix: str, now: float, keys: Sequence[
                            for w in m.windows if w.name == window)
             limit = int(sig[8 + d]) if sig[8 + d] > 0 else held.most_common(1)[0][0] if held else 0
             own = {member_name(k): max(0, int(parts[4 * j + d])) for j, k in enumerate(keys)}
+            last_hour = None if d in (0, 2) else hour[i][d // 2] + int(sums[4] if d == 1 else sums[5])
             if used or any(own.values()) or model == default:
-                rows.append(FleetWindow(name(model), window, used, limit, own))
+                rows.append(FleetWindow(name(model), window, used, limit, own, last_hour))
     return tuple(rows)
 
 

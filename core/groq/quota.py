@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from medops.core.burn_rate import HOUR
 from medops.core.clock import Clock
 from medops.core.errors import QuotaError
 from medops.core.groq.rate_headers import DIMENSIONS, Dimension, LimitExceeded, RateLimitHeaders, format_go_duration
@@ -158,6 +159,16 @@ class _Window:
         self.token_counts.append(tokens)
         self.requests += requests
         self.tokens += tokens
+
+    def since(self, at: float, tokens: bool) -> int:
+        """Requests (or tokens) of the admissions settled after `at`: newest first, so it reads only those."""
+        amounts = reversed(self.token_counts if tokens else self.request_counts)
+        total = 0
+        for settled, amount in zip(reversed(self.times), amounts, strict=True):
+            if settled <= at:
+                break
+            total += amount
+        return total
 
     def reset_in(self, now: float) -> float:
         """Seconds until the oldest admission leaves (0 when empty)."""
@@ -534,8 +545,9 @@ class GroqQuota:
             if extra:
                 reset_in = min(reset_in, self._extra_until[index] - now) if window.times or flying else \
                     self._extra_until[index] - now
+            last_hour = None if window is self._minute else window.since(now - HOUR, index == TPD) + flying
             usages.append(WindowUsage(name, used, self._limits[index], max(0.0, reset_in),
-                                      max(0.0, self._blocked_until[index] - now)))
+                                      max(0.0, self._blocked_until[index] - now), last_hour=last_hour))
         return tuple(usages)
 
     def own_use(self) -> tuple[int, int, int, int]:

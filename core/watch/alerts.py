@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from medops.core.burn_rate import HOUR, burn_rates, out_words
 from medops.core.clock import Clock
 from medops.core.settings.config import Settings
 from medops.core.snapshot import Alert, AlertLevel, CoreSnapshot
@@ -107,6 +108,25 @@ class QuotaRule:
                     yield Condition(f"quota_low:{model.model}:{window.name}", "quota_low", level,
                                     f"{model.model} {window.name}: {window.remaining:,} of {window.limit:,} left "
                                     f"({left:.0f}%), resets in {window.reset_in:.0f} s", left)
+
+
+class BurnRateRule:
+    """A day window (rpd, tpd) that, at the last hour's pace, runs out before it frees.
+
+    Damped as every rule is (it must hold `alert_open_after`); the pace is the organisation's on an attached
+    view and the quota's own records otherwise."""
+
+    def check(self, snapshot: CoreSnapshot, settings: Settings) -> Iterable[Condition]:
+        store = snapshot.quota.store
+        if store is not None and store.state == "down":
+            return  # the local share's windows count the others full on purpose (as QuotaRule)
+        for rate in burn_rates(snapshot.quota, snapshot.taken_at):
+            if rate.runs_out_at is not None and rate.runs_out_first:
+                hours = (rate.runs_out_at - snapshot.taken_at) / HOUR
+                yield Condition(f"burn_rate:{rate.model}:{rate.window}", "burn_rate", WARNING,
+                                f"{rate.model} {rate.window} {out_words(rate, snapshot.taken_at)} at this pace "
+                                f"({rate.per_hour:,} in the last hour, {rate.remaining:,} of {rate.limit:,} left); "
+                                f"it frees from {time.strftime('%H:%M', time.localtime(rate.frees_at))}", hours)
 
 
 class RateLimitedRule:
@@ -202,7 +222,7 @@ class LoopLagRule:
 
 def default_rules() -> list[Rule]:
     """The rules the config's alert_* settings drive."""
-    return [CpuRule(), MemoryRule(), QuotaRule(), RateLimitedRule(), QuotaStoreRule(), SlotsRule(),
+    return [CpuRule(), MemoryRule(), QuotaRule(), BurnRateRule(), RateLimitedRule(), QuotaStoreRule(), SlotsRule(),
             PoolSaturatedRule(), LoopLagRule()]
 
 

@@ -1,0 +1,45 @@
+"""The organisation's pace: what the store's day buckets took in over the last hour, read only.
+
+Each member's settled use sits in the day window's buckets (`day`: entry -> bucket end,
+`damt`: entry -> "requests tokens"), a minute wide. Buckets ending in the last hour hold
+what settled then (up to a bucket's width more): the fleet's burn rate. Nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import redis.asyncio as redis
+
+from medops.core.fleet.wire import model_key
+
+HOUR_MS = 3_600_000
+MAX_BUCKETS = 60 * 1_000  # a minute-wide bucket per member an hour, for a thousand members: a bound, not a guess
+
+
+async def hour_use(client: redis.Redis, prefix: str, models: Sequence[str], now_ms: float) -> list[tuple[int, int]]:
+    """(requests, tokens) each model's day buckets took in over the hour before `now_ms` (store ms)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for model in models:
+            pipe.zrangebyscore(model_key(prefix, model, "day"), f"({int(now_ms - HOUR_MS)}", "+inf",
+                               start=0, num=MAX_BUCKETS)
+        buckets = cast(list[list[bytes]], await pipe.execute())
+    async with client.pipeline(transaction=False) as pipe:
+        for model, entries in zip(models, buckets, strict=True):
+            if entries:
+                pipe.hmget(model_key(prefix, model, "damt"), entries)
+        amounts = iter(cast(list[list[Any]], await pipe.execute()))
+    return [_summed(next(amounts)) if entries else (0, 0) for entries in buckets]
+
+
+def _summed(values: Sequence[bytes | None]) -> tuple[int, int]:
+    """"requests tokens" figures added up; one that does not read as two whole numbers counts as none."""
+    requests = tokens = 0
+    for value in values:
+        try:
+            r, t = (int(v) for v in (value or b"0 0").split())
+        except ValueError:
+            continue
+        requests, tokens = requests + max(0, r), tokens + max(0, t)
+    return requests, tokens
