@@ -77,7 +77,8 @@ async def test_the_tab_says_why_each_request_waits_and_acts_on_one(
         # Each wait in words, with its time.
         narrow = rows(core)["small"]
         assert narrow.until is not None
-        assert cell(table, "small", "wait") == f"tpm full until {clock_time(narrow.until)}"
+        # The table drew an earlier reading than this one: the end it names may differ by a second's rounding.
+        assert cell(table, "small", "wait") in {f"tpm full until {clock_time(narrow.until + d)}" for d in (-1, 0, 1)}
         assert re.fullmatch(r"tpm full until \d\d:\d\d:\d\d", cell(table, "small", "wait"))
         assert cell(table, "w1", "wait") == "concurrency cap 2/2"
         assert cell(table, "w3", "wait") == "concurrency cap 2/2; behind 2 normal"
