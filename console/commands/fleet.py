@@ -74,8 +74,7 @@ def fleet(args: argparse.Namespace) -> int:
         data.pop("snapshots")
         print(json.dumps(data, sort_keys=True))
         return 0
-    print(f"fleet on {view.store}: {sum(m.state == 'alive' for m in view.members)} alive, "
-          f"{sum(m.state != 'alive' for m in view.members)} stale or gone")
+    print(f"fleet on {view.store}: {view.tally()}")
     print(f"{'instance':<28} {'role':<8} {'state':<12} {'beat':>5} {'up':>6} {'queued c/h/n':>12} {'flight':>6} "
           f"{'done':>6} {'fail':>5} {'429':>4} {'rpm':>4} {'lag99':>6} {'cpu%':>5} {'alerts':>6}")
     for m in view.members:
