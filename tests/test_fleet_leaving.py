@@ -3,10 +3,17 @@ row, and every view takes a member's state from one function of one reading."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+import redis.asyncio as redis
+
+from medops.console.cli import main
+from medops.core.fleet.acl import apply_users, new_users
 from medops.core.fleet.view import STALE_AFTER, MemberState, member_state, read_fleet
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import ModelLimits, Settings
@@ -14,9 +21,17 @@ from medops.core.settings.paths import Locations
 from tests.fleet_helpers import fleet_of, member
 from tests.redis_server import RedisServer
 from tests.test_console_fleet import done_snapshot
+from tests.test_fleet_acl import NAMES, PASSWORDS, as_user
 
 LIMITS = ModelLimits(rpm=30, rpd=1_000, tpm=10_000, tpd=1_000_000)
 NOW = 1_780_000_000_000.0  # store ms
+
+
+@pytest.fixture
+async def acl_store(redis_server: RedisServer) -> AsyncIterator[RedisServer]:
+    """The test store with the fleet's users on namespace "test" and the library loaded."""
+    await apply_users(redis_server.url, None, "test", new_users(NAMES, PASSWORDS))
+    yield redis_server
 
 
 def test_a_member_that_left_is_left_and_its_beat_age_counts_from_leaving() -> None:
@@ -76,3 +91,42 @@ def test_the_overviews_fleet_line_counts_a_member_that_left_apart_and_not_its_al
     ended = replace(view.members[2], state=MemberState.LEFT, paused=True)
     line = Text.from_markup(fleet_line(replace(view, members=(*view.members[:2], ended)))).plain
     assert line == "fleet 1 alive 1 stale 0 gone 1 left │ rpm 18/30 tpm 9.1k/12k │ 1 paused │ 2 alerts"
+
+
+async def test_forget_clears_left_and_gone_rows_and_keeps_running_ones(
+        acl_store: RedisServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    url = as_user(acl_store.url, "member")
+    async with member(url, LIMITS, "alpha"):
+        async with member(url, LIMITS, "bravo"):
+            pass
+        admin = redis.Redis.from_url(acl_store.url)
+        # charlie died: its heartbeat expired without a goodbye
+        await admin.hset("medops:{test}:members", "charlie", '{"instance":"charlie"}')
+        await admin.zadd("medops:{test}:alive", {"charlie": 1_000})
+        await admin.zadd("medops:{test}:beat", {"charlie": 1_000})
+        await admin.aclose()
+        for key, value in (("MEDOPS_STORE_URL", acl_store.url), ("MEDOPS_STORE_NAMESPACE", "test"),
+                           ("MEDOPS_STORE_USER", "medops-operator"), ("MEDOPS_STORE_PASSWORD", PASSWORDS["operator"])):
+            monkeypatch.setenv(key, value)
+        assert await asyncio.to_thread(main, ["fleet", "forget", "alpha"]) == 1
+        assert "alpha is still running" in capsys.readouterr().err
+        assert await asyncio.to_thread(main, ["fleet", "forget", "--left"]) == 0
+        assert capsys.readouterr().out == "forgot 1 member (1 left, 0 gone); 1 alive or stale kept\n"
+        assert await asyncio.to_thread(main, ["fleet", "forget"]) == 0
+        assert capsys.readouterr().out == "forgot 1 member (0 left, 1 gone); 1 alive or stale kept\n"
+        view = await read_fleet(acl_store.url, "test")
+        assert [(m.instance, m.state) for m in view.members] == [("alpha", MemberState.ALIVE)]
+        assert set(view.snapshots) <= {"alpha"}
+
+
+async def test_a_reader_cannot_forget(acl_store: RedisServer, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    async with member(as_user(acl_store.url, "member"), LIMITS, "bravo"):
+        pass
+    for key, value in (("MEDOPS_STORE_URL", acl_store.url), ("MEDOPS_STORE_NAMESPACE", "test"),
+                       ("MEDOPS_STORE_USER", "medops-reader"), ("MEDOPS_STORE_PASSWORD", PASSWORDS["reader"])):
+        monkeypatch.setenv(key, value)
+    assert await asyncio.to_thread(main, ["fleet", "forget"]) == 2
+    assert "may not forget members: set store_user (MEDOPS_STORE_USER) to an operator or oncall user" \
+        in capsys.readouterr().err
+    assert [m.instance for m in (await read_fleet(acl_store.url, "test")).members] == ["bravo"]
