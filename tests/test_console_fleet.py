@@ -247,7 +247,7 @@ def member_title(app: MedopsApp) -> str:
     return str(app.screen.query_one("#member-title").render())
 
 
-async def test_a_member_that_left_is_listed_as_gone_not_hidden(locations: Locations,
+async def test_a_member_that_left_is_listed_as_left_not_hidden(locations: Locations,
                                                                redis_server: RedisServer) -> None:
     url = redis_server.url
     async with member(url, LIMITS, "alpha"):
@@ -257,13 +257,12 @@ async def test_a_member_that_left_is_listed_as_gone_not_hidden(locations: Locati
                 await pilot.press("7")
                 assert await until(pilot, lambda: rows(app) == ["alpha", "bravo"] and
                                    state_of(app, "bravo") == "alive")
-            # bravo has stopped and left the fleet (medops_leave): listed still, marked in text
-            assert await until(pilot, lambda: "gone" in state_of(app, "bravo"))
+            # bravo has stopped and left the fleet (medops_leave): listed still, a clean end is no warning
+            assert await until(pilot, lambda: state_of(app, "bravo") == "left")
             assert rows(app) == ["alpha", "bravo"]
-            assert state_of(app, "bravo").startswith("! ")
             assert state_of(app, "alpha") == "alive"
             status = str(app.query_one("#fleet-status").render())
-            assert "1 alive, 1 stale or gone" in status
+            assert "1 alive, 0 stale, 0 gone, 1 left" in status
 
 
 async def test_at_80_columns_right_scrolls_to_the_members_figures_and_a_refresh_keeps_them(
@@ -285,7 +284,7 @@ async def test_at_80_columns_right_scrolls_to_the_members_figures_and_a_refresh_
             assert table.scroll_x == 10
 
 
-async def test_a_gone_members_uptime_stops_at_its_last_heartbeat(redis_server: RedisServer) -> None:
+async def test_a_members_uptime_stops_when_it_leaves(redis_server: RedisServer) -> None:
     # Seen in a trial: an `ask` run that had ended minutes before still showed its uptime growing.
     url = redis_server.url
     async with member(url, LIMITS, "alpha"):
@@ -294,7 +293,7 @@ async def test_a_gone_members_uptime_stops_at_its_last_heartbeat(redis_server: R
         view = await read_fleet(url, "test")
     rows_by_name = {m.instance: m for m in view.members}
     alpha, bravo = rows_by_name["alpha"], rows_by_name["bravo"]
-    assert (alpha.state, bravo.state) == ("alive", "gone")
+    assert (alpha.state, bravo.state) == ("alive", "left")
     assert bravo.uptime(view.read_at + 3_600) == bravo.uptime(view.read_at)
     assert alpha.uptime(view.read_at + 3_600) == alpha.uptime(view.read_at) + 3_600
 
@@ -321,8 +320,9 @@ async def test_the_member_view_follows_the_members_published_figures(locations: 
                 assert await until(pilot, lambda: "done 77 " in str(screen.query_one(QuotaPane).render()))
                 assert "its snapshot" in member_title(app) and " old" in member_title(app)
                 assert "!" not in member_title(app)
-            # bravo left: the view stays on its last picture and says the member is gone
-            assert await until(pilot, lambda: "! gone: no heartbeat for" in member_title(app))
+            # bravo left: the view stays on its last picture and says the member left
+            assert await until(pilot, lambda: "! left: no heartbeat for" in member_title(app))
+            assert "(it stopped cleanly)" in member_title(app)
             assert "below: the last it published" in member_title(app)
             assert "done 77 " in str(screen.query_one(QuotaPane).render())
             reads = screen.reads

@@ -19,7 +19,7 @@ from medops.console.app import MedopsApp
 from medops.console.panes.fleet import FleetPane
 from medops.console.panes.vitals import VitalsPane
 from medops.core.fleet.attached import fleet_snapshot
-from medops.core.fleet.view import FleetView, FleetWindow, MemberRow
+from medops.core.fleet.view import FleetView, FleetWindow, MemberRow, MemberState
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import CoreSnapshot, StoreSnapshot
@@ -92,8 +92,8 @@ def fixed_fleet() -> FleetView:
     def row(name: str, host: str, pid: int, role: str, age: float, state: str, queued: tuple[int, int, int],
             done: int, rpm: int, paused: bool = False) -> MemberRow:
         return MemberRow(name, host, pid, role, "0.9.0", FLEET_READ_AT - 3_725.0 - pid, age, FLEET_READ_AT - age,
-                         state, dict(zip(("critical", "high", "normal"), queued, strict=True)), 2, done, 1, 3,
-                         {"rpm": rpm, "rpd": rpm * 40}, 12.0, 31.0, 40.0, 1, paused)
+                         MemberState(state), dict(zip(("critical", "high", "normal"), queued, strict=True)), 2, done,
+                         1, 3, {"rpm": rpm, "rpd": rpm * 40}, 12.0, 31.0, 40.0, 1, paused)
 
     members = (row("console-ward7-4121", "ward7", 4121, "console", 0.4, "alive", (0, 2, 5), 1_240, 12),
                row("worker-lab-88", "lab", 88, "worker", 7.2, "stale", (1, 0, 9), 310, 6, paused=True),

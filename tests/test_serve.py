@@ -238,7 +238,7 @@ async def test_chromium_opens_the_console_and_a_key_switches_to_the_fleet_tab(
                 assert "alpha" not in text  # the Overview counts members; only the Fleet tab names them
                 await page.press("7")
                 text = await until_shown(page, lambda t: "alpha" in t and "bravo" in t)
-                assert "2 alive, 0 stale or gone" in text and re.search(r"\binstance\s+host\s+pid", text)
+                assert "2 alive, 0 stale, 0 gone, 0 left" in text and re.search(r"\binstance\s+host\s+pid", text)
                 viewers = server.viewers()
                 assert len(viewers) == 1 and viewers[0].cmdline()[-2:] == ["--attach", "--read-only"]
                 assert core_artefacts(viewers[0], locations.data_dir) == []

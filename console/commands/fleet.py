@@ -20,7 +20,7 @@ ROLES = ("member", "reader", "operator", "oncall")
 USES = {
     "member": "cores: medops ask, medops worker, medops gateway, the library in your agents",
     "reader": "medops fleet (list, --json), medops --attach --read-only (in a terminal or served to a browser)",
-    "operator": "medops fleet pause/resume/set/clear, medops --attach (acting, no core of its own), "
+    "operator": "medops fleet pause/resume/set/clear/forget, medops --attach (acting, no core of its own), "
                 "medops gateway key add/revoke",
     "oncall": "medops (the console with its own core) when it also acts on the fleet from its Fleet tab",
 }
@@ -31,15 +31,20 @@ def register(subparsers: Any) -> None:
                                                  "pause, resume or set a limit on them, clear a model's 429 blocks "
                                                  "and 498 holds, or create the store's ACL users (no core)")
     parser.add_argument("action", nargs="?", default="list",
-                        choices=("list", "pause", "resume", "set", "clear", "acl"),
+                        choices=("list", "pause", "resume", "set", "clear", "forget", "acl"),
                         help="list (default); pause or resume intake; set KEY VALUE (a limit); clear MODEL "
-                             "(operator: lift its blocks and holds); acl (print the member, reader, operator and "
-                             "oncall users' ACL SETUSER lines, or create them with --apply)")
+                             "(operator: lift its blocks and holds); forget [INSTANCE|--left|--gone] (operator or "
+                             "oncall: clear the rows of members that left or died); acl (print the member, reader, "
+                             "operator and oncall users' ACL SETUSER lines, or create them with --apply)")
     parser.add_argument("setting", nargs="*", metavar="KEY VALUE",
-                        help="with set: the limit and its new value; with clear: the model")
+                        help="with set: the limit and its new value; with clear: the model; with forget: the "
+                             "member")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--instance", metavar="ID", help="the member to act on (see medops fleet)")
     target.add_argument("--all", action="store_true", help="act on every member alive")
+    stopped = parser.add_mutually_exclusive_group()
+    stopped.add_argument("--left", action="store_true", help="with forget: only members that stopped cleanly")
+    stopped.add_argument("--gone", action="store_true", help="with forget: only members whose heartbeat expired")
     parser.add_argument("--json", action="store_true", help="print the fleet as one JSON object")
     parser.add_argument("--apply", action="store_true",
                         help="with acl: create the users on the store (connect as its admin) and load the library")
@@ -57,6 +62,8 @@ def fleet(args: argparse.Namespace) -> int:
         return clear(args)
     if args.action == "acl":
         return acl(args)
+    if args.action == "forget":
+        return forget(args)
     if args.action != "list":
         return act(args)
     from medops.core.fleet.membership import fleet_namespace
@@ -74,8 +81,7 @@ def fleet(args: argparse.Namespace) -> int:
         data.pop("snapshots")
         print(json.dumps(data, sort_keys=True))
         return 0
-    print(f"fleet on {view.store}: {sum(m.state == 'alive' for m in view.members)} alive, "
-          f"{sum(m.state != 'alive' for m in view.members)} stale or gone")
+    print(f"fleet on {view.store}: {view.tally()}")
     print(f"{'instance':<28} {'role':<8} {'state':<12} {'beat':>5} {'up':>6} {'queued c/h/n':>12} {'flight':>6} "
           f"{'done':>6} {'fail':>5} {'429':>4} {'rpm':>4} {'lag99':>6} {'cpu%':>5} {'alerts':>6}")
     for m in view.members:
@@ -158,6 +164,33 @@ def clear(args: argparse.Namespace) -> int:
               "Groq's real state again from its next answer")
     else:
         print(f"{model}: nothing to lift (no block, hold or server limit was set on it)")
+    return 0
+
+
+def forget(args: argparse.Namespace) -> int:
+    """Clear the rows of members that left or died (an operator or oncall user's right); never a running one's."""
+    from medops.core.fleet import forget as rows
+    from medops.core.fleet.membership import fleet_namespace
+    from medops.core.fleet.view import FleetUnavailable
+
+    if len(args.setting) > 1 or (args.setting and (args.left or args.gone)):
+        print("medops fleet forget: name one member, or --left, or --gone (neither: every member that left or "
+              "died)", file=sys.stderr)
+        return 2
+    instance = args.setting[0] if args.setting else None
+    which: rows.Which = "left" if args.left else "gone" if args.gone else "stopped"
+    settings = load(args).settings
+    try:
+        done = asyncio.run(rows.forget(settings.store_url, fleet_namespace(settings, os.environ),
+                                       os.environ.get("MEDOPS_STORE_PASSWORD"), instance, which))
+    except FleetUnavailable as exc:
+        print(f"medops fleet forget: {exc}", file=sys.stderr)
+        return 2
+    if instance is not None and done.kept:
+        print(f"medops fleet forget: {instance} is still running (alive or stale): only members that left or "
+              "died are forgotten", file=sys.stderr)
+        return 1
+    print(done.describe())
     return 0
 
 

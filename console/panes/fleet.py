@@ -74,10 +74,11 @@ def gateway_text(gateway: GatewaySnapshot | None) -> Text:
 
 
 def _state(member: MemberRow, now: float = 0.0) -> Text:
-    """The state in words (stale and gone marked in text, not only colour), paused said too."""
+    """The state in words (stale and gone marked in text, not only colour; left, a clean end, is not a warning),
+    paused said too."""
     word = member.state + (" paused" if member.paused else "")
-    style = {"alive": "", "stale": "bold yellow", "gone": "bold red"}.get(member.state, "")
-    return Text(f"! {word}" if member.state != "alive" else word, style=style)
+    style = {"alive": "", "stale": "bold yellow", "gone": "bold red", "left": "dim"}.get(member.state, "")
+    return Text(f"! {word}" if member.state in ("stale", "gone") else word, style=style)
 
 
 @dataclass(frozen=True)
@@ -293,10 +294,8 @@ class FleetPane(Vertical):
         """Members by state, the order, the filter (as typed: text, never markup) and what was skipped."""
         assert self.view is not None
         view = self.view
-        alive = sum(m.state == "alive" for m in view.members)
         arrow = "↓" if self.sort_reverse else "↑"
-        status = Text(f"{view.store}: {alive} alive, {len(view.members) - alive} stale or gone · sort: "
-                      f"{self.sort_key} {arrow}")
+        status = Text(f"{view.store}: {view.tally()} · sort: {self.sort_key} {arrow}")
         if self.filter_text:
             status.append(f" · filter {visible(self.filter_text)!r}: {shown} shown")
         if view.skipped:
@@ -516,7 +515,7 @@ class MemberScreen(Screen[None]):
         if m is None:
             warning = "no longer listed by the store; below: the last it published"
         elif m.state != "alive":
-            why = "it left, or its heartbeat expired" if m.state == "gone" else "its heartbeat is late"
+            why = {"left": "it stopped cleanly", "gone": "its heartbeat expired"}.get(m.state, "its heartbeat is late")
             warning = f"{m.state}: no heartbeat for {_age(m.heartbeat_age)} ({why}); below: the last it published"
         if self._error:
             warning = f"store not read: {self._error}; below: as last read" \

@@ -78,10 +78,10 @@ def vital_lines(snapshot: CoreSnapshot) -> list[str]:
 def fleet_line(view: FleetView) -> str:
     """The fleet in one line under 78 columns: members by state, the organisation's rpm and tpm of the
     default model against their limits, members whose intake is paused, open alerts across the fleet."""
-    states = Counter(m.state for m in view.members)
-    present = [m for m in view.members if m.state != "gone"]
+    states = Counter(str(m.state) for m in view.members)
+    present = [m for m in view.members if m.state.present]
     counts = " ".join(f"[reverse]{states[s]} {s}[/]" if states[s] and s != "alive" else f"{states[s]} {s}"
-                      for s in ("stale", "gone"))
+                      for s in ("stale", "gone")) + (f" {states['left']} left" if states["left"] else "")
     default = view.default_model()
     windows = {w.name: w for w in view.windows if w.model == default}
     use = " ".join(f"{name} [b]{figures.count(windows[name].used)}[/]/{figures.count(windows[name].limit)}"

@@ -4,7 +4,8 @@
   command stream, which it may only read: a member cannot give the others orders.
 - reader: `medops fleet`, `medops --attach --read-only`: read-only on the namespace.
 - operator: a reader that may also add commands (pause, resume, set a limit), lift a model's blocks
-  (`medops fleet clear`) and add or revoke the gateways' agent keys (`medops gateway key add/revoke`).
+  (`medops fleet clear`), forget members that left or died (`medops fleet forget`) and add or revoke the
+  gateways' agent keys (`medops gateway key add/revoke`).
 - oncall: a member that may also add commands, for a console that runs its own core and acts on the fleet from
   its Fleet tab or limits form (one connection URL serves both, so one user must hold both rights).
 
@@ -43,6 +44,8 @@ LEGACY_WRITES: tuple[str, ...] = ("", "q:*", "members", "alive", "beat", "share"
                                   "seeding_until", "seeded", "seed_expect")
 # The agent keys' hashes (core/gateway/key_redis.py): an operator adds and revokes keys.
 KEY_BOOK: tuple[str, ...] = ("gateway:keys", "gateway:key_names", "gateway:key_used")
+# A member's row (fleet/forget.py): an operator forgets members that left or died (`medops fleet forget`).
+FORGET_WRITES: tuple[str, ...] = ("members", "snap:*")
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ def role_rules(role: str, namespace: str) -> str:
         return f"{_CONNECTION} {read}"
     if role == "operator":
         # medops_clear names only the model's signal hash in KEYS; the other functions need the namespace.
-        keys = " ".join(f"%RW~{p}{key}" for key in KEY_BOOK)
+        keys = " ".join(f"%RW~{p}{key}" for key in KEY_BOOK + FORGET_WRITES)
         return (f"{_CONNECTION} {read} +xadd %RW~{p}commands +fcall +del %RW~{p}q:*:sig "
                 f"+hset +hsetnx +hdel +multi +exec {keys}")
     raise ConfigError(f"unknown store role {role!r}; use one of {', '.join(ROLES)}")

@@ -333,10 +333,10 @@ class AttachedFleet:
 
 def fleet_snapshot(view: FleetView, store: StoreSnapshot) -> CoreSnapshot:
     """The fleet as one snapshot: the organisation's windows with each member's part, and the members'
-    queues, outcomes, pools and open alerts summed (members gone from the fleet left out)."""
-    present = {m.instance for m in view.members if m.state != "gone"}
+    queues, outcomes, pools and open alerts summed (members that left or are gone left out)."""
+    alive = [m for m in view.members if m.state.present]
+    present = {m.instance for m in alive}
     snapshots = {name: snap for name, snap in view.snapshots.items() if name in present}  # checked at the edge
-    alive = [m for m in view.members if m.state != "gone"]
     newest = view.newest(snapshots)
     return CoreSnapshot(
         taken_at=view.read_at, uptime=0.0,

@@ -169,7 +169,7 @@ async def issue(url: str, namespace: str, op: str, target: str = "*", key: str =
     if op not in OPERATIONS:
         raise FleetUnavailable(f"unknown fleet command {op!r}; use one of {', '.join(OPERATIONS)}")
     view = await read_fleet(url, namespace, password)
-    alive = {m.instance for m in view.members if m.state != "gone"}
+    alive = {m.instance for m in view.members if m.state.present}
     known = {m.instance for m in view.members}
     expected = alive if target == "*" else {target}
     prefix = namespace_prefix(namespace)

@@ -24,9 +24,11 @@ from medops.core import __version__
 from medops.core.clock import Clock
 from medops.core.fleet.commands import CommandInbox, Handler
 from medops.core.fleet.entries import SNAPSHOT_BYTES
+from medops.core.fleet.forget import drop_rows
 from medops.core.fleet.publish import (
     ALERT_STREAM,
     ALERT_STREAM_MAXLEN,
+    LEFT_KEEP,
     REQUEST_STREAM,
     SNAPSHOT_TTL,
     STREAM_MAXLEN,
@@ -56,17 +58,22 @@ log = logging.getLogger(__name__)
 SEED_GRACE = 30.0  # the longest an emptied store waits for its members to write their day back
 SYNC_CHUNK = 500
 MAX_OLD_MEMBERS = 1000  # members of the old wire read to decide which wire to speak
+# Short CLI runs: they leave no row behind them (a `medops status` a minute is not a member worth listing).
+PASSING_ROLES = frozenset({"status", "extract", "kb"})
 
 class Fleet:
     """This instance's membership in the fleet: heartbeat, epoch, write-back and the store's figures."""
 
     def __init__(self, store: QuotaStore, instance: str, description: str, clock: Clock, flight_bound: float,
-                 starvation_bound: float, seed_grace: float = SEED_GRACE, attempt_bound: float = 30.0) -> None:
-        """`seed_grace`: the longest an emptied store admits nothing while the members write their day back
+                 starvation_bound: float, seed_grace: float = SEED_GRACE, attempt_bound: float = 30.0,
+                 passing: bool = False) -> None:
+        """`passing`: a short run that forgets its row as it leaves (else it stays listed as left).
+        `seed_grace`: the longest an emptied store admits nothing while the members write their day back
         (it resumes as soon as every member the fleet had has written; one that died never will). `attempt_bound`: the
         longest one request can take (request_timeout); `flight_bound`: how long after its last contact with
         the store a member may still admit on its local share (and the store reserves that share for it)."""
         self.attempt_bound = attempt_bound
+        self.passing = passing
         self.store = store
         self.instance = instance
         self.description = description
@@ -139,9 +146,19 @@ class Fleet:
         while not self._outbox.empty():
             await self._send_one(self._outbox.get_nowait())
         if self.store.up:
+            await self.publish(ttl=LEFT_KEEP)  # its last figures, listed with it once it has left
             with contextlib.suppress(StoreUnavailable):  # else its heartbeat lapses on its own
                 await self.store.call(self.wire.leave(self.instance))
+                if self.passing:
+                    await self._forget_self()
         await self.store.close()
+
+    async def _forget_self(self) -> None:
+        try:
+            await drop_rows(self.store.client, self.store.prefix, (self.instance,))
+        except (RedisError, OSError) as exc:  # its row stays, listed as left, until forgotten
+            log.warning("this run's row stays in the fleet list (%s): `medops fleet forget --left` clears it",
+                        type(exc).__name__)
 
     def send(self, record: AdmissionRecord, call: Call) -> None:
         """Queue a settle or release; a record whose call fails stays unsynced for write-back."""
@@ -200,8 +217,9 @@ class Fleet:
         except (RedisError, OSError) as exc:
             log.warning("fleet commands not read this beat (%s)", type(exc).__name__)
 
-    async def publish(self) -> None:
-        """This member's snapshot, the requests it finished and the alerts it announced since the last beat."""
+    async def publish(self, ttl: float = SNAPSHOT_TTL) -> None:
+        """This member's snapshot (kept `ttl` seconds), the requests it finished and the alerts it announced since
+        the last beat."""
         if not self.store.up or self.snapshot_source is None:
             return
         requests = [stream_fields(self.instance, record) for record in self.records.take()]
@@ -216,7 +234,7 @@ class Fleet:
                 log.info("this member's snapshot is published whole again (%d bytes)", snapshot.whole_bytes)
             self._snapshot_cut = snapshot.cut
         with contextlib.suppress(StoreUnavailable):  # the next beat notices and says so
-            await self.store.publish(self.instance, snapshot.body, SNAPSHOT_TTL,
+            await self.store.publish(self.instance, snapshot.body, ttl,
                                      ((REQUEST_STREAM, requests, STREAM_MAXLEN),
                                       (ALERT_STREAM, alerts, ALERT_STREAM_MAXLEN)))
 
@@ -344,7 +362,7 @@ def join(settings: Settings, clock: Clock, env: Mapping[str, str], role: str) ->
                        password=env.get("MEDOPS_STORE_PASSWORD"), budget=settings.store_timeout)
     member = new_member(role, __version__, clock)
     return Fleet(store, member.instance, member.describe(), clock, settings.store_flight_bound,
-                 settings.starvation_bound, attempt_bound=settings.request_timeout)
+                 settings.starvation_bound, attempt_bound=settings.request_timeout, passing=role in PASSING_ROLES)
 
 
 def _quad(values: list[int]) -> tuple[int, int, int, int]:

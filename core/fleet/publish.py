@@ -1,7 +1,8 @@
 """What each fleet member shows the others: its snapshot and its finished requests, never patient data.
 
 Every heartbeat a member writes its `CoreSnapshot` (as JSON, expiring after
-SNAPSHOT_TTL so a dead member's copy goes stale and then away) and appends the
+SNAPSHOT_TTL so a dead member's copy goes stale and then away; the last one of a
+member that stops cleanly is kept for LEFT_KEEP, its figures listed with it) and appends the
 requests it finished and the alerts it announced since the last beat to two
 capped streams, as the ledger records them: figures, ids and labels, never
 prompt text (`fleet.history` reads them back for the console's History tab). Document file names,
@@ -30,6 +31,7 @@ from medops.core.ledger.records import RequestRecord
 from medops.core.snapshot import LIST_ITEMS, TEXT_CHARS, Alert, CoreSnapshot, snapshot_to_dict
 
 SNAPSHOT_TTL = 15.0  # seconds a member's snapshot outlives its last beat
+LEFT_KEEP = 3600.0  # seconds the last snapshot of a member that left cleanly is kept, and it stays listed
 REQUEST_STREAM = "requests"  # the streams' names under the fleet's prefix
 ALERT_STREAM = "alerts"
 STREAM_MAXLEN = 10_000  # finished requests kept in the fleet's stream (approximately: MAXLEN ~)

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, cast
 
 import redis.asyncio as redis
@@ -32,6 +33,7 @@ from medops.core.fleet.entries import (
     skipped_note,
 )
 from medops.core.fleet.pace import hour_use
+from medops.core.fleet.publish import LEFT_KEEP
 from medops.core.fleet.store import MEMBER_TTL
 from medops.core.fleet.wire import Dimension, namespace_prefix
 from medops.core.inert_text import name
@@ -48,6 +50,35 @@ class FleetUnavailable(ConfigError):
     """No store is set, or it cannot be read."""
 
 
+class MemberState(StrEnum):
+    """Where a member is, as one reading of the store shows it (`member_state` decides)."""
+
+    ALIVE = "alive"  # beating
+    STALE = "stale"  # beats late (more than STALE_AFTER), still counted alive until MEMBER_TTL
+    GONE = "gone"  # no beat within MEMBER_TTL and it never said goodbye: killed, or cut off
+    LEFT = "left"  # it stopped cleanly (medops_leave)
+
+    @property
+    def present(self) -> bool:
+        """Still running: its queues, pauses and open alerts count in the fleet's figures."""
+        return self in (MemberState.ALIVE, MemberState.STALE)
+
+
+def member_state(expires_ms: float | None, beat_ms: float | None, now_ms: float) -> tuple[MemberState, float]:
+    """A member's state and the seconds since its last sign of life, from one reading of the store (`now_ms` on
+    its clock): its `alive` score (when its heartbeat expires; set to the moment it left by `medops_leave`) and
+    its `beat` score (its last heartbeat; removed when it leaves). Every view asks this, so they never disagree."""
+    if expires_ms is None:  # listed but never beat on this wire (or damaged): nothing says when it last lived
+        return MemberState.GONE, max(0.0, now_ms - (beat_ms or 0.0)) / 1000
+    if beat_ms is None and expires_ms <= now_ms:
+        return MemberState.LEFT, max(0.0, now_ms - expires_ms) / 1000
+    last = beat_ms if beat_ms is not None else expires_ms - MEMBER_TTL * 1000
+    age = max(0.0, now_ms - last) / 1000
+    if expires_ms <= now_ms:
+        return MemberState.GONE, age
+    return (MemberState.STALE if age > STALE_AFTER else MemberState.ALIVE), age
+
+
 @dataclass(frozen=True)
 class MemberRow:
     """One member as the fleet view lists it; figures from its last snapshot (absent: none published)."""
@@ -60,7 +91,7 @@ class MemberRow:
     started: float  # wall time
     heartbeat_age: float  # seconds since its last heartbeat
     last_beat: float  # wall time of its last heartbeat, by this reader's clock
-    state: str  # "alive", "stale" (beats late) or "gone" (none within MEMBER_TTL, or left)
+    state: MemberState
     queued: Mapping[str, int]  # by priority
     in_flight: int
     done: int
@@ -77,7 +108,7 @@ class MemberRow:
 
     def uptime(self, now: float) -> float:
         """How long it has run by wall time `now`: while alive until now, once stale or gone until its last beat."""
-        return max(0.0, (now if self.state == "alive" else self.last_beat) - self.started)
+        return max(0.0, (now if self.state == MemberState.ALIVE else self.last_beat) - self.started)
 
 
 @dataclass(frozen=True)
@@ -111,6 +142,11 @@ class FleetView:
         near = [s for s in present.values() if abs(s.taken_at - clock) <= TAKEN_AT_SLACK]
         return max(near, key=lambda s: s.taken_at, default=None)
 
+    def tally(self) -> str:
+        """'3 alive, 1 stale, 0 gone, 2 left': the members by state, as every view says it."""
+        states = Counter(m.state for m in self.members)
+        return ", ".join(f"{states[s]} {s}" for s in MemberState)
+
     def default_model(self) -> str:
         """The default model most members run with ('' before any has published)."""
         return _default_model(self.snapshots)
@@ -121,8 +157,10 @@ def _default_model(snapshots: Mapping[str, CoreSnapshot]) -> str:
     return counts.most_common(1)[0][0] if counts else ""
 
 
-async def read_fleet(url: str, namespace: str, password: str | None = None, budget: float = 2.0) -> FleetView:
-    """Read every member (at most MAX_MEMBERS) and the organisation's quota; `FleetUnavailable` if it cannot."""
+async def read_fleet(url: str, namespace: str, password: str | None = None, budget: float = 2.0,
+                     left_for: float = LEFT_KEEP) -> FleetView:
+    """Read every member (at most MAX_MEMBERS; those that left more than `left_for` seconds ago not listed) and
+    the organisation's quota; `FleetUnavailable` if it cannot."""
     if not url:
         raise FleetUnavailable("no quota store is set: set store_url (MEDOPS_STORE_URL) to the fleet's Redis")
     prefix = namespace_prefix(namespace)
@@ -135,22 +173,25 @@ async def read_fleet(url: str, namespace: str, password: str | None = None, budg
         keys = await _member_keys(client, prefix, skips)
         described = await read_sized(client, "HSTRLEN", f"{prefix}members", keys, MEMBER_BYTES,
                                      "oversized member entries", skips)
-        beats = await cast(Any, client.zmscore(f"{prefix}alive", cast(Any, keys))) if keys else []
+        expiries, beats = await _beats(client, prefix, keys)
         raw = await read_sized(client, "STRLEN", None, [prefix.encode() + b"snap:" + k for k in keys], SNAPSHOT_BYTES,
                            "snapshots over 1 MiB", skips)
         members: list[MemberRow] = []
         snapshots: dict[str, CoreSnapshot] = {}
-        for key, blob, beat, snap_blob in zip(keys, described, beats, raw, strict=True):
+        for key, blob, expires, beat, snap_blob in zip(keys, described, expiries, beats, raw, strict=True):
             instance = member_name(key)
             try:
                 info = description(blob)
             except Malformed:
                 skips.add("malformed member entries")
                 continue
+            state, age = member_state(expires, beat, now * 1000)
+            if state == MemberState.LEFT and age > left_for:
+                continue  # its last snapshot has expired: nothing left to show but a name
             snap = _snapshot(snap_blob, skips)
             if snap is not None:
                 snapshots[instance] = snap
-            members.append(_row(instance, info, float(beat or 0.0) / 1000, now, snap))
+            members.append(_row(instance, info, state, age, snap))
         windows = await _windows(client, prefix, now, keys, snapshots)
     except (RedisError, OSError) as exc:
         raise FleetUnavailable(f"quota store {redact_url(url)} cannot be read ({type(exc).__name__}); "
@@ -159,6 +200,18 @@ async def read_fleet(url: str, namespace: str, password: str | None = None, budg
         await client.aclose()
     members.sort(key=lambda m: m.instance)
     return FleetView(redact_url(url), time.time(), tuple(members), windows, snapshots, skips.frozen(), now)
+
+
+async def _beats(client: redis.Redis, prefix: str, keys: Sequence[bytes]) -> tuple[list[float | None],
+                                                                                  list[float | None]]:
+    """Each member's heartbeat expiry and last heartbeat (store ms; None: no entry), read together."""
+    if not keys:
+        return [], []
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.zmscore(f"{prefix}alive", cast(Any, keys))
+        pipe.zmscore(f"{prefix}beat", cast(Any, keys))
+        expiries, beats = await pipe.execute()
+    return ([None if e is None else float(e) for e in expiries], [None if b is None else float(b) for b in beats])
 
 
 async def _member_keys(client: redis.Redis, prefix: str, skips: Skips) -> list[bytes]:
@@ -201,9 +254,7 @@ def _snapshot(blob: bytes | None, skips: Skips) -> CoreSnapshot | None:
     return snap
 
 
-def _row(name: str, info: Description, expires: float, now: float, snap: CoreSnapshot | None) -> MemberRow:
-    age = max(0.0, now - (expires - MEMBER_TTL))
-    state = "gone" if expires <= now else "stale" if age > STALE_AFTER else "alive"
+def _row(name: str, info: Description, state: MemberState, age: float, snap: CoreSnapshot | None) -> MemberRow:
     snap = snap or CoreSnapshot(taken_at=0.0, uptime=0.0)
     scheduler, quota, system = snap.scheduler, snap.quota, snap.system
     default = next((m for m in quota.models if m.model == quota.default_model), None)
