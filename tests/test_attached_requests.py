@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from medops.console.request_table import who
 from medops.core.fleet.attached import fleet_snapshot
-from medops.core.fleet.view import FleetView, MemberRow
+from medops.core.fleet.view import FleetView, MemberRow, MemberState
 from medops.core.groq.scheduler import REQUEST_ROWS
 from medops.core.snapshot import CoreSnapshot, RequestRow, SchedulerSnapshot, StoreSnapshot
 
@@ -21,7 +21,8 @@ def published(*rows: RequestRow, held: int | None = None) -> CoreSnapshot:
 
 
 def member(name: str) -> MemberRow:
-    return MemberRow(name, "vm", 1, "core", "0", 0.0, 0.0, 0.0, "alive", {}, 0, 0, 0, 0, {}, 0.0, 0.0, 0.0, 0, False)
+    return MemberRow(name, "vm", 1, "core", "0", 0.0, 0.0, 0.0, MemberState.ALIVE, {}, 0, 0, 0, 0, {}, 0.0, 0.0, 0.0, 0,
+                     False)
 
 
 def view(snapshots: dict[str, CoreSnapshot]) -> FleetView:
