@@ -557,6 +557,10 @@ class MedopsApp(App[int]):
     def action_graph_window(self) -> None:
         self.main.query_one(GraphsPane).cycle_window()
 
+    def set_graph_window(self, seconds: float) -> None:
+        """Show the graphs over the last `seconds` (the palette's way; w steps through the spans)."""
+        self.main.query_one(GraphsPane).set_window(seconds)
+
     def action_show_tab(self, tab: str) -> None:
         pane_id = TAB_PANE_IDS.get(tab, tab)
         if self.screen is not self.main:
