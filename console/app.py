@@ -85,6 +85,7 @@ if TYPE_CHECKING:
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 NARROW_BELOW = 81
 WIDE_FROM = 140
+STATUS_PADDING = 2  # the status line's own, left and right
 RESIZE_EXCUSE = 3.0  # seconds of loop lag after a resize that are the console's own layout, not the core's
 NO_COLOR_ENV = "NO_COLOR"  # any value, as Textual reads it
 TABS = ("overview", "graphs", "prompt", "document", "search", "history", "fleet", "requests")
@@ -288,6 +289,8 @@ class MedopsApp(App[int]):
         for footer in self.main.query(Footer):
             footer.compact = width < NARROW_BELOW
         self.refresh_bindings()  # the rate keys and r show in the footer only where they fit
+        if self.screen_stack:
+            self._show_status()  # its parts are joined tighter where they do not fit
 
     # ---- lifecycle ----------------------------------------------------------------
 
@@ -432,7 +435,8 @@ class MedopsApp(App[int]):
             self._show_status()
 
     def _show_status(self) -> None:
-        state = ConsoleState(self.refresh_interval, self.display_paused, self.theme)
+        state = ConsoleState(self.refresh_interval, self.display_paused, self.theme,
+                             width=self.size.width - STATUS_PADDING)
         self.main.query_one(StatusLine).show(self.latest, state)
 
     @on(TabbedContent.TabActivated)
@@ -552,6 +556,10 @@ class MedopsApp(App[int]):
 
     def action_graph_window(self) -> None:
         self.main.query_one(GraphsPane).cycle_window()
+
+    def set_graph_window(self, seconds: float) -> None:
+        """Show the graphs over the last `seconds` (the palette's way; w steps through the spans)."""
+        self.main.query_one(GraphsPane).set_window(seconds)
 
     def action_show_tab(self, tab: str) -> None:
         pane_id = TAB_PANE_IDS.get(tab, tab)

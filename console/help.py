@@ -22,9 +22,9 @@ Document, Search: forms that act on the core.
 [b]Pausing[/]  space freezes the display only; i pauses the core's intake (work in flight finishes).
 [b]Limits[/]  l: type a setting (tab or → completes it), then its value; it is checked like the config file \
 and applied at once, or refused saying why (keys sized at start need a restart).
-[b]Prompt[/]  enter or ctrl+s sends exactly what the box holds, ctrl+j starts a new line, a paste keeps its \
-lines; answers stream into their card; a refused prompt goes back in the box; ↑/↓ on the box's first or last \
-line recall earlier prompts (kept in this console's memory only).
+[b]Prompt[/]  enter or ctrl+s sends exactly what the box holds, ctrl+j starts a new line, ctrl+l clears the box, a \
+paste keeps its lines; answers stream into their card; a refused prompt goes back in the box; ↑/↓ on the box's \
+first or last line recall earlier prompts (kept in this console's memory only).
 [b]Document[/]  enter extracts; paths given while one runs wait their turn; ctrl+g (or Cancel) cancels the \
 running one.
 [b]History[/]  6: Groq requests (figures and ids, never prompt text) and alerts across runs, newest first; o \

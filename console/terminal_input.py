@@ -12,11 +12,17 @@ them, both bytes in one read) is Escape, then that key. Textual reads the pair a
 alt key, and as the macOS Option characters for the digits ("\x1b4" became "¢"), so
 the field was not left and the key typed a character there. The console binds no alt
 key; only ESC + `[` `O` `]` `P` `_` `^` `\\` still start a terminal's sequences.
+
+A terminal that does not bracket a paste (or tmux's paste-buffer without -p) delivers it
+as keys, its line breaks as Enter: each line was sent as its own prompt. Nobody types a
+line break and more after it within one read, so such a read (and the reads that follow
+it at once, a long paste's next pieces) is a paste: its lines land in the box as lines.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import sys
 import time
@@ -33,6 +39,8 @@ from textual.message import Message
 ESC = "\x1b"
 ESC_PICTURE = "\u241b"  # ␛
 SEQUENCE_STARTS = frozenset("[O]P_^\\")  # after ESC: CSI, SS3, OSC, DCS, APC, PM, ST — the terminal speaking
+LINE_BREAK_THEN_MORE = re.compile(r"[\r\n].")  # in one read: a paste, not typing
+PASTE_PIECES_WITHIN = 0.05  # seconds: a read this soon after an unbracketed paste is the paste's next piece
 
 
 class PasteSafeParser(XTermParser):
@@ -44,6 +52,7 @@ class PasteSafeParser(XTermParser):
         self._held = ""  # inside a paste: a tail that may be the start of the end marker, split across reads
         self._tail = ""  # outside a paste: the last few characters, for a start marker split across reads
         self._escape_at: float | None = None  # a lone ESC ending the last read (outside a paste), held since then
+        self._unbracketed_at: float | None = None  # when the last read taken as an unbracketed paste came
 
     def feed(self, data: str) -> Iterable[Message]:
         if not data:
@@ -55,7 +64,23 @@ class PasteSafeParser(XTermParser):
                 yield from super().feed(held)
             yield from super().feed("")
             return
+        if self._unbracketed_paste(data):
+            yield events.Paste(data)
+            return
         yield from self._split_escapes(self._guard(data))
+
+    def _unbracketed_paste(self, data: str) -> bool:
+        """Whether `data`, read outside a bracketed paste, is a paste the terminal did not bracket."""
+        if self._in_paste or self._held or self._escape_at is not None or ESC in data:
+            return False
+        now = time.monotonic()
+        following = self._unbracketed_at is not None and now - self._unbracketed_at < PASTE_PIECES_WITHIN
+        if following or LINE_BREAK_THEN_MORE.search(data):
+            self._unbracketed_at = now
+            self._tail = ""
+            return True
+        self._unbracketed_at = None
+        return False
 
     def tick(self) -> Iterable[Message]:
         yield from super().tick()

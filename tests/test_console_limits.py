@@ -177,3 +177,25 @@ async def test_a_setting_and_its_value_typed_at_once_land_in_their_own_fields(lo
         assert await until(pilot, lambda: text(app, "#limit-result") == "io_threads: 4 → 7 (applied now)")
         assert app.screen.query_one("#limit-key", Input).value == "io_threads"
         assert core.settings.io_threads == 7
+
+
+async def test_the_two_scope_buttons_differ_by_shape_not_only_colour() -> None:
+    # Seen in a trial: under NO_COLOR the chosen and the other scope both drew "▐●▌"; only colour told them apart.
+    from textual.app import App, ComposeResult
+    from textual.widgets import RadioSet
+
+    from medops.console.forms.limits import ScopeButton
+
+    class Scopes(App[None]):
+        def compose(self) -> ComposeResult:
+            with RadioSet():
+                yield ScopeButton("this console", value=True, id="one")
+                yield ScopeButton("the whole fleet", id="all")
+
+    app = Scopes()
+    async with app.run_test() as pilot:
+        one, every = app.query_one("#one", ScopeButton), app.query_one("#all", ScopeButton)
+        assert str(one.render())[:3] != str(every.render())[:3]
+        every.value = True
+        await pilot.pause()
+        assert str(every.render()).startswith("▐●▌") and str(one.render()).startswith("▐○▌")

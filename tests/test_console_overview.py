@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
 from textual.containers import VerticalScroll
+from textual.geometry import Region
 from textual.widgets import TabbedContent
 
 from medops.console.app import MedopsApp
+from medops.console.panes.status import StatusLine
 from medops.console.panes.vitals import VitalsPane, model_line
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
-from medops.core.snapshot import ModelQuota, WindowUsage
-from tests.console_data import FrozenCore
+from medops.core.snapshot import CoreSnapshot, EndpointInfo, ModelQuota, StoreSnapshot, WindowUsage
+from tests.console_data import NOW, FrozenCore, busy_snapshot
 from tests.test_console_live import until
 
 VITAL_SIGNS = ("queue", "crit 0 high 2 norm 7", "in flight 4/10",
@@ -73,3 +78,29 @@ def test_a_window_counted_past_its_limit_reads_full_not_more() -> None:
     assert "rpm 100%" in model_line(usage(129, 30)) and "429" not in model_line(usage(129, 30))
     assert "rpm 100%" in model_line(usage(0, 0))  # a share of 0 (store never reached): no room
     assert "rpm  50%" in model_line(usage(15, 30)) and "tpm   2%" in model_line(usage(15, 30))  # 150 of 6,000
+
+
+def real_groq_with_the_store_down() -> CoreSnapshot:
+    """A member on the real Groq, up three hours, its fleet store down: the longest status line a member has."""
+    snapshot = busy_snapshot()
+    store = StoreSnapshot("redis://store.internal:6379/0", "vm-1-aa", "down", NOW - 40, 0.4, 1.2, 3, 3, 0.0, 0)
+    return replace(snapshot, endpoint=EndpointInfo("groq", "https://api.groq.com", True), uptime=3 * 3600 + 420,
+                   quota=replace(snapshot.quota, store=store))
+
+
+@pytest.mark.parametrize("store_down", [False, True])
+async def test_the_status_line_at_80_columns_keeps_the_uptime_and_the_store_down_share(
+        locations: Locations, store_down: bool) -> None:
+    snapshot = real_groq_with_the_store_down()
+    if not store_down:
+        snapshot = replace(snapshot, quota=replace(snapshot.quota, store=replace(
+            snapshot.quota.store, state="up", down_since=None)))  # type: ignore[type-var]
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenCore(snapshot))  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.snapshots_applied > 0)
+        await pilot.pause()
+        status = app.query_one(StatusLine)
+        shown = " ".join(" ".join(strip.text for strip in status.render_lines(Region(0, 0, *status.size))).split())
+        assert "up 3h07m" in shown, shown
+        if store_down:
+            assert "share 1/3" in shown, shown

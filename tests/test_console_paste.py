@@ -88,3 +88,17 @@ def test_escape_and_a_key_in_one_read_are_escape_then_that_key() -> None:
 def test_an_escape_ending_one_read_joins_the_key_in_the_next() -> None:
     keys = [e.key for e in parsed(["x\x1b", "4", "\x1b", "[A"]) if isinstance(e, events.Key)]
     assert keys == ["x", "escape", "4", "up"]
+
+
+def test_lines_in_one_read_outside_a_bracketed_paste_are_one_paste() -> None:
+    # A terminal without bracketed paste (or tmux's paste-buffer without -p) delivers a paste as keys: each line
+    # break was Enter, and each line was sent as its own prompt.
+    events_seen = parsed(["chest pain since noon\rno fever\rBP 150/95\r"])
+    assert [type(e) for e in events_seen] == [events.Paste]
+    paste = events_seen[0]
+    assert isinstance(paste, events.Paste) and paste.text == "chest pain since noon\rno fever\rBP 150/95\r"
+
+
+def test_a_line_and_its_enter_in_one_read_are_keys() -> None:
+    keys = [e.key for e in parsed(["abc\r"]) if isinstance(e, events.Key)]
+    assert keys == ["a", "b", "c", "enter"]

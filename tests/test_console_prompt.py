@@ -161,3 +161,20 @@ async def test_a_read_only_console_sends_no_prompt_and_says_why(locations: Locat
         assert app.query_one(PromptBox).text == "sudden chest pain"  # what was typed stays
         await pilot.pause(0.3)
         assert core.asked == []
+
+
+async def test_ctrl_l_clears_the_prompt_box_and_the_footer_and_help_say_so(locations: Locations) -> None:
+    # Seen in a trial: clearing the box needed F7 (Textual's select-all), which nothing documented.
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=RecordingCore())  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("3", *"first line", "ctrl+j", *"second line")
+        box = app.query_one(PromptBox)
+        assert box.text == "first line\nsecond line"
+        assert any(b.key == "ctrl+l" and b.description == "Clear"
+                   for b in (active.binding for active in app.active_bindings.values() if active.enabled))
+        await pilot.press("ctrl+l")
+        assert box.text == ""
+        await pilot.press("up")  # what was cleared was never sent: ↑ has nothing to recall
+        assert box.text == ""
+        assert ("^l", "Prompt: Clear") in app.key_list()

@@ -167,14 +167,17 @@ def test_a_closed_terminal_without_sighup_ends_the_console(locations: Locations)
         child.wait()
 
 
-def test_eight_prompts_typed_at_once_are_eight_requests_and_a_paste_never_presses_keys(tmux: Tmux,
-                                                                                        tmp_path: Path) -> None:
+def test_eight_prompts_typed_one_after_another_are_eight_requests_and_a_paste_never_presses_keys(
+        tmux: Tmux, tmp_path: Path) -> None:
     tmux.start(80, 24)
     assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
     tmux.keys("3")
     assert wait_for(lambda: tmux.shows("prompt text")), tmux.screen()
-    # One send-keys: tmux writes all of it to the terminal at once, as a fast typist's keys arrive.
-    tmux.keys(*[item for n in range(1, 9) for item in (f"question {n}", "Enter")])
+    # Each prompt and its Enter in one write, the next as soon as the box has taken it. Lines read at once are
+    # a paste now (see the unbracketed paste test below); the key-level race is test_console_typing's.
+    for n in range(1, 9):
+        tmux.keys(f"question {n}", "Enter")
+        assert wait_for(lambda n=n: tmux.shows(f"#{n} triage")), tmux.screen()  # type: ignore[misc]
     assert wait_for(lambda: tmux.shows("#8 triage · normal") and "waiting" not in tmux.screen()
                     and "streaming" not in tmux.screen(), 30), tmux.screen()
     assert not tmux.shows("#9") and not tmux.shows("Type a prompt first"), tmux.screen()
@@ -271,3 +274,21 @@ def test_escape_and_a_digit_in_one_write_leave_the_field_and_change_the_tab(tmux
     tmux.keys("-H", "1b", "33")  # and back, from the path field
     assert wait_for(lambda: tmux.shows("^s Send")), tmux.screen()
     assert "£" not in tmux.screen() and "¢" not in tmux.screen() and tmux.shows("abc"), tmux.screen()
+
+
+def test_a_paste_without_bracketed_paste_lands_in_the_prompt_box_as_lines(tmux: Tmux, tmp_path: Path) -> None:
+    """A terminal that does not bracket a paste delivers its line breaks as Enter: each line was its own prompt."""
+    tmux.start(80, 24)
+    assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
+    tmux.keys("3")
+    assert wait_for(lambda: tmux.shows("^s Send")), tmux.screen()
+    note = tmp_path / "note.txt"
+    note.write_text("chest pain since noon\nno fever\nBP 150/95\n")
+    tmux.run("load-buffer", "-b", "note", str(note))
+    tmux.run("paste-buffer", "-b", "note", "-t", tmux.session)  # no -p: the lines arrive as typed keys
+    assert wait_for(lambda: tmux.shows("chest pain since noon", "no fever", "BP 150/95")), tmux.screen()
+    time.sleep(1.0)
+    assert not tmux.shows("#1 triage"), tmux.screen()  # nothing sent
+    tmux.keys("Enter")
+    assert wait_for(lambda: tmux.shows("#1 triage")), tmux.screen()
+    assert not tmux.shows("#2 triage"), tmux.screen()  # the three lines are one prompt

@@ -34,6 +34,20 @@ KEYS = (*sorted(LIVE), *sorted(RESTART_ONLY))
 AUTO = "auto"  # the value that hands a pinned knob back to the tuner
 
 
+
+class ScopeButton(RadioButton):
+    """A radio button whose state shows in its shape (● chosen, ○ not): under NO_COLOR both drew ● alike."""
+
+    ON, OFF = "\u25cf", "\u25cb"
+
+    def __init__(self, label: str, value: bool = False, *, id: str | None = None) -> None:
+        super().__init__(label, value, id=id)
+        self.BUTTON_INNER = self.ON if value else self.OFF
+
+    def watch_value(self) -> None:
+        self.BUTTON_INNER = self.ON if self.value else self.OFF
+        super().watch_value()
+
 class MovesOnInput(Input):
     """An input whose Enter moves on to the next field, with what was typed after it: keys reach a widget
     through its own queue, so those typed right after Enter (a fast typist, a paste) are already queued here
@@ -96,8 +110,8 @@ class LimitsScreen(ModalScreen[None]):
             yield Label("[b $primary]Change a limit[/]  → completes · enter goes on / applies · esc closes")
             if self.fleet is not None:
                 with RadioSet(id="limit-scope"):
-                    yield RadioButton("this console", value=True, id="scope-console")
-                    yield RadioButton("the whole fleet (every member)", id="scope-fleet")
+                    yield ScopeButton("this console", value=True, id="scope-console")
+                    yield ScopeButton("the whole fleet (every member)", id="scope-fleet")
             yield MovesOnInput("#limit-value", placeholder="setting, e.g. io_threads", id="limit-key",
                                suggester=SuggestFromList(KEYS, case_sensitive=False))
             yield Label("", id="limit-about", markup=False)

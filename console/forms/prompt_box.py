@@ -25,12 +25,14 @@ RECALLED = 20  # prompts ↑/↓ bring back (this console's memory only: never w
 
 
 class PromptBox(TextArea):
-    """Multi-line prompt text; Enter or ctrl+s sends, ctrl+j starts a new line, ↑/↓ on the edge lines recall."""
+    """Multi-line prompt text; Enter or ctrl+s sends, ctrl+j starts a new line, ctrl+l clears, ↑/↓ on the edge lines
+    recall."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # Shown in the footer; the keys themselves are handled in `_on_key`, in order with the typing.
         Binding("ctrl+s", "send", "Send", key_display="⏎/^s"),
         Binding("ctrl+j", "newline", "New line", key_display="^j"),
+        Binding("ctrl+l", "clear", "Clear", key_display="^l"),  # Textual's own way was F7 then delete, unsaid
     ]
 
     class Submitted(Message):
@@ -82,6 +84,11 @@ class PromptBox(TextArea):
 
     def action_newline(self) -> None:
         self.replace("\n", *self.selection)
+
+    def action_clear(self) -> None:
+        """Empty the box; nothing is sent or remembered (undo brings it back)."""
+        self.replace("", self.document.start, self.document.end)
+        self._recalling = 0
 
     def put_back(self, text: str) -> bool:
         """Put a refused prompt back, unless something has been typed since; says whether it did."""

@@ -64,6 +64,10 @@ class SearchForm(Vertical):
             error.update(NO_CORE)
             return
         if len(text) < 2:
+            # the rows listed are never an answer to words no longer in the box: a search still running
+            # would put them back, so it is cancelled too
+            self.workers.cancel_group(self, "search")
+            self.query_one("#search-results", DataTable).clear()
             error.update("Type at least two characters to search.")
             return
         core = self.core.ready()

@@ -6,12 +6,15 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from textual.content import Content
 from textual.widgets import Static
 
 from medops.console import figures, times
 from medops.core.snapshot import CoreSnapshot, StoreSnapshot
 
 LEDGER_SHORT = {"read-write": "rw", "read-only": "ro"}
+SEPARATOR = " │ "
+SEPARATOR_TIGHT = "│"
 LOCAL_WORDS = "Groq stand-in"  # medops' own local endpoint: it answers, but not from a model
 
 
@@ -22,6 +25,7 @@ class ConsoleState:
     refresh_interval: float
     display_paused: bool
     theme: str
+    width: int = 0  # the line's columns: parts that do not fit are joined tighter first (0: never)
 
 
 class StatusLine(Static):
@@ -41,17 +45,23 @@ class StatusLine(Static):
         if key == self._shown:
             return
         self._shown = key
-        # attached, the store's address makes the line long: it wraps to a second line rather than lose the end
-        self.set_class(bool(store and store.attached), "attached")
         self.update(status_text(snapshot, state))
 
 
 def status_text(snapshot: CoreSnapshot | None, state: ConsoleState) -> str:
     """The status line's markup."""
+    parts = status_parts(snapshot, state)
+    wide = SEPARATOR.join(parts)
+    # tighter rather than wrapped: a second line takes a row from the panes at 80x24 (it wraps if still too long)
+    return SEPARATOR_TIGHT.join(parts) if state.width and Content.from_markup(wide).cell_length > state.width else wide
+
+
+def status_parts(snapshot: CoreSnapshot | None, state: ConsoleState) -> list[str]:
+    """The status line's parts, in the order read."""
     display = "[reverse $warning] DISPLAY PAUSED [/]" if state.display_paused else "[$success]live[/]"
     parts = [display, f"every {state.refresh_interval:g}s"]
     if snapshot is None:
-        return " │ ".join([*parts, "core starting…"])
+        return [*parts, "core starting…"]
     endpoint = snapshot.endpoint
     store = snapshot.quota.store
     attached = store is not None and store.attached
@@ -68,7 +78,7 @@ def status_text(snapshot: CoreSnapshot | None, state: ConsoleState) -> str:
         which = LOCAL_WORDS if endpoint.kind == "local" else f"Groq {figures.text(host)}"
         parts.insert(0, f"[b]{which}[/] {health}")
     if store is not None and store.attached:
-        return " │ ".join([*parts, *attached_parts(snapshot, store)])
+        return [*parts, *attached_parts(snapshot, store)]
     if store is not None:
         if store.state == "down":
             since = f" since {times.clock_time(store.down_since)}" if store.down_since is not None else ""
@@ -79,7 +89,7 @@ def status_text(snapshot: CoreSnapshot | None, state: ConsoleState) -> str:
     parts.append("[reverse $error] INTAKE PAUSED [/]" if snapshot.paused else "intake open")
     parts.append(f"ledger {figures.text(LEDGER_SHORT.get(snapshot.ledger.mode, snapshot.ledger.mode))}")
     parts.append(f"up {uptime_text(snapshot.uptime)}")
-    return " │ ".join(parts)
+    return parts
 
 
 def attached_parts(snapshot: CoreSnapshot, store: StoreSnapshot) -> list[str]:
