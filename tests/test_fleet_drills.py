@@ -80,7 +80,7 @@ def test_store_frozen_then_restarted_empty_loses_nothing_and_never_overruns(
         assert run.returncode == 0, err
         summary = json.loads(out.splitlines()[-1])["summary"]
         assert summary["answered"] == 20 and summary["rate_limited_429s"] == 0, (summary, err[-3000:])
-        assert "quota store" in err and "unreachable" in err  # each said so
+        assert "quota store" in err and ("unreachable" in err or "never reached" in err), err[-3000:]  # each said so
     assert stats.rate_limited == 0 and stats.answered == 40  # the endpoint's own count: never over 30 a minute
 
 
