@@ -39,10 +39,13 @@ class WindowUsage:
     blocked_for: float = 0.0  # seconds a 429 still blocks this dimension
     own: int | None = None  # this instance's part of `used` when a fleet shares the window (None: no fleet)
     parts: tuple[tuple[str, int], ...] = ()  # (member, its part of `used`): filled by an attached view only
+    held: int = 0  # counted against the limit beside `used`, but nobody's use (an emptied store's carry, ...)
+    held_until: float = 0.0  # wall time the hold ends
+    held_why: str = ""
 
     @property
     def remaining(self) -> int:
-        return max(0, self.limit - self.used)
+        return max(0, self.limit - self.used - self.held)
 
 
 @dataclass(frozen=True)
