@@ -67,3 +67,53 @@ async def test_after_an_empty_restart_the_held_minute_reads_as_held_with_its_end
         client_time = (await read_fleet(redis_server.url, "test")).store_time
         assert 60 <= rpm.held_until - client_time <= 60 + 600  # a minute and an attempt after the epoch began
         assert "8 held until " in rpm.figures() and rpm.figures().endswith("(store restarted)")
+
+
+async def test_during_a_freeze_a_model_nobody_used_holds_nothing_and_a_used_one_reads_as_held(
+        redis_server: RedisServer) -> None:
+    # "rpm 60/15" for a model never used: the local share counted the whole minute for the others, as use.
+    limits = ModelLimits(rpm=60, rpd=1_000, tpm=100_000, tpd=1_000_000)
+    async with member(redis_server.url, limits, "a", budget=0.25) as a, \
+            member(redis_server.url, limits, "b", budget=0.25) as b:
+        unused = FleetQuota("never-used", limits, fleet_of(a)._clock, fleet_of(a))
+        reservation = await admit(a, 10)
+        assert isinstance(reservation, Reservation)
+        for quota in (a, b, a, b):
+            await fleet_of(quota).heartbeat()
+        redis_server.freeze()
+        try:
+            assert isinstance(await admit(a, 10), float)  # cut off: a decides on its share
+            assert fleet_of(a).deciding_locally
+            idle = unused.snapshot().windows
+            used = a.snapshot().windows
+        finally:
+            redis_server.thaw()
+    assert [(w.used, w.held) for w in idle] == [(0, 0)] * 4 and idle[0].limit == 30
+    assert (used[0].used, used[0].own, used[0].held_why) == (1, 1, "store unreachable")
+    assert used[0].held == 60 and used[0].held_until > 0  # the others' minute, held until it has surely left
+
+
+async def test_an_unused_models_day_carries_nothing_over_an_empty_restart(redis_server: RedisServer) -> None:
+    async with member(redis_server.url, LIMITS, "a", seed_grace=0.5) as a:
+        unused = FleetQuota("never-used", LIMITS, fleet_of(a)._clock, fleet_of(a))
+        assert isinstance(await admit(a, 10), Reservation)
+        await fleet_of(a).heartbeat()
+        await fleet_of(a).heartbeat()
+        redis_server.restart_empty()
+        for _ in range(3):
+            await fleet_of(a).heartbeat()
+        idle = unused.snapshot().windows
+    assert (idle[1].used, idle[3].used) == (0, 0)  # not a minute's limit for a day
+    assert (idle[0].used, idle[0].held) == (0, 0)  # nor its minute held
+
+
+async def test_a_members_own_view_after_an_empty_restart_reads_the_hold_apart_from_use(
+        redis_server: RedisServer) -> None:
+    async with member(redis_server.url, LIMITS, "a", seed_grace=0.5) as a:
+        assert isinstance(await admit(a, 10), Reservation)
+        await fleet_of(a).heartbeat()
+        redis_server.restart_empty()
+        for _ in range(3):
+            await fleet_of(a).heartbeat()
+        rpm = a.snapshot().windows[0]
+    assert (rpm.used, rpm.own, rpm.held, rpm.limit) == (1, 1, 9, 10)  # not "rpm 10/10"

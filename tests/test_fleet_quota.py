@@ -212,8 +212,9 @@ async def test_a_store_restarted_empty_is_reseeded_before_anyone_admits(redis_se
         windows = a.snapshot().windows
         # Three requests, 7 tokens each, survived in the day windows, beside a minute's limit for what nobody saw
         # (members that may have left in the old store's last moments); the minute windows count as full.
-        assert (windows[1].used, windows[3].used) == (3 + 10, 21 + 100_000)
-        assert (windows[0].used, windows[2].used) == (10, 100_000)
+        assert (windows[1].used, windows[3].used) == (3, 21)  # the members' use; the rest is held, not theirs
+        assert (windows[1].held, windows[3].held) == (10, 100_000)
+        assert (windows[0].used + windows[0].held, windows[2].used + windows[2].held) == (10, 100_000)
         assert isinstance(await admit(a, 10), float)
 
 
@@ -385,7 +386,8 @@ async def test_a_members_part_is_what_it_admitted_not_what_it_counts_for_the_oth
             away = [w.own for w in idle.snapshot().windows], [w.own for w in busy.snapshot().windows]
         finally:
             redis_server.thaw()
-        assert idle.snapshot().windows[0].used >= 30  # what it counts for the others still binds it
+        rpm = idle.snapshot().windows[0]
+        assert rpm.used + rpm.held >= 30 and rpm.remaining == 0  # what it counts for the others still binds it
         await _beat(idle, busy)
         back = [w.own for w in idle.snapshot().windows], [w.own for w in busy.snapshot().windows]
     assert away == back == ([0, 0, 0, 0], [3, 3, 30, 30])
