@@ -8,8 +8,9 @@ import asyncio
 from medops.core.fleet.quota import FleetQuota
 from medops.core.fleet.view import FleetWindow, read_fleet
 from medops.core.groq.quota import Reservation
-from medops.core.settings.config import ModelLimits
+from medops.core.settings.config import ModelLimits, Settings
 from medops.core.snapshot import CoreSnapshot, QuotaSnapshot
+from medops.core.watch.alerts import QuotaRule
 from tests.fleet_helpers import MODEL, admit, fleet_of, member
 from tests.redis_server import RedisServer
 
@@ -117,3 +118,21 @@ async def test_a_members_own_view_after_an_empty_restart_reads_the_hold_apart_fr
             await fleet_of(a).heartbeat()
         rpm = a.snapshot().windows[0]
     assert (rpm.used, rpm.own, rpm.held, rpm.limit) == (1, 1, 9, 10)  # not "rpm 10/10"
+
+
+async def test_an_empty_restart_raises_one_alert_that_windows_are_held_not_one_per_window(
+        redis_server: RedisServer) -> None:
+    # 52 quota_low alerts opened after an empty restart: one per model, window and member.
+    async with member(redis_server.url, LIMITS, "a", seed_grace=0.5) as a:
+        other = FleetQuota("other-model", LIMITS, fleet_of(a)._clock, fleet_of(a))
+        for quota in (a, other):
+            assert isinstance(await admit(quota, 10), Reservation)
+        await fleet_of(a).heartbeat()
+        redis_server.restart_empty()
+        for _ in range(3):
+            await fleet_of(a).heartbeat()
+        snapshot = CoreSnapshot(taken_at=0.0, uptime=0.0, quota=QuotaSnapshot((a.snapshot(), other.snapshot()),
+                                                                              default_model=MODEL))
+    conditions = list(QuotaRule().check(snapshot, Settings()))
+    assert [c.key for c in conditions] == ["quota_held"]
+    assert "restarted empty: 4 windows of 2 models held until " in conditions[0].message

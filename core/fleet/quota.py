@@ -76,6 +76,7 @@ class FleetQuota:
         self._view_own: Quad | None = None
         self._held = 0.0
         self._others_until: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # wall time the local share's hold ends
+        self._restarted_at = 0.0  # wall time this member last wrote its day into an emptied store
         fleet.quotas[model] = self
 
     # --- sizing ---------------------------------------------------------------
@@ -320,6 +321,7 @@ class FleetQuota:
             return [hold]  # this member never saw the old store: it can only hold the minute
         if self._unused():
             return []  # nobody used this model when last seen: nothing of it to hold
+        self._restarted_at = self._clock.wall()
 
         def entry(name: str, at_ms: int, part: Quad) -> Entry:
             return Carried(name, at_ms + int(MINUTE * 1000) + attempt, at_ms + int(DAY * 1000) + attempt, part)
@@ -380,8 +382,13 @@ class FleetQuota:
         windows = tuple(replace(fleet, own=o) for fleet, o in zip(self._view, own, strict=True))
         if self._parts_at == self._view_at and self._view_own is not None:
             parts = [self._view_own[d] + sum(p[d] for p in self._parts.values()) for d in range(4)]
-            windows = tuple(replace(w, used=min(w.used, part), held=max(0, w.used - part))
-                            for w, part in zip(windows, parts, strict=True))
+            attempt = self._fleet.attempt_bound
+            ends = [self._restarted_at + span + attempt for span in (MINUTE, DAY, MINUTE, DAY)]
+            wall = self._clock.wall()
+            windows = tuple(replace(w, used=min(w.used, part), held=max(0, w.used - part),
+                                    held_until=end if end > wall else 0.0,
+                                    held_why="store restarted" if end > wall else "Groq counts more")
+                            for w, part, end in zip(windows, parts, ends, strict=True))
         return replace(mirror, windows=windows, capacity_hold=self.capacity_hold)
 
 
