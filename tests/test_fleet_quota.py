@@ -79,19 +79,25 @@ async def test_a_waiting_critical_request_elsewhere_goes_before_a_normal_one(red
         assert isinstance(await admit(b, 60, priority=2, waited=1.0), Reservation)
 
 
-async def test_a_request_waiting_past_the_starvation_bound_outranks_a_newer_critical(
-        redis_server: RedisServer) -> None:
+@pytest.mark.parametrize(("normal_waited", "goes_first"), [(6.0, "critical"), (11.0, "normal")])
+async def test_a_waiting_request_is_promoted_one_class_per_starvation_bound_across_members(
+        redis_server: RedisServer, normal_waited: float, goes_first: str) -> None:
+    # A normal request that waited past one bound is high: a critical one elsewhere, newer, still goes first (the
+    # old rule let anything past the bound outrank every class: a critical prompt waited 102 s). Past two bounds
+    # it is critical too, and has waited longer: it goes first.
     limits = ModelLimits(rpm=100, rpd=1_000, tpm=100, tpd=1_000_000)
     async with member(redis_server.url, limits, "a", starvation_bound=5.0) as a, \
             member(redis_server.url, limits, "b", starvation_bound=5.0) as b:
         holder = await admit(a, 100)
         assert isinstance(holder, Reservation)
-        assert isinstance(await admit(a, 60, priority=0, waited=6.0), float)  # aged: waited past the bound
+        assert isinstance(await admit(a, 60, priority=0, waited=normal_waited), float)
         assert isinstance(await admit(b, 60, priority=2, waited=0.0), float)
         a.settle(holder, 0)
         await _settled(a)
-        assert isinstance(await admit(b, 60, priority=2, waited=0.5), float)
-        assert isinstance(await admit(a, 60, priority=0, waited=6.5), Reservation)
+        critical = await admit(b, 60, priority=2, waited=0.5)
+        normal = await admit(a, 60, priority=0, waited=normal_waited + 0.5)
+        assert isinstance(critical if goes_first == "critical" else normal, Reservation)
+        assert isinstance(normal if goes_first == "critical" else critical, float)
 
 
 async def test_a_dead_members_reservations_end_after_the_bound(redis_server: RedisServer) -> None:
