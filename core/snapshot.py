@@ -40,10 +40,13 @@ class WindowUsage:
     own: int | None = None  # this instance's part of `used` when a fleet shares the window (None: no fleet)
     parts: tuple[tuple[str, int], ...] = ()  # (member, its part of `used`): filled by an attached view only
     last_hour: int | None = None  # day windows: what entered it in the last hour, in flight included (None: unknown)
+    held: int = 0  # counted against the limit beside `used`, but nobody's use (an emptied store's carry, ...)
+    held_until: float = 0.0  # wall time the hold ends
+    held_why: str = ""
 
     @property
     def remaining(self) -> int:
-        return max(0, self.limit - self.used)
+        return max(0, self.limit - self.used - self.held)
 
 
 @dataclass(frozen=True)

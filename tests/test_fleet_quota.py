@@ -79,19 +79,25 @@ async def test_a_waiting_critical_request_elsewhere_goes_before_a_normal_one(red
         assert isinstance(await admit(b, 60, priority=2, waited=1.0), Reservation)
 
 
-async def test_a_request_waiting_past_the_starvation_bound_outranks_a_newer_critical(
-        redis_server: RedisServer) -> None:
+@pytest.mark.parametrize(("normal_waited", "goes_first"), [(6.0, "critical"), (11.0, "normal")])
+async def test_a_waiting_request_is_promoted_one_class_per_starvation_bound_across_members(
+        redis_server: RedisServer, normal_waited: float, goes_first: str) -> None:
+    # A normal request that waited past one bound is high: a critical one elsewhere, newer, still goes first (the
+    # old rule let anything past the bound outrank every class: a critical prompt waited 102 s). Past two bounds
+    # it is critical too, and has waited longer: it goes first.
     limits = ModelLimits(rpm=100, rpd=1_000, tpm=100, tpd=1_000_000)
     async with member(redis_server.url, limits, "a", starvation_bound=5.0) as a, \
             member(redis_server.url, limits, "b", starvation_bound=5.0) as b:
         holder = await admit(a, 100)
         assert isinstance(holder, Reservation)
-        assert isinstance(await admit(a, 60, priority=0, waited=6.0), float)  # aged: waited past the bound
+        assert isinstance(await admit(a, 60, priority=0, waited=normal_waited), float)
         assert isinstance(await admit(b, 60, priority=2, waited=0.0), float)
         a.settle(holder, 0)
         await _settled(a)
-        assert isinstance(await admit(b, 60, priority=2, waited=0.5), float)
-        assert isinstance(await admit(a, 60, priority=0, waited=6.5), Reservation)
+        critical = await admit(b, 60, priority=2, waited=0.5)
+        normal = await admit(a, 60, priority=0, waited=normal_waited + 0.5)
+        assert isinstance(critical if goes_first == "critical" else normal, Reservation)
+        assert isinstance(normal if goes_first == "critical" else critical, float)
 
 
 async def test_a_dead_members_reservations_end_after_the_bound(redis_server: RedisServer) -> None:
@@ -212,8 +218,9 @@ async def test_a_store_restarted_empty_is_reseeded_before_anyone_admits(redis_se
         windows = a.snapshot().windows
         # Three requests, 7 tokens each, survived in the day windows, beside a minute's limit for what nobody saw
         # (members that may have left in the old store's last moments); the minute windows count as full.
-        assert (windows[1].used, windows[3].used) == (3 + 10, 21 + 100_000)
-        assert (windows[0].used, windows[2].used) == (10, 100_000)
+        assert (windows[1].used, windows[3].used) == (3, 21)  # the members' use; the rest is held, not theirs
+        assert (windows[1].held, windows[3].held) == (10, 100_000)
+        assert (windows[0].used + windows[0].held, windows[2].used + windows[2].held) == (10, 100_000)
         assert isinstance(await admit(a, 10), float)
 
 
@@ -385,7 +392,8 @@ async def test_a_members_part_is_what_it_admitted_not_what_it_counts_for_the_oth
             away = [w.own for w in idle.snapshot().windows], [w.own for w in busy.snapshot().windows]
         finally:
             redis_server.thaw()
-        assert idle.snapshot().windows[0].used >= 30  # what it counts for the others still binds it
+        rpm = idle.snapshot().windows[0]
+        assert rpm.used + rpm.held >= 30 and rpm.remaining == 0  # what it counts for the others still binds it
         await _beat(idle, busy)
         back = [w.own for w in idle.snapshot().windows], [w.own for w in busy.snapshot().windows]
     assert away == back == ([0, 0, 0, 0], [3, 3, 30, 30])

@@ -92,8 +92,7 @@ def fleet(args: argparse.Namespace) -> int:
               f"{m.in_flight:>6} {m.done:>6} {m.failed:>5} {m.rate_limited:>4} {m.own.get('rpm', 0):>4} "
               f"{m.loop_lag_p99_ms:>4.0f}ms {m.cpu_percent:>5.0f} {m.open_alerts:>6}")
     for w in view.windows:
-        parts = ", ".join(f"{name} {n}" for name, n in sorted(w.parts.items()) if n)
-        print(f"{w.model} {w.name}: {w.used:,}/{w.limit:,}" + (f"  ({parts})" if parts else ""))
+        print(w.figures())
     if view.skipped:
         print(f"! {view.skipped_note()} (written by another medops version, or damaged)")
     return 0

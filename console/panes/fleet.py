@@ -134,9 +134,7 @@ def windows_text(view: FleetView) -> Text:
     text.append("Organisation's windows", style="bold")
     text.append(" (each member's part)")
     for window in view.windows:
-        parts = ", ".join(f"{name} {n:,}" for name, n in sorted(window.parts.items()) if n)
-        text.append(f"\n{window.model} {window.name}: {window.used:,}/{window.limit:,}" + (f"  ({parts})" if parts
-                                                                                           else ""))
+        text.append("\n" + window.figures())
     if not view.windows:
         text.append("\nno member has published its quota yet", style="dim")
     return text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from medops.console import figures, times
@@ -92,6 +93,10 @@ def model_lines(model: ModelQuota, width: int, *, default: bool = False) -> list
         own = f" [dim]me[/] {figures.count(window.own):>4}" if window.own is not None else ""
         lines.append(f" {window.name:<3} {figures.bar(window.used, window.limit, bar_width)} {used:>12}{own}"
                      f" reset {figures.duration(window.reset_in) if window.used else '-':>6}{blocked}")
+        if window.held:
+            ends = time.strftime("%H:%M:%S", time.localtime(window.held_until))
+            lines.append(f"     [dim]{window.name} {figures.count(window.held)} held until {ends} "
+                         f"({figures.text(window.held_why)})[/]")
         if any(part for _, part in window.parts):
             lines.append(parts_line(window.parts, width))
     server = model.server

@@ -369,8 +369,8 @@ def _quota(view: FleetView, snapshots: Mapping[str, CoreSnapshot], store: StoreS
                                                   default=0.0),
                                      blocked_for=max((x.blocked_for for m in same for x in m.windows
                                                       if x.name == w.name), default=0.0),
-                                     parts=tuple(sorted(w.parts.items())), last_hour=w.last_hour)
-                  for w in windows),
+                                     parts=tuple(sorted(w.parts.items())), last_hour=w.last_hour, held=w.held,
+                                     held_until=w.held_until, held_why=w.held_why) for w in windows),
             same[0].server if same else ServerReport(),
             rate_limited=sum(m.rate_limited for m in same), refused_too_large=sum(m.refused_too_large for m in same),
             capacity_exceeded=sum(m.capacity_exceeded for m in same),

@@ -343,6 +343,15 @@ local function seeding_left(K, now)
   return cap - now
 end
 
+-- The class a request competes in after waiting `waited` ms, as the scheduler ranks its own queue: one class up
+-- per starvation bound waited, never above critical. So nothing starves, and a critical request is never passed
+-- by a lower one that has waited less. Ties go to the one waiting longest.
+local CRITICAL = 2
+local function effective(priority, waited, starve)
+  if starve <= 0 then return CRITICAL end
+  return math.min(CRITICAL, priority + math.floor(waited / starve))
+end
+
 local function epoch_state(K, known, now)
   local epoch = redis.call('GET', K.epoch)
   if not epoch then return 'unseeded', 0 end
@@ -381,7 +390,7 @@ local function admit(keys, args)
   -- Requests waiting elsewhere that outrank this one take the next free units first.
   local ahead_r, ahead_t = 0, 0
   local waiters = redis.call('HGETALL', K.wait)
-  local my_aged = (now - since) >= starve
+  local mine = effective(priority, now - since, starve)
   for i = 1, #waiters, 2 do
     local w = split(waiters[i + 1])
     local wprio, wsince, wtokens, wexp = clamp(w[1], -BIG, BIG), clamp(w[2], 0, now), clamp(w[3], 0, BIG),
@@ -389,12 +398,8 @@ local function admit(keys, args)
     if wexp <= now then
       redis.call('HDEL', K.wait, waiters[i])
     elseif waiters[i] ~= inst then
-      local aged = (now - wsince) >= starve
-      local better
-      if aged ~= my_aged then better = aged
-      elseif wprio ~= priority and not aged then better = wprio > priority
-      else better = wsince < since end
-      if better then ahead_r, ahead_t = ahead_r + 1, ahead_t + wtokens end
+      local theirs = effective(wprio, now - wsince, starve)
+      if theirs > mine or (theirs == mine and wsince < since) then ahead_r, ahead_t = ahead_r + 1, ahead_t + wtokens end
     end
   end
   local wait = math.max(held, blocked[1], blocked[2], blocked[3], blocked[4])

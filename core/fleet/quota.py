@@ -75,6 +75,8 @@ class FleetQuota:
         self._view_at = 0
         self._view_own: Quad | None = None
         self._held = 0.0
+        self._others_until: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # wall time the local share's hold ends
+        self._restarted_at = 0.0  # wall time this member last wrote its day into an emptied store
         fleet.quotas[model] = self
 
     # --- sizing ---------------------------------------------------------------
@@ -109,9 +111,19 @@ class FleetQuota:
         fleet = self._view or own
         n = max(1, self._fleet.share_divisor)
         minute_hold = MINUTE + self._fleet.attempt_bound
-        others = [limits[0], math.ceil(max(0, fleet[1].used - own[1].used + limits[0]) / n),
-                  limits[2], math.ceil(max(0, fleet[3].used - own[3].used + limits[2]) / n)]
-        self._mirror.count_others(others, (minute_hold, DAY, minute_hold, DAY))
+        holds = (minute_hold, DAY, minute_hold, DAY)
+        others = [0, 0, 0, 0]
+        if not self._unused():
+            others = [limits[0], math.ceil(max(0, fleet[1].used - own[1].used + limits[0]) / n),
+                      limits[2], math.ceil(max(0, fleet[3].used - own[3].used + limits[2]) / n)]
+        self._mirror.count_others(others, holds)
+        wall = self._clock.wall()
+        self._others_until = tuple(wall + hold if amount else 0.0 for amount, hold in zip(others, holds, strict=True))
+
+    def _unused(self) -> bool:
+        """Nobody was seen using this model at the store's latest answer: nothing of it to hold for the others."""
+        return (self._view is not None and all(w.used == 0 for w in self._view)
+                and not any(any(part) for part in self._parts.values()))
 
     def reshare(self) -> None:
         """The members alive changed: the local share follows (used only while the store is away)."""
@@ -307,6 +319,9 @@ class FleetQuota:
         hold: Entry = HoldMinute(attempt, hold_since)
         if not self._view_at and not self._parts_at:
             return [hold]  # this member never saw the old store: it can only hold the minute
+        if self._unused():
+            return []  # nobody used this model when last seen: nothing of it to hold
+        self._restarted_at = self._clock.wall()
 
         def entry(name: str, at_ms: int, part: Quad) -> Entry:
             return Carried(name, at_ms + int(MINUTE * 1000) + attempt, at_ms + int(DAY * 1000) + attempt, part)
@@ -318,8 +333,9 @@ class FleetQuota:
             unseen = [max(0, w.used - own - known) for w, own, known in zip(self._view, self._view_own, seen,
                                                                              strict=True)]
         limits = self.window_limits()
-        unseen[1] += limits[0]  # a minute's requests, on the day's
-        unseen[3] += limits[2]  # a minute's tokens, on the day's
+        if not self._unused():
+            unseen[1] += limits[0]  # a minute's requests, on the day's
+            unseen[3] += limits[2]  # a minute's tokens, on the day's
         entries.append(entry("?", self._view_at or self._parts_at, (unseen[0], unseen[1], unseen[2], unseen[3])))
         return entries
 
@@ -354,10 +370,25 @@ class FleetQuota:
         # away, and for a minute or a day after) is theirs, not its own.
         own = self._mirror.own_use()
         if self._fleet.deciding_locally or self._view is None:
-            # The local share's windows: what this instance may use while the store is away.
-            return replace(mirror, windows=tuple(replace(w, own=o) for w, o in zip(mirror.windows, own, strict=True)))
-        # The fleet's windows, with this instance's part of each.
+            # The local share's windows: what this instance may use while the store is away; what it counts for
+            # the others is held, not anyone's use.
+            wall = self._clock.wall()
+            return replace(mirror, windows=tuple(
+                replace(w, own=o, used=o, held=max(0, w.used - o), held_until=until if until > wall else 0.0,
+                        held_why="store unreachable" if until > wall else "Groq counts more")
+                for w, o, until in zip(mirror.windows, own, self._others_until, strict=True)))
+        # The fleet's windows, with this instance's part of each; read with every member's part (a heartbeat),
+        # what is counted beyond the parts is held (an emptied store's carry, Groq's extra count), not use.
         windows = tuple(replace(fleet, own=o) for fleet, o in zip(self._view, own, strict=True))
+        if self._parts_at == self._view_at and self._view_own is not None:
+            parts = [self._view_own[d] + sum(p[d] for p in self._parts.values()) for d in range(4)]
+            attempt = self._fleet.attempt_bound
+            ends = [self._restarted_at + span + attempt for span in (MINUTE, DAY, MINUTE, DAY)]
+            wall = self._clock.wall()
+            windows = tuple(replace(w, used=min(w.used, part), held=max(0, w.used - part),
+                                    held_until=end if end > wall else 0.0,
+                                    held_why="store restarted" if end > wall else "Groq counts more")
+                            for w, part, end in zip(windows, parts, ends, strict=True))
         return replace(mirror, windows=windows, capacity_hold=self.capacity_hold)
 
 

@@ -113,12 +113,26 @@ class MemberRow:
 
 @dataclass(frozen=True)
 class FleetWindow:
+    """One window of one model: the members' use (the sum of their parts) and what is held beside it."""
+
     model: str
     name: str
-    used: int
+    used: int  # the members' use: the sum of `parts`
     limit: int
     parts: Mapping[str, int]  # instance -> its part
     last_hour: int | None = None  # day windows: what entered in the last hour, in flight included (burn rate)
+    held: int = 0  # counted against the limit, but nobody's use (an emptied store's carry, Groq's extra count)
+    held_until: float = 0.0  # wall time (store clock) the hold ends
+    held_why: str = ""  # "store restarted", "Groq counts more"
+
+    def figures(self) -> str:
+        """'rpm: 2/30 (a 1, b 1); 28 held until 14:02:11 (store restarted)' (names as they come: plain text)."""
+        parts = ", ".join(f"{member} {n:,}" for member, n in sorted(self.parts.items()) if n)
+        line = f"{self.model} {self.name}: {self.used:,}/{self.limit:,}" + (f"  ({parts})" if parts else "")
+        if self.held:
+            ends = time.strftime("%H:%M:%S", time.localtime(self.held_until))
+            line += f"; {self.held:,} held until {ends} ({self.held_why})"
+        return line
 
 
 @dataclass(frozen=True)
@@ -270,11 +284,19 @@ def _row(name: str, info: Description, state: MemberState, age: float, snap: Cor
         gateway_in_flight=snap.gateway.in_flight if snap.gateway is not None else 0)
 
 
+MINUTE_MS, DAY_MS = 60_000, 86_400_000
+MAX_ATTEMPT_MS = 600_000  # as quota.lua: the longest attempt, which bounds how long an emptied store's minute is held
+RESTARTED = "store restarted"
+GROQ_COUNTS_MORE = "Groq counts more"
+
+
 async def _windows(client: redis.Redis, prefix: str, now: float, keys: Sequence[bytes],
                    snapshots: Mapping[str, CoreSnapshot]) -> tuple[FleetWindow, ...]:
-    """The organisation's windows from the store's own state: its running sums (settled + in flight + the
-    server's extra use) and each member's part, as the admissions count them. The snapshots only name the
-    models and, where the store keeps no server limit, give the limit most members hold."""
+    """The organisation's windows from one reading of the store's state per model: each member's part (settled in
+    the window + in flight, as the admissions count them) and, apart, what is held without being anyone's use:
+    parts carried over an emptied store, its minute held full, what Groq counts beyond the fleet. The total is
+    the sum of the same parts, so no part exceeds it. The snapshots only name the models and, where the store
+    keeps no server limit, give the limit most members hold."""
     if not snapshots:
         return ()
     models = Counter(m.model for s in snapshots.values() for m in s.quota.models)
@@ -282,26 +304,58 @@ async def _windows(client: redis.Redis, prefix: str, now: float, keys: Sequence[
     names = [m for m, _ in models.most_common(MAX_MODELS)]
     now_ms = now * 1000
     async with client.pipeline(transaction=False) as pipe:
+        pipe.get(f"{prefix}epoch_at")
+        pipe.smembers(f"{prefix}seeded")
+        carriers = [*keys, b"?"]  # "?": what the fleet held beyond the parts anyone saw
         for model in names:
             pipe.hmget(f"{prefix}q:{model}:sum", ["mr", "dr", "mt", "dt", "fr", "ft"])
             pipe.hmget(f"{prefix}q:{model}:sig", [f"{k}{d}" for k in "xus" for d in range(1, 5)])
             pipe.hmget(f"{prefix}q:{model}:part", [k + f"|{d}".encode() for k in keys for d in range(1, 5)])
+            pipe.hmget(f"{prefix}q:{model}:carry", carriers)
+            pipe.get(f"{prefix}q:{model}:fresh")
         replies = await pipe.execute()
     hour = await hour_use(client, prefix, names, now_ms)
+    epoch_at = _numbers([replies[0]])[0]
+    seeded = {bytes(m) for m in replies[1] or ()}
     rows = []
     for i, model in enumerate(names):
-        sums, sig, parts = (_numbers(r) for r in replies[3 * i: 3 * i + 3])
+        sums, sig, parts = (_numbers(r) for r in replies[2 + 5 * i: 5 + 5 * i])  # sums: the flights, for the pace
+        carry = _carried(replies[5 + 5 * i], carriers, seeded, now_ms)
+        fresh = min(_numbers([replies[6 + 5 * i]])[0], epoch_at + MINUTE_MS + MAX_ATTEMPT_MS)
         for d, window in enumerate(DIMENSIONS):
-            extra = sig[d] if sig[4 + d] > now_ms else 0
-            used = max(0, int(sums[d] + (sums[4] if d < 2 else sums[5]) + extra))
-            held = Counter(w.limit for s in snapshots.values() for m in s.quota.models if m.model == model
-                           for w in m.windows if w.name == window)
-            limit = int(sig[8 + d]) if sig[8 + d] > 0 else held.most_common(1)[0][0] if held else 0
             own = {member_name(k): max(0, int(parts[4 * j + d])) for j, k in enumerate(keys)}
+            used = sum(own.values())
+            held_by = Counter(w.limit for s in snapshots.values() for m in s.quota.models if m.model == model
+                              for w in m.windows if w.name == window)
+            limit = int(sig[8 + d]) if sig[8 + d] > 0 else held_by.most_common(1)[0][0] if held_by else 0
+            held, until, why = carry[d]
+            if d in (0, 2) and fresh > now_ms and used + held < limit:
+                held, until, why = limit - used, max(until, fresh), RESTARTED
+            if sig[4 + d] > now_ms and sig[d] > 0:
+                held, until, why = held + int(sig[d]), max(until, sig[4 + d]), why or GROQ_COUNTS_MORE
             last_hour = None if d in (0, 2) else hour[i][d // 2] + int(sums[4] if d == 1 else sums[5])
-            if used or any(own.values()) or model == default:
-                rows.append(FleetWindow(name(model), window, used, limit, own, last_hour))
+            if used or held or model == default:
+                rows.append(FleetWindow(name(model), window, used, limit, own, last_hour, held, until / 1000, why))
     return tuple(rows)
+
+
+def _carried(values: Sequence[bytes | None], members: Sequence[bytes], seeded: set[bytes],
+             now_ms: float) -> list[tuple[int, float, str]]:
+    """Per dimension: what members that are not writing their day back held when the store was emptied, and
+    until when (store ms), as quota.lua's `carried` counts it."""
+    held = [(0, 0.0, ""), (0, 0.0, ""), (0, 0.0, ""), (0, 0.0, "")]
+    for member, value in zip(members, values, strict=True):
+        if value is None or member in seeded:
+            continue
+        figures = _numbers([bytes(v) for v in value.split()])
+        if len(figures) != 6:
+            continue
+        ends = (figures[0], figures[1], figures[0], figures[1])
+        for d in range(4):
+            if ends[d] > now_ms and figures[2 + d] > 0:
+                count, until, _ = held[d]
+                held[d] = (count + int(figures[2 + d]), max(until, ends[d]), RESTARTED)
+    return held
 
 
 def _numbers(values: Sequence[bytes | None]) -> list[float]:

@@ -25,7 +25,7 @@ from typing import Final, Protocol
 from medops.core.burn_rate import HOUR, burn_rates, out_words
 from medops.core.clock import Clock
 from medops.core.settings.config import Settings
-from medops.core.snapshot import Alert, AlertLevel, CoreSnapshot
+from medops.core.snapshot import Alert, AlertLevel, CoreSnapshot, WindowUsage
 
 WARNING: Final[AlertLevel] = "warning"
 CRITICAL: Final[AlertLevel] = "critical"
@@ -35,6 +35,7 @@ MIN_CLEAR_AFTER = 5.0  # seconds a condition must stay away before its alert cle
 KEEP_CLEARED = 900.0  # seconds a cleared alert stays in the snapshot
 MAX_CLEARED = 50
 SKEW_ALERT_SECONDS = 1.0  # an instance's clock this far off the store's raises an alert
+RESTARTED = "store restarted"  # a window's held_why while an emptied store holds it (fleet.view)
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,15 @@ class QuotaRule:
         store = snapshot.quota.store
         if store is not None and store.state == "down":
             return
+        held: list[tuple[str, WindowUsage]] = []  # full only because an emptied store holds them
         for model in snapshot.quota.models:
             for window in model.windows:
                 if window.limit <= 0:
+                    continue
+                if window.held and window.held_why == RESTARTED and _low(window.limit - window.used, window,
+                                                                           settings) is None:
+                    if _low(window.remaining, window, settings) is not None:
+                        held.append((model.model, window))
                     continue
                 left = 100.0 * window.remaining / window.limit
                 if left < settings.alert_quota_remaining_percent or window.remaining == 0:
@@ -108,6 +115,20 @@ class QuotaRule:
                     yield Condition(f"quota_low:{model.model}:{window.name}", "quota_low", level,
                                     f"{model.model} {window.name}: {window.remaining:,} of {window.limit:,} left "
                                     f"({left:.0f}%), resets in {window.reset_in:.0f} s", left)
+        if held:
+            until = max(w.held_until for _, w in held)
+            models = len({m for m, _ in held})
+            yield Condition("quota_held", "quota_held", WARNING,
+                            f"the quota store restarted empty: {len(held)} windows of {models} "
+                            f"model{'s' if models != 1 else ''} held until "
+                            f"{time.strftime('%H:%M:%S', time.localtime(until))} for what the old store counted",
+                            float(len(held)))
+
+
+def _low(left: int, window: WindowUsage, settings: Settings) -> float | None:
+    """The percentage left when under `alert_quota_remaining_percent` or nothing is left; else None."""
+    percent = 100.0 * left / window.limit
+    return percent if percent < settings.alert_quota_remaining_percent or left <= 0 else None
 
 
 class BurnRateRule:
