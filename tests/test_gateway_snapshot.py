@@ -6,7 +6,7 @@ import orjson
 
 from medops.console.panes.fleet import _role, gateway_text
 from medops.core.fleet.entries import Description
-from medops.core.fleet.view import _row
+from medops.core.fleet.view import MemberState, _row
 from medops.core.snapshot import (
     CoreSnapshot,
     GatewayKeyStats,
@@ -29,10 +29,10 @@ def test_the_gateway_section_survives_publishing() -> None:
 
 
 def test_the_fleet_tab_lists_a_gateway_with_its_clients_and_requests_in_flight() -> None:
-    row = _row("gw-1", Description(role="gateway"), expires=100.0, now=95.0, snap=snapshot_from_dict(published()))
+    row = _row("gw-1", Description(role="gateway"), MemberState.ALIVE, 5.0, snapshot_from_dict(published()))
     assert (row.gateway_clients, row.gateway_in_flight) == (7, 3)
     assert _role(row).plain == "gateway 7 clients, 3 in flight"
-    other = _row("console-1", Description(role="console"), expires=100.0, now=95.0, snap=None)
+    other = _row("console-1", Description(role="console"), MemberState.ALIVE, 5.0, None)
     assert other.gateway_clients is None and _role(other).plain == "console"
 
 

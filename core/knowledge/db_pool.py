@@ -145,8 +145,10 @@ class DuckDBPool:
 
     def _abandon(self, job: _Job, result: asyncio.Future[Rows]) -> None:
         """Stop waiting for `job`: drop it if still queued, interrupt it if running."""
-        # Cancelling the wrapper cancels a still-pending job (its worker skips it) and
-        # means a late result or error is never left unretrieved.
+        # The job itself is cancelled here, at once: through the asyncio wrapper alone the cancel reaches it a
+        # loop turn later, and a worker freed meanwhile ran the abandoned query (seen in a loaded CI run).
+        # Cancelling the wrapper too means a late result or error is never left unretrieved.
+        job.future.cancel()
         result.cancel()
         with self._lock:
             if job.cursor is not None and not job.finished:
