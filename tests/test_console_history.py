@@ -244,3 +244,24 @@ async def test_snapshots_during_a_slow_read_never_start_more_reads(locations: Lo
         app.apply_snapshot(dataclasses.replace(busy, scheduler=dataclasses.replace(
             busy.scheduler, completed=busy.scheduler.completed + 9)))
         assert await until(pilot, lambda: core.reads == 4)  # the activity seen meanwhile is read once, after
+
+
+class ReopenedAlertCore(FrozenCore):
+    """A frozen core whose alert history holds one alert that opened, cleared, opened again and repeated."""
+
+    async def alert_history(self, before: Before | None = None, limit: int = 100) -> AlertHistory:
+        opened = NOW - 600
+        cpu = Alert("cpu", "warning", "CPU 95% over 90%", opened, 95.0, rule="cpu", updated_at=opened)
+        announcements = (dataclasses.replace(cpu, repeats=2, updated_at=NOW - 60),
+                         dataclasses.replace(cpu, repeats=1, updated_at=NOW - 300),  # back soon: the same alert
+                         dataclasses.replace(cpu, cleared_at=NOW - 400, updated_at=NOW - 400),
+                         cpu)
+        return AlertHistory(announcements, None, earlier_runs=True)
+
+
+async def test_an_alert_that_opens_again_after_clearing_has_a_reopened_row(locations: Locations) -> None:
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=ReopenedAlertCore())
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_history(pilot)
+        assert [row[1] for row in rows(app, "alerts")] == ["still open", "reopened", "cleared (3m20s)", "opened"]
+

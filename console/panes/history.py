@@ -12,6 +12,7 @@ Rows hold figures and ids only: prompt text is in neither, so it cannot reach he
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
@@ -291,7 +292,8 @@ class HistoryPane(Vertical):
             add_fitted(table, [request_row(row, self._now) for row in requests.requests])
         else:
             alerts = self.alerts = cast("AlertHistory | FleetAlerts", message.history)
-            add_fitted(table, [alert_row(row, self._now) for row in alerts.alerts])
+            add_fitted(table, [alert_row(row, self._now, event)
+                               for row, event in zip(alerts.alerts, alert_events(alerts.alerts), strict=True)])
         self._titles()
         self._catch_up()
 
@@ -377,11 +379,28 @@ def request_row(row: Any, now: float | None) -> tuple[Text, ...]:
     return (cells[0], Text(row.instance), *cells[1:])
 
 
-def alert_row(row: Any, now: float | None) -> tuple[Text, ...]:
+def alert_row(row: Any, now: float | None, event: str | None = None) -> tuple[Text, ...]:
+    """A ledger announcement's cells, or a fleet stream row's with the member after the time."""
     if not hasattr(row, "alert"):
-        return alert_cells(row, now)
-    cells = alert_cells(row.alert, now)
+        return alert_cells(row, now, event)
+    cells = alert_cells(row.alert, now, event)
     return (cells[0], Text(row.instance), *cells[1:])
+
+
+def alert_events(rows: Sequence[Any]) -> list[str]:
+    """What each announcement of a page (newest first) says happened: opened, still open, cleared, or reopened.
+
+    An alert that clears and soon opens again is the same alert (its first opening kept), so its next
+    announcement alone would read "still open" under a "cleared" row: that one is its reopening.
+    """
+    events: list[str] = []
+    cleared: dict[tuple[str, str, float], bool] = {}  # per member and alert: whether its latest row so far cleared
+    for row in reversed(rows):
+        alert, member = (row.alert, row.instance) if hasattr(row, "alert") else (row, "")
+        key = (member, alert.name, alert.opened_at)
+        events.append("reopened" if alert.cleared_at is None and cleared.get(key) else event_word(alert))
+        cleared[key] = alert.cleared_at is not None
+    return events[::-1]
 
 
 def shown(rows: int, history: History | None) -> str:
@@ -403,13 +422,15 @@ def request_cells(record: RequestRecord, now: float | None) -> tuple[Text, ...]:
             Text(figures.millis(record.queue_wait)), Text(record.model), Text(record.request_id or "-"))
 
 
-def alert_cells(alert: Alert, now: float | None) -> tuple[Text, ...]:
-    """One announcement's row: local time, what happened, level, the alert's name, its message."""
+def event_word(alert: Alert) -> str:
+    """What one announcement says on its own: opened, still open (repeated or escalated), or cleared after how long."""
     if alert.cleared_at is not None:
-        event = f"cleared ({figures.duration(alert.cleared_at - alert.opened_at)})"
-    elif alert.updated_at == alert.opened_at:
-        event = "opened"
-    else:
-        event = "still open"
+        return f"cleared ({figures.duration(alert.cleared_at - alert.opened_at)})"
+    return "opened" if alert.updated_at == alert.opened_at else "still open"
+
+
+def alert_cells(alert: Alert, now: float | None, event: str | None = None) -> tuple[Text, ...]:
+    """One announcement's row: local time, what happened (`event`, else what it says alone), level, name, message."""
     level = Text(alert.level, style="bold" if alert.level == "critical" else "")
-    return Text(times.when(alert.updated_at, now)), Text(event), level, Text(alert.name), Text(alert.message)
+    return (Text(times.when(alert.updated_at, now)), Text(event or event_word(alert)), level, Text(alert.name),
+            Text(alert.message))
