@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import redis
 
-from medops.console.panes.history import alert_row, request_row
+from medops.console.panes.history import ALERTS, MEMBER_AT, REQUESTS, alert_row, request_row
 from medops.core.clock import SystemClock
 from medops.core.fleet.history import read_alerts, read_heads, read_requests
 from medops.core.fleet.membership import Fleet
@@ -129,5 +129,6 @@ async def test_history_names_a_member_by_the_instance_name_the_fleet_view_shows(
     finally:
         await fleet.stop()
     assert shown == [name]
-    assert [str(request_row(r, None)[1]) for r in requests] == [name]  # History's instance column
-    assert [str(alert_row(a, None)[1]) for a in alerts] == [name]
+    assert [str(request_row(r, None)[MEMBER_AT[REQUESTS]]) for r in requests] == [name]  # History's instance column
+    assert [str(alert_row(a, None)[MEMBER_AT[ALERTS]]) for a in alerts] == [name]
+

@@ -41,9 +41,12 @@ if TYPE_CHECKING:
 
 PAGE = 100  # rows one page reads; o appends the next older page
 REQUESTS, ALERTS = "requests", "alerts"
-REQUEST_COLUMNS = ("time", "agent", "prio", "outcome", "try", "tokens", "latency", "wait", "model", "request id")
-ALERT_COLUMNS = ("time", "event", "level", "alert", "message")
-MEMBER_COLUMN = "instance"  # with a fleet store: which member (its instance name, as in Fleet), after the time
+# The figures first, after the outcome: at 80 columns the labels and ids past them run off the edge, never a figure.
+REQUEST_COLUMNS: tuple[str, ...] = ("time", "outcome", "latency", "wait", "tokens", "try", "agent", "prio", "model",
+                                    "request id")
+ALERT_COLUMNS: tuple[str, ...] = ("time", "event", "level", "alert", "message")
+MEMBER_COLUMN = "instance"  # with a fleet store: which member (its instance name, as in Fleet)
+MEMBER_AT = {REQUESTS: REQUEST_COLUMNS.index("agent"), ALERTS: 1}  # where: after the requests' figures, the time
 PRIORITY_SHORT = {"critical": "crit", "normal": "norm"}
 
 
@@ -119,7 +122,7 @@ class HistoryPane(Vertical):
                 yield Label("", id="history-alerts-title")
             data: DataTable[Text] = DataTable(id=f"history-{table}", cursor_type="row", zebra_stripes=True)
             if self.fleet is not None:
-                columns = (columns[0], MEMBER_COLUMN, *columns[1:])
+                columns = (*columns[:MEMBER_AT[table]], MEMBER_COLUMN, *columns[MEMBER_AT[table]:])
             for label in columns:
                 data.add_column(label, width=len(label))  # widened by add_fitted as rows come
             yield data
@@ -372,11 +375,11 @@ def records(history: RequestHistory | FleetRequests | None) -> list[RequestRecor
 
 
 def request_row(row: Any, now: float | None) -> tuple[Text, ...]:
-    """A ledger record's cells, or a fleet stream row's with the member after the time."""
+    """A ledger record's cells, or a fleet stream row's with the member after the figures."""
     if not hasattr(row, "record"):
         return request_cells(row, now)
     cells = request_cells(row.record, now)
-    return (cells[0], Text(row.instance), *cells[1:])
+    return (*cells[:MEMBER_AT[REQUESTS]], Text(row.instance), *cells[MEMBER_AT[REQUESTS]:])
 
 
 def alert_row(row: Any, now: float | None, event: str | None = None) -> tuple[Text, ...]:
@@ -384,7 +387,7 @@ def alert_row(row: Any, now: float | None, event: str | None = None) -> tuple[Te
     if not hasattr(row, "alert"):
         return alert_cells(row, now, event)
     cells = alert_cells(row.alert, now, event)
-    return (cells[0], Text(row.instance), *cells[1:])
+    return (*cells[:MEMBER_AT[ALERTS]], Text(row.instance), *cells[MEMBER_AT[ALERTS]:])
 
 
 def alert_events(rows: Sequence[Any]) -> list[str]:
@@ -409,17 +412,17 @@ def shown(rows: int, history: History | None) -> str:
 
 
 def request_cells(record: RequestRecord, now: float | None) -> tuple[Text, ...]:
-    """One request's row: local time, agent, priority, outcome, attempts, tokens in+out, latency, wait, model, id.
+    """One request's row: local time, outcome, latency, wait, tokens in+out, attempts, agent, priority, model, id.
 
     Text, not str: DataTable reads a str as markup, and an agent name or id is whatever the caller sent.
     """
     outcome = record.outcome if record.status is None else f"{record.outcome} {record.status}"
-    return (Text(times.when(record.at_wall, now)), Text(record.agent),
-            Text(PRIORITY_SHORT.get(record.priority, record.priority)),
-            Text(outcome, style="" if record.outcome == "ok" else "bold"),
-            Text(str(record.attempts) if record.attempts else "-"),
-            Text(f"{record.prompt_tokens}+{record.completion_tokens}"), Text(figures.millis(record.latency)),
-            Text(figures.millis(record.queue_wait)), Text(record.model), Text(record.request_id or "-"))
+    return (Text(times.when(record.at_wall, now)), Text(outcome, style="" if record.outcome == "ok" else "bold"),
+            Text(figures.millis(record.latency)), Text(figures.millis(record.queue_wait)),
+            Text(f"{record.prompt_tokens}+{record.completion_tokens}"),
+            Text(str(record.attempts) if record.attempts else "-"), Text(record.agent),
+            Text(PRIORITY_SHORT.get(record.priority, record.priority)), Text(record.model),
+            Text(record.request_id or "-"))
 
 
 def event_word(alert: Alert) -> str:
