@@ -68,3 +68,13 @@ def test_the_status_line_says_which_groq_in_words() -> None:
     assert "[b]Groq stand-in[/] [$success]ok[/]" in status_text(local, ConsoleState(1.0, False, "x"))
     real = replace(local, endpoint=EndpointInfo("groq", "https://api.groq.com", False))
     assert "[b]Groq api.groq.com[/] [reverse $error] DOWN [/]" in status_text(real, ConsoleState(1.0, False, "x"))
+
+
+async def test_a_cleared_alert_shows_when_it_cleared_not_when_it_opened(locations: Locations, utc_time: None) -> None:
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenCore())
+    async with app.run_test(size=(160, 48)) as pilot:
+        assert await until(pilot, lambda: app.snapshots_applied > 0)
+        shown = str(app.query_one(AlertsPane).render())
+        # the busy snapshot's loop_lag alert opened at 23:50:00 and cleared at 23:51:40
+        assert f"{times.clock_time(NOW - 500)} cleared loop_lag" in shown
+        assert f"{times.clock_time(NOW - 600)} cleared" not in shown

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Label, Static
 
@@ -79,7 +80,7 @@ async def test_prompts_sent_from_the_console_are_listed_newest_first_without_the
         await pilot.press("escape")
         await show_history(pilot, app)
         listed = rows(app, "requests")
-        assert [(row[1], row[3], row[4], row[-1].rsplit("-", 1)[0]) for row in listed] == [
+        assert [(row[6], row[1], row[5], row[-1].rsplit("-", 1)[0]) for row in listed] == [
             ("triage", "ok 200", "1", "console-2"), ("triage", "ok 200", "1", "console-1")]
         screen = app.export_screenshot().replace("&#160;", " ")  # the SVG keeps spaces as nbsp
         assert "console-1" not in screen  # the id column is scrolled off at 80 columns...
@@ -244,3 +245,47 @@ async def test_snapshots_during_a_slow_read_never_start_more_reads(locations: Lo
         app.apply_snapshot(dataclasses.replace(busy, scheduler=dataclasses.replace(
             busy.scheduler, completed=busy.scheduler.completed + 9)))
         assert await until(pilot, lambda: core.reads == 4)  # the activity seen meanwhile is read once, after
+
+
+class ReopenedAlertCore(FrozenCore):
+    """A frozen core whose alert history holds one alert that opened, cleared, opened again and repeated."""
+
+    async def alert_history(self, before: Before | None = None, limit: int = 100) -> AlertHistory:
+        opened = NOW - 600
+        cpu = Alert("cpu", "warning", "CPU 95% over 90%", opened, 95.0, rule="cpu", updated_at=opened)
+        announcements = (dataclasses.replace(cpu, repeats=2, updated_at=NOW - 60),
+                         dataclasses.replace(cpu, repeats=1, updated_at=NOW - 300),  # back soon: the same alert
+                         dataclasses.replace(cpu, cleared_at=NOW - 400, updated_at=NOW - 400),
+                         cpu)
+        return AlertHistory(announcements, None, earlier_runs=True)
+
+
+async def test_an_alert_that_opens_again_after_clearing_has_a_reopened_row(locations: Locations) -> None:
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=ReopenedAlertCore())
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_history(pilot)
+        assert [row[1] for row in rows(app, "alerts")] == ["still open", "reopened", "cleared (3m20s)", "opened"]
+
+
+class WideFiguresCore(FrozenCore):
+    """A frozen core whose requests have the widest labels beside the figures: a long agent, a long outcome."""
+
+    async def request_history(self, before: Before | None = None, limit: int = 100, *, model: str | None = None,
+                              agent: str | None = None) -> RequestHistory:
+        requests = tuple(RequestRecord(NOW - 86_400 - 60 * n, "documentation", "normal", "llama-3.1-8b-instant",
+                                       12_000, 900, 0.101, 2.5, "rate_limited", 429, 3, f"console-{n}")
+                         for n in range(5))
+        return RequestHistory(requests, None, earlier_runs=True)
+
+
+async def test_at_80_columns_no_figure_of_a_request_is_cut_at_the_edge(locations: Locations) -> None:
+    # Seen in a trial: "101ms" drawn as "101m" at 80 columns, the latency column straddling the edge.
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=WideFiguresCore())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_history(pilot)
+        table = app.query_one("#history-requests", DataTable)
+        drawn = [strip.text for strip in table.render_lines(Region(0, 0, *table.size))]
+        assert all(label in drawn[0] for label in ("latency", "wait", "tokens", "try"))
+        body = drawn[1:1 + table.row_count]
+        assert len(body) == 5
+        assert all("101ms" in line and "2500ms" in line and "12000+900" in line for line in body), body

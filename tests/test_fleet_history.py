@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import redis
 
-from medops.console.panes.history import alert_row, request_row
+from medops.console.panes.history import ALERTS, MEMBER_AT, REQUESTS, alert_row, request_row
 from medops.core.clock import SystemClock
 from medops.core.fleet.history import read_alerts, read_heads, read_requests
 from medops.core.fleet.membership import Fleet
@@ -129,5 +129,21 @@ async def test_history_names_a_member_by_the_instance_name_the_fleet_view_shows(
     finally:
         await fleet.stop()
     assert shown == [name]
-    assert [str(request_row(r, None)[1]) for r in requests] == [name]  # History's instance column
-    assert [str(alert_row(a, None)[1]) for a in alerts] == [name]
+    assert [str(request_row(r, None)[MEMBER_AT[REQUESTS]]) for r in requests] == [name]  # History's instance column
+    assert [str(alert_row(a, None)[MEMBER_AT[ALERTS]]) for a in alerts] == [name]
+
+
+
+async def test_a_page_lists_every_members_rows_by_their_time_not_by_when_they_reached_the_stream(
+        redis_server: RedisServer) -> None:
+    url = redis_server.url
+    async with member(url, LIMITS, "alpha") as a, member(url, LIMITS, "bravo") as b:
+        # bravo's newer rows reach the stream first; alpha's older batch comes after them
+        await publish(fleet_of(b), [request(n) for n in range(10, 20)],
+                      (Alert("cpu", "warning", "CPU 95%", 1_020.0, 95.0, updated_at=1_020.0),))
+        await publish(fleet_of(a), [request(n) for n in range(10)],
+                      (Alert("cpu", "warning", "CPU 92%", 1_005.0, 92.0, updated_at=1_005.0),))
+        requests = (await read_requests(url, "test", limit=100)).requests
+        alerts = (await read_alerts(url, "test", limit=100)).alerts
+    assert [row.record.prompt_tokens for row in requests] == list(range(19, -1, -1))
+    assert [row.instance for row in alerts] == ["bravo", "alpha"]

@@ -120,7 +120,7 @@ def group_line(group: AlertGroup) -> str:
 
 
 def alert_line(alert: Alert) -> str:
-    """`HH:MM:SS CRIT name: message`, with `cleared` for closed ones."""
+    """`HH:MM:SS CRIT name: message` at its opening; a closed one `HH:MM:SS cleared name: message` at its clearing."""
     notes = (" [dim](acknowledged)[/]" if alert.acknowledged else "") + \
         (f" [dim](silenced until {times.clock_time(alert.silenced_until)})[/]" if alert.silenced_until else "")
     if alert.cleared_at is not None:
@@ -129,5 +129,6 @@ def alert_line(alert: Alert) -> str:
         badge = "[reverse $error] CRIT [/]"
     else:
         badge = "[reverse $warning] WARN [/]"
-    return (f"{times.clock_time(alert.opened_at)} {badge} [b]{figures.text(alert.name)}[/]:"
+    at = alert.opened_at if alert.cleared_at is None else alert.cleared_at
+    return (f"{times.clock_time(at)} {badge} [b]{figures.text(alert.name)}[/]:"
             f" {figures.text(alert.message)}{f' [dim]×{alert.repeats + 1}[/]' if alert.repeats else ''}{notes}")

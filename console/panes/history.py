@@ -12,6 +12,7 @@ Rows hold figures and ids only: prompt text is in neither, so it cannot reach he
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
@@ -40,9 +41,12 @@ if TYPE_CHECKING:
 
 PAGE = 100  # rows one page reads; o appends the next older page
 REQUESTS, ALERTS = "requests", "alerts"
-REQUEST_COLUMNS = ("time", "agent", "prio", "outcome", "try", "tokens", "latency", "wait", "model", "request id")
-ALERT_COLUMNS = ("time", "event", "level", "alert", "message")
-MEMBER_COLUMN = "instance"  # with a fleet store: which member (its instance name, as in Fleet), after the time
+# The figures first, after the outcome: at 80 columns the labels and ids past them run off the edge, never a figure.
+REQUEST_COLUMNS: tuple[str, ...] = ("time", "outcome", "latency", "wait", "tokens", "try", "agent", "prio", "model",
+                                    "request id")
+ALERT_COLUMNS: tuple[str, ...] = ("time", "event", "level", "alert", "message")
+MEMBER_COLUMN = "instance"  # with a fleet store: which member (its instance name, as in Fleet)
+MEMBER_AT = {REQUESTS: REQUEST_COLUMNS.index("agent"), ALERTS: 1}  # where: after the requests' figures, the time
 PRIORITY_SHORT = {"critical": "crit", "normal": "norm"}
 
 
@@ -118,7 +122,7 @@ class HistoryPane(Vertical):
                 yield Label("", id="history-alerts-title")
             data: DataTable[Text] = DataTable(id=f"history-{table}", cursor_type="row", zebra_stripes=True)
             if self.fleet is not None:
-                columns = (columns[0], MEMBER_COLUMN, *columns[1:])
+                columns = (*columns[:MEMBER_AT[table]], MEMBER_COLUMN, *columns[MEMBER_AT[table]:])
             for label in columns:
                 data.add_column(label, width=len(label))  # widened by add_fitted as rows come
             yield data
@@ -291,7 +295,8 @@ class HistoryPane(Vertical):
             add_fitted(table, [request_row(row, self._now) for row in requests.requests])
         else:
             alerts = self.alerts = cast("AlertHistory | FleetAlerts", message.history)
-            add_fitted(table, [alert_row(row, self._now) for row in alerts.alerts])
+            add_fitted(table, [alert_row(row, self._now, event)
+                               for row, event in zip(alerts.alerts, alert_events(alerts.alerts), strict=True)])
         self._titles()
         self._catch_up()
 
@@ -370,18 +375,35 @@ def records(history: RequestHistory | FleetRequests | None) -> list[RequestRecor
 
 
 def request_row(row: Any, now: float | None) -> tuple[Text, ...]:
-    """A ledger record's cells, or a fleet stream row's with the member after the time."""
+    """A ledger record's cells, or a fleet stream row's with the member after the figures."""
     if not hasattr(row, "record"):
         return request_cells(row, now)
     cells = request_cells(row.record, now)
-    return (cells[0], Text(row.instance), *cells[1:])
+    return (*cells[:MEMBER_AT[REQUESTS]], Text(row.instance), *cells[MEMBER_AT[REQUESTS]:])
 
 
-def alert_row(row: Any, now: float | None) -> tuple[Text, ...]:
+def alert_row(row: Any, now: float | None, event: str | None = None) -> tuple[Text, ...]:
+    """A ledger announcement's cells, or a fleet stream row's with the member after the time."""
     if not hasattr(row, "alert"):
-        return alert_cells(row, now)
-    cells = alert_cells(row.alert, now)
-    return (cells[0], Text(row.instance), *cells[1:])
+        return alert_cells(row, now, event)
+    cells = alert_cells(row.alert, now, event)
+    return (*cells[:MEMBER_AT[ALERTS]], Text(row.instance), *cells[MEMBER_AT[ALERTS]:])
+
+
+def alert_events(rows: Sequence[Any]) -> list[str]:
+    """What each announcement of a page (newest first) says happened: opened, still open, cleared, or reopened.
+
+    An alert that clears and soon opens again is the same alert (its first opening kept), so its next
+    announcement alone would read "still open" under a "cleared" row: that one is its reopening.
+    """
+    events: list[str] = []
+    cleared: dict[tuple[str, str, float], bool] = {}  # per member and alert: whether its latest row so far cleared
+    for row in reversed(rows):
+        alert, member = (row.alert, row.instance) if hasattr(row, "alert") else (row, "")
+        key = (member, alert.name, alert.opened_at)
+        events.append("reopened" if alert.cleared_at is None and cleared.get(key) else event_word(alert))
+        cleared[key] = alert.cleared_at is not None
+    return events[::-1]
 
 
 def shown(rows: int, history: History | None) -> str:
@@ -390,26 +412,28 @@ def shown(rows: int, history: History | None) -> str:
 
 
 def request_cells(record: RequestRecord, now: float | None) -> tuple[Text, ...]:
-    """One request's row: local time, agent, priority, outcome, attempts, tokens in+out, latency, wait, model, id.
+    """One request's row: local time, outcome, latency, wait, tokens in+out, attempts, agent, priority, model, id.
 
     Text, not str: DataTable reads a str as markup, and an agent name or id is whatever the caller sent.
     """
     outcome = record.outcome if record.status is None else f"{record.outcome} {record.status}"
-    return (Text(times.when(record.at_wall, now)), Text(record.agent),
-            Text(PRIORITY_SHORT.get(record.priority, record.priority)),
-            Text(outcome, style="" if record.outcome == "ok" else "bold"),
-            Text(str(record.attempts) if record.attempts else "-"),
-            Text(f"{record.prompt_tokens}+{record.completion_tokens}"), Text(figures.millis(record.latency)),
-            Text(figures.millis(record.queue_wait)), Text(record.model), Text(record.request_id or "-"))
+    return (Text(times.when(record.at_wall, now)), Text(outcome, style="" if record.outcome == "ok" else "bold"),
+            Text(figures.millis(record.latency)), Text(figures.millis(record.queue_wait)),
+            Text(f"{record.prompt_tokens}+{record.completion_tokens}"),
+            Text(str(record.attempts) if record.attempts else "-"), Text(record.agent),
+            Text(PRIORITY_SHORT.get(record.priority, record.priority)), Text(record.model),
+            Text(record.request_id or "-"))
 
 
-def alert_cells(alert: Alert, now: float | None) -> tuple[Text, ...]:
-    """One announcement's row: local time, what happened, level, the alert's name, its message."""
+def event_word(alert: Alert) -> str:
+    """What one announcement says on its own: opened, still open (repeated or escalated), or cleared after how long."""
     if alert.cleared_at is not None:
-        event = f"cleared ({figures.duration(alert.cleared_at - alert.opened_at)})"
-    elif alert.updated_at == alert.opened_at:
-        event = "opened"
-    else:
-        event = "still open"
+        return f"cleared ({figures.duration(alert.cleared_at - alert.opened_at)})"
+    return "opened" if alert.updated_at == alert.opened_at else "still open"
+
+
+def alert_cells(alert: Alert, now: float | None, event: str | None = None) -> tuple[Text, ...]:
+    """One announcement's row: local time, what happened (`event`, else what it says alone), level, name, message."""
     level = Text(alert.level, style="bold" if alert.level == "critical" else "")
-    return Text(times.when(alert.updated_at, now)), Text(event), level, Text(alert.name), Text(alert.message)
+    return (Text(times.when(alert.updated_at, now)), Text(event or event_word(alert)), level, Text(alert.name),
+            Text(alert.message))

@@ -5,8 +5,10 @@ Members append both to capped streams (`fleet.publish`); this reads them back
 with XREVRANGE, each page starting just before the oldest entry id of the last
 one (an exclusive start, so paging back neither skips nor repeats). A filter
 (model, agent) is applied while scanning, in chunks, until the page is full or
-the stream ends. Entries carry figures, ids and labels only: prompt text is
-never written to the streams, so it cannot come back from here.
+the stream ends. Members append in batches, each on its own tick, so the stream's
+order is when a batch arrived: a page lists its rows by their own time, newest
+first (each member's rows merged by time). Entries carry figures, ids and labels
+only: prompt text is never written to the streams, so it cannot come back from here.
 """
 
 from __future__ import annotations
@@ -100,8 +102,9 @@ async def read_requests(url: str, namespace: str, password: str | None = None, b
     async def page(client: redis.Redis, prefix: str) -> FleetRequests:
         entries, older, cut = await _scan(client, f"{prefix}{REQUEST_STREAM}", before, limit, wanted)
         parsed, unread = _parsed(entries, lambda fields: stream_request(fields))
-        rows = tuple(FleetRequest(i, instance, record) for i, instance, record in parsed)
-        return FleetRequests(rows, older, _note(unread, "requests", cut))
+        rows = [FleetRequest(i, instance, record) for i, instance, record in parsed]
+        rows.sort(key=lambda row: row.record.at_wall, reverse=True)  # stable: a member's own order is kept
+        return FleetRequests(tuple(rows), older, _note(unread, "requests", cut))
 
     return await _with_store(url, namespace, password, budget, page)
 
@@ -114,8 +117,9 @@ async def read_alerts(url: str, namespace: str, password: str | None = None, bef
     async def page(client: redis.Redis, prefix: str) -> FleetAlerts:
         entries, older, cut = await _scan(client, f"{prefix}{ALERT_STREAM}", before, limit, lambda fields: True)
         parsed, unread = _parsed(entries, lambda fields: stream_alert(fields.get("alert")))
-        rows = tuple(FleetAlert(i, instance, alert) for i, instance, alert in parsed)
-        return FleetAlerts(rows, older, _note(unread, "alert announcements", cut))
+        rows = [FleetAlert(i, instance, alert) for i, instance, alert in parsed]
+        rows.sort(key=lambda row: row.alert.updated_at, reverse=True)
+        return FleetAlerts(tuple(rows), older, _note(unread, "alert announcements", cut))
 
     return await _with_store(url, namespace, password, budget, page)
 
