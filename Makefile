@@ -13,10 +13,11 @@ PIP_AUDIT_VERSION := 2.10.1
 run: setup
 	$(BIN)/medops
 
-# Two workers: most tests wait on real time (windows, drills, terminals), so both cores halve the suite.
+# Three workers on the two cores: most of the suite's time is tests waiting on real time (Groq's minute windows,
+# fleet drills, gateways, terminals), which a third worker overlaps; the CPU-bound tests are short.
 test: setup
 	$(MAKE) --no-print-directory lint
-	$(BIN)/pytest -n 2 --dist worksteal
+	$(BIN)/pytest -n 3 --dist worksteal
 
 lint: setup audit
 	$(BIN)/ruff check medops core console tests
