@@ -1,10 +1,10 @@
 """`MedopsApp`: the full-screen console. It starts the core inside Textual's event
 loop, polls one snapshot per tick, and acts through the core's async commands.
 
-The refresh loop follows memray's live reporter: a timer only asks, a worker
-fetches, a `SnapshotFetched` message carries one snapshot, and the app applies it
-inside `batch_update()`. A tick that finds a fetch in progress is folded into one
-follow-up fetch, so polls coalesce and never overlap.
+The refresh loop follows memray's live reporter (console/poller.py): a timer only
+asks, a worker fetches, a `Polled` message carries one snapshot, and the app
+applies it inside `batch_update()`. A tick that finds a fetch in progress is folded
+into one follow-up fetch, so polls coalesce and never overlap.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from medops.console.panes.requests import RequestsPane
 from medops.console.panes.slots import SlotsPane
 from medops.console.panes.status import ConsoleState, StatusLine
 from medops.console.panes.vitals import VitalsPane, fleet_line
+from medops.console.poller import Poller, Polling
 from medops.console.terminal_input import paste_safe_driver
 from medops.console.theme_files import (
     DEFAULT_THEME,
@@ -105,22 +106,6 @@ HELP_PLACES: tuple[tuple[str, type[Widget]], ...] = (
     ("History", HistoryPane), ("Fleet", FleetPane), ("Requests", RequestsPane))
 
 
-class SnapshotFetched(Message):
-    """One snapshot, fetched by the refresh worker, for the app to apply."""
-
-    def __init__(self, snapshot: CoreSnapshot) -> None:
-        super().__init__()
-        self.snapshot = snapshot
-
-
-class SnapshotFailed(Message):
-    """The core could not produce a snapshot; `reason` is safe to show."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__()
-        self.reason = reason
-
-
 class CoreStarted(Message):
     """The core finished `start()`; polling may begin."""
 
@@ -133,7 +118,7 @@ class CoreFailed(Message):
         self.reason = reason
 
 
-class MedopsApp(App[int]):
+class MedopsApp(Polling, App[int]):
     """Full-screen console over a core: a live `ResourceCore`, or anything else that keeps `CoreCommands`."""
 
     TITLE = "medops"
@@ -216,9 +201,12 @@ class MedopsApp(App[int]):
         self.latest: CoreSnapshot | None = None
         self.snapshots_applied = 0  # how many snapshots reached the panes (tests read it)
         self.core_started = False
-        self._fetching = False
-        self._fetch_again = False
-        self._reading_fleet = False
+        # A tick only asks; one fetch at a time, the ticks during it folded into one more (see Poller).
+        self.snapshots: Poller[CoreSnapshot] = Poller(
+            self, self._take_snapshot, group="refresh", arrived=self._apply_fetched, failed=self._snapshot_failed,
+            wanted=lambda: not self.display_paused and self.core_started)
+        self.fleet_lines: Poller[str] = Poller(self, self._read_fleet_line, group="fleet-line",
+                                               arrived=self._show_fleet_line, failed=self._fleet_line_failed)
         self._snapshot_error: str | None = None
         self._ticker: Timer | None = None
         self._stopped = False
@@ -359,17 +347,11 @@ class MedopsApp(App[int]):
         self._ticker = self.set_interval(self.refresh_interval, self.ask_for_snapshot)
 
     def ask_for_snapshot(self) -> None:
-        """Timer callback: only asks. A tick during a fetch becomes one follow-up fetch."""
-        if self.display_paused or not self.core_started:
-            return
-        if self._fetching:
-            self._fetch_again = True
-            return
-        self._fetching = True
-        self._fetch_snapshot()
-        if self.fleet_reader is not None and not self._reading_fleet and self.showing_tab() == "overview":
-            self._reading_fleet = True
-            self._read_fleet_line()
+        """Timer callback: only asks (a tick during a fetch becomes one follow-up fetch); the Overview's fleet
+        line is asked for with it while the Overview is shown."""
+        self.snapshots.ask()
+        if self.fleet_reader is not None and self.snapshots.wanted() and self.showing_tab() == "overview":
+            self.fleet_lines.ask()
 
     def showing_tab(self) -> str | None:
         """The id of the tab shown, or None while the panes are not (yet, or any more) there: a tick can come
@@ -380,44 +362,31 @@ class MedopsApp(App[int]):
         tab = next(tabs, None)
         return str(tab.active) if tab is not None else None
 
-    @work(exit_on_error=False, group="fleet-line")
-    async def _read_fleet_line(self) -> None:
+    async def _read_fleet_line(self) -> str:
         """The Overview's fleet line, read from the store at the refresh rate while the Overview is shown."""
         assert self.fleet_reader is not None
-        try:
-            line = fleet_line(await self.fleet_reader())
-        except Exception:  # the store away: said in the line; the Fleet tab (7) says why
-            line = "fleet: [reverse] store unreadable [/] (the Fleet tab, 7, says why)"
-        finally:
-            self._reading_fleet = False
+        return fleet_line(await self.fleet_reader())
+
+    def _fleet_line_failed(self, reason: str) -> None:
+        # the store away: said in the line; the Fleet tab (7) says why
+        self._show_fleet_line("fleet: [reverse] store unreadable [/] (the Fleet tab, 7, says why)")
+
+    def _show_fleet_line(self, line: str) -> None:
         if not self._exit and self.screen_stack:
             self.main.query_one(VitalsPane).show_fleet(line)
 
-    @work(exclusive=True, exit_on_error=False, group="refresh")
-    async def _fetch_snapshot(self) -> None:
-        try:
-            assert self.core is not None  # polling starts only once the core has started
-            snapshot = self.core.snapshot()
-        except Exception as exc:  # a broken part must not take the console down
-            self.post_message(SnapshotFailed(describe_error(exc)))
-        else:
-            self.post_message(SnapshotFetched(snapshot))
+    async def _take_snapshot(self) -> CoreSnapshot:
+        assert self.core is not None  # polling starts only once the core has started
+        return self.core.snapshot()
 
-    @on(SnapshotFetched)
-    def _apply_snapshot(self, message: SnapshotFetched) -> None:
-        self._fetching = False
+    def _apply_fetched(self, snapshot: CoreSnapshot) -> None:
         self._snapshot_error = None
-        self.apply_snapshot(message.snapshot)
-        if self._fetch_again:
-            self._fetch_again = False
-            self.ask_for_snapshot()
+        self.apply_snapshot(snapshot)
 
-    @on(SnapshotFailed)
-    def _snapshot_failed(self, message: SnapshotFailed) -> None:
-        self._fetching = False
-        if message.reason != self._snapshot_error:  # a part failing every tick says so once
-            self._snapshot_error = message.reason
-            self.notify(f"No snapshot: {message.reason}", title="core", severity="error", timeout=15, markup=False)
+    def _snapshot_failed(self, reason: str) -> None:
+        if reason != self._snapshot_error:  # a part failing every tick says so once
+            self._snapshot_error = reason
+            self.notify(f"No snapshot: {reason}", title="core", severity="error", timeout=15, markup=False)
 
     def apply_snapshot(self, snapshot: CoreSnapshot) -> None:
         """Hand one snapshot to every pane in one batch; hidden panes only keep it."""

@@ -14,22 +14,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Static
 
-from medops.console.error_text import describe_error
 from medops.console.fleet_access import FleetReader
 from medops.console.panes.pane import SnapshotPane
 from medops.console.panes.pools import PoolsPane
 from medops.console.panes.quota import QuotaPane
 from medops.console.panes.slots import SlotsPane
 from medops.console.panes.vitals import VitalsPane
+from medops.console.poller import Poller, Polling
 from medops.core.inert_text import visible
 from medops.core.snapshot import CoreSnapshot, GatewaySnapshot
 
@@ -140,22 +139,6 @@ def windows_text(view: FleetView) -> Text:
     return text
 
 
-class FleetRead(Message):
-    """One reading of the fleet, for the pane to show."""
-
-    def __init__(self, view: FleetView) -> None:
-        super().__init__()
-        self.view = view
-
-
-class FleetReadFailed(Message):
-    """The store could not be read; `reason` is safe to show."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__()
-        self.reason = reason
-
-
 class FleetAct(Message):
     """The operator asked to pause or resume intake on `target` (an instance, or "*" for every member)."""
 
@@ -165,7 +148,7 @@ class FleetAct(Message):
         self.target = target
 
 
-class FleetPane(Vertical):
+class FleetPane(Polling, Vertical):
     """The Fleet tab's content: members, then the organisation's windows with each member's part."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -186,11 +169,11 @@ class FleetPane(Vertical):
         self.sort_reverse = False
         self.filter_text = ""
         self.reads = 0  # readings applied (tests wait on it)
-        self._reading = False
         self._all_armed = False
         self._asking: str | None = None  # "pause" or "resume" on every member, waiting for y
-        self._timer: Timer | None = None
         self._error: str | None = None
+        self.poller: Poller[FleetView] = Poller(self, self._read, group="fleet", arrived=self._fleet_read,
+                                                failed=self._fleet_failed, wanted=lambda: self.reader is not None)
 
     def compose(self) -> ComposeResult:
         yield Static(NO_STORE if self.reader is None else f"[dim]reading the fleet…   {HINT}[/]", id="fleet-status")
@@ -210,47 +193,29 @@ class FleetPane(Vertical):
     def set_interval_seconds(self, seconds: float) -> None:
         """Poll every `seconds` (the console's refresh interval) while the tab is shown."""
         self.interval = seconds
-        if self._timer is not None:
-            self._timer.stop()
-        self._timer = self.set_interval(seconds, self._tick)
+        self.poller.every(seconds, lambda: self.is_on_screen)
         for screen in self.app.screen_stack:
             if isinstance(screen, MemberScreen):
                 screen.set_interval_seconds(seconds)
 
-    def _tick(self) -> None:
-        if self.is_on_screen:
-            self.poll()
-
     def poll(self) -> None:
-        """Read the fleet now, unless a reading is under way (ticks never pile up)."""
-        if self.reader is None or self._reading:
-            return
-        self._reading = True
-        self._read()
+        """Read the fleet now, unless a reading is under way (then once more after it)."""
+        self.poller.ask()
 
-    @work(exclusive=True, exit_on_error=False, group="fleet")
-    async def _read(self) -> None:
+    async def _read(self) -> FleetView:
         assert self.reader is not None
-        try:
-            view = await self.reader()
-        except Exception as exc:  # the store away must not take the console down: the pane says so
-            self.post_message(FleetReadFailed(describe_error(exc)))
-        else:
-            self.post_message(FleetRead(view))
+        return await self.reader()
 
-    @on(FleetRead)
-    def _fleet_read(self, message: FleetRead) -> None:
-        self._reading = False
+    def _fleet_read(self, view: FleetView) -> None:
         self._error = None
-        self.view = message.view
+        self.view = view
         self.reads += 1
         self.fill()
 
-    @on(FleetReadFailed)
-    def _fleet_failed(self, message: FleetReadFailed) -> None:
-        self._reading = False
-        self._error = message.reason
-        self.query_one("#fleet-status", Static).update(Text(f"fleet not read: {message.reason}", style="bold red"))
+    def _fleet_failed(self, reason: str) -> None:
+        # the store away must not take the console down: the pane says so
+        self._error = reason
+        self.query_one("#fleet-status", Static).update(Text(f"fleet not read: {reason}", style="bold red"))
 
     # ---- drawing ------------------------------------------------------------------
 
@@ -391,16 +356,7 @@ class FleetPane(Vertical):
                                               self.interval))
 
 
-class MemberRead(Message):
-    """One reading of the fleet for an open member view, or why the store could not be read."""
-
-    def __init__(self, view: FleetView | None, reason: str = "") -> None:
-        super().__init__()
-        self.view = view
-        self.reason = reason
-
-
-class MemberScreen(Screen[None]):
+class MemberScreen(Polling, Screen[None]):
     """One member's overview, drawn read-only from the snapshot it published and read again at the refresh
     rate while open (in a worker, as the Fleet tab reads); the title says how old the picture is, and when the
     member has gone stale or left. Esc goes back."""
@@ -420,9 +376,10 @@ class MemberScreen(Screen[None]):
         self.reads = 0  # readings applied since it opened (tests wait on it)
         self.snapshot: CoreSnapshot | None = published
         self.taken_at: float | None = published.taken_at if published is not None else None
-        self._reading = False
         self._error = ""
-        self._timer: Timer | None = None
+        self.poller: Poller[FleetView] = Poller(self, self._read, group="member", arrived=self._member_read,
+                                                failed=self._member_failed,
+                                                wanted=lambda: self.reader is not None and self.is_current)
 
     def compose(self) -> ComposeResult:
         yield Static(self.title_text(), id="member-title")
@@ -442,37 +399,25 @@ class MemberScreen(Screen[None]):
     def set_interval_seconds(self, seconds: float) -> None:
         """Read the member again every `seconds` (the console's refresh interval) while this view is open."""
         self.interval = seconds
-        if self._timer is not None:
-            self._timer.stop()
         if self.reader is not None:
-            self._timer = self.set_interval(seconds, self.poll)
+            self.poller.every(seconds)
 
     def poll(self) -> None:
-        """Read the fleet now, unless a reading is under way."""
-        if self.reader is None or self._reading or not self.is_current:
-            return
-        self._reading = True
-        self._read(self.reader)
+        """Read the fleet now, unless a reading is under way (then once more after it)."""
+        self.poller.ask()
 
-    @work(exclusive=True, exit_on_error=False, group="member")
-    async def _read(self, reader: FleetReader) -> None:
-        try:
-            view = await reader()
-        except Exception as exc:  # the store away: said in the title, the last picture stays
-            self.post_message(MemberRead(None, describe_error(exc)))
-        else:
-            self.post_message(MemberRead(view))
+    async def _read(self) -> FleetView:
+        assert self.reader is not None
+        return await self.reader()
 
-    @on(MemberRead)
-    async def _member_read(self, message: MemberRead) -> None:
-        self._reading = False
-        if message.view is None:
-            self._error = message.reason
-            self.read_at = time.time()  # the picture keeps ageing while the store is away
-            self.query_one("#member-title", Static).update(self.title_text())
-            return
+    def _member_failed(self, reason: str) -> None:
+        # the store away: said in the title, the last picture stays
+        self._error = reason
+        self.read_at = time.time()  # the picture keeps ageing while the store is away
+        self.query_one("#member-title", Static).update(self.title_text())
+
+    async def _member_read(self, view: FleetView) -> None:
         self._error = ""
-        view = message.view
         self.reads += 1
         self.read_at = view.read_at
         self.member = next((m for m in view.members if m.instance == self.name_shown), None)
