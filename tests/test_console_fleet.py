@@ -16,7 +16,8 @@ from textual.widgets import DataTable, Input, Label, RadioButton, RadioSet
 from medops.console.app import MedopsApp
 from medops.console.cli import main
 from medops.console.forms.limits import LimitsScreen
-from medops.console.panes.fleet import NO_STORE, FleetPane, MemberScreen
+from medops.console.panes.fleet import NO_STORE, FleetPane
+from medops.console.panes.member_screen import MemberScreen
 from medops.console.panes.quota import QuotaPane
 from medops.core.fleet.commands import Acknowledgement, Command, issue
 from medops.core.fleet.view import FleetView, read_fleet
@@ -95,13 +96,13 @@ async def test_fleet_tab_shows_sorts_filters_and_opens_real_members(locations: L
             assert await until(pilot, lambda: rows(app) == ["bravo", "charlie", "alpha"])
             await click_header(pilot, table, "done")  # again: the other way
             assert await until(pilot, lambda: rows(app) == ["alpha", "charlie", "bravo"])
-            pane.sort_key, pane.sort_reverse = "done", False
+            pane.model.sort_key, pane.model.reverse = "done", False
             await pilot.press("s")  # s: the same column, the other way
-            assert (pane.sort_key, pane.sort_reverse) == ("done", True)
+            assert (pane.model.sort_key, pane.model.reverse) == ("done", True)
             assert rows(app) == ["alpha", "charlie", "bravo"]
-            pane.sort_key = "failed"
+            pane.model.sort_key = "failed"
             await pilot.press("s")  # from descending, s moves to the next column, 429s: all equal, so by instance
-            assert (pane.sort_key, pane.sort_reverse) == ("429s", False)
+            assert (pane.model.sort_key, pane.model.reverse) == ("429s", False)
             assert rows(app) == ["alpha", "bravo", "charlie"]
 
             await pilot.press("slash", "c", "h", "a")
