@@ -239,6 +239,32 @@ async def test_a_member_without_a_snapshot_opens_as_a_summary_of_its_figures(loc
         assert app.screen.query_one(QuotaPane)  # its published snapshot, drawn with the Overview's panes
 
 
+async def test_the_member_view_lists_the_requests_its_snapshot_published(locations: Locations) -> None:
+    from medops.core.snapshot import RequestRow
+    from tests.test_console_snapshots import fixed_fleet
+
+    view = fixed_fleet()
+    ward = view.snapshots["console-ward7-4121"]
+    waiting = RequestRow("c81d0e55", "diagnosis", "", "normal", "critical", "critical", "llama-3.1-8b-instant",
+                         1_124, 102.0, None, "waiting", "tpm full until 14:02:11")
+    published = replace(ward, scheduler=replace(ward.scheduler, requests=(waiting,), requests_held=3))
+
+    async def read() -> FleetView:
+        return replace(view, snapshots={"console-ward7-4121": published})
+
+    app = MedopsApp(FAST, locations, core=FrozenCore(), fleet_reader=read)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("7")
+        assert await until(pilot, lambda: rows(app)[:1] == ["console-ward7-4121"])
+        await pilot.press("enter")
+        assert await until(pilot, lambda: isinstance(app.screen, MemberScreen))
+        listed = str(app.screen.query_one("#member-requests").render())
+        assert "Requests held: 3" in listed
+        assert "c81d0e55" in listed and "diagnosis" in listed and "normal^critical" in listed
+        assert "tpm full until 14:02:11" in listed
+        assert "2 more held" in listed
+
+
 def store_settings(url: str) -> Settings:
     """A console with the fleet's store set (namespace "test", the helpers' members'): no core of its own here."""
     return Settings(refresh_interval=0.25, store_url=url, store_namespace="test")

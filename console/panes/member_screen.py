@@ -1,6 +1,7 @@
 """`MemberScreen`: one fleet member's own overview, opened from the Fleet tab (enter), read-only.
 
-It is drawn from the snapshot the member published, with the Overview's panes,
+It is drawn from the snapshot the member published, with the Overview's panes
+and the requests it holds (ids, figures and why each waits, never a prompt),
 and read again at the refresh rate while open; a member that published none is
 shown as a summary of its figures. Names come from the store: shown as text.
 """
@@ -25,10 +26,17 @@ from medops.console.panes.quota import QuotaPane
 from medops.console.panes.slots import SlotsPane
 from medops.console.panes.vitals import VitalsPane
 from medops.console.poller import Poller, Polling
+from medops.console.request_table import priority_text, who
+from medops.core.inert_text import visible
 from medops.core.snapshot import CoreSnapshot, GatewaySnapshot
 
 if TYPE_CHECKING:
     from medops.core.fleet.view import FleetView, MemberRow
+
+MEMBER_REQUESTS = 12  # request rows listed at most: the screen is the member's overview, not its Requests tab
+# (heading, width) of each column the member's requests show; the wait reason takes the rest of the line
+REQUEST_COLUMNS = (("id", 14), ("agent/key", 20), ("prio", 15), ("state", 9))
+REASON_WIDTH = 60
 
 
 def gateway_text(gateway: GatewaySnapshot | None) -> Text:
@@ -42,6 +50,25 @@ def gateway_text(gateway: GatewaySnapshot | None) -> Text:
     for key in gateway.keys:
         out.append(f"{key.name:<24.24} {key.agent:<14.14} {key.requests:>9,} {key.queued:>7,} "
                    f"{key.refused_at_deadline:>9,} {key.queue_wait_p50:>8.2f}s\n")
+    return out
+
+
+def requests_text(snapshot: CoreSnapshot, most: int = MEMBER_REQUESTS) -> Text:
+    """The member's requests as its snapshot lists them (most urgent first): id, agent or key, priority, state
+    and why it waits, at most `most` rows, then how many more it holds. Plain Text: it all came from the store."""
+    scheduler = snapshot.scheduler
+    held, rows = scheduler.requests_held, scheduler.requests[:most]
+    out = Text(f"Requests held: {held:,}", style="bold")
+    if not rows:
+        out.append("\nnone queued or in flight" if not held else "\nnone listed in its snapshot", style="dim")
+        return out
+    out.append("\n" + " ".join(f"{name:<{width}}" for name, width in REQUEST_COLUMNS) + " why it waits")
+    for row in rows:
+        cells = (row.request_id, who(row), priority_text(row), row.state)
+        out.append("\n" + " ".join(f"{visible(cell)[:width]:<{width}}" for cell, (_, width) in
+                                   zip(cells, REQUEST_COLUMNS, strict=True)) + f" {visible(row.reason)[:REASON_WIDTH]}")
+    if held > len(rows):
+        out.append(f"\n… {held - len(rows):,} more held, not listed here", style="dim")
     return out
 
 
@@ -80,6 +107,7 @@ class MemberScreen(Polling, Screen[None]):
                     pane.apply(self.snapshot)
                     yield pane
                 yield Static(gateway_text(self.snapshot.gateway), id="member-gateway")
+                yield Static(requests_text(self.snapshot), id="member-requests")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -125,10 +153,12 @@ class MemberScreen(Polling, Screen[None]):
         grid = self.query_one("#member-grid", VerticalScroll)
         if not grid.query(VitalsPane):
             await grid.remove_children()
-            await grid.mount_all([VitalsPane(), QuotaPane(), PoolsPane(), SlotsPane(), Static(id="member-gateway")])
+            await grid.mount_all([VitalsPane(), QuotaPane(), PoolsPane(), SlotsPane(), Static(id="member-gateway"),
+                                  Static(id="member-requests")])
         for pane in grid.query(SnapshotPane):
             pane.apply(snapshot)
         self.query_one("#member-gateway", Static).update(gateway_text(snapshot.gateway))
+        self.query_one("#member-requests", Static).update(requests_text(snapshot))
 
     def title_text(self) -> Text:
         """Who, how old the picture is, and a warning when the member is stale, gone or no longer listed."""
