@@ -25,7 +25,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
 
@@ -56,6 +55,7 @@ from medops.console.panes.documents import DocumentsPane
 from medops.console.panes.fleet import NO_STORE, FleetAct, FleetPane, answers_text
 from medops.console.panes.graphs import GraphsPane
 from medops.console.panes.history import HistoryPane
+from medops.console.panes.member_screen import MemberScreen
 from medops.console.panes.pane import SnapshotPane
 from medops.console.panes.pools import PoolsPane
 from medops.console.panes.quota import QuotaPane
@@ -81,6 +81,7 @@ from medops.core.snapshot import CoreSnapshot
 if TYPE_CHECKING:
     from medops.core.contract import CoreCommands
     from medops.core.fleet.commands import Acknowledgement
+    from medops.core.fleet.view import FleetView
 
 # Refresh intervals the +/- keys step through (seconds); the configured one is added.
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -205,10 +206,10 @@ class MedopsApp(Polling, App[int]):
         self.snapshots: Poller[CoreSnapshot] = Poller(
             self, self._take_snapshot, group="refresh", arrived=self._apply_fetched, failed=self._snapshot_failed,
             wanted=lambda: not self.display_paused and self.core_started)
-        self.fleet_lines: Poller[str] = Poller(self, self._read_fleet_line, group="fleet-line",
-                                               arrived=self._show_fleet_line, failed=self._fleet_line_failed)
+        # One reading of the fleet feeds the Fleet tab and the Overview's fleet line alike: never one read apart.
+        self.fleet: Poller[FleetView] = Poller(self, self._read_fleet, group="fleet", arrived=self._fleet_read,
+                                               failed=self._fleet_failed, wanted=lambda: self.fleet_reader is not None)
         self._snapshot_error: str | None = None
-        self._ticker: Timer | None = None
         self._stopped = False
         self.leaving = Leaving(self, self.stop_core)
         loaded = load_themes(themes_folder if themes_folder is not None else themes_dir())
@@ -287,6 +288,8 @@ class MedopsApp(Polling, App[int]):
         for warning in self.theme_warnings:
             self.notify(warning, title="theme", severity="warning", timeout=10)
         self.leaving.watch()
+        if self.fleet_reader is not None:
+            self.fleet.every(self.refresh_interval, self._fleet_shown)
         self._show_status()
         self.call_after_refresh(self._start_core)
 
@@ -309,8 +312,10 @@ class MedopsApp(Polling, App[int]):
     def _core_started(self) -> None:
         self.core_started = self.handle.started = True
         self._intake_known()
-        self._restart_ticker()
+        self.snapshots.every(self.refresh_interval)
         self.ask_for_snapshot()
+        if self._fleet_shown():
+            self.fleet.ask()
 
     def _intake_known(self) -> None:
         """Show the core's intake folders and candidates in the document form."""
@@ -341,17 +346,9 @@ class MedopsApp(Polling, App[int]):
 
     # ---- the refresh loop ---------------------------------------------------------
 
-    def _restart_ticker(self) -> None:
-        if self._ticker is not None:
-            self._ticker.stop()
-        self._ticker = self.set_interval(self.refresh_interval, self.ask_for_snapshot)
-
     def ask_for_snapshot(self) -> None:
-        """Timer callback: only asks (a tick during a fetch becomes one follow-up fetch); the Overview's fleet
-        line is asked for with it while the Overview is shown."""
+        """Timer callback: only asks (a tick during a fetch becomes one follow-up fetch)."""
         self.snapshots.ask()
-        if self.fleet_reader is not None and self.snapshots.wanted() and self.showing_tab() == "overview":
-            self.fleet_lines.ask()
 
     def showing_tab(self) -> str | None:
         """The id of the tab shown, or None while the panes are not (yet, or any more) there: a tick can come
@@ -362,18 +359,30 @@ class MedopsApp(Polling, App[int]):
         tab = next(tabs, None)
         return str(tab.active) if tab is not None else None
 
-    async def _read_fleet_line(self) -> str:
-        """The Overview's fleet line, read from the store at the refresh rate while the Overview is shown."""
+    def _fleet_shown(self) -> bool:
+        """Whether a tick reads the fleet: while the Fleet tab, or the live Overview with its fleet line, is shown
+        (an open member view reads its member itself)."""
+        tab = self.showing_tab()
+        if tab is None or isinstance(self.screen, MemberScreen):
+            return False
+        return tab == "fleet" or (tab == "overview" and not self.display_paused)
+
+    async def _read_fleet(self) -> FleetView:
         assert self.fleet_reader is not None
-        return fleet_line(await self.fleet_reader())
+        return await self.fleet_reader()
 
-    def _fleet_line_failed(self, reason: str) -> None:
-        # the store away: said in the line; the Fleet tab (7) says why
-        self._show_fleet_line("fleet: [reverse] store unreadable [/] (the Fleet tab, 7, says why)")
-
-    def _show_fleet_line(self, line: str) -> None:
+    def _fleet_read(self, view: FleetView) -> None:
         if not self._exit and self.screen_stack:
-            self.main.query_one(VitalsPane).show_fleet(line)
+            with self.batch_update():
+                self.main.query_one(FleetPane).show(view)
+                self.main.query_one(VitalsPane).show_fleet(fleet_line(view))
+
+    def _fleet_failed(self, reason: str) -> None:
+        if not self._exit and self.screen_stack:
+            self.main.query_one(FleetPane).failed(reason)
+            # said in the line; the Fleet tab (7) says why
+            self.main.query_one(VitalsPane).show_fleet("fleet: [reverse] store unreadable [/] (the Fleet tab, 7, "
+                                                       "says why)")
 
     async def _take_snapshot(self) -> CoreSnapshot:
         assert self.core is not None  # polling starts only once the core has started
@@ -411,8 +420,9 @@ class MedopsApp(Polling, App[int]):
     @on(TabbedContent.TabActivated)
     def _tab_shown(self) -> None:
         self.refresh_bindings()  # w (and the scroll keys) are listed for some tabs only
+        if self._fleet_shown():
+            self.fleet.ask()  # at once, not at the next tick: the Fleet tab's rows, the Overview's fleet line
         if str(self.main.query_one("#tabs", TabbedContent).active) == "fleet":
-            self.main.query_one(FleetPane).poll()  # at once, not at the next tick
             pane = self.main.query_one(FleetPane)
             if self.focused is None or pane not in self.focused.ancestors:
                 # shown by a click on its tab (the tabs took the focus): its keys (s / p P enter) work at once
@@ -492,7 +502,9 @@ class MedopsApp(Polling, App[int]):
         self.main.query_one(FleetPane).set_interval_seconds(seconds)
         self.main.query_one(HistoryPane).set_interval_seconds(seconds)
         if self.core_started:
-            self._restart_ticker()
+            self.snapshots.every(seconds)
+        if self.fleet_reader is not None:
+            self.fleet.every(seconds, self._fleet_shown)
         self._show_status()
 
     def refresh_steps(self) -> list[float]:
@@ -658,7 +670,7 @@ class MedopsApp(Polling, App[int]):
         self.notify(answers_text(what, acks), title="fleet", severity="information" if applied else "warning",
                     timeout=15, markup=False)
         if not self._exit and self.screen_stack:
-            self.main.query_one(FleetPane).poll()
+            self.fleet.ask()
             self.action_refresh_now()
 
     def action_help(self) -> None:

@@ -58,6 +58,7 @@ class Poller(Generic[T]):
         self.busy = False  # a fetch is out, or its answer has not landed yet
         self._again = False  # asked while busy: one more fetch once the answer lands
         self._timer: Timer | None = None
+        self.interval: float | None = None  # seconds between the timer's asks (None: no timer)
 
     def every(self, seconds: float, only_while: Callable[[], bool] = _always) -> None:
         """Ask every `seconds` from now on, at the ticks `only_while` allows (a timer already running is replaced)."""
@@ -68,12 +69,14 @@ class Poller(Generic[T]):
                 self.ask()
 
         self._timer = self.owner.set_interval(seconds, tick)
+        self.interval = seconds
 
     def stop(self) -> None:
         """No more asking by the timer; `ask` still works."""
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
+        self.interval = None
 
     def ask(self) -> None:
         """Fetch now if wanted; during a fetch, once more after it."""

@@ -85,7 +85,10 @@ async def test_fleet_tab_shows_sorts_filters_and_opens_real_members(locations: L
         app = store_app(locations, url)
         async with app.run_test(size=(160, 48)) as pilot:
             pane = app.query_one(FleetPane)
-            assert pane.reads == 0  # not read while another tab is shown
+            await pilot.press("2")
+            reads = pane.reads
+            await pilot.pause(0.75)  # three ticks
+            assert pane.reads == reads  # not read while a tab without the fleet is shown
             await pilot.press("7")
             assert await until(pilot, lambda: rows(app) == ["alpha", "bravo", "charlie"])
             assert state_of(app, "alpha") == "alive"
@@ -263,6 +266,29 @@ async def test_the_member_view_lists_the_requests_its_snapshot_published(locatio
         assert "c81d0e55" in listed and "diagnosis" in listed and "normal^critical" in listed
         assert "tpm full until 14:02:11" in listed
         assert "2 more held" in listed
+
+
+async def test_the_overviews_fleet_line_is_drawn_from_the_reading_the_fleet_tab_shows(locations: Locations) -> None:
+    # Seen in a trial: back on the Overview, its fleet line was one reading older than the Fleet tab's rows.
+    from medops.console.panes.vitals import VitalsPane, fleet_line
+    from tests.test_console_snapshots import fixed_fleet
+
+    whole = fixed_fleet()
+    readings: list[FleetView] = []
+
+    async def read() -> FleetView:  # each reading finds one member more, up to the three
+        readings.append(replace(whole, members=whole.members[:len(readings) + 1]))
+        return readings[-1]
+
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenCore(), fleet_reader=read)
+    async with app.run_test(size=(160, 48)) as pilot:
+        vitals, pane = app.query_one(VitalsPane), app.query_one(FleetPane)
+        assert await until(pilot, lambda: bool(vitals.fleet))
+        await pilot.press("7")
+        assert await until(pilot, lambda: pane.view is not None and len(pane.view.members) >= 2)
+        await pilot.press("1")
+        assert await until(pilot, lambda: pane.view is not None and vitals.fleet == fleet_line(pane.view))
+        assert pane.view is readings[-1]  # the newest reading, on both
 
 
 def store_settings(url: str) -> Settings:

@@ -1,10 +1,11 @@
 """`FleetPane`: the Fleet tab, one row per fleet member read from the store, and the organisation's windows.
 
-The store is read by a worker at the refresh interval, only while the tab is
-shown; the rows sort by any column (its header, or s to cycle) and filter by a
-substring (/), as the `FleetTable` model (console/fleet_table.py) says. Enter opens a
-member's own overview (`MemberScreen`, panes/member_screen.py); p / P pause and resume its intake (a, then
-p / P: every member).
+The app reads the store at the refresh interval while this tab or the Overview
+is shown, and hands each reading to both (this tab and the Overview's fleet
+line). The rows sort by any column (its header, or s to cycle) and filter by a
+substring (/), as the `FleetTable` model (console/fleet_table.py) says. Enter
+opens a member's own overview (`MemberScreen`, panes/member_screen.py); p / P
+pause and resume its intake (a, then p / P: every member).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from textual.widgets import DataTable, Input, Static
 from medops.console.fleet_access import FleetReader
 from medops.console.fleet_table import COLUMNS, FleetTable
 from medops.console.panes.member_screen import MemberScreen
-from medops.console.poller import Poller, Polling
 
 if TYPE_CHECKING:
     from medops.core.fleet.commands import Acknowledgement
@@ -69,7 +69,7 @@ class FleetAct(Message):
         self.target = target
 
 
-class FleetPane(Polling, Vertical):
+class FleetPane(Vertical):
     """The Fleet tab's content: members, then the organisation's windows with each member's part."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -90,8 +90,6 @@ class FleetPane(Polling, Vertical):
         self._all_armed = False
         self._asking: str | None = None  # "pause" or "resume" on every member, waiting for y
         self._error: str | None = None
-        self.poller: Poller[FleetView] = Poller(self, self._read, group="fleet", arrived=self._fleet_read,
-                                                failed=self._fleet_failed, wanted=lambda: self.reader is not None)
 
     def compose(self) -> ComposeResult:
         yield Static(NO_STORE if self.reader is None else f"[dim]reading the fleet…   {HINT}[/]", id="fleet-status")
@@ -106,37 +104,28 @@ class FleetPane(Polling, Vertical):
     def on_mount(self) -> None:
         self.query_one("#fleet-filter", Input).display = False
         self.query_one("#fleet-table").display = self.reader is not None
-        self.set_interval_seconds(self.interval)
 
     def set_interval_seconds(self, seconds: float) -> None:
-        """Poll every `seconds` (the console's refresh interval) while the tab is shown."""
+        """The console's refresh interval, which an open member view reads at too."""
         self.interval = seconds
-        self.poller.every(seconds, lambda: self.is_on_screen)
         for screen in self.app.screen_stack:
             if isinstance(screen, MemberScreen):
                 screen.set_interval_seconds(seconds)
-
-    def poll(self) -> None:
-        """Read the fleet now, unless a reading is under way (then once more after it)."""
-        self.poller.ask()
-
-    async def _read(self) -> FleetView:
-        assert self.reader is not None
-        return await self.reader()
 
     @property
     def view(self) -> FleetView | None:
         """The latest reading of the fleet (None before the first)."""
         return self.model.view
 
-    def _fleet_read(self, view: FleetView) -> None:
+    def show(self, view: FleetView) -> None:
+        """A new reading of the fleet (the app reads it, for this tab and the Overview's fleet line alike)."""
         self._error = None
         self.model.view = view
         self.reads += 1
         self.fill()
 
-    def _fleet_failed(self, reason: str) -> None:
-        # the store away must not take the console down: the pane says so
+    def failed(self, reason: str) -> None:
+        """The store could not be read: the pane says why (the console stays up), the rows read stay."""
         self._error = reason
         self.query_one("#fleet-status", Static).update(Text(f"fleet not read: {reason}", style="bold red"))
 
