@@ -1,10 +1,10 @@
 """`MedopsApp`: the full-screen console. It starts the core inside Textual's event
 loop, polls one snapshot per tick, and acts through the core's async commands.
 
-The refresh loop follows memray's live reporter: a timer only asks, a worker
-fetches, a `SnapshotFetched` message carries one snapshot, and the app applies it
-inside `batch_update()`. A tick that finds a fetch in progress is folded into one
-follow-up fetch, so polls coalesce and never overlap.
+The refresh loop follows memray's live reporter (console/poller.py): a timer only
+asks, a worker fetches, a `Polled` message carries one snapshot, and the app
+applies it inside `batch_update()`. A tick that finds a fetch in progress is folded
+into one follow-up fetch, so polls coalesce and never overlap.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
 
@@ -56,6 +55,7 @@ from medops.console.panes.documents import DocumentsPane
 from medops.console.panes.fleet import NO_STORE, FleetAct, FleetPane, answers_text
 from medops.console.panes.graphs import GraphsPane
 from medops.console.panes.history import HistoryPane
+from medops.console.panes.member_screen import MemberScreen
 from medops.console.panes.pane import SnapshotPane
 from medops.console.panes.pools import PoolsPane
 from medops.console.panes.quota import QuotaPane
@@ -63,6 +63,7 @@ from medops.console.panes.requests import RequestsPane
 from medops.console.panes.slots import SlotsPane
 from medops.console.panes.status import ConsoleState, StatusLine
 from medops.console.panes.vitals import VitalsPane, fleet_line
+from medops.console.poller import Poller, Polling
 from medops.console.terminal_input import paste_safe_driver
 from medops.console.theme_files import (
     DEFAULT_THEME,
@@ -80,6 +81,7 @@ from medops.core.snapshot import CoreSnapshot
 if TYPE_CHECKING:
     from medops.core.contract import CoreCommands
     from medops.core.fleet.commands import Acknowledgement
+    from medops.core.fleet.view import FleetView
 
 # Refresh intervals the +/- keys step through (seconds); the configured one is added.
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -105,22 +107,6 @@ HELP_PLACES: tuple[tuple[str, type[Widget]], ...] = (
     ("History", HistoryPane), ("Fleet", FleetPane), ("Requests", RequestsPane))
 
 
-class SnapshotFetched(Message):
-    """One snapshot, fetched by the refresh worker, for the app to apply."""
-
-    def __init__(self, snapshot: CoreSnapshot) -> None:
-        super().__init__()
-        self.snapshot = snapshot
-
-
-class SnapshotFailed(Message):
-    """The core could not produce a snapshot; `reason` is safe to show."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__()
-        self.reason = reason
-
-
 class CoreStarted(Message):
     """The core finished `start()`; polling may begin."""
 
@@ -133,7 +119,7 @@ class CoreFailed(Message):
         self.reason = reason
 
 
-class MedopsApp(App[int]):
+class MedopsApp(Polling, App[int]):
     """Full-screen console over a core: a live `ResourceCore`, or anything else that keeps `CoreCommands`."""
 
     TITLE = "medops"
@@ -216,11 +202,14 @@ class MedopsApp(App[int]):
         self.latest: CoreSnapshot | None = None
         self.snapshots_applied = 0  # how many snapshots reached the panes (tests read it)
         self.core_started = False
-        self._fetching = False
-        self._fetch_again = False
-        self._reading_fleet = False
+        # A tick only asks; one fetch at a time, the ticks during it folded into one more (see Poller).
+        self.snapshots: Poller[CoreSnapshot] = Poller(
+            self, self._take_snapshot, group="refresh", arrived=self._apply_fetched, failed=self._snapshot_failed,
+            wanted=lambda: not self.display_paused and self.core_started)
+        # One reading of the fleet feeds the Fleet tab and the Overview's fleet line alike: never one read apart.
+        self.fleet: Poller[FleetView] = Poller(self, self._read_fleet, group="fleet", arrived=self._fleet_read,
+                                               failed=self._fleet_failed, wanted=lambda: self.fleet_reader is not None)
         self._snapshot_error: str | None = None
-        self._ticker: Timer | None = None
         self._stopped = False
         self.leaving = Leaving(self, self.stop_core)
         loaded = load_themes(themes_folder if themes_folder is not None else themes_dir())
@@ -299,6 +288,8 @@ class MedopsApp(App[int]):
         for warning in self.theme_warnings:
             self.notify(warning, title="theme", severity="warning", timeout=10)
         self.leaving.watch()
+        if self.fleet_reader is not None:
+            self.fleet.every(self.refresh_interval, self._fleet_shown)
         self._show_status()
         self.call_after_refresh(self._start_core)
 
@@ -321,8 +312,10 @@ class MedopsApp(App[int]):
     def _core_started(self) -> None:
         self.core_started = self.handle.started = True
         self._intake_known()
-        self._restart_ticker()
+        self.snapshots.every(self.refresh_interval)
         self.ask_for_snapshot()
+        if self._fleet_shown():
+            self.fleet.ask()
 
     def _intake_known(self) -> None:
         """Show the core's intake folders and candidates in the document form."""
@@ -353,23 +346,9 @@ class MedopsApp(App[int]):
 
     # ---- the refresh loop ---------------------------------------------------------
 
-    def _restart_ticker(self) -> None:
-        if self._ticker is not None:
-            self._ticker.stop()
-        self._ticker = self.set_interval(self.refresh_interval, self.ask_for_snapshot)
-
     def ask_for_snapshot(self) -> None:
-        """Timer callback: only asks. A tick during a fetch becomes one follow-up fetch."""
-        if self.display_paused or not self.core_started:
-            return
-        if self._fetching:
-            self._fetch_again = True
-            return
-        self._fetching = True
-        self._fetch_snapshot()
-        if self.fleet_reader is not None and not self._reading_fleet and self.showing_tab() == "overview":
-            self._reading_fleet = True
-            self._read_fleet_line()
+        """Timer callback: only asks (a tick during a fetch becomes one follow-up fetch)."""
+        self.snapshots.ask()
 
     def showing_tab(self) -> str | None:
         """The id of the tab shown, or None while the panes are not (yet, or any more) there: a tick can come
@@ -380,44 +359,43 @@ class MedopsApp(App[int]):
         tab = next(tabs, None)
         return str(tab.active) if tab is not None else None
 
-    @work(exit_on_error=False, group="fleet-line")
-    async def _read_fleet_line(self) -> None:
-        """The Overview's fleet line, read from the store at the refresh rate while the Overview is shown."""
+    def _fleet_shown(self) -> bool:
+        """Whether a tick reads the fleet: while the Fleet tab, or the live Overview with its fleet line, is shown
+        (an open member view reads its member itself)."""
+        tab = self.showing_tab()
+        if tab is None or isinstance(self.screen, MemberScreen):
+            return False
+        return tab == "fleet" or (tab == "overview" and not self.display_paused)
+
+    async def _read_fleet(self) -> FleetView:
         assert self.fleet_reader is not None
-        try:
-            line = fleet_line(await self.fleet_reader())
-        except Exception:  # the store away: said in the line; the Fleet tab (7) says why
-            line = "fleet: [reverse] store unreadable [/] (the Fleet tab, 7, says why)"
-        finally:
-            self._reading_fleet = False
+        return await self.fleet_reader()
+
+    def _fleet_read(self, view: FleetView) -> None:
         if not self._exit and self.screen_stack:
-            self.main.query_one(VitalsPane).show_fleet(line)
+            with self.batch_update():
+                self.main.query_one(FleetPane).show(view)
+                self.main.query_one(VitalsPane).show_fleet(fleet_line(view))
 
-    @work(exclusive=True, exit_on_error=False, group="refresh")
-    async def _fetch_snapshot(self) -> None:
-        try:
-            assert self.core is not None  # polling starts only once the core has started
-            snapshot = self.core.snapshot()
-        except Exception as exc:  # a broken part must not take the console down
-            self.post_message(SnapshotFailed(describe_error(exc)))
-        else:
-            self.post_message(SnapshotFetched(snapshot))
+    def _fleet_failed(self, reason: str) -> None:
+        if not self._exit and self.screen_stack:
+            self.main.query_one(FleetPane).failed(reason)
+            # said in the line; the Fleet tab (7) says why
+            self.main.query_one(VitalsPane).show_fleet("fleet: [reverse] store unreadable [/] (the Fleet tab, 7, "
+                                                       "says why)")
 
-    @on(SnapshotFetched)
-    def _apply_snapshot(self, message: SnapshotFetched) -> None:
-        self._fetching = False
+    async def _take_snapshot(self) -> CoreSnapshot:
+        assert self.core is not None  # polling starts only once the core has started
+        return self.core.snapshot()
+
+    def _apply_fetched(self, snapshot: CoreSnapshot) -> None:
         self._snapshot_error = None
-        self.apply_snapshot(message.snapshot)
-        if self._fetch_again:
-            self._fetch_again = False
-            self.ask_for_snapshot()
+        self.apply_snapshot(snapshot)
 
-    @on(SnapshotFailed)
-    def _snapshot_failed(self, message: SnapshotFailed) -> None:
-        self._fetching = False
-        if message.reason != self._snapshot_error:  # a part failing every tick says so once
-            self._snapshot_error = message.reason
-            self.notify(f"No snapshot: {message.reason}", title="core", severity="error", timeout=15, markup=False)
+    def _snapshot_failed(self, reason: str) -> None:
+        if reason != self._snapshot_error:  # a part failing every tick says so once
+            self._snapshot_error = reason
+            self.notify(f"No snapshot: {reason}", title="core", severity="error", timeout=15, markup=False)
 
     def apply_snapshot(self, snapshot: CoreSnapshot) -> None:
         """Hand one snapshot to every pane in one batch; hidden panes only keep it."""
@@ -442,8 +420,9 @@ class MedopsApp(App[int]):
     @on(TabbedContent.TabActivated)
     def _tab_shown(self) -> None:
         self.refresh_bindings()  # w (and the scroll keys) are listed for some tabs only
+        if self._fleet_shown():
+            self.fleet.ask()  # at once, not at the next tick: the Fleet tab's rows, the Overview's fleet line
         if str(self.main.query_one("#tabs", TabbedContent).active) == "fleet":
-            self.main.query_one(FleetPane).poll()  # at once, not at the next tick
             pane = self.main.query_one(FleetPane)
             if self.focused is None or pane not in self.focused.ancestors:
                 # shown by a click on its tab (the tabs took the focus): its keys (s / p P enter) work at once
@@ -523,7 +502,9 @@ class MedopsApp(App[int]):
         self.main.query_one(FleetPane).set_interval_seconds(seconds)
         self.main.query_one(HistoryPane).set_interval_seconds(seconds)
         if self.core_started:
-            self._restart_ticker()
+            self.snapshots.every(seconds)
+        if self.fleet_reader is not None:
+            self.fleet.every(seconds, self._fleet_shown)
         self._show_status()
 
     def refresh_steps(self) -> list[float]:
@@ -689,7 +670,7 @@ class MedopsApp(App[int]):
         self.notify(answers_text(what, acks), title="fleet", severity="information" if applied else "warning",
                     timeout=15, markup=False)
         if not self._exit and self.screen_stack:
-            self.main.query_one(FleetPane).poll()
+            self.fleet.ask()
             self.action_refresh_now()
 
     def action_help(self) -> None:

@@ -102,7 +102,7 @@ async def test_plus_and_minus_step_the_refresh_interval(locations: Locations) ->
         await pilot.pause()
         await pilot.press("plus")
         assert app.refresh_interval == 0.5
-        assert app._ticker is not None and app._ticker._interval == 0.5
+        assert app.snapshots.interval == 0.5
         await pilot.press("minus", "minus")
         assert app.refresh_interval == 2.0
         assert "every 2s" in status_text(app)

@@ -23,6 +23,7 @@ from medops.console.commands.run import attached_app
 from medops.console.forms.limits import LimitsScreen
 from medops.console.forms.prompt import PromptForm
 from medops.console.panes.graphs import GraphsPane
+from medops.console.panes.history import MEMBER_AT, REQUESTS
 from medops.console.panes.quota import QuotaPane
 from medops.console.panes.status import ConsoleState, status_text
 from medops.console.panes.vitals import VitalsPane, fleet_line
@@ -282,7 +283,7 @@ async def test_attached_console_over_two_real_workers(tmp_path: Path, redis_serv
             await pilot.press("6")  # History: the workers' requests from the fleet's stream, not a local ledger
             requests = app.query_one("#history-requests", DataTable)
             assert await until(pilot, lambda: requests.row_count > 0, within=15)
-            names = {str(requests.get_row_at(n)[1]) for n in range(requests.row_count)}
+            names = {str(requests.get_row_at(n)[MEMBER_AT[REQUESTS]]) for n in range(requests.row_count)}
             assert names <= {m.instance for m in members} and names  # the instance name, as everywhere else
 
             await pilot.press("l")  # limits: attached, every change goes to the whole fleet; no scope to choose

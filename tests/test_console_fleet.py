@@ -16,7 +16,9 @@ from textual.widgets import DataTable, Input, Label, RadioButton, RadioSet
 from medops.console.app import MedopsApp
 from medops.console.cli import main
 from medops.console.forms.limits import LimitsScreen
-from medops.console.panes.fleet import NO_STORE, FleetPane, MemberScreen
+from medops.console.panes.fleet import NO_STORE, FleetPane
+from medops.console.panes.history import MEMBER_AT, REQUESTS
+from medops.console.panes.member_screen import MemberScreen
 from medops.console.panes.quota import QuotaPane
 from medops.core.fleet.commands import Acknowledgement, Command, issue
 from medops.core.fleet.view import FleetView, read_fleet
@@ -84,7 +86,10 @@ async def test_fleet_tab_shows_sorts_filters_and_opens_real_members(locations: L
         app = store_app(locations, url)
         async with app.run_test(size=(160, 48)) as pilot:
             pane = app.query_one(FleetPane)
-            assert pane.reads == 0  # not read while another tab is shown
+            await pilot.press("2")
+            reads = pane.reads
+            await pilot.pause(0.75)  # three ticks
+            assert pane.reads == reads  # not read while a tab without the fleet is shown
             await pilot.press("7")
             assert await until(pilot, lambda: rows(app) == ["alpha", "bravo", "charlie"])
             assert state_of(app, "alpha") == "alive"
@@ -95,13 +100,13 @@ async def test_fleet_tab_shows_sorts_filters_and_opens_real_members(locations: L
             assert await until(pilot, lambda: rows(app) == ["bravo", "charlie", "alpha"])
             await click_header(pilot, table, "done")  # again: the other way
             assert await until(pilot, lambda: rows(app) == ["alpha", "charlie", "bravo"])
-            pane.sort_key, pane.sort_reverse = "done", False
+            pane.model.sort_key, pane.model.reverse = "done", False
             await pilot.press("s")  # s: the same column, the other way
-            assert (pane.sort_key, pane.sort_reverse) == ("done", True)
+            assert (pane.model.sort_key, pane.model.reverse) == ("done", True)
             assert rows(app) == ["alpha", "charlie", "bravo"]
-            pane.sort_key = "failed"
+            pane.model.sort_key = "failed"
             await pilot.press("s")  # from descending, s moves to the next column, 429s: all equal, so by instance
-            assert (pane.sort_key, pane.sort_reverse) == ("429s", False)
+            assert (pane.model.sort_key, pane.model.reverse) == ("429s", False)
             assert rows(app) == ["alpha", "bravo", "charlie"]
 
             await pilot.press("slash", "c", "h", "a")
@@ -238,6 +243,55 @@ async def test_a_member_without_a_snapshot_opens_as_a_summary_of_its_figures(loc
         assert app.screen.query_one(QuotaPane)  # its published snapshot, drawn with the Overview's panes
 
 
+async def test_the_member_view_lists_the_requests_its_snapshot_published(locations: Locations) -> None:
+    from medops.core.snapshot import RequestRow
+    from tests.test_console_snapshots import fixed_fleet
+
+    view = fixed_fleet()
+    ward = view.snapshots["console-ward7-4121"]
+    waiting = RequestRow("c81d0e55", "diagnosis", "", "normal", "critical", "critical", "llama-3.1-8b-instant",
+                         1_124, 102.0, None, "waiting", "tpm full until 14:02:11")
+    published = replace(ward, scheduler=replace(ward.scheduler, requests=(waiting,), requests_held=3))
+
+    async def read() -> FleetView:
+        return replace(view, snapshots={"console-ward7-4121": published})
+
+    app = MedopsApp(FAST, locations, core=FrozenCore(), fleet_reader=read)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("7")
+        assert await until(pilot, lambda: rows(app)[:1] == ["console-ward7-4121"])
+        await pilot.press("enter")
+        assert await until(pilot, lambda: isinstance(app.screen, MemberScreen))
+        listed = str(app.screen.query_one("#member-requests").render())
+        assert "Requests held: 3" in listed
+        assert "c81d0e55" in listed and "diagnosis" in listed and "normal^critical" in listed
+        assert "tpm full until 14:02:11" in listed
+        assert "2 more held" in listed
+
+
+async def test_the_overviews_fleet_line_is_drawn_from_the_reading_the_fleet_tab_shows(locations: Locations) -> None:
+    # Seen in a trial: back on the Overview, its fleet line was one reading older than the Fleet tab's rows.
+    from medops.console.panes.vitals import VitalsPane, fleet_line
+    from tests.test_console_snapshots import fixed_fleet
+
+    whole = fixed_fleet()
+    readings: list[FleetView] = []
+
+    async def read() -> FleetView:  # each reading finds one member more, up to the three
+        readings.append(replace(whole, members=whole.members[:len(readings) + 1]))
+        return readings[-1]
+
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenCore(), fleet_reader=read)
+    async with app.run_test(size=(160, 48)) as pilot:
+        vitals, pane = app.query_one(VitalsPane), app.query_one(FleetPane)
+        assert await until(pilot, lambda: bool(vitals.fleet))
+        await pilot.press("7")
+        assert await until(pilot, lambda: pane.view is not None and len(pane.view.members) >= 2)
+        await pilot.press("1")
+        assert await until(pilot, lambda: pane.view is not None and vitals.fleet == fleet_line(pane.view))
+        assert pane.view is readings[-1]  # the newest reading, on both
+
+
 def store_settings(url: str) -> Settings:
     """A console with the fleet's store set (namespace "test", the helpers' members'): no core of its own here."""
     return Settings(refresh_interval=0.25, store_url=url, store_namespace="test")
@@ -354,12 +408,13 @@ async def test_the_history_tab_reads_the_fleets_stream_with_an_instance_column(l
             pane = app.query_one(HistoryPane)
             await pilot.press("6")
             requests = app.query_one("#history-requests", DataTable)
-            assert [str(c.label) for c in requests.ordered_columns][:3] == ["time", "instance", "agent"]
+            at = MEMBER_AT[REQUESTS]  # the instance column sits after the request's figures
+            assert [str(c.label) for c in requests.ordered_columns][at:at + 2] == ["instance", "agent"]
             assert await until(pilot, lambda: requests.row_count == 100)
             first = [str(cell) for cell in requests.get_row_at(0)]
-            assert first[1] == "alpha" and first[-1] == "req-129"  # its instance name, as in the Fleet tab
+            assert first[at] == "alpha" and first[-1] == "req-129"  # its instance name, as in the Fleet tab
             tenth = [str(cell) for cell in requests.get_row_at(10)]
-            assert tenth[1] == "bravo" and tenth[-1] == "req-119"
+            assert tenth[at] == "bravo" and tenth[-1] == "req-119"
             alerts = app.query_one("#history-alerts", DataTable)
             assert await until(pilot, lambda: alerts.row_count == 1)
             assert [str(cell) for cell in alerts.get_row_at(0)][1:5] == ["bravo", "opened", "warning", "cpu"]
@@ -373,13 +428,13 @@ async def test_the_history_tab_reads_the_fleets_stream_with_an_instance_column(l
 
             await pilot.press("a")  # the first agent: diagnosis
             assert await until(pilot, lambda: pane.agent == "diagnosis" and requests.row_count == 13)
-            assert {str(requests.get_row_at(n)[2]) for n in range(13)} == {"diagnosis"}
+            assert {str(requests.get_row_at(n)[at + 1]) for n in range(13)} == {"diagnosis"}
             await pilot.press("a", "a", "a", "a", "a")  # past the last agent: all again
             assert await until(pilot, lambda: pane.agent is None and requests.row_count == 100)
 
             await publish(fleet_of(b), [request(130)])  # a new request: the tab follows the newest rows
             assert await until(pilot, lambda: str(requests.get_row_at(0)[-1]) == "req-130")
-            assert str(requests.get_row_at(0)[1]) == "bravo"
+            assert str(requests.get_row_at(0)[at]) == "bravo"
 
             redis_server.stop()  # the store away: said in the tab, the rows read stay
             note = app.query_one("#history-note")

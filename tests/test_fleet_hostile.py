@@ -123,7 +123,7 @@ async def test_the_fleet_tab_shows_hostile_names_as_text_and_a_typed_bracket_doe
         assert not core.paused
         await pilot.press("slash", "[", "/", "enter")
         await pilot.pause()
-        assert pane.filter_text == "[/"
+        assert pane.model.filter_text == "[/"
         assert app.is_running
 
 

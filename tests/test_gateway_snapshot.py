@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from medops.console.panes.fleet import _role, gateway_text
+from medops.console.fleet_table import role_text
+from medops.console.panes.member_screen import gateway_text
 from medops.core.fleet.entries import Description
 from medops.core.fleet.view import MemberState, _row
 from medops.core.snapshot import (
@@ -31,9 +32,9 @@ def test_the_gateway_section_survives_publishing() -> None:
 def test_the_fleet_tab_lists_a_gateway_with_its_clients_and_requests_in_flight() -> None:
     row = _row("gw-1", Description(role="gateway"), MemberState.ALIVE, 5.0, snapshot_from_dict(published()))
     assert (row.gateway_clients, row.gateway_in_flight) == (7, 3)
-    assert _role(row).plain == "gateway 7 clients, 3 in flight"
+    assert role_text(row).plain == "gateway 7 clients, 3 in flight"
     other = _row("console-1", Description(role="console"), MemberState.ALIVE, 5.0, None)
-    assert other.gateway_clients is None and _role(other).plain == "console"
+    assert other.gateway_clients is None and role_text(other).plain == "console"
 
 
 def test_a_members_view_shows_each_keys_requests_queued_deadline_refusals_and_p50_wait_as_plain_text() -> None:

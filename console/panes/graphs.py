@@ -14,21 +14,18 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.message import Message
 from textual.widgets import Static
 
 from medops.console import figures
-from medops.console.error_text import describe_error
 from medops.console.forms.core_handle import STARTING, CoreHandle
+from medops.console.poller import Poller, Polling
 from medops.core.snapshot import CoreSnapshot
 
 if TYPE_CHECKING:
     from textual_plotext import PlotextPlot
 
-    from medops.core.contract import CoreCommands
     from medops.core.ledger.metric_history import MetricHistory
 
 HOUR, DAY = 3_600.0, 86_400.0
@@ -45,25 +42,7 @@ SPARK = "▁▂▃▄▅▆▇█"
 GAP_BUCKETS = 2.5  # points further apart than this many buckets are not joined: medops was not running between
 
 
-class MetricsFetched(Message):
-    """The ledger's answer for one span."""
-
-    def __init__(self, span: float, history: MetricHistory) -> None:
-        super().__init__()
-        self.span = span
-        self.history = history
-
-
-class MetricsFailed(Message):
-    """One span's history could not be read; `reason` is safe to show."""
-
-    def __init__(self, span: float, reason: str) -> None:
-        super().__init__()
-        self.span = span
-        self.reason = reason
-
-
-class GraphsPane(Vertical):
+class GraphsPane(Polling, Vertical):
     """CPU and memory as shares of the machine (or cgroup limits) over the span."""
 
     DEFAULT_CLASSES = "pane"
@@ -77,6 +56,8 @@ class GraphsPane(Vertical):
         self._answers: dict[float, MetricHistory | str] = {}  # the latest answer per ledger span, or why none
         self._asked_at: dict[float, float] = {}  # core wall time each ledger span was last asked for
         self._in_flight: float | None = None  # the span being read; one read at a time
+        self._ledger: Poller[MetricHistory] = Poller(self, self._read, group="graphs", arrived=self._fetched,
+                                                     failed=self._failed)
         self._drawn: Any = None
         self._summary = ""
         self._plots: tuple[PlotextPlot, PlotextPlot] | None = None
@@ -139,26 +120,21 @@ class GraphsPane(Vertical):
             self._answers[span] = STARTING
             return
         self._in_flight = span
-        self._read(core, span)
+        self._ledger.ask()
 
-    @work(exit_on_error=False, group="graphs")
-    async def _read(self, core: CoreCommands, span: float) -> None:
-        try:
-            history = await core.metric_history(span, LEDGER_POINTS)
-        except Exception as exc:  # shown in the pane; the console stays usable
-            self.post_message(MetricsFailed(span, describe_error(exc)))
-        else:
-            self.post_message(MetricsFetched(span, history))
+    async def _read(self) -> MetricHistory:
+        core, span = self.core.ready(), self._in_flight
+        assert core is not None and span is not None  # asked only with both (`_fetch_if_due`)
+        return await core.metric_history(span, LEDGER_POINTS)
 
-    @on(MetricsFetched)
-    def _fetched(self, message: MetricsFetched) -> None:
-        message.stop()
-        self._answered(message.span, message.history)
+    def _fetched(self, history: MetricHistory) -> None:
+        assert self._in_flight is not None
+        self._answered(self._in_flight, history)
 
-    @on(MetricsFailed)
-    def _failed(self, message: MetricsFailed) -> None:
-        message.stop()
-        self._answered(message.span, f"reading it failed: {message.reason}")
+    def _failed(self, reason: str) -> None:
+        # shown in the pane; the console stays usable
+        assert self._in_flight is not None
+        self._answered(self._in_flight, f"reading it failed: {reason}")
 
     def _answered(self, span: float, answer: MetricHistory | str) -> None:
         self._in_flight = None
