@@ -23,6 +23,7 @@ from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
@@ -372,10 +373,15 @@ class MedopsApp(Polling, App[int]):
         return await self.fleet_reader()
 
     def _fleet_read(self, view: FleetView) -> None:
-        if not self._exit and self.screen_stack:
-            with self.batch_update():
-                self.main.query_one(FleetPane).show(view)
-                self.main.query_one(VitalsPane).show_fleet(fleet_line(view))
+        if self._exit or not self.screen_stack:
+            return
+        try:
+            pane, vitals = self.main.query_one(FleetPane), self.main.query_one(VitalsPane)
+        except NoMatches:  # a reading that lands while the app is still composing or already closing
+            return
+        with self.batch_update():
+            pane.show(view)
+            vitals.show_fleet(fleet_line(view))
 
     def _fleet_failed(self, reason: str) -> None:
         if not self._exit and self.screen_stack:
@@ -419,6 +425,8 @@ class MedopsApp(Polling, App[int]):
 
     @on(TabbedContent.TabActivated)
     def _tab_shown(self) -> None:
+        if self._exit or not self.screen_stack:  # a tab event delivered as the app closes
+            return
         self.refresh_bindings()  # w (and the scroll keys) are listed for some tabs only
         if self._fleet_shown():
             self.fleet.ask()  # at once, not at the next tick: the Fleet tab's rows, the Overview's fleet line
