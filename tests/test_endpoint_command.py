@@ -50,3 +50,21 @@ def test_endpoint_refuses_a_fault_share_outside_0_to_1(capsys: pytest.CaptureFix
 
     assert main(["endpoint", "--port", "0", "--error-rate", "1.5"]) == 2
     assert "error_rate = 1.5 must be a share from 0 to 1" in capsys.readouterr().err
+
+
+def test_the_endpoint_stops_on_sigint_even_when_started_with_it_ignored() -> None:
+    # A child inherits an ignored SIGINT (seen under a test runner): its own handler still stops it cleanly.
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "medops.console.cli", "endpoint", "--port", str(port),
+                                "--latency-scale", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("medops local endpoint listening on")
+        for line in process.stdout:  # its banner ends with how to stop it: the handlers are in place by then
+            if "stops it" in line:
+                break
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 0 and "stopped after 0 requests" in err

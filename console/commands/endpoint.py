@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import sys
 from typing import Any
 
@@ -61,21 +63,27 @@ def run_endpoint(args: argparse.Namespace) -> int:
               "clients sending the key in GROQ_API_KEY are answered, over plain http", file=sys.stderr)
 
     async def serve() -> None:
+        # Its own handlers, as the gateway and the worker have, in place before it says it listens: they hold
+        # even when the process was started with SIGINT ignored (a child inherits that), and SIGTERM (systemd,
+        # timeout) stops it cleanly too.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         await endpoint.start()
         print(f"medops local endpoint listening on {endpoint.url}", flush=True)
         print(f"  use it with: GROQ_BASE_URL={endpoint.url}" + ("" if key else " (any key is accepted)"))
         for name, limits in sorted(settings.models.items()):
             print(f"  {name}: rpm={limits.rpm} rpd={limits.rpd} tpm={limits.tpm} tpd={limits.tpd}")
-        print("  Ctrl-C stops it.", flush=True)
+        print("  Ctrl-C (or SIGTERM) stops it.", flush=True)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await endpoint.stop()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # a Ctrl-C before the handlers are in place
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        stats = endpoint.stats
-        print(f"stopped after {stats.requests} requests: {stats.answered} answered, {stats.rate_limited} "
-              f"rate-limited, {stats.injected_errors} injected errors", file=sys.stderr)
+    stats = endpoint.stats
+    print(f"stopped after {stats.requests} requests: {stats.answered} answered, {stats.rate_limited} "
+          f"rate-limited, {stats.injected_errors} injected errors", file=sys.stderr)
     return 0
