@@ -71,6 +71,16 @@ def duration(seconds: float | None) -> str:
     return f"{days}d{hours:02d}h"
 
 
+def age(seconds: float) -> str:
+    """A whole-second age or time left, as the fleet and request tables show it: 7s, 3m05s, 2h01m."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
 def millis(seconds: float) -> str:
     """A short latency in milliseconds."""
     return f"{seconds * 1000:.0f}ms"

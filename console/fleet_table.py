@@ -12,22 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
+from medops.console.figures import age
 from medops.core.inert_text import visible
 
 if TYPE_CHECKING:
     from medops.core.fleet.view import FleetView, MemberRow
 
 PRIORITIES = ("critical", "high", "normal")
-
-
-def age(seconds: float) -> str:
-    """A short age: 7s, 3m05s, 2h01m."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def role_text(member: MemberRow) -> Text:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from medops.console import figures
 from medops.core.inert_text import visible
 from medops.core.snapshot import RequestRow
 
@@ -19,14 +20,7 @@ SEND_ORDER = "order"  # the default sort: as the snapshot lists them (in flight,
 
 def duration(seconds: float | None) -> str:
     """A short age or time left: 7s, 3m05s, 2h01m; "-" for none."""
-    if seconds is None:
-        return "-"
-    left = max(0, int(seconds))
-    if left < 60:
-        return f"{left}s"
-    if left < 3600:
-        return f"{left // 60}m{left % 60:02d}s"
-    return f"{left // 3600}h{left % 3600 // 60:02d}m"
+    return "-" if seconds is None else figures.age(seconds)
 
 
 def priority_text(row: RequestRow) -> str:

@@ -18,8 +18,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from medops.console.figures import age
 from medops.console.fleet_access import FleetReader
-from medops.console.fleet_table import PRIORITIES, age
+from medops.console.fleet_table import PRIORITIES
 from medops.console.panes.pane import SnapshotPane
 from medops.console.panes.pools import PoolsPane
 from medops.console.panes.quota import QuotaPane
