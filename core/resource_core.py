@@ -25,6 +25,7 @@ from medops.core.executors import Executors
 from medops.core.fleet.commands import Command
 from medops.core.fleet.membership import join
 from medops.core.fleet.quota import make_fleet_quota
+from medops.core.fleet.shared_settings import join_plan, read_settings, when
 from medops.core.groq.path import GroqPath
 from medops.core.groq.requests import Priority, PromptRequest, PromptResult
 from medops.core.knowledge.entries import CodeEntry, SearchResults
@@ -36,7 +37,7 @@ from medops.core.ledger.records import RequestRecorder
 from medops.core.ledger.writer import Ledger
 from medops.core.memory.case_memory import CaseMemory, check_case_id
 from medops.core.memory.contexts import AgentContextPool
-from medops.core.settings.config import Settings
+from medops.core.settings.config import Settings, show_value
 from medops.core.settings.live_changes import (
     LIVE,
     TUNED_KNOBS,
@@ -46,7 +47,14 @@ from medops.core.settings.live_changes import (
     validated_change,
 )
 from medops.core.settings.paths import Locations
-from medops.core.snapshot import ContextPoolSnapshot, CoreSnapshot, GatewaySnapshot, ModelQuota, SlotsSnapshot
+from medops.core.snapshot import (
+    ContextPoolSnapshot,
+    CoreSnapshot,
+    GatewaySnapshot,
+    ModelQuota,
+    SettingValue,
+    SlotsSnapshot,
+)
 from medops.core.watch.metrics import MetricsServer
 from medops.core.watch.tick import CoreTick
 from medops.core.watch.tuner import MetricsSource
@@ -104,6 +112,7 @@ class ResourceCore(CoreCommands):
         if self._fleet is not None:
             self._fleet.snapshot_source = self.snapshot  # published each heartbeat for the fleet's views
             self._fleet.command_handler = self._fleet_command
+            self._fleet.on_join = self._take_fleet_settings  # a late joiner runs with the fleet-wide settings too
             self._tick.announce_to(self._fleet.records)  # alert announcements go to the fleet's stream too
         # Who takes a live change of each kind (settings/live_changes.py names the kind of every key).
         self._appliers: dict[LivePart, Applies] = {"groq": self._groq, "executors": self._executors,
@@ -184,7 +193,9 @@ class ResourceCore(CoreCommands):
                             limit_changes=self._limit_history.changes(),
                             slots=self._cases.snapshot() if self._cases is not None else SlotsSnapshot(),
                             contexts=self._contexts.snapshot() if self._contexts is not None else ContextPoolSnapshot(),
-                            gateway=self._gateway() if self._gateway is not None else None)
+                            gateway=self._gateway() if self._gateway is not None else None,
+                            live_settings=tuple(SettingValue(key, show_value(getattr(self._settings, key)))
+                                                for key in LIVE))
 
     def model_quota(self, model: str | None) -> ModelQuota | None:
         """One model's windows, as `snapshot().quota.of(model)` has them, without the rest of the snapshot."""
@@ -267,6 +278,30 @@ class ResourceCore(CoreCommands):
             return True, self.set_request_priority(command.key, command.value, by=by)
         return False, (f"unknown command {command.op!r}; this member knows pause, resume, set_limit, "
                        "cancel_request and set_request_priority")
+
+    async def _take_fleet_settings(self) -> None:
+        """On joining the fleet: apply the fleet-wide settings kept in the store through `set_limit` (so each is
+        recorded in the limit history with who set it), and say so on the log (stderr for CLI runs)."""
+        assert self._fleet is not None
+        stored = await read_settings(self._fleet.store.client, self._fleet.store.prefix)
+        for why in stored.refused:
+            log.warning("a fleet-wide setting in the store was refused (not applied): %s", why)
+        plan = join_plan(self._settings, stored)
+        applied = []
+        for setting in plan.apply:
+            was = show_value(getattr(self._settings, setting.key))
+            try:
+                self.set_limit(setting.key, setting.value, by=setting.origin())
+            except MedopsError as exc:  # a value this member's other settings rule out (io_threads_min > max)
+                log.warning("the fleet-wide %s = %s was not applied here: %s", setting.key, setting.value, exc)
+                continue
+            applied.append(f"{setting.key}={setting.value} (was {was}; set by {setting.set_by()} at "
+                           f"{when(setting.at)})")
+        if applied:
+            log.warning("applied fleet settings from the store: %s", "; ".join(applied))
+        for setting, own in plan.kept:
+            log.warning("kept this member's own %s = %s over the fleet-wide %s (%s is set per member; listed as an "
+                        "override by `medops fleet settings`)", setting.key, own, setting.value, setting.key)
 
     # -- requests held by the scheduler -----------------------------------------------
 

@@ -335,6 +335,15 @@ class LimitChange:
 
 
 @dataclass(frozen=True)
+class SettingValue:
+    """One live setting's value in force, as `medops config show` prints it (members publish theirs so
+    `medops fleet settings` can list who runs other than the fleet-wide value)."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
 class KnowledgeSnapshot:
     """The ICD-10-CM knowledge base: being built (with progress), ready, or failed."""
 
@@ -401,6 +410,7 @@ class CoreSnapshot:
     ledger: LedgerSnapshot = LedgerSnapshot()
     paused: bool = False
     gateway: GatewaySnapshot | None = None  # None: this member serves no gateway
+    live_settings: tuple[SettingValue, ...] = ()  # every live key's value in force (a fixed, short list)
 
 
 def snapshot_to_dict(snapshot: CoreSnapshot) -> dict[str, Any]:

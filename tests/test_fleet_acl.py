@@ -20,6 +20,8 @@ from medops.core.fleet.attached import AttachedFleet
 from medops.core.fleet.clear import clear_model
 from medops.core.fleet.commands import Command, CommandInbox, issue
 from medops.core.fleet.history import read_heads, read_requests
+from medops.core.fleet.shared_settings import read_fleet_settings, read_settings
+from medops.core.fleet.shared_settings import unset as unset_setting
 from medops.core.fleet.store import QuotaStore, StoreUnavailable
 from medops.core.fleet.view import FleetUnavailable, read_fleet
 from medops.core.fleet.wire import AdmitArgs, LegacyWire, Wire
@@ -282,3 +284,35 @@ async def test_an_operator_manages_agent_keys_and_a_gateway_records_their_use_as
     finally:
         for each in (operator, gateway, reader):
             await each.close()
+
+
+async def test_operators_and_oncall_keep_fleet_wide_settings_members_and_readers_only_read_them(
+        acl_store: RedisServer) -> None:
+    operator, oncall = as_user(acl_store.url, "operator"), as_user(acl_store.url, "oncall")
+    reader = as_user(acl_store.url, "reader")
+    await issue(operator, "test", "set_limit", "*", "groq_concurrent", "5", wait=0.2)
+    await issue(oncall, "test", "set_limit", "*", "max_retries", "2", wait=0.2)
+    stored = await read_fleet_settings(reader, "test")  # a reader reads them (`medops fleet settings`)
+    assert [(s.key, s.value, s.store_user) for s in stored.settings] == [
+        ("groq_concurrent", "5", "medops-operator"), ("max_retries", "2", "medops-oncall")]
+    client = redis.Redis.from_url(as_user(acl_store.url, "member"), decode_responses=True)
+    try:
+        # A member reads them as it joins, as its own core's client does, and may not change them.
+        assert [s.key for s in (await read_settings(client, "medops:{test}:")).settings] == [
+            "groq_concurrent", "max_retries"]
+        with pytest.raises(NoPermissionError):
+            await client.hset("medops:{test}:settings", "groq_concurrent", '{"value":"999"}')
+        with pytest.raises(NoPermissionError):
+            await client.hdel("medops:{test}:settings", "groq_concurrent")
+    finally:
+        await client.aclose()
+    with pytest.raises(FleetUnavailable, match="may not change the fleet-wide settings: set store_user"):
+        await unset_setting(reader, "test", "groq_concurrent")
+    with pytest.raises(FleetUnavailable, match="may not send commands to the fleet"):
+        await issue(reader, "test", "set_limit", "*", "groq_concurrent", "1", wait=0.2)
+    with pytest.raises(FleetUnavailable, match="may not send commands to the fleet"):
+        await issue(as_user(acl_store.url, "member"), "test", "set_limit", "*", "groq_concurrent", "1", wait=0.2)
+    assert [s.value for s in (await read_fleet_settings(reader, "test")).settings] == ["5", "2"]
+    assert await unset_setting(operator, "test", "groq_concurrent")
+    assert await unset_setting(oncall, "test", "max_retries")
+    assert (await read_fleet_settings(reader, "test")).settings == ()

@@ -1,13 +1,15 @@
 """Roles on the fleet's store as Redis ACL users: what each kind of process may do, and nothing more.
 
 - member: runs a core in the fleet. The quota's functions (FCALL) and its namespace's keys, except the
-  command stream, which it may only read: a member cannot give the others orders.
+  command stream and the fleet-wide settings, which it may only read: a member cannot give the others orders.
 - reader: `medops fleet`, `medops --attach --read-only`: read-only on the namespace.
-- operator: a reader that may also add commands (pause, resume, set a limit), lift a model's blocks
+- operator: a reader that may also add commands (pause, resume, set a limit) and keep or remove the
+  fleet-wide settings (`medops fleet set --all`, `unset`), lift a model's blocks
   (`medops fleet clear`), forget members that left or died (`medops fleet forget`) and add or revoke the
   gateways' agent keys (`medops gateway key add/revoke`).
-- oncall: a member that may also add commands, for a console that runs its own core and acts on the fleet from
-  its Fleet tab or limits form (one connection URL serves both, so one user must hold both rights).
+- oncall: a member that may also add commands and keep fleet-wide settings, for a console that runs its own
+  core and acts on the fleet from its Fleet tab or limits form (one connection URL serves both, so one user
+  must hold both rights).
 
 Nobody but the store's admin may load the function library (FUNCTION LOAD would let one member replace the
 code every other namespace runs), so `medops fleet acl --apply` loads it when it creates the users.
@@ -46,6 +48,9 @@ LEGACY_WRITES: tuple[str, ...] = ("", "q:*", "members", "alive", "beat", "share"
 KEY_BOOK: tuple[str, ...] = ("gateway:keys", "gateway:key_names", "gateway:key_used")
 # A member's row (fleet/forget.py): an operator forgets members that left or died (`medops fleet forget`).
 FORGET_WRITES: tuple[str, ...] = ("members", "snap:*")
+# The fleet-wide settings (fleet/shared_settings.py): operators and oncall consoles set and unset them; members
+# and readers only read them.
+SETTINGS_WRITES: tuple[str, ...] = ("settings",)
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,8 @@ def role_rules(role: str, namespace: str) -> str:
     read = f"+@read -@dangerous %R~{p}*"
     if role in ("member", "oncall"):
         old = legacy_prefix(namespace)
-        writes = " ".join([f"%RW~{p}{key}" for key in MEMBER_WRITES + (("commands",) if role == "oncall" else ())]
+        extra = ("commands", *SETTINGS_WRITES) if role == "oncall" else ()
+        writes = " ".join([f"%RW~{p}{key}" for key in MEMBER_WRITES + extra]
                           + [f"%RW~{old}{key}" for key in LEGACY_WRITES])
         # @write brings FUNCTION LOAD and @scripting EVAL: both taken away again, FCALL given back.
         return f"{_CONNECTION} {read} +@write -@dangerous -@scripting +fcall +fcall_ro +function|list {writes}"
@@ -74,7 +80,7 @@ def role_rules(role: str, namespace: str) -> str:
         return f"{_CONNECTION} {read}"
     if role == "operator":
         # medops_clear names only the model's signal hash in KEYS; the other functions need the namespace.
-        keys = " ".join(f"%RW~{p}{key}" for key in KEY_BOOK + FORGET_WRITES)
+        keys = " ".join(f"%RW~{p}{key}" for key in KEY_BOOK + FORGET_WRITES + SETTINGS_WRITES)
         return (f"{_CONNECTION} {read} +xadd %RW~{p}commands +fcall +del %RW~{p}q:*:sig "
                 f"+hset +hsetnx +hdel +multi +exec {keys}")
     raise ConfigError(f"unknown store role {role!r}; use one of {', '.join(ROLES)}")

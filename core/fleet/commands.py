@@ -9,7 +9,9 @@ appended to the fleet's command stream; each member reads the stream at its
 heartbeat, carries out what is addressed to it through its own core's commands
 and writes an acknowledgement: applied, or refused and why. The issuer waits a
 few heartbeats and reports which applied, which refused, which did not answer,
-and a named target that is gone. Commands carry no patient data.
+and a named target that is gone. A limit set on every member is also kept in the
+store as a fleet-wide setting (`shared_settings`), for members that join later.
+Commands carry no patient data.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from redis.exceptions import NoPermissionError, RedisError
 
 from medops.core.errors import MedopsError
 from medops.core.fleet.entries import Malformed, Skips, text
+from medops.core.fleet.shared_settings import SETTINGS_KEY, entry, storable
 from medops.core.fleet.view import FleetUnavailable, read_fleet, read_sized
 from medops.core.fleet.wire import namespace_prefix
 from medops.core.inert_text import name as checked_name
@@ -180,6 +183,11 @@ async def issue(url: str, namespace: str, op: str, target: str = "*", key: str =
         store_user = whoami.decode(errors="replace") if isinstance(whoami, bytes) else str(whoami)
         command = Command(f"cmd-{uuid.uuid4().hex[:12]}", op, target, operator_name(), time.time(), key, value,
                           store_user)
+        if op == "set_limit" and target == "*" and not storable(key, value):
+            # Kept before it is sent: a member that joins from now on finds it (shared_settings); one that marked
+            # the stream's end before this is alive and gets the command.
+            await cast(Any, client.hset(f"{prefix}{SETTINGS_KEY}", key,
+                                        entry(value, command.operator, store_user, command.issued_at)))
         if target == "*" or target in alive:
             await client.xadd(f"{prefix}commands", {"command": json.dumps(command.__dict__)}, maxlen=COMMANDS_KEPT,
                               approximate=True)

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -98,6 +98,8 @@ class Fleet:
         self.snapshot_source: Callable[[], CoreSnapshot] | None = None  # what this member publishes
         self.command_handler: Handler | None = None  # carries out operators' commands on this member's core
         self._inbox: CommandInbox | None = None
+        self.on_join: Callable[[], Awaitable[None]] | None = None  # once the store first answers (shared_settings)
+        self._joined = False
         self._snapshot_cut = ""  # how the last published snapshot was cut to fit ("": whole)
 
     def _went_down(self) -> None:
@@ -135,6 +137,7 @@ class Fleet:
 
     async def start(self) -> None:
         await self.heartbeat()
+        await self._join_once()
         self._tasks = [asyncio.create_task(self._beat_loop(), name="medops-fleet-heartbeat"),
                        asyncio.create_task(self._drain(), name="medops-fleet-outbox")]
 
@@ -199,10 +202,28 @@ class Fleet:
             await self._clock.sleep(HEARTBEAT_INTERVAL)
             try:
                 await self.heartbeat()
+                await self._join_once()
                 await self.publish()
                 await self.take_commands()
             except Exception:  # the heartbeat must outlive any one bad answer
                 log.exception("fleet heartbeat failed")
+
+    async def _join_once(self) -> None:
+        """Once the store has answered: mark where the command stream ends, then run the join hook (it reads the
+        fleet-wide settings). A setting written after the mark comes as a command; one before it is in the store."""
+        if self._joined or not self.store.up:
+            return
+        await self.take_commands()
+        if self.command_handler is not None and self._inbox is None:
+            return  # the mark could not be taken: next beat
+        if self.on_join is not None:
+            try:
+                await self.on_join()
+            except (RedisError, OSError) as exc:
+                log.warning("the fleet-wide settings could not be read (%s): trying again next beat",
+                            type(exc).__name__)
+                return
+        self._joined = True
 
     async def take_commands(self) -> None:
         """Carry out the operators' commands addressed to this member since the last beat."""
