@@ -20,7 +20,7 @@ ROLES = ("member", "reader", "operator", "oncall")
 USES = {
     "member": "cores: medops ask, medops worker, medops gateway, the library in your agents",
     "reader": "medops fleet (list, --json), medops --attach --read-only (in a terminal or served to a browser)",
-    "operator": "medops fleet pause/resume/set/clear/forget, medops --attach (acting, no core of its own), "
+    "operator": "medops fleet pause/resume/set/unset/clear/forget, medops --attach (acting, no core of its own), "
                 "medops gateway key add/revoke",
     "oncall": "medops (the console with its own core) when it also acts on the fleet from its Fleet tab",
 }
@@ -31,14 +31,19 @@ def register(subparsers: Any) -> None:
                                                  "pause, resume or set a limit on them, clear a model's 429 blocks "
                                                  "and 498 holds, or create the store's ACL users (no core)")
     parser.add_argument("action", nargs="?", default="list",
-                        choices=("list", "pause", "resume", "set", "clear", "forget", "acl"),
-                        help="list (default); pause or resume intake; set KEY VALUE (a limit); clear MODEL "
+                        choices=("list", "pause", "resume", "set", "unset", "settings", "clear", "forget", "acl"),
+                        help="list (default); pause or resume intake; set KEY VALUE (a limit: with --all also "
+                             "kept in the store as a fleet-wide setting, which members that join later apply; "
+                             "with --instance, that member only, until it restarts); unset KEY (remove the "
+                             "fleet-wide value: members running keep the value they run until they restart, "
+                             "members that join later use their own); settings (the fleet-wide settings and the "
+                             "members running other values); clear MODEL "
                              "(operator: lift its blocks and holds); forget [INSTANCE|--left|--gone] (operator or "
                              "oncall: clear the rows of members that left or died); acl (print the member, reader, "
                              "operator and oncall users' ACL SETUSER lines, or create them with --apply)")
     parser.add_argument("setting", nargs="*", metavar="KEY VALUE",
-                        help="with set: the limit and its new value; with clear: the model; with forget: the "
-                             "member")
+                        help="with set: the limit and its new value; with unset: the limit; with clear: the "
+                             "model; with forget: the member")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--instance", metavar="ID", help="the member to act on (see medops fleet)")
     target.add_argument("--all", action="store_true", help="act on every member alive")
@@ -64,6 +69,8 @@ def fleet(args: argparse.Namespace) -> int:
         return acl(args)
     if args.action == "forget":
         return forget(args)
+    if args.action in ("settings", "unset"):
+        return fleet_settings(args) if args.action == "settings" else unset(args)
     if args.action != "list":
         return act(args)
     from medops.core.fleet.membership import fleet_namespace
@@ -134,11 +141,90 @@ def act(args: argparse.Namespace) -> int:
         print(f"medops fleet: {exc}", file=sys.stderr)
         return 2
     print(f"{command.describe()}, command {command.id}:")
+    kept = False
+    if args.action == "set" and args.all:
+        from medops.core.fleet.shared_settings import SHARED, storable
+
+        why = storable(key, value)
+        kept = not why
+        print(f"  not kept fleet-wide: {why}" if why else
+              f"  kept in the store as a fleet-wide setting: members that join later apply it"
+              f"{'' if key in SHARED else ' (unless they set their own)'} (see medops fleet settings)")
     if not acks:
         print("  no member alive to act on")
     for ack in acks:
         print(f"  {ack.status:<9} {ack.instance}  {ack.detail}")
-    return 0 if acks and all(ack.status == "applied" for ack in acks) else 1
+    # Kept fleet-wide with nobody alive: done (whoever joins applies it).
+    return 0 if (acks or kept) and all(ack.status == "applied" for ack in acks) else 1
+
+
+def fleet_settings(args: argparse.Namespace) -> int:
+    """The fleet-wide settings kept in the store, and the live members running other values."""
+    from medops.core.fleet.membership import fleet_namespace
+    from medops.core.fleet.shared_settings import overrides, read_fleet_settings, when
+    from medops.core.fleet.view import FleetUnavailable, read_fleet
+
+    if args.setting:
+        print("medops fleet settings: takes no KEY (it lists them all; add --json for one object)", file=sys.stderr)
+        return 2
+    settings = load(args).settings
+    namespace = fleet_namespace(settings, os.environ)
+    password = os.environ.get("MEDOPS_STORE_PASSWORD")
+    try:
+        stored = asyncio.run(read_fleet_settings(settings.store_url, namespace, password))
+        view = asyncio.run(read_fleet(settings.store_url, namespace, password))
+    except FleetUnavailable as exc:
+        print(f"medops fleet settings: {exc}", file=sys.stderr)
+        return 2
+    alive = {m.instance for m in view.members if m.state.present}
+    differ, silent = overrides(stored, {i: s for i, s in view.snapshots.items() if i in alive})
+    if args.json:
+        print(json.dumps({
+            "settings": [{"key": s.key, "value": s.value, "shared": s.shared, "set_by": s.set_by(),
+                          "store_user": s.store_user, "operator": s.operator, "set_at": s.at} for s in stored.settings],
+            "overrides": [dataclasses.asdict(o) for o in differ], "unpublished": silent,
+            "refused": list(stored.refused)}, sort_keys=True))
+        return 0
+    if not stored.settings:
+        print(f"no fleet-wide settings on namespace {namespace} (medops fleet set KEY VALUE --all keeps one)")
+    else:
+        print(f"fleet-wide settings on namespace {namespace} (members that join later apply them):")
+        for s in stored.settings:
+            wins = "wins over a member's own" if s.shared else "a member's own value other than the default wins"
+            print(f"  {s.key} = {s.value}  set by {s.set_by()} at {when(s.at)}  ({wins})")
+    for o in differ:
+        print(f"  {o.instance} overrides {o.key} = {o.value} (fleet-wide {o.fleet_value})")
+    if silent and stored.settings:
+        print(f"  publish no settings (an older medops, or a snapshot cut to its figures): {', '.join(silent)}")
+    for why in stored.refused:
+        print(f"! refused, not applied by any member: {why}")
+    return 0
+
+
+def unset(args: argparse.Namespace) -> int:
+    """Remove a fleet-wide value; members running keep what they run until they restart."""
+    from medops.core.fleet.membership import fleet_namespace
+    from medops.core.fleet.shared_settings import unset as remove
+    from medops.core.fleet.view import FleetUnavailable
+
+    if len(args.setting) != 1:
+        print("medops fleet unset: name the setting, e.g. medops fleet unset groq_concurrent", file=sys.stderr)
+        return 2
+    key = args.setting[0]
+    settings = load(args).settings
+    try:
+        removed = asyncio.run(remove(settings.store_url, fleet_namespace(settings, os.environ), key,
+                                     os.environ.get("MEDOPS_STORE_PASSWORD")))
+    except FleetUnavailable as exc:
+        print(f"medops fleet unset: {exc}", file=sys.stderr)
+        return 2
+    if not removed:
+        print(f"medops fleet unset: {key} has no fleet-wide value (medops fleet settings lists them)",
+              file=sys.stderr)
+        return 1
+    print(f"{key}: fleet-wide value removed; members running keep the value they run until they restart, members "
+          "that join later use their own")
+    return 0
 
 
 def clear(args: argparse.Namespace) -> int:

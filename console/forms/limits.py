@@ -2,9 +2,9 @@
 value, and see it applied at once or the core's reason for refusing it. A value set for a knob the
 auto-tuner sizes pins it; the value `auto` hands it back to the tuner. With a fleet store the form
 also offers the whole fleet: the change goes to every member through the store (`medops fleet set
-KEY VALUE --all` does the same) and each member's answer is shown: applied, refused and why, no
-answer, gone. Below, the history of changes across runs (console/forms/limit_history.py), refreshed
-after each change."""
+KEY VALUE --all` does the same: the value is kept in the store for members that join later) and each
+member's answer is shown: applied, refused and why, no answer, gone. Below, the history of changes across
+runs (console/forms/limit_history.py), refreshed after each change."""
 
 from __future__ import annotations
 
@@ -124,7 +124,8 @@ class LimitsScreen(ModalScreen[None]):
         self.query_one("#limit-key", Input).focus()
         if self.core.attached():  # said before anything is typed: there is no console core to change
             self.query_one("#limit-result", Label).update(
-                "Attached to the fleet: a change goes to every member, through the store; each answers.")
+                "Attached to the fleet: a change goes to every member, through the store; each answers. It is "
+                "kept for members that join later.")
 
     @on(Input.Changed, "#limit-key")
     def key_changed(self, event: Input.Changed) -> None:
@@ -167,7 +168,8 @@ class LimitsScreen(ModalScreen[None]):
     def scope_changed(self) -> None:
         """Say in words where the next change goes (the radio buttons differ by colour only)."""
         self.query_one("#limit-result", Label).update(
-            "The next change goes to every member of the fleet, through the store; each answers." if self.whole_fleet
+            "The next change goes to every member of the fleet, through the store; each answers. It is kept for "
+            "members that join later." if self.whole_fleet
             else "The next change applies to this console's core only.")
 
     @property
