@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -194,3 +197,23 @@ async def test_hostile_entries_are_refused_with_a_line_and_nothing_crashes(
         assert not any("\x1b" in m or "\x07" in m for m in said)
         assert any(m.startswith("applied fleet settings from the store: alert_cpu_percent=70 (was 90.0; set by "
                                 "store user ?'") for m in said)
+
+
+def test_a_cli_run_that_joins_later_says_on_stderr_what_it_applied(store_env: str, tmp_path: Path,
+                                                                    built_knowledge: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(["fleet", "set", "groq_concurrent", "5", "--all"], capsys)
+    assert code == 0 and "no member alive to act on" in out  # kept all the same: exit 0
+    data = tmp_path / "later"
+    data.mkdir(mode=0o700)
+    shutil.copyfile(built_knowledge, data / "knowledge.duckdb")
+    env = {k: v for k, v in os.environ.items() if k != "GROQ_API_KEY"}
+    env.update(MEDOPS_DATA_DIR=str(data), MEDOPS_GROQ_CONCURRENT="2")
+    run = subprocess.run([sys.executable, "-m", "medops", "status", "--json"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "applied fleet settings from the store: groq_concurrent=5 (was 2; set by store user default, " \
+        in run.stderr
+    status = json.loads(run.stdout)
+    assert {"key": "groq_concurrent", "value": "5"} in status["live_settings"]
+    assert status["limit_changes"][0]["by"].startswith("fleet settings in the store (set by ")
