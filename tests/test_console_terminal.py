@@ -283,12 +283,26 @@ def test_a_paste_without_bracketed_paste_lands_in_the_prompt_box_as_lines(tmux: 
     tmux.keys("3")
     assert wait_for(lambda: tmux.shows("^s Send")), tmux.screen()
     note = tmp_path / "note.txt"
-    note.write_text("chest pain since noon\nno fever\nBP 150/95\n")
+    note.write_text("64M, chest pain since noon radiating to the left arm\nno fever, BP 150/95, HR 104\n"
+                    "ECG: ST up in II, III\n")
     tmux.run("load-buffer", "-b", "note", str(note))
     tmux.run("paste-buffer", "-b", "note", "-t", tmux.session)  # no -p: the lines arrive as typed keys
-    assert wait_for(lambda: tmux.shows("chest pain since noon", "no fever", "BP 150/95")), tmux.screen()
+    assert wait_for(lambda: tmux.shows("radiating to the left arm", "no fever", "ST up in II")), tmux.screen()
     time.sleep(1.0)
     assert not tmux.shows("#1 triage"), tmux.screen()  # nothing sent
     tmux.keys("Enter")
     assert wait_for(lambda: tmux.shows("#1 triage")), tmux.screen()
     assert not tmux.shows("#2 triage"), tmux.screen()  # the three lines are one prompt
+
+
+def test_short_prompts_typed_ahead_in_one_write_are_each_sent(tmux: Tmux) -> None:
+    """Three prompts and their Enters in one write (typed ahead, or `tmux send-keys`): three requests, as typed.
+    Before, any line break with more after it in one read was a paste: all three sat unsent in the box."""
+    tmux.start(80, 24)
+    assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
+    tmux.keys("3")
+    assert wait_for(lambda: tmux.shows("^s Send")), tmux.screen()
+    tmux.keys("-l", "question 1\rquestion 2\rquestion 3\r")  # one write
+    assert wait_for(lambda: tmux.shows("#3 triage"), 30), tmux.screen()
+    assert wait_for(lambda: "waiting" not in tmux.screen() and "streaming" not in tmux.screen(), 30), tmux.screen()
+    assert not tmux.shows("#4") and not tmux.shows("question 1 question 2"), tmux.screen()
