@@ -24,6 +24,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.css.query import NoMatches
+from textual.geometry import Region
 from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
@@ -202,6 +203,7 @@ class MedopsApp(Polling, App[int]):
         self.display_paused = False
         self.latest: CoreSnapshot | None = None
         self.snapshots_applied = 0  # how many snapshots reached the panes (tests read it)
+        self._overview_regions: tuple[Region, ...] = ()  # where the Overview's panes were when last repainted
         self.core_started = False
         # A tick only asks; one fetch at a time, the ticks during it folded into one more (see Poller).
         self.snapshots: Poller[CoreSnapshot] = Poller(
@@ -417,6 +419,21 @@ class MedopsApp(Polling, App[int]):
             self.main.query_one(RequestsPane).apply(snapshot)
             self.main.query_one(PromptForm).intake_paused = snapshot.paused
             self._show_status()
+        self.call_after_refresh(self._repaint_overview_if_moved)
+
+    def _repaint_overview_if_moved(self) -> None:
+        """Repaint the whole Overview once its panes have moved or changed size.
+
+        Textual repaints a pane where it now is, but when the snapshot changes the panes' heights (the first one
+        does, from "waiting…" to the figures) it can miss cells a pane left: at 160x48 a row of the Pools pane's
+        side borders stayed under it (#28). Repainting the grid draws every cell no pane holds as background."""
+        if self._exit or not self.screen_stack:
+            return
+        grid = self.main.query_one("#overview-grid")
+        regions = tuple(child.region for child in grid.children)
+        if regions != self._overview_regions:
+            self._overview_regions = regions
+            grid.refresh()
 
     def _show_status(self) -> None:
         state = ConsoleState(self.refresh_interval, self.display_paused, self.theme,

@@ -14,9 +14,17 @@ the field was not left and the key typed a character there. The console binds no
 key; only ESC + `[` `O` `]` `P` `_` `^` `\\` still start a terminal's sequences.
 
 A terminal that does not bracket a paste (or tmux's paste-buffer without -p) delivers it
-as keys, its line breaks as Enter: each line was sent as its own prompt. Nobody types a
-line break and more after it within one read, so such a read (and the reads that follow
-it at once, a long paste's next pieces) is a paste: its lines land in the box as lines.
+as keys, its line breaks as Enter: each line was sent as its own prompt. Typing lands in
+one read too when the input thread was held up for a moment, or when keys come through a
+lagging link or `tmux send-keys`: short prompts typed ahead, each with its Enter, are
+meant to be sent one by one. So a read outside a bracketed paste is taken as a paste only
+when it is clearly one: a line break with more after it, and either PASTE_CHARACTERS
+characters or more (seconds of the fastest typing, all in one read) or PASTE_LINES lines
+or more. Such a read, and the reads that follow it at once (a long paste's next
+pieces), land in the box as lines, unsent. Anything smaller is keys, each Enter a send:
+a two- or three-line paste of short lines from a terminal that brackets nothing is sent
+line by line, the price of never holding back what was typed. Textual turns bracketed
+paste on, and most terminals and tmux honour it: there every real paste is a `Paste`.
 """
 
 from __future__ import annotations
@@ -39,7 +47,10 @@ from textual.message import Message
 ESC = "\x1b"
 ESC_PICTURE = "\u241b"  # ␛
 SEQUENCE_STARTS = frozenset("[O]P_^\\")  # after ESC: CSI, SS3, OSC, DCS, APC, PM, ST — the terminal speaking
-LINE_BREAK_THEN_MORE = re.compile(r"[\r\n].")  # in one read: a paste, not typing
+LINE_BREAK_THEN_MORE = re.compile(r"[\r\n].")  # in one read: a paste, or typing that bunched up
+LINE_BREAK = re.compile(r"\r\n|[\r\n]")
+PASTE_CHARACTERS = 64  # in one read with a line break inside: over 4 s of the fastest typing, so a paste
+PASTE_LINES = 4  # lines in one read: four prompts typed ahead without a glance at the screen is not typing
 PASTE_PIECES_WITHIN = 0.05  # seconds: a read this soon after an unbracketed paste is the paste's next piece
 
 
@@ -75,7 +86,7 @@ class PasteSafeParser(XTermParser):
             return False
         now = time.monotonic()
         following = self._unbracketed_at is not None and now - self._unbracketed_at < PASTE_PIECES_WITHIN
-        if following or LINE_BREAK_THEN_MORE.search(data):
+        if following or clearly_pasted(data):
             self._unbracketed_at = now
             self._tail = ""
             return True
@@ -139,6 +150,14 @@ class PasteSafeParser(XTermParser):
             self._held = rest[len(rest) - keep:]
             break
         return "".join(out)
+
+
+def clearly_pasted(data: str) -> bool:
+    """Whether one read outside a bracketed paste is too much to be typing: lines, and more than a typist's burst."""
+    if not LINE_BREAK_THEN_MORE.search(data):
+        return False  # one line, with or without its Enter: typed, or pasted and meant to be sent alike
+    lines = len(LINE_BREAK.findall(data)) + (not data.endswith(("\r", "\n")))  # the last one may lack its break
+    return len(data) >= PASTE_CHARACTERS or lines >= PASTE_LINES
 
 
 def _escape_key() -> events.Key:

@@ -574,3 +574,17 @@ async def test_the_help_lists_every_panes_keys_from_its_bindings(locations: Loca
         rows = app.key_list()
         for key, word in (("k", "Ack"), ("s", "Silence 1h"), ("u", "Unsilence")):
             assert any(k == key and text.startswith("Alerts") and word in text for k, text in rows), (key, rows)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_a_paused_intake_badge_in_the_quota_pane_is_never_broken_in_two(
+        locations: Locations, size: tuple[int, int]) -> None:
+    """The queue line and the badge are wider than the pane at both sizes: it wrapped as "intake" / "paused"."""
+    app, _ = make_app(locations)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        app.apply_snapshot(busy_snapshot(paused=True))
+        await pilot.pause()
+        lines = str(app.query_one(QuotaPane).render()).splitlines()
+        assert any("intake paused" in line for line in lines), lines
+        assert lines[0].rstrip().endswith("rej 2"), lines

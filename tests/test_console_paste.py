@@ -90,13 +90,27 @@ def test_an_escape_ending_one_read_joins_the_key_in_the_next() -> None:
     assert keys == ["x", "escape", "4", "up"]
 
 
+NOTE = "64M, chest pain since noon radiating to the left arm\rno fever, BP 150/95, HR 104\rECG: ST up in II, III\r"
+
+
 def test_lines_in_one_read_outside_a_bracketed_paste_are_one_paste() -> None:
     # A terminal without bracketed paste (or tmux's paste-buffer without -p) delivers a paste as keys: each line
     # break was Enter, and each line was sent as its own prompt.
-    events_seen = parsed(["chest pain since noon\rno fever\rBP 150/95\r"])
+    events_seen = parsed([NOTE])
     assert [type(e) for e in events_seen] == [events.Paste]
     paste = events_seen[0]
-    assert isinstance(paste, events.Paste) and paste.text == "chest pain since noon\rno fever\rBP 150/95\r"
+    assert isinstance(paste, events.Paste) and paste.text == NOTE
+
+
+def test_four_short_lines_in_one_read_are_one_paste() -> None:
+    events_seen = parsed(["BP 150/95\rHR 104\rT 37.2\rSpO2 97%"])
+    assert [type(e) for e in events_seen] == [events.Paste]
+
+
+def test_short_prompts_typed_ahead_in_one_read_are_keys_each_enter_a_send() -> None:
+    """Typed while the input thread was held up, or through `tmux send-keys`: each prompt is meant to be sent."""
+    keys = [e.key for e in parsed(["question 1\rquestion 2\rquestion 3\r"]) if isinstance(e, events.Key)]
+    assert keys.count("enter") == 3 and "".join(k for k in keys if len(k) == 1) == "question1question2question3"
 
 
 def test_a_line_and_its_enter_in_one_read_are_keys() -> None:

@@ -5,8 +5,9 @@ workers await that and post the page, so the UI loop never waits on DuckDB. The
 tab reads when it is shown, on r, and when a snapshot shows requests finished or
 alerts announced while it is on screen and following the newest rows; a hidden
 tab only notes that. With a store it reads the fleet's streams instead (every
-member's rows, with an instance column): a worker looks at the streams' newest
-ids at the refresh rate while the tab is shown, and reads a page when they moved.
+member's rows, with an instance column): its poller (console/poller.py) reads the
+streams' newest ids at the refresh rate while the tab is shown, and a page is read
+when they moved.
 Rows hold figures and ids only: prompt text is in neither, so it cannot reach here.
 """
 
@@ -21,13 +22,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.message import Message
-from textual.timer import Timer
 from textual.widgets import DataTable, Label, Static
 
 from medops.console import figures, times
 from medops.console.error_text import describe_error
 from medops.console.fleet_access import FleetHistory
 from medops.console.forms.core_handle import CoreHandle
+from medops.console.poller import Poller, Polling
 from medops.core.groq.requests import AGENTS
 
 if TYPE_CHECKING:
@@ -71,16 +72,7 @@ class PageFailed(Message):
         self.reason = reason
 
 
-class HeadsRead(Message):
-    """The fleet's streams' newest ids, or why they could not be read."""
-
-    def __init__(self, heads: StreamHeads | None, reason: str = "") -> None:
-        super().__init__()
-        self.heads = heads
-        self.reason = reason
-
-
-class HistoryPane(Vertical):
+class HistoryPane(Polling, Vertical):
     """Requests over alerts, each a scrollable table; o loads older rows into the focused one."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -110,9 +102,11 @@ class HistoryPane(Vertical):
         self._read_at: Any = None  # ... as they were at the latest reload
         self._now: float | None = None  # the latest snapshot's wall time, to show today's rows without a date
         self._agents_seen: set[str] = set()
-        self._looking = False  # a read of the streams' newest ids is out
         self._heads_error = ""
-        self._timer: Timer | None = None
+        # With a store: the streams' newest ids, read at the refresh rate while the tab is shown (see Poller).
+        self.heads: Poller[StreamHeads] = Poller(self, self._read_heads, group="history-heads",
+                                                 arrived=self._heads_read, failed=self._heads_failed,
+                                                 wanted=lambda: self.fleet is not None and self.is_on_screen)
 
     def compose(self) -> ComposeResult:
         yield Label("", id="history-title")
@@ -136,36 +130,21 @@ class HistoryPane(Vertical):
     def set_interval_seconds(self, seconds: float) -> None:
         """With a fleet store: look at its streams every `seconds` (the console's refresh interval) while shown."""
         self.interval = seconds
-        if self.fleet is None:
-            return
-        if self._timer is not None:
-            self._timer.stop()
-        self._timer = self.set_interval(seconds, self._look)
+        if self.fleet is not None:
+            self.heads.every(seconds)
 
-    def _look(self) -> None:
-        if self.fleet is not None and self.is_on_screen and not self._looking:
-            self._looking = True
-            self._read_heads(self.fleet)
+    async def _read_heads(self) -> StreamHeads:
+        assert self.fleet is not None
+        return await self.fleet.heads()
 
-    @work(exit_on_error=False, group="history-heads")
-    async def _read_heads(self, fleet: FleetHistory) -> None:
-        try:
-            heads = await fleet.heads()
-        except Exception as exc:  # the store away: said in the tab, which stays usable
-            self.post_message(HeadsRead(None, describe_error(exc)))
-        else:
-            self.post_message(HeadsRead(heads))
+    def _heads_failed(self, reason: str) -> None:
+        # the store away: said in the tab, which stays usable
+        self._heads_error = reason
+        self._titles()
 
-    @on(HeadsRead)
-    def _heads_read(self, message: HeadsRead) -> None:
-        message.stop()
-        self._looking = False
-        if message.heads is None:
-            self._heads_error = message.reason
-            self._titles()
-            return
+    def _heads_read(self, heads: StreamHeads) -> None:
         had_error, self._heads_error = self._heads_error, ""
-        self._activity = (message.heads.requests, message.heads.alerts)
+        self._activity = (heads.requests, heads.alerts)
         if self._activity == self._read_at and not had_error:
             return
         if any(self._loading.values()):
@@ -187,7 +166,7 @@ class HistoryPane(Vertical):
         scheduler = snapshot.scheduler
         self._now = snapshot.taken_at
         if self.fleet is not None:
-            return  # the fleet's streams say when history grew (`_look`), not this core's figures
+            return  # the fleet's streams say when history grew (`_heads_read`), not this core's figures
         self._activity = (scheduler.completed + scheduler.failed + scheduler.rejected,
                           tuple((alert.name, alert.updated_at) for alert in snapshot.alerts))
         if not self.is_on_screen or self._activity == self._read_at:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich.text import Text
+
 from medops.console import figures, times
 from medops.console.panes.pane import SnapshotPane, attached
 from medops.core.snapshot import CoreSnapshot, ModelQuota, SchedulerSnapshot, StoreSnapshot
@@ -23,7 +25,7 @@ class QuotaPane(SnapshotPane):
 
     def draw(self, snapshot: CoreSnapshot) -> str:
         quota = snapshot.quota
-        lines = [queue_line(snapshot.scheduler)]
+        lines = [queue_line(snapshot.scheduler, self.inner_width)]
         if quota.store is not None:
             lines.append(store_line(quota.store))
         if not quota.models:
@@ -41,13 +43,21 @@ class QuotaPane(SnapshotPane):
         return "\n".join(lines)
 
 
-def queue_line(scheduler: SchedulerSnapshot) -> str:
-    """Depth per priority, in flight against the cap, and lifetime outcomes."""
+INTAKE_PAUSED = "[reverse $warning] intake paused [/]"
+INTAKE_PAUSED_WIDTH = len(" intake paused ")
+
+
+def queue_line(scheduler: SchedulerSnapshot, width: int) -> str:
+    """Depth per priority, in flight against the cap, and lifetime outcomes; a paused intake said after them,
+    on the next line when the badge would not fit whole (wrapped, it broke in two: "intake" / "paused")."""
     depths = " ".join(f"{figures.text(q.priority[:4])} [b]{q.depth}[/]" for q in scheduler.queues) or "none"
-    intake = " [reverse $warning] intake paused [/]" if scheduler.paused else ""
-    return (f"queued {depths} │ flight [b]{scheduler.in_flight}[/]/{scheduler.concurrency}"
+    line = (f"queued {depths} │ flight [b]{scheduler.in_flight}[/]/{scheduler.concurrency}"
             f" │ done {figures.count(scheduler.completed)} fail {figures.count(scheduler.failed)}"
-            f" rej {figures.count(scheduler.rejected)}{intake}")
+            f" rej {figures.count(scheduler.rejected)}")
+    if not scheduler.paused:
+        return line
+    fits = len(Text.from_markup(line).plain) + 1 + INTAKE_PAUSED_WIDTH <= width
+    return f"{line}{' ' if fits else chr(10)}{INTAKE_PAUSED}"
 
 
 def store_line(store: StoreSnapshot) -> str:
