@@ -36,6 +36,7 @@ from medops.core.fleet.pace import hour_use
 from medops.core.fleet.publish import LEFT_KEEP
 from medops.core.fleet.store import MEMBER_TTL
 from medops.core.fleet.wire import Dimension, namespace_prefix
+from medops.core.groq.wait_reason import fleet_lines
 from medops.core.inert_text import name
 from medops.core.settings.redact import redact_url
 from medops.core.snapshot import CoreSnapshot
@@ -207,6 +208,8 @@ async def read_fleet(url: str, namespace: str, password: str | None = None, budg
                 snapshots[instance] = snap
             members.append(_row(instance, info, state, age, snap))
         windows = await _windows(client, prefix, now, keys, snapshots)
+        # each deferred request says whose requests the store lets go first (counted here, once, for every view)
+        snapshots = fleet_lines(snapshots, {m.instance for m in members if m.state.present})
     except (RedisError, OSError) as exc:
         raise FleetUnavailable(f"quota store {redact_url(url)} cannot be read ({type(exc).__name__}); "
                                "check store_url, MEDOPS_STORE_PASSWORD and that the store runs") from None
