@@ -58,7 +58,8 @@ class RequestsPane(Vertical):
         self.armed: str | None = None  # the request a first c asked to cancel: a second c confirms
         self.applied = 0  # snapshots drawn (tests wait on it)
         self._latest: CoreSnapshot | None = None
-        self._line: FleetLine | None = None  # the other members' requests, from the app's latest fleet reading
+        self._view: FleetView | None = None  # the app's latest reading of the fleet
+        self._line: tuple[FleetView, FleetLine] | None = None  # the members' requests in line, from that reading
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"waiting for the first snapshot…   {HINT}", style="dim"), id="requests-status")
@@ -86,17 +87,28 @@ class RequestsPane(Vertical):
     def show_fleet(self, view: FleetView) -> None:
         """Take a reading of the fleet: this core's requests the store put off say whose go first. Counted here,
         for display, from the reading the app already makes (a core reads no other member's snapshot)."""
-        self._line = FleetLine({m.instance: view.snapshots[m.instance] for m in view.members
-                                if m.state.present and m.instance in view.snapshots})
+        self._view = view
         if self.is_on_screen:
             self.fill()
+
+    def fleet_line(self) -> FleetLine | None:
+        """The members' requests in line from the latest reading, counted once per reading, when drawn."""
+        view = self._view
+        if view is None:
+            return None
+        if self._line is None or self._line[0] is not view:
+            self._line = view, FleetLine({m.instance: view.snapshots[m.instance] for m in view.members
+                                          if m.state.present and m.instance in view.snapshots})
+        return self._line[1]
 
     def shown_snapshot(self) -> CoreSnapshot | None:
         """The latest snapshot, its deferred rows given the fleet's line when this core is a member of one."""
         latest, store = self._latest, self._latest.quota.store if self._latest is not None else None
-        if latest is None or store is None or store.attached or self._line is None:
+        if latest is None or store is None or store.attached or not any(r.deferred for r in
+                                                                         latest.scheduler.requests):
             return latest  # attached: the rows come from the fleet's reading, their line given already
-        return with_fleet_line(store.instance, latest, self._line)
+        line = self.fleet_line()
+        return with_fleet_line(store.instance, latest, line) if line is not None else latest
 
     def fill(self) -> None:
         """Redraw the rows, keeping the cursor on the same request."""
