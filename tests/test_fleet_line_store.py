@@ -8,16 +8,20 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
+
+from medops.console.commands.requests import listing
 from medops.core.clock import SystemClock
+from medops.core.fleet.attached import fleet_snapshot
 from medops.core.fleet.membership import Fleet
 from medops.core.fleet.quota import make_fleet_quota
 from medops.core.fleet.store import QuotaStore
-from medops.core.fleet.view import read_fleet
+from medops.core.fleet.view import FleetView, read_fleet
 from medops.core.groq.quota import QuotaBook
 from medops.core.groq.requests import Priority, PromptRequest
 from medops.core.groq.scheduler import Scheduler
 from medops.core.settings.config import ModelLimits, Settings
-from medops.core.snapshot import CoreSnapshot, RequestRow
+from medops.core.snapshot import CoreSnapshot, RequestRow, StoreSnapshot
 from tests.redis_server import RedisServer
 
 MODEL = "test-model"
@@ -58,24 +62,26 @@ def prompt(request_id: str, priority: Priority, tokens: int) -> PromptRequest:
                          model=MODEL)
 
 
-async def row_as_read(url: str, member: str, request_id: str, says: str, within: float = 20.0) -> RequestRow:
-    """The request's row as a reader of the fleet sees it, once its reason says `says` (members beat each
-    second; the put-off request asks the store again every 2 s at the latest)."""
+async def read_when(url: str, member: str, request_id: str, says: str,
+                    within: float = 20.0) -> tuple[FleetView, RequestRow]:
+    """A reading of the fleet once the member's row for the request, as the member view and `medops requests`
+    show it, says `says` (members beat each second; the put-off request asks the store again every 2 s at the
+    latest); with that row."""
     ends = time.monotonic() + within
     last: RequestRow | None = None
     while time.monotonic() < ends:
         view = await read_fleet(url, NAMESPACE)
-        published = view.snapshots.get(member)
+        published = view.in_line(member)
         last = next((r for r in published.scheduler.requests if r.request_id == request_id), None) \
             if published is not None else None
         if last is not None and says in last.reason:
-            return last
+            return view, last
         await asyncio.sleep(0.2)
     raise AssertionError(f"{request_id} never said {says!r}; last: {last}")
 
 
 async def test_a_request_put_off_behind_another_members_critical_ones_says_whose_and_how_many(
-        redis_server: RedisServer) -> None:
+        redis_server: RedisServer, capsys: pytest.CaptureFixture[str]) -> None:
     async with core(redis_server.url, "vm-2") as ward, core(redis_server.url, "vm-1") as lab:
         tasks = [asyncio.create_task(ward.submit(prompt("big", Priority.NORMAL, 6_000)))]
         await asyncio.sleep(0.5)  # in flight at "Groq": 6,000 of the minute's 10,000 tokens held
@@ -84,9 +90,17 @@ async def test_a_request_put_off_behind_another_members_critical_ones_says_whose
         await asyncio.sleep(0.5)
         # this one fits the fleet's windows by itself, but the store lets vm-2's critical ones go first
         tasks.append(asyncio.create_task(lab.submit(prompt("small", Priority.NORMAL, 1_000))))
-        row = await row_as_read(redis_server.url, "vm-1", "small", "behind")
+        view, row = await read_when(redis_server.url, "vm-1", "small", "behind")
         assert row.deferred
         assert row.reason.startswith("behind 3 critical at vm-2 (fleet); the fleet has room in ")
+        # the same words on a console attached to the fleet (its Requests tab) and in `medops requests`
+        attached = fleet_snapshot(view, StoreSnapshot("redis://store", "", "up", None, 0.0, 0.0, 2, 0, 0.0, 0,
+                                                      attached=True))
+        merged = next(r for r in attached.scheduler.requests if r.request_id == "small")
+        assert (merged.member, merged.reason) == ("vm-1", row.reason)
+        listing(view, as_json=False)
+        printed = next(line for line in capsys.readouterr().out.splitlines() if " small " in line)
+        assert printed.startswith("vm-1 ") and printed.endswith(row.reason)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,5 +1,6 @@
 """Frozen screenshots (pytest-textual-snapshot) of the Fleet tab's member screen listing the requests that
-member published, at 80x24 and 160x48: scrolled to its requests, every row on one line, its columns aligned.
+member published, one put off by the store saying whose requests go first, at 80x24 and 160x48: scrolled to
+its requests, every row on its line, its columns aligned, no reason cut.
 
 Update after a deliberate change with `pytest tests/test_member_screen_snapshots.py --snapshot-update` and
 review the SVGs' text rows.
@@ -19,7 +20,7 @@ from medops.console.panes.member_screen import MemberScreen
 from medops.core.fleet.view import FleetView
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
-from medops.core.snapshot import RequestRow
+from medops.core.snapshot import CoreSnapshot, RequestRow, SchedulerSnapshot
 from tests.console_data import FrozenCore
 from tests.test_console_requests_snapshots import requests_snapshot
 from tests.test_console_snapshots import FLEET_READ_AT, SIZES, fixed_fleet, settle
@@ -30,15 +31,25 @@ MEMBER = "console-ward7-4121"
 
 
 def member_fleet() -> FleetView:
-    """The fixed fleet, its busy member holding the Requests tab's rows and one the store put off."""
+    """The fixed fleet, its busy member holding the Requests tab's rows and one the store put off behind the
+    critical ones of worker-lab-88 (stale: still in line) and the high one of worker-lab-90 (gone: not)."""
     view = fixed_fleet()
     published = replace(requests_snapshot(), taken_at=FLEET_READ_AT - 1)
     put_off = RequestRow("e19b2c07", "triage", "intake-ward7", "normal", "normal", "high", "llama-3.1-8b-instant",
-                         950, 6.0, 54.0, "waiting", "behind 3 critical at worker-lab-88, 1 high at worker-lab-90 "
-                         "(fleet); the fleet has room in 2 s", deferred=True)
+                         950, 6.0, 54.0, "waiting", "the fleet has room in 2 s", deferred=True)
     rows = (*published.scheduler.requests, put_off)
     published = replace(published, scheduler=replace(published.scheduler, requests=rows))
-    return replace(view, snapshots={MEMBER: published})
+
+    def waiting(request_id: str, effective: str) -> RequestRow:
+        return RequestRow(request_id, "triage", "", effective, effective, "critical", "llama-3.1-8b-instant", 900,
+                          20.0, None, "waiting", "tpm full")
+
+    def others(*ahead: RequestRow) -> CoreSnapshot:
+        return replace(published, scheduler=SchedulerSnapshot(requests=ahead, requests_held=len(ahead)))
+
+    return replace(view, snapshots={MEMBER: published, "worker-lab-88": others(*(waiting(f"c{i}", "critical")
+                                                                                 for i in range(3))),
+                                    "worker-lab-90": others(waiting("h1", "high"))})
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

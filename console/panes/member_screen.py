@@ -192,7 +192,7 @@ class MemberScreen(Polling, Screen[None]):
         self.reads += 1
         self.read_at = view.read_at
         self.member = next((m for m in view.members if m.instance == self.name_shown), None)
-        snapshot = view.snapshots.get(self.name_shown)
+        snapshot = view.in_line(self.name_shown)  # its put-off requests say whose go first
         if snapshot is not None:
             # An expired or unreadable snapshot keeps the last picture on screen: the title says how old it is.
             self.published, self.snapshot = snapshot, snapshot

@@ -97,8 +97,7 @@ class RequestsPane(Vertical):
         if view is None:
             return None
         if self._line is None or self._line[0] is not view:
-            self._line = view, FleetLine({m.instance: view.snapshots[m.instance] for m in view.members
-                                          if m.state.present and m.instance in view.snapshots})
+            self._line = view, view.line()
         return self._line[1]
 
     def shown_snapshot(self) -> CoreSnapshot | None:

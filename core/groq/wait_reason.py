@@ -10,12 +10,12 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import NamedTuple
 
 from medops.core.inert_text import name
-from medops.core.snapshot import CoreSnapshot, ModelQuota
+from medops.core.snapshot import CoreSnapshot, ModelQuota, RequestRow
 
 _COUNTS_TOKENS = {"rpm": False, "rpd": False, "tpm": True, "tpd": True}
 
@@ -81,57 +81,94 @@ class Ahead(NamedTuple):
     requests: int
 
 
+class Behind(NamedTuple):
+    """What is ahead of one request in the fleet's line: the first FLEET_NAMED (member, class) counts, highest
+    class first, then the most, then by member; and how many more requests beyond them."""
+
+    named: tuple[Ahead, ...] = ()
+    more: int = 0
+
+
+class _ModelLine:
+    """One model's line: each member's submission times per class (sorted), every member's merged per class,
+    and each class's members by how many they hold there (most first)."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[list[float]]] = {}
+        self.merged: list[list[float]] = []
+        self.by_count: list[list[tuple[str, int]]] = []
+
+    def seal(self) -> None:
+        for classes in self.times.values():
+            for times in classes:
+                times.sort()
+        self.merged = [sorted(t for classes in self.times.values() for t in classes[i]) for i in range(len(CLASSES))]
+        self.by_count = [sorted(((m, len(c[i])) for m, c in self.times.items() if c[i]), key=lambda p: (-p[1], p[0]))
+                         for i in range(len(CLASSES))]
+
+
 class FleetLine:
-    """Every member's requests standing in the fleet's line, by model, member and class, each class's
-    submission times sorted: what is ahead of one request is counted without walking every row.
+    """Every member's requests standing in the fleet's line, by model, class and member, with their submission
+    times sorted: what is ahead of one request is counted by bisection, not by walking every row; members are
+    walked one by one only to name those ahead in its own class.
 
     Built from published snapshots (untrusted): a row in an unknown class, or not waiting, is left out; a
     submission time is the snapshot's `taken_at` less the row's age (ages are finite: `snapshot_from_dict`)."""
 
     def __init__(self, snapshots: Mapping[str, CoreSnapshot]) -> None:
-        line: dict[str, dict[str, list[list[float]]]] = {}
+        self._models: dict[str, _ModelLine] = {}
         for member, snapshot in snapshots.items():
             for row in snapshot.scheduler.requests:
                 if row.state in IN_LINE and row.effective in CLASSES:
-                    classes = line.setdefault(row.model, {}).setdefault(member, [[] for _ in CLASSES])
+                    line = self._models.setdefault(row.model, _ModelLine())
+                    classes = line.times.setdefault(member, [[] for _ in CLASSES])
                     classes[CLASSES.index(row.effective)].append(snapshot.taken_at - max(0.0, row.age))
-        for members in line.values():
-            for classes in members.values():
-                for times in classes:
-                    times.sort()
-        self._line = line
+        for line in self._models.values():
+            line.seal()
 
-    def ahead(self, member: str, model: str, label: str, submitted: float) -> list[Ahead]:
+    def ahead(self, member: str, model: str, label: str, submitted: float) -> Behind:
         """Other members' requests for `model` ahead of one of `member`'s, in class `label`, submitted at wall
-        time `submitted`: those in a higher class, and those in the same class submitted earlier. Highest class
-        first, then the most, then by member."""
-        if label not in CLASSES:
-            return []
+        time `submitted`: every one in a higher class, and those in the same class submitted earlier."""
+        line = self._models.get(model)
+        if line is None or label not in CLASSES:
+            return Behind()
         rank = CLASSES.index(label)
-        found = []
-        for other, classes in self._line.get(model, {}).items():
-            if other == member:
-                continue
-            for index in range(rank + 1):
-                times = classes[index]
-                count = len(times) if index < rank else bisect.bisect_left(times, submitted)
-                if count:
-                    found.append(Ahead(other, CLASSES[index], count))
-        found.sort(key=lambda a: (CLASSES.index(a.label), -a.requests, a.member))
-        return found
+        own = line.times.get(member)
+        named: list[Ahead] = []
+        total = 0
+        for index in range(rank):  # a higher class: all of them go first
+            total += len(line.merged[index]) - (len(own[index]) if own else 0)
+            for other, count in line.by_count[index]:
+                if len(named) >= FLEET_NAMED:
+                    break
+                if other != member:
+                    named.append(Ahead(other, CLASSES[index], count))
+        same = bisect.bisect_left(line.merged[rank], submitted) - \
+            (bisect.bisect_left(own[rank], submitted) if own else 0)
+        total += same
+        if same and len(named) < FLEET_NAMED:  # its own class: those submitted earlier, member by member
+            earlier = [(other, bisect.bisect_left(classes[rank], submitted)) for other, classes in line.times.items()
+                       if other != member and classes[rank] and classes[rank][0] < submitted]
+            earlier.sort(key=lambda p: (-p[1], p[0]))
+            named += [Ahead(other, label, count) for other, count in earlier[:FLEET_NAMED - len(named)]]
+        return Behind(tuple(named), total - sum(a.requests for a in named))
+
+    def give(self, member: str, row: RequestRow, taken_at: float) -> RequestRow:
+        """`member`'s row (from its snapshot taken at `taken_at`) saying what is ahead of it in the line, before
+        its own reason; as it was if nothing is."""
+        words = behind_at(self.ahead(member, row.model, row.effective, taken_at - max(0.0, row.age)))
+        return replace(row, reason=f"{words}; {row.reason}") if words else row
 
 
-def behind_at(ahead: list[Ahead]) -> str:
+def behind_at(behind: Behind) -> str:
     """"behind 3 critical at vm-2, 1 high at vm-3 (fleet)": other members' requests the store lets go first; past
-    FLEET_NAMED pieces, the rest summed ("…, 7 more at 4 members"). Member names shown inert."""
-    if not ahead:
+    FLEET_NAMED pieces, the rest summed ("…, 7 more (fleet)"). Member names shown inert."""
+    if not behind.named:
         return ""
-    named = [f"{a.requests:,} {a.label} at {name(a.member)}" for a in ahead[:FLEET_NAMED]]
-    rest = ahead[FLEET_NAMED:]
-    if rest:
-        members = len({a.member for a in rest})
-        named.append(f"{sum(a.requests for a in rest):,} more at {members:,} member{'s' if members != 1 else ''}")
-    return f"behind {', '.join(named)} (fleet)"
+    pieces = [f"{a.requests:,} {a.label} at {name(a.member)}" for a in behind.named]
+    if behind.more:
+        pieces.append(f"{behind.more:,} more")
+    return f"behind {', '.join(pieces)} (fleet)"
 
 
 def with_fleet_line(member: str, snapshot: CoreSnapshot, line: FleetLine) -> CoreSnapshot:
@@ -141,16 +178,6 @@ def with_fleet_line(member: str, snapshot: CoreSnapshot, line: FleetLine) -> Cor
     for row in snapshot.scheduler.requests:
         if row.deferred and given < FLEET_ROWS:
             given += 1
-            words = behind_at(line.ahead(member, row.model, row.effective, snapshot.taken_at - max(0.0, row.age)))
-            if words:
-                row = replace(row, reason=f"{words}; {row.reason}")
+            row = line.give(member, row, snapshot.taken_at)
         rows.append(row)
     return replace(snapshot, scheduler=replace(snapshot.scheduler, requests=tuple(rows)))
-
-
-def fleet_lines(snapshots: Mapping[str, CoreSnapshot], present: Collection[str]) -> dict[str, CoreSnapshot]:
-    """Every member's published snapshot with the fleet's line in its deferred rows' reasons; only the `present`
-    members (still running) stand in the line: a gone member's last rows wait for nothing."""
-    line = FleetLine({member: snapshot for member, snapshot in snapshots.items() if member in present})
-    return {member: with_fleet_line(member, snapshot, line) if any(r.deferred for r in snapshot.scheduler.requests)
-            else snapshot for member, snapshot in snapshots.items()}
