@@ -3,6 +3,10 @@
 Pure functions over figures the scheduler already has (a model's quota snapshot,
 its wait for the request's tokens, the concurrency in use), so the words are
 tested without a scheduler. Never the request's text: ids, figures and names only.
+
+A request the fleet's store put off (`RequestRow.deferred`) is given its place in the
+fleet's line by a reader of the fleet (`FleetLine`): from the rows every member
+publishes with its snapshot, which other members' requests go first, by class.
 """
 
 from __future__ import annotations
