@@ -364,11 +364,14 @@ class MedopsApp(Polling, App[int]):
 
     def _fleet_shown(self) -> bool:
         """Whether a tick reads the fleet: while the Fleet tab, or the live Overview with its fleet line, is shown
-        (an open member view reads its member itself)."""
+        (an open member view reads its member itself), or the Requests tab of a fleet member (whose requests the
+        store puts off say whose go first)."""
         tab = self.showing_tab()
         if tab is None or isinstance(self.screen, MemberScreen):
             return False
-        return tab == "fleet" or (tab == "overview" and not self.display_paused)
+        store = self.latest.quota.store if self.latest is not None else None
+        member = store is not None and not store.attached
+        return tab == "fleet" or (not self.display_paused and (tab == "overview" or (tab == "requests" and member)))
 
     async def _read_fleet(self) -> FleetView:
         assert self.fleet_reader is not None
@@ -379,11 +382,13 @@ class MedopsApp(Polling, App[int]):
             return
         try:
             pane, vitals = self.main.query_one(FleetPane), self.main.query_one(VitalsPane)
+            requests = self.main.query_one(RequestsPane)
         except NoMatches:  # a reading that lands while the app is still composing or already closing
             return
         with self.batch_update():
             pane.show(view)
             vitals.show_fleet(fleet_line(view))
+            requests.show_fleet(view)
 
     def _fleet_failed(self, reason: str) -> None:
         if not self._exit and self.screen_stack:

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from medops.core.burn_rate import fleet_paced
 from medops.core.clock import Clock, SystemClock
 from medops.core.contract import CoreCommands
 from medops.core.documents.case_entry import store_document
@@ -52,6 +53,7 @@ from medops.core.snapshot import (
     CoreSnapshot,
     GatewaySnapshot,
     ModelQuota,
+    QuotaSnapshot,
     SettingValue,
     SlotsSnapshot,
 )
@@ -178,6 +180,11 @@ class ResourceCore(CoreCommands):
             await self._fleet.stop()  # its last settles go to the store, then it leaves the fleet
         await self._ledger.stop()  # last: it writes what the other parts recorded while stopping
 
+    def _quota_snapshot(self) -> QuotaSnapshot:
+        """The quota's windows; on a fleet whose store answers, with the organisation's pace (the burn rate)."""
+        quota = self._groq.quota_snapshot()
+        return fleet_paced(quota, self._fleet.pace()) if self._fleet is not None else quota
+
     def snapshot(self) -> CoreSnapshot:
         """One consistent, immutable view of every part."""
         uptime = self._clock.monotonic() - self._started_at if self._started_at is not None else 0.0
@@ -185,7 +192,7 @@ class ResourceCore(CoreCommands):
         return CoreSnapshot(taken_at=self._clock.wall(), uptime=uptime, paused=self._paused,
                             pools=(*self._executors.snapshots(), duckdb_pool, self._documents.pool_snapshot(),
                                    *self._groq.pools()),
-                            endpoint=self._groq.endpoint_info(), quota=self._groq.quota_snapshot(),
+                            endpoint=self._groq.endpoint_info(), quota=self._quota_snapshot(),
                             scheduler=self._groq.scheduler_snapshot(),
                             documents=self._documents.snapshot(), cache=query_cache,
                             knowledge=knowledge, ledger=self._ledger.snapshot(), system=self._tick.system(),

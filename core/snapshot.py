@@ -137,6 +137,7 @@ class RequestRow:
     attempt: int = 0  # HTTP attempts so far (the one in flight included)
     at_groq: float = 0.0  # seconds the attempt in flight has been at Groq
     member: str = ""  # the member holding it, on an attached view ("": this core's own)
+    deferred: bool = False  # the fleet's store put it off though the windows have room: others' requests go first
 
     @property
     def promoted(self) -> bool:

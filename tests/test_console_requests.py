@@ -135,3 +135,41 @@ async def test_read_only_refuses_cancel_and_priority(locations: Locations, slow_
         assert not task.done()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_fleet_members_tab_reads_the_fleet_and_says_whose_requests_go_first(locations: Locations) -> None:
+    from dataclasses import replace
+
+    from medops.core.fleet.view import FleetView
+    from medops.core.snapshot import SchedulerSnapshot, StoreSnapshot
+    from tests.console_data import FrozenCore, busy_snapshot
+    from tests.test_console_snapshots import fixed_fleet
+
+    store = StoreSnapshot("redis://store", "worker-lab-88", "up", None, 0.0, 0.0, 3, 3, 0.0, 0)
+    put_off = RequestRow("e19b2c07", "triage", "", "normal", "normal", "high", "llama-3.1-8b-instant", 950, 6.0,
+                         None, "waiting", "the fleet has room in 2 s", deferred=True)
+    base = busy_snapshot()
+    own = replace(base, quota=replace(base.quota, store=store),
+                  scheduler=replace(base.scheduler, requests=(put_off,), requests_held=1))
+    whole = fixed_fleet()  # console-ward7-4121 alive, worker-lab-88 (this core) stale, worker-lab-90 gone
+    ward = whole.snapshots["console-ward7-4121"]
+    critical = RequestRow("c1", "triage", "", "critical", "critical", "critical", "llama-3.1-8b-instant", 900, 30.0,
+                          None, "waiting", "tpm full")
+    reads: list[float] = []
+
+    async def read() -> FleetView:
+        reads.append(0.0)
+        ahead = replace(ward, scheduler=SchedulerSnapshot(requests=(critical, critical), requests_held=2))
+        return replace(whole, snapshots={"console-ward7-4121": ahead})
+
+    app = MedopsApp(Settings(refresh_interval=0.2), locations, core=FrozenCore(own), fleet_reader=read)
+    async with app.run_test(size=(160, 48)) as pilot:
+        assert await until(pilot, lambda: app.snapshots_applied > 0)
+        await pilot.press("8")
+        table = app.query_one("#requests-table", DataTable)
+        assert await until(pilot, lambda: cell(table, "e19b2c07", "wait").startswith("behind"))
+        assert cell(table, "e19b2c07", "wait") == \
+            "behind 2 critical at console-ward7-4121 (fleet); the fleet has room in 2 s"
+        assert app._fleet_shown()  # each tick reads the fleet while a member's Requests tab is shown
+        asked = len(reads)
+        assert await until(pilot, lambda: len(reads) > asked)  # the ticks go on reading it for this tab

@@ -49,3 +49,28 @@ def test_what_a_member_published_is_text_never_markup_nor_control_characters() -
     assert "[b]x" in line and "[/]" in line and "[red]behind" in line
     assert "\x1b" not in line and "\x07" not in line
     assert not text.spans  # no style came from the member's strings
+
+
+FLEET_REASON = "behind 3 critical at worker-lab-88, 1 high at worker-lab-90 (fleet); the fleet has room in 2 s"
+
+
+def test_no_line_is_wider_than_the_screen_gives_and_no_reason_is_lost() -> None:
+    from medops.console.panes.member_screen import COLUMNS_WIDTH
+
+    snapshot = holding(row("e19b2c07", FLEET_REASON, client="intake-ward7"), row("7f3a9c01", "at Groq, attempt 1"))
+    wide = requests_text(snapshot, width=158).plain.splitlines()
+    assert wide[2].endswith(FLEET_REASON) and wide[2].index("behind") == COLUMNS_WIDTH  # beside, in its column
+    narrow = requests_text(snapshot, width=78).plain.splitlines()
+    assert all(len(line) <= 78 for line in narrow)
+    # below its row, wrapped under itself: every word still there
+    assert narrow[1:3] == ["id             agent/key            prio            state", "  why it waits"]
+    assert narrow[4:6] == ["  behind 3 critical at worker-lab-88, 1 high at worker-lab-90 (fleet); the",
+                           "  fleet has room in 2 s"]
+    assert narrow[6].split() == ["7f3a9c01", "triage", "normal", "waiting"]
+
+
+def test_a_members_endless_reason_takes_three_lines_at_most() -> None:
+    for width, heading in ((158, 2), (78, 3)):
+        lines = requests_text(holding(row("r1", "word " * 400)), width=width).plain.splitlines()
+        assert len(lines) == heading + (3 if width > 100 else 4), lines  # narrow: the row, then its reason's 3
+        assert lines[-1].endswith("…") and all(len(line) <= width for line in lines)

@@ -63,8 +63,9 @@ def requests(args: argparse.Namespace) -> int:
 
 
 def listing(view: FleetView, as_json: bool) -> int:
-    """Each member's rows as it last published them (ids, figures and reasons; never prompt text)."""
-    members = sorted(view.snapshots.items())
+    """Each member's rows as it last published them (ids, figures and reasons; never prompt text); a row the
+    store put off says whose requests go first."""
+    members = sorted((instance, view.in_line(instance) or snapshot) for instance, snapshot in view.snapshots.items())
     if as_json:
         print(json.dumps({instance: {"held": snapshot.scheduler.requests_held,
                                      "requests": [dataclasses.asdict(r) for r in snapshot.scheduler.requests]}

@@ -92,7 +92,8 @@ def burn_lines(snapshot: CoreSnapshot) -> list[str]:
     lines = []
     for rate in burn_rates(snapshot.quota, snapshot.taken_at):
         first = f"; RUNS OUT before it frees (from {clock_time(rate.frees_at)})" if rate.runs_out_first else ""
-        lines.append(f"burn       {rate.model} {rate.window}: {rate.per_hour:,} in the last hour, "
+        fleet = " (fleet)" if rate.fleet else ""  # the organisation's windows and pace, from the store
+        lines.append(f"burn       {rate.model} {rate.window}{fleet}: {rate.per_hour:,} in the last hour, "
                      f"{rate.remaining:,} left; {out_words(rate, snapshot.taken_at)} at this pace{first}")
     return lines
 

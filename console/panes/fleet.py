@@ -238,5 +238,5 @@ class FleetPane(Vertical):
         name = event.row_key.value
         member = next((m for m in self.view.members if m.instance == name), None)
         if member is not None:
-            self.app.push_screen(MemberScreen(member, self.view.snapshots.get(name), self.view.read_at, self.reader,
+            self.app.push_screen(MemberScreen(member, self.view.in_line(name), self.view.read_at, self.reader,
                                               self.interval))

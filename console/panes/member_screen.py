@@ -8,6 +8,7 @@ shown as a summary of its figures. Names come from the store: shown as text.
 
 from __future__ import annotations
 
+import textwrap
 import time
 from typing import TYPE_CHECKING, ClassVar
 
@@ -37,7 +38,9 @@ if TYPE_CHECKING:
 MEMBER_REQUESTS = 12  # request rows listed at most: the screen is the member's overview, not its Requests tab
 # (heading, width) of each column the member's requests show; the wait reason takes the rest of the line
 REQUEST_COLUMNS = (("id", 14), ("agent/key", 20), ("prio", 15), ("state", 9))
-REASON_WIDTH = 60
+COLUMNS_WIDTH = sum(width + 1 for _, width in REQUEST_COLUMNS)  # each column and the space after it
+REASON_BESIDE = 40  # columns the reason needs beside the others; narrower, it goes on a line of its own
+REASON_LINES = 3  # lines one reason may take (a member's reason is its own text, up to TEXT_CHARS)
 
 
 def gateway_text(gateway: GatewaySnapshot | None) -> Text:
@@ -54,23 +57,66 @@ def gateway_text(gateway: GatewaySnapshot | None) -> Text:
     return out
 
 
-def requests_text(snapshot: CoreSnapshot, most: int = MEMBER_REQUESTS) -> Text:
+def cut(text: str, room: int) -> str:
+    """`text` in at most `room` characters, "…" marking a cut."""
+    return text if len(text) <= room else text[:max(0, room - 1)] + "…"
+
+
+def reason_lines(reason: str, room: int) -> list[str]:
+    """A wait reason in lines of at most `room` characters, at word breaks, REASON_LINES at most (the last cut
+    with "…" if more is left)."""
+    lines = textwrap.wrap(reason, max(1, room), break_on_hyphens=False) or [""]
+    if len(lines) > REASON_LINES:
+        lines = [*lines[:REASON_LINES - 1], cut(" ".join(lines[REASON_LINES - 1:]), room)]
+    return lines
+
+
+def requests_text(snapshot: CoreSnapshot, most: int = MEMBER_REQUESTS, width: int = 160) -> Text:
     """The member's requests as its snapshot lists them (most urgent first): id, agent or key, priority, state
-    and why it waits, at most `most` rows, then how many more it holds. Plain Text: it all came from the store."""
+    and why it waits, at most `most` rows, then how many more it holds; every line within `width` columns (the
+    reason beside the others when there is room for it, else on lines of its own below them, wrapped under
+    itself), so nothing runs out of its column. Plain Text: it all came from the store."""
     scheduler = snapshot.scheduler
     held, rows = scheduler.requests_held, scheduler.requests[:most]
     out = Text(f"Requests held: {held:,}", style="bold")
     if not rows:
         out.append("\nnone queued or in flight" if not held else "\nnone listed in its snapshot", style="dim")
         return out
-    out.append("\n" + " ".join(f"{name:<{width}}" for name, width in REQUEST_COLUMNS) + " why it waits")
+    beside = width - COLUMNS_WIDTH >= REASON_BESIDE
+    reason_at, room = ("", width - COLUMNS_WIDTH) if beside else ("\n  ", width - 2)
+    heading = " ".join(f"{name:<{w}}" for name, w in REQUEST_COLUMNS)
+    out.append(f"\n{heading} why it waits" if beside else f"\n{cut(heading.rstrip(), width)}{reason_at}why it waits")
     for row in rows:
         cells = (row.request_id, who(row), priority_text(row), row.state)
-        out.append("\n" + " ".join(f"{visible(cell)[:width]:<{width}}" for cell, (_, width) in
-                                   zip(cells, REQUEST_COLUMNS, strict=True)) + f" {visible(row.reason)[:REASON_WIDTH]}")
+        line = " ".join(f"{visible(cell)[:w]:<{w}}" for cell, (_, w) in zip(cells, REQUEST_COLUMNS, strict=True))
+        out.append("\n" + cut(line if beside else line.rstrip(), width))
+        lines = reason_lines(visible(row.reason), room)
+        out.append((" " if beside else reason_at) + lines[0])
+        for more in lines[1:]:  # under its own first line, never under another column
+            out.append("\n" + " " * (COLUMNS_WIDTH if beside else 2) + more)
     if held > len(rows):
         out.append(f"\n… {held - len(rows):,} more held, not listed here", style="dim")
     return out
+
+
+class MemberRequests(Static):
+    """The member's requests (`requests_text`), drawn for the width they are given and again when it changes."""
+
+    def __init__(self, snapshot: CoreSnapshot, *, id: str | None = "member-requests") -> None:
+        super().__init__(id=id)
+        self.snapshot = snapshot
+
+    def show(self, snapshot: CoreSnapshot) -> None:
+        self.snapshot = snapshot
+        self.draw()
+
+    def on_resize(self) -> None:
+        # after this layout pass: a height changed within it would not be laid out (the lines stayed cut)
+        self.call_after_refresh(self.draw)
+
+    def draw(self) -> None:
+        width = self.content_region.width
+        self.update(requests_text(self.snapshot, width=width if width > 0 else 80))
 
 
 class MemberScreen(Polling, Screen[None]):
@@ -108,11 +154,18 @@ class MemberScreen(Polling, Screen[None]):
                     pane.apply(self.snapshot)
                     yield pane
                 yield Static(gateway_text(self.snapshot.gateway), id="member-gateway")
-                yield Static(requests_text(self.snapshot), id="member-requests")
+                yield MemberRequests(self.snapshot)
         yield Footer()
 
     def on_mount(self) -> None:
         self.set_interval_seconds(self.interval)
+        self.call_after_refresh(self._lay_out)
+
+    def _lay_out(self) -> None:
+        """Lay the panes out again once they have drawn: a pane first drawn as this screen is shown keeps the
+        height of its placeholder line otherwise (seen: Vital signs, the quota and the pools one line each)."""
+        for pane in self.query(SnapshotPane):
+            pane.refresh(layout=True)
 
     def set_interval_seconds(self, seconds: float) -> None:
         """Read the member again every `seconds` (the console's refresh interval) while this view is open."""
@@ -139,7 +192,7 @@ class MemberScreen(Polling, Screen[None]):
         self.reads += 1
         self.read_at = view.read_at
         self.member = next((m for m in view.members if m.instance == self.name_shown), None)
-        snapshot = view.snapshots.get(self.name_shown)
+        snapshot = view.in_line(self.name_shown)  # its put-off requests say whose go first
         if snapshot is not None:
             # An expired or unreadable snapshot keeps the last picture on screen: the title says how old it is.
             self.published, self.snapshot = snapshot, snapshot
@@ -155,11 +208,12 @@ class MemberScreen(Polling, Screen[None]):
         if not grid.query(VitalsPane):
             await grid.remove_children()
             await grid.mount_all([VitalsPane(), QuotaPane(), PoolsPane(), SlotsPane(), Static(id="member-gateway"),
-                                  Static(id="member-requests")])
+                                  MemberRequests(snapshot)])
+            self.call_after_refresh(self._lay_out)
         for pane in grid.query(SnapshotPane):
             pane.apply(snapshot)
         self.query_one("#member-gateway", Static).update(gateway_text(snapshot.gateway))
-        self.query_one("#member-requests", Static).update(requests_text(snapshot))
+        self.query_one(MemberRequests).show(snapshot)
 
     def title_text(self) -> Text:
         """Who, how old the picture is, and a warning when the member is stale, gone or no longer listed."""

@@ -9,7 +9,7 @@ commands (attached to the fleet: to the member holding the request), and
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -23,7 +23,11 @@ from medops.console.forms.core_handle import STARTING, CoreHandle
 from medops.console.request_table import COLUMNS, PRIORITY_ORDER, RequestTable
 from medops.core.errors import MedopsError
 from medops.core.fleet.commands import operator_name
+from medops.core.groq.wait_reason import FleetLine, with_fleet_line
 from medops.core.snapshot import CoreSnapshot, RequestRow
+
+if TYPE_CHECKING:
+    from medops.core.fleet.view import FleetView
 
 HINT = "c cancel · + / - priority · s sort · / filter"
 RAISE = {"normal": "high", "high": "critical"}
@@ -54,6 +58,8 @@ class RequestsPane(Vertical):
         self.armed: str | None = None  # the request a first c asked to cancel: a second c confirms
         self.applied = 0  # snapshots drawn (tests wait on it)
         self._latest: CoreSnapshot | None = None
+        self._view: FleetView | None = None  # the app's latest reading of the fleet
+        self._line: tuple[FleetView, FleetLine] | None = None  # the members' requests in line, from that reading
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"waiting for the first snapshot…   {HINT}", style="dim"), id="requests-status")
@@ -78,12 +84,38 @@ class RequestsPane(Vertical):
     def on_show(self) -> None:
         self.fill()
 
+    def show_fleet(self, view: FleetView) -> None:
+        """Take a reading of the fleet: this core's requests the store put off say whose go first. Counted here,
+        for display, from the reading the app already makes (a core reads no other member's snapshot)."""
+        self._view = view
+        if self.is_on_screen:
+            self.fill()
+
+    def fleet_line(self) -> FleetLine | None:
+        """The members' requests in line from the latest reading, counted once per reading, when drawn."""
+        view = self._view
+        if view is None:
+            return None
+        if self._line is None or self._line[0] is not view:
+            self._line = view, view.line()
+        return self._line[1]
+
+    def shown_snapshot(self) -> CoreSnapshot | None:
+        """The latest snapshot, its deferred rows given the fleet's line when this core is a member of one."""
+        latest, store = self._latest, self._latest.quota.store if self._latest is not None else None
+        if latest is None or store is None or store.attached or not any(r.deferred for r in
+                                                                         latest.scheduler.requests):
+            return latest  # attached: the rows come from the fleet's reading, their line given already
+        line = self.fleet_line()
+        return with_fleet_line(store.instance, latest, line) if line is not None else latest
+
     def fill(self) -> None:
         """Redraw the rows, keeping the cursor on the same request."""
-        if self._latest is None:
+        latest = self.shown_snapshot()
+        if latest is None:
             return
-        self.model.rows = self._latest.scheduler.requests
-        self.held = self._latest.scheduler.requests_held
+        self.model.rows = latest.scheduler.requests
+        self.held = latest.scheduler.requests_held
         table = self.query_one("#requests-table", DataTable)
         selected = self.selected()
         rows = self.model.shown()

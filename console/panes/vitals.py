@@ -100,14 +100,15 @@ def burn_line(snapshot: CoreSnapshot) -> str:
     rates = sorted((r for r in burn_rates(snapshot.quota, now) if r.per_hour > 0),
                    key=lambda r: r.runs_out_at if r.runs_out_at is not None else math.inf)
     several = len({r.model for r in rates}) > 1
-    shown = "burn"
+    head = "burn (fleet)" if any(r.fleet for r in rates) else "burn"  # the organisation's pace, from the store
+    shown = head
     for rate in rates:
         name = f"{rate.model[:MODEL_COLUMN // 2]} " if several else ""
         piece = f"{name}{rate.window} {figures.count(rate.per_hour)}/h {out_words(rate, now)}"
         if len(Text.from_markup(shown).plain) + len(piece) + 3 > LINE_WIDTH:
             return shown + " …"
         drawn = f"[b reverse]{figures.text(piece)}[/]" if rate.runs_out_first else figures.text(piece)
-        shown += (" · " if shown != "burn" else " ") + drawn
+        shown += (" · " if shown != head else " ") + drawn
     return shown if rates else ""
 
 

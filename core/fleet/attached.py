@@ -29,6 +29,7 @@ from medops.core.fleet.commands import ANSWER_WAIT, Acknowledgement, Command, is
 from medops.core.fleet.membership import fleet_namespace
 from medops.core.fleet.view import FleetUnavailable, FleetView, FleetWindow, read_fleet
 from medops.core.groq.scheduler import REQUEST_ROWS, UnknownRequest
+from medops.core.groq.wait_reason import FleetLine
 from medops.core.ledger.history import AlertHistory, Before, RequestHistory
 from medops.core.ledger.limit_history import LimitChangeHistory
 from medops.core.ledger.metric_history import MetricHistory
@@ -394,10 +395,15 @@ def _scheduler(snapshots: Iterable[CoreSnapshot]) -> SchedulerSnapshot:
 
 def _requests(snapshots: Mapping[str, CoreSnapshot]) -> tuple[RequestRow, ...]:
     """Every member's published request rows, each labelled with its member, at most `REQUEST_ROWS`: in flight
-    first, then by how long they have waited (the members' send orders cannot be interleaved exactly)."""
+    first, then by how long they have waited (the members' send orders cannot be interleaved exactly). A row
+    the store put off says whose requests go first (`snapshots` holds the members still running only)."""
     rows = [replace(row, member=name) for name, snap in snapshots.items() for row in snap.scheduler.requests]
     rows.sort(key=lambda r: (r.state != "sending", -r.age))
-    return tuple(rows[:REQUEST_ROWS])
+    shown = rows[:REQUEST_ROWS]
+    if any(row.deferred for row in shown):
+        line = FleetLine(snapshots)
+        shown = [line.give(row.member, row, snapshots[row.member].taken_at) if row.deferred else row for row in shown]
+    return tuple(shown)
 
 
 def _pools(snapshots: Iterable[CoreSnapshot]) -> tuple[PoolSnapshot, ...]:

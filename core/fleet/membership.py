@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,6 +26,7 @@ from medops.core.clock import Clock
 from medops.core.fleet.commands import CommandInbox, Handler
 from medops.core.fleet.entries import SNAPSHOT_BYTES
 from medops.core.fleet.forget import drop_rows
+from medops.core.fleet.pace import PACE_INTERVAL, PACE_KEPT, fleet_pace
 from medops.core.fleet.publish import (
     ALERT_STREAM,
     ALERT_STREAM_MAXLEN,
@@ -101,6 +103,8 @@ class Fleet:
         self.on_join: Callable[[], Awaitable[None]] | None = None  # once the store first answers (shared_settings)
         self._joined = False
         self._snapshot_cut = ""  # how the last published snapshot was cut to fit ("": whole)
+        self._pace: dict[str, tuple[int, int]] = {}  # the fleet's last hour per model (requests, tokens)
+        self._pace_at = -math.inf  # monotonic time of that reading
 
     def _went_down(self) -> None:
         for quota in self.quotas.values():
@@ -203,6 +207,8 @@ class Fleet:
             try:
                 await self.heartbeat()
                 await self._join_once()
+                if self._clock.monotonic() - self._pace_at >= PACE_INTERVAL:
+                    await self.read_pace()
                 await self.publish()
                 await self.take_commands()
             except Exception:  # the heartbeat must outlive any one bad answer
@@ -224,6 +230,22 @@ class Fleet:
                             type(exc).__name__)
                 return
         self._joined = True
+
+    async def read_pace(self) -> None:
+        """Read what entered the fleet's day windows in the last hour (each model's burn rate is the
+        organisation's while the store answers); read only, every PACE_INTERVAL, after a heartbeat."""
+        if not self.store.up or not self.quotas:
+            return
+        try:
+            now_ms = self.store.to_store_wall_ms(self._clock.wall())
+            self._pace = await fleet_pace(self.store.client, self.wire.prefix, tuple(self.quotas), now_ms)
+            self._pace_at = self._clock.monotonic()
+        except (RedisError, OSError) as exc:  # the burn rate waits for the next reading
+            log.warning("the fleet's pace not read this beat (%s)", type(exc).__name__)
+
+    def pace(self) -> dict[str, tuple[int, int]]:
+        """The fleet's last hour per model, (requests, tokens), if read within PACE_KEPT; else none."""
+        return self._pace if self._clock.monotonic() - self._pace_at <= PACE_KEPT else {}
 
     async def take_commands(self) -> None:
         """Carry out the operators' commands addressed to this member since the last beat."""

@@ -36,6 +36,7 @@ from medops.core.fleet.pace import hour_use
 from medops.core.fleet.publish import LEFT_KEEP
 from medops.core.fleet.store import MEMBER_TTL
 from medops.core.fleet.wire import Dimension, namespace_prefix
+from medops.core.groq.wait_reason import FleetLine, with_fleet_line
 from medops.core.inert_text import name
 from medops.core.settings.redact import redact_url
 from medops.core.snapshot import CoreSnapshot
@@ -164,6 +165,19 @@ class FleetView:
     def default_model(self) -> str:
         """The default model most members run with ('' before any has published)."""
         return _default_model(self.snapshots)
+
+    def line(self) -> FleetLine:
+        """The requests of the members still running, standing in the fleet's line (a gone member's last rows
+        wait for nothing). Counted when asked, by the views that show request rows, not on every reading."""
+        present = {m.instance for m in self.members if m.state.present}
+        return FleetLine({name: snap for name, snap in self.snapshots.items() if name in present})
+
+    def in_line(self, instance: str) -> CoreSnapshot | None:
+        """The member's published snapshot, each request the store put off saying whose requests go first."""
+        published = self.snapshots.get(instance)
+        if published is None or not any(row.deferred for row in published.scheduler.requests):
+            return published
+        return with_fleet_line(instance, published, self.line())
 
 
 def _default_model(snapshots: Mapping[str, CoreSnapshot]) -> str:

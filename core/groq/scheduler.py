@@ -940,7 +940,8 @@ class Scheduler:
             effective = effective_priority(ticket.priority, now - ticket.submitted_at, bound)
             before = ahead.setdefault(model, {p.label: 0 for p in PRIORITIES_HIGH_FIRST})
             wait = self._why_waiting(ticket, now, wall, store is not None and store.state == "seeding",
-                                     store is not None, quotas, waits, before)
+                                     store is not None, quotas, waits, before,
+                                     store is not None and store.state == "up")
             if ticket.state is TicketState.WAITING:
                 before[effective.label] += 1
             request = ticket.request
@@ -950,13 +951,15 @@ class Scheduler:
                 ticket.deadline_at - now if ticket.deadline_at is not None else None,
                 ticket.state.value,  # type: ignore[arg-type]  # held: never new or done
                 wait.reason, wait.until, ticket.attempts,
-                now - ticket.sent_at if ticket.state is TicketState.SENDING and ticket.sent_at is not None else 0.0))
+                now - ticket.sent_at if ticket.state is TicketState.SENDING and ticket.sent_at is not None else 0.0,
+                deferred=wait.deferred))
         return tuple(rows)
 
     def _why_waiting(self, ticket: _Ticket, now: float, wall: float, seeding: bool, fleet: bool,
                      quotas: dict[str, ModelQuota], waits: dict[tuple[str, int], Wait | None],
-                     before: dict[str, int]) -> Wait:
-        """One request's wait in words. `quotas` and `waits` keep each model's answers for the other rows."""
+                     before: dict[str, int], store_up: bool = False) -> Wait:
+        """One request's wait in words. `quotas` and `waits` keep each model's answers for the other rows.
+        Put off by a store that answers while the fleet's windows have room: `deferred` (its line decided)."""
         state = ticket.state
         if state is TicketState.SENDING:
             return Wait(f"at Groq, attempt {ticket.attempts}")
@@ -987,12 +990,13 @@ class Scheduler:
         queue = self._ready.get(model)
         if found is None and queue is not None and queue.next_room_at > now:
             left = queue.next_room_at - now
-            found = Wait(f"{'the fleet' if fleet else 'the quota'} has room in {seconds(left)}", wall + left)
+            found = Wait(f"{'the fleet' if fleet else 'the quota'} has room in {seconds(left)}", wall + left,
+                         deferred=store_up)
         if found is None and self._in_flight >= self.concurrency:
             found = Wait(f"concurrency cap {self._in_flight}/{self.concurrency}")
         if found is None:
             return Wait(queue_behind or "next to send")
-        return Wait(f"{found.reason}; {queue_behind}", found.until) if queue_behind else found
+        return Wait(f"{found.reason}; {queue_behind}", found.until, found.deferred) if queue_behind else found
 
     def waiting_for(self, model: str) -> int:
         """Requests queued for one model (ready, or backing off before another attempt), for per-model views."""

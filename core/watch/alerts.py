@@ -135,7 +135,7 @@ class BurnRateRule:
     """A day window (rpd, tpd) that, at the last hour's pace, runs out before it frees.
 
     Damped as every rule is (it must hold `alert_open_after`); the pace is the organisation's on an attached
-    view and the quota's own records otherwise."""
+    view and on a member while the store answers ("(fleet)"), the quota's own records otherwise."""
 
     def check(self, snapshot: CoreSnapshot, settings: Settings) -> Iterable[Condition]:
         store = snapshot.quota.store
@@ -144,8 +144,9 @@ class BurnRateRule:
         for rate in burn_rates(snapshot.quota, snapshot.taken_at):
             if rate.runs_out_at is not None and rate.runs_out_first:
                 hours = (rate.runs_out_at - snapshot.taken_at) / HOUR
+                fleet = " (fleet)" if rate.fleet else ""
                 yield Condition(f"burn_rate:{rate.model}:{rate.window}", "burn_rate", WARNING,
-                                f"{rate.model} {rate.window} {out_words(rate, snapshot.taken_at)} at this pace "
+                                f"{rate.model} {rate.window}{fleet} {out_words(rate, snapshot.taken_at)} at this pace "
                                 f"({rate.per_hour:,} in the last hour, {rate.remaining:,} of {rate.limit:,} left); "
                                 f"it frees from {time.strftime('%H:%M', time.localtime(rate.frees_at))}", hours)
 
