@@ -95,3 +95,13 @@ async def settle(rounds: int = 20) -> None:
 def format_wall(seconds: float) -> str:
     """A wall-clock time as ISO 8601 UTC, for display and JSON."""
     return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="seconds")
+
+
+def wall_text(wall: float, now: float) -> str:
+    """A wall time as an operator reads it, local: "14:02:11" today, "tomorrow 14:02:11", else "12-08 14:02:11".
+    A day window's end is a day away: a bare "held until 14:02:11" read as minutes from now (or already past)."""
+    moment, today = datetime.fromtimestamp(wall).astimezone(), datetime.fromtimestamp(now).astimezone()
+    days = (moment.date() - today.date()).days
+    if days == 0:
+        return f"{moment:%H:%M:%S}"
+    return f"tomorrow {moment:%H:%M:%S}" if days == 1 else f"{moment:%m-%d %H:%M:%S}"

@@ -4,6 +4,7 @@ the sum of their parts, and what is held without being anyone's use is shown as 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from medops.core.fleet.quota import FleetQuota
 from medops.core.fleet.view import FleetWindow, read_fleet
@@ -15,6 +16,7 @@ from tests.fleet_helpers import MODEL, admit, fleet_of, member
 from tests.redis_server import RedisServer
 
 LIMITS = ModelLimits(rpm=10, rpd=1_000, tpm=100_000, tpd=1_000_000)
+ROOMY = ModelLimits(rpm=100, rpd=1_000, tpm=100_000, tpd=1_000_000)
 
 
 async def _publish(*quotas: FleetQuota) -> None:
@@ -136,3 +138,37 @@ async def test_an_empty_restart_raises_one_alert_that_windows_are_held_not_one_p
     conditions = list(QuotaRule().check(snapshot, Settings()))
     assert [c.key for c in conditions] == ["quota_held"]
     assert "restarted empty: 4 windows of 2 models held until " in conditions[0].message
+
+
+async def test_after_an_empty_restart_the_day_held_counts_the_parts_of_members_that_left_or_died(
+        redis_server: RedisServer) -> None:
+    # The trial: "rpd 155" before an empty restart read "rpd 9 + 30 held until 19:46:10" after it. The reader
+    # looked up carried parts only for the members listed now, and the old store's list is gone with it.
+    async with member(redis_server.url, ROOMY, "a", seed_grace=0.5) as a:
+        async with member(redis_server.url, ROOMY, "b", seed_grace=0.5) as b:
+            await _use(b, 20)  # then b leaves cleanly
+        async with member(redis_server.url, ROOMY, "c", seed_grace=0.5) as c:
+            await _use(c, 30)
+            for task in fleet_of(c)._tasks:
+                task.cancel()  # c dies: no beat, no leaving, never writes its day back
+            await _use(a, 9)
+            for _ in range(3):
+                await fleet_of(a).heartbeat()
+            redis_server.restart_empty()
+            for _ in range(4):
+                await fleet_of(a).heartbeat()
+            await _publish(a)
+            rpd = await _window(redis_server.url, "rpd")
+            own = a.snapshot().windows[1]
+    # b's 20 and c's 30 as last seen, and a minute's limit (100) for what nobody saw: held, not a's use.
+    assert (rpd.used, dict(rpd.parts), rpd.held, rpd.held_why) == (9, {"a": 9}, 150, "store restarted")
+    assert (own.used, own.held) == (9, 150)  # the member's own view reads the same
+    assert " held until tomorrow " in rpd.figures() or rpd.held_until - time.time() < 3600
+
+
+async def _use(quota: FleetQuota, requests: int) -> None:
+    for _ in range(requests):
+        reservation = await admit(quota, 10)
+        assert isinstance(reservation, Reservation)
+        quota.settle(reservation, 5)
+    await asyncio.wait_for(fleet_of(quota).flush(), timeout=10)

@@ -9,6 +9,7 @@ from rich.text import Text
 
 from medops.console import figures, times
 from medops.console.panes.pane import SnapshotPane, attached
+from medops.core.clock import wall_text
 from medops.core.snapshot import CoreSnapshot, ModelQuota, SchedulerSnapshot, StoreSnapshot
 
 WINDOW_ORDER = ("rpm", "rpd", "tpm", "tpd")
@@ -104,7 +105,7 @@ def model_lines(model: ModelQuota, width: int, *, default: bool = False) -> list
         lines.append(f" {window.name:<3} {figures.bar(window.used, window.limit, bar_width)} {used:>12}{own}"
                      f" reset {figures.duration(window.reset_in) if window.used else '-':>6}{blocked}")
         if window.held:
-            ends = time.strftime("%H:%M:%S", time.localtime(window.held_until))
+            ends = wall_text(window.held_until, time.time())
             lines.append(f"     [dim]{window.name} {figures.count(window.held)} held until {ends} "
                          f"({figures.text(window.held_why)})[/]")
         if any(part for _, part in window.parts):

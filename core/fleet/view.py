@@ -19,6 +19,7 @@ from typing import Any, cast
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from medops.core.clock import wall_text
 from medops.core.errors import ConfigError
 from medops.core.fleet.entries import (
     MAX_MEMBERS,
@@ -131,8 +132,7 @@ class FleetWindow:
         parts = ", ".join(f"{member} {n:,}" for member, n in sorted(self.parts.items()) if n)
         line = f"{self.model} {self.name}: {self.used:,}/{self.limit:,}" + (f"  ({parts})" if parts else "")
         if self.held:
-            ends = time.strftime("%H:%M:%S", time.localtime(self.held_until))
-            line += f"; {self.held:,} held until {ends} ({self.held_why})"
+            line += f"; {self.held:,} held until {wall_text(self.held_until, time.time())} ({self.held_why})"
         return line
 
 
@@ -220,7 +220,7 @@ async def read_fleet(url: str, namespace: str, password: str | None = None, budg
             if snap is not None:
                 snapshots[instance] = snap
             members.append(_row(instance, info, state, age, snap))
-        windows = await _windows(client, prefix, now, keys, snapshots)
+        windows = await _windows(client, prefix, now, keys, snapshots, skips)
     except (RedisError, OSError) as exc:
         raise FleetUnavailable(f"quota store {redact_url(url)} cannot be read ({type(exc).__name__}); "
                                "check store_url, MEDOPS_STORE_PASSWORD and that the store runs") from None
@@ -301,11 +301,12 @@ def _row(name: str, info: Description, state: MemberState, age: float, snap: Cor
 MINUTE_MS, DAY_MS = 60_000, 86_400_000
 MAX_ATTEMPT_MS = 600_000  # as quota.lua: the longest attempt, which bounds how long an emptied store's minute is held
 RESTARTED = "store restarted"
+CARRY_BYTES = 160  # quota.lua writes "until_min until_day u1 u2 u3 u4": six numbers
 GROQ_COUNTS_MORE = "Groq counts more"
 
 
 async def _windows(client: redis.Redis, prefix: str, now: float, keys: Sequence[bytes],
-                   snapshots: Mapping[str, CoreSnapshot]) -> tuple[FleetWindow, ...]:
+                   snapshots: Mapping[str, CoreSnapshot], skips: Skips) -> tuple[FleetWindow, ...]:
     """The organisation's windows from one reading of the store's state per model: each member's part (settled in
     the window + in flight, as the admissions count them) and, apart, what is held without being anyone's use:
     parts carried over an emptied store, its minute held full, what Groq counts beyond the fleet. The total is
@@ -320,21 +321,22 @@ async def _windows(client: redis.Redis, prefix: str, now: float, keys: Sequence[
     async with client.pipeline(transaction=False) as pipe:
         pipe.get(f"{prefix}epoch_at")
         pipe.smembers(f"{prefix}seeded")
-        carriers = [*keys, b"?"]  # "?": what the fleet held beyond the parts anyone saw
         for model in names:
             pipe.hmget(f"{prefix}q:{model}:sum", ["mr", "dr", "mt", "dt", "fr", "ft"])
             pipe.hmget(f"{prefix}q:{model}:sig", [f"{k}{d}" for k in "xus" for d in range(1, 5)])
             pipe.hmget(f"{prefix}q:{model}:part", [k + f"|{d}".encode() for k in keys for d in range(1, 5)])
-            pipe.hmget(f"{prefix}q:{model}:carry", carriers)
+            pipe.hlen(f"{prefix}q:{model}:carry")
             pipe.get(f"{prefix}q:{model}:fresh")
         replies = await pipe.execute()
+    carries = [await _carry(client, f"{prefix}q:{model}:carry", int(replies[5 + 5 * i] or 0), skips)
+               for i, model in enumerate(names)]
     hour = await hour_use(client, prefix, names, now_ms)
     epoch_at = _numbers([replies[0]])[0]
     seeded = {bytes(m) for m in replies[1] or ()}
     rows = []
     for i, model in enumerate(names):
         sums, sig, parts = (_numbers(r) for r in replies[2 + 5 * i: 5 + 5 * i])  # sums: the flights, for the pace
-        carry = _carried(replies[5 + 5 * i], carriers, seeded, now_ms)
+        carry = _carried(*carries[i], seeded, now_ms)
         fresh = min(_numbers([replies[6 + 5 * i]])[0], epoch_at + MINUTE_MS + MAX_ATTEMPT_MS)
         for d, window in enumerate(DIMENSIONS):
             own = {member_name(k): max(0, int(parts[4 * j + d])) for j, k in enumerate(keys)}
@@ -351,6 +353,18 @@ async def _windows(client: redis.Redis, prefix: str, now: float, keys: Sequence[
             if used or held or model == default:
                 rows.append(FleetWindow(name(model), window, used, limit, own, last_hour, held, until / 1000, why))
     return tuple(rows)
+
+
+async def _carry(client: redis.Redis, key: str, count: int, skips: Skips) -> tuple[list[bytes | None], list[bytes]]:
+    """An emptied store's carried parts: every member's, not only the members listed now (the old store's members
+    are gone from the new one's list, and a member that left or died never writes its own day back), and "?".
+    Names by HRANDFIELD, each value measured first; at most MAX_MEMBERS + 1, as quota.lua counts them all."""
+    if count <= 0:
+        return [], []
+    names = await cast(Any, client.hrandfield(key, min(count, MAX_MEMBERS + 1)))
+    names = sorted(names if isinstance(names, list) else [names])
+    skips.add(f"carried parts beyond the {MAX_MEMBERS + 1:,} read", count - len(names))
+    return await read_sized(client, "HSTRLEN", key, names, CARRY_BYTES, "oversized carried parts", skips), names
 
 
 def _carried(values: Sequence[bytes | None], members: Sequence[bytes], seeded: set[bytes],

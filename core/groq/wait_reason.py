@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import NamedTuple
 
+from medops.core.clock import wall_text
 from medops.core.inert_text import name
 from medops.core.snapshot import CoreSnapshot, ModelQuota, RequestRow
 
@@ -60,7 +61,7 @@ def quota_wait(quota: ModelQuota, tokens: int, wait: float, now_wall: float) -> 
     if not math.isfinite(wait) or wait <= 0:
         return Wait(f"{name} full")
     until = now_wall + wait
-    return Wait(f"{name} full until {clock_time(until)}", until)
+    return Wait(f"{name} full until {wall_text(until, now_wall)}", until)
 
 
 def behind(counts: dict[str, int], fleet: bool = False) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from medops.core.burn_rate import HOUR, burn_rates, out_words
-from medops.core.clock import Clock
+from medops.core.clock import Clock, wall_text
 from medops.core.settings.config import Settings
 from medops.core.snapshot import Alert, AlertLevel, CoreSnapshot, WindowUsage
 
@@ -121,7 +121,7 @@ class QuotaRule:
             yield Condition("quota_held", "quota_held", WARNING,
                             f"the quota store restarted empty: {len(held)} windows of {models} "
                             f"model{'s' if models != 1 else ''} held until "
-                            f"{time.strftime('%H:%M:%S', time.localtime(until))} for what the old store counted",
+                            f"{wall_text(until, snapshot.taken_at)} for what the old store counted",
                             float(len(held)))
 
 
