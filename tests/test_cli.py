@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from medops.console.cli import main
 from medops.console.commands import worker as worker_command
 from medops.core import __version__
 from medops.core.doctor import run_checks
+from medops.core.groq.errors import RequestRejected, TimedOut, UpstreamUnavailable
 from medops.core.groq.local.faults import FaultModes
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.requests import PromptRequest
@@ -286,9 +288,18 @@ def test_the_workers_progress_line_counts_every_end_so_its_numbers_add_up(
     progress = [line for line in capsys.readouterr().out.splitlines() if " s  sent " in line]
     assert progress
     for line in progress:
-        figures = dict(zip(line.split()[2::2], map(int, line.split()[3::2]), strict=True))
-        assert figures["DeadlineExceeded"] > 0
-        assert figures["answered"] + figures["DeadlineExceeded"] + figures["waiting"] == figures["sent"]
+        figures = {name: int(n) for name, n in re.findall(r"([a-z][a-z ]*) (\d+)", line.split(" s  ", 1)[1])}
+        assert figures["past deadline"] > 0  # words, not the class's name
+        assert figures["answered"] + figures["past deadline"] + figures["waiting"] == figures["sent"]
+
+
+def test_the_worker_tells_a_timeout_from_a_5xx_and_a_connection_never_made() -> None:
+    from medops.core.groq.sender import ConnectTimeout
+
+    assert worker_command.outcome(TimedOut("no answer within 30s")) == "timed out"
+    assert worker_command.outcome(UpstreamUnavailable("server error HTTP 502", status=502)) == "upstream failed"
+    assert worker_command.outcome(ConnectTimeout("no connection within 30s")) == "never sent"
+    assert worker_command.outcome(RequestRejected(400, "bad")) == "rejected 400"
 
 
 def test_worker_refuses_a_rate_it_cannot_keep(capsys: pytest.CaptureFixture[str]) -> None:

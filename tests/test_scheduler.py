@@ -11,7 +11,14 @@ import pytest
 
 from medops.core.clock import FakeClock, settle
 from medops.core.groq.backoff import Backoff
-from medops.core.groq.errors import CapacityExceeded, NeverSent, RateLimited, RequestRejected, UpstreamUnavailable
+from medops.core.groq.errors import (
+    CapacityExceeded,
+    NeverSent,
+    RateLimited,
+    RequestRejected,
+    TimedOut,
+    UpstreamUnavailable,
+)
 from medops.core.groq.quota import GroqQuota, QuotaBook, QuotaExhausted, QuotaFactory, RequestTooLarge, UnknownModel
 from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders
 from medops.core.groq.requests import Completion, InvalidRequest, Priority, PromptRequest, PromptResult
@@ -513,6 +520,19 @@ async def test_an_endless_5xx_tells_the_caller_after_max_retries_with_the_attemp
     assert (used(scheduler)["rpm"], used(scheduler)["tpm"]) == (4, 4 * (estimate_prompt_tokens("p") + 100))
     assert (recorder.records[-1].outcome, recorder.records[-1].status) == ("failed", 500)
     assert scheduler.snapshot().failed == 1 and scheduler.snapshot().queues[0].depth == 0
+    await scheduler.stop()
+
+
+async def test_a_request_whose_every_attempt_timed_out_tells_the_caller_it_timed_out(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    # A trial's worker counted 27 timeouts as "UpstreamUnavailable", like a 5xx: the kind of the last failure
+    # is what the caller hears.
+    scheduler = await build(make_settings(max_retries=1))
+    sender.failures["slow"] = [TimedOut("no answer within 30s") for _ in range(3)]
+    task = await submit(scheduler, req("slow", Priority.CRITICAL))
+    await clock.advance(30)
+    with pytest.raises(TimedOut, match=r"after 2 attempts, stopped because max_retries is 1; last: no answer"):
+        await task
     await scheduler.stop()
 
 

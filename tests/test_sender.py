@@ -24,14 +24,21 @@ from medops.core.clock import SystemClock
 from medops.core.errors import ConfigError, MedopsError
 from medops.core.groq import sender as sender_module
 from medops.core.groq.backoff import Backoff
-from medops.core.groq.errors import CapacityExceeded, NeverSent, RateLimited, RequestRejected, UpstreamUnavailable
+from medops.core.groq.errors import (
+    CapacityExceeded,
+    NeverSent,
+    RateLimited,
+    RequestRejected,
+    TimedOut,
+    UpstreamUnavailable,
+)
 from medops.core.groq.local import server as local_endpoint
 from medops.core.groq.local.faults import FaultModes
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.quota import QuotaBook
 from medops.core.groq.requests import PromptRequest
 from medops.core.groq.scheduler import Scheduler
-from medops.core.groq.sender import LOCAL_PLACEHOLDER_KEY, GroqSender, GroqTarget, SenderTimeout, choose_target
+from medops.core.groq.sender import LOCAL_PLACEHOLDER_KEY, GroqSender, GroqTarget, choose_target
 from medops.core.groq.token_estimate import estimate_prompt_tokens
 from medops.core.groq.wire import completion_body, stream_chunks
 from medops.core.ledger.writer import TABLES, Ledger
@@ -146,10 +153,10 @@ async def test_a_slow_answer_times_out_within_the_attempt_and_request_timeout(en
     await endpoint.set_faults(FaultModes(latency_scale=0.0, slow_rate=1.0, slow_seconds=30))
     sender = make_sender(endpoint.url, request_timeout=0.2)
     try:
-        with pytest.raises(SenderTimeout, match=r"no answer within 0\.2s") as late:
+        with pytest.raises(TimedOut, match=r"no answer within 0\.2s") as late:
             await sender.send(request(), timeout=5)  # request_timeout caps one attempt
         assert not isinstance(late.value, NeverSent)  # it reached the endpoint: Groq would have counted it
-        with pytest.raises(SenderTimeout, match=r"no answer within 0\.1s"):
+        with pytest.raises(TimedOut, match=r"no answer within 0\.1s"):
             await sender.send(request(), timeout=0.1)  # and so does the time the scheduler gives it
         assert sender.stats.timeouts == 2 and sender.pool_snapshot().timeouts == 2
         assert endpoint.stats.requests == 2
@@ -335,7 +342,7 @@ async def test_an_attempt_that_times_out_waiting_for_a_connection_counts_its_wai
     try:
         first = asyncio.ensure_future(sender.send(request(), timeout=10))
         await answering(endpoint)
-        with pytest.raises(SenderTimeout):
+        with pytest.raises(TimedOut):
             await sender.send(request(), timeout=0.3)
         assert sender.pool_snapshot().queued == 0  # gone from the queue, not stuck there
         await first

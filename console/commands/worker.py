@@ -48,10 +48,32 @@ def worker(args: argparse.Namespace) -> int:
     return asyncio.run(_run(core, args.rate, args.duration, args.model, random.Random(args.seed)))
 
 
+def outcome(error: BaseException) -> str:
+    """How a prompt ended, in an operator's words: a timeout apart from a 5xx, a deadline apart from both."""
+    from medops.console.commands.ask import failure_reason
+    from medops.core.groq.errors import (
+        CapacityExceeded,
+        NeverSent,
+        RateLimited,
+        RequestRejected,
+        TimedOut,
+        UpstreamUnavailable,
+    )
+    from medops.core.groq.scheduler import DeadlineExceeded, RequestCancelled
+
+    words: tuple[tuple[type[BaseException], str], ...] = (
+        (DeadlineExceeded, "past deadline"), (RequestCancelled, "cancelled"), (NeverSent, "never sent"),
+        (TimedOut, "timed out"), (RateLimited, "rate limited"), (CapacityExceeded, "over capacity"),
+        (UpstreamUnavailable, "upstream failed"))
+    if isinstance(error, RequestRejected):
+        return f"rejected {error.status}"
+    return next((word for kind, word in words if isinstance(error, kind)), failure_reason(error).replace("_", " "))
+
+
 def progress_line(elapsed: float, sent: int, outcomes: Counter[str]) -> str:
     """What was sent and how each ended so far; waiting is the rest, so the numbers add up to sent."""
-    ended = "".join(f"  {name} {count}" for name, count in sorted(outcomes.items()) if name != "answered")
-    return (f"{elapsed:6.0f} s  sent {sent}  answered {outcomes['answered']}{ended}  "
+    ended = "".join(f", {name} {count}" for name, count in sorted(outcomes.items()) if name != "answered")
+    return (f"{elapsed:6.0f} s  sent {sent}: answered {outcomes['answered']}{ended}, "
             f"waiting {sent - sum(outcomes.values())}")
 
 
@@ -75,7 +97,7 @@ async def _run(core: Any, rate: float, duration: float | None, model: str | None
             await core.ask(request)
             outcomes["answered"] += 1
         except MedopsError as exc:
-            outcomes[type(exc).__name__] += 1
+            outcomes[outcome(exc)] += 1
 
     await core.start()
     started = last_line = time.monotonic()

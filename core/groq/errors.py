@@ -61,6 +61,11 @@ class UpstreamUnavailable(GroqError):
         self.status = status  # the last HTTP status, if the failure was one
 
 
+class TimedOut(UpstreamUnavailable):
+    """An attempt got no answer within its time (request_timeout): apart from a 5xx, as an operator tells
+    a slow endpoint from a failing one."""
+
+
 class NeverSent(UpstreamUnavailable):
     """The attempt never reached Groq: the connection was refused, its name did not resolve, TLS failed,
     or no connection came within the attempt's time. Nothing was counted there, so its quota is given back."""

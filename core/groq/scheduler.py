@@ -778,7 +778,9 @@ class Scheduler:
                 f"{ticket.quota.model} was over capacity (HTTP 498) for request {rid}: {ticket.attempts} attempts, "
                 f"stopped because {why}; try again later or use another model", attempts=ticket.attempts)
         assert last is not None
-        return UpstreamUnavailable(
+        # The last failure's kind carries on (a timeout stays a TimedOut): callers count timeouts apart from 5xx.
+        kind = type(last) if isinstance(last, UpstreamUnavailable) else UpstreamUnavailable
+        return kind(
             f"request {rid} failed after {ticket.attempts} attempts, stopped because {why}; last: {last}; "
             "check the network and that endpoint (Groq's status page, or that the local endpoint runs), then retry",
             reason=last.reason, attempts=ticket.attempts, status=last.status)

@@ -33,6 +33,7 @@ from medops.core.groq.errors import (
     RateLimited,
     RequestRejected,
     StreamBrokeOff,
+    TimedOut,
     UpstreamUnavailable,
 )
 from medops.core.groq.http_pool_waits import PoolWaits
@@ -66,11 +67,7 @@ CHAT_COMPLETIONS = "/openai/v1/chat/completions"
 RAW_STREAM_HEADER = "X-Stainless-Raw-Response"  # for a caller that sends once, outside the scheduler
 
 
-class SenderTimeout(UpstreamUnavailable):
-    """One attempt got no answer within its time."""
-
-
-class ConnectTimeout(SenderTimeout, NeverSent):
+class ConnectTimeout(TimedOut, NeverSent):
     """One attempt got no connection within its time (to Groq, or from the pool): nothing was sent."""
 
 
@@ -261,7 +258,7 @@ class GroqSender:
             self._counts["timeouts"] += 1
             if _never_sent(exc):
                 raise self._unavailable(f"no connection within {timeout:.3g}s", None, ConnectTimeout) from None
-            raise self._unavailable(f"no answer within {timeout:.3g}s", None, SenderTimeout) from None
+            raise self._unavailable(f"no answer within {timeout:.3g}s", None, TimedOut) from None
         except groq.APIConnectionError as exc:
             self._counts["connection_errors"] += 1
             cause = type(exc.__cause__).__name__ if exc.__cause__ else "error"
