@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from medops.console.cli import main
+from medops.console.commands.ask import line_ranges
 from medops.core.groq.local.faults import FaultModes
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.prompt_input import load_prompt_file
@@ -325,9 +327,41 @@ def test_a_stopped_prompts_file_run_prints_its_summary_names_the_lines_never_ans
     summary = json.loads(out.splitlines()[-1])["summary"]
     assert summary["stopped_by"] == stop.name and summary["answered"] == 0
     assert summary["unanswered_lines"] == "1-8" and summary["sent"] <= 2
-    assert f"{stop.name}: sending stopped; waiting up to 5 s for the" in err
+    # What the core still queued (its batch window) is withdrawn; what is at Groq gets up to 5 s.
+    assert re.search(rf"{stop.name}: sending stopped; \d queued withdrawn; "
+                     r"(waiting up to 5 s for the [12] prompts at Groq|none at Groq)\n", err), err
     assert "8 never answered (lines 1-8: send them with --lines 1-8)" in err and "Traceback" not in err
     assert not list(SHM_DIR.glob(f"{PREFIX}{run.pid}-*"))
+
+
+def test_a_stopped_prompts_file_run_withdraws_what_only_waits_for_quota_instead_of_waiting_for_it(
+        tmp_path: Path, built_knowledge: Path) -> None:
+    # Seen in a trial: on SIGTERM `ask` waited 5 s for "prompts in flight" that were only queued for quota.
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    shutil.copyfile(built_knowledge, data / "knowledge.duckdb")
+    config = tmp_path / "medops.toml"
+    config.write_text(f'[models."{MODEL}"]\nrpm = 1\nrpd = 10\ntpm = 6000\ntpd = 500000\n')
+    prompts = write_lines(tmp_path / "p.jsonl", [{"prompt": f"note {n}", "max_completion_tokens": 50}
+                                                 for n in range(1, 5)])
+    with EndpointThread(LocalEndpoint({MODEL: DEFAULT_MODELS[MODEL]})) as endpoint:
+        env = {k: v for k, v in os.environ.items() if k not in ("GROQ_API_KEY", "MEDOPS_STORE_URL")}
+        env.update(GROQ_BASE_URL=endpoint.url, MEDOPS_DATA_DIR=str(data))
+        run = subprocess.Popen([MEDOPS, "--config", str(config), "ask", "--file", str(prompts), "--concurrency", "4"],
+                               env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert run.stdout is not None
+        try:
+            first = json.loads(run.stdout.readline())  # one answered: the minute's one request; three wait for it
+            assert first["ok"]
+            run.send_signal(signal.SIGTERM)
+            out, err = run.communicate(timeout=60)
+        finally:
+            run.kill()
+    assert run.returncode == 128 + signal.SIGTERM.value, err
+    assert "SIGTERM: sending stopped; 3 queued withdrawn; none at Groq" in err and "waiting up to" not in err
+    summary = json.loads(out.splitlines()[-1])["summary"]
+    assert summary["answered"] == 1 and summary["sent"] == 4
+    assert summary["unanswered_lines"] == line_ranges(sorted({1, 2, 3, 4} - {first["line"]}))
 
 
 @pytest.mark.usefixtures("knowledge_ready")

@@ -196,10 +196,18 @@ async def _run_file(core: CoreCommands, prompts: list[PromptLine], concurrency: 
             for line, task in tasks.items():
                 if line not in sent:
                     task.cancel()  # never handed to the core: nothing to wait for
-            waiting = [task for task in tasks.values() if not task.done()]
-            in_flight = sum(1 for line in sent if line not in ended)
-            print(f"medops: {stopped_by[0].name}: sending stopped; waiting up to {STOP_GRACE:g} s for the "
-                  f"{in_flight} prompts in flight", file=sys.stderr, flush=True)
+            # Only a prompt at Groq is worth waiting for: one still queued for quota is withdrawn at once (its
+            # reservation, if any, given back), and listed as never answered.
+            at_groq = {row.request_id for row in core.snapshot().scheduler.requests if row.state == "sending"}
+            queued = [task for item in prompts if item.line in sent and item.line not in ended
+                      and item.request.request_id not in at_groq and not (task := tasks[item.line]).done()]
+            for task in queued:
+                task.cancel()
+            waiting = [tasks[line] for line in sent if line not in ended and tasks[line] not in queued]
+            print(f"medops: {stopped_by[0].name}: sending stopped; {len(queued)} queued withdrawn; "
+                  + (f"waiting up to {STOP_GRACE:g} s for the {len(waiting)} prompts at Groq" if waiting
+                     else "none at Groq"), file=sys.stderr, flush=True)
+            waiting += queued
             if waiting:
                 await asyncio.wait(waiting, timeout=STOP_GRACE)
             for task in waiting:
