@@ -799,9 +799,9 @@ async def test_with_a_deferring_quota_every_attempt_asks_and_holds_a_slot_while_
     scheduler = await build(make_settings(groq_concurrent=1, batch_interval=0.0))
     first = asyncio.create_task(scheduler.submit(req("first", Priority.CRITICAL)))
     second = asyncio.create_task(scheduler.submit(req("second", Priority.CRITICAL)))
-    await asyncio.sleep(0)  # both submitted; the head is out asking (deferring) or sent (in-process)
+    await asyncio.sleep(0)  # both submitted; the head is asking its quota, whichever it is
     assert scheduler.snapshot().in_flight == 1  # asking holds the one slot: the second waits its turn
-    assert [q.depth for q in scheduler.snapshot().queues] == [2 if quota_kind == "deferring" else 1, 0, 0]
+    assert [q.depth for q in scheduler.snapshot().queues] == [2, 0, 0]  # asking is still waiting its turn
     await settle()
     assert sender.order() == ["first"]
     await clock.advance(2)

@@ -148,8 +148,8 @@ class FleetQuota:
         # A share too small for this request is no verdict: the store may answer again any moment.
         return min(wait, HEARTBEAT_INTERVAL * 5) if math.isfinite(wait) else HEARTBEAT_INTERVAL
 
-    def try_admit(self, tokens: int) -> Reservation | None:
-        """While the store is away: the local share decides now. Else None: ask the store (`request_admission`)."""
+    def _admit_locally(self, tokens: int) -> Reservation | None:
+        """While the store is away: the local share decides now. Else None: ask the store."""
         if not self._fleet.deciding_locally or not self._fleet.may_admit_locally:
             return None
         reservation = self._mirror.try_admit(tokens)
@@ -157,11 +157,11 @@ class FleetQuota:
             self._records[reservation.seq] = AdmissionRecord(self._fleet.new_id(), tokens)
         return reservation
 
-    async def request_admission(self, tokens: int, priority: int, waited: float) -> Reservation | float:
+    async def admit(self, tokens: int, priority: int, waited: float) -> Reservation | float:
         """One round trip to the store: a reservation, or seconds to wait before asking again."""
         fleet = self._fleet
         if fleet.deciding_locally:
-            return self.try_admit(tokens) or max(self.wait_time(tokens), 0.05)
+            return self._admit_locally(tokens) or max(self.wait_time(tokens), 0.05)
         record_id = fleet.new_id()
         limits = self.window_limits()
         try:
@@ -172,7 +172,7 @@ class FleetQuota:
         except StoreUnavailable:
             # The store may still run the call later (frozen, not dead): give it back when it answers.
             self._records[-fleet.new_seq()] = AdmissionRecord(record_id, tokens, released=True)
-            return self.try_admit(tokens) or max(self.wait_time(tokens), 0.05)
+            return self._admit_locally(tokens) or max(self.wait_time(tokens), 0.05)
         if reply.status is Status.SEEDING:
             return max(0.05, reply.wait_ms / 1000)  # members are writing their day back: nobody admits yet
         if reply.usage is None:  # unseeded, or a new epoch
@@ -180,7 +180,7 @@ class FleetQuota:
             return 0.05  # then asks again
         self.take_view(reply.usage, reply.now_ms, reply.own)
         if reply.status is Status.OK:
-            reservation = self._mirror.admit_unchecked(tokens)
+            reservation = self._mirror.count_admitted(tokens)
             self._records[reservation.seq] = AdmissionRecord(record_id, tokens, synced=True)
             return reservation
         # Ask again by WAITER_TTL at the latest: that keeps this member's place in the store's line.
