@@ -546,7 +546,8 @@ class Scheduler:
             queue.asking = False
         if isinstance(answer, Reservation) and ticket.state is TicketState.ADMITTING:
             self._launch(ticket, answer, self._clock.monotonic())
-            self._kick()  # the model's next head may ask now
+            if len(queue):
+                self._kick()  # the model's next head may ask now
             await self._send(ticket)  # it settles the reservation (or releases it), and kicks
             return
         if isinstance(answer, Reservation):
