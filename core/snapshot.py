@@ -25,7 +25,8 @@ AlertLevel = Literal["warning", "critical"]
 KnowledgeState = Literal["off", "building", "ready", "failed"]
 LedgerMode = Literal["read-write", "read-only", "off"]
 RequestState = Literal["batching", "waiting", "admitting", "sending", "backoff"]
-"""Where a held Groq request is: gathered for its batch, queued, asking the fleet's store, at Groq, backing off."""
+"""Where a held Groq request is: gathered for its batch, queued, asking its quota (the fleet's store), at Groq, backing
+off."""
 
 
 @dataclass(frozen=True)

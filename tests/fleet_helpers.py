@@ -38,11 +38,8 @@ async def member(url: str, limits: ModelLimits, name: str, *, model: str = MODEL
 
 
 async def admit(quota: FleetQuota, tokens: int, priority: int = 0, waited: float = 0.0) -> Reservation | float:
-    """What the scheduler does with a head: the local answer if there is one, else ask the store."""
-    local = quota.try_admit(tokens)
-    if local is not None:
-        return local
-    return await quota.request_admission(tokens, priority, waited)
+    """What the scheduler does with a head: ask its quota (the store, or the local share while it is away)."""
+    return await quota.admit(tokens, priority, waited)
 
 
 def fleet_of(quota: FleetQuota) -> Fleet:

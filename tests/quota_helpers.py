@@ -51,26 +51,26 @@ def max_in_any_span(times_and_amounts: list[tuple[float, int]], span: float) -> 
 
 
 class DeferringQuota(GroqQuota):
-    """A quota whose every answer is "ask the store", as the fleet's is: `try_admit` never decides, and
-    each head's first ask is a round trip answered with a wait (none when there is room: come back now),
-    its next ask with a reservation or the wait, decided by the in-process windows underneath.
+    """A scripted quota that answers as the fleet's does, in a round trip: each head's first `defers` asks are
+    answered with the wait (none when there is room: "come back now"), the next with a reservation or the wait,
+    decided by the in-process windows underneath; then the script starts again for the next head.
 
-    So the scheduler's `admitting` path (a slot held across an await, the head asking again, a cancel or
-    deadline or stop while asking) runs in every test that builds its quotas with it."""
+    So the scheduler's `admitting` path with a real suspension (a slot held across an await, the head asking
+    again, a cancel or deadline or stop while asking) runs in every test that builds its quotas with it, and
+    the contract suite (test_quota_contract.py) holds it to the contract as the real quotas."""
 
-    def __init__(self, model: str, limits: ModelLimits, clock: Clock, store: AdmissionStore | None = None) -> None:
+    def __init__(self, model: str, limits: ModelLimits, clock: Clock, store: AdmissionStore | None = None,
+                 defers: int = 1) -> None:
         super().__init__(model, limits, clock, store)
+        self.defers = defers
         self.asks = 0  # every round trip, for tests that check the path was taken
-        self._told_to_wait = False
+        self._deferred = 0  # asks deferred since the last decision
 
-    def try_admit(self, tokens: int) -> Reservation | None:
-        return None
-
-    async def request_admission(self, tokens: int, priority: int, waited: float) -> Reservation | float:
+    async def admit(self, tokens: int, priority: int = 0, waited: float = 0.0) -> Reservation | float:
         self.asks += 1
         await asyncio.sleep(0)  # the round trip: other work runs meanwhile
-        if not self._told_to_wait:
-            self._told_to_wait = True
+        if self._deferred < self.defers:
+            self._deferred += 1
             return self.wait_time(tokens)
-        self._told_to_wait = False
-        return super().try_admit(tokens) or self.wait_time(tokens)
+        self._deferred = 0
+        return await super().admit(tokens, priority, waited)

@@ -86,7 +86,7 @@ async def test_during_a_freeze_a_model_nobody_used_holds_nothing_and_a_used_one_
         redis_server.freeze()
         try:
             assert isinstance(await admit(a, 10), float)  # cut off: a decides on its share
-            assert fleet_of(a).deciding_locally
+            assert a.deciding == "local share"
             idle = unused.snapshot().windows
             used = a.snapshot().windows
         finally:

@@ -153,7 +153,7 @@ async def test_store_away_members_wait_out_a_window_then_run_on_their_share_and_
         try:
             assert isinstance(await admit(a, 10), float)  # the call times out: a decides alone from now on
             # Its view may be a beat old: the others may have filled the minute, so it counts it full.
-            assert fleet_of(a).deciding_locally and "local share 1/3" in a.blocking(10)
+            assert a.deciding == "local share" and "local share 1/3" in a.blocking(10)
             assert isinstance(await admit(a, 10), float)
             await clock.advance(91)  # a window plus the longest attempt: all that was sent before has left
             admitted = [x for x in [await admit(a, 10) for _ in range(12)] if isinstance(x, Reservation)]
@@ -165,7 +165,7 @@ async def test_store_away_members_wait_out_a_window_then_run_on_their_share_and_
         finally:
             redis_server.thaw()
         await _beat(a)
-        assert not fleet_of(a).deciding_locally and fleet_of(a).snapshot().pending == 0
+        assert a.deciding == "store" and fleet_of(a).snapshot().pending == 0
         await _beat(b)
         assert b.snapshot().windows[1].used == 14  # rpd: what a admitted meanwhile is in the fleet's day
 

@@ -819,15 +819,29 @@ async def test_with_a_deferring_quota_every_attempt_asks_and_holds_a_slot_while_
     scheduler = await build(make_settings(groq_concurrent=1, batch_interval=0.0))
     first = asyncio.create_task(scheduler.submit(req("first", Priority.CRITICAL)))
     second = asyncio.create_task(scheduler.submit(req("second", Priority.CRITICAL)))
-    await asyncio.sleep(0)  # both submitted; the head is out asking (deferring) or sent (in-process)
+    await asyncio.sleep(0)  # both submitted; the head is asking its quota, whichever it is
     assert scheduler.snapshot().in_flight == 1  # asking holds the one slot: the second waits its turn
-    assert [q.depth for q in scheduler.snapshot().queues] == [2 if quota_kind == "deferring" else 1, 0, 0]
+    assert [q.depth for q in scheduler.snapshot().queues] == [2, 0, 0]  # asking is still waiting its turn
     await settle()
     assert sender.order() == ["first"]
     await clock.advance(2)
     assert [r.attempts for r in await asyncio.gather(first, second)] == [1, 1]
     assert asks(scheduler) == (4 if quota_kind == "deferring" else 0)  # "come back now", then admitted: each
     assert scheduler._quotas["x"].in_flight == 0
+
+
+async def test_every_quota_is_asked_the_same_way_and_the_request_shows_it_meanwhile(
+        clock: FakeClock, sender: FakeSender, build: Build) -> None:
+    scheduler = await build(make_settings(batch_interval=0.0))
+    task = asyncio.create_task(scheduler.submit(req("asked", Priority.CRITICAL)))
+    await asyncio.sleep(0)  # submitted: its attempt is asking the quota, in process or deferring alike
+    [row] = scheduler.request_rows()
+    assert (row.state, row.reason) == ("admitting", "being admitted")  # no fleet: there is no store to name
+    assert scheduler.snapshot().in_flight == 1
+    await settle()
+    assert scheduler.request_rows()[0].state == "sending"
+    await clock.advance(1)
+    assert (await task).attempts == 1
 
 
 async def test_a_fail_fast_request_with_room_is_sent_though_the_quota_first_says_ask_again(

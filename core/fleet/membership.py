@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -108,29 +107,7 @@ class Fleet:
 
     def _went_down(self) -> None:
         for quota in self.quotas.values():
-            quota.enter_local_share()
-
-    @property
-    def deciding_locally(self) -> bool:
-        """True while the store is away: the local share decides (nothing, if the store was never seen)."""
-        return not self.store.up
-
-    @property
-    def may_admit_locally(self) -> bool:
-        """Only within `flight_bound` of the last answer: beyond it the store reserves nothing for this member."""
-        last = self.store.last_answer
-        return self.ever_seen and last is not None and self._clock.monotonic() - last < self.flight_bound
-
-    def local_reason(self) -> str:
-        if not self.ever_seen:
-            return f"quota store {self.store.snapshot(self.instance, 0, 0, False).url} never reached: nothing " \
-                   "is admitted until it answers (never fail open)"
-        since = self.store.down_since
-        when = "" if since is None else f" since {_clock_text(since)}"
-        if not self.may_admit_locally:
-            return f"quota store unreachable{when}, longer than store_flight_bound: nothing is admitted until it " \
-                   "answers"
-        return f"quota store unreachable{when}; local share 1/{self.share_divisor}"
+            quota.enter_local_share()  # the local share decides until the store is back
 
     def new_id(self) -> str:
         return f"{self.instance}:{self.new_seq()}"
@@ -169,7 +146,7 @@ class Fleet:
 
     def send(self, record: AdmissionRecord, call: Call) -> None:
         """Queue a settle or release; a record whose call fails stays unsynced for write-back."""
-        if self.deciding_locally:
+        if not self.store.up:
             return
         self._outbox.put_nowait((record, call))
 
@@ -321,6 +298,9 @@ class Fleet:
                 quota.take_view(usage, reply.now_ms)
                 quota.forget_old()
                 quota.take_parts(reply.now_ms, parts)
+            if not self.store.up:  # back, or reached for the first time: the store decides again
+                for quota in self.quotas.values():
+                    quota.store_is_back()
             self.store.mark_up()
             if returning:
                 for quota in self.quotas.values():
@@ -390,10 +370,6 @@ async def end_tasks(tasks: list[asyncio.Task[None]]) -> None:
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=0.5)
-
-
-def _clock_text(wall: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(wall))
 
 
 def join(settings: Settings, clock: Clock, env: Mapping[str, str], role: str) -> Fleet:

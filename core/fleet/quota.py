@@ -11,6 +11,13 @@ when it answers again, or comes back empty, the records are written back
 before anything more is admitted. Never fail open: an instance that has never
 seen the store admits nothing until it does.
 
+Who decides is a strategy behind one small protocol (`Deciding`): `StoreDecides`
+(one round trip per admission) or `LocalShare` (the share while the store is
+away, nothing once `store_flight_bound` has passed or before the store was ever
+reached). The member swaps it on every quota when the store goes away and when
+it is back (`enter_local_share`, `store_is_back`); the quota itself never asks
+which holds.
+
 `membership.Fleet` is the instance's side of it: heartbeat, epoch, write-back; the two meet through
 `records.py` (the admissions and what a quota needs of its member).
 """
@@ -18,8 +25,9 @@ seen the store admits nothing until it does.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from medops.core.clock import Clock
 from medops.core.fleet.records import AdmissionRecord, FleetSide
@@ -39,6 +47,7 @@ from medops.core.groq.quota import DAY, MINUTE, TPD, TPM, GroqQuota, Reservation
 from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders, format_go_duration
 from medops.core.ledger.records import AdmissionStore
 from medops.core.settings.config import ModelLimits
+from medops.core.settings.redact import redact_url
 from medops.core.snapshot import ModelQuota, WindowUsage
 
 WAITER_TTL = 2.0  # a waiting request's place in line lapses this long after it should have asked again
@@ -77,6 +86,10 @@ class FleetQuota:
         self._held = 0.0
         self._others_until: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # wall time the local share's hold ends
         self._restarted_at = 0.0  # wall time this member last wrote its day into an emptied store
+        self._by_store = StoreDecides(self)
+        self._local_share = LocalShare(self)
+        # As the member's other quotas: the store decides if it answers, else the share (nothing, if never seen).
+        self._deciding: Deciding = self._by_store if fleet.store.up else self._local_share
         fleet.quotas[model] = self
 
     # --- sizing ---------------------------------------------------------------
@@ -105,7 +118,8 @@ class FleetQuota:
         (a window after the longest attempt). The day windows count the others' use last seen plus a minute's
         limit (all they could add unseen), split N ways: member i may admit limit/N - own_i - others/N, and
         over the N members that sums to at most limit - fleet. Meanwhile the store reserves each late member's
-        share, so members still reaching it leave that room to those cut off."""
+        share, so members still reaching it leave that room to those cut off. The share decides from now."""
+        self._deciding = self._local_share
         limits = self.window_limits()
         own = self._mirror.snapshot().windows
         fleet = self._view or own
@@ -134,71 +148,26 @@ class FleetQuota:
             return
         raise too_large(self.model, tokens, self.window_limits(), self.configured.context_window)
 
-    # --- admission ------------------------------------------------------------
+    # --- admission: whoever decides now ---------------------------------------
 
     def wait_time(self, tokens: int) -> float:
-        """While the store is away, the local share's wait; else what this member saw itself (a 429's block, a
-        498's hold: its signal to the store may still be on its way), or 0: only the store can say."""
-        if not self._fleet.deciding_locally:
-            own = self._mirror.snapshot()
-            return max(own.capacity_hold, *(w.blocked_for for w in own.windows))
-        if not self._fleet.may_admit_locally:
-            return HEARTBEAT_INTERVAL
-        wait = self._mirror.wait_time(tokens)
-        # A share too small for this request is no verdict: the store may answer again any moment.
-        return min(wait, HEARTBEAT_INTERVAL * 5) if math.isfinite(wait) else HEARTBEAT_INTERVAL
+        return self._deciding.wait_time(tokens)
 
-    def try_admit(self, tokens: int) -> Reservation | None:
-        """While the store is away: the local share decides now. Else None: ask the store (`request_admission`)."""
-        if not self._fleet.deciding_locally or not self._fleet.may_admit_locally:
-            return None
-        reservation = self._mirror.try_admit(tokens)
-        if reservation is not None:
-            self._records[reservation.seq] = AdmissionRecord(self._fleet.new_id(), tokens)
-        return reservation
-
-    async def request_admission(self, tokens: int, priority: int, waited: float) -> Reservation | float:
-        """One round trip to the store: a reservation, or seconds to wait before asking again."""
-        fleet = self._fleet
-        if fleet.deciding_locally:
-            return self.try_admit(tokens) or max(self.wait_time(tokens), 0.05)
-        record_id = fleet.new_id()
-        limits = self.window_limits()
-        try:
-            reply = decode_admit(await fleet.store.call(fleet.wire.admit(self.model, AdmitArgs(
-                fleet.instance, record_id, tokens, priority, int(waited * 1000),
-                (limits[0], limits[1], limits[2], limits[3]), int(fleet.flight_bound * 1000),
-                int(fleet.starvation_bound * 1000), int(WAITER_TTL * 1000), fleet.epoch or ""))))
-        except StoreUnavailable:
-            # The store may still run the call later (frozen, not dead): give it back when it answers.
-            self._records[-fleet.new_seq()] = AdmissionRecord(record_id, tokens, released=True)
-            return self.try_admit(tokens) or max(self.wait_time(tokens), 0.05)
-        if reply.status is Status.SEEDING:
-            return max(0.05, reply.wait_ms / 1000)  # members are writing their day back: nobody admits yet
-        if reply.usage is None:  # unseeded, or a new epoch
-            await fleet.heartbeat()  # joins the new epoch and writes this instance's day back
-            return 0.05  # then asks again
-        self.take_view(reply.usage, reply.now_ms, reply.own)
-        if reply.status is Status.OK:
-            reservation = self._mirror.admit_unchecked(tokens)
-            self._records[reservation.seq] = AdmissionRecord(record_id, tokens, synced=True)
-            return reservation
-        # Ask again by WAITER_TTL at the latest: that keeps this member's place in the store's line.
-        return min(WAITER_TTL, max(0.001, reply.wait_ms / 1000))
+    async def admit(self, tokens: int, priority: int, waited: float) -> Reservation | float:
+        """A reservation, or seconds to wait before asking again: from the store, or the local share."""
+        return await self._deciding.admit(tokens, priority, waited)
 
     def blocking(self, tokens: int) -> str:
-        fleet = self._fleet
-        if fleet.deciding_locally:
-            return f"{self._mirror.blocking(tokens)}; {fleet.local_reason()}"
-        reasons = []
-        if self._held > 0:
-            reasons.append(f"held for {format_go_duration(self._held)} after Groq was over capacity (498)")
-        for window in self._view or ():
-            if window.blocked_for > 0:
-                reasons.append(f"{window.name} blocked by a 429 for {format_go_duration(window.blocked_for)}")
-            elif window.used >= window.limit:
-                reasons.append(f"{window.name} full across the fleet")
-        return ", ".join(reasons) or "waiting for the fleet's quota"
+        return self._deciding.blocking(tokens)
+
+    @property
+    def deciding(self) -> str:
+        """Who decides admissions now, for display: "store" or "local share"."""
+        return self._deciding.mode
+
+    def store_is_back(self) -> None:
+        """The store answers again (or for the first time): it decides from now."""
+        self._deciding = self._by_store
 
     # --- settling -------------------------------------------------------------
 
@@ -279,7 +248,7 @@ class FleetQuota:
 
     @property
     def capacity_hold(self) -> float:
-        return max(self._mirror.capacity_hold, self._held if not self._fleet.deciding_locally else 0.0)
+        return self._deciding.capacity_hold()
 
     @property
     def rate_limited(self) -> int:
@@ -360,26 +329,30 @@ class FleetQuota:
         self._mirror.restore(admissions)
 
     def remaining(self) -> dict[str, int]:
-        if self._fleet.deciding_locally or self._view is None:
-            return self._mirror.remaining()
-        return {w.name: (0 if w.blocked_for > 0 else w.remaining) for w in self._view}
+        return self._deciding.remaining()
 
     def snapshot(self) -> ModelQuota:
+        return self._deciding.snapshot()
+
+    def _share_snapshot(self) -> ModelQuota:
+        """The local share's windows: what this instance may use while the store is away; what it counts for
+        the others is held, not anyone's use."""
         mirror = self._mirror.snapshot()
         # This instance's part is what it admitted: the others' use its mirror counts (while the store is
         # away, and for a minute or a day after) is theirs, not its own.
         own = self._mirror.own_use()
-        if self._fleet.deciding_locally or self._view is None:
-            # The local share's windows: what this instance may use while the store is away; what it counts for
-            # the others is held, not anyone's use.
-            wall = self._clock.wall()
-            return replace(mirror, windows=tuple(
-                replace(w, own=o, used=o, held=max(0, w.used - o), held_until=until if until > wall else 0.0,
-                        held_why="store unreachable" if until > wall else "Groq counts more")
-                for w, o, until in zip(mirror.windows, own, self._others_until, strict=True)))
-        # The fleet's windows, with this instance's part of each; read with every member's part (a heartbeat),
-        # what is counted beyond the parts is held (an emptied store's carry, Groq's extra count), not use.
-        windows = tuple(replace(fleet, own=o) for fleet, o in zip(self._view, own, strict=True))
+        wall = self._clock.wall()
+        return replace(mirror, windows=tuple(
+            replace(w, own=o, used=o, held=max(0, w.used - o), held_until=until if until > wall else 0.0,
+                    held_why="store unreachable" if until > wall else "Groq counts more")
+            for w, o, until in zip(mirror.windows, own, self._others_until, strict=True)))
+
+    def _fleet_snapshot(self, view: tuple[WindowUsage, ...]) -> ModelQuota:
+        """The fleet's windows, with this instance's part of each; read with every member's part (a heartbeat),
+        what is counted beyond the parts is held (an emptied store's carry, Groq's extra count), not use."""
+        mirror = self._mirror.snapshot()
+        own = self._mirror.own_use()
+        windows = tuple(replace(fleet, own=o) for fleet, o in zip(view, own, strict=True))
         if self._parts_at == self._view_at and self._view_own is not None:
             parts = [self._view_own[d] + sum(p[d] for p in self._parts.values()) for d in range(4)]
             attempt = self._fleet.attempt_bound
@@ -391,6 +364,144 @@ class FleetQuota:
                             for w, part, end in zip(windows, parts, ends, strict=True))
         return replace(mirror, windows=windows, capacity_hold=self.capacity_hold)
 
+
+class Deciding(Protocol):
+    """Who decides a fleet quota's admissions, and so what its figures are: `StoreDecides` or `LocalShare`."""
+
+    mode: str  # for display
+
+    async def admit(self, tokens: int, priority: int, waited: float) -> Reservation | float: ...
+    def wait_time(self, tokens: int) -> float: ...
+    def blocking(self, tokens: int) -> str: ...
+    def capacity_hold(self) -> float: ...
+    def remaining(self) -> dict[str, int]: ...
+    def snapshot(self) -> ModelQuota: ...
+
+
+class StoreDecides:
+    """The store decides: one round trip to its `medops_admit` per admission, counted in the quota's mirror."""
+
+    mode = "store"
+
+    def __init__(self, quota: FleetQuota) -> None:
+        self._quota = quota
+
+    def wait_time(self, tokens: int) -> float:
+        """What this member saw itself (a 429's block, a 498's hold: its signal to the store may still be on its
+        way), or 0: only the store can say."""
+        own = self._quota._mirror.snapshot()
+        return max(own.capacity_hold, *(w.blocked_for for w in own.windows))
+
+    async def admit(self, tokens: int, priority: int, waited: float) -> Reservation | float:
+        quota = self._quota
+        fleet = quota._fleet
+        record_id = fleet.new_id()
+        limits = quota.window_limits()
+        try:
+            reply = decode_admit(await fleet.store.call(fleet.wire.admit(quota.model, AdmitArgs(
+                fleet.instance, record_id, tokens, priority, int(waited * 1000),
+                (limits[0], limits[1], limits[2], limits[3]), int(fleet.flight_bound * 1000),
+                int(fleet.starvation_bound * 1000), int(WAITER_TTL * 1000), fleet.epoch or ""))))
+        except StoreUnavailable:
+            # The store may still run the call later (frozen, not dead): give it back when it answers. The
+            # member has put the local share in charge meanwhile: it answers this ask.
+            quota._records[-fleet.new_seq()] = AdmissionRecord(record_id, tokens, released=True)
+            return await quota._local_share.admit(tokens, priority, waited)
+        if reply.status is Status.SEEDING:
+            return max(0.05, reply.wait_ms / 1000)  # members are writing their day back: nobody admits yet
+        if reply.usage is None:  # unseeded, or a new epoch
+            await fleet.heartbeat()  # joins the new epoch and writes this instance's day back
+            return 0.05  # then asks again
+        quota.take_view(reply.usage, reply.now_ms, reply.own)
+        if reply.status is Status.OK:
+            reservation = quota._mirror.count_admitted(tokens)
+            quota._records[reservation.seq] = AdmissionRecord(record_id, tokens, synced=True)
+            return reservation
+        # Ask again by WAITER_TTL at the latest: that keeps this member's place in the store's line.
+        return min(WAITER_TTL, max(0.001, reply.wait_ms / 1000))
+
+    def blocking(self, tokens: int) -> str:
+        quota = self._quota
+        reasons = []
+        if quota._held > 0:
+            reasons.append(f"held for {format_go_duration(quota._held)} after Groq was over capacity (498)")
+        for window in quota._view or ():
+            if window.blocked_for > 0:
+                reasons.append(f"{window.name} blocked by a 429 for {format_go_duration(window.blocked_for)}")
+            elif window.used >= window.limit:
+                reasons.append(f"{window.name} full across the fleet")
+        return ", ".join(reasons) or "waiting for the fleet's quota"
+
+    def capacity_hold(self) -> float:
+        return max(self._quota._mirror.capacity_hold, self._quota._held)
+
+    def remaining(self) -> dict[str, int]:
+        view = self._quota._view
+        if view is None:  # no answer from the store yet: what this member knows
+            return self._quota._mirror.remaining()
+        return {w.name: (0 if w.blocked_for > 0 else w.remaining) for w in view}
+
+    def snapshot(self) -> ModelQuota:
+        view = self._quota._view
+        return self._quota._share_snapshot() if view is None else self._quota._fleet_snapshot(view)
+
+
+class LocalShare:
+    """The store is away: this member decides alone on its share (`enter_local_share`), and only within
+    `store_flight_bound` of the store's last answer (beyond it the store reserves nothing for it); before the
+    store was ever reached, nothing at all (never fail open)."""
+
+    mode = "local share"
+
+    def __init__(self, quota: FleetQuota) -> None:
+        self._quota = quota
+
+    def _open(self) -> bool:
+        fleet = self._quota._fleet
+        last = fleet.store.last_answer
+        return fleet.ever_seen and last is not None and self._quota._clock.monotonic() - last < fleet.flight_bound
+
+    def wait_time(self, tokens: int) -> float:
+        if not self._open():
+            return HEARTBEAT_INTERVAL
+        wait = self._quota._mirror.wait_time(tokens)
+        # A share too small for this request is no verdict: the store may answer again any moment.
+        return min(wait, HEARTBEAT_INTERVAL * 5) if math.isfinite(wait) else HEARTBEAT_INTERVAL
+
+    async def admit(self, tokens: int, priority: int, waited: float) -> Reservation | float:
+        """Decided here and now, on the share; never suspends."""
+        quota = self._quota
+        reservation = quota._mirror.try_admit(tokens) if self._open() else None
+        if reservation is None:
+            return max(self.wait_time(tokens), 0.05)
+        quota._records[reservation.seq] = AdmissionRecord(quota._fleet.new_id(), tokens)
+        return reservation
+
+    def blocking(self, tokens: int) -> str:
+        return f"{self._quota._mirror.blocking(tokens)}; {self.reason()}"
+
+    def reason(self) -> str:
+        """Why the share decides, and what it lets through."""
+        fleet = self._quota._fleet
+        store = fleet.store
+        if not fleet.ever_seen:
+            return f"quota store {redact_url(store.url)} never reached: nothing is admitted until it answers " \
+                   "(never fail open)"
+        since = store.down_since
+        when = "" if since is None else f" since {time.strftime('%H:%M:%S', time.localtime(since))}"
+        if not self._open():
+            return f"quota store unreachable{when}, longer than store_flight_bound: nothing is admitted until it " \
+                   "answers"
+        return f"quota store unreachable{when}; local share 1/{fleet.share_divisor}"
+
+    def capacity_hold(self) -> float:
+        return self._quota._mirror.capacity_hold
+
+    def remaining(self) -> dict[str, int]:
+        return self._quota._mirror.remaining()
+
+    def snapshot(self) -> ModelQuota:
+        return self._quota._share_snapshot()
 
 
 def make_fleet_quota(fleet: FleetSide) -> Any:

@@ -2,8 +2,8 @@
 of the member (`FleetSide`).
 
 The member (membership.Fleet) keeps each model's `FleetQuota`; a quota sends its settles and signals through
-the member and learns from it whether the store decides. Both sides name only what is here, so neither
-imports the other's private parts and the two modules import in one direction (membership -> quota).
+the member, and the member tells it when the store goes away and comes back. Both sides name only what is here,
+so neither imports the other's private parts and the two modules import in one direction (membership -> quota).
 """
 
 from __future__ import annotations
@@ -39,26 +39,20 @@ class AdmissionRecord:
 
 
 class FleetSide(Protocol):
-    """What a fleet quota needs of its member: the store and its wire, who it is, whether the store decides,
-    and the queues its settles and signals go out through."""
+    """What a fleet quota needs of its member: the store and its wire, who it is, and the queues its settles and
+    signals go out through. Whether the store decides is not asked: the member tells each quota when that
+    changes."""
 
     store: QuotaStore
     wire: Wire  # the current wire, or the older one (a subclass) while older members live
     instance: str
     epoch: str | None
+    ever_seen: bool  # the store answered this member at least once (else its local share admits nothing)
     share_divisor: int
     flight_bound: float
     starvation_bound: float
     attempt_bound: float
     quotas: dict[str, Any]  # model -> its FleetQuota, registered by the quota itself
-
-    @property
-    def deciding_locally(self) -> bool: ...
-
-    @property
-    def may_admit_locally(self) -> bool: ...
-
-    def local_reason(self) -> str: ...
 
     def new_id(self) -> str: ...
 

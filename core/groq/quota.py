@@ -89,7 +89,15 @@ class Reservation(NamedTuple):
 
 
 class ModelQuotaLike(Protocol):
-    """What the scheduler asks of one model's quota: `GroqQuota` here, `FleetQuota` over a store."""
+    """What the scheduler asks of one model's quota: `GroqQuota` here, `FleetQuota` over a store.
+
+    One admission for every quota, `admit`: a `Reservation`, or the seconds to wait before asking again (a plain
+    float, not a wrapper: the scheduler only ever compares and adds it). When there is no room the wait is
+    positive, and finite for a request `check_size` lets through. A quota that decides in a round trip (the
+    fleet's store) may also answer 0, "ask again now", a bounded number of times; the in-process one decides
+    at once, without suspending. Every reservation ends once: `settle` with the tokens used, or `release`
+    unsent; a repeat of either is ignored. `wait_time` and `blocking` are what the quota can tell without
+    asking (the scheduler picks heads and refuses fail_fast requests with them)."""
 
     model: str
 
@@ -104,8 +112,7 @@ class ModelQuotaLike(Protocol):
     def reconfigure(self, limits: ModelLimits) -> None: ...
     def check_size(self, tokens: int) -> None: ...
     def wait_time(self, tokens: int) -> float: ...
-    def try_admit(self, tokens: int) -> Reservation | None: ...
-    async def request_admission(self, tokens: int, priority: int, waited: float) -> Reservation | float: ...
+    async def admit(self, tokens: int, priority: int, waited: float) -> Reservation | float: ...
     def blocking(self, tokens: int) -> str: ...
     def settle(self, reservation: Reservation, tokens_used: int) -> None: ...
     def release(self, reservation: Reservation) -> None: ...
@@ -330,13 +337,16 @@ class GroqQuota:
             return None
         return self._admit(tokens, now)
 
-    def admit_unchecked(self, tokens: int) -> Reservation:
-        """Count an admission another authority made (the fleet's store): in flight here, no check."""
-        return self._admit(tokens, self._monotonic())
+    async def admit(self, tokens: int, priority: int = 0, waited: float = 0.0) -> Reservation | float:
+        """The contract's admission, decided here and now (it never suspends): `try_admit`, else the wait (> 0).
 
-    async def request_admission(self, tokens: int, priority: int, waited: float) -> Reservation | float:
-        """The scheduler's asynchronous path: here the answer is local, a reservation or the wait."""
-        return self.try_admit(tokens) or self.wait_time(tokens)
+        Priority and waiting time rank requests across a fleet; here the scheduler's own order does."""
+        reservation = self.try_admit(tokens)
+        return reservation if reservation is not None else self.wait_time(tokens)
+
+    def count_admitted(self, tokens: int) -> Reservation:
+        """Count an admission another authority made (the fleet's store said OK): in flight here, no check."""
+        return self._admit(tokens, self._monotonic())
 
     def _admit(self, tokens: int, now: float) -> Reservation:
         self._flying_requests += 1

@@ -107,10 +107,10 @@ class SchedulerStopped(SchedulerError):
 class TicketState(enum.Enum):
     """Where one request is in the scheduler.
 
-    new -> batching -> waiting -> sending -> done; after a failed attempt: sending -> waiting (429, 498) or
-    sending -> backoff -> waiting (5xx, timeout, connection error). A head whose quota must ask the fleet's
-    store is `admitting` for that round trip, then sending or waiting again. Every change goes through
-    `Scheduler._move`, which keeps the depth per priority and the in-flight count."""
+    new -> batching -> waiting -> admitting -> sending -> done; after a failed attempt: sending -> waiting (429,
+    498) or sending -> backoff -> waiting (5xx, timeout, connection error). Every attempt is `admitting` while its
+    quota is asked (at once in process, a round trip to the fleet's store), then sending or waiting again. Every
+    change goes through `Scheduler._move`, which keeps the depth per priority and the in-flight count."""
 
     NEW = "new"
     BATCHING = "batching"
@@ -122,12 +122,12 @@ class TicketState(enum.Enum):
 
     @property
     def queued(self) -> bool:
-        """Waiting its turn (in a batch, a queue, a backoff, or asking the store): counted in the depth."""
+        """Waiting its turn (in a batch, a queue, a backoff, or asking its quota): counted in the depth."""
         return self in _QUEUED
 
     @property
     def holds_slot(self) -> bool:
-        """Holding one of the `groq_concurrent` slots (asking the store, or sending)."""
+        """Holding one of the `groq_concurrent` slots (asking its quota, or sending)."""
         return self in _HOLDS_SLOT
 
     @property
@@ -198,7 +198,7 @@ class _ModelQueue:
     def __init__(self) -> None:
         self.by_priority: dict[Priority, deque[_Ticket]] = {p: deque() for p in PRIORITIES_HIGH_FIRST}
         self.next_room_at = 0.0  # when the head's quota wait ends (0: unknown / now)
-        self.asking = False  # a head is out asking the fleet's store: one at a time keeps the order
+        self.asking = False  # a head is asking the quota: one at a time keeps the order within the model
 
     def head(self, now: float, starvation_bound: float) -> tuple[_Ticket | None, int]:
         """The ticket to send next (the best `_rank` among the lanes' fronts) and how many dead tickets
@@ -272,7 +272,6 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._sleeping_until: float | None = None  # when the timer loop wakes by itself (None: only when told)
         self._timer: asyncio.Task[None] | None = None
-        self._admissions: set[asyncio.Task[None]] = set()  # heads out asking a fleet store
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -292,19 +291,20 @@ class Scheduler:
         stopped = SchedulerStopped("medops is stopping; the request was not answered, submit it again after restart")
         runners = []
         for ticket in list(self._tickets.values()):
-            if ticket.state is TicketState.SENDING and ticket.runner is not None:
+            runner = ticket.runner if ticket.state.holds_slot else None
+            if ticket.state is TicketState.SENDING:
                 ticket.stop_reason = stopped
-                ticket.runner.cancel()
-                runners.append(ticket.runner)
-            else:
+            else:  # asking its quota too: the caller hears now, the ask is cancelled below
                 self._finish_waiting(ticket, stopped, "cancelled")
+            if runner is not None:
+                runner.cancel()
+                runners.append(runner)
         if self._timer is not None:
             self._timer.cancel()
             runners.append(self._timer)
-        for asking in self._admissions:  # their tickets were failed above; a late reservation is released
-            asking.cancel()
-            runners.append(asking)
         await asyncio.gather(*runners, return_exceptions=True)
+        for queue in self._ready.values():  # an ask cancelled before it began never said it was done
+            queue.asking = False
         self._timer = None
 
     def pause(self) -> None:
@@ -521,45 +521,54 @@ class Scheduler:
                 return
             queue = self._ready[best.quota.model]
             queue.remove_head(best)
-            reservation = best.quota.try_admit(best.tokens)
-            if reservation is None:
-                # The quota's answer is not local (a fleet store): ask it, holding a concurrency slot.
-                self._ask_quota(best, queue, now)
-                continue
-            self._launch(best, reservation, now)
+            self._start_attempt(best, queue, now)
 
-    def _ask_quota(self, ticket: _Ticket, queue: _ModelQueue, now: float) -> None:
+    def _start_attempt(self, ticket: _Ticket, queue: _ModelQueue, now: float) -> None:
+        """The head goes: one task asks its quota, holding a concurrency slot meanwhile (`admitting`), then sends.
+
+        The same for every quota. Its model asks nothing more until this answer is in (one admission at a time
+        keeps the order within a model); other models go on."""
         self._move(ticket, TicketState.ADMITTING)
         queue.asking = True
-        task = asyncio.create_task(self._admission(ticket, queue, now - ticket.submitted_at))
-        self._admissions.add(task)
-        task.add_done_callback(self._admissions.discard)
+        ticket.runner = asyncio.create_task(self._attempt(ticket, queue, now - ticket.submitted_at))
 
-    async def _admission(self, ticket: _Ticket, queue: _ModelQueue, waited: float) -> None:
+    async def _attempt(self, ticket: _Ticket, queue: _ModelQueue, waited: float) -> None:
         answer: Reservation | float | Exception
+        if ticket.state is not TicketState.ADMITTING:  # cancelled or expired before its turn came: nothing to ask
+            queue.asking = False
+            self._kick()
+            return
         try:
-            answer = await ticket.quota.request_admission(ticket.tokens, int(ticket.priority), waited)
+            answer = await ticket.quota.admit(ticket.tokens, int(ticket.priority), waited)
         except Exception as error:  # the caller must hear of every failure
             answer = error
-        finally:  # cancelled too (stop): the queue may ask again
+        finally:  # cancelled too (stop): the model may ask again
             queue.asking = False
+        if isinstance(answer, Reservation) and ticket.state is TicketState.ADMITTING:
+            self._launch(ticket, answer, self._clock.monotonic())
+            if len(queue):
+                self._kick()  # the model's next head may ask now
+            await self._send(ticket)  # it settles the reservation (or releases it), and kicks
+            return
         if isinstance(answer, Reservation):
-            if ticket.state is TicketState.ADMITTING:
-                self._launch(ticket, answer, self._clock.monotonic())
-            else:
-                ticket.quota.release(answer)  # cancelled or expired while asking: never sent
+            ticket.quota.release(answer)  # cancelled or expired while asking: never sent
         elif ticket.state is TicketState.ADMITTING:
-            if isinstance(answer, BaseException):
-                self._finish(ticket, answer, "error")
-            elif ticket.request.fail_fast and answer > 0:  # a wait of none is "room now: ask again"
-                quota = ticket.quota
-                self._finish(ticket, QuotaExhausted(
-                    f"{quota.model} has no room for {ticket.tokens:,} tokens now ({quota.blocking(ticket.tokens)}); "
-                    "submit without fail_fast to wait in the queue", answer), "refused")
-            else:
-                self._make_ready(ticket, front=True)
-                queue.next_room_at = self._clock.monotonic() + answer
+            self._not_admitted(ticket, queue, answer)
         self._kick()
+
+    def _not_admitted(self, ticket: _Ticket, queue: _ModelQueue, answer: float | Exception) -> None:
+        """The quota said wait (or failed): back to the front of its lane, or refused if it must fail fast."""
+        if isinstance(answer, Exception):
+            self._finish(ticket, answer, "error")
+        elif ticket.request.fail_fast and answer > 0:  # a wait of none is "room now: ask again"
+            quota = ticket.quota
+            self._finish(ticket, QuotaExhausted(
+                f"{quota.model} has no room for {ticket.tokens:,} tokens now ({quota.blocking(ticket.tokens)}); "
+                "submit without fail_fast to wait in the queue", answer), "refused")
+        else:
+            self._make_ready(ticket, front=True)
+            # A wait the quota cannot end (the server lowered a limit below the request): look again in a minute.
+            queue.next_room_at = self._clock.monotonic() + (answer if math.isfinite(answer) else 60.0)
 
     def _admissible_head(self, queue: _ModelQueue, now: float, bound: float) -> _Ticket | None:
         """The model's head if its quota has room now; else note when it will (the head keeps its place)."""
@@ -590,18 +599,12 @@ class Scheduler:
             return None
 
     def _launch(self, ticket: _Ticket, reservation: Reservation, now: float) -> None:
+        """Admitted: the attempt is sent now (its task goes on into `_send`)."""
         self._move(ticket, TicketState.SENDING)
         ticket.sent_at = now
         ticket.attempts += 1
         self._waits[ticket.priority].add(now - ticket.submitted_at)
         ticket.reservation = reservation
-        runner = ticket.runner = asyncio.create_task(self._send(ticket))
-        runner.add_done_callback(lambda _: self._runner_ended(ticket, runner))
-
-    def _runner_ended(self, ticket: _Ticket, runner: asyncio.Task[None]) -> None:
-        """A send cancelled before it even began never ran `_send`: end its attempt here, as never sent."""
-        if ticket.runner is runner and ticket.state is TicketState.SENDING:
-            self._end_attempt(ticket, asyncio.CancelledError(), began=False)
 
     async def _send(self, ticket: _Ticket) -> None:
         ending: Completion | BaseException = asyncio.CancelledError()  # stays so if the send is cancelled
@@ -612,7 +615,7 @@ class Scheduler:
         finally:
             self._end_attempt(ticket, ending)
 
-    def _end_attempt(self, ticket: _Ticket, ending: Completion | BaseException, began: bool = True) -> None:
+    def _end_attempt(self, ticket: _Ticket, ending: Completion | BaseException) -> None:
         """Settle or release the attempt's reservation by how it ended, then answer, requeue or retry the request."""
         quota = ticket.quota
         reservation = ticket.reservation
@@ -623,7 +626,7 @@ class Scheduler:
             quota.observe_headers(ending.headers)
         elif isinstance(ending, RateLimited):
             quota.observe_429(ending.retry_after, ending.limit, ending.headers)
-        spent = _spent(ending) if began else _Spent.NOTHING
+        spent = _spent(ending)
         if spent is _Spent.NOTHING:
             quota.release(reservation)
         elif spent is _Spent.NO_TOKENS:
@@ -966,7 +969,7 @@ class Scheduler:
         if state is TicketState.SENDING:
             return Wait(f"at Groq, attempt {ticket.attempts}")
         if state is TicketState.ADMITTING:
-            return Wait("asking the fleet's store")
+            return Wait("asking the fleet's store" if fleet else "being admitted")
         if state is TicketState.BATCHING:
             closes_at = self._batches.get(ticket.request.agent, (now, []))[0]
             return Wait(f"batch window closes in {seconds(closes_at - now)}", wall + closes_at - now)

@@ -90,7 +90,7 @@ async def _store_round_trips(url: str) -> tuple[list[float], list[float], list[f
     try:
         for _ in range(ROUND_TRIPS):
             started = time.perf_counter()
-            answer = await quota.request_admission(100, 0, 0.0)
+            answer = await quota.admit(100, 0, 0.0)
             admitted = time.perf_counter()
             assert isinstance(answer, Reservation)
             await fleet.store.call(fleet.wire.settle(MODEL, quota._records[answer.seq].id, 50))
