@@ -97,11 +97,11 @@ class RequestTable:
         """A row's cells as plain text (what came from a member is made visible: no control characters)."""
         return [visible(c.show(row)) for c in COLUMNS]
 
-    def summary(self, held: int, shown: int) -> str:
-        """How many are held and shown, the order and the filter (as typed, shown as text)."""
+    def summary(self, held: int, shown: int, scope: str = "") -> str:
+        """How many are held (and where: `scope`) and shown, the order and the filter (as typed, shown as text)."""
         arrow = "v" if self.reverse else "^"
         listed = len(self.rows)
-        text = f"{held:,} held" + (f", the {listed:,} most urgent listed" if listed < held else "")
+        text = f"{held:,} held{scope}" + (f", the {listed:,} most urgent listed" if listed < held else "")
         text += f" · sort: {self.sort_key} {arrow}"
         if self.filter_text:
             text += f" · filter {visible(self.filter_text)!r}: {shown} shown"

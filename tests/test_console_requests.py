@@ -170,6 +170,9 @@ async def test_a_fleet_members_tab_reads_the_fleet_and_says_whose_requests_go_fi
         assert await until(pilot, lambda: cell(table, "e19b2c07", "wait").startswith("behind"))
         assert cell(table, "e19b2c07", "wait") == \
             "behind 2 critical at console-ward7-4121 (fleet); the fleet has room in 2 s"
+        # A trial read a member's "0 held" as the fleet's: the status says whose requests these are.
+        assert "1 held by this core (the others': Fleet tab, Enter on a member)" in \
+            str(app.query_one("#requests-status").render())
         assert app._fleet_shown()  # each tick reads the fleet while a member's Requests tab is shown
         asked = len(reads)
         assert await until(pilot, lambda: len(reads) > asked)  # the ticks go on reading it for this tab

@@ -131,8 +131,16 @@ class RequestsPane(Vertical):
         self.applied += 1
         self.show_status(len(rows))
 
+    def scope(self) -> str:
+        """Whose requests these are: a member's own tab lists only its core's (a trial read "0 held" as the fleet's,
+        with 35 waiting across it)."""
+        store = self._latest.quota.store if self._latest is not None else None
+        if store is None:
+            return ""
+        return " across the fleet" if store.attached else " by this core (the others': Fleet tab, Enter on a member)"
+
     def show_status(self, shown: int | None = None) -> None:
-        status = Text(self.model.summary(self.held, len(self.model.shown()) if shown is None else shown))
+        status = Text(self.model.summary(self.held, len(self.model.shown()) if shown is None else shown, self.scope()))
         if self.armed is not None:
             status.append(f"\ncancel request {self.armed}? c again: yes · any other key: no", style="bold yellow")
         else:
