@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -10,11 +11,13 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
-from medops.console.cli import main
+from medops.console.cli import build_parser, main
 from medops.console.commands import worker as worker_command
 from medops.core import __version__
 from medops.core.doctor import run_checks
@@ -325,3 +328,59 @@ def test_an_unknown_option_is_named_under_its_commands_own_usage(argv: list[str]
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(usage) and "unrecognized arguments: --bogus" in err
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every parser that runs a handler: the subcommands and their actions."""
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if parser.get_default("handler") is not None:
+        yield parser
+    for action in subparsers:
+        for child in dict(action.choices).values():
+            yield from _leaf_parsers(child)
+
+
+def test_every_command_says_whether_it_changes_anything_for_read_only() -> None:
+    leaves = list(_leaf_parsers(build_parser()))
+    assert len(leaves) >= 15
+    assert [p.prog for p in leaves if p.get_default("changes") is None] == []
+
+
+@pytest.mark.parametrize(("argv", "what"), [
+    (["ask", "Patient X has chest pain"], "medops ask: refused under --read-only: sending a prompt"),
+    (["ask", "--file", "prompts.jsonl"], "sending prompts from a file"),
+    (["extract", "scan.pdf"], "medops extract: refused under --read-only: extracting documents"),
+    (["worker", "--duration", "1"], "running a drill worker"),
+    (["gateway"], "serving the gateway"),
+    (["gateway", "key", "add", "ward", "--agent", "triage", "--priority", "high"], "medops gateway key add: refused"),
+    (["gateway", "key", "revoke", "ward"], "revoking an agent key"),
+    (["serve", "--operator"], "serving an acting console"),
+    (["fleet", "pause", "--all"], "medops fleet pause: refused under --read-only: pausing intake"),
+    (["fleet", "resume", "--all"], "resuming intake"),
+    (["fleet", "set", "groq_concurrent", "5", "--all"], "setting a limit"),
+    (["fleet", "unset", "groq_concurrent"], "removing a fleet-wide setting"),
+    (["fleet", "clear", "llama-3.1-8b-instant"], "lifting a model's blocks"),
+    (["fleet", "forget", "--left"], "forgetting members' rows"),
+    (["fleet", "acl", "--apply"], "creating the store's ACL users"),
+    (["requests", "cancel", "0123456789abcdef"], "medops requests cancel: refused under --read-only: cancelling"),
+    (["requests", "priority", "0123456789abcdef", "high"], "changing a request's priority"),
+])
+def test_read_only_refuses_every_command_that_spends_quota_or_changes_the_fleet(
+        argv: list[str], what: str, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MEDOPS_STORE_URL", redis_server.url)
+    assert main(["--read-only", *argv]) == 2
+    err = capsys.readouterr().err
+    assert what in err and "Nothing was sent and no quota spent" in err and "without --read-only" in err
+    assert "chest pain" not in err  # the prompt's text is patient data: never echoed
+    assert redis.Redis.from_url(redis_server.url).dbsize() == 0  # no command, setting, key or row written
+
+
+@pytest.mark.parametrize("argv", [["fleet"], ["fleet", "settings"], ["requests"], ["config", "show"],
+                                  ["limits", "history"], ["fleet", "acl"], ["gateway", "key", "list"]])
+def test_read_only_still_runs_what_only_reads(argv: list[str], redis_server: RedisServer,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MEDOPS_STORE_URL", redis_server.url)
+    assert main(["--read-only", *argv]) == 0
+    assert "refused" not in capsys.readouterr().err

@@ -59,7 +59,19 @@ def register(subparsers: Any) -> None:
         parser.add_argument(f"--{role}-password", metavar="PASSWORD",
                             help=f"with acl: the {role} user's password (else MEDOPS_ACL_{role.upper()}_PASSWORD, "
                                  "else one is generated and printed once)")
-    parser.set_defaults(handler=fleet)
+    parser.set_defaults(handler=fleet, changes=changes)
+
+
+# What each action would change, refused under `medops --read-only`; list and settings only read.
+CHANGES = {"pause": "pausing intake", "resume": "resuming intake", "set": "setting a limit",
+           "unset": "removing a fleet-wide setting", "clear": "lifting a model's blocks and holds",
+           "forget": "forgetting members' rows"}
+
+
+def changes(args: argparse.Namespace) -> str:
+    if args.action == "acl":  # without --apply it only prints the lines
+        return "creating the store's ACL users (acl --apply)" if args.apply else ""
+    return CHANGES.get(args.action, "")
 
 
 def fleet(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from medops.console.commands.common import reads_only
 from medops.console.times import local_time
 from medops.core.settings.paths import locate
 
@@ -32,7 +33,7 @@ def register(subparsers: Any) -> None:
     history.add_argument("--limit", metavar="N", type=int, default=DEFAULT_SHOWN,
                          help=f"changes at most (1-{MAX_HISTORY}, default {DEFAULT_SHOWN})")
     history.add_argument("--json", action="store_true", help="print them as JSON")
-    history.set_defaults(handler=limits_history)
+    history.set_defaults(handler=limits_history, changes=reads_only)
 
 
 def limits_history(args: argparse.Namespace) -> int:

@@ -34,7 +34,9 @@ def register(subparsers: Any) -> None:
                         help="list (default); cancel ID; priority ID critical|high|normal")
     parser.add_argument("request", nargs="*", metavar="ID [PRIORITY]", help="the request (and its new priority)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON, one object per member")
-    parser.set_defaults(handler=requests)
+    parser.set_defaults(handler=requests, changes=lambda a: {"cancel": "cancelling a request",
+                                                             "priority": "changing a request's priority"
+                                                             }.get(a.action, ""))
 
 
 def requests(args: argparse.Namespace) -> int:
