@@ -139,6 +139,9 @@ def act(args: argparse.Namespace) -> int:
         print("medops fleet: `set` takes KEY VALUE (e.g. medops fleet set groq_concurrent 5 --all); "
               "pause and resume take none", file=sys.stderr)
         return 2
+    if args.action == "set" and (why := refused_setting(*args.setting)):
+        print(f"medops fleet set: {why}. Nothing was sent.", file=sys.stderr)
+        return 2
     if not (args.instance or args.all):
         print(f"medops fleet {args.action}: name the member (--instance ID, from `medops fleet`) or --all",
               file=sys.stderr)
@@ -168,6 +171,19 @@ def act(args: argparse.Namespace) -> int:
         print(f"  {ack.status:<9} {ack.instance}  {ack.detail}")
     # Kept fleet-wide with nobody alive: done (whoever joins applies it).
     return 0 if (acks or kept) and all(ack.status == "applied" for ack in acks) else 1
+
+
+def refused_setting(key: str, value: str) -> str:
+    """Why every member would refuse `key` = `value` ('' if none would): the rule each applies, checked here
+    first, so a typo is not broadcast to the fleet to be refused by each member."""
+    from medops.core.errors import ConfigError
+    from medops.core.settings.live_changes import checked_value
+
+    try:
+        checked_value(key, value, "medops fleet set")
+    except ConfigError as exc:
+        return str(exc)
+    return ""
 
 
 def fleet_settings(args: argparse.Namespace) -> int:
