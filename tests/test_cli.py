@@ -77,9 +77,10 @@ def test_status_names_the_fleets_store_and_how_many_share_it(
     # A fresh store may still be seeding at the first sample (an instant); either way it names the store.
     assert store.startswith(f"store      {redis_server.url}: ") and "1 member alive" in store
     assert main(["fleet", "--json"]) == 0
-    out = capsys.readouterr().out
-    assert len(out.splitlines()) == 1  # one line: `| head -1` gives the whole object
-    assert json.loads(out)["members"] == []  # a short run that ended leaves no row in the fleet's list
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]  # JSON Lines: a record a line
+    assert records[0]["record"] == "fleet" and records[0]["store"] == redis_server.url
+    assert records[0]["members"] == 0  # a short run that ended leaves no row in the fleet's list
+    assert {r["record"] for r in records[1:]} <= {"window"} and len(records) == 1 + records[0]["windows"]
 
 
 @pytest.mark.usefixtures("knowledge_ready")
@@ -384,3 +385,4 @@ def test_read_only_still_runs_what_only_reads(argv: list[str], redis_server: Red
     monkeypatch.setenv("MEDOPS_STORE_URL", redis_server.url)
     assert main(["--read-only", *argv]) == 0
     assert "refused" not in capsys.readouterr().err
+

@@ -4,6 +4,7 @@ the store is carried out by the member holding the request, and its answer comes
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -70,6 +71,11 @@ async def test_a_request_is_picked_by_the_start_of_its_id_as_the_listing_shows_i
         assert listing(view, as_json=False) == 0
         shown = [line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]]
         assert sorted(shown) == sorted(i[:14] for i in (first, second, third))
+        assert listing(view, as_json=True) == 0  # JSON Lines: one object per member a line
+        records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [r["member"] for r in records] == sorted(view.snapshots)
+        lab_record = next(r for r in records if r["member"] == lab_name)
+        assert lab_record["held"] == 3 and {r["request_id"] for r in lab_record["requests"]} == {first, second, third}
 
         async def run(action: str, request: list[str]) -> tuple[int, str, str]:
             code = await asyncio.to_thread(act, view, url, "test", None, action, request)

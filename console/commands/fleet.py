@@ -10,9 +10,12 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medops.console.commands.common import load
+
+if TYPE_CHECKING:
+    from medops.core.fleet.view import FleetView
 
 # medops.core.fleet.acl.ROLES; not imported here, as that loads redis for every command line
 ROLES = ("member", "reader", "operator", "oncall")
@@ -50,7 +53,10 @@ def register(subparsers: Any) -> None:
     stopped = parser.add_mutually_exclusive_group()
     stopped.add_argument("--left", action="store_true", help="with forget: only members that stopped cleanly")
     stopped.add_argument("--gone", action="store_true", help="with forget: only members whose heartbeat expired")
-    parser.add_argument("--json", action="store_true", help="print the fleet as one JSON object")
+    parser.add_argument("--json", action="store_true",
+                        help="print the fleet as JSON Lines, one object a line, each with `record`: first the "
+                             "fleet (store, read_at, skipped), then one per member, then one per quota window "
+                             "(with settings: the fleet-wide settings as one object)")
     parser.add_argument("--apply", action="store_true",
                         help="with acl: create the users on the store (connect as its admin) and load the library")
     parser.add_argument("--user-prefix", default="medops-", metavar="TEXT",
@@ -96,9 +102,8 @@ def fleet(args: argparse.Namespace) -> int:
         print(f"medops fleet: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        data = dataclasses.asdict(view)
-        data.pop("snapshots")
-        print(json.dumps(data, sort_keys=True))
+        for record in json_records(view):
+            print(json.dumps(record, sort_keys=True))
         return 0
     print(f"fleet on {view.store}: {view.tally()}")
     print(f"{'instance':<28} {'role':<8} {'state':<12} {'beat':>5} {'up':>6} {'queued c/h/n':>12} {'flight':>6} "
@@ -115,6 +120,15 @@ def fleet(args: argparse.Namespace) -> int:
     if view.skipped:
         print(f"! {view.skipped_note()} (written by another medops version, or damaged)")
     return 0
+
+
+def json_records(view: FleetView) -> list[dict[str, Any]]:
+    """The fleet as JSON Lines records: the fleet's own line, a line per member, a line per window (so a line
+    is one record, for `head`, `grep` and `jq -c 'select(.record == "member")'`)."""
+    fleet = {"record": "fleet", "store": view.store, "read_at": view.read_at, "store_time": view.store_time,
+             "skipped": dict(view.skipped), "members": len(view.members), "windows": len(view.windows)}
+    return [fleet, *({"record": "member"} | dataclasses.asdict(m) for m in view.members),
+            *({"record": "window"} | dataclasses.asdict(w) for w in view.windows)]
 
 
 def _duration(seconds: float) -> str:

@@ -37,7 +37,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("request", nargs="*", metavar="ID [PRIORITY]",
                         help=f"the request, by its id as the listing shows it ({SHOWN_ID} characters) or any start "
                              f"of it that names one request ({MIN_PREFIX} characters at least); and its new priority")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON, one object per member")
+    parser.add_argument("--json", action="store_true",
+                        help="print the rows as JSON Lines, one object per member a line: member, held (how many "
+                             "it holds) and requests (the rows it publishes, most urgent first)")
     parser.set_defaults(handler=requests, changes=lambda a: {"cancel": "cancelling a request",
                                                              "priority": "changing a request's priority"
                                                              }.get(a.action, ""))
@@ -73,9 +75,10 @@ def listing(view: FleetView, as_json: bool) -> int:
     store put off says whose requests go first."""
     members = sorted((instance, view.in_line(instance) or snapshot) for instance, snapshot in view.snapshots.items())
     if as_json:
-        print(json.dumps({instance: {"held": snapshot.scheduler.requests_held,
-                                     "requests": [dataclasses.asdict(r) for r in snapshot.scheduler.requests]}
-                          for instance, snapshot in members}, sort_keys=True))
+        for instance, snapshot in members:
+            print(json.dumps({"member": instance, "held": snapshot.scheduler.requests_held,
+                              "requests": [dataclasses.asdict(r) for r in snapshot.scheduler.requests]},
+                             sort_keys=True))
         return 0
     print(f"{'member':<24} {'id':<{SHOWN_ID}} {'prio':<16} {'state':<9} {'age':>6} {'deadline':>8} {'agent/key':<14} "
           f"{'model':<24} {'tokens':>7}  why it waits")
