@@ -386,3 +386,32 @@ def test_read_only_still_runs_what_only_reads(argv: list[str], redis_server: Red
     assert main(["--read-only", *argv]) == 0
     assert "refused" not in capsys.readouterr().err
 
+
+def test_fleet_names_its_namespace_and_the_other_fleets_on_the_same_store(
+        redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from medops.core.fleet.store import namespace_for
+
+    monkeypatch.setenv("MEDOPS_STORE_URL", redis_server.url)
+    monkeypatch.delenv("GROQ_API_KEY", raising=False)
+    monkeypatch.setenv("GROQ_BASE_URL", "http://127.0.0.1:18080")  # the trial's worker: another endpoint
+    elsewhere = namespace_for(None, "http://127.0.0.1:18080")
+    assert main(["fleet"]) == 0
+    assert capsys.readouterr().out.startswith(f"fleet {elsewhere} on ")
+    store = redis.Redis.from_url(redis_server.url)
+    store.hset(f"medops:{{{elsewhere}}}:members", "worker-1", "{}")  # as that worker's joining leaves it
+    store.hset("medops:{\x1b]52;c;SGVsbG8=\x07}:members", "x", "{}")  # a planted name: never printed
+    monkeypatch.delenv("GROQ_BASE_URL")
+    here = namespace_for(None, "in-process")  # the console's, with neither key nor endpoint set
+    assert main(["fleet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"fleet {here} on {redis_server.url}: 0 alive, 0 stale, 0 gone, 0 left"
+    assert lines[1] == (f"! 1 other fleet shares this store (another Groq key or endpoint): {elsewhere}; see one "
+                        "with: medops fleet --namespace NAME")
+    assert main(["fleet", "--json"]) == 0
+    fleet = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert (fleet["namespace"], fleet["other_namespaces"]) == (here, [elsewhere])
+
+    assert main(["fleet", "--namespace", elsewhere]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith(f"fleet {elsewhere} on {redis_server.url}: ")
+    assert main(["fleet", "--namespace", "a b"]) == 2
+    assert "--namespace takes a namespace as `medops fleet` names them" in capsys.readouterr().err

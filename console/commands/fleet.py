@@ -16,6 +16,7 @@ from medops.console.commands.common import load
 
 if TYPE_CHECKING:
     from medops.core.fleet.view import FleetView
+    from medops.core.settings.config import Settings
 
 # medops.core.fleet.acl.ROLES; not imported here, as that loads redis for every command line
 ROLES = ("member", "reader", "operator", "oncall")
@@ -57,6 +58,9 @@ def register(subparsers: Any) -> None:
                         help="print the fleet as JSON Lines, one object a line, each with `record`: first the "
                              "fleet (store, read_at, skipped), then one per member, then one per quota window "
                              "(with settings: the fleet-wide settings as one object)")
+    parser.add_argument("--namespace", metavar="NAME",
+                        help="the fleet of another namespace on the same store, as `medops fleet` names them "
+                             "(default: this Groq key's, or without a key this endpoint's)")
     parser.add_argument("--apply", action="store_true",
                         help="with acl: create the users on the store (connect as its admin) and load the library")
     parser.add_argument("--user-prefix", default="medops-", metavar="TEXT",
@@ -94,7 +98,7 @@ def fleet(args: argparse.Namespace) -> int:
     from medops.core.fleet.membership import fleet_namespace
     from medops.core.fleet.view import FleetUnavailable, read_fleet
 
-    settings = load(args).settings
+    settings = _load(args)
     try:
         view = asyncio.run(read_fleet(settings.store_url, fleet_namespace(settings, os.environ),
                                       os.environ.get("MEDOPS_STORE_PASSWORD")))
@@ -105,7 +109,9 @@ def fleet(args: argparse.Namespace) -> int:
         for record in json_records(view):
             print(json.dumps(record, sort_keys=True))
         return 0
-    print(f"fleet on {view.store}: {view.tally()}")
+    print(f"fleet {view.namespace} on {view.store}: {view.tally()}")
+    if view.others:
+        print(f"! {view.others_note('see one with: medops fleet --namespace NAME')}")
     print(f"{'instance':<28} {'role':<8} {'state':<12} {'beat':>5} {'up':>6} {'queued c/h/n':>12} {'flight':>6} "
           f"{'done':>6} {'fail':>5} {'429':>4} {'rpm':>4} {'lag99':>6} {'cpu%':>5} {'alerts':>6}")
     for m in view.members:
@@ -125,10 +131,25 @@ def fleet(args: argparse.Namespace) -> int:
 def json_records(view: FleetView) -> list[dict[str, Any]]:
     """The fleet as JSON Lines records: the fleet's own line, a line per member, a line per window (so a line
     is one record, for `head`, `grep` and `jq -c 'select(.record == "member")'`)."""
-    fleet = {"record": "fleet", "store": view.store, "read_at": view.read_at, "store_time": view.store_time,
-             "skipped": dict(view.skipped), "members": len(view.members), "windows": len(view.windows)}
+    fleet = {"record": "fleet", "store": view.store, "namespace": view.namespace, "other_namespaces": view.others,
+             "read_at": view.read_at, "store_time": view.store_time, "skipped": dict(view.skipped),
+             "members": len(view.members), "windows": len(view.windows)}
     return [fleet, *({"record": "member"} | dataclasses.asdict(m) for m in view.members),
             *({"record": "window"} | dataclasses.asdict(w) for w in view.windows)]
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    """The settings in force, with --namespace, if given, as the fleet's namespace (store_namespace)."""
+    from medops.core.errors import ConfigError
+    from medops.core.fleet.namespaces import SHOWN
+
+    settings = load(args).settings
+    if args.namespace is None:
+        return settings
+    if not SHOWN.fullmatch(args.namespace):
+        raise ConfigError("--namespace takes a namespace as `medops fleet` names them: 1 to 64 letters, digits, "
+                          "'.', '_' or '-'")
+    return dataclasses.replace(settings, store_namespace=args.namespace)
 
 
 def _duration(seconds: float) -> str:
@@ -161,7 +182,7 @@ def act(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     key, value = args.setting if args.action == "set" else ("", "")
-    settings = load(args).settings
+    settings = _load(args)
     try:
         command, acks = asyncio.run(issue(
             settings.store_url, fleet_namespace(settings, os.environ), "set_limit" if args.action == "set"
@@ -209,7 +230,7 @@ def fleet_settings(args: argparse.Namespace) -> int:
     if args.setting:
         print("medops fleet settings: takes no KEY (it lists them all; add --json for one object)", file=sys.stderr)
         return 2
-    settings = load(args).settings
+    settings = _load(args)
     namespace = fleet_namespace(settings, os.environ)
     password = os.environ.get("MEDOPS_STORE_PASSWORD")
     try:
@@ -253,7 +274,7 @@ def unset(args: argparse.Namespace) -> int:
         print("medops fleet unset: name the setting, e.g. medops fleet unset groq_concurrent", file=sys.stderr)
         return 2
     key = args.setting[0]
-    settings = load(args).settings
+    settings = _load(args)
     try:
         removed = asyncio.run(remove(settings.store_url, fleet_namespace(settings, os.environ), key,
                                      os.environ.get("MEDOPS_STORE_PASSWORD")))
@@ -279,7 +300,7 @@ def clear(args: argparse.Namespace) -> int:
         print("medops fleet clear: name the model, e.g. medops fleet clear llama-3.1-8b-instant", file=sys.stderr)
         return 2
     model = args.setting[0]
-    settings = load(args).settings
+    settings = _load(args)
     try:
         lifted = asyncio.run(clear_model(settings.store_url, fleet_namespace(settings, os.environ), model,
                                          os.environ.get("MEDOPS_STORE_PASSWORD")))
@@ -306,7 +327,7 @@ def forget(args: argparse.Namespace) -> int:
         return 2
     instance = args.setting[0] if args.setting else None
     which: rows.Which = "left" if args.left else "gone" if args.gone else "stopped"
-    settings = load(args).settings
+    settings = _load(args)
     try:
         done = asyncio.run(rows.forget(settings.store_url, fleet_namespace(settings, os.environ),
                                        os.environ.get("MEDOPS_STORE_PASSWORD"), instance, which))
@@ -328,7 +349,7 @@ def acl(args: argparse.Namespace) -> int:
     from medops.core.fleet.acl import apply_users, new_users, setuser_line
     from medops.core.fleet.membership import fleet_namespace
 
-    settings = load(args).settings
+    settings = _load(args)
     namespace = fleet_namespace(settings, os.environ)
     given = {role: getattr(args, f"{role}_password") or os.environ.get(f"MEDOPS_ACL_{role.upper()}_PASSWORD", "")
              for role in ROLES}
