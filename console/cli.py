@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from medops.console.commands.run import run_console
 
             return run_console(args)
+        if args.read_only and (refused := read_only_refusal(_innermost_parser(parser, args).prog, args)):
+            print(refused, file=sys.stderr)
+            return 2
         with inert_output():  # what the store or a ledger holds is printed, never sent to the terminal
             code = int(args.handler(args))
             sys.stdout.flush()  # output still buffered meets a closed pipe here, not in a traceback at exit
@@ -69,6 +72,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Python flushes stdout again at exit: point it at /dev/null so that flush has nowhere to fail.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return CLOSED_PIPE_EXIT
+
+
+def read_only_refusal(prog: str, args: argparse.Namespace) -> str:
+    """Under --read-only, why the command `prog` names is refused ('' if it only reads), as the console says it."""
+    changes = getattr(args, "changes", None)
+    what = "this command (it is not marked read-only)" if changes is None else changes(args)
+    if not what:
+        return ""
+    # The command's name and action, never its arguments: a prompt's text is patient data.
+    action = getattr(args, "action", None)
+    if isinstance(action, str) and not prog.endswith(f" {action}"):
+        prog = f"{prog} {action}"  # `fleet pause`: a positional, not a subparser
+    return (f"{prog}: refused under --read-only: {what}. Nothing was sent and no quota spent; run it without "
+            "--read-only to do it.")
 
 
 def _innermost_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from medops.core.fleet.view import FleetView, MemberRow
 
 PRIORITIES = ("critical", "high", "normal")
+# How to look at another fleet of the same store, from the Fleet tab.
+OTHERS_HOW = "watch one with MEDOPS_STORE_NAMESPACE=NAME medops --attach, or medops fleet --namespace NAME"
 
 
 def role_text(member: MemberRow) -> Text:
@@ -115,7 +117,12 @@ class FleetTable:
         assert self.view is not None
         view = self.view
         arrow = "↓" if self.reverse else "↑"
-        status = Text(f"{view.store}: {view.tally()} · sort: {self.sort_key} {arrow}")
+        # The namespace says which fleet of the store this is: a member with another Groq key or endpoint is in
+        # another one (named below), not missing from this one.
+        fleet = f" · fleet {view.namespace}" if view.namespace else ""
+        status = Text(f"{view.store}{fleet}: {view.tally()} · sort: {self.sort_key} {arrow}")
+        if view.others:
+            status.append(f"\n! {view.others_note(OTHERS_HOW)}", style="bold yellow")
         if self.filter_text:
             status.append(f" · filter {visible(self.filter_text)!r}: {shown} shown")
         if view.skipped:

@@ -174,6 +174,22 @@ def test_jsonl_line_with_an_unknown_agent_is_refused_without_echoing_free_text(
     assert "Jane Roe" not in err
 
 
+@pytest.mark.parametrize(("messages", "said"), [
+    ("Jane Roe, chest pain", '"messages" must be a list of messages, not text; write e.g. "messages": '
+                             '[{"role": "user", "content": "..."}], or use "prompt" for one text'),
+    ({"role": "user", "content": "Jane Roe, chest pain"}, '"messages" must be a list of messages, not an object'),
+    ([], '"messages" is an empty list; give at least one message'),
+    (["Jane Roe, chest pain"], 'message 1 of "messages" is text, not an object with "role" and "content"'),
+])
+def test_jsonl_messages_of_the_wrong_shape_say_a_list_of_messages_is_wanted_without_echoing_it(
+        tmp_path: Path, messages: object, said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    prompts = write_lines(tmp_path / "p.jsonl", [{"prompt": "a"}, {"messages": messages}])
+    assert main(["ask", "--file", str(prompts)]) == 2
+    err = capsys.readouterr().err
+    assert f"line 2: {said}" in err
+    assert "Jane Roe" not in err and "minimum number of items" not in err
+
+
 def test_jsonl_line_with_an_unknown_model_lists_the_known_ones(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     prompts = write_lines(tmp_path / "p.jsonl", [{"prompt": "a", "agent": "triage", "model": "nope"}])

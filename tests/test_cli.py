@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -11,11 +12,13 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
-from medops.console.cli import main
+from medops.console.cli import build_parser, main
 from medops.console.commands import worker as worker_command
 from medops.core import __version__
 from medops.core.doctor import run_checks
@@ -76,9 +79,10 @@ def test_status_names_the_fleets_store_and_how_many_share_it(
     # A fresh store may still be seeding at the first sample (an instant); either way it names the store.
     assert store.startswith(f"store      {redis_server.url}: ") and "1 member alive" in store
     assert main(["fleet", "--json"]) == 0
-    out = capsys.readouterr().out
-    assert len(out.splitlines()) == 1  # one line: `| head -1` gives the whole object
-    assert json.loads(out)["members"] == []  # a short run that ended leaves no row in the fleet's list
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]  # JSON Lines: a record a line
+    assert records[0]["record"] == "fleet" and records[0]["store"] == redis_server.url
+    assert records[0]["members"] == 0  # a short run that ended leaves no row in the fleet's list
+    assert {r["record"] for r in records[1:]} <= {"window"} and len(records) == 1 + records[0]["windows"]
 
 
 @pytest.mark.usefixtures("knowledge_ready")
@@ -336,3 +340,89 @@ def test_an_unknown_option_is_named_under_its_commands_own_usage(argv: list[str]
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(usage) and "unrecognized arguments: --bogus" in err
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every parser that runs a handler: the subcommands and their actions."""
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if parser.get_default("handler") is not None:
+        yield parser
+    for action in subparsers:
+        for child in dict(action.choices).values():
+            yield from _leaf_parsers(child)
+
+
+def test_every_command_says_whether_it_changes_anything_for_read_only() -> None:
+    leaves = list(_leaf_parsers(build_parser()))
+    assert len(leaves) >= 15
+    assert [p.prog for p in leaves if p.get_default("changes") is None] == []
+
+
+@pytest.mark.parametrize(("argv", "what"), [
+    (["ask", "Patient X has chest pain"], "medops ask: refused under --read-only: sending a prompt"),
+    (["ask", "--file", "prompts.jsonl"], "sending prompts from a file"),
+    (["extract", "scan.pdf"], "medops extract: refused under --read-only: extracting documents"),
+    (["worker", "--duration", "1"], "running a drill worker"),
+    (["gateway"], "serving the gateway"),
+    (["gateway", "key", "add", "ward", "--agent", "triage", "--priority", "high"], "medops gateway key add: refused"),
+    (["gateway", "key", "revoke", "ward"], "revoking an agent key"),
+    (["serve", "--operator"], "serving an acting console"),
+    (["fleet", "pause", "--all"], "medops fleet pause: refused under --read-only: pausing intake"),
+    (["fleet", "resume", "--all"], "resuming intake"),
+    (["fleet", "set", "groq_concurrent", "5", "--all"], "setting a limit"),
+    (["fleet", "unset", "groq_concurrent"], "removing a fleet-wide setting"),
+    (["fleet", "clear", "llama-3.1-8b-instant"], "lifting a model's blocks"),
+    (["fleet", "forget", "--left"], "forgetting members' rows"),
+    (["fleet", "acl", "--apply"], "creating the store's ACL users"),
+    (["requests", "cancel", "0123456789abcdef"], "medops requests cancel: refused under --read-only: cancelling"),
+    (["requests", "priority", "0123456789abcdef", "high"], "changing a request's priority"),
+])
+def test_read_only_refuses_every_command_that_spends_quota_or_changes_the_fleet(
+        argv: list[str], what: str, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MEDOPS_STORE_URL", redis_server.url)
+    assert main(["--read-only", *argv]) == 2
+    err = capsys.readouterr().err
+    assert what in err and "Nothing was sent and no quota spent" in err and "without --read-only" in err
+    assert "chest pain" not in err  # the prompt's text is patient data: never echoed
+    assert redis.Redis.from_url(redis_server.url).dbsize() == 0  # no command, setting, key or row written
+
+
+@pytest.mark.parametrize("argv", [["fleet"], ["fleet", "settings"], ["requests"], ["config", "show"],
+                                  ["limits", "history"], ["fleet", "acl"], ["gateway", "key", "list"]])
+def test_read_only_still_runs_what_only_reads(argv: list[str], redis_server: RedisServer,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MEDOPS_STORE_URL", redis_server.url)
+    assert main(["--read-only", *argv]) == 0
+    assert "refused" not in capsys.readouterr().err
+
+
+def test_fleet_names_its_namespace_and_the_other_fleets_on_the_same_store(
+        redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from medops.core.fleet.store import namespace_for
+
+    monkeypatch.setenv("MEDOPS_STORE_URL", redis_server.url)
+    monkeypatch.delenv("GROQ_API_KEY", raising=False)
+    monkeypatch.setenv("GROQ_BASE_URL", "http://127.0.0.1:18080")  # the trial's worker: another endpoint
+    elsewhere = namespace_for(None, "http://127.0.0.1:18080")
+    assert main(["fleet"]) == 0
+    assert capsys.readouterr().out.startswith(f"fleet {elsewhere} on ")
+    store = redis.Redis.from_url(redis_server.url)
+    store.hset(f"medops:{{{elsewhere}}}:members", "worker-1", "{}")  # as that worker's joining leaves it
+    store.hset("medops:{\x1b]52;c;SGVsbG8=\x07}:members", "x", "{}")  # a planted name: never printed
+    monkeypatch.delenv("GROQ_BASE_URL")
+    here = namespace_for(None, "in-process")  # the console's, with neither key nor endpoint set
+    assert main(["fleet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"fleet {here} on {redis_server.url}: 0 alive, 0 stale, 0 gone, 0 left"
+    assert lines[1] == (f"! 1 other fleet shares this store (another Groq key or endpoint): {elsewhere}; see one "
+                        "with: medops fleet --namespace NAME")
+    assert main(["fleet", "--json"]) == 0
+    fleet = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert (fleet["namespace"], fleet["other_namespaces"]) == (here, [elsewhere])
+
+    assert main(["fleet", "--namespace", elsewhere]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith(f"fleet {elsewhere} on {redis_server.url}: ")
+    assert main(["fleet", "--namespace", "a b"]) == 2
+    assert "--namespace takes a namespace as `medops fleet` names them" in capsys.readouterr().err

@@ -29,12 +29,14 @@ async def test_history_takes_a_key_a_count_and_prints_json(locations: Locations,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     await one_run(locations, clock, ("io_threads", "6"), ("cpu_threads", "3"), ("io_threads", "8"))
     assert main(["limits", "history", "--key", "io_threads", "--limit", "1", "--json"]) == 0
-    out = capsys.readouterr().out
-    assert len(out.splitlines()) == 1  # one line: `| head -1` gives the whole object
-    printed = json.loads(out)
-    assert printed["ledger"] == str(locations.ops_db) and printed["note"] == ""
-    assert printed["changes"] == [{"at": clock.wall() - 60, "at_local": "2026-01-01T01:02:00+01:00",
-                                   "key": "io_threads", "old": "6", "new": "8", "by": "console"}]
+    out, err = capsys.readouterr()
+    assert [json.loads(line) for line in out.splitlines()] == [  # JSON Lines: one change a line
+        {"at": clock.wall() - 60, "at_local": "2026-01-01T01:02:00+01:00", "key": "io_threads", "old": "6",
+         "new": "8", "by": "console"}]
+    assert err == ""
+    assert main(["limits", "history", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["key"] for line in out.splitlines()] == ["io_threads", "cpu_threads", "io_threads"]
 
 
 def test_history_before_any_run_says_there_is_no_ledger_yet(locations: Locations,
@@ -42,6 +44,11 @@ def test_history_before_any_run_says_there_is_no_ledger_yet(locations: Locations
     assert main(["limits", "history"]) == 0
     assert capsys.readouterr().out.strip() == (f"no ledger at {locations.ops_db} yet: no medops has run with this "
                                                f"data folder")
+    assert main(["limits", "history", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert out == ""  # no change: no line; the note is for the reader, on stderr
+    assert err.strip() == (f"medops limits history: no ledger at {locations.ops_db} yet: no medops has run with "
+                           "this data folder")
 
 
 @pytest.mark.usefixtures("knowledge_ready")

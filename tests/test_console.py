@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.binding import Binding
 from textual.filter import Monochrome, NoColor
 from textual.widgets import Button, Footer, Input, Label, OptionList, TabbedContent
 from textual.widgets._footer import FooterKey
@@ -588,3 +589,19 @@ async def test_a_paused_intake_badge_in_the_quota_pane_is_never_broken_in_two(
         lines = str(app.query_one(QuotaPane).render()).splitlines()
         assert any("intake paused" in line for line in lines), lines
         assert lines[0].rstrip().endswith("rej 2"), lines
+
+
+def test_the_readmes_key_table_covers_every_tab_and_the_prompt_boxs_keys() -> None:
+    from medops.console.app import TABS
+    from medops.console.forms.prompt_box import PromptBox
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme[readme.index("| key | action |"):readme.index("Options: `--theme NAME`")]
+    assert f"| `1`–`{len(TABS)}` | switch tab" in table
+    for number in range(6, len(TABS) + 1):  # the tabs with keys of their own each have a row
+        assert f"\n| `{number}` | **" in table, number
+    assert "**Requests**" in table
+    box = next(line for line in table.splitlines() if line.startswith("| Prompt box |"))
+    for binding in PromptBox.BINDINGS:
+        keys = binding.key if isinstance(binding, Binding) else binding[0]
+        assert all(key in box for key in keys.split(",")), keys

@@ -96,8 +96,8 @@ def test_every_fleet_command_prints_no_escape_and_no_traceback(
     if argv == ["fleet"]:
         assert "3 malformed member entries skipped" in out
     if argv == ["fleet", "--json"]:
-        data = json.loads(out)
-        assert data["skipped"]["malformed member entries"] == 3
+        fleet = json.loads(out.splitlines()[0])  # the fleet's own record comes first
+        assert fleet["record"] == "fleet" and fleet["skipped"]["malformed member entries"] == 3
 
 
 async def test_the_fleet_tab_shows_hostile_names_as_text_and_a_typed_bracket_does_not_crash(

@@ -90,14 +90,16 @@ def test_fleet_json_lists_two_running_members_and_the_store_holds_no_prompt_text
             deadline = time.monotonic() + 60
             while True:
                 assert main(["fleet", "--json"]) == 0
-                view = json.loads(capsys.readouterr().out)
-                busy = [m for m in view["members"] if m["state"] == "alive" and m["in_flight"] > 0]
+                records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+                members = [r for r in records if r["record"] == "member"]
+                busy = [m for m in members if m["state"] == "alive" and m["in_flight"] > 0]
                 if len(busy) == 2 or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
             assert len(busy) == 2 and {m["role"] for m in busy} == {"ask"}
-            assert {w["name"] for w in view["windows"]} >= {"rpm", "tpm"}
-            rpm = next(w for w in view["windows"] if w["name"] == "rpm")
+            windows = [r for r in records if r["record"] == "window"]
+            assert {w["name"] for w in windows} >= {"rpm", "tpm"}
+            rpm = next(w for w in windows if w["name"] == "rpm")
             # Each member's part, as its own last snapshot (a beat apart) saw it.
             assert len(rpm["parts"]) == 2 and all(part > 0 for part in rpm["parts"].values())
             assert rpm["used"] <= rpm["limit"] and sum(rpm["parts"].values()) <= rpm["limit"]
@@ -147,7 +149,8 @@ def test_an_operator_pauses_and_resumes_an_ask_run_in_another_process(
                 assert time.monotonic() < deadline, "the run never got going"
                 time.sleep(0.1)
             assert main(["fleet", "--json"]) == 0
-            member = next(m for m in json.loads(capsys.readouterr().out)["members"] if m["state"] == "alive")
+            member = next(m for m in map(json.loads, capsys.readouterr().out.splitlines())
+                          if m["record"] == "member" and m["state"] == "alive")
             assert main(["fleet", "pause", "--instance", member["instance"]]) == 0
             assert "applied" in capsys.readouterr().out
             time.sleep(2.5)  # the one in flight finishes

@@ -136,7 +136,8 @@ def test_three_members_a_read_only_console_and_an_operator_each_as_its_acl_user(
 
             listed = _medops(url, "reader", "fleet", "--json")  # the reader lists them: one per process
             assert listed.returncode == 0, listed.stderr
-            members = {m["pid"]: m["instance"] for m in json.loads(listed.stdout)["members"] if m["state"] == "alive"}
+            members = {m["pid"]: m["instance"] for m in map(json.loads, listed.stdout.splitlines())
+                       if m["record"] == "member" and m["state"] == "alive"}
             instances = [members[run.pid] for run in runs]
 
             tmux.keys("7")

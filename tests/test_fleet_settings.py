@@ -134,11 +134,11 @@ async def test_a_restart_only_or_bad_value_is_not_kept_fleet_wide(store_env: str
                                                                   built_knowledge: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     async with started(store_env, tmp_path, built_knowledge, "ward"):
-        code, out, _ = await in_thread(["fleet", "set", "case_memory_mb", "64", "--all"], capsys)
-        assert code == 1  # the member refuses it, as before
-        assert "not kept fleet-wide: case_memory_mb is sized at start (restart-only)" in out
-        code, out, _ = await in_thread(["fleet", "set", "groq_concurrent", "0", "--all"], capsys)
-        assert code == 1 and "not kept fleet-wide: " in out and "1 to 1000" in out
+        # Refused before sending, by the rule the member applies (it would refuse it too).
+        code, out, err = await in_thread(["fleet", "set", "case_memory_mb", "64", "--all"], capsys)
+        assert code == 2 and out == "" and "case_memory_mb cannot change while medops runs" in err
+        code, out, err = await in_thread(["fleet", "set", "groq_concurrent", "0", "--all"], capsys)
+        assert code == 2 and out == "" and "1 to 1000" in err
     assert (await read_fleet_settings(store_env, "test")).settings == ()
 
 
@@ -217,3 +217,22 @@ def test_a_cli_run_that_joins_later_says_on_stderr_what_it_applied(store_env: st
     status = json.loads(run.stdout)
     assert {"key": "groq_concurrent", "value": "5"} in status["live_settings"]
     assert status["limit_changes"][0]["by"].startswith("fleet settings in the store (set by ")
+
+
+@pytest.mark.parametrize(("key", "value", "why"), [
+    ("io_threads", "abc", "setting io_threads = 'abc'"),
+    ("nosuch", "5", "unknown setting 'nosuch'"),
+    ("groq_concurrent", "0", "out of range"),
+    ("case_memory_mb", "64", "cannot change while medops runs"),
+])
+async def test_a_setting_every_member_would_refuse_is_refused_before_anything_is_sent(
+        store_env: str, key: str, value: str, why: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = await in_thread(["fleet", "set", key, value, "--all"], capsys)
+    assert code == 2, out
+    assert err.startswith("medops fleet set: ") and why in err and "Nothing was sent." in err
+    assert out == ""
+    r = redis.Redis.from_url(store_env)
+    try:
+        assert await r.dbsize() == 0  # no command in the stream, no fleet-wide value
+    finally:
+        await r.aclose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from medops.console.fleet_table import SORT_KEYS, FleetTable
 from medops.core.fleet.view import FleetView, MemberRow, MemberState
 
@@ -75,3 +77,13 @@ def test_cells_are_plain_text_justified_as_their_column() -> None:
     cells = model.cells(model.shown()[0])
     assert [c.plain for c in cells[:3]] == ["alpha", "ward7", "130"]
     assert (cells[0].justify, cells[2].justify) == ("left", "right")
+
+
+def test_the_summary_names_the_fleets_namespace_and_the_other_fleets_on_its_store() -> None:
+    model = table(sort_key="done", reverse=True)
+    assert model.view is not None
+    model.view = replace(model.view, namespace="3f2a9c0d1e2b4a5c", others=("77aa00bb11cc22dd",))
+    assert model.summary(shown=3).plain == (
+        "redis://127.0.0.1:6379/0 · fleet 3f2a9c0d1e2b4a5c: 2 alive, 1 stale, 0 gone, 0 left · sort: done ↓\n"
+        "! 1 other fleet shares this store (another Groq key or endpoint): 77aa00bb11cc22dd; watch one with "
+        "MEDOPS_STORE_NAMESPACE=NAME medops --attach, or medops fleet --namespace NAME")

@@ -59,7 +59,8 @@ def register(subparsers: Any) -> None:
                         help="with --file: send only these lines, e.g. 3,7-9 (the summary of a stopped run names "
                              "the lines never answered in this form)")
     parser.add_argument("--json", action="store_true", help="print the single answer as one JSON object")
-    parser.set_defaults(handler=ask)
+    parser.set_defaults(handler=ask, changes=lambda a: "sending prompts from a file (they spend quota)"
+                        if a.file is not None else "sending a prompt (it spends quota)")
 
 
 def ask(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ command module on each run, and the core takes most of a second to import.
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +17,17 @@ from medops.core.settings.paths import locate
 if TYPE_CHECKING:
     from medops.core.contract import CoreCommands
     from medops.core.settings.config import LoadedSettings
+
+
+# What a command line would spend or change, in words ("sending a prompt (it spends quota)"), for
+# `medops --read-only`, which refuses it (cli.py); "" when it only reads. Every command sets one as `changes`:
+# a command that sets none is refused under --read-only, so a new command is never let through by mistake.
+Changes = Callable[[argparse.Namespace], str]
+
+
+def reads_only(args: argparse.Namespace) -> str:
+    """The `changes` of a command that spends no quota and changes nothing."""
+    return ""
 
 
 def load(args: argparse.Namespace) -> LoadedSettings:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from medops.console.commands.common import load
+from medops.console.commands.common import load, reads_only
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("config", help="show the settings in force")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = actions.add_parser("show", help="print every setting, its value and its source")
-    show.set_defaults(handler=show_config)
+    show.set_defaults(handler=show_config, changes=reads_only)
 
 
 def show_config(args: argparse.Namespace) -> int:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from medops.console.commands.common import load
+from medops.console.commands.common import load, reads_only
 from medops.core.settings.paths import locate
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("doctor", help="check Python, packages, Tesseract, folders and the Groq key")
-    parser.set_defaults(handler=doctor)
+    parser.set_defaults(handler=doctor, changes=reads_only)
 
 
 def doctor(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import signal
 import sys
 from typing import Any
 
-from medops.console.commands.common import load
+from medops.console.commands.common import load, reads_only
 from medops.core.errors import ConfigError
 
 
@@ -34,7 +34,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--slow-rate", type=float, default=0.0, help="share of requests delayed --slow-seconds")
     parser.add_argument("--slow-seconds", type=float, default=0.0, help="extra delay of a slow answer")
     parser.add_argument("--seed", type=int, default=0, help="seed for the fault draws")
-    parser.set_defaults(handler=run_endpoint)
+    # Offline Groq for drills: it spends no quota and changes nothing of the fleet's.
+    parser.set_defaults(handler=run_endpoint, changes=reads_only)
 
 
 def run_endpoint(args: argparse.Namespace) -> int:

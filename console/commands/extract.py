@@ -33,7 +33,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--case", metavar="ID",
                         help="add each document's text to this case in the running medops' case memory")
     parser.add_argument("--text", action="store_true", help="include the extracted text in each line")
-    parser.set_defaults(handler=extract_files)
+    parser.set_defaults(handler=extract_files, changes=lambda a: "extracting documents"
+                        + (" into a case" if a.case is not None else ""))
 
 
 def extract_files(args: argparse.Namespace) -> int:

@@ -10,9 +10,13 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medops.console.commands.common import load
+
+if TYPE_CHECKING:
+    from medops.core.fleet.view import FleetView
+    from medops.core.settings.config import Settings
 
 # medops.core.fleet.acl.ROLES; not imported here, as that loads redis for every command line
 ROLES = ("member", "reader", "operator", "oncall")
@@ -50,7 +54,13 @@ def register(subparsers: Any) -> None:
     stopped = parser.add_mutually_exclusive_group()
     stopped.add_argument("--left", action="store_true", help="with forget: only members that stopped cleanly")
     stopped.add_argument("--gone", action="store_true", help="with forget: only members whose heartbeat expired")
-    parser.add_argument("--json", action="store_true", help="print the fleet as one JSON object")
+    parser.add_argument("--json", action="store_true",
+                        help="print the fleet as JSON Lines, one object a line, each with `record`: first the "
+                             "fleet (store, read_at, skipped), then one per member, then one per quota window "
+                             "(with settings: the fleet-wide settings as one object)")
+    parser.add_argument("--namespace", metavar="NAME",
+                        help="the fleet of another namespace on the same store, as `medops fleet` names them "
+                             "(default: this Groq key's, or without a key this endpoint's)")
     parser.add_argument("--apply", action="store_true",
                         help="with acl: create the users on the store (connect as its admin) and load the library")
     parser.add_argument("--user-prefix", default="medops-", metavar="TEXT",
@@ -59,7 +69,19 @@ def register(subparsers: Any) -> None:
         parser.add_argument(f"--{role}-password", metavar="PASSWORD",
                             help=f"with acl: the {role} user's password (else MEDOPS_ACL_{role.upper()}_PASSWORD, "
                                  "else one is generated and printed once)")
-    parser.set_defaults(handler=fleet)
+    parser.set_defaults(handler=fleet, changes=changes)
+
+
+# What each action would change, refused under `medops --read-only`; list and settings only read.
+CHANGES = {"pause": "pausing intake", "resume": "resuming intake", "set": "setting a limit",
+           "unset": "removing a fleet-wide setting", "clear": "lifting a model's blocks and holds",
+           "forget": "forgetting members' rows"}
+
+
+def changes(args: argparse.Namespace) -> str:
+    if args.action == "acl":  # without --apply it only prints the lines
+        return "creating the store's ACL users (acl --apply)" if args.apply else ""
+    return CHANGES.get(args.action, "")
 
 
 def fleet(args: argparse.Namespace) -> int:
@@ -76,7 +98,7 @@ def fleet(args: argparse.Namespace) -> int:
     from medops.core.fleet.membership import fleet_namespace
     from medops.core.fleet.view import FleetUnavailable, read_fleet
 
-    settings = load(args).settings
+    settings = _load(args)
     try:
         view = asyncio.run(read_fleet(settings.store_url, fleet_namespace(settings, os.environ),
                                       os.environ.get("MEDOPS_STORE_PASSWORD")))
@@ -84,11 +106,12 @@ def fleet(args: argparse.Namespace) -> int:
         print(f"medops fleet: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        data = dataclasses.asdict(view)
-        data.pop("snapshots")
-        print(json.dumps(data, sort_keys=True))
+        for record in json_records(view):
+            print(json.dumps(record, sort_keys=True))
         return 0
-    print(f"fleet on {view.store}: {view.tally()}")
+    print(f"fleet {view.namespace} on {view.store}: {view.tally()}")
+    if view.others:
+        print(f"! {view.others_note('see one with: medops fleet --namespace NAME')}")
     print(f"{'instance':<28} {'role':<8} {'state':<12} {'beat':>5} {'up':>6} {'queued c/h/n':>12} {'flight':>6} "
           f"{'done':>6} {'fail':>5} {'429':>4} {'rpm':>4} {'lag99':>6} {'cpu%':>5} {'alerts':>6}")
     for m in view.members:
@@ -103,6 +126,30 @@ def fleet(args: argparse.Namespace) -> int:
     if view.skipped:
         print(f"! {view.skipped_note()} (written by another medops version, or damaged)")
     return 0
+
+
+def json_records(view: FleetView) -> list[dict[str, Any]]:
+    """The fleet as JSON Lines records: the fleet's own line, a line per member, a line per window (so a line
+    is one record, for `head`, `grep` and `jq -c 'select(.record == "member")'`)."""
+    fleet = {"record": "fleet", "store": view.store, "namespace": view.namespace, "other_namespaces": view.others,
+             "read_at": view.read_at, "store_time": view.store_time, "skipped": dict(view.skipped),
+             "members": len(view.members), "windows": len(view.windows)}
+    return [fleet, *({"record": "member"} | dataclasses.asdict(m) for m in view.members),
+            *({"record": "window"} | dataclasses.asdict(w) for w in view.windows)]
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    """The settings in force, with --namespace, if given, as the fleet's namespace (store_namespace)."""
+    from medops.core.errors import ConfigError
+    from medops.core.fleet.namespaces import SHOWN
+
+    settings = load(args).settings
+    if args.namespace is None:
+        return settings
+    if not SHOWN.fullmatch(args.namespace):
+        raise ConfigError("--namespace takes a namespace as `medops fleet` names them: 1 to 64 letters, digits, "
+                          "'.', '_' or '-'")
+    return dataclasses.replace(settings, store_namespace=args.namespace)
 
 
 def _duration(seconds: float) -> str:
@@ -127,12 +174,15 @@ def act(args: argparse.Namespace) -> int:
         print("medops fleet: `set` takes KEY VALUE (e.g. medops fleet set groq_concurrent 5 --all); "
               "pause and resume take none", file=sys.stderr)
         return 2
+    if args.action == "set" and (why := refused_setting(*args.setting)):
+        print(f"medops fleet set: {why}. Nothing was sent.", file=sys.stderr)
+        return 2
     if not (args.instance or args.all):
         print(f"medops fleet {args.action}: name the member (--instance ID, from `medops fleet`) or --all",
               file=sys.stderr)
         return 2
     key, value = args.setting if args.action == "set" else ("", "")
-    settings = load(args).settings
+    settings = _load(args)
     try:
         command, acks = asyncio.run(issue(
             settings.store_url, fleet_namespace(settings, os.environ), "set_limit" if args.action == "set"
@@ -158,6 +208,19 @@ def act(args: argparse.Namespace) -> int:
     return 0 if (acks or kept) and all(ack.status == "applied" for ack in acks) else 1
 
 
+def refused_setting(key: str, value: str) -> str:
+    """Why every member would refuse `key` = `value` ('' if none would): the rule each applies, checked here
+    first, so a typo is not broadcast to the fleet to be refused by each member."""
+    from medops.core.errors import ConfigError
+    from medops.core.settings.live_changes import checked_value
+
+    try:
+        checked_value(key, value, "medops fleet set")
+    except ConfigError as exc:
+        return str(exc)
+    return ""
+
+
 def fleet_settings(args: argparse.Namespace) -> int:
     """The fleet-wide settings kept in the store, and the live members running other values."""
     from medops.core.fleet.membership import fleet_namespace
@@ -167,7 +230,7 @@ def fleet_settings(args: argparse.Namespace) -> int:
     if args.setting:
         print("medops fleet settings: takes no KEY (it lists them all; add --json for one object)", file=sys.stderr)
         return 2
-    settings = load(args).settings
+    settings = _load(args)
     namespace = fleet_namespace(settings, os.environ)
     password = os.environ.get("MEDOPS_STORE_PASSWORD")
     try:
@@ -211,7 +274,7 @@ def unset(args: argparse.Namespace) -> int:
         print("medops fleet unset: name the setting, e.g. medops fleet unset groq_concurrent", file=sys.stderr)
         return 2
     key = args.setting[0]
-    settings = load(args).settings
+    settings = _load(args)
     try:
         removed = asyncio.run(remove(settings.store_url, fleet_namespace(settings, os.environ), key,
                                      os.environ.get("MEDOPS_STORE_PASSWORD")))
@@ -237,7 +300,7 @@ def clear(args: argparse.Namespace) -> int:
         print("medops fleet clear: name the model, e.g. medops fleet clear llama-3.1-8b-instant", file=sys.stderr)
         return 2
     model = args.setting[0]
-    settings = load(args).settings
+    settings = _load(args)
     try:
         lifted = asyncio.run(clear_model(settings.store_url, fleet_namespace(settings, os.environ), model,
                                          os.environ.get("MEDOPS_STORE_PASSWORD")))
@@ -264,7 +327,7 @@ def forget(args: argparse.Namespace) -> int:
         return 2
     instance = args.setting[0] if args.setting else None
     which: rows.Which = "left" if args.left else "gone" if args.gone else "stopped"
-    settings = load(args).settings
+    settings = _load(args)
     try:
         done = asyncio.run(rows.forget(settings.store_url, fleet_namespace(settings, os.environ),
                                        os.environ.get("MEDOPS_STORE_PASSWORD"), instance, which))
@@ -286,7 +349,7 @@ def acl(args: argparse.Namespace) -> int:
     from medops.core.fleet.acl import apply_users, new_users, setuser_line
     from medops.core.fleet.membership import fleet_namespace
 
-    settings = load(args).settings
+    settings = _load(args)
     namespace = fleet_namespace(settings, os.environ)
     given = {role: getattr(args, f"{role}_password") or os.environ.get(f"MEDOPS_ACL_{role.upper()}_PASSWORD", "")
              for role in ROLES}

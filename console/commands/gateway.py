@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from medops.console.commands.common import load
+from medops.console.commands.common import load, reads_only
 from medops.core.errors import ConfigError
 
 
@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
                         help="let --host be an address other machines reach (agent keys are required anyway)")
     parser.add_argument("--key-in-flight", type=int, default=None, metavar="N",
                         help="at most N requests in flight per key on this gateway (more get a 429)")
-    parser.set_defaults(handler=run_gateway)
+    parser.set_defaults(handler=run_gateway, changes=lambda a: "serving the gateway (agents' requests spend quota)")
     actions = parser.add_subparsers(dest="gateway_action", metavar="key")
     key = actions.add_parser("key", help="add, list or revoke agent keys",
                              description="Agent keys are kept hashed: in the fleet's store when store_url is set "
@@ -41,12 +41,12 @@ def register(subparsers: Any) -> None:
     add.add_argument("--max-priority", choices=("critical", "high", "normal"),
                      help="the most X-Medops-Priority may ask (default: --priority)")
     add.add_argument("--models", default="", help="models it may use, comma-separated (default: every one)")
-    add.set_defaults(handler=key_add)
+    add.set_defaults(handler=key_add, changes=lambda a: "adding an agent key")
     key_actions.add_parser("list", help="every key: name, agent, priorities, models, created, last used"
-                           ).set_defaults(handler=key_list)
+                           ).set_defaults(handler=key_list, changes=reads_only)
     revoke = key_actions.add_parser("revoke", help="forget a key: refused by every gateway within a second")
     revoke.add_argument("name")
-    revoke.set_defaults(handler=key_revoke)
+    revoke.set_defaults(handler=key_revoke, changes=lambda a: "revoking an agent key")
 
 
 def _book(args: argparse.Namespace) -> Any:

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
-from medops.console.commands.common import running_core
+from medops.console.commands.common import reads_only, running_core
 
 if TYPE_CHECKING:  # the knowledge module pulls in DuckDB: only the handlers import it
     from medops.core.contract import CoreCommands
@@ -25,13 +25,13 @@ def register(subparsers: Any) -> None:
                                                 "these words; best first, with the count of all matches")
     search.add_argument("words", help='a code with or without its dot (R07.9, r079, R07) or words, e.g. "chest pain"')
     search.add_argument("--limit", type=int, default=20, help=f"results at most (1-{MAX_SEARCH_LIMIT}, default 20)")
-    search.set_defaults(handler=kb_search)
+    search.set_defaults(handler=kb_search, changes=reads_only)
     code = actions.add_parser("code", help="one code with its category, chapter and parent")
     code.add_argument("code", help="an ICD-10-CM code, with or without the dot (R07.9 or R079)")
-    code.set_defaults(handler=kb_code)
+    code.set_defaults(handler=kb_code, changes=reads_only)
     children = actions.add_parser("children", help="the codes one level below a code")
     children.add_argument("code", help="an ICD-10-CM code or category (e.g. R07)")
-    children.set_defaults(handler=kb_children)
+    children.set_defaults(handler=kb_children, changes=reads_only)
 
 
 async def _ready(resource_core: CoreCommands) -> None:

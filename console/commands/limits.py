@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
+from medops.console.commands.common import reads_only
 from medops.console.times import local_time
 from medops.core.settings.paths import locate
 
@@ -31,8 +33,10 @@ def register(subparsers: Any) -> None:
     history.add_argument("--key", metavar="KEY", help="only this setting's changes, e.g. io_threads")
     history.add_argument("--limit", metavar="N", type=int, default=DEFAULT_SHOWN,
                          help=f"changes at most (1-{MAX_HISTORY}, default {DEFAULT_SHOWN})")
-    history.add_argument("--json", action="store_true", help="print them as JSON")
-    history.set_defaults(handler=limits_history)
+    history.add_argument("--json", action="store_true",
+                         help="print them as JSON Lines, one change a line: at (epoch seconds), at_local, key, old, "
+                              "new, by; a note (no ledger yet, or another medops holds it) goes to stderr")
+    history.set_defaults(handler=limits_history, changes=reads_only)
 
 
 def limits_history(args: argparse.Namespace) -> int:
@@ -42,7 +46,10 @@ def limits_history(args: argparse.Namespace) -> int:
     path = locate().ops_db
     history = read_ledger_file(path, args.limit, args.key)
     if args.json:
-        print(json.dumps(as_json(history, str(path))))
+        for record in json_records(history):
+            print(json.dumps(record))
+        if history.note:
+            print(f"medops limits history: {history.note}", file=sys.stderr)
         return 0
     for line in text_lines(history, args.key):
         print(line)
@@ -76,8 +83,7 @@ def check_key(key: str | None) -> None:
         raise ConfigError(f"--key {key} is not a setting this medops knows; `medops config show` lists them")
 
 
-def as_json(history: LimitChangeHistory, ledger: str) -> dict[str, Any]:
-    """The history as plain JSON, each time both as epoch seconds and as local ISO 8601."""
-    return {"ledger": ledger, "note": history.note,
-            "changes": [{"at": c.at, "at_local": local_time(c.at).isoformat(timespec="seconds"), "key": c.key,
-                         "old": c.old, "new": c.new, "by": c.by} for c in history.changes]}
+def json_records(history: LimitChangeHistory) -> list[dict[str, Any]]:
+    """The changes as JSON Lines records, newest first, each time both as epoch seconds and as local ISO 8601."""
+    return [{"at": c.at, "at_local": local_time(c.at).isoformat(timespec="seconds"), "key": c.key, "old": c.old,
+             "new": c.new, "by": c.by} for c in history.changes]

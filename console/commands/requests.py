@@ -25,6 +25,8 @@ NO_STORE = ("medops requests: no fleet store is set (store_url / MEDOPS_STORE_UR
             "requests with other processes only through one: see them on the console's Requests tab (8), or set "
             "store_url so every member publishes them")
 PRIORITIES = ("critical", "high", "normal")
+SHOWN_ID = 14  # characters of an id the listing shows
+MIN_PREFIX = 6  # characters of an id at least, to pick a request by its start
 
 
 def register(subparsers: Any) -> None:
@@ -32,9 +34,15 @@ def register(subparsers: Any) -> None:
                                                     "waits, or cancel one or change its priority (needs store_url)")
     parser.add_argument("action", nargs="?", default="list", choices=("list", "cancel", "priority"),
                         help="list (default); cancel ID; priority ID critical|high|normal")
-    parser.add_argument("request", nargs="*", metavar="ID [PRIORITY]", help="the request (and its new priority)")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON, one object per member")
-    parser.set_defaults(handler=requests)
+    parser.add_argument("request", nargs="*", metavar="ID [PRIORITY]",
+                        help=f"the request, by its id as the listing shows it ({SHOWN_ID} characters) or any start "
+                             f"of it that names one request ({MIN_PREFIX} characters at least); and its new priority")
+    parser.add_argument("--json", action="store_true",
+                        help="print the rows as JSON Lines, one object per member a line: member, held (how many "
+                             "it holds) and requests (the rows it publishes, most urgent first)")
+    parser.set_defaults(handler=requests, changes=lambda a: {"cancel": "cancelling a request",
+                                                             "priority": "changing a request's priority"
+                                                             }.get(a.action, ""))
 
 
 def requests(args: argparse.Namespace) -> int:
@@ -67,15 +75,16 @@ def listing(view: FleetView, as_json: bool) -> int:
     store put off says whose requests go first."""
     members = sorted((instance, view.in_line(instance) or snapshot) for instance, snapshot in view.snapshots.items())
     if as_json:
-        print(json.dumps({instance: {"held": snapshot.scheduler.requests_held,
-                                     "requests": [dataclasses.asdict(r) for r in snapshot.scheduler.requests]}
-                          for instance, snapshot in members}, sort_keys=True))
+        for instance, snapshot in members:
+            print(json.dumps({"member": instance, "held": snapshot.scheduler.requests_held,
+                              "requests": [dataclasses.asdict(r) for r in snapshot.scheduler.requests]},
+                             sort_keys=True))
         return 0
-    print(f"{'member':<24} {'id':<14} {'prio':<16} {'state':<9} {'age':>6} {'deadline':>8} {'agent/key':<14} "
+    print(f"{'member':<24} {'id':<{SHOWN_ID}} {'prio':<16} {'state':<9} {'age':>6} {'deadline':>8} {'agent/key':<14} "
           f"{'model':<24} {'tokens':>7}  why it waits")
     for instance, snapshot in members:
         for r in snapshot.scheduler.requests:
-            print(f"{instance:<24.24} {r.request_id:<14.14} {priority_text(r):<16} {r.state:<9} "
+            print(f"{instance:<24.24} {r.request_id:<{SHOWN_ID}.{SHOWN_ID}} {priority_text(r):<16} {r.state:<9} "
                   f"{duration(r.age):>6} {duration(r.deadline_left):>8} {r.client or r.agent:<14.14} "
                   f"{r.model:<24.24} {r.tokens:>7,}  {r.reason}")
         held, listed = snapshot.scheduler.requests_held, len(snapshot.scheduler.requests)
@@ -86,18 +95,42 @@ def listing(view: FleetView, as_json: bool) -> int:
     return 0
 
 
+def find_request(view: FleetView, given: str) -> tuple[str, str] | str:
+    """The member holding the request whose id is `given`, or starts with it, and that id; else why not, in words
+    saying what to do (no match, too short a start, or several: their ids as the listing shows them)."""
+    rows = [(instance, r.request_id) for instance, snapshot in sorted(view.snapshots.items())
+            for r in snapshot.scheduler.requests]
+    exact = sorted({row for row in rows if row[1] == given})
+    if exact:
+        return exact[0]
+    if len(given) < MIN_PREFIX:
+        return (f"no member lists request {given}, and a start of an id needs {MIN_PREFIX} characters at least: "
+                f"give the id as `medops requests` shows it ({SHOWN_ID} characters)")
+    matches = sorted({row for row in rows if row[1].startswith(given)}, key=lambda row: row[1])
+    if not matches:
+        return (f"no member lists a request whose id starts with {given} (answered already, or past the rows a "
+                "member publishes); list them with `medops requests`")
+    if len(matches) == 1:
+        return matches[0]
+    width = SHOWN_ID  # as the listing shows them, longer only where that would not tell them apart
+    while len({request_id[:width] for _, request_id in matches}) < len(matches) and width < 64:
+        width += 1
+    named = ", ".join(f"{request_id[:width]} ({instance})" for instance, request_id in matches[:10])
+    more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
+    return (f"{given} starts {len(matches)} requests' ids: {named}{more}; give more of the id, as "
+            "`medops requests` shows it")
+
+
 def act(view: FleetView, url: str, namespace: str, password: str | None, action: str, request: list[str]) -> int:
     """Send the cancel or priority change to the member holding the request; print its answer."""
     from medops.core.fleet.commands import issue
     from medops.core.fleet.view import FleetUnavailable
 
-    request_id = request[0]
-    holder = next((instance for instance, snapshot in sorted(view.snapshots.items())
-                   if any(r.request_id == request_id for r in snapshot.scheduler.requests)), None)
-    if holder is None:
-        print(f"medops requests: no member lists request {request_id} (answered already, or past the rows a member "
-              "publishes); list them with `medops requests`", file=sys.stderr)
-        return 1
+    found = find_request(view, request[0])
+    if isinstance(found, str):
+        print(f"medops requests {action}: {found}", file=sys.stderr)
+        return 2
+    holder, request_id = found
     op, value = ("cancel_request", "") if action == "cancel" else ("set_request_priority", request[1])
     try:
         command, acks = asyncio.run(issue(url, namespace, op, holder, request_id, value, password))

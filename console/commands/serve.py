@@ -39,7 +39,9 @@ def register(subparsers: Any) -> None:
                         help=f"the store's ACL user viewers connect as (default, when store_user is set: "
                              f"{DEFAULT_READER}, or {DEFAULT_OPERATOR} with --operator); its password from "
                              "MEDOPS_ACL_READER_PASSWORD (MEDOPS_ACL_OPERATOR_PASSWORD with --operator)")
-    parser.set_defaults(handler=serve)
+    # Viewers are read-only unless --operator, so `medops --read-only serve` is what it says.
+    parser.set_defaults(handler=serve, changes=lambda a: "serving an acting console (--operator: viewers pause "
+                        "intake and set limits)" if a.operator else "")
 
 
 def serve(args: argparse.Namespace) -> int:

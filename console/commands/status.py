@@ -8,7 +8,7 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
-from medops.console.commands.common import running_core
+from medops.console.commands.common import reads_only, running_core
 
 if TYPE_CHECKING:
     from medops.core.snapshot import CoreSnapshot, StoreSnapshot
@@ -18,7 +18,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("status", help="start the core and print a short summary of one snapshot (after "
                                                   "the first resource sample: one monitor_interval)")
     parser.add_argument("--json", action="store_true", help="print the whole snapshot as JSON instead")
-    parser.set_defaults(handler=status)
+    parser.set_defaults(handler=status, changes=reads_only)
 
 
 def status(args: argparse.Namespace) -> int:

@@ -32,7 +32,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
     parser.add_argument("--model", help="model to use (default: default_model)")
     parser.add_argument("--seed", type=int, default=0, help="seed for arrivals and the priority mix")
-    parser.set_defaults(handler=worker)
+    # A read-only worker would be one that sends nothing: refused, not run idle.
+    parser.set_defaults(handler=worker, changes=lambda a: "running a drill worker (it sends prompts, which spend "
+                        "quota)")
 
 
 def worker(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from medops.core.fleet.entries import (
     published_snapshot,
     skipped_note,
 )
+from medops.core.fleet.namespaces import other_namespaces
 from medops.core.fleet.pace import hour_use
 from medops.core.fleet.publish import LEFT_KEEP
 from medops.core.fleet.store import MEMBER_TTL
@@ -145,6 +146,16 @@ class FleetView:
     snapshots: Mapping[str, CoreSnapshot]  # instance -> its last published snapshot (checked)
     skipped: Mapping[str, int] = field(default_factory=dict)  # what could not be read, by why
     store_time: float = 0.0  # the store's wall clock when read (0: unknown, use read_at)
+    namespace: str = ""  # the fleet's namespace on the store (a hash of the Groq key or endpoint, not a secret)
+    others: tuple[str, ...] = ()  # other namespaces with members on the same store: other keys or endpoints
+
+    def others_note(self, how: str) -> str:
+        """'1 other fleet shares this store (another Groq key or endpoint): 9f2c… (HOW)'; '' when none."""
+        if not self.others:
+            return ""
+        many = len(self.others) > 1
+        return (f"{len(self.others)} other fleet{'s' if many else ''} share{'' if many else 's'} this store "
+                f"(another Groq key or endpoint): {', '.join(self.others)}; {how}")
 
     def skipped_note(self) -> str:
         """'2 malformed member entries skipped'; '' when everything was read."""
@@ -221,13 +232,15 @@ async def read_fleet(url: str, namespace: str, password: str | None = None, budg
                 snapshots[instance] = snap
             members.append(_row(instance, info, state, age, snap))
         windows = await _windows(client, prefix, now, keys, snapshots, skips)
+        others = await other_namespaces(client, namespace)
     except (RedisError, OSError) as exc:
         raise FleetUnavailable(f"quota store {redact_url(url)} cannot be read ({type(exc).__name__}); "
                                "check store_url, MEDOPS_STORE_PASSWORD and that the store runs") from None
     finally:
         await client.aclose()
     members.sort(key=lambda m: m.instance)
-    return FleetView(redact_url(url), time.time(), tuple(members), windows, snapshots, skips.frozen(), now)
+    return FleetView(redact_url(url), time.time(), tuple(members), windows, snapshots, skips.frozen(), now,
+                     namespace, others)
 
 
 async def _beats(client: redis.Redis, prefix: str, keys: Sequence[bytes]) -> tuple[list[float | None],

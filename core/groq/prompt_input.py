@@ -128,6 +128,37 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
             yield number, text.rstrip("\r\n")
 
 
+MESSAGES_EXAMPLE = '"messages": [{"role": "user", "content": "..."}]'
+
+
+def _json_kind(value: object) -> str:
+    """What a JSON value is, in words, never what it holds: 'text', 'a number', 'an object'..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "an object" if isinstance(value, dict) else "a list"
+
+
+def _check_conversation(messages: object, where: str) -> None:
+    """The shape of "messages", said in the file's terms (Groq's own wording, "minimum number of items is 1",
+    does not say that a list is wanted); the messages themselves are checked as Groq would."""
+    if not isinstance(messages, list):
+        raise PromptFileError(f"{where}: \"messages\" must be a list of messages, not {_json_kind(messages)}; "
+                              f"write e.g. {MESSAGES_EXAMPLE}, or use \"prompt\" for one text")
+    if not messages:
+        raise PromptFileError(f"{where}: \"messages\" is an empty list; give at least one message, e.g. "
+                              f"{MESSAGES_EXAMPLE}")
+    for number, message in enumerate(messages, 1):
+        if not isinstance(message, dict):
+            raise PromptFileError(f"{where}: message {number} of \"messages\" is {_json_kind(message)}, not an "
+                                  f"object with \"role\" and \"content\"; write e.g. {MESSAGES_EXAMPLE}")
+
+
 def parse_prompt_line(raw: str, number: int, path: Path, settings: Settings, agent: str = "oncall") -> PromptRequest:
     """One JSONL line as a checked PromptRequest (`agent` when the line names none); errors name the file and
     line."""
@@ -153,6 +184,8 @@ def parse_prompt_line(raw: str, number: int, path: Path, settings: Settings, age
     wrong = [name for name in ("agent", "prompt", "system") if not isinstance(fields.get(name, ""), str)]
     if wrong:
         raise PromptFileError(f"{where} needs \"{wrong[0]}\" as text")
+    if "messages" in fields:
+        _check_conversation(fields["messages"], where)
     deadline = fields.get("deadline")
     if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float))
                                  or not math.isfinite(deadline)):

@@ -106,13 +106,19 @@ def restart_message(key: str) -> str:
             f"set it in the config file or MEDOPS_{key.upper()}")
 
 
-def validated_change(settings: Settings, key: str, value: Any, by: str) -> Settings:
-    """The settings with `key` set to `value`, checked by the config loader's rules; ConfigError if refused."""
+def checked_value(key: str, value: Any, by: str) -> Any:
+    """`value` in `key`'s type if `key` may change while running and `value` is in its range; else ConfigError
+    (`RestartNeeded` for a key sized at start). The rule a member applies, so a sender can check first."""
     if key in RESTART_ONLY:
         raise RestartNeeded(restart_message(key))
     if key not in LIVE:
         raise ConfigError(f"unknown setting {key!r} (from {by}); `medops config show` lists the known keys")
-    changed = replace(settings, **{key: validate_setting(key, value, by)})
+    return validate_setting(key, value, by)
+
+
+def validated_change(settings: Settings, key: str, value: Any, by: str) -> Settings:
+    """The settings with `key` set to `value`, checked by the config loader's rules; ConfigError if refused."""
+    changed = replace(settings, **{key: checked_value(key, value, by)})
     sources = {name: "running value" for name in SCALAR_KEYS}
     sources[key] = by
     check_settings(changed, sources)
