@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from textual import events
-from textual.widgets import Input
 
 from medops.console.forms.pasted import PasteHadControls, clean_paste
+from medops.console.keys_in_order import OrderedInput
 
 
-class CapturingInput(Input):
+class CapturingInput(OrderedInput):
     """An `Input` whose `Submitted.value` is the text at the Enter keypress; pastes arrive as visible text."""
 
     def __init__(self, *args: Any, clear_on_submit: bool = False, **kwargs: Any) -> None:
@@ -25,7 +25,7 @@ class CapturingInput(Input):
 
     async def _on_key(self, event: events.Key) -> None:
         if event.key != "enter":
-            return  # Input's own handler runs next
+            return  # OrderedInput's and Input's own handlers run next
         event.stop()
         event.prevent_default()
         self.submit_now()
