@@ -379,3 +379,29 @@ def test_backspace_and_the_next_key_in_one_write_in_a_one_line_field(tmux: Tmux)
     assert wait_for(lambda: tmux.shows("abcY")), tmux.screen()
     time.sleep(0.3)
     assert not tmux.shows("abcYX") and not tmux.shows("abcdX"), tmux.screen()
+
+
+def test_names_typed_ahead_in_the_document_path_are_each_a_job_and_a_pasted_list_waits_for_enter(
+        tmux: Tmux, tmp_path: Path) -> None:
+    """Typed at tmux speed, "good.pdf⏎nope.pdf⏎big.pdf⏎" in one write became one refused name before (and one Enter
+    went without a ␊ mark); a list pasted where the terminal brackets nothing must neither act nor lose a line."""
+    intake = tmux.locations.default_intake_dir
+    intake.mkdir(parents=True, exist_ok=True)
+    for name in ("good.pdf", "big.pdf"):
+        (intake / name).write_bytes(b"%PDF-1.4\n")  # taken up, then failed as unreadable: a job all the same
+    tmux.start(160, 48)
+    assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
+    tmux.keys("4")
+    assert wait_for(lambda: tmux.shows("path of a PDF")), tmux.screen()
+    tmux.keys("-l", "good.pdf\rnope.pdf\rbig.pdf\r")  # one write
+    assert wait_for(lambda: tmux.shows("good.pdf failed", "big.pdf failed", "refused nope.pdf"), 30), tmux.screen()
+    assert not tmux.shows("␊"), tmux.screen()
+    names = tmp_path / "names.txt"
+    names.write_text("scan-1.pdf\nscan-2.pdf\nscan-3.pdf\nscan-4.pdf\n")
+    tmux.run("load-buffer", "-b", "names", str(names))
+    tmux.run("paste-buffer", "-b", "names", "-t", tmux.session)  # no -p: the lines arrive as typed keys
+    assert wait_for(lambda: tmux.shows("scan-1.pdf␊scan-2.pdf␊scan-3.pdf␊scan-4.pdf")), tmux.screen()
+    time.sleep(1.0)
+    assert not tmux.shows("refused scan-"), tmux.screen()  # nothing taken up yet
+    tmux.keys("Enter")
+    assert wait_for(lambda: all(tmux.shows(f"refused scan-{n}.pdf") for n in range(1, 5)), 30), tmux.screen()

@@ -22,9 +22,9 @@ from textual.widgets import Input, Label, RadioButton, RadioSet
 
 from medops.console.error_text import describe_error
 from medops.console.fleet_access import FleetLimitSetter
+from medops.console.forms.capture import CapturingInput
 from medops.console.forms.core_handle import STARTING, CoreHandle
 from medops.console.forms.limit_history import LimitHistoryView
-from medops.console.keys_in_order import OrderedInput
 from medops.console.panes.fleet import answers_text
 from medops.core.settings.config import Settings, show_value
 from medops.core.settings.live_changes import LIVE, RESTART_ONLY, TUNED_KNOBS, setting_help
@@ -49,7 +49,7 @@ class ScopeButton(RadioButton):
         self.BUTTON_INNER = self.ON if self.value else self.OFF
         super().watch_value()
 
-class MovesOnInput(OrderedInput):
+class MovesOnInput(CapturingInput):
     """An input whose Enter moves on to the next field, with what was typed after it: keys reach a widget
     through its own queue, so those typed right after Enter (a fast typist, a paste) are already queued here
     when the focus moves; they are handed on in order instead of landing in this field."""
@@ -78,7 +78,7 @@ class MovesOnInput(OrderedInput):
             event.prevent_default()
             await self.action_submit()
             return
-        # anything else: OrderedInput's and Input's own handlers run next
+        # anything else: CapturingInput's and Input's own handlers run next
 
     def _on_focus(self, event: events.Focus) -> None:
         self._moved_on = False
@@ -116,7 +116,7 @@ class LimitsScreen(ModalScreen[None]):
             yield MovesOnInput("#limit-value", placeholder="setting, e.g. io_threads", id="limit-key",
                                suggester=SuggestFromList(KEYS, case_sensitive=False))
             yield Label("", id="limit-about", markup=False)
-            yield OrderedInput(placeholder="new value (auto: hand a pinned knob back to the tuner)", id="limit-value")
+            yield CapturingInput(placeholder="new value (auto: hand a pinned knob back to the tuner)", id="limit-value")
             yield Label("", id="limit-result", markup=False)
             yield Label("", id="limit-error", classes="form-error", markup=False)
             yield LimitHistoryView(self.core, self.recent)
