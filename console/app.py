@@ -42,7 +42,7 @@ from medops.console.fleet_access import (
     store_reader,
 )
 from medops.console.forms.core_handle import STARTING, CoreHandle
-from medops.console.forms.document import DocumentForm, DocumentRefused
+from medops.console.forms.document import DocumentForm, DocumentRefused, ExtractionStarted
 from medops.console.forms.intake import IntakePaths
 from medops.console.forms.limits import LimitsScreen
 from medops.console.forms.pasted import PasteHadControls
@@ -461,6 +461,10 @@ class MedopsApp(Polling, App[int]):
     @on(DocumentRefused)
     def _document_refused(self, message: DocumentRefused) -> None:
         self.main.query_one(DocumentsPane).refused(message.typed, message.reason)
+
+    @on(ExtractionStarted)
+    def _document_started(self, message: ExtractionStarted) -> None:
+        self.main.query_one(DocumentsPane).started(message.name)
 
     # ---- pastes -------------------------------------------------------------------
 
