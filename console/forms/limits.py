@@ -8,7 +8,7 @@ runs (console/forms/limit_history.py), refreshed after each change."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any, ClassVar
 
@@ -105,6 +105,7 @@ class LimitsScreen(ModalScreen[None]):
         self.recent = recent
         self.on_applied = on_applied
         self.pinned = pinned_knobs(core)
+        self.in_force = knobs_in_force(core)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="limits-body"):
@@ -130,7 +131,10 @@ class LimitsScreen(ModalScreen[None]):
 
     @on(Input.Changed, "#limit-key")
     def key_changed(self, event: Input.Changed) -> None:
-        self.query_one("#limit-about", Label).update(about(event.value.strip(), self.settings, self.pinned))
+        key = event.value.strip()
+        if key in TUNED_KNOBS:  # the tuner may have resized it since the form opened
+            self.in_force = knobs_in_force(self.core)
+        self.query_one("#limit-about", Label).update(about(key, self.settings, self.pinned, self.in_force))
 
     @on(Input.Submitted, "#limit-value")
     def apply(self) -> None:
@@ -228,7 +232,8 @@ class LimitsScreen(ModalScreen[None]):
     def show_core_state(self, key: str) -> None:
         """Refresh the key's line (pinned or not) and the history from the core."""
         self.pinned = pinned_knobs(self.core)
-        self.query_one("#limit-about", Label).update(about(key, self.settings, self.pinned))
+        self.in_force = knobs_in_force(self.core)
+        self.query_one("#limit-about", Label).update(about(key, self.settings, self.pinned, self.in_force))
         self.query_one(LimitHistoryView).reload()
 
     def action_scroll_history(self, pages: int) -> None:
@@ -236,8 +241,11 @@ class LimitsScreen(ModalScreen[None]):
         self.query_one(LimitHistoryView).scroll_history(pages)
 
 
-def about(key: str, settings: Settings, pinned: tuple[str, ...] = ()) -> str:
-    """What the key means, its range, its current value, whether it can change now, and who sizes it."""
+def about(key: str, settings: Settings, pinned: tuple[str, ...] = (), in_force: Mapping[str, str] | None = None) -> str:
+    """What the key means, its range, its current value, whether it can change now, and who sizes it.
+
+    `in_force`: the tuner's knobs' values in force (`knobs_in_force`); where one differs from the configured
+    value, both are said ("now 2 (tuner; configured 8)"): the configured one alone read as what runs."""
     names = [f.name for f in fields(Settings)]
     if key not in names:
         if not key:
@@ -248,6 +256,9 @@ def about(key: str, settings: Settings, pinned: tuple[str, ...] = ()) -> str:
             return f"→ completes; {len(starting)} setting{'s' if len(starting) != 1 else ''} start so: {shown}"
         return f"no setting starts with {key!r}; medops config show lists them all"
     current = show_value(getattr(settings, key)) if key != "models" else "per-model table"
+    running = (in_force or {}).get(key)
+    if running is not None and running != current:
+        current = f"{running} ({'pinned' if key in pinned else 'tuner'}; configured {current})"
     when = "changes now" if key in LIVE else "restart needed (config file or MEDOPS_" + key.upper() + ")"
     return f"{setting_help(key)}; now {current}; {when}{tuner_state(key, pinned)}"
 
@@ -266,3 +277,15 @@ def pinned_knobs(handle: CoreHandle) -> tuple[str, ...]:
     core = handle.ready()
     return core.snapshot().tuner.pinned if core is not None else ()
 
+
+def knobs_in_force(handle: CoreHandle) -> dict[str, str]:
+    """The sizes the tuner's knobs run at now (the I/O pool's, the query cache's), from this console's core.
+
+    None under --attach: the fleet's pools are summed over its members, no one value in force."""
+    core = handle.ready()
+    if core is None or core.attached:
+        return {}
+    snapshot = core.snapshot()
+    found = {pool.name: pool.capacity for pool in snapshot.pools}
+    sizes = {"io_threads": found.get("io", 0), "query_cache_size": snapshot.cache.capacity}
+    return {knob: show_value(size) for knob, size in sizes.items() if size}
