@@ -743,5 +743,8 @@ class MedopsApp(Polling, App[int]):
     # ---- command palette ----------------------------------------------------------
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own "Theme" picker offers its themes (nord, gruvbox, …) and remembers none: medops' own
+        # "Theme: NAME" entries (and t) switch among medops' themes and keep the choice for the next start.
+        yield from (command for command in super().get_system_commands(screen)
+                    if command.callback != self.action_change_theme)
         yield from medops_commands(self, TABS)
