@@ -42,7 +42,7 @@ from medops.console.fleet_access import (
     store_reader,
 )
 from medops.console.forms.core_handle import STARTING, CoreHandle
-from medops.console.forms.document import DocumentForm, DocumentRefused
+from medops.console.forms.document import DocumentForm, DocumentRefused, ExtractionStarted
 from medops.console.forms.intake import IntakePaths
 from medops.console.forms.limits import LimitsScreen
 from medops.console.forms.pasted import PasteHadControls
@@ -462,6 +462,10 @@ class MedopsApp(Polling, App[int]):
     def _document_refused(self, message: DocumentRefused) -> None:
         self.main.query_one(DocumentsPane).refused(message.typed, message.reason)
 
+    @on(ExtractionStarted)
+    def _document_started(self, message: ExtractionStarted) -> None:
+        self.main.query_one(DocumentsPane).started(message.name)
+
     # ---- pastes -------------------------------------------------------------------
 
     @on(PasteHadControls)
@@ -739,5 +743,8 @@ class MedopsApp(Polling, App[int]):
     # ---- command palette ----------------------------------------------------------
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own "Theme" picker offers its themes (nord, gruvbox, …) and remembers none: medops' own
+        # "Theme: NAME" entries (and t) switch among medops' themes and keep the choice for the next start.
+        yield from (command for command in super().get_system_commands(screen)
+                    if command.callback != self.action_change_theme)
         yield from medops_commands(self, TABS)

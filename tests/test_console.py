@@ -605,3 +605,18 @@ def test_the_readmes_key_table_covers_every_tab_and_the_prompt_boxs_keys() -> No
     for binding in PromptBox.BINDINGS:
         keys = binding.key if isinstance(binding, Binding) else binding[0]
         assert all(key in box for key in keys.split(",")), keys
+
+
+async def test_the_palette_offers_medops_themes_only_each_remembered(locations: Locations) -> None:
+    """Textual's own theme picker sat beside medops' themes: nord, gruvbox… applied and never remembered."""
+    app, _ = make_app(locations)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert "Theme" not in titles, titles
+        assert "Quit" in titles and any(title.startswith("Theme: medops") for title in titles), titles
+        await pilot.press("ctrl+p", *"theme")
+        await pilot.pause(0.5)
+        options = app.screen.query_one("CommandList").options  # type: ignore[attr-defined]
+        shown = [str(option.prompt).split("\n")[0] for option in options]
+        assert shown and all(line.startswith("Theme: ") for line in shown), shown

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from textual.widget import Widget
 from textual.widgets import Label, TextArea
 
@@ -62,3 +64,41 @@ async def test_a_read_only_console_extracts_no_document_and_says_why(locations: 
         assert form.query_one("#doc-path").value == ""  # type: ignore[attr-defined]
         pane = app.query_one(DocumentsPane)
         assert await until(pilot, lambda: "refused letter.pdf: Read-only console" in str(pane.render()))
+
+
+async def test_at_80x24_a_name_just_refused_is_the_first_line_of_the_documents_pane(locations: Locations) -> None:
+    """The pane has room for one line under its counts at 80x24; refusals came after every job, never seen."""
+    from tests.console_data import FrozenCore
+
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenCore())  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("4")
+        pane = app.query_one(DocumentsPane)
+        assert await until(pilot, lambda: "scan-0042.pdf" in str(pane.render()))  # the snapshot's two jobs
+        await pilot.press(*"nope.pdf", "enter")
+        assert await until(pilot, lambda: "refused nope.pdf" in str(pane.render()))
+        await pilot.pause()
+        lines = str(pane.render()).splitlines()
+        assert "refused nope.pdf" in lines[1], lines
+        screen = app.export_screenshot().replace("&#160;", " ")
+        assert "refused nope.pdf" in screen
+
+
+def test_a_job_this_console_started_is_placed_when_it_started_not_when_the_pane_first_saw_it() -> None:
+    import time
+
+    from medops.console.panes.documents import Refusal
+    from medops.core.snapshot import DocumentJob, DocumentsSnapshot
+    from tests.console_data import busy_snapshot
+
+    pane = DocumentsPane()
+    pane.started("good.pdf")  # failed at once, before the next name was refused and the snapshot listed it
+    started_at = pane._starts[-1][1]
+    pane.refusals.appendleft(Refusal(started_at + 1, "nope.pdf", "nope.pdf: no such file"))
+    snapshot = busy_snapshot()
+    later = dataclasses.replace(snapshot, documents=DocumentsSnapshot(
+        failed=1, recent=(DocumentJob("d-1", "good.pdf", "failed", 0, 0, "not a PDF"),)))
+    time.sleep(0.01)
+    lines = pane.draw(later).splitlines()
+    assert "refused nope.pdf" in lines[1] and "d-1 good.pdf" in lines[2], lines

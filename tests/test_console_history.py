@@ -264,7 +264,49 @@ async def test_an_alert_that_opens_again_after_clearing_has_a_reopened_row(locat
     app = MedopsApp(Settings(refresh_interval=60.0), locations, core=ReopenedAlertCore())
     async with app.run_test(size=(160, 48)) as pilot:
         await open_history(pilot)
-        assert [row[1] for row in rows(app, "alerts")] == ["still open", "reopened", "cleared (3m20s)", "opened"]
+        # the repeat after the reopening is the same open alert: no row of its own
+        assert [row[1] for row in rows(app, "alerts")] == ["reopened", "cleared (3m20s)", "opened"]
+
+
+class RepeatedAlertCore(FrozenCore):
+    """A frozen core whose alert history holds one alert announced at each update while open, then escalated,
+    repeated, and cleared (announced twice)."""
+
+    async def alert_history(self, before: Before | None = None, limit: int = 100) -> AlertHistory:
+        opened = NOW - 600
+        cpu = Alert("cpu", "warning", "CPU 95% over 90%", opened, 95.0, rule="cpu", updated_at=opened)
+        critical = dataclasses.replace(cpu, level="critical", message="CPU 99% over 90%", value=99.0)
+        announcements = (dataclasses.replace(critical, cleared_at=NOW - 60, updated_at=NOW - 50),
+                         dataclasses.replace(critical, cleared_at=NOW - 60, updated_at=NOW - 60),
+                         dataclasses.replace(critical, repeats=4, updated_at=NOW - 120),
+                         dataclasses.replace(critical, repeats=3, updated_at=NOW - 200),
+                         dataclasses.replace(cpu, repeats=2, message="CPU 97% over 90%", updated_at=NOW - 300),
+                         dataclasses.replace(cpu, repeats=1, message="CPU 96% over 90%", updated_at=NOW - 400),
+                         cpu)
+        return AlertHistory(announcements, None, earlier_runs=True)
+
+
+async def test_an_open_alert_announced_at_each_update_is_listed_once_with_rows_only_for_changes(
+        locations: Locations) -> None:
+    """History listed the same open alert again at each update: "still open", "still open", …"""
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=RepeatedAlertCore())
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_history(pilot)
+        assert [row[1] for row in rows(app, "alerts")] == ["cleared (9m00s)", "now critical", "opened"]
+
+
+def test_the_fleets_alert_rows_are_one_per_member_and_change() -> None:
+    from medops.console.panes.history import alert_entries
+    from medops.core.fleet.history import FleetAlert
+
+    cpu = Alert("cpu", "warning", "CPU 95% over 90%", NOW - 600, 95.0, rule="cpu", updated_at=NOW - 600)
+    stream = [FleetAlert(f"{n}-0", member, dataclasses.replace(cpu, repeats=n, updated_at=NOW - 600 + 60 * n))
+              for n, member in ((3, "b"), (3, "a"), (2, "b"), (2, "a"), (1, "b"), (1, "a"))]
+    stream += [FleetAlert("0-1", "b", cpu), FleetAlert("0-0", "a", cpu)]
+    assert [(row.instance, event) for row, event in alert_entries(stream)] == [("b", "opened"), ("a", "opened")]
+    # a page that starts after the opening: the oldest row says the alert was open, the repeats no more
+    assert [(row.instance, event) for row, event in alert_entries(stream[:4])] == [
+        ("b", "still open"), ("a", "still open")]
 
 
 class WideFiguresCore(FrozenCore):

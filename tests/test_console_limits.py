@@ -199,3 +199,16 @@ async def test_the_two_scope_buttons_differ_by_shape_not_only_colour() -> None:
         every.value = True
         await pilot.pause()
         assert str(every.render()).startswith("▐●▌") and str(one.render()).startswith("▐○▌")
+
+
+async def test_a_knob_the_tuner_resized_shows_the_value_in_force_and_the_configured_one(locations: Locations) -> None:
+    """The form said "now 8" for io_threads while the tuner ran the pool at 2 (Pools showed io 0/2)."""
+    app, core = live_app(locations)  # io_threads = 4 configured
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        core._executors.io.resize(2)  # what the tuner does (CoreTick's Tuner resizes the pool itself)
+        await pilot.press("l", *"io_threads")
+        assert "now 2 (tuner; configured 4);" in text(app, "#limit-about"), text(app, "#limit-about")
+        await pilot.press("enter", "6", "enter")
+        assert text(app, "#limit-result") == "io_threads: 4 → 6 (applied now)"
+        assert "now 6;" in text(app, "#limit-about") and "configured" not in text(app, "#limit-about")

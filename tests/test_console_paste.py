@@ -116,3 +116,44 @@ def test_short_prompts_typed_ahead_in_one_read_are_keys_each_enter_a_send() -> N
 def test_a_line_and_its_enter_in_one_read_are_keys() -> None:
     keys = [e.key for e in parsed(["abc\r"]) if isinstance(e, events.Key)]
     assert keys == ["a", "b", "c", "enter"]
+
+
+async def test_a_list_of_names_pasted_in_the_document_path_waits_there_and_enter_takes_up_each(
+        locations: Locations) -> None:
+    """Before, the list became one name "good.pdf␊nope.pdf␊big.pdf", refused as no such file."""
+    from textual.widgets import Input
+
+    from medops.console.forms.document import DocumentForm
+
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenCore())  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("4")
+        form = app.query_one(DocumentForm)
+        path = app.query_one("#doc-path", Input)
+        app.post_message(events.Paste("good.pdf\r\nnope.pdf\n\nbig.pdf\n"))
+        assert await until(pilot, lambda: path.value == "good.pdf␊nope.pdf␊␊big.pdf"), path.value
+        await pilot.pause(0.2)
+        assert form.started == []  # the paste did not act
+        notes = [str(n.message) for n in app._notifications]
+        assert any("4 lines pasted into the path" in note for note in notes), notes
+        assert not any("control characters" in note for note in notes), notes
+        await pilot.press("enter")
+        assert await until(pilot, lambda: len(form.started) == 3 and not form.running, within=30)
+        assert form.started == ["good.pdf", "nope.pdf", "big.pdf"]
+        assert path.value == ""
+
+
+async def test_lines_pasted_in_a_one_line_field_all_stay_there(locations: Locations) -> None:
+    """Textual's Input kept the first line of a paste and dropped the rest without a word."""
+    from textual.widgets import Input
+
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenCore())  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("5")
+        field = app.query_one("#search-text", Input)
+        assert await until(pilot, lambda: field.has_focus)
+        app.post_message(events.Paste("chest pain\nfever"))
+        assert await until(pilot, lambda: field.value == "chest pain␊fever"), field.value
+        assert any("control characters" in str(n.message) for n in app._notifications)

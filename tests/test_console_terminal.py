@@ -331,3 +331,77 @@ def test_no_stray_border_on_the_overview_or_any_tab(tmux: Tmux, size: tuple[int,
         tmux.keys(key)
         time.sleep(0.5)
         assert stray_borders(tmux.screen()) == [], (key, tmux.screen())
+
+
+def test_backspace_and_the_next_key_in_one_write_are_both_keys(tmux: Tmux) -> None:
+    """Over SSH Backspace and the next key come in one read: the key after a Backspace was lost."""
+    tmux.start(80, 24)
+    assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
+    tmux.keys("3")
+    assert wait_for(lambda: tmux.shows("^s Send")), tmux.screen()
+    tmux.keys("-l", "abcde")
+    assert wait_for(lambda: tmux.shows("abcde")), tmux.screen()
+    tmux.keys("-H", "7f", "58")  # Backspace and X in one write
+    assert wait_for(lambda: tmux.shows("abcdX")), tmux.screen()
+    tmux.keys("BSpace", "BSpace", "X")
+    assert wait_for(lambda: tmux.shows("abcX")), tmux.screen()
+    assert not tmux.shows("abcX" + "X") and not tmux.shows("abcdX"), tmux.screen()
+
+
+def test_a_refused_limit_cleared_and_retyped_in_one_write_applies_the_value_typed(tmux: Tmux) -> None:
+    """99999 refused, then five Backspaces, "3" and Enter in one write: "io_threads: 8 → 9 (applied now)" before,
+    a value never typed (the "3" went in before the Backspaces acted, and they ate it and four 9s)."""
+    tmux.start(80, 24)
+    assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
+    tmux.keys("l")
+    assert wait_for(lambda: tmux.shows("Change a limit")), tmux.screen()
+    tmux.keys("-l", "io_threads")
+    tmux.keys("Enter")
+    tmux.keys("-l", "99999")
+    tmux.keys("Enter")
+    assert wait_for(lambda: "applied now" not in tmux.screen() and tmux.shows("99999", "io_threads")), tmux.screen()
+    time.sleep(0.5)
+    assert "applied now" not in tmux.screen(), tmux.screen()  # refused
+    tmux.keys("-l", "\x7f" * 5 + "3\r")  # one write
+    assert wait_for(lambda: tmux.shows("applied now")), tmux.screen()
+    assert re.search(r"io_threads: \d+ → 3 \(applied now\)", tmux.screen()), tmux.screen()
+
+
+def test_backspace_and_the_next_key_in_one_write_in_a_one_line_field(tmux: Tmux) -> None:
+    tmux.start(80, 24)
+    assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
+    tmux.keys("4")
+    assert wait_for(lambda: tmux.shows("path of a PDF")), tmux.screen()
+    tmux.keys("-l", "abcde")
+    assert wait_for(lambda: tmux.shows("abcde")), tmux.screen()
+    tmux.keys("-H", "7f", "58")
+    tmux.keys("BSpace", "BSpace", "Y")
+    assert wait_for(lambda: tmux.shows("abcY")), tmux.screen()
+    time.sleep(0.3)
+    assert not tmux.shows("abcYX") and not tmux.shows("abcdX"), tmux.screen()
+
+
+def test_names_typed_ahead_in_the_document_path_are_each_a_job_and_a_pasted_list_waits_for_enter(
+        tmux: Tmux, tmp_path: Path) -> None:
+    """Typed at tmux speed, "good.pdf⏎nope.pdf⏎big.pdf⏎" in one write became one refused name before (and one Enter
+    went without a ␊ mark); a list pasted where the terminal brackets nothing must neither act nor lose a line."""
+    intake = tmux.locations.default_intake_dir
+    intake.mkdir(parents=True, exist_ok=True)
+    for name in ("good.pdf", "big.pdf"):
+        (intake / name).write_bytes(b"%PDF-1.4\n")  # taken up, then failed as unreadable: a job all the same
+    tmux.start(160, 48)
+    assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
+    tmux.keys("4")
+    assert wait_for(lambda: tmux.shows("path of a PDF")), tmux.screen()
+    tmux.keys("-l", "good.pdf\rnope.pdf\rbig.pdf\r")  # one write
+    assert wait_for(lambda: tmux.shows("good.pdf failed", "big.pdf failed", "refused nope.pdf"), 30), tmux.screen()
+    assert not tmux.shows("␊"), tmux.screen()
+    names = tmp_path / "names.txt"
+    names.write_text("scan-1.pdf\nscan-2.pdf\nscan-3.pdf\nscan-4.pdf\n")
+    tmux.run("load-buffer", "-b", "names", str(names))
+    tmux.run("paste-buffer", "-b", "names", "-t", tmux.session)  # no -p: the lines arrive as typed keys
+    assert wait_for(lambda: tmux.shows("scan-1.pdf␊scan-2.pdf␊scan-3.pdf␊scan-4.pdf")), tmux.screen()
+    time.sleep(1.0)
+    assert not tmux.shows("refused scan-"), tmux.screen()  # nothing taken up yet
+    tmux.keys("Enter")
+    assert wait_for(lambda: all(tmux.shows(f"refused scan-{n}.pdf") for n in range(1, 5)), 30), tmux.screen()

@@ -156,3 +156,19 @@ async def test_a_name_typed_after_a_refusal_is_its_own_job_and_the_refusal_is_li
         assert form.started == ["broken.pdf", "enc.pdf"]
         listed = str(app.query_one(DocumentsPane).render())
         assert "refused broken.pdf: no such file" in listed, listed
+
+
+async def test_backspace_and_the_keys_right_after_it_act_in_order_in_every_field(locations: Locations) -> None:
+    """Backspace ran as a binding once it reached the app, after the keys behind it: "abcde" + ⌫ X gave "abcde"."""
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=RecordingCore())  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.core_started)
+        await pilot.press("3")
+        form = app.query_one(PromptForm)
+        type_fast(app, [*"abcde", "backspace", "X", "backspace", "backspace", "Y", "left", "Z"])
+        assert await until(pilot, lambda: form.box_text() == "abcZY"), form.box_text()
+        await pilot.press("escape", "4")
+        path = app.query_one("#doc-path", Input)
+        assert await until(pilot, lambda: path.has_focus)
+        type_fast(app, [*"abcde", "backspace", "X", "backspace", "backspace", "Y", "home", "Z"])
+        assert await until(pilot, lambda: path.value == "ZabcY"), path.value

@@ -1,5 +1,11 @@
 """Document form: a path inside the intake folders and an optional case id; page
-progress while it runs, then the text and any errors."""
+progress while it runs, then the text and any errors.
+
+The path box holds one name, but names come in several at once: typed ahead, each with its
+Enter (each Enter takes up the name before it), or pasted as a list. A paste never acts by
+itself, so a pasted list lands in the box, its lines apart by ␊, with a note saying so;
+Enter then takes up each line as its own document, in order, as if each had been typed
+with its Enter. Nothing of a line is lost or joined to the next."""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from medops.console.error_text import describe_error
 from medops.console.forms.capture import CapturingInput
 from medops.console.forms.core_handle import STARTING, CoreHandle, needs_core, read_only_refusal
 from medops.console.forms.intake import IntakePaths, IntakeSuggester
+from medops.console.forms.pasted import LINE_PICTURE, PastedLines
 from medops.core.documents.intake import IntakeRefused
 
 if TYPE_CHECKING:
@@ -102,7 +109,7 @@ class DocumentForm(Vertical):
         yield Label(folders_text(self.intake.folders), id="doc-folders")
         with Horizontal(classes="form-row"):
             yield CapturingInput(placeholder="path of a PDF or image in an intake folder", id="doc-path",
-                                 suggester=self.suggester, clear_on_submit=True)
+                                 suggester=self.suggester, clear_on_submit=True, one_per_line=True)
             yield CapturingInput(placeholder="case id (optional)", id="doc-case")
             yield Button("Extract", id="doc-extract", variant="primary")
             yield Button("Cancel", id="doc-cancel", variant="warning", disabled=True)
@@ -152,7 +159,7 @@ class DocumentForm(Vertical):
     @on(Input.Submitted, "#doc-path")
     def path_submitted(self, event: Input.Submitted) -> None:
         """Enter in the path: the path it held at that keypress (the box is already empty for the next)."""
-        self.submit(event.value)
+        self.submit_each(event.value)
 
     @on(Input.Submitted, "#doc-case")
     @on(Button.Pressed, "#doc-extract")
@@ -160,7 +167,19 @@ class DocumentForm(Vertical):
         path_input = self.query_one("#doc-path", Input)
         typed = path_input.value
         path_input.value = ""
-        self.submit(typed)
+        self.submit_each(typed)
+
+    @on(PastedLines)
+    def lines_pasted(self, message: PastedLines) -> None:
+        message.stop()
+        self.notify(f"{message.count} lines pasted into the path, apart by {LINE_PICTURE}: enter takes up each as "
+                    "its own document, in order.", title="paste", timeout=10)
+
+    def submit_each(self, typed: str) -> None:
+        """Take up each line of `typed` (a pasted list: lines apart by ␊) as its own document, in order."""
+        lines = [line for line in typed.split(LINE_PICTURE) if line.strip()] if LINE_PICTURE in typed else [typed]
+        for line in lines:
+            self.submit(line)
 
     def submit(self, typed: str) -> None:
         """Check the case id, then extract `typed` now, or after the documents already waiting."""

@@ -8,7 +8,7 @@ runs (console/forms/limit_history.py), refreshed after each change."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any, ClassVar
 
@@ -22,6 +22,7 @@ from textual.widgets import Input, Label, RadioButton, RadioSet
 
 from medops.console.error_text import describe_error
 from medops.console.fleet_access import FleetLimitSetter
+from medops.console.forms.capture import CapturingInput
 from medops.console.forms.core_handle import STARTING, CoreHandle
 from medops.console.forms.limit_history import LimitHistoryView
 from medops.console.panes.fleet import answers_text
@@ -48,7 +49,7 @@ class ScopeButton(RadioButton):
         self.BUTTON_INNER = self.ON if self.value else self.OFF
         super().watch_value()
 
-class MovesOnInput(Input):
+class MovesOnInput(CapturingInput):
     """An input whose Enter moves on to the next field, with what was typed after it: keys reach a widget
     through its own queue, so those typed right after Enter (a fast typist, a paste) are already queued here
     when the focus moves; they are handed on in order instead of landing in this field."""
@@ -77,7 +78,7 @@ class MovesOnInput(Input):
             event.prevent_default()
             await self.action_submit()
             return
-        await super()._on_key(event)
+        # anything else: CapturingInput's and Input's own handlers run next
 
     def _on_focus(self, event: events.Focus) -> None:
         self._moved_on = False
@@ -104,6 +105,7 @@ class LimitsScreen(ModalScreen[None]):
         self.recent = recent
         self.on_applied = on_applied
         self.pinned = pinned_knobs(core)
+        self.in_force = knobs_in_force(core)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="limits-body"):
@@ -115,7 +117,7 @@ class LimitsScreen(ModalScreen[None]):
             yield MovesOnInput("#limit-value", placeholder="setting, e.g. io_threads", id="limit-key",
                                suggester=SuggestFromList(KEYS, case_sensitive=False))
             yield Label("", id="limit-about", markup=False)
-            yield Input(placeholder="new value (auto: hand a pinned knob back to the tuner)", id="limit-value")
+            yield CapturingInput(placeholder="new value (auto: hand a pinned knob back to the tuner)", id="limit-value")
             yield Label("", id="limit-result", markup=False)
             yield Label("", id="limit-error", classes="form-error", markup=False)
             yield LimitHistoryView(self.core, self.recent)
@@ -129,7 +131,10 @@ class LimitsScreen(ModalScreen[None]):
 
     @on(Input.Changed, "#limit-key")
     def key_changed(self, event: Input.Changed) -> None:
-        self.query_one("#limit-about", Label).update(about(event.value.strip(), self.settings, self.pinned))
+        key = event.value.strip()
+        if key in TUNED_KNOBS:  # the tuner may have resized it since the form opened
+            self.in_force = knobs_in_force(self.core)
+        self.query_one("#limit-about", Label).update(about(key, self.settings, self.pinned, self.in_force))
 
     @on(Input.Submitted, "#limit-value")
     def apply(self) -> None:
@@ -227,7 +232,8 @@ class LimitsScreen(ModalScreen[None]):
     def show_core_state(self, key: str) -> None:
         """Refresh the key's line (pinned or not) and the history from the core."""
         self.pinned = pinned_knobs(self.core)
-        self.query_one("#limit-about", Label).update(about(key, self.settings, self.pinned))
+        self.in_force = knobs_in_force(self.core)
+        self.query_one("#limit-about", Label).update(about(key, self.settings, self.pinned, self.in_force))
         self.query_one(LimitHistoryView).reload()
 
     def action_scroll_history(self, pages: int) -> None:
@@ -235,8 +241,11 @@ class LimitsScreen(ModalScreen[None]):
         self.query_one(LimitHistoryView).scroll_history(pages)
 
 
-def about(key: str, settings: Settings, pinned: tuple[str, ...] = ()) -> str:
-    """What the key means, its range, its current value, whether it can change now, and who sizes it."""
+def about(key: str, settings: Settings, pinned: tuple[str, ...] = (), in_force: Mapping[str, str] | None = None) -> str:
+    """What the key means, its range, its current value, whether it can change now, and who sizes it.
+
+    `in_force`: the tuner's knobs' values in force (`knobs_in_force`); where one differs from the configured
+    value, both are said ("now 2 (tuner; configured 8)"): the configured one alone read as what runs."""
     names = [f.name for f in fields(Settings)]
     if key not in names:
         if not key:
@@ -247,6 +256,9 @@ def about(key: str, settings: Settings, pinned: tuple[str, ...] = ()) -> str:
             return f"→ completes; {len(starting)} setting{'s' if len(starting) != 1 else ''} start so: {shown}"
         return f"no setting starts with {key!r}; medops config show lists them all"
     current = show_value(getattr(settings, key)) if key != "models" else "per-model table"
+    running = (in_force or {}).get(key)
+    if running is not None and running != current:
+        current = f"{running} ({'pinned' if key in pinned else 'tuner'}; configured {current})"
     when = "changes now" if key in LIVE else "restart needed (config file or MEDOPS_" + key.upper() + ")"
     return f"{setting_help(key)}; now {current}; {when}{tuner_state(key, pinned)}"
 
@@ -265,3 +277,15 @@ def pinned_knobs(handle: CoreHandle) -> tuple[str, ...]:
     core = handle.ready()
     return core.snapshot().tuner.pinned if core is not None else ()
 
+
+def knobs_in_force(handle: CoreHandle) -> dict[str, str]:
+    """The sizes the tuner's knobs run at now (the I/O pool's, the query cache's), from this console's core.
+
+    None under --attach: the fleet's pools are summed over its members, no one value in force."""
+    core = handle.ready()
+    if core is None or core.attached:
+        return {}
+    snapshot = core.snapshot()
+    found = {pool.name: pool.capacity for pool in snapshot.pools}
+    sizes = {"io_threads": found.get("io", 0), "query_cache_size": snapshot.cache.capacity}
+    return {knob: show_value(size) for knob, size in sizes.items() if size}

@@ -15,6 +15,7 @@ DEL = 0x7F
 PICTURE_BASE = 0x2400  # U+2400 "␀" starts the control pictures, in code order
 DEL_PICTURE = "\u2421"  # ␡
 ESC_PICTURE = "\u241b"  # ␛: the terminal input turns a paste's ESCs into it before any box sees them
+LINE_PICTURE = "\u240a"  # ␊: a paste's line break in a one-line box
 
 
 @dataclass(frozen=True)
@@ -61,3 +62,11 @@ class PasteHadControls(Message):
         """What happened and what to do, for a notification."""
         return (f"The paste held control characters, now shown as {' '.join(self.shown)} in the box; none of"
                 " them acted. They are sent as shown: delete them first if they do not belong.")
+
+
+class PastedLines(Message):
+    """A one-line box that takes one entry per line was pasted `count` lines, shown apart by ␊."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count

@@ -15,6 +15,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from medops.console import figures
 from medops.console.error_text import describe_error
+from medops.console.forms.capture import CapturingInput
 from medops.console.forms.core_handle import STARTING, CoreHandle, needs_core, read_only_refusal
 from medops.console.forms.prompt_box import PromptBox
 from medops.core.groq.requests import AGENTS
@@ -83,7 +84,7 @@ class PromptForm(Vertical):
             yield Select([(a, a) for a in AGENTS], value=AGENTS[0], allow_blank=False, id="prompt-agent")
             yield Select([(p, p) for p in PRIORITIES], value="normal", allow_blank=False, id="prompt-priority")
             yield Select([(m, m) for m in self.models], value=self.default_model, allow_blank=False, id="prompt-model")
-        yield Input(placeholder="system prompt (optional): sent before each prompt", id="prompt-system")
+        yield CapturingInput(placeholder="system prompt (optional): sent before each prompt", id="prompt-system")
         with Horizontal(classes="form-row", id="prompt-row"):
             yield PromptBox(id="prompt-text", placeholder="prompt text: enter or ctrl+s sends, ctrl+j new line")
             yield Button("Send", id="prompt-send", variant="primary")

@@ -17,6 +17,7 @@ from textual.message import Message
 from textual.widgets import TextArea
 
 from medops.console.forms.pasted import PasteHadControls, clean_paste
+from medops.console.keys_in_order import run_own_binding
 
 SEND_KEYS = frozenset({"enter", "ctrl+s"})
 # A newline without sending: ctrl+j is what a terminal sends for it everywhere; the others where it can tell.
@@ -63,6 +64,8 @@ class PromptBox(TextArea):
         elif key == "down" and self.cursor_location[0] == self.document.line_count - 1 and self._recalling:
             self._handled(event)
             self.recall(-1)
+        elif not event.is_printable:
+            await run_own_binding(self, event)  # Backspace, the arrows, …: now, before the next key is read
         # anything else: TextArea's own handler runs next
 
     @staticmethod

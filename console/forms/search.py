@@ -11,6 +11,7 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Label
 
 from medops.console.error_text import describe_error
+from medops.console.forms.capture import CapturingInput
 from medops.console.forms.core_handle import STARTING, CoreHandle, needs_core
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class SearchForm(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form-row"):
-            yield Input(placeholder="search codes and descriptions (enter searches)", id="search-text")
+            yield CapturingInput(placeholder="search codes and descriptions (enter searches)", id="search-text")
             yield Button("Search", id="search-go", variant="primary")
         yield Label("", id="search-error", classes="form-error")
         table: DataTable[str] = DataTable(id="search-results", cursor_type="row", zebra_stripes=True)

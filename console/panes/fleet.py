@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Input, Static
 
 from medops.console.fleet_access import FleetReader
 from medops.console.fleet_table import COLUMNS, FleetTable
+from medops.console.forms.capture import CapturingInput
 from medops.console.panes.member_screen import MemberScreen
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class FleetPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(NO_STORE if self.reader is None else f"[dim]reading the fleet…   {HINT}[/]", id="fleet-status")
-        yield Input(placeholder="filter members (any text in the row); enter keeps it, esc clears",
+        yield CapturingInput(placeholder="filter members (any text in the row); enter keeps it, esc clears",
                     id="fleet-filter")
         table: DataTable[str | Text] = DataTable(id="fleet-table", cursor_type="row", zebra_stripes=True)
         for column in COLUMNS:

@@ -274,8 +274,7 @@ class HistoryPane(Polling, Vertical):
             add_fitted(table, [request_row(row, self._now) for row in requests.requests])
         else:
             alerts = self.alerts = cast("AlertHistory | FleetAlerts", message.history)
-            add_fitted(table, [alert_row(row, self._now, event)
-                               for row, event in zip(alerts.alerts, alert_events(alerts.alerts), strict=True)])
+            add_fitted(table, [alert_row(row, self._now, event) for row, event in alert_entries(alerts.alerts)])
         self._titles()
         self._catch_up()
 
@@ -369,20 +368,35 @@ def alert_row(row: Any, now: float | None, event: str | None = None) -> tuple[Te
     return (*cells[:MEMBER_AT[ALERTS]], Text(row.instance), *cells[MEMBER_AT[ALERTS]:])
 
 
-def alert_events(rows: Sequence[Any]) -> list[str]:
-    """What each announcement of a page (newest first) says happened: opened, still open, cleared, or reopened.
+def alert_entries(rows: Sequence[Any]) -> list[tuple[Any, str]]:
+    """The announcements of a page (newest first) that each get a row, with what happened: an alert's opening,
+    a change of its level, its clearing and its reopening.
 
-    An alert that clears and soon opens again is the same alert (its first opening kept), so its next
-    announcement alone would read "still open" under a "cleared" row: that one is its reopening.
+    An open alert is announced again at each update (a repeat, a new value): those rows listed the same open
+    alert over and over ("still open" twice for one member), and are left out. An alert that clears and soon
+    opens again is the same alert (its first opening kept): its next announcement is its reopening. The oldest
+    row of an alert on a page says what it says alone ("still open"): its opening is on an older page.
     """
-    events: list[str] = []
-    cleared: dict[tuple[str, str, float], bool] = {}  # per member and alert: whether its latest row so far cleared
+    entries: list[tuple[Any, str]] = []
+    latest: dict[tuple[str, str, float], Alert] = {}  # per member and alert: its latest announcement so far
     for row in reversed(rows):
         alert, member = (row.alert, row.instance) if hasattr(row, "alert") else (row, "")
         key = (member, alert.name, alert.opened_at)
-        events.append("reopened" if alert.cleared_at is None and cleared.get(key) else event_word(alert))
-        cleared[key] = alert.cleared_at is not None
-    return events[::-1]
+        before, latest[key] = latest.get(key), alert
+        if before is None:
+            event = event_word(alert)
+        elif alert.cleared_at is not None:
+            if before.cleared_at == alert.cleared_at:
+                continue  # the same clearing, announced again
+            event = event_word(alert)
+        elif before.cleared_at is not None:
+            event = "reopened"
+        elif alert.level != before.level:
+            event = f"now {alert.level}"
+        else:
+            continue  # the same open alert again
+        entries.append((row, event))
+    return entries[::-1]
 
 
 def shown(rows: int, history: History | None) -> str:

@@ -19,6 +19,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Static
 
 from medops.console.error_text import describe_error
+from medops.console.forms.capture import CapturingInput
 from medops.console.forms.core_handle import STARTING, CoreHandle
 from medops.console.request_table import COLUMNS, PRIORITY_ORDER, RequestTable
 from medops.core.errors import MedopsError
@@ -63,7 +64,7 @@ class RequestsPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"waiting for the first snapshot…   {HINT}", style="dim"), id="requests-status")
-        yield Input(placeholder="filter requests (any text in the row); enter keeps it, esc clears",
+        yield CapturingInput(placeholder="filter requests (any text in the row); enter keeps it, esc clears",
                     id="requests-filter")
         table: DataTable[Text] = DataTable(id="requests-table", cursor_type="row", zebra_stripes=True)
         for column in COLUMNS:
