@@ -311,9 +311,16 @@ class MedopsApp(Polling, App[int]):
         else:
             self.post_message(CoreStarted())
 
+    @property
+    def closing(self) -> bool:
+        """Exiting, or its screens already gone: a message that lands now (the core started late) has no panes."""
+        return bool(self._exit) or not self.screen_stack
+
     @on(CoreStarted)
     def _core_started(self) -> None:
         self.core_started = self.handle.started = True
+        if self.closing:  # seen under load: the core finished starting after the app had shut down
+            return
         self._intake_known()
         self.snapshots.every(self.refresh_interval)
         self.ask_for_snapshot()
@@ -322,12 +329,16 @@ class MedopsApp(Polling, App[int]):
 
     def _intake_known(self) -> None:
         """Show the core's intake folders and candidates in the document form."""
+        if self.closing:
+            return
         self.main.query_one(DocumentForm).set_intake(self.intake_paths)
 
     @on(CoreFailed)
     def _core_failed(self, message: CoreFailed) -> None:
         self.notify(f"The core did not start: {message.reason}", title="core", severity="error", timeout=30,
                     markup=False)
+        if self.closing:
+            return
         self.main.query_one(StatusLine).update(f"[reverse $error] core failed [/] {figures.text(message.reason)}")
 
     async def on_unmount(self) -> None:
@@ -378,7 +389,7 @@ class MedopsApp(Polling, App[int]):
         return await self.fleet_reader()
 
     def _fleet_read(self, view: FleetView) -> None:
-        if self._exit or not self.screen_stack:
+        if self.closing:
             return
         try:
             pane, vitals = self.main.query_one(FleetPane), self.main.query_one(VitalsPane)
@@ -391,7 +402,7 @@ class MedopsApp(Polling, App[int]):
             requests.show_fleet(view)
 
     def _fleet_failed(self, reason: str) -> None:
-        if not self._exit and self.screen_stack:
+        if not self.closing:
             self.main.query_one(FleetPane).failed(reason)
             # said in the line; the Fleet tab (7) says why
             self.main.query_one(VitalsPane).show_fleet("fleet: [reverse] store unreadable [/] (the Fleet tab, 7, "
@@ -412,7 +423,7 @@ class MedopsApp(Polling, App[int]):
 
     def apply_snapshot(self, snapshot: CoreSnapshot) -> None:
         """Hand one snapshot to every pane in one batch; hidden panes only keep it."""
-        if self._exit or not self.screen_stack:
+        if self.closing:
             return  # shutting down: the panes may already be gone
         self.latest = snapshot
         self.snapshots_applied += 1
@@ -432,7 +443,7 @@ class MedopsApp(Polling, App[int]):
         Textual repaints a pane where it now is, but when the snapshot changes the panes' heights (the first one
         does, from "waiting…" to the figures) it can miss cells a pane left: at 160x48 a row of the Pools pane's
         side borders stayed under it (#28). Repainting the grid draws every cell no pane holds as background."""
-        if self._exit or not self.screen_stack:
+        if self.closing:
             return
         grid = self.main.query_one("#overview-grid")
         regions = tuple(child.region for child in grid.children)
@@ -447,7 +458,7 @@ class MedopsApp(Polling, App[int]):
 
     @on(TabbedContent.TabActivated)
     def _tab_shown(self) -> None:
-        if self._exit or not self.screen_stack:  # a tab event delivered as the app closes
+        if self.closing:  # a tab event delivered as the app closes
             return
         self.refresh_bindings()  # w (and the scroll keys) are listed for some tabs only
         if self._fleet_shown():
@@ -703,7 +714,7 @@ class MedopsApp(Polling, App[int]):
         # Members' names and reasons come from the store: shown as text, never markup.
         self.notify(answers_text(what, acks), title="fleet", severity="information" if applied else "warning",
                     timeout=15, markup=False)
-        if not self._exit and self.screen_stack:
+        if not self.closing:
             self.fleet.ask()
             self.action_refresh_now()
 

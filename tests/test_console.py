@@ -620,3 +620,13 @@ async def test_the_palette_offers_medops_themes_only_each_remembered(locations: 
         options = app.screen.query_one("CommandList").options  # type: ignore[attr-defined]
         shown = [str(option.prompt).split("\n")[0] for option in options]
         assert shown and all(line.startswith("Theme: ") for line in shown), shown
+
+
+async def test_a_core_that_finishes_starting_after_the_app_closed_touches_no_pane(locations: Locations) -> None:
+    # Seen under load: CoreStarted landed after the app had shut down and `main` read an empty screen stack.
+    app, _ = make_app(locations)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+    assert app.closing
+    app._core_started()
+    app._intake_known()
