@@ -1,13 +1,16 @@
-"""Fixed data for console tests: a full `CoreSnapshot` and a core that serves it."""
+"""Fixed data for console tests: a full `CoreSnapshot`, a core that serves it, and fleets and requests
+as the console's tabs show them."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from medops.core.documents.intake import Intake
 from medops.core.documents.results import DocumentResult, ProgressCallback
 from medops.core.errors import MedopsError
+from medops.core.fleet.view import FleetView, FleetWindow, MemberRow, MemberState
 from medops.core.groq.requests import PromptRequest, PromptResult
 from medops.core.knowledge.entries import CodeEntry, SearchHit
 from medops.core.ledger.history import AlertHistory, Before, RequestHistory
@@ -29,6 +32,7 @@ from medops.core.snapshot import (
     PoolSnapshot,
     PriorityQueue,
     QuotaSnapshot,
+    RequestRow,
     SchedulerSnapshot,
     ServerReport,
     SlotsSnapshot,
@@ -211,3 +215,63 @@ class FrozenCore:
                              end_wall: float | None = None) -> MetricHistory:
         end = NOW if end_wall is None else end_wall
         return MetricHistory(end - span, end, (), 1, 0, earlier_runs=True)
+
+
+def done_snapshot(done: int) -> CoreSnapshot:
+    snapshot = busy_snapshot()
+    return replace(snapshot, scheduler=replace(snapshot.scheduler, completed=done))
+
+
+def requests_snapshot() -> CoreSnapshot:
+    """A saturated core: two requests at Groq, the rest waiting for the minute, a slot, a retry or the batch."""
+    base = busy_snapshot()
+    at = base.taken_at
+    rows = (
+        RequestRow("7f3a9c01", "triage", "", "critical", "critical", "critical", "llama-3.1-8b-instant", 1_180,
+                   4.2, 25.8, "sending", "at Groq, attempt 1", attempt=1, at_groq=1.4),
+        RequestRow("gw-4410", "medication", "pharmacy-bot", "high", "high", "high", "llama-3.3-70b-versatile",
+                   2_300, 3.1, None, "sending", "at Groq, attempt 2", attempt=2, at_groq=0.6),
+        RequestRow("c81d0e55", "diagnosis", "", "normal", "critical", "critical", "llama-3.1-8b-instant", 1_124,
+                   102.0, None, "waiting", "tpm full until 00:00:41", until=at + 41, attempt=0),
+        RequestRow("0b77aa10", "triage", "", "high", "high", "critical", "llama-3.1-8b-instant", 1_090, 12.5,
+                   47.5, "waiting", "tpm full until 00:00:41; behind 1 critical", until=at + 41),
+        RequestRow("gw-4412", "documentation", "notes-svc", "normal", "normal", "high", "openai/gpt-oss-20b", 4_096,
+                   2.0, 58.0, "backoff", "retry 1 after HTTP 503 in 2 s", until=at + 2, attempt=1),
+        RequestRow("a4420f19", "oncall", "", "normal", "normal", "critical", "qwen/qwen3-32b", 800, 0.1, None,
+                   "batching", "batch window closes in 1 s", until=at + 1),
+    )
+    return replace(base, scheduler=replace(base.scheduler, requests=rows, requests_held=214))
+
+
+def fixed_fleet() -> FleetView:
+    """Three members as a store would list them: one busy, one paused and stale, one gone."""
+
+
+    def row(name: str, host: str, pid: int, role: str, age: float, state: str, queued: tuple[int, int, int],
+            done: int, rpm: int, paused: bool = False) -> MemberRow:
+        return MemberRow(name, host, pid, role, "0.9.0", FLEET_READ_AT - 3_725.0 - pid, age, FLEET_READ_AT - age,
+                         MemberState(state), dict(zip(("critical", "high", "normal"), queued, strict=True)), 2, done,
+                         1, 3, {"rpm": rpm, "rpd": rpm * 40}, 12.0, 31.0, 40.0, 1, paused)
+
+    members = (row("console-ward7-4121", "ward7", 4121, "console", 0.4, "alive", (0, 2, 5), 1_240, 12),
+               row("worker-lab-88", "lab", 88, "worker", 7.2, "stale", (1, 0, 9), 310, 6, paused=True),
+               row("worker-lab-90", "lab", 90, "worker", 14.0, "gone", (0, 0, 0), 77, 0))
+    windows = (FleetWindow("llama-3.1-8b-instant", "rpm", 18, 30, {"console-ward7-4121": 12, "worker-lab-88": 6}),
+               FleetWindow("llama-3.1-8b-instant", "rpd", 720, 14_400,
+                           {"console-ward7-4121": 480, "worker-lab-88": 240}),
+               FleetWindow("llama-3.1-8b-instant", "tpm", 9_100, 12_000, {"console-ward7-4121": 9_100}),
+               FleetWindow("llama-3.1-8b-instant", "tpd", 97_050, 100_000, {"console-ward7-4121": 97_050}))
+    return FleetView("redis://127.0.0.1:6379/0", FLEET_READ_AT, members, windows,
+                     {"console-ward7-4121": replace(busy_snapshot(), taken_at=FLEET_READ_AT - 1)})
+
+
+FLEET_READ_AT = 1_780_000_000.0
+
+
+class ExtractingCore(FrozenCore):
+    """Extracts any admitted file as one page of known text."""
+
+    async def extract(self, path: Path, *, case_id: str | None = None, on_progress: Any = None) -> DocumentResult:
+        return DocumentResult(job_id="d-1", name=path.name, sha256="0" * 64, kind="pdf", size=9,
+                              text="Previous patient's letter.", pages=1, page_methods=("text",), warnings=(),
+                              repaired=False, queued_seconds=0.0, extract_seconds=0.1, seconds=0.1)

@@ -11,8 +11,8 @@ import pytest
 from medops.console.cli import main
 from medops.core.clock import FakeClock
 from medops.core.settings.paths import Locations
+from tests.core_runs import small_core
 from tests.redis_server import RedisServer
-from tests.test_limit_changes import small_core
 
 OSC52 = "\x1b]52;c;SGVsbG8=\x07"
 OSC0 = "\x1b]0;PWNED\x07"

@@ -11,7 +11,8 @@ from medops.console.commands import limits
 from medops.core.clock import FakeClock
 from medops.core.ledger.limit_history import MAX_HISTORY
 from medops.core.settings.paths import Locations
-from tests.test_limit_changes import held, one_run
+from tests.core_runs import one_run
+from tests.ledger_holder import held
 
 
 @pytest.mark.usefixtures("knowledge_ready")

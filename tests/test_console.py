@@ -29,7 +29,7 @@ from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import CoreSnapshot, ServerReport
 from tests.console_data import FrozenCore, before_any_request_snapshot, busy_snapshot
-from tests.test_console_live import until
+from tests.waiting import until
 
 # A long interval keeps the timer out of the way; tests ask for snapshots themselves.
 QUIET = Settings(refresh_interval=60.0)

@@ -12,7 +12,7 @@ from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import Alert, EndpointInfo
 from tests.console_data import NOW, FrozenCore, busy_snapshot
-from tests.test_console_live import until
+from tests.waiting import until
 
 
 class AlertCore(FrozenCore):

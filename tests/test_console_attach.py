@@ -40,7 +40,7 @@ from medops.core.snapshot import Alert, CoreSnapshot, StoreSnapshot
 from tests.console_data import NOW, FrozenCore, busy_snapshot
 from tests.fleet_helpers import admit, fleet_of, member
 from tests.redis_server import RedisServer, free_port
-from tests.test_console_live import until
+from tests.waiting import until
 
 LIMITS = ModelLimits(rpm=30, rpd=14_400, tpm=6_000, tpd=500_000)
 MODEL = "llama-3.1-8b-instant"  # the default model of the members' published snapshots
@@ -301,7 +301,7 @@ async def test_attached_console_over_two_real_workers(tmp_path: Path, redis_serv
 # -- the Overview's fleet line and the status line ----------------------------------------------------------
 
 def test_the_fleet_line_counts_members_by_state_the_organisations_use_paused_and_alerts() -> None:
-    from tests.test_console_snapshots import fixed_fleet
+    from tests.console_data import fixed_fleet
 
     line = Text.from_markup(fleet_line(fixed_fleet())).plain
     # one alive, one stale (paused), one gone; the gone member's alert is not counted
@@ -311,7 +311,7 @@ def test_the_fleet_line_counts_members_by_state_the_organisations_use_paused_and
 
 async def test_with_a_store_the_overview_opens_with_the_fleet_line_and_the_vitals_still_fit_80x24(
         locations: Locations) -> None:
-    from tests.test_console_snapshots import fixed_fleet
+    from tests.console_data import fixed_fleet
 
     async def read() -> FleetView:
         return fixed_fleet()

@@ -10,8 +10,8 @@ from medops.console.forms.document import DocumentForm
 from medops.console.panes.documents import DocumentsPane
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
-from tests.test_console_live import until
-from tests.test_console_typing import ExtractingCore
+from tests.console_data import ExtractingCore
+from tests.waiting import until
 
 
 def on_screen(app: MedopsApp, widget: Widget) -> bool:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,22 +19,15 @@ from medops.console.panes.member_screen import MemberScreen
 from medops.console.panes.quota import QuotaPane
 from medops.core.fleet.commands import Acknowledgement, Command, issue
 from medops.core.fleet.view import FleetView, read_fleet
-from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import ModelLimits, Settings
 from medops.core.settings.paths import Locations
-from medops.core.snapshot import CoreSnapshot
-from tests.console_data import FrozenCore, busy_snapshot
-from tests.fleet_helpers import fleet_of, member
+from tests.console_data import FrozenCore, done_snapshot
+from tests.fleet_helpers import fleet_cores, fleet_of, member
 from tests.redis_server import RedisServer
-from tests.test_console_live import until
+from tests.waiting import until
 
 LIMITS = ModelLimits(rpm=30, rpd=14_400, tpm=6_000, tpd=500_000)
 FAST = Settings(refresh_interval=0.25)
-
-
-def done_snapshot(done: int) -> CoreSnapshot:
-    snapshot = busy_snapshot()
-    return replace(snapshot, scheduler=replace(snapshot.scheduler, completed=done))
 
 
 def rows(app: MedopsApp) -> list[str]:
@@ -222,7 +212,7 @@ def test_the_read_only_flag_reaches_the_console(monkeypatch: pytest.MonkeyPatch)
 
 
 async def test_a_member_without_a_snapshot_opens_as_a_summary_of_its_figures(locations: Locations) -> None:
-    from tests.test_console_snapshots import fixed_fleet
+    from tests.console_data import fixed_fleet
 
     async def read() -> FleetView:
         return fixed_fleet()  # only console-ward7-4121 has published a snapshot
@@ -245,7 +235,7 @@ async def test_a_member_without_a_snapshot_opens_as_a_summary_of_its_figures(loc
 
 async def test_the_member_view_lists_the_requests_its_snapshot_published(locations: Locations) -> None:
     from medops.core.snapshot import RequestRow
-    from tests.test_console_snapshots import fixed_fleet
+    from tests.console_data import fixed_fleet
 
     view = fixed_fleet()
     ward = view.snapshots["console-ward7-4121"]
@@ -272,7 +262,7 @@ async def test_the_member_view_lists_the_requests_its_snapshot_published(locatio
 async def test_the_overviews_fleet_line_is_drawn_from_the_reading_the_fleet_tab_shows(locations: Locations) -> None:
     # Seen in a trial: back on the Overview, its fleet line was one reading older than the Fleet tab's rows.
     from medops.console.panes.vitals import VitalsPane, fleet_line
-    from tests.test_console_snapshots import fixed_fleet
+    from tests.console_data import fixed_fleet
 
     whole = fixed_fleet()
     readings: list[FleetView] = []
@@ -390,7 +380,7 @@ async def test_the_history_tab_reads_the_fleets_stream_with_an_instance_column(l
                                                                                redis_server: RedisServer) -> None:
     from medops.console.panes.history import HistoryPane
     from medops.core.snapshot import Alert
-    from tests.test_fleet_history import publish, request
+    from tests.fleet_helpers import publish, request
 
     url = redis_server.url
     async with member(url, LIMITS, "alpha") as a, member(url, LIMITS, "bravo") as b:
@@ -440,26 +430,6 @@ async def test_the_history_tab_reads_the_fleets_stream_with_an_instance_column(l
             note = app.query_one("#history-note")
             assert await until(pilot, lambda: "fleet's history could not be read" in str(note.render()))
             assert requests.row_count == 100
-
-
-@asynccontextmanager
-async def fleet_cores(url: str, tmp_path: Path, knowledge: Path, names: tuple[str, ...]) -> AsyncIterator[
-        list[ResourceCore]]:
-    """Real cores joined to the store as workers, each with its own data folder, stopped on leaving."""
-    cores = []
-    for name in names:
-        where = Locations(config_dir=tmp_path / f"{name}-config", data_dir=tmp_path / name)
-        where.ensure()
-        shutil.copyfile(knowledge, where.knowledge_db)
-        cores.append(ResourceCore(Settings(store_url=url, store_namespace="test", groq_concurrent=4), where,
-                                  role="worker"))
-    try:
-        for core in cores:
-            await core.start()
-        yield cores
-    finally:
-        for core in cores:
-            await core.stop()
 
 
 async def test_the_limits_form_changes_a_limit_on_the_whole_fleet(locations: Locations, redis_server: RedisServer,

@@ -20,10 +20,10 @@ from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from tests.console_data import NOW, FrozenCore
-from tests.test_console_live import until
-from tests.test_console_snapshots import SIZES, settle
-from tests.test_limit_changes import held
-from tests.test_metric_history import seeded, two_hours_with_one_spike
+from tests.ledger_holder import held
+from tests.metric_samples import seeded, two_hours_with_one_spike
+from tests.screenshots import SIZES, settle
+from tests.waiting import until
 
 
 def seeded_app(locations: Locations, clock: FakeClock) -> tuple[MedopsApp, ResourceCore]:

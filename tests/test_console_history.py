@@ -25,9 +25,9 @@ from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import Alert
 from tests.console_data import NOW, FrozenCore, busy_snapshot
-from tests.test_console_live import until
-from tests.test_history import record, recorded
-from tests.test_limit_changes import held
+from tests.ledger_holder import held
+from tests.request_records import record, recorded
+from tests.waiting import until
 
 SECRET = "MRN 90210-SECRET"
 OTHER_MODEL = "qwen/qwen3-32b"

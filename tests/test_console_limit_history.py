@@ -24,8 +24,9 @@ from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import LimitChange
 from tests.console_data import NOW, FrozenCore
-from tests.test_console_live import until
-from tests.test_limit_changes import held, one_run
+from tests.core_runs import one_run
+from tests.ledger_holder import held
+from tests.waiting import until
 
 
 def live_app(locations: Locations) -> MedopsApp:

@@ -17,7 +17,7 @@ from medops.core.settings.live_changes import setting_help
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import TunerChange
 from tests.document_files import CLINICAL_TEXT, text_pdf
-from tests.test_console_live import until
+from tests.waiting import until
 
 # The tests here start cores: each gets the session's knowledge base (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("knowledge_ready")
@@ -166,7 +166,7 @@ def test_ranges_read_as_numbers_and_a_prefix_being_typed_is_not_unknown() -> Non
 
 async def test_a_setting_and_its_value_typed_at_once_land_in_their_own_fields(locations: Locations) -> None:
     # Enter on the setting moves on at once: the value typed right after it is the value, not more of the key.
-    from tests.test_console_typing import keys_for, type_fast
+    from tests.typing_keys import keys_for, type_fast
 
     app, core = live_app(locations)
     async with app.run_test(size=(80, 24)) as pilot:

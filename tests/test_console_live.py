@@ -4,13 +4,9 @@ a PDF turned into text (and into case memory), a knowledge-base search."""
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from textual.message import Message
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Label, ProgressBar, TextArea
 
 from medops.console.app import MedopsApp
@@ -21,21 +17,10 @@ from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from tests.document_files import CLINICAL_TEXT, text_pdf
+from tests.waiting import until
 
 # Every test here starts a core: each gets the session's knowledge base (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("knowledge_ready")
-
-WAIT = 60.0  # seconds the core may take on a busy machine
-
-
-async def until(pilot: Pilot[Any], check: Callable[[], bool], within: float = WAIT) -> bool:
-    """Let the app run until `check()` holds, or give up after `within` seconds."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        await pilot.pause(0.05)
-    return check()
 
 
 def live_app(locations: Locations) -> tuple[MedopsApp, ResourceCore]:

@@ -16,7 +16,7 @@ from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import CoreSnapshot, EndpointInfo, ModelQuota, StoreSnapshot, WindowUsage
 from tests.console_data import NOW, FrozenCore, busy_snapshot
-from tests.test_console_live import until
+from tests.waiting import until
 
 VITAL_SIGNS = ("queue", "crit 0 high 2 norm 7", "in flight 4/10",
                "llama-3.3-70b-versatile", "rpm  90%", "tpd  97%", "llama-3.1-8b-instant",

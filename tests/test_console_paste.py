@@ -11,7 +11,7 @@ from medops.console.terminal_input import PasteSafeParser
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from tests.console_data import FrozenCore
-from tests.test_console_live import until
+from tests.waiting import until
 
 START, END = "\x1b[200~", "\x1b[201~"
 # What the issue pasted: colour codes, a bell, a backspace, a newline, and keys medops binds (l, t, 1).

@@ -18,7 +18,7 @@ from medops.core.groq.requests import Completion, InvalidRequest, Priority, Prom
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from tests.console_data import FrozenCore
-from tests.test_console_live import until
+from tests.waiting import until
 
 
 class RefusingCore(FrozenCore):

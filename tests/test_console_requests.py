@@ -20,7 +20,7 @@ from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import ModelLimits, Settings
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import RequestRow
-from tests.test_console_live import until
+from tests.waiting import until
 
 pytestmark = pytest.mark.usefixtures("knowledge_ready")
 
@@ -142,8 +142,7 @@ async def test_a_fleet_members_tab_reads_the_fleet_and_says_whose_requests_go_fi
 
     from medops.core.fleet.view import FleetView
     from medops.core.snapshot import SchedulerSnapshot, StoreSnapshot
-    from tests.console_data import FrozenCore, busy_snapshot
-    from tests.test_console_snapshots import fixed_fleet
+    from tests.console_data import FrozenCore, busy_snapshot, fixed_fleet
 
     store = StoreSnapshot("redis://store", "worker-lab-88", "up", None, 0.0, 0.0, 3, 3, 0.0, 0)
     put_off = RequestRow("e19b2c07", "triage", "", "normal", "normal", "high", "llama-3.1-8b-instant", 950, 6.0,

@@ -9,7 +9,7 @@ from medops.core.knowledge.entries import SearchHit, SearchResults
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from tests.console_data import FrozenCore
-from tests.test_console_live import until
+from tests.waiting import until
 
 
 class SearchingCore(FrozenCore):

@@ -13,7 +13,7 @@ from medops.core.groq.requests import Completion, PromptRequest, PromptResult
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from tests.console_data import FrozenCore
-from tests.test_console_live import until
+from tests.waiting import until
 
 
 class StreamingCore(FrozenCore):

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-from typing import Any
 
-from textual import events
-from textual.app import App
 from textual.widgets import Input, Label, ProgressBar, TextArea
 
 from medops.console.app import MedopsApp
 from medops.console.forms.document import DocumentForm
 from medops.console.forms.prompt import PromptForm
 from medops.console.panes.documents import DocumentsPane
-from medops.core.documents.pipeline import DocumentResult
 from medops.core.groq.requests import Completion, PromptRequest, PromptResult
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
-from tests.console_data import FrozenCore
-from tests.test_console_live import until
+from tests.console_data import ExtractingCore, FrozenCore
+from tests.typing_keys import keys_for, type_fast
+from tests.waiting import until
 
 PROMPTS = [f"prompt number {n} about chest pain" for n in range(1, 9)]
 
@@ -34,24 +30,6 @@ class RecordingCore(FrozenCore):
     async def ask(self, request: PromptRequest) -> PromptResult:
         self.prompts.append(request.prompt)
         return PromptResult(Completion("ok", request.model or "m", 1, 1), 0.0, 0.0, 1)
-
-
-def type_fast(app: App[Any], keys: list[str]) -> None:
-    """Every key into the driver back to back, as a fast typist or a terminal's paste delivers them.
-
-    Pilot's `press` waits for the app to settle after each key, which hides exactly the race
-    this file is about; here nothing waits until all keys are in.
-    """
-    assert app._driver is not None
-    for key in keys:
-        character = {"enter": "\r", "space": " "}.get(key, key if len(key) == 1 else None)
-        event = events.Key(key, character)
-        event.set_sender(app)
-        app._driver.send_message(event)
-
-
-def keys_for(text: str) -> list[str]:
-    return ["space" if c == " " else c for c in text]
 
 
 async def test_eight_prompts_typed_back_to_back_are_eight_requests_in_order(locations: Locations) -> None:
@@ -98,15 +76,6 @@ async def test_eight_document_paths_typed_back_to_back_are_taken_up_in_order(loc
         # the newest five, with why (each refusal reaches the pane as a message)
         assert await until(pilot, lambda: all(f"refused {path}: " in str(pane.render()) for path in paths[-5:])), \
             str(pane.render())
-
-
-class ExtractingCore(FrozenCore):
-    """Extracts any admitted file as one page of known text."""
-
-    async def extract(self, path: Path, *, case_id: str | None = None, on_progress: Any = None) -> DocumentResult:
-        return DocumentResult(job_id="d-1", name=path.name, sha256="0" * 64, kind="pdf", size=9,
-                              text="Previous patient's letter.", pages=1, page_methods=("text",), warnings=(),
-                              repaired=False, queued_seconds=0.0, extract_seconds=0.1, seconds=0.1)
 
 
 async def test_a_refused_document_leaves_nothing_of_the_last_one_on_the_form(locations: Locations) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from medops.core.clock import FakeClock
 from medops.core.knowledge.db_pool import DuckDBPool, PoolClosed, QueryFailed, QueryTimedOut
+from tests.waiting import eventually
 
 # A cross join DuckDB cannot shortcut: minutes of work unless interrupted.
 SLOW_SQL = "SELECT sum(a.range * b.range) FROM range(1000000000) a, range(1000000000) b"
@@ -32,15 +33,6 @@ async def pool(database: Path, clock: FakeClock) -> AsyncIterator[DuckDBPool]:
     await asyncio.to_thread(pool.close)
 
 
-async def until(condition: object, rounds: int = 500) -> None:
-    """Let real time pass (worker threads run in it) until `condition()` holds."""
-    for _ in range(rounds):
-        if condition():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never held")
-
-
 async def test_a_query_returns_its_rows_as_tuples_of_tuples(pool: DuckDBPool) -> None:
     rows = await pool.fetch("SELECT n, label FROM numbers WHERE n < ? ORDER BY n", [3])
     assert rows == ((0, "n0"), (1, "n1"), (2, "n2"))
@@ -56,7 +48,7 @@ async def test_concurrent_queries_each_get_their_own_result(pool: DuckDBPool) ->
 
 async def test_the_event_loop_keeps_running_while_a_query_runs(pool: DuckDBPool) -> None:
     slow = asyncio.ensure_future(pool.fetch(SLOW_SQL))
-    await until(lambda: pool.snapshot().active == 1)
+    assert await eventually(lambda: pool.snapshot().active == 1)
     # The loop is free: another query goes through the second worker meanwhile.
     assert await pool.fetch("SELECT count(*) FROM numbers") == ((1000,),)
     assert not slow.done()
@@ -67,11 +59,11 @@ async def test_the_event_loop_keeps_running_while_a_query_runs(pool: DuckDBPool)
 
 async def test_a_query_past_its_timeout_is_interrupted_and_reported(pool: DuckDBPool, clock: FakeClock) -> None:
     slow = asyncio.ensure_future(pool.fetch(SLOW_SQL))
-    await until(lambda: pool.snapshot().active == 1)
+    assert await eventually(lambda: pool.snapshot().active == 1)
     await clock.advance(5.0)
     with pytest.raises(QueryTimedOut, match="interrupted"):
         await slow
-    await until(lambda: pool.snapshot().active == 0)
+    assert await eventually(lambda: pool.snapshot().active == 0)
     snapshot = pool.snapshot()
     assert (snapshot.timeouts, snapshot.errors) == (1, 0)
     # The worker is free again and its cursor still works.
@@ -83,16 +75,16 @@ async def test_a_query_that_times_out_while_queued_never_runs(database: Path, cl
     await asyncio.to_thread(pool.open, database)
     try:
         slow = asyncio.ensure_future(pool.fetch(SLOW_SQL))
-        await until(lambda: pool.snapshot().active == 1)
+        assert await eventually(lambda: pool.snapshot().active == 1)
         queued = asyncio.ensure_future(pool.fetch("SELECT 1"))
         # Both timeouts must be on the clock before it moves: the second one's timer starts a loop turn after
         # the job is counted as queued (advancing first made it wait 5 s from the new time: a flaky pass of SELECT 1).
-        await until(lambda: pool.snapshot().queued == 1 and clock.sleepers == 2)
+        assert await eventually(lambda: pool.snapshot().queued == 1 and clock.sleepers == 2)
         await clock.advance(5.0)
         for task in (slow, queued):
             with pytest.raises(QueryTimedOut):
                 await task
-        await until(lambda: pool.snapshot().queued == 0 and pool.snapshot().active == 0)
+        assert await eventually(lambda: pool.snapshot().queued == 0 and pool.snapshot().active == 0)
         assert pool.snapshot().completed == 0
         assert pool.snapshot().timeouts == 2
     finally:
@@ -133,7 +125,7 @@ async def test_closing_the_pool_interrupts_a_running_query(database: Path, clock
     pool = DuckDBPool(size=1, query_timeout=5.0, clock=clock)
     await asyncio.to_thread(pool.open, database)
     slow = asyncio.ensure_future(pool.fetch(SLOW_SQL))
-    await until(lambda: pool.snapshot().active == 1)
+    assert await eventually(lambda: pool.snapshot().active == 1)
     await asyncio.to_thread(pool.close)  # returns only because the query was interrupted
     with pytest.raises(QueryTimedOut, match="interrupted"):
         await slow

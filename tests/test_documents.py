@@ -33,6 +33,7 @@ from tests.document_files import (
     scanned_pdf,
     text_pdf,
 )
+from tests.waiting import eventually
 
 # Generous bound so a broken pipeline fails the test instead of hanging it.
 HANG_GUARD = 60
@@ -66,13 +67,6 @@ async def pipeline(folder: Path) -> AsyncIterator[DocumentPipeline]:
     await documents.start()
     yield documents
     await documents.stop()
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait (in real time, bounded) for something a worker process does; nothing signals it but polling."""
-    async with asyncio.timeout(HANG_GUARD):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 async def test_a_text_pdf_comes_back_with_text_pages_methods_and_hash(pipeline: DocumentPipeline,
@@ -179,7 +173,7 @@ async def test_a_worker_killed_mid_job_fails_that_document_and_the_next_succeeds
     slow = scanned_pdf(folder / "slow.pdf", [CLINICAL_TEXT] * 4)
     pages: list[int] = []
     job = asyncio.ensure_future(pipeline.extract(slow, lambda p: pages.append(p.pages_done)))
-    await until(lambda: bool(pages) and pages[-1] >= 1)
+    assert await eventually(lambda: bool(pages) and pages[-1] >= 1)
     job_id = pipeline.snapshot().recent[0].job_id
     victim = pipeline.worker_pid(job_id)
     assert victim is not None
@@ -201,7 +195,7 @@ async def test_a_document_past_its_time_limit_has_its_worker_killed(folder: Path
         seen: list[DocumentProgress] = []
         job = asyncio.ensure_future(documents.extract(scanned_pdf(folder / "slow.pdf", [CLINICAL_TEXT] * 4),
                                                       seen.append))
-        await until(lambda: any(p.state == "running" for p in seen))
+        assert await eventually(lambda: any(p.state == "running" for p in seen))
         victim = documents.worker_pid(seen[0].job_id)
         await clock.advance(29.0)
         assert not job.done()
@@ -222,7 +216,7 @@ async def test_a_running_job_can_be_cancelled(pipeline: DocumentPipeline, folder
     seen: list[DocumentProgress] = []
     job = asyncio.ensure_future(pipeline.extract(scanned_pdf(folder / "slow.pdf", [CLINICAL_TEXT] * 4),
                                                  seen.append))
-    await until(lambda: any(p.state == "running" for p in seen))
+    assert await eventually(lambda: any(p.state == "running" for p in seen))
     assert pipeline.cancel(seen[0].job_id)
     with pytest.raises(DocumentCancelled):
         await asyncio.wait_for(job, HANG_GUARD)
@@ -235,9 +229,9 @@ async def test_a_queued_job_can_be_cancelled_before_it_starts(pipeline: Document
     second: list[DocumentProgress] = []
     running = asyncio.ensure_future(pipeline.extract(scanned_pdf(folder / "a.pdf", [CLINICAL_TEXT] * 2),
                                                      first.append))
-    await until(lambda: any(p.state == "running" for p in first))
+    assert await eventually(lambda: any(p.state == "running" for p in first))
     queued = asyncio.ensure_future(pipeline.extract(text_pdf(folder / "b.pdf", ["b"]), second.append))
-    await until(lambda: pipeline.pool_snapshot().queued == 1)
+    assert await eventually(lambda: pipeline.pool_snapshot().queued == 1)
     assert second[-1].state == "queued"
     assert pipeline.cancel(second[0].job_id)
     with pytest.raises(DocumentCancelled, match="before it started"):
@@ -261,7 +255,7 @@ async def test_two_workers_take_two_documents_at_once(folder: Path) -> None:
         jobs = [asyncio.ensure_future(documents.extract(scanned_pdf(folder / f"{n}.pdf", [CLINICAL_TEXT] * 2),
                                                         lambda p: states.__setitem__(p.job_id, p.state)))
                 for n in range(2)]
-        await until(lambda: list(states.values()).count("running") == 2)
+        assert await eventually(lambda: list(states.values()).count("running") == 2)
         assert documents.pool_snapshot().active == 2
         await asyncio.wait_for(asyncio.gather(*jobs), HANG_GUARD)
         assert documents.worker_count == 2
@@ -297,9 +291,9 @@ async def test_stop_fails_queued_jobs_and_ends_every_worker(folder: Path, scratc
     seen: list[DocumentProgress] = []
     running = asyncio.ensure_future(documents.extract(scanned_pdf(folder / "a.pdf", [CLINICAL_TEXT] * 3),
                                                       seen.append))
-    await until(lambda: any(p.state == "running" for p in seen))
+    assert await eventually(lambda: any(p.state == "running" for p in seen))
     queued = asyncio.ensure_future(documents.extract(text_pdf(folder / "b.pdf", ["b"])))
-    await until(lambda: documents.pool_snapshot().queued == 1)
+    assert await eventually(lambda: documents.pool_snapshot().queued == 1)
     pid = documents.worker_pid(seen[0].job_id)
     await asyncio.wait_for(documents.stop(), HANG_GUARD)
     for job in (running, queued):
@@ -316,7 +310,7 @@ async def test_stop_fails_queued_jobs_and_ends_every_worker(folder: Path, scratc
 async def test_paused_intake_holds_queued_documents_until_resumed(pipeline: DocumentPipeline, folder: Path) -> None:
     pipeline.pause()
     job = asyncio.ensure_future(pipeline.extract(text_pdf(folder / "held.pdf", ["held"])))
-    await until(lambda: pipeline.pool_snapshot().queued == 1)
+    assert await eventually(lambda: pipeline.pool_snapshot().queued == 1)
     assert not job.done() and pipeline.snapshot().running == 0
     pipeline.resume()
     assert (await asyncio.wait_for(job, HANG_GUARD)).text.strip() == "held"
@@ -327,7 +321,8 @@ async def test_a_file_rewritten_in_place_after_intake_checked_it_is_refused_not_
     pipeline.pause()
     path = text_pdf(folder / "referral.pdf", ["checked text"])
     job = asyncio.ensure_future(pipeline.extract(path))
-    await until(lambda: pipeline.pool_snapshot().queued == 1)  # admitted and hashed, not yet read by a worker
+    # admitted and hashed, not yet read by a worker
+    assert await eventually(lambda: pipeline.pool_snapshot().queued == 1)
     rewritten = text_pdf(folder / "draft.pdf", ["swapped in later"]).read_bytes()
     with path.open("r+b") as same_file:  # same inode, new bytes
         same_file.write(rewritten)
@@ -345,7 +340,7 @@ async def test_the_worker_reads_the_file_intake_opened_not_what_the_name_points_
     pipeline.pause()
     path = text_pdf(folder / "referral.pdf", ["checked text"])
     job = asyncio.ensure_future(pipeline.extract(path))
-    await until(lambda: pipeline.pool_snapshot().queued == 1)
+    assert await eventually(lambda: pipeline.pool_snapshot().queued == 1)
     path.unlink()  # the name now leads out of the intake folder
     path.symlink_to(text_pdf(tmp_path / "outside.pdf", ["outside secret"]))
     pipeline.resume()
@@ -357,13 +352,13 @@ async def test_a_caller_that_gives_up_cancels_its_job(pipeline: DocumentPipeline
     seen: list[DocumentProgress] = []
     job = asyncio.ensure_future(pipeline.extract(scanned_pdf(folder / "slow.pdf", [CLINICAL_TEXT] * 4),
                                                  seen.append))
-    await until(lambda: any(p.state == "running" for p in seen))
+    assert await eventually(lambda: any(p.state == "running" for p in seen))
     pid = pipeline.worker_pid(seen[0].job_id)
     job.cancel()
-    await until(lambda: pipeline.snapshot().cancelled == 1)
+    assert await eventually(lambda: pipeline.snapshot().cancelled == 1)
     assert pipeline.snapshot().running == 0
     assert pid is not None
-    await until(lambda: pipeline.worker_pid(seen[0].job_id) is None)
+    assert await eventually(lambda: pipeline.worker_pid(seen[0].job_id) is None)
 
 
 def test_workers_get_one_omp_thread_a_private_tmpdir_and_no_groq_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -390,7 +385,7 @@ async def test_a_real_workers_environment_holds_no_secret(folder: Path, monkeypa
         seen: list[DocumentProgress] = []
         job = asyncio.ensure_future(documents.extract(scanned_pdf(folder / "slow.pdf", [CLINICAL_TEXT] * 4),
                                                       seen.append))
-        await until(lambda: any(p.state == "running" for p in seen))
+        assert await eventually(lambda: any(p.state == "running" for p in seen))
         pid = documents.worker_pid(seen[0].job_id)
         assert pid is not None
         # what the worker process was started with
@@ -411,9 +406,9 @@ async def test_shrinking_the_pool_retires_idle_workers(folder: Path) -> None:
     await documents.start()
     try:
         documents.warm()
-        await until(lambda: documents.ready_workers == 2)
+        assert await eventually(lambda: documents.ready_workers == 2)
         documents.resize(1)
-        await until(lambda: documents.worker_count == 1)
+        assert await eventually(lambda: documents.worker_count == 1)
         assert documents.pool_snapshot().capacity == 1
         result = await asyncio.wait_for(documents.extract(text_pdf(folder / "a.pdf", ["after resize"])), HANG_GUARD)
         assert result.text.strip() == "after resize"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ from medops.core.groq.local.faults import FaultModes
 from medops.core.groq.local.server import EndpointError, LocalEndpoint
 from medops.core.settings.config import DEFAULT_MODELS
 from tests.endpoint_thread import EndpointThread
+from tests.waiting import wait_for
 
 CHAT = "/openai/v1/chat/completions"
 MODEL = "llama-3.1-8b-instant"
@@ -29,14 +29,6 @@ def endpoint() -> Iterator[LocalEndpoint]:
     with EndpointThread(LocalEndpoint(DEFAULT_MODELS, faults=INSTANT, max_connections=3,
                                       head_timeout=1.0)) as running:
         yield running
-
-
-def until(condition: Callable[[], bool]) -> None:
-    """Wait (bounded) for the endpoint's own thread to get somewhere."""
-    deadline = time.monotonic() + 20
-    while not condition():
-        assert time.monotonic() < deadline, "the endpoint never got there"
-        time.sleep(0.01)
 
 
 def connect(endpoint: LocalEndpoint) -> socket.socket:
@@ -68,7 +60,7 @@ def test_a_request_whose_body_never_comes_is_answered_408(endpoint: LocalEndpoin
 def test_past_the_connection_cap_a_new_connection_is_refused_clearly_and_served_again_later(
         endpoint: LocalEndpoint, caplog: pytest.LogCaptureFixture) -> None:
     idle = [connect(endpoint) for _ in range(3)]
-    until(lambda: endpoint.open_connections == 3)
+    assert wait_for(lambda: endpoint.open_connections == 3)
     with caplog.at_level(logging.WARNING, logger="medops.endpoint"):
         refusals = []
         for _ in range(20):
@@ -78,7 +70,7 @@ def test_past_the_connection_cap_a_new_connection_is_refused_clearly_and_served_
     assert endpoint.stats.refused_connections == 20
     assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1  # not one line per connection
     idle.pop().close()
-    until(lambda: endpoint.open_connections == 2)
+    assert wait_for(lambda: endpoint.open_connections == 2)
     answer = httpx.post(endpoint.url + CHAT, json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
     assert answer.status_code == 200
     for sock in idle:
@@ -99,7 +91,6 @@ def test_the_endpoint_command_refuses_a_remote_host_unless_asked_with_a_key(
     assert "loopback only" in capsys.readouterr().err
     assert main(["endpoint", "--host", "0.0.0.0", "--port", "0", "--allow-remote"]) == 2
     assert "needs a key" in capsys.readouterr().err
-
 
 
 async def test_accept_errors_out_of_descriptors_are_logged_once_a_minute_not_each_time(clock: FakeClock) -> None:

@@ -30,20 +30,11 @@ from medops.core.gateway.keys import KeyBook, KeyBookError, digest, new_key, new
 from medops.core.groq.quota import Reservation
 from medops.core.settings.config import ModelLimits, Settings, load_settings
 from medops.core.settings.paths import Locations
-from tests.fleet_helpers import MODEL, admit, member
+from tests.fleet_helpers import MODEL, admit, fleet_cores, member
 from tests.redis_server import RedisServer
-from tests.test_console_fleet import fleet_cores
+from tests.store_users import NAMES, PASSWORDS, as_user
 
 LIMITS = ModelLimits(rpm=30, rpd=1_000, tpm=10_000, tpd=1_000_000)
-NAMES = {"member": "medops-member", "reader": "medops-reader", "operator": "medops-operator",
-         "oncall": "medops-oncall"}
-PASSWORDS = {"member": "member-secret", "reader": "reader-secret", "operator": "operator-secret",
-             "oncall": "oncall-secret"}
-
-
-def as_user(url: str, role: str) -> str:
-    """The store's URL with a role's user and password in it."""
-    return url.replace("redis://", f"redis://{NAMES[role]}:{PASSWORDS[role]}@")
 
 
 @pytest.fixture

@@ -13,29 +13,12 @@ from medops.core.fleet.history import read_alerts, read_heads, read_requests
 from medops.core.fleet.membership import Fleet
 from medops.core.fleet.store import QuotaStore
 from medops.core.fleet.view import FleetUnavailable, read_fleet
-from medops.core.ledger.records import RequestRecord
 from medops.core.settings.config import ModelLimits
 from medops.core.snapshot import Alert
-from tests.console_data import busy_snapshot
-from tests.fleet_helpers import fleet_of, member
+from tests.fleet_helpers import fleet_of, member, publish, request
 from tests.redis_server import RedisServer
 
 LIMITS = ModelLimits(rpm=30, rpd=14_400, tpm=6_000, tpd=500_000)
-
-
-def request(n: int, model: str = "m-small", agent: str = "triage") -> RequestRecord:
-    return RequestRecord(at_wall=1_000.0 + n, agent=agent, priority="high", model=model, prompt_tokens=n,
-                         completion_tokens=2, latency=0.5, queue_wait=0.01, outcome="ok", status=200, attempts=1,
-                         request_id=f"req-{n}")
-
-
-async def publish(fleet: Fleet, records: list[RequestRecord], alerts: tuple[Alert, ...] = ()) -> None:
-    fleet.snapshot_source = busy_snapshot
-    for record in records:
-        fleet.records.record_request(record)
-    for alert in alerts:
-        fleet.records.record_alert(alert)
-    await fleet.publish()
 
 
 async def test_paging_back_lists_every_members_requests_once_newest_first(redis_server: RedisServer) -> None:
@@ -131,7 +114,6 @@ async def test_history_names_a_member_by_the_instance_name_the_fleet_view_shows(
     assert shown == [name]
     assert [str(request_row(r, None)[MEMBER_AT[REQUESTS]]) for r in requests] == [name]  # History's instance column
     assert [str(alert_row(a, None)[MEMBER_AT[ALERTS]]) for a in alerts] == [name]
-
 
 
 async def test_a_page_lists_every_members_rows_by_their_time_not_by_when_they_reached_the_stream(

@@ -18,10 +18,10 @@ from medops.core.fleet.view import STALE_AFTER, MemberState, member_state, read_
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import ModelLimits, Settings
 from medops.core.settings.paths import Locations
+from tests.console_data import done_snapshot
 from tests.fleet_helpers import fleet_of, member
 from tests.redis_server import RedisServer
-from tests.test_console_fleet import done_snapshot
-from tests.test_fleet_acl import NAMES, PASSWORDS, as_user
+from tests.store_users import NAMES, PASSWORDS, as_user
 
 LIMITS = ModelLimits(rpm=30, rpd=1_000, tpm=10_000, tpd=1_000_000)
 NOW = 1_780_000_000_000.0  # store ms
@@ -85,7 +85,7 @@ def test_the_overviews_fleet_line_counts_a_member_that_left_apart_and_not_its_al
     from rich.text import Text
 
     from medops.console.panes.vitals import fleet_line
-    from tests.test_console_snapshots import fixed_fleet
+    from tests.console_data import fixed_fleet
 
     view = fixed_fleet()
     ended = replace(view.members[2], state=MemberState.LEFT, paused=True)

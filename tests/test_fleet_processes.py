@@ -28,7 +28,7 @@ from medops.core.settings.config import ModelLimits, Settings
 from medops.core.settings.paths import Locations
 from tests.endpoint_thread import EndpointThread
 from tests.redis_server import RedisServer
-from tests.test_console_live import until
+from tests.waiting import until
 
 MODEL = "llama-3.1-8b-instant"
 LIMITS = ModelLimits(rpm=30, rpd=14_400, tpm=1_000_000, tpd=10_000_000)

@@ -13,8 +13,8 @@ from medops.console.commands.requests import act, listing
 from medops.core.fleet.view import FleetView, read_fleet
 from medops.core.groq.requests import PromptRequest
 from medops.core.groq.scheduler import RequestCancelled
+from tests.fleet_helpers import fleet_cores
 from tests.redis_server import RedisServer
-from tests.test_console_fleet import fleet_cores
 
 
 async def fleet_until(url: str, check: object, within: float = 20.0) -> FleetView:

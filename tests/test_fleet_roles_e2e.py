@@ -31,7 +31,8 @@ from medops.core.settings.config import ModelLimits
 from medops.core.settings.paths import Locations
 from tests.endpoint_thread import EndpointThread
 from tests.redis_server import RedisServer
-from tests.test_console_terminal import Tmux, wait_for
+from tests.tmux import Tmux
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -24,16 +24,9 @@ from medops.core.settings.config import ModelLimits
 from tests.endpoint_thread import EndpointThread
 from tests.gateway_processes import MODEL, GatewayProcess, Medops, gateways, medops_for
 from tests.redis_server import RedisServer
+from tests.waiting import wait_for
 
 ASK = [{"role": "user", "content": "List the open follow-ups."}]
-
-
-def until(condition: Callable[[], bool], within: float = 60.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"the condition did not come within {within:g} s")
-        time.sleep(0.05)
 
 
 def in_flight(process: GatewayProcess) -> int:
@@ -87,7 +80,7 @@ def test_a_client_hanging_up_mid_stream_cancels_the_upstream_request_and_leaves_
             pieces = [next(iter(stream)) for _ in range(2)]
             assert pieces[1].choices[0].delta.content  # midway: the answer has begun
             stream.close()
-            until(lambda: endpoint.stats.in_flight == 0 and in_flight(process) == 0)
+            assert wait_for(lambda: endpoint.stats.in_flight == 0 and in_flight(process) == 0)
             # Had the gateway read on, the endpoint would have finished its answer and counted it.
             assert (endpoint.stats.requests, endpoint.stats.answered) == (1, 0)
             (prefix,) = {key.removesuffix(f"q:{MODEL}:sum") for key in store.scan_iter(f"*q:{MODEL}:sum")}
@@ -119,7 +112,7 @@ def test_a_critical_request_at_one_gateway_is_sent_before_normal_ones_queued_at_
                                                           extra_headers={"X-Medops-Deadline": "240", **headers})
             ask(here, er_key)  # the minute's one request
             normal = [pool.submit(ask, there, ward_key) for _ in range(3)]
-            until(lambda: in_flight(there) == 3)
+            assert wait_for(lambda: in_flight(there) == 3)
             critical = pool.submit(ask, here, er_key, **{"X-Medops-Priority": "critical"})
             done, _ = wait([critical, *normal], timeout=240, return_when=FIRST_COMPLETED)
             assert done == {critical}, [f.exception() for f in done]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import httpx
@@ -35,19 +35,11 @@ from tests.gateway_fakes import (
     fake_from_body,
     windows,
 )
+from tests.waiting import eventually
 
 CHAT = "/openai/v1/chat/completions"
 HELLO = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
 INVALID_KEY = {"error": {"message": "Invalid API Key", "type": "invalid_request_error", "code": "invalid_api_key"}}
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait (bounded) for the gateway to get somewhere."""
-    for _ in range(2_000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the gateway never got there")
 
 
 class Gateway:
@@ -269,7 +261,7 @@ async def test_a_keys_in_flight_cap_refuses_more_with_a_clear_429(
     gateway.core.answer = held
     try:
         first = [asyncio.create_task(gateway.chat()) for _ in range(2)]
-        await until(lambda: gateway.server.stats.in_flight == 2)
+        assert await eventually(lambda: gateway.server.stats.in_flight == 2)
         third = await gateway.chat()
         assert third.status_code == 429 and "2 requests in flight, its cap" in third.json()["error"]["message"]
         release.set()
@@ -294,7 +286,7 @@ async def test_requests_still_waiting_when_the_gateway_stops_get_a_503_and_leave
     gateway.core.answer = queued
     try:
         waiting = asyncio.create_task(gateway.chat())
-        await until(lambda: gateway.server.stats.in_flight == 1)
+        assert await eventually(lambda: gateway.server.stats.in_flight == 1)
         await gateway.server.stop(grace=0.2)
         answer = await waiting
         assert (answer.status_code, answer.headers["retry-after"]) == (503, "1")
@@ -360,7 +352,7 @@ async def test_500_idle_connections_meet_the_cap_with_a_clear_503_and_the_gatewa
         assert gateway.server.stats.snapshot().clients == 100
         for _, writer in idle:
             writer.close()
-        await until(lambda: gateway.server.open_connections == 0)
+        assert await eventually(lambda: gateway.server.open_connections == 0)
         assert (await gateway.chat()).status_code == 200
     finally:
         await gateway.client.aclose()

@@ -9,17 +9,16 @@ from medops.core.clock import FakeClock
 from medops.core.groq.requests import Priority, PromptRequest
 from medops.core.ledger.across_runs import HistoryRefused
 from medops.core.ledger.history import MAX_PAGE, Before, RequestHistory, alert_page, request_page
-from medops.core.ledger.records import RequestRecord
 from medops.core.ledger.writer import Ledger
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import Alert
 from medops.core.watch.tuner import TunerMetrics
-from tests.test_limit_changes import held
+from tests.ledger_holder import held
+from tests.request_records import MODEL, record, recorded
 
 SECRET = "Patient Ada Quill, MRN 4471-SECRET, reports chest pain"
-MODEL = "llama-3.1-8b-instant"
 OTHER_MODEL = "qwen/qwen3-32b"
 
 
@@ -31,21 +30,6 @@ def small_core(locations: Locations, clock: FakeClock | None = None) -> Resource
 async def asked(core: ResourceCore, agent: str, request_id: str, model: str = MODEL) -> None:
     await core.ask(PromptRequest(f"{SECRET} ({request_id})", agent, Priority.HIGH, model=model,
                                  max_completion_tokens=40, request_id=request_id))
-
-
-def record(at: float, agent: str = "triage", model: str = MODEL, request_id: str = "") -> RequestRecord:
-    return RequestRecord(at_wall=at, agent=agent, priority="normal", model=model, prompt_tokens=100,
-                         completion_tokens=20, latency=0.5, queue_wait=0.01, outcome="ok", status=200, attempts=1,
-                         request_id=request_id)
-
-
-async def recorded(locations: Locations, clock: FakeClock, records: list[RequestRecord]) -> None:
-    """An earlier run's requests, written straight to the ledger (quicker than asking a core)."""
-    ledger = Ledger(locations.ops_db, clock)
-    await ledger.start()
-    for one in records:
-        ledger.record_request(one)
-    await ledger.stop()
 
 
 async def every_page(ledger: Ledger, limit: int, **filters: str) -> list[RequestHistory]:

@@ -18,6 +18,7 @@ from medops.core.ledger.readers import latest_alerts, latest_limit_changes, late
 from medops.core.ledger.records import RequestRecord
 from medops.core.ledger.writer import DAY, OFF, READ_ONLY, READ_WRITE, Ledger, lock_holder
 from medops.core.snapshot import Alert, CoreSnapshot, LimitChange, SlotsSnapshot, SystemSnapshot
+from tests.ledger_holder import HOLDER
 
 
 @pytest.fixture
@@ -214,14 +215,6 @@ def test_a_killed_process_keeps_what_it_flushed(ops_path: Path) -> None:
     assert rows(ops_path, "SELECT count(*) FROM requests") == [(3,)]
 
 
-HOLDER = textwrap.dedent("""
-    import sys, duckdb
-    con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")
-    print("holding", flush=True)
-    sys.stdin.read()
-""")
-
-
 @pytest.fixture
 def holder_factory(ops_path: Path) -> Iterator[object]:
     started: list[subprocess.Popen[str]] = []
@@ -310,7 +303,6 @@ def test_duckdb_s_lock_message_names_the_holder() -> None:
     assert holder is not None
     assert (holder.pid, holder.program, holder.readers_allowed) == (4242, "/usr/bin/python3.11", False)
     assert lock_holder("IO Error: disk full") is None
-
 
 
 # Every column `requests` may have, with its type: figures, short labels and ids. A text column beyond these

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from medops.core.clock import FakeClock
 from medops.core.ledger.writer import OFF, READ_WRITE, Ledger
-from tests.test_ledger import HOLDER
+from tests.ledger_holder import HOLDER
 
 
 @contextmanager

@@ -2,54 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from medops.core.clock import FakeClock
 from medops.core.ledger.across_runs import HistoryRefused, merged
 from medops.core.ledger.limit_history import MAX_HISTORY, latest_changes, read_ledger_file
 from medops.core.ledger.writer import OFF, READ_ONLY, Ledger, LedgerUnavailable
-from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import LimitChange
-from tests.test_ledger import HOLDER
-
-
-def small_core(locations: Locations, clock: FakeClock) -> ResourceCore:
-    return ResourceCore(Settings(max_cases_in_memory=4, case_memory_mb=1, cpu_threads=2, io_threads=4,
-                                 process_pool_size=1), locations, clock)
-
-
-async def one_run(locations: Locations, clock: FakeClock, *changes: tuple[str, str]) -> None:
-    """Start a core, make the changes a minute apart, stop it (which writes the ledger)."""
-    core = small_core(locations, clock)
-    await core.start()
-    try:
-        for key, value in changes:
-            core.set_limit(key, value)
-            await clock.advance(60)
-    finally:
-        await core.stop()
-
-
-@contextlib.contextmanager
-def held(path: Path, mode: str) -> Iterator[subprocess.Popen[str]]:
-    """Another process holding a DuckDB file, read-write ("rw") or read-only ("ro"), for the block."""
-    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), mode], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None and process.stdout.readline().strip() == "holding"
-        yield process
-    finally:
-        if process.stdin:
-            process.stdin.close()
-        process.wait(timeout=30)
+from tests.core_runs import one_run, small_core
+from tests.ledger_holder import held
 
 
 def change(at: float, key: str = "io_threads", old: str = "4", new: str = "6") -> LimitChange:

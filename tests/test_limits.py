@@ -19,7 +19,7 @@ from medops.core.settings.config import MIB, Settings
 from medops.core.settings.live_changes import LIVE, RESTART_ONLY, RestartNeeded
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import CoreSnapshot, TunerChange
-from tests.test_tuner import FakeMetricsSource
+from tests.fake_metrics import FakeMetricsSource
 
 # The tests here start cores: each gets the session's knowledge base (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("knowledge_ready")

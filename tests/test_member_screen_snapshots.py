@@ -21,9 +21,8 @@ from medops.core.fleet.view import FleetView
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from medops.core.snapshot import CoreSnapshot, RequestRow, SchedulerSnapshot
-from tests.console_data import FrozenCore
-from tests.test_console_requests_snapshots import requests_snapshot
-from tests.test_console_snapshots import FLEET_READ_AT, SIZES, fixed_fleet, settle
+from tests.console_data import FLEET_READ_AT, FrozenCore, fixed_fleet, requests_snapshot
+from tests.screenshots import SIZES, settle
 
 pytestmark = pytest.mark.usefixtures("utc_time")
 

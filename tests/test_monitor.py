@@ -11,7 +11,7 @@ from medops.core.clock import FakeClock, SystemClock
 from medops.core.watch.cgroups import Cgroup
 from medops.core.watch.loop_lag import LoopLagStats
 from medops.core.watch.monitor import SystemMonitor
-from tests.test_cgroups import GIB, V2_LIMITED, proc, tree
+from tests.cgroup_files import GIB, V2_LIMITED, proc, tree
 
 
 def limited_cgroup(tmp_path: Path) -> tuple[Cgroup, Path]:

@@ -12,7 +12,7 @@ from medops.core.groq.scheduler import PriorityNotAllowed, RequestCancelled, Sch
 from medops.core.groq.wait_reason import clock_time
 from medops.core.settings.config import ModelLimits
 from medops.core.snapshot import RequestRow
-from tests.test_scheduler import (  # noqa: F401  (the fixtures, by name)
+from tests.scheduler_fixtures import (  # noqa: F401  (the fixtures, by name)
     Build,
     FakeSender,
     build,

@@ -18,7 +18,7 @@ from medops.core.settings.paths import Locations
 from medops.core.snapshot import Alert, CoreSnapshot
 from medops.core.watch.tick import CoreTick
 from medops.core.watch.tuner import Tuner
-from tests.test_tuner import FakeMetricsSource
+from tests.fake_metrics import FakeMetricsSource
 
 SETTINGS = Settings(monitor_interval=1.0, tuner_interval=10.0, alert_open_after=5.0, io_threads=8,
                     io_threads_min=4, io_threads_max=16)

@@ -11,27 +11,11 @@ from medops.core.executors import ResizablePool
 from medops.core.knowledge.query_cache import QueryCache
 from medops.core.settings.config import MIB, Settings
 from medops.core.snapshot import PoolSnapshot
-from medops.core.watch.tuner import Tuner, TunerMetrics
+from medops.core.watch.tuner import Tuner
+from tests.fake_metrics import FakeMetricsSource
 
 SETTINGS = Settings(io_threads=8, io_threads_min=4, io_threads_max=16, query_cache_size=1_000,
                     max_cases_in_memory=1_000, case_memory_mb=10)
-MIDDLING_MEMORY = 700 * MIB  # between the reference's 500 and 1000 MiB: caches left alone
-
-
-class FakeMetricsSource:
-    """Figures a test sets; the tuner reads them as it would the monitor's."""
-
-    def __init__(self) -> None:
-        self.figures: TunerMetrics | None = TunerMetrics(cpu_percent=30.0, memory_percent=40.0,
-                                                         memory_available=MIDDLING_MEMORY,
-                                                         io_pool=PoolSnapshot("io", capacity=8, queued=5))
-
-    def set(self, **figures: object) -> None:
-        assert self.figures is not None
-        self.figures = replace(self.figures, **figures)
-
-    def tuner_metrics(self) -> TunerMetrics | None:
-        return self.figures
 
 
 @pytest.fixture
