@@ -15,7 +15,7 @@ from medops.core.clock import FakeClock
 from medops.core.knowledge.build import build_knowledge
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
-from tests.redis_server import RedisServer
+from tests.helpers.redis_server import RedisServer
 
 KNOWLEDGE_BUILT_AT = 1_767_225_600.0  # the wall time stamped in the session's knowledge base
 

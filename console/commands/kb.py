@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # the knowledge module pulls in DuckDB: only the handlers imp
     from medops.core.knowledge.entries import CodeEntry, SearchHit, SearchResults
 
 # medops.core.knowledge.service.MAX_SEARCH_LIMIT, which the core enforces; copied so `medops --help` need not
-# load DuckDB (tests/test_cli.py keeps the two equal).
+# load DuckDB (tests/console/test_cli.py keeps the two equal).
 MAX_SEARCH_LIMIT = 500
 
 

@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # the ledger pulls in DuckDB: only the handler imports it
     from medops.core.ledger.limit_history import LimitChangeHistory
     from medops.core.snapshot import LimitChange
 
-# medops.core.ledger.limit_history.MAX_HISTORY, copied so `medops --help` need not load DuckDB (tests/test_cli_limits.py
-# keeps the two equal).
+# medops.core.ledger.limit_history.MAX_HISTORY, copied so `medops --help` need not load DuckDB
+# (tests/console/test_cli_limits.py keeps the two equal).
 MAX_HISTORY = 10_000
 DEFAULT_SHOWN = 20
 

@@ -29,7 +29,7 @@ from medops.core.memory.case_memory import CaseMemory
 from medops.core.memory.codec import checksum
 from medops.core.memory.errors import UnknownCase
 from medops.core.memory.layout import SLOT_HEADER_BYTES
-from tests.case_workers import make_case, run_in_workers, timed_reads
+from tests.helpers.case_workers import make_case, run_in_workers, timed_reads
 
 ROUNDS = 7
 ROUND_SECONDS = 0.4

@@ -27,7 +27,7 @@ from medops.core.documents.intake import Intake
 from medops.core.documents.pipeline import DocumentPipeline
 from medops.core.settings.config import MIB, Settings
 from medops.core.watch.loop_lag import LoopLagProbe
-from tests.document_files import CLINICAL_TEXT, scanned_pdf, text_pdf
+from tests.helpers.document_files import CLINICAL_TEXT, scanned_pdf, text_pdf
 
 TEXT_DOCS, TEXT_PAGES = 8, 150
 OCR_DOCS, OCR_PAGES = 4, 2

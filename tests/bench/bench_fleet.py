@@ -52,8 +52,8 @@ from medops.core.groq.quota import GroqQuota, QuotaBook, Reservation
 from medops.core.groq.requests import Completion, PromptRequest
 from medops.core.groq.scheduler import Scheduler
 from medops.core.settings.config import ModelLimits, Settings
-from tests.quota_helpers import max_in_any_span
-from tests.redis_server import RedisServer
+from tests.helpers.quota_helpers import max_in_any_span
+from tests.helpers.redis_server import RedisServer
 
 MODEL = "bench-model"
 ROOMY = ModelLimits(rpm=10_000_000, rpd=10_000_000, tpm=10_000_000_000, tpd=10_000_000_000)

@@ -43,8 +43,8 @@ from medops.core.groq.quota import GroqQuota, QuotaBook
 from medops.core.groq.requests import AGENTS, Completion, Priority, PromptRequest
 from medops.core.groq.scheduler import RETRY_BACKOFF, Scheduler
 from medops.core.settings.config import DEFAULT_MODELS, ModelLimits, Settings
-from tests.quota_helpers import acquire as wait_and_admit
-from tests.quota_helpers import max_in_any_span
+from tests.helpers.quota_helpers import acquire as wait_and_admit
+from tests.helpers.quota_helpers import max_in_any_span
 
 MODEL = "llama-3.1-8b-instant"  # 30 rpm, 14,400 rpd, 6,000 tpm, 500,000 tpd
 CALLERS = 40

@@ -1,0 +1,174 @@
+"""The figures an operator reads (`medops fleet`, the Fleet tab, --attach) on a real store: the members' use is
+the sum of their parts, and what is held without being anyone's use is shown as held, with its end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from medops.core.fleet.quota import FleetQuota
+from medops.core.fleet.view import FleetWindow, read_fleet
+from medops.core.groq.quota import Reservation
+from medops.core.settings.config import ModelLimits, Settings
+from medops.core.snapshot import CoreSnapshot, QuotaSnapshot
+from medops.core.watch.alerts import QuotaRule
+from tests.helpers.fleet_helpers import MODEL, admit, fleet_of, member
+from tests.helpers.redis_server import RedisServer
+
+LIMITS = ModelLimits(rpm=10, rpd=1_000, tpm=100_000, tpd=1_000_000)
+ROOMY = ModelLimits(rpm=100, rpd=1_000, tpm=100_000, tpd=1_000_000)
+
+
+async def _publish(*quotas: FleetQuota) -> None:
+    """Each member publishes a snapshot naming its model (the view reads only the store's figures)."""
+    for quota in quotas:
+        snapshot = CoreSnapshot(taken_at=0.0, uptime=0.0,
+                                quota=QuotaSnapshot((quota.snapshot(),), default_model=quota.model))
+        fleet_of(quota).snapshot_source = lambda s=snapshot: s  # type: ignore[misc]
+        await fleet_of(quota).publish()
+
+
+async def _window(url: str, name: str) -> FleetWindow:
+    view = await read_fleet(url, "test")
+    return next(w for w in view.windows if w.model == MODEL and w.name == name)
+
+
+async def test_the_members_use_is_the_sum_of_their_parts_and_no_part_exceeds_it(redis_server: RedisServer) -> None:
+    async with member(redis_server.url, LIMITS, "a") as a, member(redis_server.url, LIMITS, "b") as b:
+        for quota, tokens in ((a, 10), (b, 20), (a, 30)):
+            reservation = await admit(quota, tokens)
+            assert isinstance(reservation, Reservation)
+            quota.settle(reservation, tokens // 2)
+        assert isinstance(await admit(b, 40), Reservation)  # one still in flight
+        for quota in (a, b):
+            await asyncio.wait_for(fleet_of(quota).flush(), timeout=10)
+        await _publish(a, b)
+        for name, parts in (("rpm", {"a": 2, "b": 2}), ("tpm", {"a": 5 + 15, "b": 10 + 40})):
+            window = await _window(redis_server.url, name)
+            assert dict(window.parts) == parts
+            assert window.used == sum(parts.values()) and window.held == 0
+
+
+async def test_after_an_empty_restart_the_held_minute_reads_as_held_with_its_end(redis_server: RedisServer) -> None:
+    async with member(redis_server.url, LIMITS, "a", seed_grace=0.5) as a, \
+            member(redis_server.url, LIMITS, "b", seed_grace=0.5) as b:
+        for quota in (a, b):
+            reservation = await admit(quota, 10)
+            assert isinstance(reservation, Reservation)
+            quota.settle(reservation, 7)
+            await asyncio.wait_for(fleet_of(quota).flush(), timeout=10)
+        for quota in (a, b, a, b):
+            await fleet_of(quota).heartbeat()
+        redis_server.restart_empty()
+        for quota in (a, a, b, b):  # the old connections fail once; then each writes its day back
+            await fleet_of(quota).heartbeat()
+        await _publish(a, b)
+        rpm = await _window(redis_server.url, "rpm")
+        # "rpm 10/10" with parts summing to 2 read as members' use; now: 2 used, the rest held, until when.
+        assert (rpm.used, dict(rpm.parts), rpm.limit) == (2, {"a": 1, "b": 1}, 10)
+        assert rpm.held == 8 and rpm.held_why == "store restarted"
+        client_time = (await read_fleet(redis_server.url, "test")).store_time
+        assert 60 <= rpm.held_until - client_time <= 60 + 600  # a minute and an attempt after the epoch began
+        assert "8 held until " in rpm.figures() and rpm.figures().endswith("(store restarted)")
+
+
+async def test_during_a_freeze_a_model_nobody_used_holds_nothing_and_a_used_one_reads_as_held(
+        redis_server: RedisServer) -> None:
+    # "rpm 60/15" for a model never used: the local share counted the whole minute for the others, as use.
+    limits = ModelLimits(rpm=60, rpd=1_000, tpm=100_000, tpd=1_000_000)
+    async with member(redis_server.url, limits, "a", budget=0.25) as a, \
+            member(redis_server.url, limits, "b", budget=0.25) as b:
+        unused = FleetQuota("never-used", limits, fleet_of(a)._clock, fleet_of(a))
+        reservation = await admit(a, 10)
+        assert isinstance(reservation, Reservation)
+        for quota in (a, b, a, b):
+            await fleet_of(quota).heartbeat()
+        redis_server.freeze()
+        try:
+            assert isinstance(await admit(a, 10), float)  # cut off: a decides on its share
+            assert a.deciding == "local share"
+            idle = unused.snapshot().windows
+            used = a.snapshot().windows
+        finally:
+            redis_server.thaw()
+    assert [(w.used, w.held) for w in idle] == [(0, 0)] * 4 and idle[0].limit == 30
+    assert (used[0].used, used[0].own, used[0].held_why) == (1, 1, "store unreachable")
+    assert used[0].held == 60 and used[0].held_until > 0  # the others' minute, held until it has surely left
+
+
+async def test_an_unused_models_day_carries_nothing_over_an_empty_restart(redis_server: RedisServer) -> None:
+    async with member(redis_server.url, LIMITS, "a", seed_grace=0.5) as a:
+        unused = FleetQuota("never-used", LIMITS, fleet_of(a)._clock, fleet_of(a))
+        assert isinstance(await admit(a, 10), Reservation)
+        await fleet_of(a).heartbeat()
+        await fleet_of(a).heartbeat()
+        redis_server.restart_empty()
+        for _ in range(3):
+            await fleet_of(a).heartbeat()
+        idle = unused.snapshot().windows
+    assert (idle[1].used, idle[3].used) == (0, 0)  # not a minute's limit for a day
+    assert (idle[0].used, idle[0].held) == (0, 0)  # nor its minute held
+
+
+async def test_a_members_own_view_after_an_empty_restart_reads_the_hold_apart_from_use(
+        redis_server: RedisServer) -> None:
+    async with member(redis_server.url, LIMITS, "a", seed_grace=0.5) as a:
+        assert isinstance(await admit(a, 10), Reservation)
+        await fleet_of(a).heartbeat()
+        redis_server.restart_empty()
+        for _ in range(3):
+            await fleet_of(a).heartbeat()
+        rpm = a.snapshot().windows[0]
+    assert (rpm.used, rpm.own, rpm.held, rpm.limit) == (1, 1, 9, 10)  # not "rpm 10/10"
+
+
+async def test_an_empty_restart_raises_one_alert_that_windows_are_held_not_one_per_window(
+        redis_server: RedisServer) -> None:
+    # 52 quota_low alerts opened after an empty restart: one per model, window and member.
+    async with member(redis_server.url, LIMITS, "a", seed_grace=0.5) as a:
+        other = FleetQuota("other-model", LIMITS, fleet_of(a)._clock, fleet_of(a))
+        for quota in (a, other):
+            assert isinstance(await admit(quota, 10), Reservation)
+        await fleet_of(a).heartbeat()
+        redis_server.restart_empty()
+        for _ in range(3):
+            await fleet_of(a).heartbeat()
+        snapshot = CoreSnapshot(taken_at=0.0, uptime=0.0, quota=QuotaSnapshot((a.snapshot(), other.snapshot()),
+                                                                              default_model=MODEL))
+    conditions = list(QuotaRule().check(snapshot, Settings()))
+    assert [c.key for c in conditions] == ["quota_held"]
+    assert "restarted empty: 4 windows of 2 models held until " in conditions[0].message
+
+
+async def test_after_an_empty_restart_the_day_held_counts_the_parts_of_members_that_left_or_died(
+        redis_server: RedisServer) -> None:
+    # The trial: "rpd 155" before an empty restart read "rpd 9 + 30 held until 19:46:10" after it. The reader
+    # looked up carried parts only for the members listed now, and the old store's list is gone with it.
+    async with member(redis_server.url, ROOMY, "a", seed_grace=0.5) as a:
+        async with member(redis_server.url, ROOMY, "b", seed_grace=0.5) as b:
+            await _use(b, 20)  # then b leaves cleanly
+        async with member(redis_server.url, ROOMY, "c", seed_grace=0.5) as c:
+            await _use(c, 30)
+            for task in fleet_of(c)._tasks:
+                task.cancel()  # c dies: no beat, no leaving, never writes its day back
+            await _use(a, 9)
+            for _ in range(3):
+                await fleet_of(a).heartbeat()
+            redis_server.restart_empty()
+            for _ in range(4):
+                await fleet_of(a).heartbeat()
+            await _publish(a)
+            rpd = await _window(redis_server.url, "rpd")
+            own = a.snapshot().windows[1]
+    # b's 20 and c's 30 as last seen, and a minute's limit (100) for what nobody saw: held, not a's use.
+    assert (rpd.used, dict(rpd.parts), rpd.held, rpd.held_why) == (9, {"a": 9}, 150, "store restarted")
+    assert (own.used, own.held) == (9, 150)  # the member's own view reads the same
+    assert " held until tomorrow " in rpd.figures() or rpd.held_until - time.time() < 3600
+
+
+async def _use(quota: FleetQuota, requests: int) -> None:
+    for _ in range(requests):
+        reservation = await admit(quota, 10)
+        assert isinstance(reservation, Reservation)
+        quota.settle(reservation, 5)
+    await asyncio.wait_for(fleet_of(quota).flush(), timeout=10)
