@@ -137,13 +137,14 @@ async def test_ctrl_g_cancels_the_running_document_job(locations: Locations) -> 
 async def test_l_shows_in_the_footer_at_80_columns_too_and_works(locations: Locations) -> None:
     app, _ = live_app(locations)
     async with app.run_test(size=(120, 30)) as pilot:
-        await pilot.pause()
-        footer = app.query_one(Footer)
-        assert "limits" in {key.action for key in footer.query(FooterKey)}
+        def footer_actions() -> set[str]:
+            return {key.action for key in app.query_one(Footer).query(FooterKey)}
+
+        assert await until(pilot, lambda: "limits" in footer_actions())  # the footer fills in after mounting
         await pilot.resize_terminal(80, 24)
         await pilot.pause()
+        assert await until(pilot, lambda: "limits" in footer_actions())  # the issue: it was dropped at 80
         footer = app.query_one(Footer)
-        assert "limits" in {key.action for key in footer.query(FooterKey)}  # the issue: it was dropped at 80
         assert all(key.region.right <= 80 for key in footer.query(FooterKey))
         assert ("l", "change a limit of the running core, see past changes") in app.key_list()
         await pilot.press("l")

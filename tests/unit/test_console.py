@@ -595,7 +595,7 @@ def test_the_readmes_key_table_covers_every_tab_and_the_prompt_boxs_keys() -> No
     from medops.console.app import TABS
     from medops.console.forms.prompt_box import PromptBox
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     table = readme[readme.index("| key | action |"):readme.index("Options: `--theme NAME`")]
     assert f"| `1`–`{len(TABS)}` | switch tab" in table
     for number in range(6, len(TABS) + 1):  # the tabs with keys of their own each have a row
