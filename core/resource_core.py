@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from medops.core.burn_rate import fleet_paced
@@ -86,6 +87,7 @@ class ResourceCore(CoreCommands):
         self._clock = clock or SystemClock()
         self._shares_cases = shares_cases
         self._started_at: float | None = None
+        self._last: CoreSnapshot | None = None  # taken as `stop()` began: what a member leaving publishes
         self._paused = False
         self._cases: CaseMemory | None = None
         self._contexts: AgentContextPool | None = None
@@ -112,7 +114,7 @@ class ResourceCore(CoreCommands):
                               quota_factory=make_fleet_quota(self._fleet) if self._fleet else None,
                               describe_store=self._fleet.snapshot if self._fleet else None)
         if self._fleet is not None:
-            self._fleet.snapshot_source = self.snapshot  # published each heartbeat for the fleet's views
+            self._fleet.snapshot_source = self._published  # each heartbeat, for the fleet's views
             self._fleet.command_handler = self._fleet_command
             self._fleet.on_join = self._take_fleet_settings  # a late joiner runs with the fleet-wide settings too
             self._tick.announce_to(self._fleet.records)  # alert announcements go to the fleet's stream too
@@ -139,6 +141,7 @@ class ResourceCore(CoreCommands):
         """Create the data folder and start every part; idempotent."""
         if self.running:
             return
+        self._last = None
         for fixed in self._locations.ensure(check_intake=not self._settings.intake_dirs):
             log.warning("%s", fixed)
         self._executors.reopen()  # before the knowledge build, which runs on the CPU threads
@@ -163,6 +166,8 @@ class ResourceCore(CoreCommands):
 
     async def stop(self) -> None:
         """Stop every part in reverse order; safe to call twice."""
+        if self.running:
+            self._last = self.snapshot()  # before any part stops: each stopped part's own figures are zeros
         if self._metrics is not None:
             await self._metrics.stop()
         await self._tick.stop()
@@ -203,6 +208,14 @@ class ResourceCore(CoreCommands):
                             gateway=self._gateway() if self._gateway is not None else None,
                             live_settings=tuple(SettingValue(key, show_value(getattr(self._settings, key)))
                                                 for key in LIVE))
+
+    def _published(self) -> CoreSnapshot:
+        """What this member publishes: its snapshot; while stopping and once stopped, the figures it had when
+        `stop()` began (uptime, case memory, pools, alerts), with the requests' counts as the Groq path ended
+        them, so the fleet lists a member that left with what it did, not a blank (#28)."""
+        if self._last is None:
+            return self.snapshot()
+        return replace(self._last, taken_at=self._clock.wall(), scheduler=self._groq.scheduler_snapshot())
 
     def model_quota(self, model: str | None) -> ModelQuota | None:
         """One model's windows, as `snapshot().quota.of(model)` has them, without the rest of the snapshot."""

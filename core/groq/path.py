@@ -56,6 +56,7 @@ class GroqPath:
                                           port=settings.endpoint_port, clock=clock)
         self.sender: GroqSender | None = None
         self.scheduler: Scheduler | None = None
+        self._ended = SchedulerSnapshot()  # what the last scheduler ended with: a stopped path still shows it
         self._recorders = RecorderFanOut([r for r in (ledger, *recorders) if r is not None])
         self._paused = False
 
@@ -81,6 +82,7 @@ class GroqPath:
         self.scheduler = None
         if scheduler is not None:
             await scheduler.stop()
+            self._ended = scheduler.snapshot()  # done and failed as it ended (those stop failed included)
         if sender is not None:
             await sender.close()
         if self.endpoint is not None:
@@ -150,7 +152,8 @@ class GroqPath:
                                                               waiting=self.scheduler.waiting_for(windows.model))
 
     def scheduler_snapshot(self) -> SchedulerSnapshot:
-        return self.scheduler.snapshot() if self.scheduler is not None else SchedulerSnapshot()
+        """The running scheduler's queues and counts; once stopped, the counts it ended with (nothing queued)."""
+        return self.scheduler.snapshot() if self.scheduler is not None else self._ended
 
     def pools(self) -> tuple[PoolSnapshot, ...]:
         """The "http" pool (capacity only while stopped)."""
