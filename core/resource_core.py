@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from medops.core.burn_rate import fleet_paced
@@ -28,6 +29,7 @@ from medops.core.fleet.commands import Command
 from medops.core.fleet.membership import join
 from medops.core.fleet.quota import make_fleet_quota
 from medops.core.fleet.shared_settings import join_plan, read_settings, when
+from medops.core.fleet.store_wait import within_store_wait
 from medops.core.groq.path import GroqPath
 from medops.core.groq.requests import Priority, PromptRequest, PromptResult
 from medops.core.knowledge.entries import CodeEntry, SearchResults
@@ -444,9 +446,15 @@ class ResourceCore(CoreCommands):
     # -- prompts and the knowledge base ------------------------------------------------
 
     async def ask(self, request: PromptRequest) -> PromptResult:
-        """Send one prompt through scheduler, quota and gateway; the answer or an error saying why not."""
+        """Send one prompt through scheduler, quota and gateway; the answer or an error saying why not.
+
+        On a fleet member whose store has never answered, `StoreNeverReached` after store_wait s (it admits nothing
+        until the store answers)."""
         self._require_running()
-        return await self._groq.ask(request)
+        if self._fleet is None or self._fleet.ever_seen:
+            return await self._groq.ask(request)
+        return await within_store_wait(self._groq.ask(request), self._fleet.snapshot, self._settings.store_wait,
+                                       self._clock, partial(self._groq.give_up, request.request_id))
 
     def _require_running(self) -> None:
         if not self.running:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from medops.core.clock import Clock
+from medops.core.errors import MedopsError
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.prompt_input import check_request
 from medops.core.groq.quota import QuotaBook, QuotaFactory
@@ -114,6 +115,10 @@ class GroqPath:
             raise UnknownRequest(f"no request {request_id} is queued or in flight here (it may have been answered "
                                  "already); list them with `medops requests`")
         return state.value
+
+    def give_up(self, request_id: str, error: MedopsError) -> bool:
+        """End a request still queued with `error` (see `Scheduler.give_up`); False if it is not queued here."""
+        return self.scheduler is not None and self.scheduler.give_up(request_id, error)
 
     def set_request_priority(self, request_id: str, priority: Priority) -> Priority:
         """Move a held request to `priority`; the priority it had (see `Scheduler.set_priority`)."""
