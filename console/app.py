@@ -433,7 +433,9 @@ class MedopsApp(Polling, App[int]):
             self.main.query_one(GraphsPane).apply(snapshot)
             self.main.query_one(HistoryPane).apply(snapshot)
             self.main.query_one(RequestsPane).apply(snapshot)
-            self.main.query_one(PromptForm).intake_paused = snapshot.paused
+            form = self.main.query_one(PromptForm)
+            form.intake_paused = snapshot.paused
+            form.store_unreached = snapshot.quota.store is not None and snapshot.quota.store.never_reached
             self._show_status()
         self.call_after_refresh(self._repaint_overview_if_moved)
 

@@ -12,6 +12,8 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from medops.core.burn_rate import fleet_paced
@@ -27,6 +29,7 @@ from medops.core.fleet.commands import Command
 from medops.core.fleet.membership import join
 from medops.core.fleet.quota import make_fleet_quota
 from medops.core.fleet.shared_settings import join_plan, read_settings, when
+from medops.core.fleet.store_wait import within_store_wait
 from medops.core.groq.path import GroqPath
 from medops.core.groq.requests import Priority, PromptRequest, PromptResult
 from medops.core.knowledge.entries import CodeEntry, SearchResults
@@ -86,6 +89,7 @@ class ResourceCore(CoreCommands):
         self._clock = clock or SystemClock()
         self._shares_cases = shares_cases
         self._started_at: float | None = None
+        self._last: CoreSnapshot | None = None  # taken as `stop()` began: what a member leaving publishes
         self._paused = False
         self._cases: CaseMemory | None = None
         self._contexts: AgentContextPool | None = None
@@ -112,7 +116,7 @@ class ResourceCore(CoreCommands):
                               quota_factory=make_fleet_quota(self._fleet) if self._fleet else None,
                               describe_store=self._fleet.snapshot if self._fleet else None)
         if self._fleet is not None:
-            self._fleet.snapshot_source = self.snapshot  # published each heartbeat for the fleet's views
+            self._fleet.snapshot_source = self._published  # each heartbeat, for the fleet's views
             self._fleet.command_handler = self._fleet_command
             self._fleet.on_join = self._take_fleet_settings  # a late joiner runs with the fleet-wide settings too
             self._tick.announce_to(self._fleet.records)  # alert announcements go to the fleet's stream too
@@ -139,6 +143,7 @@ class ResourceCore(CoreCommands):
         """Create the data folder and start every part; idempotent."""
         if self.running:
             return
+        self._last = None
         for fixed in self._locations.ensure(check_intake=not self._settings.intake_dirs):
             log.warning("%s", fixed)
         self._executors.reopen()  # before the knowledge build, which runs on the CPU threads
@@ -163,6 +168,8 @@ class ResourceCore(CoreCommands):
 
     async def stop(self) -> None:
         """Stop every part in reverse order; safe to call twice."""
+        if self.running:
+            self._last = self.snapshot()  # before any part stops: each stopped part's own figures are zeros
         if self._metrics is not None:
             await self._metrics.stop()
         await self._tick.stop()
@@ -203,6 +210,14 @@ class ResourceCore(CoreCommands):
                             gateway=self._gateway() if self._gateway is not None else None,
                             live_settings=tuple(SettingValue(key, show_value(getattr(self._settings, key)))
                                                 for key in LIVE))
+
+    def _published(self) -> CoreSnapshot:
+        """What this member publishes: its snapshot; while stopping and once stopped, the figures it had when
+        `stop()` began (uptime, case memory, pools, alerts), with the requests' counts as the Groq path ended
+        them, so the fleet lists a member that left with what it did, not a blank (#28)."""
+        if self._last is None:
+            return self.snapshot()
+        return replace(self._last, taken_at=self._clock.wall(), scheduler=self._groq.scheduler_snapshot())
 
     def model_quota(self, model: str | None) -> ModelQuota | None:
         """One model's windows, as `snapshot().quota.of(model)` has them, without the rest of the snapshot."""
@@ -431,9 +446,15 @@ class ResourceCore(CoreCommands):
     # -- prompts and the knowledge base ------------------------------------------------
 
     async def ask(self, request: PromptRequest) -> PromptResult:
-        """Send one prompt through scheduler, quota and gateway; the answer or an error saying why not."""
+        """Send one prompt through scheduler, quota and gateway; the answer or an error saying why not.
+
+        On a fleet member whose store has never answered, `StoreNeverReached` after store_wait s (it admits nothing
+        until the store answers)."""
         self._require_running()
-        return await self._groq.ask(request)
+        if self._fleet is None or self._fleet.ever_seen:
+            return await self._groq.ask(request)
+        return await within_store_wait(self._groq.ask(request), self._fleet.snapshot, self._settings.store_wait,
+                                       self._clock, partial(self._groq.give_up, request.request_id))
 
     def _require_running(self) -> None:
         if not self.running:

@@ -94,6 +94,11 @@ class StoreSnapshot:
     last_error: str = ""
     attached: bool = False  # True: a view attached to the fleet (medops --attach), holding no quota itself
 
+    @property
+    def never_reached(self) -> bool:
+        """A member whose store has not answered once since it started: no share learnt, nothing admitted."""
+        return self.state == "down" and self.share == 0 and not self.attached
+
 
 @dataclass(frozen=True)
 class QuotaSnapshot:

@@ -108,13 +108,9 @@ async def store_reached(core: CoreCommands, bound: float) -> None:
 
     loop = asyncio.get_running_loop()
     give_up = loop.time() + bound
-    while (store := core.snapshot().quota.store) is not None and store.state == "down" and store.share == 0:
+    while (store := core.snapshot().quota.store) is not None and store.never_reached:
         if loop.time() >= give_up:
-            raise StoreNeverReached(
-                f"quota store {store.url} never answered in {bound:g} s ({store.last_error or 'no reply'}): a fleet "
-                "member admits nothing until it does, so nothing was sent. Start the store or check store_url "
-                "(MEDOPS_STORE_URL) and MEDOPS_STORE_PASSWORD; `medops doctor` checks it. Without store_url this "
-                "process keeps its own quota")
+            raise StoreNeverReached.after(store, bound)
         await asyncio.sleep(STORE_POLL)
 
 

@@ -76,6 +76,7 @@ class PromptForm(Vertical):
         self._numbers = itertools.count(1)
         self.in_flight = 0
         self.intake_paused = False  # from the latest snapshot: a new card says why it waits
+        self.store_unreached = False  # the same: this member's fleet store never answered, nothing is admitted
         self._finished: set[int] = set()  # cards showing their final reply or failure
         self._headers: dict[int, str] = {}  # "#n agent · priority · model" of each card
 
@@ -131,7 +132,9 @@ class PromptForm(Vertical):
         model = str(self.query_one("#prompt-model", Select).value)
         system = self.query_one("#prompt-system", Input).value.strip()
         self._headers[number] = f"#{number} {agent} · {priority} · {figures.text(model)}"
-        waiting = "waiting: intake is paused (i resumes it)…" if self.intake_paused else "waiting…"
+        waiting = ("waiting: intake is paused (i resumes it)…" if self.intake_paused
+                   else "waiting: quota store never reached, nothing is admitted until it answers (fails after "
+                        f"{core.settings.store_wait:g} s, store_wait)…" if self.store_unreached else "waiting…")
         card = ReplyCard(f"{self._headers[number]} · [i]{waiting}[/]", id=f"reply-{number}")
         self.query_one("#prompt-replies", VerticalScroll).mount(card, before=0)
         self.in_flight += 1

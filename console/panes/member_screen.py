@@ -29,6 +29,7 @@ from medops.console.panes.slots import SlotsPane
 from medops.console.panes.vitals import VitalsPane
 from medops.console.poller import Poller, Polling
 from medops.console.request_table import priority_text, who
+from medops.console.times import clock_time
 from medops.core.inert_text import visible
 from medops.core.snapshot import CoreSnapshot, GatewaySnapshot
 
@@ -122,7 +123,7 @@ class MemberRequests(Static):
 class MemberScreen(Polling, Screen[None]):
     """One member's overview, drawn read-only from the snapshot it published and read again at the refresh
     rate while open (in a worker, as the Fleet tab reads); the title says how old the picture is, and when the
-    member has gone stale or left. Esc goes back."""
+    member has gone stale or left (and at what time). Esc goes back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Back", key_display="esc")]
 
@@ -231,8 +232,11 @@ class MemberScreen(Polling, Screen[None]):
         warning = ""
         if m is None:
             warning = "no longer listed by the store; below: the last it published"
+        elif m.state == "left":  # its snapshot is the one it took as it began to stop
+            warning = f"left at {clock_time(m.last_beat)}, {age(m.heartbeat_age)} ago (it stopped cleanly); below: " \
+                      "its figures as it left"
         elif m.state != "alive":
-            why = {"left": "it stopped cleanly", "gone": "its heartbeat expired"}.get(m.state, "its heartbeat is late")
+            why = "its heartbeat expired" if m.state == "gone" else "its heartbeat is late"
             warning = f"{m.state}: no heartbeat for {age(m.heartbeat_age)} ({why}); below: the last it published"
         if self._error:
             warning = f"store not read: {self._error}; below: as last read" \

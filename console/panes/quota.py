@@ -36,9 +36,11 @@ class QuotaPane(SnapshotPane):
         # there is to see); other unused models' bars are all empty: one line for all of them
         # keeps the busy ones in view.
         unused = [m.model for m in quota.models if is_unused(m) and m.model != quota.default_model]
+        unreached = quota.store is not None and quota.store.never_reached  # its windows of 0 are no figures
         for model in quota.models:
             if model.model == quota.default_model or not is_unused(model):
-                lines.extend(model_lines(model, self.inner_width, default=model.model == quota.default_model))
+                lines.extend(model_lines(model, self.inner_width, default=model.model == quota.default_model,
+                                         unreached=unreached))
         if unused:
             lines.append(f"[dim]unused so far: {figures.text(', '.join(unused))}[/]")
         return "\n".join(lines)
@@ -85,8 +87,9 @@ def is_unused(model: ModelQuota) -> bool:
             and all(w.used == 0 and w.blocked_for == 0 for w in model.windows))
 
 
-def model_lines(model: ModelQuota, width: int, *, default: bool = False) -> list[str]:
-    """A heading (marking the default model), one bar per window, and the server's remaining figures."""
+def model_lines(model: ModelQuota, width: int, *, default: bool = False, unreached: bool = False) -> list[str]:
+    """A heading (marking the default model), one bar per window, and the server's remaining figures. `unreached`:
+    the member's fleet store never answered, so no window is known (a share of 0 is no figure): said instead."""
     marker = " [dim](default)[/]" if default else ""
     # 498s only once there were any: most keys never see one
     capacity = f"  498s [b]{model.capacity_exceeded}[/]" if model.capacity_exceeded else ""
@@ -98,6 +101,9 @@ def model_lines(model: ModelQuota, width: int, *, default: bool = False) -> list
     fleet = any(w.own is not None for w in model.windows)
     bar_width = max(6, width - (56 if fleet else 48))
     windows = sorted(model.windows, key=lambda w: WINDOW_ORDER.index(w.name) if w.name in WINDOW_ORDER else 9)
+    if unreached:
+        lines.append(f" [dim]{' '.join(w.name for w in windows)}: not known until the quota store answers[/]")
+        windows = []
     for window in windows:
         used = f"{figures.count(window.used)}/{figures.count(window.limit)}"
         blocked = f" [reverse $error] 429 {figures.duration(window.blocked_for)} [/]" if window.blocked_for > 0 else ""

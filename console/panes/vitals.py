@@ -58,7 +58,8 @@ def vital_lines(snapshot: CoreSnapshot) -> list[str]:
     lines = [f"queue {queued} │ in flight [b]{scheduler.in_flight}[/]/{scheduler.concurrency} │ {intake}"]
     quota = snapshot.quota
     active = [m for m in quota.models if m.model == quota.default_model or not is_unused(m)]
-    lines.extend(model_line(model) for model in active)
+    unreached = quota.store is not None and quota.store.never_reached  # its windows of 0 are no figures
+    lines.extend(unreached_line(model) if unreached else model_line(model) for model in active)
     burn = burn_line(snapshot)
     if burn:
         lines.append(burn)
@@ -112,9 +113,14 @@ def burn_line(snapshot: CoreSnapshot) -> str:
     return shown if rates else ""
 
 
+def model_name(model: ModelQuota) -> str:
+    """The model's name in MODEL_COLUMN columns at most, a cut marked with …"""
+    return model.model if len(model.model) <= MODEL_COLUMN else model.model[:MODEL_COLUMN - 1] + "…"
+
+
 def model_line(model: ModelQuota) -> str:
     """A model and how full each of its windows is, the fullest emphasised."""
-    name = model.model if len(model.model) <= MODEL_COLUMN else model.model[:MODEL_COLUMN - 1] + "…"
+    name = model_name(model)
     windows = sorted(model.windows, key=lambda w: WINDOW_ORDER.index(w.name) if w.name in WINDOW_ORDER else 9)
     parts = []
     for window in windows:
@@ -126,6 +132,12 @@ def model_line(model: ModelQuota) -> str:
         parts.append(f"[b reverse]{share}[/]" if fraction >= figures.CRITICAL_AT else share)
     blocked = " [reverse] 429 [/]" if any(w.blocked_for > 0 for w in model.windows) else ""
     return f"{figures.text(name):<{MODEL_COLUMN}} {' '.join(parts)}{blocked}"
+
+
+def unreached_line(model: ModelQuota) -> str:
+    """A model of a member whose fleet store never answered: no window is known, and nothing is admitted (its
+    windows of 0 read as "rpm 100%", a spent quota, in a trial)."""
+    return f"{figures.text(model_name(model)):<{MODEL_COLUMN}} [b reverse] quota store not reached [/] nothing admitted"
 
 
 def memory_part(snapshot: CoreSnapshot) -> str:

@@ -45,9 +45,9 @@ from medops.core.fleet.wire import (
 )
 from medops.core.groq.quota import DAY, MINUTE, TPD, TPM, GroqQuota, Reservation, too_large
 from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders, format_go_duration
+from medops.core.groq.wait_reason import never_reached
 from medops.core.ledger.records import AdmissionStore
 from medops.core.settings.config import ModelLimits
-from medops.core.settings.redact import redact_url
 from medops.core.snapshot import ModelQuota, WindowUsage
 
 WAITER_TTL = 2.0  # a waiting request's place in line lapses this long after it should have asked again
@@ -485,8 +485,7 @@ class LocalShare:
         fleet = self._quota._fleet
         store = fleet.store
         if not fleet.ever_seen:
-            return f"quota store {redact_url(store.url)} never reached: nothing is admitted until it answers " \
-                   "(never fail open)"
+            return never_reached(store.down_since)  # the words the Requests tab gives (wait_reason.py)
         since = store.down_since
         when = "" if since is None else f" since {time.strftime('%H:%M:%S', time.localtime(since))}"
         if not self._open():

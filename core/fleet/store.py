@@ -51,6 +51,14 @@ class StoreUnavailable(ConfigError):
 class StoreNeverReached(StoreUnavailable):
     """The fleet's store has not answered once since start, so this member admits nothing (never fails open)."""
 
+    @classmethod
+    def after(cls, store: StoreSnapshot, waited: float) -> StoreNeverReached:
+        """The error of a request (or a `medops ask` run) that waited `waited` s for a store that never answered."""
+        return cls(f"quota store {store.url} never answered in {waited:g} s ({store.last_error or 'no reply'}): a "
+                   "fleet member admits nothing until it does, so nothing was sent. Start the store or check "
+                   "store_url (MEDOPS_STORE_URL) and MEDOPS_STORE_PASSWORD; `medops doctor` checks it. Without "
+                   "store_url this process keeps its own quota")
+
 
 class LibraryMissing(RedisError):
     """The store has no quota library and this user may not load it."""

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from medops.core.clock import Clock
+from medops.core.errors import MedopsError
 from medops.core.groq.local.server import LocalEndpoint
 from medops.core.groq.prompt_input import check_request
 from medops.core.groq.quota import QuotaBook, QuotaFactory
@@ -56,6 +57,7 @@ class GroqPath:
                                           port=settings.endpoint_port, clock=clock)
         self.sender: GroqSender | None = None
         self.scheduler: Scheduler | None = None
+        self._ended = SchedulerSnapshot()  # what the last scheduler ended with: a stopped path still shows it
         self._recorders = RecorderFanOut([r for r in (ledger, *recorders) if r is not None])
         self._paused = False
 
@@ -81,6 +83,7 @@ class GroqPath:
         self.scheduler = None
         if scheduler is not None:
             await scheduler.stop()
+            self._ended = scheduler.snapshot()  # done and failed as it ended (those stop failed included)
         if sender is not None:
             await sender.close()
         if self.endpoint is not None:
@@ -112,6 +115,10 @@ class GroqPath:
             raise UnknownRequest(f"no request {request_id} is queued or in flight here (it may have been answered "
                                  "already); list them with `medops requests`")
         return state.value
+
+    def give_up(self, request_id: str, error: MedopsError) -> bool:
+        """End a request still queued with `error` (see `Scheduler.give_up`); False if it is not queued here."""
+        return self.scheduler is not None and self.scheduler.give_up(request_id, error)
 
     def set_request_priority(self, request_id: str, priority: Priority) -> Priority:
         """Move a held request to `priority`; the priority it had (see `Scheduler.set_priority`)."""
@@ -150,7 +157,8 @@ class GroqPath:
                                                               waiting=self.scheduler.waiting_for(windows.model))
 
     def scheduler_snapshot(self) -> SchedulerSnapshot:
-        return self.scheduler.snapshot() if self.scheduler is not None else SchedulerSnapshot()
+        """The running scheduler's queues and counts; once stopped, the counts it ended with (nothing queued)."""
+        return self.scheduler.snapshot() if self.scheduler is not None else self._ended
 
     def pools(self) -> tuple[PoolSnapshot, ...]:
         """The "http" pool (capacity only while stopped)."""

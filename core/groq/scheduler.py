@@ -60,7 +60,7 @@ from medops.core.groq.requests import (
     PromptResult,
     Sender,
 )
-from medops.core.groq.wait_reason import Wait, behind, quota_wait, seconds
+from medops.core.groq.wait_reason import Wait, behind, quota_wait, seconds, store_never_reached
 from medops.core.ledger.records import RequestRecord, RequestRecorder
 from medops.core.settings.config import Settings
 from medops.core.snapshot import ModelQuota, PriorityQueue, RequestRow, SchedulerSnapshot
@@ -419,6 +419,16 @@ class Scheduler:
         who = f" by {by}" if by else ""
         self._cancel_ticket(ticket, RequestCancelled(f"request {request_id} was cancelled{who} while "
                                                      f"{ticket.state.value}; submit it again if it is still needed"))
+        return True
+
+    def give_up(self, request_id: str, error: MedopsError) -> bool:
+        """End a request still queued with `error`, a bound its caller set (the store_wait of a member whose store
+        never answered), recorded as a timeout. False if it is unknown or already at Groq (that attempt ends)."""
+        ticket = self._tickets.get(request_id)
+        if ticket is None or not ticket.state.queued:
+            return False
+        self._finish_waiting(ticket, error, "timeout")
+        self._kick()
         return True
 
     def state_of(self, request_id: str) -> TicketState | None:
@@ -936,6 +946,7 @@ class Scheduler:
         # In flight first, then in the order they would be sent.
         ordered = sorted(self._tickets.values(), key=lambda t: (not t.state.holds_slot, _rank(t, now, bound)))
         store = self._quotas.store_snapshot()
+        unreached = store_never_reached(store)  # no window is full: nothing is admitted at all
         quotas: dict[str, ModelQuota] = {}
         waits: dict[tuple[str, int], Wait | None] = {}
         ahead: dict[str, dict[str, int]] = {}  # model -> the waiting requests ranked before, by class
@@ -946,7 +957,7 @@ class Scheduler:
             before = ahead.setdefault(model, {p.label: 0 for p in PRIORITIES_HIGH_FIRST})
             wait = self._why_waiting(ticket, now, wall, store is not None and store.state == "seeding",
                                      store is not None, quotas, waits, before,
-                                     store is not None and store.state == "up")
+                                     store is not None and store.state == "up", unreached)
             if ticket.state is TicketState.WAITING:
                 before[effective.label] += 1
             request = ticket.request
@@ -962,7 +973,7 @@ class Scheduler:
 
     def _why_waiting(self, ticket: _Ticket, now: float, wall: float, seeding: bool, fleet: bool,
                      quotas: dict[str, ModelQuota], waits: dict[tuple[str, int], Wait | None],
-                     before: dict[str, int], store_up: bool = False) -> Wait:
+                     before: dict[str, int], store_up: bool = False, unreached: Wait | None = None) -> Wait:
         """One request's wait in words. `quotas` and `waits` keep each model's answers for the other rows.
         Put off by a store that answers while the fleet's windows have room: `deferred` (its line decided)."""
         state = ticket.state
@@ -986,6 +997,8 @@ class Scheduler:
         model = ticket.quota.model
         if seeding:
             return Wait("store seeding")
+        if unreached is not None:
+            return unreached
         key = (model, ticket.tokens)
         if key not in waits:
             if model not in quotas:

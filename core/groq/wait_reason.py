@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from medops.core.clock import wall_text
 from medops.core.inert_text import name
-from medops.core.snapshot import CoreSnapshot, ModelQuota, RequestRow
+from medops.core.snapshot import CoreSnapshot, ModelQuota, RequestRow, StoreSnapshot
 
 _COUNTS_TOKENS = {"rpm": False, "rpd": False, "tpm": True, "tpd": True}
 
@@ -62,6 +62,22 @@ def quota_wait(quota: ModelQuota, tokens: int, wait: float, now_wall: float) -> 
         return Wait(f"{name} full")
     until = now_wall + wait
     return Wait(f"{name} full until {wall_text(until, now_wall)}", until)
+
+
+def store_never_reached(store: StoreSnapshot | None) -> Wait | None:
+    """Why every queued request of a member whose fleet store never answered waits (None: no store, or it has
+    answered): no window is full, nothing is admitted at all, and the wait ends only when the store answers (or
+    at store_wait, when the request fails saying so)."""
+    if store is None or not store.never_reached:
+        return None
+    return Wait(never_reached(store.down_since))
+
+
+def never_reached(since: float | None) -> str:
+    """'quota store never reached: nothing is admitted until it answers (since 20:14:53)', `since` the wall time
+    of its first failure (None: not tried yet)."""
+    return "quota store never reached: nothing is admitted until it answers" + \
+        (f" (since {clock_time(since)})" if since is not None else "")
 
 
 def behind(counts: dict[str, int], fleet: bool = False) -> str:

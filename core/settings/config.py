@@ -85,8 +85,9 @@ class Settings:
     # The fleet: one quota for every medops of a Groq organisation
     store_url: str = _setting("", help="redis:// or rediss:// URL of the fleet's quota store (empty: this process "
                                        "keeps its own quota); password in the URL or MEDOPS_STORE_PASSWORD")
-    store_wait: float = _setting(120.0, 1.0, 3_600.0, help="seconds `medops ask` waits for a fleet store it has "
-                                 "never reached (a member that never reached it admits nothing)")
+    store_wait: float = _setting(120.0, 1.0, 3_600.0, help="seconds a request (the console's, an agent's, `medops "
+                                 "ask`) waits for a fleet store this member has never reached, then fails saying so "
+                                 "(a member that never reached it admits nothing)")
     store_user: str = _setting("", help="the store's ACL user to connect as (member, reader or operator: see "
                                         "`medops fleet acl`; empty: the URL's, or Redis' default user)")
     store_namespace: str = _setting("", help="the store's namespace (empty: derived from a hash of the Groq key)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ from medops.console.panes.fleet import NO_STORE, FleetPane
 from medops.console.panes.history import MEMBER_AT, REQUESTS
 from medops.console.panes.member_screen import MemberScreen
 from medops.console.panes.quota import QuotaPane
+from medops.console.panes.slots import SlotsPane
 from medops.core.fleet.commands import Acknowledgement, Command, issue
 from medops.core.fleet.view import FleetView, read_fleet
+from medops.core.groq.requests import PromptRequest
 from medops.core.settings.config import ModelLimits, Settings
 from medops.core.settings.paths import Locations
 from tests.helpers.console_data import FrozenCore, done_snapshot
@@ -364,16 +367,36 @@ async def test_the_member_view_follows_the_members_published_figures(locations: 
                 assert await until(pilot, lambda: "done 77 " in str(screen.query_one(QuotaPane).render()))
                 assert "its snapshot" in member_title(app) and " old" in member_title(app)
                 assert "!" not in member_title(app)
-            # bravo left: the view stays on its last picture and says the member left
-            assert await until(pilot, lambda: "! left: no heartbeat for" in member_title(app))
+            # bravo left: the view stays on its last picture and says the member left, and when
+            assert await until(pilot, lambda: "! left at " in member_title(app))
             assert "(it stopped cleanly)" in member_title(app)
-            assert "below: the last it published" in member_title(app)
+            assert "below: its figures as it left" in member_title(app)
             assert "done 77 " in str(screen.query_one(QuotaPane).render())
             reads = screen.reads
             await pilot.press("escape")
             assert await until(pilot, lambda: app.screen is app.main)
             await pilot.pause(1.0)
             assert screen.reads == reads  # a closed view reads no more
+
+
+async def test_the_member_view_of_a_core_that_left_shows_when_and_its_figures_as_it_left(
+        locations: Locations, redis_server: RedisServer, built_knowledge: Path, tmp_path: Path) -> None:
+    """#28 second trial: the view of an ask run that had left showed done 0 and "case memory is not running
+    yet" (its last snapshot was taken after its parts had stopped), and said nothing of when it left."""
+    async with fleet_cores(redis_server.url, tmp_path, built_knowledge, ("ward",)) as (core,):
+        for n in range(2):
+            await core.ask(PromptRequest(f"synthetic note {n}", "triage"))
+    app = store_app(locations, redis_server.url)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("7")
+        assert await until(pilot, lambda: len(rows(app)) == 1 and state_of(app, rows(app)[0]) == "left")
+        await pilot.press("enter")
+        assert await until(pilot, lambda: isinstance(app.screen, MemberScreen))
+        screen = app.screen
+        assert re.search(r"! left at \d\d:\d\d:\d\d, \d+s ago \(it stopped cleanly\)", member_title(app))
+        assert "done 2 " in str(screen.query_one(QuotaPane).render())
+        slots = str(screen.query_one(SlotsPane).render())
+        assert "not running yet" not in slots and "slots 0/" in slots
 
 
 async def test_the_history_tab_reads_the_fleets_stream_with_an_instance_column(locations: Locations,

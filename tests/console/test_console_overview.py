@@ -10,6 +10,7 @@ from textual.geometry import Region
 from textual.widgets import TabbedContent
 
 from medops.console.app import MedopsApp
+from medops.console.panes.quota import QuotaPane
 from medops.console.panes.status import StatusLine
 from medops.console.panes.vitals import VitalsPane, model_line
 from medops.core.settings.config import Settings
@@ -104,3 +105,28 @@ async def test_the_status_line_at_80_columns_keeps_the_uptime_and_the_store_down
         assert "up 3h07m" in shown, shown
         if store_down:
             assert "share 1/3" in shown, shown
+
+
+def a_member_whose_store_was_never_reached() -> CoreSnapshot:
+    """A console whose fleet store never answered: no share learnt, so each window's limit here is 0."""
+    snapshot = busy_snapshot()
+    store = StoreSnapshot("redis://127.0.0.1:6377/0", "vm-1-aa", "down", NOW - 40, 0.0, 0.0, 0, 0, 0.0, 0,
+                          "ConnectionError")
+    empty = ModelQuota("llama-3.1-8b-instant", tuple(WindowUsage(name, 0, 0, 0.0, own=0)
+                                                     for name in ("rpm", "rpd", "tpm", "tpd")))
+    return replace(snapshot, quota=replace(snapshot.quota, models=(empty,), default_model=empty.model, store=store))
+
+
+async def test_a_store_never_reached_reads_as_not_reached_not_as_spent_windows(locations: Locations) -> None:
+    # #28 second trial: with no redis at store_url the Overview showed rpm/rpd/tpm/tpd at 100% (read as a spent
+    # daily quota) and the quota pane four windows of 0/0.
+    core = FrozenCore(a_member_whose_store_was_never_reached())
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=core)  # type: ignore[arg-type]
+    async with app.run_test(size=(160, 48)) as pilot:
+        assert await until(pilot, lambda: app.snapshots_applied > 0)
+        vitals = str(app.query_one(VitalsPane).render())
+        assert "llama-3.1-8b-instant" in vitals and "quota store not reached" in vitals, vitals
+        assert "100%" not in vitals
+        quota = str(app.query_one(QuotaPane).render())
+        assert "rpm rpd tpm tpd: not known until the quota store answers" in quota, quota
+        assert "0/0" not in quota

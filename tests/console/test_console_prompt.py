@@ -15,9 +15,11 @@ from medops.console.forms.prompt_box import PromptBox
 from medops.core.groq.chat import ToolCall
 from medops.core.groq.quota import RequestTooLarge
 from medops.core.groq.requests import Completion, InvalidRequest, Priority, PromptRequest, PromptResult
+from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
 from tests.helpers.console_data import FrozenCore
+from tests.helpers.redis_server import free_port
 from tests.helpers.waiting import until
 
 
@@ -178,3 +180,23 @@ async def test_ctrl_l_clears_the_prompt_box_and_the_footer_and_help_say_so(locat
         await pilot.press("up")  # what was cleared was never sent: ↑ has nothing to recall
         assert box.text == ""
         assert ("^l", "Prompt: Clear") in app.key_list()
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+async def test_a_prompt_on_a_console_whose_store_never_answered_says_why_and_fails_after_store_wait(
+        locations: Locations) -> None:
+    # #28 second trial: `MEDOPS_STORE_URL=redis://127.0.0.1:6377/0 medops` with no redis there held a prompt at
+    # "waiting…" for more than 4.5 minutes, with no reason and no end.
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    settings = Settings(refresh_interval=0.25, store_url=url, store_wait=2.0)
+    app = MedopsApp(settings, locations, core=ResourceCore(settings, locations, role="console"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await until(pilot, lambda: app.core_started and app.query_one(PromptForm).store_unreached)
+        await pilot.press("3")
+        app.query_one(PromptBox).text = "a synthetic question"
+        await pilot.press("enter")
+        card = app.query_one(ReplyCard)
+        assert "waiting: quota store never reached, nothing is admitted until it answers (fails after 2 s, " \
+               "store_wait)…" in str(card.render())
+        assert await until(pilot, lambda: app.query_one(PromptForm).in_flight == 0, within=20)
+        assert f"failed  StoreNeverReached: quota store {url} never answered in 2 s" in str(card.render())

@@ -4,10 +4,17 @@ row, and every view takes a member's state from one function of one reading."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as redis
@@ -130,3 +137,73 @@ async def test_a_reader_cannot_forget(acl_store: RedisServer, capsys: pytest.Cap
     assert "may not forget members: set store_user (MEDOPS_STORE_USER) to an operator or oncall user" \
         in capsys.readouterr().err
     assert [m.instance for m in (await read_fleet(acl_store.url, "test")).members] == ["bravo"]
+
+
+def _medops_process(tmp_path: Path, store_url: str, knowledge: Path, *args: str) -> subprocess.Popen[str]:
+    """A real `medops ...` process on the store's namespace "test", against its in-process local endpoint."""
+    data = tmp_path / f"data-{args[0]}"
+    data.mkdir(mode=0o700)
+    shutil.copyfile(knowledge, data / "knowledge.duckdb")
+    env = {k: v for k, v in os.environ.items() if k not in {"GROQ_API_KEY", "GROQ_BASE_URL"}}
+    env.update(MEDOPS_STORE_URL=store_url, MEDOPS_STORE_NAMESPACE="test", MEDOPS_DATA_DIR=str(data))
+    return subprocess.Popen([sys.executable, "-m", "medops", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+async def _listed(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, url: str,
+                  role: str) -> dict[str, Any]:
+    """The one member of `role` as `medops fleet --json` lists it."""
+    monkeypatch.setenv("MEDOPS_STORE_URL", url)
+    monkeypatch.setenv("MEDOPS_STORE_NAMESPACE", "test")
+    assert await asyncio.to_thread(main, ["fleet", "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]  # JSON Lines, a record a line
+    rows = [m for m in records if m["record"] == "member" and m["role"] == role]
+    assert len(rows) == 1, rows
+    return cast(dict[str, Any], rows[0])
+
+
+@pytest.mark.slow
+async def test_an_ask_run_that_ends_is_listed_left_with_the_figures_it_ended_with(
+        tmp_path: Path, redis_server: RedisServer, built_knowledge: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """#28 second trial: an ask that answered 2 prompts was listed left with done 0, uptime 0 and no case memory
+    (its last snapshot was taken after its parts had stopped)."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "left one"}\n{"prompt": "left two"}\n')
+    run = _medops_process(tmp_path, redis_server.url, built_knowledge, "ask", "--file", str(prompts))
+    out, err = await asyncio.to_thread(run.communicate, timeout=120)
+    assert run.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["summary"]["answered"] == 2
+    row = await _listed(capsys, monkeypatch, redis_server.url, "ask")
+    assert (row["state"], row["done"], row["failed"]) == ("left", 2, 0)
+    last = (await read_fleet(redis_server.url, "test")).snapshots[row["instance"]]
+    assert last.uptime > 0 and last.scheduler.completed == 2
+    assert last.slots.total > 0  # its case memory as it was, not "not running yet"
+
+
+@pytest.mark.slow
+async def test_a_worker_stopped_by_sigterm_is_listed_left_with_what_it_answered(
+        tmp_path: Path, redis_server: RedisServer, built_knowledge: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """#28 second trial: worker w6 (done 62, fail 237) showed 0/0 once it had left."""
+    run = _medops_process(tmp_path, redis_server.url, built_knowledge, "worker", "--rate", "5")
+    try:
+        for _ in range(600):
+            members = (await read_fleet(redis_server.url, "test")).members
+            if any(m.role == "worker" and m.done >= 3 for m in members):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail(f"the worker never answered 3 prompts: {run.poll()}")
+        run.send_signal(signal.SIGTERM)
+        out, err = await asyncio.to_thread(run.communicate, timeout=180)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate(timeout=10)
+    said = re.search(r"worker done: sent (\d+), answered (\d+)", out)
+    assert said is not None, (out, err)
+    row = await _listed(capsys, monkeypatch, redis_server.url, "worker")
+    assert row["state"] == "left"
+    assert row["done"] == int(said[2]) >= 3
+    assert (await read_fleet(redis_server.url, "test")).snapshots[row["instance"]].uptime > 0

@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 from medops.core.clock import FakeClock, settle
+from medops.core.fleet.store import StoreNeverReached
 from medops.core.groq.requests import Priority, PromptRequest
+from medops.core.groq.wait_reason import clock_time
 from medops.core.resource_core import ResourceCore
 from medops.core.settings.config import Settings
 from medops.core.settings.paths import Locations
+from tests.helpers.redis_server import free_port
 
 
 @pytest.mark.usefixtures("knowledge_ready")
@@ -75,3 +78,34 @@ async def test_the_quota_snapshot_counts_requests_waiting_per_model(locations: L
     assert alone["qwen/qwen3-32b"] == quota.of("qwen/qwen3-32b") and alone["qwen/qwen3-32b"] is not None
     assert alone[None] == quota.of("llama-3.1-8b-instant") and alone[None] is not None  # the default model
     assert alone["no-such-model"] is None
+
+
+@pytest.mark.usefixtures("knowledge_ready")
+async def test_a_request_on_a_member_whose_store_never_answered_says_why_and_fails_after_store_wait(
+        locations: Locations, clock: FakeClock) -> None:
+    # #28 second trial: a console with no redis at store_url held a prompt at "waiting…" for minutes, its row
+    # saying "rpm full until" a time one second ahead, for ever. Every caller now gets what `medops ask` gets.
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    core = ResourceCore(Settings(store_url=url, store_wait=30.0), locations, clock, role="console")
+    await core.start()
+    started = clock.wall()
+    try:
+        asking = asyncio.ensure_future(core.ask(PromptRequest("synthetic note", "triage", Priority.CRITICAL)))
+        for _ in range(100):
+            await settle()
+            rows = core.snapshot().scheduler.requests
+            if rows and rows[0].state == "waiting":
+                break
+        assert [row.reason for row in rows] == [
+            f"quota store never reached: nothing is admitted until it answers (since {clock_time(started)})"]
+        await clock.advance(29)
+        assert not asking.done()
+        await clock.advance(1)
+        with pytest.raises(StoreNeverReached) as refused:
+            await asyncio.wait_for(asking, 10)
+        assert str(refused.value).startswith(f"quota store {url} never answered in 30 s (")
+        assert "nothing was sent" in str(refused.value) and "MEDOPS_STORE_URL" in str(refused.value)
+        scheduler = core.snapshot().scheduler
+        assert (scheduler.requests, scheduler.failed) == ((), 1)
+    finally:
+        await core.stop()
