@@ -39,6 +39,14 @@ def state_text(member: MemberRow, now: float = 0.0) -> Text:
     return Text(f"! {word}" if member.state in ("stale", "gone") else word, style=style)
 
 
+HOST_WIDTH = 24
+
+
+def clipped(value: str, width: int) -> str:
+    """`value` within `width` characters, a cut one ending in "…" (the whole name is on the member's screen)."""
+    return value if len(value) <= width else value[:width - 1] + "…"
+
+
 @dataclass(frozen=True)
 class Column:
     """One column of the members' table: its heading, how it sorts, how it reads."""
@@ -52,7 +60,8 @@ class Column:
 
 COLUMNS: tuple[Column, ...] = (
     Column("instance", "instance", lambda m, now: m.instance, lambda m, now: m.instance, right=False),
-    Column("host", "host", lambda m, now: m.host, lambda m, now: m.host, right=False),
+    # A host name can be 253 characters (a hostile one seen widening the table past 160 columns): cut to fit.
+    Column("host", "host", lambda m, now: m.host, lambda m, now: clipped(m.host, HOST_WIDTH), right=False),
     Column("pid", "pid", lambda m, now: m.pid, lambda m, now: str(m.pid)),
     Column("role", "role", lambda m, now: m.role, lambda m, now: role_text(m), right=False),
     Column("uptime", "up", lambda m, now: m.uptime(now), lambda m, now: age(m.uptime(now))),

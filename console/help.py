@@ -33,6 +33,9 @@ newest again. With the ledger off (another medops holds it) it shows this run's 
 [b]Fleet[/]  7: every member of the fleet's store (store_url), read at the refresh rate while shown; stale and \
 gone members are marked "!", not hidden; the organisation's windows below with each member's part. \
 `medops --read-only` watches only: prompts, documents, intake, limits, alerts and fleet actions are refused.
+[b]Requests[/]  8: every request this core holds, queued or in flight (attached: the fleet's), with why it \
+waits and until when; c cancels (c again confirms), + / - raise or lower its priority within what its agent or \
+key allows, s sorts, / filters. A member's requests: Fleet tab, enter on the member.
 [b]Command palette[/]  ctrl+p: themes, pause, refresh rate, forms, change a limit.
 """
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from medops.core.snapshot import LimitChange
 
 MIN_CHANGE_WIDTH = 8  # columns the change keeps however narrow the view
+BY_WIDTH = 28  # "by " and an operator@host name; a longer one is cut
 HISTORY_SHOWN = 200  # changes fetched for the view; older ones are a `medops limits history --limit N` away
 
 
@@ -146,7 +147,9 @@ class HistoryTable:
         self.changes = changes
         self.key_width = max(len(c.key) for c in changes)
         self.change_width = max(len(transition(c)) for c in changes)
-        self.by_width = max(len(c.by) for c in changes) + len("by ")
+        # Who changed it comes from the store: a long name (a trial wrote one by hand) squeezed the time to
+        # "19:…" even at 160 columns. Cut to BY_WIDTH; the whole name is in `medops limits history`.
+        self.by_width = min(max(len(c.by) for c in changes) + len("by "), BY_WIDTH)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         time_width = len(" HH:MM:SS")  # indented under the day's heading
@@ -160,7 +163,7 @@ class HistoryTable:
             grid.add_column(width=time_width, no_wrap=True, style="dim")
             grid.add_column(width=self.key_width, no_wrap=True, overflow="ellipsis")
             grid.add_column(width=change_width, overflow="fold")
-            grid.add_column(width=self.by_width, no_wrap=True, style="dim")
+            grid.add_column(width=self.by_width, no_wrap=True, overflow="ellipsis", style="dim")
             for change in day:
                 # Text, not str: rich reads a str as markup, and the operator's name came from the store.
                 grid.add_row(f" {times.clock_time(change.at)}", Text(visible(change.key)),

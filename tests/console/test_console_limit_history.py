@@ -154,3 +154,21 @@ def test_the_history_view(snap_compare: Callable[..., bool], locations: Location
                           size: tuple[int, int]) -> None:
     app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenHistoryCore())
     assert snap_compare(app, terminal_size=size, run_before=open_history)
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_a_long_operator_name_is_cut_and_the_time_and_values_stay_whole(width: int) -> None:
+    # A trial wrote a long operator name into the commands stream: the time read "19:…" even at 160 columns.
+    from io import StringIO
+
+    from rich.console import Console
+
+    from medops.console.forms.limit_history import history_table
+    from medops.core.snapshot import LimitChange
+
+    change = LimitChange(1_767_225_600.0, "groq_concurrent", "10", "12", "x" * 300 + "@host")
+    console = Console(file=StringIO(), width=width, color_system=None)
+    console.print(history_table((change,)))
+    line = console.file.getvalue().splitlines()[1]  # type: ignore[attr-defined]
+    assert ":" in line.split()[0] and len(line.split()[0]) == 8  # HH:MM:SS
+    assert "10 → 12" in line and line.rstrip().endswith("…")

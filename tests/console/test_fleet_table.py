@@ -87,3 +87,13 @@ def test_the_summary_names_the_fleets_namespace_and_the_other_fleets_on_its_stor
         "redis://127.0.0.1:6379/0 · fleet 3f2a9c0d1e2b4a5c: 2 alive, 1 stale, 0 gone, 0 left · sort: done ↓\n"
         "! 1 other fleet shares this store (another Groq key or endpoint): 77aa00bb11cc22dd; watch one with "
         "MEDOPS_STORE_NAMESPACE=NAME medops --attach, or medops fleet --namespace NAME")
+
+
+def test_a_long_host_name_is_cut_to_fit_the_table() -> None:
+    # A hostile host name widened the Fleet table past 160 columns.
+    from medops.console.fleet_table import HOST_WIDTH
+
+    view = FleetView("redis://127.0.0.1:6379/0", READ_AT, (member("w1", "h" * 253, 1),), (), {})
+    model = FleetTable(view=view)  # type: ignore[arg-type]
+    host = model.cells(model.shown()[0])[1].plain
+    assert len(host) == HOST_WIDTH and host.endswith("…")
