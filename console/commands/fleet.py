@@ -10,7 +10,8 @@ import json
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from medops.console.commands.common import load
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from medops.core.fleet.view import FleetView
     from medops.core.settings.config import Settings
 
+T = TypeVar("T")
 # medops.core.fleet.acl.ROLES; not imported here, as that loads redis for every command line
 ROLES = ("member", "reader", "operator", "oncall")
 # Who connects as which user: printed by `medops fleet acl`, the same as the README's table.
@@ -266,20 +268,11 @@ def fleet_settings(args: argparse.Namespace) -> int:
 
 def unset(args: argparse.Namespace) -> int:
     """Remove a fleet-wide value; members running keep what they run until they restart."""
-    from medops.core.fleet.membership import fleet_namespace
     from medops.core.fleet.shared_settings import unset as remove
-    from medops.core.fleet.view import FleetUnavailable
 
-    if len(args.setting) != 1:
-        print("medops fleet unset: name the setting, e.g. medops fleet unset groq_concurrent", file=sys.stderr)
-        return 2
-    key = args.setting[0]
-    settings = _load(args)
-    try:
-        removed = asyncio.run(remove(settings.store_url, fleet_namespace(settings, os.environ), key,
-                                     os.environ.get("MEDOPS_STORE_PASSWORD")))
-    except FleetUnavailable as exc:
-        print(f"medops fleet unset: {exc}", file=sys.stderr)
+    key = _one_name(args, "unset", "the setting, e.g. medops fleet unset groq_concurrent")
+    removed = None if key is None else _on_store(args, "unset", remove, key)
+    if removed is None:
         return 2
     if not removed:
         print(f"medops fleet unset: {key} has no fleet-wide value (medops fleet settings lists them)",
@@ -293,19 +286,10 @@ def unset(args: argparse.Namespace) -> int:
 def clear(args: argparse.Namespace) -> int:
     """Lift every 429 block and 498 hold on one model, for the whole fleet (an operator user's right)."""
     from medops.core.fleet.clear import clear_model
-    from medops.core.fleet.membership import fleet_namespace
-    from medops.core.fleet.view import FleetUnavailable
 
-    if len(args.setting) != 1:
-        print("medops fleet clear: name the model, e.g. medops fleet clear llama-3.1-8b-instant", file=sys.stderr)
-        return 2
-    model = args.setting[0]
-    settings = _load(args)
-    try:
-        lifted = asyncio.run(clear_model(settings.store_url, fleet_namespace(settings, os.environ), model,
-                                         os.environ.get("MEDOPS_STORE_PASSWORD")))
-    except FleetUnavailable as exc:
-        print(f"medops fleet clear: {exc}", file=sys.stderr)
+    model = _one_name(args, "clear", "the model, e.g. medops fleet clear llama-3.1-8b-instant")
+    lifted = None if model is None else _on_store(args, "clear", clear_model, model)
+    if lifted is None:
         return 2
     if lifted:
         print(f"{model}: 429 blocks, 498 holds and the server's limits lifted for the whole fleet; members learn "
@@ -313,6 +297,30 @@ def clear(args: argparse.Namespace) -> int:
     else:
         print(f"{model}: nothing to lift (no block, hold or server limit was set on it)")
     return 0
+
+
+def _one_name(args: argparse.Namespace, verb: str, what: str) -> str | None:
+    """The one name `medops fleet VERB` takes; None, having said what to give, if it was not one."""
+    if len(args.setting) != 1:
+        print(f"medops fleet {verb}: name {what}", file=sys.stderr)
+        return None
+    return str(args.setting[0])
+
+
+def _on_store(args: argparse.Namespace, verb: str, action: Callable[..., Coroutine[Any, Any, T]],
+              name: str) -> T | None:
+    """`action(store_url, namespace, name, password)` on this fleet's store; None, having said why, if it cannot
+    be read or written."""
+    from medops.core.fleet.membership import fleet_namespace
+    from medops.core.fleet.view import FleetUnavailable
+
+    settings = _load(args)
+    try:
+        return asyncio.run(action(settings.store_url, fleet_namespace(settings, os.environ), name,
+                                  os.environ.get("MEDOPS_STORE_PASSWORD")))
+    except FleetUnavailable as exc:
+        print(f"medops fleet {verb}: {exc}", file=sys.stderr)
+        return None
 
 
 def forget(args: argparse.Namespace) -> int:
