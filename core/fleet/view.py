@@ -231,7 +231,8 @@ async def read_fleet(url: str, namespace: str, password: str | None = None, budg
             if snap is not None:
                 snapshots[instance] = snap
             members.append(_row(instance, info, state, age, snap))
-        windows = await _windows(client, prefix, now, keys, snapshots, skips)
+        live = {m.instance for m in members if m.state in (MemberState.ALIVE, MemberState.STALE)}
+        windows = await _windows(client, prefix, now, keys, snapshots, skips, live)
         others = await other_namespaces(client, namespace)
     except (RedisError, OSError) as exc:
         raise FleetUnavailable(f"quota store {redact_url(url)} cannot be read ({type(exc).__name__}); "
@@ -314,12 +315,14 @@ def _row(name: str, info: Description, state: MemberState, age: float, snap: Cor
 MINUTE_MS, DAY_MS = 60_000, 86_400_000
 MAX_ATTEMPT_MS = 600_000  # as quota.lua: the longest attempt, which bounds how long an emptied store's minute is held
 RESTARTED = "store restarted"
+UNLISTED = "members no longer listed"  # the part of the window's use no listed member holds (forgotten ones')
 CARRY_BYTES = 160  # quota.lua writes "until_min until_day u1 u2 u3 u4": six numbers
 GROQ_COUNTS_MORE = "Groq counts more"
 
 
 async def _windows(client: redis.Redis, prefix: str, now: float, keys: Sequence[bytes],
-                   snapshots: Mapping[str, CoreSnapshot], skips: Skips) -> tuple[FleetWindow, ...]:
+                   snapshots: Mapping[str, CoreSnapshot], skips: Skips,
+                   live: set[str] | frozenset[str] = frozenset()) -> tuple[FleetWindow, ...]:
     """The organisation's windows from one reading of the store's state per model: each member's part (settled in
     the window + in flight, as the admissions count them) and, apart, what is held without being anyone's use:
     parts carried over an emptied store, its minute held full, what Groq counts beyond the fleet. The total is
@@ -353,8 +356,18 @@ async def _windows(client: redis.Redis, prefix: str, now: float, keys: Sequence[
         fresh = min(_numbers([replies[6 + 5 * i]])[0], epoch_at + MINUTE_MS + MAX_ATTEMPT_MS)
         for d, window in enumerate(DIMENSIONS):
             own = {member_name(k): max(0, int(parts[4 * j + d])) for j, k in enumerate(keys)}
+            # What the store counts beyond the parts of the members listed (forgotten, or beyond the list) is
+            # still use: a part of its own, so the total is what the admissions count (a trial: forgetting a
+            # member that left made the day window read smaller, while admission still counted it).
+            counted = max(0, int(sums[d])) + max(0, int(sums[4 if d < 2 else 5]))
+            unlisted = counted - sum(own.values())
+            if unlisted > 0:
+                own[UNLISTED] = unlisted
             used = sum(own.values())
-            held_by = Counter(w.limit for s in snapshots.values() for m in s.quota.models if m.model == model
+            # The limit the members running hold (one that left with a lower one of its own sets nothing: a
+            # trial read "rpm 30/2" after an ask run with rpm=2 had left).
+            holders = [s for name, s in snapshots.items() if name in live] or list(snapshots.values())
+            held_by = Counter(w.limit for s in holders for m in s.quota.models if m.model == model
                               for w in m.windows if w.name == window)
             limit = int(sig[8 + d]) if sig[8 + d] > 0 else held_by.most_common(1)[0][0] if held_by else 0
             held, until, why = carry[d]

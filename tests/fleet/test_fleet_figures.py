@@ -172,3 +172,34 @@ async def _use(quota: FleetQuota, requests: int) -> None:
         assert isinstance(reservation, Reservation)
         quota.settle(reservation, 5)
     await asyncio.wait_for(fleet_of(quota).flush(), timeout=10)
+
+
+async def test_forgetting_a_member_that_left_keeps_its_use_in_the_window_as_unlisted(
+        redis_server: RedisServer) -> None:
+    # A trial: rpd 99 (w1 98, an ask 1) read 98 after `medops fleet forget --left`, while admission still
+    # counted 99. The remainder is a part of its own, so the window's use is what the store counts.
+    from medops.core.fleet.forget import forget
+    from medops.core.fleet.view import UNLISTED
+
+    async with member(redis_server.url, ROOMY, "a") as a:
+        async with member(redis_server.url, ROOMY, "b") as b:
+            await _use(b, 3)
+        await _use(a, 5)
+        await _publish(a)
+        forgotten = await forget(redis_server.url, "test", which="left")
+        assert forgotten.left == ("b",)
+        rpd = await _window(redis_server.url, "rpd")
+    assert (rpd.used, dict(rpd.parts)) == (8, {"a": 5, UNLISTED: 3})
+
+
+async def test_the_organisations_limit_is_the_one_the_members_running_hold(redis_server: RedisServer) -> None:
+    # A trial: asks run with rpm=2 left, and `medops fleet` read "rpm: 30/2" for members running with 30.
+    tight = ModelLimits(rpm=2, rpd=1_000, tpm=100_000, tpd=1_000_000)
+    async with member(redis_server.url, ROOMY, "a") as a:
+        async with member(redis_server.url, tight, "b") as b, member(redis_server.url, tight, "c") as c:
+            await _use(b, 1)
+            await _publish(b, c)
+        await _use(a, 1)
+        await _publish(a)
+        rpm = await _window(redis_server.url, "rpm")
+    assert rpm.limit == ROOMY.rpm
