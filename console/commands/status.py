@@ -46,7 +46,8 @@ def summary_lines(snapshot: CoreSnapshot) -> list[str]:
     # The default model, and any other model that has been used: the rest have nothing to say.
     for model in snapshot.quota.models:
         if model.model == snapshot.quota.default_model or any(w.used for w in model.windows):
-            windows = "  ".join(f"{w.name} {w.used:,}/{w.limit:,}" for w in model.windows)
+            windows = "  ".join(f"{w.name} {w.used:,}/{w.limit:,}" + (f" +{w.held:,} held" if w.held else "")
+                                for w in model.windows)
             lines.append(f"quota      {model.model}: {windows}")
     lines += burn_lines(snapshot)
     if snapshot.quota.store is not None:

@@ -108,7 +108,9 @@ def model_lines(model: ModelQuota, width: int, *, default: bool = False, unreach
         used = f"{figures.count(window.used)}/{figures.count(window.limit)}"
         blocked = f" [reverse $error] 429 {figures.duration(window.blocked_for)} [/]" if window.blocked_for > 0 else ""
         own = f" [dim]me[/] {figures.count(window.own):>4}" if window.own is not None else ""
-        lines.append(f" {window.name:<3} {figures.bar(window.used, window.limit, bar_width)} {used:>12}{own}"
+        # the bar counts what is held beside the use: a held window has no room (the figure stays the use)
+        lines.append(f" {window.name:<3} {figures.bar(window.used + window.held, window.limit, bar_width)}"
+                     f" {used:>12}{own}"
                      f" reset {figures.duration(window.reset_in) if window.used else '-':>6}{blocked}")
         if window.held:
             ends = wall_text(window.held_until, time.time())

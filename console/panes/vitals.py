@@ -87,6 +87,10 @@ def fleet_line(view: FleetView) -> str:
     windows = {w.name: w for w in view.windows if w.model == default}
     use = " ".join(f"{name} [b]{figures.count(windows[name].used)}[/]/{figures.count(windows[name].limit)}"
                    for name in ("rpm", "tpm") if name in windows) or "[dim]no quota figures yet[/]"
+    # One word, not the figures (the line would pass 78 columns): the use alone read as room while an emptied
+    # store held the rest of the window, in a trial; the Fleet tab says how much and until when.
+    if any(windows[name].held for name in ("rpm", "tpm") if name in windows):
+        use += " [reverse]held[/]"
     paused = sum(m.paused for m in present)
     alerts = sum(m.open_alerts for m in present)
     return (f"fleet [b]{states['alive']}[/] alive {counts} │ {use} │ "
@@ -126,7 +130,8 @@ def model_line(model: ModelQuota) -> str:
     for window in windows:
         # Past the limit is full, not more: on a fleet's local share `used` counts what the others may hold
         # (a trial showed "rpm 429%", read as 429s); a limit of 0 (a store never reached) has no room at all.
-        fraction = min(1.0, window.used / window.limit) if window.limit > 0 else 1.0
+        # What is held counts too: a window 10 used + 20 held of 30 is full ("rpm 33%" read as room, in a trial).
+        fraction = min(1.0, (window.used + window.held) / window.limit) if window.limit > 0 else 1.0
         shown = "<1%" if 0 < fraction < 0.005 else figures.percent(fraction)  # in use is never 0%
         share = f"{window.name} {shown:>4}"
         parts.append(f"[b reverse]{share}[/]" if fraction >= figures.CRITICAL_AT else share)

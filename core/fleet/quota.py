@@ -45,7 +45,7 @@ from medops.core.fleet.wire import (
 )
 from medops.core.groq.quota import DAY, MINUTE, TPD, TPM, GroqQuota, Reservation, too_large
 from medops.core.groq.rate_headers import LimitExceeded, RateLimitHeaders, format_go_duration
-from medops.core.groq.wait_reason import never_reached
+from medops.core.groq.wait_reason import held_words, never_reached
 from medops.core.ledger.records import AdmissionStore
 from medops.core.settings.config import ModelLimits
 from medops.core.snapshot import ModelQuota, WindowUsage
@@ -425,9 +425,14 @@ class StoreDecides:
         reasons = []
         if quota._held > 0:
             reasons.append(f"held for {format_go_duration(quota._held)} after Groq was over capacity (498)")
-        for window in quota._view or ():
+        # The windows as shown (use and held apart): a window full only by what an emptied store holds is
+        # held, with its end, not "full" (its use alone read as room, in a trial).
+        wall = quota._clock.wall()
+        for window in self.snapshot().windows if quota._view is not None else ():
             if window.blocked_for > 0:
                 reasons.append(f"{window.name} blocked by a 429 for {format_go_duration(window.blocked_for)}")
+            elif window.used < window.limit <= window.used + window.held:
+                reasons.append(held_words(window, wall))
             elif window.used >= window.limit:
                 reasons.append(f"{window.name} full across the fleet")
         return ", ".join(reasons) or "waiting for the fleet's quota"

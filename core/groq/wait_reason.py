@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from medops.core.clock import wall_text
 from medops.core.inert_text import name
-from medops.core.snapshot import CoreSnapshot, ModelQuota, RequestRow, StoreSnapshot
+from medops.core.snapshot import CoreSnapshot, ModelQuota, RequestRow, StoreSnapshot, WindowUsage
 
 _COUNTS_TOKENS = {"rpm": False, "rpd": False, "tpm": True, "tpd": True}
 
@@ -53,6 +53,9 @@ def quota_wait(quota: ModelQuota, tokens: int, wait: float, now_wall: float) -> 
         longest = max(blocked, key=lambda w: w.blocked_for)
         return Wait(f"{longest.name} blocked by a 429 for {seconds(longest.blocked_for)}",
                     now_wall + longest.blocked_for)
+    held = held_wait(quota, tokens, now_wall)
+    if held is not None:
+        return held
     full = [w for w in quota.windows
             if w.used + (tokens if _COUNTS_TOKENS.get(w.name, False) else 1) > w.limit]
     if not full and wait <= 0:
@@ -62,6 +65,25 @@ def quota_wait(quota: ModelQuota, tokens: int, wait: float, now_wall: float) -> 
         return Wait(f"{name} full")
     until = now_wall + wait
     return Wait(f"{name} full until {wall_text(until, now_wall)}", until)
+
+
+def held_wait(quota: ModelQuota, tokens: int, now_wall: float) -> Wait | None:
+    """A window with room by its use but none once what it holds is counted (an emptied store's carry, the
+    others' use while the store is away): 'rpm held until 20:57:43 (store restarted)'. Without this, a held
+    window read as room ("the fleet has room in 1 s") for the whole hold, in a trial. None: nothing held."""
+    for w in quota.windows:
+        need = tokens if _COUNTS_TOKENS.get(w.name, False) else 1
+        if w.held and w.used + need <= w.limit < w.used + w.held + need:
+            return Wait(held_words(w, now_wall), w.held_until if w.held_until > now_wall else None)
+    return None
+
+
+def held_words(window: WindowUsage, now_wall: float) -> str:
+    """'rpm held until 20:57:43 (store restarted)'; without an end when none is known (Groq counts more)."""
+    why = f" ({window.held_why})" if window.held_why else ""
+    if window.held_until > now_wall:
+        return f"{window.name} held until {wall_text(window.held_until, now_wall)}{why}"
+    return f"{window.name} held{why}"
 
 
 def store_never_reached(store: StoreSnapshot | None) -> Wait | None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+from medops.core.clock import wall_text
 from medops.core.fleet.quota import FleetQuota
 from medops.core.fleet.view import FleetWindow, read_fleet
 from medops.core.groq.quota import Reservation
+from medops.core.groq.wait_reason import quota_wait
 from medops.core.settings.config import ModelLimits, Settings
 from medops.core.snapshot import CoreSnapshot, QuotaSnapshot
 from medops.core.watch.alerts import QuotaRule
@@ -203,3 +205,28 @@ async def test_the_organisations_limit_is_the_one_the_members_running_hold(redis
         await _publish(a)
         rpm = await _window(redis_server.url, "rpm")
     assert rpm.limit == ROOMY.rpm
+
+
+async def test_after_an_empty_restart_a_request_waits_on_the_held_minute_said_held_not_room(
+        redis_server: RedisServer) -> None:
+    async with member(redis_server.url, LIMITS, "a", seed_grace=0.5) as a, \
+            member(redis_server.url, LIMITS, "b", seed_grace=0.5) as b:
+        for quota in (a, b):
+            reservation = await admit(quota, 10)
+            assert isinstance(reservation, Reservation)
+            quota.settle(reservation, 7)
+            await asyncio.wait_for(fleet_of(quota).flush(), timeout=10)
+        for quota in (a, b, a, b):
+            await fleet_of(quota).heartbeat()
+        redis_server.restart_empty()
+        for quota in (a, a, b, b):
+            await fleet_of(quota).heartbeat()
+        assert not isinstance(await admit(a, 10), Reservation)  # 2 used + 8 held of 10: no room (unchanged)
+        await fleet_of(a).heartbeat()  # the view and every member's part read together: use and held apart
+        rpm = next(w for w in a.snapshot().windows if w.name == "rpm")
+        assert (rpm.used, rpm.held, rpm.limit) == (2, 8, 10)
+        # "the fleet has room in 1 s" for the whole hold, in a trial: the wait and the blocking words say held.
+        wall = time.time()
+        wait = quota_wait(a.snapshot(), 10, a.wait_time(10), wall)
+        assert wait is not None and wait.reason == f"rpm held until {wall_text(rpm.held_until, wall)} (store restarted)"
+        assert "rpm held until " in a.blocking(10) and "rpm full" not in a.blocking(10)
