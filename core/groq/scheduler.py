@@ -39,7 +39,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-from medops.core.clock import Clock
+from medops.core.clock import Clock, wall_text
 from medops.core.errors import GroqError, MedopsError, SchedulerError
 from medops.core.groq.backoff import Backoff
 from medops.core.groq.errors import (
@@ -997,8 +997,9 @@ class Scheduler:
         model = ticket.quota.model
         if seeding:
             return Wait("store seeding")
-        if unreached is not None:
-            return unreached
+        if unreached is not None:  # and the core gives it up at store_wait after it was submitted
+            gives_up = wall - (now - ticket.submitted_at) + self._settings.store_wait
+            return Wait(f"{unreached.reason}; gives up at {wall_text(gives_up, wall)} (store_wait)", gives_up)
         key = (model, ticket.tokens)
         if key not in waits:
             if model not in quotas:

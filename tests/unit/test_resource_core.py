@@ -96,8 +96,10 @@ async def test_a_request_on_a_member_whose_store_never_answered_says_why_and_fai
             rows = core.snapshot().scheduler.requests
             if rows and rows[0].state == "waiting":
                 break
-        assert [row.reason for row in rows] == [
-            f"quota store never reached: nothing is admitted until it answers (since {clock_time(started)})"]
+        # The trial again: the row did not say when it gives up (its deadline read "-").
+        assert [(row.reason, row.until) for row in rows] == [
+            (f"quota store never reached: nothing is admitted until it answers (since {clock_time(started)}); "
+             f"gives up at {clock_time(started + 30)} (store_wait)", started + 30)]
         await clock.advance(29)
         assert not asking.done()
         await clock.advance(1)
