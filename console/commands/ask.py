@@ -118,7 +118,13 @@ async def _run_one(core: CoreCommands, request: PromptRequest, as_json: bool, st
     await core.start()
     try:
         await store_reached(core, store_bound)
-        result = await core.ask(request)
+        try:
+            result = await core.ask(request)
+        except MedopsError as error:
+            if (status := exit_status(error)) == 2:
+                raise  # the command or a setting must change: said as every command says it
+            print(f"medops: {error}", file=sys.stderr)
+            return status
         snapshot = core.snapshot()
     finally:
         await core.stop()
@@ -269,6 +275,19 @@ def only_lines(prompts: list[PromptLine], spec: str, path: Path) -> list[PromptL
         raise InvalidRequest(f"--lines {spec}: line(s) {line_ranges(missing)} of {path} hold no prompt (its "
                              f"prompts are on lines {line_ranges(sorted(held))})")
     return [item for item in prompts if item.line in wanted]
+
+
+def exit_status(error: MedopsError) -> int:
+    """The README's rule for a prompt that did not get its answer: 1 it was tried and failed or was refused
+    (cancelled by an operator, past its deadline, no room with --fail-fast, Groq failing); 2 the command or a
+    setting must change (a bad request, too large, an unknown model, a key Groq refuses, no store)."""
+    from medops.core.errors import GroqError
+    from medops.core.groq.quota import QuotaExhausted
+    from medops.core.groq.scheduler import DeadlineExceeded, RequestCancelled
+
+    if isinstance(error, RequestRejected):
+        return 2 if error.status in (400, 401, 403, 404, 413, 422) else 1
+    return 1 if isinstance(error, GroqError | DeadlineExceeded | RequestCancelled | QuotaExhausted) else 2
 
 
 def failure_reason(error: BaseException) -> str:

@@ -100,7 +100,8 @@ def test_fail_fast_refuses_when_the_quota_has_no_room(tmp_path: Path, capsys: py
     config = tmp_path / "medops.toml"
     config.write_text(f'[models."{MODEL}"]\nrpm = 1\nrpd = 10\ntpm = 6000\ntpd = 500000\n')
     assert main(["--config", str(config), "ask", "first", "--max-tokens", "50"]) == 0
-    assert main(["--config", str(config), "ask", "second", "--max-tokens", "50", "--fail-fast"]) == 2
+    # Tried and refused (no room now): 1, as the README's exit statuses say; 2 is for a command to change.
+    assert main(["--config", str(config), "ask", "second", "--max-tokens", "50", "--fail-fast"]) == 1
     err = capsys.readouterr().err
     assert "has no room" in err and "rpm" in err
 
@@ -298,7 +299,7 @@ def test_proxy_credentials_in_groq_base_url_never_reach_an_error_message(monkeyp
         port = closed.getsockname()[1]
     monkeypatch.setenv("GROQ_BASE_URL", f"http://proxyuser:proxyS3cret@127.0.0.1:{port}")
     monkeypatch.setenv("MEDOPS_MAX_RETRIES", "0")
-    assert main(["ask", "hello"]) == 2
+    assert main(["ask", "hello"]) == 1  # tried and failed: nothing listens there
     err = capsys.readouterr().err
     assert f"http://***@127.0.0.1:{port}" in err
     assert "proxyS3cret" not in err and "proxyuser" not in err
@@ -407,3 +408,18 @@ def test_a_bad_lines_spec_is_refused_saying_what_is_wrong(spec: str, expected: s
 def test_lines_without_a_file_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ask", "hello", "--lines", "3"]) == 2
     assert "--lines applies to --file only" in capsys.readouterr().err
+
+
+def test_a_prompt_that_failed_exits_1_and_one_the_command_must_change_for_exits_2() -> None:
+    # The third trial: a prompt cancelled by an operator ended `medops ask` with 2, "change the command".
+    from medops.console.commands.ask import exit_status
+    from medops.core.errors import ConfigError
+    from medops.core.groq.errors import RateLimited, RequestRejected, TimedOut
+    from medops.core.groq.scheduler import DeadlineExceeded, RequestCancelled
+
+    assert exit_status(RequestCancelled("cancelled by oncall")) == 1
+    assert exit_status(DeadlineExceeded("no answer within 30 s")) == 1
+    assert exit_status(TimedOut("no answer within 30s")) == 1
+    assert exit_status(RateLimited(5.0)) == 1
+    assert exit_status(RequestRejected(401, "API key was refused")) == 2
+    assert exit_status(ConfigError("no store set")) == 2
