@@ -47,7 +47,13 @@ class WindowUsage:
 
     @property
     def remaining(self) -> int:
-        return max(0, self.limit - self.used - self.held)
+        return max(0, self.limit - self.counted)
+
+    @property
+    def counted(self) -> int:
+        """What the window counts against its limit: the use and what is held beside it (a window 10 used + 20
+        held of 30 has no room, though its use reads a third)."""
+        return self.used + self.held
 
 
 @dataclass(frozen=True)

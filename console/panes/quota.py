@@ -109,7 +109,7 @@ def model_lines(model: ModelQuota, width: int, *, default: bool = False, unreach
         blocked = f" [reverse $error] 429 {figures.duration(window.blocked_for)} [/]" if window.blocked_for > 0 else ""
         own = f" [dim]me[/] {figures.count(window.own):>4}" if window.own is not None else ""
         # the bar counts what is held beside the use: a held window has no room (the figure stays the use)
-        lines.append(f" {window.name:<3} {figures.bar(window.used + window.held, window.limit, bar_width)}"
+        lines.append(f" {window.name:<3} {figures.bar(window.counted, window.limit, bar_width)}"
                      f" {used:>12}{own}"
                      f" reset {figures.duration(window.reset_in) if window.used else '-':>6}{blocked}")
         if window.held:

@@ -131,7 +131,7 @@ def model_line(model: ModelQuota) -> str:
         # Past the limit is full, not more: on a fleet's local share `used` counts what the others may hold
         # (a trial showed "rpm 429%", read as 429s); a limit of 0 (a store never reached) has no room at all.
         # What is held counts too: a window 10 used + 20 held of 30 is full ("rpm 33%" read as room, in a trial).
-        fraction = min(1.0, (window.used + window.held) / window.limit) if window.limit > 0 else 1.0
+        fraction = min(1.0, window.counted / window.limit) if window.limit > 0 else 1.0
         shown = "<1%" if 0 < fraction < 0.005 else figures.percent(fraction)  # in use is never 0%
         share = f"{window.name} {shown:>4}"
         parts.append(f"[b reverse]{share}[/]" if fraction >= figures.CRITICAL_AT else share)

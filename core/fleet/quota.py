@@ -431,7 +431,7 @@ class StoreDecides:
         for window in self.snapshot().windows if quota._view is not None else ():
             if window.blocked_for > 0:
                 reasons.append(f"{window.name} blocked by a 429 for {format_go_duration(window.blocked_for)}")
-            elif window.used < window.limit <= window.used + window.held:
+            elif window.used < window.limit <= window.counted:
                 reasons.append(held_words(window, wall))
             elif window.used >= window.limit:
                 reasons.append(f"{window.name} full across the fleet")

@@ -73,7 +73,7 @@ def held_wait(quota: ModelQuota, tokens: int, now_wall: float) -> Wait | None:
     window read as room ("the fleet has room in 1 s") for the whole hold, in a trial. None: nothing held."""
     for w in quota.windows:
         need = tokens if _COUNTS_TOKENS.get(w.name, False) else 1
-        if w.held and w.used + need <= w.limit < w.used + w.held + need:
+        if w.held and w.used + need <= w.limit < w.counted + need:
             return Wait(held_words(w, now_wall), w.held_until if w.held_until > now_wall else None)
     return None
 
