@@ -30,6 +30,21 @@ async def _publish(*quotas: FleetQuota) -> None:
         await fleet_of(quota).publish()
 
 
+async def _one_each_then_restarted_empty(redis_server: RedisServer, a: FleetQuota, b: FleetQuota) -> None:
+    """Each member settles one request (7 tokens), both beat twice, then the store restarts empty and both write
+    their day back (the old connections fail once first)."""
+    for quota in (a, b):
+        reservation = await admit(quota, 10)
+        assert isinstance(reservation, Reservation)
+        quota.settle(reservation, 7)
+        await asyncio.wait_for(fleet_of(quota).flush(), timeout=10)
+    for quota in (a, b, a, b):
+        await fleet_of(quota).heartbeat()
+    redis_server.restart_empty()
+    for quota in (a, a, b, b):
+        await fleet_of(quota).heartbeat()
+
+
 async def _window(url: str, name: str) -> FleetWindow:
     view = await read_fleet(url, "test")
     return next(w for w in view.windows if w.model == MODEL and w.name == name)
@@ -54,16 +69,7 @@ async def test_the_members_use_is_the_sum_of_their_parts_and_no_part_exceeds_it(
 async def test_after_an_empty_restart_the_held_minute_reads_as_held_with_its_end(redis_server: RedisServer) -> None:
     async with member(redis_server.url, LIMITS, "a", seed_grace=0.5) as a, \
             member(redis_server.url, LIMITS, "b", seed_grace=0.5) as b:
-        for quota in (a, b):
-            reservation = await admit(quota, 10)
-            assert isinstance(reservation, Reservation)
-            quota.settle(reservation, 7)
-            await asyncio.wait_for(fleet_of(quota).flush(), timeout=10)
-        for quota in (a, b, a, b):
-            await fleet_of(quota).heartbeat()
-        redis_server.restart_empty()
-        for quota in (a, a, b, b):  # the old connections fail once; then each writes its day back
-            await fleet_of(quota).heartbeat()
+        await _one_each_then_restarted_empty(redis_server, a, b)
         await _publish(a, b)
         rpm = await _window(redis_server.url, "rpm")
         # "rpm 10/10" with parts summing to 2 read as members' use; now: 2 used, the rest held, until when.
@@ -211,16 +217,7 @@ async def test_after_an_empty_restart_a_request_waits_on_the_held_minute_said_he
         redis_server: RedisServer) -> None:
     async with member(redis_server.url, LIMITS, "a", seed_grace=0.5) as a, \
             member(redis_server.url, LIMITS, "b", seed_grace=0.5) as b:
-        for quota in (a, b):
-            reservation = await admit(quota, 10)
-            assert isinstance(reservation, Reservation)
-            quota.settle(reservation, 7)
-            await asyncio.wait_for(fleet_of(quota).flush(), timeout=10)
-        for quota in (a, b, a, b):
-            await fleet_of(quota).heartbeat()
-        redis_server.restart_empty()
-        for quota in (a, a, b, b):
-            await fleet_of(quota).heartbeat()
+        await _one_each_then_restarted_empty(redis_server, a, b)
         assert not isinstance(await admit(a, 10), Reservation)  # 2 used + 8 held of 10: no room (unchanged)
         await fleet_of(a).heartbeat()  # the view and every member's part read together: use and held apart
         rpm = next(w for w in a.snapshot().windows if w.name == "rpm")
