@@ -175,8 +175,11 @@ class AttachedFleet:
         return view
 
     async def _follow(self) -> None:
-        """Read the fleet every refresh interval; a store that does not answer is said so, and read again."""
-        while True:
+        """Read the fleet every refresh interval; a store that does not answer is said so, and read again.
+
+        It ends when `stop` clears `running`, not only on the cancel: redis-py can turn a cancel that lands
+        mid-command into a ConnectionError (seen under load), which the except below would otherwise outlive."""
+        while self.running:
             await asyncio.sleep(self._settings.refresh_interval)
             try:
                 view = await self._read()

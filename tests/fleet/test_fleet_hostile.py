@@ -113,16 +113,40 @@ async def test_the_attached_view_survives_a_bad_entry_for_seconds_and_says_its_f
         def broken(*args: Any, **kwargs: Any) -> Any:
             raise TypeError("a value no reader expected")
 
-        monkeypatch.setattr("medops.core.fleet.attached.fleet_snapshot", broken)
-        await asyncio.sleep(3.0)
-        store = attached.snapshot().quota.store
-        assert store is not None and store.state == "down" and "unexpected" in store.last_error
-        assert attached._task is not None and not attached._task.done()  # the follow loop lives on
-        monkeypatch.undo()
+        with monkeypatch.context() as patch:  # undone on leaving, and only this (not the folders' isolation)
+            patch.setattr("medops.core.fleet.attached.fleet_snapshot", broken)
+            await asyncio.sleep(3.0)
+            store = attached.snapshot().quota.store
+            assert store is not None and store.state == "down" and "unexpected" in store.last_error
+            assert attached._task is not None and not attached._task.done()  # the follow loop lives on
         await asyncio.sleep(1.0)
         assert attached.snapshot().quota.store.state == "up"  # type: ignore[union-attr]
     finally:
         await attached.stop()
+
+
+async def test_stopping_the_attached_view_ends_its_reads_even_when_the_reader_turns_the_cancel_into_an_error(
+        redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py can turn a cancel that lands mid-command into a ConnectionError (seen under load in CI: `stop`
+    then waited for ever on a loop that took the error for a store away and read again)."""
+    from medops.core.fleet.view import FleetUnavailable
+
+    plant(redis_server.url)
+    attached = AttachedFleet(settings(redis_server.url))
+    await attached.start()
+    reading = asyncio.Event()
+
+    async def read_until_cancelled(self: AttachedFleet) -> Any:
+        reading.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise FleetUnavailable("quota store cannot be read (ConnectionError)") from None
+
+    monkeypatch.setattr(AttachedFleet, "_read", read_until_cancelled)
+    await asyncio.wait_for(reading.wait(), 30)
+    await asyncio.wait_for(attached.stop(), 30)  # ends, where it hung
+    assert not attached.running
 
 
 def test_a_failing_attached_read_turns_live_into_how_old_the_figures_are() -> None:
