@@ -28,15 +28,14 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import redis.asyncio as redis
-from redis.exceptions import NoPermissionError, RedisError
 
 from medops.core.errors import MedopsError
 from medops.core.fleet.entries import Malformed, Skips, text
 from medops.core.fleet.shared_settings import SETTINGS_KEY, entry, storable
+from medops.core.fleet.store_writes import writing
 from medops.core.fleet.view import FleetUnavailable, read_fleet, read_sized
 from medops.core.fleet.wire import namespace_prefix
 from medops.core.inert_text import name as checked_name
-from medops.core.settings.redact import redact_url
 
 Operation = Literal["pause", "resume", "set_limit", "cancel_request", "set_request_priority"]
 # cancel_request and set_request_priority carry the request's id in `key` (and the priority in `value`).
@@ -176,9 +175,8 @@ async def issue(url: str, namespace: str, op: str, target: str = "*", key: str =
     known = {m.instance for m in view.members}
     expected = alive if target == "*" else {target}
     prefix = namespace_prefix(namespace)
-    client = redis.Redis.from_url(url, password=password or None, socket_timeout=2, socket_connect_timeout=2,
-                                  decode_responses=False)
-    try:
+    async with writing(url, password, "send commands to the fleet", "an operator user, or to an oncall user "
+                       "for a console that runs its own core") as client:
         whoami = await cast(Any, client.acl_whoami())
         store_user = whoami.decode(errors="replace") if isinstance(whoami, bytes) else str(whoami)
         command = Command(f"cmd-{uuid.uuid4().hex[:12]}", op, target, operator_name(), time.time(), key, value,
@@ -204,14 +202,6 @@ async def issue(url: str, namespace: str, op: str, target: str = "*", key: str =
                 await asyncio.sleep(0.2)
         else:
             answers = {}
-    except NoPermissionError:
-        raise FleetUnavailable(f"the store user of {redact_url(url)} may not send commands to the fleet: set "
-                               "store_user (MEDOPS_STORE_USER) to an operator user, or to an oncall user for a "
-                               "console that runs its own core (see `medops fleet acl`)") from None
-    except (RedisError, OSError) as exc:
-        raise FleetUnavailable(f"quota store {redact_url(url)} cannot be written ({type(exc).__name__})") from None
-    finally:
-        await client.aclose()
     acks = [acknowledgement(name, raw) for name, raw in sorted(answers.items())]
     for name in sorted(expected - set(answers)):
         gone = name not in alive

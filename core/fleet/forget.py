@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Literal
 
 import redis.asyncio as redis
-from redis.exceptions import NoPermissionError, RedisError
 
+from medops.core.fleet.store_writes import writing
 from medops.core.fleet.view import FleetUnavailable, MemberState, read_fleet
 from medops.core.fleet.wire import namespace_prefix
-from medops.core.settings.redact import redact_url
 
 Which = Literal["left", "gone", "stopped"]  # "stopped": left or gone
 
@@ -60,17 +59,8 @@ async def forget(url: str, namespace: str, password: str | None = None, instance
     if instance is not None and not asked:
         raise FleetUnavailable(f"no member named {instance!r} is listed by the store (see `medops fleet`)")
     chosen = [m for m in asked if m.state in wanted]
-    client = redis.Redis.from_url(url, password=password or None, socket_timeout=2, socket_connect_timeout=2,
-                                  decode_responses=True)
-    try:
+    async with writing(url, password, "forget members", "an operator or oncall user") as client:
         await drop_rows(client, namespace_prefix(namespace), [m.instance for m in chosen])
-    except NoPermissionError:
-        raise FleetUnavailable(f"the store user of {redact_url(url)} may not forget members: set store_user "
-                               "(MEDOPS_STORE_USER) to an operator or oncall user (see `medops fleet acl`)") from None
-    except (RedisError, OSError) as exc:
-        raise FleetUnavailable(f"quota store {redact_url(url)} cannot be written ({type(exc).__name__})") from None
-    finally:
-        await cast(Any, client.aclose())
     return Forgotten(tuple(m.instance for m in chosen if m.state == MemberState.LEFT),
                      tuple(m.instance for m in chosen if m.state == MemberState.GONE),
                      sum(1 for m in asked if m.state.present))

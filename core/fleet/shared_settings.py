@@ -27,10 +27,11 @@ from typing import Any, cast
 
 import redis.asyncio as redis
 from redis.asyncio.client import NEVER_DECODE
-from redis.exceptions import NoPermissionError, RedisError
+from redis.exceptions import RedisError
 
 from medops.core.errors import ConfigError
 from medops.core.fleet.entries import Malformed, text
+from medops.core.fleet.store_writes import writing
 from medops.core.fleet.view import FleetUnavailable
 from medops.core.fleet.wire import namespace_prefix
 from medops.core.inert_text import NAME, name
@@ -241,13 +242,5 @@ async def read_fleet_settings(url: str, namespace: str, password: str | None = N
 
 async def unset(url: str, namespace: str, key: str, password: str | None = None) -> bool:
     """Remove `key`'s fleet-wide value; True if there was one. Members running keep what they run."""
-    client = _client(url, password)
-    try:
+    async with writing(url, password, "change the fleet-wide settings", "an operator user") as client:
         return bool(await cast(Any, client.hdel(f"{namespace_prefix(namespace)}{SETTINGS_KEY}", key)))
-    except NoPermissionError:
-        raise FleetUnavailable(f"the store user of {redact_url(url)} may not change the fleet-wide settings: set "
-                               "store_user (MEDOPS_STORE_USER) to an operator user (see `medops fleet acl`)") from None
-    except (RedisError, OSError) as exc:
-        raise FleetUnavailable(f"quota store {redact_url(url)} cannot be written ({type(exc).__name__})") from None
-    finally:
-        await client.aclose()
