@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 SEED_GRACE = 30.0  # the longest an emptied store waits for its members to write their day back
 SYNC_CHUNK = 500
+# The longest a stopping member waits for its queued settles: milliseconds normally; with the store frozen the
+# first call fails within store_timeout and the rest are skipped at once.
+STOP_FLUSH = 5.0
 MAX_OLD_MEMBERS = 1000  # members of the old wire read to decide which wire to speak
 # Short CLI runs: they leave no row behind them (a `medops status` a minute is not a member worth listing).
 PASSING_ROLES = frozenset({"status", "extract", "kb"})
@@ -123,6 +126,11 @@ class Fleet:
                        asyncio.create_task(self._drain(), name="medops-fleet-outbox")]
 
     async def stop(self) -> None:
+        # The queue goes out before the tasks end, the call being sent included: a cancel landing inside a
+        # settle would lose it, and its flight would hold the fleet's room until store_flight_bound.
+        if self._tasks:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.flush(), STOP_FLUSH)
         self._stopping = True
         await end_tasks(self._tasks)
         self._tasks = []

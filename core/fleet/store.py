@@ -11,6 +11,7 @@ data; the URL's password is never shown (`redact_url`).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -169,9 +170,7 @@ class QuotaStore:
             self._failed(exc)
             raise StoreUnavailable(str(exc)) from None
         except (RedisError, OSError) as exc:
-            self._failed(exc)
-            raise StoreUnavailable(f"quota store {redact_url(self.url)} unreachable: "
-                                   f"{type(exc).__name__}") from None
+            raise self._failure(exc) from None
         after_mono = self._clock.monotonic()
         self.last_answer = after_mono
         self._round_trips.append(after_mono - before_mono)
@@ -197,6 +196,17 @@ class QuotaStore:
                                      "this store user may not load it: have the store's admin run `medops fleet "
                                      "acl --apply`") from None
         self._loaded.add(library)
+
+    def _failure(self, exc: RedisError | OSError) -> BaseException:
+        """What a failed call raises: `StoreUnavailable`, the store marked away; or, when this task is being
+        cancelled, the cancel. redis-py can turn a cancel that lands inside a command into a connection error
+        (see `membership.end_tasks`): a member stopping, or a request given up, must not read as the store gone
+        (a stopping member would then skip leaving, and its reservations would hold the fleet's room)."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            return asyncio.CancelledError()
+        self._failed(exc)
+        return StoreUnavailable(f"quota store {redact_url(self.url)} unreachable: {type(exc).__name__}")
 
     def _failed(self, exc: BaseException) -> None:
         was_up = self.up
@@ -233,9 +243,7 @@ class QuotaStore:
                                   approximate=True)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
-            self._failed(exc)
-            raise StoreUnavailable(f"quota store {redact_url(self.url)} unreachable: "
-                                   f"{type(exc).__name__}") from None
+            raise self._failure(exc) from None
 
     async def alive_descriptions(self, prefix: str, limit: int) -> list[str | None]:
         """The descriptions of up to `limit` members alive under `prefix` (another wire's keys) for a second more
@@ -248,9 +256,7 @@ class QuotaStore:
                 return []
             return list(await cast(Any, self._client.hmget(f"{prefix}members", alive)))
         except (RedisError, OSError) as exc:
-            self._failed(exc)
-            raise StoreUnavailable(f"quota store {redact_url(self.url)} unreachable: "
-                                   f"{type(exc).__name__}") from None
+            raise self._failure(exc) from None
 
     def to_store_ms(self, monotonic: float) -> int:
         """A local monotonic time on the store's clock (as of the latest answer)."""

@@ -72,6 +72,63 @@ async def test_a_member_that_stops_cleanly_is_listed_left_with_its_last_figures(
     assert "bravo" in view.snapshots
 
 
+async def test_a_member_stopping_while_a_settle_is_being_sent_sends_it_and_leaves_no_flight(
+        redis_server: RedisServer) -> None:
+    """Seen as a flight left in the store after a clean `ask` run (fresh-clone CI): stop cancelled the outbox
+    task inside the last settle's call, and the flight held the fleet's room until store_flight_bound."""
+    from medops.core.groq.quota import Reservation
+    from tests.helpers.fleet_helpers import MODEL
+
+    async with member(redis_server.url, LIMITS, "alpha") as alpha:
+        store = fleet_of(alpha).store
+        sending = asyncio.Event()
+        real_call = store.call
+
+        async def slow_call(call: Any) -> Any:  # a settle still on its way when the member stops
+            if "settle" in call.function:
+                sending.set()
+                await asyncio.sleep(0.5)
+            return await real_call(call)
+
+        store.call = slow_call  # type: ignore[method-assign]
+        reservation = await alpha.admit(100, 0, 0.0)
+        assert isinstance(reservation, Reservation)
+        alpha.settle(reservation, 80)
+        await asyncio.wait_for(sending.wait(), 30)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        assert await client.hlen(f"medops:{{test}}:q:{MODEL}:fly") == 0
+    finally:
+        await client.aclose()
+
+
+async def test_a_cancel_redis_py_turns_into_a_connection_error_ends_the_call_and_leaves_the_store_up(
+        redis_server: RedisServer) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    async with member(redis_server.url, LIMITS, "alpha") as alpha:
+        fleet = fleet_of(alpha)
+        store = fleet.store
+        entered = asyncio.Event()
+
+        async def converted(call: Any) -> Any:  # what redis-py did with a cancel inside a command, under load
+            entered.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                raise RedisConnectionError("Connection closed by server.") from None
+
+        real_fcall = store._fcall
+        store._fcall = converted  # type: ignore[method-assign]
+        call = asyncio.create_task(store.call(fleet.wire.leave("nobody")))
+        await asyncio.wait_for(entered.wait(), 30)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert store.up and store.down_since is None  # the store did not go away: the caller stopped
+        store._fcall = real_fcall  # type: ignore[method-assign]
+
+
 async def test_a_status_run_leaves_no_row(redis_server: RedisServer, tmp_path: Path, built_knowledge: Path) -> None:
     where = Locations(config_dir=tmp_path / "config", data_dir=tmp_path / "data")
     where.ensure()
