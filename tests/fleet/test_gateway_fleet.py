@@ -130,7 +130,7 @@ def _status(future: Future[Any]) -> int | None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_three_gateways_under_one_30_rpm_limit_answer_90_concurrent_sdk_requests_without_a_refusal(
+def test_three_gateways_under_one_30_rpm_limit_answer_60_concurrent_sdk_requests_without_a_refusal(
         tmp_path: Path, redis_server: RedisServer, built_knowledge: Path) -> None:
     limits = ModelLimits(rpm=30, rpd=14_400, tpm=1_000_000, tpd=10_000_000)
     with EndpointThread(LocalEndpoint({MODEL: limits})) as endpoint:
@@ -138,19 +138,20 @@ def test_three_gateways_under_one_30_rpm_limit_answer_90_concurrent_sdk_requests
         secrets = [medops.add_key(f"agent-{n}", "triage") for n, medops in enumerate(fleet)]
         with gateways(fleet, tmp_path) as processes:
             statuses: list[int] = []
-            answers = asyncio.run(_ninety(processes, secrets, statuses))
+            answers = asyncio.run(_sixty(processes, secrets, statuses))
         stats = endpoint.stats
-    assert len(answers) == 90 and all(a.choices[0].message.content for a in answers)
-    assert statuses == [200] * 90  # no 429 ever reached a client, not even one its SDK retried
-    assert (stats.requests, stats.answered, stats.rate_limited) == (90, 90, 0)
+    assert len(answers) == 60 and all(a.choices[0].message.content for a in answers)
+    assert statuses == [200] * 60  # no 429 ever reached a client, not even one its SDK retried
+    assert (stats.requests, stats.answered, stats.rate_limited) == (60, 60, 0)
     # The endpoint's own stamps (`created`, its wall clock in whole seconds when it answered): at most 30 in
-    # any 60 s, and they did take three minutes' windows.
+    # any 60 s, and they did take two minutes' windows. (Twice the limit at once is the point; a third minute
+    # only added a minute to the suite.)
     stamps = sorted(a.created for a in answers)
     assert max(sum(1 for s in stamps if start <= s < start + 60) for start in stamps) == 30
-    assert stamps[-1] - stamps[0] >= 120
+    assert stamps[-1] - stamps[0] >= 59
 
 
-async def _ninety(processes: list[GatewayProcess], secrets: list[str], statuses: list[int]) -> list[Any]:
+async def _sixty(processes: list[GatewayProcess], secrets: list[str], statuses: list[int]) -> list[Any]:
     async def note(response: httpx.Response) -> None:
         statuses.append(response.status_code)
     clients = [groq.AsyncGroq(api_key=secret, base_url=process.url, timeout=290.0,
@@ -159,7 +160,7 @@ async def _ninety(processes: list[GatewayProcess], secrets: list[str], statuses:
     try:
         return list(await asyncio.gather(*(clients[n % 3].chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": f"follow-up {n}"}], max_completion_tokens=50)
-            for n in range(90))))
+            for n in range(60))))
     finally:
         for client in clients:
             await client.close()
