@@ -83,6 +83,9 @@ class FleetQuota:
         self._parts_at = 0
         self._view_at = 0
         self._view_own: Quad | None = None
+        # Per window, what the latest heartbeat counted beyond every member's part (held, nobody's use). An
+        # admission's reply gives only the total and this member's part: until the next beat this splits it.
+        self._held_seen: Quad | None = None
         self._held = 0.0
         self._others_until: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # wall time the local share's hold ends
         self._restarted_at = 0.0  # wall time this member last wrote its day into an emptied store
@@ -273,6 +276,10 @@ class FleetQuota:
         self._view_own = others.pop(self._fleet.instance, (0, 0, 0, 0))
         self._parts = others
         self._parts_at = at_ms
+        if self._view is not None and self._view_at == at_ms:
+            summed = [self._view_own[d] + sum(p[d] for p in others.values()) for d in range(4)]
+            held = [max(0, w.used - part) for w, part in zip(self._view, summed, strict=True)]
+            self._held_seen = (held[0], held[1], held[2], held[3])
 
     def carried_entries(self, hold_since: int = 0) -> list[Entry]:
         """For an emptied store, beside this member's own day: every other member's part as last seen, to count
@@ -348,20 +355,22 @@ class FleetQuota:
             for w, o, until in zip(mirror.windows, own, self._others_until, strict=True)))
 
     def _fleet_snapshot(self, view: tuple[WindowUsage, ...]) -> ModelQuota:
-        """The fleet's windows, with this instance's part of each; read with every member's part (a heartbeat),
-        what is counted beyond the parts is held (an emptied store's carry, Groq's extra count), not use."""
+        """The fleet's windows, with this instance's part of each; what is counted beyond the members' parts is
+        held (an emptied store's carry, Groq's extra count), not use: as the latest heartbeat split it, and
+        between beats no more than the total beside this member's part now (what it admits is always use)."""
         mirror = self._mirror.snapshot()
         own = self._mirror.own_use()
         windows = tuple(replace(fleet, own=o) for fleet, o in zip(view, own, strict=True))
-        if self._parts_at == self._view_at and self._view_own is not None:
-            parts = [self._view_own[d] + sum(p[d] for p in self._parts.values()) for d in range(4)]
+        if self._held_seen is not None and self._view_own is not None:
             attempt = self._fleet.attempt_bound
             ends = [self._restarted_at + span + attempt for span in (MINUTE, DAY, MINUTE, DAY)]
             wall = self._clock.wall()
-            windows = tuple(replace(w, used=min(w.used, part), held=max(0, w.used - part),
+            held = [min(seen, max(0, w.used - mine))
+                    for w, seen, mine in zip(windows, self._held_seen, self._view_own, strict=True)]
+            windows = tuple(replace(w, used=w.used - h, held=h,
                                     held_until=end if end > wall else 0.0,
                                     held_why="store restarted" if end > wall else "Groq counts more")
-                            for w, part, end in zip(windows, parts, ends, strict=True))
+                            for w, h, end in zip(windows, held, ends, strict=True))
         return replace(mirror, windows=windows, capacity_hold=self.capacity_hold)
 
 

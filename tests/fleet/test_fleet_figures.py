@@ -10,6 +10,7 @@ from medops.core.clock import wall_text
 from medops.core.fleet.quota import FleetQuota
 from medops.core.fleet.view import FleetWindow, read_fleet
 from medops.core.groq.quota import Reservation
+from medops.core.groq.rate_headers import RateLimitHeaders
 from medops.core.groq.wait_reason import quota_wait
 from medops.core.settings.config import ModelLimits, Settings
 from medops.core.snapshot import CoreSnapshot, QuotaSnapshot
@@ -227,3 +228,35 @@ async def test_after_an_empty_restart_a_request_waits_on_the_held_minute_said_he
         wait = quota_wait(a.snapshot(), 10, a.wait_time(10), wall)
         assert wait is not None and wait.reason == f"rpm held until {wall_text(rpm.held_until, wall)} (store restarted)"
         assert "rpm held until " in a.blocking(10) and "rpm full" not in a.blocking(10)
+
+
+async def test_between_heartbeats_an_empty_restarts_hold_stays_held_in_the_members_own_view(
+        redis_server: RedisServer) -> None:
+    # "rpm 10/10 used, 0 held" in a member's own view after an admission, until the next heartbeat split it: the
+    # admission's reply counts the hold with the use, and only a heartbeat names every member's part.
+    async with member(redis_server.url, LIMITS, "a", seed_grace=0.5) as a:
+        assert isinstance(await admit(a, 10), Reservation)
+        await fleet_of(a).heartbeat()
+        redis_server.restart_empty()
+        for _ in range(3):
+            await fleet_of(a).heartbeat()
+        await asyncio.sleep(0.01)  # a later moment on the store's clock than the beat's (the same ms read as it)
+        assert not isinstance(await admit(a, 10), Reservation)  # the minute is held full: its reply, no beat after
+        rpm, rpd = a.snapshot().windows[:2]
+    assert (rpm.used, rpm.own, rpm.held, rpm.limit) == (1, 1, 9, 10)  # as the heartbeat split it
+    assert (rpd.used, rpd.held) == (1, 10)  # a minute's limit held on the day for what nobody saw
+
+
+async def test_between_heartbeats_what_the_member_admits_is_use_and_what_groq_counts_more_stays_held(
+        redis_server: RedisServer) -> None:
+    async with member(redis_server.url, ROOMY, "a") as a:
+        await _use(a, 1)
+        # Groq counts 10 of the day's requests where the fleet counts 1: 9 held, nobody's use.
+        a.observe_headers(RateLimitHeaders(limit_requests=1_000, remaining_requests=990, reset_requests=3_600))
+        await asyncio.wait_for(fleet_of(a).flush(), timeout=10)
+        await fleet_of(a).heartbeat()
+        assert (a.snapshot().windows[1].used, a.snapshot().windows[1].held) == (1, 9)
+        await asyncio.sleep(0.01)  # a later moment on the store's clock than the beat's (the same ms read as it)
+        assert isinstance(await admit(a, 10), Reservation)  # between heartbeats
+        rpd = a.snapshot().windows[1]
+    assert (rpd.used, rpd.own, rpd.held, rpd.counted) == (2, 2, 9, 11)  # not "11 used, 0 held"
