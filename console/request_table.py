@@ -15,6 +15,7 @@ from medops.core.inert_text import visible
 from medops.core.snapshot import RequestRow
 
 PRIORITY_ORDER = {"critical": 0, "high": 1, "normal": 2}
+MEMBER_WIDTH = 16  # a member's name in the attached view's column; the whole name is on the Fleet tab
 SEND_ORDER = "order"  # the default sort: as the snapshot lists them (in flight, then as they would be sent)
 
 
@@ -26,6 +27,16 @@ def duration(seconds: float | None) -> str:
 def priority_text(row: RequestRow) -> str:
     """"normal^high" when aging raised it (it competes as high), else its priority."""
     return f"{row.priority}^{row.effective}" if row.promoted else row.priority
+
+
+def member_text(row: RequestRow) -> str:
+    """The member holding the row within MEMBER_WIDTH: a longer name ("host-pid-suffix") is cut in the middle,
+    keeping more of its end (the pid and suffix tell two members of one host apart) than of its host."""
+    name = visible(row.member)
+    if len(name) <= MEMBER_WIDTH:
+        return name
+    tail = MEMBER_WIDTH // 2 + 2
+    return f"{name[:MEMBER_WIDTH - 1 - tail]}…{name[-tail:]}"
 
 
 def who(row: RequestRow) -> str:
@@ -50,7 +61,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("state", "state", lambda r: r.state, lambda r: r.state),
     Column("age", "age", lambda r: -r.age, lambda r: duration(r.age), right=True),
     Column("wait", "why it waits", lambda r: r.reason, lambda r: r.reason),
-    Column("who", "agent/key", lambda r: (r.member, r.client or r.agent), who),
+    Column("who", "agent/key", lambda r: r.client or r.agent, lambda r: r.client or r.agent),
     Column("model", "model", lambda r: r.model, lambda r: r.model),
     Column("tokens", "tokens", lambda r: -r.tokens, lambda r: f"{r.tokens:,}", right=True),
     Column("deadline", "deadline", lambda r: r.deadline_left if r.deadline_left is not None else float("inf"),
@@ -59,7 +70,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("groq", "at groq", lambda r: -r.at_groq, lambda r: duration(r.at_groq) if r.state == "sending" else "-",
            right=True),
 )
-SORT_KEYS = (SEND_ORDER, *(c.key for c in COLUMNS))
+# Attached to the fleet, which member holds each row, beside its id: at 80 columns the agent/key column is
+# off screen, and an on-call engineer must know where a request is to act on it.
+MEMBER = Column("member", "member", lambda r: r.member, member_text)
+ATTACHED_COLUMNS: tuple[Column, ...] = (COLUMNS[0], MEMBER, *COLUMNS[1:])
 
 
 @dataclass
@@ -70,21 +84,33 @@ class RequestTable:
     reverse: bool = False
     filter_text: str = ""
     rows: tuple[RequestRow, ...] = field(default_factory=tuple)
+    attached: bool = False  # the rows are the fleet's, each with its member
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        """The columns shown: attached to the fleet, with the member holding each row."""
+        return ATTACHED_COLUMNS if self.attached else COLUMNS
+
+    def sort_keys(self) -> tuple[str, ...]:
+        """The orders s cycles through: the send order, then each column's."""
+        return (SEND_ORDER, *(c.key for c in self.columns))
 
     def shown(self) -> list[RequestRow]:
-        """The rows the filter lets through (any cell, case-insensitive), in the chosen order."""
+        """The rows the filter lets through (any cell, or a member's whole name; case-insensitive), in the chosen
+        order."""
         needle = self.filter_text.casefold()
         kept = [(i, r) for i, r in enumerate(self.rows)
-                if not needle or needle in " ".join(c.show(r) for c in COLUMNS).casefold()]
+                if not needle or needle in " ".join([r.member, *(c.show(r) for c in self.columns)]).casefold()]
         if self.sort_key == SEND_ORDER:
             ordered = [r for _, r in kept]
             return ordered[::-1] if self.reverse else ordered
-        column = next(c for c in COLUMNS if c.key == self.sort_key)
+        column = next(c for c in self.columns if c.key == self.sort_key)
         return [r for _, r in sorted(kept, key=lambda pair: (column.sort(pair[1]), pair[0]), reverse=self.reverse)]
 
     def sort_next(self) -> str:
         """Sort by the next column (after the last, the send order again); the key now in force."""
-        self.sort_key = SORT_KEYS[(SORT_KEYS.index(self.sort_key) + 1) % len(SORT_KEYS)]
+        keys = self.sort_keys()
+        self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
         self.reverse = False
         return self.sort_key
 
@@ -95,7 +121,7 @@ class RequestTable:
 
     def cells(self, row: RequestRow) -> list[str]:
         """A row's cells as plain text (what came from a member is made visible: no control characters)."""
-        return [visible(c.show(row)) for c in COLUMNS]
+        return [visible(c.show(row)) for c in self.columns]
 
     def summary(self, held: int, shown: int, scope: str = "") -> str:
         """How many are held (and where: `scope`) and shown, the order and the filter (as typed, shown as text)."""

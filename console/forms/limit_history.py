@@ -3,12 +3,14 @@
 The core reads them from the ledger on the ledger's own thread; a worker awaits that
 and posts the result, so the UI loop never waits on DuckDB. Until the first answer the
 view shows this run's changes from the latest snapshot. Days are headings and only the
-change column wraps, so each line (time, key, old → new, who) fits 80 columns.
+change column wraps, at spaces and inside a long model name after a "/" or "-", so each line
+(time, key, old → new, who) fits 80 columns.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from typing import TYPE_CHECKING
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 
 MIN_CHANGE_WIDTH = 8  # columns the change keeps however narrow the view
 BY_WIDTH = 28  # "by " and an operator@host name; a longer one is cut
+# A long word's pieces: each up to and including a "/" or "-" (a model name breaks there, never mid-word).
+WORD_PIECES = re.compile(r"[^/-]*[/-]+|[^/-]+")
 HISTORY_SHOWN = 200  # changes fetched for the view; older ones are a `medops limits history --limit N` away
 
 
@@ -162,13 +166,34 @@ class HistoryTable:
             grid = Table.grid(padding=(0, self.GAP))
             grid.add_column(width=time_width, no_wrap=True, style="dim")
             grid.add_column(width=self.key_width, no_wrap=True, overflow="ellipsis")
-            grid.add_column(width=change_width, overflow="fold")
+            grid.add_column(width=change_width, no_wrap=True)  # wrapped here: `wrapped`
             grid.add_column(width=self.by_width, no_wrap=True, overflow="ellipsis", style="dim")
             for change in day:
                 # Text, not str: rich reads a str as markup, and the operator's name came from the store.
                 grid.add_row(f" {times.clock_time(change.at)}", Text(visible(change.key)),
-                             Text(visible(transition(change))), Text(f"by {visible(change.by)}"))
+                             Text(wrapped(visible(transition(change)), change_width)),
+                             Text(f"by {visible(change.by)}"))
             yield grid
+
+
+def wrapped(value: str, width: int) -> str:
+    """`value` in lines of at most `width`, broken at spaces; a word longer than a line (a model name) also after
+    a "/" or "-", never mid-word; a piece with no such break longer than a line is cut at `width`. All of it shows."""
+    lines: list[str] = []
+    line = ""
+    for word in value.split(" "):
+        pieces = [word] if len(word) <= width else WORD_PIECES.findall(word)
+        for n, piece in enumerate(pieces):
+            gap = " " if line and n == 0 else ""
+            if line and len(line) + len(gap) + len(piece) > width:
+                lines.append(line)
+                line, gap = "", ""
+            line += gap + piece
+            while len(line) > width:
+                lines.append(line[:width])
+                line = line[width:]
+    lines.append(line)
+    return "\n".join(lines)
 
 
 def transition(change: LimitChange) -> str:

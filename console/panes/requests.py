@@ -21,7 +21,7 @@ from textual.widgets import DataTable, Input, Static
 from medops.console.error_text import describe_error
 from medops.console.forms.capture import CapturingInput
 from medops.console.forms.core_handle import STARTING, CoreHandle
-from medops.console.request_table import COLUMNS, PRIORITY_ORDER, RequestTable
+from medops.console.request_table import PRIORITY_ORDER, RequestTable
 from medops.core.errors import MedopsError
 from medops.core.fleet.commands import operator_name
 from medops.core.groq.wait_reason import FleetLine, with_fleet_line
@@ -67,9 +67,12 @@ class RequestsPane(Vertical):
         yield CapturingInput(placeholder="filter requests (any text in the row); enter keeps it, esc clears",
                     id="requests-filter")
         table: DataTable[Text] = DataTable(id="requests-table", cursor_type="row", zebra_stripes=True)
-        for column in COLUMNS:
-            table.add_column(column.label, key=column.key)
+        self._add_columns(table)
         yield table
+
+    def _add_columns(self, table: DataTable[Text]) -> None:
+        for column in self.model.columns:
+            table.add_column(column.label, key=column.key)
 
     def on_mount(self) -> None:
         self.query_one("#requests-filter", Input).display = False
@@ -118,13 +121,18 @@ class RequestsPane(Vertical):
         self.model.rows = latest.scheduler.requests
         self.held = latest.scheduler.requests_held
         table = self.query_one("#requests-table", DataTable)
+        attached = latest.quota.store is not None and latest.quota.store.attached
+        if attached != self.model.attached:  # known from the first snapshot: the fleet's rows add a member column
+            self.model.attached = attached
+            table.clear(columns=True)
+            self._add_columns(table)
         selected = self.selected()
         rows = self.model.shown()
         scrolled = table.scroll_target_x
         table.clear()
         for row in rows:
             table.add_row(*[Text(cell, justify="right" if column.right else "left")
-                            for cell, column in zip(self.model.cells(row), COLUMNS, strict=True)],
+                            for cell, column in zip(self.model.cells(row), self.model.columns, strict=True)],
                           key=row.request_id)
         if selected is not None and any(r.request_id == selected.request_id for r in rows):
             table.move_cursor(row=table.get_row_index(selected.request_id))

@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Label, Static
 
 from medops.console.app import MedopsApp
-from medops.console.forms.limit_history import LimitHistoryView, history_table
+from medops.console.forms.limit_history import LimitHistoryView, history_table, transition
 from medops.console.forms.limits import LimitsScreen
 from medops.core.clock import FakeClock
 from medops.core.ledger.limit_history import LimitChangeHistory
@@ -172,3 +172,30 @@ def test_a_long_operator_name_is_cut_and_the_time_and_values_stay_whole(width: i
     line = console.file.getvalue().splitlines()[1]  # type: ignore[attr-defined]
     assert ":" in line.split()[0] and len(line.split()[0]) == 8  # HH:MM:SS
     assert "10 → 12" in line and line.rstrip().endswith("…")
+
+
+
+LONG_MODEL = LimitChange(NOW, "default_model", "llama-3.1-8b-instant", "meta-llama/llama-4-scout-17b-16e-instruct",
+                         "console")
+
+
+class LongModelCore(FrozenCore):
+    """The frozen core, its history one change of the default model to a long name."""
+
+    async def limit_change_history(self, limit: int = 50, key: str | None = None) -> LimitChangeHistory:
+        return LimitChangeHistory((LONG_MODEL,), earlier_runs=True)
+
+
+async def test_at_80x24_a_long_model_name_wraps_only_after_a_slash_a_hyphen_or_a_space_and_stays_whole(
+        locations: Locations) -> None:
+    # It read "meta-llama/l" / "lama-4-scout" / "-17b-16e-ins" / "truct": cut inside words.
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=LongModelCore())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_history(pilot)
+        start = len(" HH:MM:SS") + 2 + len(LONG_MODEL.key) + 2  # after the time, the key and their gaps
+        pieces = [line[start:].split("  by ")[0].rstrip() for line in shown_lines(history_view(app))[1:]]
+    assert len(pieces) > 1  # it does not fit one line at 80 columns
+    joined = ""
+    for piece in pieces:  # a break inside a word would put a space inside it here
+        joined += piece if not joined or joined[-1] in "/-" else " " + piece
+    assert joined == transition(LONG_MODEL)
