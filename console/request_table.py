@@ -39,6 +39,12 @@ def member_text(row: RequestRow) -> str:
     return f"{name[:MEMBER_WIDTH - 1 - tail]}…{name[-tail:]}"
 
 
+def row_key(row: RequestRow) -> str:
+    """A row's key in the table: its member and its id. Two members may list one id, and a forged store even
+    one member twice (a repeated key made the table raise)."""
+    return f"{row.member}\x1f{row.request_id}"
+
+
 def who(row: RequestRow) -> str:
     """Its gateway key or agent; on an attached view, after the member holding it: "ward-1/triage"."""
     return f"{row.member}/{row.client or row.agent}" if row.member else row.client or row.agent

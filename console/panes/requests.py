@@ -21,7 +21,7 @@ from textual.widgets import DataTable, Input, Static
 from medops.console.error_text import describe_error
 from medops.console.forms.capture import CapturingInput
 from medops.console.forms.core_handle import STARTING, CoreHandle
-from medops.console.request_table import PRIORITY_ORDER, RequestTable
+from medops.console.request_table import PRIORITY_ORDER, RequestTable, row_key
 from medops.core.errors import MedopsError
 from medops.core.fleet.commands import operator_name
 from medops.core.groq.wait_reason import FleetLine, with_fleet_line
@@ -57,6 +57,7 @@ class RequestsPane(Vertical):
         self.model = RequestTable()
         self.held = 0
         self.armed: str | None = None  # the request a first c asked to cancel: a second c confirms
+        self._keyed: dict[str, RequestRow] = {}  # the rows in the table, by their key
         self.applied = 0  # snapshots drawn (tests wait on it)
         self._latest: CoreSnapshot | None = None
         self._view: FleetView | None = None  # the app's latest reading of the fleet
@@ -130,15 +131,20 @@ class RequestsPane(Vertical):
         rows = self.model.shown()
         scrolled = table.scroll_target_x
         table.clear()
+        self._keyed = {}
         for row in rows:
+            key = row_key(row)
+            if key in self._keyed:
+                continue  # a forged repeat of a row shown already (a member's own core never lists one twice)
+            self._keyed[key] = row
             table.add_row(*[Text(cell, justify="right" if column.right else "left")
                             for cell, column in zip(self.model.cells(row), self.model.columns, strict=True)],
-                          key=row.request_id)
-        if selected is not None and any(r.request_id == selected.request_id for r in rows):
-            table.move_cursor(row=table.get_row_index(selected.request_id))
+                          key=key)
+        if selected is not None and row_key(selected) in self._keyed:
+            table.move_cursor(row=table.get_row_index(row_key(selected)))
         table.call_after_refresh(table.scroll_to, x=scrolled, animate=False)
         self.applied += 1
-        self.show_status(len(rows))
+        self.show_status(len(self._keyed))
 
     def scope(self) -> str:
         """Whose requests these are: a member's own tab lists only its core's (a trial read "0 held" as the fleet's,
@@ -162,7 +168,7 @@ class RequestsPane(Vertical):
         if not table.row_count:
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return next((r for r in self.model.rows if r.request_id == key), None)
+        return self._keyed.get(key) if key is not None else None
 
     # ---- keys ---------------------------------------------------------------------
 

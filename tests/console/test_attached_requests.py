@@ -7,6 +7,7 @@ from dataclasses import replace
 from textual.widgets import DataTable
 
 from medops.console.app import MedopsApp
+from medops.console.panes.requests import RequestsPane
 from medops.console.request_table import MEMBER_WIDTH, member_text, who
 from medops.core.fleet.attached import fleet_snapshot
 from medops.core.groq.scheduler import REQUEST_ROWS
@@ -59,3 +60,20 @@ async def test_at_80_columns_the_attached_requests_tab_shows_the_member_holding_
         await pilot.pause()
         screen = app.export_screenshot().replace("&#160;", " ")  # the SVG keeps spaces as nbsp
         assert "ward7-4121-a1b2" in screen and "lab-88-d4e5f6" in screen
+
+
+async def test_one_id_listed_by_two_members_or_twice_by_one_is_shown_without_a_crash(locations: Locations) -> None:
+    # Found trying the tab over a forged store: a repeated id made the table raise (its rows were keyed by id).
+    same = row("5f0c2a9e3b7d", 5.0)
+    snapshot = fleet_snapshot(view({"ward": published(same, same), "lab": published(same)}), STORE)
+    app = MedopsApp(Settings(refresh_interval=60.0), locations, core=FrozenCore(snapshot))
+    async with app.run_test(size=(160, 48)) as pilot:
+        assert await until(pilot, lambda: app.snapshots_applied > 0)
+        await pilot.press("8")
+        table = app.query_one("#requests-table", DataTable)
+        assert await until(pilot, lambda: table.row_count == 2)  # ward's and lab's; ward's forged repeat skipped
+        pane = app.query_one(RequestsPane)
+        await pilot.press("down")
+        picked = pane.selected()
+        assert picked is not None and picked.request_id == "5f0c2a9e3b7d"
+        assert app.is_running

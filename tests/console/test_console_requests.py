@@ -44,8 +44,13 @@ def rows(core: ResourceCore) -> dict[str, RequestRow]:
     return {row.request_id: row for row in core.snapshot().scheduler.requests}
 
 
+def key_of(table: DataTable[object], request_id: str) -> str:
+    """The table's key of the row with this id (rows are keyed by member and id)."""
+    return next(str(key.value) for key in table.rows if str(key.value).endswith(f"\x1f{request_id}"))
+
+
 def cell(table: DataTable[object], request_id: str, column: str) -> str:
-    return str(table.get_cell(request_id, column))
+    return str(table.get_cell(key_of(table, request_id), column))
 
 
 async def test_the_tab_says_why_each_request_waits_and_acts_on_one(
@@ -87,7 +92,7 @@ async def test_the_tab_says_why_each_request_waits_and_acts_on_one(
         assert await until(pilot, lambda: cell(table, "w1", "wait") == "intake paused")
 
         # Cancel the request in flight: c, then c again to confirm.
-        table.move_cursor(row=table.get_row_index("big"))
+        table.move_cursor(row=table.get_row_index(key_of(table, "big")))
         await pilot.press("c")
         assert "cancel request big? c again: yes" in str(app.query_one("#requests-status").render())
         assert "big" in rows(core)
@@ -102,7 +107,7 @@ async def test_the_tab_says_why_each_request_waits_and_acts_on_one(
 
         # Raise the last-come one to critical (+ twice): it is sent next, before the two that came earlier.
         assert await until(pilot, lambda: table.row_count == 5)
-        table.move_cursor(row=table.get_row_index("w3"))
+        table.move_cursor(row=table.get_row_index(key_of(table, "w3")))
         await pilot.press("plus")
         assert await until(pilot, lambda: cell(table, "w3", "priority") == "high")
         await pilot.press("plus")
