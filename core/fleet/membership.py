@@ -53,6 +53,7 @@ from medops.core.groq.sender import LOCAL_PLACEHOLDER_KEY, choose_target
 from medops.core.settings.config import Settings
 from medops.core.settings.store_url import check_store_url
 from medops.core.snapshot import LIST_ITEMS, CoreSnapshot, StoreSnapshot
+from medops.core.tasks import end_tasks
 
 log = logging.getLogger(__name__)
 
@@ -367,17 +368,6 @@ class Fleet:
 
     def snapshot(self) -> StoreSnapshot:
         return self.store.snapshot(self.instance, self.share_divisor, self.pending(), self.seeding)
-
-
-async def end_tasks(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel until every task has ended. redis-py can lose a cancel that lands inside a command (measured: 143
-    of 3,000 cancels of a PING loop): the command then ends in an error the loops take for the store being away,
-    and they go round again; seen as `medops ask` runs that never exited."""
-    pending = {task for task in tasks if not task.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.5)
 
 
 def join(settings: Settings, clock: Clock, env: Mapping[str, str], role: str) -> Fleet:

@@ -200,7 +200,7 @@ class QuotaStore:
     def _failure(self, exc: RedisError | OSError) -> BaseException:
         """What a failed call raises: `StoreUnavailable`, the store marked away; or, when this task is being
         cancelled, the cancel. redis-py can turn a cancel that lands inside a command into a connection error
-        (see `membership.end_tasks`): a member stopping, or a request given up, must not read as the store gone
+        (see `core/tasks.py`): a member stopping, or a request given up, must not read as the store gone
         (a stopping member would then skip leaving, and its reservations would hold the fleet's room)."""
         task = asyncio.current_task()
         if task is not None and task.cancelling():
