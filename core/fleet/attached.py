@@ -14,7 +14,6 @@ the ledger's histories) raises `NoCoreHere` saying what to do instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections import defaultdict, deque
@@ -53,6 +52,7 @@ from medops.core.snapshot import (
     StoreSnapshot,
     WindowUsage,
 )
+from medops.core.tasks import end_tasks
 from medops.core.waits import percentile
 
 if TYPE_CHECKING:
@@ -141,10 +141,7 @@ class AttachedFleet:
     async def stop(self) -> None:
         """Stop reading; commands still waiting for answers are dropped (they were sent). Safe to call twice."""
         self._started_at = None
-        for task in [t for t in (self._task, *self._sending) if t is not None]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await end_tasks([t for t in (self._task, *self._sending) if t is not None])
         self._task = None
 
     def snapshot(self) -> CoreSnapshot:

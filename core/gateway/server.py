@@ -43,6 +43,7 @@ from medops.core.groq.requests import Attempt, InvalidRequest, OnChunk, Priority
 from medops.core.groq.scheduler import DeadlineExceeded, QueueFull, SchedulerStopped
 from medops.core.groq.wire import error_body, models_body
 from medops.core.listener import CappedSite, damp_accept_errors, is_loopback_host, refusal_bytes
+from medops.core.tasks import end_tasks
 
 CHAT_PATH = "/openai/v1/chat/completions"
 MODELS_PATH = "/openai/v1/models"
@@ -202,13 +203,13 @@ class GatewayServer:
             asking.cancel()
         await runner.cleanup()
         if self._flush_task is not None:
-            self._flush_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flush_task
+            await end_tasks([self._flush_task])
         await self._keys.flush()
 
     async def _flush_uses(self) -> None:
-        while True:
+        # Until `stop` clears the runner, not only until the cancel: a flush keeps a store error for later, and
+        # redis-py can turn a cancel landing inside its command into one; the loop would go round for ever.
+        while self._runner is not None:
             await self._clock.sleep(LAST_USED_INTERVAL)
             await self._keys.flush()
 

@@ -363,3 +363,28 @@ def test_listening_beyond_loopback_must_be_asked_for() -> None:
     with pytest.raises(Exception, match=r"loopback only, not 0\.0\.0\.0.*--allow-remote"):
         GatewayServer(FakeCore(), None, host="0.0.0.0")  # type: ignore[arg-type]
     assert GatewayServer(FakeCore(), None, host="0.0.0.0", allow_remote=True)  # type: ignore[arg-type]
+
+
+async def test_the_gateway_stops_even_when_a_cancel_lands_inside_a_key_use_flush_that_keeps_the_error(
+        locations: Locations, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A flush keeps a store error for the next one; redis-py can turn a cancel that lands inside its command into
+    # such an error, and the flush loop went round again: `stop` then waited for ever.
+    import medops.core.gateway.server as server_module
+
+    monkeypatch.setattr(server_module, "LAST_USED_INTERVAL", 0.01)
+    running = await open_gateway(locations, monkeypatch)
+    flushing = asyncio.Event()
+
+    async def flush_keeping_the_error() -> None:
+        if asyncio.current_task() is not running.server._flush_task:
+            return  # the last flush, at stop
+        flushing.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return  # what a flush does with a store error: kept for later, the loop goes on
+
+    monkeypatch.setattr(running.server._keys, "flush", flush_keeping_the_error)
+    await asyncio.wait_for(flushing.wait(), 30)
+    await running.client.aclose()
+    await asyncio.wait_for(running.server.stop(grace=0.1), 30)  # ends, where it hung
