@@ -31,6 +31,16 @@ async def _publish(*quotas: FleetQuota) -> None:
         await fleet_of(quota).publish()
 
 
+async def _one_in_flight_then_restarted_empty(redis_server: RedisServer, a: FleetQuota) -> None:
+    """One member admits one request (left in flight) and beats, then the store restarts empty and the member
+    writes its day back (the old connection fails once first)."""
+    assert isinstance(await admit(a, 10), Reservation)
+    await fleet_of(a).heartbeat()
+    redis_server.restart_empty()
+    for _ in range(3):
+        await fleet_of(a).heartbeat()
+
+
 async def _one_each_then_restarted_empty(redis_server: RedisServer, a: FleetQuota, b: FleetQuota) -> None:
     """Each member settles one request (7 tokens), both beat twice, then the store restarts empty and both write
     their day back (the old connections fail once first)."""
@@ -122,11 +132,7 @@ async def test_an_unused_models_day_carries_nothing_over_an_empty_restart(redis_
 async def test_a_members_own_view_after_an_empty_restart_reads_the_hold_apart_from_use(
         redis_server: RedisServer) -> None:
     async with member(redis_server.url, LIMITS, "a", seed_grace=0.5) as a:
-        assert isinstance(await admit(a, 10), Reservation)
-        await fleet_of(a).heartbeat()
-        redis_server.restart_empty()
-        for _ in range(3):
-            await fleet_of(a).heartbeat()
+        await _one_in_flight_then_restarted_empty(redis_server, a)
         rpm = a.snapshot().windows[0]
     assert (rpm.used, rpm.own, rpm.held, rpm.limit) == (1, 1, 9, 10)  # not "rpm 10/10"
 
@@ -235,11 +241,7 @@ async def test_between_heartbeats_an_empty_restarts_hold_stays_held_in_the_membe
     # "rpm 10/10 used, 0 held" in a member's own view after an admission, until the next heartbeat split it: the
     # admission's reply counts the hold with the use, and only a heartbeat names every member's part.
     async with member(redis_server.url, LIMITS, "a", seed_grace=0.5) as a:
-        assert isinstance(await admit(a, 10), Reservation)
-        await fleet_of(a).heartbeat()
-        redis_server.restart_empty()
-        for _ in range(3):
-            await fleet_of(a).heartbeat()
+        await _one_in_flight_then_restarted_empty(redis_server, a)
         await asyncio.sleep(0.01)  # a later moment on the store's clock than the beat's (the same ms read as it)
         assert not isinstance(await admit(a, 10), Reservation)  # the minute is held full: its reply, no beat after
         rpm, rpd = a.snapshot().windows[:2]
