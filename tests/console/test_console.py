@@ -203,13 +203,16 @@ async def test_unchanged_sections_are_not_redrawn(locations: Locations) -> None:
         assert quota.redraws == drawn
 
 
-async def test_sighup_makes_the_console_leave_and_stop_the_core(locations: Locations) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGHUP, 129), (signal.SIGTERM, 143)],
+                         ids=["SIGHUP", "SIGTERM"])
+async def test_a_hangup_or_terminate_signal_makes_the_console_leave_stop_the_core_and_exit_128_plus_n(
+        locations: Locations, signum: int, code: int) -> None:
     app, core = make_app(locations)
     async with app.run_test() as pilot:
         await pilot.pause()
-        os.kill(os.getpid(), signal.SIGHUP)
+        os.kill(os.getpid(), signum)
         await pilot.pause(0.2)
-    assert app.return_code == 129
+    assert app.return_code == code
     assert not core.running
 
 
@@ -503,16 +506,6 @@ async def test_a_core_that_fails_to_start_is_shown_and_the_console_stays_up(loca
         assert not app.core_started and app.is_running
         await pilot.press("q")
     assert app.return_code == 0
-
-
-async def test_sigterm_stops_the_core_and_exits_143(locations: Locations) -> None:
-    app, core = make_app(locations)
-    async with app.run_test() as pilot:
-        await pilot.pause()
-        os.kill(os.getpid(), signal.SIGTERM)
-        await pilot.pause(0.2)
-    assert app.return_code == 143
-    assert not core.running
 
 
 @pytest.mark.usefixtures("berlin_time")

@@ -263,19 +263,22 @@ def test_no_stray_border_on_the_overview_or_any_tab(tmux: Tmux, size: tuple[int,
         assert stray_borders(tmux.screen()) == [], (key, tmux.screen())
 
 
-def test_backspace_and_the_next_key_in_one_write_are_both_keys(tmux: Tmux) -> None:
+@pytest.mark.parametrize(("tab", "ready", "last"), [("3", "^s Send", "X"), ("4", "path of a PDF", "Y")],
+                         ids=["prompt box", "one-line field"])
+def test_backspace_and_the_next_key_in_one_write_are_both_keys(tmux: Tmux, tab: str, ready: str, last: str) -> None:
     """Over SSH Backspace and the next key come in one read: the key after a Backspace was lost."""
     tmux.start(80, 24)
     assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
-    tmux.keys("3")
-    assert wait_for(lambda: tmux.shows("^s Send")), tmux.screen()
+    tmux.keys(tab)
+    assert wait_for(lambda: tmux.shows(ready)), tmux.screen()
     tmux.keys("-l", "abcde")
     assert wait_for(lambda: tmux.shows("abcde")), tmux.screen()
     tmux.keys("-H", "7f", "58")  # Backspace and X in one write
     assert wait_for(lambda: tmux.shows("abcdX")), tmux.screen()
-    tmux.keys("BSpace", "BSpace", "X")
-    assert wait_for(lambda: tmux.shows("abcX")), tmux.screen()
-    assert not tmux.shows("abcX" + "X") and not tmux.shows("abcdX"), tmux.screen()
+    tmux.keys("BSpace", "BSpace", last)
+    assert wait_for(lambda: tmux.shows(f"abc{last}")), tmux.screen()
+    time.sleep(0.3)
+    assert not tmux.shows(f"abc{last}X") and not tmux.shows("abcdX"), tmux.screen()
 
 
 def test_a_refused_limit_cleared_and_retyped_in_one_write_applies_the_value_typed(tmux: Tmux) -> None:
@@ -295,20 +298,6 @@ def test_a_refused_limit_cleared_and_retyped_in_one_write_applies_the_value_type
     tmux.keys("-l", "\x7f" * 5 + "3\r")  # one write
     assert wait_for(lambda: tmux.shows("applied now")), tmux.screen()
     assert re.search(r"io_threads: \d+ → 3 \(applied now\)", tmux.screen()), tmux.screen()
-
-
-def test_backspace_and_the_next_key_in_one_write_in_a_one_line_field(tmux: Tmux) -> None:
-    tmux.start(80, 24)
-    assert wait_for(lambda: tmux.shows("Groq stand-in ok", "intake open")), tmux.screen()
-    tmux.keys("4")
-    assert wait_for(lambda: tmux.shows("path of a PDF")), tmux.screen()
-    tmux.keys("-l", "abcde")
-    assert wait_for(lambda: tmux.shows("abcde")), tmux.screen()
-    tmux.keys("-H", "7f", "58")
-    tmux.keys("BSpace", "BSpace", "Y")
-    assert wait_for(lambda: tmux.shows("abcY")), tmux.screen()
-    time.sleep(0.3)
-    assert not tmux.shows("abcYX") and not tmux.shows("abcdX"), tmux.screen()
 
 
 def test_names_typed_ahead_in_the_document_path_are_each_a_job_and_a_pasted_list_waits_for_enter(
